@@ -1,0 +1,196 @@
+"""Pooling on Tensors, as ``torch.nn.functional``: max, average and adaptive, in 1, 2 and 3 dims.
+
+Pooling shrinks a feature map by letting one value represent each window: its maximum or its
+mean. The usual choice is stride = window size (non-overlapping windows); stride defaults to the
+kernel size, as in PyTorch. ``ceil_mode`` sizes the output with ceil instead of floor, but drops a
+last window that would start in the right padding.
+"""
+import numpy as np
+
+from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding, to_tuple
+from ..kernels import pooling as kernels
+from ..tensor import Tensor
+
+__all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+           "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+           "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"]
+
+
+def _check_input(op, input, n_dims):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: input must be a cnnkit Tensor, got {type(input).__name__}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"{op}: input must be floating point, got dtype {input.dtype}")
+    if input.ndim not in (n_dims + 1, n_dims + 2):
+        raise ValueError(f"{op}: input must be {n_dims + 2}-D (N, C, *spatial) or "
+                         f"{n_dims + 1}-D unbatched, got shape {input.shape}")
+    if input.ndim == n_dims + 1:
+        return input.reshape((1,) + input.shape), True
+    return input, False
+
+
+def _window(op, input, n_dims, kernel_size, stride, padding, dilation, ceil_mode):
+    """Validate a pooling window; return (x, unbatched, kernel, stride, pads, dilation, out)."""
+    x, unbatched = _check_input(op, input, n_dims)
+    kernel = positive_tuple(kernel_size, n_dims, "kernel_size")
+    stride = kernel if stride is None or stride == () or stride == [] else positive_tuple(
+        stride, n_dims, "stride")
+    dilation = positive_tuple(dilation, n_dims, "dilation")
+    if isinstance(padding, str):
+        raise ValueError(f"{op}: padding must be an int or a tuple, got {padding!r}")
+    pads = resolve_padding(padding, x.shape[2:], kernel, stride, dilation)
+    for k, (lo, hi) in zip(kernel, pads):
+        if max(lo, hi) > k // 2:
+            raise ValueError(f"{op}: padding {padding!r} must be at most half the kernel size "
+                             f"{kernel}")
+    out = conv_output_shape(x.shape[2:], kernel, stride, pads, dilation, ceil_mode=ceil_mode)
+    if any(o <= 0 for o in out):
+        raise ValueError(f"{op}: output size {out} is too small for input {x.shape[2:]}")
+    return x, unbatched, kernel, stride, pads, dilation, out
+
+
+def _unbatch(t, unbatched):
+    return t.reshape(t.shape[1:]) if unbatched else t
+
+
+def _max_pool(op, n_dims, input, kernel_size, stride, padding, dilation, ceil_mode,
+              return_indices):
+    x, unbatched, kernel, stride, pads, dilation, out = _window(
+        op, input, n_dims, kernel_size, stride, padding, dilation, ceil_mode)
+    y, winner = kernels.max_pool_forward(x.data, kernel, stride, pads, dilation, out)
+
+    def backward(g):
+        return (kernels.max_pool_backward(g, winner, x.shape, kernel, stride, pads, dilation),)
+
+    result = _unbatch(Tensor._make(y, (x,), backward, op), unbatched)
+    if not return_indices:
+        return result
+    index = kernels.max_pool_indices(winner, x.shape[2:], kernel, stride, pads, dilation)
+    return result, Tensor(index[0] if unbatched else index)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max pooling over (N, C, L). With ``return_indices``, also each max's flat input index."""
+    return _max_pool("max_pool1d", 1, input, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max pooling over (N, C, H, W): y[n, c, i, j] = max_{a,b} x[n, c, i·s + a·d, j·s + b·d]."""
+    return _max_pool("max_pool2d", 2, input, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices)
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max pooling over (N, C, D, H, W)."""
+    return _max_pool("max_pool3d", 3, input, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices)
+
+
+def _avg_pool(op, n_dims, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+              divisor_override=None):
+    x, unbatched, kernel, stride, pads, _, out = _window(
+        op, input, n_dims, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None:
+        if not isinstance(divisor_override, (int, np.integer)) or divisor_override <= 0:
+            raise ValueError(f"{op}: divisor_override must be a positive int, got "
+                             f"{divisor_override!r}")
+        divisor = np.float64(divisor_override)
+    else:
+        divisor = kernels.avg_divisor(x.shape[2:], kernel, stride, pads, out, count_include_pad)
+    y = kernels.avg_pool_forward(x.data, kernel, stride, pads, out, divisor)
+
+    def backward(g):
+        return (kernels.avg_pool_backward(g, x.shape, kernel, stride, pads, divisor),)
+    return _unbatch(Tensor._make(y, (x,), backward, op), unbatched)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """Average pooling over (N, C, L)."""
+    return _avg_pool("avg_pool1d", 1, input, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """Average pooling over (N, C, H, W): y = (Σ over the window) / (window cells counted)."""
+    return _avg_pool("avg_pool2d", 2, input, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, divisor_override)
+
+
+def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """Average pooling over (N, C, D, H, W)."""
+    return _avg_pool("avg_pool3d", 3, input, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, divisor_override)
+
+
+def _adaptive_size(op, output_size, spatial):
+    n_dims = len(spatial)
+    if isinstance(output_size, (tuple, list)) and len(output_size) == n_dims:
+        sizes = tuple(s if o is None else o for o, s in zip(output_size, spatial))
+    else:
+        sizes = output_size
+    sizes = positive_tuple(sizes, n_dims, "output_size")
+    if any(s == 0 for s in spatial):
+        raise ValueError(f"{op}: input spatial sizes must be positive, got {spatial}")
+    return sizes
+
+
+def _adaptive_avg_pool(op, n_dims, input, output_size):
+    x, unbatched = _check_input(op, input, n_dims)
+    out = _adaptive_size(op, output_size, x.shape[2:])
+    matrices = [kernels.adaptive_avg_matrix(n, o, x.dtype) for n, o in zip(x.shape[2:], out)]
+    y = x.data
+    for axis, m in enumerate(matrices, start=2):
+        y = kernels.apply_along(y, m, axis)
+
+    def backward(g):
+        for axis, m in enumerate(matrices, start=2):
+            g = kernels.apply_along(g, m.T, axis)
+        return (np.ascontiguousarray(g),)
+    return _unbatch(Tensor._make(np.ascontiguousarray(y), (x,), backward, op), unbatched)
+
+
+def adaptive_avg_pool1d(input, output_size):
+    """Average pooling to a fixed output length; window i is [⌊i·L/out⌋, ⌈(i+1)·L/out⌉)."""
+    return _adaptive_avg_pool("adaptive_avg_pool1d", 1, input, output_size)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average pooling to a fixed (H', W'); ``output_size=1`` is global average pooling."""
+    return _adaptive_avg_pool("adaptive_avg_pool2d", 2, input, output_size)
+
+
+def adaptive_avg_pool3d(input, output_size):
+    return _adaptive_avg_pool("adaptive_avg_pool3d", 3, input, output_size)
+
+
+def _adaptive_max_pool(op, n_dims, input, output_size, return_indices):
+    x, unbatched = _check_input(op, input, n_dims)
+    out = _adaptive_size(op, output_size, x.shape[2:])
+    y, index = kernels.adaptive_max_forward(x.data, out)
+
+    def backward(g):
+        return (kernels.scatter_to_planes(g, index, x.shape),)
+    result = _unbatch(Tensor._make(y, (x,), backward, op), unbatched)
+    if return_indices:
+        return result, Tensor(index[0] if unbatched else index)
+    return result
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    return _adaptive_max_pool("adaptive_max_pool1d", 1, input, output_size, return_indices)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """Max pooling to a fixed (H', W') with PyTorch's adaptive windows."""
+    return _adaptive_max_pool("adaptive_max_pool2d", 2, input, output_size, return_indices)
+
+
+def adaptive_max_pool3d(input, output_size, return_indices=False):
+    return _adaptive_max_pool("adaptive_max_pool3d", 3, input, output_size, return_indices)

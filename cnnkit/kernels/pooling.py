@@ -1,0 +1,188 @@
+"""Pooling kernels on plain ndarrays: max, average and adaptive, any number of spatial dims.
+
+A pooling window slides like a convolution's receptive field, so windows and output sizes come
+from the same places (``im2col.offset_views``, ``conv_arithmetic.output_size``). Every loop here
+runs over *kernel offsets* — k·k passes, each over the whole batch — never over output pixels.
+"""
+import math
+
+import numpy as np
+
+from .im2col import offset_views
+
+
+def _padded(x, pads, needed, value):
+    """Pad the spatial dims by ``pads``, and further on the high side up to ``needed`` cells.
+
+    ceil_mode lets the last window hang over the padded input; those cells are never counted.
+    """
+    widths = [(0, 0), (0, 0)]
+    for n, (lo, hi), need in zip(x.shape[2:], pads, needed):
+        widths.append((lo, max(hi, need - n - lo)))
+    return np.pad(x, widths, constant_values=value)
+
+
+def _needed(out, kernel, stride, dilation):
+    return tuple((o - 1) * s + d * (k - 1) + 1 for o, k, s, d in zip(out, kernel, stride, dilation))
+
+
+def max_pool_forward(x, kernel, stride, pads, dilation, out):
+    """Max over each window.
+
+    x : ndarray of shape (N, C, *spatial);  pads : ((lo, hi), ...)
+    Returns (y, winner): y of shape (N, C, *out) and, for the backward pass, the flat kernel
+    offset of the element that won each window (the first maximum; a NaN always wins, as in
+    PyTorch).
+    """
+    xp = _padded(x, pads, _needed(out, kernel, stride, dilation), -np.inf)
+    views = offset_views(xp, kernel, stride, dilation, out)
+    _, first = next(views)
+    y = first.copy()
+    winner = np.zeros(y.shape, dtype=np.int32)
+    for flat, (_, view) in enumerate(views, start=1):
+        better = (view > y) | np.isnan(view)
+        np.copyto(y, view, where=better)
+        winner[better] = flat
+    return y, winner
+
+
+def max_pool_indices(winner, in_spatial, kernel, stride, pads, dilation):
+    """PyTorch's ``return_indices``: each winner's flat index into its (unpadded) input plane."""
+    offsets = np.unravel_index(winner, kernel)
+    index = np.zeros(winner.shape, dtype=np.int64)
+    for axis, (a, k, s, d, (lo, _), n) in enumerate(
+            zip(offsets, kernel, stride, dilation, pads, in_spatial)):
+        shape = [1] * winner.ndim
+        shape[2 + axis] = winner.shape[2 + axis]
+        position = np.arange(winner.shape[2 + axis]).reshape(shape) * s + a * d - lo
+        index = index * n + position
+    return index
+
+
+def max_pool_backward(g, winner, in_shape, kernel, stride, pads, dilation):
+    """Route each output gradient to the input element that won its window."""
+    out = g.shape[2:]
+    dxp = np.zeros(in_shape[:2] + _needed_full(in_shape[2:], pads, out, kernel, stride, dilation),
+                   dtype=g.dtype)
+    for flat, (_, view) in enumerate(offset_views(dxp, kernel, stride, dilation, out)):
+        view += np.where(winner == flat, g, 0)
+    return _crop(dxp, in_shape, pads)
+
+
+def _needed_full(in_spatial, pads, out, kernel, stride, dilation):
+    needed = _needed(out, kernel, stride, dilation)
+    return tuple(max(n + lo + hi, need) for n, (lo, hi), need in zip(in_spatial, pads, needed))
+
+
+def _crop(dxp, in_shape, pads):
+    return np.ascontiguousarray(
+        dxp[(slice(None), slice(None)) + tuple(slice(lo, lo + n) for n, (lo, _) in
+                                               zip(in_shape[2:], pads))])
+
+
+def avg_divisor(in_spatial, kernel, stride, pads, out, count_include_pad):
+    """How many cells each window averages over, shape (*out): a product of per-dim counts.
+
+    With ``count_include_pad`` padding cells count but the ceil_mode overhang beyond the padded
+    input does not (PyTorch's rule); without it only real input cells count.
+    """
+    divisor = np.ones((), dtype=np.float64)
+    for n, k, s, (lo, hi), o in zip(in_spatial, kernel, stride, pads, out):
+        start = np.arange(o) * s - lo
+        end = np.minimum(start + k, n + hi)
+        if not count_include_pad:
+            start, end = np.maximum(start, 0), np.minimum(end, n)
+        divisor = np.multiply.outer(divisor, end - start)
+    return divisor
+
+
+def avg_pool_forward(x, kernel, stride, pads, out, divisor):
+    """Window sums divided by ``divisor``. x : (N, C, *spatial) -> (N, C, *out)."""
+    dilation = (1,) * len(kernel)
+    xp = _padded(x, pads, _needed(out, kernel, stride, dilation), 0)
+    total = np.zeros(x.shape[:2] + tuple(out), dtype=x.dtype)
+    for _, view in offset_views(xp, kernel, stride, dilation, out):
+        total += view
+    return (total / divisor).astype(x.dtype, copy=False)
+
+
+def avg_pool_backward(g, in_shape, kernel, stride, pads, divisor):
+    """Each window's gradient, divided by its divisor, spread evenly over the window."""
+    dilation = (1,) * len(kernel)
+    out = g.shape[2:]
+    share = (g / divisor).astype(g.dtype, copy=False)
+    dxp = np.zeros(in_shape[:2] + _needed_full(in_shape[2:], pads, out, kernel, stride, dilation),
+                   dtype=g.dtype)
+    for _, view in offset_views(dxp, kernel, stride, dilation, out):
+        view += share
+    return _crop(dxp, in_shape, pads)
+
+
+# -- adaptive pooling: window i covers [floor(i·in/out), ceil((i+1)·in/out)) -----------------
+
+def adaptive_windows(size, out):
+    start = (np.arange(out) * size) // out
+    end = -((-(np.arange(1, out + 1) * size)) // out)
+    return start, end
+
+
+def adaptive_avg_matrix(size, out, dtype):
+    """A (out, size) matrix whose row i averages window i; average pooling is separable, so
+    pooling an N-d input is one such product per spatial dim."""
+    start, end = adaptive_windows(size, out)
+    cols = np.arange(size)
+    inside = (cols >= start[:, None]) & (cols < end[:, None])
+    return (inside / (end - start)[:, None]).astype(dtype)
+
+
+def apply_along(x, matrix, axis):
+    """Contract ``x``'s ``axis`` with ``matrix`` (out, in): y[..., i, ...] = Σ_j M[i, j] x[..., j, ...]."""
+    return np.moveaxis(np.moveaxis(x, axis, -1) @ matrix.T, -1, axis)
+
+
+def adaptive_max_forward(x, out):
+    """Max over adaptive windows. Returns (y, index) with index the flat position in each input
+    plane (PyTorch's ``return_indices``)."""
+    n_dims = len(out)
+    spatial = x.shape[2:]
+    gathers = []
+    for axis, (n, o) in enumerate(zip(spatial, out)):
+        start, end = adaptive_windows(n, o)
+        width = int((end - start).max())
+        # Short windows repeat their last element: harmless for a maximum.
+        idx = np.minimum(start[:, None] + np.arange(width), end[:, None] - 1)
+        shape = [1] * (2 * n_dims)
+        shape[2 * axis], shape[2 * axis + 1] = o, width
+        gathers.append(idx.reshape(shape))
+    flat_plane = 0
+    for axis, idx in enumerate(gathers):
+        flat_plane = flat_plane * spatial[axis] + idx
+    planes = x.reshape(x.shape[:2] + (-1,))
+    # (N, C, o1, w1, o2, w2, ...) -> (N, C, o1, o2, ..., w1·w2·...)
+    flat_plane = np.broadcast_to(flat_plane, np.broadcast_shapes(*(g.shape for g in gathers)))
+    order = [2 * i for i in range(n_dims)] + [2 * i + 1 for i in range(n_dims)]
+    flat_plane = flat_plane.transpose(order).reshape(tuple(out) + (-1,))
+    values = planes[:, :, flat_plane]  # (N, C, *out, window)
+    winner = _first_max(values)
+    y = np.take_along_axis(values, winner[..., None], axis=-1)[..., 0]
+    index = np.take_along_axis(np.broadcast_to(flat_plane, values.shape), winner[..., None],
+                               axis=-1)[..., 0]
+    return y, index.astype(np.int64)
+
+
+def _first_max(values):
+    """Argmax along the last axis; as in PyTorch's ``val > max || isnan(val)``, the first maximum
+    wins, unless there is a NaN, when the last NaN does."""
+    nan = np.isnan(values)
+    last_nan = values.shape[-1] - 1 - nan[..., ::-1].argmax(axis=-1)
+    return np.where(nan.any(axis=-1), last_nan, values.argmax(axis=-1))
+
+
+def scatter_to_planes(g, index, in_shape):
+    """Add ``g[n, c, i]`` into plane (n, c) at flat position ``index[n, c, i]`` (bincount, which
+    sums repeated positions — overlapping windows can pick the same element)."""
+    n, c = in_shape[:2]
+    plane = math.prod(in_shape[2:])
+    flat = (np.arange(n * c).reshape(n, c, *([1] * (index.ndim - 2))) * plane + index).ravel()
+    dx = np.bincount(flat, weights=g.ravel(), minlength=n * c * plane)
+    return dx.astype(g.dtype).reshape(in_shape)
