@@ -1,0 +1,67 @@
+"""Convolution as one large matrix product over im2col columns (any stride, dilation, groups).
+
+The columns of all images sit side by side, so the whole batch is a single GEMM per group:
+
+    forward  W[g][k, (c,a)] @ X[g][(c,a), (n,i)] -> Y[g][k, (n,i)]
+    input    W[g]ᵀ @ dY[g] -> dX columns, folded back onto pixels by col2im
+    weight   dY[g] @ X[g]ᵀ -> dW[g]
+
+One large product keeps BLAS efficient even when a single image's product would be thin
+(few channels, small maps). The price is the im2col copy of the input, k·k times its size.
+"""
+import math
+
+import numpy as np
+
+from .im2col import col2im, windows
+
+
+def _columns(xp, kernel, stride, dilation, out, groups):
+    """(G, C/G·prod(kernel), N·prod(out)) im2col matrix: one column per output position."""
+    n, c = xp.shape[:2]
+    view = windows(xp, kernel, stride, dilation, out)  # (N, C, *k, *out)
+    view = view.reshape((n, groups, c // groups) + view.shape[2:])
+    nk = len(kernel)
+    order = (1, 2) + tuple(range(3, 3 + nk)) + (0,) + tuple(range(3 + nk, 3 + 2 * nk))
+    return view.transpose(order).reshape(groups, (c // groups) * math.prod(kernel), -1)
+
+
+def _batch_last(a, groups):
+    """(N, K, *out) -> (G, K/G, N·prod(out))."""
+    n, k = a.shape[:2]
+    a = a.reshape(n, groups, k // groups, -1)
+    return a.transpose(1, 2, 0, 3).reshape(groups, k // groups, -1)
+
+
+def _batch_first(a, n, out):
+    """(G, K/G, N·prod(out)) -> (N, K, *out)."""
+    g, kg = a.shape[:2]
+    a = a.reshape(g, kg, n, -1).transpose(2, 0, 1, 3)
+    return a.reshape((n, g * kg) + tuple(out))
+
+
+def forward(xp, w, stride, dilation, out, groups):
+    k, kernel = w.shape[0], w.shape[2:]
+    cols = _columns(xp, kernel, stride, dilation, out, groups)
+    y = w.reshape(groups, k // groups, -1) @ cols
+    return _batch_first(y, xp.shape[0], out)
+
+
+def backward_input(dy, w, spatial, stride, dilation, groups):
+    n, k = dy.shape[:2]
+    kernel, out = w.shape[2:], dy.shape[2:]
+    c = w.shape[1] * groups
+    dcols = np.swapaxes(w.reshape(groups, k // groups, -1), 1, 2) @ _batch_last(dy, groups)
+    # (G, C/G, *k, N, *out) viewed as (N, C, *k, *out) for col2im
+    dcols = dcols.reshape((groups, c // groups) + tuple(kernel) + (n,) + tuple(out))
+    nk = len(kernel)
+    order = (2 + nk, 0, 1) + tuple(range(2, 2 + nk)) + tuple(range(3 + nk, 3 + 2 * nk))
+    dcols = dcols.transpose(order).reshape((n, c) + tuple(kernel) + tuple(out))
+    return col2im(dcols, spatial, stride, dilation)
+
+
+def backward_weight(xp, dy, kernel, stride, dilation, groups):
+    k, out = dy.shape[1], dy.shape[2:]
+    cols = _columns(xp, kernel, stride, dilation, out, groups)
+    dw = _batch_last(dy, groups) @ np.swapaxes(cols, 1, 2)  # (G, K/G, C/G·prod(k))
+    return dw.reshape((k, xp.shape[1] // groups) + tuple(kernel))
