@@ -19,13 +19,14 @@ Several algorithms compute these same sums; ``choose_algorithm`` picks one per l
 
     'depthwise'  one input channel per group: a direct sum over kernel offsets
     'shift'      stride 1: shifted matrix products on the padded input, no im2col copy
+    'fft'        stride 1 with a large kernel: products of spectra
     'gemm'       anything else: im2col and one large matrix product
 """
 import math
 
-from . import conv_depthwise, conv_gemm, conv_shift
+from . import conv_depthwise, conv_fft, conv_gemm, conv_shift
 
-ALGORITHMS = ("depthwise", "shift", "gemm")
+ALGORITHMS = ("depthwise", "shift", "fft", "gemm")
 _forced = None
 
 
@@ -35,10 +36,15 @@ def output_spatial(spatial, kernel, stride, dilation):
                  for n, k, s, d in zip(spatial, kernel, stride, dilation))
 
 
-def choose_algorithm(in_channels, out_channels, kernel, stride, groups):
+def choose_algorithm(in_channels, out_channels, kernel, stride, groups, batch=1, out=None,
+                     spatial=None):
     """The algorithm for a layer shape: a heuristic from the benchmark (see BENCHMARKS.md)."""
     if _forced is not None:
         return _forced
+    stride_one = all(s == 1 for s in stride)
+    if stride_one and out is not None and math.prod(kernel) >= 32 and conv_fft.cost_ratio(
+            batch, in_channels // groups, out_channels, kernel, out, spatial) < 0.5:
+        return "fft"
     if in_channels == groups:
         return "depthwise"
     # The shift products have C/G as their inner dimension: too thin for BLAS below ~8 channels,
@@ -56,11 +62,11 @@ def force_algorithm(name):
     _forced = name
 
 
-def _pick(c, k, kernel, stride, groups):
-    algorithm = choose_algorithm(c, k, kernel, stride, groups)
+def _pick(c, k, kernel, stride, groups, batch, out, spatial):
+    algorithm = choose_algorithm(c, k, kernel, stride, groups, batch, out, spatial)
     if algorithm == "depthwise" and c != groups:
         return "gemm"
-    if algorithm == "shift" and any(s != 1 for s in stride):
+    if algorithm in ("shift", "fft") and any(s != 1 for s in stride):
         return "gemm"
     return algorithm
 
@@ -74,9 +80,11 @@ def conv_forward(xp, w, stride, dilation, groups=1):
     """
     c, k, kernel = xp.shape[1], w.shape[0], w.shape[2:]
     out = output_spatial(xp.shape[2:], kernel, stride, dilation)
-    algorithm = _pick(c, k, kernel, stride, groups)
+    algorithm = _pick(c, k, kernel, stride, groups, xp.shape[0], out, xp.shape[2:])
     if algorithm == "depthwise":
         return conv_depthwise.forward(xp, w, stride, dilation, out)
+    if algorithm == "fft":
+        return conv_fft.forward(xp, w, dilation, out, groups)
     if algorithm == "shift":
         return conv_shift.forward(xp, w, dilation, out, groups)
     return conv_gemm.forward(xp, w, stride, dilation, out, groups)
@@ -90,11 +98,13 @@ def conv_backward_input(dy, w, spatial, stride, dilation, groups=1):
     Returns ndarray of shape (N, C, *spatial).
     """
     c, k, kernel = w.shape[1] * groups, w.shape[0], w.shape[2:]
-    algorithm = _pick(c, k, kernel, stride, groups)
+    algorithm = _pick(c, k, kernel, stride, groups, dy.shape[0], dy.shape[2:], spatial)
     if algorithm == "depthwise":
         return conv_depthwise.backward_input(dy, w, spatial, stride, dilation, groups)
     if algorithm == "shift" and _fits(dy.shape[2:], spatial, kernel, dilation):
         return conv_shift.backward_input(dy, w, spatial, dilation, groups)
+    if algorithm == "fft" and _fits(dy.shape[2:], spatial, kernel, dilation):
+        return conv_fft.backward_input(dy, w, spatial, dilation, groups)
     return conv_gemm.backward_input(dy, w, spatial, stride, dilation, groups)
 
 
@@ -106,11 +116,13 @@ def conv_backward_weight(xp, dy, kernel, stride, dilation, groups=1):
     """
     c, k = xp.shape[1], dy.shape[1]
     kernel = tuple(kernel)
-    algorithm = _pick(c, k, kernel, stride, groups)
+    algorithm = _pick(c, k, kernel, stride, groups, xp.shape[0], dy.shape[2:], xp.shape[2:])
     if algorithm == "depthwise":
         return conv_depthwise.backward_weight(xp, dy, kernel, stride, dilation)
     if algorithm == "shift" and _fits(dy.shape[2:], xp.shape[2:], kernel, dilation):
         return conv_shift.backward_weight(xp, dy, kernel, dilation, groups)
+    if algorithm == "fft" and _fits(dy.shape[2:], xp.shape[2:], kernel, dilation):
+        return conv_fft.backward_weight(xp, dy, kernel, dilation, groups)
     return conv_gemm.backward_weight(xp, dy, kernel, stride, dilation, groups)
 
 

@@ -1,0 +1,112 @@
+"""Stride-1 convolution layers through the FFT, for large kernels.
+
+A direct convolution costs prod(kernel) multiply-adds per output; in the frequency domain a
+correlation is a product, whatever the kernel size. With spectra X, W, dY of the padded input,
+the (dilated) kernel and the output gradient, all zero-padded to a length L ≥ the padded input
+(so the circular wrap-around never reaches a position we keep):
+
+    forward   Y[n, k]  = Σ_c X[n, c] · conj(W[k, c])      (correlation: conjugate the kernel)
+    input     dX[n, c] = Σ_k dY[n, k] · W[k, c]           (convolution: the flipped kernel)
+    weight    dW[k, c] = Σ_n conj(dY[n, k]) · X[n, c]     (correlation of the input with dY)
+
+— the same three formulas as ``cnnkit.kernels.conv``, one complex matrix product per frequency.
+"""
+import math
+
+import numpy as np
+
+from .fft_conv import next_fast_len
+
+
+def _dilate(w, dilation):
+    """Insert d − 1 zeros between kernel taps so a dilated kernel becomes an ordinary one."""
+    if all(d == 1 for d in dilation):
+        return w
+    spans = tuple(d * (k - 1) + 1 for k, d in zip(w.shape[2:], dilation))
+    out = np.zeros(w.shape[:2] + spans, dtype=w.dtype)
+    out[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in dilation)] = w
+    return out
+
+
+def _spectrum(a, lengths):
+    axes = tuple(range(2, a.ndim))
+    return np.fft.rfftn(a, s=lengths, axes=axes)
+
+
+def _back(spectrum, lengths, keep, dtype):
+    axes = tuple(range(2, spectrum.ndim))
+    full = np.fft.irfftn(spectrum, s=lengths, axes=axes)
+    return np.ascontiguousarray(full[(slice(None), slice(None)) + tuple(map(slice, keep))],
+                                dtype=dtype)
+
+
+def _by_group(spectrum, groups, group_axis):
+    """(A, B, F) -> (A, G, B/G, F) for activations (channels on axis 1), or, for a kernel bank
+    (K, C/G, F) with its groups on axis 0, -> (G, K/G, C/G, F)."""
+    a, b, f = spectrum.shape
+    if group_axis == 1:
+        return spectrum.reshape(a, groups, b // groups, f)
+    return spectrum.reshape(groups, a // groups, b, f)
+
+
+def _lengths(spatial):
+    return tuple(next_fast_len(n) for n in spatial)
+
+
+def _flat(spec):
+    return spec.reshape(spec.shape[:2] + (-1,))
+
+
+def forward(xp, w, dilation, out, groups):
+    """xp (N, C, *spatial) padded, w (K, C/G, *kernel) -> y (N, K, *out), stride 1."""
+    n, spatial = xp.shape[0], xp.shape[2:]
+    lengths = _lengths(spatial)
+    xs = _flat(_spectrum(xp, lengths))
+    ws = _flat(_spectrum(_dilate(w, dilation), lengths))
+    freq_shape = _spectrum_shape(lengths)
+    ys = np.einsum("ngcf,gkcf->ngkf", _by_group(xs, groups, 1), _by_group(ws.conj(), groups, 0),
+                   optimize=True)
+    ys = ys.reshape((n, w.shape[0]) + freq_shape)
+    return _back(ys, lengths, out, np.result_type(xp, w))
+
+
+def backward_input(dy, w, spatial, dilation, groups):
+    """dL/dx (N, C, *spatial) from dy (N, K, *out): the true convolution of dy with w."""
+    n = dy.shape[0]
+    lengths = _lengths(spatial)
+    dys = _flat(_spectrum(dy, lengths))
+    ws = _flat(_spectrum(_dilate(w, dilation), lengths))
+    dxs = np.einsum("ngkf,gkcf->ngcf", _by_group(dys, groups, 1), _by_group(ws, groups, 0),
+                    optimize=True)
+    dxs = dxs.reshape((n, w.shape[1] * groups) + _spectrum_shape(lengths))
+    return _back(dxs, lengths, spatial, np.result_type(dy, w))
+
+
+def backward_weight(xp, dy, kernel, dilation, groups):
+    """dL/dw (K, C/G, *kernel): the correlation of the padded input with dy."""
+    spatial = xp.shape[2:]
+    lengths = _lengths(spatial)
+    xs = _flat(_spectrum(xp, lengths))
+    dys = _flat(_spectrum(dy, lengths))
+    dws = np.einsum("ngkf,ngcf->gkcf", _by_group(dys.conj(), groups, 1),
+                    _by_group(xs, groups, 1), optimize=True)
+    k = dy.shape[1]
+    dws = dws.reshape((k, xp.shape[1] // groups) + _spectrum_shape(lengths))
+    spans = tuple(d * (kk - 1) + 1 for kk, d in zip(kernel, dilation))
+    dw = _back(dws, lengths, spans, np.result_type(xp, dy))
+    return np.ascontiguousarray(
+        dw[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in dilation)])
+
+
+def _spectrum_shape(lengths):
+    return tuple(lengths[:-1]) + (lengths[-1] // 2 + 1,)
+
+
+def cost_ratio(n, c, k, kernel, out, spatial):
+    """Rough (FFT work) / (direct work); below 1 the FFT should win."""
+    direct = n * k * c * math.prod(kernel) * math.prod(out)
+    lengths = _lengths(spatial)
+    size = math.prod(lengths)
+    transforms = (n * c + k * c + n * k) * size * math.log2(max(size, 2)) * 2.5
+    products = n * k * c * size * 2
+    return (transforms + products) / max(direct, 1)

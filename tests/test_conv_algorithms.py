@@ -1,0 +1,124 @@
+"""Every convolution algorithm (depthwise, shift, fft, gemm) against PyTorch on the same grid.
+
+The dispatcher normally picks one algorithm per shape; here each is forced in turn, so a fast
+path that only rarely wins the heuristic is still checked on every configuration it can run.
+"""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import cnnkit
+import cnnkit.functional as F
+from cnnkit.kernels import conv as conv_kernels
+
+# (dims, N, C, K, spatial, kernel, stride, padding, dilation, groups)
+CASES = [
+    (2, 2, 3, 4, (7, 6), (3, 2), 1, 1, 1, 1),
+    (2, 2, 4, 6, (9, 8), (3, 3), 2, 1, 2, 2),
+    (2, 2, 4, 8, (9, 8), (3, 3), (2, 1), (1, 2), 1, 4),
+    (2, 3, 8, 8, (6, 7), (3, 3), 1, 1, 1, 8),
+    (2, 2, 16, 12, (10, 9), (3, 3), 1, 1, 1, 1),
+    (2, 2, 9, 6, (8, 8), (4, 4), 1, ((2, 1), (1, 2)), (2, 1), 3),
+    (1, 2, 3, 4, (20,), (5,), 3, 2, 2, 1),
+    (1, 2, 1, 4, (60,), (17,), 1, 8, 1, 1),
+    (3, 2, 2, 4, (5, 6, 4), (3, 2, 2), 1, 1, 1, 2),
+    (3, 1, 4, 4, (6, 5, 6), (3, 3, 3), (2, 1, 1), 1, (1, 2, 1), 1),
+]
+TRANSPOSED = [
+    (2, 2, 4, 6, (5, 4), (3, 3), 2, 1, 1, 1, 2),
+    (2, 2, 4, 4, (5, 4), (3, 2), (3, 2), (1, 0), (2, 1), (1, 2), 4),
+    (2, 2, 8, 4, (5, 4), (3, 3), 1, 0, 1, 2, 1),
+    (1, 2, 3, 4, (10,), (4,), 2, 1, 1, 1, 1),
+    (1, 2, 8, 3, (10,), (3,), 1, 1, 0, 1, 1),
+    (3, 1, 2, 2, (3, 4, 3), (2, 3, 2), 2, 1, 0, 1, 2),
+]
+ALGORITHMS = [None, "depthwise", "shift", "fft", "gemm"]
+
+
+@pytest.fixture(params=ALGORITHMS, ids=lambda a: a or "auto")
+def algorithm(request):
+    conv_kernels.force_algorithm(request.param)
+    yield request.param
+    conv_kernels.force_algorithm(None)
+
+
+def _torch_padding(padding, n_dims):
+    """Explicit (lo, hi) pairs for torch.nn.functional.pad (last dim first)."""
+    if isinstance(padding, int):
+        padding = (padding,) * n_dims
+    pairs = [p if isinstance(p, tuple) else (p, p) for p in padding]
+    return [v for pair in reversed(pairs) for v in pair]
+
+
+def _compare(ours, theirs, scale, dtype):
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=tol, atol=tol * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}d-{c[4]}-k{c[5]}-s{c[6]}-g{c[9]}")
+def test_conv_every_algorithm(case, dtype, algorithm):
+    n_dims, n, c, k, spatial, kernel, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((n, c) + spatial).astype(dtype)
+    w = rng.standard_normal((k, c // groups) + kernel).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    xc, wc, bc = (cnnkit.tensor(a, requires_grad=True) for a in (x, w, b))
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = getattr(F, f"conv{n_dims}d")(xc, wc, bc, stride, padding, dilation, groups)
+    yt = getattr(TF, f"conv{n_dims}d")(TF.pad(xt, _torch_padding(padding, n_dims)), wt, bt,
+                                       stride, 0, dilation, groups)
+    g = rng.standard_normal(yt.shape).astype(dtype)
+    y.backward(g)
+    yt.backward(torch.tensor(g))
+    scale = np.sqrt(w[0].size)
+    _compare(y.data, yt, scale, dtype)
+    _compare(xc.grad, xt.grad, scale, dtype)
+    _compare(wc.grad, wt.grad, np.sqrt(g[:, 0].size) * scale, dtype)
+    _compare(bc.grad, bt.grad, np.sqrt(g[:, 0].size), dtype)
+
+
+@pytest.mark.parametrize("case", TRANSPOSED, ids=lambda c: f"{c[0]}d-{c[4]}-s{c[6]}-op{c[8]}")
+def test_conv_transpose_every_algorithm(case, algorithm):
+    n_dims, n, c, k, spatial, kernel, stride, padding, out_pad, dilation, groups = case
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, c) + spatial)
+    w = rng.standard_normal((c, k // groups) + kernel)
+    b = rng.standard_normal(k)
+    xc, wc, bc = (cnnkit.tensor(a, requires_grad=True) for a in (x, w, b))
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    args = (stride, padding, out_pad, groups, dilation)
+    y = getattr(F, f"conv_transpose{n_dims}d")(xc, wc, bc, *args)
+    yt = getattr(TF, f"conv_transpose{n_dims}d")(xt, wt, bt, *args)
+    g = rng.standard_normal(yt.shape)
+    y.backward(g)
+    yt.backward(torch.tensor(g))
+    for ours, theirs in ((y.data, yt), (xc.grad, xt.grad), (wc.grad, wt.grad), (bc.grad, bt.grad)):
+        _compare(ours, theirs, 10.0, np.float64)
+
+
+def test_wrong_weight_gradient_is_caught():
+    """The comparison above is sharp enough to see a sign error in one algorithm's gradient."""
+    from cnnkit.kernels import conv_shift
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 8, 6, 6))
+    w = rng.standard_normal((4, 8, 3, 3))
+    dy = rng.standard_normal((2, 4, 4, 4))
+    right = conv_shift.backward_weight(x, dy, (3, 3), (1, 1), 1)
+    xt, wt = torch.tensor(x), torch.tensor(w, requires_grad=True)
+    TF.conv2d(xt, wt).backward(torch.tensor(dy))
+    _compare(right, wt.grad, 10.0, np.float64)
+    with pytest.raises(AssertionError):
+        _compare(-right, wt.grad, 10.0, np.float64)
+    with pytest.raises(AssertionError):  # an off-by-one kernel offset
+        _compare(np.roll(right, 1, axis=-1), wt.grad, 10.0, np.float64)
+
+
+def test_heuristic_choices():
+    """The dispatcher's picks for typical layers (documented in BENCHMARKS.md)."""
+    pick = conv_kernels.choose_algorithm
+    assert pick(128, 128, (3, 3), (1, 1), 128) == "depthwise"
+    assert pick(64, 64, (3, 3), (1, 1), 1, 32, (32, 32), (34, 34)) == "shift"
+    assert pick(64, 128, (3, 3), (2, 2), 1, 32, (16, 16), (34, 34)) == "gemm"
+    assert pick(1, 16, (101,), (1,), 1, 8, (16000,), (16100,)) == "fft"
