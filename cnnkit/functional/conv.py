@@ -55,17 +55,14 @@ def _dims(n):
     return ", ".join(("D", "H", "W")[3 - n:]) if n <= 3 else f"{n} spatial dims"
 
 
-def _check_groups(op, groups, in_channels, out_channels, weight_in, expected_weight_in):
+def _check_groups(op, groups, in_channels, out_channels=None):
     if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups <= 0:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
     if in_channels % groups:
         raise ValueError(f"{op}: groups={groups} must divide the input channels ({in_channels})")
-    if out_channels % groups:
+    if out_channels is not None and out_channels % groups:
         raise ValueError(f"{op}: groups={groups} must divide the output channels "
                          f"({out_channels})")
-    if weight_in != expected_weight_in:
-        raise ValueError(f"{op}: expected weight.shape[1] = {expected_weight_in} (channels / "
-                         f"groups), got {weight_in}")
 
 
 def _batched(input, n_dims):
@@ -83,7 +80,10 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
         raise ValueError(f"{op}: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
     x, unbatched = _batched(input, n_dims)
     k, c = weight.shape[0], x.shape[1]
-    _check_groups(op, groups, c, k, weight.shape[1], c // groups if c % groups == 0 else None)
+    _check_groups(op, groups, c, k)
+    if weight.shape[1] != c // groups:
+        raise ValueError(f"{op}: expected weight.shape[1] = {c // groups} (input channels / "
+                         f"groups), got {weight.shape[1]}")
     if bias is not None and bias.shape != (k,):
         raise ValueError(f"{op}: bias must have shape ({k},), got {bias.shape}")
     kernel, spatial = weight.shape[2:], x.shape[2:]
@@ -96,7 +96,8 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
     if mode != "constant":
         check_pad_widths(spatial, pads, mode, name=f"{op}: padding")
 
-    xp = pad_array(x.data, widths, mode)
+    # Unpadded input is used as is: the kernels only read it.
+    xp = pad_array(x.data, widths, mode) if any(lo or hi for lo, hi in pads) else x.data
     y = conv_forward(xp, weight.data, stride, dilation, groups)
     if bias is not None:
         y += bias.data.reshape(_bias_shape(k, n_dims))
@@ -105,7 +106,7 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
         dx = dw = db = None
         if x.requires_grad:
             dxp = conv_backward_input(g, weight.data, xp.shape[2:], stride, dilation, groups)
-            dx = pad_array_backward(dxp, x.shape, widths, mode)
+            dx = pad_array_backward(dxp, x.shape, widths, mode) if xp is not x.data else dxp
         if weight.requires_grad:
             dw = conv_backward_weight(xp, g, kernel, stride, dilation, groups)
         if bias is not None and bias.requires_grad:
@@ -146,8 +147,8 @@ def _conv_transpose(op, n_dims, input, weight, bias, stride, padding, output_pad
     if weight.shape[0] != c_in:
         raise ValueError(f"{op}: expected weight.shape[0] = {c_in} (the input channels), got "
                          f"{weight.shape[0]}")
-    c_out = weight.shape[1] * groups if isinstance(groups, int) and groups > 0 else None
-    _check_groups(op, groups, c_in, c_out or 0, weight.shape[1], weight.shape[1])
+    _check_groups(op, groups, c_in)  # C_out = weight.shape[1] · groups is always divisible
+    c_out = weight.shape[1] * groups
     if bias is not None and bias.shape != (c_out,):
         raise ValueError(f"{op}: bias must have shape ({c_out},), got {bias.shape}")
     kernel, spatial = weight.shape[2:], x.shape[2:]

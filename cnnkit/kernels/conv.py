@@ -45,7 +45,7 @@ def choose_algorithm(in_channels, out_channels, kernel, stride, groups, batch=1,
     if stride_one and out is not None and math.prod(kernel) >= 32 and conv_fft.cost_ratio(
             batch, in_channels // groups, out_channels, kernel, out, spatial) < 0.5:
         return "fft"
-    if in_channels == groups:
+    if in_channels == groups > 1:
         return "depthwise"
     # The shift products have C/G as their inner dimension: too thin for BLAS below ~8 channels,
     # where the im2col columns (C/G · prod(kernel) rows) make a better product.

@@ -1,0 +1,116 @@
+"""Suite 3: training speed and peak memory of the default model, cnnkit against PyTorch.
+
+Speed: training steps of the two libraries alternate in one process (same batches, same
+optimizer, same batch size); images/s is the best of several timed windows. Memory: each library
+trains in a fresh child process and reports its peak resident memory above the level it had
+after building the model and the data (``ru_maxrss``), so neither pays for the other's imports.
+"""
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import cnnkit
+from cnnkit.bench.timing import best_of_interleaved
+
+DEFAULT_MODEL = "vgg_small"
+
+
+def _batches(batch_size, count, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((count, batch_size, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, (count, batch_size))
+    return x, y
+
+
+def _cnnkit_step(model, optimizer):
+    import cnnkit.functional as F
+
+    def step(x, y):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(cnnkit.tensor(x)), cnnkit.tensor(y))
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def _torch_step(model, optimizer):
+    import torch
+    import torch.nn.functional as TF
+
+    def step(x, y):
+        optimizer.zero_grad()
+        loss = TF.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def _models(name, lr=0.01):
+    import torch
+
+    import cnnkit.models
+    import cnnkit.optim
+    from cnnkit.bench.torch_twin import torch_twin
+    cnnkit.manual_seed(0)
+    ours = cnnkit.models.get(name)
+    theirs = torch_twin(ours)
+    ours.train()
+    theirs.train()
+    opt_ours = cnnkit.optim.SGD(ours.parameters(), lr=lr, momentum=0.9)
+    opt_theirs = torch.optim.SGD(theirs.parameters(), lr=lr, momentum=0.9)
+    return _cnnkit_step(ours, opt_ours), _torch_step(theirs, opt_theirs)
+
+
+def speed(name=DEFAULT_MODEL, batch_size=128, steps=5, repeats=4):
+    ours, theirs = _models(name)
+    x, y = _batches(batch_size, steps)
+
+    def window(step):
+        def run():
+            for i in range(steps):
+                step(x[i], y[i])
+        return run
+    t_ours, t_theirs = best_of_interleaved([window(ours), window(theirs)], repeats,
+                                           budget_s=120.0)
+    images = batch_size * steps
+    return images / t_ours, images / t_theirs
+
+
+def _peak_child(library, name, batch_size, steps):
+    """Run in a child process: peak RSS growth (MiB) over ``steps`` training steps."""
+    ours, theirs = _models(name)
+    step = ours if library == "cnnkit" else theirs
+    x, y = _batches(batch_size, 2)
+    base = _status_mib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current RSS: setup spikes don't count
+    start = time.perf_counter()
+    for i in range(steps):
+        step(x[i % 2], y[i % 2])
+    return {"peak_mib": _status_mib("VmHWM") - base, "seconds": time.perf_counter() - start}
+
+
+def _status_mib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def peak_memory(library, name=DEFAULT_MODEL, batch_size=128, steps=3):
+    code = ("import json, sys; from cnnkit.bench.end_to_end import _peak_child; "
+            f"print(json.dumps(_peak_child({library!r}, {name!r}, {batch_size}, {steps})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def run(name=DEFAULT_MODEL, batch_size=128):
+    ours, theirs = speed(name, batch_size)
+    yield {"suite": "end_to_end", "name": name, "batch_size": batch_size,
+           "cnnkit_images_per_s": ours, "torch_images_per_s": theirs,
+           "cnnkit_peak_mib": peak_memory("cnnkit", name, batch_size),
+           "torch_peak_mib": peak_memory("torch", name, batch_size)}

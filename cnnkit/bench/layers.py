@@ -1,0 +1,157 @@
+"""Suite 1: single layers, forward and forward+backward (input, weight and bias gradients)."""
+import math
+
+import numpy as np
+
+import cnnkit
+import cnnkit.functional as F
+from cnnkit.conv_arithmetic import conv_output_shape
+from cnnkit.kernels.conv import choose_algorithm
+
+from .timing import best_of_interleaved
+
+# name: (dims, N, C, K, spatial, kernel, stride, padding, groups) — the issue's table.
+CONV_CASES = {
+    "lenet_c1": (2, 64, 1, 32, (28, 28), 5, 1, 2, 1),
+    "res3x3": (2, 32, 64, 64, (32, 32), 3, 1, 1, 1),
+    "res3x3_s2": (2, 32, 64, 128, (32, 32), 3, 2, 1, 1),
+    "pw1x1": (2, 32, 256, 64, (16, 16), 1, 1, 0, 1),
+    "dw3x3": (2, 32, 128, 128, (32, 32), 3, 1, 1, 128),
+    "alex_c1": (2, 8, 3, 64, (224, 224), 11, 4, 2, 1),
+    "audio1d_k101": (1, 8, 1, 16, (16000,), 101, 1, 50, 1),
+    "vol3d": (3, 4, 8, 16, (16, 16, 16), 3, 1, 1, 1),
+}
+# Layers that are one matrix product per batch (what "≥ 60 % of sgemm" is judged on).
+GEMM_LAYERS = ("res3x3", "res3x3_s2", "pw1x1")
+
+
+def _pair(fn_ours, fn_theirs, backward):
+    """Wrap forward (no graph) or forward+backward runs of both libraries."""
+    import torch
+
+    def ours():
+        if backward:
+            fn_ours()
+        else:
+            with cnnkit.no_grad():
+                fn_ours()
+
+    def theirs():
+        if backward:
+            fn_theirs()
+        else:
+            with torch.no_grad():
+                fn_theirs()
+    return ours, theirs
+
+
+def conv_case(name, repeats):
+    import torch
+    import torch.nn.functional as TF
+    n_dims, n, c, k, spatial, kernel, stride, padding, groups = CONV_CASES[name]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c) + spatial, dtype=np.float32)
+    w = (rng.standard_normal((k, c // groups) + (kernel,) * n_dims, dtype=np.float32)
+         / np.float32(math.sqrt(c // groups * kernel ** n_dims)))
+    b = rng.standard_normal(k, dtype=np.float32)
+    out = conv_output_shape(spatial, kernel, stride, padding)
+    g = rng.standard_normal((n, k) + out, dtype=np.float32)
+    ours_conv, theirs_conv = getattr(F, f"conv{n_dims}d"), getattr(TF, f"conv{n_dims}d")
+    tensors = [cnnkit.tensor(a, requires_grad=True) for a in (x, w, b)]
+    torch_tensors = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    g_torch = torch.tensor(g)
+
+    def ours():
+        for t in tensors:
+            t.grad = None
+        y = ours_conv(*tensors, stride, padding, 1, groups)
+        if y.requires_grad:
+            y.backward(g)
+
+    def theirs():
+        for t in torch_tensors:
+            t.grad = None
+        y = theirs_conv(*torch_tensors, stride, padding, 1, groups)
+        if y.requires_grad:
+            y.backward(g_torch)
+
+    flops = 2 * n * k * (c // groups) * kernel ** n_dims * math.prod(out)
+    algorithm = choose_algorithm(c, k, (kernel,) * n_dims, (stride,) * n_dims, groups, n, out,
+                                 tuple(s + 2 * padding for s in spatial))
+    rows = []
+    for mode, backward, work in (("fwd", False, flops), ("fwd+bwd", True, 3 * flops)):
+        t_ours, t_theirs = best_of_interleaved(list(_pair(ours, theirs, backward)), repeats)
+        rows.append(_row(name, mode, t_ours, t_theirs, work, algorithm))
+    return rows
+
+
+def _row(name, mode, t_ours, t_theirs, flops, algorithm=""):
+    return {"suite": "layers", "name": name, "mode": mode, "cnnkit_ms": t_ours * 1e3,
+            "torch_ms": t_theirs * 1e3, "ratio": t_ours / t_theirs,
+            "cnnkit_gflops": flops / t_ours / 1e9 if flops else None,
+            "torch_gflops": flops / t_theirs / 1e9 if flops else None, "algorithm": algorithm}
+
+
+def pool_and_norm_cases(repeats):
+    """Max-pool 2×2 and batch norm on res3x3's output, (32, 64, 32, 32)."""
+    import torch
+    import torch.nn.functional as TF
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((32, 64, 32, 32), dtype=np.float32)
+    g_pool = rng.standard_normal((32, 64, 16, 16), dtype=np.float32)
+    xc, xt = cnnkit.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    rows = []
+
+    def run_pool(lib):
+        def run():
+            if lib == "ours":
+                xc.grad = None
+                y = F.max_pool2d(xc, 2)
+                if y.requires_grad:
+                    y.backward(g_pool)
+            else:
+                xt.grad = None
+                y = TF.max_pool2d(xt, 2)
+                if y.requires_grad:
+                    y.backward(torch.tensor(g_pool))
+        return run
+    for mode, backward in (("fwd", False), ("fwd+bwd", True)):
+        t = best_of_interleaved(list(_pair(run_pool("ours"), run_pool("torch"), backward)), repeats)
+        rows.append(_row("maxpool2x2", mode, *t, 0))
+
+    if not hasattr(F, "batch_norm"):
+        return rows
+    weight, bias = (cnnkit.tensor(np.ones(64, np.float32), requires_grad=True),
+                    cnnkit.tensor(np.zeros(64, np.float32), requires_grad=True))
+    tw, tb = (torch.ones(64, requires_grad=True), torch.zeros(64, requires_grad=True))
+    g = rng.standard_normal(x.shape, dtype=np.float32)
+
+    def run_bn(lib):
+        def run():
+            if lib == "ours":
+                xc.grad = weight.grad = bias.grad = None
+                y = F.batch_norm(xc, np.zeros(64, np.float32), np.ones(64, np.float32), weight,
+                                 bias, training=True)
+                if y.requires_grad:
+                    y.backward(g)
+            else:
+                xt.grad = tw.grad = tb.grad = None
+                y = TF.batch_norm(xt, torch.zeros(64), torch.ones(64), tw, tb, training=True)
+                if y.requires_grad:
+                    y.backward(torch.tensor(g))
+        return run
+    for mode, backward in (("fwd", False), ("fwd+bwd", True)):
+        t = best_of_interleaved(list(_pair(run_bn("ours"), run_bn("torch"), backward)), repeats)
+        rows.append(_row("batchnorm", mode, *t, 0))
+    return rows
+
+
+def run(repeats=5, only=None):
+    rows = []
+    for name in CONV_CASES:
+        if only and name not in only:
+            continue
+        rows += conv_case(name, repeats)
+        yield from rows[-2:]
+    if not only or "maxpool2x2" in only or "batchnorm" in only:
+        yield from pool_and_norm_cases(repeats)

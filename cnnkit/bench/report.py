@@ -1,0 +1,65 @@
+"""Tables and JSON for the benchmark results."""
+import json
+import math
+import os
+import tempfile
+
+
+def _fmt(v, spec):
+    return "—" if v is None else format(v, spec)
+
+
+def layer_table(rows, sgemm):
+    lines = ["| layer | pass | algorithm | cnnkit ms | PyTorch ms | ratio | cnnkit GFLOP/s | "
+             "% of sgemm |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        share = r["cnnkit_gflops"] / sgemm * 100 if r.get("cnnkit_gflops") else None
+        lines.append(f"| {r['name']} | {r['mode']} | {r.get('algorithm') or '—'} | "
+                     f"{r['cnnkit_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} | "
+                     f"{_fmt(r.get('cnnkit_gflops'), '.1f')} | {_fmt(share, '.0f')} |")
+    return "\n".join(lines)
+
+
+def signal_table(rows):
+    lines = ["| case | method | cnnkit ms | scipy ms | PyTorch ms | ratio to faster | "
+             "PyTorch / cnnkit |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['method']} | {r['cnnkit_ms']:.2f} | {r['scipy_ms']:.2f} "
+                     f"| {r['torch_ms']:.2f} | {r['ratio']:.2f} | {1 / r['ratio_vs_torch']:.1f}× |")
+    return "\n".join(lines)
+
+
+def e2e_table(rows):
+    lines = ["| model | batch | cnnkit images/s | PyTorch images/s | ratio (speed) | "
+             "cnnkit peak MiB | PyTorch peak MiB | memory ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['batch_size']} | {r['cnnkit_images_per_s']:.0f} | "
+                     f"{r['torch_images_per_s']:.0f} | "
+                     f"{r['cnnkit_images_per_s'] / r['torch_images_per_s']:.2f} | "
+                     f"{r['cnnkit_peak_mib']:.0f} | {r['torch_peak_mib']:.0f} | "
+                     f"{r['cnnkit_peak_mib'] / r['torch_peak_mib']:.2f} |")
+    return "\n".join(lines)
+
+
+def summary(layer_rows):
+    both = [r["ratio"] for r in layer_rows if r["mode"] == "fwd+bwd"]
+    if not both:
+        return {}
+    worst = max((r for r in layer_rows if r["mode"] == "fwd+bwd"), key=lambda r: r["ratio"])
+    return {"geomean_ratio_fwd_bwd": math.exp(sum(map(math.log, both)) / len(both)),
+            "worst_layer_fwd_bwd": worst["name"], "worst_ratio_fwd_bwd": worst["ratio"]}
+
+
+def write_json(path, payload):
+    """Atomic write: a temp file in the same directory, then rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
