@@ -13,7 +13,7 @@ train: data
 # Install cnnkit with its test extra (PyTorch and SciPy as oracles) and run the test suite.
 test: data
 	$(PYTHON) -m pip install -q -e '.[test]'
-	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n 2 -p no:cacheprovider tests
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n 2 -p no:cacheprovider tests
 
 # Fashion-MNIST from Debian's dataset-fashion-mnist package, where apt is available.
 data:

@@ -1,9 +1,21 @@
-"""cnnkit: convolutional neural networks in NumPy — exact, fast and readable."""
+"""cnnkit: convolutional neural networks in NumPy — exact, fast and readable.
+
+    import cnnkit
+    import cnnkit.nn as nn
+    import cnnkit.nn.functional as F
+
+The layout follows the architecture: ``tensor`` (autograd engine) and ``ops`` (differentiable
+tensor ops); ``kernels`` (fast plain-array convolution and pooling, several algorithms) beside
+``reference`` (the same formulas as literal loops); ``functional`` (differentiable ops with
+PyTorch's names); ``nn`` (layers that own parameters); ``optim``, ``data``, ``models``,
+``train``; ``signal`` (scipy-compatible true convolution); ``cli`` and ``bench``.
+"""
 from .tensor import Tensor, as_tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from . import ops
 from .ops import (abs, clip, concatenate, exp, flatten, log, matmul, maximum, mean, pad,  # noqa
                   permute, reshape, sqrt, stack, sum, transpose, where)
 from .conv_arithmetic import conv_output_shape
-from . import functional
+from .random import manual_seed
+from . import functional, nn, optim, data, signal, reference  # noqa: E402
 
 __version__ = "0.1.0"
