@@ -46,6 +46,13 @@ def _window(op, input, n_dims, kernel_size, stride, padding, dilation, ceil_mode
     out = conv_output_shape(x.shape[2:], kernel, stride, pads, dilation, ceil_mode=ceil_mode)
     if any(o <= 0 for o in out):
         raise ValueError(f"{op}: output size {out} is too small for input {x.shape[2:]}")
+    for n, k, s, (lo, _), d, o in zip(x.shape[2:], kernel, stride, pads, dilation, out):
+        # A dilated window can straddle a short input and see only padding (PyTorch then
+        # returns an index outside the input); refuse instead.
+        taps = np.arange(o)[:, None] * s - lo + np.arange(k) * d
+        if not ((taps >= 0) & (taps < n)).any(axis=1).all():
+            raise ValueError(f"{op}: padding {padding!r} with dilation {dilation} leaves windows "
+                             f"that see only padding in an input of size {x.shape[2:]}")
     return x, unbatched, kernel, stride, pads, dilation, out
 
 
@@ -144,15 +151,10 @@ def _adaptive_size(op, output_size, spatial):
 def _adaptive_avg_pool(op, n_dims, input, output_size):
     x, unbatched = _check_input(op, input, n_dims)
     out = _adaptive_size(op, output_size, x.shape[2:])
-    matrices = [kernels.adaptive_avg_matrix(n, o, x.dtype) for n, o in zip(x.shape[2:], out)]
-    y = x.data
-    for axis, m in enumerate(matrices, start=2):
-        y = kernels.apply_along(y, m, axis)
+    y = kernels.adaptive_avg_forward(x.data, out)
 
     def backward(g):
-        for axis, m in enumerate(matrices, start=2):
-            g = kernels.apply_along(g, m.T, axis)
-        return (np.ascontiguousarray(g),)
+        return (np.ascontiguousarray(kernels.adaptive_avg_backward(g, x.shape[2:])),)
     return _unbatch(Tensor._make(np.ascontiguousarray(y), (x,), backward, op), unbatched)
 
 

@@ -1,0 +1,222 @@
+"""Activation functions: relu, leaky_relu, elu, gelu, sigmoid, tanh, softmax, log_softmax.
+
+Each takes ``input : Tensor of any shape`` and returns a Tensor of the same shape and dtype
+(float32 stays float32). Each backward is the closed-form derivative, written beside the forward.
+Where the derivative is undefined (relu at 0, NaN inputs) the choice copies PyTorch's, so that
+PyTorch can serve as the oracle.
+"""
+import math
+import warnings
+
+import numpy as np
+
+from ..tensor import Tensor, as_tensor
+
+__all__ = ["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax",
+           "erf"]
+
+
+def relu(input) -> Tensor:  # noqa: A002 - PyTorch's argument name
+    """max(x, 0). d/dx = 1 where x > 0, else 0 (0 at x = 0; NaN passes the gradient, as PyTorch)."""
+    x = as_tensor(input)
+    out = np.maximum(x.data, 0)  # np.maximum propagates NaN, as torch.relu does
+    return Tensor._make(out, (x,), lambda g: (np.where(x.data <= 0, np.zeros((), g.dtype), g),),
+                        "relu")
+
+
+def leaky_relu(input, negative_slope: float = 0.01) -> Tensor:  # noqa: A002
+    """x if x > 0 else negative_slope·x.  d/dx = 1 or negative_slope."""
+    x = as_tensor(input)
+    slope = float(negative_slope)
+    out = np.where(x.data > 0, x.data, x.data * slope)
+    return Tensor._make(out, (x,), lambda g: (np.where(x.data > 0, g, g * slope),), "leaky_relu")
+
+
+def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
+    """x if x > 0 else α(eˣ − 1).  d/dx = 1 or α·eˣ.  (expm1 keeps small negative x exact.)"""
+    x = as_tensor(input)
+    alpha = float(alpha)
+    # exp of the clipped value: the positive branch is discarded anyway and must not overflow.
+    exp_neg = np.exp(np.minimum(x.data, 0))
+    out = np.where(x.data > 0, x.data, alpha * np.expm1(np.minimum(x.data, 0)))
+
+    def backward(g):
+        return (np.where(x.data <= 0, g * (alpha * exp_neg), g),)
+    return Tensor._make(out, (x,), backward, "elu")
+
+
+# -- erf without scipy: Cephes' rational approximations (ndtr.c), ~1e-15 relative in float64 --
+_ERF_T = (9.60497373987051638749e0, 9.00260197203842689217e1, 2.23200534594684319226e3,
+          7.00332514112805075473e3, 5.55923013010394962768e4)
+_ERF_U = (3.35617141647503099647e1, 5.21357949780152679795e2, 4.59432382970980127987e3,
+          2.26290000613890934246e4, 4.92673942608635921086e4)
+_ERFC_P = (2.46196981473530512524e-10, 5.64189564831068821977e-1, 7.46321056442269912687e0,
+           4.86371970985681366614e1, 1.96520832956077098242e2, 5.26445194995477358631e2,
+           9.34528527171957607540e2, 1.02755188689515710272e3, 5.57535335369399327526e2)
+_ERFC_Q = (1.32281951154744992508e1, 8.67072140885989742329e1, 3.54937778887819891062e2,
+           9.75708501743205489753e2, 1.82390916687909736289e3, 2.24633760818710981792e3,
+           1.65666309194161350182e3, 5.57535340817727675546e2)
+_ERFC_R = (5.64189583547755073984e-1, 1.27536670759978104416e0, 5.01905042251180477414e0,
+           6.16021097993053585195e0, 7.40974269950448939160e0, 2.97886665372100240670e0)
+_ERFC_S = (2.26052863220117276590e0, 9.39603524938001434673e0, 1.20489539808096656605e1,
+           1.70814450747565897222e1, 9.60896809063285878198e0, 3.36907645100081516050e0)
+
+
+def _polynomial(x, coefficients, monic=False):
+    """Horner's rule; ``monic`` adds a leading coefficient 1 (Cephes' ``p1evl``)."""
+    result = x + coefficients[0] if monic else np.full_like(x, coefficients[0])
+    for c in coefficients[1:]:
+        result = result * x + c
+    return result
+
+
+def _erfc_large(z):
+    """erfc(z) for z >= 1 (float64): e^(−z²)·P(z)/Q(z), two fits split at z = 8."""
+    beyond = z > 27.0  # erfc(27) ≈ 5e-319: beyond it the value underflows to 0
+    z = np.minimum(z, 27.0)  # keeps inf (and overflow) out of the ratios
+    near = _polynomial(z, _ERFC_P) / _polynomial(z, _ERFC_Q, monic=True)
+    far = _polynomial(z, _ERFC_R) / _polynomial(z, _ERFC_S, monic=True)
+    return np.where(beyond, 0.0, np.exp(-z * z) * np.where(z < 8, near, far))
+
+
+def _erf_small(z):
+    """erf(z) for |z| < 1 (float64): z·T(z²)/U(z²)."""
+    z2 = z * z
+    return z * _polynomial(z2, _ERF_T) / _polynomial(z2, _ERF_U, monic=True)
+
+
+def _erfc(z):
+    """erfc(z) = 1 − erf(z) for any float64 array, accurate in the tails (no 1 − 1 cancellation)."""
+    magnitude = np.abs(z)
+    large = _erfc_large(np.maximum(magnitude, 1.0))
+    small = 1.0 - _erf_small(np.minimum(magnitude, 1.0) * np.sign(z))
+    tail = np.where(z > 0, large, 2.0 - large)
+    return np.where(magnitude < 1, small, tail)
+
+
+def _float_dtype(x: Tensor):
+    """The output dtype of a float function: the input's, or float32 for ints (as PyTorch)."""
+    return x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
+
+
+def erf(input) -> Tensor:  # noqa: A002
+    """The error function erf(x) = 2/√π ∫₀ˣ e^(−t²) dt;  d/dx = 2/√π · e^(−x²).
+
+    ``input`` : Tensor of any shape; computed in float64, returned in the input's float dtype.
+    """
+    x = as_tensor(input)
+    x64 = x.data.astype(np.float64)
+    out = np.where(np.abs(x64) < 1, _erf_small(np.clip(x64, -1, 1)), 1.0 - _erfc(x64))
+
+    def backward(g):
+        return ((g * (2 / math.sqrt(math.pi)) * np.exp(-x64 * x64)).astype(x.dtype),)
+    return Tensor._make(out.astype(_float_dtype(x)), (x,), backward, "erf")
+
+
+def gelu(input, approximate: str = "none") -> Tensor:  # noqa: A002
+    """x·Φ(x), Φ the standard normal CDF.
+
+    ``approximate='none'``:  Φ(x) = ½·erfc(−x/√2);  d/dx = Φ(x) + x·φ(x),  φ(x) = e^(−x²/2)/√(2π).
+    ``approximate='tanh'``:  ½x(1 + tanh u),  u = √(2/π)(x + 0.044715x³);
+        d/dx = ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²).
+    Computed in float64 and returned in the input's dtype. At ±inf the limits are returned
+    (gelu(inf) = inf, gelu(−inf) = 0, slopes 1 and 0) where PyTorch gives NaN.
+    """
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    x = as_tensor(input)
+    x64 = x.data.astype(np.float64)
+    # Beyond |x| = 40 both forms equal max(x, 0) to double precision and the correction terms
+    # underflow to 0; clipping keeps 0·inf out of them.
+    clipped = np.clip(x64, -40.0, 40.0)
+    if approximate == "none":
+        cdf = 0.5 * _erfc(-x64 / math.sqrt(2.0))
+
+        def slope():
+            pdf = np.exp(-0.5 * clipped * clipped) / math.sqrt(2 * math.pi)
+            return cdf + clipped * pdf
+    else:
+        k = math.sqrt(2 / math.pi)
+        t = np.tanh(k * (clipped + 0.044715 * clipped ** 3))
+        cdf = 0.5 * (1 + t)
+
+        def slope():
+            du_dx = k * (1 + 3 * 0.044715 * clipped * clipped)
+            return cdf + 0.5 * clipped * (1 - t * t) * du_dx
+    infinite = np.isinf(x64)
+    out = np.where(infinite, np.maximum(x64, 0), np.where(infinite, 0, x64) * cdf)
+
+    def backward(g):
+        return ((g * slope()).astype(x.dtype),)
+    return Tensor._make(out.astype(_float_dtype(x)), (x,), backward, "gelu")
+
+
+def sigmoid(input) -> Tensor:  # noqa: A002
+    """σ(x) = 1/(1 + e^(−x)), from e^(−|x|) so that neither branch overflows.  d/dx = σ(1 − σ)."""
+    x = as_tensor(input)
+    e = np.exp(-np.abs(x.data))
+    out = np.where(x.data >= 0, 1 / (1 + e), e / (1 + e))
+    return Tensor._make(out, (x,), lambda g: (g * out * (1 - out),), "sigmoid")
+
+
+def tanh(input) -> Tensor:  # noqa: A002
+    """tanh(x);  d/dx = 1 − tanh²(x)."""
+    x = as_tensor(input)
+    out = np.tanh(x.data)
+    return Tensor._make(out, (x,), lambda g: (g * (1 - out * out),), "tanh")
+
+
+def _softmax_dim(name, dim, ndim):
+    """Check ``dim``; ``None`` picks PyTorch's legacy implicit dim (with its warning)."""
+    if dim is None:
+        warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the "
+                      f"call to include dim=X as an argument.", stacklevel=3)
+        dim = 0 if ndim in (0, 1, 3) else 1
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{name}: dim must be an int, got {type(dim).__name__}")
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise ValueError(f"{name}: dim {dim} is out of range for a tensor with {ndim} dims")
+    return int(dim) % max(ndim, 1)
+
+
+def softmax(input, dim=None) -> Tensor:  # noqa: A002
+    """softmax(x)ᵢ = e^(xᵢ − m)/Σⱼ e^(xⱼ − m) along ``dim`` (m = max, so no overflow).
+
+    Backward: dL/dx = s ⊙ (g − Σ(g ⊙ s)) along ``dim``.
+    """
+    x = as_tensor(input)
+    axis = _softmax_dim("softmax", dim, x.ndim)
+    if x.ndim == 0:
+        return Tensor._make(np.ones_like(x.data), (x,), lambda g: (np.zeros_like(g),), "softmax")
+    with np.errstate(invalid="ignore"):  # inf − inf = NaN, silently as in PyTorch
+        shifted = x.data - x.data.max(axis=axis, keepdims=True)
+        e = np.exp(shifted)
+        out = e / e.sum(axis=axis, keepdims=True)
+
+    def backward(g):
+        return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
+    return Tensor._make(out, (x,), backward, "softmax")
+
+
+def log_softmax(input, dim=None) -> Tensor:  # noqa: A002
+    """log softmax(x) = (x − m) − log Σ e^(x − m) along ``dim``.
+
+    Backward: dL/dx = g − softmax(x)·Σ g along ``dim``.
+    """
+    x = as_tensor(input)
+    axis = _softmax_dim("log_softmax", dim, x.ndim)
+    if x.ndim == 0:
+        return Tensor._make(np.zeros_like(x.data), (x,), lambda g: (np.zeros_like(g),),
+                            "log_softmax")
+    out = _log_softmax_array(x.data, axis)
+
+    def backward(g):
+        return (g - np.exp(out) * g.sum(axis=axis, keepdims=True),)
+    return Tensor._make(out, (x,), backward, "log_softmax")
+
+
+def _log_softmax_array(x: np.ndarray, axis: int) -> np.ndarray:
+    """The forward of ``log_softmax`` on a plain array (shared with the losses)."""
+    with np.errstate(invalid="ignore", divide="ignore"):  # inf − inf = NaN, as in PyTorch
+        shifted = x - x.max(axis=axis, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))

@@ -1,0 +1,119 @@
+"""Batch normalisation (``torch.nn.functional.batch_norm``) with a closed-form backward.
+
+Statistics are per channel (axis 1), over the batch and every spatial position:
+    x̂ = (x − μ)/√(σ² + ε),   y = γ·x̂ + β.
+In training mode μ, σ² are the batch mean and *biased* variance, and the running statistics are
+updated in place with the *unbiased* variance (n/(n − 1)·σ²), as PyTorch does:
+    running_mean ← (1 − momentum)·running_mean + momentum·μ
+    running_var  ← (1 − momentum)·running_var  + momentum·σ²·n/(n − 1)
+In evaluation mode μ, σ² are the running statistics, which are constants.
+
+Backward with batch statistics (n values per channel, sums over those values):
+    dL/dx = γ/(n·√(σ² + ε)) · (n·g − Σg − x̂·Σ(g·x̂)),   dL/dγ = Σ(g·x̂),   dL/dβ = Σg.
+One op rather than a chain of means and divisions: a third of the memory traffic, and the
+formula can be checked on sight.
+"""
+import numpy as np
+
+from ..tensor import Tensor, as_tensor
+
+__all__ = ["batch_norm"]
+
+
+def _array_or_none(value, name, num_channels):
+    if value is None:
+        return None
+    array = value.data if isinstance(value, Tensor) else value
+    if not isinstance(array, np.ndarray):
+        array = np.asarray(array)
+    if array.shape != (num_channels,):
+        raise ValueError(f"batch_norm: {name} must have shape ({num_channels},) to match the "
+                         f"input's channels, got shape {array.shape}")
+    return array
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa: A002
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel of ``input``.
+
+    Parameters
+    ----------
+    input : Tensor of shape (N, C) or (N, C, *spatial)
+    running_mean, running_var : ndarray or Tensor of shape (C,), or None.
+        Updated in place when ``training``; required when not ``training``.
+    weight, bias : Tensor of shape (C,) or None (γ = 1, β = 0)
+    training : use batch statistics (and update the running ones) instead of the running ones
+    momentum : weight of the new batch in the running averages
+    eps : added to the variance before the square root
+
+    Returns
+    -------
+    Tensor of the input's shape and dtype.
+    """
+    x = as_tensor(input)
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: input must have shape (N, C, ...), got shape {x.shape}")
+    channels = x.shape[1]
+    mean_buf = _array_or_none(running_mean, "running_mean", channels)
+    var_buf = _array_or_none(running_var, "running_var", channels)
+    if not training and (mean_buf is None or var_buf is None):
+        raise ValueError("batch_norm: running_mean and running_var must be given when "
+                         "training=False")
+    gamma = None if weight is None else as_tensor(weight)
+    beta = None if bias is None else as_tensor(bias)
+    for name, param in (("weight", gamma), ("bias", beta)):
+        if param is not None and param.shape != (channels,):
+            raise ValueError(f"batch_norm: {name} must have shape ({channels},), got shape "
+                             f"{param.shape}")
+    axes = (0,) + tuple(range(2, x.ndim))
+    count = x.size // channels if channels else 0
+    if training and count <= 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
+                         f"got input of shape {x.shape}")
+    bshape = (1, channels) + (1,) * (x.ndim - 2)  # (C,) -> broadcastable against x
+
+    if training:
+        mean = x.data.mean(axis=axes)
+        centred = x.data - mean.reshape(bshape)
+        var = np.mean(centred * centred, axis=axes)
+        if mean_buf is not None:
+            mean_buf *= 1 - momentum
+            mean_buf += (momentum * mean).astype(mean_buf.dtype, copy=False)
+        if var_buf is not None:
+            var_buf *= 1 - momentum
+            var_buf += (momentum * var * (count / (count - 1))).astype(var_buf.dtype, copy=False)
+    else:
+        mean = mean_buf.astype(x.dtype, copy=False)
+        var = var_buf.astype(x.dtype, copy=False)
+        centred = x.data - mean.reshape(bshape)
+    inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
+    x_hat = centred * inv_std.reshape(bshape)
+    out = x_hat
+    if gamma is not None:
+        out = out * gamma.data.reshape(bshape)
+    if beta is not None:
+        out = out + beta.data.reshape(bshape)
+
+    def backward(g):
+        need_sum_g_xhat = (gamma is not None and gamma.requires_grad) or (training and
+                                                                          x.requires_grad)
+        sum_g_xhat = (g * x_hat).sum(axis=axes) if need_sum_g_xhat else None
+        sum_g = g.sum(axis=axes)
+        dx = None
+        if x.requires_grad:
+            scale = inv_std if gamma is None else inv_std * gamma.data
+            if training:
+                dx = (scale / count).reshape(bshape) * (
+                    count * g - sum_g.reshape(bshape) - x_hat * sum_g_xhat.reshape(bshape))
+            else:
+                dx = g * scale.reshape(bshape)
+        dgamma = sum_g_xhat if gamma is not None and gamma.requires_grad else None
+        dbeta = sum_g if beta is not None and beta.requires_grad else None
+        grads = (dx,)
+        if gamma is not None:
+            grads += (dgamma,)
+        if beta is not None:
+            grads += (dbeta,)
+        return grads
+    parents = (x,) + tuple(p for p in (gamma, beta) if p is not None)
+    return Tensor._make(out.astype(x.dtype, copy=False), parents, backward, "batch_norm")
