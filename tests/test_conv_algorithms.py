@@ -122,3 +122,41 @@ def test_heuristic_choices():
     assert pick(64, 64, (3, 3), (1, 1), 1, 32, (32, 32), (34, 34)) == "shift"
     assert pick(64, 128, (3, 3), (2, 2), 1, 32, (16, 16), (34, 34)) == "gemm"
     assert pick(1, 16, (101,), (1,), 1, 8, (16000,), (16100,)) == "fft"
+
+
+@pytest.mark.parametrize("stride, dilation, mult", [((1, 1), (1, 1), 1), ((2, 1), (1, 2), 2),
+                                                     ((2, 2), (2, 2), 1), ((1, 3), (1, 1), 3)])
+def test_compiled_depthwise_matches_numpy_depthwise(stride, dilation, mult):
+    """The Numba kernels compute the same sums as the NumPy ones (and so as PyTorch)."""
+    from cnnkit.kernels import conv_depthwise, depthwise_numba
+    rng = np.random.default_rng(5)
+    c, spatial, kernel = 5, (11, 12), (3, 2)
+    xp = rng.standard_normal((3, c) + spatial).astype(np.float32)
+    w = rng.standard_normal((c * mult, 1) + kernel).astype(np.float32)
+    out = conv_kernels.output_spatial(spatial, kernel, stride, dilation)
+    dy = rng.standard_normal((3, c * mult) + out).astype(np.float32)
+    for fast, slow in (
+            (depthwise_numba.forward(xp, w, stride, dilation, out),
+             conv_depthwise.forward(xp, w, stride, dilation, out)),
+            (depthwise_numba.backward_input(dy, w, spatial, stride, dilation, c),
+             conv_depthwise.backward_input(dy, w, spatial, stride, dilation, c)),
+            (depthwise_numba.backward_weight(xp, dy, kernel, stride, dilation),
+             conv_depthwise.backward_weight(xp, dy, kernel, stride, dilation))):
+        np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-4)
+
+
+def test_depthwise_layer_of_real_size_against_torch():
+    """Large enough for the dispatcher to take the compiled path."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 32, 24, 24)).astype(np.float32)
+    w = rng.standard_normal((32, 1, 3, 3)).astype(np.float32)
+    xc, wc = cnnkit.tensor(x, requires_grad=True), cnnkit.tensor(w, requires_grad=True)
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    y = F.conv2d(xc, wc, None, 1, 1, 1, 32)
+    yt = TF.conv2d(xt, wt, None, 1, 1, 1, 32)
+    g = rng.standard_normal(yt.shape).astype(np.float32)
+    y.backward(g)
+    yt.backward(torch.tensor(g))
+    _compare(y.data, yt, 3.0, np.float32)
+    _compare(xc.grad, xt.grad, 3.0, np.float32)
+    _compare(wc.grad, wt.grad, 100.0, np.float32)

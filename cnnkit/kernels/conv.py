@@ -17,7 +17,8 @@ Its two gradients are convolutions again:
 Several algorithms compute these same sums; ``choose_algorithm`` picks one per layer shape
 (``cnnkit.reference`` holds the literal loops they are all tested against):
 
-    'depthwise'  one input channel per group: a direct sum over kernel offsets
+    'depthwise'  one input channel per group: a direct sum over kernel offsets (compiled with
+                 Numba for 2-D layers of real size, ``depthwise_numba``)
     'shift'      stride 1: shifted matrix products on the padded input, no im2col copy
     'fft'        stride 1 with a large kernel: products of spectra
     'gemm'       anything else: im2col and one large matrix product
@@ -82,7 +83,7 @@ def conv_forward(xp, w, stride, dilation, groups=1):
     out = output_spatial(xp.shape[2:], kernel, stride, dilation)
     algorithm = _pick(c, k, kernel, stride, groups, xp.shape[0], out, xp.shape[2:])
     if algorithm == "depthwise":
-        return conv_depthwise.forward(xp, w, stride, dilation, out)
+        return _depthwise(xp.shape, kernel, math.prod(out)).forward(xp, w, stride, dilation, out)
     if algorithm == "fft":
         return conv_fft.forward(xp, w, dilation, out, groups)
     if algorithm == "shift":
@@ -100,7 +101,8 @@ def conv_backward_input(dy, w, spatial, stride, dilation, groups=1):
     c, k, kernel = w.shape[1] * groups, w.shape[0], w.shape[2:]
     algorithm = _pick(c, k, kernel, stride, groups, dy.shape[0], dy.shape[2:], spatial)
     if algorithm == "depthwise":
-        return conv_depthwise.backward_input(dy, w, spatial, stride, dilation, groups)
+        return _depthwise(dy.shape, kernel, math.prod(dy.shape[2:])).backward_input(
+            dy, w, spatial, stride, dilation, groups)
     if algorithm == "shift" and _fits(dy.shape[2:], spatial, kernel, dilation):
         return conv_shift.backward_input(dy, w, spatial, dilation, groups)
     if algorithm == "fft" and _fits(dy.shape[2:], spatial, kernel, dilation):
@@ -118,12 +120,23 @@ def conv_backward_weight(xp, dy, kernel, stride, dilation, groups=1):
     kernel = tuple(kernel)
     algorithm = _pick(c, k, kernel, stride, groups, xp.shape[0], dy.shape[2:], xp.shape[2:])
     if algorithm == "depthwise":
-        return conv_depthwise.backward_weight(xp, dy, kernel, stride, dilation)
+        return _depthwise(dy.shape, kernel, math.prod(dy.shape[2:])).backward_weight(
+            xp, dy, kernel, stride, dilation)
     if algorithm == "shift" and _fits(dy.shape[2:], xp.shape[2:], kernel, dilation):
         return conv_shift.backward_weight(xp, dy, kernel, dilation, groups)
     if algorithm == "fft" and _fits(dy.shape[2:], xp.shape[2:], kernel, dilation):
         return conv_fft.backward_weight(xp, dy, kernel, dilation, groups)
     return conv_gemm.backward_weight(xp, dy, kernel, stride, dilation, groups)
+
+
+def _depthwise(array_shape, kernel, work_positions):
+    """The compiled 2-D depthwise kernels for real work; NumPy's for tiny or non-2-D layers,
+    where starting Numba's thread pool costs more than the arithmetic."""
+    if len(kernel) == 2 and array_shape[0] * array_shape[1] * work_positions * math.prod(
+            kernel) >= 1 << 18:
+        from . import depthwise_numba
+        return depthwise_numba
+    return conv_depthwise
 
 
 def _fits(out, spatial, kernel, dilation):

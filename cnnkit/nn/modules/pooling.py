@@ -57,9 +57,6 @@ class _AvgPoolNd(Module):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override=None):
         super().__init__()
-        if divisor_override is not None:
-            raise ValueError("divisor_override is not supported by cnnkit's average pooling; "
-                             "pass None (divide by the window size)")
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
         self.padding = padding
@@ -69,8 +66,9 @@ class _AvgPoolNd(Module):
 
     def forward(self, input):  # noqa: A002
         pool = getattr(F, f"avg_pool{self._spatial_dims}d")
+        extra = {} if self._spatial_dims == 1 else {"divisor_override": self.divisor_override}
         return pool(input, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode,
-                    count_include_pad=self.count_include_pad)
+                    count_include_pad=self.count_include_pad, **extra)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
