@@ -76,9 +76,13 @@ class Tensor:
         requires_grad: whether gradients flow to (and are stored for) this tensor.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "_retain_grad",
+    __slots__ = ("data", "grad", "_requires_grad", "_parents", "_backward", "_op", "_retain_grad",
                  "__weakref__")
-    __array_priority__ = 1000  # so that ``ndarray + Tensor`` calls Tensor.__radd__
+    # NumPy 2 still honours the legacy priority for operators: ``ndarray * Tensor`` returns
+    # NotImplemented, so Python calls Tensor.__rmul__ and the result stays in the graph. We do not
+    # define ``__array_ufunc__``: that would take over this deferral (``None`` would also make
+    # ``np.exp(t)`` raise); without it, NumPy functions see the plain array via ``__array__``.
+    __array_priority__ = 1000
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.data = _to_array(data, dtype)
@@ -87,7 +91,7 @@ class Tensor:
         self._backward = None
         self._op = ""
         self._retain_grad = False
-        self.requires_grad = False
+        self._requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
 
@@ -100,8 +104,10 @@ class Tensor:
         out.grad = None
         out._op = op
         out._retain_grad = False
-        out.requires_grad = is_grad_enabled() and any(p.requires_grad for p in parents)
-        if out.requires_grad:
+        # An integer or bool output (a cast, say) is never differentiable, as in PyTorch.
+        out._requires_grad = (is_grad_enabled() and data.dtype.kind == "f"
+                              and any(p.requires_grad for p in parents))
+        if out._requires_grad:
             out._parents = parents
             out._backward = backward
         else:
@@ -109,16 +115,27 @@ class Tensor:
             out._backward = None
         return out
 
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, requires_grad: bool) -> None:
+        # A property, so that ``t.requires_grad = True`` is checked like ``requires_grad_``.
+        self.requires_grad_(requires_grad)
+
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if requires_grad and self.data.dtype.kind not in "f":
             raise TypeError(
                 f"only floating-point tensors can require gradients, got dtype {self.data.dtype}"
             )
-        self.requires_grad = bool(requires_grad)
+        self._requires_grad = bool(requires_grad)
         return self
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` on this non-leaf tensor after backward."""
+        if not self._requires_grad:
+            raise RuntimeError("retain_grad() on a tensor that does not require grad")
         self._retain_grad = True
 
     @property
@@ -138,13 +155,27 @@ class Tensor:
         return self.data.ndim
 
     def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
         return len(self.data)
+
+    def __iter__(self):
+        # Without this, Python would iterate through __getitem__ and a 0-d tensor would look empty.
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self.data)))
 
     def numpy(self) -> np.ndarray:
         return self.data
 
     def item(self):
         return self.data.item()
+
+    def __float__(self) -> float:
+        return float(self.data.item())  # item(): NumPy 2 refuses float() of a 1-element array
+
+    def __int__(self) -> int:
+        return int(self.data.item())
 
     def tolist(self):
         return self.data.tolist()
@@ -154,9 +185,14 @@ class Tensor:
         return Tensor(self.data)
 
     def __array__(self, dtype=None, copy=None):
-        if dtype is None:
-            return self.data
-        return self.data.astype(dtype, copy=False)
+        # NumPy 2 passes ``copy`` and trusts the answer: True must copy (``np.array(t)`` must not
+        # alias the tensor), False must not, None copies only for a dtype change.
+        if copy is False and dtype is not None and np.dtype(dtype) != self.data.dtype:
+            raise ValueError(f"cannot view a {self.data.dtype} tensor as {np.dtype(dtype)} "
+                             f"without a copy")
+        if dtype is not None:
+            return self.data.astype(dtype, copy=bool(copy))
+        return self.data.copy() if copy else self.data
 
     def __repr__(self) -> str:
         body = np.array2string(self.data, precision=4, separator=", ", prefix="tensor(")
@@ -197,27 +233,44 @@ class Tensor:
                     f"{self.shape} (the shape of the tensor)")
             gradient = gradient.astype(self.dtype, copy=False)
 
-        grads = {id(self): gradient}
-        for node in reversed(_topological_order(self)):
-            grad = grads.pop(id(node), None)
-            if grad is None:
-                continue
-            if node._backward is None or node._retain_grad:
-                node.grad = grad.copy() if node.grad is None else node.grad + grad
-            if node._backward is None:
-                continue
-            parent_grads = node._backward(grad)
-            for parent, parent_grad in zip(node._parents, parent_grads):
-                if parent_grad is None or not parent.requires_grad:
-                    continue
-                key = id(parent)
-                # A new array, never in-place: the first gradient may alias another node's.
-                grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
-            node._parents = ()
-            node._backward = _released
+        # Gradients through log(0), 0·inf and the like are inf/NaN, as in PyTorch, and silently so.
+        with np.errstate(all="ignore"):
+            _backpropagate(self, gradient)
 
     def zero_grad(self) -> None:
         self.grad = None
+
+
+def _backpropagate(root: Tensor, gradient: np.ndarray) -> None:
+    """The reverse walk of ``Tensor.backward``: sum gradients per node, hand them to parents."""
+    grads = {id(root): gradient}
+    for node in reversed(_topological_order(root)):
+        grad = grads.pop(id(node), None)
+        if grad is None:
+            continue
+        if node._backward is None or node._retain_grad:
+            if node.grad is None:
+                node.grad = grad.copy()  # a copy: ``grad`` may alias another node's gradient
+            else:
+                node.grad += grad  # in place, as PyTorch accumulates
+        if node._backward is None:
+            continue
+        parent_grads = node._backward(grad)
+        for parent, parent_grad in zip(node._parents, parent_grads):
+            if parent_grad is None or not parent.requires_grad:
+                continue
+            # Each gradient takes its tensor's dtype (a float32 leaf gets float32 gradients even
+            # when it met float64 on the way) and is an ndarray, never a NumPy scalar.
+            parent_grad = np.asarray(parent_grad, dtype=parent.data.dtype)
+            if parent_grad.shape != parent.data.shape:
+                raise RuntimeError(
+                    f"backward of {node._op or 'an op'} returned a gradient of shape "
+                    f"{parent_grad.shape} for an input of shape {parent.data.shape}")
+            key = id(parent)
+            # A new array, never in-place: the first gradient may alias another node's.
+            grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+        node._parents = ()
+        node._backward = _released
 
 
 def _topological_order(root: Tensor) -> list:
@@ -244,13 +297,42 @@ def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
     return Tensor(np.array(_to_array(data, dtype)), requires_grad=requires_grad)
 
 
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}  # PyTorch's type categories: bool < integer < float
+
+
 def as_tensor(value, like: Tensor | None = None) -> Tensor:
-    """``value`` as a Tensor without copying; Python scalars take ``like``'s dtype."""
+    """``value`` as a Tensor without copying.
+
+    A Python (or NumPy) scalar next to ``like`` takes ``like``'s dtype when it is of the same or
+    a lower category (so ``t * 2.0`` stays float32), else the default dtype of its own category
+    (int64, float32), as in PyTorch: ``int_tensor * 2.5`` is float32, ``bool_tensor + 1`` int64.
+    """
     if isinstance(value, Tensor):
         return value
     if like is not None and not isinstance(value, np.ndarray) and np.ndim(value) == 0:
-        return Tensor(np.asarray(value, dtype=like.dtype))
+        kind = np.asarray(value).dtype.kind
+        if kind in _CATEGORY and _CATEGORY[kind] > _CATEGORY[like.data.dtype.kind]:
+            return Tensor(value)  # Python float -> float32, int -> int64
+        return Tensor(np.asarray(value, dtype=like.data.dtype))
     return Tensor(value)
+
+
+def result_dtype(a: Tensor, b: Tensor) -> np.dtype:
+    """The dtype of a binary op on ``a`` and ``b``, by PyTorch's promotion rules.
+
+    The higher category (bool < integer < float) wins; within a category the wider dtype does,
+    except that a 0-d tensor does not widen a dimensioned one (float32 (3,) with float64 () is
+    float32) unless it brings a higher category.
+    """
+    cat_a, cat_b = _CATEGORY[a.data.dtype.kind], _CATEGORY[b.data.dtype.kind]
+    if (a.ndim == 0) != (b.ndim == 0):
+        dimensioned, zero_d = (a, b) if b.ndim == 0 else (b, a)
+        if _CATEGORY[zero_d.data.dtype.kind] > _CATEGORY[dimensioned.data.dtype.kind]:
+            return zero_d.data.dtype
+        return dimensioned.data.dtype
+    if cat_a != cat_b:
+        return (a if cat_a > cat_b else b).data.dtype
+    return np.promote_types(a.data.dtype, b.data.dtype)
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:

@@ -2,18 +2,37 @@
 
 Each op's backward maps dL/dout to one gradient per input; ``unbroadcast`` sums each gradient
 back over the axes broadcasting stretched, so shapes always match the inputs.
+
+As in PyTorch, inf and NaN are values that propagate, not errors: the forward ops run under
+``np.errstate(all="ignore")`` (backward runs so in ``Tensor.backward``).
 """
 import numpy as np
 
-from ..tensor import Tensor, as_tensor, unbroadcast
+from ..tensor import Tensor, as_tensor, result_dtype, unbroadcast
+
+_quiet = np.errstate(all="ignore")  # a decorator: NumPy >= 2 keeps the state per call, so it nests
+
+
+def _cast(x: Tensor, dtype) -> Tensor:
+    """``x`` as ``dtype``; the gradient goes back in ``x``'s own dtype."""
+    if x.dtype == dtype:
+        return x
+    return Tensor._make(x.data.astype(dtype), (x,), lambda g: (g.astype(x.dtype),), "cast")
 
 
 def _pair(a, b):
+    """Both operands as Tensors of one dtype, chosen by PyTorch's promotion rules.
+
+    Casting here (rather than letting NumPy promote) keeps ``t * 2.0`` float32 and makes a
+    float64 0-d tensor not widen a float32 array, as in PyTorch.
+    """
     a = as_tensor(a, like=b if isinstance(b, Tensor) else None)
     b = as_tensor(b, like=a)
-    return a, b
+    dtype = result_dtype(a, b)
+    return _cast(a, dtype), _cast(b, dtype)
 
 
+@_quiet
 def add(a, b) -> Tensor:
     a, b = _pair(a, b)
 
@@ -22,6 +41,7 @@ def add(a, b) -> Tensor:
     return Tensor._make(a.data + b.data, (a, b), backward, "add")
 
 
+@_quiet
 def sub(a, b) -> Tensor:
     a, b = _pair(a, b)
 
@@ -30,6 +50,7 @@ def sub(a, b) -> Tensor:
     return Tensor._make(a.data - b.data, (a, b), backward, "sub")
 
 
+@_quiet
 def mul(a, b) -> Tensor:
     a, b = _pair(a, b)
 
@@ -39,8 +60,11 @@ def mul(a, b) -> Tensor:
     return Tensor._make(a.data * b.data, (a, b), backward, "mul")
 
 
+@_quiet
 def div(a, b) -> Tensor:
     a, b = _pair(a, b)
+    if a.dtype.kind != "f":  # true division of integers gives the default float32, as PyTorch
+        a, b = _cast(a, np.float32), _cast(b, np.float32)
 
     def backward(g):
         # d(a/b)/da = 1/b ;  d(a/b)/db = -a/b²
@@ -49,22 +73,26 @@ def div(a, b) -> Tensor:
     return Tensor._make(a.data / b.data, (a, b), backward, "div")
 
 
+@_quiet
 def power(a, b) -> Tensor:
     a, b = _pair(a, b)
-    out = a.data ** b.data
+    out = a.data ** b.data  # 0^-1 = inf, (-1)^0.5 = NaN
 
     def backward(g):
+        # PyTorch's conventions at the edges: d/da is 0 where b = 0 (even at a = 0, where
+        # b·a^(b-1) would be 0·inf); d/db is 0 where a = 0 and b >= 0, and NaN for a < 0 (ln a).
         grad_a = grad_b = None
         if a.requires_grad:  # d(a^b)/da = b·a^(b-1)
-            grad_a = unbroadcast(g * b.data * a.data ** (b.data - 1), a.shape)
-        if b.requires_grad:  # d(a^b)/db = a^b·ln a  (0 where a = 0, as PyTorch)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                log_a = np.where(a.data > 0, np.log(np.where(a.data > 0, a.data, 1)), 0)
-            grad_b = unbroadcast(g * out * log_a, b.shape)
+            grad_a = unbroadcast(np.where(b.data == 0, 0, g * b.data * a.data ** (b.data - 1)),
+                                 a.shape)
+        if b.requires_grad:  # d(a^b)/db = a^b·ln a
+            grad_b = unbroadcast(
+                np.where((a.data == 0) & (b.data >= 0), 0, g * out * np.log(a.data)), b.shape)
         return grad_a, grad_b
     return Tensor._make(out, (a, b), backward, "pow")
 
 
+@_quiet
 def matmul(a, b) -> Tensor:
     """``a @ b`` with NumPy's rules: 1-D operands are promoted, leading dims broadcast.
 
@@ -75,11 +103,13 @@ def matmul(a, b) -> Tensor:
     def backward(g):
         A = a.data[None, :] if a.ndim == 1 else a.data
         B = b.data[:, None] if b.ndim == 1 else b.data
+        # Give g back the row/column axes that 1-D promotion dropped (b's first: for 1-D @ 1-D,
+        # g is 0-d and becomes (1, 1)).
         G = g
-        if a.ndim == 1:
-            G = np.expand_dims(G, -2)
         if b.ndim == 1:
-            G = np.expand_dims(G, -1)
+            G = G[..., None]
+        if a.ndim == 1:
+            G = G[..., None, :]
         grad_a = grad_b = None
         if a.requires_grad:
             grad_a = G @ np.swapaxes(B, -1, -2)

@@ -5,15 +5,29 @@ import numpy as np
 
 from ..tensor import Tensor
 
+_quiet = np.errstate(all="ignore")  # inf + -inf = NaN silently, as in PyTorch
+
 
 def _axes(axis, ndim):
+    """``axis`` (None, an int or a sequence) as a sorted tuple of non-negative axes.
+
+    A 0-d tensor accepts axis 0 or -1 (as PyTorch) and has nothing to reduce over.
+    """
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)
+    bound = builtins.max(ndim, 1)
     for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
+        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+            raise TypeError(f"axis: expected integers, got {a!r}")
+        if not -bound <= a < bound:
             raise ValueError(f"axis {a} is out of range for a tensor of {ndim} dims")
-    return tuple(sorted(a % builtins.max(ndim, 1) for a in axes))
+    if ndim == 0:
+        return ()
+    normalized = sorted(a % ndim for a in axes)
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"axis: {tuple(axes)} names a dim more than once")
+    return tuple(normalized)
 
 
 def _expand(g, shape, axes, keepdims):
@@ -24,6 +38,7 @@ def _expand(g, shape, axes, keepdims):
     return g
 
 
+@_quiet
 def sum(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001
     axes = _axes(axis, x.ndim)
     out = np.sum(x.data, axis=axes, keepdims=keepdims)
@@ -33,7 +48,10 @@ def sum(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001
     return Tensor._make(np.asarray(out), (x,), backward, "sum")
 
 
+@_quiet
 def mean(x, axis=None, keepdims=False) -> Tensor:
+    if x.dtype.kind != "f":  # PyTorch refuses too, rather than guess an output dtype
+        raise TypeError(f"mean: needs a floating-point tensor, got dtype {x.dtype}")
     axes = _axes(axis, x.ndim)
     count = int(np.prod([x.shape[a] for a in axes])) if x.ndim else 1
     out = np.mean(x.data, axis=axes, keepdims=keepdims)
@@ -46,13 +64,17 @@ def mean(x, axis=None, keepdims=False) -> Tensor:
 
 def _extreme(fn, name):
     def reduce(x, axis=None, keepdims=False) -> Tensor:
-        """Max/min over ``axis``; tied extremes share the gradient equally (like ``amax``)."""
+        """Max/min over ``axis``; tied extremes share the gradient equally (like ``amax``).
+
+        A NaN wins the reduction and takes its gradient, as with PyTorch's ``max()``
+        (``amax`` would make every gradient in the slice NaN).
+        """
         axes = _axes(axis, x.ndim)
         out_kept = fn(x.data, axis=axes, keepdims=True)
         out = out_kept if keepdims else np.squeeze(out_kept, axis=axes)
 
         def backward(g):
-            hit = x.data == out_kept
+            hit = (x.data == out_kept) | (np.isnan(x.data) & np.isnan(out_kept))
             return (hit * (_expand(g, x.shape, axes, keepdims) / hit.sum(axis=axes, keepdims=True)),)
         return Tensor._make(np.asarray(out), (x,), backward, name)
     return reduce

@@ -41,7 +41,16 @@ def transpose(x, dim0=None, dim1=None) -> Tensor:
 
 
 def squeeze(x, axis=None) -> Tensor:
-    return reshape(x, np.squeeze(x.data, axis=axis).shape)
+    """Drop size-1 dims (all, or those in ``axis``); a named dim of another size stays, as in
+    PyTorch (NumPy would raise)."""
+    if axis is None:
+        return reshape(x, tuple(n for n in x.shape if n != 1))
+    bound = max(x.ndim, 1)
+    axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)
+    if any(not -bound <= a < bound for a in axes):
+        raise ValueError(f"squeeze: axis {axis} is out of range for a tensor of {x.ndim} dims")
+    drop = {a % bound for a in axes}
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if not (i in drop and n == 1)))
 
 
 def unsqueeze(x, axis) -> Tensor:

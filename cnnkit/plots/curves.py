@@ -1,0 +1,91 @@
+"""Training curves: loss and accuracy per epoch, from a run's ``metrics.json``/``metrics.csv``.
+
+The run directory is what ``cnnkit.train.fit`` writes: one row per epoch with ``epoch``,
+``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy``, ... Any column whose name
+contains "loss" goes in the loss panel, any containing "acc" in the accuracy panel.
+"""
+import csv
+import json
+import math
+import os
+
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from ._figure import finish, new_figure
+
+__all__ = ["plot_curves", "read_metrics"]
+
+
+def _float(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _columns(rows, source):
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"{source}: expected a list of per-epoch rows (objects)")
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    return {name: np.array([_float(row.get(name)) for row in rows]) for name in names}
+
+
+def read_metrics(path) -> dict:
+    """Columns of a run's metrics: {name: float ndarray of shape (epochs,)}, NaN where missing.
+
+    ``path`` is a run directory (``metrics.json`` is preferred, else ``metrics.csv``) or one of
+    those files. Raises FileNotFoundError or ValueError naming the file.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        candidates = [os.path.join(path, f) for f in ("metrics.json", "metrics.csv")]
+        found = [c for c in candidates if os.path.isfile(c)]
+        if not found:
+            raise FileNotFoundError(f"{path}: no metrics.json or metrics.csv in this run directory")
+        path = found[0]
+    elif not os.path.isfile(path):
+        raise FileNotFoundError(f"no such run directory or metrics file: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            if path.endswith(".json"):
+                data = json.load(f)
+                if isinstance(data, dict) and isinstance(data.get("rows"), list):
+                    data = data["rows"]
+                elif isinstance(data, dict):  # {column: [values]}
+                    data = [dict(zip(data, values)) for values in zip(*data.values())]
+                return _columns(data, path)
+            return _columns(list(csv.DictReader(f)), path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as err:
+        raise ValueError(f"{path}: cannot read metrics ({err})") from err
+
+
+def plot_curves(metrics: dict, path=None, title: str = "training curves"):
+    """Loss (left) and accuracy in % (right) against the epoch; returns the Figure.
+
+    metrics : {column: array (epochs,)}, as ``read_metrics`` returns
+    """
+    if not metrics:
+        raise ValueError("metrics: no rows")
+    n = len(next(iter(metrics.values())))
+    epoch = metrics.get("epoch", np.arange(1, n + 1))
+    panels = [("loss", [k for k in metrics if "loss" in k.lower()]),
+              ("accuracy (%)", [k for k in metrics if "acc" in k.lower()])]
+    panels = [(label, keys) for label, keys in panels if keys]
+    if not panels:
+        raise ValueError(f"metrics: found no loss or accuracy columns in {sorted(metrics)}")
+    figure = new_figure(5 * len(panels), 3.6)
+    figure.suptitle(title)
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (label, keys) in zip(axes, panels):
+        for key in keys:
+            values = metrics[key]
+            if "acc" in key.lower() and np.nanmax(np.abs(values), initial=0) <= 1:
+                values = 100 * values  # stored as fractions in [0, 1]
+            ax.plot(epoch, values, marker="o", markersize=3, label=key)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return finish(figure, path)
