@@ -32,17 +32,23 @@ def max_pool_forward(x, kernel, stride, pads, dilation, out):
     x : ndarray of shape (N, C, *spatial);  pads : ((lo, hi), ...)
     Returns (y, winner): y of shape (N, C, *out) and, for the backward pass, the flat kernel
     offset of the element that won each window (the first maximum; a NaN always wins, as in
-    PyTorch).
+    PyTorch). A padding cell never wins, not even against an input of −inf: like PyTorch, a
+    window of −inf picks its first real cell, so the index and the gradient stay in the input.
     """
-    xp = _padded(x, pads, _needed(out, kernel, stride, dilation), -np.inf)
-    views = offset_views(xp, kernel, stride, dilation, out)
-    _, first = next(views)
+    needed = _needed(out, kernel, stride, dilation)
+    xp = _padded(x, pads, needed, -np.inf)
+    is_real = _padded(np.ones((1, 1) + x.shape[2:], dtype=bool), pads, needed, False)
+    views = zip(offset_views(xp, kernel, stride, dilation, out),
+                offset_views(is_real, kernel, stride, dilation, out))
+    (_, first), (_, first_real) = next(views)
     y = first.copy()
     winner = np.zeros(y.shape, dtype=np.int32)
-    for flat, (_, view) in enumerate(views, start=1):
-        better = (view > y) | np.isnan(view)
+    winner_real = np.broadcast_to(first_real, y.shape).copy()
+    for flat, ((_, view), (_, real)) in enumerate(views, start=1):
+        better = (view > y) | np.isnan(view) | (real & ~winner_real)
         np.copyto(y, view, where=better)
         winner[better] = flat
+        winner_real |= better  # padding (−inf, never NaN) cannot be better than anything
     return y, winner
 
 
@@ -126,18 +132,49 @@ def adaptive_windows(size, out):
     return start, end
 
 
-def adaptive_avg_matrix(size, out, dtype):
-    """A (out, size) matrix whose row i averages window i; average pooling is separable, so
-    pooling an N-d input is one such product per spatial dim."""
-    start, end = adaptive_windows(size, out)
-    cols = np.arange(size)
-    inside = (cols >= start[:, None]) & (cols < end[:, None])
-    return (inside / (end - start)[:, None]).astype(dtype)
+def window_sum(x, axis, start, end):
+    """s[..., i, ...] = Σ_{start[i] <= j < end[i]} x[..., j, ...] along ``axis``.
+
+    A loop over window offsets (at most the widest window), each one gather. Cells outside a
+    window are left out, not multiplied by zero, so a NaN or ±Inf stays in the windows that
+    contain it (a 0/1 matrix product would spread it: 0·NaN = NaN).
+    """
+    x = np.moveaxis(x, axis, -1)
+    total = np.zeros(x.shape[:-1] + (len(start),), dtype=x.dtype)
+    for offset in range(int((end - start).max(initial=0))):
+        inside = start + offset < end
+        total += np.where(inside, x[..., np.minimum(start + offset, x.shape[-1] - 1)], 0)
+    return np.moveaxis(total, -1, axis)
 
 
-def apply_along(x, matrix, axis):
-    """Contract ``x``'s ``axis`` with ``matrix`` (out, in): y[..., i, ...] = Σ_j M[i, j] x[..., j, ...]."""
-    return np.moveaxis(np.moveaxis(x, axis, -1) @ matrix.T, -1, axis)
+def adaptive_avg_forward(x, out):
+    """Mean over adaptive windows, one spatial axis at a time (average pooling is separable).
+
+    x : ndarray of shape (N, C, *spatial)  ->  ndarray of shape (N, C, *out)
+    """
+    for axis, (n, o) in enumerate(zip(x.shape[2:], out), start=2):
+        start, end = adaptive_windows(n, o)
+        x = window_sum(x, axis, start, end) / _along(end - start, axis, x.ndim).astype(x.dtype)
+    return x
+
+
+def adaptive_avg_backward(g, in_spatial):
+    """dL/dx[j] = Σ_{i : start[i] <= j < end[i]} dL/dy[i] / |window i|, per axis.
+
+    The windows holding cell j are the consecutive i in [lo_j, hi_j): starts and ends both grow
+    with i, so this is again a windowed sum, over the output axis.
+    """
+    for axis, n in enumerate(in_spatial, start=2):
+        start, end = adaptive_windows(n, g.shape[axis])
+        cells = np.arange(n)
+        lo, hi = np.searchsorted(end, cells, side="right"), np.searchsorted(start, cells, "right")
+        g = window_sum(g / _along(end - start, axis, g.ndim).astype(g.dtype), axis, lo, hi)
+    return g
+
+
+def _along(values, axis, ndim):
+    """A 1-D array shaped to broadcast along ``axis`` of an ``ndim``-d array."""
+    return values.reshape((-1,) + (1,) * (ndim - 1 - axis))
 
 
 def adaptive_max_forward(x, out):
@@ -157,7 +194,7 @@ def adaptive_max_forward(x, out):
     flat_plane = 0
     for axis, idx in enumerate(gathers):
         flat_plane = flat_plane * spatial[axis] + idx
-    planes = x.reshape(x.shape[:2] + (-1,))
+    planes = x.reshape(x.shape[:2] + (math.prod(spatial),))  # not -1: N may be 0
     # (N, C, o1, w1, o2, w2, ...) -> (N, C, o1, o2, ..., w1·w2·...)
     flat_plane = np.broadcast_to(flat_plane, np.broadcast_shapes(*(g.shape for g in gathers)))
     order = [2 * i for i in range(n_dims)] + [2 * i + 1 for i in range(n_dims)]
