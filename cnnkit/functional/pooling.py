@@ -64,6 +64,9 @@ def _max_pool(op, n_dims, input, kernel_size, stride, padding, dilation, ceil_mo
               return_indices):
     x, unbatched, kernel, stride, pads, dilation, out = _window(
         op, input, n_dims, kernel_size, stride, padding, dilation, ceil_mode)
+    if n_dims == 2 and x.data.size >= _COMPILED_MIN_SIZE:
+        return _compiled_max_pool2d(op, x, unbatched, kernel, stride, pads, dilation, out,
+                                    return_indices)
     y, winner = kernels.max_pool_forward(x.data, kernel, stride, pads, dilation, out)
 
     def backward(g):
@@ -74,6 +77,22 @@ def _max_pool(op, n_dims, input, kernel_size, stride, padding, dilation, ceil_mo
         return result
     index = kernels.max_pool_indices(winner, x.shape[2:], kernel, stride, pads, dilation)
     return result, Tensor(index[0] if unbatched else index)
+
+
+# Below this many input values NumPy's passes beat starting Numba's thread pool.
+_COMPILED_MIN_SIZE = 1 << 16
+
+
+def _compiled_max_pool2d(op, x, unbatched, kernel, stride, pads, dilation, out, return_indices):
+    from ..kernels import pooling_numba
+    y, index = pooling_numba.max_pool2d_forward(x.data, kernel, stride, pads, dilation, out)
+
+    def backward(g):
+        return (pooling_numba.max_pool2d_backward(g, index, x.shape),)
+    result = _unbatch(Tensor._make(y, (x,), backward, op), unbatched)
+    if return_indices:
+        return result, Tensor(index[0] if unbatched else index)
+    return result
 
 
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,

@@ -38,6 +38,8 @@ def _geometry(spatial, kernel, dilation, out):
 def _to_grid(y_ext, spatial, out):
     """Keep the valid positions of an output computed on the padded grid."""
     n, k, length = y_ext.shape
+    if tuple(out) == tuple(spatial):  # e.g. 1×1 kernels: the grid is the output, nothing to drop
+        return y_ext.reshape((n, k) + tuple(out))
     full = np.zeros((n, k, out[0] * math.prod(spatial[1:])), dtype=y_ext.dtype)
     full[:, :, :length] = y_ext
     full = full.reshape((n, k, out[0]) + tuple(spatial[1:]))
@@ -48,6 +50,8 @@ def _to_grid(y_ext, spatial, out):
 def _from_grid(dy, spatial, length):
     """Place dy (N, K, *out) on the padded grid (zeros in the wrap-around columns), flattened."""
     n, k, out = dy.shape[0], dy.shape[1], dy.shape[2:]
+    if tuple(out) == tuple(spatial):
+        return dy.reshape(n, k, -1)
     grid = np.zeros((n, k, out[0]) + tuple(spatial[1:]), dtype=dy.dtype)
     grid[(slice(None), slice(None), slice(None)) + tuple(slice(0, o) for o in out[1:])] = dy
     return grid.reshape(n, k, -1)[:, :, :length]
@@ -78,7 +82,7 @@ def backward_input(dy, w, spatial, dilation, groups):
     flipped = flipped.reshape((groups, k // groups, cg) + tuple(kernel)).swapaxes(1, 2)
     flipped = np.ascontiguousarray(flipped).reshape((groups * cg, k // groups) + tuple(kernel))
     reach = [(d * (kk - 1), d * (kk - 1)) for kk, d in zip(kernel, dilation)]
-    dy_full = np.pad(dy, [(0, 0), (0, 0)] + reach)
+    dy_full = np.pad(dy, [(0, 0), (0, 0)] + reach) if any(r for r, _ in reach) else dy
     return forward(dy_full, flipped, dilation, tuple(spatial), groups)
 
 

@@ -1,0 +1,49 @@
+"""The compiled (Numba) 2-D max pooling path against PyTorch, values, indices and gradients."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import cnnkit
+import cnnkit.functional as F
+from cnnkit.functional import pooling
+
+
+@pytest.fixture(autouse=True)
+def always_compiled(monkeypatch):
+    monkeypatch.setattr(pooling, "_COMPILED_MIN_SIZE", 0)
+
+
+@pytest.mark.parametrize("args", [
+    dict(kernel_size=2),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 1), dilation=(2, 1), ceil_mode=True),
+    dict(kernel_size=2, stride=2, ceil_mode=True),
+    dict(kernel_size=(1, 4), stride=(3, 1), padding=(0, 2)),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_max_pool2d_matches_torch(args, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4, 9, 11)).astype(dtype)
+    x[0, 0, 0, :3] = np.nan
+    x[1, 1] = -np.inf
+    x[2, 2, :2, :2] = 1.0  # ties: the first maximum wins
+    xc, xt = cnnkit.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    y, index = F.max_pool2d(xc, return_indices=True, **args)
+    yt, index_t = TF.max_pool2d(xt, return_indices=True, **args)
+    g = rng.standard_normal(yt.shape).astype(dtype)
+    y.backward(g)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_array_equal(y.data, yt.detach().numpy())
+    np.testing.assert_array_equal(index.data, index_t.numpy())
+    np.testing.assert_allclose(xc.grad, xt.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_compiled_and_numpy_paths_agree(monkeypatch):
+    rng = np.random.default_rng(1)
+    x = cnnkit.tensor(rng.standard_normal((2, 3, 10, 10)), requires_grad=True)
+    fast, fast_index = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    monkeypatch.setattr(pooling, "_COMPILED_MIN_SIZE", 1 << 60)
+    slow, slow_index = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    np.testing.assert_array_equal(fast.data, slow.data)
+    np.testing.assert_array_equal(fast_index.data, slow_index.data)
