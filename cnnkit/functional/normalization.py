@@ -71,17 +71,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                          f"got input of shape {x.shape}")
     bshape = (1, channels) + (1,) * (x.ndim - 2)  # (C,) -> broadcastable against x
+    if x.ndim > 2 and x.data.size >= _COMPILED_MIN_SIZE:
+        return _compiled_batch_norm(x, mean_buf, var_buf, gamma, beta, training, momentum, eps)
 
     if training:
         mean = x.data.mean(axis=axes)
         centred = x.data - mean.reshape(bshape)
         var = np.mean(centred * centred, axis=axes)
-        if mean_buf is not None:
-            mean_buf *= 1 - momentum
-            mean_buf += (momentum * mean).astype(mean_buf.dtype, copy=False)
-        if var_buf is not None:
-            var_buf *= 1 - momentum
-            var_buf += (momentum * var * (count / (count - 1))).astype(var_buf.dtype, copy=False)
+        _update_running(mean_buf, var_buf, mean, var, momentum, count)
     else:
         mean = mean_buf.astype(x.dtype, copy=False)
         var = var_buf.astype(x.dtype, copy=False)
@@ -117,3 +114,56 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
         return grads
     parents = (x,) + tuple(p for p in (gamma, beta) if p is not None)
     return Tensor._make(out.astype(x.dtype, copy=False), parents, backward, "batch_norm")
+
+
+def _update_running(mean_buf, var_buf, mean, var, momentum, count):
+    """Running averages; the variance one uses the unbiased batch variance, as PyTorch."""
+    if mean_buf is not None:
+        mean_buf *= 1 - momentum
+        mean_buf += (momentum * mean).astype(mean_buf.dtype, copy=False)
+    if var_buf is not None:
+        var_buf *= 1 - momentum
+        var_buf += (momentum * var * (count / (count - 1))).astype(var_buf.dtype, copy=False)
+
+
+# Below this many values NumPy's passes beat starting Numba's thread pool.
+_COMPILED_MIN_SIZE = 1 << 16
+
+
+def _compiled_batch_norm(x, mean_buf, var_buf, gamma, beta, training, momentum, eps):
+    """``batch_norm`` through the fused kernels of ``kernels.batchnorm_numba`` (same formulas)."""
+    from ..kernels import batchnorm_numba as kernels
+    x3 = np.ascontiguousarray(x.data).reshape(x.shape[0], x.shape[1], -1)
+    channels = x.shape[1]
+    if training:
+        mean, var = np.empty(channels), np.empty(channels)
+        kernels.channel_stats(x3, mean, var)
+        _update_running(mean_buf, var_buf, mean, var, momentum, x3.shape[0] * x3.shape[2])
+    else:
+        mean, var = mean_buf.astype(np.float64), var_buf.astype(np.float64)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    scale = inv_std * (1.0 if gamma is None else gamma.data)  # y = scale·x + shift
+    shift = (0.0 if beta is None else beta.data) - mean * scale
+    out = np.empty_like(x3)
+    kernels.affine(x3, scale.astype(x.dtype), shift.astype(x.dtype), out)
+
+    def backward(g):
+        g3 = np.ascontiguousarray(g).reshape(x3.shape)
+        sum_g, sum_g_xhat = np.empty(channels), np.empty(channels)
+        kernels.grad_sums(x3, g3, mean, inv_std, sum_g, sum_g_xhat)
+        dx = None
+        if x.requires_grad:
+            if training:
+                dx = np.empty_like(x3)
+                kernels.grad_input(x3, g3, mean, inv_std, scale, sum_g, sum_g_xhat, dx)
+            else:
+                dx = g3 * scale.astype(x.dtype)[:, None]
+            dx = dx.reshape(x.shape)
+        grads = (dx,)
+        if gamma is not None:
+            grads += (sum_g_xhat.astype(x.dtype) if gamma.requires_grad else None,)
+        if beta is not None:
+            grads += (sum_g.astype(x.dtype) if beta.requires_grad else None,)
+        return grads
+    parents = (x,) + tuple(p for p in (gamma, beta) if p is not None)
+    return Tensor._make(out.reshape(x.shape), parents, backward, "batch_norm")

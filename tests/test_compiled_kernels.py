@@ -1,4 +1,6 @@
-"""The compiled (Numba) 2-D max pooling path against PyTorch, values, indices and gradients."""
+"""The compiled (Numba) paths against PyTorch: 2-D max pooling and batch normalisation.
+
+They are taken only above a size threshold, so these tests lower the threshold to zero."""
 import numpy as np
 import pytest
 import torch
@@ -6,12 +8,13 @@ import torch.nn.functional as TF
 
 import cnnkit
 import cnnkit.functional as F
-from cnnkit.functional import pooling
+from cnnkit.functional import normalization, pooling
 
 
 @pytest.fixture(autouse=True)
 def always_compiled(monkeypatch):
     monkeypatch.setattr(pooling, "_COMPILED_MIN_SIZE", 0)
+    monkeypatch.setattr(normalization, "_COMPILED_MIN_SIZE", 0)
 
 
 @pytest.mark.parametrize("args", [
@@ -47,3 +50,32 @@ def test_compiled_and_numpy_paths_agree(monkeypatch):
     slow, slow_index = F.max_pool2d(x, 3, 2, 1, return_indices=True)
     np.testing.assert_array_equal(fast.data, slow.data)
     np.testing.assert_array_equal(fast_index.data, slow_index.data)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (3, 5, 7), (2, 3, 4, 3, 5)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_batch_norm_matches_torch(shape, training, affine, dtype):
+    rng = np.random.default_rng(2)
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    rm, rv = rng.standard_normal(c).astype(dtype), (rng.random(c) + 0.5).astype(dtype)
+    xc, wc, bc = (cnnkit.tensor(a, requires_grad=True) for a in (x, w, b))
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    rm_ours, rv_ours, rm_t, rv_t = rm.copy(), rv.copy(), torch.tensor(rm), torch.tensor(rv)
+    params = (wc, bc) if affine else (None, None)
+    params_t = (wt, bt) if affine else (None, None)
+    y = F.batch_norm(xc, rm_ours, rv_ours, *params, training=training, momentum=0.2)
+    yt = TF.batch_norm(xt, rm_t, rv_t, *params_t, training=training, momentum=0.2)
+    g = rng.standard_normal(shape).astype(dtype)
+    y.backward(g)
+    yt.backward(torch.tensor(g))
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    pairs = [(y.data, yt), (xc.grad, xt.grad), (rm_ours, rm_t), (rv_ours, rv_t)]
+    if affine:
+        pairs += [(wc.grad, wt.grad), (bc.grad, bt.grad)]
+    for ours, theirs in pairs:
+        assert ours.dtype == dtype
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), **tol)
