@@ -257,14 +257,10 @@ def test_transposed_conv_is_the_adjoint_of_conv(rng):
     np.testing.assert_allclose(np.vdot(conv.data, y), np.vdot(x, back.data), rtol=1e-12)
 
 
-EMPTY_BATCH_XFAIL = pytest.mark.xfail(
-    reason="kernels/conv_gemm.py reshapes with -1, which an empty batch makes ambiguous")
-
-
 @pytest.mark.parametrize("fn, w_shape, kwargs", [
-    pytest.param(F.conv2d, (2, 3, 3, 3), dict(padding=1), marks=EMPTY_BATCH_XFAIL),
+    (F.conv2d, (2, 3, 3, 3), dict(padding=1)),
     (F.conv2d, (3, 1, 3, 3), dict(groups=3)),
-    pytest.param(F.conv_transpose2d, (3, 2, 3, 3), dict(stride=2), marks=EMPTY_BATCH_XFAIL),
+    (F.conv_transpose2d, (3, 2, 3, 3), dict(stride=2)),
 ])
 def test_empty_batch_like_torch(fn, w_shape, kwargs):
     x = cnnkit.tensor(np.ones((0, 3, 5, 5)), requires_grad=True)

@@ -19,6 +19,7 @@ CASES = [
     (2, 2, 4, 8, (9, 8), (3, 3), (2, 1), (1, 2), 1, 4),
     (2, 3, 8, 8, (6, 7), (3, 3), 1, 1, 1, 8),
     (2, 2, 16, 12, (10, 9), (3, 3), 1, 1, 1, 1),
+    (2, 3, 5, 7, (7, 8), (3, 3), 1, ((1, 2), (0, 1)), 1, 1),
     (2, 2, 9, 6, (8, 8), (4, 4), 1, ((2, 1), (1, 2)), (2, 1), 3),
     (1, 2, 3, 4, (20,), (5,), 3, 2, 2, 1),
     (1, 2, 1, 4, (60,), (17,), 1, 8, 1, 1),
@@ -33,7 +34,7 @@ TRANSPOSED = [
     (1, 2, 8, 3, (10,), (3,), 1, 1, 0, 1, 1),
     (3, 1, 2, 2, (3, 4, 3), (2, 3, 2), 2, 1, 0, 1, 2),
 ]
-ALGORITHMS = [None, "depthwise", "shift", "fft", "gemm"]
+ALGORITHMS = [None, "depthwise", "winograd", "shift", "fft", "gemm"]
 
 
 @pytest.fixture(params=ALGORITHMS, ids=lambda a: a or "auto")
@@ -160,3 +161,30 @@ def test_depthwise_layer_of_real_size_against_torch():
     _compare(y.data, yt, 3.0, np.float32)
     _compare(xc.grad, xt.grad, 3.0, np.float32)
     _compare(wc.grad, wt.grad, 100.0, np.float32)
+
+
+def test_winograd_float32_error_bound():
+    """Winograd's transforms add rounding; in float32 its error against the exact (float64)
+    result stays within a small multiple of direct summation's error, for all three passes."""
+    from cnnkit.kernels import conv_gemm, conv_winograd
+    rng = np.random.default_rng(11)
+    xp = rng.standard_normal((4, 32, 18, 17))
+    w = rng.standard_normal((16, 32, 3, 3)) / np.sqrt(32 * 9)
+    out = (16, 15)
+    dy = rng.standard_normal((4, 16) + out)
+    exact = (conv_gemm.forward(xp, w, (1, 1), (1, 1), out, 1),
+             conv_gemm.backward_input(dy, w, xp.shape[2:], (1, 1), (1, 1), 1),
+             conv_gemm.backward_weight(xp, dy, (3, 3), (1, 1), (1, 1), 1))
+    x32, w32, dy32 = (a.astype(np.float32) for a in (xp, w, dy))
+    direct = (conv_gemm.forward(x32, w32, (1, 1), (1, 1), out, 1),
+              conv_gemm.backward_input(dy32, w32, xp.shape[2:], (1, 1), (1, 1), 1),
+              conv_gemm.backward_weight(x32, dy32, (3, 3), (1, 1), (1, 1), 1))
+    winograd = (conv_winograd.forward(x32, w32, out),
+                conv_winograd.backward_input(dy32, w32, xp.shape[2:]),
+                conv_winograd.backward_weight(x32, dy32))
+    for e, d, wg in zip(exact, direct, winograd):
+        assert wg.dtype == np.float32
+        scale = np.abs(e).max()
+        direct_error = np.abs(d - e).max() / scale
+        winograd_error = np.abs(wg - e).max() / scale
+        assert winograd_error < max(8 * direct_error, 2e-6), (winograd_error, direct_error)

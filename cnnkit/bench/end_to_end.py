@@ -73,7 +73,8 @@ def speed(name=DEFAULT_MODEL, batch_size=128, steps=5, repeats=4):
             for i in range(steps):
                 step(x[i], y[i])
         return run
-    t_ours, t_theirs = best_of_interleaved([window(ours), window(theirs)], repeats,
+    # Two warm-up windows: the first loads (or compiles) the Numba kernels.
+    t_ours, t_theirs = best_of_interleaved([window(ours), window(theirs)], repeats, warmup=2,
                                            budget_s=120.0)
     images = batch_size * steps
     return images / t_ours, images / t_theirs
@@ -84,6 +85,7 @@ def _peak_child(library, name, batch_size, steps):
     ours, theirs = _models(name)
     step = ours if library == "cnnkit" else theirs
     x, y = _batches(batch_size, 2)
+    step(x[0], y[0])  # warm-up: compiled kernels and allocator pools are not the peak we want
     base = _status_mib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak (VmHWM) to the current RSS: setup spikes don't count

@@ -4,6 +4,8 @@ cnnkit layers carry PyTorch's constructor arguments under PyTorch's attribute na
 twin is made layer by layer from those, then given the same weights through ``state_dict``
 (whose keys are PyTorch's too).
 """
+from collections import OrderedDict
+
 import numpy as np
 
 _COPIED = {
@@ -37,7 +39,7 @@ def _layer(module):
     import torch.nn as tnn
     name = type(module).__name__
     if name == "Sequential":
-        return tnn.Sequential(*[_layer(m) for m in module.children()])
+        return tnn.Sequential(OrderedDict((key, _layer(m)) for key, m in module.named_children()))
     kwargs = {a: getattr(module, a) for a in _COPIED.get(name, ())}
     if name.startswith(("Conv", "Linear")):
         kwargs["bias"] = module.bias is not None

@@ -20,7 +20,9 @@ def relu(input) -> Tensor:  # noqa: A002 - PyTorch's argument name
     """max(x, 0). d/dx = 1 where x > 0, else 0 (0 at x = 0; NaN passes the gradient, as PyTorch)."""
     x = as_tensor(input)
     out = np.maximum(x.data, 0)  # np.maximum propagates NaN, as torch.relu does
-    return Tensor._make(out, (x,), lambda g: (np.where(x.data <= 0, np.zeros((), g.dtype), g),),
+    # Backward reads the output, as PyTorch's threshold_backward does (out ≤ 0 ⟺ x ≤ 0, and a
+    # NaN passes either way), so the input can be freed once the next layer has it.
+    return Tensor._make(out, (x,), lambda g: (np.where(out <= 0, np.zeros((), g.dtype), g),),
                         "relu")
 
 

@@ -102,12 +102,17 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
     if bias is not None:
         y += bias.data.reshape(_bias_shape(k, n_dims))
 
+    padded_spatial = xp.shape[2:]
+    del xp  # backward pads again rather than hold a padded copy of every layer's input
+
     def backward(g):
         dx = dw = db = None
+        padded = any(lo or hi for lo, hi in pads)
         if x.requires_grad:
-            dxp = conv_backward_input(g, weight.data, xp.shape[2:], stride, dilation, groups)
-            dx = pad_array_backward(dxp, x.shape, widths, mode) if xp is not x.data else dxp
+            dxp = conv_backward_input(g, weight.data, padded_spatial, stride, dilation, groups)
+            dx = pad_array_backward(dxp, x.shape, widths, mode) if padded else dxp
         if weight.requires_grad:
+            xp = pad_array(x.data, widths, mode) if padded else x.data
             dw = conv_backward_weight(xp, g, kernel, stride, dilation, groups)
         if bias is not None and bias.requires_grad:
             db = g.sum(axis=(0,) + tuple(range(2, g.ndim)))

@@ -91,6 +91,7 @@ def _compiled_max_pool2d(op, x, unbatched, kernel, stride, pads, dilation, out, 
         return (pooling_numba.max_pool2d_backward(g, index, x.shape),)
     result = _unbatch(Tensor._make(y, (x,), backward, op), unbatched)
     if return_indices:
+        index = index.astype(np.int64)  # PyTorch's index dtype
         return result, Tensor(index[0] if unbatched else index)
     return result
 

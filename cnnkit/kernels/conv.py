@@ -19,15 +19,16 @@ Several algorithms compute these same sums; ``choose_algorithm`` picks one per l
 
     'depthwise'  one input channel per group: a direct sum over kernel offsets (compiled with
                  Numba for 2-D layers of real size, ``depthwise_numba``)
+    'winograd'   3×3, stride 1, dilation 1: Winograd F(2×2, 3×3), 2.25× fewer multiplies
     'shift'      stride 1: shifted matrix products on the padded input, no im2col copy
     'fft'        stride 1 with a large kernel: products of spectra
     'gemm'       anything else: im2col and one large matrix product
 """
 import math
 
-from . import conv_depthwise, conv_fft, conv_gemm, conv_shift
+from . import conv_depthwise, conv_fft, conv_gemm, conv_shift, conv_winograd
 
-ALGORITHMS = ("depthwise", "shift", "fft", "gemm")
+ALGORITHMS = ("depthwise", "winograd", "shift", "fft", "gemm")
 _forced = None
 
 
@@ -38,7 +39,7 @@ def output_spatial(spatial, kernel, stride, dilation):
 
 
 def choose_algorithm(in_channels, out_channels, kernel, stride, groups, batch=1, out=None,
-                     spatial=None):
+                     spatial=None, dilation=None):
     """The algorithm for a layer shape: a heuristic from the benchmark (see BENCHMARKS.md)."""
     if _forced is not None:
         return _forced
@@ -63,10 +64,20 @@ def force_algorithm(name):
     _forced = name
 
 
-def _pick(c, k, kernel, stride, groups, batch, out, spatial):
-    algorithm = choose_algorithm(c, k, kernel, stride, groups, batch, out, spatial)
+def winograd_applies(kernel, stride, dilation, groups):
+    return tuple(kernel) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) \
+        and groups == 1
+
+
+def _pick(c, k, kernel, stride, dilation, groups, batch, out, spatial):
+    """The algorithm to run: the heuristic's (or the forced) choice where it applies."""
+    if batch == 0:  # an empty batch: only the shapes matter, and im2col handles them all
+        return "gemm"
+    algorithm = choose_algorithm(c, k, kernel, stride, groups, batch, out, spatial, dilation)
     if algorithm == "depthwise" and c != groups:
         return "gemm"
+    if algorithm == "winograd" and not winograd_applies(kernel, stride, dilation, groups):
+        algorithm = "shift"
     if algorithm in ("shift", "fft") and any(s != 1 for s in stride):
         return "gemm"
     return algorithm
@@ -81,7 +92,9 @@ def conv_forward(xp, w, stride, dilation, groups=1):
     """
     c, k, kernel = xp.shape[1], w.shape[0], w.shape[2:]
     out = output_spatial(xp.shape[2:], kernel, stride, dilation)
-    algorithm = _pick(c, k, kernel, stride, groups, xp.shape[0], out, xp.shape[2:])
+    algorithm = _pick(c, k, kernel, stride, dilation, groups, xp.shape[0], out, xp.shape[2:])
+    if algorithm == "winograd":
+        return conv_winograd.forward(xp, w, out)
     if algorithm == "depthwise":
         return _depthwise(xp.shape, kernel, math.prod(out)).forward(xp, w, stride, dilation, out)
     if algorithm == "fft":
@@ -99,7 +112,9 @@ def conv_backward_input(dy, w, spatial, stride, dilation, groups=1):
     Returns ndarray of shape (N, C, *spatial).
     """
     c, k, kernel = w.shape[1] * groups, w.shape[0], w.shape[2:]
-    algorithm = _pick(c, k, kernel, stride, groups, dy.shape[0], dy.shape[2:], spatial)
+    algorithm = _pick(c, k, kernel, stride, dilation, groups, dy.shape[0], dy.shape[2:], spatial)
+    if algorithm == "winograd" and _fits(dy.shape[2:], spatial, kernel, dilation):
+        return conv_winograd.backward_input(dy, w, spatial)
     if algorithm == "depthwise":
         return _depthwise(dy.shape, kernel, math.prod(dy.shape[2:])).backward_input(
             dy, w, spatial, stride, dilation, groups)
@@ -118,7 +133,10 @@ def conv_backward_weight(xp, dy, kernel, stride, dilation, groups=1):
     """
     c, k = xp.shape[1], dy.shape[1]
     kernel = tuple(kernel)
-    algorithm = _pick(c, k, kernel, stride, groups, xp.shape[0], dy.shape[2:], xp.shape[2:])
+    algorithm = _pick(c, k, kernel, stride, dilation, groups, xp.shape[0], dy.shape[2:],
+                      xp.shape[2:])
+    if algorithm == "winograd" and _fits(dy.shape[2:], xp.shape[2:], kernel, dilation):
+        return conv_winograd.backward_weight(xp, dy)
     if algorithm == "depthwise":
         return _depthwise(dy.shape, kernel, math.prod(dy.shape[2:])).backward_weight(
             xp, dy, kernel, stride, dilation)

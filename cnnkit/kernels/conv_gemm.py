@@ -23,27 +23,29 @@ def _columns(xp, kernel, stride, dilation, out, groups):
     view = view.reshape((n, groups, c // groups) + view.shape[2:])
     nk = len(kernel)
     order = (1, 2) + tuple(range(3, 3 + nk)) + (0,) + tuple(range(3 + nk, 3 + 2 * nk))
-    return view.transpose(order).reshape(groups, (c // groups) * math.prod(kernel), -1)
+    return view.transpose(order).reshape(groups, (c // groups) * math.prod(kernel),
+                                         n * math.prod(out))
 
 
 def _batch_last(a, groups):
     """(N, K, *out) -> (G, K/G, N·prod(out))."""
     n, k = a.shape[:2]
-    a = a.reshape(n, groups, k // groups, -1)
-    return a.transpose(1, 2, 0, 3).reshape(groups, k // groups, -1)
+    positions = math.prod(a.shape[2:])
+    a = a.reshape(n, groups, k // groups, positions)
+    return a.transpose(1, 2, 0, 3).reshape(groups, k // groups, n * positions)
 
 
 def _batch_first(a, n, out):
     """(G, K/G, N·prod(out)) -> (N, K, *out)."""
     g, kg = a.shape[:2]
-    a = a.reshape(g, kg, n, -1).transpose(2, 0, 1, 3)
+    a = a.reshape(g, kg, n, math.prod(out)).transpose(2, 0, 1, 3)
     return a.reshape((n, g * kg) + tuple(out))
 
 
 def forward(xp, w, stride, dilation, out, groups):
     k, kernel = w.shape[0], w.shape[2:]
     cols = _columns(xp, kernel, stride, dilation, out, groups)
-    y = w.reshape(groups, k // groups, -1) @ cols
+    y = w.reshape(groups, k // groups, cols.shape[1]) @ cols
     return _batch_first(y, xp.shape[0], out)
 
 
@@ -51,7 +53,8 @@ def backward_input(dy, w, spatial, stride, dilation, groups):
     n, k = dy.shape[:2]
     kernel, out = w.shape[2:], dy.shape[2:]
     c = w.shape[1] * groups
-    dcols = np.swapaxes(w.reshape(groups, k // groups, -1), 1, 2) @ _batch_last(dy, groups)
+    taps = (c // groups) * math.prod(kernel)
+    dcols = np.swapaxes(w.reshape(groups, k // groups, taps), 1, 2) @ _batch_last(dy, groups)
     # (G, C/G, *k, N, *out) viewed as (N, C, *k, *out) for col2im
     dcols = dcols.reshape((groups, c // groups) + tuple(kernel) + (n,) + tuple(out))
     nk = len(kernel)

@@ -58,9 +58,13 @@ def _backward(grad, index, dx):
 
 
 def max_pool2d_forward(x, kernel, stride, pads, dilation, out):
-    """x (N, C, H, W) -> (y (N, C, *out), index (N, C, *out) int64 flat positions in H·W)."""
+    """x (N, C, H, W) -> (y (N, C, *out), index (N, C, *out) flat positions in H·W).
+
+    The index is int32 (half the memory held for backward) unless a plane is too large for it.
+    """
     y = np.empty(x.shape[:2] + tuple(out), dtype=x.dtype)
-    index = np.empty(x.shape[:2] + tuple(out), dtype=np.int64)
+    index_type = np.int32 if x.shape[2] * x.shape[3] < 2 ** 31 else np.int64
+    index = np.empty(x.shape[:2] + tuple(out), dtype=index_type)
     _forward(np.ascontiguousarray(x), *kernel, *stride, pads[0][0], pads[1][0], *dilation, y,
              index)
     return y, index
