@@ -1,0 +1,67 @@
+"""The ``cnnkit`` command line: ``cnnkit <command> [options]`` (also ``python -m cnnkit``).
+
+Each command lives in its own small module of this package, which defines two functions::
+
+    def register(subparsers):            # add the command's parser
+        parser = subparsers.add_parser("name", help="one line", description="more")
+        parser.add_argument(...)
+        parser.set_defaults(run=run)
+
+    def run(args) -> int:                # do the work; return the exit code
+        ...
+
+To add a command (``bench``, ``filter``, ``explain``, ``plot``, ...), write ``cli/<name>.py``
+that way and append its module name to ``COMMANDS`` below. Keep heavy imports inside ``run`` so
+``cnnkit --help`` stays fast. Problems the user can fix are raised as ``common.CommandError``
+(exit 1) or ``common.UsageError`` (exit 2); ``main`` prints them as one line,
+``cnnkit <command>: error: <message>``, without a traceback (set ``CNNKIT_DEBUG=1`` to get one).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from .common import CommandError, one_line
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+COMMANDS = ["train", "evaluate", "predict", "summary", "filter", "explain", "plot", "bench"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnkit", description="Convolutional neural networks in NumPy: train, evaluate, "
+                                   "inspect. 'cnnkit <command> --help' describes each command.")
+    from .. import __version__
+    parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>")
+    for name in COMMANDS:
+        importlib.import_module(f".{name}", __name__).register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and argparse's usage errors (code 2)
+        return exit_.code if isinstance(exit_.code, int) else 1
+    if getattr(args, "run", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.run(args)
+    except CommandError as err:
+        print(f"cnnkit {args.command}: error: {one_line(err)}", file=sys.stderr)
+        return err.exit_code
+    except (ValueError, OSError) as err:  # a library refusal: still one line, no traceback
+        if os.environ.get("CNNKIT_DEBUG"):
+            raise
+        print(f"cnnkit {args.command}: error: {one_line(err)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
+        return 130

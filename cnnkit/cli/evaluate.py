@@ -1,0 +1,56 @@
+"""``cnnkit evaluate``: test accuracy and loss of a saved model (model or checkpoint file)."""
+from __future__ import annotations
+
+from .common import CommandError, add_data_root_argument, limited, load_datasets, one_line
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="test accuracy and loss of a saved model",
+        description="Rebuild the model stored in CHECKPOINT (a model.safetensors or "
+                    "checkpoint.safetensors written by 'cnnkit train') and evaluate it on the "
+                    "test split of the data set it was trained on.")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="model or checkpoint file")
+    parser.add_argument("--dataset", help="evaluate on this data set instead of the saved one")
+    add_data_root_argument(parser)
+    parser.add_argument("--batch-size", type=int, default=500, help="default 500")
+    parser.add_argument("--limit-test", type=int, metavar="N",
+                        help="evaluate on a random subset of N test images")
+    parser.set_defaults(run=run)
+
+
+def load_model_or_fail(path):
+    """``cnnkit.train.load_model`` with its errors as one-line CommandErrors."""
+    from ..train import load_model
+    try:
+        return load_model(path)
+    except FileNotFoundError as err:
+        raise CommandError(f"{path}: no such file") from err
+    except ValueError as err:
+        raise CommandError(one_line(err)) from err
+
+
+def run(args) -> int:
+    from ..data import DataLoader
+    from ..data import transforms as T
+    from ..train import evaluate
+
+    model, config = load_model_or_fail(args.checkpoint)
+    dataset_name = args.dataset or config.get("dataset")
+    if dataset_name is None:
+        raise CommandError(f"{args.checkpoint} does not name its data set; pass --dataset")
+    train_settings = config.get("train") or {}
+    # The same split seed as in training, so a folder split 80/20 gives the same test images.
+    _, test_set = load_datasets(dataset_name, args.data_root, train_settings.get("image_size"),
+                                split_seed=train_settings.get("seed", 0))
+    test_set = limited(test_set, args.limit_test)
+    shape = tuple(test_set[0][0].shape)
+    if shape != tuple(config["input_shape"]):
+        raise CommandError(f"the model expects {tuple(config['input_shape'])} inputs, "
+                           f"{dataset_name} gives {shape}")
+    norm = config["normalize"]
+    loader = DataLoader(test_set, args.batch_size, transform=T.Normalize(norm["mean"], norm["std"]))
+    result = evaluate(model, loader)
+    print(f"test accuracy: {100 * result['accuracy']:.2f}%  test loss: {result['loss']:.4f}  "
+          f"({result['count']} images of {dataset_name})")
+    return 0

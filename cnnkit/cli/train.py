@@ -1,0 +1,251 @@
+"""``cnnkit train``: train a model on a data set, with checkpoints, metrics and exact resume.
+
+Every option defaults to None here so that a resumed run can tell "not given" (use the saved
+value) from "given" (must agree with the saved value, except --epochs, which may extend a run
+whose schedule does not depend on its length).
+"""
+from __future__ import annotations
+
+import os
+
+from .common import (
+    DEFAULT_DATASET,
+    CommandError,
+    UsageError,
+    add_data_root_argument,
+    channel_stats,
+    dataset_classes,
+    limited,
+    load_datasets,
+    one_line,
+    sample_shape,
+)
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "step", "cosine", "onecycle")
+# Chosen to reach >= 92.5 % test accuracy on Fashion-MNIST with vgg_small in 10 epochs (about
+# 93 %). No augmentation by default: in so short a run random crops and flips slow convergence
+# more than they curb overfitting (the same recipe reached 91.9 % with them, 93.2 % without);
+# --augment pays off in longer runs.
+DEFAULTS = {"model": "vgg_small", "dataset": DEFAULT_DATASET, "epochs": 10, "batch_size": 128,
+            "optimizer": "adamw", "scheduler": "onecycle", "seed": 0, "augment": False,
+            "limit_train": None, "limit_test": None, "image_size": None}
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 3e-3}
+DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adam": 0.0, "adamw": 0.05}
+# Settings whose change on resume would silently change the run (epochs is handled apart).
+_FIXED_ON_RESUME = ("model", "dataset", "batch_size", "lr", "optimizer", "weight_decay",
+                    "scheduler", "seed", "augment", "limit_train", "limit_test", "image_size")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model (default: vgg_small on Fashion-MNIST)",
+        description="Train a CNN, evaluating on the test set after every epoch. The run "
+                    "directory gets metrics.csv/json, checkpoint.safetensors (to --resume) and "
+                    "model.safetensors (for evaluate/predict).")
+    parser.add_argument("--model", help=f"model name (default {DEFAULTS['model']}; see "
+                                        "'cnnkit summary --list')")
+    parser.add_argument("--dataset", help="fashion-mnist (default), mnist, digits, or a folder "
+                                          "of class folders (with train/ and test/, or split "
+                                          "80/20)")
+    add_data_root_argument(parser)
+    parser.add_argument("--epochs", type=int, help=f"total epochs (default {DEFAULTS['epochs']})")
+    parser.add_argument("--batch-size", type=int,
+                        help=f"training batch size (default {DEFAULTS['batch_size']})")
+    parser.add_argument("--lr", type=float,
+                        help="learning rate, the peak one for onecycle (default: sgd "
+                             f"{DEFAULT_LR['sgd']}, adam {DEFAULT_LR['adam']}, adamw "
+                             f"{DEFAULT_LR['adamw']})")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS,
+                        help=f"default {DEFAULTS['optimizer']}; sgd uses Nesterov momentum 0.9")
+    parser.add_argument("--weight-decay", type=float,
+                        help="default: sgd 5e-4 (L2), adam 0, adamw 0.05 (decoupled)")
+    parser.add_argument("--scheduler", choices=SCHEDULERS,
+                        help=f"learning-rate schedule, stepped every batch (default "
+                             f"{DEFAULTS['scheduler']}; step divides the lr by 10 after 1/3 "
+                             "and 2/3 of the run)")
+    parser.add_argument("--seed", type=int, help="seed of initialisation, shuffling, "
+                                                 "augmentation and dropout (default 0)")
+    parser.add_argument("--augment", action="store_const", const=True,
+                        help="random crops (and mirror images, except for digits); helps "
+                             "longer runs")
+    parser.add_argument("--limit-train", type=int, metavar="N",
+                        help="train on a random subset of N images (quick runs)")
+    parser.add_argument("--limit-test", type=int, metavar="N",
+                        help="evaluate on a random subset of N test images")
+    parser.add_argument("--image-size", type=int, metavar="PIXELS",
+                        help="resize folder images to PIXELS×PIXELS")
+    parser.add_argument("--out", metavar="DIR",
+                        help="run directory (default runs/<model>_<dataset>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its checkpoint, exactly")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh even if --out already holds a run")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def _resolve(args, saved):
+    """The run's settings: saved ones (on resume) or defaults, overridden by given options."""
+    given = {key: getattr(args, key) for key in list(DEFAULTS) + ["lr", "weight_decay"]
+             if getattr(args, key, None) is not None}
+    if saved is None:
+        settings = dict(DEFAULTS, **given)
+        settings.setdefault("lr", DEFAULT_LR[settings["optimizer"]])
+        settings.setdefault("weight_decay", DEFAULT_WEIGHT_DECAY[settings["optimizer"]])
+        return settings
+    settings = dict(saved)
+    for key in _FIXED_ON_RESUME:
+        if key in given and given[key] != saved.get(key):
+            raise UsageError(f"--{key.replace('_', '-')} {given[key]} differs from the run being "
+                             f"resumed ({saved.get(key)}); drop it, or start a new run")
+    if "epochs" in given and given["epochs"] != saved["epochs"]:
+        if saved["scheduler"] in ("cosine", "onecycle", "step"):
+            raise UsageError(f"--epochs cannot change on resume with the {saved['scheduler']} "
+                             f"schedule (its length is {saved['epochs']} epochs)")
+        settings["epochs"] = given["epochs"]
+    return settings
+
+
+def _check(settings) -> None:
+    for key in ("epochs", "batch_size"):
+        if settings[key] < 1:
+            raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {settings[key]}")
+    for key in ("limit_train", "limit_test", "image_size"):
+        if settings[key] is not None and settings[key] < 1:
+            raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {settings[key]}")
+    if not settings["lr"] > 0:
+        raise UsageError(f"--lr must be positive, got {settings['lr']}")
+    if not settings["weight_decay"] >= 0:
+        raise UsageError(f"--weight-decay must be >= 0, got {settings['weight_decay']}")
+
+
+def _transforms(dataset_name, shape, augment, normalize):
+    from ..data import transforms as T
+    height, width = shape[1:]
+    norm = T.Normalize(normalize["mean"], normalize["std"])
+    if not augment:
+        return norm, norm
+    if dataset_name in ("mnist", "digits"):    # digits are not mirror-symmetric: crops only
+        steps = [T.RandomCrop((height, width), padding=2 if height >= 16 else 1)]
+    else:                                      # clothes and photos: crops and mirror images
+        steps = [T.RandomCrop((height, width), padding=max(1, height // 14)),
+                 T.RandomHorizontalFlip()]
+    return T.Compose(steps + [norm]), norm
+
+
+def _build_optimizer(settings, params):
+    from .. import optim
+    name, lr, wd = settings["optimizer"], settings["lr"], settings["weight_decay"]
+    if name == "sgd":
+        return optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
+    return (optim.Adam if name == "adam" else optim.AdamW)(params, lr=lr, weight_decay=wd)
+
+
+def _build_scheduler(settings, optimizer, total_steps):
+    from ..optim import lr_scheduler
+    name = settings["scheduler"]
+    if name == "none":
+        return None
+    if name == "step":
+        return lr_scheduler.StepLR(optimizer, step_size=max(1, -(-total_steps // 3)), gamma=0.1)
+    if name == "cosine":
+        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    return lr_scheduler.OneCycleLR(optimizer, max_lr=settings["lr"], total_steps=total_steps)
+
+
+def run(args) -> int:
+    import cnnkit
+
+    from .. import models
+    from ..data import DataLoader
+    from ..train import CHECKPOINT_FILE, MODEL_FILE, fit, load_checkpoint
+
+    saved = None
+    out = args.out
+    if args.resume:
+        if out is None:
+            raise UsageError("--resume needs --out DIR, the run to continue")
+        path = os.path.join(out, CHECKPOINT_FILE)
+        if not os.path.isfile(path):
+            raise CommandError(f"nothing to resume: {path} does not exist")
+        try:
+            saved = load_checkpoint(path).config["train"]
+        except (ValueError, KeyError) as err:
+            raise CommandError(one_line(err)) from err
+    settings = _resolve(args, saved)
+    _check(settings)
+    if settings["model"] not in models.names():
+        raise UsageError(f"unknown model {settings['model']!r}; available: "
+                         f"{', '.join(models.names())}")
+    if not models.is_image_model(settings["model"]):
+        raise UsageError(f"{settings['model']} takes 1-D signals; the command line trains image "
+                         "models (use cnnkit.train.fit from Python for signals)")
+    dataset_name = settings["dataset"]
+    if out is None:
+        dataset_label = os.path.basename(dataset_name.rstrip("/"))
+        out = os.path.join("runs", f"{settings['model']}_{dataset_label}")
+    existing = os.path.exists(os.path.join(out, CHECKPOINT_FILE))
+    if existing and not args.resume and not args.overwrite:
+        raise CommandError(f"{out} already holds a run; pass --resume to continue it, "
+                           "--overwrite to start again, or another --out")
+
+    train_set, test_set = load_datasets(dataset_name, args.data_root, settings["image_size"],
+                                        split_seed=settings["seed"])
+    classes = dataset_classes(train_set)
+    train_set = limited(train_set, settings["limit_train"], settings["seed"])
+    test_set = limited(test_set, settings["limit_test"], settings["seed"])
+    shape = sample_shape(train_set)
+    if len(shape) != 3:
+        raise CommandError(f"expected images of shape (C, H, W), the data set gives {shape}")
+    mean, std = channel_stats(train_set, seed=settings["seed"])
+    normalize = {"mean": mean, "std": std}
+    train_transform, test_transform = _transforms(dataset_name, shape, settings["augment"],
+                                                  normalize)
+    batch_size = settings["batch_size"]
+    # A final batch of one image would make batch norm fail (no variance); drop only that case.
+    drop_last = len(train_set) % batch_size == 1
+    train_loader = DataLoader(train_set, batch_size, shuffle=True, drop_last=drop_last,
+                              seed=settings["seed"], transform=train_transform)
+    test_loader = DataLoader(test_set, 500, transform=test_transform)
+    if len(train_loader) == 0:
+        raise UsageError(f"--batch-size {batch_size} leaves no batch of {len(train_set)} images")
+
+    cnnkit.manual_seed(settings["seed"])
+    kwargs = {"in_channels": shape[0], "num_classes": len(classes),
+              "input_size": list(shape[1:])}
+    try:
+        model = models.get(settings["model"], **kwargs)
+    except ValueError as err:
+        raise UsageError(f"cannot build {settings['model']} for {shape} images: "
+                         f"{one_line(err)}") from err
+    optimizer = _build_optimizer(settings, model.parameters())
+    scheduler = _build_scheduler(settings, optimizer, settings["epochs"] * len(train_loader))
+    config = {"model": {"name": settings["model"], "kwargs": kwargs},
+              "dataset": dataset_name, "input_shape": list(shape), "classes": classes,
+              "normalize": normalize, "train": settings}
+
+    what = "resuming" if args.resume else "training"
+    print(f"{what} {settings['model']} on {dataset_name} ({len(train_set)} train / "
+          f"{len(test_set)} test images of {'×'.join(map(str, shape))}, {len(classes)} "
+          f"classes): {settings['optimizer']} lr {settings['lr']:g}, {settings['scheduler']} "
+          f"schedule, batch {batch_size}, {settings['epochs']} epochs, seed {settings['seed']} "
+          f"-> {out}", flush=True)
+    try:
+        history = fit(model, train_loader, test_loader, optimizer, scheduler,
+                      epochs=settings["epochs"], out_dir=out, config=config,
+                      resume=args.resume, progress=args.progress,
+                      log=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        raise CommandError(f"interrupted; continue with: cnnkit train --out {out} --resume")
+    except ValueError as err:  # e.g. a checkpoint that does not fit
+        raise CommandError(one_line(err)) from err
+    if not history:
+        raise CommandError("no epoch was run")
+    last = history[-1]
+    seconds = last["elapsed_seconds"]  # training + evaluation, summed over resumed sessions
+    print(f"model saved to {os.path.join(out, MODEL_FILE)}")
+    print(f"test accuracy: {100 * last['test_accuracy']:.2f}% ({last['epoch']} epochs, "
+          f"{seconds:.1f} s)")
+    return 0

@@ -1,0 +1,164 @@
+"""Arrays + JSON metadata in one safetensors file, written atomically and verified on load.
+
+Why safetensors: the format is a JSON header followed by raw little-endian array bytes, so loading
+a file can never run code (unlike pickle) and any tool that speaks safetensors can read cnnkit's
+weights. On disk::
+
+    8 bytes   little-endian u64: header length n
+    n bytes   JSON header: {"__metadata__": {str: str}, name: {dtype, shape, data_offsets}, ...}
+    ...       the arrays' bytes
+
+safetensors' own metadata is a flat ``{str: str}`` map; cnnkit stores three entries in it:
+``format = "cnnkit"``, ``cnnkit`` = the caller's metadata as JSON, and ``sha256`` = a digest of
+that JSON and of every array (name, dtype, shape, bytes), so a flipped byte anywhere in the file is
+caught on load, not only a broken header. Every failure is a ``ValueError`` naming the file, and
+nothing is returned unless the whole file checked out.
+
+Writes go to a temporary file in the same directory, are flushed to disk, then ``os.replace``d
+over the target: a crash mid-write leaves the old file intact, never a half-written one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+
+import numpy as np
+import safetensors.numpy
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "load_file", "save_file"]
+
+FORMAT = "cnnkit"
+# dtype kinds safetensors stores: bool, signed/unsigned ints, floats.
+_STORABLE_KINDS = "biuf"
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    """``atomic_write_bytes`` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _checked_tensors(tensors) -> dict:
+    """Validate ``tensors`` and return C-contiguous little-endian copies safetensors accepts."""
+    if not isinstance(tensors, dict):
+        raise TypeError(f"tensors: expected a dict of str -> ndarray, got {type(tensors).__name__}")
+    out = {}
+    for name, array in tensors.items():
+        if not isinstance(name, str) or not name or name == "__metadata__":
+            raise ValueError(f"tensors: names must be non-empty strings other than "
+                             f"'__metadata__', got {name!r}")
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"tensors[{name!r}]: expected an ndarray, got {type(array).__name__}")
+        if array.dtype.kind not in _STORABLE_KINDS:
+            raise TypeError(f"tensors[{name!r}]: dtype {array.dtype} cannot be stored in "
+                            "safetensors (bool, int, uint or float only)")
+        # astype(order="C") rather than ascontiguousarray, which would turn 0-d arrays into 1-d.
+        out[name] = array.astype(array.dtype.newbyteorder("<"), order="C", copy=False)
+    return out
+
+
+def _digest(tensors: dict, metadata_json: str) -> str:
+    h = hashlib.sha256(metadata_json.encode("utf-8"))
+    for name in sorted(tensors):
+        array = tensors[name]
+        h.update(f"\0{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        h.update(array.tobytes())
+    return h.hexdigest()
+
+
+def save_file(path, tensors: dict, metadata=None) -> None:
+    """Save named arrays and JSON-able ``metadata`` to ``path`` (atomically).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    tensors : dict of str -> ndarray (bool, int, uint or float; any shape)
+    metadata : JSON-able object (dicts, lists, str, int, float, bool, None) or None
+
+    Raises TypeError/ValueError before writing anything if an argument cannot be stored.
+    """
+    arrays = _checked_tensors(tensors)
+    try:
+        metadata_json = json.dumps(metadata, allow_nan=True, sort_keys=True)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"metadata: must be JSON-serialisable ({err})") from err
+    header = {"format": FORMAT, FORMAT: metadata_json, "sha256": _digest(arrays, metadata_json)}
+    atomic_write_bytes(path, safetensors.numpy.save(arrays, metadata=header))
+
+
+def _read_header(path: str, data: bytes) -> dict:
+    """The JSON header of safetensors bytes ``data``; ValueError naming ``path`` if malformed."""
+    if len(data) < 8:
+        raise ValueError(f"{path}: not a safetensors file (only {len(data)} bytes; truncated?)")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise ValueError(f"{path}: not a valid safetensors file (header length {n} exceeds the "
+                         f"file's {len(data)} bytes; truncated or not safetensors)")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: corrupt safetensors header ({err})") from err
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: corrupt safetensors header (not a JSON object)")
+    return header
+
+
+def load_file(path) -> tuple[dict, object]:
+    """Load what ``save_file`` wrote: ``(tensors, metadata)``.
+
+    Returns
+    -------
+    tensors : dict of str -> ndarray (writable copies)
+    metadata : the JSON metadata given to ``save_file``
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is truncated, has a malformed header, was not written by cnnkit, or fails its
+        checksum. The message starts with the file's path.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        data = f.read()
+    header = _read_header(path, data)
+    info = header.get("__metadata__") or {}
+    if not isinstance(info, dict) or info.get("format") != FORMAT or FORMAT not in info:
+        raise ValueError(f"{path}: a safetensors file, but not one written by cnnkit (its "
+                         "metadata lacks format='cnnkit')")
+    try:
+        tensors = safetensors.numpy.load(data)
+    except Exception as err:  # safetensors raises its own SafetensorError for every defect
+        raise ValueError(f"{path}: corrupt or truncated safetensors file ({err})") from err
+    metadata_json = info[FORMAT]
+    if _digest(tensors, metadata_json) != info.get("sha256"):
+        raise ValueError(f"{path}: checksum mismatch: the file is corrupt (its bytes changed "
+                         "after it was written)")
+    try:
+        metadata = json.loads(metadata_json)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: corrupt metadata ({err})") from err
+    return {name: np.array(array) for name, array in tensors.items()}, metadata
