@@ -9,8 +9,10 @@ away at the end — then every offset's input is one contiguous slice of the fla
     y_ext[n, k, p] = Σ_a Σ_c w[k, c, a] · x_flat[n, c, p + off(a)]
                    = Σ_a  (W_a @ x_flat[n, :, off(a) : off(a) + P])[k, p]
 
-a (K, C) @ (C, P) product per offset that BLAS reads in place (rows of stride L). The wasted
-columns cost (W + pad)/W extra work; skipping the im2col copy saves far more.
+a (K, C) @ (C, P) product per offset. Laying the whole batch out channel-major, (C, N·L), makes
+each offset ONE large product over every image at once (outputs straddling two images are
+dropped like the wrap-around columns): few, large BLAS calls instead of one per image and
+offset. The wasted columns cost (W + pad)/W extra work; skipping the im2col copy saves more.
 
 Both gradients use the same trick (``backward_input`` is the notes' formula: the full
 correlation of dL/dy with the flipped kernel; ``backward_weight`` sums ``dy_ext @ x_sliceᵀ``).
@@ -35,43 +37,52 @@ def _geometry(spatial, kernel, dilation, out):
     return pitch, length, offsets
 
 
-def _to_grid(y_ext, spatial, out):
-    """Keep the valid positions of an output computed on the padded grid."""
-    n, k, length = y_ext.shape
-    if tuple(out) == tuple(spatial):  # e.g. 1×1 kernels: the grid is the output, nothing to drop
-        return y_ext.reshape((n, k) + tuple(out))
-    full = np.zeros((n, k, out[0] * math.prod(spatial[1:])), dtype=y_ext.dtype)
-    full[:, :, :length] = y_ext
-    full = full.reshape((n, k, out[0]) + tuple(spatial[1:]))
-    return np.ascontiguousarray(full[(slice(None), slice(None), slice(None)) +
-                                     tuple(slice(0, o) for o in out[1:])])
+def _is_pointwise(kernel, spatial, out):
+    return math.prod(kernel) == 1 and tuple(spatial) == tuple(out)
 
 
-def _from_grid(dy, spatial, length):
-    """Place dy (N, K, *out) on the padded grid (zeros in the wrap-around columns), flattened."""
-    n, k, out = dy.shape[0], dy.shape[1], dy.shape[2:]
-    if tuple(out) == tuple(spatial):
-        return dy.reshape(n, k, -1)
-    grid = np.zeros((n, k, out[0]) + tuple(spatial[1:]), dtype=dy.dtype)
-    grid[(slice(None), slice(None), slice(None)) + tuple(slice(0, o) for o in out[1:])] = dy
-    return grid.reshape(n, k, -1)[:, :, :length]
+def _channels_major(xp, groups, tail):
+    """(N, C, *spatial) -> (G, C/G, N·L + tail): every image's flattened plane side by side per
+    channel, then ``tail`` zeros so the last image's shifted slices stay in bounds."""
+    n, c = xp.shape[:2]
+    size = math.prod(xp.shape[2:])
+    flat = np.empty((c, n * size + tail), dtype=xp.dtype)
+    flat[:, :n * size].reshape(c, n, size)[...] = xp.reshape(n, c, size).transpose(1, 0, 2)
+    flat[:, n * size:] = 0
+    return flat.reshape(groups, c // groups, -1)
+
+
+def _batch_first(y, n, spatial, out):
+    """(K, N·L) outputs on the padded grids -> (N, K, *out), keeping the valid positions."""
+    k = y.shape[0]
+    grid = y.reshape((k, n) + tuple(spatial))
+    valid = grid[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)]
+    return np.ascontiguousarray(valid.transpose((1, 0) + tuple(range(2, grid.ndim))))
 
 
 def forward(xp, w, dilation, out, groups):
-    """xp (N, C, *spatial) padded, w (K, C/G, *kernel) -> y (N, K, *out), stride 1."""
+    """xp (N, C, *spatial) padded, w (K, C/G, *kernel) -> y (N, K, *out), stride 1.
+
+    The whole batch is one row of planes, so each kernel offset is a single large product
+    W_a (K, C) @ X[:, off(a) : off(a) + N·L]: outputs that straddle two images are computed
+    and dropped, like the wrap-around columns of each row.
+    """
     n, c, spatial = xp.shape[0], xp.shape[1], xp.shape[2:]
     k, kernel = w.shape[0], w.shape[2:]
-    _, length, offsets = _geometry(spatial, kernel, dilation, out)
-    x_flat = np.ascontiguousarray(xp).reshape(n, groups, c // groups, -1)
+    if _is_pointwise(kernel, spatial, out):  # 1×1: one product per image, no layout change
+        y = w.reshape(groups, k // groups, c // groups) @ xp.reshape(n, groups, c // groups, -1)
+        return y.reshape((n, k) + tuple(out))
+    _, _, offsets = _geometry(spatial, kernel, dilation, out)
+    total = n * math.prod(spatial)
+    x_flat = _channels_major(xp, groups, max(offsets))
     taps = w.reshape(groups, k // groups, c // groups, -1)  # (G, K/G, C/G, offsets)
-    y = None
-    for t, off in enumerate(offsets):
-        term = np.matmul(taps[:, :, :, t], x_flat[:, :, :, off:off + length])
-        if y is None:
-            y = term
-        else:
-            y += term
-    return _to_grid(y.reshape(n, k, length), spatial, out)
+    y = np.matmul(taps[:, :, :, 0], x_flat[:, :, offsets[0]:offsets[0] + total])
+    term = np.empty_like(y)
+    for t in range(1, len(offsets)):
+        off = offsets[t]
+        np.matmul(taps[:, :, :, t], x_flat[:, :, off:off + total], out=term)
+        y += term
+    return _batch_first(y.reshape(k, total), n, spatial, out)
 
 
 def backward_input(dy, w, spatial, dilation, groups):
@@ -87,14 +98,22 @@ def backward_input(dy, w, spatial, dilation, groups):
 
 
 def backward_weight(xp, dy, kernel, dilation, groups):
-    """dL/dw[k, c, a] = Σ_n Σ_p dy_ext[n, k, p] · x_flat[n, c, p + off(a)], stride 1."""
+    """dL/dw[k, c, a] = Σ over the batch's grid positions p of dy_ext[k, p] · x_flat[c, p + off(a)]."""
     n, c, spatial = xp.shape[0], xp.shape[1], xp.shape[2:]
-    k = dy.shape[1]
-    _, length, offsets = _geometry(spatial, kernel, dilation, dy.shape[2:])
-    x_flat = np.ascontiguousarray(xp).reshape(n, groups, c // groups, -1)
-    dy_ext = _from_grid(dy, spatial, length).reshape(n, groups, k // groups, length)
+    k, out = dy.shape[1], dy.shape[2:]
+    if _is_pointwise(kernel, spatial, out):
+        x_g = xp.reshape(n, groups, c // groups, -1)
+        dw = (dy.reshape(n, groups, k // groups, -1) @ np.swapaxes(x_g, 2, 3)).sum(axis=0)
+        return dw.reshape((k, c // groups) + tuple(kernel))
+    _, _, offsets = _geometry(spatial, kernel, dilation, out)
+    total = n * math.prod(spatial)
+    x_flat = _channels_major(xp, groups, max(offsets))
+    # dy on the padded grids, channel-major, zeros at the dropped positions
+    grid = np.zeros((k, n) + tuple(spatial), dtype=dy.dtype)
+    grid[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)] = \
+        dy.transpose((1, 0) + tuple(range(2, dy.ndim)))
+    dy_ext = grid.reshape(groups, k // groups, total)
     dw = np.empty((groups, k // groups, c // groups, len(offsets)), dtype=np.result_type(xp, dy))
     for t, off in enumerate(offsets):
-        x_slice = x_flat[:, :, :, off:off + length]
-        dw[:, :, :, t] = (dy_ext @ np.swapaxes(x_slice, 2, 3)).sum(axis=0)
+        dw[:, :, :, t] = dy_ext @ np.swapaxes(x_flat[:, :, off:off + total], 1, 2)
     return dw.reshape((k, c // groups) + tuple(kernel))
