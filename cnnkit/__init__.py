@@ -19,3 +19,8 @@ from .random import manual_seed
 from . import functional, nn, optim, data, signal, reference  # noqa: E402
 
 __version__ = "0.1.0"
+__all__ = ["Tensor", "abs", "as_tensor", "clip", "concatenate", "conv_output_shape", "data",
+           "enable_grad", "exp", "flatten", "functional", "is_grad_enabled", "log", "manual_seed",
+           "matmul", "maximum", "mean", "nn", "no_grad", "ops", "optim", "pad", "permute",
+           "reference", "reshape", "signal", "sqrt", "stack", "sum", "tensor", "transpose",
+           "where"]

@@ -1,8 +1,8 @@
 """Tables and JSON for the benchmark results."""
 import json
 import math
-import os
-import tempfile
+
+from ..io.atomic import atomic_write_text
 
 
 def _fmt(v, spec):
@@ -52,14 +52,4 @@ def summary(layer_rows):
 
 
 def write_json(path, payload):
-    """Atomic write: a temp file in the same directory, then rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps(payload, indent=2))

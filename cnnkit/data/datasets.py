@@ -31,6 +31,27 @@ def _as_array(value, name):
     raise TypeError(f"{name}: expected an ndarray or cnnkit Tensor, got {type(value).__name__}")
 
 
+class InMemoryImages(Dataset):
+    """Base for data sets held as whole arrays: ``images`` (N, C, H, W) float32 and ``labels``
+    (N,) int64, with an optional per-image ``transform``. ``arrays`` lets ``DataLoader`` gather
+    whole batches by fancy indexing (its fast path) instead of calling ``__getitem__``."""
+
+    images = labels = transform = None
+
+    @property
+    def arrays(self):
+        return self.images, self.labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.labels[index]
+
+
 class TensorDataset(Dataset):
     """Samples are the rows of equally long arrays: item ``i`` is ``(a[i] for a in arrays)``.
 

@@ -1,12 +1,12 @@
 """scikit-learn's bundled 8x8 handwritten digits (1,797 images, no download needed)."""
 import numpy as np
 
-from .datasets import Dataset
+from .datasets import InMemoryImages
 
 SPLIT_SEED = 0  # fixed, so every run and every user sees the same train/test split
 
 
-class Digits(Dataset):
+class Digits(InMemoryImages):
     """The UCI optical digits shipped with scikit-learn, split into train and test.
 
     The split is a permutation drawn with ``np.random.default_rng(SPLIT_SEED)``: the first
@@ -56,13 +56,4 @@ class Digits(Dataset):
         images = bunch.images[self.indices].astype(np.float32) / np.float32(16)
         self.images = images[:, None]
         self.labels = bunch.target[self.indices].astype(np.int64)
-        self.arrays = (self.images, self.labels)
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index):
-        image = self.images[index]
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.labels[index]

@@ -11,10 +11,11 @@ Files may be raw or gzip-compressed (recognised by gzip's own magic bytes, not t
 """
 import gzip
 import os
-import tempfile
 import zlib
 
 import numpy as np
+
+from ..io.atomic import atomic_write_bytes
 
 from ..tensor import Tensor
 
@@ -130,13 +131,4 @@ def write_idx(path, array) -> None:
         # mtime=0 keeps the output byte-for-byte reproducible.
         contents = gzip.compress(contents, mtime=0)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".idx")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(contents)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.unlink(tmp_path)
-        raise
+    atomic_write_bytes(path, contents)

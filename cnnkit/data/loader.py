@@ -16,6 +16,7 @@ import numbers
 import numpy as np
 
 from .datasets import Subset
+from ..io.atomic import jsonable
 from .transforms import apply_to_batch
 
 
@@ -165,7 +166,7 @@ class DataLoader:
             # epoch's draws are all made, so this is the next epoch's starting point.
             state, done = self._rng.bit_generator.state, 0
             epoch += 1 if self._active else 0
-        return {"epoch": epoch, "batches_done": done, "rng_state": _plain(state),
+        return {"epoch": epoch, "batches_done": done, "rng_state": jsonable(state),
                 "num_samples": len(self.dataset), "batch_size": self.batch_size,
                 "shuffle": self.shuffle, "drop_last": self.drop_last}
 
@@ -200,16 +201,3 @@ class DataLoader:
         self._active = False
         self._skip = done
         self._batches_done = 0
-
-
-def _plain(value):
-    """Deep copy of a bit-generator state as plain Python types (NumPy ints -> int)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.integer):
-        return int(value)
-    return value

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from .datasets import Dataset
+from .datasets import InMemoryImages
 from .idx import read_idx
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
@@ -38,7 +38,7 @@ def search_dirs(root, name, system_dir):
     return dirs + [system_dir]
 
 
-class IdxImageDataset(Dataset):
+class IdxImageDataset(InMemoryImages):
     """Base for MNIST-style data sets: 28x28 uint8 images and uint8 labels in IDX files.
 
     Attributes
@@ -67,7 +67,6 @@ class IdxImageDataset(Dataset):
         self.class_to_idx = {c: k for k, c in enumerate(self.classes)}
         self.files = self._find(root)
         self.images, self.labels = self._load(*self.files)
-        self.arrays = (self.images, self.labels)
 
     def _find(self, root):
         image_stem, label_stem = _split_files(self.train)
@@ -99,14 +98,6 @@ class IdxImageDataset(Dataset):
         images /= np.float32(255)  # exactly x / 255, like torchvision ToTensor
         return images, raw_labels.astype(np.int64)
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index):
-        image = self.images[index]
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.labels[index]
 
     def __repr__(self):
         split = "train" if self.train else "test"

@@ -7,7 +7,7 @@ last window that would start in the right padding.
 """
 import numpy as np
 
-from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding, to_tuple
+from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding
 from ..kernels import pooling as kernels
 from ..tensor import Tensor
 

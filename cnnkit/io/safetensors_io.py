@@ -22,40 +22,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 
 import numpy as np
 import safetensors.numpy
+
+from .atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "load_file", "save_file"]
 
 FORMAT = "cnnkit"
 # dtype kinds safetensors stores: bool, signed/unsigned ints, floats.
 _STORABLE_KINDS = "biuf"
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path, text: str) -> None:
-    """``atomic_write_bytes`` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _checked_tensors(tensors) -> dict:

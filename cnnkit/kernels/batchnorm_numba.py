@@ -8,7 +8,6 @@ x̂ is recomputed from x in backward rather than stored: one array less held per
 Sums accumulate in float64 whatever the input precision.
 """
 import numba
-import numpy as np
 
 _JIT = dict(parallel=True, cache=True, fastmath={"contract", "reassoc"})
 

@@ -2,12 +2,18 @@
 import numpy as np
 
 from ..tensor import Tensor
-from . import arithmetic, reduction, shape, unary
+from . import arithmetic
 from .arithmetic import add, div, matmul, mul, neg, power, sub
 from .reduction import max, mean, min, sum, var  # noqa: A004
 from .shape import (concatenate, flatten, getitem, pad, permute, reshape, squeeze, stack,
                     transpose, unsqueeze)
 from .unary import abs, clip, exp, log, maximum, sqrt, where  # noqa: A004
+
+
+__all__ = ["abs", "add", "clip", "concatenate", "div", "exp", "flatten", "getitem", "log",
+           "matmul", "max", "maximum", "mean", "min", "mul", "neg", "pad", "permute", "power",
+           "reshape", "sqrt", "squeeze", "stack", "sub", "sum", "transpose", "unsqueeze", "var",
+           "where"]
 
 
 def _install():

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import models
 from .. import random as cnnkit_random
-from ..io import load_file, save_file
+from ..io import jsonable, load_file, save_file
 from ..optim import flatten_state_dict, unflatten_state_dict
 
 __all__ = ["Checkpoint", "load_checkpoint", "load_model", "model_state_arrays",
@@ -57,7 +57,7 @@ def save_checkpoint(path, model, optimizer, scheduler=None, *, epoch: int, confi
         "scheduler": None if scheduler is None else {"class": type(scheduler).__name__,
                                                      "state": scheduler.state_dict()},
         "train_loader": None if train_loader is None else train_loader.state_dict(),
-        "rng_state": _plain(cnnkit_random.get_rng_state()),
+        "rng_state": jsonable(cnnkit_random.get_rng_state()),
         "history": list(history),
     }
     save_file(path, tensors, metadata)
@@ -175,16 +175,3 @@ def _check_config(config) -> None:
             or not isinstance(config["model"].get("name"), str):
         raise ValueError("config must be a dict with config['model'] = {'name': str, "
                          "'kwargs': dict}")
-
-
-def _plain(value):
-    """Bit-generator state as plain JSON types (NumPy ints -> int)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.integer):
-        return int(value)
-    return value

@@ -1,0 +1,50 @@
+"""Atomic file writes: a temporary file in the same directory, flushed, then ``os.replace``d.
+
+A crash mid-write leaves the old file intact, never a half-written one. Every file cnnkit writes
+(models, checkpoints, metrics, pictures, IDX files, benchmark results) goes through here.
+"""
+import os
+import tempfile
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, with the permissions a plain ``open`` would give."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; users expect 0644 or the like
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    """``atomic_write_bytes`` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def jsonable(value):
+    """A deep copy with NumPy arrays and integers as plain Python types (for JSON metadata such
+    as bit-generator states)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # ndarray or NumPy scalar
+        return value.tolist()
+    return value
