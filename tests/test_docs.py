@@ -1,4 +1,4 @@
-"""Every ```python block of docs/*.md runs: in order, one namespace per file, so drift fails.
+"""Every ```python block of docs/*.md and README.md runs: in order, one namespace per file, so drift fails.
 
 The blocks check themselves with ``assert``; a block that raises fails the test with the file
 and block number in the traceback.
@@ -10,7 +10,7 @@ import pytest
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
 PYTHON_BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
-DOC_FILES = sorted(DOCS.glob("*.md"))
+DOC_FILES = sorted(DOCS.glob("*.md")) + [DOCS.parent / "README.md"]
 
 
 def python_blocks(path):
