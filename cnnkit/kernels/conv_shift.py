@@ -52,6 +52,34 @@ def _channels_major(xp, groups, tail):
     return flat.reshape(groups, c // groups, -1)
 
 
+# Few channels per group make each product thin and leave many accumulate passes; below this
+# many (channels × last kernel size) rows, the last kernel dim's offsets are folded into the
+# channel axis (a k-fold partial im2col): k× fewer, k× deeper products.
+_FOLD_MAX_ROWS = 96
+
+
+def _operands(xp, kernel, dilation, out, groups):
+    """The input matrix and the offsets the products run over.
+
+    Returns (x_mat (G, R, N·L + tail), offsets, fold) where R = C/G·fold and each row (c, b)
+    of x_mat is channel c shifted by b·dilation[-1]: kernel offsets (…, b) then share one
+    product, and ``offsets`` lists only the remaining (outer) ones.
+    """
+    spatial = xp.shape[2:]
+    _, _, offsets = _geometry(spatial, kernel, dilation, out)
+    cg, last = xp.shape[1] // groups, kernel[-1]
+    fold = last if 1 < last and cg * last <= _FOLD_MAX_ROWS else 1
+    x_flat = _channels_major(xp, groups, max(offsets))
+    if fold == 1:
+        return x_flat, offsets, 1
+    outer, step = offsets[::fold], dilation[-1]  # the last kernel dim varies fastest
+    width = x_flat.shape[-1] - (fold - 1) * step
+    x_mat = np.empty((groups, cg, fold, width), dtype=xp.dtype)
+    for b in range(fold):
+        x_mat[:, :, b] = x_flat[:, :, b * step:b * step + width]
+    return x_mat.reshape(groups, cg * fold, width), outer, fold
+
+
 def _batch_first(y, n, spatial, out):
     """(K, N·L) outputs on the padded grids -> (N, K, *out), keeping the valid positions."""
     k = y.shape[0]
@@ -72,15 +100,16 @@ def forward(xp, w, dilation, out, groups):
     if _is_pointwise(kernel, spatial, out):  # 1×1: one product per image, no layout change
         y = w.reshape(groups, k // groups, c // groups) @ xp.reshape(n, groups, c // groups, -1)
         return y.reshape((n, k) + tuple(out))
-    _, _, offsets = _geometry(spatial, kernel, dilation, out)
     total = n * math.prod(spatial)
-    x_flat = _channels_major(xp, groups, max(offsets))
-    taps = w.reshape(groups, k // groups, c // groups, -1)  # (G, K/G, C/G, offsets)
-    y = np.matmul(taps[:, :, :, 0], x_flat[:, :, offsets[0]:offsets[0] + total])
+    x_mat, offsets, fold = _operands(xp, kernel, dilation, out, groups)
+    # (K, C/G, …outer, fold) -> (G, K/G, C/G·fold, outer): rows match x_mat's (c, b) rows
+    taps = w.reshape(groups, k // groups, c // groups, len(offsets), fold).transpose(0, 1, 2, 4, 3)
+    taps = np.ascontiguousarray(taps).reshape(groups, k // groups, -1, len(offsets))
+    y = np.matmul(taps[:, :, :, 0], x_mat[:, :, offsets[0]:offsets[0] + total])
     term = np.empty_like(y)
     for t in range(1, len(offsets)):
         off = offsets[t]
-        np.matmul(taps[:, :, :, t], x_flat[:, :, off:off + total], out=term)
+        np.matmul(taps[:, :, :, t], x_mat[:, :, off:off + total], out=term)
         y += term
     return _batch_first(y.reshape(k, total), n, spatial, out)
 
@@ -105,15 +134,17 @@ def backward_weight(xp, dy, kernel, dilation, groups):
         x_g = xp.reshape(n, groups, c // groups, -1)
         dw = (dy.reshape(n, groups, k // groups, -1) @ np.swapaxes(x_g, 2, 3)).sum(axis=0)
         return dw.reshape((k, c // groups) + tuple(kernel))
-    _, _, offsets = _geometry(spatial, kernel, dilation, out)
     total = n * math.prod(spatial)
-    x_flat = _channels_major(xp, groups, max(offsets))
+    x_mat, offsets, fold = _operands(xp, kernel, dilation, out, groups)
     # dy on the padded grids, channel-major, zeros at the dropped positions
     grid = np.zeros((k, n) + tuple(spatial), dtype=dy.dtype)
     grid[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)] = \
         dy.transpose((1, 0) + tuple(range(2, dy.ndim)))
     dy_ext = grid.reshape(groups, k // groups, total)
-    dw = np.empty((groups, k // groups, c // groups, len(offsets)), dtype=np.result_type(xp, dy))
+    dw = np.empty((groups, k // groups, x_mat.shape[1], len(offsets)),
+                  dtype=np.result_type(xp, dy))
     for t, off in enumerate(offsets):
-        dw[:, :, :, t] = dy_ext @ np.swapaxes(x_flat[:, :, off:off + total], 1, 2)
-    return dw.reshape((k, c // groups) + tuple(kernel))
+        dw[:, :, :, t] = dy_ext @ np.swapaxes(x_mat[:, :, off:off + total], 1, 2)
+    # (G, K/G, C/G·fold, outer) -> (K, C/G, *kernel) with the folded dim last again
+    dw = dw.reshape(groups, k // groups, c // groups, fold, len(offsets)).transpose(0, 1, 2, 4, 3)
+    return np.ascontiguousarray(dw).reshape((k, c // groups) + tuple(kernel))
