@@ -55,7 +55,7 @@ def _channels_major(xp, groups, tail):
 # Few channels per group make each product thin and leave many accumulate passes; below this
 # many (channels × last kernel size) rows, the last kernel dim's offsets are folded into the
 # channel axis (a k-fold partial im2col): k× fewer, k× deeper products.
-_FOLD_MAX_ROWS = 96
+_FOLD_MAX_ROWS = 64
 
 
 def _operands(xp, kernel, dilation, out, groups):
