@@ -188,3 +188,29 @@ def test_winograd_float32_error_bound():
         direct_error = np.abs(d - e).max() / scale
         winograd_error = np.abs(wg - e).max() / scale
         assert winograd_error < max(8 * direct_error, 2e-6), (winograd_error, direct_error)
+
+
+def test_autotune_measures_once_per_shape_and_stays_exact():
+    """With autotune on, the first call times the applicable algorithms and caches a choice
+    that every later call of that shape uses; results still match PyTorch."""
+    conv_kernels.set_autotune(True)
+    try:
+        rng = np.random.default_rng(8)
+        x = rng.standard_normal((2, 8, 9, 9)).astype(np.float32)
+        w = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
+        xc, wc = cnnkit.tensor(x, requires_grad=True), cnnkit.tensor(w, requires_grad=True)
+        y = F.conv2d(xc, wc, padding=1)
+        assert len(conv_kernels._tuned) == 1
+        choice = next(iter(conv_kernels._tuned.values()))
+        assert choice in ("gemm", "shift", "fft", "winograd")
+        F.conv2d(xc, wc, padding=1)
+        assert len(conv_kernels._tuned) == 1  # measured once
+        xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+        yt = TF.conv2d(xt, wt, padding=1)
+        g = rng.standard_normal(yt.shape).astype(np.float32)
+        y.backward(g)
+        yt.backward(torch.tensor(g))
+        for ours, theirs in ((y.data, yt), (xc.grad, xt.grad), (wc.grad, wt.grad)):
+            _compare(ours, theirs, 10.0, np.float32)
+    finally:
+        conv_kernels.set_autotune(False)

@@ -14,8 +14,9 @@ Its two gradients are convolutions again:
     dL/dw[k, c, a] = Σ_n Σ_i dL/dy[n, k, i] · x[n, c, i·s + a·d]
         the correlation of the input with dL/dy.
 
-Several algorithms compute these same sums; ``choose_algorithm`` picks one per layer shape
-(``cnnkit.reference`` holds the literal loops they are all tested against):
+Several algorithms compute these same sums; ``choose_algorithm`` picks one per layer shape by
+a heuristic, or ``set_autotune(True)`` measures them per shape (``cnnkit.reference`` holds the
+literal loops they are all tested against):
 
     'depthwise'  one input channel per group: a direct sum over kernel offsets (compiled with
                  Numba for 2-D layers of real size, ``depthwise_numba``)
@@ -30,6 +31,8 @@ from . import conv_depthwise, conv_fft, conv_gemm, conv_shift, conv_winograd
 
 ALGORITHMS = ("depthwise", "winograd", "shift", "fft", "gemm")
 _forced = None
+_autotune = False
+_tuned = {}  # layer key -> the algorithm measured fastest for it
 
 
 def output_spatial(spatial, kernel, stride, dilation):
@@ -51,7 +54,10 @@ def choose_algorithm(in_channels, out_channels, kernel, stride, groups, batch=1,
         return "depthwise"
     # The shift products have C/G as their inner dimension: too thin for BLAS below ~8 channels,
     # where the im2col columns (C/G · prod(kernel) rows) make a better product.
-    if all(s == 1 for s in stride) and in_channels // groups >= 8:
+    # On small maps the shift products' wasted border columns and accumulate passes cost
+    # more than im2col's copy (autotune picked gemm for 14×14 and 7×7 layers, shift for 32×32).
+    large_map = out is None or math.prod(out) >= 400
+    if all(s == 1 for s in stride) and in_channels // groups >= 8 and large_map:
         return "shift"
     return "gemm"
 
@@ -64,16 +70,64 @@ def force_algorithm(name):
     _forced = name
 
 
+def set_autotune(enabled=True):
+    """Measure instead of guessing (like ``torch.backends.cudnn.benchmark``): the first
+    convolution of each layer shape times every algorithm that applies on the real inputs and
+    keeps the fastest for that shape's forward and backward passes. Costs one slow first call
+    per shape; pays off when the same shapes repeat, as in training."""
+    global _autotune
+    _autotune = bool(enabled)
+    _tuned.clear()
+
+
+def _layer_key(c, k, kernel, stride, dilation, groups, batch, out, dtype):
+    return (c, k, tuple(kernel), tuple(stride), tuple(dilation), groups, batch, tuple(out),
+            str(dtype))
+
+
+def _applicable(c, kernel, stride, dilation, groups):
+    names = ["gemm"]
+    if all(s == 1 for s in stride):
+        names += ["shift", "fft"]
+    if c == groups > 1:
+        names.append("depthwise")
+    if winograd_applies(kernel, stride, dilation, groups):
+        names.append("winograd")
+    return names
+
+
+def _tune(xp, w, stride, dilation, groups, key):
+    """Time each applicable algorithm's forward pass (best of two) and remember the fastest."""
+    import time
+    global _forced
+    timings = {}
+    for name in _applicable(xp.shape[1], w.shape[2:], stride, dilation, groups):
+        _forced = name
+        try:
+            best = float("inf")
+            for _ in range(2):
+                start = time.perf_counter()
+                conv_forward(xp, w, stride, dilation, groups)
+                best = min(best, time.perf_counter() - start)
+            timings[name] = best
+        finally:
+            _forced = None
+    _tuned[key] = min(timings, key=timings.get)
+
+
 def winograd_applies(kernel, stride, dilation, groups):
     return tuple(kernel) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) \
         and groups == 1
 
 
-def _pick(c, k, kernel, stride, dilation, groups, batch, out, spatial):
+def _pick(c, k, kernel, stride, dilation, groups, batch, out, spatial, dtype=None):
     """The algorithm to run: the heuristic's (or the forced) choice where it applies."""
     if batch == 0:  # an empty batch: only the shapes matter, and im2col handles them all
         return "gemm"
     algorithm = choose_algorithm(c, k, kernel, stride, groups, batch, out, spatial, dilation)
+    if _forced is None and _autotune:
+        algorithm = _tuned.get(_layer_key(c, k, kernel, stride, dilation, groups, batch, out,
+                                          dtype), algorithm)
     if algorithm == "depthwise" and c != groups:
         return "gemm"
     if algorithm == "winograd" and not winograd_applies(kernel, stride, dilation, groups):
@@ -92,7 +146,12 @@ def conv_forward(xp, w, stride, dilation, groups=1):
     """
     c, k, kernel = xp.shape[1], w.shape[0], w.shape[2:]
     out = output_spatial(xp.shape[2:], kernel, stride, dilation)
-    algorithm = _pick(c, k, kernel, stride, dilation, groups, xp.shape[0], out, xp.shape[2:])
+    if _autotune and _forced is None and xp.shape[0]:
+        key = _layer_key(c, k, kernel, stride, dilation, groups, xp.shape[0], out, xp.dtype)
+        if key not in _tuned:
+            _tune(xp, w, stride, dilation, groups, key)
+    algorithm = _pick(c, k, kernel, stride, dilation, groups, xp.shape[0], out, xp.shape[2:],
+                      xp.dtype)
     if algorithm == "winograd":
         return conv_winograd.forward(xp, w, out)
     if algorithm == "depthwise":
@@ -112,7 +171,8 @@ def conv_backward_input(dy, w, spatial, stride, dilation, groups=1):
     Returns ndarray of shape (N, C, *spatial).
     """
     c, k, kernel = w.shape[1] * groups, w.shape[0], w.shape[2:]
-    algorithm = _pick(c, k, kernel, stride, dilation, groups, dy.shape[0], dy.shape[2:], spatial)
+    algorithm = _pick(c, k, kernel, stride, dilation, groups, dy.shape[0], dy.shape[2:], spatial,
+                      dy.dtype)
     if algorithm == "winograd" and _fits(dy.shape[2:], spatial, kernel, dilation):
         return conv_winograd.backward_input(dy, w, spatial)
     if algorithm == "depthwise":
@@ -134,7 +194,7 @@ def conv_backward_weight(xp, dy, kernel, stride, dilation, groups=1):
     c, k = xp.shape[1], dy.shape[1]
     kernel = tuple(kernel)
     algorithm = _pick(c, k, kernel, stride, dilation, groups, xp.shape[0], dy.shape[2:],
-                      xp.shape[2:])
+                      xp.shape[2:], xp.dtype)
     if algorithm == "winograd" and _fits(dy.shape[2:], xp.shape[2:], kernel, dilation):
         return conv_winograd.backward_weight(xp, dy)
     if algorithm == "depthwise":
