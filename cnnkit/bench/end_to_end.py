@@ -2,8 +2,9 @@
 
 Speed: training steps of the two libraries alternate in one process (same batches, same
 optimizer, same batch size); images/s is the best of several timed windows. Memory: each library
-trains in a fresh child process and reports its peak resident memory above the level it had
-after building the model and the data (``ru_maxrss``), so neither pays for the other's imports.
+trains in a fresh child process and reports its peak resident memory (VmHWM) above the level it
+had after building the model and the data, before the first step, so neither pays for the
+other's imports and both pay for their allocator's caches.
 """
 import json
 import subprocess
@@ -85,7 +86,8 @@ def _peak_child(library, name, batch_size, steps):
     ours, theirs = _models(name)
     step = ours if library == "cnnkit" else theirs
     x, y = _batches(batch_size, 2)
-    step(x[0], y[0])  # warm-up: compiled kernels and allocator pools are not the peak we want
+    # The baseline is taken before any training step, so memory that an allocator keeps cached
+    # after the first step (PyTorch's does) counts for both libraries alike.
     base = _status_mib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak (VmHWM) to the current RSS: setup spikes don't count

@@ -56,7 +56,8 @@ def choose_algorithm(in_channels, out_channels, kernel, stride, groups, batch=1,
     # where the im2col columns (C/G · prod(kernel) rows) make a better product.
     # On small maps the shift products' wasted border columns and accumulate passes cost
     # more than im2col's copy (autotune picked gemm for 14×14 and 7×7 layers, shift for 32×32).
-    large_map = out is None or math.prod(out) >= 400
+    # 1×1 kernels need no shifting at all: the shift path is then one product per image.
+    large_map = out is None or math.prod(out) >= 400 or math.prod(kernel) == 1
     if all(s == 1 for s in stride) and in_channels // groups >= 8 and large_map:
         return "shift"
     return "gemm"
