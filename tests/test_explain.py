@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnkit
-from cnnkit import cli
 from cnnkit import functional as F
 from cnnkit.explain import (
     backprop_1d,
@@ -24,18 +23,7 @@ from cnnkit.explain import (
     toeplitz_blocks,
 )
 
-MY_COMMANDS = ("filter", "explain", "plot")
 
-
-@pytest.fixture
-def run_cli(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "COMMANDS", list(dict.fromkeys([*cli.COMMANDS, *MY_COMMANDS])))
-
-    def run(*args):
-        code = cli.main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 def torch_conv(x, w, b=None, stride=1, padding=0):

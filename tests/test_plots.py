@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import cnnkit
-from cnnkit import cli, nn
+from cnnkit import nn
 from cnnkit.plots import (
     confusion_matrix,
     feature_maps,
@@ -23,19 +23,8 @@ from cnnkit.plots import (
     receptive_fields,
 )
 
-MY_COMMANDS = ("filter", "explain", "plot")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-
-@pytest.fixture
-def run_cli(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "COMMANDS", list(dict.fromkeys([*cli.COMMANDS, *MY_COMMANDS])))
-
-    def run(*args):
-        code = cli.main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 def assert_png(path, min_size=(50, 50)):

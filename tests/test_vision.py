@@ -7,7 +7,6 @@ import pytest
 import scipy.signal
 from PIL import Image
 
-from cnnkit import cli
 from cnnkit.data import load_image
 from cnnkit.vision import (
     KERNELS,
@@ -26,17 +25,6 @@ from cnnkit.vision import filter as filter_module
 
 MY_COMMANDS = ("filter", "explain", "plot")
 
-
-@pytest.fixture
-def run_cli(monkeypatch, capsys):
-    """``cnnkit ARGS`` -> (exit code, stdout, stderr), with this file's commands registered."""
-    monkeypatch.setattr(cli, "COMMANDS", list(dict.fromkeys([*cli.COMMANDS, *MY_COMMANDS])))
-
-    def run(*args):
-        code = cli.main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 def scipy_filter(image, kernel, mode="same", convolve=False):

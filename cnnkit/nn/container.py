@@ -10,6 +10,13 @@ from .module import Module, _addindent
 __all__ = ["Sequential", "ModuleList", "ModuleDict"]
 
 
+def _renumber(container, modules) -> None:
+    """Hold ``modules`` under the keys "0".."n-1" (PyTorch renumbers after delete and insert)."""
+    container._modules.clear()
+    for i, module in enumerate(modules):
+        container.add_module(str(i), module)
+
+
 def _index(idx, length: int, name: str) -> int:
     """A Python-style int index (negative counts from the end) checked against ``length``."""
     if not isinstance(idx, int) or isinstance(idx, bool):
@@ -50,11 +57,7 @@ class Sequential(Module):
                                                                         "Sequential")]]
         for key in doomed:
             del self._modules[key]
-        # Renumber so indices stay 0..n-1 (PyTorch does the same).
-        modules = list(self._modules.values())
-        self._modules.clear()
-        for i, module in enumerate(modules):
-            self._modules[str(i)] = module
+        _renumber(self, list(self._modules.values()))
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -74,9 +77,7 @@ class Sequential(Module):
     def insert(self, index: int, module: Module) -> "Sequential":
         modules = list(self._modules.values())
         modules.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(modules):
-            self.add_module(str(i), m)
+        _renumber(self, modules)
         return self
 
     def forward(self, input):  # noqa: A002 - PyTorch's argument name
@@ -107,9 +108,7 @@ class ModuleList(Module):
             del modules[idx]
         else:
             del modules[_index(idx, len(self), "ModuleList")]
-        self._modules.clear()
-        for i, module in enumerate(modules):
-            self._modules[str(i)] = module
+        _renumber(self, modules)
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -132,9 +131,7 @@ class ModuleList(Module):
     def insert(self, index: int, module: Module) -> None:
         modules = list(self._modules.values())
         modules.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(modules):
-            self.add_module(str(i), m)
+        _renumber(self, modules)
 
     def __repr__(self) -> str:
         """PyTorch's compressed form: runs of identical children print once as ``(i-j): n x``."""

@@ -7,7 +7,6 @@ Shapes, with k the kernel size per spatial dim:
 Initialisation is PyTorch's: weight ~ kaiming_uniform_(a=√5), i.e. U(±1/√fan_in), and
 bias ~ U(±1/√fan_in), fan_in computed from the weight as ``init._calculate_fan_in_and_fan_out``.
 """
-import math
 
 import numpy as np
 
@@ -85,12 +84,7 @@ class _ConvNd(Module):
 
     def reset_parameters(self) -> None:
         """weight ~ U(±1/√fan_in) (kaiming_uniform_ with a=√5), bias ~ U(±1/√fan_in)."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            if fan_in != 0:
-                bound = 1 / math.sqrt(fan_in)
-                init.uniform_(self.bias, -bound, bound)
+        init.default_(self.weight, self.bias)
 
     def extra_repr(self) -> str:
         n = self._spatial_dims

@@ -1,5 +1,4 @@
 """``Linear`` (y = x Wᵀ + b) and ``Identity``."""
-import math
 
 import numpy as np
 
@@ -33,11 +32,8 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        """weight ~ U(±1/√fan_in) (kaiming_uniform_ with a=√5), bias ~ U(±1/√fan_in)."""
+        init.default_(self.weight, self.bias)
 
     def forward(self, input):  # noqa: A002 - PyTorch's argument name
         return F.linear(input, self.weight, self.bias)
