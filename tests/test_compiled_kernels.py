@@ -1,4 +1,4 @@
-"""The compiled (Numba) paths against PyTorch: 2-D max pooling and batch normalisation.
+"""The compiled (Numba) paths against PyTorch: 2-D max pooling, batch normalisation and ReLU.
 
 They are taken only above a size threshold, so these tests lower the threshold to zero."""
 import numpy as np
@@ -8,13 +8,14 @@ import torch.nn.functional as TF
 
 import cnnkit
 import cnnkit.functional as F
-from cnnkit.functional import normalization, pooling
+from cnnkit.functional import activation, normalization, pooling
 
 
 @pytest.fixture(autouse=True)
 def always_compiled(monkeypatch):
     monkeypatch.setattr(pooling, "_COMPILED_MIN_SIZE", 0)
     monkeypatch.setattr(normalization, "_COMPILED_MIN_SIZE", 0)
+    monkeypatch.setattr(activation, "_COMPILED_MIN_SIZE", 0)
 
 
 @pytest.mark.parametrize("args", [
@@ -79,3 +80,33 @@ def test_compiled_batch_norm_matches_torch(shape, training, affine, dtype):
     for ours, theirs in pairs:
         assert ours.dtype == dtype
         np.testing.assert_allclose(ours, theirs.detach().numpy(), **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_relu_matches_torch(dtype):
+    """Values and gradients bit for bit, NaN, ±0 and ±inf included (torch passes NaN's gradient)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4, 5, 6)).astype(dtype)
+    x[0, 0, 0, :5] = [np.nan, 0.0, -0.0, np.inf, -np.inf]
+    xc, xt = cnnkit.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    y, yt = F.relu(xc), torch.relu(xt)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    y.backward(g)
+    yt.backward(torch.tensor(g))
+    assert y.dtype == dtype and xc.grad.dtype == dtype
+    np.testing.assert_array_equal(y.data, yt.detach().numpy())
+    np.testing.assert_array_equal(xc.grad, xt.grad.numpy())
+
+
+def test_compiled_max_pool_2x2_fast_path_matches_general_path(monkeypatch):
+    """The 2×2/stride-2 kernel (taken for windows inside the input) against the general one."""
+    from cnnkit.kernels import pooling_numba
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 8, 9)).astype(np.float32)
+    x[0, 0, :2, :2] = np.nan
+    x[1, 1, 2:4, 2:4] = 5.0  # a tie: the first maximum wins
+    fast = pooling_numba.max_pool2d_forward(x, (2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1), (4, 4))
+    y, index = np.empty((2, 3, 4, 4), np.float32), np.empty((2, 3, 4, 4), np.int32)
+    pooling_numba._forward(x, 2, 2, 2, 2, 0, 0, 1, 1, y, index)
+    np.testing.assert_array_equal(fast[0], y)
+    np.testing.assert_array_equal(fast[1], index)

@@ -11,6 +11,7 @@ import torch.nn.functional as TF
 import cnnkit
 import cnnkit.functional as F
 from cnnkit.kernels import conv as conv_kernels
+from cnnkit.kernels import conv_gemm
 
 # (dims, N, C, K, spatial, kernel, stride, padding, dilation, groups)
 CASES = [
@@ -34,13 +35,19 @@ TRANSPOSED = [
     (1, 2, 8, 3, (10,), (3,), 1, 1, 0, 1, 1),
     (3, 1, 2, 2, (3, 4, 3), (2, 3, 2), 2, 1, 0, 1, 2),
 ]
-ALGORITHMS = [None, "depthwise", "winograd", "shift", "fft", "gemm"]
+# "gemm-compiled": the im2col GEMM with its compiled (Numba) copies, which real 2-D layers take
+# but these small cases would not.
+ALGORITHMS = [None, "depthwise", "winograd", "shift", "fft", "gemm", "gemm-compiled"]
 
 
 @pytest.fixture(params=ALGORITHMS, ids=lambda a: a or "auto")
-def algorithm(request):
-    conv_kernels.force_algorithm(request.param)
-    yield request.param
+def algorithm(request, monkeypatch):
+    name = request.param
+    if name == "gemm-compiled":
+        monkeypatch.setattr(conv_gemm, "_COMPILED_MIN_SIZE", 0)
+        name = "gemm"
+    conv_kernels.force_algorithm(name)
+    yield name
     conv_kernels.force_algorithm(None)
 
 
@@ -120,7 +127,9 @@ def test_heuristic_choices():
     """The dispatcher's picks for typical layers (documented in BENCHMARKS.md)."""
     pick = conv_kernels.choose_algorithm
     assert pick(128, 128, (3, 3), (1, 1), 128) == "depthwise"
-    assert pick(64, 64, (3, 3), (1, 1), 1, 32, (32, 32), (34, 34)) == "shift"
+    assert pick(64, 64, (3, 3), (1, 1), 1, 32, (32, 32), (34, 34), (1, 1)) == "winograd"
+    assert pick(64, 128, (3, 3), (1, 1), 1, 128, (7, 7), (9, 9), (1, 1)) == "gemm"  # odd map
+    assert pick(64, 64, (3, 3), (1, 1), 1, 32, (32, 32), (36, 36), (2, 2)) == "shift"
     assert pick(64, 128, (3, 3), (2, 2), 1, 32, (16, 16), (34, 34)) == "gemm"
     assert pick(1, 16, (101,), (1,), 1, 8, (16000,), (16100,)) == "fft"
 

@@ -19,11 +19,32 @@ __all__ = ["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax", "l
 def relu(input) -> Tensor:  # noqa: A002 - PyTorch's argument name
     """max(x, 0). d/dx = 1 where x > 0, else 0 (0 at x = 0; NaN passes the gradient, as PyTorch)."""
     x = as_tensor(input)
+    if x.data.size >= _COMPILED_MIN_SIZE and x.dtype.kind == "f":
+        return _compiled_relu(x)
     out = np.maximum(x.data, 0)  # np.maximum propagates NaN, as torch.relu does
     # Backward reads the output, as PyTorch's threshold_backward does (out ≤ 0 ⟺ x ≤ 0, and a
     # NaN passes either way), so the input can be freed once the next layer has it.
     # A multiply by the mask is ~9× faster than np.where with a broadcast zero.
     return Tensor._make(out, (x,), lambda g: (g * ~(out <= 0),), "relu")
+
+
+# Below this many values NumPy's passes beat starting Numba's thread pool.
+_COMPILED_MIN_SIZE = 1 << 16
+
+
+def _compiled_relu(x):
+    """``relu`` through ``kernels.relu_numba`` (same rule, one parallel pass each way)."""
+    from ..kernels import relu_numba
+    data = np.ascontiguousarray(x.data)
+    out = np.empty_like(data)
+    relu_numba.forward(data.reshape(-1), out.reshape(-1))
+
+    def backward(g):
+        g = np.ascontiguousarray(g, dtype=out.dtype)
+        dx = np.empty_like(out)
+        relu_numba.backward(out.reshape(-1), g.reshape(-1), dx.reshape(-1))
+        return (dx,)
+    return Tensor._make(out, (x,), backward, "relu")
 
 
 def leaky_relu(input, negative_slope: float = 0.01) -> Tensor:  # noqa: A002

@@ -52,6 +52,12 @@ def choose_algorithm(in_channels, out_channels, kernel, stride, groups, batch=1,
         return "fft"
     if in_channels == groups > 1:
         return "depthwise"
+    # Winograd's 16 products have C as their inner dimension (too thin below 16 channels), and
+    # its 2×2 output tiles waste work on odd map sizes (a 7×7 map is computed as 8×8).
+    if dilation is not None and winograd_applies(kernel, stride, dilation, groups) and \
+            in_channels >= 16 and out is not None and \
+            math.prod(2 * ((o + 1) // 2) for o in out) <= 1.15 * math.prod(out):
+        return "winograd"
     # The shift products have C/G as their inner dimension: too thin for BLAS below ~8 channels,
     # where the im2col columns (C/G · prod(kernel) rows) make a better product.
     # On small maps the shift products' wasted border columns and accumulate passes cost

@@ -7,7 +7,9 @@ The columns of all images sit side by side, so the whole batch is a single GEMM 
     weight   dY[g] @ X[g]ᵀ -> dW[g]
 
 One large product keeps BLAS efficient even when a single image's product would be thin
-(few channels, small maps). The price is the im2col copy of the input, k·k times its size.
+(few channels, small maps). The price is the im2col copy of the input, k·k times its size, and
+moving the batch axis beside the output positions and back; for 2-D layers of real size those
+copies are compiled parallel passes (``im2col_numba``), otherwise NumPy views and copies.
 """
 import math
 
@@ -15,10 +17,25 @@ import numpy as np
 
 from .im2col import col2im, windows
 
+# Below this much copying (values), NumPy's single-threaded copies beat starting Numba's pool.
+_COMPILED_MIN_SIZE = 1 << 16
+
+
+def _compiled(n_dims, size):
+    if n_dims == 2 and size >= _COMPILED_MIN_SIZE:
+        from . import im2col_numba
+        return im2col_numba
+    return None
+
 
 def _columns(xp, kernel, stride, dilation, out, groups):
     """(G, C/G·prod(kernel), N·prod(out)) im2col matrix: one column per output position."""
     n, c = xp.shape[:2]
+    compiled = _compiled(len(kernel), n * c * math.prod(kernel) * math.prod(out))
+    if compiled is not None:
+        cols = np.empty((c,) + tuple(kernel) + (n,) + tuple(out), dtype=xp.dtype)
+        compiled.im2col(np.ascontiguousarray(xp), *kernel, *stride, *dilation, cols)
+        return cols.reshape(groups, (c // groups) * math.prod(kernel), n * math.prod(out))
     view = windows(xp, kernel, stride, dilation, out)  # (N, C, *k, *out)
     view = view.reshape((n, groups, c // groups) + view.shape[2:])
     nk = len(kernel)
@@ -31,6 +48,11 @@ def _batch_last(a, groups):
     """(N, K, *out) -> (G, K/G, N·prod(out))."""
     n, k = a.shape[:2]
     positions = math.prod(a.shape[2:])
+    compiled = _compiled(a.ndim - 2, a.size)
+    if compiled is not None:
+        swapped = np.empty((k, n, positions), dtype=a.dtype)
+        compiled.swap_leading(np.ascontiguousarray(a).reshape(n, k, positions), swapped)
+        return swapped.reshape(groups, k // groups, n * positions)
     a = a.reshape(n, groups, k // groups, positions)
     return a.transpose(1, 2, 0, 3).reshape(groups, k // groups, n * positions)
 
@@ -38,6 +60,11 @@ def _batch_last(a, groups):
 def _batch_first(a, n, out):
     """(G, K/G, N·prod(out)) -> (N, K, *out)."""
     g, kg = a.shape[:2]
+    compiled = _compiled(len(out), a.size)
+    if compiled is not None:
+        y = np.empty((n, g * kg, math.prod(out)), dtype=a.dtype)
+        compiled.swap_leading(a.reshape(g * kg, n, math.prod(out)), y)
+        return y.reshape((n, g * kg) + tuple(out))
     a = a.reshape(g, kg, n, math.prod(out)).transpose(2, 0, 1, 3)
     return a.reshape((n, g * kg) + tuple(out))
 
@@ -55,6 +82,12 @@ def backward_input(dy, w, spatial, stride, dilation, groups):
     c = w.shape[1] * groups
     taps = (c // groups) * math.prod(kernel)
     dcols = np.swapaxes(w.reshape(groups, k // groups, taps), 1, 2) @ _batch_last(dy, groups)
+    compiled = _compiled(len(kernel), dcols.size)
+    if compiled is not None:
+        dx = np.empty((n, c) + tuple(spatial), dtype=dcols.dtype)
+        compiled.col2im(dcols.reshape((c,) + tuple(kernel) + (n,) + tuple(out)), *stride,
+                        *dilation, dx)
+        return dx
     # (G, C/G, *k, N, *out) viewed as (N, C, *k, *out) for col2im
     dcols = dcols.reshape((groups, c // groups) + tuple(kernel) + (n,) + tuple(out))
     nk = len(kernel)

