@@ -199,6 +199,26 @@ def test_winograd_float32_error_bound():
         assert winograd_error < max(8 * direct_error, 2e-6), (winograd_error, direct_error)
 
 
+@pytest.mark.parametrize("stack_bytes", [1, 1 << 13])
+def test_winograd_in_image_groups_matches_one_group(monkeypatch, stack_bytes):
+    """Large batches are transformed a few images at a time; the result must not depend on it."""
+    from cnnkit.kernels import conv_winograd
+    rng = np.random.default_rng(12)
+    xp = rng.standard_normal((5, 3, 9, 8))
+    w = rng.standard_normal((4, 3, 3, 3))
+    out = (7, 6)
+    dy = rng.standard_normal((5, 4) + out)
+    whole = (conv_winograd.forward(xp, w, out), conv_winograd.backward_input(dy, w, xp.shape[2:]),
+             conv_winograd.backward_weight(xp, dy))
+    monkeypatch.setattr(conv_winograd, "_STACK_BYTES", stack_bytes)
+    assert len(conv_winograd._image_groups(5, 4, out, 8)) > 1
+    grouped = (conv_winograd.forward(xp, w, out),
+               conv_winograd.backward_input(dy, w, xp.shape[2:]),
+               conv_winograd.backward_weight(xp, dy))
+    for a, b in zip(whole, grouped):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_autotune_measures_once_per_shape_and_stays_exact():
     """With autotune on, the first call times the applicable algorithms and caches a choice
     that every later call of that shape uses; results still match PyTorch."""

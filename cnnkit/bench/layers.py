@@ -77,7 +77,7 @@ def conv_case(name, repeats):
 
     flops = 2 * n * k * (c // groups) * kernel ** n_dims * math.prod(out)
     algorithm = choose_algorithm(c, k, (kernel,) * n_dims, (stride,) * n_dims, groups, n, out,
-                                 tuple(s + 2 * padding for s in spatial))
+                                 tuple(s + 2 * padding for s in spatial), (1,) * n_dims)
     rows = []
     for mode, backward, work in (("fwd", False, flops), ("fwd+bwd", True, 3 * flops)):
         t_ours, t_theirs = best_of_interleaved(list(_pair(ours, theirs, backward)), repeats)

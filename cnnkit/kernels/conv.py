@@ -54,7 +54,7 @@ def choose_algorithm(in_channels, out_channels, kernel, stride, groups, batch=1,
         return "depthwise"
     # Winograd's 16 products have C as their inner dimension (too thin below 16 channels), and
     # its 2×2 output tiles waste work on odd map sizes (a 7×7 map is computed as 8×8).
-    if dilation is not None and winograd_applies(kernel, stride, dilation, groups) and \
+    if winograd_applies(kernel, stride, dilation or (1,) * len(kernel), groups) and \
             in_channels >= 16 and out is not None and \
             math.prod(2 * ((o + 1) // 2) for o in out) <= 1.15 * math.prod(out):
         return "winograd"

@@ -170,14 +170,30 @@ def _transformed_kernel(w):
     return u.reshape(16, w.shape[0], w.shape[1]).astype(w.dtype)
 
 
+# Images are transformed and multiplied a group at a time, so that each (16, channels, tiles)
+# stack stays well under glibc's 32 MiB mmap limit (``cnnkit._threads``): larger arrays are
+# fresh pages every call, and their page faults (with transparent huge pages, compaction
+# stalls) made a 32×64×32×32 forward pass take 30–75 ms instead of 15.
+_STACK_BYTES = 12 << 20
+
+
+def _image_groups(n_images, channels, out, itemsize):
+    th, tw = _tiles(out)
+    per_image = 16 * channels * th * tw * itemsize
+    step = max(1, min(n_images, _STACK_BYTES // per_image))
+    return [slice(start, min(start + step, n_images)) for start in range(0, n_images, step)]
+
+
 def forward(xp, w, out):
     """xp (N, C, Hp, Wp) padded, w (K, C, 3, 3) -> y (N, K, *out), stride 1, no groups."""
     th, tw = _tiles(out)
-    u, v = _transformed_kernel(w), _transformed_input(xp, out)  # (16, K, C), (16, C, N·T)
-    m = np.matmul(u, v, out=_stack(w.shape[0], v.shape[2],
-                                        np.result_type(u, v)))
-    y = np.empty((xp.shape[0], w.shape[0]) + tuple(out), dtype=np.result_type(xp, w))
-    _output_tiles(m, th, tw, y)
+    u = _transformed_kernel(w)  # (16, K, C)
+    dtype = np.result_type(xp, w)
+    y = np.empty((xp.shape[0], w.shape[0]) + tuple(out), dtype=dtype)
+    for images in _image_groups(xp.shape[0], max(w.shape[:2]), out, dtype.itemsize):
+        v = _transformed_input(xp[images], out)  # (16, C, n·T)
+        m = np.matmul(u, v, out=_stack(w.shape[0], v.shape[2], np.result_type(u, v)))
+        _output_tiles(m, th, tw, y[images])
     return y
 
 
@@ -192,10 +208,13 @@ def backward_weight(xp, dy):
     """dL/dw (K, C, 3, 3) = Gᵀ [Σ_tiles (A dY Aᵀ) ⊙ (Bᵀ d B)] G, channel pairs by products."""
     out = dy.shape[2:]
     th, tw = _tiles(out)
-    v = _transformed_input(xp, out)  # (16, C, N·T)
-    dm = _stack(dy.shape[1], dy.shape[0] * th * tw, dy.dtype)
-    _output_tiles_transposed(np.ascontiguousarray(dy), th, tw, dm)
-    du = dm @ np.swapaxes(v, 1, 2)  # (16, K, C)
+    dtype = np.result_type(xp, dy)
+    du = np.zeros((16, dy.shape[1], xp.shape[1]), dtype=dtype)
+    for images in _image_groups(xp.shape[0], max(xp.shape[1], dy.shape[1]), out, dtype.itemsize):
+        v = _transformed_input(xp[images], out)  # (16, C, n·T)
+        dm = _stack(dy.shape[1], v.shape[2], dy.dtype)
+        _output_tiles_transposed(np.ascontiguousarray(dy[images]), th, tw, dm)
+        du += dm @ np.swapaxes(v, 1, 2)  # (16, K, C)
     du = du.reshape(4, 4, dy.shape[1], xp.shape[1]).astype(np.float64)
     dw = np.einsum("xa,xykc,yb->kcab", G, du, G)
-    return dw.astype(np.result_type(xp, dy))
+    return dw.astype(dtype)
