@@ -10,7 +10,8 @@ Why (measured on the project's 2-core machine, numbers in BENCHMARKS.md):
   batch norm). Once idle, each pool spins waiting for more work before it sleeps: OpenBLAS for
   2**28 cycles (about 0.1 s), libgomp for 300,000 polls. A spinning pool holds the cores the
   other one needs next; shortening both spins made a training step of the default model about
-  1.4× faster. The new limits still bridge the short gaps between back-to-back calls.
+  1.6× faster (187–218 ms to 117–122 ms). The new limits still bridge the short gaps between
+  back-to-back calls.
 * **Page faults.** glibc's malloc serves large arrays from fresh pages (mmap) and returns
   freed memory at the top of its heap to the kernel, so each new activation or gradient array
   pays a page fault per 4 KiB page on first write — 2.7 ms for the 6.4 MB of one max-pool

@@ -31,14 +31,17 @@ def signal_table(rows):
 
 def e2e_table(rows):
     lines = ["| model | batch | cnnkit images/s | PyTorch images/s | ratio (speed) | "
-             "cnnkit peak MiB | PyTorch peak MiB | memory ratio |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "cnnkit peak MiB | PyTorch peak MiB | memory ratio | cold: cnnkit / PyTorch MiB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        cold = (f"{r['cnnkit_cold_peak_mib']:.0f} / {r['torch_cold_peak_mib']:.0f} "
+                f"({r['cnnkit_cold_peak_mib'] / r['torch_cold_peak_mib']:.2f})"
+                if "cnnkit_cold_peak_mib" in r else "—")
         lines.append(f"| {r['name']} | {r['batch_size']} | {r['cnnkit_images_per_s']:.0f} | "
                      f"{r['torch_images_per_s']:.0f} | "
                      f"{r['cnnkit_images_per_s'] / r['torch_images_per_s']:.2f} | "
                      f"{r['cnnkit_peak_mib']:.0f} | {r['torch_peak_mib']:.0f} | "
-                     f"{r['cnnkit_peak_mib'] / r['torch_peak_mib']:.2f} |")
+                     f"{r['cnnkit_peak_mib'] / r['torch_peak_mib']:.2f} | {cold} |")
     return "\n".join(lines)
 
 
