@@ -35,9 +35,11 @@ TRANSPOSED = [
     (1, 2, 8, 3, (10,), (3,), 1, 1, 0, 1, 1),
     (3, 1, 2, 2, (3, 4, 3), (2, 3, 2), 2, 1, 0, 1, 2),
 ]
-# "gemm-compiled": the im2col GEMM with its compiled (Numba) copies, which real 2-D layers take
-# but these small cases would not.
-ALGORITHMS = [None, "depthwise", "winograd", "shift", "fft", "gemm", "gemm-compiled"]
+# "-compiled": the im2col GEMM with its compiled (Numba) copies and the compiled depthwise
+# kernels, which real 2-D layers take but these small cases would not (they also read the zero
+# padding in place).
+ALGORITHMS = [None, "depthwise", "depthwise-compiled", "winograd", "shift", "fft", "gemm",
+              "gemm-compiled"]
 
 
 @pytest.fixture(params=ALGORITHMS, ids=lambda a: a or "auto")
@@ -46,6 +48,9 @@ def algorithm(request, monkeypatch):
     if name == "gemm-compiled":
         monkeypatch.setattr(conv_gemm, "_COMPILED_MIN_SIZE", 0)
         name = "gemm"
+    if name == "depthwise-compiled":
+        monkeypatch.setattr(conv_kernels, "_DEPTHWISE_COMPILED_MIN_WORK", 0)
+        name = "depthwise"
     conv_kernels.force_algorithm(name)
     yield name
     conv_kernels.force_algorithm(None)

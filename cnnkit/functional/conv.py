@@ -96,24 +96,28 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
     if mode != "constant":
         check_pad_widths(spatial, pads, mode, name=f"{op}: padding")
 
-    # Unpadded input is used as is: the kernels only read it.
-    xp = pad_array(x.data, widths, mode) if any(lo or hi for lo, hi in pads) else x.data
-    y = conv_forward(xp, weight.data, stride, dilation, groups)
+    padded = any(lo or hi for lo, hi in pads)
+    # Zero padding goes to the kernels, which read it in place where they can (no padded copy
+    # of every layer's input); the other modes are built here, and again in backward rather
+    # than hold a padded copy of the input.
+    virtual = pads if mode == "constant" and padded else None
+    xp = pad_array(x.data, widths, mode) if padded and virtual is None else x.data
+    y = conv_forward(xp, weight.data, stride, dilation, groups, virtual)
     if bias is not None:
         y += bias.data.reshape(_bias_shape(k, n_dims))
-
-    padded_spatial = xp.shape[2:]
-    del xp  # backward pads again rather than hold a padded copy of every layer's input
+    padded_spatial = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
+    del xp
 
     def backward(g):
         dx = dw = db = None
-        padded = any(lo or hi for lo, hi in pads)
         if x.requires_grad:
-            dxp = conv_backward_input(g, weight.data, padded_spatial, stride, dilation, groups)
-            dx = pad_array_backward(dxp, x.shape, widths, mode) if padded else dxp
+            dx = conv_backward_input(g, weight.data, padded_spatial, stride, dilation, groups,
+                                     virtual)
+            if padded and virtual is None:
+                dx = pad_array_backward(dx, x.shape, widths, mode)
         if weight.requires_grad:
-            xp = pad_array(x.data, widths, mode) if padded else x.data
-            dw = conv_backward_weight(xp, g, kernel, stride, dilation, groups)
+            xp = pad_array(x.data, widths, mode) if padded and virtual is None else x.data
+            dw = conv_backward_weight(xp, g, kernel, stride, dilation, groups, virtual)
         if bias is not None and bias.requires_grad:
             db = g.sum(axis=(0,) + tuple(range(2, g.ndim)))
         return dx, dw, db

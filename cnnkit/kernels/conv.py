@@ -28,6 +28,7 @@ literal loops they are all tested against):
 import math
 
 from . import conv_depthwise, conv_fft, conv_gemm, conv_shift, conv_winograd
+from .padding import crop, zero_pad
 
 ALGORITHMS = ("depthwise", "winograd", "shift", "fft", "gemm")
 _forced = None
@@ -144,81 +145,111 @@ def _pick(c, k, kernel, stride, dilation, groups, batch, out, spatial, dtype=Non
     return algorithm
 
 
-def conv_forward(xp, w, stride, dilation, groups=1):
-    """Cross-correlation of a padded input with a bank of kernels.
+def conv_forward(x, w, stride, dilation, groups=1, pads=None):
+    """Cross-correlation of an input with a bank of kernels.
 
-    xp : ndarray of shape (N, C, *spatial) — padded input
+    x  : ndarray of shape (N, C, *spatial) — already padded, or zero-padded by ``pads``
+         (one (lo, hi) pair per spatial dim), which kernels that can read zeros in place use
+         without building the padded copy
     w  : ndarray of shape (K, C // groups, *kernel)
-    Returns y : ndarray of shape (N, K, *out), out = floor((spatial − d·(k−1) − 1)/s) + 1
+    Returns y : ndarray of shape (N, K, *out), out = floor((padded − d·(k−1) − 1)/s) + 1
     """
-    c, k, kernel = xp.shape[1], w.shape[0], w.shape[2:]
-    out = output_spatial(xp.shape[2:], kernel, stride, dilation)
-    if _autotune and _forced is None and xp.shape[0]:
-        key = _layer_key(c, k, kernel, stride, dilation, groups, xp.shape[0], out, xp.dtype)
+    c, k, kernel = x.shape[1], w.shape[0], w.shape[2:]
+    spatial = _padded_spatial(x.shape[2:], pads)
+    out = output_spatial(spatial, kernel, stride, dilation)
+    if _autotune and _forced is None and x.shape[0]:
+        key = _layer_key(c, k, kernel, stride, dilation, groups, x.shape[0], out, x.dtype)
         if key not in _tuned:
-            _tune(xp, w, stride, dilation, groups, key)
-    algorithm = _pick(c, k, kernel, stride, dilation, groups, xp.shape[0], out, xp.shape[2:],
-                      xp.dtype)
+            _tune(zero_pad(x, pads), w, stride, dilation, groups, key)
+    algorithm = _pick(c, k, kernel, stride, dilation, groups, x.shape[0], out, spatial, x.dtype)
+    if algorithm == "gemm":
+        return conv_gemm.forward(x, w, stride, dilation, out, groups, pads)
+    if algorithm == "depthwise":
+        module = _depthwise(x.shape, kernel, math.prod(out))
+        if module is not conv_depthwise:
+            return module.forward(x, w, stride, dilation, out, pads)
+    xp = zero_pad(x, pads)
     if algorithm == "winograd":
         return conv_winograd.forward(xp, w, out)
     if algorithm == "depthwise":
-        return _depthwise(xp.shape, kernel, math.prod(out)).forward(xp, w, stride, dilation, out)
+        return conv_depthwise.forward(xp, w, stride, dilation, out)
     if algorithm == "fft":
         return conv_fft.forward(xp, w, dilation, out, groups)
-    if algorithm == "shift":
-        return conv_shift.forward(xp, w, dilation, out, groups)
-    return conv_gemm.forward(xp, w, stride, dilation, out, groups)
+    return conv_shift.forward(xp, w, dilation, out, groups)
 
 
-def conv_backward_input(dy, w, spatial, stride, dilation, groups=1):
+def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None):
     """dL/dx of ``conv_forward``: the transposed convolution of ``dy`` with ``w``.
 
     dy : ndarray of shape (N, K, *out);  w : ndarray of shape (K, C // groups, *kernel)
     spatial : the padded input's spatial shape.
-    Returns ndarray of shape (N, C, *spatial).
+    Returns ndarray of shape (N, C, *spatial), or with ``pads`` the gradient of the input
+    inside the zero padding, (N, C, *(spatial − lo − hi)).
     """
     c, k, kernel = w.shape[1] * groups, w.shape[0], w.shape[2:]
     algorithm = _pick(c, k, kernel, stride, dilation, groups, dy.shape[0], dy.shape[2:], spatial,
                       dy.dtype)
-    if algorithm == "winograd" and _fits(dy.shape[2:], spatial, kernel, dilation):
-        return conv_winograd.backward_input(dy, w, spatial)
+    fits = _fits(dy.shape[2:], spatial, kernel, dilation)
+    if algorithm == "winograd" and fits:
+        if pads is None or all(0 <= lo <= 2 and 0 <= hi <= 2 for lo, hi in pads):
+            return conv_winograd.backward_input(dy, w, spatial, pads)
+        return crop(conv_winograd.backward_input(dy, w, spatial), pads)
     if algorithm == "depthwise":
-        return _depthwise(dy.shape, kernel, math.prod(dy.shape[2:])).backward_input(
-            dy, w, spatial, stride, dilation, groups)
-    if algorithm == "shift" and _fits(dy.shape[2:], spatial, kernel, dilation):
-        return conv_shift.backward_input(dy, w, spatial, dilation, groups)
-    if algorithm == "fft" and _fits(dy.shape[2:], spatial, kernel, dilation):
-        return conv_fft.backward_input(dy, w, spatial, dilation, groups)
-    return conv_gemm.backward_input(dy, w, spatial, stride, dilation, groups)
+        module = _depthwise(dy.shape, kernel, math.prod(dy.shape[2:]))
+        if module is not conv_depthwise:
+            return module.backward_input(dy, w, spatial, stride, dilation, groups, pads)
+        return crop(module.backward_input(dy, w, spatial, stride, dilation, groups), pads)
+    if algorithm == "shift" and fits:
+        return crop(conv_shift.backward_input(dy, w, spatial, dilation, groups), pads)
+    if algorithm == "fft" and fits:
+        return crop(conv_fft.backward_input(dy, w, spatial, dilation, groups), pads)
+    return conv_gemm.backward_input(dy, w, spatial, stride, dilation, groups, pads)
 
 
-def conv_backward_weight(xp, dy, kernel, stride, dilation, groups=1):
+def conv_backward_weight(x, dy, kernel, stride, dilation, groups=1, pads=None):
     """dL/dw of ``conv_forward``: the correlation of the input with ``dy``.
 
-    xp : ndarray of shape (N, C, *spatial) — padded input;  dy : ndarray of shape (N, K, *out)
+    x : ndarray of shape (N, C, *spatial) — as for ``conv_forward`` (padded, or ``pads``)
+    dy : ndarray of shape (N, K, *out)
     Returns ndarray of shape (K, C // groups, *kernel).
     """
-    c, k = xp.shape[1], dy.shape[1]
+    c, k = x.shape[1], dy.shape[1]
     kernel = tuple(kernel)
-    algorithm = _pick(c, k, kernel, stride, dilation, groups, xp.shape[0], dy.shape[2:],
-                      xp.shape[2:], xp.dtype)
-    if algorithm == "winograd" and _fits(dy.shape[2:], xp.shape[2:], kernel, dilation):
-        return conv_winograd.backward_weight(xp, dy)
+    spatial = _padded_spatial(x.shape[2:], pads)
+    algorithm = _pick(c, k, kernel, stride, dilation, groups, x.shape[0], dy.shape[2:], spatial,
+                      x.dtype)
+    if algorithm == "gemm":
+        return conv_gemm.backward_weight(x, dy, kernel, stride, dilation, groups, pads)
     if algorithm == "depthwise":
-        return _depthwise(dy.shape, kernel, math.prod(dy.shape[2:])).backward_weight(
-            xp, dy, kernel, stride, dilation)
-    if algorithm == "shift" and _fits(dy.shape[2:], xp.shape[2:], kernel, dilation):
+        module = _depthwise(dy.shape, kernel, math.prod(dy.shape[2:]))
+        if module is not conv_depthwise:
+            return module.backward_weight(x, dy, kernel, stride, dilation, pads)
+        return module.backward_weight(zero_pad(x, pads), dy, kernel, stride, dilation)
+    xp = zero_pad(x, pads)
+    fits = _fits(dy.shape[2:], spatial, kernel, dilation)
+    if algorithm == "winograd" and fits:
+        return conv_winograd.backward_weight(xp, dy)
+    if algorithm == "shift" and fits:
         return conv_shift.backward_weight(xp, dy, kernel, dilation, groups)
-    if algorithm == "fft" and _fits(dy.shape[2:], xp.shape[2:], kernel, dilation):
+    if algorithm == "fft" and fits:
         return conv_fft.backward_weight(xp, dy, kernel, dilation, groups)
     return conv_gemm.backward_weight(xp, dy, kernel, stride, dilation, groups)
+
+
+def _padded_spatial(spatial, pads):
+    if pads is None:
+        return tuple(spatial)
+    return tuple(size + lo + hi for size, (lo, hi) in zip(spatial, pads))
+
+
+_DEPTHWISE_COMPILED_MIN_WORK = 1 << 18  # multiply-adds
 
 
 def _depthwise(array_shape, kernel, work_positions):
     """The compiled 2-D depthwise kernels for real work; NumPy's for tiny or non-2-D layers,
     where starting Numba's thread pool costs more than the arithmetic."""
     if len(kernel) == 2 and array_shape[0] * array_shape[1] * work_positions * math.prod(
-            kernel) >= 1 << 18:
+            kernel) >= _DEPTHWISE_COMPILED_MIN_WORK:
         from . import depthwise_numba
         return depthwise_numba
     return conv_depthwise

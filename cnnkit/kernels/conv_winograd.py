@@ -197,11 +197,18 @@ def forward(xp, w, out):
     return y
 
 
-def backward_input(dy, w, spatial):
-    """dL/dx: correlation of the zero-padded dy with the flipped, channel-transposed kernel."""
+def backward_input(dy, w, spatial, pads=None):
+    """dL/dx: correlation of the zero-padded dy with the flipped, channel-transposed kernel.
+
+    dx[i] = Σ_a dy[i + lo − a]·w[a] for the input inside padding ``pads`` ((lo, hi) per dim,
+    each ≤ 2; None: the whole padded ``spatial``), which is the correlation of dy, padded by
+    2 − lo and 2 − hi, with the flipped kernel: no gradient is computed for padding cells.
+    """
+    pads = ((0, 0), (0, 0)) if pads is None else tuple(pads)
     flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    dy_full = np.pad(dy, ((0, 0), (0, 0), (2, 2), (2, 2)))
-    return forward(dy_full, flipped, tuple(spatial))
+    dy_full = np.pad(dy, ((0, 0), (0, 0)) + tuple((2 - lo, 2 - hi) for lo, hi in pads))
+    inner = tuple(size - lo - hi for size, (lo, hi) in zip(spatial, pads))
+    return forward(dy_full, flipped, inner)
 
 
 def backward_weight(xp, dy):

@@ -149,3 +149,25 @@ def pad_array_backward(grad, in_shape, widths, mode="constant"):
         grad = folded
     assert grad.shape == in_shape
     return grad
+
+
+# -- zero padding of (N, C, *spatial) arrays, for the convolution kernels ---------------------
+# ``pads`` is one (lo, hi) pair per spatial dim, or None for none. Kernels that can read zeros
+# outside the input (the compiled im2col and depthwise ones) take ``pads`` and never build the
+# padded copy; the others get it from ``zero_pad`` and hand back gradients through ``crop``.
+
+def has_padding(pads):
+    return pads is not None and any(lo or hi for lo, hi in pads)
+
+
+def zero_pad(x, pads):
+    """x (N, C, *spatial) -> (N, C, *(spatial + lo + hi)), zeros around."""
+    return np.pad(x, ((0, 0), (0, 0)) + tuple(pads)) if has_padding(pads) else x
+
+
+def crop(xp, pads):
+    """The inverse view of ``zero_pad``, as a new contiguous array."""
+    if not has_padding(pads):
+        return xp
+    inner = tuple(slice(lo, n - hi) for n, (lo, hi) in zip(xp.shape[2:], pads))
+    return np.ascontiguousarray(xp[(slice(None), slice(None)) + inner])
