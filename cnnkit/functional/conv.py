@@ -97,9 +97,9 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
         check_pad_widths(spatial, pads, mode, name=f"{op}: padding")
 
     padded = any(lo or hi for lo, hi in pads)
-    # Zero padding goes to the kernels, which read it in place where they can (no padded copy
-    # of every layer's input); the other modes are built here, and again in backward rather
-    # than hold a padded copy of the input.
+    # Zero padding goes to the kernels (the Winograd input gradient then skips the padding
+    # cells); the other modes are built here. Either way the padded copy is made again in
+    # backward rather than held for every layer.
     virtual = pads if mode == "constant" and padded else None
     xp = pad_array(x.data, widths, mode) if padded and virtual is None else x.data
     y = conv_forward(xp, weight.data, stride, dilation, groups, virtual)

@@ -148,34 +148,29 @@ def _pick(c, k, kernel, stride, dilation, groups, batch, out, spatial, dtype=Non
 def conv_forward(x, w, stride, dilation, groups=1, pads=None):
     """Cross-correlation of an input with a bank of kernels.
 
-    x  : ndarray of shape (N, C, *spatial) — already padded, or zero-padded by ``pads``
-         (one (lo, hi) pair per spatial dim), which kernels that can read zeros in place use
-         without building the padded copy
+    x  : ndarray of shape (N, C, *spatial) — already padded, or to be zero-padded by ``pads``
+         (one (lo, hi) pair per spatial dim)
     w  : ndarray of shape (K, C // groups, *kernel)
     Returns y : ndarray of shape (N, K, *out), out = floor((padded − d·(k−1) − 1)/s) + 1
     """
-    c, k, kernel = x.shape[1], w.shape[0], w.shape[2:]
-    spatial = _padded_spatial(x.shape[2:], pads)
-    out = output_spatial(spatial, kernel, stride, dilation)
-    if _autotune and _forced is None and x.shape[0]:
-        key = _layer_key(c, k, kernel, stride, dilation, groups, x.shape[0], out, x.dtype)
-        if key not in _tuned:
-            _tune(zero_pad(x, pads), w, stride, dilation, groups, key)
-    algorithm = _pick(c, k, kernel, stride, dilation, groups, x.shape[0], out, spatial, x.dtype)
-    if algorithm == "gemm":
-        return conv_gemm.forward(x, w, stride, dilation, out, groups, pads)
-    if algorithm == "depthwise":
-        module = _depthwise(x.shape, kernel, math.prod(out))
-        if module is not conv_depthwise:
-            return module.forward(x, w, stride, dilation, out, pads)
     xp = zero_pad(x, pads)
+    c, k, kernel = xp.shape[1], w.shape[0], w.shape[2:]
+    out = output_spatial(xp.shape[2:], kernel, stride, dilation)
+    if _autotune and _forced is None and xp.shape[0]:
+        key = _layer_key(c, k, kernel, stride, dilation, groups, xp.shape[0], out, xp.dtype)
+        if key not in _tuned:
+            _tune(xp, w, stride, dilation, groups, key)
+    algorithm = _pick(c, k, kernel, stride, dilation, groups, xp.shape[0], out, xp.shape[2:],
+                      xp.dtype)
     if algorithm == "winograd":
         return conv_winograd.forward(xp, w, out)
     if algorithm == "depthwise":
-        return conv_depthwise.forward(xp, w, stride, dilation, out)
+        return _depthwise(xp.shape, kernel, math.prod(out)).forward(xp, w, stride, dilation, out)
     if algorithm == "fft":
         return conv_fft.forward(xp, w, dilation, out, groups)
-    return conv_shift.forward(xp, w, dilation, out, groups)
+    if algorithm == "shift":
+        return conv_shift.forward(xp, w, dilation, out, groups)
+    return conv_gemm.forward(xp, w, stride, dilation, out, groups)
 
 
 def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None):
@@ -185,25 +180,31 @@ def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None):
     spatial : the padded input's spatial shape.
     Returns ndarray of shape (N, C, *spatial), or with ``pads`` the gradient of the input
     inside the zero padding, (N, C, *(spatial − lo − hi)).
+
+    Only the Winograd path computes just the inside (it pads dy less); the others compute the
+    whole padded gradient and crop it. (Compiled kernels that skipped the padding cells by
+    bounds tests in their inner loops measured slower than the crop: the tests stop LLVM from
+    vectorising.)
     """
     c, k, kernel = w.shape[1] * groups, w.shape[0], w.shape[2:]
     algorithm = _pick(c, k, kernel, stride, dilation, groups, dy.shape[0], dy.shape[2:], spatial,
                       dy.dtype)
     fits = _fits(dy.shape[2:], spatial, kernel, dilation)
+    if algorithm == "winograd" and fits and (
+            pads is None or all(0 <= lo <= 2 and 0 <= hi <= 2 for lo, hi in pads)):
+        return conv_winograd.backward_input(dy, w, spatial, pads)
     if algorithm == "winograd" and fits:
-        if pads is None or all(0 <= lo <= 2 and 0 <= hi <= 2 for lo, hi in pads):
-            return conv_winograd.backward_input(dy, w, spatial, pads)
-        return crop(conv_winograd.backward_input(dy, w, spatial), pads)
-    if algorithm == "depthwise":
-        module = _depthwise(dy.shape, kernel, math.prod(dy.shape[2:]))
-        if module is not conv_depthwise:
-            return module.backward_input(dy, w, spatial, stride, dilation, groups, pads)
-        return crop(module.backward_input(dy, w, spatial, stride, dilation, groups), pads)
-    if algorithm == "shift" and fits:
-        return crop(conv_shift.backward_input(dy, w, spatial, dilation, groups), pads)
-    if algorithm == "fft" and fits:
-        return crop(conv_fft.backward_input(dy, w, spatial, dilation, groups), pads)
-    return conv_gemm.backward_input(dy, w, spatial, stride, dilation, groups, pads)
+        dxp = conv_winograd.backward_input(dy, w, spatial)
+    elif algorithm == "depthwise":
+        dxp = _depthwise(dy.shape, kernel, math.prod(dy.shape[2:])).backward_input(
+            dy, w, spatial, stride, dilation, groups)
+    elif algorithm == "shift" and fits:
+        dxp = conv_shift.backward_input(dy, w, spatial, dilation, groups)
+    elif algorithm == "fft" and fits:
+        dxp = conv_fft.backward_input(dy, w, spatial, dilation, groups)
+    else:
+        dxp = conv_gemm.backward_input(dy, w, spatial, stride, dilation, groups)
+    return crop(dxp, pads)
 
 
 def conv_backward_weight(x, dy, kernel, stride, dilation, groups=1, pads=None):
@@ -213,33 +214,22 @@ def conv_backward_weight(x, dy, kernel, stride, dilation, groups=1, pads=None):
     dy : ndarray of shape (N, K, *out)
     Returns ndarray of shape (K, C // groups, *kernel).
     """
-    c, k = x.shape[1], dy.shape[1]
-    kernel = tuple(kernel)
-    spatial = _padded_spatial(x.shape[2:], pads)
-    algorithm = _pick(c, k, kernel, stride, dilation, groups, x.shape[0], dy.shape[2:], spatial,
-                      x.dtype)
-    if algorithm == "gemm":
-        return conv_gemm.backward_weight(x, dy, kernel, stride, dilation, groups, pads)
-    if algorithm == "depthwise":
-        module = _depthwise(dy.shape, kernel, math.prod(dy.shape[2:]))
-        if module is not conv_depthwise:
-            return module.backward_weight(x, dy, kernel, stride, dilation, pads)
-        return module.backward_weight(zero_pad(x, pads), dy, kernel, stride, dilation)
     xp = zero_pad(x, pads)
-    fits = _fits(dy.shape[2:], spatial, kernel, dilation)
+    c, k = xp.shape[1], dy.shape[1]
+    kernel = tuple(kernel)
+    algorithm = _pick(c, k, kernel, stride, dilation, groups, xp.shape[0], dy.shape[2:],
+                      xp.shape[2:], xp.dtype)
+    fits = _fits(dy.shape[2:], xp.shape[2:], kernel, dilation)
     if algorithm == "winograd" and fits:
         return conv_winograd.backward_weight(xp, dy)
+    if algorithm == "depthwise":
+        return _depthwise(dy.shape, kernel, math.prod(dy.shape[2:])).backward_weight(
+            xp, dy, kernel, stride, dilation)
     if algorithm == "shift" and fits:
         return conv_shift.backward_weight(xp, dy, kernel, dilation, groups)
     if algorithm == "fft" and fits:
         return conv_fft.backward_weight(xp, dy, kernel, dilation, groups)
     return conv_gemm.backward_weight(xp, dy, kernel, stride, dilation, groups)
-
-
-def _padded_spatial(spatial, pads):
-    if pads is None:
-        return tuple(spatial)
-    return tuple(size + lo + hi for size, (lo, hi) in zip(spatial, pads))
 
 
 _DEPTHWISE_COMPILED_MIN_WORK = 1 << 18  # multiply-adds

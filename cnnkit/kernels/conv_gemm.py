@@ -9,15 +9,13 @@ The columns of all images sit side by side, so the whole batch is a single GEMM 
 One large product keeps BLAS efficient even when a single image's product would be thin
 (few channels, small maps). The price is the im2col copy of the input, k·k times its size, and
 moving the batch axis beside the output positions and back; for 2-D layers of real size those
-copies are compiled parallel passes (``im2col_numba``), which also read zero padding in place
-(``pads``); otherwise NumPy views and copies of an explicitly padded input.
+copies are compiled parallel passes (``im2col_numba``), otherwise NumPy views and copies.
 """
 import math
 
 import numpy as np
 
 from .im2col import col2im, windows
-from .padding import crop, zero_pad
 
 # Below this much copying (values), NumPy's single-threaded copies beat starting Numba's pool.
 _COMPILED_MIN_SIZE = 1 << 16
@@ -30,25 +28,20 @@ def _compiled(n_dims, size):
     return None
 
 
-def _columns(x, kernel, stride, dilation, out, groups, pads):
+def _columns(xp, kernel, stride, dilation, out, groups):
     """(G, C/G·prod(kernel), N·prod(out)) im2col matrix: one column per output position."""
-    n, c = x.shape[:2]
+    n, c = xp.shape[:2]
     compiled = _compiled(len(kernel), n * c * math.prod(kernel) * math.prod(out))
     if compiled is not None:
-        cols = np.empty((c,) + tuple(kernel) + (n,) + tuple(out), dtype=x.dtype)
-        compiled.im2col(np.ascontiguousarray(x), *kernel, *stride, *dilation,
-                        *_low_sides(pads, len(kernel)), cols)
+        cols = np.empty((c,) + tuple(kernel) + (n,) + tuple(out), dtype=xp.dtype)
+        compiled.im2col(np.ascontiguousarray(xp), *kernel, *stride, *dilation, cols)
         return cols.reshape(groups, (c // groups) * math.prod(kernel), n * math.prod(out))
-    view = windows(zero_pad(x, pads), kernel, stride, dilation, out)  # (N, C, *k, *out)
+    view = windows(xp, kernel, stride, dilation, out)  # (N, C, *k, *out)
     view = view.reshape((n, groups, c // groups) + view.shape[2:])
     nk = len(kernel)
     order = (1, 2) + tuple(range(3, 3 + nk)) + (0,) + tuple(range(3 + nk, 3 + 2 * nk))
     return view.transpose(order).reshape(groups, (c // groups) * math.prod(kernel),
                                          n * math.prod(out))
-
-
-def _low_sides(pads, n_dims):
-    return (0,) * n_dims if pads is None else tuple(lo for lo, _ in pads)
 
 
 def _batch_last(a, groups):
@@ -76,16 +69,14 @@ def _batch_first(a, n, out):
     return a.reshape((n, g * kg) + tuple(out))
 
 
-def forward(x, w, stride, dilation, out, groups, pads=None):
-    """x (N, C, *spatial), zero-padded by ``pads`` ((lo, hi) per dim; None: already padded)."""
+def forward(xp, w, stride, dilation, out, groups):
     k, kernel = w.shape[0], w.shape[2:]
-    cols = _columns(x, kernel, stride, dilation, out, groups, pads)
+    cols = _columns(xp, kernel, stride, dilation, out, groups)
     y = w.reshape(groups, k // groups, cols.shape[1]) @ cols
-    return _batch_first(y, x.shape[0], out)
+    return _batch_first(y, xp.shape[0], out)
 
 
-def backward_input(dy, w, spatial, stride, dilation, groups, pads=None):
-    """dL/dx of ``forward`` for the padded ``spatial`` shape, or for the input inside ``pads``."""
+def backward_input(dy, w, spatial, stride, dilation, groups):
     n, k = dy.shape[:2]
     kernel, out = w.shape[2:], dy.shape[2:]
     c = w.shape[1] * groups
@@ -93,23 +84,20 @@ def backward_input(dy, w, spatial, stride, dilation, groups, pads=None):
     dcols = np.swapaxes(w.reshape(groups, k // groups, taps), 1, 2) @ _batch_last(dy, groups)
     compiled = _compiled(len(kernel), dcols.size)
     if compiled is not None:
-        inner = tuple(spatial) if pads is None else tuple(
-            size - lo - hi for size, (lo, hi) in zip(spatial, pads))
-        dx = np.empty((n, c) + inner, dtype=dcols.dtype)
+        dx = np.empty((n, c) + tuple(spatial), dtype=dcols.dtype)
         compiled.col2im(dcols.reshape((c,) + tuple(kernel) + (n,) + tuple(out)), *stride,
-                        *dilation, *_low_sides(pads, len(kernel)), dx)
+                        *dilation, dx)
         return dx
     # (G, C/G, *k, N, *out) viewed as (N, C, *k, *out) for col2im
     dcols = dcols.reshape((groups, c // groups) + tuple(kernel) + (n,) + tuple(out))
     nk = len(kernel)
     order = (2 + nk, 0, 1) + tuple(range(2, 2 + nk)) + tuple(range(3 + nk, 3 + 2 * nk))
     dcols = dcols.transpose(order).reshape((n, c) + tuple(kernel) + tuple(out))
-    return crop(col2im(dcols, spatial, stride, dilation), pads)
+    return col2im(dcols, spatial, stride, dilation)
 
 
-def backward_weight(x, dy, kernel, stride, dilation, groups, pads=None):
-    """dL/dw of ``forward``; x as there."""
+def backward_weight(xp, dy, kernel, stride, dilation, groups):
     k, out = dy.shape[1], dy.shape[2:]
-    cols = _columns(x, kernel, stride, dilation, out, groups, pads)
+    cols = _columns(xp, kernel, stride, dilation, out, groups)
     dw = _batch_last(dy, groups) @ np.swapaxes(cols, 1, 2)  # (G, K/G, C/G·prod(k))
-    return dw.reshape((k, x.shape[1] // groups) + tuple(kernel))
+    return dw.reshape((k, xp.shape[1] // groups) + tuple(kernel))

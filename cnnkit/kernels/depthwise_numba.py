@@ -12,67 +12,57 @@ k·k taps while the plane is in cache. Same formulas as ``conv_depthwise``:
 import numba
 import numpy as np
 
-from .im2col_numba import inside
-
 
 # Each task takes its planes once (``plane = xp[n, c]``) and indexes them in 2-D: creating a
 # row view per tap and output row, the first version, cost more than the arithmetic (a 3×3
 # plane of 32×32 is only 9,216 multiply-adds). Input columns are indexed as unsigned, so
-# Numba emits no negative-index wraparound and LLVM vectorises the loop over j. Zero padding
-# (ph, pw) is read in place: taps that fall outside the input are skipped, row by row and
-# column range by column range (``inside``), so no padded copy of the input is made.
+# Numba emits no negative-index wraparound and LLVM vectorises the loop over j.
 _JIT = dict(parallel=True, cache=True, fastmath={"contract"})
 
 
 @numba.njit(**_JIT)
-def _forward(x, w, sh, sw, dh, dw, ph, pw, out):
-    n_images, channels, height, width = x.shape
+def _forward(xp, w, sh, sw, dh, dw, out):
+    n_images, channels = xp.shape[0], xp.shape[1]
     mult, kh, kw = w.shape[0] // channels, w.shape[2], w.shape[3]
     oh, ow = out.shape[2], out.shape[3]
     for task in numba.prange(n_images * channels * mult):
         n, k = task // (channels * mult), task % (channels * mult)
-        plane, y, taps = x[n, k // mult], out[n, k], w[k, 0]
+        plane, y, taps = xp[n, k // mult], out[n, k], w[k, 0]
         for i in range(oh):
             for j in range(ow):
                 y[i, j] = 0
             for a in range(kh):
-                r = i * sh + a * dh - ph
-                if r < 0 or r >= height:
-                    continue
+                r = i * sh + a * dh
                 for b in range(kw):
-                    tap, left = taps[a, b], b * dw - pw
-                    j0, j1 = inside(left, sw, width, ow)
-                    for j in range(j0, j1):
+                    tap, left = taps[a, b], b * dw
+                    for j in range(ow):
                         y[i, j] += tap * plane[r, numba.uint64(j * sw + left)]
 
 
 @numba.njit(**_JIT)
-def _backward_input(dy, w, sh, sw, dh, dw, ph, pw, dx_all):
-    n_images, channels, height, width = dx_all.shape
+def _backward_input(dy, w, sh, sw, dh, dw, dxp):
+    n_images, channels = dxp.shape[0], dxp.shape[1]
     mult, kh, kw = w.shape[0] // channels, w.shape[2], w.shape[3]
     oh, ow = dy.shape[2], dy.shape[3]
     for task in numba.prange(n_images * channels):
         n, c = task // channels, task % channels
-        dx = dx_all[n, c]
+        dx = dxp[n, c]
         dx[:] = 0
         for m in range(mult):
             k = c * mult + m
             g, taps = dy[n, k], w[k, 0]
             for i in range(oh):
                 for a in range(kh):
-                    r = i * sh + a * dh - ph
-                    if r < 0 or r >= height:
-                        continue
+                    r = i * sh + a * dh
                     for b in range(kw):
-                        tap, left = taps[a, b], b * dw - pw
-                        j0, j1 = inside(left, sw, width, ow)
-                        for j in range(j0, j1):
+                        tap, left = taps[a, b], b * dw
+                        for j in range(ow):
                             dx[r, numba.uint64(j * sw + left)] += tap * g[i, j]
 
 
 @numba.njit(**_JIT)
-def _backward_weight(x, dy, sh, sw, dh, dw, ph, pw, dwt):
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+def _backward_weight(xp, dy, sh, sw, dh, dw, dwt):
+    channels = xp.shape[1]
     kh, kw = dwt.shape[2], dwt.shape[3]
     mult = dwt.shape[0] // channels
     oh, ow = dy.shape[2], dy.shape[3]
@@ -84,44 +74,30 @@ def _backward_weight(x, dy, sh, sw, dh, dw, ph, pw, dwt):
         for a in range(kh):
             for b in range(kw):
                 acc[:] = 0
-                left = b * dw - pw
-                j0, j1 = inside(left, sw, width, ow)
-                for n in range(x.shape[0]):
-                    plane, g = x[n, c], dy[n, k]
+                left = b * dw
+                for n in range(xp.shape[0]):
+                    plane, g = xp[n, c], dy[n, k]
                     for i in range(oh):
-                        r = i * sh + a * dh - ph
-                        if r < 0 or r >= height:
-                            continue
-                        for j in range(j0, j1):
+                        r = i * sh + a * dh
+                        for j in range(ow):
                             acc[j] += g[i, j] * plane[r, numba.uint64(j * sw + left)]
                 dwt[k, 0, a, b] = acc.sum()
 
 
-def _low_sides(pads):
-    return (0, 0) if pads is None else (pads[0][0], pads[1][0])
-
-
-def forward(x, w, stride, dilation, out, pads=None):
-    """x (N, C, H, W), zero-padded by ``pads`` (None: already padded), w (C·m, 1, kh, kw)
-    -> y (N, C·m, *out)."""
-    y = np.empty((x.shape[0], w.shape[0]) + tuple(out), dtype=np.result_type(x, w))
-    _forward(np.ascontiguousarray(x), np.ascontiguousarray(w), *stride, *dilation,
-             *_low_sides(pads), y)
+def forward(xp, w, stride, dilation, out):
+    """xp (N, C, Hp, Wp) padded, w (C·m, 1, kh, kw) -> y (N, C·m, *out)."""
+    y = np.empty((xp.shape[0], w.shape[0]) + tuple(out), dtype=np.result_type(xp, w))
+    _forward(np.ascontiguousarray(xp), np.ascontiguousarray(w), *stride, *dilation, y)
     return y
 
 
-def backward_input(dy, w, spatial, stride, dilation, groups, pads=None):
-    """dL/dx for the padded ``spatial`` shape, or for the input inside ``pads``."""
-    inner = tuple(spatial) if pads is None else tuple(
-        size - lo - hi for size, (lo, hi) in zip(spatial, pads))
-    dx = np.empty((dy.shape[0], groups) + inner, dtype=np.result_type(dy, w))
-    _backward_input(np.ascontiguousarray(dy), np.ascontiguousarray(w), *stride, *dilation,
-                    *_low_sides(pads), dx)
-    return dx
+def backward_input(dy, w, spatial, stride, dilation, groups):
+    dxp = np.empty((dy.shape[0], groups) + tuple(spatial), dtype=np.result_type(dy, w))
+    _backward_input(np.ascontiguousarray(dy), np.ascontiguousarray(w), *stride, *dilation, dxp)
+    return dxp
 
 
-def backward_weight(x, dy, kernel, stride, dilation, pads=None):
-    dw = np.empty((dy.shape[1], 1) + tuple(kernel), dtype=np.result_type(x, dy))
-    _backward_weight(np.ascontiguousarray(x), np.ascontiguousarray(dy), *stride, *dilation,
-                     *_low_sides(pads), dw)
+def backward_weight(xp, dy, kernel, stride, dilation):
+    dw = np.empty((dy.shape[1], 1) + tuple(kernel), dtype=np.result_type(xp, dy))
+    _backward_weight(np.ascontiguousarray(xp), np.ascontiguousarray(dy), *stride, *dilation, dw)
     return dw

@@ -4,12 +4,10 @@ The NumPy versions (``im2col``) are a strided view copied by ``reshape`` (one th
 transpose to put the batch beside the output positions) and a col2im of k·k strided ``+=``
 passes over the whole batch. Profiling a training step of the default model put those copies,
 not the matrix products, at over half of the convolution time. Here each is one parallel pass
-that writes its output in order, straight in the layout the product wants, and reads zero
-padding without a padded copy of the input (cells outside it are zeros in ``cols`` and are
-skipped by col2im, which so returns the gradient of the unpadded input):
+that writes its output in order, straight in the layout the product wants:
 
-    cols[c, a, b, n, i, j] = x[n, c, i·s + a·d − p, j·s' + b·d' − p']             (im2col)
-    dx[n, c, i·s + a·d − p, j·s' + b·d' − p'] += dcols[c, a, b, n, i, j]          (col2im)
+    cols[c, a, b, n, i, j] = x[n, c, i·s + a·d, j·s' + b·d']             (im2col)
+    dx[n, c, i·s + a·d, j·s' + b·d'] += dcols[c, a, b, n, i, j]          (col2im, its adjoint)
 
 ``cols`` viewed as (G, C/G·kh·kw, N·oh·ow) is the right operand of one GEMM per group. Each
 col2im task owns one (n, c) plane, so the adds never race.
@@ -19,42 +17,26 @@ import numba
 _JIT = dict(parallel=True, cache=True)
 
 
-@numba.njit(inline="always")
-def inside(start, step, size, count):
-    """The range [lo, hi) of j in [0, count) with 0 <= start + j·step < size (step > 0)."""
-    lo = 0 if start >= 0 else (-start + step - 1) // step
-    hi = 0 if start >= size else min(count, (size - 1 - start) // step + 1)
-    return lo, max(lo, hi)
-
-
 @numba.njit(**_JIT)
-def im2col(x, kh, kw, sh, sw, dh, dw, ph, pw, cols):
-    """x (N, C, H, W) unpadded, zero padding (ph, pw) before -> cols (C, kh, kw, N, oh, ow)."""
-    n_images, channels, height, width = x.shape
+def im2col(x, kh, kw, sh, sw, dh, dw, cols):
+    """x (N, C, H, W), already padded -> cols (C, kh, kw, N, oh, ow), filled in place."""
+    n_images, channels = x.shape[0], x.shape[1]
     oh, ow = cols.shape[4], cols.shape[5]
     for task in numba.prange(channels * kh * kw):
         c, ab = task // (kh * kw), task % (kh * kw)
         a, b = ab // kw, ab % kw
-        left = b * dw - pw
-        j0, j1 = inside(left, sw, width, ow)
         for n in range(n_images):
             plane, dst = x[n, c], cols[c, a, b, n]
             for i in range(oh):
-                r = i * sh + a * dh - ph
-                if r < 0 or r >= height:
-                    dst[i, :] = 0
-                    continue
-                dst[i, :j0] = 0
-                for j in range(j0, j1):
-                    dst[i, j] = plane[r, numba.uint64(j * sw + left)]
-                dst[i, j1:] = 0
+                row, out = plane[i * sh + a * dh], dst[i]
+                for j in range(ow):
+                    out[j] = row[j * sw + b * dw]
 
 
 @numba.njit(**_JIT)
-def col2im(dcols, sh, sw, dh, dw, ph, pw, dx):
-    """dcols (C, kh, kw, N, oh, ow) -> dx (N, C, H, W) of the unpadded input, overwritten."""
+def col2im(dcols, sh, sw, dh, dw, dx):
+    """dcols (C, kh, kw, N, oh, ow) -> dx (N, C, H, W) (padded size), overwritten."""
     channels, kh, kw, n_images, oh, ow = dcols.shape
-    height, width = dx.shape[2], dx.shape[3]
     for task in numba.prange(n_images * channels):
         n, c = task // channels, task % channels
         plane = dx[n, c]
@@ -62,14 +44,10 @@ def col2im(dcols, sh, sw, dh, dw, ph, pw, dx):
         for a in range(kh):
             for b in range(kw):
                 src = dcols[c, a, b, n]
-                left = b * dw - pw
-                j0, j1 = inside(left, sw, width, ow)
                 for i in range(oh):
-                    r = i * sh + a * dh - ph
-                    if r < 0 or r >= height:
-                        continue
-                    for j in range(j0, j1):
-                        plane[r, numba.uint64(j * sw + left)] += src[i, j]
+                    row, grad = plane[i * sh + a * dh], src[i]
+                    for j in range(ow):
+                        row[j * sw + b * dw] += grad[j]
 
 
 @numba.njit(**_JIT)

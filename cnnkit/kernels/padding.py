@@ -152,9 +152,7 @@ def pad_array_backward(grad, in_shape, widths, mode="constant"):
 
 
 # -- zero padding of (N, C, *spatial) arrays, for the convolution kernels ---------------------
-# ``pads`` is one (lo, hi) pair per spatial dim, or None for none. Kernels that can read zeros
-# outside the input (the compiled im2col and depthwise ones) take ``pads`` and never build the
-# padded copy; the others get it from ``zero_pad`` and hand back gradients through ``crop``.
+# ``pads`` is one (lo, hi) pair per spatial dim, or None for none.
 
 def has_padding(pads):
     return pads is not None and any(lo or hi for lo, hi in pads)
