@@ -9,7 +9,8 @@ The columns of all images sit side by side, so the whole batch is a single GEMM 
 One large product keeps BLAS efficient even when a single image's product would be thin
 (few channels, small maps). The price is the im2col copy of the input, k·k times its size, and
 moving the batch axis beside the output positions and back; for 2-D layers of real size those
-copies are compiled parallel passes (``im2col_numba``), otherwise NumPy views and copies.
+copies are compiled parallel passes (``im2col_numba``, 2-D and 3-D), otherwise NumPy views and
+copies.
 """
 import math
 
@@ -22,10 +23,22 @@ _COMPILED_MIN_SIZE = 1 << 16
 
 
 def _compiled(n_dims, size):
-    if n_dims == 2 and size >= _COMPILED_MIN_SIZE:
+    if n_dims in (2, 3) and size >= _COMPILED_MIN_SIZE:
         from . import im2col_numba
         return im2col_numba
     return None
+
+
+def _as_3d(x, cols, kernel, stride, dilation):
+    """The compiled kernels' 3-D arguments for a 2-D or 3-D layer: a 2-D one gets a depth axis
+    of size one (views, no copies) and a kernel, stride and dilation of 1 along it.
+    x (N, C, *spatial), cols (C, *kernel, N, *out)."""
+    if len(kernel) == 3:
+        return x, cols, tuple(kernel), tuple(stride), tuple(dilation)
+    c, n = cols.shape[0], cols.shape[3]
+    cols = cols.reshape((c, 1) + tuple(kernel) + (n, 1) + cols.shape[4:])
+    return (x[:, :, None], cols, (1,) + tuple(kernel), (1,) + tuple(stride),
+            (1,) + tuple(dilation))
 
 
 def _columns(xp, kernel, stride, dilation, out, groups):
@@ -34,7 +47,9 @@ def _columns(xp, kernel, stride, dilation, out, groups):
     compiled = _compiled(len(kernel), n * c * math.prod(kernel) * math.prod(out))
     if compiled is not None:
         cols = np.empty((c,) + tuple(kernel) + (n,) + tuple(out), dtype=xp.dtype)
-        compiled.im2col(np.ascontiguousarray(xp), *kernel, *stride, *dilation, cols)
+        x_3d, cols_3d, kernel_3d, stride_3d, dilation_3d = _as_3d(
+            np.ascontiguousarray(xp), cols, kernel, stride, dilation)
+        compiled.im2col3d(x_3d, *kernel_3d, *stride_3d, *dilation_3d, cols_3d)
         return cols.reshape(groups, (c // groups) * math.prod(kernel), n * math.prod(out))
     view = windows(xp, kernel, stride, dilation, out)  # (N, C, *k, *out)
     view = view.reshape((n, groups, c // groups) + view.shape[2:])
@@ -85,8 +100,9 @@ def backward_input(dy, w, spatial, stride, dilation, groups):
     compiled = _compiled(len(kernel), dcols.size)
     if compiled is not None:
         dx = np.empty((n, c) + tuple(spatial), dtype=dcols.dtype)
-        compiled.col2im(dcols.reshape((c,) + tuple(kernel) + (n,) + tuple(out)), *stride,
-                        *dilation, dx)
+        dcols = dcols.reshape((c,) + tuple(kernel) + (n,) + tuple(out))
+        dx_3d, dcols_3d, _, stride_3d, dilation_3d = _as_3d(dx, dcols, kernel, stride, dilation)
+        compiled.col2im3d(dcols_3d, *stride_3d, *dilation_3d, dx_3d)
         return dx
     # (G, C/G, *k, N, *out) viewed as (N, C, *k, *out) for col2im
     dcols = dcols.reshape((groups, c // groups) + tuple(kernel) + (n,) + tuple(out))

@@ -1,4 +1,4 @@
-"""Compiled 2-D im2col, col2im and batch/channel swaps (Numba), for the im2col GEMM path.
+"""Compiled im2col, col2im and batch/channel swaps (Numba), for the im2col GEMM path.
 
 The NumPy versions (``im2col``) are a strided view copied by ``reshape`` (one thread, and a
 transpose to put the batch beside the output positions) and a col2im of k·k strided ``+=``
@@ -10,7 +10,8 @@ that writes its output in order, straight in the layout the product wants:
     dx[n, c, i·s + a·d, j·s' + b·d'] += dcols[c, a, b, n, i, j]          (col2im, its adjoint)
 
 ``cols`` viewed as (G, C/G·kh·kw, N·oh·ow) is the right operand of one GEMM per group. Each
-col2im task owns one (n, c) plane, so the adds never race.
+col2im task owns one (n, c) volume, so the adds never race. The kernels are written for 3-D;
+a 2-D layer is the same with a depth of one (``conv_gemm`` adds the axis as a view).
 """
 import numba
 
@@ -18,36 +19,42 @@ _JIT = dict(parallel=True, cache=True)
 
 
 @numba.njit(**_JIT)
-def im2col(x, kh, kw, sh, sw, dh, dw, cols):
-    """x (N, C, H, W), already padded -> cols (C, kh, kw, N, oh, ow), filled in place."""
+def im2col3d(x, kd, kh, kw, sd, sh, sw, dd, dh, dw, cols):
+    """x (N, C, D, H, W), already padded -> cols (C, kd, kh, kw, N, od, oh, ow), in place."""
     n_images, channels = x.shape[0], x.shape[1]
-    oh, ow = cols.shape[4], cols.shape[5]
-    for task in numba.prange(channels * kh * kw):
-        c, ab = task // (kh * kw), task % (kh * kw)
-        a, b = ab // kw, ab % kw
+    od, oh, ow = cols.shape[5], cols.shape[6], cols.shape[7]
+    taps = kd * kh * kw
+    for task in numba.prange(channels * taps):
+        c, t = task // taps, task % taps
+        e, a, b = t // (kh * kw), (t // kw) % kh, t % kw
         for n in range(n_images):
-            plane, dst = x[n, c], cols[c, a, b, n]
-            for i in range(oh):
-                row, out = plane[i * sh + a * dh], dst[i]
-                for j in range(ow):
-                    out[j] = row[j * sw + b * dw]
+            volume, dst = x[n, c], cols[c, e, a, b, n]
+            for z in range(od):
+                plane, out_plane = volume[z * sd + e * dd], dst[z]
+                for i in range(oh):
+                    row, out = plane[i * sh + a * dh], out_plane[i]
+                    for j in range(ow):
+                        out[j] = row[j * sw + b * dw]
 
 
 @numba.njit(**_JIT)
-def col2im(dcols, sh, sw, dh, dw, dx):
-    """dcols (C, kh, kw, N, oh, ow) -> dx (N, C, H, W) (padded size), overwritten."""
-    channels, kh, kw, n_images, oh, ow = dcols.shape
+def col2im3d(dcols, sd, sh, sw, dd, dh, dw, dx):
+    """dcols (C, kd, kh, kw, N, od, oh, ow) -> dx (N, C, D, H, W) (padded size), overwritten."""
+    channels, kd, kh, kw, n_images, od, oh, ow = dcols.shape
     for task in numba.prange(n_images * channels):
         n, c = task // channels, task % channels
-        plane = dx[n, c]
-        plane[:] = 0
-        for a in range(kh):
-            for b in range(kw):
-                src = dcols[c, a, b, n]
-                for i in range(oh):
-                    row, grad = plane[i * sh + a * dh], src[i]
-                    for j in range(ow):
-                        row[j * sw + b * dw] += grad[j]
+        volume = dx[n, c]
+        volume[:] = 0
+        for e in range(kd):
+            for a in range(kh):
+                for b in range(kw):
+                    src = dcols[c, e, a, b, n]
+                    for z in range(od):
+                        plane, src_plane = volume[z * sd + e * dd], src[z]
+                        for i in range(oh):
+                            row, grad = plane[i * sh + a * dh], src_plane[i]
+                            for j in range(ow):
+                                row[j * sw + b * dw] += grad[j]
 
 
 @numba.njit(**_JIT)
