@@ -237,7 +237,8 @@ def test_autotune_measures_once_per_shape_and_stays_exact():
         y = F.conv2d(xc, wc, padding=1)
         assert len(conv_kernels._tuned) == 1
         choice = next(iter(conv_kernels._tuned.values()))
-        assert choice in ("gemm", "shift", "fft", "winograd")
+        assert set(choice) == {"forward", "input", "weight"}
+        assert set(choice.values()) <= {"gemm", "shift", "fft", "winograd"}
         F.conv2d(xc, wc, padding=1)
         assert len(conv_kernels._tuned) == 1  # measured once
         xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)

@@ -80,9 +80,10 @@ def force_algorithm(name):
 
 def set_autotune(enabled=True):
     """Measure instead of guessing (like ``torch.backends.cudnn.benchmark``): the first
-    convolution of each layer shape times every algorithm that applies on the real inputs and
-    keeps the fastest for that shape's forward and backward passes. Costs one slow first call
-    per shape; pays off when the same shapes repeat, as in training."""
+    convolution of each layer shape times every algorithm that applies, on the real inputs, for
+    each of the three passes (forward, input gradient, weight gradient), and keeps the fastest
+    per pass for that shape. Costs one slow first call per shape; pays off when the same shapes
+    repeat, as in training."""
     global _autotune
     _autotune = bool(enabled)
     _tuned.clear()
@@ -104,23 +105,37 @@ def _applicable(c, kernel, stride, dilation, groups):
     return names
 
 
+PASSES = ("forward", "input", "weight")
+
+
 def _tune(xp, w, stride, dilation, groups, key):
-    """Time each applicable algorithm's forward pass (best of two) and remember the fastest."""
+    """Time each applicable algorithm on each pass (one warm-up run, which may load compiled
+    code, then best of three) and remember the fastest per pass. (Timing the forward pass alone
+    picked, for the default model's 14×14 layer, an algorithm whose backward passes made the
+    training step slower than the heuristic's.)"""
     import time
     global _forced
-    timings = {}
+    timings = {name: {} for name in PASSES}
     for name in _applicable(xp.shape[1], w.shape[2:], stride, dilation, groups):
         _forced = name
         try:
-            best = float("inf")
-            for _ in range(2):
-                start = time.perf_counter()
-                conv_forward(xp, w, stride, dilation, groups)
-                best = min(best, time.perf_counter() - start)
-            timings[name] = best
+            dy = conv_forward(xp, w, stride, dilation, groups)  # an output-shaped gradient
+            runs = {"forward": lambda: conv_forward(xp, w, stride, dilation, groups),
+                    "input": lambda: conv_backward_input(dy, w, xp.shape[2:], stride,
+                                                         dilation, groups),
+                    "weight": lambda: conv_backward_weight(xp, dy, w.shape[2:], stride,
+                                                           dilation, groups)}
+            for pass_name, run in runs.items():
+                run()
+                best = float("inf")
+                for _ in range(3):
+                    start = time.perf_counter()
+                    run()
+                    best = min(best, time.perf_counter() - start)
+                timings[pass_name][name] = best
         finally:
             _forced = None
-    _tuned[key] = min(timings, key=timings.get)
+    _tuned[key] = {pass_name: min(t, key=t.get) for pass_name, t in timings.items()}
 
 
 def winograd_applies(kernel, stride, dilation, groups):
@@ -128,14 +143,17 @@ def winograd_applies(kernel, stride, dilation, groups):
         and groups == 1
 
 
-def _pick(c, k, kernel, stride, dilation, groups, batch, out, spatial, dtype=None):
-    """The algorithm to run: the heuristic's (or the forced) choice where it applies."""
+def _pick(c, k, kernel, stride, dilation, groups, batch, out, spatial, dtype=None,
+          pass_name="forward"):
+    """The algorithm to run: the heuristic's (or the forced, or the measured) choice where it
+    applies."""
     if batch == 0:  # an empty batch: only the shapes matter, and im2col handles them all
         return "gemm"
     algorithm = choose_algorithm(c, k, kernel, stride, groups, batch, out, spatial, dilation)
     if _forced is None and _autotune:
-        algorithm = _tuned.get(_layer_key(c, k, kernel, stride, dilation, groups, batch, out,
-                                          dtype), algorithm)
+        measured = _tuned.get(_layer_key(c, k, kernel, stride, dilation, groups, batch, out,
+                                         dtype))
+        algorithm = measured[pass_name] if measured else algorithm
     if algorithm == "depthwise" and c != groups:
         return "gemm"
     if algorithm == "winograd" and not winograd_applies(kernel, stride, dilation, groups):
@@ -188,7 +206,7 @@ def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None):
     """
     c, k, kernel = w.shape[1] * groups, w.shape[0], w.shape[2:]
     algorithm = _pick(c, k, kernel, stride, dilation, groups, dy.shape[0], dy.shape[2:], spatial,
-                      dy.dtype)
+                      dy.dtype, "input")
     fits = _fits(dy.shape[2:], spatial, kernel, dilation)
     if algorithm == "winograd" and fits and (
             pads is None or all(0 <= lo <= 2 and 0 <= hi <= 2 for lo, hi in pads)):
@@ -218,7 +236,7 @@ def conv_backward_weight(x, dy, kernel, stride, dilation, groups=1, pads=None):
     c, k = xp.shape[1], dy.shape[1]
     kernel = tuple(kernel)
     algorithm = _pick(c, k, kernel, stride, dilation, groups, xp.shape[0], dy.shape[2:],
-                      xp.shape[2:], xp.dtype)
+                      xp.shape[2:], xp.dtype, "weight")
     fits = _fits(dy.shape[2:], xp.shape[2:], kernel, dilation)
     if algorithm == "winograd" and fits:
         return conv_winograd.backward_weight(xp, dy)
