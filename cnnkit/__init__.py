@@ -10,7 +10,7 @@ tensor ops); ``kernels`` (fast plain-array convolution and pooling, several algo
 PyTorch's names); ``nn`` (layers that own parameters); ``optim``, ``data``, ``models``,
 ``train``; ``signal`` (scipy-compatible true convolution); ``cli`` and ``bench``.
 """
-from . import _threads  # noqa: F401 - first: sets BLAS/OpenMP options before NumPy loads
+from . import _runtime  # noqa: F401 - first: thread and malloc settings, before NumPy loads
 from .tensor import Tensor, as_tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from . import ops
 from .ops import (abs, clip, concatenate, exp, flatten, log, matmul, maximum, mean, pad,  # noqa

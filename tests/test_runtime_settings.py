@@ -1,15 +1,15 @@
-"""Process settings made at import (``cnnkit._threads``) and the benchmark's report tables."""
-from cnnkit import _threads
+"""Process settings made at import (``cnnkit._runtime``) and the benchmark's report tables."""
+from cnnkit import _runtime
 from cnnkit.bench import report
 
 
 def test_thread_settings_fill_in_defaults_only():
     env = {}
-    _threads.configure(env)
-    assert env["OPENBLAS_THREAD_TIMEOUT"] == _threads.OPENBLAS_SPIN_LOG2_CYCLES
-    assert env["GOMP_SPINCOUNT"] == _threads.GOMP_SPIN_POLLS
+    _runtime.configure(env)
+    assert env["OPENBLAS_THREAD_TIMEOUT"] == _runtime.OPENBLAS_SPIN_LOG2_CYCLES
+    assert env["GOMP_SPINCOUNT"] == _runtime.GOMP_SPIN_POLLS
     mine = {"OPENBLAS_THREAD_TIMEOUT": "28", "GOMP_SPINCOUNT": "300000", "MALLOC_ARENA_MAX": "2"}
-    _threads.configure(mine)
+    _runtime.configure(mine)
     assert mine == {"OPENBLAS_THREAD_TIMEOUT": "28", "GOMP_SPINCOUNT": "300000",
                     "MALLOC_ARENA_MAX": "2"}
 

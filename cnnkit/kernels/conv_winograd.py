@@ -176,7 +176,7 @@ def _transformed_kernel(w):
 
 
 # Images are transformed and multiplied a group at a time, so that each (16, channels, tiles)
-# stack stays well under glibc's 32 MiB mmap limit (``cnnkit._threads``): larger arrays are
+# stack stays well under glibc's 32 MiB mmap limit (``cnnkit._runtime``): larger arrays are
 # fresh pages every call, and their page faults (with transparent huge pages, compaction
 # stalls) made a 32×64×32×32 forward pass take 30–75 ms instead of 15.
 _STACK_BYTES = 12 << 20
