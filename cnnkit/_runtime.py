@@ -1,7 +1,8 @@
 """Process settings for speed, made when cnnkit is imported (``cnnkit/__init__.py`` imports
 this first): thread-pool spinning (OpenBLAS, OpenMP) and glibc's malloc. A value the user has
-set in the environment is never changed. The OpenBLAS setting only takes effect if NumPy is
-imported after cnnkit (OpenBLAS reads it when it loads); the others apply either way.
+set in the environment is never changed. The spin settings are read by each library when it
+loads, so they only apply if cnnkit is imported before NumPy (OpenBLAS) and before PyTorch
+(which loads libgomp, the OpenMP runtime Numba then shares); the malloc setting always applies.
 
 Why (measured on the project's 2-core machine, numbers in BENCHMARKS.md):
 
