@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from . import fft_threads
+
 from .fft_conv import next_fast_len
 
 
@@ -29,13 +31,11 @@ def _dilate(w, dilation):
 
 
 def _spectrum(a, lengths):
-    axes = tuple(range(2, a.ndim))
-    return np.fft.rfftn(a, s=lengths, axes=axes)
+    return fft_threads.rfftn(a, tuple(lengths), tuple(range(2, a.ndim)))
 
 
 def _back(spectrum, lengths, keep, dtype):
-    axes = tuple(range(2, spectrum.ndim))
-    full = np.fft.irfftn(spectrum, s=lengths, axes=axes)
+    full = fft_threads.irfftn(spectrum, tuple(lengths), tuple(range(2, spectrum.ndim)))
     return np.ascontiguousarray(full[(slice(None), slice(None)) + tuple(map(slice, keep))],
                                 dtype=dtype)
 

@@ -17,6 +17,8 @@ sample) and cache-sized transforms: several times faster for a 1M-sample signal.
 """
 import numpy as np
 
+from . import fft_threads
+
 # Per (N log2 N) of the padded size, for two forward transforms, one inverse and the product.
 # Measured with numpy 2.4 on one core (ns); 1-D transforms cost more per point than N-D ones.
 FFT_NS_PER_NLOGN_1D = 2.0
@@ -119,11 +121,11 @@ def fft_convolve(a, b, region=None):
         full_sizes = [a.shape[axis] + b.shape[axis] - 1 for axis in axes]
         fast_sizes = [next_fast_len(n) for n in full_sizes]
         if dtype.kind == "c":
-            forward, inverse = np.fft.fftn, np.fft.ifftn
+            forward, inverse = fft_threads.fftn, fft_threads.ifftn
         else:
-            forward, inverse = np.fft.rfftn, np.fft.irfftn
-        spectrum = forward(a, fast_sizes, axes=axes) * forward(b, fast_sizes, axes=axes)
-        full = inverse(spectrum, fast_sizes, axes=axes)
+            forward, inverse = fft_threads.rfftn, fft_threads.irfftn
+        spectrum = forward(a, fast_sizes, axes) * forward(b, fast_sizes, axes)
+        full = inverse(spectrum, fast_sizes, axes)
         # Drop the padding beyond N + K - 1 that only served to make the length fast.
         keep = [slice(None)] * full.ndim
         for axis, n in zip(axes, full_sizes):
