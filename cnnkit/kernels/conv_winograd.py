@@ -21,7 +21,7 @@ Gradients use the same machinery:
   * dL/dw: the transpose of the forward chain, dL/dU[ξν] = dM[ξν] @ V[ξν]ᵀ with
     dM = A dY Aᵀ per tile, then dL/dg = Gᵀ (dL/dU) G.
 The transforms' coefficients are 0, ±1 and ±½, so the float32 error stays within a small
-multiple of direct summation's (measured in tests/test_conv_winograd.py).
+multiple of direct summation's (measured in tests/test_conv_algorithms.py).
 """
 import numba
 import numpy as np
