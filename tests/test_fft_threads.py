@@ -33,3 +33,28 @@ def test_threaded_ffts_equal_numpy(threads, shape, s, axes, dtype):
     np.testing.assert_array_equal(fft_threads.ifftn(full, s, axes),
                                   np.fft.ifftn(full, s, axes=axes))
     assert spectrum.dtype == np.result_type(dtype, np.complex64)
+
+
+def test_pool_survives_a_fork(monkeypatch):
+    """A child process gets a pool of its own (the parent's threads do not exist there)."""
+    import os
+    import select
+    import signal
+    monkeypatch.setattr(fft_threads, "_threads", lambda: 2)
+    monkeypatch.setattr(fft_threads, "_PARALLEL_MIN_SIZE", 0)
+    a = np.random.default_rng(1).standard_normal((8, 8))
+    expected = np.fft.rfftn(a, (8, 8), axes=(0, 1))
+    np.testing.assert_array_equal(fft_threads.rfftn(a, (8, 8), (0, 1)), expected)  # pool made
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: transform, report, leave without running the test session's exit
+        ok = np.array_equal(fft_threads.rfftn(a, (8, 8), (0, 1)), expected)
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    ready, _, _ = select.select([read], [], [], 30.0)  # a stale pool would hang the child
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    assert ready, "the forked child's transform did not finish"
+    assert os.read(read, 1) == b"1" and status == 0

@@ -17,6 +17,7 @@ import numpy as np
 # the other libraries' threads compete (img512_k11 1.87–1.91× scipy against 1.59–1.72×).
 _PARALLEL_MIN_SIZE = 1 << 20
 _pool = None
+_pool_pid = None
 
 
 def _threads():
@@ -27,9 +28,12 @@ def _threads():
 
 
 def _executor(threads):
-    global _pool
-    if _pool is None or _pool._max_workers != threads:
+    """The pool, made again after a fork (a child process inherits the pool but not its
+    threads, and work handed to it would wait forever)."""
+    global _pool, _pool_pid
+    if _pool is None or _pool._max_workers != threads or _pool_pid != os.getpid():
         _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cnnkit-fft")
+        _pool_pid = os.getpid()
     return _pool
 
 
