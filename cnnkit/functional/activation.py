@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from .._runtime import COMPILED_MIN_SIZE as _COMPILED_MIN_SIZE
 from ..tensor import Tensor, as_tensor
 
 __all__ = ["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax",
@@ -26,10 +27,6 @@ def relu(input) -> Tensor:  # noqa: A002 - PyTorch's argument name
     # NaN passes either way), so the input can be freed once the next layer has it.
     # A multiply by the mask is ~9× faster than np.where with a broadcast zero.
     return Tensor._make(out, (x,), lambda g: (g * ~(out <= 0),), "relu")
-
-
-# Below this many values NumPy's passes beat starting Numba's thread pool.
-_COMPILED_MIN_SIZE = 1 << 16
 
 
 def _compiled_relu(x):

@@ -15,6 +15,7 @@ formula can be checked on sight.
 """
 import numpy as np
 
+from .._runtime import COMPILED_MIN_SIZE as _COMPILED_MIN_SIZE
 from ..tensor import Tensor, as_tensor
 
 __all__ = ["batch_norm"]
@@ -124,10 +125,6 @@ def _update_running(mean_buf, var_buf, mean, var, momentum, count):
     if var_buf is not None:
         var_buf *= 1 - momentum
         var_buf += (momentum * var * (count / (count - 1))).astype(var_buf.dtype, copy=False)
-
-
-# Below this many values NumPy's passes beat starting Numba's thread pool.
-_COMPILED_MIN_SIZE = 1 << 16
 
 
 def _compiled_batch_norm(x, mean_buf, var_buf, gamma, beta, training, momentum, eps):

@@ -7,6 +7,7 @@ last window that would start in the right padding.
 """
 import numpy as np
 
+from .._runtime import COMPILED_MIN_SIZE as _COMPILED_MIN_SIZE
 from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding
 from ..kernels import pooling as kernels
 from ..tensor import Tensor
@@ -77,10 +78,6 @@ def _max_pool(op, n_dims, input, kernel_size, stride, padding, dilation, ceil_mo
         return result
     index = kernels.max_pool_indices(winner, x.shape[2:], kernel, stride, pads, dilation)
     return result, Tensor(index[0] if unbatched else index)
-
-
-# Below this many input values NumPy's passes beat starting Numba's thread pool.
-_COMPILED_MIN_SIZE = 1 << 16
 
 
 def _compiled_max_pool2d(op, x, unbatched, kernel, stride, pads, dilation, out, return_indices):

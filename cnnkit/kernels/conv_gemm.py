@@ -16,10 +16,8 @@ import math
 
 import numpy as np
 
+from .._runtime import COMPILED_MIN_SIZE as _COMPILED_MIN_SIZE
 from .im2col import col2im, windows
-
-# Below this much copying (values), NumPy's single-threaded copies beat starting Numba's pool.
-_COMPILED_MIN_SIZE = 1 << 16
 
 
 def _compiled(n_dims, size):

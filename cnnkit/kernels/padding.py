@@ -160,12 +160,12 @@ def has_padding(pads):
 
 def zero_pad(x, pads):
     """x (N, C, *spatial) -> (N, C, *(spatial + lo + hi)), zeros around."""
-    return np.pad(x, ((0, 0), (0, 0)) + tuple(pads)) if has_padding(pads) else x
+    return pad_array(x, ((0, 0), (0, 0)) + tuple(pads)) if has_padding(pads) else x
 
 
 def crop(xp, pads):
-    """The inverse view of ``zero_pad``, as a new contiguous array."""
+    """The gradient of ``zero_pad``: the interior of ``xp``, as a new array."""
     if not has_padding(pads):
         return xp
-    inner = tuple(slice(lo, n - hi) for n, (lo, hi) in zip(xp.shape[2:], pads))
-    return np.ascontiguousarray(xp[(slice(None), slice(None)) + inner])
+    inner = xp.shape[:2] + tuple(n - lo - hi for n, (lo, hi) in zip(xp.shape[2:], pads))
+    return pad_array_backward(xp, inner, ((0, 0), (0, 0)) + tuple(pads))
