@@ -1,4 +1,5 @@
-"""Every convolution algorithm (depthwise, shift, fft, gemm) against PyTorch on the same grid.
+"""Every convolution algorithm (depthwise, winograd, implicit, shift, fft, gemm) against PyTorch
+on the same grid.
 
 The dispatcher normally picks one algorithm per shape; here each is forced in turn, so a fast
 path that only rarely wins the heuristic is still checked on every configuration it can run.
@@ -39,8 +40,8 @@ TRANSPOSED = [
 # "-compiled": the im2col GEMM with its compiled (Numba) copies and the compiled depthwise
 # kernels, which real 2-D layers take but these small cases would not (they also read the zero
 # padding in place).
-ALGORITHMS = [None, "depthwise", "depthwise-compiled", "winograd", "shift", "fft", "gemm",
-              "gemm-compiled"]
+ALGORITHMS = [None, "depthwise", "depthwise-compiled", "winograd", "implicit", "shift", "fft",
+              "gemm", "gemm-compiled"]
 
 
 @pytest.fixture(params=ALGORITHMS, ids=lambda a: a or "auto")
@@ -131,13 +132,26 @@ def test_wrong_weight_gradient_is_caught():
 
 def test_heuristic_choices():
     """The dispatcher's picks for typical layers (documented in BENCHMARKS.md)."""
-    pick = conv_kernels.choose_algorithm
+    def pick(*args, dtype=np.float32, pass_name="forward"):
+        return conv_kernels.choose_algorithm(*args, dtype=dtype, pass_name=pass_name)
+
     assert pick(128, 128, (3, 3), (1, 1), 128) == "depthwise"
-    assert pick(64, 64, (3, 3), (1, 1), 1, 32, (32, 32), (34, 34), (1, 1)) == "winograd"
-    assert pick(64, 128, (3, 3), (1, 1), 1, 128, (7, 7), (9, 9), (1, 1)) == "gemm"  # odd map
-    assert pick(64, 64, (3, 3), (1, 1), 1, 32, (32, 32), (36, 36), (2, 2)) == "shift"
-    assert pick(64, 128, (3, 3), (2, 2), 1, 32, (16, 16), (34, 34)) == "gemm"
-    assert pick(1, 16, (101,), (1,), 1, 8, (16000,), (16100,)) == "fft"
+    for pass_name in conv_kernels.PASSES:  # float32, groups 1: the implicit GEMM
+        assert pick(64, 128, (3, 3), (1, 1), 1, 128, (7, 7), (9, 9), (1, 1),
+                    pass_name=pass_name) == "implicit"
+    assert pick(64, 128, (3, 3), (2, 2), 1, 32, (16, 16), (34, 34), pass_name="input") == "gemm"
+    assert pick(1, 32, (5, 5), (1, 1), 1, 64, (28, 28), (32, 32)) == "gemm"  # 25 taps: thin
+    assert pick(1, 16, (101,), (1,), 1, 8, (16000,), (16100,), pass_name="input") == "fft"
+    assert pick(1, 16, (101,), (1,), 1, 8, (16000,), (16100,), pass_name="weight") == "implicit"
+    # float64 (no compiled kernel): the BLAS paths
+    assert pick(64, 64, (3, 3), (1, 1), 1, 32, (32, 32), (34, 34), (1, 1),
+                dtype=np.float64) == "winograd"
+    assert pick(64, 128, (3, 3), (1, 1), 1, 128, (7, 7), (9, 9), (1, 1),
+                dtype=np.float64) == "gemm"  # odd map
+    assert pick(64, 64, (3, 3), (1, 1), 1, 32, (32, 32), (36, 36), (2, 2),
+                dtype=np.float64) == "shift"
+    assert pick(64, 128, (3, 3), (2, 2), 1, 32, (16, 16), (34, 34), dtype=np.float64) == "gemm"
+    assert pick(1, 16, (101,), (1,), 1, 8, (16000,), (16100,), dtype=np.float64) == "fft"
 
 
 @pytest.mark.parametrize("stride, dilation, mult", [((1, 1), (1, 1), 1), ((2, 1), (1, 2), 2),
@@ -238,7 +252,7 @@ def test_autotune_measures_once_per_shape_and_stays_exact():
         assert len(conv_kernels._tuned) == 1
         choice = next(iter(conv_kernels._tuned.values()))
         assert set(choice) == {"forward", "input", "weight"}
-        assert set(choice.values()) <= {"gemm", "shift", "fft", "winograd"}
+        assert set(choice.values()) <= {"gemm", "shift", "fft", "winograd", "implicit"}
         F.conv2d(xc, wc, padding=1)
         assert len(conv_kernels._tuned) == 1  # measured once
         xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)

@@ -6,7 +6,7 @@ import numpy as np
 import cnnkit
 import cnnkit.functional as F
 from cnnkit.conv_arithmetic import conv_output_shape
-from cnnkit.kernels.conv import choose_algorithm
+from cnnkit.kernels.conv import PASSES, choose_algorithm
 
 from .timing import best_of_interleaved
 
@@ -76,8 +76,10 @@ def conv_case(name, repeats):
             y.backward(g_torch)
 
     flops = 2 * n * k * (c // groups) * kernel ** n_dims * math.prod(out)
-    algorithm = choose_algorithm(c, k, (kernel,) * n_dims, (stride,) * n_dims, groups, n, out,
-                                 tuple(s + 2 * padding for s in spatial), (1,) * n_dims)
+    picks = [choose_algorithm(c, k, (kernel,) * n_dims, (stride,) * n_dims, groups, n, out,
+                              tuple(s + 2 * padding for s in spatial), (1,) * n_dims,
+                              np.float32, pass_name) for pass_name in PASSES]
+    algorithm = picks[0] if len(set(picks)) == 1 else "/".join(picks)  # forward/input/weight
     rows = []
     for mode, backward, work in (("fwd", False, flops), ("fwd+bwd", True, 3 * flops)):
         t_ours, t_theirs = best_of_interleaved(list(_pair(ours, theirs, backward)), repeats)

@@ -21,16 +21,18 @@ literal loops they are all tested against):
     'depthwise'  one input channel per group: a direct sum over kernel offsets (compiled with
                  Numba for 2-D layers of real size, ``depthwise_numba``)
     'winograd'   3×3, stride 1, dilation 1: Winograd F(2×2, 3×3), 2.25× fewer multiplies
+    'implicit'   float32, groups 1: an implicit GEMM, a compiled register-tiled product that
+                 reads the padded input in place (``conv_implicit``)
     'shift'      stride 1: shifted matrix products on the padded input, no im2col copy
     'fft'        stride 1 with a large kernel: products of spectra
     'gemm'       anything else: im2col and one large matrix product
 """
 import math
 
-from . import conv_depthwise, conv_fft, conv_gemm, conv_shift, conv_winograd
+from . import conv_depthwise, conv_fft, conv_gemm, conv_implicit, conv_shift, conv_winograd
 from .padding import crop, zero_pad
 
-ALGORITHMS = ("depthwise", "winograd", "shift", "fft", "gemm")
+ALGORITHMS = ("depthwise", "winograd", "implicit", "shift", "fft", "gemm")
 _forced = None
 _autotune = False
 _tuned = {}  # layer key -> the algorithm measured fastest for it
@@ -43,10 +45,13 @@ def output_spatial(spatial, kernel, stride, dilation):
 
 
 def choose_algorithm(in_channels, out_channels, kernel, stride, groups, batch=1, out=None,
-                     spatial=None, dilation=None):
-    """The algorithm for a layer shape: a heuristic from the benchmark (see BENCHMARKS.md)."""
+                     spatial=None, dilation=None, dtype=None, pass_name="forward"):
+    """The algorithm for a layer shape and pass ("forward", "input" or "weight"; dtype None
+    means float32): a heuristic from the benchmark (see BENCHMARKS.md)."""
     if _forced is not None:
         return _forced
+    if _implicit_wins(in_channels, out_channels, kernel, stride, groups, dtype, pass_name):
+        return "implicit"
     stride_one = all(s == 1 for s in stride)
     if stride_one and out is not None and math.prod(kernel) >= 32 and conv_fft.cost_ratio(
             batch, in_channels // groups, out_channels, kernel, out, spatial) < 0.5:
@@ -68,6 +73,26 @@ def choose_algorithm(in_channels, out_channels, kernel, stride, groups, batch=1,
     if all(s == 1 for s in stride) and in_channels // groups >= 8 and large_map:
         return "shift"
     return "gemm"
+
+
+# Above this many taps per channel an FFT may beat any direct sum (not measured for implicit).
+_IMPLICIT_MAX_KERNEL = 128
+
+
+def _implicit_wins(in_channels, out_channels, kernel, stride, groups, dtype, pass_name):
+    """The implicit GEMM beat every other path on the benchmark's float32, groups-1 layers,
+    except where its product is thin: the register tile's row of 16·NV output channels (one
+    input channel for an input gradient wastes 15 of 16 lanes) or fewer than 32 taps per
+    output (each tile is then mostly stores; lenet_c1 forward, 25 taps, ran 1.5× slower)."""
+    if not conv_implicit.applies(dtype or "float32", groups) or \
+            math.prod(kernel) > _IMPLICIT_MAX_KERNEL:
+        return False
+    if pass_name == "forward":
+        return in_channels * math.prod(kernel) >= 32
+    if pass_name == "input":
+        return all(s == 1 for s in stride) and in_channels >= 16 and \
+            out_channels * math.prod(kernel) >= 32
+    return True
 
 
 def force_algorithm(name):
@@ -94,8 +119,10 @@ def _layer_key(c, k, kernel, stride, dilation, groups, batch, out, dtype):
             str(dtype))
 
 
-def _applicable(c, kernel, stride, dilation, groups):
+def _applicable(c, kernel, stride, dilation, groups, dtype):
     names = ["gemm"]
+    if conv_implicit.applies(dtype, groups):
+        names.append("implicit")
     if all(s == 1 for s in stride):
         names += ["shift", "fft"]
     if c == groups > 1:
@@ -116,7 +143,7 @@ def _tune(xp, w, stride, dilation, groups, key):
     import time
     global _forced
     timings = {name: {} for name in PASSES}
-    for name in _applicable(xp.shape[1], w.shape[2:], stride, dilation, groups):
+    for name in _applicable(xp.shape[1], w.shape[2:], stride, dilation, groups, xp.dtype):
         _forced = name
         try:
             dy = conv_forward(xp, w, stride, dilation, groups)  # an output-shaped gradient
@@ -149,12 +176,15 @@ def _pick(c, k, kernel, stride, dilation, groups, batch, out, spatial, dtype=Non
     applies."""
     if batch == 0:  # an empty batch: only the shapes matter, and im2col handles them all
         return "gemm"
-    algorithm = choose_algorithm(c, k, kernel, stride, groups, batch, out, spatial, dilation)
+    algorithm = choose_algorithm(c, k, kernel, stride, groups, batch, out, spatial, dilation,
+                                 dtype, pass_name)
     if _forced is None and _autotune:
         measured = _tuned.get(_layer_key(c, k, kernel, stride, dilation, groups, batch, out,
                                          dtype))
         algorithm = measured[pass_name] if measured else algorithm
     if algorithm == "depthwise" and c != groups:
+        return "gemm"
+    if algorithm == "implicit" and not conv_implicit.applies(dtype, groups):
         return "gemm"
     if algorithm == "winograd" and not winograd_applies(kernel, stride, dilation, groups):
         algorithm = "shift"
@@ -182,6 +212,8 @@ def conv_forward(x, w, stride, dilation, groups=1, pads=None):
                       xp.dtype)
     if algorithm == "winograd":
         return conv_winograd.forward(xp, w, out)
+    if algorithm == "implicit":
+        return conv_implicit.forward(xp, w, stride, dilation, out)
     if algorithm == "depthwise":
         return _depthwise(xp.shape, kernel, math.prod(out)).forward(xp, w, stride, dilation, out)
     if algorithm == "fft":
@@ -211,6 +243,8 @@ def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None):
     if algorithm == "winograd" and fits and (
             pads is None or all(0 <= lo <= 2 and 0 <= hi <= 2 for lo, hi in pads)):
         return conv_winograd.backward_input(dy, w, spatial, pads)
+    if algorithm == "implicit" and fits and all(s == 1 for s in stride):
+        return conv_implicit.backward_input(dy, w, spatial, dilation, pads)
     if algorithm == "winograd" and fits:
         dxp = conv_winograd.backward_input(dy, w, spatial)
     elif algorithm == "depthwise":
@@ -240,6 +274,8 @@ def conv_backward_weight(x, dy, kernel, stride, dilation, groups=1, pads=None):
     fits = _fits(dy.shape[2:], xp.shape[2:], kernel, dilation)
     if algorithm == "winograd" and fits:
         return conv_winograd.backward_weight(xp, dy)
+    if algorithm == "implicit":
+        return conv_implicit.backward_weight(xp, dy, kernel, stride, dilation)
     if algorithm == "depthwise":
         return _depthwise(dy.shape, kernel, math.prod(dy.shape[2:])).backward_weight(
             xp, dy, kernel, stride, dilation)

@@ -1,0 +1,95 @@
+"""The implicit-GEMM kernels (``conv_implicit``) against PyTorch on random configurations.
+
+The grid in test_conv_algorithms forces every algorithm through the dispatcher on
+hand-picked shapes with few output channels; these draw 1-, 2- and 3-D layers with up to 70
+output channels, so every register-tile width (16, 32 and 64 lanes) meets ragged channel
+counts, ragged last tiles of positions and taps, strides, dilations and asymmetric padding.
+"""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from cnnkit.kernels import conv as conv_kernels
+from cnnkit.kernels import conv_implicit, implicit_gemm_numba
+
+TORCH_CONV = {1: TF.conv1d, 2: TF.conv2d, 3: TF.conv3d}
+
+
+def _check(ours, theirs, scale):
+    np.testing.assert_allclose(ours, theirs, rtol=2e-5, atol=2e-5 * scale)
+
+
+@st.composite
+def layers(draw):
+    dims = draw(st.integers(1, 3))
+    kernel = tuple(draw(st.lists(st.integers(1, 4), min_size=dims, max_size=dims)))
+    stride = tuple(draw(st.lists(st.integers(1, 3), min_size=dims, max_size=dims)))
+    dilation = tuple(draw(st.lists(st.integers(1, 2), min_size=dims, max_size=dims)))
+    pads = [tuple(draw(st.lists(st.integers(0, 3), min_size=2, max_size=2)))
+            for _ in range(dims)]
+    spatial = tuple(draw(st.lists(st.integers(1, 9 if dims < 3 else 5), min_size=dims,
+                                  max_size=dims)))
+    padded = [s + lo + hi for s, (lo, hi) in zip(spatial, pads)]
+    assume(all(p >= d * (k - 1) + 1 for p, k, d in zip(padded, kernel, dilation)))
+    return dict(n=draw(st.integers(1, 3)), c=draw(st.integers(1, 20)),
+                k=draw(st.sampled_from([1, 5, 16, 17, 32, 33, 64, 70])), kernel=kernel,
+                stride=stride, dilation=dilation, pads=pads, spatial=spatial)
+
+
+@settings(max_examples=60, deadline=None)
+@given(layer=layers(), seed=st.integers(0, 2**16))
+def test_implicit_matches_torch(layer, seed):
+    rng = np.random.default_rng(seed)
+    n, c, k, kernel = layer["n"], layer["c"], layer["k"], layer["kernel"]
+    stride, dilation, pads = layer["stride"], layer["dilation"], layer["pads"]
+    x = rng.standard_normal((n, c) + layer["spatial"], dtype=np.float32)
+    w = rng.standard_normal((k, c) + kernel, dtype=np.float32)
+    xp = np.pad(x, [(0, 0), (0, 0)] + pads)
+    xt, wt = torch.tensor(xp, requires_grad=True), torch.tensor(w, requires_grad=True)
+    yt = TORCH_CONV[len(kernel)](xt, wt, stride=stride, dilation=dilation)
+    dy = rng.standard_normal(yt.shape, dtype=np.float32)
+    yt.backward(torch.tensor(dy))
+    scale = np.sqrt(w[0].size)
+
+    y = conv_implicit.forward(xp, w, stride, dilation, yt.shape[2:])
+    _check(y, yt.detach().numpy(), scale)
+    dw = conv_implicit.backward_weight(xp, dy, kernel, stride, dilation)
+    _check(dw, wt.grad.numpy(), scale * np.sqrt(dy[:, 0].size))
+    fits = conv_kernels.output_spatial(xp.shape[2:], kernel, (1,) * len(kernel),
+                                       dilation) == yt.shape[2:]
+    if all(s == 1 for s in stride) and fits:
+        dx = conv_implicit.backward_input(dy, w, xp.shape[2:], dilation, pads)
+        inside = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(xp.shape[2:], pads))
+        _check(dx, xt.grad.numpy()[(slice(None), slice(None)) + inside], scale)
+        whole = conv_implicit.backward_input(dy, w, xp.shape[2:], dilation)
+        _check(whole, xt.grad.numpy(), scale)
+
+
+@pytest.mark.parametrize("k", [3, 20, 40])
+def test_each_tile_width_sees_a_wrong_tap(k):
+    """Sharp enough to fail: one weight tap moved by one position changes the forward."""
+    rng = np.random.default_rng(k)
+    xp = rng.standard_normal((2, 3, 8, 9), dtype=np.float32)
+    w = rng.standard_normal((k, 3, 3, 3), dtype=np.float32)
+    y = conv_implicit.forward(xp, w, (1, 1), (1, 1), (6, 7))
+    reference = TF.conv2d(torch.tensor(xp), torch.tensor(w)).numpy()
+    _check(y, reference, 5.0)
+    with pytest.raises(AssertionError):
+        _check(conv_implicit.forward(xp, np.roll(w, 1, axis=-1), (1, 1), (1, 1), (6, 7)),
+               reference, 5.0)
+
+
+def test_tile_widths_follow_channel_counts():
+    """16 output channels take a 16-lane tile, not a 64-lane one that computes 48 zeros."""
+    widths = {k: implicit_gemm_numba.LANES * implicit_gemm_numba.tile(k)[1]
+              for k in (1, 16, 17, 32, 33, 128)}
+    assert widths == {1: 16, 16: 16, 17: 32, 32: 32, 33: 64, 128: 64}
+
+
+def test_float64_and_groups_fall_back():
+    assert conv_implicit.applies(np.float32, 1)
+    assert not conv_implicit.applies(np.float64, 1)
+    assert not conv_implicit.applies(np.float32, 2)
