@@ -22,8 +22,8 @@ AVX-512 width) while t runs: per t it loads NV vectors of B and broadcasts MR va
 MR·NV fused multiply-adds. It is written in LLVM IR through Numba's ``intrinsic`` because
 Numba's own loops cannot be made to hold a 2-D accumulator in registers. Why not BLAS:
 NumPy's OpenBLAS on this machine runs AVX2 kernels (OPENBLAS_CORETYPE=Haswell, about
-227 GFLOP/s), and an im2col GEMM also pays the column copies; this kernel ran the default
-model's 7×7 layer at 456 GFLOP/s (BENCHMARKS.md). On CPUs without AVX-512 LLVM splits the
+227 GFLOP/s), and an im2col GEMM also pays the column copies; this kernel ran the bench's
+res3x3 layer at 238–255 GFLOP/s, above NumPy's own sgemm here (BENCHMARKS.md). On CPUs without AVX-512 LLVM splits the
 16-lane vectors into narrower ones: same results, lower speed.
 """
 import numba
@@ -35,7 +35,8 @@ from numba.extending import intrinsic
 LANES = 16  # float32 lanes of one vector register (AVX-512)
 # Rows MR of the register tile for NV vectors per row: MR·NV accumulators plus NV operands
 # must fit the 32 vector registers, and MR base addresses the integer registers (MR = 12
-# with NV = 2 spilled them and ran at 150 GFLOP/s, against 300–450 for these).
+# with NV = 2 spilled them: 150 GFLOP/s against 260–450 for these on the forward kernel alone,
+# in a one-off timing of three 3×3 layers).
 TILE_ROWS = (0, 8, 8, 0, 6)  # indexed by NV (1, 2 or 4)
 # Taps per pass over the output tiles in the forward kernel: the B block (taps × NR floats)
 # then stays in L1 while every tile of a chunk reuses it.
