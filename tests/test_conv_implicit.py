@@ -84,9 +84,9 @@ def test_each_tile_width_sees_a_wrong_tap(k):
 
 def test_tile_widths_follow_channel_counts():
     """16 output channels take a 16-lane tile, not a 64-lane one that computes 48 zeros."""
-    widths = {k: implicit_gemm_numba.LANES * implicit_gemm_numba.tile(k)[1]
-              for k in (1, 16, 17, 32, 33, 128)}
-    assert widths == {1: 16, 16: 16, 17: 32, 32: 32, 33: 64, 128: 64}
+    tiles = {k: implicit_gemm_numba.tile(k)[1:] for k in (1, 16, 17, 32, 33, 128)}
+    assert tiles == {1: (1, 16), 16: (1, 16), 17: (2, 32), 32: (2, 32), 33: (4, 64),
+                     128: (4, 128)}
 
 
 def test_float64_and_groups_fall_back():

@@ -16,19 +16,16 @@ import numpy as np
 import numba
 
 from . import implicit_gemm_numba as compiled
+from .conv_shift import flat_pitches
 
 
 def applies(dtype, groups):
     return np.dtype(dtype) == np.float32 and groups == 1
 
 
-def _pitches(shape):
-    return [math.prod(shape[j + 1:]) for j in range(len(shape))]
-
-
 def _offsets(x_shape, kernel, dilation):
     """offset per (c, a) tap, c-major then the kernel's dims in order (w's layout)."""
-    channel, *pitch = _pitches(x_shape[1:])
+    channel, *pitch = flat_pitches(x_shape[1:])
     table = np.arange(x_shape[1], dtype=np.int64) * channel
     for k, d, p in zip(kernel, dilation, pitch):
         table = np.add.outer(table, np.arange(k, dtype=np.int64) * (d * p)).reshape(-1)
@@ -37,7 +34,7 @@ def _offsets(x_shape, kernel, dilation):
 
 def _corners(x_shape, out, stride):
     """corner per output position (n, i), image-major then the output's dims in order."""
-    image, pitch = math.prod(x_shape[1:]), _pitches(x_shape[2:])
+    image, pitch = math.prod(x_shape[1:]), flat_pitches(x_shape[2:])
     table = np.arange(x_shape[0], dtype=np.int64) * image
     for o, s, p in zip(out, stride, pitch):
         table = np.add.outer(table, np.arange(o, dtype=np.int64) * (s * p)).reshape(-1)
@@ -47,8 +44,7 @@ def _corners(x_shape, out, stride):
 def forward(xp, w, stride, dilation, out):
     """xp (N, C, *padded) float32, w (K, C, *kernel) -> y (N, K, *out)."""
     n, k = xp.shape[0], w.shape[0]
-    rows, vectors = compiled.tile(k)
-    k_padded = -(-k // (compiled.LANES * vectors)) * compiled.LANES * vectors
+    rows, vectors, k_padded = compiled.tile(k)
     taps = math.prod(w.shape[1:])
     wt = np.zeros((taps, k_padded), dtype=np.float32)
     wt[:, :k] = w.reshape(k, taps).T
@@ -85,8 +81,7 @@ def backward_input(dy, w, spatial, dilation, pads=None):
 def backward_weight(xp, dy, kernel, stride, dilation):
     """xp (N, C, *padded) float32, dy (N, K, *out) -> dw (K, C, *kernel)."""
     n, k = dy.shape[:2]
-    rows, vectors = compiled.tile(k)
-    k_padded = -(-k // (compiled.LANES * vectors)) * compiled.LANES * vectors
+    rows, vectors, k_padded = compiled.tile(k)
     positions = math.prod(dy.shape[2:])
     dy_last = np.empty((n * positions, k_padded), dtype=np.float32)
     compiled.channels_last(np.ascontiguousarray(dy).reshape(n, k, positions), dy_last)

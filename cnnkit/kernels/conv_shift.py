@@ -23,13 +23,13 @@ import math
 import numpy as np
 
 
-def _pitches(spatial):
+def flat_pitches(spatial):
     """Flat-index step of each spatial dim: (prod(spatial[1:]), ..., 1)."""
     return tuple(math.prod(spatial[j + 1:]) for j in range(len(spatial)))
 
 
 def _geometry(spatial, kernel, dilation, out):
-    pitch = _pitches(spatial)
+    pitch = flat_pitches(spatial)
     # From the first to the last *valid* output position, on the padded grid.
     length = sum((o - 1) * p for o, p in zip(out, pitch)) + 1
     offsets = [sum(a * d * p for a, d, p in zip(offset, dilation, pitch))

@@ -21,8 +21,8 @@ The micro-kernel keeps an MR × NR tile of C in vector registers (NR = 16·NV fl
 AVX-512 width) while t runs: per t it loads NV vectors of B and broadcasts MR values of X,
 MR·NV fused multiply-adds. It is written in LLVM IR through Numba's ``intrinsic`` because
 Numba's own loops cannot be made to hold a 2-D accumulator in registers. Why not BLAS:
-NumPy's OpenBLAS on this machine runs AVX2 kernels (OPENBLAS_CORETYPE=Haswell, about
-227 GFLOP/s), and an im2col GEMM also pays the column copies; this kernel ran the bench's
+NumPy's OpenBLAS on this machine runs AVX2 kernels (OPENBLAS_CORETYPE=Haswell, 208–218
+GFLOP/s in the bench), and an im2col GEMM also pays the column copies; this kernel ran the bench's
 res3x3 layer at 238–255 GFLOP/s, above NumPy's own sgemm here (BENCHMARKS.md). On CPUs without AVX-512 LLVM splits the
 16-lane vectors into narrower ones: same results, lower speed.
 """
@@ -221,10 +221,11 @@ ENTRY = {1: (forward_1, weight_1), 2: (forward_2, weight_2), 4: (forward_4, weig
 
 
 def tile(channels):
-    """(MR, NV) for an output-channel count: the widest tile that wastes little (a 64-wide
-    tile for 16 channels would compute 48 zeros)."""
+    """(MR, NV, channels rounded up to the tile width 16·NV) for an output-channel count: the
+    widest tile that wastes little (a 64-wide tile for 16 channels would compute 48 zeros)."""
     vectors = 4 if channels > 32 else 2 if channels > 16 else 1
-    return TILE_ROWS[vectors], vectors
+    width = LANES * vectors
+    return TILE_ROWS[vectors], vectors, -(-channels // width) * width
 
 
 @numba.njit(parallel=True, cache=True)
