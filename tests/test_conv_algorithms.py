@@ -140,9 +140,15 @@ def test_heuristic_choices():
         assert pick(64, 128, (3, 3), (1, 1), 1, 128, (7, 7), (9, 9), (1, 1),
                     pass_name=pass_name) == "implicit"
     assert pick(64, 128, (3, 3), (2, 2), 1, 32, (16, 16), (34, 34), pass_name="input") == "gemm"
-    assert pick(1, 32, (5, 5), (1, 1), 1, 64, (28, 28), (32, 32)) == "gemm"  # 25 taps: thin
-    assert pick(1, 16, (101,), (1,), 1, 8, (16000,), (16100,), pass_name="input") == "fft"
+    # one input channel per group: forward and input gradient on the row correlation
+    for pass_name in ("forward", "input"):
+        assert pick(1, 32, (5, 5), (1, 1), 1, 64, (28, 28), (32, 32),
+                    pass_name=pass_name) == "depthwise"
+        assert pick(1, 16, (101,), (1,), 1, 8, (16000,), (16100,),
+                    pass_name=pass_name) == "depthwise"
     assert pick(1, 16, (101,), (1,), 1, 8, (16000,), (16100,), pass_name="weight") == "implicit"
+    assert pick(128, 128, (3, 3), (1, 1), 128, pass_name="weight") == "depthwise"
+    assert pick(1, 32, (5, 5), (2, 2), 1, 64, (14, 14), (32, 32)) == "gemm"  # strided: thin
     # float64 (no compiled kernel): the BLAS paths
     assert pick(64, 64, (3, 3), (1, 1), 1, 32, (32, 32), (34, 34), (1, 1),
                 dtype=np.float64) == "winograd"

@@ -17,6 +17,7 @@ import numba
 
 from . import implicit_gemm_numba as compiled
 from .conv_shift import flat_pitches
+from .padding import zero_pad
 
 
 def applies(dtype, groups):
@@ -68,7 +69,7 @@ def backward_input(dy, w, spatial, dilation, pads=None):
     crop = [(0, 0)] * len(spatial)
     if any(lo < 0 or hi < 0 for lo, hi in dy_pads):  # padding wider than the kernel's reach
         dy_pads, crop = [(r, r) for r in reach], pads
-    dyp = np.pad(dy, [(0, 0), (0, 0)] + dy_pads)
+    dyp = zero_pad(dy, dy_pads)
     flipped = np.ascontiguousarray(
         np.swapaxes(w, 0, 1)[(slice(None), slice(None)) + (slice(None, None, -1),) * len(kernel)])
     interior = crop == [(0, 0)] * len(spatial)

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from .padding import zero_pad
+
 
 def flat_pitches(spatial):
     """Flat-index step of each spatial dim: (prod(spatial[1:]), ..., 1)."""
@@ -122,7 +124,7 @@ def backward_input(dy, w, spatial, dilation, groups):
     flipped = flipped.reshape((groups, k // groups, cg) + tuple(kernel)).swapaxes(1, 2)
     flipped = np.ascontiguousarray(flipped).reshape((groups * cg, k // groups) + tuple(kernel))
     reach = [(d * (kk - 1), d * (kk - 1)) for kk, d in zip(kernel, dilation)]
-    dy_full = np.pad(dy, [(0, 0), (0, 0)] + reach) if any(r for r, _ in reach) else dy
+    dy_full = zero_pad(dy, reach)
     return forward(dy_full, flipped, dilation, tuple(spatial), groups)
 
 

@@ -27,6 +27,8 @@ import numba
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .padding import zero_pad
+
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 _JIT = dict(parallel=True, cache=True)
 
@@ -211,7 +213,7 @@ def backward_input(dy, w, spatial, pads=None):
     """
     pads = ((0, 0), (0, 0)) if pads is None else tuple(pads)
     flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    dy_full = np.pad(dy, ((0, 0), (0, 0)) + tuple((2 - lo, 2 - hi) for lo, hi in pads))
+    dy_full = zero_pad(dy, [(2 - lo, 2 - hi) for lo, hi in pads])
     inner = tuple(size - lo - hi for size, (lo, hi) in zip(spatial, pads))
     return forward(dy_full, flipped, inner)
 

@@ -52,10 +52,32 @@ def micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_row, accumulate,
     if not isinstance(vectors, types.IntegerLiteral):
         return None
     vectors = vectors.literal_value
-    rows = TILE_ROWS[vectors]
+    codegen = _tile_codegen(TILE_ROWS[vectors], vectors, gathered=False)
+    return types.void(*([types.intp] * 9), types.IntegerLiteral(vectors)), codegen
+
+
+@intrinsic
+def gathered_micro_kernel(typingctx, taps, x, base, offset, b, b_offset, c, c_row, accumulate,
+                          rows, vectors):
+    """``gathered_micro_kernel(T, x, base, offset, b, b_offset, c, c_row, accumulate, MR, NV)``:
+    the micro-kernel with B's rows found through a table instead of a stride,
+    C[c_row[i] + j] (+)= Σ_{t < T} x[base[i] + offset[t]] · b[b_offset[t] + j]
+    for i < MR, j < 16·NV (MR and NV compile-time constants)."""
+    if not (isinstance(rows, types.IntegerLiteral) and isinstance(vectors, types.IntegerLiteral)):
+        return None
+    codegen = _tile_codegen(rows.literal_value, vectors.literal_value, gathered=True)
+    literals = (types.IntegerLiteral(rows.literal_value),
+                types.IntegerLiteral(vectors.literal_value))
+    return types.void(*([types.intp] * 9), *literals), codegen
+
+
+def _tile_codegen(rows, vectors, gathered):
+    """LLVM IR of the register tile: MR·NV vector accumulators live in phi nodes across the
+    tap loop, so they stay in registers; B's row t starts at t·ldb, or at b_offset[t] when
+    ``gathered``."""
 
     def codegen(context, builder, signature, args):
-        taps, x, base, offset, b, ldb, c, c_row, accumulate, _ = args
+        taps, x, base, offset, b, b_step, c, c_row, accumulate = args[:9]
         f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
         vec = ir.VectorType(f32, LANES)
         module = builder.module
@@ -70,6 +92,8 @@ def micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_row, accumulate,
 
         x, b, c = at(x, f32), at(b, f32), at(c, f32)
         base, offset, c_row = at(base, i64), at(offset, i64), at(c_row, i64)
+        if gathered:
+            b_step = at(b_step, i64)
         x_rows = [builder.gep(x, [builder.load(builder.gep(base, [const(i)]))])
                   for i in range(rows)]
         zero, undef = ir.Constant(vec, None), ir.Constant(vec, ir.Undefined)
@@ -86,7 +110,9 @@ def micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_row, accumulate,
         for a in acc:
             a.add_incoming(zero, entry)
         shift = builder.load(builder.gep(offset, [t]))
-        b_row = builder.gep(b, [builder.mul(t, ldb)])
+        b_start = (builder.load(builder.gep(b_step, [t])) if gathered
+                   else builder.mul(t, b_step))
+        b_row = builder.gep(b, [b_start])
         b_vec = [builder.load(builder.bitcast(builder.gep(b_row, [const(LANES * v)]),
                                               vec.as_pointer()), align=4)
                  for v in range(vectors)]
@@ -119,7 +145,7 @@ def micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_row, accumulate,
                 builder.store(summed, target, align=4)
         return context.get_dummy_value()
 
-    return types.void(*([types.intp] * 9), types.IntegerLiteral(vectors)), codegen
+    return codegen
 
 
 @numba.njit(parallel=True, cache=True)

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from .im2col import offset_views
+from .padding import pad_array
 
 
 def _padded(x, pads, needed, value):
@@ -19,7 +20,7 @@ def _padded(x, pads, needed, value):
     widths = [(0, 0), (0, 0)]
     for n, (lo, hi), need in zip(x.shape[2:], pads, needed):
         widths.append((lo, max(hi, need - n - lo)))
-    return np.pad(x, widths, constant_values=value)
+    return pad_array(x, widths, value=value)
 
 
 def _needed(out, kernel, stride, dilation):

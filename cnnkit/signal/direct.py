@@ -16,12 +16,18 @@ Python loop over output positions:
   Slower per element but no per-offset overhead, so it wins when the kernel is big and the
   requested region small (e.g. 'valid' with nearly equal sizes, or a kernel gradient).
 
+- Compiled tiles (float32 and float16): ``kernels.correlate_rows``, the same sliding-window
+  sum ``F[i] = sum_v flip(k)[v] · P[i + v]`` on a register-tiled Numba kernel; far the fastest
+  where it applies (a 512² image with an 11×11 kernel in about a tenth of the FFT's time).
+
 Convolution is commutative, so the smaller input always plays the kernel.
 """
 import itertools
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from ..kernels import correlate_rows
 
 # Costs in ns, measured with numpy 2.4 on one core (float64); used to pick a strategy here and,
 # through ``direct_cost_ns``, to choose between this module and the FFT.
@@ -44,8 +50,11 @@ def _region_bounds(region, full):
     return starts, sizes
 
 
-def _strategy(x_shape, k_shape, out_sizes):
-    """'npconvolve' | 'loop' | 'window' and its estimated cost in ns (x the larger input)."""
+def _strategy(x_shape, k_shape, out_sizes, compute_dtype):
+    """'compiled' | 'npconvolve' | 'loop' | 'window' and its estimated cost in ns (x the larger
+    input; None for 'npconvolve', which ``direct_cost_ns`` costs by dtype)."""
+    if correlate_rows.applies(compute_dtype):
+        return "compiled", correlate_rows.cost_ns(k_shape, out_sizes)
     n_out = float(np.prod(out_sizes, dtype=np.float64))
     n_kernel = float(np.prod(k_shape, dtype=np.float64))
     if len(x_shape) == 1:
@@ -60,7 +69,7 @@ def direct_cost_ns(shape1, shape2, region, dtype) -> float:
     x_shape, k_shape = _larger_first(shape1, shape2)
     full = tuple(n + k - 1 for n, k in zip(shape1, shape2))
     _, sizes = _region_bounds(region, full)
-    plan = _strategy(x_shape, k_shape, sizes)
+    plan = _strategy(x_shape, k_shape, sizes, _compute_dtype(np.dtype(dtype)))
     if plan[0] != "npconvolve":
         return plan[1]
     n, k = x_shape[0], k_shape[0]
@@ -90,21 +99,30 @@ def direct_convolve(a: np.ndarray, b: np.ndarray, region, dtype) -> np.ndarray:
     """
     full = tuple(n + k - 1 for n, k in zip(a.shape, b.shape))
     starts, sizes = _region_bounds(region, full)
-    if a.ndim == 1:
-        n, k = a.size, b.size
-        if sizes[0] == abs(n - k) + 1 and starts[0] == min(n, k) - 1:
-            return np.convolve(a, b, "valid").astype(dtype, copy=False)
-        return np.ascontiguousarray(np.convolve(a, b, "full")[region], dtype=dtype)
     compute = _compute_dtype(np.dtype(dtype))
     x, k = (a, b) if a.size >= b.size else (b, a)
+    plan = _strategy(x.shape, k.shape, sizes, compute)[0]
+    if plan == "compiled":
+        return _compiled(x.astype(compute, copy=False), k.astype(compute, copy=False),
+                         starts, sizes).astype(dtype, copy=False)
+    if plan == "npconvolve":
+        if sizes[0] == abs(a.size - b.size) + 1 and starts[0] == min(a.size, b.size) - 1:
+            return np.convolve(a, b, "valid").astype(dtype, copy=False)
+        return np.ascontiguousarray(np.convolve(a, b, "full")[region], dtype=dtype)
     x = x.astype(compute, copy=False)
     k = k.astype(compute, copy=False)
-    plan = _strategy(x.shape, k.shape, sizes)[0]
     if plan == "loop":
         out = _offset_loop(x, k, starts, sizes)
     else:
         out = _windowed(x, k, starts, sizes)
     return out.astype(dtype, copy=False)
+
+
+def _compiled(x, k, starts, sizes):
+    """``_windowed``'s sum, out[i - s] = sum_v flip(k)[v] x[i - K + 1 + v], compiled."""
+    flipped = np.ascontiguousarray(k[(slice(None, None, -1),) * k.ndim])
+    first_read = [s - m + 1 for s, m in zip(starts, k.shape)]
+    return correlate_rows.correlate(np.ascontiguousarray(x), flipped, first_read, sizes)
 
 
 def _offset_loop(x, k, starts, sizes):

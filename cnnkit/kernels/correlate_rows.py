@@ -1,0 +1,143 @@
+"""Direct single-channel N-D correlation, float32, on the register-tiled micro-kernel.
+
+    out[q] = Σ_v k[v] · x[start + q + v]        q < sizes, v < k.shape, x read as 0 outside
+
+(``start`` may be negative or reach past the end: that is the zero padding of 'full' and 'same'
+modes). The kernel is ``correlate_rows_numba``; here are its tables and tile choice. A 1-D
+signal is a single row; axes before the last two are the outer axes, looped over plane by plane.
+"""
+import math
+
+import numba
+import numpy as np
+
+from . import correlate_rows_numba as compiled
+from .conv_shift import flat_pitches
+from .implicit_gemm_numba import LANES
+
+# Per lane multiply-add the kernel computes (zero rows included), one core, measured on this
+# machine (AMD EPYC, AVX-512) with the signal suite's shapes; MR = 1 reloads every input vector
+# for each output row, MR = 4 shares it between four.
+NS_PER_LANE_MAC = {1: 0.025, 4: 0.009}
+NS_PER_ELEMENT_COPIED = 0.2  # the padded input block and the cropped output
+OVERHEAD_NS = 12_000.0
+
+
+def applies(dtype) -> bool:
+    return np.dtype(dtype) == np.float32
+
+
+def tile(kernel_rows: int, out_cols: int):
+    """(MR, NV), one of ``TILES``: four output rows share each input vector unless the kernel
+    has one row (then three of every four rows would be zero taps: 1-D signals, the long rows
+    for which the widest tile suits); the tile width follows the output's width."""
+    if kernel_rows == 1:
+        return 1, 4
+    return 4, (4 if out_cols > 2 * LANES else 2 if out_cols > LANES else 1)
+
+
+def _plan(kernel_shape, sizes):
+    """The 2-D-at-least geometry: (outer output sizes, R, W padded to whole tiles, MR, NV)."""
+    rows, vectors = tile(kernel_shape[-2], sizes[-1])
+    padded_rows = -(-sizes[-2] // rows) * rows
+    padded_cols = -(-sizes[-1] // (LANES * vectors)) * (LANES * vectors)
+    return rows, vectors, padded_rows, padded_cols
+
+
+def _at_least_2d(shape):
+    return (1,) * (2 - len(shape)) + tuple(shape)
+
+
+def cost_ns(kernel_shape, sizes) -> float:
+    """Estimated time (ns, one core) of ``correlate`` for this kernel and output size."""
+    kernel_shape, sizes = _at_least_2d(kernel_shape), _at_least_2d(sizes)
+    rows, _, padded_rows, padded_cols = _plan(kernel_shape, sizes)
+    kh, kw = kernel_shape[-2:]
+    lane_macs = (math.prod(sizes[:-2]) * padded_rows * padded_cols
+                 * math.prod(kernel_shape[:-2]) * (rows + kh - 1) * kw)
+    copied = math.prod(s + k - 1 for s, k in zip(sizes, kernel_shape)) + math.prod(sizes)
+    return OVERHEAD_NS + NS_PER_LANE_MAC[rows] * lane_macs + NS_PER_ELEMENT_COPIED * copied
+
+
+def correlate(x: np.ndarray, k: np.ndarray, start, sizes) -> np.ndarray:
+    """out[q] = Σ_v k[v] · x[start + q + v] (x zero outside its bounds), float32.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N_1, ..., N_d), float32
+    k : ndarray of shape (K_1, ..., K_d), float32
+    start : d ints, where out[0] reads x (may be negative)
+    sizes : d ints >= 0, the output's shape
+
+    Returns
+    -------
+    out : C-contiguous float32 ndarray of shape ``sizes``
+    """
+    if 0 in tuple(sizes):
+        return np.zeros(sizes, np.float32)
+    d = x.ndim
+    x, k = x.reshape(_at_least_2d(x.shape)), k.reshape(_at_least_2d(k.shape))
+    start = (0,) * (x.ndim - d) + tuple(start)
+    full_sizes, sizes = tuple(sizes), _at_least_2d(sizes)
+    extent = tuple(s + n - 1 for s, n in zip(sizes, k.shape))
+    block = np.zeros(extent, np.float32)
+    src = tuple(slice(max(s, 0), min(s + e, n)) for s, e, n in zip(start, extent, x.shape))
+    if all(piece.start < piece.stop for piece in src):
+        dst = tuple(slice(piece.start - s, piece.stop - s) for piece, s in zip(src, start))
+        block[dst] = x[src]
+    pitch = flat_pitches(extent)
+    out = correlate_planes(block, pitch[-2], k.reshape((-1,) + k.shape[-2:]),
+                           plane_base=_table(sizes[:-2], pitch[:-2]), plane_kernel=None,
+                           tap_plane=_table(k.shape[:-2], pitch[:-2]), sizes=sizes[-2:])
+    return out.reshape(full_sizes)
+
+
+def correlate_planes(p, pitch, kernels, plane_base, plane_kernel, tap_plane, sizes):
+    """Many 2-D valid correlations summed over taps, one output plane o each:
+
+        out[o, r, q] = Σ_u Σ_{a,b} kernels[plane_kernel[o] + u, a, b] ·
+                                   p_flat[plane_base[o] + tap_plane[u] + (r + a)·pitch + q + b]
+
+    Parameters
+    ----------
+    p : C-contiguous float32 ndarray, any shape (read flat)
+    pitch : int, the flat step between rows of p
+    kernels : float32 ndarray of shape (..., KH, KW); the leading axes, flattened in C order,
+        are the stack that ``plane_kernel[o] + u`` indexes
+    plane_base, tap_plane : int64 arrays of shape (O,) and (U,)
+    plane_kernel : int64 array of shape (O,), or None for all zeros
+    sizes : (R, Q), the output plane's shape
+
+    Returns
+    -------
+    out : C-contiguous float32 ndarray of shape (O, R, Q)
+    """
+    kh, kw = kernels.shape[-2:]
+    rows, vectors, padded_rows, padded_cols = _plan((kh, kw), sizes)
+    stack = kernels.shape[:-2]
+    padded = np.zeros(stack + (kh + 2 * (rows - 1), kw), np.float32)
+    padded[..., rows - 1:rows - 1 + kh, :] = kernels
+    # Ragged tiles read past the last output's window; give them slack to read (as zeros).
+    furthest = (int(plane_base.max()) + int(tap_plane.max()) + (padded_rows + kh - 2) * pitch
+                + padded_cols + kw - 2)
+    p = p.reshape(-1)
+    if furthest >= p.size:
+        p = np.concatenate([p, np.zeros(furthest + 1 - p.size, np.float32)])
+    if plane_kernel is None:
+        plane_kernel = np.zeros(plane_base.size, np.int64)
+    out = np.empty((plane_base.size, padded_rows, padded_cols), np.float32)
+    tasks = plane_base.size * padded_rows // rows
+    col_chunks = min(padded_cols // (LANES * vectors), -(-4 * numba.get_num_threads() // tasks))
+    compiled.correlate_tiled(p, pitch, padded.reshape((-1,) + padded.shape[-2:]), plane_base,
+                             plane_kernel, tap_plane, out, col_chunks, rows, vectors)
+    if (padded_rows, padded_cols) == tuple(sizes):
+        return out
+    return np.ascontiguousarray(out[:, :sizes[0], :sizes[1]])
+
+
+def _table(shape, pitch):
+    """Flat offset Σ i_a·pitch_a of every index i of ``shape`` (C order)."""
+    table = np.zeros(1, np.int64)
+    for n, p in zip(shape, pitch):
+        table = np.add.outer(table, np.arange(n, dtype=np.int64) * p).reshape(-1)
+    return table

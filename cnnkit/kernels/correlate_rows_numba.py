@@ -1,0 +1,83 @@
+"""Direct single-channel correlation on the register-tiled micro-kernel (Numba).
+
+One output plane o (the outer axes, all but the last two, flattened) of a valid correlation:
+
+    out[o, r, q] = Σ_u Σ_{a < KH, b < KW} k[u, a, b] · P[o + u, r + a, q + b]
+
+u runs over the kernel's outer axes. A tile is MR rows × 16·NV columns of ``out``. Its rows
+share input vectors: output row r0 + i reads input row r0 + ρ with kernel row a = ρ − i, so one
+pass over the tile's MR + KH − 1 input rows feeds all MR output rows. That is the micro-kernel
+
+    C[i, j] (+)= Σ_t x[base_i + offset_t] · B[b_offset_t + j],      t = (ρ, b)
+
+with B = P at the tile's corner (b_offset_t = ρ·pitch + b) and x = the kernel plane with MR − 1
+zero rows above and below (base_i = (MR − 1 − i)·KW, offset_t = t): the zero rows stand in for
+the (i, ρ) pairs outside the kernel, so the loop has no branch. Zero rows cost work:
+MR·(MR + KH − 1) row pairs for MR·KH useful ones, 14 for 11 with an 11-row kernel and MR = 4.
+
+Ragged tiles read past the last valid input row or column (into the next row, or the slack
+the caller leaves after the buffer) and write into ``out``'s padding; the caller crops.
+"""
+import numba
+import numpy as np
+
+from .implicit_gemm_numba import LANES, gathered_micro_kernel
+
+
+@numba.njit(parallel=True, cache=True)
+def correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks,
+              rows, vectors):
+    """out[o] (R, W) from the flat buffer ``p`` (rows ``pitch`` apart): plane o's corner is
+    p[plane_base[o]]; outer tap u adds tap_plane[u] and uses kernels[plane_kernel[o] + u], a
+    KH × KW plane with MR − 1 zero rows above and below. out (O, R, W), R and W multiples of
+    MR and 16·NV; a row tile's column tiles are split into ``col_chunks`` parallel tasks."""
+    numba.literally(rows)
+    numba.literally(vectors)
+    width = LANES * vectors
+    n_planes, out_rows, out_cols = out.shape
+    kh, kw = kernels.shape[1] - 2 * (rows - 1), kernels.shape[2]
+    kernel_size = kernels.shape[1] * kw
+    row_tiles, col_tiles = out_rows // rows, out_cols // width
+    p_flat, out_flat, k_flat = p.reshape(-1), out.reshape(-1), kernels.reshape(-1)
+    taps = (rows + kh - 1) * kw
+    offset = np.arange(taps)
+    b_offset = np.empty(taps, np.int64)
+    for t in range(taps):
+        b_offset[t] = t // kw * pitch + t % kw
+    base = np.empty(rows, np.int64)
+    c_row = np.empty(rows, np.int64)
+    for i in range(rows):
+        base[i] = (rows - 1 - i) * kw
+        c_row[i] = i * out_cols
+    for task in numba.prange(n_planes * row_tiles * col_chunks):
+        o = task // (row_tiles * col_chunks)
+        r0 = task // col_chunks % row_tiles * rows
+        chunk = task % col_chunks
+        for tile in range(chunk * col_tiles // col_chunks, (chunk + 1) * col_tiles // col_chunks):
+            q0 = tile * width
+            corner = plane_base[o] + r0 * pitch + q0
+            c = out_flat[(o * out_rows + r0) * out_cols + q0:]
+            for u in range(tap_plane.size):
+                kernel = k_flat[(plane_kernel[o] + u) * kernel_size:]
+                gathered_micro_kernel(taps, kernel.ctypes.data, base.ctypes.data,
+                                      offset.ctypes.data, p_flat[corner + tap_plane[u]:].ctypes.data,
+                                      b_offset.ctypes.data, c.ctypes.data, c_row.ctypes.data,
+                                      1 if u else 0, rows, vectors)
+
+
+TILES = ((1, 4), (4, 1), (4, 2), (4, 4))  # (MR, NV) compiled below
+
+
+@numba.njit(cache=True)
+def correlate_tiled(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks,
+                    rows, vectors):
+    """``correlate`` with a run-time (MR, NV) from TILES: each branch passes literals, because
+    ``numba.literally`` at a call from Python re-dispatches on every call (~20 ms)."""
+    if rows == 1:
+        correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks, 1, 4)
+    elif vectors == 1:
+        correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks, 4, 1)
+    elif vectors == 2:
+        correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks, 4, 2)
+    else:
+        correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks, 4, 4)
