@@ -5,6 +5,8 @@ hand-picked shapes with few output channels; these draw 1-, 2- and 3-D layers wi
 output channels, so every register-tile width (16, 32 and 64 lanes) meets ragged channel
 counts, ragged last tiles of positions and taps, strides, dilations and asymmetric padding.
 """
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -39,9 +41,16 @@ def layers(draw):
                 stride=stride, dilation=dilation, pads=pads, spatial=spatial)
 
 
+@pytest.mark.parametrize("planar", [False, True])
 @settings(max_examples=60, deadline=None)
 @given(layer=layers(), seed=st.integers(0, 2**16))
-def test_implicit_matches_torch(layer, seed):
+def test_implicit_matches_torch(planar, layer, seed):
+    """Both orientations of the stride-1 product (channels-last and planar), forced."""
+    with mock.patch.object(conv_implicit, "planar_wins", lambda *shape: planar):
+        _check_layer(layer, seed)
+
+
+def _check_layer(layer, seed):
     rng = np.random.default_rng(seed)
     n, c, k, kernel = layer["n"], layer["c"], layer["k"], layer["kernel"]
     stride, dilation, pads = layer["stride"], layer["dilation"], layer["pads"]
@@ -68,9 +77,11 @@ def test_implicit_matches_torch(layer, seed):
         _check(whole, xt.grad.numpy(), scale)
 
 
+@pytest.mark.parametrize("planar", [False, True])
 @pytest.mark.parametrize("k", [3, 20, 40])
-def test_each_tile_width_sees_a_wrong_tap(k):
+def test_each_tile_width_sees_a_wrong_tap(k, planar, monkeypatch):
     """Sharp enough to fail: one weight tap moved by one position changes the forward."""
+    monkeypatch.setattr(conv_implicit, "planar_wins", lambda *shape: planar)
     rng = np.random.default_rng(k)
     xp = rng.standard_normal((2, 3, 8, 9), dtype=np.float32)
     w = rng.standard_normal((k, 3, 3, 3), dtype=np.float32)
@@ -89,7 +100,32 @@ def test_tile_widths_follow_channel_counts():
                      128: (4, 128)}
 
 
+def test_planar_where_channels_last_idles_or_transposes():
+    assert conv_implicit.planar_wins(8, 432)        # vol3d's input gradient: 8 outputs
+    assert conv_implicit.planar_wins(256, 64)       # pw1x1's input gradient: thin and wide
+    assert conv_implicit.planar_wins(16, 216)       # vol3d's forward
+    assert not conv_implicit.planar_wins(64, 576)   # res3x3
+    assert not conv_implicit.planar_wins(16, 576)
+    assert conv_kernels.choose_algorithm(8, 16, (3, 3, 3), (1, 1, 1), 1, 4, (16,) * 3, (18,) * 3,
+                                         pass_name="input") == "implicit"
+
+
 def test_float64_and_groups_fall_back():
     assert conv_implicit.applies(np.float32, 1)
     assert not conv_implicit.applies(np.float64, 1)
     assert not conv_implicit.applies(np.float32, 2)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("channels", [3, 16, 40])
+def test_infinite_weight_gives_torch_nans_in_the_input_gradient(channels):
+    """Zero-padded dy times an infinite tap would be NaN where PyTorch has no term at all."""
+    rng = np.random.default_rng(channels)
+    xp = rng.standard_normal((2, channels, 8, 8), dtype=np.float32)
+    w = rng.standard_normal((16, channels, 3, 3), dtype=np.float32)
+    w[2, 0, 1, 1] = np.inf
+    dy = rng.standard_normal((2, 16, 6, 6), dtype=np.float32)
+    xt = torch.tensor(xp, requires_grad=True)
+    TF.conv2d(xt, torch.tensor(w)).backward(torch.tensor(dy))
+    dx = conv_kernels.conv_backward_input(dy, w, (8, 8), (1, 1), (1, 1))
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(xt.grad.numpy()))

@@ -31,6 +31,8 @@ literal loops they are all tested against):
 """
 import math
 
+import numpy as np
+
 from . import (conv_depthwise, conv_fft, conv_gemm, conv_implicit, conv_shift, conv_winograd,
                depthwise_rows)
 from .padding import crop, zero_pad
@@ -98,15 +100,18 @@ def _implicit_wins(in_channels, out_channels, kernel, stride, groups, dtype, pas
     """The implicit GEMM beat every other path on the benchmark's float32, groups-1 layers,
     except where its product is thin: the register tile's row of 16·NV output channels (one
     input channel for an input gradient wastes 15 of 16 lanes) or fewer than 32 taps per
-    output (each tile is then mostly stores; lenet_c1 forward, 25 taps, ran 1.5× slower)."""
+    output (each tile is then mostly stores; lenet_c1 forward, 25 taps, ran 1.5× slower).
+    Few output channels idle the lanes of the channels-last tile, not those of the planar
+    one (``conv_implicit.planar_wins``)."""
     if not conv_implicit.applies(dtype or "float32", groups) or \
             math.prod(kernel) > _IMPLICIT_MAX_KERNEL:
         return False
     if pass_name == "forward":
         return in_channels * math.prod(kernel) >= 32
-    if pass_name == "input":
-        return all(s == 1 for s in stride) and in_channels >= 16 and \
-            out_channels * math.prod(kernel) >= 32
+    if pass_name == "input":  # a product with C outputs and K·prod(kernel) terms
+        taps = out_channels * math.prod(kernel)
+        return all(s == 1 for s in stride) and taps >= 32 and (
+            in_channels >= 16 or conv_implicit.planar_wins(in_channels, taps))
     return True
 
 
@@ -256,6 +261,10 @@ def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None):
     c, k, kernel = w.shape[1] * groups, w.shape[0], w.shape[2:]
     algorithm = _pick(c, k, kernel, stride, dilation, groups, dy.shape[0], dy.shape[2:], spatial,
                       dy.dtype, "input")
+    if algorithm != "gemm" and not np.isfinite(w).all():
+        # The other paths pad dy with zeros, and 0·inf = NaN where PyTorch has no term at all;
+        # col2im adds only real products.
+        algorithm = "gemm"
     fits = _fits(dy.shape[2:], spatial, kernel, dilation)
     if algorithm == "winograd" and fits and (
             pads is None or all(0 <= lo <= 2 and 0 <= hi <= 2 for lo, hi in pads)):

@@ -42,6 +42,9 @@ TILE_ROWS = (0, 8, 8, 0, 6)  # indexed by NV (1, 2 or 4)
 # then stays in L1 while every tile of a chunk reuses it.
 _TAP_BLOCK = 128
 _POSITION_BLOCK = 128  # output positions per B block in the weight kernel, for the same reason
+# (MR, NV) of the planar (channels-first) kernel: four output channels × 64 positions measured
+# fastest of (4 or 6) × (32 or 64) on the layers where this orientation wins (see conv_implicit).
+PLANAR_ROWS, PLANAR_VECTORS = 4, 4
 
 
 @intrinsic
@@ -209,6 +212,39 @@ def weight(x, dy, offset, corner, partial, vectors):
                     micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,
                            corner[p0:].ctypes.data, dy[p0:, j0:].ctypes.data, kp,
                            out[:, j0:].ctypes.data, c_row[tile].ctypes.data, 1, vectors)
+
+
+@numba.njit(parallel=True, cache=True)
+def planar(x_flat, n_images, image, w_rows, offset, out, length):
+    """The transposed orientation, output channels on the tile's rows and positions on its
+    lanes, so y comes out channels-first (NCHW) with no transpose (stride 1 only):
+    out[n, k, p] = Σ_t w_rows[k, t] · x_flat[n·image + p + offset[t]] for p < length, in the
+    padded input's flat positions (the caller crops the border columns). w_rows (Kp, T), Kp a
+    multiple of PLANAR_ROWS; out (≥ n_images, Kp, Lp), Lp a multiple of the tile width; reads
+    reach x_flat[(n_images − 1)·image + Lp + max(offset)]."""
+    rows, width = PLANAR_ROWS, LANES * PLANAR_VECTORS
+    kp, taps = w_rows.shape
+    lp = out.shape[2]
+    position_tiles = (length + width - 1) // width
+    tap_index = np.arange(taps)
+    out_flat, w_flat = out.reshape(-1), w_rows.reshape(-1)
+    c_row = np.empty(rows, np.int64)
+    for i in range(rows):
+        c_row[i] = i * lp
+    for task in numba.prange(n_images * position_tiles):
+        n, p0 = task // position_tiles, task % position_tiles * width
+        base = np.empty(rows, np.int64)
+        for t0 in range(0, taps, _TAP_BLOCK):
+            block = min(_TAP_BLOCK, taps - t0)
+            for k0 in range(0, kp, rows):
+                for i in range(rows):
+                    base[i] = (k0 + i) * taps + t0
+                gathered_micro_kernel(block, w_flat.ctypes.data, base.ctypes.data,
+                                      tap_index.ctypes.data, x_flat[n * image + p0:].ctypes.data,
+                                      offset[t0:].ctypes.data,
+                                      out_flat[(n * kp + k0) * lp + p0:].ctypes.data,
+                                      c_row.ctypes.data, 1 if t0 else 0, PLANAR_ROWS,
+                                      PLANAR_VECTORS)
 
 
 # One entry point per vector count: a literal NV from compiled code costs nothing, while
