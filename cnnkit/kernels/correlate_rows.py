@@ -44,13 +44,14 @@ def _plan(kernel_shape, sizes):
     return rows, vectors, padded_rows, padded_cols
 
 
-def _at_least_2d(shape):
+def as_planes(shape):
+    """A shape as at least 2 axes (rows, columns): a 1-D signal is one row."""
     return (1,) * (2 - len(shape)) + tuple(shape)
 
 
 def cost_ns(kernel_shape, sizes) -> float:
     """Estimated time (ns, one core) of ``correlate`` for this kernel and output size."""
-    kernel_shape, sizes = _at_least_2d(kernel_shape), _at_least_2d(sizes)
+    kernel_shape, sizes = as_planes(kernel_shape), as_planes(sizes)
     rows, _, padded_rows, padded_cols = _plan(kernel_shape, sizes)
     kh, kw = kernel_shape[-2:]
     lane_macs = (math.prod(sizes[:-2]) * padded_rows * padded_cols
@@ -76,9 +77,9 @@ def correlate(x: np.ndarray, k: np.ndarray, start, sizes) -> np.ndarray:
     if 0 in tuple(sizes):
         return np.zeros(sizes, np.float32)
     d = x.ndim
-    x, k = x.reshape(_at_least_2d(x.shape)), k.reshape(_at_least_2d(k.shape))
+    x, k = x.reshape(as_planes(x.shape)), k.reshape(as_planes(k.shape))
     start = (0,) * (x.ndim - d) + tuple(start)
-    full_sizes, sizes = tuple(sizes), _at_least_2d(sizes)
+    full_sizes, sizes = tuple(sizes), as_planes(sizes)
     extent = tuple(s + n - 1 for s, n in zip(sizes, k.shape))
     block = np.zeros(extent, np.float32)
     src = tuple(slice(max(s, 0), min(s + e, n)) for s, e, n in zip(start, extent, x.shape))
@@ -87,8 +88,8 @@ def correlate(x: np.ndarray, k: np.ndarray, start, sizes) -> np.ndarray:
         block[dst] = x[src]
     pitch = flat_pitches(extent)
     out = correlate_planes(block, pitch[-2], k.reshape((-1,) + k.shape[-2:]),
-                           plane_base=_table(sizes[:-2], pitch[:-2]), plane_kernel=None,
-                           tap_plane=_table(k.shape[:-2], pitch[:-2]), sizes=sizes[-2:])
+                           plane_base=flat_table(sizes[:-2], pitch[:-2]), plane_kernel=None,
+                           tap_plane=flat_table(k.shape[:-2], pitch[:-2]), sizes=sizes[-2:])
     return out.reshape(full_sizes)
 
 
@@ -135,7 +136,7 @@ def correlate_planes(p, pitch, kernels, plane_base, plane_kernel, tap_plane, siz
     return np.ascontiguousarray(out[:, :sizes[0], :sizes[1]])
 
 
-def _table(shape, pitch):
+def flat_table(shape, pitch):
     """Flat offset Σ i_a·pitch_a of every index i of ``shape`` (C order)."""
     table = np.zeros(1, np.int64)
     for n, p in zip(shape, pitch):
