@@ -81,16 +81,30 @@ def correlate(x: np.ndarray, k: np.ndarray, start, sizes) -> np.ndarray:
     start = (0,) * (x.ndim - d) + tuple(start)
     full_sizes, sizes = tuple(sizes), as_planes(sizes)
     extent = tuple(s + n - 1 for s, n in zip(sizes, k.shape))
-    block = np.zeros(extent, np.float32)
+    pitch = flat_pitches(extent)
+    plane_base = flat_table(sizes[:-2], pitch[:-2])
+    tap_plane = flat_table(k.shape[:-2], pitch[:-2])
+    # Room for the ragged tiles' reads past the block (see correlate_planes), made here where
+    # the block is made rather than by a second copy there.
+    size = max(math.prod(extent), int(plane_base[-1] + tap_plane[-1]) + 1 + _reach(
+        k.shape[-2:], sizes[-2:], pitch[-2]))
+    flat = np.zeros(size, np.float32)
+    block = flat[:math.prod(extent)].reshape(extent)
     src = tuple(slice(max(s, 0), min(s + e, n)) for s, e, n in zip(start, extent, x.shape))
     if all(piece.start < piece.stop for piece in src):
         dst = tuple(slice(piece.start - s, piece.stop - s) for piece, s in zip(src, start))
         block[dst] = x[src]
-    pitch = flat_pitches(extent)
-    out = correlate_planes(block, pitch[-2], k.reshape((-1,) + k.shape[-2:]),
-                           plane_base=flat_table(sizes[:-2], pitch[:-2]), plane_kernel=None,
-                           tap_plane=flat_table(k.shape[:-2], pitch[:-2]), sizes=sizes[-2:])
+    out = correlate_planes(flat, pitch[-2], k.reshape((-1,) + k.shape[-2:]), plane_base,
+                           None, tap_plane, sizes[-2:])
     return out.reshape(full_sizes)
+
+
+def _reach(kernel_hw, sizes, pitch):
+    """How far past a plane's corner (plus its outer tap) the tiles read: ragged tiles run on
+    to whole tiles, into the next rows or past the buffer."""
+    _, _, padded_rows, padded_cols = _plan(kernel_hw, sizes)
+    kh, kw = kernel_hw
+    return (padded_rows + kh - 2) * pitch + padded_cols + kw - 2
 
 
 def correlate_planes(p, pitch, kernels, plane_base, plane_kernel, tap_plane, sizes):
@@ -101,7 +115,8 @@ def correlate_planes(p, pitch, kernels, plane_base, plane_kernel, tap_plane, siz
 
     Parameters
     ----------
-    p : C-contiguous float32 ndarray, any shape (read flat)
+    p : C-contiguous float32 ndarray, any shape (read flat); planes whose ragged tiles would
+        read past its end are computed from a copy of the tail with room to spare
     pitch : int, the flat step between rows of p
     kernels : float32 ndarray of shape (..., KH, KW); the leading axes, flattened in C order,
         are the stack that ``plane_kernel[o] + u`` indexes
@@ -118,22 +133,35 @@ def correlate_planes(p, pitch, kernels, plane_base, plane_kernel, tap_plane, siz
     stack = kernels.shape[:-2]
     padded = np.zeros(stack + (kh + 2 * (rows - 1), kw), np.float32)
     padded[..., rows - 1:rows - 1 + kh, :] = kernels
-    # Ragged tiles read past the last output's window; give them slack to read (as zeros).
-    furthest = (int(plane_base.max()) + int(tap_plane.max()) + (padded_rows + kh - 2) * pitch
-                + padded_cols + kw - 2)
-    p = p.reshape(-1)
-    if furthest >= p.size:
-        p = np.concatenate([p, np.zeros(furthest + 1 - p.size, np.float32)])
+    padded = padded.reshape((-1,) + padded.shape[-2:])
     if plane_kernel is None:
         plane_kernel = np.zeros(plane_base.size, np.int64)
     out = np.empty((plane_base.size, padded_rows, padded_cols), np.float32)
-    tasks = plane_base.size * padded_rows // rows
-    col_chunks = min(padded_cols // (LANES * vectors), -(-4 * numba.get_num_threads() // tasks))
-    compiled.correlate_tiled(p, pitch, padded.reshape((-1,) + padded.shape[-2:]), plane_base,
-                             plane_kernel, tap_plane, out, col_chunks, rows, vectors)
+    p = p.reshape(-1)
+    # The planes up to the first whose ragged tiles would read past p's end run in place;
+    # the rest (the last few) on a zero-extended copy of p from their lowest corner on.
+    reach = int(tap_plane.max()) + _reach((kh, kw), sizes, pitch)
+    overruns = plane_base + reach >= p.size
+    in_place = int(np.argmax(overruns)) if overruns.any() else plane_base.size
+    if in_place:
+        _run(p, pitch, padded, plane_base[:in_place], plane_kernel[:in_place], tap_plane,
+             out[:in_place], rows, vectors)
+    if in_place < plane_base.size:
+        start = int(plane_base[in_place:].min())
+        tail = np.zeros(int(plane_base[in_place:].max()) - start + reach + 1, np.float32)
+        tail[:p.size - start] = p[start:]
+        _run(tail, pitch, padded, plane_base[in_place:] - start, plane_kernel[in_place:],
+             tap_plane, out[in_place:], rows, vectors)
     if (padded_rows, padded_cols) == tuple(sizes):
         return out
     return np.ascontiguousarray(out[:, :sizes[0], :sizes[1]])
+
+
+def _run(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, rows, vectors):
+    tasks = plane_base.size * out.shape[1] // rows
+    col_chunks = min(out.shape[2] // (LANES * vectors), -(-4 * numba.get_num_threads() // tasks))
+    compiled.correlate_tiled(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out,
+                             col_chunks, rows, vectors)
 
 
 def flat_table(shape, pitch):
