@@ -38,7 +38,10 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (mall
 
 
 def configure(environ=os.environ):
-    """Fill in the settings above that the environment does not already have."""
+    """Fill in the settings above that the environment does not already have, and make
+    ``NUMBA_CPU_NAME`` emulate that CPU whole (``cnnkit.cpu.emulate``)."""
+    from .cpu import emulate
+    emulate()
     environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_SPIN_LOG2_CYCLES)
     environ.setdefault("GOMP_SPINCOUNT", GOMP_SPIN_POLLS)
     if not any(name.startswith("MALLOC_") for name in environ):

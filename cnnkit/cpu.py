@@ -1,0 +1,172 @@
+"""What the compiled kernels are compiled for: the CPU, detected once, and its register tiles.
+
+The compiled kernels (``cnnkit/kernels/*_numba.py``) keep a tile of the output in vector
+registers. How big that tile may be is a property of the instruction set, not of the code:
+AVX-512 has 32 registers of 16 float32 lanes, AVX2 16 of 8, NEON 32 of 4. A tile sized for
+one spills on another (an 8 × 32 tile, right for AVX-512, needs 32 of AVX2's 16 registers).
+So, as BLIS keeps one kernel configuration per architecture, cnnkit keeps one small table per
+ISA family (``TILES``) and the kernels read it at compile time.
+
+The target is the one Numba compiles for: the host CPU, or ``NUMBA_CPU_NAME`` (with
+``NUMBA_CPU_FEATURES``) when set, which is how one machine measures another:
+``NUMBA_CPU_NAME=haswell`` compiles and runs AVX2 code on an AVX-512 machine. Setting only
+``NUMBA_CPU_NAME`` would keep the host's feature list, AVX-512 included, so cnnkit then
+compiles for the named CPU's own features (``emulate``).
+
+The vector width is not guessed from feature names: LLVM compiles a 16-lane fused
+multiply-add for the target, and the registers its assembly names (zmm, ymm, xmm on x86;
+v registers on ARM) are the width the kernels will get. That also catches CPUs whose
+feature list is empty or new.
+
+    python -m cnnkit.cpu        # prints the description and the tiles in use
+"""
+import dataclasses
+import functools
+import os
+import platform
+import re
+
+
+@dataclasses.dataclass(frozen=True)
+class Tiles:
+    """Register-tile shapes of the compiled kernels for one ISA family (see the kernels'
+    docstrings for what the rows and vectors of each are).
+
+    gemm_rows    MR of the implicit GEMM's channels-last tile, indexed by its vector count
+                 NV (1, 2 or 4; 0 = that NV is not used on this family): MR·NV accumulators
+                 + NV operand vectors + 1 broadcast must fit the vector registers
+    planar       (MR, NV) of the implicit GEMM's channels-first tile
+    rows         the row correlation's (MR, NV) tiles: a one-row tile for 1-D signals and
+                 four-row tiles of growing width
+    """
+    gemm_rows: tuple
+    planar: tuple
+    rows: tuple
+
+
+# Per family: register budget, as in BLIS's per-architecture configurations (the Haswell
+# sgemm kernel is 6 × 16: 12 ymm accumulators + 2 B vectors + 1 broadcast of 16 registers).
+#   32 registers (AVX-512, NEON, SVE at 128 bits): 8 × 2 = 16 accumulators, 6 × 4 = 24.
+#   16 registers (AVX2, AVX, SSE): 8 × 1 = 8 accumulators, 6 × 2 = 12; no 4-vector tile
+#   (3 × 4 + 4 + 1 = 17 would spill). The row correlation's four output rows share each
+#   input vector, so its tiles are 4 × NV with 4·NV + NV + 1 registers.
+TILES = {
+    32: Tiles(gemm_rows=(0, 8, 8, 0, 6), planar=(4, 4), rows=((1, 4), (4, 1), (4, 2), (4, 4))),
+    16: Tiles(gemm_rows=(0, 8, 6, 0, 0), planar=(6, 2), rows=((1, 4), (4, 1), (4, 2), (4, 2))),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CPU:
+    """The compilation target, as the kernels see it."""
+    name: str           # LLVM's CPU name (e.g. 'haswell', 'skylake-avx512', 'neoverse-n1')
+    arch: str           # 'x86_64', 'aarch64', ...
+    family: str         # 'avx512', 'avx2', 'avx', 'sse', 'neon', 'sve' or 'generic'
+    vector_bits: int    # width of the vector registers the kernels' code uses
+    registers: int      # number of vector registers
+    fma: bool           # fused multiply-add in hardware
+    emulated: bool      # NUMBA_CPU_NAME names a CPU other than the host
+
+    @property
+    def lanes(self) -> int:
+        """float32 lanes of one vector register."""
+        return self.vector_bits // 32
+
+    @property
+    def tiles(self) -> Tiles:
+        return TILES[32 if self.registers >= 32 else 16]
+
+    def summary(self) -> str:
+        tiles = self.tiles
+        gemm = ", ".join(f"{rows}×{self.lanes * nv}" for nv, rows in enumerate(tiles.gemm_rows)
+                         if rows)
+        return (f"{self.name} ({self.family}{', emulated' if self.emulated else ''}): "
+                f"{self.registers} × {self.vector_bits}-bit vector registers, "
+                f"{'FMA' if self.fma else 'no FMA'}; implicit-GEMM tiles {gemm}, "
+                f"planar {tiles.planar[0]}×{self.lanes * tiles.planar[1]}")
+
+
+def emulate():
+    """When ``NUMBA_CPU_NAME`` names a CPU and ``NUMBA_CPU_FEATURES`` is unset, compile for that
+    CPU's own features (Numba would otherwise pass the host's, AVX-512 included). Called before
+    anything is compiled (``cnnkit/__init__`` imports this module first)."""
+    if os.environ.get("NUMBA_CPU_NAME") and "NUMBA_CPU_FEATURES" not in os.environ:
+        os.environ["NUMBA_CPU_FEATURES"] = ""  # LLVM: the named CPU's default features
+        try:
+            from numba.core import config
+        except ImportError:
+            return
+        if config.CPU_NAME and not config.CPU_FEATURES:
+            config.CPU_FEATURES = ""
+
+
+def _target():
+    """(cpu name, feature string) as Numba's JIT passes them to LLVM."""
+    import llvmlite.binding as llvm
+    from numba.core import config
+    name = config.CPU_NAME or llvm.get_host_cpu_name()
+    if config.CPU_FEATURES is not None:
+        features = config.CPU_FEATURES
+    else:
+        features = llvm.get_host_cpu_features().flatten()
+    return name, features
+
+
+_PROBE = """
+declare <16 x float> @llvm.fmuladd.v16f32(<16 x float>, <16 x float>, <16 x float>)
+define void @probe(<16 x float>* %a, <16 x float>* %b, <16 x float>* %c) {
+  %x = load <16 x float>, <16 x float>* %a
+  %y = load <16 x float>, <16 x float>* %b
+  %z = load <16 x float>, <16 x float>* %c
+  %r = call <16 x float> @llvm.fmuladd.v16f32(<16 x float> %x, <16 x float> %y, <16 x float> %z)
+  store <16 x float> %r, <16 x float>* %c
+  ret void
+}
+"""
+
+
+def _probe_assembly(name, features):
+    """The assembly LLVM makes of a 16-lane multiply-add for this target."""
+    import llvmlite.binding as llvm
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_default_triple()
+    machine = target.create_target_machine(cpu=name, features=features, opt=2)
+    module = llvm.parse_assembly(_PROBE)
+    module.verify()
+    return machine.emit_assembly(module)
+
+
+def _describe(name, features, assembly, arch):
+    if arch in ("x86_64", "amd64", "i686", "x86"):
+        bits = 512 if "zmm" in assembly else 256 if "ymm" in assembly else 128
+        fma = bool(re.search(r"vfn?madd", assembly))
+        family = {512: "avx512", 256: "avx2" if fma else "avx"}.get(bits, "sse")
+        registers = 32 if bits == 512 else 16
+    elif arch in ("aarch64", "arm64"):
+        bits, fma, registers = 128, "fmla" in assembly, 32
+        family = "sve" if "+sve" in features else "neon"
+    else:  # a plain generic vector width: correct everywhere, tuned nowhere
+        bits, fma, registers, family = 128, False, 16, "generic"
+    return bits, fma, registers, family
+
+
+@functools.cache
+def host() -> CPU:
+    """The target the compiled kernels are built for (detected once per process)."""
+    import llvmlite.binding as llvm
+    emulate()
+    name, features = _target()
+    arch = platform.machine().lower()
+    try:
+        assembly = _probe_assembly(name, features)
+    except Exception:  # an LLVM without this target: the generic width
+        assembly, arch = "", "unknown"
+    bits, fma, registers, family = _describe(name, features, assembly, arch)
+    emulated = name != llvm.get_host_cpu_name()
+    return CPU(name=name, arch=arch, family=family, vector_bits=bits, registers=registers,
+               fma=fma, emulated=emulated)
+
+
+if __name__ == "__main__":
+    print(host().summary())
