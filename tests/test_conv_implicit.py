@@ -94,10 +94,21 @@ def test_each_tile_width_sees_a_wrong_tap(k, planar, monkeypatch):
 
 
 def test_tile_widths_follow_channel_counts():
-    """16 output channels take a 16-lane tile, not a 64-lane one that computes 48 zeros."""
+    """The widest of the target's tiles that is at least half used: on AVX-512, 16 output
+    channels take a 16-lane tile, not a 64-lane one that computes 48 zeros."""
+    lanes, counts = implicit_gemm_numba.LANES, implicit_gemm_numba.VECTOR_COUNTS
+    for k in range(1, 300):
+        rows, vectors, padded = implicit_gemm_numba.tile(k)
+        assert rows == implicit_gemm_numba.TILE_ROWS[vectors] > 0
+        assert padded >= k and padded % (lanes * vectors) == 0 and padded - k < lanes * vectors
+        assert vectors == min(counts) or 2 * k > lanes * vectors
+        assert all(2 * k <= lanes * wider for wider in counts if wider > vectors)
     tiles = {k: implicit_gemm_numba.tile(k)[1:] for k in (1, 16, 17, 32, 33, 128)}
-    assert tiles == {1: (1, 16), 16: (1, 16), 17: (2, 32), 32: (2, 32), 33: (4, 64),
-                     128: (4, 128)}
+    expected = {16: {1: (1, 16), 16: (1, 16), 17: (2, 32), 32: (2, 32), 33: (4, 64),
+                     128: (4, 128)},
+                8: {1: (1, 8), 16: (2, 16), 17: (2, 32), 32: (2, 32), 33: (2, 48),
+                    128: (2, 128)}}
+    assert tiles == expected.get(lanes, tiles)
 
 
 def test_planar_where_channels_last_idles_or_transposes():

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import correlate_rows_numba as compiled
 from .conv_shift import flat_pitches
-from .implicit_gemm_numba import LANES
+from .microkernel import LANES
 
 # Per lane multiply-add the kernel computes (zero rows included), one core, measured on this
 # machine (AMD EPYC, AVX-512) with the signal suite's shapes; MR = 1 reloads every input vector
@@ -28,12 +28,14 @@ def applies(dtype) -> bool:
 
 
 def tile(kernel_rows: int, out_cols: int):
-    """(MR, NV), one of ``TILES``: four output rows share each input vector unless the kernel
-    has one row (then three of every four rows would be zero taps: 1-D signals, the long rows
-    for which the widest tile suits); the tile width follows the output's width."""
+    """(MR, NV), one of the target's ``compiled.TILES``: four output rows share each input
+    vector unless the kernel has one row (then three of every four rows would be zero taps:
+    1-D signals, the long rows for which the one-row tile suits); the tile width is the
+    narrowest that covers the output's width, or the widest."""
     if kernel_rows == 1:
-        return 1, 4
-    return 4, (4 if out_cols > 2 * LANES else 2 if out_cols > LANES else 1)
+        return compiled.TILES[0]
+    four_rows = compiled.TILES[1:]
+    return next((t for t in four_rows if out_cols <= LANES * t[1]), four_rows[-1])
 
 
 def _plan(kernel_shape, sizes):
@@ -161,7 +163,7 @@ def _run(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, rows, vect
     tasks = plane_base.size * out.shape[1] // rows
     col_chunks = min(out.shape[2] // (LANES * vectors), -(-4 * numba.get_num_threads() // tasks))
     compiled.correlate_tiled(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out,
-                             col_chunks, rows, vectors)
+                             col_chunks, compiled.TILES.index((rows, vectors)))
 
 
 def flat_table(shape, pitch):

@@ -4,7 +4,7 @@ One output plane o (the outer axes, all but the last two, flattened) of a valid 
 
     out[o, r, q] = Σ_u Σ_{a < KH, b < KW} k[u, a, b] · P[o + u, r + a, q + b]
 
-u runs over the kernel's outer axes. A tile is MR rows × 16·NV columns of ``out``. Its rows
+u runs over the kernel's outer axes. A tile is MR rows × LANES·NV columns of ``out``. Its rows
 share input vectors: output row r0 + i reads input row r0 + ρ with kernel row a = ρ − i, so one
 pass over the tile's MR + KH − 1 input rows feeds all MR output rows. That is the micro-kernel
 
@@ -21,7 +21,7 @@ the caller leaves after the buffer) and write into ``out``'s padding; the caller
 import numba
 import numpy as np
 
-from .implicit_gemm_numba import LANES, gathered_micro_kernel
+from .microkernel import LANES, TILES as _TARGET_TILES, gathered_micro_kernel
 
 
 @numba.njit(parallel=True, cache=True)
@@ -30,7 +30,7 @@ def correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_c
     """out[o] (R, W) from the flat buffer ``p`` (rows ``pitch`` apart): plane o's corner is
     p[plane_base[o]]; outer tap u adds tap_plane[u] and uses kernels[plane_kernel[o] + u], a
     KH × KW plane with MR − 1 zero rows above and below. out (O, R, W), R and W multiples of
-    MR and 16·NV; a row tile's column tiles are split into ``col_chunks`` parallel tasks."""
+    MR and LANES·NV; a row tile's column tiles are split into ``col_chunks`` parallel tasks."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
@@ -65,19 +65,26 @@ def correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_c
                                       1 if u else 0, rows, vectors)
 
 
-TILES = ((1, 4), (4, 1), (4, 2), (4, 4))  # (MR, NV) compiled below
+# (MR, NV) of the target (``cnnkit.cpu.TILES``): a one-row tile, then four-row tiles from
+# narrow to wide. Module constants, so the compiled dispatcher below passes them as literals.
+TILES = _TARGET_TILES.rows
+(_R0, _V0), (_R1, _V1), (_R2, _V2), (_R3, _V3) = TILES
 
 
 @numba.njit(cache=True)
 def correlate_tiled(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks,
-                    rows, vectors):
-    """``correlate`` with a run-time (MR, NV) from TILES: each branch passes literals, because
-    ``numba.literally`` at a call from Python re-dispatches on every call (~20 ms)."""
-    if rows == 1:
-        correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks, 1, 4)
-    elif vectors == 1:
-        correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks, 4, 1)
-    elif vectors == 2:
-        correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks, 4, 2)
+                    tile_index):
+    """``correlate`` with the (MR, NV) of TILES[tile_index]: each branch passes literals,
+    because ``numba.literally`` at a call from Python re-dispatches on every call (~20 ms)."""
+    if tile_index == 0:
+        correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks,
+                  _R0, _V0)
+    elif tile_index == 1:
+        correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks,
+                  _R1, _V1)
+    elif tile_index == 2:
+        correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks,
+                  _R2, _V2)
     else:
-        correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks, 4, 4)
+        correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks,
+                  _R3, _V3)

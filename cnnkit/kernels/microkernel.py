@@ -1,0 +1,130 @@
+"""The register-tiled micro-kernel that every compiled convolution kernel is built on.
+
+    C[c_row[i] + j] (+)= Σ_{t < T} x[base[i] + offset[t]] · B[b_row(t) + j]
+        for i < MR rows and j < NR = LANES·NV columns,  b_row(t) = t·ldb  or  b_offset[t]
+
+The MR × NR tile of C stays in MR·NV vector registers while t runs: per t it loads NV vectors
+of B, broadcasts MR values of x and issues MR·NV fused multiply-adds. Which product this is
+(a convolution's forward pass, either gradient, a single-channel correlation) is decided by
+the callers' index tables (``implicit_gemm_numba``, ``correlate_rows_numba``).
+
+It is written in LLVM IR through Numba's ``intrinsic`` because Numba's own loops cannot be made
+to hold a 2-D accumulator in registers. Its shape is the target's: LANES float32 lanes per
+vector (16 on AVX-512, 8 on AVX2, 4 on NEON and SSE) and MR × NV from the per-ISA table in
+``cnnkit.cpu`` (a tile that does not fit the registers spills and runs several times slower).
+``llvm.fmuladd`` is a fused multiply-add where the CPU has one and a multiply then an add
+where it has not (``llvm.fma`` would call the C library's ``fmaf`` per lane there).
+"""
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from ..cpu import host
+
+LANES = host().lanes  # float32 lanes of one vector register of the compilation target
+TILES = host().tiles
+
+
+def _literals(*values):
+    return all(isinstance(v, types.IntegerLiteral) for v in values)
+
+
+@intrinsic
+def micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_row, accumulate, rows, vectors):
+    """``micro_kernel(T, x, base, offset, b, ldb, c, c_row, accumulate, MR, NV)`` (addresses
+    as integers, MR and NV compile-time constants): for i < MR, j < LANES·NV,
+    C[c_row[i] + j] (+)= Σ_{t < T} x[base[i] + offset[t]] · b[t·ldb + j]."""
+    if not _literals(rows, vectors):
+        return None
+    codegen = _tile_codegen(rows.literal_value, vectors.literal_value, gathered=False)
+    return types.void(*([types.intp] * 9), rows, vectors), codegen
+
+
+@intrinsic
+def gathered_micro_kernel(typingctx, taps, x, base, offset, b, b_offset, c, c_row, accumulate,
+                          rows, vectors):
+    """``gathered_micro_kernel(T, x, base, offset, b, b_offset, c, c_row, accumulate, MR, NV)``:
+    the micro-kernel with B's rows found through a table instead of a stride,
+    C[c_row[i] + j] (+)= Σ_{t < T} x[base[i] + offset[t]] · b[b_offset[t] + j]."""
+    if not _literals(rows, vectors):
+        return None
+    codegen = _tile_codegen(rows.literal_value, vectors.literal_value, gathered=True)
+    return types.void(*([types.intp] * 9), rows, vectors), codegen
+
+
+def _tile_codegen(rows, vectors, gathered):
+    """LLVM IR of the register tile: MR·NV vector accumulators live in phi nodes across the
+    tap loop, so they stay in registers; B's row t starts at t·ldb, or at b_offset[t] when
+    ``gathered``."""
+
+    def codegen(context, builder, signature, args):
+        taps, x, base, offset, b, b_step, c, c_row, accumulate = args[:9]
+        f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+        vec = ir.VectorType(f32, LANES)
+        module = builder.module
+        name = f"llvm.fmuladd.v{LANES}f32"
+        fma = module.globals.get(name) or ir.Function(
+            module, ir.FunctionType(vec, [vec] * 3), name=name)
+
+        def const(v):
+            return ir.Constant(i64, v)
+
+        def at(address, kind):
+            return builder.inttoptr(address, kind.as_pointer())
+
+        x, b, c = at(x, f32), at(b, f32), at(c, f32)
+        base, offset, c_row = at(base, i64), at(offset, i64), at(c_row, i64)
+        if gathered:
+            b_step = at(b_step, i64)
+        x_rows = [builder.gep(x, [builder.load(builder.gep(base, [const(i)]))])
+                  for i in range(rows)]
+        zero, undef = ir.Constant(vec, None), ir.Constant(vec, ir.Undefined)
+        splat_mask = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+        entry = builder.block
+        loop = builder.append_basic_block("tap_loop")
+        done = builder.append_basic_block("tap_done")
+        builder.cbranch(builder.icmp_signed(">", taps, const(0)), loop, done)
+
+        builder.position_at_end(loop)
+        t = builder.phi(i64)
+        t.add_incoming(const(0), entry)
+        acc = [builder.phi(vec) for _ in range(rows * vectors)]
+        for a in acc:
+            a.add_incoming(zero, entry)
+        shift = builder.load(builder.gep(offset, [t]))
+        b_start = (builder.load(builder.gep(b_step, [t])) if gathered
+                   else builder.mul(t, b_step))
+        b_row = builder.gep(b, [b_start])
+        b_vec = [builder.load(builder.bitcast(builder.gep(b_row, [const(LANES * v)]),
+                                              vec.as_pointer()), align=4)
+                 for v in range(vectors)]
+        new = []
+        for i in range(rows):
+            value = builder.load(builder.gep(x_rows[i], [shift]), align=4)
+            splat = builder.shuffle_vector(
+                builder.insert_element(undef, value, ir.Constant(i32, 0)), undef, splat_mask)
+            new += [builder.call(fma, [splat, b_vec[v], acc[i * vectors + v]])
+                    for v in range(vectors)]
+        t_next = builder.add(t, const(1))
+        t.add_incoming(t_next, loop)
+        for a, n in zip(acc, new):
+            a.add_incoming(n, loop)
+        builder.cbranch(builder.icmp_signed("<", t_next, taps), loop, done)
+
+        builder.position_at_end(done)
+        total = [builder.phi(vec) for _ in range(rows * vectors)]
+        for s, n in zip(total, new):
+            s.add_incoming(zero, entry)
+            s.add_incoming(n, loop)
+        add = builder.icmp_signed("!=", accumulate, const(0))
+        for i in range(rows):
+            row = builder.gep(c, [builder.load(builder.gep(c_row, [const(i)]))])
+            for v in range(vectors):
+                target = builder.bitcast(builder.gep(row, [const(LANES * v)]),
+                                         vec.as_pointer())
+                s = total[i * vectors + v]
+                summed = builder.select(add, builder.fadd(builder.load(target, align=4), s), s)
+                builder.store(summed, target, align=4)
+        return context.get_dummy_value()
+
+    return codegen
