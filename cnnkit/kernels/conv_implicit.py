@@ -16,6 +16,7 @@ import numpy as np
 import numba
 
 from . import implicit_gemm_numba as compiled
+from .transpose_numba import planes_to_rows
 from .conv_shift import flat_pitches
 from .padding import zero_pad
 
@@ -64,11 +65,10 @@ def forward(xp, w, stride, dilation, out):
     wt[:, :k] = w.reshape(k, taps).T
     corner = _corners(xp.shape, out, stride)
     y_last = np.empty((corner.size + rows, k_padded), dtype=np.float32)
-    compiled.ENTRY[vectors][0](np.ascontiguousarray(xp), wt,
-                               _offsets(xp.shape, w.shape[2:], dilation), corner, y_last,
-                               8 * numba.get_num_threads())
     y = np.empty((n, k, math.prod(out)), dtype=np.float32)
-    compiled.channels_first(y_last, y)
+    compiled.ENTRY[vectors][0](np.ascontiguousarray(xp), wt,
+                               _offsets(xp.shape, w.shape[2:], dilation), corner, y_last, y,
+                               8 * numba.get_num_threads())
     return y.reshape((n, k) + tuple(out))
 
 
@@ -124,7 +124,7 @@ def backward_weight(xp, dy, kernel, stride, dilation):
     rows, vectors, k_padded = compiled.tile(k)
     positions = math.prod(dy.shape[2:])
     dy_last = np.empty((n * positions, k_padded), dtype=np.float32)
-    compiled.channels_last(np.ascontiguousarray(dy).reshape(n, k, positions), dy_last)
+    planes_to_rows(np.ascontiguousarray(dy).reshape(n, k, positions), dy_last)
     offset = _offsets(xp.shape, kernel, dilation)
     partial = np.empty((numba.get_num_threads(), offset.size + rows, k_padded), np.float32)
     compiled.ENTRY[vectors][1](np.ascontiguousarray(xp), dy_last, offset,

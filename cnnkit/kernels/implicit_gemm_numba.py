@@ -27,6 +27,7 @@ import numba
 import numpy as np
 
 from .microkernel import LANES, TILES, gathered_micro_kernel, micro_kernel
+from .transpose_numba import rows_to_planes
 
 TILE_ROWS = TILES.gemm_rows  # MR indexed by NV (0: that NV is not used on this target)
 _ROWS_1, _ROWS_2, _ROWS_4 = TILE_ROWS[1], TILE_ROWS[2], TILE_ROWS[4]
@@ -38,11 +39,13 @@ PLANAR_ROWS, PLANAR_VECTORS = TILES.planar  # (MR, NV) of the channels-first ker
 
 
 @numba.njit(parallel=True, cache=True)
-def forward(x, wt, offset, corner, out, rows, vectors, chunks):
+def forward(x, wt, offset, corner, out, y, rows, vectors, chunks):
     """out[p, :] = Σ_t x_flat[corner[p] + offset[t]] · wt[t, :] for p < len(corner).
     x: the padded input, any shape, C-contiguous; wt (T, Kp), Kp a multiple of the tile
     width; out (P + rows, Kp) (the extra rows take a ragged last tile's spill); the tiles are
-    split into ``chunks`` parallel tasks."""
+    split into ``chunks`` parallel tasks. Unless ``y`` is empty, each task then copies its
+    rows into y (N, K, S) channels-first, y[n, k, s] = out[n·S + s, k], while they are still
+    in cache (a separate pass re-reads all of ``out`` from memory)."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
@@ -69,6 +72,8 @@ def forward(x, wt, offset, corner, out, rows, vectors, chunks):
                                  offset[t0:].ctypes.data, wt[t0:, j0:].ctypes.data, kp,
                                  out[:, j0:].ctypes.data, c_row[tile].ctypes.data,
                                  1 if t0 else 0, rows, vectors)
+        if y.size:
+            rows_to_planes(out, y, first * rows, min(last * rows, positions))
 
 
 @numba.njit(parallel=True, cache=True)
@@ -141,18 +146,18 @@ def planar(x_flat, n_images, image, w_rows, offset, out, length):
 # One entry point per vector count: a literal NV from compiled code costs nothing, while
 # ``numba.literally`` at a call from Python re-dispatches on every call (~20 ms).
 @numba.njit(cache=True)
-def forward_1(x, wt, offset, corner, out, chunks):
-    forward(x, wt, offset, corner, out, _ROWS_1, 1, chunks)
+def forward_1(x, wt, offset, corner, out, y, chunks):
+    forward(x, wt, offset, corner, out, y, _ROWS_1, 1, chunks)
 
 
 @numba.njit(cache=True)
-def forward_2(x, wt, offset, corner, out, chunks):
-    forward(x, wt, offset, corner, out, _ROWS_2, 2, chunks)
+def forward_2(x, wt, offset, corner, out, y, chunks):
+    forward(x, wt, offset, corner, out, y, _ROWS_2, 2, chunks)
 
 
 @numba.njit(cache=True)
-def forward_4(x, wt, offset, corner, out, chunks):
-    forward(x, wt, offset, corner, out, _ROWS_4, 4, chunks)
+def forward_4(x, wt, offset, corner, out, y, chunks):
+    forward(x, wt, offset, corner, out, y, _ROWS_4, 4, chunks)
 
 
 @numba.njit(cache=True)
@@ -183,29 +188,3 @@ def tile(channels):
     vectors = max([nv for nv in VECTOR_COUNTS if 2 * channels > LANES * nv] or [1])
     width = LANES * vectors
     return TILE_ROWS[vectors], vectors, -(-channels // width) * width
-
-
-@numba.njit(parallel=True, cache=True)
-def channels_last(a, out):
-    """a (N, K, S) -> out[n·S + s, k] = a[n, k, s] (out (N·S, Kp), extra columns zeroed)."""
-    n_images, k, positions = a.shape
-    kp = out.shape[1]
-    for task in numba.prange(n_images * positions // 64 + 1):
-        for p in range(task * 64, min((task + 1) * 64, n_images * positions)):
-            n, s = p // positions, p % positions
-            row = out[p]
-            for j in range(k):
-                row[j] = a[n, j, s]
-            for j in range(k, kp):
-                row[j] = 0
-
-
-@numba.njit(parallel=True, cache=True)
-def channels_first(a, out):
-    """a (≥ N·S, Kp) channels-last rows -> out (N, K, S): out[n, k, s] = a[n·S + s, k]."""
-    n_images, k, positions = out.shape
-    for task in numba.prange(n_images * k):
-        n, j = task // k, task % k
-        dst = out[n, j]
-        for s in range(positions):
-            dst[s] = a[n * positions + s, j]

@@ -1,0 +1,35 @@
+"""The register-block layout changes against NumPy's transpose, on ragged shapes: channel and
+position counts that are and are not multiples of the 8 × 8 block, row ranges that start
+and end inside an image."""
+import numpy as np
+import pytest
+
+from cnnkit.kernels.transpose_numba import planes_to_rows, rows_to_planes
+
+SHAPES = [(1, 8, 8), (2, 3, 5), (3, 17, 13), (2, 16, 64), (4, 9, 70), (1, 64, 1)]
+
+
+@pytest.mark.parametrize("n,k,s", SHAPES)
+def test_planes_to_rows(n, k, s):
+    a = np.random.default_rng(k * s).standard_normal((n, k, s), dtype=np.float32)
+    kp = -(-k // 8) * 8 + 8
+    out = np.full((n * s, kp), np.nan, np.float32)
+    planes_to_rows(a, out)
+    np.testing.assert_array_equal(out[:, :k], a.transpose(0, 2, 1).reshape(n * s, k))
+    np.testing.assert_array_equal(out[:, k:], 0)
+
+
+@pytest.mark.parametrize("n,k,s", SHAPES)
+def test_rows_to_planes_copies_exactly_its_rows(n, k, s):
+    rng = np.random.default_rng(n + k + s)
+    kp = -(-k // 8) * 8
+    a = rng.standard_normal((n * s + 3, kp), dtype=np.float32)
+    expected = a[:n * s, :k].reshape(n, s, k).transpose(0, 2, 1)
+    for p0, p1 in [(0, n * s), (1, n * s - 1), (s - 1, min(n * s, 2 * s + 9))]:
+        if p0 >= p1:
+            continue
+        out = np.full((n, k, s), np.nan, np.float32)
+        rows_to_planes(a, out, p0, p1)
+        flat = out.transpose(0, 2, 1).reshape(n * s, k)
+        np.testing.assert_array_equal(flat[p0:p1], expected.transpose(0, 2, 1).reshape(n * s, k)[p0:p1])
+        assert np.isnan(flat[:p0]).all() and np.isnan(flat[p1:]).all()
