@@ -12,7 +12,7 @@ import torch.nn.functional as TF
 import cnnkit
 import cnnkit.functional as F
 from cnnkit.kernels import conv as conv_kernels
-from cnnkit.kernels import conv_gemm
+from cnnkit.kernels.conv import gemm as conv_gemm
 
 # (dims, N, C, K, spatial, kernel, stride, padding, dilation, groups)
 CASES = [
@@ -115,7 +115,7 @@ def test_conv_transpose_every_algorithm(case, algorithm):
 
 def test_wrong_weight_gradient_is_caught():
     """The comparison above is sharp enough to see a sign error in one algorithm's gradient."""
-    from cnnkit.kernels import conv_shift
+    from cnnkit.kernels.conv import shift as conv_shift
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 8, 6, 6))
     w = rng.standard_normal((4, 8, 3, 3))
@@ -164,7 +164,8 @@ def test_heuristic_choices():
                                                      ((2, 2), (2, 2), 1), ((1, 3), (1, 1), 3)])
 def test_compiled_depthwise_matches_numpy_depthwise(stride, dilation, mult):
     """The Numba kernels compute the same sums as the NumPy ones (and so as PyTorch)."""
-    from cnnkit.kernels import conv_depthwise, depthwise_numba
+    from cnnkit.kernels import depthwise_numba
+    from cnnkit.kernels.conv import depthwise as conv_depthwise
     rng = np.random.default_rng(5)
     c, spatial, kernel = 5, (11, 12), (3, 2)
     xp = rng.standard_normal((3, c) + spatial).astype(np.float32)
@@ -201,7 +202,7 @@ def test_depthwise_layer_of_real_size_against_torch():
 def test_winograd_float32_error_bound():
     """Winograd's transforms add rounding; in float32 its error against the exact (float64)
     result stays within a small multiple of direct summation's error, for all three passes."""
-    from cnnkit.kernels import conv_gemm, conv_winograd
+    from cnnkit.kernels.conv import gemm as conv_gemm, winograd as conv_winograd
     rng = np.random.default_rng(11)
     xp = rng.standard_normal((4, 32, 18, 17))
     w = rng.standard_normal((16, 32, 3, 3)) / np.sqrt(32 * 9)
@@ -228,7 +229,7 @@ def test_winograd_float32_error_bound():
 @pytest.mark.parametrize("stack_bytes", [1, 1 << 13])
 def test_winograd_in_image_groups_matches_one_group(monkeypatch, stack_bytes):
     """Large batches are transformed a few images at a time; the result must not depend on it."""
-    from cnnkit.kernels import conv_winograd
+    from cnnkit.kernels.conv import winograd as conv_winograd
     rng = np.random.default_rng(12)
     xp = rng.standard_normal((5, 3, 9, 8))
     w = rng.standard_normal((4, 3, 3, 3))

@@ -15,7 +15,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cnnkit.kernels import conv as conv_kernels
-from cnnkit.kernels import conv_implicit, implicit_gemm_numba
+from cnnkit.kernels import implicit_gemm_numba
+from cnnkit.kernels.conv import implicit as conv_implicit
 
 TORCH_CONV = {1: TF.conv1d, 2: TF.conv2d, 3: TF.conv3d}
 

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 from . import correlate_rows_numba as compiled
-from .conv_shift import flat_pitches
+from .conv.shift import flat_pitches
 from .implicit_gemm_numba import LANES
 
 # Per lane multiply-add the kernel computes (zero rows included), one core, measured on this

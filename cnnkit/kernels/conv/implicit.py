@@ -15,9 +15,9 @@ import numpy as np
 
 import numba
 
-from . import implicit_gemm_numba as compiled
-from .conv_shift import flat_pitches
-from .padding import zero_pad
+from .. import implicit_gemm_numba as compiled
+from .shift import flat_pitches
+from ..padding import zero_pad
 
 
 def applies(dtype, groups):

@@ -15,9 +15,9 @@ import math
 
 import numpy as np
 
-from . import fft_threads
+from .. import fft_threads
 
-from .fft_conv import next_fast_len
+from ..fft_conv import next_fast_len
 
 
 def _dilate(w, dilation):

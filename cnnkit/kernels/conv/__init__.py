@@ -33,9 +33,10 @@ import math
 
 import numpy as np
 
-from . import (conv_depthwise, conv_fft, conv_gemm, conv_implicit, conv_shift, conv_winograd,
-               depthwise_rows)
-from .padding import crop, zero_pad
+from . import depthwise as conv_depthwise, fft as conv_fft, gemm as conv_gemm
+from . import implicit as conv_implicit, shift as conv_shift, winograd as conv_winograd
+from . import rows as depthwise_rows
+from ..padding import crop, zero_pad
 
 ALGORITHMS = ("depthwise", "winograd", "implicit", "shift", "fft", "gemm")
 _forced = None
@@ -322,7 +323,7 @@ def _depthwise(array_shape, kernel, work_positions):
     where starting Numba's thread pool costs more than the arithmetic."""
     if len(kernel) == 2 and array_shape[0] * array_shape[1] * work_positions * math.prod(
             kernel) >= _DEPTHWISE_COMPILED_MIN_WORK:
-        from . import depthwise_numba
+        from .. import depthwise_numba
         return depthwise_numba
     return conv_depthwise
 

@@ -8,7 +8,7 @@ kernel taps is one broadcast multiply-add over the whole batch:
 """
 import numpy as np
 
-from .im2col import offset_views
+from ..im2col import offset_views
 
 _SPATIAL_LETTERS = "xyzuvw"
 

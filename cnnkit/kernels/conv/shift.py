@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from .padding import zero_pad
+from ..padding import zero_pad
 
 
 def flat_pitches(spatial):

@@ -27,7 +27,7 @@ import numba
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .padding import zero_pad
+from ..padding import zero_pad
 
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 _JIT = dict(parallel=True, cache=True)

@@ -16,13 +16,13 @@ import math
 
 import numpy as np
 
-from .._runtime import COMPILED_MIN_SIZE as _COMPILED_MIN_SIZE
-from .im2col import col2im, windows
+from ..._runtime import COMPILED_MIN_SIZE as _COMPILED_MIN_SIZE
+from ..im2col import col2im, windows
 
 
 def _compiled(n_dims, size):
     if n_dims in (2, 3) and size >= _COMPILED_MIN_SIZE:
-        from . import im2col_numba
+        from .. import im2col_numba
         return im2col_numba
     return None
 

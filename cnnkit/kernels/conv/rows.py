@@ -19,9 +19,9 @@ import math
 
 import numpy as np
 
-from .conv_shift import flat_pitches
-from .correlate_rows import as_planes, correlate_planes, flat_table
-from .padding import zero_pad
+from .shift import flat_pitches
+from ..correlate_rows import as_planes, correlate_planes, flat_table
+from ..padding import zero_pad
 
 
 def applies(dtype, stride, dilation) -> bool:
