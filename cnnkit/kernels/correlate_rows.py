@@ -49,14 +49,21 @@ def as_planes(shape):
     return (1,) * (2 - len(shape)) + tuple(shape)
 
 
-def cost_ns(kernel_shape, sizes) -> float:
-    """Estimated time (ns, one core) of ``correlate`` for this kernel and output size."""
+def cost_terms(kernel_shape, sizes):
+    """(MR, lane multiply-adds, elements copied) of ``correlate``: what ``cost_ns`` weighs
+    (and ``cnnkit tune`` fits the weights to)."""
     kernel_shape, sizes = as_planes(kernel_shape), as_planes(sizes)
     rows, _, padded_rows, padded_cols = _plan(kernel_shape, sizes)
     kh, kw = kernel_shape[-2:]
     lane_macs = (math.prod(sizes[:-2]) * padded_rows * padded_cols
                  * math.prod(kernel_shape[:-2]) * (rows + kh - 1) * kw)
     copied = math.prod(s + k - 1 for s, k in zip(sizes, kernel_shape)) + math.prod(sizes)
+    return rows, lane_macs, copied
+
+
+def cost_ns(kernel_shape, sizes) -> float:
+    """Estimated time (ns, one core) of ``correlate`` for this kernel and output size."""
+    rows, lane_macs, copied = cost_terms(kernel_shape, sizes)
     return tuning.value("rows_overhead_ns") + tuning.value(LANE_MAC_CONSTANT[rows]) * lane_macs + \
         tuning.value("rows_ns_per_element_copied") * copied
 

@@ -73,22 +73,28 @@ def overlap_add_block(n: int, k: int):
     return block if n >= 4 * block else None
 
 
-def fft_cost_ns(shape1, shape2) -> float:
-    """Estimated run time of ``fft_convolve`` for inputs of these shapes, in nanoseconds."""
+def fft_cost_terms(shape1, shape2):
+    """(the ``cnnkit.tuning`` constant of ns per unit of work, the work in points·log2) of
+    ``fft_convolve``: what ``fft_cost_ns`` weighs (and ``cnnkit tune`` fits the weights to)."""
     if len(shape1) == 1:
         n, k = max(shape1[0], shape2[0]), min(shape1[0], shape2[0])
         block = overlap_add_block(n, k)
         if block is not None:
             work = (n + k) * block / (block - k + 1) * np.log2(block)
-            return tuning.value("fft_overhead_ns") + tuning.value(
-                "fft_ns_per_nlogn_overlap_add") * work
+            return "fft_ns_per_nlogn_overlap_add", work
     axes = fft_axes(shape1, shape2)
     size = float(np.prod([max(n, k) for n, k in zip(shape1, shape2)], dtype=np.float64))
     for axis in axes:
         full = shape1[axis] + shape2[axis] - 1
         size *= next_fast_len(full) / full
-    per_point = tuning.value("fft_ns_per_nlogn_1d" if len(axes) <= 1 else "fft_ns_per_nlogn_nd")
-    return tuning.value("fft_overhead_ns") + per_point * size * np.log2(max(size, 2.0))
+    per_point = "fft_ns_per_nlogn_1d" if len(axes) <= 1 else "fft_ns_per_nlogn_nd"
+    return per_point, size * np.log2(max(size, 2.0))
+
+
+def fft_cost_ns(shape1, shape2) -> float:
+    """Estimated run time of ``fft_convolve`` for inputs of these shapes, in nanoseconds."""
+    per_work, work = fft_cost_terms(shape1, shape2)
+    return tuning.value("fft_overhead_ns") + tuning.value(per_work) * work
 
 
 def fft_convolve(a, b, region=None):
