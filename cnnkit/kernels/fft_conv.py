@@ -69,8 +69,9 @@ def fft_axes(shape1, shape2) -> list:
 def overlap_add_block(n: int, k: int):
     """The FFT block length for overlap-add of lengths ``n >= k``, or None when one FFT of the
     whole signal is as good (fewer than a few blocks)."""
-    block = next_fast_len(max(8 * k, tuning.value("overlap_add_min_block")))
-    return block if n >= 4 * block else None
+    block = next_fast_len(max(tuning.value("overlap_add_block_per_kernel") * k,
+                              tuning.value("overlap_add_min_block")))
+    return block if n >= tuning.value("overlap_add_min_blocks") * block else None
 
 
 def fft_cost_terms(shape1, shape2):

@@ -23,8 +23,9 @@ from .constants import CONSTANTS
 from .store import InvalidCache, check_value
 
 
-def _best_ns(run, repeats):
-    """ns of the fastest of ``repeats`` calls, after one warm-up call (compilation, caches)."""
+def best_ns(run, repeats=3):
+    """ns of the fastest of ``repeats`` calls, after one warm-up call (compilation, caches);
+    the conv autotune times its candidates with it too."""
     run()
     best = math.inf
     for _ in range(repeats):
@@ -57,7 +58,7 @@ def _rows(fast, repeats):
         rows, lane_macs, copied = correlate_rows.cost_terms(kernel, out)
         features.append([lane_macs if rows == 1 else 0, lane_macs if rows == 4 else 0,
                          copied, 1.0])
-        times.append(_best_ns(lambda: correlate_rows.correlate(x, w, (0,) * len(out), out),
+        times.append(best_ns(lambda: correlate_rows.correlate(x, w, (0,) * len(out), out),
                               repeats))
     names = ["rows_ns_per_lane_mac_1row", "rows_ns_per_lane_mac_4rows",
              "rows_ns_per_element_copied", "rows_overhead_ns"]
@@ -77,7 +78,7 @@ def _fft(fast, repeats):
         a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
         per_work, work = fft_cost_terms(a_shape, b_shape)
         features.append([work if name == per_work else 0.0 for name in names] + [1.0])
-        times.append(_best_ns(lambda: fft_convolve(a, b), repeats))
+        times.append(best_ns(lambda: fft_convolve(a, b), repeats))
     return dict(zip(names + ["fft_overhead_ns"], _fit(features, times)))
 
 
@@ -88,7 +89,7 @@ def _npconvolve(fast, repeats):
         for k in (3, 64, 256):
             a, b = rng.standard_normal(n), rng.standard_normal(k)
             features.append([n * k, 1.0])
-            times.append(_best_ns(lambda: np.convolve(a, b), repeats))
+            times.append(best_ns(lambda: np.convolve(a, b), repeats))
     return dict(zip(["npconvolve_ns_per_mac_float", "npconvolve_overhead_ns"],
                     _fit(features, times)))
 
@@ -98,7 +99,7 @@ def _crossover(sizes, slow, fast, repeats):
     geometric mean of the last size where it lost and the next), or None if it loses at the
     largest. ``slow`` and ``fast`` make the call to time for a size."""
     lost = [i for i, size in enumerate(sizes)
-            if _best_ns(fast(size), repeats) >= _best_ns(slow(size), repeats)]
+            if best_ns(fast(size), repeats) >= best_ns(slow(size), repeats)]
     if not lost:
         return sizes[0]
     if lost[-1] == len(sizes) - 1:

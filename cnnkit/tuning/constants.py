@@ -137,6 +137,12 @@ _TABLE = [
              0.0, 1e8, measured_by=TUNE),
     Constant("overlap_add_min_block", 4096, "samples",
              "Shortest overlap-add block." + _NOT_TIMED, 16, 1 << 24, integer=True),
+    Constant("overlap_add_block_per_kernel", 8, "block samples per kernel sample",
+             "An overlap-add block is at least this many kernel lengths, so the K - 1 overlap "
+             "is a small part of it." + _NOT_TIMED, 2, 1024, integer=True),
+    Constant("overlap_add_min_blocks", 4, "blocks",
+             "Overlap-add is used only for signals of at least this many blocks; shorter ones "
+             "take one FFT of the whole signal." + _NOT_TIMED, 1, 1 << 20, integer=True),
 ]
 
 CONSTANTS = {c.name: c for c in _TABLE}

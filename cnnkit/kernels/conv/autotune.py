@@ -10,10 +10,10 @@ algorithm whose backward passes made the training step slower than the heuristic
 The table is shared by all threads (measurements are facts about the machine) behind a lock.
 """
 import threading
-import time
 
 import numpy as np
 
+from ...tuning.calibrate import best_ns
 from .registry import PASSES, REGISTRY, applicable
 
 _table = {}  # ConvGeometry -> {pass name: algorithm measured fastest}
@@ -38,18 +38,6 @@ def lookup(geometry, pass_name):
     return None if choice is None else choice.get(pass_name)
 
 
-def best_time(run, repeats=3):
-    """Seconds of the fastest of ``repeats`` calls of ``run`` after one warm-up call (which
-    may load compiled code)."""
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def ensure(geometry, xp, w):
     """Measure this shape's three passes unless already measured.
 
@@ -65,7 +53,7 @@ def ensure(geometry, xp, w):
             "weight": lambda module: module.weight_pass(xp, dy, geometry)}
     choice = {}
     for pass_name in PASSES:
-        timings = {name: best_time(lambda: runs[pass_name](REGISTRY[name]))
+        timings = {name: best_ns(lambda: runs[pass_name](REGISTRY[name]))
                    for name in applicable(geometry, pass_name, finite)}
         choice[pass_name] = min(timings, key=timings.get)
     with _lock:
