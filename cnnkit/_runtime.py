@@ -25,11 +25,6 @@ import ctypes
 import os
 import sys
 
-# Below this many values (a layer's input, or the data a kernel copies) NumPy's own passes beat
-# waking Numba's thread pool, so the compiled kernels are only taken above it. Each module
-# keeps its own copy of the threshold, which the tests lower to zero to exercise its path.
-COMPILED_MIN_SIZE = 1 << 16
-
 OPENBLAS_SPIN_LOG2_CYCLES = "20"  # 2**20 cycles: about 0.3 ms at 3 GHz
 GOMP_SPIN_POLLS = "10000"
 MALLOC_MMAP_THRESHOLD = 32 << 20  # glibc's maximum (HEAP_MAX_SIZE / 2 on 64-bit)

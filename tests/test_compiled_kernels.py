@@ -8,14 +8,13 @@ import torch.nn.functional as TF
 
 import cnnkit
 import cnnkit.functional as F
-from cnnkit.functional import activation, normalization, pooling
+from cnnkit import tuning
 
 
 @pytest.fixture(autouse=True)
-def always_compiled(monkeypatch):
-    monkeypatch.setattr(pooling, "_COMPILED_MIN_SIZE", 0)
-    monkeypatch.setattr(normalization, "_COMPILED_MIN_SIZE", 0)
-    monkeypatch.setattr(activation, "_COMPILED_MIN_SIZE", 0)
+def always_compiled():
+    with tuning.override(compiled_min_size=0):
+        yield
 
 
 @pytest.mark.parametrize("args", [
@@ -43,12 +42,12 @@ def test_compiled_max_pool2d_matches_torch(args, dtype):
     np.testing.assert_allclose(xc.grad, xt.grad.numpy(), rtol=1e-6, atol=1e-6)
 
 
-def test_compiled_and_numpy_paths_agree(monkeypatch):
+def test_compiled_and_numpy_paths_agree():
     rng = np.random.default_rng(1)
     x = cnnkit.tensor(rng.standard_normal((2, 3, 10, 10)), requires_grad=True)
     fast, fast_index = F.max_pool2d(x, 3, 2, 1, return_indices=True)
-    monkeypatch.setattr(pooling, "_COMPILED_MIN_SIZE", 1 << 60)
-    slow, slow_index = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    with tuning.override(compiled_min_size=1 << 60):
+        slow, slow_index = F.max_pool2d(x, 3, 2, 1, return_indices=True)
     np.testing.assert_array_equal(fast.data, slow.data)
     np.testing.assert_array_equal(fast_index.data, slow_index.data)
 

@@ -1,8 +1,10 @@
-"""Every convolution algorithm (depthwise, winograd, implicit, shift, fft, gemm) against PyTorch
-on the same grid.
+"""Every convolution algorithm (rows, implicit, fft, depthwise, winograd, shift, gemm) against
+PyTorch on the same grid.
 
 The dispatcher normally picks one algorithm per shape; here each is forced in turn, so a fast
 path that only rarely wins the heuristic is still checked on every configuration it can run.
+A forced algorithm is refused (NotApplicable) on a pass it does not apply to: those passes go
+by the heuristic, and a case it applies to on no pass is skipped.
 """
 import numpy as np
 import pytest
@@ -11,8 +13,8 @@ import torch.nn.functional as TF
 
 import cnnkit
 import cnnkit.functional as F
+from cnnkit import tuning
 from cnnkit.kernels import conv as conv_kernels
-from cnnkit.kernels import conv_gemm
 
 # (dims, N, C, K, spatial, kernel, stride, padding, dilation, groups)
 CASES = [
@@ -40,22 +42,37 @@ TRANSPOSED = [
 # "-compiled": the im2col GEMM with its compiled (Numba) copies and the compiled depthwise
 # kernels, which real 2-D layers take but these small cases would not (they also read the zero
 # padding in place).
-ALGORITHMS = [None, "depthwise", "depthwise-compiled", "winograd", "implicit", "shift", "fft",
-              "gemm", "gemm-compiled"]
+ALGORITHMS = [None, *conv_kernels.ALGORITHMS, "depthwise-compiled", "gemm-compiled"]
+assert set(conv_kernels.ALGORITHMS) <= set(ALGORITHMS)  # a new algorithm joins the grid
 
 
 @pytest.fixture(params=ALGORITHMS, ids=lambda a: a or "auto")
-def algorithm(request, monkeypatch):
+def algorithm(request):
     name = request.param
+    settings = {}
     if name == "gemm-compiled":
-        monkeypatch.setattr(conv_gemm, "_COMPILED_MIN_SIZE", 0)
-        name = "gemm"
+        name, settings = "gemm", dict(compiled_min_size=0)
     if name == "depthwise-compiled":
-        monkeypatch.setattr(conv_kernels, "_DEPTHWISE_COMPILED_MIN_WORK", 0)
-        name = "depthwise"
-    conv_kernels.force_algorithm(name)
-    yield name
-    conv_kernels.force_algorithm(None)
+        name, settings = "depthwise", dict(depthwise_compiled_min_work=0)
+    with tuning.override(**settings):
+        yield name
+
+
+def run_forced(name, compute):
+    """``compute()`` with ``name`` forced on every pass it applies to (the others by the
+    heuristic); skipped where it applies to no pass. None: the heuristic throughout."""
+    if name is None:
+        return compute()
+    forced = dict.fromkeys(conv_kernels.PASSES, name)
+    while forced:
+        try:
+            with conv_kernels.using(algorithm=forced):
+                return compute()
+        except conv_kernels.NotApplicable as refusal:
+            assert refusal.algorithm == name
+            assert not conv_kernels.applies(name, refusal.geometry, refusal.pass_name)
+            del forced[refusal.pass_name]
+    pytest.skip(f"{name} applies to no pass of this case")
 
 
 def _torch_padding(padding, n_dims):
@@ -74,6 +91,10 @@ def _compare(ours, theirs, scale, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}d-{c[4]}-k{c[5]}-s{c[6]}-g{c[9]}")
 def test_conv_every_algorithm(case, dtype, algorithm):
+    run_forced(algorithm, lambda: _conv_against_torch(case, dtype))
+
+
+def _conv_against_torch(case, dtype):
     n_dims, n, c, k, spatial, kernel, stride, padding, dilation, groups = case
     rng = np.random.default_rng(7)
     x = rng.standard_normal((n, c) + spatial).astype(dtype)
@@ -96,6 +117,10 @@ def test_conv_every_algorithm(case, dtype, algorithm):
 
 @pytest.mark.parametrize("case", TRANSPOSED, ids=lambda c: f"{c[0]}d-{c[4]}-s{c[6]}-op{c[8]}")
 def test_conv_transpose_every_algorithm(case, algorithm):
+    run_forced(algorithm, lambda: _conv_transpose_against_torch(case))
+
+
+def _conv_transpose_against_torch(case):
     n_dims, n, c, k, spatial, kernel, stride, padding, out_pad, dilation, groups = case
     rng = np.random.default_rng(3)
     x = rng.standard_normal((n, c) + spatial)
@@ -115,7 +140,7 @@ def test_conv_transpose_every_algorithm(case, algorithm):
 
 def test_wrong_weight_gradient_is_caught():
     """The comparison above is sharp enough to see a sign error in one algorithm's gradient."""
-    from cnnkit.kernels import conv_shift
+    from cnnkit.kernels.conv import shift as conv_shift
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 8, 6, 6))
     w = rng.standard_normal((4, 8, 3, 3))
@@ -132,39 +157,43 @@ def test_wrong_weight_gradient_is_caught():
 
 def test_heuristic_choices():
     """The dispatcher's picks for typical layers (documented in BENCHMARKS.md)."""
-    def pick(*args, dtype=np.float32, pass_name="forward"):
-        return conv_kernels.choose_algorithm(*args, dtype=dtype, pass_name=pass_name)
+    def pick(c, k, kernel, stride, groups, batch, padded, dilation=None, dtype=np.float32,
+             pass_name="forward"):
+        geometry = conv_kernels.ConvGeometry.of(
+            (batch, c) + padded, (k, c // groups) + kernel, stride,
+            dilation or (1,) * len(kernel), groups, dtype)
+        return conv_kernels.select(geometry, pass_name)
 
-    assert pick(128, 128, (3, 3), (1, 1), 128) == "depthwise"
+    assert pick(128, 128, (3, 3), (1, 1), 128, 32, (34, 34)) == "rows"
+    assert pick(128, 128, (3, 3), (1, 1), 128, 32, (34, 34), pass_name="weight") == "depthwise"
+    assert pick(128, 128, (3, 3), (1, 1), 128, 32, (34, 34), dtype=np.float64) == "depthwise"
     for pass_name in conv_kernels.PASSES:  # float32, groups 1: the implicit GEMM
-        assert pick(64, 128, (3, 3), (1, 1), 1, 128, (7, 7), (9, 9), (1, 1),
-                    pass_name=pass_name) == "implicit"
-    assert pick(64, 128, (3, 3), (2, 2), 1, 32, (16, 16), (34, 34), pass_name="input") == "gemm"
+        assert pick(64, 128, (3, 3), (1, 1), 1, 128, (9, 9), pass_name=pass_name) == "implicit"
+    assert pick(64, 128, (3, 3), (2, 2), 1, 32, (34, 34), pass_name="input") == "gemm"
     # one input channel per group: forward and input gradient on the row correlation
     for pass_name in ("forward", "input"):
-        assert pick(1, 32, (5, 5), (1, 1), 1, 64, (28, 28), (32, 32),
-                    pass_name=pass_name) == "depthwise"
-        assert pick(1, 16, (101,), (1,), 1, 8, (16000,), (16100,),
-                    pass_name=pass_name) == "depthwise"
-    assert pick(1, 16, (101,), (1,), 1, 8, (16000,), (16100,), pass_name="weight") == "implicit"
-    assert pick(128, 128, (3, 3), (1, 1), 128, pass_name="weight") == "depthwise"
-    assert pick(1, 32, (5, 5), (2, 2), 1, 64, (14, 14), (32, 32)) == "gemm"  # strided: thin
+        assert pick(1, 32, (5, 5), (1, 1), 1, 64, (32, 32), pass_name=pass_name) == "rows"
+        assert pick(1, 16, (101,), (1,), 1, 8, (16100,), pass_name=pass_name) == "rows"
+    assert pick(1, 16, (101,), (1,), 1, 8, (16100,), pass_name="weight") == "implicit"
+    assert pick(1, 32, (5, 5), (2, 2), 1, 64, (32, 32)) == "gemm"  # strided: thin
     # float64 (no compiled kernel): the BLAS paths
-    assert pick(64, 64, (3, 3), (1, 1), 1, 32, (32, 32), (34, 34), (1, 1),
-                dtype=np.float64) == "winograd"
-    assert pick(64, 128, (3, 3), (1, 1), 1, 128, (7, 7), (9, 9), (1, 1),
-                dtype=np.float64) == "gemm"  # odd map
-    assert pick(64, 64, (3, 3), (1, 1), 1, 32, (32, 32), (36, 36), (2, 2),
-                dtype=np.float64) == "shift"
-    assert pick(64, 128, (3, 3), (2, 2), 1, 32, (16, 16), (34, 34), dtype=np.float64) == "gemm"
-    assert pick(1, 16, (101,), (1,), 1, 8, (16000,), (16100,), dtype=np.float64) == "fft"
+    assert pick(64, 64, (3, 3), (1, 1), 1, 32, (34, 34), dtype=np.float64) == "winograd"
+    assert pick(64, 128, (3, 3), (1, 1), 1, 128, (9, 9), dtype=np.float64) == "gemm"  # odd map
+    assert pick(64, 64, (3, 3), (1, 1), 1, 32, (36, 36), (2, 2), dtype=np.float64) == "shift"
+    assert pick(64, 128, (3, 3), (2, 2), 1, 32, (34, 34), dtype=np.float64) == "gemm"
+    assert pick(1, 16, (101,), (1,), 1, 8, (16100,), dtype=np.float64) == "fft"
+    # a non-finite weight leaves only gemm for the input gradient
+    geometry = conv_kernels.ConvGeometry.of((2, 64, 9, 9), (128, 64, 3, 3), (1, 1), (1, 1))
+    assert conv_kernels.select(geometry, "input", finite_weights=False) == "gemm"
+    assert conv_kernels.select(geometry, "weight", finite_weights=False) == "implicit"
 
 
 @pytest.mark.parametrize("stride, dilation, mult", [((1, 1), (1, 1), 1), ((2, 1), (1, 2), 2),
                                                      ((2, 2), (2, 2), 1), ((1, 3), (1, 1), 3)])
 def test_compiled_depthwise_matches_numpy_depthwise(stride, dilation, mult):
     """The Numba kernels compute the same sums as the NumPy ones (and so as PyTorch)."""
-    from cnnkit.kernels import conv_depthwise, depthwise_numba
+    from cnnkit.kernels import depthwise_numba
+    from cnnkit.kernels.conv import depthwise as conv_depthwise
     rng = np.random.default_rng(5)
     c, spatial, kernel = 5, (11, 12), (3, 2)
     xp = rng.standard_normal((3, c) + spatial).astype(np.float32)
@@ -201,7 +230,7 @@ def test_depthwise_layer_of_real_size_against_torch():
 def test_winograd_float32_error_bound():
     """Winograd's transforms add rounding; in float32 its error against the exact (float64)
     result stays within a small multiple of direct summation's error, for all three passes."""
-    from cnnkit.kernels import conv_gemm, conv_winograd
+    from cnnkit.kernels.conv import gemm as conv_gemm, winograd as conv_winograd
     rng = np.random.default_rng(11)
     xp = rng.standard_normal((4, 32, 18, 17))
     w = rng.standard_normal((16, 32, 3, 3)) / np.sqrt(32 * 9)
@@ -226,9 +255,9 @@ def test_winograd_float32_error_bound():
 
 
 @pytest.mark.parametrize("stack_bytes", [1, 1 << 13])
-def test_winograd_in_image_groups_matches_one_group(monkeypatch, stack_bytes):
+def test_winograd_in_image_groups_matches_one_group(stack_bytes):
     """Large batches are transformed a few images at a time; the result must not depend on it."""
-    from cnnkit.kernels import conv_winograd
+    from cnnkit.kernels.conv import winograd as conv_winograd
     rng = np.random.default_rng(12)
     xp = rng.standard_normal((5, 3, 9, 8))
     w = rng.standard_normal((4, 3, 3, 3))
@@ -236,11 +265,11 @@ def test_winograd_in_image_groups_matches_one_group(monkeypatch, stack_bytes):
     dy = rng.standard_normal((5, 4) + out)
     whole = (conv_winograd.forward(xp, w, out), conv_winograd.backward_input(dy, w, xp.shape[2:]),
              conv_winograd.backward_weight(xp, dy))
-    monkeypatch.setattr(conv_winograd, "_STACK_BYTES", stack_bytes)
-    assert len(conv_winograd._image_groups(5, 4, out, 8)) > 1
-    grouped = (conv_winograd.forward(xp, w, out),
-               conv_winograd.backward_input(dy, w, xp.shape[2:]),
-               conv_winograd.backward_weight(xp, dy))
+    with tuning.override(winograd_stack_bytes=stack_bytes):
+        assert len(conv_winograd._image_groups(5, 4, out, 8)) > 1
+        grouped = (conv_winograd.forward(xp, w, out),
+                   conv_winograd.backward_input(dy, w, xp.shape[2:]),
+                   conv_winograd.backward_weight(xp, dy))
     for a, b in zip(whole, grouped):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
@@ -255,12 +284,12 @@ def test_autotune_measures_once_per_shape_and_stays_exact():
         w = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
         xc, wc = cnnkit.tensor(x, requires_grad=True), cnnkit.tensor(w, requires_grad=True)
         y = F.conv2d(xc, wc, padding=1)
-        assert len(conv_kernels._tuned) == 1
-        choice = next(iter(conv_kernels._tuned.values()))
+        assert len(conv_kernels.autotune.measured()) == 1
+        choice = next(iter(conv_kernels.autotune.measured().values()))
         assert set(choice) == {"forward", "input", "weight"}
         assert set(choice.values()) <= {"gemm", "shift", "fft", "winograd", "implicit"}
         F.conv2d(xc, wc, padding=1)
-        assert len(conv_kernels._tuned) == 1  # measured once
+        assert len(conv_kernels.autotune.measured()) == 1  # measured once
         xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
         yt = TF.conv2d(xt, wt, padding=1)
         g = rng.standard_normal(yt.shape).astype(np.float32)

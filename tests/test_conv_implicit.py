@@ -15,7 +15,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cnnkit.kernels import conv as conv_kernels
-from cnnkit.kernels import conv_implicit, implicit_gemm_numba
+from cnnkit.kernels import implicit_gemm_numba
+from cnnkit.kernels.conv import implicit as conv_implicit
 
 TORCH_CONV = {1: TF.conv1d, 2: TF.conv2d, 3: TF.conv3d}
 
@@ -67,9 +68,8 @@ def _check_layer(layer, seed):
     _check(y, yt.detach().numpy(), scale)
     dw = conv_implicit.backward_weight(xp, dy, kernel, stride, dilation)
     _check(dw, wt.grad.numpy(), scale * np.sqrt(dy[:, 0].size))
-    fits = conv_kernels.output_spatial(xp.shape[2:], kernel, (1,) * len(kernel),
-                                       dilation) == yt.shape[2:]
-    if all(s == 1 for s in stride) and fits:
+    geometry = conv_kernels.ConvGeometry.of(xp.shape, w.shape, stride, dilation, 1, xp.dtype)
+    if conv_implicit.applies(geometry, "input"):
         dx = conv_implicit.backward_input(dy, w, xp.shape[2:], dilation, pads)
         inside = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(xp.shape[2:], pads))
         _check(dx, xt.grad.numpy()[(slice(None), slice(None)) + inside], scale)
@@ -117,14 +117,18 @@ def test_planar_where_channels_last_idles_or_transposes():
     assert conv_implicit.planar_wins(16, 216)       # vol3d's forward
     assert not conv_implicit.planar_wins(64, 576)   # res3x3
     assert not conv_implicit.planar_wins(16, 576)
-    assert conv_kernels.choose_algorithm(8, 16, (3, 3, 3), (1, 1, 1), 1, 4, (16,) * 3, (18,) * 3,
-                                         pass_name="input") == "implicit"
+    vol3d = conv_kernels.ConvGeometry.of((4, 8) + (18,) * 3, (16, 8, 3, 3, 3), (1,) * 3, (1,) * 3)
+    assert conv_kernels.select(vol3d, "input") == "implicit"
 
 
 def test_float64_and_groups_fall_back():
-    assert conv_implicit.applies(np.float32, 1)
-    assert not conv_implicit.applies(np.float64, 1)
-    assert not conv_implicit.applies(np.float32, 2)
+    def geometry(dtype, groups):
+        return conv_kernels.ConvGeometry.of((2, 4, 8, 8), (4, 4 // groups, 3, 3), (1, 1),
+                                            (1, 1), groups, dtype)
+    for pass_name in conv_kernels.PASSES:
+        assert conv_implicit.applies(geometry(np.float32, 1), pass_name)
+        assert not conv_implicit.applies(geometry(np.float64, 1), pass_name)
+        assert not conv_implicit.applies(geometry(np.float32, 2), pass_name)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")

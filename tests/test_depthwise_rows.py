@@ -12,7 +12,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from cnnkit.kernels import conv as conv_kernels
-from cnnkit.kernels import depthwise_rows
+from cnnkit.kernels.conv import rows as depthwise_rows
 
 TORCH_CONV = {1: TF.conv1d, 2: TF.conv2d, 3: TF.conv3d}
 

@@ -2,14 +2,15 @@
 import numpy as np
 import pytest
 
+from cnnkit import tuning
 from cnnkit.kernels import fft_threads
 
 
 @pytest.fixture(params=[1, 2, 3], ids=lambda t: f"{t}threads")
 def threads(request, monkeypatch):
     monkeypatch.setattr(fft_threads, "_threads", lambda: request.param)
-    monkeypatch.setattr(fft_threads, "_PARALLEL_MIN_SIZE", 0)
-    return request.param
+    with tuning.override(fft_parallel_min_size=0):
+        yield request.param
 
 
 @pytest.mark.parametrize("shape, s, axes", [
@@ -35,13 +36,18 @@ def test_threaded_ffts_equal_numpy(threads, shape, s, axes, dtype):
     assert spectrum.dtype == np.result_type(dtype, np.complex64)
 
 
-def test_pool_survives_a_fork(monkeypatch):
+@pytest.fixture
+def split_everything():
+    with tuning.override(fft_parallel_min_size=0):
+        yield
+
+
+def test_pool_survives_a_fork(monkeypatch, split_everything):
     """A child process gets a pool of its own (the parent's threads do not exist there)."""
     import os
     import select
     import signal
     monkeypatch.setattr(fft_threads, "_threads", lambda: 2)
-    monkeypatch.setattr(fft_threads, "_PARALLEL_MIN_SIZE", 0)
     a = np.random.default_rng(1).standard_normal((8, 8))
     expected = np.fft.rfftn(a, (8, 8), axes=(0, 1))
     np.testing.assert_array_equal(fft_threads.rfftn(a, (8, 8), (0, 1)), expected)  # pool made

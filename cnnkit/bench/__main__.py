@@ -1,4 +1,8 @@
-"""``python -m cnnkit.bench [--suite layers signals e2e] [--threads N] [--json PATH]``."""
+"""``python -m cnnkit.bench [--suite layers signals e2e] [--threads N] [--json PATH]``.
+
+``--calibrate`` instead measures this machine's kernel constants and saves them, as
+``cnnkit tune`` (``cnnkit.tuning.calibrate``).
+"""
 import argparse
 import os
 import sys
@@ -24,11 +28,18 @@ def build_parser():
                         help="threads for both libraries (default: all cores)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", default="bench-results.json", help="where to write results")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="measure this machine's kernel constants and save them (as "
+                             "'cnnkit tune'), then exit")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.calibrate:
+        from ..tuning import calibrate
+        calibrate.run()
+        return
     _reexec_with_threads(args.threads)
     try:
         import torch  # noqa: F401

@@ -6,7 +6,7 @@ import numpy as np
 import cnnkit
 import cnnkit.functional as F
 from cnnkit.conv_arithmetic import conv_output_shape
-from cnnkit.kernels.conv import PASSES, choose_algorithm
+from cnnkit.kernels.conv import PASSES, ConvGeometry, select
 
 from .timing import best_of_interleaved
 
@@ -76,9 +76,11 @@ def conv_case(name, repeats):
             y.backward(g_torch)
 
     flops = 2 * n * k * (c // groups) * kernel ** n_dims * math.prod(out)
-    picks = [choose_algorithm(c, k, (kernel,) * n_dims, (stride,) * n_dims, groups, n, out,
-                              tuple(s + 2 * padding for s in spatial), (1,) * n_dims,
-                              np.float32, pass_name) for pass_name in PASSES]
+    # what ``select`` runs for each pass (float32 weights are finite here)
+    padded = tuple(s + 2 * padding for s in spatial)
+    geometry = ConvGeometry.of((n, c) + padded, (k, c // groups) + (kernel,) * n_dims,
+                               (stride,) * n_dims, (1,) * n_dims, groups, np.float32)
+    picks = [select(geometry, pass_name) for pass_name in PASSES]
     algorithm = picks[0] if len(set(picks)) == 1 else "/".join(picks)  # forward/input/weight
     rows = []
     for mode, backward, work in (("fwd", False, flops), ("fwd+bwd", True, 3 * flops)):

@@ -20,6 +20,8 @@ def run(args):
             str(args.repeats), "--json", args.json]
     if args.only:
         argv += ["--only", *args.only]
+    if args.calibrate:
+        argv.append("--calibrate")
     sys.argv = ["cnnkit-bench", *argv]
     main(argv)
     return 0

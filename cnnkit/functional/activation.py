@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from .._runtime import COMPILED_MIN_SIZE as _COMPILED_MIN_SIZE
+from .. import tuning
 from ..tensor import Tensor, as_tensor
 
 __all__ = ["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax",
@@ -20,7 +20,7 @@ __all__ = ["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax", "l
 def relu(input) -> Tensor:  # noqa: A002 - PyTorch's argument name
     """max(x, 0). d/dx = 1 where x > 0, else 0 (0 at x = 0; NaN passes the gradient, as PyTorch)."""
     x = as_tensor(input)
-    if x.data.size >= _COMPILED_MIN_SIZE and x.dtype.kind == "f":
+    if x.data.size >= tuning.value("compiled_min_size") and x.dtype.kind == "f":
         return _compiled_relu(x)
     out = np.maximum(x.data, 0)  # np.maximum propagates NaN, as torch.relu does
     # Backward reads the output, as PyTorch's threshold_backward does (out ≤ 0 ⟺ x ≤ 0, and a

@@ -7,7 +7,7 @@ last window that would start in the right padding.
 """
 import numpy as np
 
-from .._runtime import COMPILED_MIN_SIZE as _COMPILED_MIN_SIZE
+from .. import tuning
 from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding
 from ..kernels import pooling as kernels
 from ..tensor import Tensor
@@ -65,7 +65,7 @@ def _max_pool(op, n_dims, input, kernel_size, stride, padding, dilation, ceil_mo
               return_indices):
     x, unbatched, kernel, stride, pads, dilation, out = _window(
         op, input, n_dims, kernel_size, stride, padding, dilation, ceil_mode)
-    if n_dims == 2 and x.data.size >= _COMPILED_MIN_SIZE:
+    if n_dims == 2 and x.data.size >= tuning.value("compiled_min_size"):
         return _compiled_max_pool2d(op, x, unbatched, kernel, stride, pads, dilation, out,
                                     return_indices)
     y, winner = kernels.max_pool_forward(x.data, kernel, stride, pads, dilation, out)

@@ -11,16 +11,16 @@ import math
 import numba
 import numpy as np
 
+from .. import tuning
 from . import correlate_rows_numba as compiled
-from .conv_shift import flat_pitches
+from .conv.shift import flat_pitches
 from .microkernel import LANES
 
-# Per lane multiply-add the kernel computes (zero rows included), one core, measured on this
-# machine (AMD EPYC, AVX-512) with the signal suite's shapes; MR = 1 reloads every input vector
-# for each output row, MR = 4 shares it between four.
-NS_PER_LANE_MAC = {1: 0.025, 4: 0.009}
-NS_PER_ELEMENT_COPIED = 0.2  # the padded input block and the cropped output
-OVERHEAD_NS = 12_000.0
+# The cost model's constants (``rows_*`` in ``cnnkit.tuning``, re-measured by ``cnnkit tune``):
+# ns per lane multiply-add the kernel computes (zero rows included), one core, for MR = 1
+# (every input vector reloaded for each output row) and MR = 4 (shared between four); ns per
+# element of the padded input block and cropped output copied; ns per call.
+LANE_MAC_CONSTANT = {1: "rows_ns_per_lane_mac_1row", 4: "rows_ns_per_lane_mac_4rows"}
 
 
 def applies(dtype) -> bool:
@@ -51,15 +51,23 @@ def as_planes(shape):
     return (1,) * (2 - len(shape)) + tuple(shape)
 
 
-def cost_ns(kernel_shape, sizes) -> float:
-    """Estimated time (ns, one core) of ``correlate`` for this kernel and output size."""
+def cost_terms(kernel_shape, sizes):
+    """(MR, lane multiply-adds, elements copied) of ``correlate``: what ``cost_ns`` weighs
+    (and ``cnnkit tune`` fits the weights to)."""
     kernel_shape, sizes = as_planes(kernel_shape), as_planes(sizes)
     rows, _, padded_rows, padded_cols = _plan(kernel_shape, sizes)
     kh, kw = kernel_shape[-2:]
     lane_macs = (math.prod(sizes[:-2]) * padded_rows * padded_cols
                  * math.prod(kernel_shape[:-2]) * (rows + kh - 1) * kw)
     copied = math.prod(s + k - 1 for s, k in zip(sizes, kernel_shape)) + math.prod(sizes)
-    return OVERHEAD_NS + NS_PER_LANE_MAC[rows] * lane_macs + NS_PER_ELEMENT_COPIED * copied
+    return rows, lane_macs, copied
+
+
+def cost_ns(kernel_shape, sizes) -> float:
+    """Estimated time (ns, one core) of ``correlate`` for this kernel and output size."""
+    rows, lane_macs, copied = cost_terms(kernel_shape, sizes)
+    return tuning.value("rows_overhead_ns") + tuning.value(LANE_MAC_CONSTANT[rows]) * lane_macs + \
+        tuning.value("rows_ns_per_element_copied") * copied
 
 
 def correlate(x: np.ndarray, k: np.ndarray, start, sizes) -> np.ndarray:
@@ -161,7 +169,9 @@ def correlate_planes(p, pitch, kernels, plane_base, plane_kernel, tap_plane, siz
 
 def _run(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, rows, vectors):
     tasks = plane_base.size * out.shape[1] // rows
-    col_chunks = min(out.shape[2] // (LANES * vectors), -(-4 * numba.get_num_threads() // tasks))
+    per_thread = tuning.value("rows_chunks_per_thread")
+    col_chunks = min(out.shape[2] // (LANES * vectors), -(-per_thread * numba.get_num_threads()
+                                                         // tasks))
     compiled.correlate_tiled(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out,
                              col_chunks, compiled.TILES.index((rows, vectors)))
 

@@ -17,15 +17,13 @@ sample) and cache-sized transforms: several times faster for a 1M-sample signal.
 """
 import numpy as np
 
+from .. import tuning
 from . import fft_threads
 
-# Per (N log2 N) of the padded size, for two forward transforms, one inverse and the product.
-# Measured with numpy 2.4 on one core (ns); 1-D transforms cost more per point than N-D ones.
-FFT_NS_PER_NLOGN_1D = 2.0
-FFT_NS_PER_NLOGN_ND = 0.6
-FFT_NS_PER_NLOGN_OVERLAP_ADD = 0.45  # many short transforms in one call: cheaper per point
-FFT_OVERHEAD_NS = 40_000.0
-OVERLAP_ADD_MIN_BLOCK = 4096
+# The cost model (``fft_ns_per_nlogn_*``, ``fft_overhead_ns`` in ``cnnkit.tuning``): ns per
+# (N log2 N) of the padded size, for two forward transforms, one inverse and the product,
+# measured with numpy 2.4 on one core; 1-D transforms cost more per point than N-D ones, and
+# overlap-add's many short transforms in one call less.
 
 
 def next_fast_len(target: int) -> int:
@@ -71,25 +69,33 @@ def fft_axes(shape1, shape2) -> list:
 def overlap_add_block(n: int, k: int):
     """The FFT block length for overlap-add of lengths ``n >= k``, or None when one FFT of the
     whole signal is as good (fewer than a few blocks)."""
-    block = next_fast_len(max(8 * k, OVERLAP_ADD_MIN_BLOCK))
-    return block if n >= 4 * block else None
+    block = next_fast_len(max(tuning.value("overlap_add_block_per_kernel") * k,
+                              tuning.value("overlap_add_min_block")))
+    return block if n >= tuning.value("overlap_add_min_blocks") * block else None
 
 
-def fft_cost_ns(shape1, shape2) -> float:
-    """Estimated run time of ``fft_convolve`` for inputs of these shapes, in nanoseconds."""
+def fft_cost_terms(shape1, shape2):
+    """(the ``cnnkit.tuning`` constant of ns per unit of work, the work in points·log2) of
+    ``fft_convolve``: what ``fft_cost_ns`` weighs (and ``cnnkit tune`` fits the weights to)."""
     if len(shape1) == 1:
         n, k = max(shape1[0], shape2[0]), min(shape1[0], shape2[0])
         block = overlap_add_block(n, k)
         if block is not None:
             work = (n + k) * block / (block - k + 1) * np.log2(block)
-            return FFT_OVERHEAD_NS + FFT_NS_PER_NLOGN_OVERLAP_ADD * work
+            return "fft_ns_per_nlogn_overlap_add", work
     axes = fft_axes(shape1, shape2)
     size = float(np.prod([max(n, k) for n, k in zip(shape1, shape2)], dtype=np.float64))
     for axis in axes:
         full = shape1[axis] + shape2[axis] - 1
         size *= next_fast_len(full) / full
-    per_point = FFT_NS_PER_NLOGN_1D if len(axes) <= 1 else FFT_NS_PER_NLOGN_ND
-    return FFT_OVERHEAD_NS + per_point * size * np.log2(max(size, 2.0))
+    per_point = "fft_ns_per_nlogn_1d" if len(axes) <= 1 else "fft_ns_per_nlogn_nd"
+    return per_point, size * np.log2(max(size, 2.0))
+
+
+def fft_cost_ns(shape1, shape2) -> float:
+    """Estimated run time of ``fft_convolve`` for inputs of these shapes, in nanoseconds."""
+    per_work, work = fft_cost_terms(shape1, shape2)
+    return tuning.value("fft_overhead_ns") + tuning.value(per_work) * work
 
 
 def fft_convolve(a, b, region=None):

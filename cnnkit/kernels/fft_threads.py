@@ -12,10 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-# Below this many values a pass is not worth handing to threads: at 1080² forward and inverse
-# ran 1.4–1.6× faster split, but at 540² no faster alone, and slower in the benchmark, where
-# the other libraries' threads compete (img512_k11 1.87–1.91× scipy against 1.59–1.72×).
-_PARALLEL_MIN_SIZE = 1 << 20
+from .. import tuning
+
+# Below ``fft_parallel_min_size`` values (``cnnkit.tuning``) a pass is not worth handing to
+# threads: at 1080² forward and inverse ran 1.4–1.6× faster split, but at 540² no faster alone,
+# and slower in the benchmark, where the other libraries' threads compete (img512_k11
+# 1.87–1.91× scipy against 1.59–1.72×).
 _pool = None
 _pool_pid = None
 
@@ -42,7 +44,7 @@ def _pass(transform, x, n, axis, out_dtype):
     other axis when the array is large enough."""
     threads = _threads()
     others = [a for a in range(x.ndim) if a != axis and x.shape[a] > 1]
-    if threads == 1 or not others or x.size < _PARALLEL_MIN_SIZE:
+    if threads == 1 or not others or x.size < tuning.value("fft_parallel_min_size"):
         return transform(x, n, axis=axis)
     split = max(others, key=lambda a: x.shape[a])
     length = {np.fft.rfft: n // 2 + 1}.get(transform, n)

@@ -27,16 +27,12 @@ import itertools
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import tuning
 from ..kernels import correlate_rows
 
-# Costs in ns, measured with numpy 2.4 on one core (float64); used to pick a strategy here and,
-# through ``direct_cost_ns``, to choose between this module and the FFT.
-NPCONVOLVE_NS_PER_MAC = {"f": 0.1, "c": 0.4}     # other kinds (ints, bools): 0.4
-NPCONVOLVE_OVERHEAD_NS = 2_000.0
-LOOP_NS_PER_MAC = 0.6
-LOOP_OVERHEAD_NS_PER_OFFSET = 3_000.0
-WINDOW_NS_PER_MAC = 1.2
-WINDOW_OVERHEAD_NS = 20_000.0
+# Costs in ns (``cnnkit.tuning``: npconvolve_*, loop_*, window_*; defaults measured with numpy
+# 2.4 on one core, float64) pick a strategy here and, through ``direct_cost_ns``, choose
+# between this module and the FFT.
 
 
 def _compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -59,8 +55,10 @@ def _strategy(x_shape, k_shape, out_sizes, compute_dtype):
     n_kernel = float(np.prod(k_shape, dtype=np.float64))
     if len(x_shape) == 1:
         return "npconvolve", None  # costed by direct_cost_ns: it depends on the dtype
-    loop = n_kernel * (LOOP_OVERHEAD_NS_PER_OFFSET + LOOP_NS_PER_MAC * n_out)
-    window = WINDOW_OVERHEAD_NS + WINDOW_NS_PER_MAC * n_out * n_kernel
+    loop = n_kernel * (tuning.value("loop_overhead_ns_per_offset")
+                       + tuning.value("loop_ns_per_mac") * n_out)
+    window = tuning.value("window_overhead_ns") + tuning.value("window_ns_per_mac") * n_out * \
+        n_kernel
     return ("loop", loop) if loop <= window else ("window", window)
 
 
@@ -74,8 +72,9 @@ def direct_cost_ns(shape1, shape2, region, dtype) -> float:
         return plan[1]
     n, k = x_shape[0], k_shape[0]
     macs = (n - k + 1) * k if sizes[0] == n - k + 1 else n * k
-    per_mac = NPCONVOLVE_NS_PER_MAC.get(np.dtype(dtype).kind, 0.4)
-    return NPCONVOLVE_OVERHEAD_NS + per_mac * macs
+    kind = "float" if np.dtype(dtype).kind == "f" else "other"  # complex, ints, bools
+    per_mac = tuning.value(f"npconvolve_ns_per_mac_{kind}")
+    return tuning.value("npconvolve_overhead_ns") + per_mac * macs
 
 
 def _larger_first(shape1, shape2):

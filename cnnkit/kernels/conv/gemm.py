@@ -16,13 +16,36 @@ import math
 
 import numpy as np
 
-from .._runtime import COMPILED_MIN_SIZE as _COMPILED_MIN_SIZE
-from .im2col import col2im, windows
+from ... import tuning
+from ..im2col import col2im, windows
+from ..padding import crop
+
+
+def applies(geometry, pass_name):
+    """Any stride, dilation, groups, dtype and batch (also an empty one)."""
+    return True
+
+
+def wins(geometry, pass_name):
+    """The fallback: asked last, always taken."""
+    return True
+
+
+def forward_pass(xp, w, g):
+    return forward(xp, w, g.stride, g.dilation, g.out, g.groups)
+
+
+def input_pass(dy, w, g):
+    return crop(backward_input(dy, w, g.padded, g.stride, g.dilation, g.groups), g.pads)
+
+
+def weight_pass(xp, dy, g):
+    return backward_weight(xp, dy, g.kernel, g.stride, g.dilation, g.groups)
 
 
 def _compiled(n_dims, size):
-    if n_dims in (2, 3) and size >= _COMPILED_MIN_SIZE:
-        from . import im2col_numba
+    if n_dims in (2, 3) and size >= tuning.value("compiled_min_size"):
+        from .. import im2col_numba
         return im2col_numba
     return None
 

@@ -23,11 +23,14 @@ Gradients use the same machinery:
 The transforms' coefficients are 0, ±1 and ±½, so the float32 error stays within a small
 multiple of direct summation's (measured in tests/test_conv_algorithms.py).
 """
+import math
+
 import numba
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .padding import zero_pad
+from ... import tuning
+from ..padding import crop, zero_pad
 
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 _JIT = dict(parallel=True, cache=True)
@@ -177,17 +180,45 @@ def _transformed_kernel(w):
     return np.ascontiguousarray(u.transpose(0, 3, 1, 2).reshape(16, k, c), dtype=w.dtype)
 
 
+def applies(geometry, pass_name):
+    """3×3, stride 1, dilation 1, groups 1."""
+    g = geometry
+    return g.stride_one(pass_name) and g.kernel == (3, 3) and g.unit_dilation and g.groups == 1
+
+
+def wins(geometry, pass_name):
+    """Winograd's 16 products have C as their inner dimension (too thin below a few channels),
+    and its 2×2 output tiles waste work on odd map sizes (a 7×7 map is computed as 8×8)."""
+    g = geometry
+    computed = math.prod(2 * ((o + 1) // 2) for o in g.out)
+    return g.in_channels >= tuning.value("winograd_min_channels") and \
+        computed <= tuning.value("winograd_max_waste") * math.prod(g.out)
+
+
+def forward_pass(xp, w, g):
+    return forward(xp, w, g.out)
+
+
+def input_pass(dy, w, g):
+    """Only the inside of pads of at most 2 (it pads dy less); wider pads are cropped."""
+    if g.pads is None or all(0 <= lo <= 2 and 0 <= hi <= 2 for lo, hi in g.pads):
+        return backward_input(dy, w, g.padded, g.pads)
+    return crop(backward_input(dy, w, g.padded), g.pads)
+
+
+def weight_pass(xp, dy, g):
+    return backward_weight(xp, dy)
+
+
 # Images are transformed and multiplied a group at a time, so that each (16, channels, tiles)
 # stack stays well under glibc's 32 MiB mmap limit (``cnnkit._runtime``): larger arrays are
 # fresh pages every call, and their page faults (with transparent huge pages, compaction
-# stalls) made a 32×64×32×32 forward pass take 30–75 ms instead of 15.
-_STACK_BYTES = 12 << 20
-
-
+# stalls) made a 32×64×32×32 forward pass take 30–75 ms instead of 15 (the bound is
+# ``winograd_stack_bytes`` in ``cnnkit.tuning``).
 def _image_groups(n_images, channels, out, itemsize):
     th, tw = _tiles(out)
     per_image = 16 * channels * th * tw * itemsize
-    step = max(1, min(n_images, _STACK_BYTES // per_image))
+    step = max(1, min(n_images, tuning.value("winograd_stack_bytes") // per_image))
     return [slice(start, min(start + step, n_images)) for start in range(0, n_images, step)]
 
 

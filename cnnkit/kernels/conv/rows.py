@@ -19,14 +19,34 @@ import math
 
 import numpy as np
 
-from .conv_shift import flat_pitches
-from .correlate_rows import as_planes, correlate_planes, flat_table
-from .padding import zero_pad
+from .shift import flat_pitches
+from ..correlate_rows import as_planes, correlate_planes, flat_table
+from ..padding import zero_pad
 
 
-def applies(dtype, stride, dilation) -> bool:
-    return np.dtype(dtype) == np.float32 and all(s == 1 for s in stride) and \
-        all(d == 1 for d in dilation)
+def applies(geometry, pass_name) -> bool:
+    """float32, stride 1, dilation 1, one input channel per group; forward and input gradient
+    (the weight gradient stays on ``depthwise``), the latter with the exact stride-1 geometry."""
+    g = geometry
+    return g.batch > 0 and g.is_float32 and g.unit_stride and g.unit_dilation and \
+        g.in_channels == g.groups and (pass_name == "forward" or (
+            pass_name == "input" and g.exact))
+
+
+def wins(geometry, pass_name) -> bool:
+    """Where it applies: every forward and input-gradient plane is a single-channel
+    correlation, which the row correlation computes several times faster than a product with
+    an inner dimension of one (lenet_c1: forward 0.8 against 2.5 ms by im2col; dw3x3: 1.5
+    against 4.3 ms)."""
+    return True
+
+
+def forward_pass(xp, w, g):
+    return forward(xp, w, g.out)
+
+
+def input_pass(dy, w, g):
+    return backward_input(dy, w, g.padded, g.groups, g.pads)
 
 
 def _images(n, channels_first, planes_per_image, plane):

@@ -15,14 +15,50 @@ import numpy as np
 
 import numba
 
-from . import implicit_gemm_numba as compiled
-from .transpose_numba import planes_to_rows
-from .conv_shift import flat_pitches
-from .padding import zero_pad
+from ... import tuning
+from .. import implicit_gemm_numba as compiled
+from ..transpose_numba import planes_to_rows
+from .shift import flat_pitches
+from ..padding import zero_pad
 
 
-def applies(dtype, groups):
-    return np.dtype(dtype) == np.float32 and groups == 1
+def applies(geometry, pass_name):
+    """float32, groups 1; the input gradient stride 1 with the exact stride-1 geometry."""
+    g = geometry
+    return g.batch > 0 and g.is_float32 and g.groups == 1 and (
+        pass_name != "input" or (g.unit_stride and g.exact))
+
+
+def wins(geometry, pass_name):
+    """The implicit GEMM beat every other path on the benchmark's float32, groups-1 layers,
+    except where its product is thin: the register tile's row of 16·NV output channels (one
+    input channel for an input gradient wastes 15 of 16 lanes) or fewer than 32 taps per
+    output (each tile is then mostly stores; lenet_c1 forward, 25 taps, ran 1.5× slower).
+    Few output channels idle the lanes of the channels-last tile, not those of the planar
+    one (``planar_wins``). Above ``implicit_max_kernel_taps`` an FFT may beat any direct sum."""
+    g = geometry
+    if g.taps > tuning.value("implicit_max_kernel_taps"):
+        return False
+    if pass_name == "forward":
+        return g.in_channels * g.taps >= tuning.value("implicit_min_taps")
+    if pass_name == "input":  # a product with C outputs and K·prod(kernel) terms
+        taps = g.out_channels * g.taps
+        return taps >= tuning.value("implicit_min_taps") and (
+            g.in_channels >= tuning.value("implicit_lane_channels") or
+            planar_wins(g.in_channels, taps))
+    return True
+
+
+def forward_pass(xp, w, g):
+    return forward(xp, w, g.stride, g.dilation, g.out)
+
+
+def input_pass(dy, w, g):
+    return backward_input(dy, w, g.padded, g.dilation, g.pads)
+
+
+def weight_pass(xp, dy, g):
+    return backward_weight(xp, dy, g.kernel, g.stride, g.dilation)
 
 
 def _offsets(x_shape, kernel, dilation):
@@ -50,8 +86,11 @@ def planar_wins(out_channels, taps):
     and it ends in a transpose of y, which outweighs a thin product (a 64 → 256 1×1 layer:
     2.37 against 1.39 ms planar). Measured on 3×3 and 1×1 layers: planar lost where
     taps > out_channels ≥ 16 (64 → 64 3×3: 7.6 against 6.8 ms), except for the few taps of
-    an 8 → 16 3×3×3 layer (0.47 against 0.72 ms)."""
-    return out_channels < 16 or taps <= out_channels or (out_channels <= 16 and taps <= 256)
+    an 8 → 16 3×3×3 layer (0.47 against 0.72 ms). (16 and 256: ``implicit_lane_channels``
+    and ``implicit_planar_max_taps`` in ``cnnkit.tuning``.)"""
+    lanes = tuning.value("implicit_lane_channels")
+    return out_channels < lanes or taps <= out_channels or (
+        out_channels <= lanes and taps <= tuning.value("implicit_planar_max_taps"))
 
 
 def forward(xp, w, stride, dilation, out):
@@ -68,7 +107,8 @@ def forward(xp, w, stride, dilation, out):
     y = np.empty((n, k, math.prod(out)), dtype=np.float32)
     compiled.ENTRY[vectors][0](np.ascontiguousarray(xp), wt,
                                _offsets(xp.shape, w.shape[2:], dilation), corner, y_last, y,
-                               8 * numba.get_num_threads())
+                               tuning.value("implicit_chunks_per_thread") *
+                               numba.get_num_threads())
     return y.reshape((n, k) + tuple(out))
 
 

@@ -15,9 +15,34 @@ import math
 
 import numpy as np
 
-from . import fft_threads
+from ... import tuning
+from .. import fft_threads
+from ..fft_conv import next_fast_len
+from ..padding import crop
 
-from .fft_conv import next_fast_len
+
+def applies(geometry, pass_name):
+    return geometry.stride_one(pass_name)
+
+
+def wins(geometry, pass_name):
+    """Large kernels whose estimated FFT work is well below the direct sum's."""
+    g = geometry
+    return g.taps >= tuning.value("fft_min_kernel_taps") and cost_ratio(
+        g.batch, g.in_channels // g.groups, g.out_channels, g.kernel, g.out,
+        g.padded) < tuning.value("fft_max_cost_ratio")
+
+
+def forward_pass(xp, w, g):
+    return forward(xp, w, g.dilation, g.out, g.groups)
+
+
+def input_pass(dy, w, g):
+    return crop(backward_input(dy, w, g.padded, g.dilation, g.groups), g.pads)
+
+
+def weight_pass(xp, dy, g):
+    return backward_weight(xp, dy, g.kernel, g.dilation, g.groups)
 
 
 def _dilate(w, dilation):
@@ -107,6 +132,7 @@ def cost_ratio(n, c, k, kernel, out, spatial):
     direct = n * k * c * math.prod(kernel) * math.prod(out)
     lengths = _lengths(spatial)
     size = math.prod(lengths)
-    transforms = (n * c + k * c + n * k) * size * math.log2(max(size, 2)) * 2.5
-    products = n * k * c * size * 2
+    transforms = (n * c + k * c + n * k) * size * math.log2(max(size, 2)) * tuning.value(
+        "fft_transform_cost")
+    products = n * k * c * size * tuning.value("fft_product_cost")
     return (transforms + products) / max(direct, 1)

@@ -6,9 +6,52 @@ kernel taps is one broadcast multiply-add over the whole batch:
 
     y[n, g·m + j, i] = Σ_a w[g·m + j, 0, a] · x[n, g, i·s + a·d]
 """
+import math
+import sys
+
 import numpy as np
 
-from .im2col import offset_views
+from ... import tuning
+from ..im2col import offset_views
+from ..padding import crop
+
+
+def applies(geometry, pass_name):
+    """One input channel per group, any stride, dilation and dims."""
+    return geometry.batch > 0 and geometry.in_channels == geometry.groups
+
+
+def wins(geometry, pass_name):
+    """Depthwise layers, and the single-channel layers the row correlation would take for the
+    forward or input pass but cannot (an input gradient with unreached trailing cells)."""
+    g = geometry
+    return g.groups > 1 or (pass_name != "weight" and g.is_float32 and g.unit_stride and
+                            g.unit_dilation)
+
+
+def _kernels(array_shape, kernel, work_positions):
+    """The compiled 2-D depthwise kernels for real work; NumPy's (this module) for tiny or
+    non-2-D layers, where starting Numba's thread pool costs more than the arithmetic."""
+    if len(kernel) == 2 and array_shape[0] * array_shape[1] * work_positions * math.prod(
+            kernel) >= tuning.value("depthwise_compiled_min_work"):
+        from .. import depthwise_numba
+        return depthwise_numba
+    return sys.modules[__name__]
+
+
+def forward_pass(xp, w, g):
+    return _kernels(xp.shape, g.kernel, math.prod(g.out)).forward(xp, w, g.stride, g.dilation,
+                                                                   g.out)
+
+
+def input_pass(dy, w, g):
+    kernels = _kernels(dy.shape, g.kernel, math.prod(dy.shape[2:]))
+    return crop(kernels.backward_input(dy, w, g.padded, g.stride, g.dilation, g.groups), g.pads)
+
+
+def weight_pass(xp, dy, g):
+    return _kernels(dy.shape, g.kernel, math.prod(dy.shape[2:])).backward_weight(
+        xp, dy, g.kernel, g.stride, g.dilation)
 
 _SPATIAL_LETTERS = "xyzuvw"
 

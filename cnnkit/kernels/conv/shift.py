@@ -22,7 +22,35 @@ import math
 
 import numpy as np
 
-from .padding import zero_pad
+from ... import tuning
+from ..padding import crop, zero_pad
+
+
+def applies(geometry, pass_name):
+    return geometry.stride_one(pass_name)
+
+
+def wins(geometry, pass_name):
+    """The shift products have C/G as their inner dimension: too thin for BLAS below a few
+    channels, where the im2col columns (C/G · prod(kernel) rows) make a better product. On
+    small maps the products' wasted border columns and accumulate passes cost more than
+    im2col's copy (autotune picked gemm for 14×14 and 7×7 layers, shift for 32×32). 1×1
+    kernels need no shifting at all: the shift path is then one product per image."""
+    g = geometry
+    large_map = math.prod(g.out) >= tuning.value("shift_min_map") or g.taps == 1
+    return g.in_channels // g.groups >= tuning.value("shift_min_group_channels") and large_map
+
+
+def forward_pass(xp, w, g):
+    return forward(xp, w, g.dilation, g.out, g.groups)
+
+
+def input_pass(dy, w, g):
+    return crop(backward_input(dy, w, g.padded, g.dilation, g.groups), g.pads)
+
+
+def weight_pass(xp, dy, g):
+    return backward_weight(xp, dy, g.kernel, g.dilation, g.groups)
 
 
 def flat_pitches(spatial):
@@ -54,12 +82,6 @@ def _channels_major(xp, groups, tail):
     return flat.reshape(groups, c // groups, -1)
 
 
-# Few channels per group make each product thin and leave many accumulate passes; below this
-# many (channels × last kernel size) rows, the last kernel dim's offsets are folded into the
-# channel axis (a k-fold partial im2col): k× fewer, k× deeper products.
-_FOLD_MAX_ROWS = 64
-
-
 def _operands(xp, kernel, dilation, out, groups):
     """The input matrix and the offsets the products run over.
 
@@ -70,7 +92,10 @@ def _operands(xp, kernel, dilation, out, groups):
     spatial = xp.shape[2:]
     _, _, offsets = _geometry(spatial, kernel, dilation, out)
     cg, last = xp.shape[1] // groups, kernel[-1]
-    fold = last if 1 < last and cg * last <= _FOLD_MAX_ROWS else 1
+    # Few channels per group make each product thin and leave many accumulate passes; below
+    # shift_fold_max_rows (channels × last kernel size) rows, the last kernel dim's offsets are
+    # folded into the channel axis (a k-fold partial im2col): k× fewer, k× deeper products.
+    fold = last if 1 < last and cg * last <= tuning.value("shift_fold_max_rows") else 1
     x_flat = _channels_major(xp, groups, max(offsets))
     if fold == 1:
         return x_flat, offsets, 1

@@ -1,0 +1,63 @@
+"""Convolution kernels on plain ndarrays: forward and both gradients, any number of dims.
+
+All three take an input that is *already padded*; ``cnnkit.functional.conv`` does the padding
+and the autograd wiring. Notation (the source notes' forward formula, with batch and groups):
+
+    y[n, k, i] = Σ_c Σ_a w[k, c, a] · x[n, c, i·s + a·d]          (i, a: spatial multi-indices)
+
+Its two gradients are convolutions again:
+
+    dL/dx[n, c, j] = Σ_k Σ_{a : j = i·s + a·d} dL/dy[n, k, i] · w[k, c, a]
+        the *transposed* convolution of dL/dy with w: every output gradient is spread back over
+        its receptive field, weighted by the kernel taps. For stride 1 this is the full
+        correlation of dL/dy with the flipped kernel.
+    dL/dw[k, c, a] = Σ_n Σ_i dL/dy[n, k, i] · x[n, c, i·s + a·d]
+        the correlation of the input with dL/dy.
+
+Several algorithms compute these same sums, each a module of this package; ``select`` picks
+one per call and pass (``cnnkit.reference`` holds the literal loops they are all tested
+against). In the order the heuristic asks them (``registry.REGISTRY``):
+
+    'rows'       one input channel per group, float32, stride 1: forward and input gradient
+                 on the register-tiled row correlation (``rows``)
+    'implicit'   float32, groups 1: an implicit GEMM, a compiled register-tiled product that
+                 reads the padded input in place (``implicit``)
+    'fft'        stride 1 with a large kernel: products of spectra (``fft``)
+    'depthwise'  one input channel per group: a direct sum over kernel offsets (compiled with
+                 Numba for 2-D layers of real size, ``depthwise_numba``)
+    'winograd'   3×3, stride 1, dilation 1: Winograd F(2×2, 3×3), 2.25× fewer multiplies
+    'shift'      stride 1: shifted matrix products on the padded input, no im2col copy
+    'gemm'       anything else: im2col and one large matrix product
+
+How the choice is made (``dispatch.select``): a forced algorithm (``using(algorithm=...)``)
+runs or, if it does not apply to the call, raises ``NotApplicable``; else, with autotune on
+(``using(autotune=True)``), the algorithm measured fastest for that shape and pass; else the
+first algorithm in registry order that applies and whose rule says it wins. Every call's shape
+is one frozen ``ConvGeometry``; every threshold the rules use is in ``cnnkit.tuning``.
+
+Settings are context-local (``config``): ``with using(...)`` holds for its block in its own
+thread. ``force_algorithm(name)`` and ``set_autotune(flag)`` still work, as the unscoped forms
+(they set the value for the rest of the calling thread or task).
+
+To add an algorithm: write one module here with
+
+    applies(geometry, pass_name) -> bool   the complete precondition, on shapes only
+    wins(geometry, pass_name) -> bool      the heuristic's rule, asked where it applies
+    forward_pass(xp, w, geometry)          -> y (N, K, *out)
+    input_pass(dy, w, geometry)            -> dx inside geometry.pads (N, C, *inner)
+    weight_pass(xp, dy, geometry)          -> dw (K, C/G, *kernel)
+
+(a pass that ``applies`` refuses need not exist) and add one line to ``registry.REGISTRY``,
+at the place in the order where its rule should be asked. Forcing it on the shared grid in
+tests/test_conv_algorithms.py then checks it against PyTorch.
+"""
+from . import autotune
+from .config import force_algorithm, set_autotune, using
+from .dispatch import conv_backward_input, conv_backward_weight, conv_forward, select
+from .geometry import ConvGeometry, output_spatial
+from .registry import ALGORITHMS, PASSES, REGISTRY, NotApplicable, applicable, applies
+
+__all__ = ["ALGORITHMS", "PASSES", "REGISTRY", "ConvGeometry", "NotApplicable", "applicable",
+           "applies", "autotune", "conv_backward_input", "conv_backward_weight",
+           "conv_forward", "force_algorithm", "output_spatial", "select", "set_autotune",
+           "using"]

@@ -1,0 +1,78 @@
+"""The shape of one convolution call, computed once and handed to every decision and pass."""
+import dataclasses
+import math
+
+import numpy as np
+
+
+def output_spatial(spatial, kernel, stride, dilation):
+    """out = floor((padded_in − d·(k−1) − 1)/s) + 1 per dim (padding is already applied)."""
+    return tuple((n - d * (k - 1) - 1) // s + 1
+                 for n, k, s, d in zip(spatial, kernel, stride, dilation))
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvGeometry:
+    """A convolution y (N, K, *out) = x (N, C, *padded) ⋆ w (K, C/G, *kernel).
+
+    ``padded`` is the padded input's spatial shape; ``pads`` ((lo, hi) per dim, or None) the
+    zero padding inside it whose gradient is not wanted. Pads do not change which algorithm
+    runs, so they are left out of equality and hashing (the autotune table's key).
+    """
+    batch: int
+    in_channels: int
+    out_channels: int
+    groups: int
+    kernel: tuple
+    stride: tuple
+    dilation: tuple
+    padded: tuple
+    out: tuple
+    dtype: np.dtype
+    pads: tuple = dataclasses.field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, x_shape, w_shape, stride, dilation, groups=1, dtype=np.float32, pads=None,
+           out=None):
+        """From the padded input's shape (N, C, *padded) and the weight's (K, C/G, *kernel);
+        ``out`` defaults to the forward output's spatial shape."""
+        kernel = tuple(int(k) for k in w_shape[2:])
+        stride, dilation = tuple(int(s) for s in stride), tuple(int(d) for d in dilation)
+        padded = tuple(int(n) for n in x_shape[2:])
+        out = output_spatial(padded, kernel, stride, dilation) if out is None else out
+        return cls(batch=int(x_shape[0]), in_channels=int(x_shape[1]),
+                   out_channels=int(w_shape[0]), groups=int(groups), kernel=kernel,
+                   stride=stride, dilation=dilation, padded=padded,
+                   out=tuple(int(o) for o in out), dtype=np.dtype(dtype),
+                   pads=None if pads is None else tuple(tuple(p) for p in pads))
+
+    @property
+    def taps(self):
+        """prod(kernel): multiply-adds per output and input channel."""
+        return math.prod(self.kernel)
+
+    @property
+    def unit_stride(self):
+        return all(s == 1 for s in self.stride)
+
+    @property
+    def unit_dilation(self):
+        return all(d == 1 for d in self.dilation)
+
+    @property
+    def is_float32(self):
+        return self.dtype == np.float32
+
+    def stride_one(self, pass_name):
+        """What every stride-1-only algorithm needs: images, stride 1 and, for the gradients,
+        the exact stride-1 geometry (``exact``)."""
+        return self.batch > 0 and self.unit_stride and (pass_name == "forward" or self.exact)
+
+    @property
+    def exact(self):
+        """The stride-1 geometry holds exactly: every padded input cell is reached by an output
+        (a transposed conv's output padding may leave unreached trailing cells) and the output
+        is not empty. The stride-1-only algorithms' backward passes need it."""
+        ones = (1,) * len(self.kernel)
+        return output_spatial(self.padded, self.kernel, ones, self.dilation) == self.out and \
+            math.prod(self.out) > 0

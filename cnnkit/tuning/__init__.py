@@ -1,0 +1,123 @@
+"""The kernels' thresholds and cost constants, in one place (the table: ``constants.py``).
+
+Kernels read a constant by name, ``tuning.value("rows_overhead_ns")``: a context-local
+override first (``override``, for tests and experiments), then this machine's measured value,
+then the default. The measured values come from a per-user cache file written by
+``cnnkit tune`` (or ``python -m cnnkit.bench --calibrate``), read once per process
+(``store.py`` has the format, path and checks). ``CNNKIT_TUNING`` changes where they come from:
+
+    CNNKIT_TUNING=off          defaults only (no cache file is read)
+    CNNKIT_TUNING=/some/file   that file instead of the per-user cache (same format and checks)
+
+A cache file that is corrupt, for another CPU or cnnkit version, or holds a value of the wrong
+type or out of range is ignored as a whole, with a warning.
+"""
+import contextlib
+import contextvars
+import functools
+import os
+import threading
+import warnings
+
+from . import store
+from .constants import CONSTANTS, Constant
+
+__all__ = ["CONSTANTS", "Constant", "cache_file", "defaults", "override", "reload", "save",
+           "source", "value", "values"]
+
+_overrides = contextvars.ContextVar("cnnkit_tuning_overrides", default=None)
+_lock = threading.Lock()
+
+
+def defaults():
+    """name -> default value of every constant."""
+    return {name: c.default for name, c in CONSTANTS.items()}
+
+
+def _key():
+    """(cpu name, cnnkit version): what a cache file must have been measured for."""
+    from .. import __version__
+    from ..cpu import host
+    return host().name, __version__
+
+
+def cache_file():
+    """The file measured values are read from and saved to, or None with CNNKIT_TUNING=off."""
+    setting = os.environ.get("CNNKIT_TUNING", "")
+    if setting.lower() == "off":
+        return None
+    return setting or store.cache_path(*_key())
+
+
+@functools.lru_cache(maxsize=1)
+def _loaded():
+    """(values: name -> number, source: a description), read once per process."""
+    path = cache_file()
+    if path is None:
+        return defaults(), "defaults (CNNKIT_TUNING=off)"
+    if not os.path.exists(path):
+        return defaults(), "defaults (no measurements saved)"
+    try:
+        measured = store.read(path, *_key())
+    except store.InvalidCache as err:
+        warnings.warn(f"cnnkit: ignoring the tuning cache {path}: {err}", RuntimeWarning,
+                      stacklevel=3)
+        return defaults(), "defaults (cache ignored)"
+    return {**defaults(), **measured}, path
+
+
+def value(name):
+    """The current value of constant ``name`` (see the module docstring for the order)."""
+    overrides = _overrides.get()
+    if overrides is not None and name in overrides:
+        return overrides[name]
+    with _lock:
+        current = _loaded()[0]
+    return current[name]
+
+
+def values():
+    """name -> current value of every constant."""
+    return {name: value(name) for name in CONSTANTS}
+
+
+def source():
+    """Where the values come from: 'defaults (...)' or the cache file's path."""
+    with _lock:
+        return _loaded()[1]
+
+
+def reload():
+    """Forget the values read, so the next ``value`` reads the cache file again."""
+    with _lock:
+        _loaded.cache_clear()
+
+
+@contextlib.contextmanager
+def override(**new_values):
+    """Within the block (this thread or task only), use these values, e.g.
+    ``with tuning.override(compiled_min_size=0):``. Names and ranges are checked."""
+    for name, number in new_values.items():
+        if name not in CONSTANTS:
+            raise ValueError(f"override: unknown constant {name!r}")
+        store.check_value(name, number)
+    token = _overrides.set({**(_overrides.get() or {}), **new_values})
+    try:
+        yield
+    finally:
+        _overrides.reset(token)
+
+
+def save(measured, path=None):
+    """Save measured values (name -> number) for this CPU and version, atomically, keeping the
+    other values already saved; returns the path. Later reads in this process see them."""
+    path = path or cache_file() or store.cache_path(*_key())
+    previous = {}
+    if os.path.exists(path):
+        try:
+            previous = store.read(path, *_key())
+        except store.InvalidCache:
+            previous = {}
+    store.write(path, {**previous, **measured}, *_key())
+    reload()
+    return path

@@ -1,0 +1,207 @@
+"""Re-measure this machine's constants: ``cnnkit tune`` / ``python -m cnnkit.bench --calibrate``.
+
+Only what a short timing can measure honestly (under a minute; ``fast`` for tests):
+
+* cost models, fitted by least squares on a few timed shapes, relative error weighted:
+  the row correlation (``rows_*``: ns per lane multiply-add for one- and four-row tiles, per
+  element copied, per call), the FFT convolution (``fft_ns_per_nlogn_*``, ``fft_overhead_ns``)
+  and ``np.convolve`` (``npconvolve_*``). One core, like the defaults.
+* crossovers, by timing both candidates on growing sizes: compiled ReLU against NumPy's
+  (``compiled_min_size``, all threads, since the threshold is the price of waking them) and
+  the compiled depthwise forward against NumPy's (``depthwise_compiled_min_work``).
+
+A fit that gives a value outside a constant's range, or a crossover not found within the
+sizes tried, keeps the default (and says so). The other constants are rules read off the
+benchmark, not timing models: printed as 'default kept'.
+"""
+import math
+import time
+
+import numpy as np
+
+from .constants import CONSTANTS
+from .store import InvalidCache, check_value
+
+
+def best_ns(run, repeats=3):
+    """ns of the fastest of ``repeats`` calls, after one warm-up call (compilation, caches);
+    the conv autotune times its candidates with it too."""
+    run()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        run()
+        best = min(best, time.perf_counter_ns() - start)
+    return float(best)
+
+
+def _fit(features, times):
+    """Least squares of times ≈ features @ weights, each row scaled by 1/time (relative error)."""
+    a = np.asarray(features, np.float64)
+    t = np.asarray(times, np.float64)
+    weights, *_ = np.linalg.lstsq(a / t[:, None], np.ones_like(t), rcond=None)
+    return weights
+
+
+def _rows(fast, repeats):
+    from ..kernels import correlate_rows
+    rng = np.random.default_rng(0)
+    signals = [(n, k) for n in ((2000, 8000) if fast else (8000, 32000, 128000))
+               for k in ((9, 33) if fast else (15, 63, 127))]
+    images = [(n, k) for n in ((24, 48) if fast else (64, 128, 256))
+              for k in ((3, 7) if fast else (3, 7, 11))]
+    features, times = [], []
+    shapes = [((n,), (k,)) for n, k in signals] + [((n, n), (k, k)) for n, k in images]
+    for out, kernel in shapes:
+        x = rng.standard_normal(tuple(o + q - 1 for o, q in zip(out, kernel))).astype(np.float32)
+        w = rng.standard_normal(kernel).astype(np.float32)
+        rows, lane_macs, copied = correlate_rows.cost_terms(kernel, out)
+        features.append([lane_macs if rows == 1 else 0, lane_macs if rows == 4 else 0,
+                         copied, 1.0])
+        times.append(best_ns(lambda: correlate_rows.correlate(x, w, (0,) * len(out), out),
+                              repeats))
+    names = ["rows_ns_per_lane_mac_1row", "rows_ns_per_lane_mac_4rows",
+             "rows_ns_per_element_copied", "rows_overhead_ns"]
+    return dict(zip(names, _fit(features, times)))
+
+
+def _fft(fast, repeats):
+    from ..kernels.fft_conv import fft_convolve, fft_cost_terms
+    rng = np.random.default_rng(1)
+    shapes = [((n,), (k,)) for n in ((1000, 6000) if fast else (2000, 6000, 12000))
+              for k in (31, 301)]
+    shapes += [((n, n), (k, k)) for n in ((32, 96) if fast else (64, 192, 384)) for k in (5, 15)]
+    shapes += [((n,), (101,)) for n in ((40000,) if fast else (100000, 400000))]  # overlap-add
+    names = ["fft_ns_per_nlogn_1d", "fft_ns_per_nlogn_nd", "fft_ns_per_nlogn_overlap_add"]
+    features, times = [], []
+    for a_shape, b_shape in shapes:
+        a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+        per_work, work = fft_cost_terms(a_shape, b_shape)
+        features.append([work if name == per_work else 0.0 for name in names] + [1.0])
+        times.append(best_ns(lambda: fft_convolve(a, b), repeats))
+    return dict(zip(names + ["fft_overhead_ns"], _fit(features, times)))
+
+
+def _npconvolve(fast, repeats):
+    rng = np.random.default_rng(2)
+    features, times = [], []
+    for n in ((500, 4000) if fast else (1000, 10000, 50000)):
+        for k in (3, 64, 256):
+            a, b = rng.standard_normal(n), rng.standard_normal(k)
+            features.append([n * k, 1.0])
+            times.append(best_ns(lambda: np.convolve(a, b), repeats))
+    return dict(zip(["npconvolve_ns_per_mac_float", "npconvolve_overhead_ns"],
+                    _fit(features, times)))
+
+
+def _crossover(sizes, slow, fast, repeats):
+    """The size from which ``fast(size)`` beats ``slow(size)`` on every larger size tried (the
+    geometric mean of the last size where it lost and the next), or None if it loses at the
+    largest. ``slow`` and ``fast`` make the call to time for a size."""
+    lost = [i for i, size in enumerate(sizes)
+            if best_ns(fast(size), repeats) >= best_ns(slow(size), repeats)]
+    if not lost:
+        return sizes[0]
+    if lost[-1] == len(sizes) - 1:
+        return None
+    return int(math.sqrt(sizes[lost[-1]] * sizes[lost[-1] + 1]))
+
+
+def _compiled_relu(fast, repeats):
+    from ..kernels import relu_numba
+    sizes = [1 << e for e in range(10, 19 if fast else 23, 2)]
+
+    def arrays(size):
+        return np.random.default_rng(3).standard_normal(size).astype(np.float32), \
+            np.empty(size, np.float32)
+
+    def compiled(size):
+        x, out = arrays(size)
+        return lambda: relu_numba.forward(x, out)
+
+    def numpy(size):
+        x, out = arrays(size)
+        return lambda: np.maximum(x, 0, out=out)
+    return {"compiled_min_size": _crossover(sizes, numpy, compiled, repeats)}
+
+
+def _compiled_depthwise(fast, repeats):
+    from ..kernels import depthwise_numba
+    from ..kernels.conv import depthwise
+    maps = (4, 8, 16, 32) if fast else (4, 8, 16, 32, 64, 128)
+
+    def layer(kernels, side):
+        rng = np.random.default_rng(4)
+        xp = rng.standard_normal((2, 16, side + 2, side + 2)).astype(np.float32)
+        w = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
+        return lambda: kernels.forward(xp, w, (1, 1), (1, 1), (side, side))
+    work = [2 * 16 * side * side * 9 for side in maps]
+    side_of = dict(zip(work, maps))
+    return {"depthwise_compiled_min_work": _crossover(
+        work, lambda m: layer(depthwise, side_of[m]), lambda m: layer(depthwise_numba, side_of[m]),
+        repeats)}
+
+
+def _show(value):
+    return str(value) if isinstance(value, int) else f"{value:.4g}"
+
+
+def _one_core(measure):
+    """Run ``measure`` with Numba on one thread (the cost models are per core)."""
+    import numba
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return measure()
+    finally:
+        numba.set_num_threads(threads)
+
+
+def calibrate(fast=False, log=print):
+    """Measure what can be measured; returns {name: value} of the valid measurements and
+    logs one line per constant: 'name: default -> measured unit' or why the default stays."""
+    repeats = 2 if fast else 7
+    raw = {}
+    raw.update(_one_core(lambda: _rows(fast, repeats)))
+    raw.update(_one_core(lambda: _fft(fast, repeats)))
+    raw.update(_npconvolve(fast, repeats))
+    raw.update(_compiled_relu(fast, repeats))
+    raw.update(_compiled_depthwise(fast, repeats))
+    measured = {}
+    for name, constant in CONSTANTS.items():
+        if name not in raw:
+            log(f"  {name}: {_show(constant.default)} (default kept: not measured by this "
+                f"command, see its description)")
+            continue
+        value = raw[name]
+        if value is None:
+            log(f"  {name}: {_show(constant.default)} (default kept: no crossover in the sizes tried)")
+            continue
+        try:
+            measured[name] = check_value(name, round(value) if constant.integer else value)
+        except InvalidCache:
+            log(f"  {name}: {_show(constant.default)} (default kept: the fit gave {value:.4g}, outside "
+                f"[{constant.low:g}, {constant.high:g}])")
+            continue
+        log(f"  {name}: {_show(constant.default)} -> {_show(measured[name])} {constant.unit}")
+    return measured
+
+
+def run(dry_run=False, fast=False, path=None, log=print):
+    """``calibrate``, then save (unless ``dry_run``); returns (measured, saved path or None)."""
+    from . import save, source
+    from ..cpu import host
+    log(f"calibrating cnnkit's constants on {host().name} (values now from {source()}):")
+    start = time.perf_counter()
+    import numba
+    log(f"(cost models timed on one core; crossovers with {numba.get_num_threads()} Numba "
+        f"threads, as this process runs them: NUMBA_NUM_THREADS)")
+    measured = calibrate(fast=fast, log=log)
+    log(f"measured {len(measured)} of {len(CONSTANTS)} constants in "
+        f"{time.perf_counter() - start:.1f} s")
+    if dry_run:
+        log("dry run: nothing saved")
+        return measured, None
+    saved = save(measured, path)
+    log(f"saved to {saved}")
+    return measured, saved

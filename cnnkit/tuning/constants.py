@@ -1,0 +1,148 @@
+"""Every threshold and cost constant the kernels decide by, with its meaning, unit and default.
+
+The defaults were measured on the project's machine (AMD EPYC, AVX-512, see BENCHMARKS.md);
+``cnnkit tune`` re-measures the ones marked ``measured_by`` on this machine (see
+``cnnkit.tuning.calibrate``). A constant with ``measured_by=None`` is not re-measured: its
+``meaning`` says why, and the calibration prints it as 'default kept'.
+"""
+import dataclasses
+
+TUNE = "cnnkit tune"  # also: python -m cnnkit.bench --calibrate
+
+
+@dataclasses.dataclass(frozen=True)
+class Constant:
+    name: str
+    default: float
+    unit: str
+    meaning: str
+    low: float            # the valid range, inclusive: a cached value outside it is refused
+    high: float
+    integer: bool = False
+    measured_by: str = None   # the command that re-measures it, or None (see ``meaning``)
+
+
+_NOT_TIMED = " Not re-measured: a rule read off the benchmark's layers, not a timing model."
+
+_TABLE = [
+    # ----------------------------------------------------------------- conv algorithm rules
+    Constant("implicit_max_kernel_taps", 128, "taps per channel (prod(kernel))",
+             "Above this many kernel taps the implicit GEMM is not chosen by the heuristic "
+             "(an FFT may beat any direct sum; not measured for the implicit GEMM)." + _NOT_TIMED,
+             1, 1 << 20, integer=True),
+    Constant("implicit_min_taps", 32, "multiply-adds per output",
+             "The implicit GEMM is chosen (forward: C·prod(kernel); input gradient: "
+             "K·prod(kernel)) from this many terms per output on; below, each tile is mostly "
+             "stores (lenet_c1's 25 taps ran 1.5× slower)." + _NOT_TIMED, 1, 1 << 20, integer=True),
+    Constant("implicit_lane_channels", 16, "channels",
+             "Output channels that fill a row of the implicit GEMM's channels-last tile (the "
+             "AVX-512 lane count): fewer idle lanes, so the planar orientation is taken and the "
+             "input gradient needs this many input channels." + _NOT_TIMED, 1, 1024, integer=True),
+    Constant("implicit_planar_max_taps", 256, "multiply-adds per output",
+             "The planar orientation still wins at exactly implicit_lane_channels outputs up "
+             "to this many terms (an 8 -> 16 3×3×3 layer: 0.47 against 0.72 ms)." + _NOT_TIMED,
+             1, 1 << 20, integer=True),
+    Constant("implicit_chunks_per_thread", 8, "work chunks per Numba thread",
+             "The implicit GEMM's forward splits its output positions into this many chunks "
+             "per thread, for load balance." + _NOT_TIMED, 1, 1024, integer=True),
+    Constant("fft_min_kernel_taps", 32, "taps (prod(kernel))",
+             "A layer is considered for the FFT only from this kernel size on." + _NOT_TIMED,
+             1, 1 << 20, integer=True),
+    Constant("fft_max_cost_ratio", 0.5, "FFT work / direct work",
+             "The FFT is chosen when its estimated work is below this fraction of the direct "
+             "sum's (the estimate is rough, hence the margin)." + _NOT_TIMED, 0.01, 100.0),
+    Constant("fft_transform_cost", 2.5, "direct multiply-adds per point·log2(points)",
+             "Cost of one transform in the conv FFT estimate, relative to one direct "
+             "multiply-add." + _NOT_TIMED, 0.01, 100.0),
+    Constant("fft_product_cost", 2.0, "direct multiply-adds per complex product",
+             "Cost of one complex multiply-add of spectra in the conv FFT estimate, relative to "
+             "one direct multiply-add." + _NOT_TIMED, 0.01, 100.0),
+    Constant("winograd_min_channels", 16, "input channels",
+             "Winograd's 16 products have C as their inner dimension: too thin below this."
+             + _NOT_TIMED, 1, 1 << 16, integer=True),
+    Constant("winograd_max_waste", 1.15, "computed outputs / wanted outputs",
+             "Winograd's 2×2 tiles compute odd maps one row and column too large (7×7 as 8×8); "
+             "it is chosen only while that waste stays below this." + _NOT_TIMED, 1.0, 4.0),
+    Constant("shift_min_group_channels", 8, "channels per group",
+             "The shift products have C/G as their inner dimension: too thin for BLAS below "
+             "this, where im2col's deeper product wins." + _NOT_TIMED, 1, 1 << 16, integer=True),
+    Constant("shift_min_map", 400, "output positions",
+             "On smaller maps the shift products' wasted border columns cost more than "
+             "im2col's copy (autotune picked gemm for 14×14 and 7×7 layers)." + _NOT_TIMED,
+             1, 1 << 30, integer=True),
+    Constant("shift_fold_max_rows", 64, "rows (channels × last kernel size)",
+             "Below this many rows the shift algorithm folds the last kernel dim into the "
+             "channels (a partial im2col): fewer, deeper products." + _NOT_TIMED,
+             1, 1 << 16, integer=True),
+    Constant("winograd_stack_bytes", 12 << 20, "bytes",
+             "Winograd transforms this many bytes of images at a time, to stay under glibc's "
+             "32 MiB mmap limit. Not re-measured: a memory bound, not a timing.",
+             1, 1 << 30, integer=True),
+    # ----------------------------------------------------------- compiled vs NumPy thresholds
+    Constant("compiled_min_size", 1 << 16, "array elements",
+             "Below this many values NumPy's own passes beat waking Numba's thread pool "
+             "(ReLU, pooling, batch norm, im2col copies). Measured as the crossover of the "
+             "compiled ReLU against NumPy's.", 0, 1 << 62, integer=True, measured_by=TUNE),
+    Constant("depthwise_compiled_min_work", 1 << 18, "multiply-adds",
+             "Depthwise layers with at least this much work run on the compiled kernels "
+             "(depthwise_numba), smaller ones on NumPy's. Measured as the crossover of the two "
+             "forward passes.", 0, 1 << 40, integer=True, measured_by=TUNE),
+    Constant("fft_parallel_min_size", 1 << 20, "array elements",
+             "FFT passes over at least this many values are split across threads. Not "
+             "re-measured: the benchmark found the threshold under competing threads.",
+             0, 1 << 62, integer=True),
+    # ------------------------------------------------------------- row correlation cost model
+    Constant("rows_ns_per_lane_mac_1row", 0.025, "ns per lane multiply-add, one core",
+             "Row correlation with a one-row tile (every input vector reloaded per output row).",
+             1e-5, 10.0, measured_by=TUNE),
+    Constant("rows_ns_per_lane_mac_4rows", 0.009, "ns per lane multiply-add, one core",
+             "Row correlation with a four-row tile (each input vector shared by four rows).",
+             1e-5, 10.0, measured_by=TUNE),
+    Constant("rows_ns_per_element_copied", 0.2, "ns per element",
+             "Row correlation: copying the padded input block and the cropped output.",
+             1e-5, 100.0, measured_by=TUNE),
+    Constant("rows_overhead_ns", 12_000.0, "ns per call",
+             "Row correlation: fixed cost of a call (tables, thread pool).", 0.0, 1e8,
+             measured_by=TUNE),
+    Constant("rows_chunks_per_thread", 4, "work chunks per Numba thread",
+             "The row correlation splits columns until it has this many tasks per thread."
+             + _NOT_TIMED, 1, 1024, integer=True),
+    # ------------------------------------------------------- signal direct-vs-FFT cost model
+    Constant("npconvolve_ns_per_mac_float", 0.1, "ns per multiply-add, one core",
+             "np.convolve on real floats (1-D direct signals).", 1e-5, 100.0, measured_by=TUNE),
+    Constant("npconvolve_ns_per_mac_other", 0.4, "ns per multiply-add, one core",
+             "np.convolve on complex, integer and bool inputs. Not re-measured (the float rate "
+             "is; these kinds are rare).", 1e-5, 100.0),
+    Constant("npconvolve_overhead_ns", 2_000.0, "ns per call", "np.convolve's fixed cost.",
+             0.0, 1e8, measured_by=TUNE),
+    Constant("loop_ns_per_mac", 0.6, "ns per multiply-add, one core",
+             "The kernel-offset loop of direct N-D signals (non-float32 dtypes)." + _NOT_TIMED,
+             1e-5, 100.0),
+    Constant("loop_overhead_ns_per_offset", 3_000.0, "ns per kernel offset",
+             "The kernel-offset loop's cost per offset." + _NOT_TIMED, 0.0, 1e8),
+    Constant("window_ns_per_mac", 1.2, "ns per multiply-add, one core",
+             "The sliding-window einsum of direct N-D signals." + _NOT_TIMED, 1e-5, 100.0),
+    Constant("window_overhead_ns", 20_000.0, "ns per call",
+             "The sliding-window einsum's fixed cost." + _NOT_TIMED, 0.0, 1e8),
+    Constant("fft_ns_per_nlogn_1d", 2.0, "ns per point·log2(points)",
+             "A 1-D FFT convolution (two transforms, one inverse and the product).", 1e-4, 100.0,
+             measured_by=TUNE),
+    Constant("fft_ns_per_nlogn_nd", 0.6, "ns per point·log2(points)",
+             "An N-D FFT convolution (two transforms, one inverse and the product).", 1e-4, 100.0,
+             measured_by=TUNE),
+    Constant("fft_ns_per_nlogn_overlap_add", 0.45, "ns per point·log2(block)",
+             "Overlap-add's many short transforms in one call (long 1-D signals).", 1e-4, 100.0,
+             measured_by=TUNE),
+    Constant("fft_overhead_ns", 40_000.0, "ns per call", "An FFT convolution's fixed cost.",
+             0.0, 1e8, measured_by=TUNE),
+    Constant("overlap_add_min_block", 4096, "samples",
+             "Shortest overlap-add block." + _NOT_TIMED, 16, 1 << 24, integer=True),
+    Constant("overlap_add_block_per_kernel", 8, "block samples per kernel sample",
+             "An overlap-add block is at least this many kernel lengths, so the K - 1 overlap "
+             "is a small part of it." + _NOT_TIMED, 2, 1024, integer=True),
+    Constant("overlap_add_min_blocks", 4, "blocks",
+             "Overlap-add is used only for signals of at least this many blocks; shorter ones "
+             "take one FFT of the whole signal." + _NOT_TIMED, 1, 1 << 20, integer=True),
+]
+
+CONSTANTS = {c.name: c for c in _TABLE}

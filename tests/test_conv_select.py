@@ -1,0 +1,142 @@
+"""The one place that decides which convolution algorithm runs: ``select`` and its settings.
+
+Forced algorithms are refused where they do not apply (never replaced), settings are
+per-thread context managers, and the autotune table is shared safely between threads.
+"""
+import threading
+
+import numpy as np
+import pytest
+
+from cnnkit.kernels import conv
+from cnnkit.kernels.conv import winograd
+
+RES3X3 = conv.ConvGeometry.of((4, 16, 10, 10), (16, 16, 3, 3), (1, 1), (1, 1))
+STRIDED = conv.ConvGeometry.of((4, 16, 11, 11), (16, 16, 3, 3), (2, 2), (1, 1))
+
+
+def test_forced_algorithm_that_does_not_apply_is_refused():
+    with conv.using(algorithm="winograd"):
+        assert conv.select(RES3X3, "forward") == "winograd"
+        with pytest.raises(conv.NotApplicable, match="'winograd' does not apply to the forward"):
+            conv.select(STRIDED, "forward")
+        x = np.zeros((4, 16, 11, 11), np.float32)
+        w = np.zeros((16, 16, 3, 3), np.float32)
+        with pytest.raises(ValueError, match="applicable: implicit, depthwise|applicable: "):
+            conv.conv_forward(x, w, (2, 2), (1, 1))
+
+
+def test_non_finite_weight_refuses_forced_algorithms_for_the_input_gradient():
+    w = np.ones((16, 16, 3, 3), np.float32)
+    w[0, 0, 1, 1] = np.inf
+    dy = np.ones((4, 16, 8, 8), np.float32)
+    with conv.using(algorithm="implicit"):
+        with pytest.raises(conv.NotApplicable, match="not finite"):
+            conv.conv_backward_input(dy, w, (10, 10), (1, 1), (1, 1))
+    with conv.using(algorithm="gemm"):  # PyTorch's: inf where the tap reaches, no NaN
+        dx = conv.conv_backward_input(dy, w, (10, 10), (1, 1), (1, 1))
+    assert np.isinf(dx).any() and not np.isnan(dx).any()
+
+
+def test_forced_algorithm_is_the_one_that_runs(monkeypatch):
+    calls = []
+    real = winograd.forward_pass
+    monkeypatch.setattr(winograd, "forward_pass", lambda *a: calls.append(1) or real(*a))
+    x = np.random.default_rng(0).standard_normal((4, 16, 10, 10)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((16, 16, 3, 3)).astype(np.float32)
+    with conv.using(algorithm={"forward": "winograd"}):
+        y = conv.conv_forward(x, w, (1, 1), (1, 1))
+        assert conv.select(RES3X3, "input") == "implicit"  # not forced: the heuristic's
+    assert calls == [1]
+    with conv.using(algorithm="gemm"):
+        np.testing.assert_allclose(y, conv.conv_forward(x, w, (1, 1), (1, 1)), atol=1e-4)
+
+
+def test_unknown_names_are_refused_before_any_work():
+    for bad in ("winograd2", {"backward": "gemm"}, {"forward": "nope"}, 3):
+        with pytest.raises(ValueError, match="algorithm: expected"):
+            with conv.using(algorithm=bad):
+                pass
+    with pytest.raises(ValueError, match="pass_name"):
+        conv.select(RES3X3, "backward")
+
+
+def test_force_algorithm_and_set_autotune_still_work():
+    try:
+        conv.force_algorithm("shift")
+        assert conv.select(RES3X3, "weight") == "shift"
+        with conv.using(algorithm=None):
+            assert conv.select(RES3X3, "weight") == "implicit"
+        assert conv.select(RES3X3, "weight") == "shift"
+    finally:
+        conv.force_algorithm(None)
+    assert conv.select(RES3X3, "weight") == "implicit"
+
+
+def test_two_threads_forcing_different_algorithms_do_not_see_each_other():
+    both_inside = threading.Barrier(2, timeout=30)
+    seen, errors = {}, []
+
+    def work(name):
+        try:
+            with conv.using(algorithm=name):
+                both_inside.wait()  # both settings are active at once from here
+                seen[name] = [conv.select(RES3X3, p) for p in conv.PASSES]
+                both_inside.wait()
+            seen[name + " after"] = conv.select(RES3X3, "forward")
+        except Exception as err:  # reported below: a thread's assertion would be lost
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in ("winograd", "shift")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert seen["winograd"] == ["winograd"] * 3 and seen["shift"] == ["shift"] * 3
+    assert seen["winograd after"] == seen["shift after"] == "implicit"
+    with conv.using(algorithm="fft"):  # and a new thread starts from the heuristic
+        other = []
+        thread = threading.Thread(target=lambda: other.append(conv.select(RES3X3, "forward")))
+        thread.start()
+        thread.join()
+        assert other == ["implicit"]
+
+
+def test_autotune_table_is_filled_safely_from_threads():
+    rng = np.random.default_rng(3)
+    shapes = [((2, 8, 7, 7), (4, 8, 3, 3)), ((2, 4, 6, 9), (6, 4, 3, 3))]
+    errors = []
+
+    def work(x_shape, w_shape):
+        try:
+            with conv.using(autotune=True):
+                x = rng.standard_normal(x_shape).astype(np.float32)
+                w = rng.standard_normal(w_shape).astype(np.float32)
+                conv.conv_forward(x, w, (1, 1), (1, 1))
+        except Exception as err:
+            errors.append(err)
+
+    conv.autotune.clear()
+    try:
+        threads = [threading.Thread(target=work, args=shape) for shape in shapes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        table = conv.autotune.measured()
+        assert len(table) == 2
+        for geometry, choice in table.items():
+            for pass_name, name in choice.items():
+                assert conv.applies(name, geometry, pass_name)
+    finally:
+        conv.autotune.clear()
+
+
+def test_geometry_is_computed_once_and_ignores_pads_for_equality():
+    a = conv.ConvGeometry.of((2, 3, 9, 9), (4, 3, 3, 3), (1, 1), (1, 1), pads=((1, 1), (1, 1)))
+    b = conv.ConvGeometry.of((2, 3, 9, 9), (4, 3, 3, 3), (1, 1), (1, 1))
+    assert a == b and hash(a) == hash(b) and a.out == (7, 7) and a.exact
+    with pytest.raises(Exception):
+        a.batch = 3  # frozen
