@@ -20,6 +20,8 @@ def _checked(algorithm):
     if algorithm is None or (isinstance(algorithm, str) and algorithm in ALGORITHMS):
         return algorithm
     if isinstance(algorithm, dict):
+        if not algorithm:
+            return None  # no pass forced
         for pass_name, name in algorithm.items():
             if pass_name not in PASSES or name not in ALGORITHMS:
                 break
