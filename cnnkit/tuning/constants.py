@@ -34,12 +34,9 @@ _TABLE = [
              "The implicit GEMM is chosen (forward: C·prod(kernel); input gradient: "
              "K·prod(kernel)) from this many terms per output on; below, each tile is mostly "
              "stores (lenet_c1's 25 taps ran 1.5× slower)." + _NOT_TIMED, 1, 1 << 20, integer=True),
-    Constant("implicit_lane_channels", 16, "channels",
-             "Output channels that fill a row of the implicit GEMM's channels-last tile (the "
-             "AVX-512 lane count): fewer idle lanes, so the planar orientation is taken and the "
-             "input gradient needs this many input channels." + _NOT_TIMED, 1, 1024, integer=True),
     Constant("implicit_planar_max_taps", 256, "multiply-adds per output",
-             "The planar orientation still wins at exactly implicit_lane_channels outputs up "
+             "The planar orientation still wins at exactly one vector of outputs (the target's "
+             "float32 lane count) up "
              "to this many terms (an 8 -> 16 3×3×3 layer: 0.47 against 0.72 ms)." + _NOT_TIMED,
              1, 1 << 20, integer=True),
     Constant("implicit_chunks_per_thread", 8, "work chunks per Numba thread",
@@ -104,6 +101,16 @@ _TABLE = [
     Constant("rows_overhead_ns", 12_000.0, "ns per call",
              "Row correlation: fixed cost of a call (tables, thread pool).", 0.0, 1e8,
              measured_by=TUNE),
+    Constant("rows_forward_max_taps", 16, "kernel taps (prod(kernel))",
+             "A groups-1 layer on a one-channel input with rows_forward_min_filters or more "
+             "filters stays on the row correlation's forward up to this many kernel taps; with "
+             "more, the implicit GEMM's planar tile wins (one core, AVX2 and AVX-512, K = 4..64: "
+             "5×5 kernels 0.63–0.85× the row correlation's time, 1×101 0.53–0.95×; 3×3 "
+             "0.95–2.1×)." + _NOT_TIMED, 0, 1 << 20, integer=True),
+    Constant("rows_forward_min_filters", 4, "output channels",
+             "See rows_forward_max_taps: with fewer filters the row correlation keeps the "
+             "forward at any kernel size (one filter: the implicit GEMM 1.3–3× slower)."
+             + _NOT_TIMED, 1, 1 << 20, integer=True),
     Constant("rows_chunks_per_thread", 4, "work chunks per Numba thread",
              "The row correlation splits columns until it has this many tasks per thread."
              + _NOT_TIMED, 1, 1024, integer=True),

@@ -39,12 +39,14 @@ def wins(geometry, pass_name):
     g = geometry
     if g.taps > tuning.value("implicit_max_kernel_taps"):
         return False
-    if pass_name == "forward":
-        return g.in_channels * g.taps >= tuning.value("implicit_min_taps")
+    if pass_name == "forward":  # the planar tile is not mostly stores: it has no transpose
+        taps = g.in_channels * g.taps
+        return taps >= tuning.value("implicit_min_taps") or (
+            g.unit_stride and planar_wins(g.out_channels, taps))
     if pass_name == "input":  # a product with C outputs and K·prod(kernel) terms
         taps = g.out_channels * g.taps
         return taps >= tuning.value("implicit_min_taps") and (
-            g.in_channels >= tuning.value("implicit_lane_channels") or
+            g.in_channels >= compiled.LANES or
             planar_wins(g.in_channels, taps))
     return True
 
@@ -82,13 +84,14 @@ def _corners(x_shape, out, stride):
 def planar_wins(out_channels, taps):
     """Whether the planar (channels-first) orientation beats the channels-last one, for a
     stride-1 product with ``taps`` = C·prod(kernel) terms per output. Channels-last puts the
-    output channels on the lanes, so below 16 of them lanes idle (vol3d's input gradient: 8),
+    output channels on the lanes, so below one vector of them (LANES: 16 on AVX-512, 8 on
+    AVX2) lanes idle (vol3d's input gradient: 8 channels, on AVX-512),
     and it ends in a transpose of y, which outweighs a thin product (a 64 → 256 1×1 layer:
     2.37 against 1.39 ms planar). Measured on 3×3 and 1×1 layers: planar lost where
     taps > out_channels ≥ 16 (64 → 64 3×3: 7.6 against 6.8 ms), except for the few taps of
-    an 8 → 16 3×3×3 layer (0.47 against 0.72 ms). (16 and 256: ``implicit_lane_channels``
-    and ``implicit_planar_max_taps`` in ``cnnkit.tuning``.)"""
-    lanes = tuning.value("implicit_lane_channels")
+    an 8 → 16 3×3×3 layer (0.47 against 0.72 ms). (256: ``implicit_planar_max_taps`` in
+    ``cnnkit.tuning``.)"""
+    lanes = compiled.LANES
     return out_channels < lanes or taps <= out_channels or (
         out_channels <= lanes and taps <= tuning.value("implicit_planar_max_taps"))
 

@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from ... import tuning
+from . import implicit
 from .shift import flat_pitches
 from ..correlate_rows import as_planes, correlate_planes, flat_table
 from ..padding import zero_pad
@@ -37,8 +39,14 @@ def wins(geometry, pass_name) -> bool:
     """Where it applies: every forward and input-gradient plane is a single-channel
     correlation, which the row correlation computes several times faster than a product with
     an inner dimension of one (lenet_c1: forward 0.8 against 2.5 ms by im2col; dw3x3: 1.5
-    against 4.3 ms)."""
-    return True
+    against 4.3 ms). Except a groups-1 forward with several filters and a large kernel: the
+    implicit GEMM's planar tile shares each input vector across filters, where the row
+    correlation reads the input once per filter (``rows_forward_*`` in ``cnnkit.tuning``)."""
+    g = geometry
+    return not (pass_name == "forward" and g.groups == 1 and
+                g.out_channels >= tuning.value("rows_forward_min_filters") and
+                g.taps > tuning.value("rows_forward_max_taps") and
+                implicit.applies(g, pass_name))
 
 
 def forward_pass(xp, w, g):
