@@ -27,7 +27,8 @@ from .common import CommandError, one_line
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ["train", "evaluate", "predict", "summary", "filter", "explain", "plot", "bench"]
+COMMANDS = ["train", "evaluate", "predict", "summary", "export", "filter", "explain", "plot",
+            "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
