@@ -71,12 +71,26 @@ def test_unexportable_layers_are_named_with_the_reason(layer, shape, reason):
 def test_opset_limits():
     with pytest.raises(NotExportable, match="circular.*opset >= 19"):
         export(nn.Conv1d(1, 1, 3, padding=1, padding_mode="circular"), (1, 5), opset=18)
-    with pytest.raises(NotExportable, match="Gelu from opset 20"):
-        export(nn.GELU(), (4,), opset=19)
     with pytest.raises(ValueError, match="opset: expected an int from 13"):
         export(nn.ReLU(), (4,), opset=12)
     with pytest.raises(ValueError, match="input_shape"):
         export(nn.ReLU(), 4)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_before_opset_20_from_elementary_nodes(approximate):
+    proto = assert_runtime_matches(nn.GELU(approximate), (3, 5), opset=18)
+    assert "Gelu" not in {node.op_type for node in proto.graph.node}
+
+
+def test_conv_transpose_output_padding_beyond_stride():
+    """dilation 2 > stride 1 allows output_padding 1 = stride: onnxruntime's ConvTranspose
+    refuses that, so the export pads and adds the bias itself."""
+    cnnkit.manual_seed(0)
+    layer = nn.ConvTranspose2d(2, 3, 3, stride=(1, 2), dilation=2, output_padding=(1, 1))
+    proto = assert_runtime_matches(layer, (2, 4, 3))
+    assert [node.op_type for node in proto.graph.node] == ["ConvTranspose", "Pad", "Reshape",
+                                                           "Add"]
 
 
 def _saved_model(tmp_path):

@@ -36,7 +36,7 @@ def convolutions(draw):
     groups = draw(st.integers(1, 2))
     c_in, c_out = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
     mode = draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"]))
-    padding = draw(st.one_of(st.integers(0, 2), st.sampled_from(["same", "valid"]),
+    padding = draw(st.one_of(st.integers(0, 2), st.sampled_from(["same", "valid", "full"]),
                              st.tuples(*[st.tuples(st.integers(0, 2), st.integers(0, 2))] * n)))
     layer = getattr(nn, f"Conv{n}d")(
         c_in, c_out, _per_dim(draw, n, 1, 3), stride=_per_dim(draw, n, 1, 3), padding=padding,
@@ -53,10 +53,8 @@ def transposed_convolutions(draw):
     c_in, c_out = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
     stride, dilation = _per_dim(draw, n, 1, 3), _per_dim(draw, n, 1, 2)
     padding = _per_dim(draw, n, 0, 2)
-    # output_padding < max(stride, dilation) (PyTorch's rule), and at most padding + stride - 1
-    # (what the export can express for onnxruntime; export_layers.conv_transpose).
-    output_padding = tuple(draw(st.integers(0, min(max(s, d) - 1, p + s - 1)))
-                           for s, d, p in zip(stride, dilation, padding))
+    output_padding = tuple(draw(st.integers(0, max(s, d) - 1))  # PyTorch's rule
+                           for s, d in zip(stride, dilation))
     layer = getattr(nn, f"ConvTranspose{n}d")(
         c_in, c_out, _per_dim(draw, n, 1, 3), stride=stride, padding=padding,
         output_padding=output_padding, groups=groups, bias=draw(st.booleans()),

@@ -44,7 +44,7 @@ class TorchResNet18(tnn.Module):
         self.bn1 = tnn.BatchNorm2d(64)
         self.relu = tnn.ReLU(inplace=True)
         self.maxpool = tnn.MaxPool2d(3, 2, 1)
-        blocks, channels = [], 64
+        channels = 64
         for i, width in enumerate((64, 128, 256, 512)):
             stride = 1 if i == 0 else 2
             setattr(self, f"layer{i + 1}", tnn.Sequential(TorchBasicBlock(channels, width, stride),

@@ -56,21 +56,29 @@ def conv(ctx, m, name, x):
 def conv_transpose(ctx, m, name, x):
     """PyTorch crops ``p`` cells from both ends of the full transposed convolution, then adds
     ``output_padding`` cells at the high end; ONNX's asymmetric ``pads`` say the same as
-    (p, p − output_padding) where that is non-negative. onnxruntime refuses an output_padding
-    >= stride (which dilation > stride allows), so only what pads cannot absorb is left there."""
+    (p, p − output_padding) where that is non-negative, and ``output_padding`` covers the rest.
+    onnxruntime refuses an output_padding >= stride (which dilation > stride allows); those
+    cells lie beyond every window, so they are zeros plus the bias: a Pad node, then the bias."""
+    n = m._spatial_dims
     begin = _ints(m.padding)
     end = [max(p - op, 0) for p, op in zip(m.padding, m.output_padding)]
-    extra = [max(op - p, 0) for p, op in zip(m.padding, m.output_padding)]
-    if any(e >= s for e, s in zip(extra, m.stride)):
-        raise NotExportable(f"output_padding {m.output_padding} exceeds padding {m.padding} by "
-                            f"stride {m.stride} or more, which onnxruntime's ConvTranspose "
-                            "refuses")
+    rest = [max(op - p, 0) for p, op in zip(m.padding, m.output_padding)]
+    beyond = [r if r >= s else 0 for r, s in zip(rest, m.stride)]
     inputs = [x.name, ctx.param(m, name, "weight")]
-    if m.bias is not None:
+    bias_after = m.bias is not None and any(beyond)
+    if m.bias is not None and not bias_after:
         inputs.append(ctx.param(m, name, "bias"))
     out = ctx.g.node("ConvTranspose", inputs, name, kernel_shape=_ints(m.kernel_size),
                      strides=_ints(m.stride), dilations=_ints(m.dilation), group=m.groups,
-                     pads=begin + end, output_padding=extra)
+                     pads=begin + end,
+                     output_padding=[r - b for r, b in zip(rest, beyond)])
+    if any(beyond):
+        widths = ctx.g.initializer(f"{name}/pads", [0] * (n + 2) + [0, 0] + beyond)
+        out = ctx.g.node("Pad", [out, widths], name)
+    if bias_after:
+        shape = ctx.g.initializer(f"{name}/bias_shape", np.array([-1] + [1] * n, np.int64))
+        bias = ctx.g.node("Reshape", [ctx.param(m, name, "bias"), shape], name)
+        out = ctx.g.node("Add", [out, bias], name)
     return ctx.run(m, x, out)
 
 
@@ -182,12 +190,31 @@ def _softmax_axis(m, ndim):
     return m.dim if m.dim is not None else (0 if ndim in (0, 1, 3) else 1)
 
 
+def _gelu_before_opset_20(ctx, m, name, x):
+    """GELU from elementary nodes (ONNX has Gelu from opset 20):
+    x·½(1 + erf(x/√2)), or with approximate='tanh' x·½(1 + tanh(√(2/π)(x + 0.044715x³)))."""
+    def const(what, value):
+        return ctx.g.initializer(f"{name}/{what}", np.array(value, x.array.dtype))
+
+    def node(op, *inputs):
+        return ctx.g.node(op, inputs, name)
+    if m.approximate == "tanh":
+        cube = node("Mul", node("Mul", x.name, x.name), x.name)
+        inner = node("Add", x.name, node("Mul", cube, const("cubic", 0.044715)))
+        core = node("Tanh", node("Mul", inner, const("sqrt_2_over_pi", np.sqrt(2 / np.pi))))
+    else:
+        core = node("Erf", node("Mul", x.name, const("sqrt_half", np.sqrt(0.5))))
+    half = node("Mul", node("Add", core, const("one", 1.0)), const("half", 0.5))
+    return node("Mul", x.name, half)
+
+
 def activation(ctx, m, name, x):
     ndim = x.array.ndim
     if isinstance(m, nn.GELU):
         if ctx.opset < 20:
-            raise NotExportable(f"ONNX has Gelu from opset 20; opset {ctx.opset} was asked for")
-        out = ctx.g.node("Gelu", [x.name], name, approximate=m.approximate)
+            out = _gelu_before_opset_20(ctx, m, name, x)
+        else:
+            out = ctx.g.node("Gelu", [x.name], name, approximate=m.approximate)
     elif isinstance(m, (nn.Softmax, nn.LogSoftmax)):
         if _softmax_axis(m, ndim) % ndim == 0:
             raise NotExportable("softmax over the batch dimension (dim=0) mixes the examples of "

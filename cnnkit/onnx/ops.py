@@ -302,7 +302,8 @@ OPS = {
     "AveragePool": average_pool, "GlobalAveragePool": global_pool(ops.mean),
     "GlobalMaxPool": global_pool(ops.max), "BatchNormalization": batch_normalization,
     "Gemm": gemm, "Flatten": flatten, "Reshape": reshape, "Pad": pad,
-    "MatMul": elementwise(ops.matmul), "Add": elementwise(ops.add), "Max": maximum,
+    "MatMul": elementwise(ops.matmul), "Add": elementwise(ops.add),
+    "Mul": elementwise(ops.mul), "Max": maximum, "Erf": activation(F.erf),
     "Transpose": lambda inputs, attrs, training: [
         ops.permute(inputs[0], *attrs.get("perm", range(inputs[0].ndim - 1, -1, -1)))],
     "Relu": activation(F.relu), "Sigmoid": activation(F.sigmoid), "Tanh": activation(F.tanh),
