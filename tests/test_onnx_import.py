@@ -79,6 +79,21 @@ def test_unsupported_operators_are_listed():
         load(onnx.helper.make_model(graph))
 
 
+def test_malformed_graphs_are_refused_before_running(tmp_path):
+    helper, FLOAT = onnx.helper, onnx.TensorProto.FLOAT
+    x = helper.make_tensor_value_info("x", FLOAT, [2])
+    dangling = helper.make_graph([helper.make_node("Relu", ["nowhere"], ["y"])], "g", [x],
+                                 [helper.make_tensor_value_info("y", FLOAT, [2])])
+    with pytest.raises(ValueError, match="reads nowhere"):
+        load(helper.make_model(dangling))
+    weight = onnx.numpy_helper.from_array(np.ones(2, np.float32), "w")
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    external = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", [x],
+                                 [helper.make_tensor_value_info("y", FLOAT, [2])], [weight])
+    with pytest.raises(ValueError, match="external files"):
+        load(helper.make_model(external))
+
+
 def test_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError):
         load(tmp_path / "none.onnx")

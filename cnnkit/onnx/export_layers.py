@@ -220,11 +220,13 @@ def activation(ctx, m, name, x):
             raise NotExportable("softmax over the batch dimension (dim=0) mixes the examples of "
                                 "a batch, which an exported model must not do")
         out = ctx.g.node(type(m).__name__, [x.name], name, axis=_softmax_axis(m, ndim))
+    elif isinstance(m, nn.LeakyReLU):
+        out = ctx.g.node("LeakyRelu", [x.name], name, alpha=float(m.negative_slope))
+    elif isinstance(m, nn.ELU):
+        out = ctx.g.node("Elu", [x.name], name, alpha=float(m.alpha))
     else:
-        op, attrs = {nn.ReLU: ("Relu", {}), nn.Sigmoid: ("Sigmoid", {}), nn.Tanh: ("Tanh", {}),
-                     nn.LeakyReLU: ("LeakyRelu", {"alpha": float(getattr(m, "negative_slope", 0))}),
-                     nn.ELU: ("Elu", {"alpha": float(getattr(m, "alpha", 0))})}[type(m)]
-        out = ctx.g.node(op, [x.name], name, **attrs)
+        op = {nn.ReLU: "Relu", nn.Sigmoid: "Sigmoid", nn.Tanh: "Tanh"}[type(m)]
+        out = ctx.g.node(op, [x.name], name)
     return ctx.run(m, x, out)
 
 

@@ -164,8 +164,8 @@ def global_pool(reduce):
 def batch_normalization(inputs, attrs, training):
     """Eval: running statistics. ``training_mode=1`` (or a cnnkit model in training mode):
     batch statistics; the node's optional outputs 2-3 are the updated running statistics with
-    ONNX's rule running = running·momentum + batch·(1 − momentum), the variance unbiased-free
-    (population) as the ONNX reference computes it."""
+    ONNX's rule running = running·momentum + batch·(1 − momentum), where the batch variance is
+    the population one (divided by the count, as in ONNX's reference implementation)."""
     x, scale, shift, mean, var = inputs[:5]
     eps, momentum = attrs.get("epsilon", 1e-5), attrs.get("momentum", 0.9)
     if not (attrs.get("training_mode", 0) or training):

@@ -38,10 +38,36 @@ def _as_proto(model):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file")
         try:
-            return onnx.load(path)
+            # External data would make the file name other files to read: refused below.
+            proto = onnx.load(path, load_external_data=False)
         except Exception as err:  # protobuf's DecodeError and friends
             raise ValueError(f"{path}: not a readable ONNX model ({err})") from err
+        _check_self_contained(onnx, proto, path)
+        return proto
     raise TypeError(f"model: expected a path or an onnx.ModelProto, got {type(model).__name__}")
+
+
+def _check_self_contained(onnx, proto, where) -> None:
+    external = [t.name for t in proto.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise ValueError(f"{where}: initializers stored in external files are not supported "
+                         f"({', '.join(external[:3])}...); save the model as one file")
+
+
+def _check_graph(graph, known) -> None:
+    """Every node reads names defined before it (inputs, initializers, earlier outputs)."""
+    known = set(known) | {""}
+    for node in graph.node:
+        missing = [name for name in node.input if name not in known]
+        if missing:
+            raise ValueError(f"ONNX graph: node {node.name or node.op_type!r} reads "
+                             f"{', '.join(missing)}, which no earlier node, input or "
+                             "initializer defines")
+        known.update(node.output)
+    undefined = [o.name for o in graph.output if o.name not in known]
+    if undefined:
+        raise ValueError(f"ONNX graph: outputs {', '.join(undefined)} are never computed")
 
 
 class OnnxModule(Module):
@@ -52,6 +78,7 @@ class OnnxModule(Module):
         super().__init__()
         onnx = require("onnx")
         proto = _as_proto(model)
+        _check_self_contained(onnx, proto, "model")
         graph = proto.graph
         for opset in proto.opset_import:
             if opset.domain not in ("", "ai.onnx"):
@@ -68,6 +95,7 @@ class OnnxModule(Module):
             self._add_state(init.name, array, as_parameter=array.dtype.kind == "f"
                             and init.name not in buffers)
         self.input_names = [i.name for i in graph.input if i.name not in self._state]
+        _check_graph(graph, [*self._state, *self.input_names])
         self.output_names = [o.name for o in graph.output]
         self._nodes = [(node.op_type, list(node.input), list(node.output),
                         {a.name: _attribute(onnx, a) for a in node.attribute})
