@@ -150,9 +150,9 @@ def batch_norm(ctx, m, name, x):
         f"{name}/scale", np.ones(m.num_features, dtype))
     shift = ctx.param(m, name, "bias") if m.bias is not None else ctx.g.initializer(
         f"{name}/shift", np.zeros(m.num_features, dtype))
-    out = ctx.g.node("BatchNormalization", [x.name, scale, shift, ctx.param(m, name, "running_mean"),
-                                            ctx.param(m, name, "running_var")],
-                     name, epsilon=float(m.eps))
+    statistics = [ctx.param(m, name, "running_mean"), ctx.param(m, name, "running_var")]
+    out = ctx.g.node("BatchNormalization", [x.name, scale, shift, *statistics], name,
+                     epsilon=float(m.eps))
     return ctx.run(m, x, out)
 
 
@@ -191,8 +191,8 @@ def _softmax_axis(m, ndim):
 
 
 def _gelu_before_opset_20(ctx, m, name, x):
-    """GELU from elementary nodes (ONNX has Gelu from opset 20):
-    x·½(1 + erf(x/√2)), or with approximate='tanh' x·½(1 + tanh(√(2/π)(x + 0.044715x³)))."""
+    """GELU from elementary nodes (ONNX has Gelu from opset 20): x·½(1 + erf(x/√2)), or
+    with approximate='tanh' x·½(1 + tanh(√(2/π)(x + 0.044715x³)))."""
     def const(what, value):
         return ctx.g.initializer(f"{name}/{what}", np.array(value, x.array.dtype))
 
