@@ -42,7 +42,7 @@ def test_python_dash_m(tmp_path):
         result = subprocess.run([sys.executable, "-m", module, "summary", "--list"],
                                 capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.split() == ["cnn1d", "lenet5", "resnet_small", "vgg_small"]
+        assert result.stdout.split() == ["cnn1d", "lenet5", "resnet18", "resnet_small", "vgg_small"]
 
 
 # -- summary -------------------------------------------------------------------------------------

@@ -174,7 +174,7 @@ def test_training_mode_gradients_match_torch(case, rng):
 
 
 def test_registry():
-    assert models.names() == ["cnn1d", "lenet5", "resnet_small", "vgg_small"]
+    assert models.names() == ["cnn1d", "lenet5", "resnet18", "resnet_small", "vgg_small"]
     with pytest.raises(ValueError, match="unknown model 'nope'.*lenet5"):
         models.get("nope")
     with pytest.raises(ValueError, match="vgg_small.*bogus"):

@@ -27,8 +27,8 @@ from .common import CommandError, one_line
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ["train", "evaluate", "predict", "summary", "filter", "explain", "plot", "bench",
-            "tune"]
+COMMANDS = ["train", "evaluate", "predict", "summary", "export", "filter", "explain", "plot",
+            "bench", "tune"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,15 +9,17 @@ To add a model: write a builder function in its own file and add it to ``_BUILDE
 from .cnn1d import cnn1d
 from .lenet import lenet5
 from .resnet import BasicBlock, resnet_small
+from .resnet18 import ResNet, ResNetBasicBlock, resnet18
 from .vgg import vgg_small
 
-__all__ = ["BasicBlock", "cnn1d", "get", "is_image_model", "lenet5", "names", "resnet_small",
-           "vgg_small"]
+__all__ = ["BasicBlock", "ResNet", "ResNetBasicBlock", "cnn1d", "get", "is_image_model", "lenet5",
+           "names", "resnet18", "resnet_small", "vgg_small"]
 
 _BUILDERS = {
     "lenet5": lenet5,
     "vgg_small": vgg_small,
     "resnet_small": resnet_small,
+    "resnet18": resnet18,
     "cnn1d": cnn1d,
 }
 DEFAULT_MODEL = "vgg_small"
