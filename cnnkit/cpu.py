@@ -46,6 +46,8 @@ class Tiles:
 
 # Per family: register budget, as in BLIS's per-architecture configurations (the Haswell
 # sgemm kernel is 6 × 16: 12 ymm accumulators + 2 B vectors + 1 broadcast of 16 registers).
+# Re-measured by ``python -m cnnkit.bench.tiles`` (with NUMBA_CPU_NAME=haswell for the AVX2 row):
+# it times every tile near the budget; figures in BENCHMARKS.md.
 #   32 registers (AVX-512, NEON, SVE at 128 bits): 8 × 2 = 16 accumulators, 6 × 4 = 24.
 #   16 registers (AVX2, AVX, SSE): 8 × 1 = 8 accumulators, 6 × 2 = 12; no 4-vector tile
 #   (3 × 4 + 4 + 1 = 17 would spill). The row correlation's four output rows share each
