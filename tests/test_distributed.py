@@ -182,3 +182,16 @@ def test_start_detects_other_models_and_data_then_broadcasts():
         start(same, [(10, 5), (10, 5)])
     finally:
         cnnkit.random.set_rng_state(state)
+
+
+def test_ring_allreduce_cost_model():
+    from cnnkit.bench.distributed import crossover, ring_allreduce_seconds
+    assert ring_allreduce_seconds(1e9, 1, 10) == 0.0
+    # 2 machines, 1 GB over 10 Gb/s: each sends half twice = 1 GB = 0.8 s, plus 2 latencies.
+    assert ring_allreduce_seconds(1e9, 2, 10, latency_s=1e-3) == pytest.approx(0.802)
+    assert ring_allreduce_seconds(1e9, 1000, 10, latency_s=0) == pytest.approx(1.6 * 0.999)
+    # 1 ms of compute per image, 1M parameters (4 MB) over 10 Gb/s with a global batch of 128:
+    # compute 128/N ms against 6.4·(N−1)/N + 0.04·(N−1) ms: 6.74 < 6.78 first at N = 19.
+    assert crossover(1e-3, 1_000_000, 10, None) == 19
+    # 128 images per rank: 128 ms per step, reached only by the latencies, 0.04·(N−1) ms.
+    assert crossover(1e-3, 1_000_000, 10, 128) == 3042

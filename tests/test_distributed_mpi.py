@@ -105,16 +105,19 @@ def test_resume_on_another_number_of_ranks(runs, tmp_path):
     assert_same_weights(runs / "lenet5", tmp_path / "up")
 
 
-def test_ranks_with_other_data_stop_with_the_cause(tmp_path):
-    # MPMD: rank 1 is given a smaller training set than rank 0.
+@pytest.mark.parametrize("change, message", [
+    (("256", "200"), "rank 0 of 2: rank(s) [1] see other data than rank 0"),  # all ranks raise
+    (("digits", "/nonexistent"), "rank 1 of 2: unknown data set '/nonexistent'"),  # rank 1 only
+])
+def test_ranks_that_fail_at_the_start_stop_with_the_cause(tmp_path, change, message):
+    # MPMD: rank 1 gets another command line than rank 0.
     one = _command(1, *COMMON, "--model", "lenet5", "--out", str(tmp_path / "run"))
-    other = [a if a != "256" else "200" for a in one]
-    start = time.monotonic()
+    other = [change[1] if a == change[0] else a for a in one]
     result = subprocess.run([MPIEXEC, "-n", "1", *one, ":", "-n", "1", *other], env=_env(),
-                            capture_output=True, text=True, timeout=BOUND)
+                            capture_output=True, text=True, timeout=BOUND)  # no hang
     assert result.returncode != 0
-    assert "rank(s) [1] see other data than rank 0" in result.stderr
-    assert time.monotonic() - start < BOUND
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "run" / "checkpoint.safetensors")
 
 
@@ -173,3 +176,13 @@ def test_a_rank_that_dies_or_hangs_ends_the_run(tmp_path, how):
     checkpoint = load_checkpoint(out / "checkpoint.safetensors")  # intact: written atomically
     assert checkpoint.epoch >= 1
     assert [row["epoch"] for row in checkpoint.history] == list(range(1, checkpoint.epoch + 1))
+
+
+def test_distributed_benchmark_worker_runs_and_its_overlap_computes_the_same():
+    # The worker asserts that the overlapped average gives the blocking one's gradients.
+    command = [MPIEXEC, "-n", "2", sys.executable, "-m", "cnnkit.bench.distributed", "--worker",
+               "--steps", "1"]
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=BOUND)
+    assert result.returncode == 0, result.stderr
+    line = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")][0]
+    assert '"ranks": 2' in line and '"overlap_buckets": 3' in line

@@ -150,3 +150,4 @@ class Communicator:
         sys.stderr.write(f"cnnkit: rank {self.rank} of {self.world_size}: {message}\n")
         sys.stderr.flush()
         self._comm.Abort(code)
+        os._exit(code)  # MPICH's Abort returns while mpiexec ends the ranks; print nothing more

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional import batch_norm
 from ..functional.normalization import _update_running
 from ..nn.modules.normalization import _BatchNorm
 from ..tensor import Tensor, as_tensor
