@@ -14,7 +14,7 @@ from cnnkit.data import DataLoader, ShardedLoader, TensorDataset
 from cnnkit.data.sampler import final_batch_too_small, shard_bounds
 from cnnkit.distributed import environment
 from cnnkit.distributed.data_parallel import DataParallel, RanksDisagree
-from cnnkit.distributed.launch import per_rank_batch, evaluation_shard
+from cnnkit.distributed.launch import drop_final_batch, evaluation_shard, per_rank_batch
 from cnnkit.distributed.sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
 from cnnkit.functional import cross_entropy
 from thread_ranks import ThreadGroup
@@ -62,6 +62,19 @@ def test_import_and_single_process_never_load_mpi4py():
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_mpiexec_without_mpi4py_is_a_clear_error(monkeypatch):
+    from cnnkit import distributed
+    monkeypatch.setattr(distributed, "_communicator", None)
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py raises ImportError
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "1")
+    assert (distributed.rank, distributed.world_size, distributed.is_main) == (1, 2, False)
+    with pytest.raises(RuntimeError, match=r"mpiexec started 2 ranks but mpi4py cannot be "
+                                           r"imported .*pip install 'cnnkit\[mpi\]'"):
+        distributed.init()
+    assert distributed.SyncBatchNorm is SyncBatchNorm
 
 
 # -- the sampler -----------------------------------------------------------------------------
@@ -114,6 +127,10 @@ def test_sharded_loader_arguments_and_helpers():
     assert final_batch_too_small(131, 64, 2) and not final_batch_too_small(132, 64, 2)
     assert not final_batch_too_small(256, 64, 2)
     assert per_rank_batch(64, 2, 1) == 128 and per_rank_batch(128, 1, 4) == 32
+    # A run decides once whether it drops its final batch (2 ranks: 2 of 258 images, 1 each).
+    assert drop_final_batch(258, 128, 2, 1) and not drop_final_batch(258, 128, 1, 1)
+    with pytest.raises(ValueError, match="fewer than 2"):
+        drop_final_batch(258, 128, 1, 2)
     with pytest.raises(ValueError, match="does not split"):
         per_rank_batch(64, 2, 3)
     shards = [evaluation_shard(_dataset(10), r, 3) for r in range(3)]

@@ -7,7 +7,8 @@ split between the ranks as ``cnnkit train`` splits them):
   * the time of one gradient average (``DataParallel.average_gradients``: pack, bucketed
     in-place Allreduce, unpack) of vgg_small's gradients on 2 ranks;
   * whether overlapping the Allreduce with backward pays: each bucket's ``Iallreduce`` starts as
-    soon as backward has finished its parameters, against the blocking average after backward.
+    soon as backward has finished its parameters, against the blocking average after backward;
+  * the step with ``SyncBatchNorm`` (``--sync-bn``).
 Projected (``ring_allreduce_seconds``): communication per step on N machines,
 2(N−1)/N · bytes / bandwidth + 2(N−1)·latency, against the computation per step.
 """
@@ -45,6 +46,7 @@ def _worker(steps: int) -> None:
 
     from .. import distributed, manual_seed, models, optim
     from ..distributed.data_parallel import DataParallel
+    from ..distributed.sync_batchnorm import convert_sync_batchnorm
     from ..functional import cross_entropy
     from ..summary import summarize
     from ..tensor import tensor
@@ -114,6 +116,10 @@ def _worker(steps: int) -> None:
             parallel.average_gradients(local_batch)
             averages.append(parallel.max_over_ranks(time.perf_counter() - start))
         result["average_gradients_ms"] = 1e3 * statistics.median(averages)
+        convert_sync_batchnorm(model, comm)  # --sync-bn: two more Allreduces per BN layer
+        step(False)
+        synced = [parallel.max_over_ranks(step(False)) for _ in range(steps)]
+        result["sync_bn_step_ms"] = 1e3 * statistics.median(synced)
     if comm.is_main:
         print("RESULT " + json.dumps(result), flush=True)
 
@@ -172,7 +178,8 @@ def report(one: dict, two: dict) -> str:
     lines += ["", f"2 ranks: gradient average of vgg_small ({two['gradient_bytes'] / 1e6:.2f} MB "
               f"in {two['buckets']} bucket(s)): {two['average_gradients_ms']:.2f} ms; step with the "
               f"Allreduce after backward {two['step_ms']:.0f} ms, overlapped with backward "
-              f"({two['overlap_buckets']} buckets) {two['overlapped_step_ms']:.0f} ms.", "",
+              f"({two['overlap_buckets']} buckets) {two['overlapped_step_ms']:.0f} ms; with SyncBatchNorm "
+              f"{two['sync_bn_step_ms']:.0f} ms.", "",
               f"Projection (per-rank batch {BATCH}, compute per image from the 1-rank run: "
               f"vgg_small {1e3 * vgg_spi:.2f} ms measured; resnet18-sized {1e3 * resnet_spi:.0f} "
               f"ms estimated at the same {rate / 1e9:.1f} GFLOP/s for "

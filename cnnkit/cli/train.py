@@ -173,8 +173,8 @@ def _train(args, comm) -> int:
 
     from .. import models
     from ..data import DataLoader, ShardedLoader
-    from ..data.sampler import final_batch_too_small
-    from ..distributed.launch import data_parallel_model, evaluation_shard, per_rank_batch
+    from ..distributed.launch import (data_parallel_model, drop_final_batch, evaluation_shard,
+                                      per_rank_batch)
     from ..train import CHECKPOINT_FILE, MODEL_FILE, fit, load_checkpoint
 
     saved = None
@@ -221,12 +221,13 @@ def _train(args, comm) -> int:
     train_transform, test_transform = _transforms(dataset_name, shape, settings["augment"],
                                                   normalize)
     world = comm.world_size
+    # A final batch leaving a rank one image would make batch norm fail (no variance).
     try:
         batch_size = per_rank_batch(settings["batch_size"], settings["world_size"], world)
+        drop_last = drop_final_batch(len(train_set), batch_size * world,
+                                     settings["world_size"], world)
     except ValueError as err:
-        raise UsageError(f"cannot resume on {world} ranks: {err}") from err
-    # A final batch leaving a rank one image would make batch norm fail (no variance).
-    drop_last = final_batch_too_small(len(train_set), batch_size * world, world)
+        raise UsageError(f"cannot train this run on {world} ranks: {err}") from err
     if world == 1:
         train_loader = DataLoader(train_set, batch_size, shuffle=True, drop_last=drop_last,
                                   seed=settings["seed"], transform=train_transform)

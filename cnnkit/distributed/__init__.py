@@ -19,7 +19,8 @@ from contextlib import contextmanager
 
 from .environment import launched_rank, launched_world_size
 
-__all__ = ["abort_on_error", "init", "is_main", "rank", "world_size"]
+__all__ = ["DataParallel", "SyncBatchNorm", "abort_on_error", "convert_sync_batchnorm", "init",
+           "is_main", "rank", "world_size"]
 
 _communicator = None
 
@@ -57,8 +58,16 @@ def init(timeout=None):
     return comm
 
 
+_LAZY = {"DataParallel": "data_parallel", "SyncBatchNorm": "sync_batchnorm",
+         "convert_sync_batchnorm": "sync_batchnorm"}
+
+
 def __getattr__(name):
-    # Module attributes that follow init(): before it, what the launcher says.
+    # Module attributes that follow init(): before it, what the launcher says. The classes
+    # load on first use, so that importing this package loads no NumPy (see above).
+    if name in _LAZY:
+        from importlib import import_module
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     if name == "rank":
         return launched_rank() if _communicator is None else _communicator.rank
     if name == "world_size":

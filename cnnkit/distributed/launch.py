@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import Subset
-from ..data.sampler import shard_bounds
+from ..data.sampler import final_batch_too_small, shard_bounds
 
-__all__ = ["data_parallel_model", "evaluation_shard", "per_rank_batch"]
+__all__ = ["data_parallel_model", "drop_final_batch", "evaluation_shard", "per_rank_batch"]
 
 
 def per_rank_batch(batch_size: int, run_world_size: int, world_size: int) -> int:
@@ -23,6 +23,18 @@ def per_rank_batch(batch_size: int, run_world_size: int, world_size: int) -> int
         raise ValueError(f"the run's global batch of {global_batch} images ({batch_size} × "
                          f"{run_world_size} ranks) does not split over {world_size} ranks")
     return global_batch // world_size
+
+
+def drop_final_batch(num_samples: int, global_batch: int, run_world_size: int,
+                     world_size: int) -> bool:
+    """Whether the run drops its final, partial global batch: decided by the ranks it started
+    on, so that a resumed run keeps its steps per epoch. ValueError if the final batch is kept
+    but would leave one of ``world_size`` ranks fewer than 2 images (batch norm needs two)."""
+    drop = final_batch_too_small(num_samples, global_batch, run_world_size)
+    if not drop and final_batch_too_small(num_samples, global_batch, world_size):
+        raise ValueError(f"the final batch of {num_samples % global_batch} images would leave "
+                         f"one of {world_size} ranks fewer than 2")
+    return drop
 
 
 def evaluation_shard(dataset, rank: int, world_size: int):

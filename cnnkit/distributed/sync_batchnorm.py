@@ -30,15 +30,19 @@ def sync_batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, c
 
     x : Tensor of shape (N_r, C, *spatial), this rank's shard; running_mean, running_var :
     ndarray (C,) or None, updated in place; weight, bias : Tensor (C,) or None.
-    Returns a Tensor of x's shape and dtype.
+    Returns a Tensor of x's shape and dtype. The per-channel passes are the compiled ones of
+    plain batch norm (``kernels.batchnorm_numba``), fed the global statistics.
     """
+    from ..kernels import batchnorm_numba as kernels
     x = as_tensor(x)
     channels = x.shape[1]
-    axes = (0,) + tuple(range(2, x.ndim))
-    bshape = (1, channels) + (1,) * (x.ndim - 2)
-    data = x.data.astype(np.float64)
-    sums = np.concatenate([data.sum(axis=axes), (data * data).sum(axis=axes),
-                           [x.size // channels]])
+    x3 = np.ascontiguousarray(x.data).reshape(x.shape[0], channels, -1)
+    local = x3.shape[0] * x3.shape[2]  # values per channel on this rank
+    mean, var = np.empty(channels), np.empty(channels)
+    kernels.channel_stats(x3, mean, var)
+    # Σx, Σx² and the count over all ranks (float64: Σx²/n − μ² loses nothing that matters
+    # unless |μ| exceeds σ a million-fold).
+    sums = np.concatenate([local * mean, local * (var + mean * mean), [local]])
     comm.allreduce_(sums)
     count = sums[-1]
     if count <= 1:
@@ -47,33 +51,34 @@ def sync_batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, c
     mean = sums[:channels] / count
     var = np.maximum(sums[channels:2 * channels] / count - mean * mean, 0.0)
     _update_running(running_mean, running_var, mean, var, momentum, count)
-    inv_std = 1.0 / np.sqrt(var + eps)
-    x_hat = ((data - mean.reshape(bshape)) * inv_std.reshape(bshape))
     gamma = None if weight is None else as_tensor(weight)
     beta = None if bias is None else as_tensor(bias)
-    out = x_hat * (1.0 if gamma is None else gamma.data.reshape(bshape)) \
-        + (0.0 if beta is None else beta.data.reshape(bshape))
+    inv_std = 1.0 / np.sqrt(var + eps)
+    scale = inv_std * (1.0 if gamma is None else gamma.data)  # y = scale·x + shift
+    shift = (0.0 if beta is None else beta.data) - mean * scale
+    out = np.empty_like(x3)
+    kernels.affine(x3, scale.astype(x.dtype), shift.astype(x.dtype), out)
 
     def backward(g):
-        g = g.astype(np.float64)
-        local = np.concatenate([g.sum(axis=axes), (g * x_hat).sum(axis=axes)])
-        sum_g_local, sum_g_xhat_local = local[:channels].copy(), local[channels:].copy()
-        # Rank s's g carries its loss's 1/n_s; weighting by n_s/n_r makes unequal shards exact.
-        local *= x.shape[0]
-        comm.allreduce_(local)
-        local /= x.shape[0]
-        sum_g, sum_g_xhat = local[:channels], local[channels:]
-        scale = inv_std * (1.0 if gamma is None else gamma.data)
-        dx = (scale / count).reshape(bshape) * (count * g - sum_g.reshape(bshape)
-                                                - x_hat * sum_g_xhat.reshape(bshape))
-        grads = (dx,)
+        g3 = np.ascontiguousarray(g).reshape(x3.shape)
+        sum_g_local, sum_g_xhat_local = np.empty(channels), np.empty(channels)
+        kernels.grad_sums(x3, g3, mean, inv_std, sum_g_local, sum_g_xhat_local)
+        # Rank s's g carries its loss's 1/N_s; weighting by N_s/N_r makes unequal shards exact.
+        images = x.shape[0]
+        sums = np.concatenate([sum_g_local, sum_g_xhat_local]) * images
+        comm.allreduce_(sums)
+        # grad_input divides by this rank's count of values; the formula wants the global one.
+        sums *= local / (images * count)
+        dx = np.empty_like(x3)
+        kernels.grad_input(x3, g3, mean, inv_std, scale, sums[:channels], sums[channels:], dx)
+        grads = (dx.reshape(x.shape),)
         if gamma is not None:  # this rank's share; DataParallel sums the shares
             grads += (sum_g_xhat_local,)
         if beta is not None:
             grads += (sum_g_local,)
         return grads
     parents = (x,) + tuple(p for p in (gamma, beta) if p is not None)
-    return Tensor._make(out.astype(x.dtype), parents, backward, "sync_batch_norm")
+    return Tensor._make(out.reshape(x.shape), parents, backward, "sync_batch_norm")
 
 
 class SyncBatchNorm(_BatchNorm):
