@@ -175,16 +175,17 @@ def report(one: dict, two: dict) -> str:
     for r in (one, two):
         lines.append(f"| {r['ranks']} × {r['local_batch']} | {r['threads']} | "
                      f"{r['step_ms']:.0f} | {r['images_per_second']:.0f} |")
-    lines += ["", f"2 ranks: gradient average of vgg_small ({two['gradient_bytes'] / 1e6:.2f} MB "
-              f"in {two['buckets']} bucket(s)): {two['average_gradients_ms']:.2f} ms; step with the "
-              f"Allreduce after backward {two['step_ms']:.0f} ms, overlapped with backward "
-              f"({two['overlap_buckets']} buckets) {two['overlapped_step_ms']:.0f} ms; with SyncBatchNorm "
-              f"{two['sync_bn_step_ms']:.0f} ms.", "",
+    lines += ["", f"2 ranks: gradient average of vgg_small ({two['gradient_bytes'] / 1e6:.2f} "
+              f"MB in {two['buckets']} bucket(s)): {two['average_gradients_ms']:.2f} ms; step with "
+              f"the Allreduce after backward {two['step_ms']:.0f} ms, overlapped with backward "
+              f"({two['overlap_buckets']} buckets) {two['overlapped_step_ms']:.0f} ms; with "
+              f"SyncBatchNorm {two['sync_bn_step_ms']:.0f} ms.", "",
               f"Projection (per-rank batch {BATCH}, compute per image from the 1-rank run: "
               f"vgg_small {1e3 * vgg_spi:.2f} ms measured; resnet18-sized {1e3 * resnet_spi:.0f} "
               f"ms estimated at the same {rate / 1e9:.1f} GFLOP/s for "
               f"{3 * RESNET18_MACS * 2 / 1e9:.1f} GFLOP per 224×224 image):", "",
-              "| model | link | N | compute/step (ms) | Allreduce/step (ms) |", "|---|---|---|---|---|"]
+              "| model | link | N | compute/step (ms) | Allreduce/step (ms) |",
+              "|---|---|---|---|---|"]
     for name, spi, params in (("vgg_small", vgg_spi, two["gradient_bytes"] // 4),
                               ("resnet18-sized", resnet_spi, RESNET18_PARAMS)):
         for link, ranks, compute, comm in projection(spi, params, (2, 8, 64)):

@@ -51,9 +51,10 @@ def init(timeout=None):
     comm = Communicator(MPI.COMM_WORLD, timeout)
     if comm.world_size != launched:
         # Each rank would train alone and all would write the same run directory.
+        library = MPI.Get_library_version().splitlines()[0]
         raise RuntimeError(f"mpiexec started {launched} ranks but mpi4py's MPI sees "
                            f"{comm.world_size}: mpiexec and mpi4py come from different MPI "
-                           f"installations (mpi4py uses {MPI.Get_library_version().splitlines()[0]})")
+                           f"installations (mpi4py uses {library})")
     _communicator = comm
     return comm
 

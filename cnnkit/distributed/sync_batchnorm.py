@@ -3,16 +3,17 @@
 With plain batch norm each rank normalises by its own shard's mean and variance; with
 ``SyncBatchNorm`` (``cnnkit train --sync-bn``) all ranks use the statistics of the global
 batch, so N ranks × batch B compute what one process computes with batch N·B. Per channel,
-over the n = Σ_r n_r values of all ranks (sums in float64, one Allreduce each way):
+over the n = Σ_r n_r values of all ranks (sums in float64, one Allreduce each way; N_r is
+rank r's number of images):
     μ = Σx / n,   σ² = Σx² / n − μ²,   x̂ = (x − μ)/√(σ² + ε),   y = γ·x̂ + β
-and backward (docs/concepts.md, batch norm), with g = dL_r/dy of this rank's loss:
+and backward (derived in cnnkit/functional/normalization.py), with g = dL_r/dy of this rank's loss:
     dL/dx = γ/(n·√(σ² + ε)) · (n·g − Σg − x̂·Σ(g·x̂)),
 with Σg and Σ(g·x̂) summed over all ranks, rank s's terms weighted by N_s/N_r (its images over
 this rank's): g on rank s is the gradient of its mean loss over N_s images. ``DataParallel``
 then averages the parameter gradients weighted by N_r, which gives the gradient of the mean
-loss over the global batch (with equal shards this is PyTorch's SyncBatchNorm). Running statistics are updated with the global μ and the unbiased
-global variance σ²·n/(n − 1), as ``functional.batch_norm`` does. In eval mode, or with one
-rank, it is plain batch norm.
+loss over the global batch (with equal shards this is PyTorch's SyncBatchNorm). Running
+statistics are updated with the global μ and the unbiased global variance σ²·n/(n − 1), as
+``functional.batch_norm`` does. In eval mode, or with one rank, it is plain batch norm.
 """
 from __future__ import annotations
 
