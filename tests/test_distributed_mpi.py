@@ -133,15 +133,15 @@ def _rank_pid(out, rank):
                 environ = f.read().split(b"\0")
         except OSError:
             continue
-        if str(out).encode() in cmdline and b"cnnkit" in cmdline \
-                and f"PMI_RANK={rank}".encode() in environ:
+        ranks = {f"PMI_RANK={rank}".encode(), f"OMPI_COMM_WORLD_RANK={rank}".encode()}
+        if str(out).encode() in cmdline and b"cnnkit" in cmdline and ranks & set(environ):
             return int(entry)
     return None
 
 
 def _start_long_run(out, **env):
-    args = ("--model", "resnet_small", "--dataset", "digits", "--batch-size", "16", "--epochs",
-            "100", "--optimizer", "sgd", "--scheduler", "none", "--no-progress")
+    args = ("--model", "resnet_small", "--dataset", "digits", "--limit-train", "640",
+            "--batch-size", "16", "--epochs", "100", "--optimizer", "sgd", "--scheduler", "none", "--no-progress")
     process = subprocess.Popen(_command(2, *args, "--out", str(out)), env=_env(**env),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
