@@ -262,7 +262,7 @@ def _train(args, comm) -> int:
     ranks = f" × {world} ranks" if world > 1 else ""
     if comm.is_main:
         print(f"{what} {settings['model']} on {dataset_name} ({len(train_set)} train / "
-          f"{len(test_set)} test images of {'×'.join(map(str, shape))}, {len(classes)} "
+              f"{len(test_set)} test images of {'×'.join(map(str, shape))}, {len(classes)} "
               f"classes): {settings['optimizer']} lr {settings['lr']:g}, {settings['scheduler']} "
               f"schedule, batch {batch_size}{ranks}, {settings['epochs']} epochs, seed "
               f"{settings['seed']} -> {out}", flush=True)
