@@ -182,6 +182,22 @@ def test_unequal_shards_average_to_the_whole_batch_gradient(batch_norm):
                                        whole[1].running_mean.data, rtol=1e-12)
 
 
+def test_a_parameter_no_rank_used_keeps_no_gradient():
+    replicas = [nn.ModuleList([nn.Linear(3, 2), nn.Linear(3, 2)]).double() for _ in range(2)]
+    x = cnnkit.tensor(np.ones((4, 3)))
+
+    def step(comm):
+        used, unused = replicas[comm.rank]
+        parallel = DataParallel(replicas[comm.rank], comm)
+        used(x).sum().backward()
+        grad = used.weight.grad.copy()
+        parallel.average_gradients(4)
+        return grad, used.weight.grad, unused.weight.grad, unused.bias.grad
+    for before, after, unused_weight, unused_bias in ThreadGroup(2).run(step):
+        np.testing.assert_array_equal(after, before)  # the same on both ranks: its mean
+        assert unused_weight is None and unused_bias is None
+
+
 def test_start_detects_other_models_and_data_then_broadcasts():
     state = cnnkit.random.get_rng_state()
     try:

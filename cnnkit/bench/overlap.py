@@ -51,10 +51,7 @@ class OverlappedAverage:
             i = self.bucket_of[id(param)]
             waiting[i] -= 1
             if waiting[i] == 0:
-                parallel._pack(parallel._flat[i], parallel.buckets[i], count)
-                if i == 0:
-                    parallel._flat[0][-1] = count
-                requests.append(comm.iallreduce_(parallel._flat[i]))
+                requests.append(comm.iallreduce_(parallel.pack(i, count)))
             if requests:
                 comm._MPI.Request.Testall(requests)
         classes = {}
@@ -68,11 +65,8 @@ class OverlappedAverage:
             for param in parallel.params:
                 param.__class__ = classes.pop(id(param))
                 _READY.pop(id(param), None)
-        for i, bucket in enumerate(parallel.buckets):  # unused parameters: zeros, as blocking
+        for i in range(len(parallel.buckets)):  # buckets with a parameter backward never met
             if waiting[i] > 0:
-                parallel._pack(parallel._flat[i], bucket, count)
-                if i == 0:
-                    parallel._flat[0][-1] = count
-                requests.append(comm.iallreduce_(parallel._flat[i]))
+                requests.append(comm.iallreduce_(parallel.pack(i, count)))
         comm.wait_all(requests)
-        parallel._unpack(parallel._flat[0][-1])
+        parallel.unpack()

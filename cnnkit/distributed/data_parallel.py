@@ -10,9 +10,11 @@ Every step (``average_gradients``): rank r's gradient g_r is that of its mean lo
 n_r images, so the gradient of the mean loss over the whole global batch is
     g = Σ_r n_r·g_r / Σ_r n_r,
 which is the plain average when the shards are equal. Each rank writes n_r·g_r into contiguous
-buffers ("buckets", one dtype each, about ``bucket_bytes`` long) with n_r in one extra slot, and
-sums them with in-place ``Allreduce``; dividing by the summed slot gives g on every rank.
-Parameters are bucketed last layer first, the order in which backward finishes them.
+buffers ("buckets", one dtype each, about ``bucket_bytes`` long) and sums them with in-place
+``Allreduce``. Each bucket ends with one slot per parameter, 1 if the rank has a gradient for
+it (a parameter no rank used keeps ``grad = None``, as in one process), and the first bucket
+with n_r, whose sum divides. Parameters are bucketed last layer first, the order in which
+backward finishes them.
 """
 from __future__ import annotations
 
@@ -76,8 +78,8 @@ class DataParallel:
         self.data_signature = np.asarray(data_signature, dtype=np.float64).ravel()
         self.params = [p for p in model.parameters() if p.requires_grad][::-1]
         self.buckets = _buckets(self.params, bucket_bytes)
-        # One flat buffer per bucket; the first has one extra slot for the image count.
-        self._flat = [np.empty(sum(p.data.size for p in bucket) + (i == 0),
+        # One flat buffer per bucket: gradients, a flag per parameter, and (first) the count.
+        self._flat = [np.empty(sum(p.data.size for p in bucket) + len(bucket) + (i == 0),
                                bucket[0].data.dtype) for i, bucket in enumerate(self.buckets)]
 
     # -- at the start ----------------------------------------------------------------------
@@ -118,32 +120,42 @@ class DataParallel:
         """
         if self.comm.world_size == 1:
             return
-        for flat, bucket in zip(self._flat, self.buckets):
-            self._pack(flat, bucket, count)
-        self._flat[0][-1] = count
-        for flat in self._flat:
-            self.comm.allreduce_(flat)
-        self._unpack(self._flat[0][-1])
+        for i in range(len(self.buckets)):
+            self.comm.allreduce_(self.pack(i, count))
+        self.unpack()
 
-    @staticmethod
-    def _pack(flat, bucket, count):
+    def pack(self, i: int, count: int) -> np.ndarray:
+        """Bucket ``i``'s buffer filled with count·grad of its parameters (see the module
+        docstring); returns it, ready to be summed in place."""
+        flat, bucket, flags = self._flat[i], self.buckets[i], self._flags(i)
         start = 0
-        for param in bucket:
+        for k, param in enumerate(bucket):
             end = start + param.data.size
             if param.grad is None:  # unused on this rank: contributes zero
                 flat[start:end] = 0
             else:
                 np.multiply(param.grad.reshape(-1), count, out=flat[start:end])
+            flags[k] = param.grad is not None
             start = end
+        if i == 0:
+            flat[-1] = count
+        return flat
 
-    def _unpack(self, total):
-        for flat, bucket in zip(self._flat, self.buckets):
-            start = 0
-            for param in bucket:
+    def unpack(self) -> None:
+        """Each parameter's ``.grad`` from the summed buffers."""
+        total = self._flat[0][-1]
+        for i, (flat, bucket) in enumerate(zip(self._flat, self.buckets)):
+            start, used = 0, self._flags(i) > 0
+            for k, param in enumerate(bucket):
                 end = start + param.data.size
                 param.grad = (flat[start:end] / total).astype(param.data.dtype, copy=False) \
-                    .reshape(param.data.shape)
+                    .reshape(param.data.shape) if used[k] else None
                 start = end
+
+    def _flags(self, i: int) -> np.ndarray:
+        """The view of bucket ``i``'s buffer holding one has-a-gradient flag per parameter."""
+        end = self._flat[i].size - (i == 0)
+        return self._flat[i][end - len(self.buckets[i]):end]
 
     # -- every epoch -----------------------------------------------------------------------
     def average_buffers(self) -> None:
