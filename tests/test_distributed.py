@@ -182,6 +182,14 @@ def test_unequal_shards_average_to_the_whole_batch_gradient(batch_norm):
                                        whole[1].running_mean.data, rtol=1e-12)
 
 
+def test_fit_refuses_a_data_parallel_of_another_model():
+    from cnnkit.distributed.comm import SingleProcess
+    from cnnkit.train import fit
+    model, other = _model(False), _model(False)
+    with pytest.raises(ValueError, match="data_parallel must wrap"):
+        fit(model, [], [], None, epochs=1, data_parallel=DataParallel(other, SingleProcess()))
+
+
 def test_a_parameter_no_rank_used_keeps_no_gradient():
     replicas = [nn.ModuleList([nn.Linear(3, 2), nn.Linear(3, 2)]).double() for _ in range(2)]
     x = cnnkit.tensor(np.ones((4, 3)))

@@ -146,6 +146,8 @@ def fit(model, train_loader, test_loader, optimizer, scheduler=None, *, epochs: 
         raise ValueError("fit: resume=True needs out_dir (where the checkpoint is)")
     if out_dir is not None and config is None:
         raise ValueError("fit: config is required with out_dir (model files must be rebuildable)")
+    if data_parallel is not None and data_parallel.model is not model:
+        raise ValueError("fit: data_parallel must wrap the model being trained")
     if out_dir is not None:
         out_dir = os.fspath(out_dir)
         os.makedirs(out_dir, exist_ok=True)
