@@ -40,9 +40,11 @@ def test_threads_are_split_between_the_ranks_of_a_machine():
     assert env["OPENBLAS_NUM_THREADS"] == env["NUMBA_NUM_THREADS"] == "8"
     assert env["OMP_NUM_THREADS"] == "3"  # the user's setting stays
     bound = {"PMI_SIZE": "2", "MPI_LOCALNRANKS": "2"}
-    assert environment.split_threads(bound, cores=(6, 16)) == 6  # mpiexec -bind-to: its share
+    assert environment.split_threads(bound, cores=(6, 12)) == 6  # mpiexec -bind-to: its share
     crowded = {"PMI_SIZE": "8", "MPI_LOCALNRANKS": "8"}
     assert environment.split_threads(crowded, cores=(2, 2)) == 1
+    container = {"PMI_SIZE": "2", "MPI_LOCALNRANKS": "2"}  # a cpuset of 8 of the machine's cores
+    assert environment.split_threads(container, cores=(8, 8)) == 4
     alone = {"PMI_SIZE": "1"}
     assert environment.split_threads(alone, cores=(16, 16)) is None and "OMP_NUM_THREADS" \
         not in alone

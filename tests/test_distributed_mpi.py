@@ -186,3 +186,16 @@ def test_distributed_benchmark_worker_runs_and_its_overlap_computes_the_same():
     assert result.returncode == 0, result.stderr
     line = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")][0]
     assert '"ranks": 2' in line and '"overlap_buckets": 3' in line
+
+
+def test_ranks_on_one_machine_split_its_cores():
+    code = ("import os, cnnkit, numba\n"
+            "print('THREADS', os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'], "
+            "numba.config.NUMBA_NUM_THREADS)\n")
+    env = {k: v for k, v in _env().items() if not k.endswith("_NUM_THREADS")}
+    result = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-c", code], env=env,
+                            capture_output=True, text=True, timeout=BOUND)
+    assert result.returncode == 0, result.stderr
+    share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    lines = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("THREADS")]
+    assert lines == [[share, share, share]] * 2

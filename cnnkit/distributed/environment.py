@@ -53,30 +53,31 @@ def local_ranks(environ=os.environ) -> int:
 
 
 def _cores_of_this_process() -> tuple:
-    """(cores this process may run on, cores of the machine)."""
-    total = os.cpu_count() or 1
+    """(cores this process may run on, cores its parent -- the launcher's proxy -- may)."""
     try:
-        return len(os.sched_getaffinity(0)), total
-    except (AttributeError, OSError):  # not Linux
+        return len(os.sched_getaffinity(0)), len(os.sched_getaffinity(os.getppid()))
+    except (AttributeError, OSError):  # not Linux, or the parent is gone
+        total = os.cpu_count() or 1
         return total, total
 
 
 def split_threads(environ=os.environ, cores=None) -> int | None:
     """Give each of the ranks on this machine its share of the cores.
 
-    Sets every variable of ``THREAD_VARIABLES`` the user has not set to ``cores // ranks on
-    this node`` (at least 1). A launcher that bound the rank to some cores (``mpiexec -bind-to
-    socket``) has already shared them out: the rank then uses all the cores it is bound to.
-    Returns the thread count set, or None when not started as several ranks on this machine.
+    Sets every variable of ``THREAD_VARIABLES`` the user has not set to the cores this process
+    may use (its affinity: a container's cpuset, say) divided by the ranks on this node, at
+    least 1. A launcher that bound the rank to fewer cores than it has itself (``mpiexec
+    -bind-to socket``) has already shared them out: the rank then uses all the cores it is
+    bound to. Returns the thread count set, or None when not started as several ranks on this
+    machine.
 
-    cores : (available, total) core counts, for tests; default: this process's affinity and
-        the machine's cores
+    cores : (cores of this process, cores of its parent), for tests; default: their affinities
     """
     ranks_here = local_ranks(environ)
     if launched_world_size(environ) <= 1 or ranks_here <= 1:
         return None
-    available, total = _cores_of_this_process() if cores is None else cores
-    threads = available if available < total else max(1, total // ranks_here)
+    available, parents = _cores_of_this_process() if cores is None else cores
+    threads = available if available < parents else max(1, available // ranks_here)
     for name in THREAD_VARIABLES:
         environ.setdefault(name, str(threads))
     return threads
