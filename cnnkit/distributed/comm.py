@@ -21,7 +21,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["DEFAULT_TIMEOUT", "Communicator", "SingleProcess"]
+__all__ = ["DEFAULT_TIMEOUT", "TIMEOUT_VARIABLE", "Communicator", "SingleProcess",
+           "timeout_from_environment"]
 
 # Longer than any legitimate wait between two collectives (rank 0 writing a checkpoint while
 # the others wait at the next step's gradient sum, or one machine loading its data later).

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import random as cnnkit_random
 
-__all__ = ["DEFAULT_BUCKET_BYTES", "DataParallel", "state_checksum"]
+__all__ = ["DEFAULT_BUCKET_BYTES", "DataParallel", "RanksDisagree", "state_checksum"]
 
 DEFAULT_BUCKET_BYTES = 4 << 20
 
