@@ -66,6 +66,15 @@ def test_import_and_single_process_never_load_mpi4py():
     assert result.returncode == 0, result.stderr
 
 
+def test_the_collective_timeout_setting():
+    from cnnkit.distributed.comm import DEFAULT_TIMEOUT, timeout_from_environment
+    assert timeout_from_environment({}) == DEFAULT_TIMEOUT
+    assert timeout_from_environment({"CNNKIT_MPI_TIMEOUT": "2.5"}) == 2.5
+    for bad in ("0", "-1", "soon", "nan"):
+        with pytest.raises(ValueError, match="CNNKIT_MPI_TIMEOUT must be a positive number"):
+            timeout_from_environment({"CNNKIT_MPI_TIMEOUT": bad})
+
+
 def test_mpiexec_without_mpi4py_is_a_clear_error(monkeypatch):
     from cnnkit import distributed
     monkeypatch.setattr(distributed, "_communicator", None)
