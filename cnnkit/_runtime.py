@@ -34,8 +34,11 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (mall
 
 def configure(environ=os.environ):
     """Fill in the settings above that the environment does not already have, and make
-    ``NUMBA_CPU_NAME`` emulate that CPU whole (``cnnkit.cpu.emulate``)."""
+    ``NUMBA_CPU_NAME`` emulate that CPU whole (``cnnkit.cpu.emulate``). Ranks started
+    together by ``mpiexec`` share this machine's cores (``distributed.environment``)."""
     from .cpu import emulate
+    from .distributed.environment import split_threads
+    split_threads(environ)
     emulate()
     environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_SPIN_LOG2_CYCLES)
     environ.setdefault("GOMP_SPINCOUNT", GOMP_SPIN_POLLS)

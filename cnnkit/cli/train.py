@@ -83,6 +83,9 @@ def register(subparsers) -> None:
                         help="start afresh even if --out already holds a run")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
+    parser.add_argument("--sync-bn", action="store_true",
+                        help="under mpiexec: batch-norm statistics over the global batch of "
+                             "all ranks (--batch-size is per rank)")
     parser.set_defaults(run=run)
 
 
@@ -156,10 +159,22 @@ def _build_scheduler(settings, optimizer, total_steps):
 
 
 def run(args) -> int:
+    from .. import distributed
+    try:
+        comm = distributed.init()
+    except (RuntimeError, ValueError) as err:
+        raise CommandError(one_line(err)) from err
+    with distributed.abort_on_error(comm, one_line):
+        return _train(args, comm)
+
+
+def _train(args, comm) -> int:
     import cnnkit
 
     from .. import models
-    from ..data import DataLoader
+    from ..data import DataLoader, ShardedLoader
+    from ..distributed.launch import (data_parallel_model, drop_final_batch, evaluation_shard,
+                                      per_rank_batch)
     from ..train import CHECKPOINT_FILE, MODEL_FILE, fit, load_checkpoint
 
     saved = None
@@ -176,6 +191,8 @@ def run(args) -> int:
             raise CommandError(one_line(err)) from err
     settings = _resolve(args, saved)
     _check(settings)
+    # batch_size is per rank on the ranks the run started on (distributed/launch.py).
+    settings.setdefault("world_size", comm.world_size if saved is None else 1)
     if settings["model"] not in models.names():
         raise UsageError(f"unknown model {settings['model']!r}; available: "
                          f"{', '.join(models.names())}")
@@ -203,12 +220,23 @@ def run(args) -> int:
     normalize = {"mean": mean, "std": std}
     train_transform, test_transform = _transforms(dataset_name, shape, settings["augment"],
                                                   normalize)
-    batch_size = settings["batch_size"]
-    # A final batch of one image would make batch norm fail (no variance); drop only that case.
-    drop_last = len(train_set) % batch_size == 1
-    train_loader = DataLoader(train_set, batch_size, shuffle=True, drop_last=drop_last,
-                              seed=settings["seed"], transform=train_transform)
-    test_loader = DataLoader(test_set, 500, transform=test_transform)
+    world = comm.world_size
+    # A final batch leaving a rank one image would make batch norm fail (no variance).
+    try:
+        batch_size = per_rank_batch(settings["batch_size"], settings["world_size"], world)
+        drop_last = drop_final_batch(len(train_set), batch_size * world,
+                                     settings["world_size"], world)
+    except ValueError as err:
+        raise UsageError(f"cannot train this run on {world} ranks: {err}") from err
+    if world == 1:
+        train_loader = DataLoader(train_set, batch_size, shuffle=True, drop_last=drop_last,
+                                  seed=settings["seed"], transform=train_transform)
+    else:
+        train_loader = ShardedLoader(train_set, batch_size, shuffle=True, drop_last=drop_last,
+                                     seed=settings["seed"], transform=train_transform,
+                                     rank=comm.rank, world_size=world)
+    test_loader = DataLoader(evaluation_shard(test_set, comm.rank, world), 500,
+                             transform=test_transform)
     if len(train_loader) == 0:
         raise UsageError(f"--batch-size {batch_size} leaves no batch of {len(train_set)} images")
 
@@ -220,6 +248,10 @@ def run(args) -> int:
     except ValueError as err:
         raise UsageError(f"cannot build {settings['model']} for {shape} images: "
                          f"{one_line(err)}") from err
+    data_parallel = None
+    if world > 1:
+        model, data_parallel = data_parallel_model(
+            model, comm, (len(train_set), len(test_set), *mean, *std), args.sync_bn)
     optimizer = _build_optimizer(settings, model.parameters())
     scheduler = _build_scheduler(settings, optimizer, settings["epochs"] * len(train_loader))
     config = {"model": {"name": settings["model"], "kwargs": kwargs},
@@ -227,22 +259,26 @@ def run(args) -> int:
               "normalize": normalize, "train": settings}
 
     what = "resuming" if args.resume else "training"
-    print(f"{what} {settings['model']} on {dataset_name} ({len(train_set)} train / "
-          f"{len(test_set)} test images of {'×'.join(map(str, shape))}, {len(classes)} "
-          f"classes): {settings['optimizer']} lr {settings['lr']:g}, {settings['scheduler']} "
-          f"schedule, batch {batch_size}, {settings['epochs']} epochs, seed {settings['seed']} "
-          f"-> {out}", flush=True)
+    ranks = f" × {world} ranks" if world > 1 else ""
+    if comm.is_main:
+        print(f"{what} {settings['model']} on {dataset_name} ({len(train_set)} train / "
+              f"{len(test_set)} test images of {'×'.join(map(str, shape))}, {len(classes)} "
+              f"classes): {settings['optimizer']} lr {settings['lr']:g}, {settings['scheduler']} "
+              f"schedule, batch {batch_size}{ranks}, {settings['epochs']} epochs, seed "
+              f"{settings['seed']} -> {out}", flush=True)
     try:
         history = fit(model, train_loader, test_loader, optimizer, scheduler,
                       epochs=settings["epochs"], out_dir=out, config=config,
                       resume=args.resume, progress=args.progress,
-                      log=lambda line: print(line, flush=True))
+                      log=lambda line: print(line, flush=True), data_parallel=data_parallel)
     except KeyboardInterrupt:
         raise CommandError(f"interrupted; continue with: cnnkit train --out {out} --resume")
     except ValueError as err:  # e.g. a checkpoint that does not fit
         raise CommandError(one_line(err)) from err
     if not history:
         raise CommandError("no epoch was run")
+    if not comm.is_main:
+        return 0
     last = history[-1]
     seconds = last["elapsed_seconds"]  # training + evaluation, summed over resumed sessions
     print(f"model saved to {os.path.join(out, MODEL_FILE)}")

@@ -11,9 +11,10 @@ from .idx import read_idx, write_idx
 from .images import ImageFolder, load_image
 from .loader import DataLoader
 from .mnist import FASHION_MNIST_CLASSES, MNIST, FashionMNIST
+from .sampler import ShardedLoader
 from .transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
 
 __all__ = ["FASHION_MNIST_CLASSES", "MNIST", "Compose", "DataLoader", "Dataset", "Digits",
            "FashionMNIST", "ImageFolder", "Normalize", "RandomCrop", "RandomHorizontalFlip",
-           "Subset", "TensorDataset", "ToFloat", "load_image", "random_split", "read_idx",
-           "transforms", "write_idx"]
+           "ShardedLoader", "Subset", "TensorDataset", "ToFloat", "load_image", "random_split",
+           "read_idx", "transforms", "write_idx"]

@@ -124,8 +124,8 @@ class DataLoader:
     def _batches(self, order, epoch_key, skip):
         whole = _resolve_arrays(self.dataset)
         for b in range(skip, len(self)):
-            indices = order[b * self.batch_size:(b + 1) * self.batch_size]
-            rng = np.random.default_rng([epoch_key, b]) if self.transform is not None else None
+            indices = self._batch_indices(order, b)
+            rng = self._batch_rng(epoch_key, b) if self.transform is not None else None
             if whole is not None:
                 batch = self._gather(whole, indices)
             else:
@@ -140,6 +140,14 @@ class DataLoader:
         self._epoch += 1
         self._active = False
         self._batches_done = 0
+
+    def _batch_indices(self, order, b):
+        """Positions in the dataset of batch ``b`` of the epoch whose order is ``order``."""
+        return order[b * self.batch_size:(b + 1) * self.batch_size]
+
+    def _batch_rng(self, epoch_key, b):
+        """The Generator that augments batch ``b`` (see the module docstring)."""
+        return np.random.default_rng([epoch_key, b])
 
     @staticmethod
     def _gather(whole, indices):

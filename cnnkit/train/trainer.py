@@ -40,8 +40,12 @@ def _as_batch(batch):
 
 
 def train_one_epoch(model, loader, optimizer, scheduler=None, loss_fn=F.cross_entropy,
-                    progress: bool = False, description: str = "train") -> dict:
+                    progress: bool = False, description: str = "train",
+                    data_parallel=None) -> dict:
     """One pass over ``loader``, updating ``model``; returns mean loss, accuracy and speed.
+
+    ``data_parallel`` (``cnnkit.distributed.DataParallel``, with a loader of this rank's shards)
+    averages the gradients over the ranks before each step; the metrics are then the ranks'.
 
     Returns
     -------
@@ -60,6 +64,8 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, loss_fn=F.cross_en
         loss = loss_fn(scores, labels)
         optimizer.zero_grad()
         loss.backward()
+        if data_parallel is not None:
+            data_parallel.average_gradients(len(labels))
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -73,6 +79,10 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, loss_fn=F.cross_en
                          "img/s": f"{speed:.0f}"}, refresh=False)
     bar.close()
     seconds = time.perf_counter() - start
+    if data_parallel is not None:
+        loss_mean.total, loss_mean.count, correct, seen = data_parallel.sum_over_ranks(
+            loss_mean.total, loss_mean.count, correct, seen)
+        seconds = data_parallel.max_over_ranks(seconds)
     return {"train_loss": loss_mean.mean, "train_accuracy": correct / seen if seen else np.nan,
             "images_per_second": seen / seconds if seconds > 0 else np.nan,
             "train_seconds": seconds}
@@ -105,7 +115,8 @@ def evaluate(model, loader, loss_fn=F.cross_entropy, progress: bool = False) -> 
 
 def fit(model, train_loader, test_loader, optimizer, scheduler=None, *, epochs: int,
         out_dir=None, config: dict | None = None, resume: bool = False,
-        loss_fn=F.cross_entropy, progress: bool = True, log=print, callback=None) -> list:
+        loss_fn=F.cross_entropy, progress: bool = True, log=print, callback=None,
+        data_parallel=None) -> list:
     """Train ``model`` until ``epochs`` epochs are complete; returns the metrics rows.
 
     Parameters
@@ -120,6 +131,8 @@ def fit(model, train_loader, test_loader, optimizer, scheduler=None, *, epochs: 
     progress : show a tqdm bar (loss, accuracy, images/s) per epoch
     log : called with a one-line summary per epoch (None: silent)
     callback : called as ``callback(epoch, row)`` after each epoch's checkpoint is written
+    data_parallel : a ``cnnkit.distributed.DataParallel`` to train on several ranks (the
+        loaders then give this rank's shards); only its main rank logs and writes files
 
     Returns
     -------
@@ -133,9 +146,12 @@ def fit(model, train_loader, test_loader, optimizer, scheduler=None, *, epochs: 
         raise ValueError("fit: resume=True needs out_dir (where the checkpoint is)")
     if out_dir is not None and config is None:
         raise ValueError("fit: config is required with out_dir (model files must be rebuildable)")
+    if data_parallel is not None and data_parallel.model is not model:
+        raise ValueError("fit: data_parallel must wrap the model being trained")
     if out_dir is not None:
         out_dir = os.fspath(out_dir)
         os.makedirs(out_dir, exist_ok=True)
+    main = data_parallel is None or data_parallel.is_main
     history, start_epoch = [], 0
     if resume:
         path = os.path.join(out_dir, CHECKPOINT_FILE)
@@ -144,7 +160,10 @@ def fit(model, train_loader, test_loader, optimizer, scheduler=None, *, epochs: 
         checkpoint = load_checkpoint(path)
         restore_training_state(checkpoint, model, optimizer, scheduler, train_loader)
         history, start_epoch = list(checkpoint.history), checkpoint.epoch
-    metrics = MetricsLog(out_dir, history)
+    if data_parallel is not None:
+        data_parallel.start()
+    writes = out_dir is not None and main
+    metrics = MetricsLog(out_dir if writes else None, history)
     if resume:
         metrics.write()  # the files may hold rows of an epoch that ended after the checkpoint
     elapsed = history[-1]["elapsed_seconds"] if history else 0.0
@@ -152,22 +171,26 @@ def fit(model, train_loader, test_loader, optimizer, scheduler=None, *, epochs: 
     for epoch in range(start_epoch + 1, epochs + 1):
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train = train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn, progress,
-                                description=f"epoch {epoch}/{epochs}")
+        train = train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn,
+                                progress and main, f"epoch {epoch}/{epochs}", data_parallel)
+        if data_parallel is not None:
+            data_parallel.average_buffers()
         test = evaluate(model, test_loader, loss_fn)
+        if data_parallel is not None:
+            test = data_parallel.reduce_evaluation(test)
         seconds = time.perf_counter() - epoch_start
         elapsed += seconds
         row = {"epoch": epoch, "lr": lr, **train, "test_loss": test["loss"],
                "test_accuracy": test["accuracy"], "epoch_seconds": seconds,
                "elapsed_seconds": elapsed}
-        if out_dir is not None:
+        if writes:
             # Checkpoint first: the metrics files then never run ahead of what can be resumed.
             save_checkpoint(os.path.join(out_dir, CHECKPOINT_FILE), model, optimizer, scheduler,
                             epoch=epoch, config=config, train_loader=train_loader,
                             history=metrics.rows + [row])
             save_model(os.path.join(out_dir, MODEL_FILE), model, config)
         metrics.append(row)
-        if log is not None:
+        if log is not None and main:
             log(f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.4f} "
                 f"acc {100 * row['train_accuracy']:.2f}% | test loss {row['test_loss']:.4f} "
                 f"acc {100 * row['test_accuracy']:.2f}% | {row['images_per_second']:.0f} img/s "
