@@ -6,6 +6,7 @@ whose schedule does not depend on its length).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 from .common import (
@@ -156,11 +157,8 @@ def _build_scheduler(settings, optimizer, total_steps):
 
 
 def run(args) -> int:
-    import cnnkit
-
     from .. import models
-    from ..data import DataLoader
-    from ..train import CHECKPOINT_FILE, MODEL_FILE, fit, load_checkpoint
+    from ..train import CHECKPOINT_FILE, RunLockedError, load_checkpoint, run_lock
 
     saved = None
     out = args.out
@@ -186,6 +184,29 @@ def run(args) -> int:
     if out is None:
         dataset_label = os.path.basename(dataset_name.rstrip("/"))
         out = os.path.join("runs", f"{settings['model']}_{dataset_label}")
+    with contextlib.ExitStack() as stack:
+        try:
+            lock = stack.enter_context(run_lock(out))
+        except RunLockedError as err:
+            raise CommandError(one_line(err)) from err
+        except OSError as err:  # checked before any work: --out is not a writable directory
+            raise UsageError(f"--out {out}: cannot write there ({err.strerror})") from err
+        return _train(args, settings, out, lock)
+
+
+def _train(args, settings, out, lock) -> int:
+    """The run, in the locked directory ``out``."""
+    import cnnkit
+
+    from .. import models
+    from ..data import DataLoader
+    from ..train import CHECKPOINT_FILE, MODEL_FILE, fit
+
+    if lock.stale_pid is not None or lock.removed:
+        who = f" (pid {lock.stale_pid})" if lock.stale_pid is not None else ""
+        print(f"note: the last run in {out}{who} stopped abruptly; removed "
+              f"{len(lock.removed)} unfinished temporary file(s)", flush=True)
+    dataset_name = settings["dataset"]
     existing = os.path.exists(os.path.join(out, CHECKPOINT_FILE))
     if existing and not args.resume and not args.overwrite:
         raise CommandError(f"{out} already holds a run; pass --resume to continue it, "

@@ -27,6 +27,7 @@ from .. import functional as F
 from ..tensor import no_grad, tensor
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint, save_model
 from .metrics import MetricsLog, RunningMean, correct_count
+from .run_lock import run_lock
 
 __all__ = ["CHECKPOINT_FILE", "MODEL_FILE", "evaluate", "fit", "train_one_epoch"]
 
@@ -113,7 +114,8 @@ def fit(model, train_loader, test_loader, optimizer, scheduler=None, *, epochs: 
     model, optimizer, scheduler : the scheduler (or None) is stepped after every batch
     train_loader, test_loader : DataLoaders yielding (images, labels)
     epochs : the total number of epochs of the run (a resumed run continues up to it)
-    out_dir : run directory for metrics and checkpoints, or None to write nothing
+    out_dir : run directory for metrics and checkpoints, or None to write nothing; locked for
+        the whole call (``run_lock``: a second run on it raises ``RunLockedError``)
     config : JSON-able dict saved with the weights (required with ``out_dir``); at least
         ``{"model": {"name": ..., "kwargs": {...}}}`` so the model can be rebuilt
     resume : continue from ``out_dir/checkpoint.safetensors``
@@ -133,9 +135,16 @@ def fit(model, train_loader, test_loader, optimizer, scheduler=None, *, epochs: 
         raise ValueError("fit: resume=True needs out_dir (where the checkpoint is)")
     if out_dir is not None and config is None:
         raise ValueError("fit: config is required with out_dir (model files must be rebuildable)")
-    if out_dir is not None:
-        out_dir = os.fspath(out_dir)
-        os.makedirs(out_dir, exist_ok=True)
+    if out_dir is None:
+        return _fit(model, train_loader, test_loader, optimizer, scheduler, epochs, None, config,
+                    resume, loss_fn, progress, log, callback)
+    with run_lock(out_dir):  # one run per directory; clears a killed run's temporary files
+        return _fit(model, train_loader, test_loader, optimizer, scheduler, epochs,
+                    os.fspath(out_dir), config, resume, loss_fn, progress, log, callback)
+
+
+def _fit(model, train_loader, test_loader, optimizer, scheduler, epochs, out_dir, config, resume,
+         loss_fn, progress, log, callback) -> list:
     history, start_epoch = [], 0
     if resume:
         path = os.path.join(out_dir, CHECKPOINT_FILE)
