@@ -6,11 +6,21 @@ line, ``cnnkit <command>: error: <message>``, with no traceback.
 """
 from __future__ import annotations
 
+import argparse
 import os
 
 import numpy as np
 
-from ..data import MNIST, Digits, FashionMNIST, ImageFolder, Subset, load_image, random_split
+from ..data import (
+    DEFAULT_MAX_PIXELS,
+    MNIST,
+    Digits,
+    FashionMNIST,
+    ImageFolder,
+    Subset,
+    load_image,
+    random_split,
+)
 
 DATASET_NAMES = ("fashion-mnist", "mnist", "digits")
 DEFAULT_DATASET = "fashion-mnist"
@@ -31,6 +41,23 @@ class UsageError(CommandError):
 def one_line(message) -> str:
     """Collapse a possibly multi-line message into one line."""
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse names the option in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def add_max_pixels_argument(parser) -> None:
+    parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                        metavar="N", help="refuse image files of more than N pixels, before "
+                                          f"decoding them (default {DEFAULT_MAX_PIXELS:,})")
 
 
 def add_data_root_argument(parser) -> None:
@@ -118,16 +145,19 @@ def parse_shape(text: str, option: str = "--input-shape") -> tuple:
     return shape
 
 
-def image_input(path, config: dict, resize: bool = False, invert: bool = False) -> np.ndarray:
+def image_input(path, config: dict, resize: bool = False, invert: bool = False,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Load ``path`` as the model's input: float32 (C, H, W), normalised as in training.
 
     Grayscale or RGB by the model's channel count. An image of another size is a CommandError
     unless ``resize`` (bilinear) is set; ``invert`` maps v → 1 − v (Fashion-MNIST and MNIST
-    show light objects on black, photos usually the reverse).
+    show light objects on black, photos usually the reverse). A file of more than
+    ``max_pixels`` pixels is a CommandError before it is decoded.
     """
     channels, height, width = config["input_shape"]
     try:
-        image = load_image(path, grayscale=channels == 1, size=(height, width) if resize else None)
+        image = load_image(path, grayscale=channels == 1, size=(height, width) if resize else None,
+                           max_pixels=max_pixels)
     except (FileNotFoundError, ValueError) as err:
         raise CommandError(one_line(err)) from err
     if image.shape[0] != channels:
