@@ -110,6 +110,10 @@ def _resolve(args, saved):
 
 
 def _check(settings) -> None:
+    for key, choices in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS)):
+        if settings[key] not in choices:
+            raise UsageError(f"--{key} must be one of {', '.join(choices)}, got "
+                             f"{settings[key]!r}")
     for key in ("epochs", "batch_size"):
         if settings[key] < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {settings[key]}")
@@ -169,9 +173,12 @@ def run(args) -> int:
         if not os.path.isfile(path):
             raise CommandError(f"nothing to resume: {path} does not exist")
         try:
-            saved = load_checkpoint(path).config["train"]
-        except (ValueError, KeyError) as err:
+            saved = load_checkpoint(path).config.get("train")
+        except ValueError as err:
             raise CommandError(one_line(err)) from err
+        if saved is None:
+            raise CommandError(f"{path}: not written by cnnkit train (its config has no "
+                               "'train' settings); start a new run")
     settings = _resolve(args, saved)
     _check(settings)
     if settings["model"] not in models.names():
