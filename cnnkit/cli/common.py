@@ -72,12 +72,29 @@ def load_datasets(name: str, data_root=None, image_size=None, split_seed: int = 
     A folder with ``train/`` and ``test/`` sub-folders uses them; otherwise its class folders
     are split 80/20 at random (seeded). Raises CommandError for a missing or unknown data set.
     """
+    train, test = _load_splits(name, data_root, image_size, split_seed)
+    for split, dataset in (("training", train), ("test", test)):
+        if len(dataset) == 0:
+            raise CommandError(f"data set {name!r}: the {split} split has no images")
+    return train, test
+
+
+def _load_splits(name: str, data_root, image_size, split_seed):
     if name in ("fashion-mnist", "mnist"):
+        if data_root is not None and not os.path.isdir(data_root):
+            raise UsageError(f"--data-root {data_root}: no such directory")
         cls = FashionMNIST if name == "fashion-mnist" else MNIST
         try:
-            return cls(root=data_root, train=True), cls(root=data_root, train=False)
+            splits = cls(root=data_root, train=True), cls(root=data_root, train=False)
         except FileNotFoundError as err:
             raise CommandError(f"data set {name!r} not found: {one_line(err)}") from err
+        for split in splits if data_root is not None else ():
+            # The library falls back to $CNNKIT_DATA and the system copy; an explicit
+            # --data-root must not silently be replaced by them.
+            if os.path.dirname(os.path.realpath(split.files[0])) != os.path.realpath(data_root):
+                raise CommandError(f"--data-root {data_root}: no {name} files there (another "
+                                   f"copy is in {os.path.dirname(split.files[0])})")
+        return splits
     if name == "digits":
         return Digits(train=True), Digits(train=False)
     if not os.path.isdir(name):
@@ -117,7 +134,7 @@ def dataset_classes(dataset) -> list:
 
 
 def sample_shape(dataset) -> tuple:
-    """(C, H, W) of the data set's first image."""
+    """(C, H, W) of the data set's first image (``load_datasets`` refuses empty ones)."""
     image = dataset[0][0]
     return tuple(int(s) for s in np.shape(image))
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import os
 
-from .common import CommandError, UsageError, add_max_pixels_argument, one_line, parse_shape
+from .common import (
+    CommandError,
+    UsageError,
+    add_max_pixels_argument,
+    one_line,
+    parse_shape,
+    positive_int,
+)
 
 DEFAULT_INPUT_SHAPE = "1,28,28"
 
@@ -57,9 +64,9 @@ def register(subparsers) -> None:
     confusion.add_argument("--dataset", help="data set name or folder (default: the saved one)")
     confusion.add_argument("--data-root", metavar="DIR", default=None,
                            help="directory with the IDX files of (Fashion-)MNIST")
-    confusion.add_argument("--limit-test", type=int, metavar="N",
+    confusion.add_argument("--limit-test", type=positive_int, metavar="N",
                            help="use a random subset of N test images")
-    confusion.add_argument("--batch-size", type=int, default=500, help="default 500")
+    confusion.add_argument("--batch-size", type=positive_int, default=500, help="default 500")
     confusion.add_argument("--normalize", action="store_true",
                            help="show row fractions instead of counts")
     _output_argument(confusion, "confusion.png")
