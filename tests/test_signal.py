@@ -161,6 +161,22 @@ def test_integer_fft_is_rounded_and_exact():
         np.testing.assert_array_equal(result, ss.convolve(a, b, mode, method="direct"))
 
 
+@pytest.mark.parametrize("func", ["convolve", "correlate"])
+def test_integer_fft_with_a_length_one_axis_everywhere_is_exact_like_scipy(func):
+    # Where every axis has a length-1 input, scipy's FFT method multiplies in the integer
+    # dtype (nothing is transformed), so values beyond float64's 2**53 stay exact.
+    cases = [(np.array([2**64 - 1, 1], np.uint64), np.array([1], np.uint64)),
+             (np.array([[2**64 - 1, 1]], np.uint64), np.array([[1], [2]], np.uint64)),
+             (np.array([2**63 - 1, -2**63], np.int64), np.array([3])),
+             (np.array([[True, False]]), np.array([[True], [True]]))]
+    for a, b in cases:
+        for mode in MODES if a.ndim == 1 else ("full", "same"):  # 2-D shapes cross: no 'valid'
+            expected = getattr(ss, func)(a, b, mode, method="fft")
+            result = getattr(cs, func)(a, b, mode, method="fft")
+            assert result.dtype == expected.dtype
+            np.testing.assert_array_equal(result, expected)
+
+
 def test_integer_overflow_wraps_like_numpy_in_direct():
     a = np.full(50, 100, dtype=np.int8)
     b = np.full(3, 100, dtype=np.int8)

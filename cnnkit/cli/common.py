@@ -6,11 +6,21 @@ line, ``cnnkit <command>: error: <message>``, with no traceback.
 """
 from __future__ import annotations
 
+import argparse
 import os
 
 import numpy as np
 
-from ..data import MNIST, Digits, FashionMNIST, ImageFolder, Subset, load_image, random_split
+from ..data import (
+    DEFAULT_MAX_PIXELS,
+    MNIST,
+    Digits,
+    FashionMNIST,
+    ImageFolder,
+    Subset,
+    load_image,
+    random_split,
+)
 
 DATASET_NAMES = ("fashion-mnist", "mnist", "digits")
 DEFAULT_DATASET = "fashion-mnist"
@@ -33,6 +43,23 @@ def one_line(message) -> str:
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse names the option in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def add_max_pixels_argument(parser) -> None:
+    parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                        metavar="N", help="refuse image files of more than N pixels, before "
+                                          f"decoding them (default {DEFAULT_MAX_PIXELS:,})")
+
+
 def add_data_root_argument(parser) -> None:
     parser.add_argument("--data-root", metavar="DIR", default=None,
                         help="directory with the IDX files of (Fashion-)MNIST (default: "
@@ -45,12 +72,29 @@ def load_datasets(name: str, data_root=None, image_size=None, split_seed: int = 
     A folder with ``train/`` and ``test/`` sub-folders uses them; otherwise its class folders
     are split 80/20 at random (seeded). Raises CommandError for a missing or unknown data set.
     """
+    train, test = _load_splits(name, data_root, image_size, split_seed)
+    for split, dataset in (("training", train), ("test", test)):
+        if len(dataset) == 0:
+            raise CommandError(f"data set {name!r}: the {split} split has no images")
+    return train, test
+
+
+def _load_splits(name: str, data_root, image_size, split_seed):
     if name in ("fashion-mnist", "mnist"):
+        if data_root is not None and not os.path.isdir(data_root):
+            raise UsageError(f"--data-root {data_root}: no such directory")
         cls = FashionMNIST if name == "fashion-mnist" else MNIST
         try:
-            return cls(root=data_root, train=True), cls(root=data_root, train=False)
+            splits = cls(root=data_root, train=True), cls(root=data_root, train=False)
         except FileNotFoundError as err:
             raise CommandError(f"data set {name!r} not found: {one_line(err)}") from err
+        for split in splits if data_root is not None else ():
+            # The library falls back to $CNNKIT_DATA and the system copy; an explicit
+            # --data-root must not silently be replaced by them.
+            if os.path.dirname(os.path.realpath(split.files[0])) != os.path.realpath(data_root):
+                raise CommandError(f"--data-root {data_root}: no {name} files there (another "
+                                   f"copy is in {os.path.dirname(split.files[0])})")
+        return splits
     if name == "digits":
         return Digits(train=True), Digits(train=False)
     if not os.path.isdir(name):
@@ -90,7 +134,7 @@ def dataset_classes(dataset) -> list:
 
 
 def sample_shape(dataset) -> tuple:
-    """(C, H, W) of the data set's first image."""
+    """(C, H, W) of the data set's first image (``load_datasets`` refuses empty ones)."""
     image = dataset[0][0]
     return tuple(int(s) for s in np.shape(image))
 
@@ -118,16 +162,19 @@ def parse_shape(text: str, option: str = "--input-shape") -> tuple:
     return shape
 
 
-def image_input(path, config: dict, resize: bool = False, invert: bool = False) -> np.ndarray:
+def image_input(path, config: dict, resize: bool = False, invert: bool = False,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Load ``path`` as the model's input: float32 (C, H, W), normalised as in training.
 
     Grayscale or RGB by the model's channel count. An image of another size is a CommandError
     unless ``resize`` (bilinear) is set; ``invert`` maps v → 1 − v (Fashion-MNIST and MNIST
-    show light objects on black, photos usually the reverse).
+    show light objects on black, photos usually the reverse). A file of more than
+    ``max_pixels`` pixels is a CommandError before it is decoded.
     """
     channels, height, width = config["input_shape"]
     try:
-        image = load_image(path, grayscale=channels == 1, size=(height, width) if resize else None)
+        image = load_image(path, grayscale=channels == 1, size=(height, width) if resize else None,
+                           max_pixels=max_pixels)
     except (FileNotFoundError, ValueError) as err:
         raise CommandError(one_line(err)) from err
     if image.shape[0] != channels:

@@ -1,7 +1,15 @@
 """``cnnkit evaluate``: test accuracy and loss of a saved model (model or checkpoint file)."""
 from __future__ import annotations
 
-from .common import CommandError, add_data_root_argument, limited, load_datasets, one_line
+from .common import (
+    CommandError,
+    add_data_root_argument,
+    limited,
+    load_datasets,
+    one_line,
+    positive_int,
+    sample_shape,
+)
 
 
 def register(subparsers) -> None:
@@ -13,8 +21,8 @@ def register(subparsers) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="model or checkpoint file")
     parser.add_argument("--dataset", help="evaluate on this data set instead of the saved one")
     add_data_root_argument(parser)
-    parser.add_argument("--batch-size", type=int, default=500, help="default 500")
-    parser.add_argument("--limit-test", type=int, metavar="N",
+    parser.add_argument("--batch-size", type=positive_int, default=500, help="default 500")
+    parser.add_argument("--limit-test", type=positive_int, metavar="N",
                         help="evaluate on a random subset of N test images")
     parser.set_defaults(run=run)
 
@@ -44,7 +52,7 @@ def run(args) -> int:
     _, test_set = load_datasets(dataset_name, args.data_root, train_settings.get("image_size"),
                                 split_seed=train_settings.get("seed", 0))
     test_set = limited(test_set, args.limit_test)
-    shape = tuple(test_set[0][0].shape)
+    shape = sample_shape(test_set)
     if shape != tuple(config["input_shape"]):
         raise CommandError(f"the model expects {tuple(config['input_shape'])} inputs, "
                            f"{dataset_name} gives {shape}")

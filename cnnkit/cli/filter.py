@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .common import CommandError, UsageError, one_line
+from .common import CommandError, UsageError, add_max_pixels_argument, one_line
 
 PRESETS = ("identity, sharpen, blur, box-blur, emboss, outline, sobel-left, sobel-right, "
            "sobel-top, sobel-bottom")
@@ -46,6 +46,7 @@ def register(subparsers) -> None:
                         help="write the input and the output next to each other")
     parser.add_argument("--list-kernels", action="store_true",
                         help="print the preset kernels and exit")
+    add_max_pixels_argument(parser)
     parser.set_defaults(run=run)
 
 
@@ -76,7 +77,7 @@ def run(args) -> int:
     if not os.path.isdir(out_dir):
         raise CommandError(f"-o {args.output}: directory {out_dir} does not exist")
     try:
-        image = load_image(args.image)
+        image = load_image(args.image, max_pixels=args.max_pixels)
     except (FileNotFoundError, ValueError) as err:
         raise CommandError(one_line(err)) from err
     if np.array_equal(image[0], image[1]) and np.array_equal(image[0], image[2]):

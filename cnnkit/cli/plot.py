@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import os
 
-from .common import CommandError, UsageError, one_line, parse_shape
+from .common import (
+    CommandError,
+    UsageError,
+    add_max_pixels_argument,
+    one_line,
+    parse_shape,
+    positive_int,
+)
 
 DEFAULT_INPUT_SHAPE = "1,28,28"
 
@@ -37,6 +44,7 @@ def register(subparsers) -> None:
     features.add_argument("--invert", action="store_true", help="invert brightness")
     features.add_argument("--max-channels", type=int, default=8, help="maps per layer (8)")
     features.add_argument("--layers", help="comma-separated layer names (default: all)")
+    add_max_pixels_argument(features)
     _output_argument(features, "features.png")
     features.set_defaults(run=run_features)
 
@@ -56,9 +64,9 @@ def register(subparsers) -> None:
     confusion.add_argument("--dataset", help="data set name or folder (default: the saved one)")
     confusion.add_argument("--data-root", metavar="DIR", default=None,
                            help="directory with the IDX files of (Fashion-)MNIST")
-    confusion.add_argument("--limit-test", type=int, metavar="N",
+    confusion.add_argument("--limit-test", type=positive_int, metavar="N",
                            help="use a random subset of N test images")
-    confusion.add_argument("--batch-size", type=int, default=500, help="default 500")
+    confusion.add_argument("--batch-size", type=positive_int, default=500, help="default 500")
     confusion.add_argument("--normalize", action="store_true",
                            help="show row fractions instead of counts")
     _output_argument(confusion, "confusion.png")
@@ -71,6 +79,7 @@ def register(subparsers) -> None:
                     "field's width per layer; the table is printed too.")
     _model_argument(field, "MODEL")
     field.add_argument("--image", help="draw the squares on this image")
+    add_max_pixels_argument(field)
     _output_argument(field, "receptive_field.png")
     field.set_defaults(run=run_receptive_field)
 
@@ -146,7 +155,7 @@ def run_features(args) -> int:
     from .common import image_input
     _check_output(args.output)
     model, config = load_model(args.model, args.input_shape)
-    image = image_input(args.image, config, args.resize, args.invert)
+    image = image_input(args.image, config, args.resize, args.invert, args.max_pixels)
     layers = [name.strip() for name in args.layers.split(",")] if args.layers else None
     plot_features(model, image, args.output, max_channels=args.max_channels, layers=layers)
     return _wrote(args.output, f"feature maps of {args.image}")
@@ -205,7 +214,7 @@ def run_receptive_field(args) -> int:
     image = None
     if args.image:
         from .common import image_input
-        image = image_input(args.image, config, resize=True)
+        image = image_input(args.image, config, resize=True, max_pixels=args.max_pixels)
     print(format_receptive_fields(receptive_fields(model, shape), shape))
     plot_receptive_field(model, shape, args.output, image=image,
                          title=f"receptive field growth: {args.model}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import UsageError, image_input
+from .common import UsageError, add_max_pixels_argument, image_input
 
 
 def register(subparsers) -> None:
@@ -20,6 +20,7 @@ def register(subparsers) -> None:
                         help="resize images to the model's input size (bilinear)")
     parser.add_argument("--invert", action="store_true",
                         help="invert brightness (Fashion-MNIST/MNIST are light on black)")
+    add_max_pixels_argument(parser)
     parser.set_defaults(run=run)
 
 
@@ -35,7 +36,7 @@ def run(args) -> int:
     classes = config.get("classes") or [str(k) for k in range(model(cnnkit.tensor(
         np.zeros((1, *config["input_shape"]), np.float32))).shape[1])]
     # Check every image before running any, so a bad one fails fast and alone.
-    batch = np.stack([image_input(path, config, args.resize, args.invert)
+    batch = np.stack([image_input(path, config, args.resize, args.invert, args.max_pixels)
                       for path in args.images])
     with cnnkit.no_grad():
         probabilities = F.softmax(model(cnnkit.tensor(batch)), dim=1).data

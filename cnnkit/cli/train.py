@@ -6,6 +6,7 @@ whose schedule does not depend on its length).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 from .common import (
@@ -112,6 +113,10 @@ def _resolve(args, saved):
 
 
 def _check(settings) -> None:
+    for key, choices in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS)):
+        if settings[key] not in choices:
+            raise UsageError(f"--{key} must be one of {', '.join(choices)}, got "
+                             f"{settings[key]!r}")
     for key in ("epochs", "batch_size"):
         if settings[key] < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {settings[key]}")
@@ -165,17 +170,14 @@ def run(args) -> int:
     except (RuntimeError, ValueError) as err:
         raise CommandError(one_line(err)) from err
     with distributed.abort_on_error(comm, one_line):
-        return _train(args, comm)
+        return _locked_run(args, comm)
 
 
-def _train(args, comm) -> int:
-    import cnnkit
-
+def _locked_run(args, comm) -> int:
+    """Resolve the settings, then train with the run directory locked (by the main rank,
+    the one that writes it)."""
     from .. import models
-    from ..data import DataLoader, ShardedLoader
-    from ..distributed.launch import (data_parallel_model, drop_final_batch, evaluation_shard,
-                                      per_rank_batch)
-    from ..train import CHECKPOINT_FILE, MODEL_FILE, fit, load_checkpoint
+    from ..train import CHECKPOINT_FILE, RunLockedError, load_checkpoint, run_lock
 
     saved = None
     out = args.out
@@ -186,9 +188,12 @@ def _train(args, comm) -> int:
         if not os.path.isfile(path):
             raise CommandError(f"nothing to resume: {path} does not exist")
         try:
-            saved = load_checkpoint(path).config["train"]
-        except (ValueError, KeyError) as err:
+            saved = load_checkpoint(path).config.get("train")
+        except ValueError as err:
             raise CommandError(one_line(err)) from err
+        if saved is None:
+            raise CommandError(f"{path}: not written by cnnkit train (its config has no "
+                               "'train' settings); start a new run")
     settings = _resolve(args, saved)
     _check(settings)
     # batch_size is per rank on the ranks the run started on (distributed/launch.py).
@@ -203,6 +208,33 @@ def _train(args, comm) -> int:
     if out is None:
         dataset_label = os.path.basename(dataset_name.rstrip("/"))
         out = os.path.join("runs", f"{settings['model']}_{dataset_label}")
+    with contextlib.ExitStack() as stack:
+        lock = None
+        if comm.is_main:
+            try:
+                lock = stack.enter_context(run_lock(out))
+            except RunLockedError as err:
+                raise CommandError(one_line(err)) from err
+            except OSError as err:  # checked before any work: --out is not a writable directory
+                raise UsageError(f"--out {out}: cannot write there ({err.strerror})") from err
+        return _train(args, settings, out, lock, comm)
+
+
+def _train(args, settings, out, lock, comm) -> int:
+    """The run, in the directory ``out`` (locked by the main rank: ``lock``)."""
+    import cnnkit
+
+    from .. import models
+    from ..data import DataLoader, ShardedLoader
+    from ..distributed.launch import (data_parallel_model, drop_final_batch, evaluation_shard,
+                                      per_rank_batch)
+    from ..train import CHECKPOINT_FILE, MODEL_FILE, fit
+
+    if lock is not None and (lock.stale_pid is not None or lock.removed):
+        who = f" (pid {lock.stale_pid})" if lock.stale_pid is not None else ""
+        print(f"note: the last run in {out}{who} stopped abruptly; removed "
+              f"{len(lock.removed)} unfinished temporary file(s)", flush=True)
+    dataset_name = settings["dataset"]
     existing = os.path.exists(os.path.join(out, CHECKPOINT_FILE))
     if existing and not args.resume and not args.overwrite:
         raise CommandError(f"{out} already holds a run; pass --resume to continue it, "

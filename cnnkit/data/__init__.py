@@ -8,13 +8,15 @@ from . import transforms
 from .datasets import Dataset, Subset, TensorDataset, random_split
 from .digits import Digits
 from .idx import read_idx, write_idx
-from .images import ImageFolder, load_image
+from .images import DEFAULT_MAX_PIXELS, ImageFolder, load_image, open_image
 from .loader import DataLoader
 from .mnist import FASHION_MNIST_CLASSES, MNIST, FashionMNIST
 from .sampler import ShardedLoader
 from .transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
 
-__all__ = ["FASHION_MNIST_CLASSES", "MNIST", "Compose", "DataLoader", "Dataset", "Digits",
+__all__ = ["DEFAULT_MAX_PIXELS", "FASHION_MNIST_CLASSES", "MNIST", "Compose", "DataLoader",
+           "Dataset", "Digits",
            "FashionMNIST", "ImageFolder", "Normalize", "RandomCrop", "RandomHorizontalFlip",
-           "ShardedLoader", "Subset", "TensorDataset", "ToFloat", "load_image", "random_split",
+           "ShardedLoader", "Subset", "TensorDataset", "ToFloat", "load_image", "open_image",
+           "random_split",
            "read_idx", "transforms", "write_idx"]

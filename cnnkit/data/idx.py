@@ -10,6 +10,7 @@ Type codes (from the format's definition): 0x08 uint8, 0x09 int8, 0x0B int16, 0x
 Files may be raw or gzip-compressed (recognised by gzip's own magic bytes, not the name).
 """
 import gzip
+import math
 import os
 import zlib
 
@@ -31,31 +32,42 @@ _CODE_OF_DTYPE = {dtype: code for code, dtype in IDX_TYPE_CODES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _read_bytes(path: str) -> bytes:
-    """The file's contents, decompressed if it is a gzip stream.
-
-    A damaged gzip stream surfaces as one of several exceptions (EOFError for a cut-off stream,
-    zlib.error or BadGzipFile for garbage, OSError for a CRC mismatch); callers only need to know
-    that the file is bad and which one, so they all become one ValueError.
-    """
-    with open(path, "rb") as f:
-        raw = f.read()
-    if not raw.startswith(_GZIP_MAGIC):
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as err:
-        raise ValueError(f"{path}: corrupt or truncated gzip stream ({type(err).__name__}: "
-                         f"{err}); delete the file and download it again") from err
+# The most payload bytes read_idx accepts by default: 20 times MNIST's largest file (47 MB).
+DEFAULT_MAX_IDX_BYTES = 1 << 30
 
 
-def read_idx(path) -> np.ndarray:
+def _open_stream(path: str, raw):
+    """The file as a readable stream of IDX bytes, gzip-decompressed on the fly if it is one."""
+    magic = raw.read(2)
+    raw.seek(0)
+    return gzip.GzipFile(fileobj=raw, mode="rb") if magic == _GZIP_MAGIC else raw
+
+
+def _read_into(stream, buffer: np.ndarray) -> int:
+    """Fill the uint8 array ``buffer`` from ``stream``; returns the bytes read (fewer at the
+    end of the stream)."""
+    view, filled = memoryview(buffer), 0
+    while filled < len(view):
+        count = stream.readinto(view[filled:])
+        if not count:
+            break
+        filled += count
+    return filled
+
+
+def read_idx(path, max_bytes: int = DEFAULT_MAX_IDX_BYTES) -> np.ndarray:
     """Read an IDX file (raw or gzip) into a native-endian ndarray.
+
+    The header is read first and the payload size it declares checked (against ``max_bytes``
+    and, for a raw file, the file's size) before anything else is read or allocated; a gzip
+    stream is decompressed straight into the result, never further than the declared size.
 
     Parameters
     ----------
     path : str or os.PathLike
         The file to read.
+    max_bytes : int
+        The largest payload accepted (default ``DEFAULT_MAX_IDX_BYTES``, 1 GiB).
 
     Returns
     -------
@@ -67,35 +79,60 @@ def read_idx(path) -> np.ndarray:
         If the file does not exist.
     ValueError
         If the file is corrupt: bad magic number, unknown type code, truncated header or payload,
-        trailing bytes, or a damaged gzip stream. The message names the file.
+        trailing bytes, a payload over ``max_bytes``, or a damaged gzip stream. The message names
+        the file.
     """
     path = os.fspath(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise ValueError(f"{path}: not an IDX file (only {len(data)} bytes, the magic number "
+    with open(path, "rb") as raw:
+        stream = _open_stream(path, raw)
+        try:
+            return _read_idx_stream(path, stream, raw if stream is raw else None, max_bytes)
+        except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as err:
+            # A damaged gzip stream surfaces as EOFError (cut off), zlib.error or BadGzipFile
+            # (garbage) or OSError (CRC mismatch): to the caller, one bad file.
+            raise ValueError(f"{path}: corrupt or truncated gzip stream ({type(err).__name__}: "
+                             f"{err}); delete the file and download it again") from err
+
+
+def _read_idx_stream(path, stream, raw_file, max_bytes) -> np.ndarray:
+    magic = np.empty(4, np.uint8)
+    count = _read_into(stream, magic)
+    if count < 4:
+        raise ValueError(f"{path}: not an IDX file (only {count} bytes, the magic number "
                          "alone needs 4)")
-    if data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{path}: bad IDX magic number {data[:4].hex(' ')} (expected "
+    if magic[0] != 0 or magic[1] != 0:
+        raise ValueError(f"{path}: bad IDX magic number {magic.tobytes().hex(' ')} (expected "
                          "00 00 <type> <ndim>)")
-    type_code, ndim = data[2], data[3]
+    type_code, ndim = int(magic[2]), int(magic[3])
     if type_code not in IDX_TYPE_CODES:
         known = ", ".join(f"0x{c:02X} {d.name}" for c, d in IDX_TYPE_CODES.items())
         raise ValueError(f"{path}: unknown IDX type code 0x{type_code:02X} (known: {known})")
-    header_end = 4 + 4 * ndim
-    if len(data) < header_end:
-        raise ValueError(f"{path}: truncated IDX header: {ndim} dimensions need {header_end} "
-                         f"bytes, the file has {len(data)}")
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    dims = np.empty(4 * ndim, np.uint8)
+    if _read_into(stream, dims) < dims.size:
+        raise ValueError(f"{path}: truncated IDX header: {ndim} dimensions need "
+                         f"{4 + 4 * ndim} bytes")
+    shape = tuple(int(d) for d in dims.view(">u4"))
     dtype = IDX_TYPE_CODES[type_code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    payload = len(data) - header_end
-    if payload != expected:
-        problem = "truncated" if payload < expected else "has trailing bytes"
-        raise ValueError(f"{path}: IDX payload {problem}: shape {shape} of {dtype.name} needs "
-                         f"{expected} bytes, found {payload}")
-    values = np.frombuffer(data, dtype=dtype.newbyteorder(">"), offset=header_end)
-    # astype copies: the result is writable and native-endian whatever the buffer was.
-    return values.astype(dtype).reshape(shape)
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    if expected > max_bytes:
+        raise ValueError(f"{path}: IDX header declares shape {shape} of {dtype.name}, "
+                         f"{expected:,} bytes, more than the {max_bytes:,} read_idx accepts "
+                         "(max_bytes)")
+    if raw_file is not None:
+        payload = os.fstat(raw_file.fileno()).st_size - 4 - 4 * ndim
+        if payload != expected:
+            problem = "truncated" if payload < expected else "has trailing bytes"
+            raise ValueError(f"{path}: IDX payload {problem}: shape {shape} of {dtype.name} "
+                             f"needs {expected} bytes, found {payload}")
+    values = np.empty(shape, dtype=dtype.newbyteorder(">"))
+    found = _read_into(stream, values.reshape(-1).view(np.uint8))
+    if found < expected:
+        raise ValueError(f"{path}: IDX payload truncated: shape {shape} of {dtype.name} needs "
+                         f"{expected} bytes, found {found}")
+    if stream.read(1):
+        raise ValueError(f"{path}: IDX payload has trailing bytes: shape {shape} of "
+                         f"{dtype.name} needs {expected} bytes")
+    return values.astype(dtype)  # native byte order (a copy for multi-byte types)
 
 
 def write_idx(path, array) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 
 import numpy as np
 import safetensors.numpy
@@ -31,6 +32,10 @@ from .atomic import atomic_write_bytes, atomic_write_text
 __all__ = ["atomic_write_bytes", "atomic_write_text", "load_file", "save_file"]
 
 FORMAT = "cnnkit"
+# JSON nesting deeper than this is refused before parsing: Python's json recurses per level, so a
+# crafted header of 100,000 "[" raised RecursionError. cnnkit's own metadata nests 6 deep.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 # dtype kinds safetensors stores: bool, signed/unsigned ints, floats.
 _STORABLE_KINDS = "biuf"
 
@@ -83,6 +88,28 @@ def save_file(path, tensors: dict, metadata=None) -> None:
     atomic_write_bytes(path, safetensors.numpy.save(arrays, metadata=header))
 
 
+def json_depth(text) -> int:
+    """The deepest nesting of ``[``/``{`` in JSON ``text`` (str or bytes), strings ignored."""
+    raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    codes = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
+    steps = (np.isin(codes, (ord("["), ord("{"))).astype(np.int64)
+             - np.isin(codes, (ord("]"), ord("}"))))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _parse_json(path: str, text, what: str):
+    """``json.loads(text)``, refusing nesting beyond ``MAX_JSON_DEPTH``; ValueError naming
+    ``path``."""
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{path}: {what} nests {depth} levels deep (at most {MAX_JSON_DEPTH} "
+                         "are read)")
+    try:
+        return json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: corrupt {what} ({err})") from err
+
+
 def _read_header(path: str, data: bytes) -> dict:
     """The JSON header of safetensors bytes ``data``; ValueError naming ``path`` if malformed."""
     if len(data) < 8:
@@ -91,10 +118,7 @@ def _read_header(path: str, data: bytes) -> dict:
     if n > len(data) - 8:
         raise ValueError(f"{path}: not a valid safetensors file (header length {n} exceeds the "
                          f"file's {len(data)} bytes; truncated or not safetensors)")
-    try:
-        header = json.loads(data[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: corrupt safetensors header ({err})") from err
+    header = _parse_json(path, data[8:8 + n], "safetensors header")
     if not isinstance(header, dict):
         raise ValueError(f"{path}: corrupt safetensors header (not a JSON object)")
     return header
@@ -134,8 +158,7 @@ def load_file(path) -> tuple[dict, object]:
     if _digest(tensors, metadata_json) != info.get("sha256"):
         raise ValueError(f"{path}: checksum mismatch: the file is corrupt (its bytes changed "
                          "after it was written)")
-    try:
-        metadata = json.loads(metadata_json)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: corrupt metadata ({err})") from err
+    if not isinstance(metadata_json, str):
+        raise ValueError(f"{path}: corrupt metadata (not a JSON string)")
+    metadata = _parse_json(path, metadata_json, "metadata")
     return {name: np.array(array) for name, array in tensors.items()}, metadata

@@ -83,6 +83,10 @@ class Adam(Optimizer):
         check_bool("amsgrad", group["amsgrad"])
         check_bool("maximize", group["maximize"])
 
+    def state_entries(self, group: dict) -> dict:
+        entries = {"step": "count", "exp_avg": "array", "exp_avg_sq": "array"}
+        return {**entries, "max_exp_avg_sq": "array"} if group["amsgrad"] else entries
+
     def _update_group(self, group: dict) -> None:
         # Python floats are "weak" in NumPy's promotion: the math stays in the parameter's dtype.
         lr, eps = float(group["lr"]), float(group["eps"])

@@ -166,7 +166,7 @@ class Optimizer:
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"state_dict has {len(saved_groups)} parameter groups, the optimizer "
                              f"has {len(self.param_groups)}")
-        param_of = {}
+        param_of, group_of = {}, {}
         new_groups = []
         for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
             if not isinstance(saved, dict) or len(saved.get("params", ())) != len(group["params"]):
@@ -180,6 +180,7 @@ class Optimizer:
             new_group = {**saved, "params": group["params"]}
             self._validate_group(new_group)
             new_groups.append(new_group)
+            group_of.update(dict.fromkeys(saved["params"], new_group))
         if not isinstance(state_dict["state"], dict):
             raise TypeError("state_dict['state'] must be a dict {param_index: {name: value}}")
         new_state = {}
@@ -191,6 +192,8 @@ class Optimizer:
                 raise ValueError(f"state_dict['state'] has an entry for parameter {index!r}, "
                                  "which no parameter group lists")
             p = param_of[index]
+            self._check_state_entry(entries, self.state_entries(group_of[index]),
+                                    f"state_dict['state'][{index}]")
             new_state[p] = {}
             for name, value in entries.items():
                 if isinstance(value, np.ndarray):
@@ -204,6 +207,28 @@ class Optimizer:
                 new_state[p][name] = value
         self.param_groups = new_groups
         self.state = new_state
+
+    def state_entries(self, group: dict):
+        """The per-parameter state one step leaves for a parameter of ``group``: a dict name ->
+        "array" (the parameter's shape) or "count" (an int >= 0); None if not declared. A saved
+        entry must be empty (no step yet) or hold exactly these, or ``step`` would fail later."""
+        return None
+
+    @staticmethod
+    def _check_state_entry(entries: dict, expected, where: str) -> None:
+        if expected is None or not entries:
+            return
+        if set(entries) != set(expected):
+            raise ValueError(f"{where} holds {sorted(entries)}, expected {sorted(expected)}")
+        for name, kind in expected.items():
+            value = entries[name]
+            if kind == "count" and (isinstance(value, (bool, np.bool_)) or not isinstance(
+                    value, (numbers.Integral, np.integer)) or value < 0):
+                raise ValueError(f"{where}[{name!r}] must be an int >= 0, got {value!r}")
+            if kind == "array" and not (isinstance(value, np.ndarray)
+                                        and value.dtype.kind == "f"):
+                raise ValueError(f"{where}[{name!r}] must be a float array, got "
+                                 f"{type(value).__name__}")
 
 
 def check_real(name: str, value, minimum: float = 0.0, below: float | None = None) -> None:

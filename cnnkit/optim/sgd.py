@@ -60,6 +60,9 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening (got "
                              f"momentum={group['momentum']}, dampening={group['dampening']})")
 
+    def state_entries(self, group: dict) -> dict:
+        return {"momentum_buffer": "array"} if group["momentum"] != 0 else {}
+
     def _update_group(self, group: dict) -> None:
         # Python floats are "weak" in NumPy's promotion: the math stays in the parameter's dtype.
         lr, momentum = float(group["lr"]), float(group["momentum"])

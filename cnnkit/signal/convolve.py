@@ -20,7 +20,7 @@ differentiable indexing op.
 """
 import numpy as np
 
-from ..kernels.fft_conv import fft_convolve
+from ..kernels.fft_conv import fft_axes, fft_convolve
 from ..tensor import Tensor
 from .choose import choose_method_for_arrays
 from .direct import direct_convolve
@@ -92,6 +92,10 @@ def convolve_region(a: np.ndarray, b: np.ndarray, region, method: str) -> np.nda
         method = choose_method_for_arrays(a, b, region)
     if method == "direct":
         return direct_convolve(a, b, region, out_dtype)
+    if out_dtype.kind in "iub" and not fft_axes(a.shape, b.shape):
+        # Every axis has a length-1 input: there is nothing to transform, and scipy's FFT
+        # method multiplies in the integer dtype, exact (or wrapping) beyond float64's 2**53.
+        return np.multiply(a, b, dtype=out_dtype)[tuple(region)]
     out = fft_convolve(a, b, region)
     if out_dtype.kind in "iub":
         # The exact result is an integer; the FFT's is off by rounding noise (scipy rounds too).

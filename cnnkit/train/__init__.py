@@ -8,6 +8,7 @@ from .checkpoint import (
                          save_model,
 )
 from .metrics import MetricsLog, RunningMean, accuracy, confusion_matrix, correct_count
+from .run_lock import RunLockedError, run_lock
 from .trainer import CHECKPOINT_FILE, MODEL_FILE, evaluate, fit, train_one_epoch
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
                          "MODEL_FILE",
                          "Checkpoint",
                          "MetricsLog",
+                         "RunLockedError",
                          "RunningMean",
                          "accuracy",
                          "confusion_matrix",
@@ -24,6 +26,7 @@ __all__ = [
                          "load_checkpoint",
                          "load_model",
                          "restore_training_state",
+                         "run_lock",
                          "save_checkpoint",
                          "save_model",
                          "train_one_epoch",

@@ -23,7 +23,9 @@ import numpy as np
 from .. import models
 from .. import random as cnnkit_random
 from ..io import jsonable, load_file, save_file
+from ..nn.parameter import parameter_budget
 from ..optim import flatten_state_dict, unflatten_state_dict
+from .schema import check_checkpoint_metadata, check_model_config
 
 __all__ = ["Checkpoint", "load_checkpoint", "load_model", "model_state_arrays",
            "restore_training_state", "save_checkpoint", "save_model"]
@@ -92,10 +94,7 @@ def _read(path, kinds=("checkpoint", "model")):
     if metadata.get("version") != FORMAT_VERSION:
         raise ValueError(f"{path}: unsupported file version {metadata.get('version')!r} "
                          f"(this cnnkit reads version {FORMAT_VERSION})")
-    try:
-        _check_config(metadata["config"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: invalid config in metadata ({err})") from err
+    check_model_config(metadata.get("config"), path)
     return tensors, metadata
 
 
@@ -106,6 +105,7 @@ def load_checkpoint(path) -> Checkpoint:
     missing = [key for key in required if key not in metadata]
     if missing:
         raise ValueError(f"{os.fspath(path)}: checkpoint metadata lacks {missing}")
+    check_checkpoint_metadata(metadata, os.fspath(path))
     return Checkpoint(os.fspath(path), tensors, metadata)
 
 
@@ -163,11 +163,27 @@ def load_model(path):
         tensors = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
     spec = config["model"]
     try:
-        model = models.get(spec["name"], **spec.get("kwargs", {}))
+        # The file's hyperparameters decide the allocation: no more than the weights it holds.
+        with parameter_budget(sum(array.size for array in tensors.values())):
+            model = models.get(spec["name"], **spec.get("kwargs", {}))
         model.load_state_dict(tensors)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: cannot rebuild model {spec.get('name')!r} ({err})") from err
-    return model.eval(), config
+    except (TypeError, ValueError, MemoryError) as err:
+        raise ValueError(f"{path}: cannot rebuild model {spec.get('name')!r} "
+                         f"({type(err).__name__ if isinstance(err, MemoryError) else err})"
+                         ) from err
+    model.eval()
+    _check_classes(model, config, path)
+    return model, config
+
+
+def _check_classes(model, config, path) -> None:
+    """One class name per model output: every model here ends in a Linear layer, the last 2-D
+    weight of its state_dict, with one row per output."""
+    classes = config.get("classes")
+    weights = [v for k, v in model.state_dict().items() if k.endswith("weight") and v.ndim == 2]
+    if classes is not None and weights and len(classes) != weights[-1].shape[0]:
+        raise ValueError(f"{path}: invalid config.classes in metadata: {len(classes)} names for "
+                         f"{weights[-1].shape[0]} model outputs")
 
 
 def _check_config(config) -> None:

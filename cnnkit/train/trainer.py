@@ -27,6 +27,7 @@ from .. import functional as F
 from ..tensor import no_grad, tensor
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint, save_model
 from .metrics import MetricsLog, RunningMean, correct_count
+from .run_lock import run_lock
 
 __all__ = ["CHECKPOINT_FILE", "MODEL_FILE", "evaluate", "fit", "train_one_epoch"]
 
@@ -124,7 +125,8 @@ def fit(model, train_loader, test_loader, optimizer, scheduler=None, *, epochs: 
     model, optimizer, scheduler : the scheduler (or None) is stepped after every batch
     train_loader, test_loader : DataLoaders yielding (images, labels)
     epochs : the total number of epochs of the run (a resumed run continues up to it)
-    out_dir : run directory for metrics and checkpoints, or None to write nothing
+    out_dir : run directory for metrics and checkpoints, or None to write nothing; locked for
+        the whole call (``run_lock``: a second run on it raises ``RunLockedError``)
     config : JSON-able dict saved with the weights (required with ``out_dir``); at least
         ``{"model": {"name": ..., "kwargs": {...}}}`` so the model can be rebuilt
     resume : continue from ``out_dir/checkpoint.safetensors``
@@ -148,10 +150,19 @@ def fit(model, train_loader, test_loader, optimizer, scheduler=None, *, epochs: 
         raise ValueError("fit: config is required with out_dir (model files must be rebuildable)")
     if data_parallel is not None and data_parallel.model is not model:
         raise ValueError("fit: data_parallel must wrap the model being trained")
+    main = data_parallel is None or data_parallel.is_main
     if out_dir is not None:
         out_dir = os.fspath(out_dir)
-        os.makedirs(out_dir, exist_ok=True)
-    main = data_parallel is None or data_parallel.is_main
+    run = (model, train_loader, test_loader, optimizer, scheduler, epochs, out_dir, config,
+           resume, loss_fn, progress, log, callback, data_parallel, main)
+    if out_dir is None or not main:  # only the main rank writes, so only it holds the lock
+        return _fit(*run)
+    with run_lock(out_dir):  # one run per directory; clears a killed run's temporary files
+        return _fit(*run)
+
+
+def _fit(model, train_loader, test_loader, optimizer, scheduler, epochs, out_dir, config, resume,
+         loss_fn, progress, log, callback, data_parallel, main) -> list:
     history, start_epoch = [], 0
     if resume:
         path = os.path.join(out_dir, CHECKPOINT_FILE)
