@@ -21,7 +21,7 @@ import numpy as np
 from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding, to_tuple
 from ..kernels.conv import conv_backward_input, conv_backward_weight, conv_forward
 from ..kernels.padding import check_pad_widths, pad_array, pad_array_backward
-from ..tensor import Tensor
+from ..tensor import Tensor, is_grad_enabled
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
            "conv_transpose3d"]
@@ -97,16 +97,18 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
         check_pad_widths(spatial, pads, mode, name=f"{op}: padding")
 
     padded = any(lo or hi for lo, hi in pads)
-    # Zero padding goes to the kernels (the Winograd input gradient then skips the padding
-    # cells); the other modes are built here. Either way the padded copy is made again in
-    # backward rather than held for every layer.
+    # The padded input is made once and, when the weight gradient will need it, held until
+    # backward (one input-sized array per layer between the passes; padding it again there
+    # cost a copy per layer and step). The input gradient takes the zero padding as widths
+    # (the Winograd, implicit and rows paths then skip the padding cells).
     zero_pads = pads if mode == "constant" and padded else None
-    xp = pad_array(x.data, widths, mode) if padded and zero_pads is None else x.data
-    y = conv_forward(xp, weight.data, stride, dilation, groups, zero_pads)
+    xp = pad_array(x.data, widths, mode) if padded else x.data
+    y = conv_forward(xp, weight.data, stride, dilation, groups)
     if bias is not None:
         y += bias.data.reshape(_bias_shape(k, n_dims))
     padded_spatial = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
-    del xp
+    if not (weight.requires_grad and is_grad_enabled()):
+        del xp
 
     def backward(g):
         dx = dw = db = None
@@ -116,8 +118,7 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
             if padded and zero_pads is None:
                 dx = pad_array_backward(dx, x.shape, widths, mode)
         if weight.requires_grad:
-            xp = pad_array(x.data, widths, mode) if padded and zero_pads is None else x.data
-            dw = conv_backward_weight(xp, g, kernel, stride, dilation, groups, zero_pads)
+            dw = conv_backward_weight(xp, g, kernel, stride, dilation, groups)
         if bias is not None and bias.requires_grad:
             db = g.sum(axis=(0,) + tuple(range(2, g.ndim)))
         return dx, dw, db
