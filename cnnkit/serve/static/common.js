@@ -68,11 +68,11 @@ cnn.drawImage = function (canvas, chw) {
   ctx.putImageData(image, 0, 0);
 };
 
-// The (row, col) of the array pixel under a mouse event on a canvas scaled by CSS.
+// The (row, col) of the array pixel under a mouse event on a canvas scaled by CSS
+// (offsetX/Y and clientWidth/Height both exclude the border).
 cnn.pixelAt = function (canvas, event) {
-  const rect = canvas.getBoundingClientRect();
-  const col = Math.floor((event.clientX - rect.left) / rect.width * canvas.width);
-  const row = Math.floor((event.clientY - rect.top) / rect.height * canvas.height);
+  const col = Math.floor(event.offsetX / canvas.clientWidth * canvas.width);
+  const row = Math.floor(event.offsetY / canvas.clientHeight * canvas.height);
   return [Math.max(0, Math.min(canvas.height - 1, row)), Math.max(0, Math.min(canvas.width - 1, col))];
 };
 

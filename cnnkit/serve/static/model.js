@@ -88,6 +88,9 @@
   }
 
   async function pick(layer, channel, row, col) {
+    for (const old of document.querySelectorAll(".picked")) old.classList.remove("picked");
+    const picked = document.querySelector(`canvas[data-layer="${layer}"][data-channel="${channel}"]`);
+    if (picked) picked.parentElement.classList.add("picked");
     let unit;
     try { unit = await cnn.api("/api/model/unit", {layer, channel, row, col}); }
     catch (err) { cnn.showError(err); return; }
