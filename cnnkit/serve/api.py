@@ -79,7 +79,7 @@ def _same_padding(kernel_shape, convolve: bool):
     return tuple(((k - 1) // 2, k // 2) for k in kernel_shape)
 
 
-def info(store, view) -> dict:
+def info(store) -> dict:
     return {"presets": {name: kernel.tolist() for name, kernel in KERNELS.items()},
             "samples": list(SAMPLES), "datasets": store.datasets(),
             "limits": {"upload_bytes": MAX_UPLOAD_BYTES, "upload_pixels": MAX_UPLOAD_PIXELS,

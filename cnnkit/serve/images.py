@@ -32,6 +32,8 @@ MAX_UPLOAD_PIXELS = 4096 * 4096
 MAX_SIDE = 96
 SAMPLE_SIZE = 48
 _UPLOADS_KEPT = 16
+# warnings.catch_warnings swaps process-wide state: concurrent uploads take turns.
+_OPEN_LOCK = threading.Lock()
 
 
 def _shapes(n: int) -> np.ndarray:
@@ -78,7 +80,7 @@ def decode_upload(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES,
         raise BadRequest(f"upload: {len(data):,} bytes, more than the limit of {max_bytes:,}",
                          status=413)
     try:
-        with warnings.catch_warnings():
+        with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
         with image:

@@ -58,7 +58,7 @@ class Explorer:
         self.store = ImageStore(data_root)
         self.static = static_files()
         self.routes = {
-            ("GET", "/api/info"): lambda body: api.info(self.store, self.view),
+            ("GET", "/api/info"): lambda body: api.info(self.store),
             ("GET", "/api/model"): lambda body: self.view.describe(),
             ("POST", "/api/filter"): lambda body: api.filter_(self.store, body),
             ("POST", "/api/pixel"): lambda body: api.pixel(self.store, body),
