@@ -10,8 +10,12 @@ train: data
 	$(PYTHON) -m pip install -q -e .
 	$(PYTHON) -m cnnkit train
 
-# Install cnnkit with its test extra (PyTorch and SciPy as oracles) and run the test suite.
+# Install cnnkit with its test extra (PyTorch and SciPy as oracles, Playwright) and run the test
+# suite. The explorer's browser tests drive Debian's Chromium (no browser download): installed
+# here when missing and apt-get is available; without it those tests are skipped.
 test: data
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; fi
 	$(PYTHON) -m pip install -q -e '.[test]'
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n 2 -p no:cacheprovider tests
 
