@@ -144,3 +144,7 @@ def test_machine_description_names_target_blas_and_torch_isa():
     lines = machine.header_lines(info)
     assert lines[-1].endswith("sgemm 50 GFLOP/s = 50 % of peak")
     assert info["target"]["summary"] in lines[1]
+    info.update(emulated=False, host_cpu="rocketlake")
+    assert machine.header_lines(info)[1].endswith("(native, not emulated: host rocketlake)")
+    info.update(emulated=True)
+    assert machine.header_lines(info)[1].endswith("(on a rocketlake host)")

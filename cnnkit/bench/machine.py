@@ -141,7 +141,8 @@ def _blas_line(blas, coretype):
 def header_lines(info):
     """The '# ...' lines that open the bench's output, from ``describe()`` plus the
     'threads', 'peak' and 'sgemm_gflops' entries."""
-    where = f"{'emulated on' if info['emulated'] else 'native on'} a {info['host_cpu']} host"
+    where = (f"on a {info['host_cpu']} host" if info["emulated"]
+             else f"native, not emulated: host {info['host_cpu']}")
     caps = ", ".join(f"{k}={v}" for k, v in info["isa_caps"].items()) or "none"
     peak, sgemm = info["peak"], info["sgemm_gflops"]
     return [
