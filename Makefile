@@ -3,7 +3,12 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: train test data
+# The tests that exercise the compiled (Numba) kernels.
+KERNEL_TESTS := tests/test_conv_implicit.py tests/test_correlate_rows.py \
+	tests/test_depthwise_rows.py tests/test_compiled_kernels.py tests/test_conv_algorithms.py \
+	tests/test_signal.py tests/test_conv_hypothesis.py tests/test_transpose.py
+
+.PHONY: train test test-targets data
 
 # Install cnnkit and Fashion-MNIST, train the default CNN, print its test accuracy.
 train: data
@@ -18,6 +23,20 @@ test: data
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; fi
 	$(PYTHON) -m pip install -q -e '.[test]'
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n 2 -p no:cacheprovider tests
+	@$(MAKE) --no-print-directory test-targets
+
+# The kernel tests again, compiled for each narrower target the host can run (AVX2, then
+# 128-bit SSE on x86-64; 'generic' elsewhere: python -m cnnkit.bench.isa names them), since
+# register tiles and vector widths chosen per ISA are only tested where they are compiled.
+# NUMBA_CPU_NAME alone: cnnkit then compiles for that CPU's own features (cnnkit/cpu.py).
+# Each pass compiles every kernel again (Numba's cache is per target): about 130 s of CPU.
+test-targets:
+	@targets="$$($(PYTHON) -m cnnkit.bench.isa)" || exit 1; for target in $$targets; do \
+	  NUMBA_CPU_NAME=$$target $(PYTHON) -c \
+	    "import cnnkit.cpu; print('kernel tests compiled for', cnnkit.cpu.host().summary())"; \
+	  NUMBA_CPU_NAME=$$target OMP_NUM_THREADS=1 \
+	    $(PYTHON) -m pytest -q -n 2 -p no:cacheprovider $(KERNEL_TESTS) || exit 1; \
+	done
 
 # Fashion-MNIST from Debian's dataset-fashion-mnist package, where apt is available.
 data:

@@ -23,6 +23,7 @@ CONV_CASES = {
 }
 # Layers that are one matrix product per batch (what "≥ 60 % of sgemm" is judged on).
 GEMM_LAYERS = ("res3x3", "res3x3_s2", "pw1x1")
+POOL_AND_NORM_CASES = ("maxpool2x2", "batchnorm")  # pool_and_norm_cases' rows
 
 
 def _pair(fn_ours, fn_theirs, backward):
@@ -157,5 +158,5 @@ def run(repeats=5, only=None):
             continue
         rows += conv_case(name, repeats)
         yield from rows[-2:]
-    if not only or "maxpool2x2" in only or "batchnorm" in only:
+    if not only or set(only) & set(POOL_AND_NORM_CASES):
         yield from pool_and_norm_cases(repeats)

@@ -9,14 +9,18 @@ def _fmt(v, spec):
     return "—" if v is None else format(v, spec)
 
 
-def layer_table(rows, sgemm):
+def layer_table(rows, sgemm, peak):
+    """Markdown table of the layer rows; ``sgemm`` and ``peak`` (GFLOP/s, all threads: NumPy's
+    matrix product and the FMA loop of ``peak.py``) are the two ceilings each rate is shown
+    against."""
     lines = ["| layer | pass | algorithm | cnnkit ms | PyTorch ms | ratio | cnnkit GFLOP/s | "
-             "% of sgemm |", "|---|---|---|---:|---:|---:|---:|---:|"]
+             "% of sgemm | % of peak |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        share = r["cnnkit_gflops"] / sgemm * 100 if r.get("cnnkit_gflops") else None
+        rate = r.get("cnnkit_gflops")
+        shares = [_fmt(rate / ceiling * 100 if rate else None, ".0f") for ceiling in (sgemm, peak)]
         lines.append(f"| {r['name']} | {r['mode']} | {r.get('algorithm') or '—'} | "
                      f"{r['cnnkit_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} | "
-                     f"{_fmt(r.get('cnnkit_gflops'), '.1f')} | {_fmt(share, '.0f')} |")
+                     f"{_fmt(rate, '.1f')} | {' | '.join(shares)} |")
     return "\n".join(lines)
 
 

@@ -1,6 +1,4 @@
 """Timing helpers: interleaved best-of runs, thread limits, the machine's sgemm ceiling."""
-import os
-import platform
 import time
 
 import numpy as np
@@ -43,21 +41,3 @@ def sgemm_rate(n=2048, repeats=3):
     (best,) = best_of_interleaved([lambda: a @ b], repeats=repeats)
     return 2 * n ** 3 / best / 1e9
 
-
-def machine():
-    info = {"python": platform.python_version(), "numpy": np.__version__,
-            "cpu_count": os.cpu_count(), "machine": platform.machine()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        import torch
-        info["torch"] = torch.__version__
-    except ImportError:
-        info["torch"] = None
-    return info

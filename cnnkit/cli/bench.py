@@ -13,15 +13,15 @@ def register(subparsers):
 
 
 def run(args):
-    import sys
-
+    """Rebuild the options as ``python -m cnnkit.bench`` takes them (it checks them, and may
+    run again in a child process with the threads and ISA caps set)."""
     from ..bench.__main__ import main
-    argv = ["--suite", *args.suite, "--threads", str(args.threads), "--repeats",
-            str(args.repeats), "--json", args.json]
+    argv = ["--suite", *args.suite, "--threads", args.threads, "--repeats", args.repeats,
+            "--json", args.json]
     if args.only:
         argv += ["--only", *args.only]
     if args.calibrate:
         argv.append("--calibrate")
-    sys.argv = ["cnnkit-bench", *argv]
-    main(argv)
-    return 0
+    if args.isa:
+        argv += ["--isa", args.isa]
+    return main(argv)

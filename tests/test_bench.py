@@ -1,0 +1,150 @@
+"""The benchmark's arguments, ISA emulation switch, machine header and tables (no timing runs)."""
+import os
+
+import pytest
+
+from cnnkit.bench import __main__ as bench_main
+from cnnkit.bench import isa, machine, report
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--threads", "0"], "--threads must be at least 1, got 0"),
+    (["--threads", "-2"], "--threads must be at least 1, got -2"),
+    (["--repeats", "0"], "--repeats must be at least 1, got 0"),
+    (["--only", "pw1x1", "nosuch"], "--only: unknown case 'nosuch'; valid names: lenet_c1,"),
+])
+def test_bad_arguments_are_one_line_errors_with_exit_2(args, message, capsys):
+    assert bench_main.main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"cnnkit bench: error: {message}")
+    assert err.count("\n") == 1
+
+
+def test_unknown_case_error_lists_every_suite_s_names(capsys):
+    bench_main.main(["--only", "nosuch"])
+    err = capsys.readouterr().err
+    for name in ("res3x3", "batchnorm", "sig1M_k1024"):
+        assert name in err
+
+
+def test_json_into_a_missing_folder_is_refused_and_not_created(tmp_path, capsys):
+    target = tmp_path / "missing" / "results.json"
+    assert bench_main.main(["--json", str(target)]) == 2
+    assert "--json: folder" in capsys.readouterr().err
+    assert not target.parent.exists()
+
+
+def test_argparse_errors_are_one_line_too(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench_main.main(["--isa", "avx9"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnnkit bench: error: argument --isa") and err.count("\n") == 1
+
+
+def test_an_isa_the_host_lacks_is_refused(monkeypatch, capsys):
+    monkeypatch.setattr(isa, "host_features", lambda: {"avx", "avx2", "fma"})
+    monkeypatch.setattr(bench_main, "host_features", isa.host_features)
+    assert bench_main.main(["--isa", "avx512", "--suite", "layers"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnnkit bench: error: --isa avx512: this CPU lacks avx512f")
+    assert "it can: native, avx2" in err and err.count("\n") == 1
+
+
+def test_missing_features():
+    assert isa.missing_features("native", set()) == ()
+    assert isa.missing_features("avx2", {"avx2"}) == ("fma",)
+    assert isa.missing_features("avx2", {"avx2", "fma", "avx512f"}) == ()
+    assert "avx512f" in isa.missing_features("avx512", {"avx2", "fma"})
+
+
+def test_emulation_environment_sets_every_library_s_cap_and_is_idempotent():
+    base = {"PATH": "/bin", "NUMBA_CPU_FEATURES": "+avx2", "OPENBLAS_CORETYPE": "Zen"}
+    avx2 = isa.environment(base, "avx2")
+    assert avx2 == {"PATH": "/bin", "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "",
+                    "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+                    "OPENBLAS_CORETYPE": "Haswell"}
+    assert isa.environment(avx2, "avx2") == avx2
+    avx512 = isa.environment(avx2, "avx512")
+    assert (avx512["NUMBA_CPU_NAME"], avx512["ONEDNN_MAX_CPU_ISA"],
+            avx512["ATEN_CPU_CAPABILITY"]) == ("skylake-avx512", "AVX512_CORE", "avx512")
+    assert isa.environment(avx512, "native") == {"PATH": "/bin"}
+    assert isa.environment(base, None) == base
+    with pytest.raises(ValueError, match="isa must be one of"):
+        isa.environment(base, "avx9")
+
+
+def test_the_restarted_child_does_not_restart_again(monkeypatch):
+    args = bench_main.build_parser().parse_args(["--isa", "avx2", "--threads", "1"])
+    wanted = bench_main.wanted_environment(args)
+    assert wanted["NUMBA_NUM_THREADS"] == "1" and wanted["NUMBA_CPU_NAME"] == "haswell"
+    monkeypatch.setattr(os, "environ", dict(wanted))
+    assert bench_main._restart_if_needed(args, []) is None
+
+
+def test_test_targets_use_only_the_host_architecture_s_names():
+    assert isa.test_targets("aarch64", set()) == ["generic"]
+    assert isa.test_targets("x86_64", {"avx2", "fma"}) == ["haswell", "x86-64"]
+    assert isa.test_targets("x86_64", {"avx"}) == ["x86-64"]
+
+
+def test_cli_passes_isa_through(monkeypatch, run_cli):
+    seen = []
+    monkeypatch.setattr(bench_main, "main", lambda argv: seen.append(argv) or 0)
+    code, _, _ = run_cli("bench", "--isa", "avx2", "--only", "pw1x1", "--suite", "layers")
+    assert code == 0
+    argv = seen[0]
+    assert argv[argv.index("--isa") + 1] == "avx2" and "pw1x1" in argv
+
+
+def test_layer_table_shows_sgemm_and_peak_shares():
+    row = {"name": "pw1x1", "mode": "fwd", "algorithm": "implicit", "cnnkit_ms": 1.0,
+           "torch_ms": 2.0, "ratio": 0.5, "cnnkit_gflops": 50.0}
+    lines = report.layer_table([row, dict(row, cnnkit_gflops=None)], 100.0, 200.0).splitlines()
+    assert lines[0].endswith("| % of sgemm | % of peak |")
+    assert lines[2].endswith("| 50.0 | 50 | 25 |")
+    assert lines[3].endswith("| — | — | — |")
+
+
+def test_blas_line_says_when_openblas_coretype_holds_it_back():
+    blas = [{"internal_api": "openblas", "version": "0.3.31", "architecture": "Haswell",
+             "num_threads": 2}]
+    held = {"set": "Haswell", "in_use": "Haswell", "own_choice": "SkylakeX", "holds": True}
+    line = machine._blas_line(blas, held)
+    assert "openblas 0.3.31 (Haswell kernels), 2 threads" in line
+    assert "OPENBLAS_CORETYPE=Haswell is set and holds OpenBLAS to Haswell" in line
+    assert "its own pick here: SkylakeX" in line
+    same = dict(held, own_choice="Haswell", holds=False)
+    assert "picks Haswell without it too" in machine._blas_line(blas, same)
+    assert "OPENBLAS_CORETYPE" not in machine._blas_line(blas, None)
+
+
+def test_openblas_coretype_compares_with_a_fresh_process(monkeypatch):
+    blas = [{"internal_api": "openblas", "architecture": "Haswell"}]
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    assert machine.openblas_coretype(blas) is None
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    seen = {}
+    monkeypatch.setattr(machine, "_openblas_choice",
+                        lambda env: seen.update(env) or "SkylakeX")
+    assert machine.openblas_coretype(blas) == {"set": "Haswell", "in_use": "Haswell",
+                                               "own_choice": "SkylakeX", "holds": True}
+    assert "OPENBLAS_CORETYPE" not in seen
+
+
+def test_machine_description_names_target_blas_and_torch_isa():
+    info = machine.describe()
+    assert info["target"]["family"] in ("avx512", "avx2", "avx", "sse", "neon", "sve", "generic")
+    assert info["target"]["lanes"] * 32 == info["target"]["vector_bits"]
+    assert all("internal_api" in b for b in info["blas"])
+    assert info["torch_cpu_capability"]
+    info.update(threads=1, isa=None, sgemm_gflops=50.0,
+                peak={"chains": 12, "lanes": 16, "gflops_per_core": 100.0,
+                      "gflops_total": 100.0, "threads": 1})
+    lines = machine.header_lines(info)
+    assert lines[-1].endswith("sgemm 50 GFLOP/s = 50 % of peak")
+    assert info["target"]["summary"] in lines[1]
+    info.update(emulated=False, host_cpu="rocketlake")
+    assert machine.header_lines(info)[1].endswith("(native, not emulated: host rocketlake)")
+    info.update(emulated=True)
+    assert machine.header_lines(info)[1].endswith("(on a rocketlake host)")

@@ -1,0 +1,59 @@
+"""``cnnkit.cpu``'s target description under emulation, and that emulated code really is
+narrower: each case runs in a fresh process, since Numba reads NUMBA_CPU_NAME at start-up."""
+import os
+import platform
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cnnkit.bench import isa, peak
+
+pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                                reason="the emulated CPU names are x86-64 ones")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(cpu_name, *args):
+    """Run ``python *args`` with NUMBA_CPU_NAME=cpu_name and no other ISA cap; its stdout."""
+    env = {k: v for k, v in os.environ.items() if k not in isa.CAPS}
+    env.update(NUMBA_CPU_NAME=cpu_name, PYTHONPATH=os.pathsep.join(
+        filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                          check=True, timeout=300).stdout.strip()
+
+
+@pytest.mark.parametrize("cpu_name, description", [
+    ("haswell", "haswell (avx2, emulated): 16 × 256-bit vector registers, FMA;"),
+    ("skylake-avx512", "skylake-avx512 (avx512, emulated): 32 × 512-bit vector registers, FMA;"),
+    ("x86-64", "x86-64 (sse, emulated): 16 × 128-bit vector registers, no FMA;"),
+])
+def test_emulated_target_description(cpu_name, description):
+    assert _run(cpu_name, "-m", "cnnkit.cpu").startswith(description)
+
+
+@pytest.mark.parametrize("cpu_name, registers", [
+    ("haswell", ["ymm"]), ("skylake-avx512", ["zmm"]), ("x86-64", [])])
+def test_emulated_kernel_uses_that_cpu_s_registers(cpu_name, registers):
+    """The peak kernel's fused multiply-adds, compiled (not run) for the emulated CPU."""
+    code = ("from cnnkit.bench import peak; asm = peak.assembly(); "
+            "print(peak.fma_registers(asm), 'mulps' in asm and 'xmm' in asm)")
+    fma, multiplies_xmm = _run(cpu_name, "-c", code).rsplit(" ", 1)
+    assert fma == str(registers)
+    if not registers:  # no FMA on plain x86-64: separate 128-bit multiplies and adds
+        assert multiplies_xmm == "True"
+
+
+def test_fma_registers_reads_assembly():
+    assert peak.fma_registers("vfmadd213ps %zmm0, %zmm14, %zmm2\n") == ["zmm"]
+    assert peak.fma_registers("vfmadd231ps\t%ymm1, %ymm2, %ymm3") == ["ymm"]
+    assert peak.fma_registers("fmla v0.4s, v1.4s, v2.4s") == ["v"]
+    assert peak.fma_registers("mulps %xmm0, %xmm1") == []
+
+
+def test_peak_loop_runs_on_every_thread_and_stays_finite():
+    result = peak.measure(threads=2, repeats=1, iterations=1000)
+    assert result["threads"] == 2 and result["chains"] == peak.CHAINS
+    assert np.isfinite(result["gflops_total"]) and result["gflops_total"] > 0
+    assert result["gflops_per_core"] == pytest.approx(result["gflops_total"] / 2)
