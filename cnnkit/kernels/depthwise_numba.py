@@ -68,20 +68,24 @@ def _backward_weight(xp, dy, sh, sw, dh, dw, dwt):
     oh, ow = dy.shape[2], dy.shape[3]
     for k in numba.prange(channels * mult):
         c = k // mult
-        # Elementwise products summed into one row, reduced once at the end: the inner loop
-        # then has no loop-carried sum and vectorises without reordering float additions.
-        acc = np.empty(ow, dtype=dwt.dtype)
+        # Elementwise products summed into one row per tap, reduced once at the end: the inner
+        # loop then has no loop-carried sum and vectorises without reordering float additions.
+        # Image by image, all taps at once: each plane is read from memory once and its rows
+        # reused from L1 by every tap (tap by tap over the whole batch re-read each channel's
+        # planes kh·kw times and did not scale past one thread).
+        acc = np.zeros((kh, kw, ow), dtype=dwt.dtype)
+        for n in range(xp.shape[0]):
+            plane, g = xp[n, c], dy[n, k]
+            for i in range(oh):
+                for a in range(kh):
+                    r = i * sh + a * dh
+                    for b in range(kw):
+                        left, row = b * dw, acc[a, b]
+                        for j in range(ow):
+                            row[j] += g[i, j] * plane[r, numba.uint64(j * sw + left)]
         for a in range(kh):
             for b in range(kw):
-                acc[:] = 0
-                left = b * dw
-                for n in range(xp.shape[0]):
-                    plane, g = xp[n, c], dy[n, k]
-                    for i in range(oh):
-                        r = i * sh + a * dh
-                        for j in range(ow):
-                            acc[j] += g[i, j] * plane[r, numba.uint64(j * sw + left)]
-                dwt[k, 0, a, b] = acc.sum()
+                dwt[k, 0, a, b] = acc[a, b].sum()
 
 
 def forward(xp, w, stride, dilation, out):
