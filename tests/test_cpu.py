@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import cnnkit.cpu
 from cnnkit.bench import isa, peak
 
 pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
@@ -57,3 +58,23 @@ def test_peak_loop_runs_on_every_thread_and_stays_finite():
     assert result["threads"] == 2 and result["chains"] == peak.CHAINS
     assert np.isfinite(result["gflops_total"]) and result["gflops_total"] > 0
     assert result["gflops_per_core"] == pytest.approx(result["gflops_total"] / 2)
+
+
+@pytest.mark.parametrize("registers", sorted(cnnkit.cpu.TILES))
+def test_every_tile_fits_its_register_file(registers):
+    """MR·NV accumulators + NV operand vectors + 1 broadcast ≤ the family's vector registers
+    (a tile over the budget spills: AVX-512's 8 × 2 on AVX2's 16 registers)."""
+    tiles = cnnkit.cpu.TILES[registers]
+    gemm = [(rows, vectors) for vectors, rows in enumerate(tiles.gemm_rows) if rows]
+    assert gemm and all(vectors in (1, 2, 4) for _, vectors in gemm)
+    for rows, vectors in gemm + [tiles.planar] + list(tiles.rows):
+        assert rows * vectors + vectors + 1 <= registers, (rows, vectors)
+    assert tiles.rows[0][0] == 1 and all(rows == 4 for rows, _ in tiles.rows[1:])
+
+
+def test_tile_tool_candidates_cover_the_table():
+    from cnnkit.bench.tiles import _candidates
+    for registers, tiles in cnnkit.cpu.TILES.items():
+        candidates = _candidates(registers)
+        assert all((rows, vectors) in candidates
+                   for vectors, rows in enumerate(tiles.gemm_rows) if rows)
