@@ -46,7 +46,8 @@ def layers(draw):
 @settings(max_examples=60, deadline=None)
 @given(layer=layers(), seed=st.integers(0, 2**16))
 def test_implicit_matches_torch(planar, layer, seed):
-    """Both orientations of the stride-1 product (channels-last and planar), forced."""
+    """Both orientations of the product (channels-last and planar), forced; strided input
+    gradients by phases."""
     with mock.patch.object(conv_implicit, "planar_wins", lambda *shape: planar):
         _check_layer(layer, seed)
 
@@ -69,7 +70,11 @@ def _check_layer(layer, seed):
     dw = conv_implicit.backward_weight(xp, dy, kernel, stride, dilation)
     _check(dw, wt.grad.numpy(), scale * np.sqrt(dy[:, 0].size))
     geometry = conv_kernels.ConvGeometry.of(xp.shape, w.shape, stride, dilation, 1, xp.dtype)
-    if conv_implicit.applies(geometry, "input"):
+    if conv_implicit.applies(geometry, "input") and not geometry.unit_stride:
+        # one stride-1 gradient per phase (every s-th input cell)
+        dx = conv_implicit.backward_input_strided(dy, w, xp.shape[2:], stride, dilation)
+        _check(dx, xt.grad.numpy(), scale)
+    elif conv_implicit.applies(geometry, "input"):
         dx = conv_implicit.backward_input(dy, w, xp.shape[2:], dilation, pads)
         inside = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(xp.shape[2:], pads))
         _check(dx, xt.grad.numpy()[(slice(None), slice(None)) + inside], scale)

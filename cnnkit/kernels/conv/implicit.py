@@ -1,14 +1,15 @@
 """Convolution as an implicit GEMM: the product reads the padded input in place, no im2col.
 
-float32, groups = 1, any number of spatial dims, stride and dilation (the input gradient is
-stride 1 only: for larger strides ``conv.py`` uses im2col). The compiled kernels and their
-index algebra are in ``implicit_gemm_numba``; here are the tables they read:
+float32, groups = 1, any number of spatial dims, stride and dilation (a strided input gradient
+splits into stride-1 ones, one per phase: ``backward_input_strided``). The compiled kernels and
+their index algebra are in ``implicit_gemm_numba``; here are the tables they read:
 
     offset[(c, a)] = c·plane + Σ_j a_j·d_j·pitch_j        where tap (c, a) reads, from a corner
     corner[(n, i)] = n·image + Σ_j i_j·s_j·pitch_j        where output position (n, i) starts
 
 (flat element indices into the padded input: pitch = row lengths, plane = one channel's size).
 """
+import itertools
 import math
 
 import numpy as np
@@ -19,14 +20,14 @@ from ... import tuning
 from .. import implicit_gemm_numba as compiled
 from ..transpose_numba import planes_to_rows
 from .shift import flat_pitches
-from ..padding import zero_pad
+from ..padding import crop, zero_pad
 
 
 def applies(geometry, pass_name):
-    """float32, groups 1; the input gradient stride 1 with the exact stride-1 geometry."""
+    """float32, groups 1; a stride-1 input gradient needs the exact stride-1 geometry."""
     g = geometry
-    return g.batch > 0 and g.is_float32 and g.groups == 1 and (
-        pass_name != "input" or (g.unit_stride and g.exact))
+    return g.batch > 0 and g.is_float32 and g.groups == 1 and math.prod(g.out) > 0 and (
+        pass_name != "input" or not g.unit_stride or g.exact)
 
 
 def wins(geometry, pass_name):
@@ -44,8 +45,11 @@ def wins(geometry, pass_name):
         return taps >= tuning.value("implicit_min_taps") or (
             g.unit_stride and planar_wins(g.out_channels, taps))
     if pass_name == "input":  # a product with C outputs and K·prod(kernel) terms
+        # Strided: one product per phase, each with its own padded dy and a scatter into
+        # every s-th cell, measured slower than im2col + col2im (res3x3_s2, one core: 21.4
+        # against 18.9 ms on AVX2, 15.7 against 13.7 on AVX-512); autotune may still pick it.
         taps = g.out_channels * g.taps
-        return taps >= tuning.value("implicit_min_taps") and (
+        return g.unit_stride and taps >= tuning.value("implicit_min_taps") and (
             g.in_channels >= compiled.LANES or
             planar_wins(g.in_channels, taps))
     return True
@@ -56,7 +60,9 @@ def forward_pass(xp, w, g):
 
 
 def input_pass(dy, w, g):
-    return backward_input(dy, w, g.padded, g.dilation, g.pads)
+    if g.unit_stride:
+        return backward_input(dy, w, g.padded, g.dilation, g.pads)
+    return crop(backward_input_strided(dy, w, g.padded, g.stride, g.dilation), g.pads)
 
 
 def weight_pass(xp, dy, g):
@@ -159,6 +165,50 @@ def backward_input(dy, w, spatial, dilation, pads=None):
     dx = forward(dyp, flipped, (1,) * len(kernel), dilation, out)
     index = tuple(slice(lo, dx.shape[2 + j] - hi) for j, (lo, hi) in enumerate(crop))
     return dx[(slice(None), slice(None)) + index]
+
+
+def _phase(n, k, s, d, r):
+    """One dim of phase r of a stride-s gradient: input cells j = q·s + r receive the taps a
+    with a·d ≡ r (mod s), from dy[q − e_a], e_a = (a·d − r)/s. Those taps are every
+    (s/g)-th from the first a₀ (g = gcd(d, s)), with e spaced d/g apart: a stride-1 gradient
+    with the sub-kernel w[a₀::s/g] at dilation d/g, shifted by e₀. Returns (taps slice,
+    sub-dilation, e₀, cells q), or None when no tap reaches the phase."""
+    g = math.gcd(d, s)
+    first = next((a for a in range(k) if a * d % s == r), None)
+    if first is None:
+        return None
+    return slice(first, k, s // g), d // g, (first * d - r) // s, -(-(n - r) // s)
+
+
+def backward_input_strided(dy, w, spatial, stride, dilation):
+    """dL/dx of a strided convolution, (N, C, *spatial) with ``spatial`` the padded input's:
+
+        dx[j = q·s + r] = Σ_k Σ_{a: a·d ≡ r (mod s)} dy[q − e_a] · w[k, :, a]
+
+    per phase r (a residue per dim), a stride-1 input gradient with a sub-kernel (``_phase``),
+    computed by ``backward_input`` and written into every s-th cell. The phases together
+    make as many multiply-adds as the direct sum, all on the compiled kernel (im2col's GEMM
+    writes prod(kernel) columns per output and col2im adds them back)."""
+    n, c = dy.shape[0], w.shape[1]
+    dx = np.zeros((n, c) + tuple(spatial), np.float32)
+    phases = [[(r, _phase(length, k, s, d, r)) for r in range(s)]
+              for length, k, s, d in zip(spatial, w.shape[2:], stride, dilation)]
+    for combination in itertools.product(*phases):
+        if any(p is None for _, p in combination):
+            continue  # no tap reaches these cells: their gradient stays zero
+        taps = tuple(p[0] for _, p in combination)
+        sub = np.ascontiguousarray(w[(slice(None), slice(None)) + taps])
+        sub_dilation = tuple(p[1] for _, p in combination)
+        full = tuple(o + d * (k - 1) for o, d, k in zip(dy.shape[2:], sub_dilation,
+                                                         sub.shape[2:]))
+        part = backward_input(dy, sub, full, sub_dilation)
+        target, source = [slice(None)] * 2, [slice(None)] * 2
+        for (r, (_, _, e0, cells)), s, length in zip(combination, stride, full):
+            count = max(0, min(length, cells - e0))  # cells q = e0 + t, t < len(part)
+            target.append(slice(r + e0 * s, r + (e0 + count) * s, s))
+            source.append(slice(0, count))
+        dx[tuple(target)] = part[tuple(source)]
+    return dx
 
 
 def backward_weight(xp, dy, kernel, stride, dilation):
