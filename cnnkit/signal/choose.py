@@ -2,6 +2,8 @@
 
 Exactness first, then speed:
 
+- inputs holding inf or NaN go direct (an FFT spreads them over the whole output; the direct
+  sum puts them exactly where its terms hold them, as scipy's direct method does);
 - bool outputs go direct (the direct sum of products of bools is an OR of ANDs, exactly);
 - integer outputs go direct when the largest possible sum,
   ``max|in1| · max|in2| · min(in1.size, in2.size)``, could be inexact in float64
@@ -14,7 +16,7 @@ import numpy as np
 
 from ..kernels.fft_conv import fft_cost_ns
 from ..tensor import Tensor
-from .direct import direct_cost_ns
+from .direct import all_finite, direct_cost_ns
 from .modes import check_inputs, check_mode, output_region
 
 FLOAT64_EXACT_INTEGER = 2 ** np.finfo(np.float64).nmant - 1
@@ -51,6 +53,8 @@ def choose_method_for_arrays(a: np.ndarray, b: np.ndarray, region) -> str:
     if out_dtype.kind == "b":
         return "direct"
     if out_dtype.kind in "iu" and _integer_sum_too_large(a, b, out_dtype):
+        return "direct"
+    if not all_finite(a, b):
         return "direct"
     direct = direct_cost_ns(a.shape, b.shape, region, out_dtype)
     return "fft" if fft_cost_ns(a.shape, b.shape) < direct else "direct"

@@ -21,6 +21,15 @@ Python loop over output positions:
   where it applies (a 512² image with an 11×11 kernel in about a tenth of the FFT's time).
 
 Convolution is commutative, so the smaller input always plays the kernel.
+
+Inf and NaN (docs/ieee.md): inputs that are not all finite are summed with scipy's direct
+method's terms, so NaN and ±inf land where scipy puts them. scipy zero-pads one input and
+slides the other over it, multiplying every entry of the sliding one into every output (an
+infinite entry times a padding zero is NaN): ``in2`` slides, except that in 'full' mode the
+smaller input does; 'valid' reads no padding. In 1-D, ``np.convolve`` has no padding terms.
+The sliding windows (``_windowed``, x padded, k sliding) have exactly those terms; the compiled
+tiles do not (their kernel plane's zero rows meet x: 0·inf = NaN where scipy has no term), nor
+does the offset loop (it skips the padding).
 """
 import itertools
 
@@ -100,6 +109,8 @@ def direct_convolve(a: np.ndarray, b: np.ndarray, region, dtype) -> np.ndarray:
     starts, sizes = _region_bounds(region, full)
     compute = _compute_dtype(np.dtype(dtype))
     x, k = (a, b) if a.size >= b.size else (b, a)
+    if not all_finite(a, b):
+        return _with_scipy_terms(a, b, region, starts, sizes, compute).astype(dtype, copy=False)
     plan = _strategy(x.shape, k.shape, sizes, compute)[0]
     if plan == "compiled":
         return _compiled(x.astype(compute, copy=False), k.astype(compute, copy=False),
@@ -115,6 +126,27 @@ def direct_convolve(a: np.ndarray, b: np.ndarray, region, dtype) -> np.ndarray:
     else:
         out = _windowed(x, k, starts, sizes)
     return out.astype(dtype, copy=False)
+
+
+def all_finite(*arrays) -> bool:
+    """Whether no entry of a float or complex array is inf or NaN (other dtypes always are)."""
+    return all(a.dtype.kind not in "fc" or bool(np.isfinite(a).all()) for a in arrays)
+
+
+def _with_scipy_terms(a, b, region, starts, sizes, compute):
+    """The region summed over scipy's direct method's terms (see the module docstring): for
+    inputs holding inf or NaN, where which terms exist decides where NaN appears."""
+    full = [n + m - 1 for n, m in zip(a.shape, b.shape)]
+    valid = all(s == min(n, m) - 1 and size == abs(n - m) + 1
+                for s, size, n, m in zip(starts, sizes, a.shape, b.shape))
+    sizes_full = list(sizes) == full
+    if a.ndim == 1 and (valid or sizes_full or a.size >= b.size):  # np.convolve's
+        if valid:
+            return np.convolve(a, b, "valid")
+        return np.ascontiguousarray(np.convolve(a, b, "full")[region])
+    # scipy slides in2, or the smaller input in 'full' mode ('valid' reads no padding)
+    x, k = (b, a) if (valid or sizes_full) and a.size < b.size else (a, b)
+    return _windowed(x.astype(compute, copy=False), k.astype(compute, copy=False), starts, sizes)
 
 
 def _compiled(x, k, starts, sizes):
