@@ -1,7 +1,7 @@
 """Inf and NaN land where PyTorch (float64) and scipy put them, whichever algorithm runs.
 
 The rule (docs/ieee.md): an output is NaN or ±inf exactly when the literal sum's terms make it
-so, the zero padding's terms included. Each convolution algorithm is forced in turn on
+so, the zero padding's terms included (as PyTorch computes in float64). Each convolution algorithm is forced in turn on
 hypothesis-drawn layers with inf and NaN sprinkled into the pass's operands; an algorithm may
 refuse non-finite data (``NotApplicable``, only for an operand it needs finite), and then the
 heuristic's fallback must match. Pooling is checked against PyTorch, cnnkit.signal's direct
@@ -92,7 +92,7 @@ def run_pass(pass_name, x, w, dy, stride, dilation, groups, pads):
 @pytest.mark.parametrize("pass_name", conv.PASSES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("algorithm", conv.ALGORITHMS)
-@settings(max_examples=8)
+@settings(max_examples=15)
 @given(data=st.data())
 def test_forced_algorithm_puts_nan_and_inf_where_pytorch_does(algorithm, dtype, pass_name, data):
     typical = conv.ConvGeometry.of((1, 2, 8, 8), (2, 1 if SHAPES[algorithm].get("depthwise")
@@ -156,6 +156,35 @@ def test_layer_step_matches_pytorch_with_non_finite_values(dtype, data):
         y.backward(cnnkit.tensor(dy))
     expected = conv_reference(x, w, dy, stride, dilation, groups, [(p, p) for p in padding])
     terms = w.size * max(1, dy[0, 0].size)
+    for name, actual, e in zip(("y", "dx", "dw"), (y.data, xt.grad.data, wt.grad.data), expected):
+        assert_close(actual, e, dtype, terms=terms, name=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@settings(max_examples=15)
+@given(data=st.data())
+def test_transposed_layer_step_matches_pytorch_with_non_finite_values(dtype, data):
+    """conv_transpose2d runs the input-gradient pass forward and the forward pass backward."""
+    c = data.draw(st.integers(1, 3))
+    groups = data.draw(st.sampled_from([1, c]))
+    k, kernel = groups * data.draw(st.integers(1, 2)), data.draw(st.integers(1, 4))
+    stride = data.draw(st.integers(1, 2))
+    padding = data.draw(st.integers(0, kernel - 1))
+    output_padding = data.draw(st.integers(0, stride - 1))
+    side = data.draw(st.integers(1, 6))
+    assume((side - 1) * stride - 2 * padding + kernel + output_padding > 0)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    x = sprinkle(rng, rng.standard_normal((2, c, side, side)), data.draw(st.integers(0, 2)))
+    w = sprinkle(rng, rng.standard_normal((c, k // groups, kernel, kernel)),
+                 data.draw(st.integers(0, 2)))
+    options = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups)
+    xt, wt = (cnnkit.tensor(a.astype(dtype), requires_grad=True) for a in (x, w))
+    with tuning.override(**EAGER):
+        y = F.conv_transpose2d(xt, wt, **options)
+        dy = sprinkle(rng, rng.standard_normal(y.shape), data.draw(st.integers(0, 2)))
+        y.backward(cnnkit.tensor(dy.astype(dtype)))
+    expected = torch_grads(lambda a, b: TF.conv_transpose2d(a, b, **options), (x, w), dy)
+    terms = w.size * side * side
     for name, actual, e in zip(("y", "dx", "dw"), (y.data, xt.grad.data, wt.grad.data), expected):
         assert_close(actual, e, dtype, terms=terms, name=name)
 
