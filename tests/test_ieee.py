@@ -304,3 +304,18 @@ def test_signal_2d_boundaries_put_nan_and_inf_where_scipy_does(function, data):
     result = getattr(signal, function)(a, b, mode, boundary)
     expected = getattr(scipy.signal, function)(a, b, mode, boundary)
     assert_close(result, expected, np.float32, terms=b.size, name=f"{mode} {boundary}")
+
+
+def test_pytorch_float32_batched_drops_the_padding_terms_as_docs_ieee_says():
+    """docs/ieee.md: PyTorch's float32 CPU convolution for a batch of two (oneDNN) gives no
+    NaN where an infinite tap meets the padding; float64 and cnnkit (both dtypes) do."""
+    x = np.ones((2, 1, 5, 5), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    w[0, 0, 0, 0] = np.inf
+    border_nan = {
+        "torch float32": TF.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy(),
+        "torch float64": TF.conv2d(torch.tensor(x, dtype=torch.float64),
+                                   torch.tensor(w, dtype=torch.float64), padding=1).numpy(),
+        "cnnkit float32": F.conv2d(cnnkit.tensor(x), cnnkit.tensor(w), padding=1).data}
+    border_nan = {name: bool(np.isnan(y[:, 0, 0]).all()) for name, y in border_nan.items()}
+    assert border_nan == {"torch float32": False, "torch float64": True, "cnnkit float32": True}
