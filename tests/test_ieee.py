@@ -20,7 +20,7 @@ from torch_oracle import assert_close
 import cnnkit
 import cnnkit.functional as F
 from cnnkit import signal, tuning
-from cnnkit.kernels import conv
+from cnnkit.kernels import conv, finite
 
 TF = torch.nn.functional
 TORCH_CONV = {1: TF.conv1d, 2: TF.conv2d, 3: TF.conv3d}
@@ -319,3 +319,13 @@ def test_pytorch_float32_batched_drops_the_padding_terms_as_docs_ieee_says():
         "cnnkit float32": F.conv2d(cnnkit.tensor(x), cnnkit.tensor(w), padding=1).data}
     border_nan = {name: bool(np.isnan(y[:, 0, 0]).all()) for name, y in border_nan.items()}
     assert border_nan == {"torch float32": False, "torch float64": True, "cnnkit float32": True}
+
+
+@pytest.mark.parametrize("special", SPECIALS)
+def test_all_finite_finds_a_special_value_in_any_block(special):
+    a = np.zeros(2 * finite.BLOCK + 3, np.float32)
+    assert finite.all_finite(a, np.arange(5), np.zeros((0, 3)))
+    for where in (0, finite.BLOCK - 1, finite.BLOCK, a.size - 1):
+        b = a.copy()
+        b[where] = special
+        assert not finite.all_finite(np.zeros(2), b.reshape(-1, 1)[::-1].reshape(-1))

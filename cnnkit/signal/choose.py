@@ -2,21 +2,22 @@
 
 Exactness first, then speed:
 
-- inputs holding inf or NaN go direct (an FFT spreads them over the whole output; the direct
-  sum puts them exactly where its terms hold them, as scipy's direct method does);
 - bool outputs go direct (the direct sum of products of bools is an OR of ANDs, exactly);
 - integer outputs go direct when the largest possible sum,
   ``max|in1| · max|in2| · min(in1.size, in2.size)``, could be inexact in float64
   (above 2**52 - 1, scipy's rule) or could overflow the integer output dtype (the direct
   method then wraps around like NumPy integer arithmetic; a rounded FFT result would not);
 - otherwise the cheaper of the two cost models, ``direct_cost_ns`` and ``fft_cost_ns``, which
-  estimate run time in nanoseconds with constants measured on this code.
+  estimate run time in nanoseconds with constants measured on this code; but inputs holding
+  inf or NaN go direct (an FFT spreads them over the whole output; the direct sum puts them
+  where scipy's direct method does), checked only when the FFT would be picked.
 """
 import numpy as np
 
 from ..kernels.fft_conv import fft_cost_ns
+from ..kernels.finite import all_finite
 from ..tensor import Tensor
-from .direct import all_finite, direct_cost_ns
+from .direct import direct_cost_ns
 from .modes import check_inputs, check_mode, output_region
 
 FLOAT64_EXACT_INTEGER = 2 ** np.finfo(np.float64).nmant - 1
@@ -54,10 +55,9 @@ def choose_method_for_arrays(a: np.ndarray, b: np.ndarray, region) -> str:
         return "direct"
     if out_dtype.kind in "iu" and _integer_sum_too_large(a, b, out_dtype):
         return "direct"
-    if not all_finite(a, b):
-        return "direct"
     direct = direct_cost_ns(a.shape, b.shape, region, out_dtype)
-    return "fft" if fft_cost_ns(a.shape, b.shape) < direct else "direct"
+    faster = "fft" if fft_cost_ns(a.shape, b.shape) < direct else "direct"
+    return "direct" if faster == "fft" and not all_finite(b, a) else faster
 
 
 def _integer_sum_too_large(a, b, out_dtype) -> bool:
