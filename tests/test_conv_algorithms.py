@@ -186,10 +186,10 @@ def test_heuristic_choices():
     assert pick(64, 64, (3, 3), (1, 1), 1, 32, (36, 36), (2, 2), dtype=np.float64) == "shift"
     assert pick(64, 128, (3, 3), (2, 2), 1, 32, (34, 34), dtype=np.float64) == "gemm"
     assert pick(1, 16, (101,), (1,), 1, 8, (16100,), dtype=np.float64) == "fft"
-    # a non-finite weight leaves only gemm for the input gradient
+    # a non-finite weight: gemm for the input gradient (implicit pads dy), x still implicit's
     geometry = conv_kernels.ConvGeometry.of((2, 64, 9, 9), (128, 64, 3, 3), (1, 1), (1, 1))
-    assert conv_kernels.select(geometry, "input", finite_weights=False) == "gemm"
-    assert conv_kernels.select(geometry, "weight", finite_weights=False) == "implicit"
+    assert conv_kernels.select(geometry, "input", nonfinite={"w"}) == "gemm"
+    assert conv_kernels.select(geometry, "weight", nonfinite={"x", "dy"}) == "implicit"
 
 
 @pytest.mark.parametrize("stride, dilation, mult", [((1, 1), (1, 1), 1), ((2, 1), (1, 2), 2),

@@ -103,7 +103,10 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
     # (the Winograd, implicit and rows paths then skip the padding cells).
     zero_pads = pads if mode == "constant" and padded else None
     xp = pad_array(x.data, widths, mode) if padded else x.data
-    y = conv_forward(xp, weight.data, stride, dilation, groups)
+    # Which operands hold inf or NaN, found out by whichever pass first needs to know (the
+    # choice of algorithm depends on it, docs/ieee.md) and kept for this step's other passes.
+    finite = {}
+    y = conv_forward(xp, weight.data, stride, dilation, groups, None, finite)
     if bias is not None:
         y += bias.data.reshape(_bias_shape(k, n_dims))
     padded_spatial = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
@@ -114,11 +117,11 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
         dx = dw = db = None
         if x.requires_grad:
             dx = conv_backward_input(g, weight.data, padded_spatial, stride, dilation, groups,
-                                     zero_pads)
+                                     zero_pads, finite)
             if padded and zero_pads is None:
                 dx = pad_array_backward(dx, x.shape, widths, mode)
         if weight.requires_grad:
-            dw = conv_backward_weight(xp, g, kernel, stride, dilation, groups)
+            dw = conv_backward_weight(xp, g, kernel, stride, dilation, groups, None, finite)
         if bias is not None and bias.requires_grad:
             db = g.sum(axis=(0,) + tuple(range(2, g.ndim)))
         return dx, dw, db

@@ -8,11 +8,14 @@ Exactness first, then speed:
   (above 2**52 - 1, scipy's rule) or could overflow the integer output dtype (the direct
   method then wraps around like NumPy integer arithmetic; a rounded FFT result would not);
 - otherwise the cheaper of the two cost models, ``direct_cost_ns`` and ``fft_cost_ns``, which
-  estimate run time in nanoseconds with constants measured on this code.
+  estimate run time in nanoseconds with constants measured on this code; but inputs holding
+  inf or NaN go direct (an FFT spreads them over the whole output; the direct sum puts them
+  where scipy's direct method does), checked only when the FFT would be picked.
 """
 import numpy as np
 
 from ..kernels.fft_conv import fft_cost_ns
+from ..kernels.finite import all_finite
 from ..tensor import Tensor
 from .direct import direct_cost_ns
 from .modes import check_inputs, check_mode, output_region
@@ -53,7 +56,8 @@ def choose_method_for_arrays(a: np.ndarray, b: np.ndarray, region) -> str:
     if out_dtype.kind in "iu" and _integer_sum_too_large(a, b, out_dtype):
         return "direct"
     direct = direct_cost_ns(a.shape, b.shape, region, out_dtype)
-    return "fft" if fft_cost_ns(a.shape, b.shape) < direct else "direct"
+    faster = "fft" if fft_cost_ns(a.shape, b.shape) < direct else "direct"
+    return "direct" if faster == "fft" and not all_finite(b, a) else faster
 
 
 def _integer_sum_too_large(a, b, out_dtype) -> bool:

@@ -21,6 +21,15 @@ Python loop over output positions:
   where it applies (a 512² image with an 11×11 kernel in about a tenth of the FFT's time).
 
 Convolution is commutative, so the smaller input always plays the kernel.
+
+Inf and NaN (docs/ieee.md): inputs that are not all finite are summed with scipy's direct
+method's terms, so NaN and ±inf land where scipy puts them. scipy zero-pads one input and
+slides the other over it, multiplying every entry of the sliding one into every output (an
+infinite entry times a padding zero is NaN): ``in2`` slides, except that in 'full' mode the
+smaller input does; 'valid' reads no padding. In 1-D, ``np.convolve`` has no padding terms.
+The sliding windows (``_windowed``, x padded, k sliding) have exactly those terms; the compiled
+tiles do not (their kernel plane's zero rows meet x: 0·inf = NaN where scipy has no term), nor
+does the offset loop (it skips the padding).
 """
 import itertools
 
@@ -29,6 +38,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import tuning
 from ..kernels import correlate_rows
+from ..kernels.finite import all_finite
 
 # Costs in ns (``cnnkit.tuning``: npconvolve_*, loop_*, window_*; defaults measured with numpy
 # 2.4 on one core, float64) pick a strategy here and, through ``direct_cost_ns``, choose
@@ -101,11 +111,16 @@ def direct_convolve(a: np.ndarray, b: np.ndarray, region, dtype) -> np.ndarray:
     compute = _compute_dtype(np.dtype(dtype))
     x, k = (a, b) if a.size >= b.size else (b, a)
     plan = _strategy(x.shape, k.shape, sizes, compute)[0]
+    valid = all(s == min(n, m) - 1 and size == abs(n - m) + 1
+                for s, size, n, m in zip(starts, sizes, a.shape, b.shape))
+    if _terms_may_differ(plan, a, b, valid, sizes == full) and not all_finite(b, a):
+        return _with_scipy_terms(a, b, region, starts, sizes, compute, valid).astype(
+            dtype, copy=False)
     if plan == "compiled":
         return _compiled(x.astype(compute, copy=False), k.astype(compute, copy=False),
                          starts, sizes).astype(dtype, copy=False)
     if plan == "npconvolve":
-        if sizes[0] == abs(a.size - b.size) + 1 and starts[0] == min(a.size, b.size) - 1:
+        if valid:
             return np.convolve(a, b, "valid").astype(dtype, copy=False)
         return np.ascontiguousarray(np.convolve(a, b, "full")[region], dtype=dtype)
     x = x.astype(compute, copy=False)
@@ -115,6 +130,31 @@ def direct_convolve(a: np.ndarray, b: np.ndarray, region, dtype) -> np.ndarray:
     else:
         out = _windowed(x, k, starts, sizes)
     return out.astype(dtype, copy=False)
+
+
+def _terms_may_differ(plan, a, b, valid, full_region):
+    """Whether ``plan``'s terms can differ from scipy's direct method's (module docstring), so
+    that an inf or NaN in the inputs would land elsewhere: only then are they checked."""
+    if plan == "compiled":
+        return True  # the kernel plane's zero rows
+    if valid:
+        return False  # no padding for a kernel entry to meet
+    if plan == "npconvolve":
+        return not (full_region or a.size >= b.size)  # scipy's np.convolve cases
+    return True  # the loop skips the padding; the windows may slide the other input
+
+
+def _with_scipy_terms(a, b, region, starts, sizes, compute, valid):
+    """The region summed over scipy's direct method's terms (see the module docstring): for
+    inputs holding inf or NaN, where which terms exist decides where NaN appears."""
+    full_region = list(sizes) == [n + m - 1 for n, m in zip(a.shape, b.shape)]
+    if a.ndim == 1 and not _terms_may_differ("npconvolve", a, b, valid, full_region):
+        if valid:
+            return np.convolve(a, b, "valid")
+        return np.ascontiguousarray(np.convolve(a, b, "full")[region])
+    # scipy slides in2, or the smaller input in 'full' mode ('valid' reads no padding)
+    x, k = (b, a) if (valid or full_region) and a.size < b.size else (a, b)
+    return _windowed(x.astype(compute, copy=False), k.astype(compute, copy=False), starts, sizes)
 
 
 def _compiled(x, k, starts, sizes):

@@ -33,7 +33,11 @@ How the choice is made (``dispatch.select``): a forced algorithm (``using(algori
 runs or, if it does not apply to the call, raises ``NotApplicable``; else, with autotune on
 (``using(autotune=True)``), the algorithm measured fastest for that shape and pass; else the
 first algorithm in registry order that applies and whose rule says it wins. Every call's shape
-is one frozen ``ConvGeometry``; every threshold the rules use is in ``cnnkit.tuning``.
+is one frozen ``ConvGeometry``; every threshold the rules use is in ``cnnkit.tuning``. One
+rule depends on the data: an algorithm that would invent terms for an operand holding inf or
+NaN (zero-padded kernel rows or dy, transforms, spectra) does not apply to it
+(``registry.NEEDS_FINITE``; the operand is checked only when the choice depends on it), so
+NaN and ±inf land where the sums above put them (docs/ieee.md).
 
 Settings are context-local (``config``): ``with using(...)`` holds for its block in its own
 thread. ``force_algorithm(name)`` and ``set_autotune(flag)`` still work, as the unscoped forms
@@ -48,8 +52,10 @@ To add an algorithm: write one module here with
     weight_pass(xp, dy, geometry)          -> dw (K, C/G, *kernel)
 
 (a pass that ``applies`` refuses need not exist) and add one line to ``registry.REGISTRY``,
-at the place in the order where its rule should be asked. Forcing it on the shared grid in
-tests/test_conv_algorithms.py then checks it against PyTorch.
+at the place in the order where its rule should be asked, and one to ``registry.NEEDS_FINITE``
+naming the operands it needs finite. Forcing it on the shared grid in
+tests/test_conv_algorithms.py then checks it against PyTorch, and tests/test_ieee.py checks
+its NEEDS_FINITE line.
 """
 from . import autotune
 from .config import force_algorithm, set_autotune, using

@@ -11,8 +11,6 @@ The table is shared by all threads (measurements are facts about the machine) be
 """
 import threading
 
-import numpy as np
-
 from ...tuning.calibrate import best_ns
 from .registry import PASSES, REGISTRY, applicable
 
@@ -42,19 +40,19 @@ def ensure(geometry, xp, w):
     """Measure this shape's three passes unless already measured.
 
     xp (N, C, *padded), w (K, C/G, *kernel): the call's own arrays. Two threads may measure
-    the same new shape at once; the first result stored stays."""
+    the same new shape at once; the first result stored stays. The choice is made for finite
+    data: ``select`` skips it for a call whose operands it needs finite and are not."""
     with _lock:
         if geometry in _table:
             return
     dy = REGISTRY["gemm"].forward_pass(xp, w, geometry)  # an output-shaped gradient
-    finite = bool(np.isfinite(w).all())
     runs = {"forward": lambda module: module.forward_pass(xp, w, geometry),
             "input": lambda module: module.input_pass(dy, w, geometry),
             "weight": lambda module: module.weight_pass(xp, dy, geometry)}
     choice = {}
     for pass_name in PASSES:
         timings = {name: best_ns(lambda: runs[pass_name](REGISTRY[name]))
-                   for name in applicable(geometry, pass_name, finite)}
+                   for name in applicable(geometry, pass_name)}
         choice[pass_name] = min(timings, key=timings.get)
     with _lock:
         _table.setdefault(geometry, choice)

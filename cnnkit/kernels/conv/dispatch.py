@@ -1,54 +1,77 @@
 """The three convolution passes on plain ndarrays, each run by the algorithm ``select`` picks."""
-import numpy as np
 
 from . import autotune, config
 from .geometry import ConvGeometry
-from .registry import REGISTRY, NotApplicable, applies, check_pass, heuristic
+from .registry import REGISTRY, NotApplicable, applies, check_pass, heuristic, needs_finite
+from ..finite import all_finite
 from ..padding import zero_pad
 
 
-def select(geometry, pass_name, finite_weights=True):
+def select(geometry, pass_name, nonfinite=frozenset()):
     """The algorithm that runs this pass ("forward", "input" or "weight") of this call: the
     forced one (``using``), else the measured one (autotune), else the heuristic's.
 
-    ``finite_weights`` False (a weight is inf or NaN) leaves only gemm for the input gradient
-    (``registry.applies``). Raises NotApplicable when a forced algorithm does not apply.
+    ``nonfinite`` names the pass's operands ("x", "w", "dy") known to hold an inf or NaN;
+    the algorithms that need them finite (``registry.NEEDS_FINITE``) do not apply. Raises
+    NotApplicable when a forced algorithm does not apply.
     """
     check_pass(pass_name)
     name = config.forced(pass_name)
     if name is not None:
-        if not applies(name, geometry, pass_name, finite_weights):
-            reason = "" if finite_weights or pass_name != "input" else \
-                " (a weight is not finite: only gemm gives PyTorch's input gradient)"
-            raise NotApplicable(name, geometry, pass_name, reason)
+        if not applies(name, geometry, pass_name, nonfinite):
+            raise NotApplicable(name, geometry, pass_name, nonfinite)
         return name
     if config.autotune_enabled():
         name = autotune.lookup(geometry, pass_name)
-        if name is not None and applies(name, geometry, pass_name, finite_weights):
+        if name is not None and applies(name, geometry, pass_name, nonfinite):
             return name
-    return heuristic(geometry, pass_name, finite_weights)
+    return heuristic(geometry, pass_name, nonfinite)
 
 
-def conv_forward(x, w, stride, dilation, groups=1, pads=None):
+def _select_for(geometry, pass_name, operands, finite):
+    """``select`` with the operands' finiteness looked at only where the choice depends on it:
+    the algorithm chosen for finite data runs unless it needs an operand finite that is not
+    (one pass over that operand, ``finite.all_finite``), and then the choice is made again.
+
+    operands : {"x" | "w" | "dy": ndarray} of this pass
+    finite : {operand: bool} already known (a dict the caller may share between the passes of
+             one step: each operand is then checked at most once), or None
+    """
+    finite = {} if finite is None else finite
+    while True:
+        nonfinite = frozenset(op for op in operands if finite.get(op) is False)
+        name = select(geometry, pass_name, nonfinite)
+        unknown = [op for op in needs_finite(name, pass_name) if op not in finite]
+        if not unknown:
+            return name
+        for op in sorted(unknown, key=lambda op: operands[op].size):  # small ones first:
+            finite[op] = all_finite(operands[op])  # one that fails may spare the others
+            if not finite[op]:
+                break
+
+
+def conv_forward(x, w, stride, dilation, groups=1, pads=None, finite=None):
     """Cross-correlation of an input with a bank of kernels.
 
     x  : ndarray of shape (N, C, *spatial) — already padded, or to be zero-padded by ``pads``
          (one (lo, hi) pair per spatial dim)
     w  : ndarray of shape (K, C // groups, *kernel)
+    finite : None, or a {"x" | "w" | "dy": bool} dict shared by the passes of one step, where
+             each pass notes what it learnt of its operands' finiteness (``_select_for``)
     Returns y : ndarray of shape (N, K, *out), out = floor((padded − d·(k−1) − 1)/s) + 1
     """
     xp = zero_pad(x, pads)
     g = ConvGeometry.of(xp.shape, w.shape, stride, dilation, groups, xp.dtype, pads)
     if config.autotune_enabled() and not config.anything_forced() and g.batch:
         autotune.ensure(g, xp, w)
-    return REGISTRY[select(g, "forward")].forward_pass(xp, w, g)
+    return REGISTRY[_select_for(g, "forward", {"x": x, "w": w}, finite)].forward_pass(xp, w, g)
 
 
-def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None):
+def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None, finite=None):
     """dL/dx of ``conv_forward``: the transposed convolution of ``dy`` with ``w``.
 
     dy : ndarray of shape (N, K, *out);  w : ndarray of shape (K, C // groups, *kernel)
-    spatial : the padded input's spatial shape.
+    spatial : the padded input's spatial shape.  finite : as for ``conv_forward``.
     Returns ndarray of shape (N, C, *spatial), or with ``pads`` the gradient of the input
     inside the zero padding, (N, C, *(spatial − lo − hi)).
 
@@ -60,24 +83,23 @@ def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None):
     x_shape = (dy.shape[0], w.shape[1] * groups) + tuple(spatial)
     g = ConvGeometry.of(x_shape, w.shape, stride, dilation, groups, dy.dtype, pads,
                         out=dy.shape[2:])
-    name = select(g, "input")
-    if name != "gemm" and not np.isfinite(w).all():  # checked only where it matters
-        name = select(g, "input", finite_weights=False)
+    name = _select_for(g, "input", {"dy": dy, "w": w}, finite)
     return REGISTRY[name].input_pass(dy, w, g)
 
 
-def conv_backward_weight(x, dy, kernel, stride, dilation, groups=1, pads=None):
+def conv_backward_weight(x, dy, kernel, stride, dilation, groups=1, pads=None, finite=None):
     """dL/dw of ``conv_forward``: the correlation of the input with ``dy``.
 
     x : ndarray of shape (N, C, *spatial) — as for ``conv_forward`` (padded, or ``pads``)
-    dy : ndarray of shape (N, K, *out)
+    dy : ndarray of shape (N, K, *out);  finite : as for ``conv_forward``
     Returns ndarray of shape (K, C // groups, *kernel).
     """
     xp = zero_pad(x, pads)
     w_shape = (dy.shape[1], xp.shape[1] // groups) + tuple(kernel)
     g = ConvGeometry.of(xp.shape, w_shape, stride, dilation, groups, xp.dtype, pads,
                         out=dy.shape[2:])
-    return REGISTRY[select(g, "weight")].weight_pass(xp, dy, g)
+    name = _select_for(g, "weight", {"x": x, "dy": dy}, finite)
+    return REGISTRY[name].weight_pass(xp, dy, g)
 
 
 __all__ = ["NotApplicable", "conv_backward_input", "conv_backward_weight", "conv_forward",

@@ -22,12 +22,15 @@ PASSES = ("forward", "input", "weight")
 class NotApplicable(ValueError):
     """A forced algorithm cannot compute this call (it is refused, never replaced)."""
 
-    def __init__(self, algorithm, geometry, pass_name, reason=""):
+    def __init__(self, algorithm, geometry, pass_name, nonfinite=frozenset()):
         self.algorithm, self.geometry, self.pass_name = algorithm, geometry, pass_name
+        blocked = sorted(needs_finite(algorithm, pass_name) & frozenset(nonfinite))
+        reason = f" ({' and '.join(blocked)} not finite: it would invent NaN or lose ±inf " \
+            f"where the sums have none, docs/ieee.md)" if blocked else ""
         super().__init__(
             f"algorithm {algorithm!r} does not apply to the {pass_name} pass of "
             f"{_describe(geometry)}{reason}; applicable: "
-            f"{', '.join(n for n in ALGORITHMS if REGISTRY[n].applies(geometry, pass_name))}")
+            f"{', '.join(applicable(geometry, pass_name, nonfinite))}")
 
 
 def _describe(g):
@@ -46,27 +49,51 @@ def check_algorithm(name):
         raise ValueError(f"algorithm: expected one of {ALGORITHMS}, got {name!r}")
 
 
-def applies(name, geometry, pass_name, finite_weights=True):
-    """Whether algorithm ``name`` computes this pass exactly.
+# The operands each pass reads, and which of them each algorithm needs finite. The literal
+# sums (``cnnkit.kernels.conv``'s formulas, the padding's zeros included as values, see
+# docs/ieee.md) turn an inf or NaN into NaN or ±inf only at the outputs whose terms hold it.
+# An algorithm that multiplies an operand by zeros the sums do not have (0·inf = NaN), or
+# mixes it with other entries before multiplying (transforms, spectra: inf − inf = NaN, and
+# an FFT spreads one NaN over the whole map), is exact only while that operand is finite.
+OPERANDS = {"forward": ("x", "w"), "input": ("dy", "w"), "weight": ("x", "dy")}
+_EVERY = {pass_name: frozenset(operands) for pass_name, operands in OPERANDS.items()}
+NEEDS_FINITE = {
+    "rows": {"forward": frozenset({"x"}),        # the kernel plane's zero rows meet x,
+             "input": frozenset({"dy", "w"})},   # and dy; dy's zero padding meets w
+    "implicit": {"input": frozenset({"w"})},     # dy's zero padding meets w
+    "fft": _EVERY,                               # spectra: one NaN reaches every output
+    "depthwise": {},                             # sums (and scatters) only the sums' terms
+    "winograd": _EVERY,                          # transforms: inf − inf = NaN
+    "shift": {"input": frozenset({"w"}),         # dy's zero padding meets w
+              "weight": frozenset({"x"})},       # dy's zero border columns meet x
+    "gemm": {},                                  # im2col/col2im: only the sums' own terms
+}
 
-    The one data-dependent rule lives here: with a non-finite weight (inf or NaN) only gemm
-    computes the input gradient as PyTorch does. The other algorithms pad dy with zeros, and
-    0·inf = NaN where PyTorch has no term at all; col2im adds only real products."""
-    if pass_name == "input" and not finite_weights and name != "gemm":
+
+def needs_finite(name, pass_name):
+    """The operands ("x", "w", "dy") of this pass that algorithm ``name`` needs finite."""
+    return NEEDS_FINITE[name].get(pass_name, frozenset())
+
+
+def applies(name, geometry, pass_name, nonfinite=frozenset()):
+    """Whether algorithm ``name`` computes this pass exactly, for this shape and with the
+    operands named in ``nonfinite`` ("x", "w", "dy") holding an inf or NaN (``NEEDS_FINITE``).
+    """
+    if needs_finite(name, pass_name) & frozenset(nonfinite):
         return False
     return REGISTRY[name].applies(geometry, pass_name)
 
 
-def applicable(geometry, pass_name, finite_weights=True):
+def applicable(geometry, pass_name, nonfinite=frozenset()):
     """The algorithms that can compute this pass, in registry order."""
-    return [name for name in ALGORITHMS if applies(name, geometry, pass_name, finite_weights)]
+    return [name for name in ALGORITHMS if applies(name, geometry, pass_name, nonfinite)]
 
 
-def heuristic(geometry, pass_name, finite_weights=True):
+def heuristic(geometry, pass_name, nonfinite=frozenset()):
     """The first applicable algorithm whose rule says it wins (rules from the benchmark's
     measurements, see BENCHMARKS.md; their numbers are in ``cnnkit.tuning``)."""
     for name in ALGORITHMS:
-        if applies(name, geometry, pass_name, finite_weights) and \
+        if applies(name, geometry, pass_name, nonfinite) and \
                 REGISTRY[name].wins(geometry, pass_name):
             return name
     raise AssertionError("gemm applies to every convolution")  # pragma: no cover

@@ -1,0 +1,331 @@
+"""Inf and NaN land where PyTorch (float64) and scipy put them, whichever algorithm runs.
+
+The rule (docs/ieee.md): an output is NaN or ±inf exactly when the literal sum's terms make it
+so, the zero padding's terms included (as PyTorch computes in float64). Each convolution algorithm is forced in turn on
+hypothesis-drawn layers with inf and NaN sprinkled into the pass's operands; an algorithm may
+refuse non-finite data (``NotApplicable``, only for an operand it needs finite), and then the
+heuristic's fallback must match. Pooling is checked against PyTorch, cnnkit.signal's direct
+method against scipy's.
+"""
+import warnings
+
+import numpy as np
+import pytest
+import scipy.signal
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from torch_oracle import assert_close
+
+import cnnkit
+import cnnkit.functional as F
+from cnnkit import signal, tuning
+from cnnkit.kernels import conv, finite
+
+TF = torch.nn.functional
+TORCH_CONV = {1: TF.conv1d, 2: TF.conv2d, 3: TF.conv3d}
+DTYPES = (np.float32, np.float64)
+SPECIALS = (np.nan, np.inf, -np.inf)
+# What each algorithm needs of the layer, so that few drawn examples are thrown away.
+SHAPES = {"rows": dict(depthwise=True, stride=1, dilation=1), "implicit": dict(groups=1),
+          "fft": dict(stride=1), "depthwise": dict(depthwise=True),
+          "winograd": dict(n_dims=2, kernel=3, stride=1, dilation=1, groups=1),
+          "shift": dict(stride=1), "gemm": {}}
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf − inf, 0·inf
+
+
+def sprinkle(rng, a, count):
+    """a with ``count`` entries (at random places) set to NaN, +inf or −inf."""
+    flat = a.reshape(-1)
+    for index in rng.integers(0, flat.size, count):
+        flat[index] = SPECIALS[rng.integers(0, 3)]
+    return a
+
+
+def torch_grads(op, arrays, dy):
+    """op's output and the gradients of every array (float64, PyTorch)."""
+    tensors = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays]
+    y = op(*tensors)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    return [y.detach().numpy()] + [t.grad.numpy() for t in tensors]
+
+
+@st.composite
+def layers(draw, algorithm):
+    """(x_shape, w_shape, stride, dilation, groups, pads) for a layer ``algorithm`` fits."""
+    fit = SHAPES[algorithm]
+    n_dims = fit.get("n_dims") or draw(st.integers(1, 3))
+    c = draw(st.integers(1, 3))
+    if fit.get("depthwise"):
+        groups, k = c, c * draw(st.integers(1, 2))
+    else:
+        groups = fit.get("groups") or draw(st.sampled_from([1, c]))
+        k = groups * draw(st.integers(1, 3))
+    kernel = [fit.get("kernel") or draw(st.integers(1, 6 if n_dims < 3 else 3))
+              for _ in range(n_dims)]
+    stride = [fit.get("stride") or draw(st.sampled_from([1, 1, 2])) for _ in range(n_dims)]
+    dilation = [fit.get("dilation") or draw(st.sampled_from([1, 1, 2])) for _ in range(n_dims)]
+    pads = [(draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(n_dims)]
+    spatial = [max(1, d * (q - 1) + 1 - lo - hi + draw(st.integers(0, 8 if n_dims < 3 else 3)))
+               for q, d, (lo, hi) in zip(kernel, dilation, pads)]
+    return ((draw(st.integers(1, 2)), c) + tuple(spatial), (k, c // groups) + tuple(kernel),
+            tuple(stride), tuple(dilation), groups, pads)
+
+
+def conv_reference(x, w, dy, stride, dilation, groups, pads):
+    """PyTorch's y, dx, dw in float64: its zero padding (F.pad) is values, as cnnkit's is."""
+    flat_pads = [p for pair in reversed(pads) for p in pair]
+    return torch_grads(lambda xt, wt: TORCH_CONV[len(stride)](
+        TF.pad(xt, flat_pads), wt, stride=stride, dilation=dilation, groups=groups), (x, w), dy)
+
+
+def run_pass(pass_name, x, w, dy, stride, dilation, groups, pads):
+    if pass_name == "forward":
+        return conv.conv_forward(x, w, stride, dilation, groups, pads)
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads))
+    if pass_name == "input":
+        return conv.conv_backward_input(dy, w, padded, stride, dilation, groups, pads)
+    return conv.conv_backward_weight(x, dy, w.shape[2:], stride, dilation, groups, pads)
+
+
+@pytest.mark.parametrize("pass_name", conv.PASSES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("algorithm", conv.ALGORITHMS)
+@settings(max_examples=15)
+@given(data=st.data())
+def test_forced_algorithm_puts_nan_and_inf_where_pytorch_does(algorithm, dtype, pass_name, data):
+    typical = conv.ConvGeometry.of((1, 2, 8, 8), (2, 1 if SHAPES[algorithm].get("depthwise")
+                                                  else 2, 3, 3), (1, 1), (1, 1),
+                                   2 if SHAPES[algorithm].get("depthwise") else 1, dtype)
+    if not conv.REGISTRY[algorithm].applies(typical, pass_name):
+        pytest.skip(f"{algorithm} computes no {np.dtype(dtype)} {pass_name} pass")
+    x_shape, w_shape, stride, dilation, groups, pads = data.draw(layers(algorithm))
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(x_shape[2:], pads))
+    g = conv.ConvGeometry.of(x_shape[:2] + padded, w_shape, stride, dilation, groups, dtype,
+                             pads)
+    assume(conv.REGISTRY[algorithm].applies(g, pass_name))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    x, w = (rng.standard_normal(s).astype(dtype) for s in (x_shape, w_shape))
+    dy = rng.standard_normal(x_shape[:1] + w_shape[:1] + g.out).astype(dtype)
+    operands = dict(zip(("x", "w", "dy"), (x, w, dy)))
+    for name in conv.registry.OPERANDS[pass_name]:
+        sprinkle(rng, operands[name], data.draw(st.integers(0, 3), label=f"non-finite {name}"))
+    compiled = data.draw(st.booleans(), label="compiled paths on small layers")
+    limits = dict(compiled_min_size=0, depthwise_compiled_min_work=0) if compiled else {}
+    with tuning.override(**limits):
+        try:
+            with conv.using(algorithm=algorithm):
+                result = run_pass(pass_name, x, w, dy, stride, dilation, groups, pads)
+        except conv.NotApplicable as refusal:  # only for data it needs finite and is not
+            held = {n for n in conv.registry.OPERANDS[pass_name]
+                    if not np.isfinite(operands[n]).all()}
+            assert conv.registry.needs_finite(algorithm, pass_name) & held, refusal
+            assert "not finite" in str(refusal)
+            result = run_pass(pass_name, x, w, dy, stride, dilation, groups, pads)
+    expected = conv_reference(x, w, dy, stride, dilation, groups, pads)
+    expected = expected[conv.PASSES.index(pass_name)]
+    assert_close(result, expected, dtype, terms=w.size * max(1, dy[0, 0].size), name=pass_name)
+
+
+# The heuristic's thresholds lowered so that small layers take the algorithms at risk.
+EAGER = dict(winograd_min_channels=1, winograd_max_waste=4.0, fft_min_kernel_taps=1,
+             fft_max_cost_ratio=100.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@settings(max_examples=25)
+@given(data=st.data())
+def test_layer_step_matches_pytorch_with_non_finite_values(dtype, data):
+    """cnnkit.functional's conv: the heuristic's choices, one finiteness memo for the passes
+    of a step (each operand checked at most once), thresholds lowered (``EAGER``)."""
+    x_shape, w_shape, stride, dilation, groups, pads = data.draw(
+        layers(data.draw(st.sampled_from(["rows", "winograd", "fft", "depthwise"]))))
+    padding = tuple(lo for lo, _ in pads)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    x, w = (rng.standard_normal(s).astype(dtype) for s in (x_shape, w_shape))
+    out = conv.output_spatial(tuple(n + 2 * p for n, p in zip(x_shape[2:], padding)),
+                              w_shape[2:], stride, dilation)
+    assume(min(out) > 0)
+    dy = rng.standard_normal(x_shape[:1] + w_shape[:1] + out).astype(dtype)
+    for a in (x, w, dy):
+        sprinkle(rng, a, data.draw(st.integers(0, 2)))
+    xt, wt = cnnkit.tensor(x, requires_grad=True), cnnkit.tensor(w, requires_grad=True)
+    with tuning.override(**EAGER):
+        y = getattr(F, f"conv{len(stride)}d")(xt, wt, None, stride, padding, dilation, groups)
+        y.backward(cnnkit.tensor(dy))
+    expected = conv_reference(x, w, dy, stride, dilation, groups, [(p, p) for p in padding])
+    terms = w.size * max(1, dy[0, 0].size)
+    for name, actual, e in zip(("y", "dx", "dw"), (y.data, xt.grad.data, wt.grad.data), expected):
+        assert_close(actual, e, dtype, terms=terms, name=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@settings(max_examples=15)
+@given(data=st.data())
+def test_transposed_layer_step_matches_pytorch_with_non_finite_values(dtype, data):
+    """conv_transpose2d runs the input-gradient pass forward and the forward pass backward."""
+    c = data.draw(st.integers(1, 3))
+    groups = data.draw(st.sampled_from([1, c]))
+    k, kernel = groups * data.draw(st.integers(1, 2)), data.draw(st.integers(1, 4))
+    stride = data.draw(st.integers(1, 2))
+    padding = data.draw(st.integers(0, kernel - 1))
+    output_padding = data.draw(st.integers(0, stride - 1))
+    side = data.draw(st.integers(1, 6))
+    assume((side - 1) * stride - 2 * padding + kernel + output_padding > 0)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    x = sprinkle(rng, rng.standard_normal((2, c, side, side)), data.draw(st.integers(0, 2)))
+    w = sprinkle(rng, rng.standard_normal((c, k // groups, kernel, kernel)),
+                 data.draw(st.integers(0, 2)))
+    options = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups)
+    xt, wt = (cnnkit.tensor(a.astype(dtype), requires_grad=True) for a in (x, w))
+    with tuning.override(**EAGER):
+        y = F.conv_transpose2d(xt, wt, **options)
+        dy = sprinkle(rng, rng.standard_normal(y.shape), data.draw(st.integers(0, 2)))
+        y.backward(cnnkit.tensor(dy.astype(dtype)))
+    expected = torch_grads(lambda a, b: TF.conv_transpose2d(a, b, **options), (x, w), dy)
+    terms = w.size * side * side
+    for name, actual, e in zip(("y", "dx", "dw"), (y.data, xt.grad.data, wt.grad.data), expected):
+        assert_close(actual, e, dtype, terms=terms, name=name)
+
+
+def test_row_correlation_keeps_an_inf_in_the_rows_that_read_it():
+    """The float32 row correlation pads the kernel plane with zero rows: 0·inf made NaN in
+    rows of y that never read the inf."""
+    x = np.ones((1, 1, 9, 9), np.float32)
+    x[0, 0, 3, 4] = np.inf
+    y = F.conv2d(cnnkit.tensor(x), cnnkit.tensor(np.ones((1, 1, 3, 3), np.float32))).data
+    np.testing.assert_array_equal(y[0, 0, :2], [[9] * 7, [9, 9, np.inf, np.inf, np.inf, 9, 9]])
+    expected = TF.conv2d(torch.tensor(x), torch.ones((1, 1, 3, 3))).numpy()
+    assert_close(y, expected, np.float32, terms=9)
+
+
+def test_signal_direct_float32_puts_nan_in_scipys_rows():
+    a = np.ones((9, 9), np.float32)
+    a[6, 6] = np.nan
+    kernel = np.ones((4, 3), np.float32)
+    result = signal.correlate2d(a, kernel, "valid")
+    np.testing.assert_array_equal(np.isnan(result).any(axis=1), [False] * 3 + [True] * 3)
+    assert_close(result, scipy.signal.correlate2d(a, kernel, "valid"), np.float32, terms=12)
+
+
+def test_float64_winograd_layer_keeps_inf():
+    """A 3×3 stride-1 layer with 16 channels (Winograd's by default) in float64: its
+    transforms turned +inf into NaN and made dw all NaN."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 16, 8, 8))
+    x[0, 3, 4, 4] = np.inf
+    w = np.abs(rng.standard_normal((16, 16, 3, 3)))
+    dy = np.ones((2, 16, 8, 8))
+    xt, wt = cnnkit.tensor(x, requires_grad=True), cnnkit.tensor(w, requires_grad=True)
+    y = F.conv2d(xt, wt, padding=1)
+    y.backward(cnnkit.tensor(dy))
+    expected = conv_reference(x, w, dy, (1, 1), (1, 1), 1, [(1, 1), (1, 1)])
+    assert np.isposinf(y.data).sum() == 16 * 9 and not np.isnan(wt.grad.data).all()
+    for name, actual, e in zip(("y", "dx", "dw"), (y.data, xt.grad.data, wt.grad.data), expected):
+        assert_close(actual, e, np.float64, terms=16 * 9 * 64, name=name)
+
+
+def test_forced_winograd_refuses_non_finite_input_by_name():
+    x = np.ones((1, 16, 6, 6))
+    x[0, 0, 2, 2] = np.nan
+    with conv.using(algorithm="winograd"), pytest.raises(conv.NotApplicable,
+                                                          match="x not finite"):
+        conv.conv_forward(x, np.ones((16, 16, 3, 3)), (1, 1), (1, 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("compiled", [False, True])
+@settings(max_examples=25)
+@given(data=st.data())
+def test_pooling_puts_nan_and_inf_where_pytorch_does(dtype, compiled, data):
+    n_dims = data.draw(st.integers(1, 3))
+    kind = data.draw(st.sampled_from(["max", "avg"]))
+    kernel = data.draw(st.integers(1, 3))
+    stride = data.draw(st.integers(1, 3))
+    padding = data.draw(st.integers(0, kernel // 2))
+    ceil_mode = data.draw(st.booleans())
+    spatial = tuple(data.draw(st.integers(kernel, 7)) for _ in range(n_dims))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    x = sprinkle(rng, rng.standard_normal((2, 2) + spatial).astype(dtype),
+                 data.draw(st.integers(0, 6)))
+    options = dict(stride=stride, padding=padding, ceil_mode=ceil_mode)
+    if kind == "avg":
+        options["count_include_pad"] = data.draw(st.booleans())
+    name = f"{kind}_pool{n_dims}d"
+    with warnings.catch_warnings(), tuning.override(
+            compiled_min_size=0 if compiled else 1 << 16):
+        warnings.simplefilter("ignore")
+        xt = cnnkit.tensor(x, requires_grad=True)
+        y = getattr(F, name)(xt, kernel, **options)
+        dy = sprinkle(rng, rng.standard_normal(y.shape).astype(dtype), data.draw(st.integers(0, 2)))
+        y.backward(cnnkit.tensor(dy))
+        expected = torch_grads(lambda t: getattr(TF, name)(t, kernel, **options), (x,), dy)
+    assert_close(y.data, expected[0], dtype, terms=kernel ** n_dims, name="y")
+    assert_close(xt.grad.data, expected[1], dtype, terms=kernel ** n_dims, name="dx")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("function", ["convolve", "correlate"])
+@settings(max_examples=30)
+@given(data=st.data())
+def test_signal_direct_puts_nan_and_inf_where_scipy_does(dtype, function, data):
+    """'direct' and 'auto' (which takes the direct method for non-finite inputs) against
+    scipy's direct method, in every mode and for either input the larger."""
+    n_dims = data.draw(st.integers(1, 3))
+    mode = data.draw(st.sampled_from(["full", "same", "valid"]))
+    high = 9 if n_dims < 3 else 4
+    shape1 = tuple(data.draw(st.integers(1, high)) for _ in range(n_dims))
+    shape2 = tuple(data.draw(st.integers(1, high)) for _ in range(n_dims))
+    if mode == "valid":  # one input at least as large as the other in every dim
+        shape1, shape2 = tuple(map(max, shape1, shape2)), tuple(map(min, shape1, shape2))
+        if data.draw(st.booleans()):
+            shape1, shape2 = shape2, shape1
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    a, b = (sprinkle(rng, rng.standard_normal(s).astype(dtype), data.draw(st.integers(0, 2)))
+            for s in (shape1, shape2))
+    method = data.draw(st.sampled_from(["direct", "auto"]))
+    result = getattr(signal, function)(a, b, mode, method=method)
+    expected = getattr(scipy.signal, function)(a, b, mode, method="direct")
+    assert_close(result, expected, dtype, terms=b.size, name=f"{function} {mode} {method}")
+
+
+@pytest.mark.parametrize("function", ["convolve2d", "correlate2d"])
+@settings(max_examples=20)
+@given(data=st.data())
+def test_signal_2d_boundaries_put_nan_and_inf_where_scipy_does(function, data):
+    mode = data.draw(st.sampled_from(["full", "same", "valid"]))
+    boundary = data.draw(st.sampled_from(["fill", "wrap", "symm"]))
+    kernel = tuple(data.draw(st.integers(1, 6)) for _ in range(2))
+    image = tuple(k + data.draw(st.integers(0, 6)) for k in kernel)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    a, b = (sprinkle(rng, rng.standard_normal(s).astype(np.float32), data.draw(st.integers(0, 2)))
+            for s in (image, kernel))
+    result = getattr(signal, function)(a, b, mode, boundary)
+    expected = getattr(scipy.signal, function)(a, b, mode, boundary)
+    assert_close(result, expected, np.float32, terms=b.size, name=f"{mode} {boundary}")
+
+
+def test_pytorch_float32_batched_drops_the_padding_terms_as_docs_ieee_says():
+    """docs/ieee.md: PyTorch's float32 CPU convolution for a batch of two (oneDNN) gives no
+    NaN where an infinite tap meets the padding; float64 and cnnkit (both dtypes) do."""
+    x = np.ones((2, 1, 5, 5), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    w[0, 0, 0, 0] = np.inf
+    border_nan = {
+        "torch float32": TF.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy(),
+        "torch float64": TF.conv2d(torch.tensor(x, dtype=torch.float64),
+                                   torch.tensor(w, dtype=torch.float64), padding=1).numpy(),
+        "cnnkit float32": F.conv2d(cnnkit.tensor(x), cnnkit.tensor(w), padding=1).data}
+    border_nan = {name: bool(np.isnan(y[:, 0, 0]).all()) for name, y in border_nan.items()}
+    assert border_nan == {"torch float32": False, "torch float64": True, "cnnkit float32": True}
+
+
+@pytest.mark.parametrize("special", SPECIALS)
+def test_all_finite_finds_a_special_value_in_any_block(special):
+    a = np.zeros(2 * finite.BLOCK + 3, np.float32)
+    assert finite.all_finite(a, np.arange(5), np.zeros((0, 3)))
+    for where in (0, finite.BLOCK - 1, finite.BLOCK, a.size - 1):
+        b = a.copy()
+        b[where] = special
+        assert not finite.all_finite(np.zeros(2), b.reshape(-1, 1)[::-1].reshape(-1))
