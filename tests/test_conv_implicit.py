@@ -117,11 +117,12 @@ def test_tile_widths_follow_channel_counts():
 
 
 def test_planar_where_channels_last_idles_or_transposes():
-    assert conv_implicit.planar_wins(8, 432)        # vol3d's input gradient: 8 outputs
-    assert conv_implicit.planar_wins(256, 64)       # pw1x1's input gradient: thin and wide
-    assert conv_implicit.planar_wins(16, 216)       # vol3d's forward
-    assert not conv_implicit.planar_wins(64, 576)   # res3x3
-    assert not conv_implicit.planar_wins(16, 576)
+    lanes = implicit_gemm_numba.LANES
+    assert conv_implicit.planar_wins(lanes - 1, 432)    # lanes would idle in channels-last
+    assert conv_implicit.planar_wins(256, 64)           # pw1x1's input gradient: thin and wide
+    assert not conv_implicit.planar_wins(64, 576)       # res3x3
+    assert not conv_implicit.planar_wins(lanes, 576)
+    assert not conv_implicit.planar_wins(32, 25)        # lenet_c1's forward
     vol3d = conv_kernels.ConvGeometry.of((4, 8) + (18,) * 3, (16, 8, 3, 3, 3), (1,) * 3, (1,) * 3)
     assert conv_kernels.select(vol3d, "input") == "implicit"
 

@@ -30,15 +30,20 @@ _TABLE = [
              "Above this many kernel taps the implicit GEMM is not chosen by the heuristic "
              "(an FFT may beat any direct sum; not measured for the implicit GEMM)." + _NOT_TIMED,
              1, 1 << 20, integer=True),
-    Constant("implicit_min_taps", 32, "multiply-adds per output",
+    Constant("implicit_min_taps", 16, "multiply-adds per output",
              "The implicit GEMM is chosen (forward: C·prod(kernel); input gradient: "
              "K·prod(kernel)) from this many terms per output on; below, each tile is mostly "
-             "stores (lenet_c1's 25 taps ran 1.5× slower)." + _NOT_TIMED, 1, 1 << 20, integer=True),
-    Constant("implicit_planar_max_taps", 256, "multiply-adds per output",
-             "The planar orientation still wins at exactly one vector of outputs (the target's "
-             "float32 lane count) up "
-             "to this many terms (an 8 -> 16 3×3×3 layer: 0.47 against 0.72 ms)." + _NOT_TIMED,
-             1, 1 << 20, integer=True),
+             "stores. lenet_c1's forward (25 terms, 32 outputs) ran 1.27 ms against 2.0 on the "
+             "row correlation and 3.1 on im2col, one core, AVX-512 (1.7 against 2.5 and 2.9 on "
+             "AVX2); the row correlation keeps one-channel layers up to rows_forward_max_taps, "
+             "the same 16." + _NOT_TIMED, 1, 1 << 20, integer=True),
+    Constant("implicit_planar_max_terms_per_output", 0.5, "terms per output channel",
+             "The implicit GEMM's planar orientation is taken for products with at most this "
+             "many terms (C·prod(kernel)) per output channel, and for fewer output channels "
+             "than one vector's lanes (compared on both ISAs by python -m "
+             "cnnkit.bench.orientation: 256 outputs of 64 terms ran 1.2-1.6× faster planar, "
+             "128 of 128 and 32 of 25 within 15 % either way)." + _NOT_TIMED,
+             0.0, 1e6),
     Constant("implicit_chunks_per_thread", 8, "work chunks per Numba thread",
              "The implicit GEMM's forward splits its output positions into this many chunks "
              "per thread, for load balance." + _NOT_TIMED, 1, 1024, integer=True),

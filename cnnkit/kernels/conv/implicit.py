@@ -32,18 +32,16 @@ def applies(geometry, pass_name):
 
 def wins(geometry, pass_name):
     """The implicit GEMM beat every other path on the benchmark's float32, groups-1 layers,
-    except where its product is thin: the register tile's row of 16·NV output channels (one
-    input channel for an input gradient wastes 15 of 16 lanes) or fewer than 32 taps per
-    output (each tile is then mostly stores; lenet_c1 forward, 25 taps, ran 1.5× slower).
+    except where its product is thin: the register tile's row of LANES·NV output channels
+    (one input channel for an input gradient wastes all lanes but one) or fewer than
+    ``implicit_min_taps`` terms per output (each tile is then mostly stores).
     Few output channels idle the lanes of the channels-last tile, not those of the planar
     one (``planar_wins``). Above ``implicit_max_kernel_taps`` an FFT may beat any direct sum."""
     g = geometry
     if g.taps > tuning.value("implicit_max_kernel_taps"):
         return False
-    if pass_name == "forward":  # the planar tile is not mostly stores: it has no transpose
-        taps = g.in_channels * g.taps
-        return taps >= tuning.value("implicit_min_taps") or (
-            g.unit_stride and planar_wins(g.out_channels, taps))
+    if pass_name == "forward":
+        return g.in_channels * g.taps >= tuning.value("implicit_min_taps")
     if pass_name == "input":  # a product with C outputs and K·prod(kernel) terms
         # Strided: one product per phase, each with its own padded dy and a scatter into
         # every s-th cell, measured slower than im2col + col2im (res3x3_s2, one core: 21.4
@@ -91,15 +89,14 @@ def planar_wins(out_channels, taps):
     """Whether the planar (channels-first) orientation beats the channels-last one, for a
     stride-1 product with ``taps`` = C·prod(kernel) terms per output. Channels-last puts the
     output channels on the lanes, so below one vector of them (LANES: 16 on AVX-512, 8 on
-    AVX2) lanes idle (vol3d's input gradient: 8 channels, on AVX-512),
-    and it ends in a transpose of y, which outweighs a thin product (a 64 → 256 1×1 layer:
-    2.37 against 1.39 ms planar). Measured on 3×3 and 1×1 layers: planar lost where
-    taps > out_channels ≥ 16 (64 → 64 3×3: 7.6 against 6.8 ms), except for the few taps of
-    an 8 → 16 3×3×3 layer (0.47 against 0.72 ms). (256: ``implicit_planar_max_taps`` in
-    ``cnnkit.tuning``.)"""
-    lanes = compiled.LANES
-    return out_channels < lanes or taps <= out_channels or (
-        out_channels <= lanes and taps <= tuning.value("implicit_planar_max_taps"))
+    AVX2) lanes idle, and it ends in a transpose of y, which outweighs a thin, wide product
+    (at most ``implicit_planar_max_terms_per_output`` terms per output channel). Measured on
+    both ISAs by ``python -m cnnkit.bench.orientation`` (one core: AVX-512, 8 outputs of
+    432 terms 0.96 against 1.58 ms; 256 of 64 terms 2.32 against 3.76, on AVX2 4.26 against
+    5.08; dense products such as 32 outputs of 576 terms stay channels-last, 1.83 against
+    2.56 ms)."""
+    return out_channels < compiled.LANES or \
+        taps <= tuning.value("implicit_planar_max_terms_per_output") * out_channels
 
 
 def forward(xp, w, stride, dilation, out):
