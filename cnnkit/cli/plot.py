@@ -16,6 +16,7 @@ from .common import (
     parse_shape,
     positive_int,
 )
+from .words import count
 
 DEFAULT_INPUT_SHAPE = "1,28,28"
 
@@ -102,8 +103,6 @@ def load_model(text, input_shape=None):
     """(model, config) from a model/checkpoint file, a run directory holding model.safetensors,
     or a model name (random weights)."""
     from .. import models
-    if os.path.isdir(text) and os.path.isfile(os.path.join(text, "model.safetensors")):
-        text = os.path.join(text, "model.safetensors")
     if os.path.exists(text):
         from .evaluate import load_model_or_fail
         model, config = load_model_or_fail(text)
@@ -146,8 +145,9 @@ def run_filters(args) -> int:
     model, _ = load_model(args.model, args.input_shape)
     weight = first_conv_weight(model)
     plot_filters(weight, args.output, max_filters=args.max_filters)
-    return _wrote(args.output, f"{min(len(weight), args.max_filters)} first-layer filters of "
-                               f"shape {'×'.join(map(str, weight.shape[1:]))}")
+    shown = min(len(weight), args.max_filters)
+    return _wrote(args.output, f"{count(shown, 'first-layer filter')} of shape "
+                               f"{'×'.join(map(str, weight.shape[1:]))}")
 
 
 def run_features(args) -> int:
@@ -169,7 +169,7 @@ def run_curves(args) -> int:
     except FileNotFoundError as err:
         raise CommandError(one_line(err)) from err
     plot_curves(metrics, args.output, title=f"training curves: {args.run_dir}")
-    return _wrote(args.output, f"{len(next(iter(metrics.values())))} epochs")
+    return _wrote(args.output, count(len(next(iter(metrics.values()))), "epoch"))
 
 
 def run_confusion(args) -> int:
