@@ -1,0 +1,83 @@
+"""Pictures that explain themselves: labels, keys, scales and contrast, checked on the figures'
+texts and on image statistics (not pixel-exact images)."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnkit.cli import main
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    """A soft-edged 60×48 (H×W) colour photo with a little noise, as JPEG."""
+    from PIL import ImageDraw, ImageFilter
+    image = Image.new("RGB", (48, 60), (120, 140, 160))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((6, 8, 30, 32), fill=(200, 170, 120))
+    draw.rectangle((28, 30, 46, 56), fill=(70, 90, 60))
+    image = image.filter(ImageFilter.GaussianBlur(1.5))
+    noisy = np.asarray(image).astype(float) + np.random.default_rng(0).normal(0, 2, (60, 48, 3))
+    path = tmp_path_factory.mktemp("photo") / "photo.jpg"
+    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(path, quality=95)
+    return path
+
+
+def pixels(path):
+    with Image.open(path) as image:
+        return image.format, np.asarray(image.convert("L")).astype(float)
+
+
+def test_edge_filter_is_stretched_by_default_and_signed_on_request(photo, tmp_path, capsys):
+    assert main(["filter", str(photo), "-k", "outline", "-o", str(tmp_path / "a.png")]) == 0
+    assert main(["filter", str(photo), "-k", "outline", "--range", "signed", "-o",
+                 str(tmp_path / "b.png")]) == 0
+    out = capsys.readouterr().out
+    assert "the 99th percentile of |response|" in out and "largest possible is ±8" in out
+    _, stretched = pixels(tmp_path / "a.png")
+    _, signed = pixels(tmp_path / "b.png")
+    # The strongest 1 % of responses reach black or white; with the exact bound (±8) they
+    # stay within a few grey levels of mid-grey, the nearly flat picture this replaces.
+    assert np.percentile(np.abs(stretched - 128), 99.5) > 100
+    assert np.percentile(np.abs(signed - 128), 99.5) < 30
+    assert stretched.std() > 4 * signed.std()
+    assert abs(np.median(stretched) - 128) < 10  # zero response stays mid-grey
+
+
+def test_output_extension_picks_the_format(photo, tmp_path, capsys):
+    assert main(["filter", str(photo), "-k", "blur", "-o", str(tmp_path / "b.jpg")]) == 0
+    assert pixels(tmp_path / "b.jpg")[0] == "JPEG"
+    assert main(["filter", str(photo), "-k", "blur", "-o", str(tmp_path / "b.gif")]) == 2
+    assert "unknown image extension" in capsys.readouterr().err
+
+
+def test_side_by_side_and_compare_are_labelled(photo, monkeypatch, tmp_path):
+    from cnnkit.vision import figures
+    texts = []
+    save = figures.save_figure_as
+
+    def recording_save(figure, path, dpi=100):
+        texts.append([t.get_text() for t in figure.findobj(lambda a: hasattr(a, "get_text"))])
+        save(figure, path, dpi)
+    monkeypatch.setattr(figures, "save_figure_as", recording_save)
+    assert main(["filter", str(photo), "-k", "sobel-left", "--side-by-side", "-o",
+                 str(tmp_path / "s.png")]) == 0
+    assert main(["filter", str(photo), "-k", "sobel-left", "--compare", "-o",
+                 str(tmp_path / "c.jpg")]) == 0
+    side, compare = (" | ".join(t) for t in texts)
+    for words in (side, compare):
+        assert "kernel sobel-left" in words and "mid-grey = 0" in words and "-2" in words
+    assert "input" in compare and "correlation (kernel as printed)" in compare
+    assert "convolution (kernel flipped)" in compare
+    assert pixels(tmp_path / "c.jpg")[0] == "JPEG"
+
+
+def test_explain_pixel_prints_the_sum_of_the_real_image(photo, tmp_path, capsys):
+    out = tmp_path / "e.png"
+    assert main(["filter", str(photo), "-k", "sobel-top", "--convolve", "--explain", "20,7",
+                 "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "output pixel (row 20, column 7), convolution" in printed
+    assert "products window × kernel" in printed and "✓ the filtered image holds" in printed
+    assert pixels(tmp_path / "e_window.png")[1].std() > 0
+    assert main(["filter", str(photo), "-k", "blur", "--explain", "60,0", "-o", str(out)]) == 2
+    assert "outside the 60×48 image" in capsys.readouterr().err
