@@ -81,3 +81,40 @@ def test_explain_pixel_prints_the_sum_of_the_real_image(photo, tmp_path, capsys)
     assert pixels(tmp_path / "e_window.png")[1].std() > 0
     assert main(["filter", str(photo), "-k", "blur", "--explain", "60,0", "-o", str(out)]) == 2
     assert "outside the 60×48 image" in capsys.readouterr().err
+
+
+@pytest.fixture
+def figure_texts(monkeypatch):
+    """Every text of each figure that ``cnnkit.plots`` saves, as one string per figure."""
+    from cnnkit.plots import _figure
+    saved = []
+    save = _figure.save_figure
+
+    def recording_save(figure, path, dpi=100):
+        saved.append(" | ".join(t.get_text() for t in
+                                figure.findobj(lambda a: hasattr(a, "get_text"))))
+        save(figure, path, dpi)
+    monkeypatch.setattr(_figure, "save_figure", recording_save)
+    return saved
+
+
+def test_plot_filters_and_features_are_labelled(photo, tmp_path, figure_texts, capsys):
+    assert main(["plot", "filters", "vgg_small", "--max-filters", "5", "-o",
+                 str(tmp_path / "f.png")]) == 0
+    assert main(["plot", "features", "lenet5", str(photo), "--resize", "--input-shape",
+                 "1,16,16", "--max-channels", "4", "-o", str(tmp_path / "m.png")]) == 0
+    filters, features = figure_texts
+    assert "untrained" in filters and "5 of 32 shown" in filters
+    assert "weight (red +, blue −)" in filters and "filter 4" in filters  # the colour bar
+    assert "untrained" in features and "predicted class " in features
+    assert "features.0 (Conv2d) 6×16×16: 4 of 6 channels shown" in features
+    assert "ch 3" in features and "ch 4" not in features
+    assert "predicted class" in capsys.readouterr().out
+
+
+def test_curves_of_one_epoch_are_labelled_bars(tmp_path, figure_texts):
+    from cnnkit.train.metrics import MetricsLog
+    MetricsLog(tmp_path / "m").append({"epoch": 1, "train_loss": 1.25, "test_accuracy": 0.5})
+    assert main(["plot", "curves", str(tmp_path / "m"), "-o", str(tmp_path / "c.png")]) == 0
+    (texts,) = figure_texts
+    assert "one epoch" in texts and "1.25" in texts and "50" in texts

@@ -125,7 +125,11 @@ def load_model(text, input_shape=None):
     except ValueError as err:
         raise UsageError(one_line(err)) from err
     return model.eval(), {"model": {"name": text, "kwargs": kwargs}, "input_shape": list(shape),
-                          "normalize": None}
+                          "normalize": None, "untrained": True}
+
+
+def _untrained(config) -> str:
+    return ", untrained (random weights)" if config.get("untrained") else ""
 
 
 def _check_output(path):
@@ -142,9 +146,10 @@ def _wrote(path, what):
 def run_filters(args) -> int:
     from ..plots import first_conv_weight, plot_filters
     _check_output(args.output)
-    model, _ = load_model(args.model, args.input_shape)
+    model, config = load_model(args.model, args.input_shape)
     weight = first_conv_weight(model)
-    plot_filters(weight, args.output, max_filters=args.max_filters)
+    plot_filters(weight, args.output, max_filters=args.max_filters,
+                 title=f"first-layer filters of {args.model}{_untrained(config)}")
     shown = min(len(weight), args.max_filters)
     return _wrote(args.output, f"{count(shown, 'first-layer filter')} of shape "
                                f"{'×'.join(map(str, weight.shape[1:]))}")
@@ -157,8 +162,24 @@ def run_features(args) -> int:
     model, config = load_model(args.model, args.input_shape)
     image = image_input(args.image, config, args.resize, args.invert, args.max_pixels)
     layers = [name.strip() for name in args.layers.split(",")] if args.layers else None
-    plot_features(model, image, args.output, max_channels=args.max_channels, layers=layers)
-    return _wrote(args.output, f"feature maps of {args.image}")
+    label, _ = predicted_class(model, config, image)
+    plot_features(model, image, args.output, max_channels=args.max_channels, layers=layers,
+                  title=f"{args.image}: predicted {label}{_untrained(config)}")
+    return _wrote(args.output, f"feature maps of {args.image} (predicted {label})")
+
+
+def predicted_class(model, config, image):
+    """('shirt (83.1%)', probabilities (classes,)) for one normalised image (C, H, W)."""
+    import numpy as np
+
+    from .. import functional as F
+    from ..tensor import Tensor, no_grad
+    with no_grad():
+        scores = model.eval()(Tensor(np.asarray(image, dtype=np.float32)[None]))
+        probabilities = F.softmax(scores, dim=1).data[0]
+    classes = config.get("classes") or [f"class {k}" for k in range(len(probabilities))]
+    best = int(np.argmax(probabilities))
+    return f"{classes[best]} ({100 * probabilities[best]:.1f}%)", probabilities
 
 
 def run_curves(args) -> int:

@@ -82,7 +82,18 @@ def plot_curves(metrics: dict, path=None, title: str = "training curves"):
             values = metrics[key]
             if "acc" in key.lower() and np.nanmax(np.abs(values), initial=0) <= 1:
                 values = 100 * values  # stored as fractions in [0, 1]
-            ax.plot(epoch, values, marker="o", markersize=3, label=key)
+            if n == 1:  # one epoch has no curve: a labelled bar per column instead
+                bar = ax.bar(key, values[0], label=key)
+                ax.bar_label(bar, fmt="%.4g", fontsize=8)
+            else:
+                ax.plot(epoch, values, marker="o", markersize=3, label=key)
+        if n == 1:
+            ax.set_xlabel(f"after epoch {int(epoch[0]) if np.isfinite(epoch[0]) else 1} "
+                          "(one epoch: no curve yet)")
+            ax.tick_params(axis="x", labelsize=7)
+            ax.legend(fontsize=8)
+            ax.set_ylabel(label)
+            continue
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
