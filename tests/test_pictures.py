@@ -118,3 +118,21 @@ def test_curves_of_one_epoch_are_labelled_bars(tmp_path, figure_texts):
     assert main(["plot", "curves", str(tmp_path / "m"), "-o", str(tmp_path / "c.png")]) == 0
     (texts,) = figure_texts
     assert "one epoch" in texts and "1.25" in texts and "50" in texts
+
+
+def test_explain_conv_on_real_pixels_and_its_gif(photo, tmp_path, capsys):
+    from cnnkit.data import load_image
+    gif = tmp_path / "slide.gif"
+    assert main(["explain", "conv", "--image", str(photo), "--kernel", "outline", "--at",
+                 "10,10", "--input-size", "3", "--stride", "1", "--positions", "all",
+                 "--gif", str(gif)]) == 0
+    out = capsys.readouterr().out
+    assert "the 3×3 crop of" in out and "rows 9..11, columns 9..11" in out
+    assert out.count("✓") == 9 and "✗" not in out
+    crop = np.round(load_image(photo, grayscale=True)[0, 9:12, 9:12] * 255).astype(int)
+    assert " ".join(str(v).rjust(3) for v in crop[0]) in out  # the photo's own pixels
+    assert "wrote " + str(gif) + ": 9 frames" in out
+    with Image.open(gif) as animation:
+        assert animation.format == "GIF" and animation.n_frames == 9
+    assert main(["explain", "conv", "--kernel", "blur"]) == 2
+    assert "need --image" in capsys.readouterr().err
