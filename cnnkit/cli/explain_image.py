@@ -2,19 +2,13 @@
 from __future__ import annotations
 
 from .common import CommandError, UsageError, one_line
+from .words import row_col
 
 
 def image_conv_example(args, size):
     """(ConvExample, description) from the command's options; size is the crop's (H, W)."""
     from ..explain.image_example import image_example
-    at = None
-    if args.at is not None:
-        try:
-            at = tuple(int(v) for v in args.at.split(","))
-        except ValueError:
-            at = ()
-        if len(at) != 2:
-            raise UsageError(f"--at: expected ROW,COL, got {args.at!r}")
+    at = None if args.at is None else row_col(args.at, "--at")
     if args.stride < 1 or args.padding < 0:
         raise UsageError("--stride must be >= 1 and --padding >= 0")
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from .common import CommandError, UsageError, add_max_pixels_argument, one_line
+from .words import row_col
 
 PRESETS = ("identity, sharpen, blur, box-blur, emboss, outline, sobel-left, sobel-right, "
            "sobel-top, sobel-bottom")
@@ -69,14 +70,6 @@ def _kernel_text(name, kernel) -> str:
     return f"{name}:\n" + "\n".join("  " + row for row in rows)
 
 
-def _pixel(text):
-    try:
-        row, col = (int(v) for v in text.split(","))
-    except ValueError:
-        raise UsageError(f"--explain: expected ROW,COL (two integers), got {text!r}") from None
-    return row, col
-
-
 def run(args) -> int:
     import numpy as np
 
@@ -97,7 +90,7 @@ def run(args) -> int:
     except (TypeError, ValueError) as err:
         raise UsageError(f"-o: {one_line(err)}" if "extension" in str(err) else one_line(err)) \
             from err
-    pixel = _pixel(args.explain) if args.explain else None
+    pixel = row_col(args.explain, "--explain") if args.explain else None
     if pixel is not None and args.mode != "same":
         raise UsageError("--explain works with --mode same (output pixel = input pixel)")
     out_dir = os.path.dirname(os.path.abspath(args.output))
