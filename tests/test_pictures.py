@@ -136,3 +136,37 @@ def test_explain_conv_on_real_pixels_and_its_gif(photo, tmp_path, capsys):
         assert animation.format == "GIF" and animation.n_frames == 9
     assert main(["explain", "conv", "--kernel", "blur"]) == 2
     assert "need --image" in capsys.readouterr().err
+
+
+def test_report_is_one_offline_html_page(tmp_path, capsys):
+    import base64
+    import io
+    import re
+
+    from cnnkit import models
+    from cnnkit.train import save_model
+    run = tmp_path / "run"
+    run.mkdir()
+    save_model(run / "model.safetensors", models.get("lenet5", input_size=8),
+               {"model": {"name": "lenet5", "kwargs": {"input_size": [8, 8]}},
+                "input_shape": [1, 8, 8], "dataset": "digits",
+                "normalize": {"mean": [0.3], "std": [0.4]},
+                "classes": [f"digit {d}" for d in range(10)]})
+    assert main(["report", str(run), "--test-index", "2"]) == 0
+    assert f"wrote {run / 'report.html'}" in capsys.readouterr().out
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "digits test image 2 (true class: digit" in page
+    assert "http:" not in page and "https:" not in page  # nothing to fetch
+    sources = re.findall(r'src="([^"]+)"', page)
+    assert len(sources) > 10 and all(s.startswith("data:image/png;base64,") for s in sources)
+    with Image.open(io.BytesIO(base64.b64decode(sources[0].split(",", 1)[1]))) as first:
+        assert first.format == "PNG"
+    for text in ("features.0</span> (Conv2d) → 6×8×8", "6 of 6 channels shown",
+                 "classifier.4</span> (Linear) → 10", "Class probabilities"):
+        assert text in page
+    assert page.count('<tr class="') == 10
+    digit = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(digit)
+    assert main(["report", str(run), str(digit), "-o", str(tmp_path / "r.html")]) == 0
+    assert main(["report", str(run), str(digit), "--test-index", "1"]) == 2
+    assert "one IMAGE or one --test-index" in capsys.readouterr().err

@@ -28,7 +28,7 @@ from .common import CommandError, one_line
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS = ["train", "evaluate", "predict", "summary", "export", "filter", "explain", "plot",
-            "bench", "tune"]
+            "bench", "tune", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:
