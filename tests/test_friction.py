@@ -125,3 +125,7 @@ def test_resume_extends_a_one_cycle_run(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--resume", "--epochs", "1", "--no-progress"]) == 2
     assert "already done 2 epochs" in capsys.readouterr().err
     assert os.path.isfile(out / "model.safetensors")
+    from cnnkit.train.batch_losses import read_batch_losses
+    rows = read_batch_losses(out)  # 64 images in batches of 32: 2 per epoch, epoch 1 kept
+    assert rows[:, :2].tolist() == [[1, 0], [1, 1], [2, 0], [2, 1]]
+    assert np.all(np.isfinite(rows[:, 2]))

@@ -170,3 +170,16 @@ def test_report_is_one_offline_html_page(tmp_path, capsys):
     assert main(["report", str(run), str(digit), "-o", str(tmp_path / "r.html")]) == 0
     assert main(["report", str(run), str(digit), "--test-index", "1"]) == 2
     assert "one IMAGE or one --test-index" in capsys.readouterr().err
+
+
+def test_curves_draw_the_loss_of_every_batch(tmp_path, figure_texts):
+    from cnnkit.train.batch_losses import BATCH_LOSS_FILE
+    from cnnkit.train.metrics import MetricsLog
+    MetricsLog(tmp_path / "m").append({"epoch": 1, "train_loss": 1.25, "test_accuracy": 0.5})
+    (tmp_path / "m" / BATCH_LOSS_FILE).write_text(
+        "epoch,batch,loss\n" + "".join(f"1,{b},{2 - b / 10}\n" for b in range(8)))
+    assert main(["plot", "curves", str(tmp_path / "m"), "-o", str(tmp_path / "c.png")]) == 0
+    (texts,) = figure_texts
+    assert "train loss per batch" in texts and "epoch (batches inside)" in texts
+    (tmp_path / "m" / BATCH_LOSS_FILE).write_text("epoch,batch,loss\n1,x,2\n")
+    assert main(["plot", "curves", str(tmp_path / "m"), "-o", str(tmp_path / "c.png")]) == 1

@@ -52,7 +52,9 @@ def register(subparsers) -> None:
     curves = kinds.add_parser("curves", help="loss and accuracy per epoch of a run",
                               description="Read RUN_DIR/metrics.json (or metrics.csv), as "
                                           "written by 'cnnkit train', and plot every loss and "
-                                          "accuracy column against the epoch.")
+                                          "accuracy column against the epoch, with the loss "
+                                          "of every batch (RUN_DIR/batch_losses.csv) when "
+                                          "the run has it.")
     curves.add_argument("run_dir", metavar="RUN_DIR", help="run directory or metrics file")
     _output_argument(curves, "curves.png")
     curves.set_defaults(run=run_curves)
@@ -189,7 +191,15 @@ def run_curves(args) -> int:
         metrics = read_metrics(args.run_dir)
     except FileNotFoundError as err:
         raise CommandError(one_line(err)) from err
-    plot_curves(metrics, args.output, title=f"training curves: {args.run_dir}")
+    batch_losses = None
+    if os.path.isdir(args.run_dir):
+        from ..train.batch_losses import read_batch_losses
+        try:
+            batch_losses = read_batch_losses(args.run_dir)
+        except ValueError as err:
+            raise CommandError(one_line(err)) from err
+    plot_curves(metrics, args.output, title=f"training curves: {args.run_dir}",
+                batch_losses=batch_losses)
     return _wrote(args.output, count(len(next(iter(metrics.values()))), "epoch"))
 
 

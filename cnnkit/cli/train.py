@@ -30,6 +30,8 @@ from .words import count
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "cosine", "onecycle")
 LENGTH_DEPENDENT = ("step", "cosine", "onecycle")  # built for a number of steps
+ONECYCLE_FINAL = (" (lr/250,000 for onecycle: the weights barely change; a new run with more "
+                  "--epochs trains further)")
 # Chosen to reach >= 92.5 % test accuracy on Fashion-MNIST with vgg_small in 10 epochs (about
 # 93 %). No augmentation by default: in so short a run random crops and flips slow convergence
 # more than they curb overfitting (the same recipe reached 91.9 % with them, 93.2 % without);
@@ -220,7 +222,7 @@ def _locked_run(args, comm) -> int:
     from .. import models
     from ..train import CHECKPOINT_FILE, RunLockedError, load_checkpoint, run_lock
 
-    saved = None
+    saved, done = None, 0
     out = args.out
     if args.resume:
         if out is None:
@@ -262,11 +264,12 @@ def _locked_run(args, comm) -> int:
                 raise CommandError(one_line(err)) from err
             except OSError as err:  # checked before any work: --out is not a writable directory
                 raise UsageError(f"--out {out}: cannot write there ({err.strerror})") from err
-        return _train(args, settings, out, lock, comm)
+        return _train(args, settings, out, lock, comm, done)
 
 
-def _train(args, settings, out, lock, comm) -> int:
-    """The run, in the directory ``out`` (locked by the main rank: ``lock``)."""
+def _train(args, settings, out, lock, comm, done) -> int:
+    """The run, in the directory ``out`` (locked by the main rank: ``lock``), ``done`` epochs
+    of it already in its checkpoint."""
     import cnnkit
 
     from .. import models
@@ -274,6 +277,7 @@ def _train(args, settings, out, lock, comm) -> int:
     from ..distributed.launch import (data_parallel_model, drop_final_batch, evaluation_shard,
                                       per_rank_batch)
     from ..train import CHECKPOINT_FILE, MODEL_FILE, fit
+    from ..train.batch_losses import BatchLossLog
 
     if lock is not None and (lock.stale_pid is not None or lock.removed):
         who = f" (pid {lock.stale_pid})" if lock.stale_pid is not None else ""
@@ -339,7 +343,8 @@ def _train(args, settings, out, lock, comm) -> int:
     if comm.is_main and scheduler is not None and settings["epochs"] > schedule_epochs(settings):
         print(f"note: the {settings['scheduler']} schedule lasts "
               f"{count(schedule_epochs(settings), 'epoch')}; epochs after it keep its final "
-              f"learning rate", flush=True)
+              f"learning rate{ONECYCLE_FINAL if settings['scheduler'] == 'onecycle' else ''}",
+              flush=True)
     ranks = f" × {world} ranks" if world > 1 else ""
     if comm.is_main:
         print(f"{what} {settings['model']} on {dataset_name} ({len(train_set)} train / "
@@ -347,11 +352,14 @@ def _train(args, settings, out, lock, comm) -> int:
               f"classes): {settings['optimizer']} lr {settings['lr']:g}, {settings['scheduler']} "
               f"schedule, batch {batch_size}{ranks}, {count(settings['epochs'], 'epoch')}, seed "
               f"{settings['seed']} -> {out}", flush=True)
+    batch_losses = BatchLossLog(out, done)
     try:
         history = fit(model, train_loader, test_loader, optimizer, scheduler,
                       epochs=settings["epochs"], out_dir=out, config=config,
                       resume=args.resume, progress=args.progress,
-                      log=lambda line: print(line, flush=True), data_parallel=data_parallel)
+                      log=lambda line: print(line, flush=True), data_parallel=data_parallel,
+                      loss_fn=batch_losses.loss_fn,
+                      callback=batch_losses.callback if comm.is_main else None)
     except KeyboardInterrupt:
         raise CommandError(f"interrupted; continue with: cnnkit train --out {out} --resume")
     except ValueError as err:  # e.g. a checkpoint that does not fit
