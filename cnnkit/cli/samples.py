@@ -33,6 +33,8 @@ def pick_test_images(config: dict, indices, data_root=None) -> list:
     config : the model's saved config (``dataset``, ``classes``, ``normalize``, ``input_shape``)
     indices : test-set indices, each checked against the split's length before any loading
     """
+    if not indices:
+        return []
     name = config.get("dataset")
     if name is None:
         raise UsageError("--test-index: the model does not name its data set")
