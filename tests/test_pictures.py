@@ -124,9 +124,9 @@ def test_explain_conv_on_real_pixels_and_its_gif(photo, tmp_path, capsys):
     from cnnkit.data import load_image
     gif = tmp_path / "slide.gif"
     assert main(["explain", "conv", "--image", str(photo), "--kernel", "outline", "--at",
-                 "10,10", "--input-size", "3", "--stride", "1", "--positions", "all",
-                 "--gif", str(gif)]) == 0
+                 "10,10", "--input-size", "3", "--positions", "all", "--gif", str(gif)]) == 0
     out = capsys.readouterr().out
+    assert "stride 1" in out  # with --image; the random example keeps the figure's 2
     assert "the 3×3 crop of" in out and "rows 9..11, columns 9..11" in out
     assert out.count("✓") == 9 and "✗" not in out
     crop = np.round(load_image(photo, grayscale=True)[0, 9:12, 9:12] * 255).astype(int)
@@ -138,11 +138,9 @@ def test_explain_conv_on_real_pixels_and_its_gif(photo, tmp_path, capsys):
     assert "need --image" in capsys.readouterr().err
 
 
-def test_report_is_one_offline_html_page(tmp_path, capsys):
-    import base64
-    import io
-    import re
-
+@pytest.fixture
+def digits_run(tmp_path):
+    """A run directory holding an (untrained) 8×8 lenet5 saved for the digits data set."""
     from cnnkit import models
     from cnnkit.train import save_model
     run = tmp_path / "run"
@@ -152,6 +150,22 @@ def test_report_is_one_offline_html_page(tmp_path, capsys):
                 "input_shape": [1, 8, 8], "dataset": "digits",
                 "normalize": {"mean": [0.3], "std": [0.4]},
                 "classes": [f"digit {d}" for d in range(10)]})
+    return run
+
+
+def test_plot_features_of_a_test_image(digits_run, tmp_path, figure_texts):
+    assert main(["plot", "features", str(digits_run), "--test-index", "2", "-o",
+                 str(tmp_path / "f.png")]) == 0
+    (texts,) = figure_texts
+    assert "digits test image 2 (true class: digit" in texts and ": predicted digit" in texts
+    assert main(["plot", "features", str(digits_run), "-o", str(tmp_path / "f.png")]) == 2
+
+
+def test_report_is_one_offline_html_page(digits_run, tmp_path, capsys):
+    import base64
+    import io
+    import re
+    run = digits_run
     assert main(["report", str(run), "--test-index", "2"]) == 0
     assert f"wrote {run / 'report.html'}" in capsys.readouterr().out
     page = (run / "report.html").read_text(encoding="utf-8")

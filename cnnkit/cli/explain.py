@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     conv.add_argument("--channels", type=int, default=3, help="input channels (default 3)")
     conv.add_argument("--kernel-size", type=int, default=3, help="default 3")
     conv.add_argument("--filters", type=int, default=2, help="output channels (default 2)")
-    conv.add_argument("--stride", type=int, default=2, help="default 2")
+    conv.add_argument("--stride", type=int, default=None,
+                      help="default 2 (the figure), 1 with --image")
     conv.add_argument("--padding", type=int, default=1, help="zero padding (default 1)")
     conv.add_argument("--seed", type=int, default=0, help="random values seed (default 0)")
     conv.add_argument("--positions", default="0,0",
@@ -115,6 +116,8 @@ def run_conv(args) -> int:
     if args.gif is not None and not args.gif.lower().endswith(".gif"):
         raise UsageError(f"--gif: expected a .gif file name, got {args.gif!r}")
     source = None
+    if args.stride is None:
+        args.stride = 1 if args.image is not None else 2
     if args.image is not None:
         from .explain_image import image_conv_example
         example, source = image_conv_example(args, size)

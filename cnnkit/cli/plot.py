@@ -11,11 +11,13 @@ import os
 from .common import (
     CommandError,
     UsageError,
+    add_data_root_argument,
     add_max_pixels_argument,
     one_line,
     parse_shape,
     positive_int,
 )
+from .samples import add_test_index_argument
 from .words import count
 
 DEFAULT_INPUT_SHAPE = "1,28,28"
@@ -39,7 +41,9 @@ def register(subparsers) -> None:
         description="Run the model on IMAGE (converted as for 'cnnkit predict') and draw the "
                     "output channels of every convolution, activation and pooling layer.")
     _model_argument(features, "CHECKPOINT")
-    features.add_argument("image", metavar="IMAGE", help="PNG/JPEG file")
+    features.add_argument("image", metavar="IMAGE", nargs="?", help="PNG/JPEG file")
+    add_test_index_argument(features)
+    add_data_root_argument(features)
     features.add_argument("--resize", action="store_true",
                           help="resize the image to the model's input size")
     features.add_argument("--invert", action="store_true", help="invert brightness")
@@ -160,14 +164,22 @@ def run_filters(args) -> int:
 def run_features(args) -> int:
     from ..plots import plot_features
     from .common import image_input
+    from .samples import pick_test_images
     _check_output(args.output)
     model, config = load_model(args.model, args.input_shape)
-    image = image_input(args.image, config, args.resize, args.invert, args.max_pixels)
+    if (args.image is None) == (not args.test_index) or len(args.test_index or []) > 1:
+        raise UsageError("give one IMAGE or one --test-index N")
+    if args.image is not None:
+        image = image_input(args.image, config, args.resize, args.invert, args.max_pixels)
+        source = args.image
+    else:
+        (source, image, true), = pick_test_images(config, args.test_index, args.data_root)
+        source = f"{source} (true class: {true})"
     layers = [name.strip() for name in args.layers.split(",")] if args.layers else None
     label, _ = predicted_class(model, config, image)
     plot_features(model, image, args.output, max_channels=args.max_channels, layers=layers,
-                  title=f"{args.image}: predicted {label}{_untrained(config)}")
-    return _wrote(args.output, f"feature maps of {args.image} (predicted {label})")
+                  title=f"{source}: predicted {label}{_untrained(config)}")
+    return _wrote(args.output, f"feature maps of {source} (predicted {label})")
 
 
 def predicted_class(model, config, image):
