@@ -183,7 +183,7 @@ def test_report_is_one_offline_html_page(digits_run, tmp_path, capsys):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(digit)
     assert main(["report", str(run), str(digit), "-o", str(tmp_path / "r.html")]) == 0
     assert main(["report", str(run), str(digit), "--test-index", "1"]) == 2
-    assert "one IMAGE or one --test-index" in capsys.readouterr().err
+    assert "give one IMAGE or one --test-index N" in capsys.readouterr().err
 
 
 def test_curves_draw_the_loss_of_every_batch(tmp_path, figure_texts):

@@ -163,18 +163,11 @@ def run_filters(args) -> int:
 
 def run_features(args) -> int:
     from ..plots import plot_features
-    from .common import image_input
-    from .samples import pick_test_images
+    from .samples import check_one_input, one_input
+    check_one_input(args)
     _check_output(args.output)
     model, config = load_model(args.model, args.input_shape)
-    if (args.image is None) == (not args.test_index) or len(args.test_index or []) > 1:
-        raise UsageError("give one IMAGE or one --test-index N")
-    if args.image is not None:
-        image = image_input(args.image, config, args.resize, args.invert, args.max_pixels)
-        source = args.image
-    else:
-        (source, image, true), = pick_test_images(config, args.test_index, args.data_root)
-        source = f"{source} (true class: {true})"
+    source, image = one_input(args, config)
     layers = [name.strip() for name in args.layers.split(",")] if args.layers else None
     label, _ = predicted_class(model, config, image)
     plot_features(model, image, args.output, max_channels=args.max_channels, layers=layers,

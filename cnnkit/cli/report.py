@@ -5,7 +5,6 @@ import os
 
 from .common import (
     CommandError,
-    UsageError,
     add_data_root_argument,
     add_max_pixels_argument,
     positive_int,
@@ -54,26 +53,17 @@ def _notes(run_dir) -> list:
 def run(args) -> int:
     from ..io import atomic_write_bytes
     from ..plots.html_report import model_report_html
-    from .common import image_input
     from .evaluate import load_model_or_fail
-    from .samples import pick_test_images
+    from .samples import check_one_input, one_input
 
-    if (args.image is None) == (not args.test_index):
-        raise UsageError("give one IMAGE or one --test-index N")
-    if args.test_index and len(args.test_index) > 1:
-        raise UsageError("one --test-index per report")
+    check_one_input(args)
     output = args.output or (os.path.join(args.run_dir, "report.html")
                              if os.path.isdir(args.run_dir) else "report.html")
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
         raise CommandError(f"-o {output}: directory {directory} does not exist")
     model, config = load_model_or_fail(args.run_dir)
-    if args.image is not None:
-        image = image_input(args.image, config, args.resize, args.invert, args.max_pixels)
-        label = args.image
-    else:
-        (label, image, true), = pick_test_images(config, args.test_index, args.data_root)
-        label = f"{label} (true class: {true})"
+    label, image = one_input(args, config)
     name = (config.get("model") or {}).get("name", "model")
     notes = [f"model {name} from {args.run_dir}"] + (
         _notes(args.run_dir) if os.path.isdir(args.run_dir) else [])

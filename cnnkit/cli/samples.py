@@ -59,3 +59,21 @@ def pick_test_images(config: dict, indices, data_root=None) -> list:
         true = classes[int(label)] if int(label) < len(classes) else str(int(label))
         samples.append((f"{name} test image {index}", (image - mean) / std, true))
     return samples
+
+
+def check_one_input(args) -> None:
+    """For commands about one image: exactly one of IMAGE and --test-index N (checked before
+    loading anything)."""
+    if (args.image is None) == (not args.test_index) or len(args.test_index or []) > 1:
+        raise UsageError("give one IMAGE or one --test-index N")
+
+
+def one_input(args, config) -> tuple:
+    """(label, image (C, H, W) normalised as in training) from IMAGE (with --resize, --invert,
+    --max-pixels) or --test-index N (with --data-root), after ``check_one_input``."""
+    from .common import image_input
+    if args.image is not None:
+        return args.image, image_input(args.image, config, args.resize, args.invert,
+                                       args.max_pixels)
+    (label, image, true), = pick_test_images(config, args.test_index, args.data_root)
+    return f"{label} (true class: {true})", image
