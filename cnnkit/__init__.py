@@ -25,3 +25,24 @@ __all__ = ["Tensor", "abs", "as_tensor", "clip", "concatenate", "conv_output_sha
            "matmul", "maximum", "mean", "nn", "no_grad", "ops", "optim", "pad", "permute",
            "reference", "reshape", "signal", "sqrt", "stack", "sum", "tensor", "transpose",
            "where"]
+
+
+# The other subpackages and modules load on first use, as scipy's do (``import cnnkit`` then
+# ``cnnkit.vision.filter_image``): some pull in matplotlib, Pillow or compilers that a training
+# script need not pay for.
+
+
+def _submodules() -> set:
+    import pkgutil
+    return {info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")}
+
+
+def __getattr__(name):
+    if name in _submodules():
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _submodules())

@@ -17,6 +17,10 @@ window: out_numel·(C/groups)·∏k connections — the multiply-adds column) an
 
 Containers: ``Sequential`` is walked in order; a block with a ``branches()`` method (e.g.
 ``cnnkit.models.BasicBlock``) is read as the sum of its branches' outputs, then its other children.
+A torchvision-style block with a ``downsample`` attribute (``cnnkit.models.resnet18``) is read as
+its other children in order (the main path) plus ``downsample`` (or the identity) beside it. Other
+containers are walked in registration order; their ``forward`` may flatten a (C, 1, 1) map before
+a Linear layer (torchvision's ``x.flatten(1)``), so a Linear there accepts it.
 """
 from __future__ import annotations
 
@@ -141,13 +145,15 @@ def _adaptive_pool(name, module, state, kind):
     return LayerInfo(name, kind, out_shape, 0, 0, rf, jump), _State(out_shape, rf, jump)
 
 
-def _leaf(name, module, state):
+def _leaf(name, module, state, flattens=False):
     kind = type(module).__name__
     if isinstance(module, _CONVS + _MAX_POOLS + _AVG_POOLS):
         return _window_layer(name, module, state, kind)
     if isinstance(module, _ADAPTIVE_POOLS):
         return _adaptive_pool(name, module, state, kind)
     if isinstance(module, nn.Linear):
+        if flattens and len(state.shape) > 1 and all(s == 1 for s in state.shape[1:]):
+            state = _State(state.shape[:1], state.rf, state.jump)
         if state.shape[-1] != module.in_features:
             raise ValueError(f"summary: layer {name} (Linear) expects {module.in_features} input "
                              f"features, got shape {state.shape}")
@@ -169,35 +175,53 @@ def _leaf(name, module, state):
                      "convolutions, pools, Linear, Flatten, batch norm, activations, dropout")
 
 
-def _walk(module, name, state, rows):
+def _branch_sum(module, name, state, rows, branches):
+    """Walk each branch from ``state`` and add a row for their sum; returns the summed state.
+
+    branches : [(label, [(child name, child module)] walked in order)]; an empty list of
+    children is the identity."""
+    outs = []
+    for _, children in branches:
+        out = state
+        for child_name, child in children:
+            out = _walk(child, f"{name}.{child_name}" if name else child_name, out, rows)
+        outs.append(out)
+    if len({out.shape for out in outs}) != 1:
+        raise ValueError(f"summary: the branches of {name} give different shapes "
+                         f"{[out.shape for out in outs]}")
+    rf = jump = None
+    if all(out.rf is not None for out in outs):
+        rf = tuple(max(sizes) for sizes in zip(*(out.rf for out in outs)))
+        jump = outs[0].jump
+    summed = _State(outs[0].shape, rf, jump)
+    rows.append(LayerInfo(name, f"{type(module).__name__} (sum)", summed.shape, 0, 0, rf, jump))
+    return summed
+
+
+def _walk(module, name, state, rows, flattens=False):
+    children = list(module.named_children())
     if hasattr(module, "branches"):
         branches = list(module.branches())
-        outs = []
-        for k, branch in enumerate(branches):
-            branch_name = next((f"{name}.{n}" if name else n for n, child in
-                                module.named_children() if child is branch), f"{name}[{k}]")
-            outs.append(_walk(branch, branch_name, state, rows))
-        if len({out.shape for out in outs}) != 1:
-            raise ValueError(f"summary: the branches of {name} give different shapes "
-                             f"{[out.shape for out in outs]}")
-        rf = jump = None
-        if all(out.rf is not None for out in outs):
-            rf = tuple(max(sizes) for sizes in zip(*(out.rf for out in outs)))
-            jump = outs[0].jump
-        state = _State(outs[0].shape, rf, jump)
-        rows.append(LayerInfo(name, f"{type(module).__name__} (sum)", state.shape, 0, 0, rf,
-                              jump))
-        rest = [(n, child) for n, child in module.named_children()
+        named = [(next((n for n, child in children if child is branch), f"[{k}]"), branch)
+                 for k, branch in enumerate(branches)]
+        state = _branch_sum(module, name, state, rows, [(n, [(n, b)]) for n, b in named])
+        rest = [(n, child) for n, child in children
                 if all(child is not branch for branch in branches)]
-    elif isinstance(module, nn.Sequential) or (list(module.children()) and
-                                               not _own_params(module)):
-        rest = list(module.named_children())
+    elif hasattr(module, "downsample") and children:
+        # torchvision's BasicBlock: relu(bn2(conv2(relu(bn1(conv1(x))))) + downsample(x)); its
+        # one relu module serves both activations, and neither changes the shape.
+        main = [(n, child) for n, child in children if n != "downsample"]
+        shortcut = [("downsample", module.downsample)] if module.downsample is not None else []
+        return _branch_sum(module, name, state, rows, [("main", main), ("shortcut", shortcut)])
+    elif isinstance(module, nn.Sequential) or (children and not _own_params(module)):
+        rest, flattens = children, not isinstance(module, nn.Sequential)
     else:
-        info, state = _leaf(name, module, state)
+        info, state = _leaf(name, module, state, flattens)
         rows.append(info)
         return state
     for child_name, child in rest:
-        state = _walk(child, f"{name}.{child_name}" if name else child_name, state, rows)
+        state = _walk(child, f"{name}.{child_name}" if name else child_name, state, rows,
+                      flattens)
     return state
 
 

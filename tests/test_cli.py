@@ -92,7 +92,7 @@ def test_train_prints_accuracy_and_writes_the_run(digits_run, tmp_path, capsys):
             "--limit-train", "200", "--limit-test", "100", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     stdout = capsys.readouterr().out
-    final_line = r"^test accuracy: \d+\.\d\d% \(1 epochs, \d+\.\d s\)$"
+    final_line = r"^test accuracy: \d+\.\d\d% \(1 epoch, \d+\.\d s\)$"
     assert re.search(final_line, stdout, re.MULTILINE), stdout
     assert "200 train / 100 test images of 1×8×8, 10 classes" in stdout
     assert {p.name for p in out.iterdir()} >= {"checkpoint.safetensors", "model.safetensors",

@@ -57,7 +57,7 @@ def test_max_pixels_is_the_limit_exactly(tmp_path):
     path = tmp_path / "small.png"
     Image.fromarray(np.zeros((64, 32), np.uint8)).save(path)
     assert load_image(path, max_pixels=64 * 32).shape == (3, 64, 32)
-    with pytest.raises(ValueError, match="64 = 2,048 pixels, more than the limit of 2,047"):
+    with pytest.raises(ValueError, match="is 64×32 = 2,048 pixels, more than the limit of 2,047"):
         load_image(path, max_pixels=64 * 32 - 1)
 
 

@@ -136,4 +136,5 @@ def test_kill_during_the_checkpoint_fsync_leaves_nothing_behind(tmp_path, run_cl
     assert code == 0, err
     assert "removed 1 unfinished temporary file" in stdout and "epoch 2/2" in stdout
     assert {p.name for p in out.iterdir()} == {"checkpoint.safetensors", "model.safetensors",
-                                               "metrics.csv", "metrics.json"}
+                                               "metrics.csv", "metrics.json",
+                                               "batch_losses.csv"}

@@ -28,7 +28,7 @@ from .common import CommandError, one_line
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS = ["train", "evaluate", "predict", "summary", "export", "filter", "explain", "plot",
-            "bench", "tune", "serve"]
+            "bench", "tune", "serve", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +54,11 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # here, so a closed pipe is caught below, not at interpreter exit
+        return code
+    except BrokenPipeError:  # `cnnkit summary ... | head`: the reader has all it wants
+        return _stdout_closed()
     except CommandError as err:
         print(f"cnnkit {args.command}: error: {one_line(err)}", file=sys.stderr)
         return err.exit_code
@@ -66,3 +70,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_closed() -> int:
+    """Silence the rest of the output, as a program killed by SIGPIPE would be; exit 141."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would fail again
+    os.close(devnull)
+    return 128 + 13

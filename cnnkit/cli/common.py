@@ -21,6 +21,7 @@ from ..data import (
     load_image,
     random_split,
 )
+from .words import size_text
 
 DATASET_NAMES = ("fashion-mnist", "mnist", "digits")
 DEFAULT_DATASET = "fashion-mnist"
@@ -87,7 +88,9 @@ def _load_splits(name: str, data_root, image_size, split_seed):
         try:
             splits = cls(root=data_root, train=True), cls(root=data_root, train=False)
         except FileNotFoundError as err:
-            raise CommandError(f"data set {name!r} not found: {one_line(err)}") from err
+            raise CommandError(f"data set {name!r} not found: "
+                               f"{one_line(err).replace('pass root=', 'pass --data-root ')}"
+                               ) from err
         for split in splits if data_root is not None else ():
             # The library falls back to $CNNKIT_DATA and the system copy; an explicit
             # --data-root must not silently be replaced by them.
@@ -181,8 +184,8 @@ def image_input(path, config: dict, resize: bool = False, invert: bool = False,
         raise CommandError(f"{path}: image has {image.shape[0]} channels, the model expects "
                            f"{channels}")
     if image.shape[1:] != (height, width):
-        raise CommandError(f"{path}: image is {image.shape[2]}×{image.shape[1]} pixels but the "
-                           f"model expects {width}×{height}; pass --resize to resize it")
+        raise CommandError(f"{path}: image is {size_text(image.shape)} pixels (H×W) but the "
+                           f"model expects {height}×{width}; pass --resize to resize it")
     if invert:
         image = 1.0 - image
     norm = config.get("normalize") or {"mean": [0.0], "std": [1.0]}

@@ -1,7 +1,8 @@
 """``cnnkit explain``: convolution step by step, in numbers, checked against cnnkit's own ops."""
 from __future__ import annotations
 
-from .common import UsageError, one_line
+from .common import UsageError, add_max_pixels_argument, one_line
+from .words import count
 
 
 def register(subparsers) -> None:
@@ -20,11 +21,24 @@ def register(subparsers) -> None:
     conv.add_argument("--channels", type=int, default=3, help="input channels (default 3)")
     conv.add_argument("--kernel-size", type=int, default=3, help="default 3")
     conv.add_argument("--filters", type=int, default=2, help="output channels (default 2)")
-    conv.add_argument("--stride", type=int, default=2, help="default 2")
+    conv.add_argument("--stride", type=int, default=None,
+                      help="default 2 (the figure), 1 with --image")
     conv.add_argument("--padding", type=int, default=1, help="zero padding (default 1)")
     conv.add_argument("--seed", type=int, default=0, help="random values seed (default 0)")
     conv.add_argument("--positions", default="0,0",
                       help="output positions 'row,col;row,col' or 'all' (default 0,0)")
+    conv.add_argument("--image", metavar="PHOTO",
+                      help="use real pixels: a crop (--input-size, default 7) of PHOTO's "
+                           "luminance (0..255) with one --kernel (1 channel, 1 filter)")
+    conv.add_argument("--kernel", metavar="PRESET",
+                      help="with --image: a cnnkit filter preset (sobel-left, blur, ...) or "
+                           "rows like '0,-1,0;-1,5,-1;0,-1,0' (default sobel-left)")
+    conv.add_argument("--at", metavar="ROW,COL",
+                      help="with --image: the crop's centre in the photo (default its centre)")
+    conv.add_argument("--gif", metavar="OUT.gif",
+                      help="also write the sliding window as an animated GIF, one frame per "
+                           "output position")
+    add_max_pixels_argument(conv)
     conv.set_defaults(run=run_conv)
 
     back = topics.add_parser(
@@ -94,12 +108,30 @@ def _checked(function, *args, **kwargs):
 
 def run_conv(args) -> int:
     from ..explain import explain_conv, make_example
-    size = _size(args.input_size, "--input-size")
+    size = _size(args.input_size if args.image is None or args.input_size != "5" else "7",
+                 "--input-size")
     if len(size) > 2:
         raise UsageError(f"--input-size: expected H or HxW, got {args.input_size!r}")
-    example = _checked(make_example, size if len(size) == 2 else size[0], args.channels,
-                       args.kernel_size, args.filters, args.stride, args.padding, args.seed)
-    print(_checked(explain_conv, example, _positions(args.positions)))
+    size = size if len(size) == 2 else (size[0], size[0])
+    if args.gif is not None and not args.gif.lower().endswith(".gif"):
+        raise UsageError(f"--gif: expected a .gif file name, got {args.gif!r}")
+    source = None
+    if args.stride is None:
+        args.stride = 1 if args.image is not None else 2
+    if args.image is not None:
+        from .explain_image import image_conv_example
+        example, source = image_conv_example(args, size)
+    else:
+        if args.kernel is not None or args.at is not None:
+            raise UsageError("--kernel and --at need --image PHOTO")
+        example = _checked(make_example, size, args.channels, args.kernel_size, args.filters,
+                           args.stride, args.padding, args.seed)
+    print(_checked(explain_conv, example, _positions(args.positions), source))
+    if args.gif is not None:
+        from ..explain.sliding_gif import save_sliding_gif
+        title = source.split(" (")[0] if source else "random integers"
+        frames = _checked(save_sliding_gif, args.gif, example, title)
+        print(f"wrote {args.gif}: {count(frames, 'frame')}, one per output position")
     return 0
 
 

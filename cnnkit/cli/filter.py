@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from .common import CommandError, UsageError, add_max_pixels_argument, one_line
+from .words import row_col
 
 PRESETS = ("identity, sharpen, blur, box-blur, emboss, outline, sobel-left, sobel-right, "
            "sobel-top, sobel-bottom")
@@ -16,23 +17,28 @@ def register(subparsers) -> None:
                     "kernel, through cnnkit's own conv2d, and write a PNG. Presets (setosa.io "
                     f"image kernels): {PRESETS}. Edge kernels (weights summing to 0: sobel-*, "
                     "outline) work on the luminance and show their signed response with "
-                    "mid-grey = 0, light = positive, dark = negative (0.5 + r/(2B), B the "
-                    "largest possible |r|); other kernels are clipped to [0, 1].")
+                    "mid-grey = 0, light = positive, dark = negative, stretched so the 99th "
+                    "percentile of |r| reaches black/white (the scale is printed; --range "
+                    "signed uses the largest possible |r| instead); other kernels are clipped "
+                    "to [0, 1].")
     parser.add_argument("image", metavar="IMAGE", nargs="?", help="PNG/JPEG file")
     parser.add_argument("-k", "--kernel", default=None,
                         help="a preset name or rows like '0,-1,0;-1,5,-1;0,-1,0' (entries may "
                              "be fractions: '1/16'); write --kernel='-1,0;0,1' when the first "
                              "entry is negative")
-    parser.add_argument("-o", "--output", metavar="OUT.png", help="PNG file to write")
+    parser.add_argument("-o", "--output", metavar="OUT.png",
+                        help="file to write: PNG, or JPEG for .jpg/.jpeg")
     parser.add_argument("--mode", choices=("same", "valid", "full"), default="same",
                         help="output size as scipy.signal.correlate2d: same (default), valid "
                              "(no padding) or full")
     parser.add_argument("--convolve", action="store_true",
                         help="true convolution (kernel flipped) instead of correlation")
     parser.add_argument("--range", dest="output_range", default="auto",
-                        choices=("auto", "clip", "signed", "abs"),
-                        help="map the response to [0, 1]: clip, signed (mid-grey = 0), abs "
-                             "(edge strength); auto = signed for edge kernels, else clip")
+                        choices=("auto", "clip", "stretch", "signed", "abs"),
+                        help="map the response to [0, 1]: clip, stretch (mid-grey = 0, the "
+                             "99th percentile of |r| at black/white), signed (mid-grey = 0, the "
+                             "largest possible |r| at black/white), abs (edge strength); auto "
+                             "= stretch for edge kernels, else clip")
     colour = parser.add_mutually_exclusive_group()
     colour.add_argument("--gray", dest="grayscale", action="store_const", const=True,
                         default="auto", help="filter the luminance, also for smoothing kernels")
@@ -43,7 +49,15 @@ def register(subparsers) -> None:
                         help="how the border is extended in same/full mode (default zeros, as "
                              "scipy; replicate avoids dark frames)")
     parser.add_argument("--side-by-side", action="store_true",
-                        help="write the input and the output next to each other")
+                        help="write the input and the output next to each other, labelled, "
+                             "with the kernel")
+    parser.add_argument("--compare", action="store_true",
+                        help="write input | correlation | convolution, labelled, with the "
+                             "kernel")
+    parser.add_argument("--explain", metavar="ROW,COL",
+                        help="print output pixel (ROW, COL)'s window, products and sum, and "
+                             "write an enlarged crop with the window outlined to "
+                             "OUT_window.png")
     parser.add_argument("--list-kernels", action="store_true",
                         help="print the preset kernels and exit")
     add_max_pixels_argument(parser)
@@ -60,7 +74,8 @@ def run(args) -> int:
     import numpy as np
 
     from ..data import load_image
-    from ..vision import KERNELS, filter_image, get_kernel, save_png, side_by_side
+    from ..vision import KERNELS, get_kernel
+    from ..vision.io import image_format
 
     if args.list_kernels:
         print("\n".join(_kernel_text(name, kernel) for name, kernel in KERNELS.items()))
@@ -71,8 +86,13 @@ def run(args) -> int:
         raise UsageError(f"missing {', '.join(missing)} (see 'cnnkit filter --help')")
     try:
         kernel = get_kernel(args.kernel)
+        image_format(args.output)
     except (TypeError, ValueError) as err:
-        raise UsageError(one_line(err)) from err
+        raise UsageError(f"-o: {one_line(err)}" if "extension" in str(err) else one_line(err)) \
+            from err
+    pixel = row_col(args.explain, "--explain") if args.explain else None
+    if pixel is not None and args.mode != "same":
+        raise UsageError("--explain works with --mode same (output pixel = input pixel)")
     out_dir = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(out_dir):
         raise CommandError(f"-o {args.output}: directory {out_dir} does not exist")
@@ -83,14 +103,7 @@ def run(args) -> int:
     if np.array_equal(image[0], image[1]) and np.array_equal(image[0], image[2]):
         image = image[:1]  # a grey picture stays grey
     try:
-        result = filter_image(image, kernel, mode=args.mode, convolve=args.convolve,
-                              output_range=args.output_range, grayscale=args.grayscale,
-                              padding_mode=args.padding_mode)
+        from .filter_pictures import write_filter_pictures
+        return write_filter_pictures(args, image, kernel, pixel)
     except ValueError as err:
         raise UsageError(one_line(err)) from err
-    save_png(args.output, side_by_side(image, result) if args.side_by_side else result)
-    operation = "convolution" if args.convolve else "correlation"
-    print(f"wrote {args.output}: {result.shape[-2]}×{result.shape[-1]}, "
-          f"{'grey' if result.shape[0] == 1 else 'colour'}, kernel {kernel.shape[0]}×"
-          f"{kernel.shape[1]} ({operation}, mode {args.mode})")
-    return 0

@@ -11,11 +11,14 @@ import os
 from .common import (
     CommandError,
     UsageError,
+    add_data_root_argument,
     add_max_pixels_argument,
     one_line,
     parse_shape,
     positive_int,
 )
+from .samples import add_test_index_argument
+from .words import count
 
 DEFAULT_INPUT_SHAPE = "1,28,28"
 
@@ -38,7 +41,9 @@ def register(subparsers) -> None:
         description="Run the model on IMAGE (converted as for 'cnnkit predict') and draw the "
                     "output channels of every convolution, activation and pooling layer.")
     _model_argument(features, "CHECKPOINT")
-    features.add_argument("image", metavar="IMAGE", help="PNG/JPEG file")
+    features.add_argument("image", metavar="IMAGE", nargs="?", help="PNG/JPEG file")
+    add_test_index_argument(features)
+    add_data_root_argument(features)
     features.add_argument("--resize", action="store_true",
                           help="resize the image to the model's input size")
     features.add_argument("--invert", action="store_true", help="invert brightness")
@@ -51,7 +56,9 @@ def register(subparsers) -> None:
     curves = kinds.add_parser("curves", help="loss and accuracy per epoch of a run",
                               description="Read RUN_DIR/metrics.json (or metrics.csv), as "
                                           "written by 'cnnkit train', and plot every loss and "
-                                          "accuracy column against the epoch.")
+                                          "accuracy column against the epoch, with the loss "
+                                          "of every batch (RUN_DIR/batch_losses.csv) when "
+                                          "the run has it.")
     curves.add_argument("run_dir", metavar="RUN_DIR", help="run directory or metrics file")
     _output_argument(curves, "curves.png")
     curves.set_defaults(run=run_curves)
@@ -102,8 +109,6 @@ def load_model(text, input_shape=None):
     """(model, config) from a model/checkpoint file, a run directory holding model.safetensors,
     or a model name (random weights)."""
     from .. import models
-    if os.path.isdir(text) and os.path.isfile(os.path.join(text, "model.safetensors")):
-        text = os.path.join(text, "model.safetensors")
     if os.path.exists(text):
         from .evaluate import load_model_or_fail
         model, config = load_model_or_fail(text)
@@ -126,7 +131,11 @@ def load_model(text, input_shape=None):
     except ValueError as err:
         raise UsageError(one_line(err)) from err
     return model.eval(), {"model": {"name": text, "kwargs": kwargs}, "input_shape": list(shape),
-                          "normalize": None}
+                          "normalize": None, "untrained": True}
+
+
+def _untrained(config) -> str:
+    return ", untrained (random weights)" if config.get("untrained") else ""
 
 
 def _check_output(path):
@@ -143,22 +152,41 @@ def _wrote(path, what):
 def run_filters(args) -> int:
     from ..plots import first_conv_weight, plot_filters
     _check_output(args.output)
-    model, _ = load_model(args.model, args.input_shape)
+    model, config = load_model(args.model, args.input_shape)
     weight = first_conv_weight(model)
-    plot_filters(weight, args.output, max_filters=args.max_filters)
-    return _wrote(args.output, f"{min(len(weight), args.max_filters)} first-layer filters of "
-                               f"shape {'×'.join(map(str, weight.shape[1:]))}")
+    plot_filters(weight, args.output, max_filters=args.max_filters,
+                 title=f"first-layer filters of {args.model}{_untrained(config)}")
+    shown = min(len(weight), args.max_filters)
+    return _wrote(args.output, f"{count(shown, 'first-layer filter')} of shape "
+                               f"{'×'.join(map(str, weight.shape[1:]))}")
 
 
 def run_features(args) -> int:
     from ..plots import plot_features
-    from .common import image_input
+    from .samples import check_one_input, one_input
+    check_one_input(args)
     _check_output(args.output)
     model, config = load_model(args.model, args.input_shape)
-    image = image_input(args.image, config, args.resize, args.invert, args.max_pixels)
+    source, image = one_input(args, config)
     layers = [name.strip() for name in args.layers.split(",")] if args.layers else None
-    plot_features(model, image, args.output, max_channels=args.max_channels, layers=layers)
-    return _wrote(args.output, f"feature maps of {args.image}")
+    label, _ = predicted_class(model, config, image)
+    plot_features(model, image, args.output, max_channels=args.max_channels, layers=layers,
+                  title=f"{source}: predicted {label}{_untrained(config)}")
+    return _wrote(args.output, f"feature maps of {source} (predicted {label})")
+
+
+def predicted_class(model, config, image):
+    """('shirt (83.1%)', probabilities (classes,)) for one normalised image (C, H, W)."""
+    import numpy as np
+
+    from .. import functional as F
+    from ..tensor import Tensor, no_grad
+    with no_grad():
+        scores = model.eval()(Tensor(np.asarray(image, dtype=np.float32)[None]))
+        probabilities = F.softmax(scores, dim=1).data[0]
+    classes = config.get("classes") or [f"class {k}" for k in range(len(probabilities))]
+    best = int(np.argmax(probabilities))
+    return f"{classes[best]} ({100 * probabilities[best]:.1f}%)", probabilities
 
 
 def run_curves(args) -> int:
@@ -168,8 +196,16 @@ def run_curves(args) -> int:
         metrics = read_metrics(args.run_dir)
     except FileNotFoundError as err:
         raise CommandError(one_line(err)) from err
-    plot_curves(metrics, args.output, title=f"training curves: {args.run_dir}")
-    return _wrote(args.output, f"{len(next(iter(metrics.values())))} epochs")
+    batch_losses = None
+    if os.path.isdir(args.run_dir):
+        from ..train.batch_losses import read_batch_losses
+        try:
+            batch_losses = read_batch_losses(args.run_dir)
+        except ValueError as err:
+            raise CommandError(one_line(err)) from err
+    plot_curves(metrics, args.output, title=f"training curves: {args.run_dir}",
+                batch_losses=batch_losses)
+    return _wrote(args.output, count(len(next(iter(metrics.values()))), "epoch"))
 
 
 def run_confusion(args) -> int:

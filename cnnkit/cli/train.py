@@ -1,8 +1,12 @@
 """``cnnkit train``: train a model on a data set, with checkpoints, metrics and exact resume.
 
 Every option defaults to None here so that a resumed run can tell "not given" (use the saved
-value) from "given" (must agree with the saved value, except --epochs, which may extend a run
-whose schedule does not depend on its length).
+value) from "given" (must agree with the saved value, except --epochs).
+
+--epochs may grow on resume. A schedule without a length (none) simply runs longer; a schedule
+built for the run's length (onecycle, cosine, step) keeps that length (``schedule_epochs`` in the
+saved settings) and the epochs beyond it train at the schedule's final learning rate: the cycle
+has ended, and restarting or stretching it would undo the annealing already done.
 """
 from __future__ import annotations
 
@@ -21,9 +25,13 @@ from .common import (
     one_line,
     sample_shape,
 )
+from .words import count
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "cosine", "onecycle")
+LENGTH_DEPENDENT = ("step", "cosine", "onecycle")  # built for a number of steps
+ONECYCLE_FINAL = (" (lr/250,000 for onecycle: the weights barely change; a new run with more "
+                  "--epochs trains further)")
 # Chosen to reach >= 92.5 % test accuracy on Fashion-MNIST with vgg_small in 10 epochs (about
 # 93 %). No augmentation by default: in so short a run random crops and flips slow convergence
 # more than they curb overfitting (the same recipe reached 91.9 % with them, 93.2 % without);
@@ -50,7 +58,10 @@ def register(subparsers) -> None:
                                           "of class folders (with train/ and test/, or split "
                                           "80/20)")
     add_data_root_argument(parser)
-    parser.add_argument("--epochs", type=int, help=f"total epochs (default {DEFAULTS['epochs']})")
+    parser.add_argument("--epochs", type=int,
+                        help=f"total epochs (default {DEFAULTS['epochs']}); with --resume it may "
+                             "grow: onecycle/cosine/step schedules then keep their length and "
+                             "the extra epochs use the schedule's final learning rate")
     parser.add_argument("--batch-size", type=int,
                         help=f"training batch size (default {DEFAULTS['batch_size']})")
     parser.add_argument("--lr", type=float,
@@ -105,11 +116,26 @@ def _resolve(args, saved):
             raise UsageError(f"--{key.replace('_', '-')} {given[key]} differs from the run being "
                              f"resumed ({saved.get(key)}); drop it, or start a new run")
     if "epochs" in given and given["epochs"] != saved["epochs"]:
-        if saved["scheduler"] in ("cosine", "onecycle", "step"):
-            raise UsageError(f"--epochs cannot change on resume with the {saved['scheduler']} "
-                             f"schedule (its length is {saved['epochs']} epochs)")
+        length = schedule_epochs(saved)
+        if saved["scheduler"] in LENGTH_DEPENDENT and given["epochs"] < length:
+            raise UsageError(f"--epochs {given['epochs']}: the {saved['scheduler']} schedule of "
+                             f"the run being resumed lasts {count(length, 'epoch')}; --epochs "
+                             "can only extend it")
         settings["epochs"] = given["epochs"]
+        if saved["scheduler"] in LENGTH_DEPENDENT:
+            settings["schedule_epochs"] = length
     return settings
+
+
+def schedule_epochs(settings) -> int:
+    """The epochs the learning-rate schedule was built for (``epochs`` unless a resume
+    extended the run); refuses a saved value that is not an int in 1..epochs."""
+    length = settings.get("schedule_epochs", settings["epochs"])
+    if isinstance(length, bool) or not isinstance(length, int) or \
+            not 1 <= length <= settings["epochs"]:
+        raise CommandError(f"saved setting schedule_epochs: expected an integer in 1.."
+                           f"{settings['epochs']}, got {length!r}")
+    return length
 
 
 def _check(settings) -> None:
@@ -151,11 +177,28 @@ def _build_optimizer(settings, params):
     return (optim.Adam if name == "adam" else optim.AdamW)(params, lr=lr, weight_decay=wd)
 
 
-def _build_scheduler(settings, optimizer, total_steps):
+def _build_scheduler(settings, optimizer, steps_per_epoch):
+    """The run's schedule over ``schedule_epochs(settings)`` epochs, holding its final lr after
+    that (an extended resume, and the one step taken after the last batch)."""
+    if settings["scheduler"] == "none":
+        return None
+    total_steps = schedule_epochs(settings) * steps_per_epoch
+    scheduler = _schedule(settings, optimizer, total_steps)
+    lrs_at = scheduler._lrs_at
+
+    def held_lrs_at(step):
+        # Past the end the lr (the value of the last step, total_steps - 1) stays: OneCycleLR
+        # would extrapolate its cosine upwards and then refuse, StepLR would keep dividing.
+        if step >= total_steps:
+            return [group["lr"] for group in optimizer.param_groups]
+        return lrs_at(step)
+    scheduler._lrs_at = held_lrs_at  # on the instance: checkpoints still name the class
+    return scheduler
+
+
+def _schedule(settings, optimizer, total_steps):
     from ..optim import lr_scheduler
     name = settings["scheduler"]
-    if name == "none":
-        return None
     if name == "step":
         return lr_scheduler.StepLR(optimizer, step_size=max(1, -(-total_steps // 3)), gamma=0.1)
     if name == "cosine":
@@ -179,7 +222,7 @@ def _locked_run(args, comm) -> int:
     from .. import models
     from ..train import CHECKPOINT_FILE, RunLockedError, load_checkpoint, run_lock
 
-    saved = None
+    saved, done = None, 0
     out = args.out
     if args.resume:
         if out is None:
@@ -188,14 +231,18 @@ def _locked_run(args, comm) -> int:
         if not os.path.isfile(path):
             raise CommandError(f"nothing to resume: {path} does not exist")
         try:
-            saved = load_checkpoint(path).config.get("train")
+            checkpoint = load_checkpoint(path)
         except ValueError as err:
             raise CommandError(one_line(err)) from err
+        saved, done = checkpoint.config.get("train"), checkpoint.epoch
         if saved is None:
             raise CommandError(f"{path}: not written by cnnkit train (its config has no "
                                "'train' settings); start a new run")
     settings = _resolve(args, saved)
     _check(settings)
+    if saved is not None and settings["epochs"] < done:
+        raise UsageError(f"--epochs {settings['epochs']}: the run being resumed has already "
+                         f"done {count(done, 'epoch')}")
     # batch_size is per rank on the ranks the run started on (distributed/launch.py).
     settings.setdefault("world_size", comm.world_size if saved is None else 1)
     if settings["model"] not in models.names():
@@ -217,11 +264,12 @@ def _locked_run(args, comm) -> int:
                 raise CommandError(one_line(err)) from err
             except OSError as err:  # checked before any work: --out is not a writable directory
                 raise UsageError(f"--out {out}: cannot write there ({err.strerror})") from err
-        return _train(args, settings, out, lock, comm)
+        return _train(args, settings, out, lock, comm, done)
 
 
-def _train(args, settings, out, lock, comm) -> int:
-    """The run, in the directory ``out`` (locked by the main rank: ``lock``)."""
+def _train(args, settings, out, lock, comm, done) -> int:
+    """The run, in the directory ``out`` (locked by the main rank: ``lock``), ``done`` epochs
+    of it already in its checkpoint."""
     import cnnkit
 
     from .. import models
@@ -229,11 +277,12 @@ def _train(args, settings, out, lock, comm) -> int:
     from ..distributed.launch import (data_parallel_model, drop_final_batch, evaluation_shard,
                                       per_rank_batch)
     from ..train import CHECKPOINT_FILE, MODEL_FILE, fit
+    from ..train.batch_losses import BatchLossLog
 
     if lock is not None and (lock.stale_pid is not None or lock.removed):
         who = f" (pid {lock.stale_pid})" if lock.stale_pid is not None else ""
         print(f"note: the last run in {out}{who} stopped abruptly; removed "
-              f"{len(lock.removed)} unfinished temporary file(s)", flush=True)
+              f"{count(len(lock.removed), 'unfinished temporary file')}", flush=True)
     dataset_name = settings["dataset"]
     existing = os.path.exists(os.path.join(out, CHECKPOINT_FILE))
     if existing and not args.resume and not args.overwrite:
@@ -285,24 +334,32 @@ def _train(args, settings, out, lock, comm) -> int:
         model, data_parallel = data_parallel_model(
             model, comm, (len(train_set), len(test_set), *mean, *std), args.sync_bn)
     optimizer = _build_optimizer(settings, model.parameters())
-    scheduler = _build_scheduler(settings, optimizer, settings["epochs"] * len(train_loader))
+    scheduler = _build_scheduler(settings, optimizer, len(train_loader))
     config = {"model": {"name": settings["model"], "kwargs": kwargs},
               "dataset": dataset_name, "input_shape": list(shape), "classes": classes,
               "normalize": normalize, "train": settings}
 
     what = "resuming" if args.resume else "training"
+    if comm.is_main and scheduler is not None and settings["epochs"] > schedule_epochs(settings):
+        print(f"note: the {settings['scheduler']} schedule lasts "
+              f"{count(schedule_epochs(settings), 'epoch')}; epochs after it keep its final "
+              f"learning rate{ONECYCLE_FINAL if settings['scheduler'] == 'onecycle' else ''}",
+              flush=True)
     ranks = f" × {world} ranks" if world > 1 else ""
     if comm.is_main:
         print(f"{what} {settings['model']} on {dataset_name} ({len(train_set)} train / "
               f"{len(test_set)} test images of {'×'.join(map(str, shape))}, {len(classes)} "
               f"classes): {settings['optimizer']} lr {settings['lr']:g}, {settings['scheduler']} "
-              f"schedule, batch {batch_size}{ranks}, {settings['epochs']} epochs, seed "
+              f"schedule, batch {batch_size}{ranks}, {count(settings['epochs'], 'epoch')}, seed "
               f"{settings['seed']} -> {out}", flush=True)
+    batch_losses = BatchLossLog(out, done)
     try:
         history = fit(model, train_loader, test_loader, optimizer, scheduler,
                       epochs=settings["epochs"], out_dir=out, config=config,
                       resume=args.resume, progress=args.progress,
-                      log=lambda line: print(line, flush=True), data_parallel=data_parallel)
+                      log=lambda line: print(line, flush=True), data_parallel=data_parallel,
+                      loss_fn=batch_losses.loss_fn,
+                      callback=batch_losses.callback if comm.is_main else None)
     except KeyboardInterrupt:
         raise CommandError(f"interrupted; continue with: cnnkit train --out {out} --resume")
     except ValueError as err:  # e.g. a checkpoint that does not fit
@@ -314,6 +371,6 @@ def _train(args, settings, out, lock, comm) -> int:
     last = history[-1]
     seconds = last["elapsed_seconds"]  # training + evaluation, summed over resumed sessions
     print(f"model saved to {os.path.join(out, MODEL_FILE)}")
-    print(f"test accuracy: {100 * last['test_accuracy']:.2f}% ({last['epoch']} epochs, "
+    print(f"test accuracy: {100 * last['test_accuracy']:.2f}% ({count(last['epoch'], 'epoch')}, "
           f"{seconds:.1f} s)")
     return 0

@@ -52,7 +52,7 @@ def open_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     with image:
         width, height = image.size
         if width * height > max_pixels:
-            raise ValueError(f"image {path} is {width}×{height} = {width * height:,} pixels, "
+            raise ValueError(f"image {path} is {height}×{width} = {width * height:,} pixels, "
                              f"more than the limit of {max_pixels:,} (max_pixels; "
                              "--max-pixels on the command line)")
         yield image

@@ -161,12 +161,16 @@ def _header(ex: ConvExample, out_shape) -> list:
     ]
 
 
-def explain_conv(example: ConvExample, positions=((0, 0),)) -> str:
-    """Text: each step for the chosen output positions (all filters), checked against conv2d."""
+def explain_conv(example: ConvExample, positions=((0, 0),), source: str | None = None) -> str:
+    """Text: each step for the chosen output positions (all filters), checked against conv2d.
+
+    source : a line saying where the input comes from (e.g. a crop of a photo)."""
     ex = example
     steps = conv_steps(ex.x, ex.weight, ex.bias, ex.stride, ex.padding, positions)
     k, c = ex.weight.shape[:2]
     lines = _header(ex, steps.output.shape[1:])
+    if source:
+        lines.insert(2, source)
     lines.append(beside([matrix_lines(steps.padded[ci], f"x[{ci}]") for ci in range(c)]))
     for f in range(k):
         lines += ["", f"filter w{f} (bias b{f} = {fmt(ex.bias[f])}):",

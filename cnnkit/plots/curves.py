@@ -60,10 +60,21 @@ def read_metrics(path) -> dict:
         raise ValueError(f"{path}: cannot read metrics ({err})") from err
 
 
-def plot_curves(metrics: dict, path=None, title: str = "training curves"):
+def _batch_positions(batch_losses) -> np.ndarray:
+    """x of each batch row: epoch − 1 + (batch + 1) / (batches in that epoch), so a batch's
+    loss sits inside its epoch and the last batch at the epoch's own x."""
+    epochs, batches = batch_losses[:, 0], batch_losses[:, 1]
+    per_epoch = {e: batches[epochs == e].max() + 1 for e in np.unique(epochs)}
+    return epochs - 1 + (batches + 1) / np.array([per_epoch[e] for e in epochs])
+
+
+def plot_curves(metrics: dict, path=None, title: str = "training curves", batch_losses=None):
     """Loss (left) and accuracy in % (right) against the epoch; returns the Figure.
 
     metrics : {column: array (epochs,)}, as ``read_metrics`` returns
+    batch_losses : optional (N, 3) rows (epoch, batch, loss), as
+        ``cnnkit.train.batch_losses.read_batch_losses`` returns: drawn as a thin line of the
+        training loss per batch. A panel of one epoch without batch losses shows labelled bars.
     """
     if not metrics:
         raise ValueError("metrics: no rows")
@@ -74,18 +85,32 @@ def plot_curves(metrics: dict, path=None, title: str = "training curves"):
     panels = [(label, keys) for label, keys in panels if keys]
     if not panels:
         raise ValueError(f"metrics: found no loss or accuracy columns in {sorted(metrics)}")
+    has_batches = batch_losses is not None and len(batch_losses) > 0
     figure = new_figure(5 * len(panels), 3.6)
     figure.suptitle(title)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for ax, (label, keys) in zip(axes, panels):
+        per_batch = has_batches and label == "loss"
+        if per_batch:
+            ax.plot(_batch_positions(batch_losses), batch_losses[:, 2], lw=0.8, alpha=0.6,
+                    color="tab:grey", label="train loss per batch")
         for key in keys:
             values = metrics[key]
             if "acc" in key.lower() and np.nanmax(np.abs(values), initial=0) <= 1:
                 values = 100 * values  # stored as fractions in [0, 1]
-            ax.plot(epoch, values, marker="o", markersize=3, label=key)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if n == 1 and not per_batch:  # one epoch has no curve: a labelled bar per column
+                bar = ax.bar(key, values[0], label=key)
+                ax.bar_label(bar, fmt="%.4g", fontsize=8)
+            else:
+                ax.plot(epoch, values, marker="o", markersize=4 if n > 1 else 6, label=key)
         ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+        if n == 1 and not per_batch:
+            ax.set_xlabel(f"after epoch {int(epoch[0]) if np.isfinite(epoch[0]) else 1} "
+                          "(one epoch: no curve yet)")
+            ax.tick_params(axis="x", labelsize=7)
+            continue
+        ax.set_xlabel("epoch" + (" (batches inside)" if per_batch else ""))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     return finish(figure, path)

@@ -67,11 +67,13 @@ def feature_maps(model, image, layers=None) -> list:
 
 
 def plot_features(model, image, path=None, max_channels: int = 8, layers=None,
-                  max_layers: int = 12):
+                  max_layers: int = 12, title: str | None = None):
     """One row per layer: the input, then up to ``max_channels`` feature maps of each layer.
 
-    Each map is scaled to its own min..max (grey); the row title gives the layer name, type and
-    shape. Returns the Figure (and writes a PNG if ``path`` is given).
+    The maps of one layer share one grey scale (min..max over the layer's shown maps, with a
+    colour bar), so they can be compared; each map is titled with its channel number and the
+    row with the layer's name, type, shape and "k of N shown". ``title`` goes on top (e.g. the
+    predicted class). Returns the Figure (and writes a PNG if ``path`` is given).
     """
     maps = feature_maps(model, image, layers)[:max_layers]
     if not maps:
@@ -80,22 +82,36 @@ def plot_features(model, image, path=None, max_channels: int = 8, layers=None,
     cols = min(max_channels, max(m.shape[0] for _, _, m in maps))
     rows = len(maps) + 1
     aspect = "auto" if image.ndim == 2 else "equal"  # 1-D maps are strips, stretch them
-    figure = new_figure(max(1.3 * cols, 4.0), 1.4 * rows + 0.3)
-    axes = figure.subplots(rows, cols, squeeze=False)
-    for ax in axes.ravel():
+    figure = new_figure(max(1.3 * cols + 1.0, 4.5), 1.6 * rows + 0.6)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    # One subfigure per row: its title spans the row without widening the first column.
+    rows_of_axes = [sub.subplots(1, cols, squeeze=False)[0]
+                    for sub in figure.subfigures(rows, 1, squeeze=False)[:, 0]]
+    for ax in (ax for row_axes in rows_of_axes for ax in row_axes):
         ax.set_axis_off()
     shown = image if image.ndim == 3 else image[:, None, :]
+    first = rows_of_axes[0][0]
     if shown.shape[0] == 3:
-        axes[0, 0].imshow(_unit(shown).transpose(1, 2, 0), aspect=aspect)
+        first.imshow(_unit(shown).transpose(1, 2, 0), aspect=aspect)
     else:
-        axes[0, 0].imshow(shown[0], cmap="gray", aspect=aspect)
-    axes[0, 0].set_title(f"input {'×'.join(map(str, image.shape))}", fontsize=7, loc="left")
-    for row, (name, kind, fmaps) in enumerate(maps, start=1):
-        for ch in range(min(max_channels, fmaps.shape[0])):
-            axes[row, ch].imshow(_unit(fmaps[ch]), cmap="gray", vmin=0, vmax=1, aspect=aspect,
-                                 interpolation="nearest")
-        axes[row, 0].set_title(f"{name} ({kind}) {'×'.join(map(str, fmaps.shape))}", fontsize=7,
-                               loc="left")
+        first.imshow(shown[0], cmap="gray", aspect=aspect)
+    first.figure.suptitle(f"input {'×'.join(map(str, image.shape))}", fontsize=7, x=0.01,
+                          ha="left")
+    for row_axes, (name, kind, fmaps) in zip(rows_of_axes[1:], maps):
+        count = min(max_channels, fmaps.shape[0])
+        low, high = float(fmaps[:count].min()), float(fmaps[:count].max())
+        high = high if high > low else low + 1.0
+        for ch in range(count):
+            drawn = row_axes[ch].imshow(fmaps[ch], cmap="gray", vmin=low, vmax=high,
+                                        aspect=aspect, interpolation="nearest")
+            row_axes[ch].set_title(f"ch {ch}", fontsize=6)
+        sub = row_axes[0].figure
+        colorbar = sub.colorbar(drawn, ax=list(row_axes), shrink=0.9, aspect=8, pad=0.01)
+        colorbar.ax.tick_params(labelsize=6)
+        sub.suptitle(f"{name} ({kind}) {'×'.join(map(str, fmaps.shape))}: {count} of "
+                     f"{fmaps.shape[0]} channels shown (one grey scale per layer)", fontsize=7,
+                     x=0.01, ha="left")
     return finish(figure, path)
 
 

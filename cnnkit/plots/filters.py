@@ -48,6 +48,7 @@ def plot_filters(weight, path=None, max_filters: int = 64, max_channels: int = 8
     weight = np.asarray(weight, dtype=np.float64)
     if weight.ndim != 4 or 0 in weight.shape:
         raise ValueError(f"weight: expected shape (K, C, kh, kw), got {weight.shape}")
+    total = len(weight)
     weight = weight[:max_filters]
     k, c, kh, kw = weight.shape
     rgb = c == 3
@@ -60,8 +61,8 @@ def plot_filters(weight, path=None, max_filters: int = 64, max_channels: int = 8
     else:
         cols, rows = min(c, max_channels), k
         cells = [(f, ch) for f in range(k) for ch in range(cols)]
-    figure = new_figure(1.2 * cols + 0.5, 1.2 * rows + 0.6)
-    figure.suptitle(f"{title}: {k} × {c}×{kh}×{kw}")
+    figure = new_figure(1.2 * cols + 1.3, 1.2 * rows + 0.8)
+    figure.suptitle(f"{title}\n{k} of {total} shown, each {c}×{kh}×{kw}", fontsize=9)
     axes = figure.subplots(rows, cols, squeeze=False)
     bound = np.abs(weight).max() or 1.0
     for ax in axes.ravel():
@@ -72,9 +73,15 @@ def plot_filters(weight, path=None, max_filters: int = 64, max_channels: int = 8
             ax.imshow(_scaled(weight[f]).transpose(1, 2, 0), interpolation="nearest")
         else:
             kernel = weight[f, 0 if ch is None else ch]
-            ax.imshow(kernel, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
+            drawn = ax.imshow(kernel, cmap="RdBu_r", vmin=-bound, vmax=bound,
+                              interpolation="nearest")
             if annotate:
                 for (i, j), v in np.ndenumerate(kernel):
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6)
-        ax.set_title(f"{f}" if ch is None else f"{f}/c{ch}", fontsize=7)
+        ax.set_title(f"filter {f}" if ch is None else f"filter {f} / ch {ch}", fontsize=7)
+    if rgb:
+        figure.supxlabel("each filter's RGB weights scaled min–max", fontsize=7)
+    else:
+        colorbar = figure.colorbar(drawn, ax=axes, shrink=0.8, aspect=25)
+        colorbar.set_label("weight (red +, blue −)", fontsize=7)
     return finish(figure, path)

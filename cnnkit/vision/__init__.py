@@ -7,10 +7,11 @@
 
 Images are (H, W) or (C, H, W), channels first. See ``docs/image-kernels.md``.
 """
-from .filter import filter_image, is_edge_kernel, map_response, response_bound, to_grayscale
-from .io import save_png, side_by_side, to_uint8
+from .filter import (filter_image, is_edge_kernel, map_response, response_bound, stretch_scale,
+                     to_grayscale)
+from .io import save_image, save_png, side_by_side, to_uint8
 from .kernels import KERNELS, get_kernel, parse_kernel
 
 __all__ = ["KERNELS", "filter_image", "get_kernel", "is_edge_kernel", "map_response",
-           "parse_kernel", "response_bound", "save_png", "side_by_side", "to_grayscale",
-           "to_uint8"]
+           "parse_kernel", "response_bound", "save_image", "save_png", "side_by_side",
+           "stretch_scale", "to_grayscale", "to_uint8"]

@@ -25,6 +25,9 @@ Output range (``output_range``), for an input in [0, 1]:
                [0, 1] can give. Zero response is mid-grey, positive edges light, negative dark,
                so sobel-left and sobel-right are exact negatives (1 − each other);
     'abs'    : |r| / B — edge strength, black where flat;
+    'stretch': 0.5 + r / (2·S), with S the 99th percentile of |r| over the image: like
+               'signed' (mid-grey = 0), but scaled to this image's edges, which on a photo are
+               far below B (an outline of a photo spans a few percent of [0, 1] with B);
     'auto'   : 'signed' for zero-sum kernels (edge detectors: sobel-*, outline), else 'clip';
     None     : the raw response r, unscaled.
 With ``grayscale='auto'`` zero-sum kernels first turn a colour image into one luminance channel
@@ -36,10 +39,12 @@ from .. import functional as F
 from ..tensor import Tensor, no_grad
 from .kernels import get_kernel
 
-__all__ = ["filter_image", "is_edge_kernel", "map_response", "response_bound", "to_grayscale"]
+__all__ = ["filter_image", "is_edge_kernel", "map_response", "response_bound", "stretch_scale",
+           "to_grayscale"]
 
 MODES = ("same", "valid", "full")
-OUTPUT_RANGES = ("auto", "clip", "signed", "abs", None)
+OUTPUT_RANGES = ("auto", "clip", "signed", "abs", "stretch", None)
+STRETCH_PERCENTILE = 99.0
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
@@ -67,6 +72,12 @@ def to_grayscale(image: np.ndarray) -> np.ndarray:
     return np.tensordot(LUMA_WEIGHTS.astype(image.dtype), image, axes=(0, 0))[None]
 
 
+def stretch_scale(response: np.ndarray, kernel) -> float:
+    """S for ``output_range='stretch'``: the 99th percentile of |response| (B if that is 0)."""
+    scale = float(np.percentile(np.abs(response), STRETCH_PERCENTILE)) if np.size(response) else 0
+    return scale if scale > 0 else (response_bound(kernel) or 1.0)
+
+
 def map_response(response: np.ndarray, kernel, output_range="auto") -> np.ndarray:
     """Map a raw filter response to display values in [0, 1] (see the module docstring)."""
     if output_range not in OUTPUT_RANGES:
@@ -77,6 +88,8 @@ def map_response(response: np.ndarray, kernel, output_range="auto") -> np.ndarra
         output_range = "signed" if is_edge_kernel(kernel) else "clip"
     if output_range == "clip":
         return np.clip(response, 0.0, 1.0)
+    if output_range == "stretch":
+        return np.clip(0.5 + response / (2 * stretch_scale(response, kernel)), 0.0, 1.0)
     bound = response_bound(kernel) or 1.0  # an all-zero kernel answers 0 everywhere
     if output_range == "signed":
         return np.clip(0.5 + response / (2 * bound), 0.0, 1.0)
@@ -118,7 +131,7 @@ def filter_image(image, kernel, mode="same", convolve=False, output_range="auto"
         ``"0,-1,0;-1,5,-1;0,-1,0"`` or an array (any size, odd or even).
     mode : {'same', 'valid', 'full'}, as ``scipy.signal.correlate2d``
     convolve : bool, True for true convolution (kernel flipped), False for correlation
-    output_range : {'auto', 'clip', 'signed', 'abs', None}, see the module docstring
+    output_range : {'auto', 'clip', 'signed', 'abs', 'stretch', None}, see the module docstring
     grayscale : {'auto', True, False}; True converts (3, H, W) to luminance first, 'auto' does
         so for zero-sum (edge) kernels
     padding_mode : {'zeros', 'reflect', 'replicate', 'circular'} for the 'same'/'full' border;

@@ -11,7 +11,9 @@ from PIL import Image
 
 from ..io import atomic_write_bytes
 
-__all__ = ["save_png", "side_by_side", "to_uint8"]
+__all__ = ["image_format", "save_image", "save_png", "side_by_side", "to_uint8"]
+
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
 def to_uint8(image) -> np.ndarray:
@@ -35,6 +37,24 @@ def save_png(path, image) -> None:
     pixels = to_uint8(image)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
+    atomic_write_bytes(os.fspath(path), buffer.getvalue())
+
+
+def image_format(path) -> str:
+    """'PNG' or 'JPEG' from the file name's extension; ValueError naming the path otherwise."""
+    extension = os.path.splitext(os.fspath(path))[1].lower()
+    if extension not in FORMATS:
+        raise ValueError(f"{path}: unknown image extension {extension!r}; expected one of "
+                         f"{', '.join(FORMATS)}")
+    return FORMATS[extension]
+
+
+def save_image(path, image, quality: int = 92) -> None:
+    """Write ``image`` ((H, W) or (C, H, W) in [0, 1]) as PNG or JPEG by ``path``'s extension."""
+    pixels = to_uint8(image)
+    buffer = io.BytesIO()
+    options = {"quality": quality} if image_format(path) == "JPEG" else {}
+    Image.fromarray(pixels).save(buffer, format=image_format(path), **options)
     atomic_write_bytes(os.fspath(path), buffer.getvalue())
 
 
