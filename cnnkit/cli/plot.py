@@ -12,6 +12,7 @@ from .common import (
     CommandError,
     UsageError,
     add_max_pixels_argument,
+    build_model,
     one_line,
     parse_shape,
     positive_int,
@@ -29,7 +30,7 @@ def register(subparsers) -> None:
     filters = kinds.add_parser("filters", help="first-layer kernels as a grid",
                                description="The first convolution's kernels, one tile each.")
     _model_argument(filters, "CHECKPOINT")
-    filters.add_argument("--max-filters", type=int, default=64, help="default 64")
+    filters.add_argument("--max-filters", type=positive_int, default=64, help="default 64")
     _output_argument(filters, "filters.png")
     filters.set_defaults(run=run_filters)
 
@@ -42,7 +43,8 @@ def register(subparsers) -> None:
     features.add_argument("--resize", action="store_true",
                           help="resize the image to the model's input size")
     features.add_argument("--invert", action="store_true", help="invert brightness")
-    features.add_argument("--max-channels", type=int, default=8, help="maps per layer (8)")
+    features.add_argument("--max-channels", type=positive_int, default=8,
+                          help="maps per layer (8)")
     features.add_argument("--layers", help="comma-separated layer names (default: all)")
     add_max_pixels_argument(features)
     _output_argument(features, "features.png")
@@ -121,10 +123,7 @@ def load_model(text, input_shape=None):
         kwargs["input_size"] = shape[1:]
     elif len(shape) != 2:
         raise UsageError(f"--input-shape: model {text!r} takes signals C,L, got {shape}")
-    try:
-        model = models.get(text, **kwargs)
-    except ValueError as err:
-        raise UsageError(one_line(err)) from err
+    model = build_model(text, **kwargs)
     return model.eval(), {"model": {"name": text, "kwargs": kwargs}, "input_shape": list(shape),
                           "normalize": None}
 

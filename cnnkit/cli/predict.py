@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import UsageError, add_max_pixels_argument, image_input
+from .common import add_max_pixels_argument, image_input, positive_int
 
 
 def register(subparsers) -> None:
@@ -15,7 +15,8 @@ def register(subparsers) -> None:
                     "unless --resize is given.")
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="model or checkpoint file")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPEG files")
-    parser.add_argument("--top-k", type=int, default=3, help="classes to show (default 3)")
+    parser.add_argument("--top-k", type=positive_int, default=3,
+                        help="classes to show (default 3)")
     parser.add_argument("--resize", action="store_true",
                         help="resize images to the model's input size (bilinear)")
     parser.add_argument("--invert", action="store_true",
@@ -30,8 +31,6 @@ def run(args) -> int:
     from .. import functional as F
     from .evaluate import load_model_or_fail
 
-    if args.top_k < 1:
-        raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
     model, config = load_model_or_fail(args.checkpoint)
     classes = config.get("classes") or [str(k) for k in range(model(cnnkit.tensor(
         np.zeros((1, *config["input_shape"]), np.float32))).shape[1])]

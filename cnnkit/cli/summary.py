@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .common import UsageError, one_line, parse_shape
+from .common import UsageError, build_model, int_in, one_line, parse_shape
 
 
 def register(subparsers) -> None:
@@ -18,7 +18,8 @@ def register(subparsers) -> None:
     parser.add_argument("--input-shape", metavar="C,H,W",
                         help="input shape without the batch axis (default 1,28,28; 1,128 for "
                              "cnn1d; a saved model's own shape)")
-    parser.add_argument("--num-classes", type=int, default=10, help="default 10")
+    parser.add_argument("--num-classes", type=int_in(1, 1_000_000), default=10,
+                        help="default 10")
     parser.add_argument("--list", action="store_true", help="list the model names and exit")
     parser.set_defaults(run=run)
 
@@ -48,11 +49,7 @@ def run(args) -> int:
         kwargs = {"in_channels": shape[0], "num_classes": args.num_classes}
         if args.model in ("lenet5", "vgg_small"):
             kwargs["input_size"] = shape[1:]
-        try:
-            model = models.get(args.model, **kwargs)
-        except ValueError as err:
-            raise UsageError(f"cannot build {args.model} for input {shape}: "
-                             f"{one_line(err)}") from err
+        model = build_model(args.model, **kwargs)
     try:
         print(format_summary(summarize(model, shape)))
     except ValueError as err:

@@ -14,12 +14,17 @@ from .common import (
     CommandError,
     UsageError,
     add_data_root_argument,
+    build_model,
     channel_stats,
+    int_in,
     dataset_classes,
     limited,
     load_datasets,
     one_line,
+    positive_int,
+    real_in,
     sample_shape,
+    seed_int,
 )
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -50,31 +55,32 @@ def register(subparsers) -> None:
                                           "of class folders (with train/ and test/, or split "
                                           "80/20)")
     add_data_root_argument(parser)
-    parser.add_argument("--epochs", type=int, help=f"total epochs (default {DEFAULTS['epochs']})")
-    parser.add_argument("--batch-size", type=int,
+    parser.add_argument("--epochs", type=positive_int,
+                        help=f"total epochs (default {DEFAULTS['epochs']})")
+    parser.add_argument("--batch-size", type=positive_int,
                         help=f"training batch size (default {DEFAULTS['batch_size']})")
-    parser.add_argument("--lr", type=float,
+    parser.add_argument("--lr", type=real_in(0.0, inclusive=False),
                         help="learning rate, the peak one for onecycle (default: sgd "
                              f"{DEFAULT_LR['sgd']}, adam {DEFAULT_LR['adam']}, adamw "
                              f"{DEFAULT_LR['adamw']})")
     parser.add_argument("--optimizer", choices=OPTIMIZERS,
                         help=f"default {DEFAULTS['optimizer']}; sgd uses Nesterov momentum 0.9")
-    parser.add_argument("--weight-decay", type=float,
+    parser.add_argument("--weight-decay", type=real_in(0.0, inclusive=True),
                         help="default: sgd 5e-4 (L2), adam 0, adamw 0.05 (decoupled)")
     parser.add_argument("--scheduler", choices=SCHEDULERS,
                         help=f"learning-rate schedule, stepped every batch (default "
                              f"{DEFAULTS['scheduler']}; step divides the lr by 10 after 1/3 "
                              "and 2/3 of the run)")
-    parser.add_argument("--seed", type=int, help="seed of initialisation, shuffling, "
+    parser.add_argument("--seed", type=seed_int, help="seed of initialisation, shuffling, "
                                                  "augmentation and dropout (default 0)")
     parser.add_argument("--augment", action="store_const", const=True,
                         help="random crops (and mirror images, except for digits); helps "
                              "longer runs")
-    parser.add_argument("--limit-train", type=int, metavar="N",
+    parser.add_argument("--limit-train", type=positive_int, metavar="N",
                         help="train on a random subset of N images (quick runs)")
-    parser.add_argument("--limit-test", type=int, metavar="N",
+    parser.add_argument("--limit-test", type=positive_int, metavar="N",
                         help="evaluate on a random subset of N test images")
-    parser.add_argument("--image-size", type=int, metavar="PIXELS",
+    parser.add_argument("--image-size", type=int_in(1, 4096), metavar="PIXELS",
                         help="resize folder images to PIXELS×PIXELS")
     parser.add_argument("--out", metavar="DIR",
                         help="run directory (default runs/<model>_<dataset>)")
@@ -110,20 +116,12 @@ def _resolve(args, saved):
 
 
 def _check(settings) -> None:
+    """Given options were range-checked by argparse, saved ones by ``train.schema``; the
+    choices are checked here for both."""
     for key, choices in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS)):
         if settings[key] not in choices:
             raise UsageError(f"--{key} must be one of {', '.join(choices)}, got "
                              f"{settings[key]!r}")
-    for key in ("epochs", "batch_size"):
-        if settings[key] < 1:
-            raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {settings[key]}")
-    for key in ("limit_train", "limit_test", "image_size"):
-        if settings[key] is not None and settings[key] < 1:
-            raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {settings[key]}")
-    if not settings["lr"] > 0:
-        raise UsageError(f"--lr must be positive, got {settings['lr']}")
-    if not settings["weight_decay"] >= 0:
-        raise UsageError(f"--weight-decay must be >= 0, got {settings['weight_decay']}")
 
 
 def _transforms(dataset_name, shape, augment, normalize):
@@ -205,7 +203,6 @@ def _train(args, settings, out, lock) -> int:
     """The run, in the locked directory ``out``."""
     import cnnkit
 
-    from .. import models
     from ..data import DataLoader
     from ..train import CHECKPOINT_FILE, MODEL_FILE, fit
 
@@ -243,11 +240,7 @@ def _train(args, settings, out, lock) -> int:
     cnnkit.manual_seed(settings["seed"])
     kwargs = {"in_channels": shape[0], "num_classes": len(classes),
               "input_size": list(shape[1:])}
-    try:
-        model = models.get(settings["model"], **kwargs)
-    except ValueError as err:
-        raise UsageError(f"cannot build {settings['model']} for {shape} images: "
-                         f"{one_line(err)}") from err
+    model = build_model(settings["model"], **kwargs)
     optimizer = _build_optimizer(settings, model.parameters())
     scheduler = _build_scheduler(settings, optimizer, settings["epochs"] * len(train_loader))
     config = {"model": {"name": settings["model"], "kwargs": kwargs},
