@@ -12,11 +12,13 @@ import numpy as np
 
 from .._runtime import COMPILED_MIN_SIZE as _COMPILED_MIN_SIZE
 from ..tensor import Tensor, as_tensor
+from .half import computes_float16_in_float32
 
 __all__ = ["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax",
            "erf"]
 
 
+@computes_float16_in_float32
 def relu(input) -> Tensor:  # noqa: A002 - PyTorch's argument name
     """max(x, 0). d/dx = 1 where x > 0, else 0 (0 at x = 0; NaN passes the gradient, as PyTorch)."""
     x = as_tensor(input)
