@@ -57,7 +57,9 @@ def _dims(n):
 
 
 def _check_groups(op, groups, in_channels, out_channels=None):
-    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups <= 0:
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool):
+        raise TypeError(f"{op}: groups must be a positive int, got {groups!r}")  # as torch
+    if groups <= 0:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
     if in_channels % groups:
         raise ValueError(f"{op}: groups={groups} must divide the input channels ({in_channels})")

@@ -8,7 +8,7 @@ last window that would start in the right padding.
 import numpy as np
 
 from .._runtime import COMPILED_MIN_SIZE as _COMPILED_MIN_SIZE
-from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding
+from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding, to_tuple
 from ..kernels import pooling as kernels
 from ..tensor import Tensor
 from .half import computes_float16_in_float32
@@ -166,7 +166,9 @@ def _adaptive_size(op, output_size, spatial):
         sizes = tuple(s if o is None else o for o, s in zip(output_size, spatial))
     else:
         sizes = output_size
-    sizes = positive_tuple(sizes, n_dims, "output_size")
+    sizes = to_tuple(sizes, n_dims, "output_size")
+    if any(s < 0 for s in sizes):  # 0 is allowed: an empty output, as PyTorch gives
+        raise ValueError(f"output_size: must be non-negative, got {output_size!r}")
     if any(s == 0 for s in spatial):
         raise ValueError(f"{op}: input spatial sizes must be positive, got {spatial}")
     return sizes
@@ -202,7 +204,11 @@ def adaptive_avg_pool3d(input, output_size):
 def _adaptive_max_pool(op, n_dims, input, output_size, return_indices):
     x, unbatched = _check_input(op, input, n_dims)
     out = _adaptive_size(op, output_size, x.shape[2:])
-    y, index = kernels.adaptive_max_forward(x.data, out)
+    if 0 in out:  # an empty output (no window to take a maximum of)
+        y = np.empty(x.shape[:2] + out, dtype=x.dtype)
+        index = np.empty(y.shape, dtype=np.int64)
+    else:
+        y, index = kernels.adaptive_max_forward(x.data, out)
 
     def backward(g):
         return (kernels.scatter_to_planes(g, index, x.shape),)
