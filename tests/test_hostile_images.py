@@ -119,3 +119,27 @@ def test_max_pixels_option_raises_and_lowers_the_limit(run_cli, model_file, tmp_
 
 def test_default_limit_is_documented_value():
     assert DEFAULT_MAX_PIXELS == 4096 * 4096
+
+
+def test_image_folder_data_sets_obey_max_pixels_in_train_and_evaluate(run_cli, tmp_path, bomb):
+    root = tmp_path / "shapes"
+    for split in ("train", "test"):
+        for name in ("dark", "light"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(np.full((8, 8), 40 if name == "dark" else 200, np.uint8)).save(
+                    root / split / name / f"{i}.png")
+    common = ["--model", "lenet5", "--dataset", root, "--epochs", "1", "--batch-size", "4",
+              "--no-progress"]
+    code, _, err = run_cli("train", *common, "--out", tmp_path / "a", "--max-pixels", "63")
+    assert code == 1 and "more than the limit of 63" in err and len(err.splitlines()) == 1
+    code, _, err = run_cli("train", *common, "--out", tmp_path / "b", "--max-pixels", "64")
+    assert code == 0, err
+    model = tmp_path / "b" / "model.safetensors"
+    assert run_cli("evaluate", model)[0] == 0
+    bomb.rename(root / "test" / "light" / "6.png")  # a hostile file joins the data set
+    code, _, err = run_cli("evaluate", model)
+    assert code == 1 and "6.png is 20000×20000" in err and len(err.splitlines()) == 1
+    code, _, err = run_cli("plot", "confusion", model, "-o", tmp_path / "c.png",
+                           "--max-pixels", "63")
+    assert code == 1 and "more than the limit of 63" in err

@@ -94,20 +94,22 @@ def add_data_root_argument(parser) -> None:
                              "$CNNKIT_DATA, then /usr/share/datasets/<name>)")
 
 
-def load_datasets(name: str, data_root=None, image_size=None, split_seed: int = 0):
+def load_datasets(name: str, data_root=None, image_size=None, split_seed: int = 0,
+                  max_pixels: int = DEFAULT_MAX_PIXELS):
     """``(train, test)`` data sets for ``name``: a built-in name or a folder of class folders.
 
     A folder with ``train/`` and ``test/`` sub-folders uses them; otherwise its class folders
-    are split 80/20 at random (seeded). Raises CommandError for a missing or unknown data set.
+    are split 80/20 at random (seeded); their image files may have at most ``max_pixels``
+    pixels. Raises CommandError for a missing, unknown or empty data set.
     """
-    train, test = _load_splits(name, data_root, image_size, split_seed)
+    train, test = _load_splits(name, data_root, image_size, split_seed, max_pixels)
     for split, dataset in (("training", train), ("test", test)):
         if len(dataset) == 0:
             raise CommandError(f"data set {name!r}: the {split} split has no images")
     return train, test
 
 
-def _load_splits(name: str, data_root, image_size, split_seed):
+def _load_splits(name: str, data_root, image_size, split_seed, max_pixels):
     if name in ("fashion-mnist", "mnist"):
         if data_root is not None and not os.path.isdir(data_root):
             raise UsageError(f"--data-root {data_root}: no such directory")
@@ -131,10 +133,11 @@ def _load_splits(name: str, data_root, image_size, split_seed):
     try:
         train_dir, test_dir = os.path.join(name, "train"), os.path.join(name, "test")
         if os.path.isdir(train_dir) and os.path.isdir(test_dir):
-            train = ImageFolder(train_dir, image_size=image_size)
-            test = ImageFolder(test_dir, image_size=image_size, grayscale=train.grayscale)
+            train = ImageFolder(train_dir, image_size=image_size, max_pixels=max_pixels)
+            test = ImageFolder(test_dir, image_size=image_size, grayscale=train.grayscale,
+                               max_pixels=max_pixels)
             return train, test
-        everything = ImageFolder(name, image_size=image_size)
+        everything = ImageFolder(name, image_size=image_size, max_pixels=max_pixels)
         n_test = max(1, round(0.2 * len(everything)))
         train, test = random_split(everything, [len(everything) - n_test, n_test],
                                    seed=split_seed)

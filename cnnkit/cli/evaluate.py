@@ -4,6 +4,7 @@ from __future__ import annotations
 from .common import (
     CommandError,
     add_data_root_argument,
+    add_max_pixels_argument,
     limited,
     load_datasets,
     one_line,
@@ -24,6 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=500, help="default 500")
     parser.add_argument("--limit-test", type=positive_int, metavar="N",
                         help="evaluate on a random subset of N test images")
+    add_max_pixels_argument(parser)
     parser.set_defaults(run=run)
 
 
@@ -50,7 +52,8 @@ def run(args) -> int:
     train_settings = config.get("train") or {}
     # The same split seed as in training, so a folder split 80/20 gives the same test images.
     _, test_set = load_datasets(dataset_name, args.data_root, train_settings.get("image_size"),
-                                split_seed=train_settings.get("seed", 0))
+                                split_seed=train_settings.get("seed", 0),
+                                max_pixels=args.max_pixels)
     test_set = limited(test_set, args.limit_test)
     shape = sample_shape(test_set)
     if shape != tuple(config["input_shape"]):

@@ -71,6 +71,7 @@ def register(subparsers) -> None:
     confusion.add_argument("--batch-size", type=positive_int, default=500, help="default 500")
     confusion.add_argument("--normalize", action="store_true",
                            help="show row fractions instead of counts")
+    add_max_pixels_argument(confusion)
     _output_argument(confusion, "confusion.png")
     confusion.set_defaults(run=run_confusion)
 
@@ -185,7 +186,7 @@ def run_confusion(args) -> int:
     if name is None:
         raise CommandError(f"{args.model} does not name its data set; pass --dataset")
     image_size = (config.get("train") or {}).get("image_size")
-    _, test_set = load_datasets(name, args.data_root, image_size)
+    _, test_set = load_datasets(name, args.data_root, image_size, max_pixels=args.max_pixels)
     classes = dataset_classes(test_set)
     test_set = limited(test_set, args.limit_test)
     if tuple(test_set[0][0].shape) != tuple(config["input_shape"]):

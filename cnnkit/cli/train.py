@@ -14,6 +14,7 @@ from .common import (
     CommandError,
     UsageError,
     add_data_root_argument,
+    add_max_pixels_argument,
     build_model,
     channel_stats,
     int_in,
@@ -82,6 +83,7 @@ def register(subparsers) -> None:
                         help="evaluate on a random subset of N test images")
     parser.add_argument("--image-size", type=int_in(1, 4096), metavar="PIXELS",
                         help="resize folder images to PIXELS×PIXELS")
+    add_max_pixels_argument(parser)
     parser.add_argument("--out", metavar="DIR",
                         help="run directory (default runs/<model>_<dataset>)")
     parser.add_argument("--resume", action="store_true",
@@ -217,6 +219,7 @@ def _train(args, settings, out, lock) -> int:
                            "--overwrite to start again, or another --out")
 
     train_set, test_set = load_datasets(dataset_name, args.data_root, settings["image_size"],
+                                        max_pixels=args.max_pixels,
                                         split_seed=settings["seed"])
     classes = dataset_classes(train_set)
     train_set = limited(train_set, settings["limit_train"], settings["seed"])
