@@ -154,3 +154,17 @@ def test_the_untouched_checkpoint_still_resumes(run_dir, tmp_path):
     _crafted(run_dir / "checkpoint.safetensors", out / "checkpoint.safetensors",
              lambda tensors, metadata: None)
     assert load_checkpoint(out / "checkpoint.safetensors").epoch == 1
+
+
+def _partial_train_settings(tensors, metadata):
+    del metadata["config"]["train"]["seed"]
+
+
+def test_partial_train_settings_load_but_do_not_resume(run_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    _crafted(run_dir / "checkpoint.safetensors", out / "checkpoint.safetensors",
+             _partial_train_settings)
+    assert load_checkpoint(out / "checkpoint.safetensors").epoch == 1  # a library user's config
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 1
+    assert "config.train in metadata: lacks ['seed']" in _one_line_error(capsys, "train")

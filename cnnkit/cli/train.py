@@ -163,6 +163,7 @@ def _build_scheduler(settings, optimizer, total_steps):
 def run(args) -> int:
     from .. import models
     from ..train import CHECKPOINT_FILE, RunLockedError, load_checkpoint, run_lock
+    from ..train.schema import check_train_settings
 
     saved = None
     out = args.out
@@ -179,6 +180,10 @@ def run(args) -> int:
         if saved is None:
             raise CommandError(f"{path}: not written by cnnkit train (its config has no "
                                "'train' settings); start a new run")
+        try:
+            check_train_settings(saved, path)
+        except ValueError as err:
+            raise CommandError(one_line(err)) from err
     settings = _resolve(args, saved)
     _check(settings)
     if settings["model"] not in models.names():
