@@ -216,3 +216,27 @@ def test_internal_errors_are_one_line_unless_debug(run_cli, monkeypatch):
     with pytest.raises(RuntimeError):
         main(["summary", "--list"])
     assert os.environ["CNNKIT_DEBUG"] == "1"
+
+
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "{model}", "--dataset", "digits"], ["predict", "{model}", "{image}"],
+    ["summary", "{model}"], ["plot", "features", "{model}", "{image}", "-o", "{out}"],
+    ["plot", "confusion", "{model}", "--dataset", "digits", "-o", "{out}"],
+    ["plot", "receptive-field", "{model}", "-o", "{out}"],
+    ["predict", "{signal_model}", "{image}"]])
+def test_model_files_with_a_minimal_config_are_one_line(argv, files, tmp_path, run_cli):
+    """A model file saved from Python with only {"model": ...} (no input_shape, classes or
+    normalize), or a 1-D model given an image."""
+    minimal = tmp_path / "minimal.safetensors"
+    save_model(minimal, models.get("lenet5", input_size=8),
+               {"model": {"name": "lenet5", "kwargs": {"input_size": 8}}})
+    signal = tmp_path / "signal.safetensors"
+    save_model(signal, models.get("cnn1d"), {"model": {"name": "cnn1d", "kwargs": {}},
+                                             "input_shape": [1, 128]})
+    values = {"model": minimal, "signal_model": signal, "image": files["image"],
+              "out": tmp_path / "out.png"}
+    code, _, err = run_cli(*[arg.format(**values) for arg in argv])
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "internal error" not in lines[0], err
+    assert "input_shape" in lines[0] or "not images" in lines[0]

@@ -224,6 +224,9 @@ def image_input(path, config: dict, resize: bool = False, invert: bool = False,
     show light objects on black, photos usually the reverse). A file of more than
     ``max_pixels`` pixels is a CommandError before it is decoded.
     """
+    if len(config["input_shape"]) != 3:
+        raise CommandError(f"the model takes inputs of shape {tuple(config['input_shape'])}, "
+                           "not images (C, H, W)")
     channels, height, width = config["input_shape"]
     try:
         image = load_image(path, grayscale=channels == 1, size=(height, width) if resize else None,

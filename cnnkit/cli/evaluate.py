@@ -8,6 +8,7 @@ from .common import (
     limited,
     load_datasets,
     one_line,
+    parse_shape,
     positive_int,
     sample_shape,
 )
@@ -29,15 +30,25 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def load_model_or_fail(path):
-    """``cnnkit.train.load_model`` with its errors as one-line CommandErrors."""
+def load_model_or_fail(path, input_shape=None, require_input_shape=True):
+    """``cnnkit.train.load_model`` with its errors as one-line CommandErrors.
+
+    ``input_shape`` (an --input-shape text) overrides the file's; without either, a command
+    that needs the shape (``require_input_shape``) stops with a CommandError.
+    """
     from ..train import load_model
     try:
-        return load_model(path)
+        model, config = load_model(path)
     except FileNotFoundError as err:
         raise CommandError(f"{path}: no such file") from err
     except ValueError as err:
         raise CommandError(one_line(err)) from err
+    if input_shape is not None:
+        config = dict(config, input_shape=list(parse_shape(input_shape)))
+    if require_input_shape and config.get("input_shape") is None:
+        raise CommandError(f"{path}: its config has no input_shape (files written by cnnkit "
+                           "train have one; where the command has --input-shape, give it)")
+    return model, config
 
 
 def run(args) -> int:
@@ -59,8 +70,9 @@ def run(args) -> int:
     if shape != tuple(config["input_shape"]):
         raise CommandError(f"the model expects {tuple(config['input_shape'])} inputs, "
                            f"{dataset_name} gives {shape}")
-    norm = config["normalize"]
-    loader = DataLoader(test_set, args.batch_size, transform=T.Normalize(norm["mean"], norm["std"]))
+    norm = config.get("normalize")
+    transform = T.Normalize(norm["mean"], norm["std"]) if norm else None
+    loader = DataLoader(test_set, args.batch_size, transform=transform)
     result = evaluate(model, loader)
     print(f"test accuracy: {100 * result['accuracy']:.2f}%  test loss: {result['loss']:.4f}  "
           f"({result['count']} images of {dataset_name})")

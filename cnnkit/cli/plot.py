@@ -101,7 +101,7 @@ def _output_argument(parser, default):
                         help=f"PNG file to write (default {default})")
 
 
-def load_model(text, input_shape=None):
+def load_model(text, input_shape=None, require_input_shape=True):
     """(model, config) from a model/checkpoint file, a run directory holding model.safetensors,
     or a model name (random weights)."""
     from .. import models
@@ -109,10 +109,7 @@ def load_model(text, input_shape=None):
         text = os.path.join(text, "model.safetensors")
     if os.path.exists(text):
         from .evaluate import load_model_or_fail
-        model, config = load_model_or_fail(text)
-        if input_shape is not None:
-            config = dict(config, input_shape=list(parse_shape(input_shape)))
-        return model, config
+        return load_model_or_fail(text, input_shape, require_input_shape)
     if text not in models.names():
         raise CommandError(f"{text}: no such model/checkpoint file, nor a model name (known: "
                            f"{', '.join(models.names())})")
@@ -143,7 +140,7 @@ def _wrote(path, what):
 def run_filters(args) -> int:
     from ..plots import first_conv_weight, plot_filters
     _check_output(args.output)
-    model, _ = load_model(args.model, args.input_shape)
+    model, _ = load_model(args.model, args.input_shape, require_input_shape=False)
     weight = first_conv_weight(model)
     plot_filters(weight, args.output, max_filters=args.max_filters)
     return _wrote(args.output, f"{min(len(weight), args.max_filters)} first-layer filters of "

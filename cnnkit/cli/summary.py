@@ -35,8 +35,8 @@ def run(args) -> int:
     if args.model is None:
         raise UsageError("give a MODEL (one of: " + ", ".join(models.names()) + ") or --list")
     if args.model.endswith(".safetensors") or os.path.isfile(args.model):
-        model, config = load_model_or_fail(args.model)
-        shape = parse_shape(args.input_shape) if args.input_shape else tuple(config["input_shape"])
+        model, config = load_model_or_fail(args.model, args.input_shape)
+        shape = tuple(config["input_shape"])
     else:
         if args.model not in models.names():
             raise UsageError(f"unknown model {args.model!r}; available: "
