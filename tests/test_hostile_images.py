@@ -5,6 +5,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from cnnkit import models
@@ -143,3 +145,24 @@ def test_image_folder_data_sets_obey_max_pixels_in_train_and_evaluate(run_cli, t
     code, _, err = run_cli("plot", "confusion", model, "-o", tmp_path / "c.png",
                            "--max-pixels", "63")
     assert code == 1 and "more than the limit of 63" in err
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), kind=st.sampled_from(["PNG", "JPEG", "GIF", "BMP"]))
+def test_damaged_image_files_are_read_or_refused_with_value_error(tmp_path_factory, data, kind):
+    import io
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(buffer, format=kind)
+    contents = bytearray(buffer.getvalue())
+    for position, value in data.draw(st.lists(st.tuples(
+            st.integers(0, len(contents) - 1), st.integers(0, 255)), max_size=4), "edits"):
+        contents[position] = value
+    contents = contents[:data.draw(st.integers(0, len(contents)), "length")]
+    path = tmp_path_factory.mktemp("img") / f"damaged.{kind.lower()}"
+    path.write_bytes(bytes(contents))
+    try:
+        image = load_image(path, max_pixels=1 << 16)
+    except ValueError as err:
+        assert str(path) in str(err)
+    else:
+        assert image.dtype == np.float32 and image.ndim == 3
