@@ -21,9 +21,12 @@ PADDING_STRINGS = ("valid", "same", "full")
 
 
 def to_tuple(value, n: int, name: str) -> tuple:
-    """An int or a length-``n`` sequence of ints -> tuple of ``n`` ints (PyTorch's ``_ntuple``)."""
+    """An int or a length-``n`` sequence of ints -> tuple of ``n`` ints (PyTorch's ``_ntuple``;
+    a sequence of one int counts for every dim, as PyTorch's ``expand_param_if_needed``)."""
     if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
         return (int(value),) * n
+    if isinstance(value, (tuple, list)) and len(value) == 1 and n > 1:
+        value = tuple(value) * n
     if isinstance(value, (tuple, list)) and len(value) == n and all(
             isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool)
             for v in value):
@@ -85,7 +88,10 @@ def output_size(size: int, kernel: int, stride: int = 1, pad: tuple = (0, 0),
     """out = floor((in + pad_lo + pad_hi − d·(k−1) − 1) / s) + 1   (ceil instead with ceil_mode).
 
     In ceil mode a last window that would *start* in the high-side padding is dropped, as
-    PyTorch does, so every window covers at least one input or low-side padding cell.
+    PyTorch does, so every window covers at least one input or low-side padding cell; the
+    windows may then reach past the padded input (by less than a stride), even when the kernel
+    is larger than the padded input (PyTorch's one output for a 1-pixel input, kernel 2,
+    stride 2).
     """
     span = size + pad[0] + pad[1] - dilation * (kernel - 1) - 1
     if ceil_mode:
@@ -141,11 +147,12 @@ def conv_output_shape(input_shape, kernel_size, stride=1, padding=0, dilation=1,
             raise ValueError(f"padding: {padding!r} leaves a non-positive output size {out} for "
                              f"input {spatial}")
         return out
-    for s, k, p, d in zip(spatial, kernel, pads, dilations):
-        if s + p[0] + p[1] < d * (k - 1) + 1:
+    out = tuple(output_size(*args, ceil_mode) for args in
+                zip(spatial, kernel, strides, pads, dilations))
+    for s, k, p, d, o in zip(spatial, kernel, pads, dilations, out):
+        if s + p[0] + p[1] < d * (k - 1) + 1 and not (ceil_mode and o >= 1):
             raise ValueError(
                 f"kernel_size: the kernel (size {k}, dilation {d}, spanning {d * (k - 1) + 1}) is "
                 f"larger than the padded input (size {s} + padding {p[0]}+{p[1]}); "
                 f"input spatial shape {spatial}, kernel_size {kernel}")
-    return tuple(output_size(*args, ceil_mode) for args in
-                 zip(spatial, kernel, strides, pads, dilations))
+    return out

@@ -67,8 +67,8 @@ CONV_ERRORS = [
     (ValueError, "groups", (2, 4, 8, 8), (3, 2, 3, 3), dict(groups=2)),     # out 3 % 2
     (ValueError, "groups", X, W, dict(groups=0)),
     (ValueError, "groups", X, W, dict(groups=-3)),
-    (ValueError, "groups", X, W, dict(groups=1.0)),
-    (ValueError, "groups", X, W, dict(groups=True)),
+    (TypeError, "groups", X, W, dict(groups=1.0)),                          # as torch
+    (TypeError, "groups", X, W, dict(groups=True)),
     (ValueError, "kernel_size", (1, 3, 4, 4), (4, 3, 5, 5), {}),            # kernel > input
     (ValueError, "kernel_size", (1, 3, 4, 4), (4, 3, 3, 3), dict(dilation=2)),
     (ValueError, "kernel_size", (1, 3, 4, 9), (4, 3, 6, 3), dict(padding=((1, 0), (0, 0)))),
@@ -173,7 +173,7 @@ POOL_ERRORS = [
     (F.avg_pool2d, ValueError, "divisor_override", X, dict(kernel_size=2, divisor_override=0)),
     (F.avg_pool2d, ValueError, "kernel_size", (1, 1, 3, 3), dict(kernel_size=(2, 4))),
     (F.avg_pool3d, ValueError, "input", (8, 8), dict(kernel_size=2)),
-    (F.adaptive_avg_pool2d, ValueError, "output_size", X, dict(output_size=0)),
+    (F.adaptive_avg_pool2d, ValueError, "output_size", X, dict(output_size=-1)),  # 0: empty
     (F.adaptive_max_pool2d, TypeError, "output_size", X, dict(output_size=(2, 2, 2))),
     (F.adaptive_max_pool1d, ValueError, "input", (8,), dict(output_size=2)),
 ]

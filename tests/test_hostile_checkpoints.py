@@ -8,6 +8,8 @@ import struct
 import numpy as np
 import pytest
 import safetensors.numpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cnnkit.cli import main
 from cnnkit.io import load_file, save_file
@@ -154,3 +156,81 @@ def test_the_untouched_checkpoint_still_resumes(run_dir, tmp_path):
     _crafted(run_dir / "checkpoint.safetensors", out / "checkpoint.safetensors",
              lambda tensors, metadata: None)
     assert load_checkpoint(out / "checkpoint.safetensors").epoch == 1
+
+
+def _partial_train_settings(tensors, metadata):
+    del metadata["config"]["train"]["seed"]
+
+
+def test_partial_train_settings_load_but_do_not_resume(run_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    _crafted(run_dir / "checkpoint.safetensors", out / "checkpoint.safetensors",
+             _partial_train_settings)
+    assert load_checkpoint(out / "checkpoint.safetensors").epoch == 1  # a library user's config
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 1
+    assert "config.train in metadata: lacks ['seed']" in _one_line_error(capsys, "train")
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.sampled_from([0, -1, 1, 3, 10**12, 2**63, -(2**70)])
+    | st.sampled_from([0.5, -0.0, float("nan"), float("inf"), 1e308]) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,
+                                                                  max_size=3),
+    max_leaves=8)
+_FIELDS = [("config",), ("config", "model"), ("config", "model", "name"),
+           ("config", "model", "kwargs"), ("config", "model", "kwargs", "num_classes"),
+           ("config", "model", "kwargs", "input_size"),
+           ("config", "model", "kwargs", "in_channels"),
+           ("config", "input_shape"), ("config", "classes"), ("config", "normalize"),
+           ("config", "normalize", "mean"), ("config", "normalize", "std"), ("config", "train"),
+           ("config", "train", "epochs"), ("kind",), ("version",)]
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(_FIELDS), value=_JSON)
+def test_any_metadata_value_is_loaded_or_refused_with_value_error(run_dir, tmp_path, field,
+                                                                  value):
+    def edit(tensors, metadata):
+        target = metadata
+        for key in field[:-1]:
+            target = target[key]
+        target[field[-1]] = value
+
+    path = _crafted(run_dir / "model.safetensors", tmp_path / "fuzz.safetensors", edit)
+    try:
+        load_model(path)
+    except ValueError as err:
+        assert str(err).startswith(str(path))
+
+
+_CHECKPOINT_FIELDS = [("epoch",), ("history",), ("optimizer",), ("optimizer", "param_groups"),
+                      ("optimizer", "state"), ("optimizer", "class"), ("scheduler",),
+                      ("train_loader",), ("rng_state",), ("rng_state", "state"),
+                      ("config", "train", "batch_size"), ("config", "train", "lr"),
+                      ("config", "train", "seed"), ("config", "train", "limit_train"),
+                      ("config", "input_shape"), ("config", "normalize")]
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(_CHECKPOINT_FIELDS), value=_JSON)
+def test_any_checkpoint_value_resumes_or_is_one_line(run_dir, tmp_path_factory, field, value,
+                                                     capsys):
+    out = tmp_path_factory.mktemp("resume") / "run"
+    shutil.copytree(run_dir, out)
+
+    def edit(tensors, metadata):
+        target = metadata
+        for key in field[:-1]:
+            target = target[key]
+        target[field[-1]] = value
+
+    _crafted(run_dir / "checkpoint.safetensors", out / "checkpoint.safetensors", edit)
+    code = main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code in (0, 1, 2), err
+    if code:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "internal error" not in lines[0], (field, value, err)

@@ -5,6 +5,8 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cnnkit.data import read_idx, write_idx
 
@@ -95,3 +97,23 @@ def test_data_root_must_hold_the_data(run_cli, empty_mnist, tmp_path, monkeypatc
     code, _, err = run_cli("train", "--dataset", "mnist", "--data-root", tmp_path / "other",
                            "--out", tmp_path / "run")
     assert code == 1 and f"--data-root {tmp_path / 'other'}: no mnist files there" in err
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_damaged_idx_files_are_read_or_refused_with_value_error(tmp_path_factory, data):
+    array = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+    raw = _idx_header(array.shape, 0x0B) + array.astype(">i2").tobytes()
+    contents = gzip.compress(raw, mtime=0) if data.draw(st.booleans(), "gzip") else raw
+    edits = data.draw(st.lists(st.tuples(st.integers(0, len(contents) - 1),
+                                         st.integers(0, 255)), max_size=4), "edits")
+    damaged = bytearray(contents)
+    for position, value in edits:
+        damaged[position] = value
+    damaged = damaged[:data.draw(st.integers(0, len(damaged)), "length")]
+    path = tmp_path_factory.mktemp("idx") / "damaged-idx3-ubyte"
+    path.write_bytes(bytes(damaged))
+    try:
+        read_idx(path, max_bytes=1 << 20)
+    except ValueError as err:
+        assert str(path) in str(err)

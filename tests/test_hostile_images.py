@@ -5,6 +5,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from cnnkit import models
@@ -119,3 +121,48 @@ def test_max_pixels_option_raises_and_lowers_the_limit(run_cli, model_file, tmp_
 
 def test_default_limit_is_documented_value():
     assert DEFAULT_MAX_PIXELS == 4096 * 4096
+
+
+def test_image_folder_data_sets_obey_max_pixels_in_train_and_evaluate(run_cli, tmp_path, bomb):
+    root = tmp_path / "shapes"
+    for split in ("train", "test"):
+        for name in ("dark", "light"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(np.full((8, 8), 40 if name == "dark" else 200, np.uint8)).save(
+                    root / split / name / f"{i}.png")
+    common = ["--model", "lenet5", "--dataset", root, "--epochs", "1", "--batch-size", "4",
+              "--no-progress"]
+    code, _, err = run_cli("train", *common, "--out", tmp_path / "a", "--max-pixels", "63")
+    assert code == 1 and "more than the limit of 63" in err and len(err.splitlines()) == 1
+    code, _, err = run_cli("train", *common, "--out", tmp_path / "b", "--max-pixels", "64")
+    assert code == 0, err
+    model = tmp_path / "b" / "model.safetensors"
+    assert run_cli("evaluate", model)[0] == 0
+    bomb.rename(root / "test" / "light" / "6.png")  # a hostile file joins the data set
+    code, _, err = run_cli("evaluate", model)
+    assert code == 1 and "6.png is 20000×20000" in err and len(err.splitlines()) == 1
+    code, _, err = run_cli("plot", "confusion", model, "-o", tmp_path / "c.png",
+                           "--max-pixels", "63")
+    assert code == 1 and "more than the limit of 63" in err
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), kind=st.sampled_from(["PNG", "JPEG", "GIF", "BMP"]))
+def test_damaged_image_files_are_read_or_refused_with_value_error(tmp_path_factory, data, kind):
+    import io
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(buffer, format=kind)
+    contents = bytearray(buffer.getvalue())
+    for position, value in data.draw(st.lists(st.tuples(
+            st.integers(0, len(contents) - 1), st.integers(0, 255)), max_size=4), "edits"):
+        contents[position] = value
+    contents = contents[:data.draw(st.integers(0, len(contents)), "length")]
+    path = tmp_path_factory.mktemp("img") / f"damaged.{kind.lower()}"
+    path.write_bytes(bytes(contents))
+    try:
+        image = load_image(path, max_pixels=1 << 16)
+    except ValueError as err:
+        assert str(path) in str(err)
+    else:
+        assert image.dtype == np.float32 and image.ndim == 3

@@ -1,10 +1,12 @@
 """Training runs under faults: a second run on the same directory, a run killed mid-write, a
 directory that cannot be written. Real processes where the fault needs one (kill -9)."""
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from cnnkit.train import RunLockedError, fit, run_lock
@@ -14,9 +16,10 @@ TINY_RUN = ["train", "--model", "lenet5", "--dataset", "digits", "--limit-train"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _python(code, **kwargs):
-    env = dict(os.environ, PYTHONPATH=ROOT, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env,
+def _python(code, env_extra=None, args=(), **kwargs):
+    env = dict(os.environ, PYTHONPATH=ROOT, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1",
+               **(env_extra or {}))
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -138,3 +141,95 @@ def test_kill_during_the_checkpoint_fsync_leaves_nothing_behind(tmp_path, run_cl
     assert {p.name for p in out.iterdir()} == {"checkpoint.safetensors", "model.safetensors",
                                                "metrics.csv", "metrics.json",
                                                "batch_losses.csv"}
+
+
+KILLABLE_RUN = """
+import os, signal, sys
+import cnnkit.optim.optimizer as optimizer
+from cnnkit.cli import main
+
+kill_at, events = int(os.environ["KILL_AT"]), [0]
+
+def event():
+    events[0] += 1
+    if events[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def counted(function):
+    def wrapper(*args, **kwargs):
+        event()  # before: a kill at an fsync leaves its temporary file unfinished
+        return function(*args, **kwargs)
+    return wrapper
+
+optimizer.Optimizer.step = counted(optimizer.Optimizer.step)
+os.fsync = counted(os.fsync)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _weights(path):
+    from cnnkit.io import load_file
+    return load_file(path)[0]
+
+
+def test_killed_three_times_at_random_points_then_resumed_is_bit_identical(tmp_path, run_cli):
+    """kill -9 at three seeded random points (optimizer steps and fsyncs, so also mid-write);
+    each time the run is resumed (or restarted, if no checkpoint was written yet). The final
+    weights are bit for bit those of a run never stopped."""
+    argv = TINY_RUN + ["--epochs", "3", "--augment", "--seed", "5"]
+    code, _, err = run_cli(*argv, "--out", tmp_path / "whole")
+    assert code == 0, err
+    out = tmp_path / "killed"
+    rng = np.random.default_rng(2026)
+    kills = 0
+    for attempt in range(8):
+        resume = ["--resume"] if (out / "checkpoint.safetensors").exists() else []
+        kill_at = int(rng.integers(1, 12)) if kills < 3 else 0
+        process = _python(KILLABLE_RUN, env_extra={"KILL_AT": str(kill_at)},
+                          args=[*argv, "--out", str(out), *resume])
+        _, stderr = process.communicate(timeout=300)
+        if process.returncode == 0:
+            break
+        assert process.returncode == -9, stderr
+        kills += 1
+    assert kills == 3
+    whole, resumed = _weights(tmp_path / "whole" / "model.safetensors"), \
+        _weights(out / "model.safetensors")
+    assert sorted(whole) == sorted(resumed)
+    for key in whole:
+        assert np.array_equal(whole[key], resumed[key]), key
+    assert {p.name for p in out.iterdir()} == {"checkpoint.safetensors", "model.safetensors",
+                                               "metrics.csv", "metrics.json",
+                                               "batch_losses.csv"}
+
+
+def _mount_tmpfs(mount_point, options):
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+
+
+def test_a_full_disk_keeps_the_last_checkpoint(tmp_path, run_cli):
+    """On a 512 KiB file system, epoch 1's files fit (a 260 KB checkpoint, an 87 KB model) but
+    epoch 2's new checkpoint does not: the write fails, one line is printed, and epoch 1's
+    checkpoint is intact and resumable elsewhere."""
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, "size=512k")
+    try:
+        out = disk / "run"
+        code, stdout, err = run_cli(*TINY_RUN, "--epochs", "3", "--out", out)
+        assert code == 1 and "epoch 1/3" in stdout
+        assert "No space left on device" in _one_line_error(err)
+        from cnnkit.train import load_checkpoint
+        assert load_checkpoint(out / "checkpoint.safetensors").epoch == 1
+        assert {p.name for p in out.iterdir()} == {"checkpoint.safetensors",
+                                                   "model.safetensors", "metrics.csv",
+                                                   "metrics.json", "batch_losses.csv"}
+        shutil.copytree(out, tmp_path / "moved")
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    code, stdout, err = run_cli("train", "--out", tmp_path / "moved", "--resume",
+                                "--no-progress")
+    assert code == 0 and "epoch 2/3" in stdout, err

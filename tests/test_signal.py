@@ -193,6 +193,20 @@ def test_zero_dim_inputs_multiply():
             assert result.shape == () and result.dtype == expected.dtype and result == expected
 
 
+def test_scipys_own_zero_rank_and_fillvalue_tests():
+    """scipy's test_signaltools ``test_zero_rank`` and ``test_fillvalue_errors``, verbatim but
+    for the module: 0-d inputs give a NumPy scalar, and the error messages match scipy's."""
+    from scipy._lib._array_api import xp_assert_equal
+    a, b = np.asarray(1289), np.asarray(4567)
+    xp_assert_equal(cs.convolve(a, b), a * b)
+    xp_assert_equal(cs.correlate(a, b), ss.correlate(a, b))
+    assert cs.convolve(1289, 4567) == 1289 * 4567
+    with pytest.raises(ValueError, match="could not cast `fillvalue` directly to the output "):
+        cs.convolve2d([[1]], [[1, 2]], fillvalue=1j)
+    with pytest.raises(ValueError, match="`fillvalue` must be scalar or an array with "):
+        cs.convolve2d([[1]], [[1, 2]], fillvalue=[1, 2])
+
+
 def test_lists_float16_and_complex_inputs(rng):
     assert_matches(cs.convolve([1, 2, 3], [0, 1, 0.5]), ss.convolve([1, 2, 3], [0, 1, 0.5]))
     a, b = rng.standard_normal((6, 5)), rng.standard_normal((3, 4))

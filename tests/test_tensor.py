@@ -164,10 +164,13 @@ def test_reductions(name, axis, keepdims, dtype):
     check(fn, randn(2, 3, 4), dtype=dtype)
 
 
-@pytest.mark.parametrize("axis", [None, 0, 1])
-def test_max_splits_gradient_between_ties_like_amax(axis):
+@pytest.mark.parametrize("axis", [None, 0, 1, (0, 1)])
+def test_max_gradient_of_ties_follows_torch(axis):
+    """Over one dim, as ``torch.max(x, dim)``: all to the first maximum; over all dims or a
+    tuple, as ``x.max()`` and ``amax``: shared equally."""
     x = [[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]]
     check(lambda t: t.max(axis=axis) if not is_torch(t) else
+          torch.max(t, dim=axis).values if isinstance(axis, int) else
           torch.amax(t, dim=(0, 1) if axis is None else axis), x)
 
 

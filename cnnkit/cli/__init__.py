@@ -14,7 +14,9 @@ To add a command (``bench``, ``filter``, ``explain``, ``plot``, ...), write ``cl
 that way and append its module name to ``COMMANDS`` below. Keep heavy imports inside ``run`` so
 ``cnnkit --help`` stays fast. Problems the user can fix are raised as ``common.CommandError``
 (exit 1) or ``common.UsageError`` (exit 2); ``main`` prints them as one line,
-``cnnkit <command>: error: <message>``, without a traceback (set ``CNNKIT_DEBUG=1`` to get one).
+``cnnkit <command>: error: <message>``, without a traceback. Anything else that escapes a
+command is a bug: it is printed as one line too, with a hint to rerun with ``--debug`` (or
+``CNNKIT_DEBUG=1``), which shows the traceback. argparse's own errors are one line as well.
 """
 from __future__ import annotations
 
@@ -31,12 +33,21 @@ COMMANDS = ["train", "evaluate", "predict", "summary", "export", "filter", "expl
             "bench", "tune", "serve", "report"]
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line (the usage is one --help away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="cnnkit", description="Convolutional neural networks in NumPy: train, evaluate, "
                                    "inspect. 'cnnkit <command> --help' describes each command.")
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an internal error (anywhere on the line)")
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMANDS:
         importlib.import_module(f".{name}", __name__).register(subparsers)
@@ -45,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or bool(os.environ.get("CNNKIT_DEBUG"))
+    argv = [arg for arg in argv if arg != "--debug"]
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -63,13 +77,19 @@ def main(argv=None) -> int:
         print(f"cnnkit {args.command}: error: {one_line(err)}", file=sys.stderr)
         return err.exit_code
     except (ValueError, OSError) as err:  # a library refusal: still one line, no traceback
-        if os.environ.get("CNNKIT_DEBUG"):
+        if debug:
             raise
         print(f"cnnkit {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug (or MemoryError): one line, the traceback on request
+        if debug:
+            raise
+        print(f"cnnkit {args.command}: internal error: {type(err).__name__}: "
+              f"{one_line(err)[:300]} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 def _stdout_closed() -> int:

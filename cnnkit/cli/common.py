@@ -7,6 +7,7 @@ line, ``cnnkit <command>: error: <message>``, with no traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 import numpy as np
@@ -44,15 +45,42 @@ def one_line(message) -> str:
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (argparse names the option in its error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+MAX_SEED = 2**63 - 1
+
+
+def int_in(low: int, high: int | None = None):
+    """argparse type: an integer in [low, high] (argparse names the option in its error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            expected = f">= {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"expected an integer {expected}, got {text!r}")
+        return value
+    parse.__name__ = "int"
+    return parse
+
+
+def real_in(low: float, *, inclusive: bool):
+    """argparse type: a finite number > low (>= low if ``inclusive``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            relation = ">=" if inclusive else ">"
+            raise argparse.ArgumentTypeError(f"expected a finite number {relation} {low:g}, got "
+                                             f"{text!r}")
+        return value
+    parse.__name__ = "float"
+    return parse
+
+
+positive_int = int_in(1)
+seed_int = int_in(0, MAX_SEED)
 
 
 def add_max_pixels_argument(parser) -> None:
@@ -67,20 +95,22 @@ def add_data_root_argument(parser) -> None:
                              "$CNNKIT_DATA, then /usr/share/datasets/<name>)")
 
 
-def load_datasets(name: str, data_root=None, image_size=None, split_seed: int = 0):
+def load_datasets(name: str, data_root=None, image_size=None, split_seed: int = 0,
+                  max_pixels: int = DEFAULT_MAX_PIXELS):
     """``(train, test)`` data sets for ``name``: a built-in name or a folder of class folders.
 
     A folder with ``train/`` and ``test/`` sub-folders uses them; otherwise its class folders
-    are split 80/20 at random (seeded). Raises CommandError for a missing or unknown data set.
+    are split 80/20 at random (seeded); their image files may have at most ``max_pixels``
+    pixels. Raises CommandError for a missing, unknown or empty data set.
     """
-    train, test = _load_splits(name, data_root, image_size, split_seed)
+    train, test = _load_splits(name, data_root, image_size, split_seed, max_pixels)
     for split, dataset in (("training", train), ("test", test)):
         if len(dataset) == 0:
             raise CommandError(f"data set {name!r}: the {split} split has no images")
     return train, test
 
 
-def _load_splits(name: str, data_root, image_size, split_seed):
+def _load_splits(name: str, data_root, image_size, split_seed, max_pixels):
     if name in ("fashion-mnist", "mnist"):
         if data_root is not None and not os.path.isdir(data_root):
             raise UsageError(f"--data-root {data_root}: no such directory")
@@ -106,10 +136,11 @@ def _load_splits(name: str, data_root, image_size, split_seed):
     try:
         train_dir, test_dir = os.path.join(name, "train"), os.path.join(name, "test")
         if os.path.isdir(train_dir) and os.path.isdir(test_dir):
-            train = ImageFolder(train_dir, image_size=image_size)
-            test = ImageFolder(test_dir, image_size=image_size, grayscale=train.grayscale)
+            train = ImageFolder(train_dir, image_size=image_size, max_pixels=max_pixels)
+            test = ImageFolder(test_dir, image_size=image_size, grayscale=train.grayscale,
+                               max_pixels=max_pixels)
             return train, test
-        everything = ImageFolder(name, image_size=image_size)
+        everything = ImageFolder(name, image_size=image_size, max_pixels=max_pixels)
         n_test = max(1, round(0.2 * len(everything)))
         train, test = random_split(everything, [len(everything) - n_test, n_test],
                                    seed=split_seed)
@@ -154,7 +185,9 @@ def channel_stats(dataset, max_samples: int = 2000, seed: int = 0):
 
 
 def parse_shape(text: str, option: str = "--input-shape") -> tuple:
-    """'1,28,28' → (1, 28, 28); UsageError if malformed."""
+    """'1,28,28' → (1, 28, 28); UsageError if malformed or larger than a model input may be
+    (``cnnkit.train.schema.MAX_INPUT_ELEMENTS``)."""
+    from ..train.schema import MAX_INPUT_ELEMENTS
     try:
         shape = tuple(int(part) for part in text.replace("x", ",").split(","))
     except ValueError:
@@ -162,7 +195,27 @@ def parse_shape(text: str, option: str = "--input-shape") -> tuple:
     if not shape or any(s <= 0 for s in shape):
         raise UsageError(f"{option}: expected positive integers separated by commas, e.g. "
                          f"1,28,28, got {text!r}")
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        raise UsageError(f"{option}: {text} has more than {MAX_INPUT_ELEMENTS:,} elements")
     return shape
+
+
+# Models built from command-line sizes: at most this many parameters (1 GiB of float32).
+MAX_MODEL_PARAMETERS = 1 << 28
+
+
+def build_model(name: str, **kwargs):
+    """``cnnkit.models.get`` for sizes given on the command line: UsageError for a bad
+    argument or a model of more than ``MAX_MODEL_PARAMETERS`` parameters (refused before its
+    weights are allocated)."""
+    from .. import models
+    from ..nn.parameter import parameter_budget
+    try:
+        with parameter_budget(MAX_MODEL_PARAMETERS):
+            return models.get(name, **kwargs)
+    except (ValueError, MemoryError) as err:
+        raise UsageError(f"cannot build {name} with {kwargs}: "
+                         f"{one_line(err) or type(err).__name__}") from err
 
 
 def image_input(path, config: dict, resize: bool = False, invert: bool = False,
@@ -174,6 +227,9 @@ def image_input(path, config: dict, resize: bool = False, invert: bool = False,
     show light objects on black, photos usually the reverse). A file of more than
     ``max_pixels`` pixels is a CommandError before it is decoded.
     """
+    if len(config["input_shape"]) != 3:
+        raise CommandError(f"the model takes inputs of shape {tuple(config['input_shape'])}, "
+                           "not images (C, H, W)")
     channels, height, width = config["input_shape"]
     try:
         image = load_image(path, grayscale=channels == 1, size=(height, width) if resize else None,

@@ -6,10 +6,12 @@ import numpy as np
 from .common import (
     CommandError,
     add_data_root_argument,
+    add_max_pixels_argument,
     dataset_classes,
     limited,
     load_datasets,
     one_line,
+    parse_shape,
     positive_int,
     sample_shape,
 )
@@ -29,14 +31,18 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=500, help="default 500")
     parser.add_argument("--limit-test", type=positive_int, metavar="N",
                         help="evaluate on a random subset of N test images")
+    add_max_pixels_argument(parser)
     parser.set_defaults(run=run)
 
 
-def load_model_or_fail(path):
+def load_model_or_fail(path, input_shape=None, require_input_shape=True):
     """``cnnkit.train.load_model`` with its errors as one-line CommandErrors.
 
     ``path`` is a model/checkpoint file or a run directory of ``cnnkit train`` (its
-    model.safetensors, else its checkpoint.safetensors)."""
+    model.safetensors, else its checkpoint.safetensors). ``input_shape`` (an --input-shape
+    text) overrides the file's; without either, a command that needs the shape
+    (``require_input_shape``) stops with a CommandError.
+    """
     import os
 
     from ..train import CHECKPOINT_FILE, MODEL_FILE, load_model
@@ -48,11 +54,17 @@ def load_model_or_fail(path):
                                "expected a run directory of 'cnnkit train' or a model file")
         path = found[0]
     try:
-        return load_model(path)
+        model, config = load_model(path)
     except FileNotFoundError as err:
         raise CommandError(f"{path}: no such file") from err
     except ValueError as err:
         raise CommandError(one_line(err)) from err
+    if input_shape is not None:
+        config = dict(config, input_shape=list(parse_shape(input_shape)))
+    if require_input_shape and config.get("input_shape") is None:
+        raise CommandError(f"{path}: its config has no input_shape (files written by cnnkit "
+                           "train have one; where the command has --input-shape, give it)")
+    return model, config
 
 
 def run(args) -> int:
@@ -69,14 +81,16 @@ def run(args) -> int:
     train_settings = config.get("train") or {}
     # The same split seed as in training, so a folder split 80/20 gives the same test images.
     _, test_set = load_datasets(dataset_name, args.data_root, train_settings.get("image_size"),
-                                split_seed=train_settings.get("seed", 0))
+                                split_seed=train_settings.get("seed", 0),
+                                max_pixels=args.max_pixels)
     test_set = limited(test_set, args.limit_test)
     shape = sample_shape(test_set)
     if shape != tuple(config["input_shape"]):
         raise CommandError(f"the model expects {tuple(config['input_shape'])} inputs, "
                            f"{dataset_name} gives {shape}")
-    norm = config["normalize"]
-    loader = DataLoader(test_set, args.batch_size, transform=T.Normalize(norm["mean"], norm["std"]))
+    norm = config.get("normalize")
+    transform = T.Normalize(norm["mean"], norm["std"]) if norm else None
+    loader = DataLoader(test_set, args.batch_size, transform=transform)
     predicted, labels = [], []
 
     def recording_loss(scores, batch_labels):  # evaluate's own pass also gives the predictions

@@ -13,6 +13,7 @@ from .common import (
     UsageError,
     add_data_root_argument,
     add_max_pixels_argument,
+    build_model,
     one_line,
     parse_shape,
     positive_int,
@@ -32,7 +33,7 @@ def register(subparsers) -> None:
     filters = kinds.add_parser("filters", help="first-layer kernels as a grid",
                                description="The first convolution's kernels, one tile each.")
     _model_argument(filters, "CHECKPOINT")
-    filters.add_argument("--max-filters", type=int, default=64, help="default 64")
+    filters.add_argument("--max-filters", type=positive_int, default=64, help="default 64")
     _output_argument(filters, "filters.png")
     filters.set_defaults(run=run_filters)
 
@@ -47,7 +48,8 @@ def register(subparsers) -> None:
     features.add_argument("--resize", action="store_true",
                           help="resize the image to the model's input size")
     features.add_argument("--invert", action="store_true", help="invert brightness")
-    features.add_argument("--max-channels", type=int, default=8, help="maps per layer (8)")
+    features.add_argument("--max-channels", type=positive_int, default=8,
+                          help="maps per layer (8)")
     features.add_argument("--layers", help="comma-separated layer names (default: all)")
     add_max_pixels_argument(features)
     _output_argument(features, "features.png")
@@ -76,6 +78,7 @@ def register(subparsers) -> None:
     confusion.add_argument("--batch-size", type=positive_int, default=500, help="default 500")
     confusion.add_argument("--normalize", action="store_true",
                            help="show row fractions instead of counts")
+    add_max_pixels_argument(confusion)
     _output_argument(confusion, "confusion.png")
     confusion.set_defaults(run=run_confusion)
 
@@ -105,16 +108,13 @@ def _output_argument(parser, default):
                         help=f"PNG file to write (default {default})")
 
 
-def load_model(text, input_shape=None):
+def load_model(text, input_shape=None, require_input_shape=True):
     """(model, config) from a model/checkpoint file, a run directory holding model.safetensors,
     or a model name (random weights)."""
     from .. import models
     if os.path.exists(text):
         from .evaluate import load_model_or_fail
-        model, config = load_model_or_fail(text)
-        if input_shape is not None:
-            config = dict(config, input_shape=list(parse_shape(input_shape)))
-        return model, config
+        return load_model_or_fail(text, input_shape, require_input_shape)
     if text not in models.names():
         raise CommandError(f"{text}: no such model/checkpoint file, nor a model name (known: "
                            f"{', '.join(models.names())})")
@@ -126,10 +126,7 @@ def load_model(text, input_shape=None):
         kwargs["input_size"] = shape[1:]
     elif len(shape) != 2:
         raise UsageError(f"--input-shape: model {text!r} takes signals C,L, got {shape}")
-    try:
-        model = models.get(text, **kwargs)
-    except ValueError as err:
-        raise UsageError(one_line(err)) from err
+    model = build_model(text, **kwargs)
     return model.eval(), {"model": {"name": text, "kwargs": kwargs}, "input_shape": list(shape),
                           "normalize": None, "untrained": True}
 
@@ -152,7 +149,7 @@ def _wrote(path, what):
 def run_filters(args) -> int:
     from ..plots import first_conv_weight, plot_filters
     _check_output(args.output)
-    model, config = load_model(args.model, args.input_shape)
+    model, config = load_model(args.model, args.input_shape, require_input_shape=False)
     weight = first_conv_weight(model)
     plot_filters(weight, args.output, max_filters=args.max_filters,
                  title=f"first-layer filters of {args.model}{_untrained(config)}")
@@ -222,7 +219,7 @@ def run_confusion(args) -> int:
     if name is None:
         raise CommandError(f"{args.model} does not name its data set; pass --dataset")
     image_size = (config.get("train") or {}).get("image_size")
-    _, test_set = load_datasets(name, args.data_root, image_size)
+    _, test_set = load_datasets(name, args.data_root, image_size, max_pixels=args.max_pixels)
     classes = dataset_classes(test_set)
     test_set = limited(test_set, args.limit_test)
     if tuple(test_set[0][0].shape) != tuple(config["input_shape"]):

@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import UsageError, add_data_root_argument, add_max_pixels_argument, image_input
+from .common import (
+    UsageError,
+    add_data_root_argument,
+    add_max_pixels_argument,
+    image_input,
+    positive_int,
+)
 from .samples import add_test_index_argument, pick_test_images
 
 
@@ -19,7 +25,8 @@ def register(subparsers) -> None:
     parser.add_argument("images", metavar="IMAGE", nargs="*", help="PNG/JPEG files")
     add_test_index_argument(parser)
     add_data_root_argument(parser)
-    parser.add_argument("--top-k", type=int, default=3, help="classes to show (default 3)")
+    parser.add_argument("--top-k", type=positive_int, default=3,
+                        help="classes to show (default 3)")
     parser.add_argument("--resize", action="store_true",
                         help="resize images to the model's input size (bilinear)")
     parser.add_argument("--invert", action="store_true",
@@ -34,8 +41,6 @@ def run(args) -> int:
     from .. import functional as F
     from .evaluate import load_model_or_fail
 
-    if args.top_k < 1:
-        raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
     model, config = load_model_or_fail(args.checkpoint)
     classes = config.get("classes") or [str(k) for k in range(model(cnnkit.tensor(
         np.zeros((1, *config["input_shape"]), np.float32))).shape[1])]
@@ -44,7 +49,8 @@ def run(args) -> int:
     # Check every image before running any, so a bad one fails fast and alone.
     inputs = [(path, image_input(path, config, args.resize, args.invert, args.max_pixels), None)
               for path in args.images]
-    inputs += pick_test_images(config, args.test_index or [], args.data_root)
+    inputs += pick_test_images(config, args.test_index or [], args.data_root,
+                               args.max_pixels)
     with cnnkit.no_grad():
         probabilities = F.softmax(model(cnnkit.tensor(np.stack([x for _, x, _ in inputs]))),
                                   dim=1).data

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import CommandError, UsageError, dataset_classes, load_datasets
+from .common import (
+    DEFAULT_MAX_PIXELS,
+    CommandError,
+    UsageError,
+    dataset_classes,
+    load_datasets,
+)
 
 
 def add_test_index_argument(parser, help_extra: str = "") -> None:
@@ -27,11 +33,13 @@ def _index(text: str) -> int:
     return value
 
 
-def pick_test_images(config: dict, indices, data_root=None) -> list:
+def pick_test_images(config: dict, indices, data_root=None,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> list:
     """[(label text, image (C, H, W) float32 normalised as in training, true class name)].
 
     config : the model's saved config (``dataset``, ``classes``, ``normalize``, ``input_shape``)
     indices : test-set indices, each checked against the split's length before any loading
+    max_pixels : the largest image file of an image-folder data set (refused unread)
     """
     if not indices:
         return []
@@ -40,7 +48,7 @@ def pick_test_images(config: dict, indices, data_root=None) -> list:
         raise UsageError("--test-index: the model does not name its data set")
     train_settings = config.get("train") or {}
     _, test_set = load_datasets(name, data_root, train_settings.get("image_size"),
-                                split_seed=train_settings.get("seed", 0))
+                                split_seed=train_settings.get("seed", 0), max_pixels=max_pixels)
     for index in indices:
         if index >= len(test_set):
             raise UsageError(f"--test-index {index}: the {name} test split has "
@@ -75,5 +83,6 @@ def one_input(args, config) -> tuple:
     if args.image is not None:
         return args.image, image_input(args.image, config, args.resize, args.invert,
                                        args.max_pixels)
-    (label, image, true), = pick_test_images(config, args.test_index, args.data_root)
+    (label, image, true), = pick_test_images(config, args.test_index, args.data_root,
+                                              args.max_pixels)
     return f"{label} (true class: {true})", image

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .common import UsageError, one_line, parse_shape
+from .common import UsageError, build_model, int_in, one_line, parse_shape
 
 
 def register(subparsers) -> None:
@@ -18,7 +18,8 @@ def register(subparsers) -> None:
     parser.add_argument("--input-shape", metavar="C,H,W",
                         help="input shape without the batch axis (default 1,28,28; 1,128 for "
                              "cnn1d; a saved model's own shape)")
-    parser.add_argument("--num-classes", type=int, default=10, help="default 10")
+    parser.add_argument("--num-classes", type=int_in(1, 1_000_000), default=10,
+                        help="default 10")
     parser.add_argument("--list", action="store_true", help="list the model names and exit")
     parser.set_defaults(run=run)
 
@@ -34,8 +35,8 @@ def run(args) -> int:
     if args.model is None:
         raise UsageError("give a MODEL (one of: " + ", ".join(models.names()) + ") or --list")
     if args.model.endswith(".safetensors") or os.path.isfile(args.model):
-        model, config = load_model_or_fail(args.model)
-        shape = parse_shape(args.input_shape) if args.input_shape else tuple(config["input_shape"])
+        model, config = load_model_or_fail(args.model, args.input_shape)
+        shape = tuple(config["input_shape"])
     else:
         if args.model not in models.names():
             raise UsageError(f"unknown model {args.model!r}; available: "
@@ -48,11 +49,7 @@ def run(args) -> int:
         kwargs = {"in_channels": shape[0], "num_classes": args.num_classes}
         if args.model in ("lenet5", "vgg_small"):
             kwargs["input_size"] = shape[1:]
-        try:
-            model = models.get(args.model, **kwargs)
-        except ValueError as err:
-            raise UsageError(f"cannot build {args.model} for input {shape}: "
-                             f"{one_line(err)}") from err
+        model = build_model(args.model, **kwargs)
     try:
         print(format_summary(summarize(model, shape)))
     except ValueError as err:

@@ -18,12 +18,18 @@ from .common import (
     CommandError,
     UsageError,
     add_data_root_argument,
+    add_max_pixels_argument,
+    build_model,
     channel_stats,
     dataset_classes,
+    int_in,
     limited,
     load_datasets,
     one_line,
+    positive_int,
+    real_in,
     sample_shape,
+    seed_int,
 )
 from .words import count
 
@@ -58,35 +64,36 @@ def register(subparsers) -> None:
                                           "of class folders (with train/ and test/, or split "
                                           "80/20)")
     add_data_root_argument(parser)
-    parser.add_argument("--epochs", type=int,
+    parser.add_argument("--epochs", type=positive_int,
                         help=f"total epochs (default {DEFAULTS['epochs']}); with --resume it may "
                              "grow: onecycle/cosine/step schedules then keep their length and "
                              "the extra epochs use the schedule's final learning rate")
-    parser.add_argument("--batch-size", type=int,
+    parser.add_argument("--batch-size", type=positive_int,
                         help=f"training batch size (default {DEFAULTS['batch_size']})")
-    parser.add_argument("--lr", type=float,
+    parser.add_argument("--lr", type=real_in(0.0, inclusive=False),
                         help="learning rate, the peak one for onecycle (default: sgd "
                              f"{DEFAULT_LR['sgd']}, adam {DEFAULT_LR['adam']}, adamw "
                              f"{DEFAULT_LR['adamw']})")
     parser.add_argument("--optimizer", choices=OPTIMIZERS,
                         help=f"default {DEFAULTS['optimizer']}; sgd uses Nesterov momentum 0.9")
-    parser.add_argument("--weight-decay", type=float,
+    parser.add_argument("--weight-decay", type=real_in(0.0, inclusive=True),
                         help="default: sgd 5e-4 (L2), adam 0, adamw 0.05 (decoupled)")
     parser.add_argument("--scheduler", choices=SCHEDULERS,
                         help=f"learning-rate schedule, stepped every batch (default "
                              f"{DEFAULTS['scheduler']}; step divides the lr by 10 after 1/3 "
                              "and 2/3 of the run)")
-    parser.add_argument("--seed", type=int, help="seed of initialisation, shuffling, "
+    parser.add_argument("--seed", type=seed_int, help="seed of initialisation, shuffling, "
                                                  "augmentation and dropout (default 0)")
     parser.add_argument("--augment", action="store_const", const=True,
                         help="random crops (and mirror images, except for digits); helps "
                              "longer runs")
-    parser.add_argument("--limit-train", type=int, metavar="N",
+    parser.add_argument("--limit-train", type=positive_int, metavar="N",
                         help="train on a random subset of N images (quick runs)")
-    parser.add_argument("--limit-test", type=int, metavar="N",
+    parser.add_argument("--limit-test", type=positive_int, metavar="N",
                         help="evaluate on a random subset of N test images")
-    parser.add_argument("--image-size", type=int, metavar="PIXELS",
+    parser.add_argument("--image-size", type=int_in(1, 4096), metavar="PIXELS",
                         help="resize folder images to PIXELS×PIXELS")
+    add_max_pixels_argument(parser)
     parser.add_argument("--out", metavar="DIR",
                         help="run directory (default runs/<model>_<dataset>)")
     parser.add_argument("--resume", action="store_true",
@@ -139,20 +146,12 @@ def schedule_epochs(settings) -> int:
 
 
 def _check(settings) -> None:
+    """Given options were range-checked by argparse, saved ones by ``train.schema``; the
+    choices are checked here for both."""
     for key, choices in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS)):
         if settings[key] not in choices:
             raise UsageError(f"--{key} must be one of {', '.join(choices)}, got "
                              f"{settings[key]!r}")
-    for key in ("epochs", "batch_size"):
-        if settings[key] < 1:
-            raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {settings[key]}")
-    for key in ("limit_train", "limit_test", "image_size"):
-        if settings[key] is not None and settings[key] < 1:
-            raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {settings[key]}")
-    if not settings["lr"] > 0:
-        raise UsageError(f"--lr must be positive, got {settings['lr']}")
-    if not settings["weight_decay"] >= 0:
-        raise UsageError(f"--weight-decay must be >= 0, got {settings['weight_decay']}")
 
 
 def _transforms(dataset_name, shape, augment, normalize):
@@ -221,6 +220,7 @@ def _locked_run(args, comm) -> int:
     the one that writes it)."""
     from .. import models
     from ..train import CHECKPOINT_FILE, RunLockedError, load_checkpoint, run_lock
+    from ..train.schema import check_train_settings
 
     saved, done = None, 0
     out = args.out
@@ -238,6 +238,10 @@ def _locked_run(args, comm) -> int:
         if saved is None:
             raise CommandError(f"{path}: not written by cnnkit train (its config has no "
                                "'train' settings); start a new run")
+        try:
+            check_train_settings(saved, path)
+        except ValueError as err:
+            raise CommandError(one_line(err)) from err
     settings = _resolve(args, saved)
     _check(settings)
     if saved is not None and settings["epochs"] < done:
@@ -272,7 +276,6 @@ def _train(args, settings, out, lock, comm, done) -> int:
     of it already in its checkpoint."""
     import cnnkit
 
-    from .. import models
     from ..data import DataLoader, ShardedLoader
     from ..distributed.launch import (data_parallel_model, drop_final_batch, evaluation_shard,
                                       per_rank_batch)
@@ -290,6 +293,7 @@ def _train(args, settings, out, lock, comm, done) -> int:
                            "--overwrite to start again, or another --out")
 
     train_set, test_set = load_datasets(dataset_name, args.data_root, settings["image_size"],
+                                        max_pixels=args.max_pixels,
                                         split_seed=settings["seed"])
     classes = dataset_classes(train_set)
     train_set = limited(train_set, settings["limit_train"], settings["seed"])
@@ -324,11 +328,7 @@ def _train(args, settings, out, lock, comm, done) -> int:
     cnnkit.manual_seed(settings["seed"])
     kwargs = {"in_channels": shape[0], "num_classes": len(classes),
               "input_size": list(shape[1:])}
-    try:
-        model = models.get(settings["model"], **kwargs)
-    except ValueError as err:
-        raise UsageError(f"cannot build {settings['model']} for {shape} images: "
-                         f"{one_line(err)}") from err
+    model = build_model(settings["model"], **kwargs)
     data_parallel = None
     if world > 1:
         model, data_parallel = data_parallel_model(

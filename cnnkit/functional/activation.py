@@ -12,11 +12,13 @@ import numpy as np
 
 from .. import tuning
 from ..tensor import Tensor, as_tensor
+from .half import computes_float16_in_float32
 
 __all__ = ["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax",
            "erf"]
 
 
+@computes_float16_in_float32
 def relu(input) -> Tensor:  # noqa: A002 - PyTorch's argument name
     """max(x, 0). d/dx = 1 where x > 0, else 0 (0 at x = 0; NaN passes the gradient, as PyTorch)."""
     x = as_tensor(input)
@@ -25,8 +27,14 @@ def relu(input) -> Tensor:  # noqa: A002 - PyTorch's argument name
     out = np.maximum(x.data, 0)  # np.maximum propagates NaN, as torch.relu does
     # Backward reads the output, as PyTorch's threshold_backward does (out ≤ 0 ⟺ x ≤ 0, and a
     # NaN passes either way), so the input can be freed once the next layer has it.
-    # A multiply by the mask is ~9× faster than np.where with a broadcast zero.
-    return Tensor._make(out, (x,), lambda g: (g * ~(out <= 0),), "relu")
+    # A multiply by the mask is ~9× faster than np.where with a broadcast zero; but inf · 0 is
+    # NaN, and PyTorch gives 0 where x <= 0 whatever the gradient, so non-finite ones go by where.
+    def backward(g):
+        passes = ~(out <= 0)
+        if np.isfinite(g).all():
+            return (g * passes,)
+        return (np.where(passes, g, np.zeros((), g.dtype)),)
+    return Tensor._make(out, (x,), backward, "relu")
 
 
 def _compiled_relu(x):

@@ -22,6 +22,7 @@ from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding
 from ..kernels.conv import conv_backward_input, conv_backward_weight, conv_forward
 from ..kernels.padding import check_pad_widths, pad_array, pad_array_backward
 from ..tensor import Tensor, is_grad_enabled
+from .half import computes_float16_in_float32
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
            "conv_transpose3d"]
@@ -56,7 +57,9 @@ def _dims(n):
 
 
 def _check_groups(op, groups, in_channels, out_channels=None):
-    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups <= 0:
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool):
+        raise TypeError(f"{op}: groups must be a positive int, got {groups!r}")  # as torch
+    if groups <= 0:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
     if in_channels % groups:
         raise ValueError(f"{op}: groups={groups} must divide the input channels ({in_channels})")
@@ -131,12 +134,14 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
     return out.reshape(out.shape[1:]) if unbatched else out
 
 
+@computes_float16_in_float32
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros"):
     """1-D cross-correlation. input (N, C, L), weight (K, C/groups, k) -> (N, K, L_out)."""
     return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups, padding_mode)
 
 
+@computes_float16_in_float32
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros"):
     """2-D cross-correlation. input (N, C, H, W), weight (K, C/groups, kh, kw) -> (N, K, H', W').
@@ -146,6 +151,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups, padding_mode)
 
 
+@computes_float16_in_float32
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros"):
     """3-D cross-correlation. input (N, C, D, H, W), weight (K, C/groups, kd, kh, kw)."""
@@ -201,6 +207,7 @@ def _conv_transpose(op, n_dims, input, weight, bias, stride, padding, output_pad
     return result.reshape(result.shape[1:]) if unbatched else result
 
 
+@computes_float16_in_float32
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1):
     """Transposed 1-D convolution. input (N, C_in, L), weight (C_in, C_out/groups, k)."""
@@ -208,6 +215,7 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
                            output_padding, groups, dilation)
 
 
+@computes_float16_in_float32
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1):
     """Transposed 2-D convolution. input (N, C_in, H, W), weight (C_in, C_out/groups, kh, kw)."""
@@ -215,6 +223,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                            output_padding, groups, dilation)
 
 
+@computes_float16_in_float32
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1):
     """Transposed 3-D convolution. input (N, C_in, D, H, W), weight (C_in, C_out/groups, *k)."""

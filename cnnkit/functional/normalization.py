@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import tuning
 from ..tensor import Tensor, as_tensor
+from .half import computes_float16_in_float32
 
 __all__ = ["batch_norm"]
 
@@ -33,6 +34,7 @@ def _array_or_none(value, name, num_channels):
     return array
 
 
+@computes_float16_in_float32
 def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa: A002
                training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Normalise each channel of ``input``.

@@ -8,9 +8,10 @@ last window that would start in the right padding.
 import numpy as np
 
 from .. import tuning
-from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding
+from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding, to_tuple
 from ..kernels import pooling as kernels
 from ..tensor import Tensor
+from .half import computes_float16_in_float32
 
 __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
            "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
@@ -93,6 +94,7 @@ def _compiled_max_pool2d(op, x, unbatched, kernel, stride, pads, dilation, out, 
     return result
 
 
+@computes_float16_in_float32
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """Max pooling over (N, C, L). With ``return_indices``, also each max's flat input index."""
@@ -100,6 +102,7 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                      return_indices)
 
 
+@computes_float16_in_float32
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """Max pooling over (N, C, H, W): y[n, c, i, j] = max_{a,b} x[n, c, i·s + a·d, j·s + b·d]."""
@@ -107,6 +110,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                      return_indices)
 
 
+@computes_float16_in_float32
 def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """Max pooling over (N, C, D, H, W)."""
@@ -132,6 +136,7 @@ def _avg_pool(op, n_dims, input, kernel_size, stride, padding, ceil_mode, count_
     return _unbatch(Tensor._make(y, (x,), backward, op), unbatched)
 
 
+@computes_float16_in_float32
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True):
     """Average pooling over (N, C, L)."""
@@ -139,6 +144,7 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                      count_include_pad)
 
 
+@computes_float16_in_float32
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """Average pooling over (N, C, H, W): y = (Σ over the window) / (window cells counted)."""
@@ -146,6 +152,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                      count_include_pad, divisor_override)
 
 
+@computes_float16_in_float32
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """Average pooling over (N, C, D, H, W)."""
@@ -159,7 +166,9 @@ def _adaptive_size(op, output_size, spatial):
         sizes = tuple(s if o is None else o for o, s in zip(output_size, spatial))
     else:
         sizes = output_size
-    sizes = positive_tuple(sizes, n_dims, "output_size")
+    sizes = to_tuple(sizes, n_dims, "output_size")
+    if any(s < 0 for s in sizes):  # 0 is allowed: an empty output, as PyTorch gives
+        raise ValueError(f"output_size: must be non-negative, got {output_size!r}")
     if any(s == 0 for s in spatial):
         raise ValueError(f"{op}: input spatial sizes must be positive, got {spatial}")
     return sizes
@@ -175,16 +184,19 @@ def _adaptive_avg_pool(op, n_dims, input, output_size):
     return _unbatch(Tensor._make(np.ascontiguousarray(y), (x,), backward, op), unbatched)
 
 
+@computes_float16_in_float32
 def adaptive_avg_pool1d(input, output_size):
     """Average pooling to a fixed output length; window i is [⌊i·L/out⌋, ⌈(i+1)·L/out⌉)."""
     return _adaptive_avg_pool("adaptive_avg_pool1d", 1, input, output_size)
 
 
+@computes_float16_in_float32
 def adaptive_avg_pool2d(input, output_size):
     """Average pooling to a fixed (H', W'); ``output_size=1`` is global average pooling."""
     return _adaptive_avg_pool("adaptive_avg_pool2d", 2, input, output_size)
 
 
+@computes_float16_in_float32
 def adaptive_avg_pool3d(input, output_size):
     return _adaptive_avg_pool("adaptive_avg_pool3d", 3, input, output_size)
 
@@ -192,7 +204,11 @@ def adaptive_avg_pool3d(input, output_size):
 def _adaptive_max_pool(op, n_dims, input, output_size, return_indices):
     x, unbatched = _check_input(op, input, n_dims)
     out = _adaptive_size(op, output_size, x.shape[2:])
-    y, index = kernels.adaptive_max_forward(x.data, out)
+    if 0 in out:  # an empty output (no window to take a maximum of)
+        y = np.empty(x.shape[:2] + out, dtype=x.dtype)
+        index = np.empty(y.shape, dtype=np.int64)
+    else:
+        y, index = kernels.adaptive_max_forward(x.data, out)
 
     def backward(g):
         return (kernels.scatter_to_planes(g, index, x.shape),)
@@ -202,14 +218,17 @@ def _adaptive_max_pool(op, n_dims, input, output_size, return_indices):
     return result
 
 
+@computes_float16_in_float32
 def adaptive_max_pool1d(input, output_size, return_indices=False):
     return _adaptive_max_pool("adaptive_max_pool1d", 1, input, output_size, return_indices)
 
 
+@computes_float16_in_float32
 def adaptive_max_pool2d(input, output_size, return_indices=False):
     """Max pooling to a fixed (H', W') with PyTorch's adaptive windows."""
     return _adaptive_max_pool("adaptive_max_pool2d", 2, input, output_size, return_indices)
 
 
+@computes_float16_in_float32
 def adaptive_max_pool3d(input, output_size, return_indices=False):
     return _adaptive_max_pool("adaptive_max_pool3d", 3, input, output_size, return_indices)

@@ -62,9 +62,12 @@ def mean(x, axis=None, keepdims=False) -> Tensor:
     return Tensor._make(np.asarray(out, dtype=x.dtype), (x,), backward, "mean")
 
 
-def _extreme(fn, name):
+def _extreme(fn, arg_fn, name):
     def reduce(x, axis=None, keepdims=False) -> Tensor:
-        """Max/min over ``axis``; tied extremes share the gradient equally (like ``amax``).
+        """Max/min over ``axis``, with PyTorch's gradient for ties: over one axis (an int, as
+        ``torch.max(x, dim)``) all of it goes to the first extreme, the index ``argmax``
+        returns; over all axes or a tuple of them (``x.max()``, ``amax``) tied extremes share
+        it equally.
 
         A NaN wins the reduction and takes its gradient, as with PyTorch's ``max()``
         (``amax`` would make every gradient in the slice NaN).
@@ -72,16 +75,24 @@ def _extreme(fn, name):
         axes = _axes(axis, x.ndim)
         out_kept = fn(x.data, axis=axes, keepdims=True)
         out = out_kept if keepdims else np.squeeze(out_kept, axis=axes)
+        one_axis = isinstance(axis, (int, np.integer)) and x.ndim > 0
 
         def backward(g):
+            g = _expand(g, x.shape, axes, keepdims)
+            if one_axis:  # NumPy's argmax/argmin also pick the first NaN
+                first = np.expand_dims(arg_fn(x.data, axis=axes[0]), axes[0])
+                grad = np.zeros(x.shape, dtype=np.result_type(g, x.dtype))
+                np.put_along_axis(grad, first, np.take_along_axis(
+                    np.broadcast_to(g, grad.shape), first, axes[0]), axes[0])
+                return (grad,)
             hit = (x.data == out_kept) | (np.isnan(x.data) & np.isnan(out_kept))
-            return (hit * (_expand(g, x.shape, axes, keepdims) / hit.sum(axis=axes, keepdims=True)),)
+            return (hit * (g / hit.sum(axis=axes, keepdims=True)),)
         return Tensor._make(np.asarray(out), (x,), backward, name)
     return reduce
 
 
-max = _extreme(np.max, "max")  # noqa: A001
-min = _extreme(np.min, "min")  # noqa: A001
+max = _extreme(np.max, np.argmax, "max")  # noqa: A001
+min = _extreme(np.min, np.argmin, "min")  # noqa: A001
 
 
 def var(x, axis=None, keepdims=False, correction=1) -> Tensor:

@@ -311,6 +311,13 @@ def unflatten_state_dict(tensors: dict, metadata: dict) -> dict:
     if not isinstance(metadata, dict) or metadata.get("format") != STATE_DICT_FORMAT:
         raise ValueError(f"metadata is not an optimizer state dict (expected format "
                          f"{STATE_DICT_FORMAT!r})")
+    if not isinstance(metadata.get("state"), dict) or not all(
+            isinstance(index, str) and index.isdigit() and isinstance(scalars, dict)
+            for index, scalars in metadata["state"].items()):
+        raise ValueError("metadata['state'] must map parameter indices to dicts of numbers")
+    if not isinstance(metadata.get("param_groups"), list) or not all(
+            isinstance(group, dict) for group in metadata["param_groups"]):
+        raise ValueError("metadata['param_groups'] must be a list of dicts")
     state = {int(index): dict(scalars) for index, scalars in metadata["state"].items()}
     for key, array in tensors.items():
         prefix, index, name = (key.split(".", 2) + ["", ""])[:3]

@@ -32,12 +32,13 @@ def fill_scalar(fillvalue, dtype) -> np.ndarray:
     try:
         fill = np.array(fillvalue, dtype=dtype)
     except (TypeError, ValueError, OverflowError) as error:
+        # scipy's own wording (its test suite matches on it), with the values named.
         raise ValueError(
-            f"fillvalue: could not cast {fillvalue!r} to the output dtype {np.dtype(dtype)}"
-        ) from error
+            f"could not cast `fillvalue` directly to the output type {np.dtype(dtype)} "
+            f"(fillvalue={fillvalue!r})") from error
     if fill.size != 1:
         raise ValueError(
-            f"fillvalue: expected a scalar or an array with one element, got shape {fill.shape}")
+            f"`fillvalue` must be scalar or an array with one element, got shape {fill.shape}")
     return fill.reshape(())
 
 

@@ -81,7 +81,7 @@ def reverse_and_conj(x):
 def convolve_arrays(a: np.ndarray, b: np.ndarray, mode: str, method: str) -> np.ndarray:
     """``convolve`` on checked ndarrays."""
     if a.ndim == 0:
-        return np.asarray(a * b)
+        return a * b  # a NumPy scalar, as scipy returns
     return convolve_region(a, b, output_region(a.shape, b.shape, mode), method)
 
 
@@ -110,7 +110,7 @@ def _as_tensor(x) -> Tensor:
 
 
 def _convolve_op(a: Tensor, b: Tensor, mode: str, method: str) -> Tensor:
-    out = convolve_arrays(a.data, b.data, mode, method)
+    out = np.asarray(convolve_arrays(a.data, b.data, mode, method))
 
     def backward(g):
         if a.ndim == 0 or mode == "full":

@@ -146,8 +146,11 @@ def restore_training_state(checkpoint: Checkpoint, model, optimizer, scheduler=N
         if train_loader is not None and checkpoint.train_loader is not None:
             train_loader.load_state_dict(checkpoint.train_loader)
         cnnkit_random.set_rng_state(checkpoint.rng_state)
-    except (TypeError, ValueError, KeyError) as err:
-        raise ValueError(f"{path}: cannot restore the training state ({err})") from err
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as err:
+        # The states' own loaders check what they read; a value of the wrong JSON type can
+        # still surface as any of these. To the caller: this file cannot be resumed.
+        raise ValueError(f"{path}: cannot restore the training state "
+                         f"({type(err).__name__}: {err})") from err
 
 
 def load_model(path):

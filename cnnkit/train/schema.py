@@ -98,7 +98,7 @@ def check_model_config(config, path) -> None:
     _check_normalize(path, config.get("normalize"), shape)
     train = config.get("train")
     if train is not None:
-        check_train_settings(train, path)
+        check_train_settings(train, path, complete=False)
 
 
 def _check_normalize(path, normalize, shape):
@@ -118,15 +118,16 @@ def _check_normalize(path, normalize, shape):
                          "> 0" if key == "std" else None)
 
 
-def check_train_settings(train, path) -> None:
-    """Check saved ``cnnkit train`` settings (all of ``TRAIN_SETTINGS`` must be present)."""
+def check_train_settings(train, path, complete: bool = True) -> None:
+    """Check saved ``cnnkit train`` settings: those present (all of ``TRAIN_SETTINGS`` if
+    ``complete``, as resuming a run needs)."""
     if not isinstance(train, dict):
         _fail(path, "config.train", "expected an object")
     missing = sorted(set(TRAIN_SETTINGS) - set(train))
-    if missing:
+    if missing and complete:
         _fail(path, "config.train", f"lacks {missing}")
     for key, (kind, bound, nullable) in TRAIN_SETTINGS.items():
-        if not (nullable and train[key] is None):
+        if key in train and not (nullable and train[key] is None):
             _check_value(path, f"config.train.{key}", train[key], kind, bound)
 
 

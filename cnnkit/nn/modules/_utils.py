@@ -16,6 +16,8 @@ def ntuple(value, n: int, name: str, minimum: int = 0) -> tuple:
 
 
 def check_positive_int(value, name: str) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")  # torch: TypeError too
+    if value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
