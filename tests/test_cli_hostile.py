@@ -4,6 +4,7 @@ huge; paths missing, unwritable, or files where directories are expected. Every 
 blame). Training itself is replaced by a stub here: what is tested is the checking around it."""
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from cnnkit.train import save_model
 INTS = ["0", "-1", "1", "2", "3", "17", "4096", "4097", "100000", "2147483648",
         "99999999999999999999", "", "abc", "1.5", "inf", "nan", "-inf", "1e308"]
 REALS = ["0", "-1", "1e-3", "0.5", "inf", "nan", "-inf", "1e308", "", "abc"]
+ROWS_COLS = ["0,0", "3,4", "-1,0", "100000,100000", "1", "a,b", ""]
 SHAPES = ["1,8,8", "1,28,28", "3,1000000,1000000", "1,0,8", "1,-8,8", "8", "1,128", "",
           "a,b", "1,,8", "64x64", "100000x100000"]
 
@@ -36,12 +38,15 @@ def files(tmp_path_factory):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
     (root / "run").mkdir()
     (root / "run" / "metrics.json").write_text('[{"epoch": 1, "train_loss": 1.0}]')
+    (root / "run" / "batch_losses.csv").write_text("epoch,batch,loss\n1,0,2.5\n1,1,nan\n")
+    shutil.copy(model, root / "run" / "model.safetensors")  # a run directory of cnnkit train
     text = root / "notes.txt"
     text.write_text("not an image, not a model")
     return {"model": str(model), "image": str(image), "run": str(root / "run"),
             "text": str(text), "dir": str(root), "missing": str(root / "missing" / "x"),
             "unwritable": "/proc/cnnkit-cannot-write/x", "file-as-dir": str(text / "x"),
-            "out": str(root / "out.png")}
+            "out": str(root / "out.png"), "gif": str(root / "slide.gif"),
+            "html": str(root / "report.html")}
 
 
 def _paths(files, *keys):
@@ -49,11 +54,15 @@ def _paths(files, *keys):
 
 
 def _commands(files):
-    """(fixed argv prefix, positional choices, {option: values}) per command."""
+    """(fixed argv prefix, positional choices, {option: values}) per command. Not here: bench
+    and tune (they measure for minutes), export (the onnx extra) and serve (it would start a
+    server); their numbers are in NAMED."""
     paths = ("missing", "unwritable", "file-as-dir", "dir", "text")
-    model_or_path = _paths(files, "model", *paths)
+    model_or_path = _paths(files, "model", "run", *paths)
+    image_or_path = _paths(files, "image", *paths)
     out = _paths(files, "out", *paths)
     ints, reals, shapes = st.sampled_from(INTS), st.sampled_from(REALS), st.sampled_from(SHAPES)
+    rows_cols = st.sampled_from(ROWS_COLS)
     return {
         "train": (["train", "--no-progress"], [], {
             "--model": st.sampled_from(["lenet5", "vgg_small", "alexnet", "cnn1d", ""]),
@@ -63,12 +72,15 @@ def _commands(files):
             "--limit-test": ints, "--image-size": ints,
             "--out": _paths(files, *paths[:3], "text"),
             "--optimizer": st.sampled_from(["sgd", "rmsprop"]),
-            "--resume": None, "--overwrite": None, "--augment": None}),
+            "--resume": None, "--overwrite": None, "--augment": None, "--sync-bn": None,
+            "--max-pixels": ints}),
         "evaluate": (["evaluate"], [model_or_path], {
             "--dataset": st.sampled_from(["digits", "mnist", "", files["dir"]]),
-            "--batch-size": ints, "--limit-test": ints, "--data-root": _paths(files, *paths)}),
-        "predict": (["predict"], [model_or_path, _paths(files, "image", *paths)], {
-            "--top-k": ints, "--max-pixels": ints, "--resize": None, "--invert": None}),
+            "--batch-size": ints, "--limit-test": ints, "--data-root": _paths(files, *paths),
+            "--max-pixels": ints}),
+        "predict": (["predict"], [model_or_path, image_or_path], {
+            "--top-k": ints, "--max-pixels": ints, "--resize": None, "--invert": None,
+            "--test-index": ints, "--data-root": _paths(files, *paths)}),
         "summary": (["summary"], [st.sampled_from(["lenet5", "vgg_small", "resnet_small",
                                                    "cnn1d", "nope", files["model"],
                                                    files["text"]])],
@@ -77,11 +89,17 @@ def _commands(files):
             "-k": st.sampled_from(["blur", "sobel-left", "1,2;3", "", "abc", "1/0", "1,0;0,1",
                                    "1e308,1e308;1e308,1e308"]),
             "-o": out, "--mode": st.sampled_from(["same", "full", "bad"]),
-            "--max-pixels": ints, "--side-by-side": None}),
+            "--max-pixels": ints, "--side-by-side": None, "--compare": None,
+            "--explain": rows_cols, "--convolve": None,
+            "--range": st.sampled_from(["auto", "signed", "abs", "bad"]),
+            "--padding-mode": st.sampled_from(["reflect", "circular", "bad"])}),
         "explain conv": (["explain", "conv"], [], {
             "--input-size": st.sampled_from(INTS + ["4x4", "100000x3"]), "--channels": ints,
             "--kernel-size": ints, "--filters": ints, "--stride": ints, "--padding": ints,
-            "--seed": ints, "--positions": st.sampled_from(["0,0", "all", "9,9", "a", ""])}),
+            "--seed": ints, "--positions": st.sampled_from(["0,0", "all", "9,9", "a", ""]),
+            "--image": image_or_path, "--max-pixels": ints, "--at": rows_cols,
+            "--kernel": st.sampled_from(["blur", "sobel-left", "1,2;3", "", "nope"]),
+            "--gif": _paths(files, "gif", "out", *paths)}),
         "explain backprop": (["explain", "backprop"], [], {
             "--inputs": ints, "--kernel-size": ints, "--seed": ints}),
         "explain params": (["explain", "params"], [], {
@@ -93,17 +111,20 @@ def _commands(files):
             "--kernel-size": ints, "--stride": ints, "--padding": ints, "--seed": ints}),
         "plot filters": (["plot", "filters"], [model_or_path], {
             "--max-filters": ints, "-o": out}),
-        "plot features": (["plot", "features"], [model_or_path,
-                                                 _paths(files, "image", *paths)], {
+        "plot features": (["plot", "features"], [model_or_path, image_or_path], {
             "--max-channels": ints, "--layers": st.sampled_from(["", "0", "nope", "0,1"]),
-            "-o": out, "--max-pixels": ints, "--resize": None}),
+            "-o": out, "--max-pixels": ints, "--resize": None, "--test-index": ints}),
         "plot curves": (["plot", "curves"], [_paths(files, "run", *paths)], {"-o": out}),
         "plot confusion": (["plot", "confusion"], [model_or_path], {
             "--limit-test": ints, "--batch-size": ints, "-o": out,
             "--dataset": st.sampled_from(["digits", "nope"])}),
         "plot receptive-field": (["plot", "receptive-field"], [st.sampled_from(
             ["lenet5", "vgg_small", files["model"], files["text"]])], {
-            "--input-shape": shapes, "--image": _paths(files, "image", *paths), "-o": out}),
+            "--input-shape": shapes, "--image": image_or_path, "-o": out}),
+        "report": (["report"], [model_or_path, image_or_path], {
+            "--test-index": ints, "--data-root": _paths(files, *paths), "--resize": None,
+            "--invert": None, "--max-channels": ints, "--max-pixels": ints,
+            "-o": _paths(files, "html", *paths)}),
     }
 
 
@@ -135,7 +156,8 @@ def _stub_fit(*args, **kwargs):
 @pytest.mark.parametrize("name", ["train", "evaluate", "predict", "summary", "filter",
                                   "explain conv", "explain backprop", "explain params",
                                   "explain matrix", "plot filters", "plot features",
-                                  "plot curves", "plot confusion", "plot receptive-field"])
+                                  "plot curves", "plot confusion", "plot receptive-field",
+                                  "report"])
 def test_generated_arguments_never_crash(name, files, tmp_path_factory, capsys):
     work = tmp_path_factory.mktemp("work")
 
@@ -181,6 +203,12 @@ NAMED = [  # (argv, option the one-line error must name)
     (["train", "--dataset", "digits", "--out", "/proc/cnnkit-cannot-write/run"], "--out"),
     (["train", "--dataset", "mnist", "--data-root", "/nonexistent"], "--data-root"),
     (["filter", "x.png", "-k", "blur", "-o", "out.png", "--max-pixels", "0"], "--max-pixels"),
+    (["predict", "m.safetensors", "--test-index", "-1"], "--test-index"),
+    (["report", "m.safetensors", "--max-channels", "0"], "--max-channels"),
+    (["explain", "conv", "--stride", "0"], "--stride"),
+    (["export", "m.safetensors", "-o", "m.onnx", "--opset", "nan"], "--opset"),
+    (["serve", "--port", "-1"], "--port"),
+    (["serve", "--port", "65536"], "--port"),
 ]
 
 

@@ -1,7 +1,7 @@
 """``cnnkit export``: a saved model (``model.safetensors`` of a run) as an ONNX file."""
 from __future__ import annotations
 
-from .common import CommandError, one_line, parse_shape
+from .common import CommandError, one_line, positive_int
 
 
 def register(subparsers) -> None:
@@ -14,7 +14,7 @@ def register(subparsers) -> None:
     parser.add_argument("model", metavar="MODEL", help="model or checkpoint file")
     parser.add_argument("-o", "--output", required=True, metavar="FILE.onnx",
                         help="the ONNX file to write")
-    parser.add_argument("--opset", type=int, default=None,
+    parser.add_argument("--opset", type=positive_int, default=None,  # its range: onnx.export
                         help="ONNX opset version (default 20)")
     parser.add_argument("--input-shape", metavar="C,H,W",
                         help="one example's shape (default: the shape the model was trained on)")
@@ -29,8 +29,8 @@ def run(args) -> int:
         cnnkit_onnx.require_onnx()
     except ImportError as err:
         raise CommandError(one_line(err)) from err
-    model, config = load_model_or_fail(args.model)
-    shape = parse_shape(args.input_shape) if args.input_shape else tuple(config["input_shape"])
+    model, config = load_model_or_fail(args.model, args.input_shape)
+    shape = tuple(config["input_shape"])
     opset = cnnkit_onnx.DEFAULT_OPSET if args.opset is None else args.opset
     try:
         proto = cnnkit_onnx.export(model, shape, args.output, opset=opset)

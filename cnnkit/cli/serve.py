@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import CommandError, add_data_root_argument, one_line
+from .common import CommandError, add_data_root_argument, int_in, one_line
 
 
 def register(subparsers) -> None:
@@ -15,7 +15,7 @@ def register(subparsers) -> None:
                     "model' page shows an untrained vgg_small and says so.")
     parser.add_argument("run_dir", metavar="RUN", nargs="?",
                         help="a run directory of 'cnnkit train' or its model/checkpoint file")
-    parser.add_argument("--port", type=int, default=0,
+    parser.add_argument("--port", type=int_in(0, 65535), default=0,
                         help="port on 127.0.0.1 (default 0: a free port, printed)")
     parser.add_argument("--open", action="store_true",
                         help="also open the page in the default web browser")
@@ -26,8 +26,6 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..serve import LayerView, load_run, make_server
 
-    if not 0 <= args.port <= 65535:
-        raise CommandError(f"--port must be in [0, 65535], got {args.port}")
     try:
         view = LayerView(*load_run(args.run_dir))
     except (FileNotFoundError, ValueError) as err:
