@@ -18,8 +18,11 @@ dL/db = Σ_n Σ_i dL/dy[n, k, i]. A transposed convolution swaps the first two r
 """
 import numpy as np
 
+from .. import tuning
 from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding, to_tuple
 from ..kernels.conv import conv_backward_input, conv_backward_weight, conv_forward
+from ..kernels.bias_numba import add_bias, bias_grad
+from ..kernels.pad_numba import pad_planes
 from ..kernels.padding import check_pad_widths, pad_array, pad_array_backward
 from ..tensor import Tensor, is_grad_enabled
 from .half import computes_float16_in_float32
@@ -105,12 +108,19 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
     # cost a copy per layer and step). The input gradient takes the zero padding as widths
     # (the Winograd, implicit and rows paths then skip the padding cells).
     zero_pads = pads if mode == "constant" and padded else None
-    xp = pad_array(x.data, widths, mode) if padded else x.data
     # Which operands hold inf or NaN, found out by whichever pass first needs to know (the
     # choice of algorithm depends on it, docs/ieee.md) and kept for this step's other passes.
     finite = {}
+    if zero_pads is not None and n_dims == 2 and \
+            x.data.size >= tuning.value("compiled_min_size"):
+        xp, finite["x"] = pad_planes(x.data, zero_pads)  # one parallel pass for both
+    else:
+        xp = pad_array(x.data, widths, mode) if padded else x.data
     y = conv_forward(xp, weight.data, stride, dilation, groups, None, finite)
-    if bias is not None:
+    compiled = y.size >= tuning.value("compiled_min_size") and y.flags.c_contiguous
+    if bias is not None and compiled:
+        add_bias(y, bias.data)
+    elif bias is not None:
         y += bias.data.reshape(_bias_shape(k, n_dims))
     padded_spatial = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
     if not (weight.requires_grad and is_grad_enabled()):
@@ -126,7 +136,7 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
         if weight.requires_grad:
             dw = conv_backward_weight(xp, g, kernel, stride, dilation, groups, None, finite)
         if bias is not None and bias.requires_grad:
-            db = g.sum(axis=(0,) + tuple(range(2, g.ndim)))
+            db = bias_grad(g) if compiled else g.sum(axis=(0,) + tuple(range(2, g.ndim)))
         return dx, dw, db
 
     parents = (x, weight) if bias is None else (x, weight, bias)
@@ -185,7 +195,10 @@ def _conv_transpose(op, n_dims, input, weight, bias, stride, padding, output_pad
 
     y = conv_backward_input(x.data, weight.data, full, stride, dilation, groups)[crop]
     y = np.ascontiguousarray(y)
-    if bias is not None:
+    compiled = y.size >= tuning.value("compiled_min_size")
+    if bias is not None and compiled:
+        add_bias(y, bias.data)
+    elif bias is not None:
         y += bias.data.reshape(_bias_shape(c_out, n_dims))
 
     def backward(g):
@@ -199,7 +212,7 @@ def _conv_transpose(op, n_dims, input, weight, bias, stride, padding, output_pad
         if weight.requires_grad:
             dw = conv_backward_weight(gp, x.data, kernel, stride, dilation, groups)
         if bias is not None and bias.requires_grad:
-            db = g.sum(axis=(0,) + tuple(range(2, g.ndim)))
+            db = bias_grad(g) if compiled else g.sum(axis=(0,) + tuple(range(2, g.ndim)))
         return dx, dw, db
 
     parents = (x, weight) if bias is None else (x, weight, bias)

@@ -1,0 +1,74 @@
+"""The compiled passes around a conv layer's kernel: zero padding with its finiteness check
+(``pad_numba``) and the bias add and gradient (``bias_numba``), forced on small shapes by
+lowering ``compiled_min_size``, against PyTorch and against the NumPy passes they replace."""
+import numpy as np
+import pytest
+import torch
+
+import cnnkit
+import cnnkit.functional as F
+from cnnkit import tuning
+from cnnkit.kernels.bias_numba import add_bias, bias_grad
+from cnnkit.kernels.pad_numba import pad_planes
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 2), (3, 0)), ((0, 0), (0, 0))])
+def test_pad_planes_copies_and_checks(dtype, pads):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 5, 7)).astype(dtype)
+    xp, finite = pad_planes(x, pads)
+    np.testing.assert_array_equal(xp, np.pad(x, ((0, 0), (0, 0)) + pads))
+    assert finite
+    for bad in (np.inf, -np.inf, np.nan):
+        y = x.copy()
+        y[1, 2, 4, 6] = bad
+        assert not pad_planes(y, pads)[1]
+
+
+def test_bias_add_and_gradient():
+    rng = np.random.default_rng(8)
+    y = rng.standard_normal((3, 4, 5, 6), dtype=np.float32)
+    b = rng.standard_normal(4, dtype=np.float32)
+    expected = y + b[:, None, None]
+    add_bias(y, b)
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_allclose(bias_grad(y), y.sum(axis=(0, 2, 3)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+@pytest.mark.parametrize("padding", [1, (2, 0), "same"])
+def test_conv_layer_with_compiled_passes_matches_torch(groups, padding):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 4, 9, 8), dtype=np.float32)
+    w = rng.standard_normal((8, 4 // groups, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(8, dtype=np.float32)
+    ours = [cnnkit.tensor(a, requires_grad=True) for a in (x, w, b)]
+    theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    with tuning.override(compiled_min_size=0):
+        y = F.conv2d(*ours, 1, padding, 1, groups)
+        g = rng.standard_normal(y.shape, dtype=np.float32)
+        y.backward(g)
+    yt = torch.nn.functional.conv2d(*theirs, 1, padding, 1, groups)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-4, atol=1e-4)
+    for a, t in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad, t.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_nonfinite_input_found_by_the_padding_pass():
+    """The finiteness the padding pass reports steers the algorithm exactly as the separate
+    check did: NaN and inf land in the same places either way."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 3, 9, 9), dtype=np.float32)
+    x[0, 1, 3, 4], x[1, 2, 7, 0] = np.inf, np.nan
+    w = np.ones((3, 1, 3, 3), np.float32)
+    results = []
+    for size in (0, 1 << 60):
+        with tuning.override(compiled_min_size=size):
+            results.append(F.conv2d(cnnkit.tensor(x), cnnkit.tensor(w), None, 1, 1, 1, 3).data)
+    np.testing.assert_array_equal(results[0], results[1])
+    reference = torch.nn.functional.conv2d(torch.tensor(x, dtype=torch.float64),
+                                           torch.tensor(w, dtype=torch.float64), None, 1, 1, 1, 3)
+    np.testing.assert_array_equal(np.isnan(results[0]), np.isnan(reference.numpy()))
+    np.testing.assert_array_equal(np.isinf(results[0]), np.isinf(reference.numpy()))
