@@ -150,3 +150,22 @@ def test_infinite_weight_gives_torch_nans_in_the_input_gradient(channels):
     TF.conv2d(xt, torch.tensor(w)).backward(torch.tensor(dy))
     dx = conv_kernels.conv_backward_input(dy, w, (8, 8), (1, 1), (1, 1))
     np.testing.assert_array_equal(np.isnan(dx), np.isnan(xt.grad.numpy()))
+
+
+def test_weight_gradient_is_the_same_on_any_thread_count():
+    """Bit for bit: the position shares are a fixed number, not one per thread (a resumed
+    run must continue exactly whatever the thread settings)."""
+    import numba
+    rng = np.random.default_rng(11)
+    xp = rng.standard_normal((4, 6, 20, 20), dtype=np.float32)
+    dy = rng.standard_normal((4, 24, 18, 18), dtype=np.float32)
+    threads = numba.get_num_threads()
+    try:
+        results = []
+        for count in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(count)
+            results.append(conv_implicit.backward_weight(xp, dy, (3, 3), (1, 1), (1, 1)))
+    finally:
+        numba.set_num_threads(threads)
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)

@@ -44,6 +44,12 @@ _TABLE = [
              "cnnkit.bench.orientation: 256 outputs of 64 terms ran 1.2-1.6× faster planar, "
              "128 of 128 and 32 of 25 within 15 % either way)." + _NOT_TIMED,
              0.0, 1e6),
+    Constant("implicit_weight_shares", 8, "partial sums",
+             "The implicit GEMM's weight gradient sums output positions in this many parallel "
+             "shares, then adds the shares: a number fixed here, not the thread count, so the "
+             "result is the same bit for bit on any number of threads (more shares than "
+             "threads balance the load; each holds a taps × output-channels block)."
+             + _NOT_TIMED, 1, 1024, integer=True),
     Constant("implicit_chunks_per_thread", 8, "work chunks per Numba thread",
              "The implicit GEMM's forward splits its output positions into this many chunks "
              "per thread, for load balance." + _NOT_TIMED, 1, 1024, integer=True),

@@ -216,7 +216,11 @@ def backward_weight(xp, dy, kernel, stride, dilation):
     dy_last = np.empty((n * positions, k_padded), dtype=np.float32)
     planes_to_rows(np.ascontiguousarray(dy).reshape(n, k, positions), dy_last)
     offset = _offsets(xp.shape, kernel, dilation)
-    partial = np.empty((numba.get_num_threads(), offset.size + rows, k_padded), np.float32)
+    # A fixed number of position shares, not one per thread: the sums then come out the same,
+    # bit for bit, whatever the thread count (a run resumed on another machine, or by a
+    # process with other thread settings, continues exactly).
+    shares = max(1, min(tuning.value("implicit_weight_shares"), -(-dy_last.shape[0] // 128)))
+    partial = np.empty((shares, offset.size + rows, k_padded), np.float32)
     compiled.ENTRY[vectors][1](np.ascontiguousarray(xp), dy_last, offset,
                                _corners(xp.shape, dy.shape[2:], stride), partial)
     dwt = partial.sum(axis=0)[:offset.size, :k]
