@@ -99,7 +99,7 @@ def pair_max(typingctx, top, bottom, out, index, first, width):
     def codegen(context, builder, signature, args):
         top, bottom, out, index, first, width = args
         f32, i32 = ir.FloatType(), ir.IntType(32)
-        fvec, ivec = ir.VectorType(f32, LANES), ir.VectorType(i32, LANES)
+        ivec = ir.VectorType(i32, LANES)
 
         def address(value, kind, offset=0):
             pointer = builder.inttoptr(value, kind.as_pointer())
