@@ -6,7 +6,8 @@ output and validates its arguments through these functions, so the formula is wr
     out = floor((in + pad_lo + pad_hi − dilation·(k − 1) − 1) / stride) + 1
 
 With ``pad_lo = pad_hi = p`` this is the familiar ``floor((in + 2p − d(k−1) − 1)/s) + 1``; for the
-source notes' 7×7 input, k = 3, s = 1, p = 0 it gives 5×5. A transposed convolution inverts it:
+7×7 input of docs/concepts.md §6, k = 3, s = 1, p = 0 it gives 5×5. A transposed convolution
+inverts it:
 
     out = (in − 1)·stride − pad_lo − pad_hi + dilation·(k − 1) + output_padding + 1
 """

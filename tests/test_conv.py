@@ -72,7 +72,7 @@ CONV_CASES = [
     ((3, 8), (5, 3, 3), dict(stride=3, padding=((2, 0),))),                      # unbatched
     ((2, 3, 10), (4, 3, 4), dict(stride=3, padding="same")),                     # TF 'same'
     # 2-D
-    ((2, 3, 7, 7), (4, 3, 3, 3), {}),                                            # the notes' 7×7
+    ((2, 3, 7, 7), (4, 3, 3, 3), {}),                                    # 7×7, concepts §6
     ((2, 3, 8, 6), (5, 3, 2, 4), dict(stride=(2, 1), padding=(1, 2))),
     ((1, 4, 9, 10), (6, 2, 3, 3), dict(groups=2, dilation=(2, 1), padding="same")),
     ((2, 4, 9, 7), (4, 1, 3, 3), dict(groups=4, stride=2, padding="same")),      # depthwise s2

@@ -20,7 +20,7 @@ SAME_EXAMPLES = 100
 
 
 @pytest.mark.parametrize("args, kwargs, expected", [
-    (((7, 7), 3), {}, (5, 5)),                                    # the notes' 7×7, k3, s1
+    (((7, 7), 3), {}, (5, 5)),                                    # docs/concepts.md's 7×7, k3, s1
     (((5, 5), 3), dict(stride=2, padding=1), (3, 3)),             # 5×5, pad 1, k3, s2
     ((7, 3), {}, (5,)),                                           # an int is one spatial dim
     (((7, 9), (3, 5)), dict(stride=(2, 1)), (3, 5)),              # non-square

@@ -1,4 +1,4 @@
-"""cnnkit.reference — the literal loops — against PyTorch, scipy and the source notes' examples.
+"""cnnkit.reference — the literal loops — against PyTorch, scipy and docs/concepts.md.
 
 The reference loops are the oracle for the fast kernels, so they are checked here against
 independent implementations (float64, tight tolerances) on small grids covering 1-D/2-D/3-D,
@@ -406,7 +406,7 @@ def test_adaptive_windows_by_hand():
                                                                  (1, 3), (2, 3)]
 
 
-# ------------------------------------------------------------- the source notes' examples
+# ------------------------------------------------------------- docs/concepts.md's examples
 
 PRIMES = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31]
 

@@ -52,7 +52,7 @@ def register(subparsers) -> None:
 
     back = topics.add_parser(
         "backprop", help="gradients of a 1-D convolution are convolutions",
-        description="The notes' example: x = x1..x5, w = w1..w3, 3 outputs; each input gets "
+        description="The 1-D example: x = x1..x5, w = w1..w3, 3 outputs; each input gets "
                     "the output gradients times the kernel taps (dL/dx = dO ∗ w, a true "
                     "convolution), and dL/dw = correlate(x, dO). Checked against autograd.")
     back.add_argument("--inputs", type=small, default=5, help="N, length of x (default 5)")
@@ -64,7 +64,7 @@ def register(subparsers) -> None:
         "params", help="fully connected vs convolution: weights, connections, sharing",
         description="Count the weights of a conv layer and of a fully connected layer doing "
                     "the same input -> output mapping, connections per output (sparse "
-                    "connectivity) and uses per weight (sharing); plus the notes' 5-unit "
+                    "connectivity) and uses per weight (sharing); plus the 5-unit "
                     "example (25 vs 3 weights).")
     params.add_argument("--input", default="224x224x3", help="HxWxC, or N for N 1-D units "
                                                               "(default 224x224x3)")

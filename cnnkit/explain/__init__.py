@@ -1,4 +1,4 @@
-"""Convolution explained in numbers: each idea of the source notes, printed and checked.
+"""Convolution explained in numbers: each idea of docs/concepts.md, printed and checked.
 
     conv_steps     one layer's output, product by product (the CS231n figure)   explain_conv
     backprop       gradients of a 1-D convolution are convolutions               explain_backprop

@@ -1,4 +1,4 @@
-"""Backpropagation through a convolution is a convolution: the notes' 1-D example in numbers.
+"""Backpropagation through a convolution is a convolution: docs/concepts.md §13's 1-D example.
 
 Forward, a 'valid' cross-correlation of x = (x1..xN) with w = (w1..wK), O = N − K + 1 outputs:
 

@@ -8,8 +8,8 @@ layer doing a mapping between the same shapes needs one weight per (input unit, 
 
 *Sparse connectivity*: an output unit of the conv layer is connected to at most C · Π k inputs
 (its receptive field), against all Π spatial · C for FC. *Parameter sharing*: every output
-position reuses the same K · C · Π k weights. The notes' example (5 units, a 3-tap kernel,
-padding 1): FC needs 5 · 5 = 25 weights, the convolution 3.
+position reuses the same K · C · Π k weights. The example of docs/concepts.md §10 (5 units,
+a 3-tap kernel, padding 1): FC needs 5 · 5 = 25 weights, the convolution 3.
 
 Exact counts with padding: along an axis of size N (padding P, stride S, output size O), tap a
 lands on a real input (not on padding) at the output positions o with 0 ≤ o·S + a − P < N.
@@ -108,7 +108,7 @@ def _shape(shape) -> str:
 
 def explain_params(input_shape=(224, 224, 3), kernel_size=3, filters=64, stride=1,
                    padding="same", bias=True, notes_example=True) -> str:
-    """Text: the comparison for the given layer, and (``notes_example``) the notes' 5 units."""
+    """Text: the comparison for the given layer, and (``notes_example``) the 5-unit example."""
     r = compare_params(input_shape, kernel_size, filters, stride, padding, bias)
     n_in = r.fc_connections_per_output
     n_out = int(np.prod(r.output_shape))
@@ -139,7 +139,7 @@ def explain_params(input_shape=(224, 224, 3), kernel_size=3, filters=64, stride=
     ]
     if notes_example:
         e = compare_params((5,), 3, 1, 1, 1, bias=False)
-        lines += ["", "the notes' example: 5 units -> 5 units, a 3-tap kernel, padding 1",
+        lines += ["", "the 1-D example: 5 units -> 5 units, a 3-tap kernel, padding 1",
                   f"  FC: {e.fc_weights} weights (5·5; s3 sees x1..x5)",
                   (f"  conv: {e.conv_weights} weights (s3 sees x2, x3, x4), "
                    f"{e.conv_links} links, each weight used "

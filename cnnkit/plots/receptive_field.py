@@ -8,7 +8,7 @@ kernel k, stride s and dilation d gives (``cnnkit.summary``)
 
 Two stacked 3×3 convolutions see 5×5, three see 7×7; a stride-2 pooling doubles the jump, so
 every later layer grows the field twice as fast. This is how a small kernel's *local*
-connections still let deep units see the whole image (the notes' y3 reaching x1..x5).
+connections still let deep units see the whole image (docs/concepts.md §9: y3 reaching x1..x5).
 """
 import numpy as np
 from matplotlib import colormaps

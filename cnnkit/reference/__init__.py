@@ -1,4 +1,4 @@
-"""Reference implementations: the source notes' formulas as plain loops on ndarrays.
+"""Reference implementations: the formulas of docs/concepts.md as plain loops on ndarrays.
 
 These are written to be *read*, and to serve as the test oracle for the fast kernels on small
 shapes: every output cell is computed by an explicit loop over its indices, with the formula in

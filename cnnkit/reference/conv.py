@@ -1,4 +1,4 @@
-"""Convolution forward pass, written as the source notes' sum (cross-correlation, like PyTorch).
+"""Convolution forward pass, written as docs/concepts.md's sum (cross-correlation, like PyTorch).
 
 Deep-learning "convolution" is cross-correlation: the kernel slides over the input *without* being
 flipped. For output channel k at output position i (a multi-index, one entry per spatial dim):

@@ -1,4 +1,4 @@
-"""Convolution backward pass: the source notes' formulas (1) and (2), one loop nest each.
+"""Convolution backward pass: both gradient formulas of docs/concepts.md §13, one loop nest each.
 
 Forward (see ``conv.py``):  z[n, k, i] = b[k] + Σ_c Σ_a w[k, c, a] · x_pad[n, c, i·s + a·d]
 (c ranging over the channels of k's group). Every partial derivative is read off that sum:

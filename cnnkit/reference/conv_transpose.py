@@ -7,8 +7,9 @@ every kernel offset a and every output channel k of c's group:
     y[n, g·K_g + k, i·s + a·d − p_lo] += x[n, c, i] · w[c, k, a]        (g = c // C_g)
 
 Writes that land outside ``[0, out_size)`` are dropped (that is what ``padding`` does here: it
-crops the full result). This is exactly formula (1) of the notes, the input gradient of a
-convolution with the same w, stride, padding and dilation: conv_transpose(dy) = dL/dx.
+crops the full result). This is exactly docs/concepts.md §13's input-gradient formula, the
+input gradient of a convolution with the same w, stride, padding and dilation:
+conv_transpose(dy) = dL/dx.
 
 Output length per dim: ``(n − 1)·s − p_lo − p_hi + d·(k − 1) + output_padding + 1``; the
 ``output_padding`` extra cells at the high end pick the one size among those that a strided

@@ -3,8 +3,9 @@
     true convolution   (f * g)[i] = Σ_u f[u] · g[i − u]        (g is flipped, then slid)
     cross-correlation  (f ⋆ g)[t] = Σ_v f[v + t − (m − 1)] · conj(g[v])   (g slid, not flipped)
 
-so f ⋆ g = f * flip(conj(g)). CNN layers compute the correlation; the notes' backward formula (1)
-is a true convolution (of dL/dz with the kernel). Both sums run over all indices where both
+so f ⋆ g = f * flip(conj(g)). CNN layers compute the correlation; the input-gradient formula
+(docs/concepts.md §13) is a true convolution (of dL/dz with the kernel). Both sums run over all
+indices where both
 factors exist, giving the 'full' result of length n + m − 1 per axis (n = len f, m = len g);
 the other modes cut a piece out of it, like scipy:
 

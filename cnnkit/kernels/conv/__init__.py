@@ -1,7 +1,7 @@
 """Convolution kernels on plain ndarrays: forward and both gradients, any number of dims.
 
 All three take an input that is *already padded*; ``cnnkit.functional.conv`` does the padding
-and the autograd wiring. Notation (the source notes' forward formula, with batch and groups):
+and the autograd wiring. Notation (docs/concepts.md's forward sum, with batch and groups):
 
     y[n, k, i] = Σ_c Σ_a w[k, c, a] · x[n, c, i·s + a·d]          (i, a: spatial multi-indices)
 

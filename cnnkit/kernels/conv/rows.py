@@ -5,8 +5,9 @@ Each plane of a depthwise layer is a single-channel correlation, so all three pa
 channel, ⋆ = valid correlation, summed over a plane's taps u):
 
     forward  y[n, k]  = x[n, k // m] ⋆ w[k]
-    input    dx[n, c] = Σ_j dy[n, c·m + j] ⋆ flip(w[c·m + j])   dy padded by k − 1 (the notes'
-                        full correlation of dL/dy with the flipped kernel)
+    input    dx[n, c] = Σ_j dy[n, c·m + j] ⋆ flip(w[c·m + j])   dy padded by k − 1
+                        (docs/concepts.md §13: the full correlation of dL/dy with the
+                        flipped kernel)
 
 The weight gradient, Σ_n x[n, k // m] ⋆ dy[n, k] with dy as the kernel, has a kernel-sized
 output (3×3), which fills a 4-row, 16-lane tile poorly: it measured 7.7 against 5.4 ms for

@@ -14,7 +14,7 @@ each offset ONE large product over every image at once (outputs straddling two i
 dropped like the wrap-around columns): few, large BLAS calls instead of one per image and
 offset. The wasted columns cost (W + pad)/W extra work; skipping the im2col copy saves more.
 
-Both gradients use the same trick (``backward_input`` is the notes' formula: the full
+Both gradients use the same trick (``backward_input`` is docs/concepts.md §13's formula: the full
 correlation of dL/dy with the flipped kernel; ``backward_weight`` sums ``dy_ext @ x_sliceᵀ``).
 """
 import itertools
