@@ -5,8 +5,8 @@
 
 so f ⋆ g = f * flip(conj(g)). CNN layers compute the correlation; the input-gradient formula
 (docs/concepts.md §13) is a true convolution (of dL/dz with the kernel). Both sums run over all
-indices where both
-factors exist, giving the 'full' result of length n + m − 1 per axis (n = len f, m = len g);
+indices where both factors exist, giving the 'full' result of length n + m − 1 per axis
+(n = len f, m = len g);
 the other modes cut a piece out of it, like scipy:
 
 * ``'full'``:  all n + m − 1 positions.
