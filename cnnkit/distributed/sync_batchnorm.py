@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional.normalization import _update_running
+from ..functional.normalization import _update_running, normalize_affine
 from ..nn.modules.normalization import _BatchNorm
 from ..tensor import Tensor, as_tensor
 
@@ -54,11 +54,7 @@ def sync_batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, c
     _update_running(running_mean, running_var, mean, var, momentum, count)
     gamma = None if weight is None else as_tensor(weight)
     beta = None if bias is None else as_tensor(bias)
-    inv_std = 1.0 / np.sqrt(var + eps)
-    scale = inv_std * (1.0 if gamma is None else gamma.data)  # y = scale·x + shift
-    shift = (0.0 if beta is None else beta.data) - mean * scale
-    out = np.empty_like(x3)
-    kernels.affine(x3, scale.astype(x.dtype), shift.astype(x.dtype), out)
+    inv_std, scale, out = normalize_affine(x3, mean, var, eps, gamma, beta)
 
     def backward(g):
         g3 = np.ascontiguousarray(g).reshape(x3.shape)

@@ -129,6 +129,18 @@ def _update_running(mean_buf, var_buf, mean, var, momentum, count):
         var_buf += (momentum * var * (count / (count - 1))).astype(var_buf.dtype, copy=False)
 
 
+def normalize_affine(x3, mean, var, eps, gamma, beta):
+    """(1/√(σ² + ε), scale = γ/√(σ² + ε), y = scale·(x − μ) + β) for x3 (N, C, L), y by the
+    fused affine kernel; per-channel float64 statistics; gamma and beta are Tensors or None."""
+    from ..kernels import batchnorm_numba as kernels
+    inv_std = 1.0 / np.sqrt(var + eps)
+    scale = inv_std * (1.0 if gamma is None else gamma.data)  # y = scale·x + shift
+    shift = (0.0 if beta is None else beta.data) - mean * scale
+    out = np.empty_like(x3)
+    kernels.affine(x3, scale.astype(x3.dtype), shift.astype(x3.dtype), out)
+    return inv_std, scale, out
+
+
 def _compiled_batch_norm(x, mean_buf, var_buf, gamma, beta, training, momentum, eps):
     """``batch_norm`` through the fused kernels of ``kernels.batchnorm_numba`` (same formulas)."""
     from ..kernels import batchnorm_numba as kernels
@@ -140,11 +152,7 @@ def _compiled_batch_norm(x, mean_buf, var_buf, gamma, beta, training, momentum, 
         _update_running(mean_buf, var_buf, mean, var, momentum, x3.shape[0] * x3.shape[2])
     else:
         mean, var = mean_buf.astype(np.float64), var_buf.astype(np.float64)
-    inv_std = 1.0 / np.sqrt(var + eps)
-    scale = inv_std * (1.0 if gamma is None else gamma.data)  # y = scale·x + shift
-    shift = (0.0 if beta is None else beta.data) - mean * scale
-    out = np.empty_like(x3)
-    kernels.affine(x3, scale.astype(x.dtype), shift.astype(x.dtype), out)
+    inv_std, scale, out = normalize_affine(x3, mean, var, eps, gamma, beta)
 
     def backward(g):
         g3 = np.ascontiguousarray(g).reshape(x3.shape)
