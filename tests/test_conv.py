@@ -21,6 +21,8 @@ from torch_oracle import (
 import cnnkit
 import cnnkit.functional as F
 import cnnkit.reference as ref
+from cnnkit.kernels.conv import PaddedInput
+from mutants import negate_weight_gradient
 
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -299,17 +301,16 @@ def test_gradients_flow_only_where_required(rng):
 # -- the comparison can fail: deliberately broken results must turn it red ---------------------
 
 def _sign_flipped_weight_gradient(monkeypatch):
-    import cnnkit.functional.conv as conv_module
-    original = conv_module.conv_backward_weight
-    monkeypatch.setattr(conv_module, "conv_backward_weight", lambda *a, **k: -original(*a, **k))
+    negate_weight_gradient(monkeypatch)
 
 
 def _input_shifted_by_one(monkeypatch):
     import cnnkit.functional.conv as conv_module
     original = conv_module.conv_forward
 
-    def shifted(xp, *args, **kwargs):  # an off-by-one in the window position
-        return original(np.roll(xp, 1, axis=-1), *args, **kwargs)
+    def shifted(source, *args, **kwargs):  # an off-by-one in the window position
+        rolled = PaddedInput(np.roll(source.data, 1, axis=-1), source.pads)
+        return original(rolled, *args, **kwargs)
     monkeypatch.setattr(conv_module, "conv_forward", shifted)
 
 
@@ -317,10 +318,10 @@ def _stride_off_by_one(monkeypatch):
     import cnnkit.functional.conv as conv_module
     original = conv_module.conv_forward
 
-    def wrong_stride(xp, w, stride, *args, **kwargs):
-        y = original(xp, w, tuple(s + 1 for s in stride), *args, **kwargs)
-        return np.resize(y, (xp.shape[0], w.shape[0], 4, 4))  # even with the shape made right
-    monkeypatch.setattr(conv_module, "conv_forward", wrong_stride)
+    def wrong_stride(source, w, stride, *args, **kwargs):
+        y = original(source, w, tuple(s + 1 for s in stride), *args, **kwargs)
+        return np.resize(y, (source.data.shape[0], w.shape[0], 4, 4))  # even with the shape
+    monkeypatch.setattr(conv_module, "conv_forward", wrong_stride)         # made right
 
 
 def _no_border_fold_in_padding_backward(monkeypatch):

@@ -3,7 +3,8 @@
 Random 1-, 2- and 3-D depthwise layers (float32, stride 1, dilation 1) with channel
 multipliers 1–3, ragged plane sizes and asymmetric padding, including padding wider than the
 kernel's reach (where the input gradient takes the crop fallback): forward, the input gradient
-inside the padding and of the whole padded input.
+inside the padding and of the whole padded input. The forward pass reads the input unpadded,
+and padded beforehand, and adds a bias.
 """
 import numpy as np
 import torch
@@ -43,7 +44,13 @@ def test_all_passes_match_torch(layer, seed):
     (dxt,) = torch.autograd.grad(yt, (xt,), torch.tensor(dy))
     inner = (slice(None), slice(None)) + tuple(slice(lo, p - hi)
                                                for p, (lo, hi) in zip(padded, pads))
-    checks = [(depthwise_rows.forward(xp, w, yt.shape[2:]), yt.detach().numpy()),
+    b = rng.standard_normal(c * m, dtype=np.float32)
+    no_pads = [(0, 0)] * len(kernel)
+    out = yt.shape[2:]
+    checks = [(depthwise_rows.forward(xp, w, out, no_pads), yt.detach().numpy()),
+              (depthwise_rows.forward(x, w, out, pads), yt.detach().numpy()),
+              (depthwise_rows.forward(x, w, out, pads, b),
+               yt.detach().numpy() + b.reshape((1, -1) + (1,) * len(kernel))),
               (depthwise_rows.backward_input(dy, w, padded, c, pads), dxt.numpy()[inner]),
               (depthwise_rows.backward_input(dy, w, padded, c), dxt.numpy())]
     for ours, theirs in checks:
@@ -65,3 +72,32 @@ def test_dispatcher_routes_float32_stride_1_depthwise_here(monkeypatch):
     conv_kernels.conv_forward(x, w, (2, 2), (1, 1), groups=4)  # stride 2: not this path
     conv_kernels.conv_forward(x.astype(np.float64), w, (1, 1), (1, 1), groups=4)  # float64
     assert calls == ["forward", "backward_input"]
+
+
+def test_bands_holding_inf_or_nan_are_summed_literally():
+    """One 40×40 plane is split into bands of rows (one per task); the bands that hold inf or
+    NaN are computed by the literal sums and the others by the micro-kernel, in one pass: the
+    result has NaN and inf exactly where PyTorch's float64 sums put them, padding included."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 1, 40, 40)).astype(np.float32)
+    x[0, 0, 3, 7], x[0, 0, 21, 0] = np.inf, np.nan
+    w = rng.standard_normal((1, 1, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((1, 1, 40, 40)).astype(np.float32)
+    dy[0, 0, 30, 39] = -np.inf
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    yt = TF.conv2d(TF.pad(xt, (1, 1, 1, 1)), torch.tensor(w, dtype=torch.float64))
+    (dxt,) = torch.autograd.grad(yt, (xt,), torch.tensor(dy, dtype=torch.float64))
+    with np.errstate(invalid="ignore"):
+        y = depthwise_rows.forward(x, w, (40, 40), [(1, 1), (1, 1)])
+        dx = depthwise_rows.backward_input(dy, w, (42, 42), 1, [(1, 1), (1, 1)])
+    for ours, theirs in ((y, yt.detach().numpy()), (dx, dxt.numpy())):
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
+        np.testing.assert_array_equal(np.isposinf(ours), np.isposinf(theirs))
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    assert np.isnan(y).any() and np.isinf(y).any() and np.isinf(dx).any()
+    w[0, 0, 0, 0] = np.inf  # an infinite tap: padding · inf is NaN in the forward pass only
+    with np.errstate(invalid="ignore"):
+        y = depthwise_rows.forward(np.ones_like(x), w, (40, 40), [(1, 1), (1, 1)])
+        dx = depthwise_rows.backward_input(np.ones_like(dy), w, (42, 42), 1, [(1, 1), (1, 1)])
+    assert np.isnan(y[0, 0, 0]).all() and np.isnan(y[0, 0, :, 0]).all()
+    assert np.isposinf(y[0, 0, 1:, 1:]).all() and not np.isnan(dx).any()

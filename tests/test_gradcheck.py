@@ -16,6 +16,7 @@ import pytest
 
 import cnnkit
 import cnnkit.functional as F
+from mutants import negate_weight_gradient
 
 
 def _loss(fn, arrays, weights):
@@ -166,9 +167,7 @@ def test_gradcheck_catches_a_missing_padding_fold(monkeypatch):
 
 
 def test_check_backward_catches_a_sign_flip(monkeypatch):
-    import cnnkit.functional.conv as conv_module
-    original = conv_module.conv_backward_weight
-    monkeypatch.setattr(conv_module, "conv_backward_weight", lambda *a, **k: -original(*a, **k))
+    negate_weight_gradient(monkeypatch)
     fn, shapes = CHECK_BACKWARD_CASES["conv2d grouped reflect"]
     with pytest.raises(AssertionError):
         check_backward(fn, arrays(*shapes))

@@ -150,14 +150,23 @@ def test_layer_step_matches_pytorch_with_non_finite_values(dtype, data):
     dy = rng.standard_normal(x_shape[:1] + w_shape[:1] + out).astype(dtype)
     for a in (x, w, dy):
         sprinkle(rng, a, data.draw(st.integers(0, 2)))
+    b = rng.standard_normal(w_shape[0]).astype(dtype) if data.draw(st.booleans(),
+                                                                   label="bias") else None
     xt, wt = cnnkit.tensor(x, requires_grad=True), cnnkit.tensor(w, requires_grad=True)
+    bt = None if b is None else cnnkit.tensor(b, requires_grad=True)
     with tuning.override(**EAGER):
-        y = getattr(F, f"conv{len(stride)}d")(xt, wt, None, stride, padding, dilation, groups)
+        y = getattr(F, f"conv{len(stride)}d")(xt, wt, bt, stride, padding, dilation, groups)
         y.backward(cnnkit.tensor(dy))
-    expected = conv_reference(x, w, dy, stride, dilation, groups, [(p, p) for p in padding])
+    expected = list(conv_reference(x, w, dy, stride, dilation, groups,
+                                   [(p, p) for p in padding]))
+    actual = [y.data, xt.grad.data, wt.grad.data]
+    if b is not None:  # the bias, added in the forward kernel and summed in the weight's
+        expected[0] = expected[0] + b.reshape((1, -1) + (1,) * len(stride))
+        expected.append(dy.astype(np.float64).sum(axis=(0,) + tuple(range(2, dy.ndim))))
+        actual.append(bt.grad.data)
     terms = w.size * max(1, dy[0, 0].size)
-    for name, actual, e in zip(("y", "dx", "dw"), (y.data, xt.grad.data, wt.grad.data), expected):
-        assert_close(actual, e, dtype, terms=terms, name=name)
+    for name, a, e in zip(("y", "dx", "dw", "db"), actual, expected):
+        assert_close(a, e, dtype, terms=terms, name=name)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)

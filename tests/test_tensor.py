@@ -572,3 +572,55 @@ def test_pow_gradients_at_the_edges(base, exponent):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check(lambda a, b: a ** b, base, exponent)
+
+
+# -- a leaf's gradient is taken without a copy only when nothing else holds it --------------
+
+def test_leaf_gradient_never_aliases_the_callers_gradient():
+    x = tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    given = np.full((2, 3), 2.0, np.float32)
+    x.backward(given)  # the root is the leaf: its gradient is the caller's array
+    assert not np.shares_memory(x.grad, given)
+    y = tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    (y * 1.0).backward(given)
+    assert not np.shares_memory(y.grad, given)
+    given[...] = 0
+    assert (x.grad == 2).all() and (y.grad == 2).all()
+
+
+def test_leaf_gradient_held_by_its_op_is_copied():
+    kept = []
+
+    def backward(g):
+        kept.append(g * 1)  # the op keeps the very array it returns
+        return (kept[-1],)
+    x = tensor(np.ones(4, np.float32), requires_grad=True)
+    Tensor._make(x.data * 1, (x,), backward, "keep").backward(np.ones(4, np.float32))
+    assert not np.shares_memory(x.grad, kept[0])
+
+
+def test_one_gradient_sent_to_two_leaves_gives_each_its_own():
+    a = tensor(np.ones(3, np.float32), requires_grad=True)
+    b = tensor(np.ones(3, np.float32), requires_grad=True)
+    Tensor._make(a.data + b.data, (a, b), lambda g: (g * 1,) * 2,  # one array, both parents
+                 "both").backward(np.ones(3, np.float32))
+    assert not np.shares_memory(a.grad, b.grad)
+    a.grad[...] = 7
+    assert (b.grad == 1).all()
+
+
+def test_fresh_leaf_gradient_is_taken_without_a_copy():
+    """A gradient that only the walk holds becomes the leaf's .grad as it is (no copy of an
+    input-sized array per step): a fresh array, or a reshape of one."""
+    for shape in ((6,), (2, 3)):
+        made = []
+
+        def backward(g, shape=shape):
+            fresh = g * 2
+            made.append(fresh.__array_interface__["data"][0])  # its address, not the array
+            return (fresh.reshape(shape),)
+        x = tensor(np.ones(shape, np.float32), requires_grad=True)
+        Tensor._make(x.data.reshape(6) * 2, (x,), backward, "double").backward(
+            np.ones(6, np.float32))
+        assert x.grad.__array_interface__["data"][0] == made[0]
+        assert (x.grad == 2).all()

@@ -18,11 +18,9 @@ dL/db = Σ_n Σ_i dL/dy[n, k, i]. A transposed convolution swaps the first two r
 """
 import numpy as np
 
-from .. import tuning
 from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding, to_tuple
-from ..kernels.conv import conv_backward_input, conv_backward_weight, conv_forward
+from ..kernels.conv import PaddedInput, conv_backward_input, conv_backward_weight, conv_forward
 from ..kernels.bias_numba import add_bias, bias_grad
-from ..kernels.pad_numba import pad_planes
 from ..kernels.padding import check_pad_widths, pad_array, pad_array_backward
 from ..tensor import Tensor, is_grad_enabled
 from .half import computes_float16_in_float32
@@ -76,10 +74,6 @@ def _batched(input, n_dims):
     return (input, False) if input.ndim == n_dims + 2 else (input.reshape((1,) + input.shape), True)
 
 
-def _bias_shape(k, n_dims):
-    return (1, k) + (1,) * n_dims
-
-
 def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, padding_mode):
     _check_tensors(op, input, weight, bias, n_dims)
     if padding_mode not in PADDING_MODES:
@@ -103,28 +97,23 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
         check_pad_widths(spatial, pads, mode, name=f"{op}: padding")
 
     padded = any(lo or hi for lo, hi in pads)
-    # The padded input is made once and, when the weight gradient will need it, held until
-    # backward (one input-sized array per layer between the passes; padding it again there
-    # cost a copy per layer and step). The input gradient takes the zero padding as widths
-    # (the Winograd, implicit and rows paths then skip the padding cells).
+    # Zero padding is handed to the kernels as widths (a ``PaddedInput``): the algorithms that
+    # read a padded array share one copy between the forward pass and the weight gradient
+    # (held until backward only when that gradient will be wanted), and the row correlation
+    # and the compiled depthwise weight gradient read the input unpadded. The input gradient
+    # takes the zero padding as widths too (the Winograd, implicit and rows paths skip the
+    # padding cells). Other padding modes are padded here.
     zero_pads = pads if mode == "constant" and padded else None
+    source = PaddedInput(x.data if zero_pads or not padded else
+                         pad_array(x.data, widths, mode), zero_pads)
     # Which operands hold inf or NaN, found out by whichever pass first needs to know (the
     # choice of algorithm depends on it, docs/ieee.md) and kept for this step's other passes.
     finite = {}
-    if zero_pads is not None and n_dims == 2 and \
-            x.data.size >= tuning.value("compiled_min_size"):
-        xp, finite["x"] = pad_planes(x.data, zero_pads)  # one parallel pass for both
-    else:
-        xp = pad_array(x.data, widths, mode) if padded else x.data
-    y = conv_forward(xp, weight.data, stride, dilation, groups, None, finite)
-    compiled = y.size >= tuning.value("compiled_min_size") and y.flags.c_contiguous
-    if bias is not None and compiled:
-        add_bias(y, bias.data)
-    elif bias is not None:
-        y += bias.data.reshape(_bias_shape(k, n_dims))
-    padded_spatial = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
+    y = conv_forward(source, weight.data, stride, dilation, groups, finite=finite,
+                     bias=None if bias is None else bias.data)
+    padded_spatial = source.padded_shape[2:]
     if not (weight.requires_grad and is_grad_enabled()):
-        del xp
+        source.release()
 
     def backward(g):
         dx = dw = db = None
@@ -133,10 +122,14 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
                                      zero_pads, finite)
             if padded and zero_pads is None:
                 dx = pad_array_backward(dx, x.shape, widths, mode)
-        if weight.requires_grad:
-            dw = conv_backward_weight(xp, g, kernel, stride, dilation, groups, None, finite)
-        if bias is not None and bias.requires_grad:
-            db = bias_grad(g) if compiled else g.sum(axis=(0,) + tuple(range(2, g.ndim)))
+        wants_db = bias is not None and bias.requires_grad
+        if weight.requires_grad and wants_db:
+            dw, db = conv_backward_weight(source, g, kernel, stride, dilation, groups, None,
+                                          finite, with_bias=True)
+        elif weight.requires_grad:
+            dw = conv_backward_weight(source, g, kernel, stride, dilation, groups, None, finite)
+        elif wants_db:
+            db = bias_grad(g)
         return dx, dw, db
 
     parents = (x, weight) if bias is None else (x, weight, bias)
@@ -195,11 +188,8 @@ def _conv_transpose(op, n_dims, input, weight, bias, stride, padding, output_pad
 
     y = conv_backward_input(x.data, weight.data, full, stride, dilation, groups)[crop]
     y = np.ascontiguousarray(y)
-    compiled = y.size >= tuning.value("compiled_min_size")
-    if bias is not None and compiled:
+    if bias is not None:
         add_bias(y, bias.data)
-    elif bias is not None:
-        y += bias.data.reshape(_bias_shape(c_out, n_dims))
 
     def backward(g):
         dx = dw = db = None
@@ -212,7 +202,7 @@ def _conv_transpose(op, n_dims, input, weight, bias, stride, padding, output_pad
         if weight.requires_grad:
             dw = conv_backward_weight(gp, x.data, kernel, stride, dilation, groups)
         if bias is not None and bias.requires_grad:
-            db = bias_grad(g) if compiled else g.sum(axis=(0,) + tuple(range(2, g.ndim)))
+            db = bias_grad(g)
         return dx, dw, db
 
     parents = (x, weight) if bias is None else (x, weight, bias)

@@ -7,6 +7,8 @@ convolution. Here each (image, channel) plane is one task.
 import numba
 import numpy as np
 
+from .. import tuning
+
 
 @numba.njit(parallel=True, cache=True)
 def _add(y, b):
@@ -32,15 +34,26 @@ def _plane_sums(g, sums):
         sums[n, k] = total
 
 
+def _compiled(array):
+    """Large contiguous arrays run compiled; below ``compiled_min_size`` NumPy's one pass is
+    faster than waking the thread pool."""
+    return array.size >= tuning.value("compiled_min_size") and array.flags.c_contiguous
+
+
 def add_bias(y, b):
-    """y (N, K, *spatial) C-contiguous, in place: y[:, k] += b[k]."""
-    _add(y.reshape(y.shape[0], y.shape[1], -1), b.astype(y.dtype, copy=False))
+    """y (N, K, *spatial), in place: y[:, k] += b[k]."""
+    b = b.astype(y.dtype, copy=False)
+    if _compiled(y):
+        _add(y.reshape(y.shape[0], y.shape[1], -1), b)
+    else:
+        y += b.reshape((1, -1) + (1,) * (y.ndim - 2))
 
 
 def bias_grad(g):
     """dL/db = Σ over images and positions of g (N, K, *spatial), per channel, in g's dtype
-    (accumulated in float64)."""
-    g = np.ascontiguousarray(g)
+    (accumulated in float64 when compiled)."""
+    if not _compiled(g):
+        return g.sum(axis=(0,) + tuple(range(2, g.ndim)))
     sums = np.empty(g.shape[:2], np.float64)
     _plane_sums(g.reshape(g.shape[0], g.shape[1], -1), sums)
     return sums.sum(axis=0).astype(g.dtype)

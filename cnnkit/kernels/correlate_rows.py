@@ -12,6 +12,7 @@ import numba
 import numpy as np
 
 from .. import tuning
+from . import correlate_bands_numba as bands
 from . import correlate_rows_numba as compiled
 from .conv.shift import flat_pitches
 from .microkernel import LANES
@@ -182,3 +183,54 @@ def flat_table(shape, pitch):
     for n, p in zip(shape, pitch):
         table = np.add.outer(table, np.arange(n, dtype=np.int64) * p).reshape(-1)
     return table
+
+
+# A band's buffer stays below this many floats (256 KiB, within the L2 cache of the x86 and ARM
+# cores cnnkit targets); bands are whole planes unless the planes are too few or too large.
+BAND_BUFFER_FLOATS = 1 << 16
+
+
+def correlate_unpadded(x, top, left, kernels, src, plane_kernel, bias, sizes, padding_terms):
+    """Many 2-D correlations of unpadded planes summed over taps, one output plane o each:
+
+        out[o, r, q] = bias[o] + Σ_u Σ_{a,b} kernels[plane_kernel[o] + u, a, b] ·
+                                             X(src[o, u], r + a − top, q + b − left)
+
+    with X(s, i, j) = x[s, i, j] inside the plane and 0 outside it, and 0 for s = −1
+    (``correlate_bands_numba``, exact for inf and NaN: ``padding_terms`` says whether the zeros
+    outside a plane are terms of the sums, docs/ieee.md).
+
+    Parameters
+    ----------
+    x : float32 ndarray of shape (S, H, W)
+    top, left : where out[o, 0, 0] reads a plane (may be negative, or reach past it)
+    kernels : float32 ndarray of shape (stack, KH, KW)
+    src : int64 ndarray of shape (O, U), source planes (−1: zeros)
+    plane_kernel : int64 ndarray of shape (O,)
+    bias : float32 ndarray of shape (O,), or None
+    sizes : (R, Q), the output plane's shape
+
+    Returns
+    -------
+    out : C-contiguous float32 ndarray of shape (O, R, Q)
+    """
+    kh, kw = kernels.shape[-2:]
+    rows, vectors = tile(kh, sizes[1])
+    padded = np.zeros((kernels.shape[0], kh + 2 * (rows - 1), kw), np.float32)
+    padded[:, rows - 1:rows - 1 + kh] = kernels
+    out = np.empty((src.shape[0],) + tuple(sizes), np.float32)
+    if out.size == 0:
+        return out
+    wanted = tuning.value("rows_chunks_per_thread") * numba.get_num_threads()
+    row_tiles = -(-sizes[0] // rows)
+    pitch = -(-sizes[1] // (LANES * vectors)) * LANES * vectors + kw - 1
+    band_tiles = -(-row_tiles // min(row_tiles, -(-wanted // src.shape[0])))
+    band_tiles = max(1, min(band_tiles, BAND_BUFFER_FLOATS // (rows * pitch)))
+    band_rows = band_tiles * rows
+    tasks = src.shape[0] * -(-sizes[0] // band_rows)
+    bias = np.zeros(src.shape[0], np.float32) if bias is None else bias.astype(np.float32)
+    bands.correlate_bands_tiled(
+        np.ascontiguousarray(x, np.float32), top, left, padded, np.ascontiguousarray(src),
+        np.ascontiguousarray(plane_kernel), bias, out, band_rows, min(tasks, wanted),
+        padding_terms, not np.isfinite(kernels).all(), bands.TILES.index((rows, vectors)))
+    return out

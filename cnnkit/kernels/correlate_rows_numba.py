@@ -24,6 +24,25 @@ import numpy as np
 from .microkernel import LANES, TILES as _TARGET_TILES, gathered_micro_kernel
 
 
+@numba.njit(cache=True)
+def tile_tables(rows, kh, kw, pitch, c_pitch):
+    """The micro-kernel's tables for an MR-row tile of a KH × KW kernel (module docstring):
+    T = (MR + KH − 1)·KW terms t = (ρ, b), x offsets t, input offsets ρ·pitch + b, kernel rows
+    base_i = (MR − 1 − i)·KW, output rows i·c_pitch. Returns (T, offset, b_offset, base, c_row).
+    """
+    taps = (rows + kh - 1) * kw
+    offset = np.arange(taps)
+    b_offset = np.empty(taps, np.int64)
+    for t in range(taps):
+        b_offset[t] = t // kw * pitch + t % kw
+    base = np.empty(rows, np.int64)
+    c_row = np.empty(rows, np.int64)
+    for i in range(rows):
+        base[i] = (rows - 1 - i) * kw
+        c_row[i] = i * c_pitch
+    return taps, offset, b_offset, base, c_row
+
+
 @numba.njit(parallel=True, cache=True)
 def correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks,
               rows, vectors):
@@ -39,16 +58,7 @@ def correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_c
     kernel_size = kernels.shape[1] * kw
     row_tiles, col_tiles = out_rows // rows, out_cols // width
     p_flat, out_flat, k_flat = p.reshape(-1), out.reshape(-1), kernels.reshape(-1)
-    taps = (rows + kh - 1) * kw
-    offset = np.arange(taps)
-    b_offset = np.empty(taps, np.int64)
-    for t in range(taps):
-        b_offset[t] = t // kw * pitch + t % kw
-    base = np.empty(rows, np.int64)
-    c_row = np.empty(rows, np.int64)
-    for i in range(rows):
-        base[i] = (rows - 1 - i) * kw
-        c_row[i] = i * out_cols
+    taps, offset, b_offset, base, c_row = tile_tables(rows, kh, kw, pitch, out_cols)
     for task in numba.prange(n_planes * row_tiles * col_chunks):
         o = task // (row_tiles * col_chunks)
         r0 = task // col_chunks % row_tiles * rows

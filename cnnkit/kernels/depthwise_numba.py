@@ -61,31 +61,52 @@ def _backward_input(dy, w, sh, sw, dh, dw, dxp):
 
 
 @numba.njit(**_JIT)
-def _backward_weight(xp, dy, sh, sw, dh, dw, dwt):
-    channels = xp.shape[1]
+def _backward_weight(x, dy, top, left, padded_height, padded_width, sh, sw, dh, dw, dwt, db):
+    """dwt[k, 0, a, b] = Σ_n Σ_{i,q} dy[n, k, i, q] · xp[n, k // m, i·sh + a·dh, q·sw + b·dw]
+    from the unpadded input x: each task pads the planes it reads into a buffer of its own (in
+    L1 cache) rather than reading a padded copy of the whole batch from memory. The padding
+    zeros are real values there, so dy · 0 terms stay terms (docs/ieee.md). (Skipping the
+    padding by loop bounds instead left loops of 31 or 32 iterations that LLVM did not
+    vectorise: 9.3 against 4.4 ms for dw3x3, one core.) With ``db`` of size K, also
+    db[k] = Σ_n Σ_i dy[n, k, i] in float64: the bias gradient, read on the way.
+
+    Elementwise products are summed into one row per tap, reduced once at the end: the inner
+    loop then has no loop-carried sum and vectorises without reordering float additions.
+    Image by image, all taps at once: each plane is read from memory once and its rows reused
+    from L1 by every tap (tap by tap over the whole batch re-read each channel's planes kh·kw
+    times and did not scale past one thread)."""
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = dwt.shape[2], dwt.shape[3]
     mult = dwt.shape[0] // channels
     oh, ow = dy.shape[2], dy.shape[3]
+    with_bias = db.size > 0
     for k in numba.prange(channels * mult):
         c = k // mult
-        # Elementwise products summed into one row per tap, reduced once at the end: the inner
-        # loop then has no loop-carried sum and vectorises without reordering float additions.
-        # Image by image, all taps at once: each plane is read from memory once and its rows
-        # reused from L1 by every tap (tap by tap over the whole batch re-read each channel's
-        # planes kh·kw times and did not scale past one thread).
         acc = np.zeros((kh, kw, ow), dtype=dwt.dtype)
-        for n in range(xp.shape[0]):
-            plane, g = xp[n, c], dy[n, k]
+        sums = np.zeros(ow, np.float64)
+        plane = np.zeros((padded_height, padded_width), dtype=x.dtype)
+        for n in range(x.shape[0]):
+            source, g = x[n, c], dy[n, k]
+            for i in range(height):
+                row = plane[top + i]
+                for j in range(width):
+                    row[numba.uint64(left + j)] = source[i, j]
+            if with_bias:
+                for i in range(oh):
+                    for j in range(ow):
+                        sums[j] += g[i, j]
             for i in range(oh):
                 for a in range(kh):
                     r = i * sh + a * dh
                     for b in range(kw):
-                        left, row = b * dw, acc[a, b]
+                        shift, row = b * dw, acc[a, b]
                         for j in range(ow):
-                            row[j] += g[i, j] * plane[r, numba.uint64(j * sw + left)]
+                            row[j] += g[i, j] * plane[r, numba.uint64(j * sw + shift)]
         for a in range(kh):
             for b in range(kw):
                 dwt[k, 0, a, b] = acc[a, b].sum()
+        if with_bias:
+            db[k] = sums.sum()
 
 
 def forward(xp, w, stride, dilation, out):
@@ -102,6 +123,16 @@ def backward_input(dy, w, spatial, stride, dilation, groups):
 
 
 def backward_weight(xp, dy, kernel, stride, dilation):
-    dw = np.empty((dy.shape[1], 1) + tuple(kernel), dtype=np.result_type(xp, dy))
-    _backward_weight(np.ascontiguousarray(xp), np.ascontiguousarray(dy), *stride, *dilation, dw)
-    return dw
+    return backward_weight_unpadded(xp, dy, kernel, ((0, 0), (0, 0)), stride, dilation)[0]
+
+
+def backward_weight_unpadded(x, dy, kernel, pads, stride, dilation, with_bias=False):
+    """dL/dw (and, with ``with_bias``, dL/db) from the unpadded x (N, C, H, W) and its zero
+    padding ``pads`` ((top, bottom), (left, right)): no padded copy of the batch is made."""
+    dy = np.ascontiguousarray(dy)
+    dw = np.empty((dy.shape[1], 1) + tuple(kernel), dtype=np.result_type(x, dy))
+    db = np.zeros(dy.shape[1] if with_bias else 0, np.float64)
+    (top, bottom), (left, right) = pads
+    _backward_weight(np.ascontiguousarray(x), dy, top, left, x.shape[2] + top + bottom,
+                              x.shape[3] + left + right, *stride, *dilation, dw, db)
+    return dw, (db.astype(dy.dtype) if with_bias else None)

@@ -1,7 +1,9 @@
 """Convolution kernels on plain ndarrays: forward and both gradients, any number of dims.
 
-All three take an input that is *already padded*; ``cnnkit.functional.conv`` does the padding
-and the autograd wiring. Notation (docs/concepts.md's forward sum, with batch and groups):
+The input is x with its zero padding: an array already padded, or a ``PaddedInput`` (the array
+and its pads), which makes the padded copy only for an algorithm that reads one, and at most
+once for a layer's forward pass and weight gradient. ``cnnkit.functional.conv`` does the
+autograd wiring. Notation (docs/concepts.md's forward sum, with batch and groups):
 
     y[n, k, i] = Σ_c Σ_a w[k, c, a] · x[n, c, i·s + a·d]          (i, a: spatial multi-indices)
 
@@ -51,7 +53,10 @@ To add an algorithm: write one module here with
     input_pass(dy, w, geometry)            -> dx inside geometry.pads (N, C, *inner)
     weight_pass(xp, dy, geometry)          -> dw (K, C/G, *kernel)
 
-(a pass that ``applies`` refuses need not exist) and add one line to ``registry.REGISTRY``,
+(a pass that ``applies`` refuses need not exist). Optionally, to read the input unpadded or
+fuse the bias, ``forward_from(source, w, geometry, bias)`` -> y + bias and
+``weight_from(source, dy, geometry, with_bias)`` -> (dw, db or None), ``source`` a
+``PaddedInput``; the dispatcher then calls these instead and add one line to ``registry.REGISTRY``,
 at the place in the order where its rule should be asked, and one to ``registry.NEEDS_FINITE``
 naming the operands it needs finite. Forcing it on the shared grid in
 tests/test_conv_algorithms.py then checks it against PyTorch, and tests/test_ieee.py checks
@@ -59,11 +64,12 @@ its NEEDS_FINITE line.
 """
 from . import autotune
 from .config import force_algorithm, set_autotune, using
-from .dispatch import conv_backward_input, conv_backward_weight, conv_forward, select
+from .dispatch import (PaddedInput, conv_backward_input, conv_backward_weight, conv_forward,
+                       select)
 from .geometry import ConvGeometry, output_spatial
 from .registry import ALGORITHMS, PASSES, REGISTRY, NotApplicable, applicable, applies
 
-__all__ = ["ALGORITHMS", "PASSES", "REGISTRY", "ConvGeometry", "NotApplicable", "applicable",
-           "applies", "autotune", "conv_backward_input", "conv_backward_weight",
+__all__ = ["ALGORITHMS", "PASSES", "REGISTRY", "ConvGeometry", "NotApplicable", "PaddedInput",
+           "applicable", "applies", "autotune", "conv_backward_input", "conv_backward_weight",
            "conv_forward", "force_algorithm", "output_spatial", "select", "set_autotune",
            "using"]

@@ -49,6 +49,18 @@ def input_pass(dy, w, g):
     return crop(kernels.backward_input(dy, w, g.padded, g.stride, g.dilation, g.groups), g.pads)
 
 
+def weight_from(source, dy, g, with_bias=False):
+    """The weight gradient from a ``PaddedInput``: 2-D layers of real size read the unpadded
+    input (and sum the bias gradient on the way, when ``with_bias``); the others the padded
+    one. Returns (dw, db or None)."""
+    kernels = _kernels(dy.shape, g.kernel, math.prod(dy.shape[2:]))
+    if kernels is not sys.modules[__name__]:
+        return kernels.backward_weight_unpadded(source.data, dy, g.kernel,
+                                                source.pads or ((0, 0), (0, 0)), g.stride,
+                                                g.dilation, with_bias)
+    return weight_pass(source.padded(), dy, g), None
+
+
 def weight_pass(xp, dy, g):
     return _kernels(dy.shape, g.kernel, math.prod(dy.shape[2:])).backward_weight(
         xp, dy, g.kernel, g.stride, g.dilation)

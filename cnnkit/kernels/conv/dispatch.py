@@ -3,8 +3,9 @@
 from . import autotune, config
 from .geometry import ConvGeometry
 from .registry import REGISTRY, NotApplicable, applies, check_pass, heuristic, needs_finite
+from .padded_input import PaddedInput
+from ..bias_numba import add_bias, bias_grad
 from ..finite import all_finite
-from ..padding import zero_pad
 
 
 def select(geometry, pass_name, nonfinite=frozenset()):
@@ -50,21 +51,33 @@ def _select_for(geometry, pass_name, operands, finite):
                 break
 
 
-def conv_forward(x, w, stride, dilation, groups=1, pads=None, finite=None):
-    """Cross-correlation of an input with a bank of kernels.
+def _as_input(x, pads):
+    return x if isinstance(x, PaddedInput) else PaddedInput(x, pads)
+
+
+def conv_forward(x, w, stride, dilation, groups=1, pads=None, finite=None, bias=None):
+    """Cross-correlation of an input with a bank of kernels, plus a bias.
 
     x  : ndarray of shape (N, C, *spatial) — already padded, or to be zero-padded by ``pads``
-         (one (lo, hi) pair per spatial dim)
-    w  : ndarray of shape (K, C // groups, *kernel)
+         (one (lo, hi) pair per spatial dim); or a ``PaddedInput``, which the weight
+         gradient can be given too, so that the padding is made at most once
+    w  : ndarray of shape (K, C // groups, *kernel);  bias : ndarray of shape (K,), or None
     finite : None, or a {"x" | "w" | "dy": bool} dict shared by the passes of one step, where
              each pass notes what it learnt of its operands' finiteness (``_select_for``)
     Returns y : ndarray of shape (N, K, *out), out = floor((padded − d·(k−1) − 1)/s) + 1
     """
-    xp = zero_pad(x, pads)
-    g = ConvGeometry.of(xp.shape, w.shape, stride, dilation, groups, xp.dtype, pads)
+    source = _as_input(x, pads)
+    g = ConvGeometry.of(source.padded_shape, w.shape, stride, dilation, groups, source.data.dtype,
+                        source.pads)
     if config.autotune_enabled() and not config.anything_forced() and g.batch:
-        autotune.ensure(g, xp, w)
-    return REGISTRY[_select_for(g, "forward", {"x": x, "w": w}, finite)].forward_pass(xp, w, g)
+        autotune.ensure(g, source.padded(finite), w)
+    module = REGISTRY[_select_for(g, "forward", {"x": source.data, "w": w}, finite)]
+    if hasattr(module, "forward_from"):
+        return module.forward_from(source, w, g, bias)
+    y = module.forward_pass(source.padded(finite), w, g)
+    if bias is not None:
+        add_bias(y, bias)
+    return y
 
 
 def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None, finite=None):
@@ -87,20 +100,29 @@ def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None, f
     return REGISTRY[name].input_pass(dy, w, g)
 
 
-def conv_backward_weight(x, dy, kernel, stride, dilation, groups=1, pads=None, finite=None):
+def conv_backward_weight(x, dy, kernel, stride, dilation, groups=1, pads=None, finite=None,
+                         with_bias=False):
     """dL/dw of ``conv_forward``: the correlation of the input with ``dy``.
 
-    x : ndarray of shape (N, C, *spatial) — as for ``conv_forward`` (padded, or ``pads``)
+    x : as for ``conv_forward`` (padded, or ``pads``; or a ``PaddedInput``)
     dy : ndarray of shape (N, K, *out);  finite : as for ``conv_forward``
-    Returns ndarray of shape (K, C // groups, *kernel).
+    Returns ndarray of shape (K, C // groups, *kernel); with ``with_bias``, the pair
+    (dL/dw, dL/db), db = Σ over images and positions of dy, which an algorithm that reads all
+    of dy anyway sums on the way.
     """
-    xp = zero_pad(x, pads)
-    w_shape = (dy.shape[1], xp.shape[1] // groups) + tuple(kernel)
-    g = ConvGeometry.of(xp.shape, w_shape, stride, dilation, groups, xp.dtype, pads,
-                        out=dy.shape[2:])
-    name = _select_for(g, "weight", {"x": x, "dy": dy}, finite)
-    return REGISTRY[name].weight_pass(xp, dy, g)
+    source = _as_input(x, pads)
+    w_shape = (dy.shape[1], source.data.shape[1] // groups) + tuple(kernel)
+    g = ConvGeometry.of(source.padded_shape, w_shape, stride, dilation, groups, dy.dtype,
+                        source.pads, out=dy.shape[2:])
+    module = REGISTRY[_select_for(g, "weight", {"x": source.data, "dy": dy}, finite)]
+    if hasattr(module, "weight_from"):
+        dw, db = module.weight_from(source, dy, g, with_bias)
+    else:
+        dw, db = module.weight_pass(source.padded(finite), dy, g), None
+    if not with_bias:
+        return dw
+    return dw, (bias_grad(dy) if db is None else db)
 
 
-__all__ = ["NotApplicable", "conv_backward_input", "conv_backward_weight", "conv_forward",
+__all__ = ["NotApplicable", "PaddedInput", "conv_backward_input", "conv_backward_weight", "conv_forward",
            "select"]

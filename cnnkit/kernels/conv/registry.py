@@ -58,8 +58,7 @@ def check_algorithm(name):
 OPERANDS = {"forward": ("x", "w"), "input": ("dy", "w"), "weight": ("x", "dy")}
 _EVERY = {pass_name: frozenset(operands) for pass_name, operands in OPERANDS.items()}
 NEEDS_FINITE = {
-    "rows": {"forward": frozenset({"x"}),        # the kernel plane's zero rows meet x,
-             "input": frozenset({"dy", "w"})},   # and dy; dy's zero padding meets w
+    "rows": {},                                  # checks its bands as it copies them
     "implicit": {"input": frozenset({"w"})},     # dy's zero padding meets w
     "fft": _EVERY,                               # spectra: one NaN reaches every output
     "depthwise": {},                             # sums (and scatters) only the sums' terms

@@ -1,0 +1,44 @@
+"""A conv layer's input and its zero padding, padded at most once for the passes of a step."""
+from ... import tuning
+from ..pad_numba import pad_planes
+from ..padding import has_padding, zero_pad
+
+
+class PaddedInput:
+    """The input x (N, C, *spatial) of one layer step, with the zero padding ``pads`` ((lo, hi)
+    per spatial dim, or None) that its convolution reads.
+
+    Algorithms that read the padded array (``padded``) share one copy between the forward pass
+    and the weight gradient; those that take the padding as widths (the row correlation, the
+    compiled depthwise weight gradient) read ``data`` and make none.
+    """
+    __slots__ = ("data", "pads", "_padded")
+
+    def __init__(self, data, pads=None):
+        self.data = data
+        self.pads = tuple(tuple(p) for p in pads) if has_padding(pads) else None
+        self._padded = None if self.pads else data
+
+    @property
+    def padded_shape(self):
+        if self.pads is None:
+            return self.data.shape
+        return self.data.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in
+                                           zip(self.data.shape[2:], self.pads))
+
+    def padded(self, finite=None):
+        """The zero-padded input, made on first use. Large 2-D inputs are padded by one
+        parallel pass that also finds whether x is finite, noted in ``finite`` as "x"."""
+        if self._padded is None:
+            if self.data.ndim == 4 and self.data.size >= tuning.value("compiled_min_size"):
+                self._padded, is_finite = pad_planes(self.data, self.pads)
+                if finite is not None:
+                    finite.setdefault("x", is_finite)
+            else:
+                self._padded = zero_pad(self.data, self.pads)
+        return self._padded
+
+    def release(self):
+        """Drop the padded copy (the layer's weight gradient will not be asked for)."""
+        if self.pads is not None:
+            self._padded = None
