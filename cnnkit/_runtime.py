@@ -39,9 +39,11 @@ def configure(environ=os.environ):
     from .cpu import emulate
     from .distributed.environment import split_threads
     split_threads(environ)
-    emulate()
+    # Before ``emulate``, which may import Numba: the OpenMP runtime reads its spin count once,
+    # when it loads (set after it, the count was ignored and a training step ran 2× slower).
     environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_SPIN_LOG2_CYCLES)
     environ.setdefault("GOMP_SPINCOUNT", GOMP_SPIN_POLLS)
+    emulate()
     if not any(name.startswith("MALLOC_") for name in environ):
         _tune_malloc()
 

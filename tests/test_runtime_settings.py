@@ -22,3 +22,28 @@ def test_end_to_end_table_reports_both_memory_figures():
     assert line == "| vgg_small | 128 | 1500 | 2000 | 0.75 | 100 | 80 | 1.25 | 200 / 160 (1.25) |"
     del row["cnnkit_cold_peak_mib"], row["torch_cold_peak_mib"]
     assert report.e2e_table([row]).splitlines()[-1].endswith("| 1.25 | — |")
+
+
+def test_spin_settings_are_in_place_before_numba_loads():
+    """OpenMP reads GOMP_SPINCOUNT once, when Numba loads it; ``emulate`` imports Numba when
+    NUMBA_CPU_NAME is set alone, so the spin settings must be made before it is called."""
+    import os
+    import subprocess
+    import sys
+    probe = (
+        "import importlib.abc, os, sys\n"
+        "seen = []\n"
+        "class Watch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'numba' and not seen:\n"
+        "            seen.append(os.environ.get('GOMP_SPINCOUNT'))\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Watch())\n"
+        "import cnnkit\n"
+        "print(seen[0] if seen else 'numba not loaded')\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GOMP_SPINCOUNT", "NUMBA_CPU_FEATURES")}
+    env["NUMBA_CPU_NAME"] = "haswell"
+    printed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                             text=True, check=True).stdout.strip()
+    assert printed in (_runtime.GOMP_SPIN_POLLS, "numba not loaded")
