@@ -107,8 +107,12 @@ def correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_ro
         # + width: the last tile's vectors may run past the last row's pitch
         buf = np.zeros(buf_rows * pitch + width, np.uint32)  # float32 bits (_copy_band)
         tile = np.empty(band_rows * padded_cols, np.float32)
+        # The band in the buffer (source plane, first row) and whether it holds inf or NaN:
+        # tasks run band by band, plane after plane, so the output planes that read the same
+        # source (the filters of a one-channel layer) copy it once.
+        held_source, held_row, held_nonfinite = -1, -1, False
         for task in range(chunk * tasks // chunks, (chunk + 1) * tasks // chunks):
-            o, r0 = task // bands, task % bands * band_rows
+            o, r0 = task % n_planes, task // n_planes * band_rows
             r1 = min(r0 + band_rows, out_rows)
             row_tiles = -(-(r1 - r0) // rows)
             exact = exact_only
@@ -117,8 +121,12 @@ def correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_ro
                 s = src[o, u]
                 if exact or s < 0:
                     continue  # a padding plane adds only zeros (kernels finite here)
-                if _copy_band(x_bits, s * plane_size, x.shape[1], x.shape[2], r0 - top, col_lo,
-                              col_hi, left, buf, pitch, row_tiles * rows + kh - 1):
+                if s != held_source or r0 != held_row:
+                    held_source, held_row = s, r0
+                    held_nonfinite = _copy_band(x_bits, s * plane_size, x.shape[1], x.shape[2],
+                                                r0 - top, col_lo, col_hi, left, buf, pitch,
+                                                row_tiles * rows + kh - 1)
+                if held_nonfinite:
                     exact = True
                     continue
                 kernel = k_flat[(plane_kernel[o] + u) * kernel_size:]
