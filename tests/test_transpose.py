@@ -1,6 +1,7 @@
 """The register-block layout changes against NumPy's transpose, on ragged shapes: channel and
 position counts that are and are not multiples of the 8 × 8 block, row ranges that start
-and end inside an image."""
+and end inside an image; the per-channel sums taken on the way (a conv layer's bias
+gradient)."""
 import numpy as np
 import pytest
 
@@ -14,9 +15,11 @@ def test_planes_to_rows(n, k, s):
     a = np.random.default_rng(k * s).standard_normal((n, k, s), dtype=np.float32)
     kp = -(-k // 8) * 8 + 8
     out = np.full((n * s, kp), np.nan, np.float32)
-    planes_to_rows(a, out)
+    assert planes_to_rows(a, out) is None
     np.testing.assert_array_equal(out[:, :k], a.transpose(0, 2, 1).reshape(n * s, k))
     np.testing.assert_array_equal(out[:, k:], 0)
+    sums = planes_to_rows(a, np.full((n * s, kp), np.nan, np.float32), with_sums=True)
+    np.testing.assert_allclose(sums, a.astype(np.float64).sum(axis=(0, 2)), rtol=1e-12)
 
 
 @pytest.mark.parametrize("n,k,s", SHAPES)

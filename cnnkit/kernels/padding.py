@@ -13,6 +13,9 @@ over the (few) border positions per axis, vectorised over everything else.
 """
 import numpy as np
 
+from .. import tuning
+from .pad_numba import pad_planes
+
 PAD_MODES = ("constant", "zeros", "reflect", "replicate", "circular")
 _NUMPY_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
@@ -159,8 +162,15 @@ def has_padding(pads):
 
 
 def zero_pad(x, pads):
-    """x (N, C, *spatial) -> (N, C, *(spatial + lo + hi)), zeros around."""
-    return pad_array(x, ((0, 0), (0, 0)) + tuple(pads)) if has_padding(pads) else x
+    """x (N, C, *spatial) -> (N, C, *(spatial + lo + hi)), zeros around. Large image batches
+    are padded by one parallel pass (``pad_numba``; NumPy's pad is one thread: res3x3's dy,
+    8 MB, 0.9 against 0.35 ms), the rest by ``pad_array``."""
+    if not has_padding(pads):
+        return x
+    if x.ndim == 4 and min(min(p) for p in pads) >= 0 and \
+            x.size >= tuning.value("compiled_min_size"):
+        return pad_planes(x, pads)[0]
+    return pad_array(x, ((0, 0), (0, 0)) + tuple(pads))
 
 
 def crop(xp, pads):

@@ -67,6 +67,13 @@ def weight_pass(xp, dy, g):
     return backward_weight(xp, dy, g.kernel, g.stride, g.dilation)
 
 
+def weight_from(source, dy, g, with_bias=False):
+    """The weight gradient from a ``PaddedInput``, with the bias gradient summed from dy as it
+    is transposed to channels-last. Returns (dw, db or None)."""
+    result = backward_weight(source.padded(), dy, g.kernel, g.stride, g.dilation, with_bias)
+    return result if with_bias else (result, None)
+
+
 def _offsets(x_shape, kernel, dilation):
     """offset per (c, a) tap, c-major then the kernel's dims in order (w's layout)."""
     channel, *pitch = flat_pitches(x_shape[1:])
@@ -208,13 +215,14 @@ def backward_input_strided(dy, w, spatial, stride, dilation):
     return dx
 
 
-def backward_weight(xp, dy, kernel, stride, dilation):
-    """xp (N, C, *padded) float32, dy (N, K, *out) -> dw (K, C, *kernel)."""
+def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False):
+    """xp (N, C, *padded) float32, dy (N, K, *out) -> dw (K, C, *kernel); with ``with_bias``
+    the pair (dw, db), db summed from dy as it is transposed."""
     n, k = dy.shape[:2]
     rows, vectors, k_padded = compiled.tile(k)
     positions = math.prod(dy.shape[2:])
     dy_last = np.empty((n * positions, k_padded), dtype=np.float32)
-    planes_to_rows(np.ascontiguousarray(dy).reshape(n, k, positions), dy_last)
+    db = planes_to_rows(np.ascontiguousarray(dy).reshape(n, k, positions), dy_last, with_bias)
     offset = _offsets(xp.shape, kernel, dilation)
     # A fixed number of position shares, not one per thread: the sums then come out the same,
     # bit for bit, whatever the thread count (a run resumed on another machine, or by a
@@ -224,4 +232,5 @@ def backward_weight(xp, dy, kernel, stride, dilation):
     compiled.ENTRY[vectors][1](np.ascontiguousarray(xp), dy_last, offset,
                                _corners(xp.shape, dy.shape[2:], stride), partial)
     dwt = partial.sum(axis=0)[:offset.size, :k]
-    return np.ascontiguousarray(dwt.T).reshape((k, xp.shape[1]) + tuple(kernel))
+    dw = np.ascontiguousarray(dwt.T).reshape((k, xp.shape[1]) + tuple(kernel))
+    return (dw, db.astype(np.float32)) if with_bias else dw
