@@ -18,7 +18,7 @@ multiply-add for the target, and the registers its assembly names (zmm, ymm, xmm
 v registers on ARM) are the width the kernels will get. That also catches CPUs whose
 feature list is empty or new.
 
-    python -m cnnkit.cpu        # prints the description and the tiles in use
+    cnnkit cpu                  # prints the description and the tiles in use
 """
 import dataclasses
 import functools
@@ -170,6 +170,3 @@ def host() -> CPU:
     return CPU(name=name, arch=arch, family=family, vector_bits=bits, registers=registers,
                fma=fma, emulated=emulated)
 
-
-if __name__ == "__main__":
-    print(host().summary())

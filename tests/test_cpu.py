@@ -31,7 +31,7 @@ def _run(cpu_name, *args):
     ("x86-64", "x86-64 (sse, emulated): 16 × 128-bit vector registers, no FMA;"),
 ])
 def test_emulated_target_description(cpu_name, description):
-    assert _run(cpu_name, "-m", "cnnkit.cpu").startswith(description)
+    assert _run(cpu_name, "-m", "cnnkit", "cpu").startswith(description)
 
 
 @pytest.mark.parametrize("cpu_name, registers", [

@@ -30,7 +30,7 @@ from .common import CommandError, one_line
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS = ["train", "evaluate", "predict", "summary", "export", "filter", "explain", "plot",
-            "bench", "tune", "serve", "report"]
+            "bench", "tune", "cpu", "serve", "report"]
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
