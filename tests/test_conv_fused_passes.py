@@ -12,7 +12,7 @@ from cnnkit.kernels.bias_numba import add_bias, bias_grad
 from cnnkit.kernels.pad_numba import pad_planes
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.complex64])
 @pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 2), (3, 0)), ((0, 0), (0, 0))])
 def test_pad_planes_copies_and_checks(dtype, pads):
     rng = np.random.default_rng(7)
@@ -24,6 +24,17 @@ def test_pad_planes_copies_and_checks(dtype, pads):
         y = x.copy()
         y[1, 2, 4, 6] = bad
         assert not pad_planes(y, pads)[1]
+    if x.dtype.kind == "f":  # the largest finite value and a subnormal are finite
+        y = x.copy()
+        y[0, 0, 0, 0], y[1, 1, 1, 1] = np.finfo(dtype).max, np.finfo(dtype).smallest_subnormal
+        assert pad_planes(y, pads)[1]
+
+
+def test_pad_planes_of_integers():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.int32).reshape(2, 3, 4, 5)
+    xp, finite = pad_planes(x, ((1, 0), (2, 1)))
+    np.testing.assert_array_equal(xp, np.pad(x, ((0, 0), (0, 0), (1, 0), (2, 1))))
+    assert finite
 
 
 def test_bias_add_and_gradient():

@@ -3,22 +3,33 @@
 A conv layer's padded input is one copy of the batch, and some algorithms also need to know
 whether it holds inf or NaN (docs/ieee.md): two passes over 16 MB for dw3x3's input, on one
 thread each (NumPy's copy 2.6 ms, its isfinite 1.1 ms). Here both happen in one parallel pass:
-each (image, channel) plane is copied into its padded place, and every copied value v adds
-v − v to a per-column sum, which stays 0 unless some v is inf or NaN (inf − inf = NaN).
+each (image, channel) plane is copied into its padded place as the floats' bits, and the
+largest exponent field is kept on the way: all its bits are set only for inf and NaN.
 """
 import numba
 import numpy as np
 
+# The exponent bits of each float type, all set for inf and NaN, by the unsigned integer type
+# its bits are read as.
+_EXPONENT_BITS = {np.dtype(np.float16): (np.uint16, 0x7C00),
+                  np.dtype(np.float32): (np.uint32, 0x7F800000),
+                  np.dtype(np.float64): (np.uint64, 0x7FF0000000000000)}
+
 
 @numba.njit(parallel=True, cache=True)
-def _pad_planes(x, out, top, left, nonfinite):
+def _pad_planes(x, out, top, left, exponent_bits, nonfinite):
     """out[p, top + i, left + j] = x[p, i, j], zeros elsewhere; nonfinite[p] is True where
-    plane p holds an inf or NaN. x (P, H, W), out (P, Hp, Wp)."""
+    plane p holds an inf or NaN. x (P, H, W), out (P, Hp, Wp): the floats' bits, as unsigned
+    integers. The largest exponent field seen is kept as the values are copied: an integer
+    maximum vectorises with the copy, and needs no per-plane scratch (a per-column float sum
+    of v − v, allocated per plane, made small planes cost twice a copy: 0.41 against 0.19 ms
+    for 128 × 32 planes of 14 × 14)."""
     planes, height, width = x.shape
     padded_height, padded_width = out.shape[1], out.shape[2]
+    zero = exponent_bits - exponent_bits
     for p in numba.prange(planes):
         src, dst = x[p], out[p]
-        check = np.zeros(width, dtype=x.dtype)  # per column: no loop-carried sum to vectorise
+        exponent = zero
         for r in range(top):
             dst[r, :] = 0
         for r in range(top + height, padded_height):
@@ -31,12 +42,9 @@ def _pad_planes(x, out, top, left, nonfinite):
                 row[j] = 0
             for j in range(width):
                 value = source[j]
-                row[left + j] = value
-                check[j] += value - value
-        total = 0.0
-        for j in range(width):
-            total += check[j]
-        nonfinite[p] = total != total
+                row[numba.uint64(left + j)] = value
+                exponent = max(exponent, value & exponent_bits)
+        nonfinite[p] = exponent == exponent_bits
 
 
 def pad_planes(x, pads):
@@ -46,7 +54,13 @@ def pad_planes(x, pads):
     (top, bottom), (left, right) = pads
     n, c, h, w = x.shape
     out = np.empty((n, c, h + top + bottom, w + left + right), dtype=x.dtype)
+    if x.dtype not in _EXPONENT_BITS:  # integers (always finite), complex, long double
+        out[...] = 0
+        out[:, :, top:top + h, left:left + w] = x
+        return out, x.dtype.kind not in "fc" or bool(np.isfinite(x).all())
+    bits, mask = _EXPONENT_BITS[x.dtype]
     nonfinite = np.empty(n * c, dtype=np.bool_)
-    _pad_planes(np.ascontiguousarray(x).reshape(n * c, h, w),
-                out.reshape(n * c, h + top + bottom, w + left + right), top, left, nonfinite)
+    _pad_planes(np.ascontiguousarray(x).reshape(n * c, h, w).view(bits),
+                out.reshape(n * c, h + top + bottom, w + left + right).view(bits), top, left,
+                bits(mask), nonfinite)
     return out, not nonfinite.any()
