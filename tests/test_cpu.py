@@ -78,3 +78,19 @@ def test_tile_tool_candidates_cover_the_table():
         candidates = _candidates(registers)
         assert all((rows, vectors) in candidates
                    for vectors, rows in enumerate(tiles.gemm_rows) if rows)
+
+
+def test_block_tool_times_every_size_and_marks_the_constants():
+    """``python -m cnnkit.bench.tiles --blocks``: the command that re-measures
+    implicit_tap_block and implicit_position_block."""
+    from cnnkit import tuning
+    from cnnkit.bench.tiles import measure_blocks
+    lines = []
+    results = measure_blocks(threads=1, repeats=1, log=lines.append)
+    assert {name for name, _ in results} == {"tap", "position"}
+    assert all(rate > 0 for rate in results.values())
+    for name in ("tap", "position"):
+        constant = tuning.CONSTANTS[f"implicit_{name}_block"]
+        assert constant.measured_by == "python -m cnnkit.bench.tiles --blocks"
+        assert (name, constant.default) in results
+        assert sum(f"<- implicit_{name}_block" in line for line in lines) == 1

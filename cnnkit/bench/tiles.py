@@ -2,6 +2,7 @@
 
     python -m cnnkit.bench.tiles [--threads 1] [--repeats 5]
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.tiles      # the AVX2 row, on any x86 host
+    python -m cnnkit.bench.tiles --blocks   # the tap and position blocks instead (below)
 
 Times the implicit GEMM's forward kernel (``implicit_gemm_numba.forward``, the product alone:
 no padding, weight or layout copies) on a GEMM-shaped 3×3 layer (N=16, 64 → 64 channels,
@@ -9,6 +10,10 @@ no padding, weight or layout copies) on a GEMM-shaped 3×3 layer (N=16, 64 → 6
 beside the table's choice. A tile that does not fit the vector registers spills and shows
 it at once (AVX-512's 8 × 2 on AVX2's 16 registers ran several times slower). Each tile is
 compiled on first use: about a second each.
+
+``--blocks`` keeps the table's tile and times the two blocking constants of the same kernels
+(``implicit_tap_block``: taps per pass of the forward kernel; ``implicit_position_block``:
+output positions of dy per pass of the weight kernel) at a few sizes, on the same layer.
 """
 import argparse
 import math
@@ -34,7 +39,7 @@ def _kernel(rows, vectors):
 
     @numba.njit
     def run(x, wt, offset, corner, out, y, chunks):
-        compiled.forward(x, wt, offset, corner, out, y, rows, vectors, chunks)
+        compiled.forward(x, wt, offset, corner, out, y, rows, vectors, chunks, 128)
     return run
 
 
@@ -44,34 +49,25 @@ def measure(threads=1, repeats=5, log=print):
     import numpy as np
 
     from ..cpu import host
-    from ..kernels.conv.implicit import _corners, _offsets
     numba.set_num_threads(threads)
     cpu = host()
-    n, c, k, size = 16, 64, 64, 32
+    xp, offset, corner, k, flops = _layer()
     rng = np.random.default_rng(0)
-    xp = rng.standard_normal((n, c, size + 2, size + 2), dtype=np.float32)
-    offset = _offsets(xp.shape, (3, 3), (1, 1))
-    corner = _corners(xp.shape, (size, size), (1, 1))
-    flops = 2 * n * k * c * 9 * size * size
     # One thread: CPU time, which other processes on the machine do not inflate.
     clock = time.process_time if threads == 1 else time.perf_counter
     results = {}
+    n, c, size = xp.shape[0], xp.shape[1], xp.shape[2] - 2
     log(f"# {cpu.summary()}; {threads} thread(s); implicit GEMM forward kernel, "
         f"{n}×{c}×{size}×{size} ⋆ {k}×{c}×3×3")
     table = cpu.tiles.gemm_rows
     for rows, vectors in _candidates(cpu.registers):
         width = cpu.lanes * vectors
         kp = -(-k // width) * width
-        wt = rng.standard_normal((c * 9, kp), dtype=np.float32)
+        wt = rng.standard_normal((offset.size, kp), dtype=np.float32)
         out = np.empty((corner.size + rows, kp), np.float32)
         y = np.empty((0, 0, 0), np.float32)
         run = _kernel(rows, vectors)
-        run(xp, wt, offset, corner, out, y, 8 * threads)  # compile and warm up
-        best = math.inf
-        for _ in range(repeats):
-            start = clock()
-            run(xp, wt, offset, corner, out, y, 8 * threads)
-            best = min(best, clock() - start)
+        best = _best(lambda: run(xp, wt, offset, corner, out, y, 8 * threads), repeats, clock)
         results[(rows, vectors)] = flops / best / 1e9
         chosen = "  <- table" if table[vectors] == rows else ""
         log(f"  MR {rows:2d} × NV {vectors} ({rows}×{width:3d}, "
@@ -80,17 +76,80 @@ def measure(threads=1, repeats=5, log=print):
     return results
 
 
+def _layer():
+    """The benchmark layer: padded input, weights, tables and FLOPs of one forward pass."""
+    import numpy as np
+
+    from ..kernels.conv.implicit import _corners, _offsets
+    n, c, k, size = 16, 64, 64, 32
+    rng = np.random.default_rng(0)
+    xp = rng.standard_normal((n, c, size + 2, size + 2), dtype=np.float32)
+    offset = _offsets(xp.shape, (3, 3), (1, 1))
+    corner = _corners(xp.shape, (size, size), (1, 1))
+    return xp, offset, corner, k, 2 * n * k * c * 9 * size * size
+
+
+def _best(run, repeats, clock):
+    run()  # compile and warm up
+    best = math.inf
+    for _ in range(repeats):
+        start = clock()
+        run()
+        best = min(best, clock() - start)
+    return best
+
+
+def measure_blocks(threads=1, repeats=5, log=print):
+    """{("tap" | "position", size): GFLOP/s} of the forward and weight kernels with the
+    table's tile, for a few block sizes (``implicit_tap_block``, ``implicit_position_block``)."""
+    import numba
+    import numpy as np
+
+    from .. import tuning
+    from ..cpu import host
+    from ..kernels import implicit_gemm_numba as compiled
+    numba.set_num_threads(threads)
+    xp, offset, corner, k, flops = _layer()
+    rows, vectors, kp = compiled.tile(k)
+    forward, weight = compiled.ENTRY[vectors]
+    rng = np.random.default_rng(1)
+    wt = rng.standard_normal((offset.size, kp), dtype=np.float32)
+    dy = rng.standard_normal((corner.size, kp), dtype=np.float32)
+    out = np.empty((corner.size + rows, kp), np.float32)
+    y = np.empty((0, 0, 0), np.float32)
+    partial = np.empty((tuning.value("implicit_weight_shares"), offset.size + rows, kp),
+                       np.float32)
+    clock = time.process_time if threads == 1 else time.perf_counter
+    log(f"# {host().summary()}; {threads} thread(s); tile {rows}×{compiled.LANES * vectors}; "
+        f"the layer of python -m cnnkit.bench.tiles")
+    results = {}
+    for name, sizes, run in (
+            ("tap", (32, 64, 128, 256, 576),
+             lambda block: forward(xp, wt, offset, corner, out, y, 8 * threads, block)),
+            ("position", (32, 64, 128, 256, 512),
+             lambda block: weight(xp, dy, offset, corner, partial, block))):
+        current = tuning.value(f"implicit_{name}_block")
+        for block in sizes:
+            rate = flops / _best(lambda: run(block), repeats, clock) / 1e9
+            results[(name, block)] = rate
+            chosen = "  <- implicit_%s_block" % name if block == current else ""
+            log(f"  {name} block {block:4d}: {rate:7.1f} GFLOP/s{chosen}")
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m cnnkit.bench.tiles",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--blocks", action="store_true",
+                        help="time the tap and position block sizes instead of the tiles")
     args = parser.parse_args(argv)
     if args.threads < 1 or args.threads > (os.cpu_count() or 1):
         parser.error(f"--threads: expected 1 to {os.cpu_count()}, got {args.threads}")
     if args.repeats < 1:
         parser.error(f"--repeats: expected at least 1, got {args.repeats}")
-    measure(args.threads, args.repeats)
+    (measure_blocks if args.blocks else measure)(args.threads, args.repeats)
 
 
 if __name__ == "__main__":

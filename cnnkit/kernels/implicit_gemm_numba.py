@@ -31,15 +31,16 @@ from .transpose_numba import rows_to_planes
 
 TILE_ROWS = TILES.gemm_rows  # MR indexed by NV (0: that NV is not used on this target)
 _ROWS_1, _ROWS_2, _ROWS_4 = TILE_ROWS[1], TILE_ROWS[2], TILE_ROWS[4]
-# Taps per pass over the output tiles in the forward kernel: the B block (taps × NR floats)
-# then stays in L1 while every tile of a chunk reuses it.
-_TAP_BLOCK = 128
-_POSITION_BLOCK = 128  # output positions per B block in the weight kernel, for the same reason
+# The forward kernel makes passes of ``tap_block`` taps over a chunk's output tiles, so that
+# the B block (taps × NR floats) stays in L1 while every tile reuses it; the weight kernel
+# likewise takes ``position_block`` output positions of dy at a time. Both are run-time
+# arguments (``implicit_tap_block``, ``implicit_position_block`` in ``cnnkit.tuning``,
+# re-measured by ``python -m cnnkit.bench.tiles --blocks``).
 PLANAR_ROWS, PLANAR_VECTORS = TILES.planar  # (MR, NV) of the channels-first kernel
 
 
 @numba.njit(parallel=True, cache=True)
-def forward(x, wt, offset, corner, out, y, rows, vectors, chunks):
+def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block):
     """out[p, :] = Σ_t x_flat[corner[p] + offset[t]] · wt[t, :] for p < len(corner).
     x: the padded input, any shape, C-contiguous; wt (T, Kp), Kp a multiple of the tile
     width; out (P + rows, Kp) (the extra rows take a ragged last tile's spill); the tiles are
@@ -64,8 +65,8 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks):
                 inside = p < positions
                 base[tile - first, i] = corner[p] if inside else 0
                 c_row[tile - first, i] = (p if inside else positions) * kp
-        for t0 in range(0, taps, _TAP_BLOCK):
-            block = min(_TAP_BLOCK, taps - t0)
+        for t0 in range(0, taps, tap_block):
+            block = min(tap_block, taps - t0)
             for j0 in range(0, kp, width):
                 for tile in range(last - first):
                     micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,
@@ -77,7 +78,7 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks):
 
 
 @numba.njit(parallel=True, cache=True)
-def weight(x, dy, offset, corner, partial, rows, vectors):
+def weight(x, dy, offset, corner, partial, rows, vectors, position_block):
     """partial[s, t, :] = Σ_{p in share s} x_flat[offset[t] + corner[p]] · dy[p, :];
     the caller sums over s. dy (P, Kp) channels-last; partial (S, T + rows, Kp)."""
     numba.literally(rows)
@@ -100,8 +101,8 @@ def weight(x, dy, offset, corner, partial, rows, vectors):
         out[:] = 0
         first = share * positions // shares
         last = (share + 1) * positions // shares
-        for p0 in range(first, last, _POSITION_BLOCK):
-            block = min(_POSITION_BLOCK, last - p0)
+        for p0 in range(first, last, position_block):
+            block = min(position_block, last - p0)
             for j0 in range(0, kp, width):
                 for tile in range(tiles):
                     micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,
@@ -111,7 +112,7 @@ def weight(x, dy, offset, corner, partial, rows, vectors):
 
 
 @numba.njit(parallel=True, cache=True)
-def planar(x_flat, n_images, image, w_rows, offset, out, length):
+def planar(x_flat, n_images, image, w_rows, offset, out, length, tap_block):
     """The transposed orientation, output channels on the tile's rows and positions on its
     lanes, so y comes out channels-first (NCHW) with no transpose (stride 1 only):
     out[n, k, p] = Σ_t w_rows[k, t] · x_flat[n·image + p + offset[t]] for p < length, in the
@@ -130,8 +131,8 @@ def planar(x_flat, n_images, image, w_rows, offset, out, length):
     for task in numba.prange(n_images * position_tiles):
         n, p0 = task // position_tiles, task % position_tiles * width
         base = np.empty(rows, np.int64)
-        for t0 in range(0, taps, _TAP_BLOCK):
-            block = min(_TAP_BLOCK, taps - t0)
+        for t0 in range(0, taps, tap_block):
+            block = min(tap_block, taps - t0)
             for k0 in range(0, kp, rows):
                 for i in range(rows):
                     base[i] = (k0 + i) * taps + t0
@@ -146,33 +147,33 @@ def planar(x_flat, n_images, image, w_rows, offset, out, length):
 # One entry point per vector count: a literal NV from compiled code costs nothing, while
 # ``numba.literally`` at a call from Python re-dispatches on every call (~20 ms).
 @numba.njit(cache=True)
-def forward_1(x, wt, offset, corner, out, y, chunks):
-    forward(x, wt, offset, corner, out, y, _ROWS_1, 1, chunks)
+def forward_1(x, wt, offset, corner, out, y, chunks, tap_block):
+    forward(x, wt, offset, corner, out, y, _ROWS_1, 1, chunks, tap_block)
 
 
 @numba.njit(cache=True)
-def forward_2(x, wt, offset, corner, out, y, chunks):
-    forward(x, wt, offset, corner, out, y, _ROWS_2, 2, chunks)
+def forward_2(x, wt, offset, corner, out, y, chunks, tap_block):
+    forward(x, wt, offset, corner, out, y, _ROWS_2, 2, chunks, tap_block)
 
 
 @numba.njit(cache=True)
-def forward_4(x, wt, offset, corner, out, y, chunks):
-    forward(x, wt, offset, corner, out, y, _ROWS_4, 4, chunks)
+def forward_4(x, wt, offset, corner, out, y, chunks, tap_block):
+    forward(x, wt, offset, corner, out, y, _ROWS_4, 4, chunks, tap_block)
 
 
 @numba.njit(cache=True)
-def weight_1(x, dy, offset, corner, partial):
-    weight(x, dy, offset, corner, partial, _ROWS_1, 1)
+def weight_1(x, dy, offset, corner, partial, position_block):
+    weight(x, dy, offset, corner, partial, _ROWS_1, 1, position_block)
 
 
 @numba.njit(cache=True)
-def weight_2(x, dy, offset, corner, partial):
-    weight(x, dy, offset, corner, partial, _ROWS_2, 2)
+def weight_2(x, dy, offset, corner, partial, position_block):
+    weight(x, dy, offset, corner, partial, _ROWS_2, 2, position_block)
 
 
 @numba.njit(cache=True)
-def weight_4(x, dy, offset, corner, partial):
-    weight(x, dy, offset, corner, partial, _ROWS_4, 4)
+def weight_4(x, dy, offset, corner, partial, position_block):
+    weight(x, dy, offset, corner, partial, _ROWS_4, 4, position_block)
 
 
 ENTRY = {1: (forward_1, weight_1), 2: (forward_2, weight_2), 4: (forward_4, weight_4)}

@@ -8,6 +8,7 @@ The defaults were measured on the project's machine (AMD EPYC, AVX-512, see BENC
 import dataclasses
 
 TUNE = "cnnkit tune"  # also: python -m cnnkit.bench --calibrate
+BLOCKS = "python -m cnnkit.bench.tiles --blocks"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +51,15 @@ _TABLE = [
              "result is the same bit for bit on any number of threads (more shares than "
              "threads balance the load; each holds a taps × output-channels block)."
              + _NOT_TIMED, 1, 1024, integer=True),
+    Constant("implicit_tap_block", 128, "taps (terms of the product)",
+             "The implicit GEMM's forward kernel passes over its tiles this many taps at a "
+             "time, so that the weights' block (taps × tile width) stays in L1 while every "
+             "tile reuses it. Printed for a few sizes, in GFLOP/s, by " + BLOCKS + ".",
+             1, 1 << 20, integer=True, measured_by=BLOCKS),
+    Constant("implicit_position_block", 128, "output positions",
+             "The implicit GEMM's weight kernel takes dy this many output positions at a time, "
+             "for the same reason. Printed for a few sizes by " + BLOCKS + ".",
+             1, 1 << 20, integer=True, measured_by=BLOCKS),
     Constant("implicit_chunks_per_thread", 8, "work chunks per Numba thread",
              "The implicit GEMM's forward splits its output positions into this many chunks "
              "per thread, for load balance." + _NOT_TIMED, 1, 1024, integer=True),

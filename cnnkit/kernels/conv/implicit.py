@@ -121,7 +121,7 @@ def forward(xp, w, stride, dilation, out):
     compiled.ENTRY[vectors][0](np.ascontiguousarray(xp), wt,
                                _offsets(xp.shape, w.shape[2:], dilation), corner, y_last, y,
                                tuning.value("implicit_chunks_per_thread") *
-                               numba.get_num_threads())
+                               numba.get_num_threads(), tuning.value("implicit_tap_block"))
     return y.reshape((n, k) + tuple(out))
 
 
@@ -142,11 +142,12 @@ def _forward_planar(xp, w, dilation, out):
     # The last image's last strip reads up to a tile width past the input: that image reads
     # from a copy with room to spare, the others read straight through into the next image.
     in_place = n if (n - 1) * image + y_grid.shape[2] + offset[-1] < x_flat.size else n - 1
-    compiled.planar(x_flat, in_place, image, w_rows, offset, y_grid, length)
+    tap_block = tuning.value("implicit_tap_block")
+    compiled.planar(x_flat, in_place, image, w_rows, offset, y_grid, length, tap_block)
     if in_place < n:
         last = np.zeros(image + y_grid.shape[2], np.float32)
         last[:image] = x_flat[in_place * image:]
-        compiled.planar(last, 1, image, w_rows, offset, y_grid[in_place:], length)
+        compiled.planar(last, 1, image, w_rows, offset, y_grid[in_place:], length, tap_block)
     grid = y_grid[:, :k, :plane].reshape((n, k) + tuple(spatial))
     return np.ascontiguousarray(grid[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)])
 
@@ -230,7 +231,8 @@ def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False):
     shares = max(1, min(tuning.value("implicit_weight_shares"), -(-dy_last.shape[0] // 128)))
     partial = np.empty((shares, offset.size + rows, k_padded), np.float32)
     compiled.ENTRY[vectors][1](np.ascontiguousarray(xp), dy_last, offset,
-                               _corners(xp.shape, dy.shape[2:], stride), partial)
+                               _corners(xp.shape, dy.shape[2:], stride), partial,
+                               tuning.value("implicit_position_block"))
     dwt = partial.sum(axis=0)[:offset.size, :k]
     dw = np.ascontiguousarray(dwt.T).reshape((k, xp.shape[1]) + tuple(kernel))
     return (dw, db.astype(np.float32)) if with_bias else dw
