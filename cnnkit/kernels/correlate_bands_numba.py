@@ -11,10 +11,13 @@ whole batch written to memory and read back (dw3x3: 16 MB each way), and for the
 gradient a second one of dy. Here a task copies its band of MR-row tiles' input rows, a few KB,
 into a buffer with zero borders that stays in L1, runs the micro-kernel there, and writes the
 band's outputs with the bias added: the input is read once and the output written once.
+Tasks run band by band across the planes, so consecutive output planes that read the same
+source (the filters of a one-channel layer) reuse the band already in the buffer.
 
 The micro-kernel's zero kernel rows and the padding zeros are terms of its sums that the
 literal sums do not have (docs/ieee.md), so it is exact only while they meet finite values.
-The copy checks the band's values as it goes (v − v is 0 unless v is inf or NaN), and a band
+The copy checks the band's values as it goes (the largest exponent field of their bits is all
+ones only if one is inf or NaN), and a band
 that holds one, or any band when a kernel does (``exact_only``), is computed by the literal
 sums instead: padding cells are terms (0 · k) when ``padding_terms``, as in a forward pass, and
 are not when it is False, as in an input gradient. So the pass needs no finiteness check.

@@ -5,6 +5,8 @@
 (``start`` may be negative or reach past the end: that is the zero padding of 'full' and 'same'
 modes). The kernel is ``correlate_rows_numba``; here are its tables and tile choice. A 1-D
 signal is a single row; axes before the last two are the outer axes, looped over plane by plane.
+``correlate_unpadded`` runs the convolution layers' many planes on ``correlate_bands_numba``,
+which pads each band of rows in cache instead of taking a padded input.
 """
 import math
 
