@@ -88,10 +88,10 @@ def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None, f
     Returns ndarray of shape (N, C, *spatial), or with ``pads`` the gradient of the input
     inside the zero padding, (N, C, *(spatial − lo − hi)).
 
-    Winograd, implicit and rows compute just the inside (they pad dy less); the others
-    compute the whole padded gradient and crop it. (Compiled kernels that skipped the padding
-    cells by bounds tests in their inner loops measured slower than the crop: the tests stop
-    LLVM from vectorising.)
+    Winograd and implicit compute just the inside (they pad dy less), rows too (it reads dy
+    unpadded, with the offsets of the inside); the others compute the whole padded gradient
+    and crop it. (Compiled kernels that skipped the padding cells by bounds tests in their
+    inner loops measured slower than the crop: the tests stop LLVM from vectorising.)
     """
     x_shape = (dy.shape[0], w.shape[1] * groups) + tuple(spatial)
     g = ConvGeometry.of(x_shape, w.shape, stride, dilation, groups, dy.dtype, pads,
