@@ -51,9 +51,9 @@ def add_bias(y, b):
 
 def bias_grad(g):
     """dL/db = Σ over images and positions of g (N, K, *spatial), per channel, in g's dtype
-    (accumulated in float64 when compiled)."""
+    (accumulated in float64, as every fused bias gradient is)."""
     if not _compiled(g):
-        return g.sum(axis=(0,) + tuple(range(2, g.ndim)))
+        return g.sum(axis=(0,) + tuple(range(2, g.ndim)), dtype=np.float64).astype(g.dtype)
     sums = np.empty(g.shape[:2], np.float64)
     _plane_sums(g.reshape(g.shape[0], g.shape[1], -1), sums)
     return sums.sum(axis=0).astype(g.dtype)
