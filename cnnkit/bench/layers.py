@@ -10,7 +10,7 @@ from cnnkit.kernels.conv import PASSES, ConvGeometry, select
 
 from .timing import best_of_interleaved
 
-# name: (dims, N, C, K, spatial, kernel, stride, padding, groups) — the table.
+# name: (dims, N, C, K, spatial, kernel, stride, padding, groups): the layers BENCHMARKS.md reports.
 CONV_CASES = {
     "lenet_c1": (2, 64, 1, 32, (28, 28), 5, 1, 2, 1),
     "res3x3": (2, 32, 64, 64, (32, 32), 3, 1, 1, 1),
