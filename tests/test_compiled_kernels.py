@@ -97,20 +97,22 @@ def test_compiled_relu_matches_torch(dtype):
     np.testing.assert_array_equal(xc.grad, xt.grad.numpy())
 
 
-@pytest.mark.parametrize("width", [9, 16, 17, 27, 34, 41])
+@pytest.mark.parametrize("width", [2, 3, 7, 9, 14, 16, 17, 27, 34, 41])
+@pytest.mark.parametrize("height", [7, 8])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_compiled_max_pool_2x2_fast_path_matches_general_path(width, dtype):
-    """The 2×2/stride-2 kernel (taken for windows inside the input; float32 rows of at least
-    8 outputs in vector blocks, the last one overlapping) against the general one, with
+def test_compiled_max_pool_2x2_fast_path_matches_general_path(width, height, dtype):
+    """The 2×2/stride-2 kernel (taken for windows inside the input; float32 rows in vector
+    blocks: the last one overlapping, or for rows narrower than a block one block read on
+    into the next rows, except where it would read past x) against the general one, with
     NaN, ±inf and ties in every cell of the windows."""
     from cnnkit.kernels import pooling_numba
     rng = np.random.default_rng(width)
-    x = rng.integers(-2, 3, (2, 3, 8, width)).astype(dtype)  # small integers: many ties
+    x = rng.integers(-2, 3, (2, 3, height, width)).astype(dtype)  # small integers: many ties
     cells = rng.random(x.shape)
     x[cells < 0.05] = np.nan
     x[(cells >= 0.05) & (cells < 0.08)] = np.inf
     x[(cells >= 0.08) & (cells < 0.1)] = -np.inf
-    out = (4, width // 2)
+    out = (height // 2, width // 2)
     fast = pooling_numba.max_pool2d_forward(x, (2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1), out)
     y, index = np.empty((2, 3) + out, dtype), np.empty((2, 3) + out, np.int32)
     pooling_numba._forward(x, 2, 2, 2, 2, 0, 0, 1, 1, y, index)
