@@ -74,6 +74,9 @@ def _check_layer(layer, seed):
         # one stride-1 gradient per phase (every s-th input cell)
         dx = conv_implicit.backward_input_strided(dy, w, xp.shape[2:], stride, dilation)
         _check(dx, xt.grad.numpy(), scale)
+        inside = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(xp.shape[2:], pads))
+        dx = conv_implicit.backward_input_strided(dy, w, xp.shape[2:], stride, dilation, pads)
+        _check(dx, xt.grad.numpy()[(slice(None), slice(None)) + inside], scale)
     elif conv_implicit.applies(geometry, "input"):
         dx = conv_implicit.backward_input(dy, w, xp.shape[2:], dilation, pads)
         inside = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(xp.shape[2:], pads))

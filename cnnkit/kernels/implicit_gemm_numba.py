@@ -40,13 +40,14 @@ PLANAR_ROWS, PLANAR_VECTORS = TILES.planar  # (MR, NV) of the channels-first ker
 
 
 @numba.njit(parallel=True, cache=True)
-def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block):
-    """out[p, :] = Σ_t x_flat[corner[p] + offset[t]] · wt[t, :] for p < len(corner).
-    x: the padded input, any shape, C-contiguous; wt (T, Kp), Kp a multiple of the tile
-    width; out (P + rows, Kp) (the extra rows take a ragged last tile's spill); the tiles are
-    split into ``chunks`` parallel tasks. Unless ``y`` is empty, each task then copies its
-    rows into y (N, K, S) channels-first, y[n, k, s] = out[n·S + s, k], while they are still
-    in cache (a separate pass re-reads all of ``out`` from memory)."""
+def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block, row):
+    """out[row[p], :] = Σ_t x_flat[corner[p] + offset[t]] · wt[t, :] for p < len(corner)
+    (row[p] = p when ``row`` is empty). x: the padded input, any shape, C-contiguous; wt
+    (T, Kp), Kp a multiple of the tile width; out (R + rows, Kp), R rows written (the extra
+    rows take a ragged last tile's spill); the tiles are split into ``chunks`` parallel tasks.
+    Unless ``y`` is empty, each task then copies its rows into y (N, K, S) channels-first,
+    y[n, k, s] = out[n·S + s, k], while they are still in cache (a separate pass re-reads all
+    of ``out`` from memory)."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
@@ -55,6 +56,7 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block):
     tiles = (positions + rows - 1) // rows
     chunks = max(1, min(tiles, chunks))
     x_flat = x.reshape(-1)
+    spare = out.shape[0] - rows
     for chunk in numba.prange(chunks):
         first, last = chunk * tiles // chunks, (chunk + 1) * tiles // chunks
         base = np.empty((last - first, rows), np.int64)
@@ -64,7 +66,8 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block):
                 p = tile * rows + i
                 inside = p < positions
                 base[tile - first, i] = corner[p] if inside else 0
-                c_row[tile - first, i] = (p if inside else positions) * kp
+                c_row[tile - first, i] = (
+                    (row[p] if row.size else p) if inside else spare) * kp
         for t0 in range(0, taps, tap_block):
             block = min(tap_block, taps - t0)
             for j0 in range(0, kp, width):
@@ -147,18 +150,18 @@ def planar(x_flat, n_images, image, w_rows, offset, out, length, tap_block):
 # One entry point per vector count: a literal NV from compiled code costs nothing, while
 # ``numba.literally`` at a call from Python re-dispatches on every call (~20 ms).
 @numba.njit(cache=True)
-def forward_1(x, wt, offset, corner, out, y, chunks, tap_block):
-    forward(x, wt, offset, corner, out, y, _ROWS_1, 1, chunks, tap_block)
+def forward_1(x, wt, offset, corner, out, y, chunks, tap_block, row):
+    forward(x, wt, offset, corner, out, y, _ROWS_1, 1, chunks, tap_block, row)
 
 
 @numba.njit(cache=True)
-def forward_2(x, wt, offset, corner, out, y, chunks, tap_block):
-    forward(x, wt, offset, corner, out, y, _ROWS_2, 2, chunks, tap_block)
+def forward_2(x, wt, offset, corner, out, y, chunks, tap_block, row):
+    forward(x, wt, offset, corner, out, y, _ROWS_2, 2, chunks, tap_block, row)
 
 
 @numba.njit(cache=True)
-def forward_4(x, wt, offset, corner, out, y, chunks, tap_block):
-    forward(x, wt, offset, corner, out, y, _ROWS_4, 4, chunks, tap_block)
+def forward_4(x, wt, offset, corner, out, y, chunks, tap_block, row):
+    forward(x, wt, offset, corner, out, y, _ROWS_4, 4, chunks, tap_block, row)
 
 
 @numba.njit(cache=True)

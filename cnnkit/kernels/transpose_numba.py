@@ -74,6 +74,14 @@ def rows_to_planes(a, out, p0, p1):
 
 
 @numba.njit(parallel=True, cache=True)
+def rows_to_planes_parallel(a, out):
+    """``rows_to_planes`` of all N·S rows, in parallel blocks of 256 rows."""
+    total = out.shape[0] * out.shape[2]
+    for block in numba.prange(-(-total // 256)):
+        rows_to_planes(a, out, block * 256, min(total, (block + 1) * 256))
+
+
+@numba.njit(parallel=True, cache=True)
 def _planes_to_rows(a, out, sums):
     n_images, k, positions = a.shape
     kp = out.shape[1]

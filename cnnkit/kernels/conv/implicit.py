@@ -18,9 +18,13 @@ import numba
 
 from ... import tuning
 from .. import implicit_gemm_numba as compiled
-from ..transpose_numba import planes_to_rows
+from ..transpose_numba import planes_to_rows, rows_to_planes_parallel
 from .shift import flat_pitches
-from ..padding import crop, zero_pad
+from ..padding import zero_pad
+
+
+_NO_ROWS = np.empty(0, np.int64)  # the forward kernel writes output p to row p
+_NO_Y = np.empty((0, 0, 0), np.float32)  # nor does it copy its rows to a channels-first y
 
 
 def applies(geometry, pass_name):
@@ -43,13 +47,19 @@ def wins(geometry, pass_name):
     if pass_name == "forward":
         return g.in_channels * g.taps >= tuning.value("implicit_min_taps")
     if pass_name == "input":  # a product with C outputs and K·prod(kernel) terms
-        # Strided: one product per phase, each with its own padded dy and a scatter into
-        # every s-th cell, measured slower than im2col + col2im (res3x3_s2, one core: 21.4
-        # against 18.9 ms on AVX2, 15.7 against 13.7 on AVX-512); autotune may still pick it.
         taps = g.out_channels * g.taps
-        return g.unit_stride and taps >= tuning.value("implicit_min_taps") and (
-            g.in_channels >= compiled.LANES or
-            planar_wins(g.in_channels, taps))
+        if taps < tuning.value("implicit_min_taps"):
+            return False
+        if not g.unit_stride:
+            # One product per phase into one channels-last dx (``backward_input_strided``):
+            # faster than im2col + col2im when every phase has taps (res3x3_s2, 2 threads:
+            # 4.8 against 7.0 ms on AVX-512, 7.2 against 8.8 on AVX2), slower when a kernel
+            # narrower than the stride leaves phases of zeros (1×1 at stride 2: 1.4 against
+            # 1.2 ms). C sits on the lanes: no planar orientation here.
+            return g.in_channels >= compiled.LANES and all(
+                k >= s and math.gcd(d, s) == 1
+                for k, s, d in zip(g.kernel, g.stride, g.dilation))
+        return g.in_channels >= compiled.LANES or planar_wins(g.in_channels, taps)
     return True
 
 
@@ -60,7 +70,7 @@ def forward_pass(xp, w, g):
 def input_pass(dy, w, g):
     if g.unit_stride:
         return backward_input(dy, w, g.padded, g.dilation, g.pads)
-    return crop(backward_input_strided(dy, w, g.padded, g.stride, g.dilation), g.pads)
+    return backward_input_strided(dy, w, g.padded, g.stride, g.dilation, g.pads)
 
 
 def weight_pass(xp, dy, g):
@@ -121,7 +131,8 @@ def forward(xp, w, stride, dilation, out):
     compiled.ENTRY[vectors][0](np.ascontiguousarray(xp), wt,
                                _offsets(xp.shape, w.shape[2:], dilation), corner, y_last, y,
                                tuning.value("implicit_chunks_per_thread") *
-                               numba.get_num_threads(), tuning.value("implicit_tap_block"))
+                               numba.get_num_threads(), tuning.value("implicit_tap_block"),
+                               _NO_ROWS)
     return y.reshape((n, k) + tuple(out))
 
 
@@ -185,35 +196,72 @@ def _phase(n, k, s, d, r):
     return slice(first, k, s // g), d // g, (first * d - r) // s, -(-(n - r) // s)
 
 
-def backward_input_strided(dy, w, spatial, stride, dilation):
-    """dL/dx of a strided convolution, (N, C, *spatial) with ``spatial`` the padded input's:
+def backward_input_strided(dy, w, spatial, stride, dilation, pads=None):
+    """dL/dx of a strided convolution: (N, C, *spatial) with ``spatial`` the padded input's,
+    less ``pads`` (the padding, whose gradient is not wanted) when given. Per phase r (a
+    residue of the padded position j = q·s + r in each dim; ``_phase``),
 
-        dx[j = q·s + r] = Σ_k Σ_{a: a·d ≡ r (mod s)} dy[q − e_a] · w[k, :, a]
+        dx[q·s + r] = Σ_k Σ_{a: a·d ≡ r (mod s)} dy[k, q − e_a] · w[k, :, a]
 
-    per phase r (a residue per dim), a stride-1 input gradient with a sub-kernel (``_phase``),
-    computed by ``backward_input`` and written into every s-th cell. The phases together
-    make as many multiply-adds as the direct sum, all on the compiled kernel (im2col's GEMM
-    writes prod(kernel) columns per output and col2im adds them back)."""
-    n, c = dy.shape[0], w.shape[1]
-    dx = np.zeros((n, c) + tuple(spatial), np.float32)
-    phases = [[(r, _phase(length, k, s, d, r)) for r in range(s)]
-              for length, k, s, d in zip(spatial, w.shape[2:], stride, dilation)]
-    for combination in itertools.product(*phases):
-        if any(p is None for _, p in combination):
-            continue  # no tap reaches these cells: their gradient stays zero
-        taps = tuple(p[0] for _, p in combination)
-        sub = np.ascontiguousarray(w[(slice(None), slice(None)) + taps])
-        sub_dilation = tuple(p[1] for _, p in combination)
-        full = tuple(o + d * (k - 1) for o, d, k in zip(dy.shape[2:], sub_dilation,
-                                                         sub.shape[2:]))
-        part = backward_input(dy, sub, full, sub_dilation)
-        target, source = [slice(None)] * 2, [slice(None)] * 2
-        for (r, (_, _, e0, cells)), s, length in zip(combination, stride, full):
-            count = max(0, min(length, cells - e0))  # cells q = e0 + t, t < len(part)
-            target.append(slice(r + e0 * s, r + (e0 + count) * s, s))
-            source.append(slice(0, count))
-        dx[tuple(target)] = part[tuple(source)]
-    return dx
+    a stride-1 product on dy with the phase's taps. Every phase reads one padded copy of dy
+    (offset[(k, a)] = k·plane − Σ e_a·pitch) and writes its cells straight into one
+    channels-last buffer of dx (the kernel's ``row`` table), transposed to dx once at the end:
+    no im2col columns and no col2im sums, and as many multiply-adds as the direct sum."""
+    pads = pads or [(0, 0)] * len(spatial)
+    n, k, c = dy.shape[0], w.shape[0], w.shape[1]
+    size = [length - lo - hi for length, (lo, hi) in zip(spatial, pads)]  # dx's spatial
+    dims = []  # per dim: [(r, taps slice or None, e per tap, first q, cells)]
+    for length, kk, s, d, (lo, _), cells in zip(spatial, w.shape[2:], stride, dilation,
+                                                 pads, size):
+        phases = []
+        for r in range(s):
+            q0, q1 = -(-(lo - r) // s), (lo + cells - 1 - r) // s  # cells inside dx
+            phase = _phase(length, kk, s, d, r)
+            if q1 < q0:
+                continue
+            if phase is None:  # no tap reaches these cells: their gradient is zero
+                phases.append((r, None, None, q0, q1 - q0 + 1))
+                continue
+            taps, sub_dilation, e0, _ = phase
+            e = e0 + sub_dilation * np.arange(len(range(kk)[taps]), dtype=np.int64)
+            phases.append((r, taps, e, q0, q1 - q0 + 1))
+        dims.append(phases)
+    # One zero padding of dy wide enough for every phase's reads, dy[q − e].
+    dy_pads = []
+    for phases, length in zip(dims, dy.shape[2:]):
+        reached = [(q0 - e[-1], q0 + cells - 1 - e[0]) for _, _, e, q0, cells in phases
+                   if e is not None] or [(0, 0)]
+        dy_pads.append((max(0, -min(a for a, _ in reached)),
+                        max(0, max(b for _, b in reached) - (length - 1))))
+    dyp = np.ascontiguousarray(zero_pad(dy, dy_pads))
+    plane, *pitch = flat_pitches(dyp.shape[1:])
+    image = plane * k
+    dx_pitch = flat_pitches(size)
+    rows, vectors, c_padded = compiled.tile(c)
+    whole = n * math.prod(size)
+    empty = any(p[1] is None for phases in dims for p in phases)
+    dx_last = (np.zeros if empty else np.empty)((whole + rows, c_padded), np.float32)
+    chunks = tuning.value("implicit_chunks_per_thread") * numba.get_num_threads()
+    for combination in itertools.product(*dims):
+        if any(p[1] is None for p in combination):
+            continue
+        offset = np.arange(k, dtype=np.int64) * plane
+        corner = np.arange(n, dtype=np.int64) * image
+        row = np.arange(n, dtype=np.int64) * math.prod(size)
+        for (r, _, e, q0, cells), p, (dy_lo, _), (lo, _), s, dx_p in zip(
+                combination, pitch, dy_pads, pads, stride, dx_pitch):
+            q = np.arange(q0, q0 + cells, dtype=np.int64)
+            offset = np.add.outer(offset, -e * p).reshape(-1)
+            corner = np.add.outer(corner, (q + dy_lo) * p).reshape(-1)
+            row = np.add.outer(row, (q * s + r - lo) * dx_p).reshape(-1)
+        sub = w[(slice(None), slice(None)) + tuple(p[1] for p in combination)]
+        wt = np.zeros((offset.size, c_padded), np.float32)
+        wt[:, :c] = np.moveaxis(sub, 1, -1).reshape(offset.size, c)
+        compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, _NO_Y, chunks,
+                                   tuning.value("implicit_tap_block"), row)
+    dx = np.empty((n, c, math.prod(size)), np.float32)
+    rows_to_planes_parallel(dx_last, dx)
+    return dx.reshape((n, c) + tuple(size))
 
 
 def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False):
