@@ -169,10 +169,12 @@ def test_heuristic_choices():
     assert pick(128, 128, (3, 3), (1, 1), 128, 32, (34, 34), dtype=np.float64) == "depthwise"
     for pass_name in conv_kernels.PASSES:  # float32, groups 1: the implicit GEMM
         assert pick(64, 128, (3, 3), (1, 1), 1, 128, (9, 9), pass_name=pass_name) == "implicit"
-    # a strided input gradient: one product per phase while every phase has taps
+    # a strided input gradient on the implicit GEMM while every phase has taps: per phase,
+    # or for few channels one product over all phases when it has enough terms
     assert pick(64, 128, (3, 3), (2, 2), 1, 32, (34, 34), pass_name="input") == "implicit"
     assert pick(64, 128, (1, 1), (2, 2), 1, 32, (32, 32), pass_name="input") == "gemm"
-    assert pick(3, 64, (11, 11), (4, 4), 1, 8, (228, 228), pass_name="input") == "gemm"
+    assert pick(3, 64, (11, 11), (4, 4), 1, 8, (228, 228), pass_name="input") == "implicit"
+    assert pick(2, 32, (3, 3), (2, 2), 1, 32, (34, 34), pass_name="input") == "gemm"
     # one input channel per group: forward and input gradient on the row correlation, except
     # the forward of several filters with a large kernel (the planar implicit GEMM)
     assert pick(1, 32, (5, 5), (1, 1), 1, 64, (32, 32), pass_name="input") == "rows"

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from cnnkit.kernels import conv as conv_kernels
 from cnnkit.kernels import implicit_gemm_numba
 from cnnkit.kernels.conv import implicit as conv_implicit
+from cnnkit.kernels.conv import strided_input
 
 TORCH_CONV = {1: TF.conv1d, 2: TF.conv2d, 3: TF.conv3d}
 
@@ -47,7 +48,7 @@ def layers(draw):
 @given(layer=layers(), seed=st.integers(0, 2**16))
 def test_implicit_matches_torch(planar, layer, seed):
     """Both orientations of the product (channels-last and planar), forced; strided input
-    gradients by phases."""
+    gradients in both arrangements of the phases."""
     with mock.patch.object(conv_implicit, "planar_wins", lambda *shape: planar):
         _check_layer(layer, seed)
 
@@ -72,11 +73,13 @@ def _check_layer(layer, seed):
     geometry = conv_kernels.ConvGeometry.of(xp.shape, w.shape, stride, dilation, 1, xp.dtype)
     if conv_implicit.applies(geometry, "input") and not geometry.unit_stride:
         # one stride-1 gradient per phase (every s-th input cell)
-        dx = conv_implicit.backward_input_strided(dy, w, xp.shape[2:], stride, dilation)
-        _check(dx, xt.grad.numpy(), scale)
+        # both arrangements of the phases (strided_input), the padding's cells kept or not
         inside = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(xp.shape[2:], pads))
-        dx = conv_implicit.backward_input_strided(dy, w, xp.shape[2:], stride, dilation, pads)
-        _check(dx, xt.grad.numpy()[(slice(None), slice(None)) + inside], scale)
+        for arrangement in (strided_input.by_phases, strided_input.subpixel):
+            dx = arrangement(dy, w, xp.shape[2:], stride, dilation)
+            _check(dx, xt.grad.numpy(), scale)
+            dx = arrangement(dy, w, xp.shape[2:], stride, dilation, pads)
+            _check(dx, xt.grad.numpy()[(slice(None), slice(None)) + inside], scale)
     elif conv_implicit.applies(geometry, "input"):
         dx = conv_implicit.backward_input(dy, w, xp.shape[2:], dilation, pads)
         inside = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(xp.shape[2:], pads))

@@ -38,6 +38,15 @@ _TABLE = [
              "row correlation and 3.1 on im2col, one core, AVX-512 (1.7 against 2.5 and 2.9 on "
              "AVX2); the row correlation keeps one-channel layers up to rows_forward_max_taps, "
              "the same 16." + _NOT_TIMED, 1, 1 << 20, integer=True),
+    Constant("implicit_subpixel_min_terms", 512, "multiply-adds per output",
+             "A strided input gradient with fewer input channels than one vector's lanes is "
+             "one implicit GEMM over all phases (``kernels/conv/strided_input.py``) from this "
+             "many terms per output on (K · the phases' union of shifts), else im2col + "
+             "col2im. 2 threads, AVX-512 and AVX2: 11×11 at stride 4, C = 3, K = 64 (576 "
+             "terms) 7.2 against 9.4 and 9.0 against 11.6 ms; 7×7 at stride 2, C = 3, K = 64 "
+             "(1024 terms) 13.7 against 22.5 and 20.4 against 25.7; 5×5 at stride 2, C = 1, "
+             "K = 32 (288 terms) 0.33 against 0.32; 3×3 at stride 2, C = 8, K = 32 (128 "
+             "terms) 1.02 against 0.81." + _NOT_TIMED, 1, 1 << 20, integer=True),
     Constant("implicit_planar_max_terms_per_output", 0.5, "terms per output channel",
              "The implicit GEMM's planar orientation is taken for products with at most this "
              "many terms (C·prod(kernel)) per output channel, and for fewer output channels "

@@ -1,7 +1,7 @@
 """Convolution as an implicit GEMM: the product reads the padded input in place, no im2col.
 
 float32, groups = 1, any number of spatial dims, stride and dilation (a strided input gradient
-splits into stride-1 ones, one per phase: ``backward_input_strided``). The compiled kernels and
+splits into stride-1 products, one per phase: ``strided_input``). The compiled kernels and
 their index algebra are in ``implicit_gemm_numba``; here are the tables they read:
 
     offset[(c, a)] = c·plane + Σ_j a_j·d_j·pitch_j        where tap (c, a) reads, from a corner
@@ -9,7 +9,6 @@ their index algebra are in ``implicit_gemm_numba``; here are the tables they rea
 
 (flat element indices into the padded input: pitch = row lengths, plane = one channel's size).
 """
-import itertools
 import math
 
 import numpy as np
@@ -18,13 +17,13 @@ import numba
 
 from ... import tuning
 from .. import implicit_gemm_numba as compiled
-from ..transpose_numba import planes_to_rows, rows_to_planes_parallel
+from ..transpose_numba import planes_to_rows
+from . import strided_input
 from .shift import flat_pitches
 from ..padding import zero_pad
 
 
 _NO_ROWS = np.empty(0, np.int64)  # the forward kernel writes output p to row p
-_NO_Y = np.empty((0, 0, 0), np.float32)  # nor does it copy its rows to a channels-first y
 
 
 def applies(geometry, pass_name):
@@ -51,14 +50,15 @@ def wins(geometry, pass_name):
         if taps < tuning.value("implicit_min_taps"):
             return False
         if not g.unit_stride:
-            # One product per phase into one channels-last dx (``backward_input_strided``):
-            # faster than im2col + col2im when every phase has taps (res3x3_s2, 2 threads:
-            # 4.8 against 7.0 ms on AVX-512, 7.2 against 8.8 on AVX2), slower when a kernel
-            # narrower than the stride leaves phases of zeros (1×1 at stride 2: 1.4 against
-            # 1.2 ms). C sits on the lanes: no planar orientation here.
-            return g.in_channels >= compiled.LANES and all(
-                k >= s and math.gcd(d, s) == 1
-                for k, s, d in zip(g.kernel, g.stride, g.dilation))
+            # ``strided_input``: faster than im2col + col2im when every phase has taps, not
+            # when a kernel narrower than the stride leaves phases of zeros (1×1 at stride 2:
+            # 1.4 against 1.2 ms). Per phase for C of a vector or more (res3x3_s2, 2 threads:
+            # 4.8 against 7.0 ms on AVX-512, 7.2 against 8.8 on AVX2); for fewer channels
+            # one product over all phases, from ``implicit_subpixel_min_terms`` terms on.
+            if not strided_input.every_phase_has_taps(g):
+                return False
+            return g.in_channels >= compiled.LANES or strided_input.subpixel_terms(g) >= \
+                tuning.value("implicit_subpixel_min_terms")
         return g.in_channels >= compiled.LANES or planar_wins(g.in_channels, taps)
     return True
 
@@ -70,7 +70,9 @@ def forward_pass(xp, w, g):
 def input_pass(dy, w, g):
     if g.unit_stride:
         return backward_input(dy, w, g.padded, g.dilation, g.pads)
-    return backward_input_strided(dy, w, g.padded, g.stride, g.dilation, g.pads)
+    if g.in_channels >= compiled.LANES:
+        return strided_input.by_phases(dy, w, g.padded, g.stride, g.dilation, g.pads)
+    return strided_input.subpixel(dy, w, g.padded, g.stride, g.dilation, g.pads)
 
 
 def weight_pass(xp, dy, g):
@@ -181,87 +183,6 @@ def backward_input(dy, w, spatial, dilation, pads=None):
     dx = forward(dyp, flipped, (1,) * len(kernel), dilation, out)
     index = tuple(slice(lo, dx.shape[2 + j] - hi) for j, (lo, hi) in enumerate(crop))
     return dx[(slice(None), slice(None)) + index]
-
-
-def _phase(n, k, s, d, r):
-    """One dim of phase r of a stride-s gradient: input cells j = q·s + r receive the taps a
-    with a·d ≡ r (mod s), from dy[q − e_a], e_a = (a·d − r)/s. Those taps are every
-    (s/g)-th from the first a₀ (g = gcd(d, s)), with e spaced d/g apart: a stride-1 gradient
-    with the sub-kernel w[a₀::s/g] at dilation d/g, shifted by e₀. Returns (taps slice,
-    sub-dilation, e₀, cells q), or None when no tap reaches the phase."""
-    g = math.gcd(d, s)
-    first = next((a for a in range(k) if a * d % s == r), None)
-    if first is None:
-        return None
-    return slice(first, k, s // g), d // g, (first * d - r) // s, -(-(n - r) // s)
-
-
-def backward_input_strided(dy, w, spatial, stride, dilation, pads=None):
-    """dL/dx of a strided convolution: (N, C, *spatial) with ``spatial`` the padded input's,
-    less ``pads`` (the padding, whose gradient is not wanted) when given. Per phase r (a
-    residue of the padded position j = q·s + r in each dim; ``_phase``),
-
-        dx[q·s + r] = Σ_k Σ_{a: a·d ≡ r (mod s)} dy[k, q − e_a] · w[k, :, a]
-
-    a stride-1 product on dy with the phase's taps. Every phase reads one padded copy of dy
-    (offset[(k, a)] = k·plane − Σ e_a·pitch) and writes its cells straight into one
-    channels-last buffer of dx (the kernel's ``row`` table), transposed to dx once at the end:
-    no im2col columns and no col2im sums, and as many multiply-adds as the direct sum."""
-    pads = pads or [(0, 0)] * len(spatial)
-    n, k, c = dy.shape[0], w.shape[0], w.shape[1]
-    size = [length - lo - hi for length, (lo, hi) in zip(spatial, pads)]  # dx's spatial
-    dims = []  # per dim: [(r, taps slice or None, e per tap, first q, cells)]
-    for length, kk, s, d, (lo, _), cells in zip(spatial, w.shape[2:], stride, dilation,
-                                                 pads, size):
-        phases = []
-        for r in range(s):
-            q0, q1 = -(-(lo - r) // s), (lo + cells - 1 - r) // s  # cells inside dx
-            phase = _phase(length, kk, s, d, r)
-            if q1 < q0:
-                continue
-            if phase is None:  # no tap reaches these cells: their gradient is zero
-                phases.append((r, None, None, q0, q1 - q0 + 1))
-                continue
-            taps, sub_dilation, e0, _ = phase
-            e = e0 + sub_dilation * np.arange(len(range(kk)[taps]), dtype=np.int64)
-            phases.append((r, taps, e, q0, q1 - q0 + 1))
-        dims.append(phases)
-    # One zero padding of dy wide enough for every phase's reads, dy[q − e].
-    dy_pads = []
-    for phases, length in zip(dims, dy.shape[2:]):
-        reached = [(q0 - e[-1], q0 + cells - 1 - e[0]) for _, _, e, q0, cells in phases
-                   if e is not None] or [(0, 0)]
-        dy_pads.append((max(0, -min(a for a, _ in reached)),
-                        max(0, max(b for _, b in reached) - (length - 1))))
-    dyp = np.ascontiguousarray(zero_pad(dy, dy_pads))
-    plane, *pitch = flat_pitches(dyp.shape[1:])
-    image = plane * k
-    dx_pitch = flat_pitches(size)
-    rows, vectors, c_padded = compiled.tile(c)
-    whole = n * math.prod(size)
-    empty = any(p[1] is None for phases in dims for p in phases)
-    dx_last = (np.zeros if empty else np.empty)((whole + rows, c_padded), np.float32)
-    chunks = tuning.value("implicit_chunks_per_thread") * numba.get_num_threads()
-    for combination in itertools.product(*dims):
-        if any(p[1] is None for p in combination):
-            continue
-        offset = np.arange(k, dtype=np.int64) * plane
-        corner = np.arange(n, dtype=np.int64) * image
-        row = np.arange(n, dtype=np.int64) * math.prod(size)
-        for (r, _, e, q0, cells), p, (dy_lo, _), (lo, _), s, dx_p in zip(
-                combination, pitch, dy_pads, pads, stride, dx_pitch):
-            q = np.arange(q0, q0 + cells, dtype=np.int64)
-            offset = np.add.outer(offset, -e * p).reshape(-1)
-            corner = np.add.outer(corner, (q + dy_lo) * p).reshape(-1)
-            row = np.add.outer(row, (q * s + r - lo) * dx_p).reshape(-1)
-        sub = w[(slice(None), slice(None)) + tuple(p[1] for p in combination)]
-        wt = np.zeros((offset.size, c_padded), np.float32)
-        wt[:, :c] = np.moveaxis(sub, 1, -1).reshape(offset.size, c)
-        compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, _NO_Y, chunks,
-                                   tuning.value("implicit_tap_block"), row)
-    dx = np.empty((n, c, math.prod(size)), np.float32)
-    rows_to_planes_parallel(dx_last, dx)
-    return dx.reshape((n, c) + tuple(size))
 
 
 def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False):

@@ -1,0 +1,158 @@
+"""The input gradient of a strided convolution on the implicit GEMM, in two arrangements.
+
+A stride-s layer's padded input cell j = q·s + r (a residue r per dim: its *phase*) receives
+
+    dx[q·s + r] = Σ_k Σ_{a: a·d ≡ r (mod s)} dy[k, q − e_a] · w[k, :, a],   e_a = (a·d − r)/s
+
+so each phase is a stride-1 product on dy with the taps of that phase (docs/concepts.md,
+backpropagation). Both arrangements read one zero-padded copy of dy and sum only these terms
+(plus the padding's zeros, as the stride-1 input gradient does: ``NEEDS_FINITE``):
+
+* ``by_phases``: one product per phase, its C input channels on the register tile's lanes,
+  each writing its cells into one channels-last dx. For C of at least one vector.
+* ``subpixel``: one product for all phases, its outputs the S·C pairs (phase, channel)
+  (S = prod(stride)), its taps the union of the phases' shifts e (a tap a phase lacks has a
+  zero weight), then the phases interleaved into dx (a "pixel shuffle"). For few channels,
+  which would leave most lanes of a per-phase product idle: AlexNet's first layer (C = 3,
+  11 × 11 at stride 4) becomes one product with 48 outputs of 64·3·3 terms.
+"""
+import itertools
+import math
+
+import numba
+import numpy as np
+
+from ... import tuning
+from .. import implicit_gemm_numba as compiled
+from ..padding import zero_pad
+from ..transpose_numba import rows_to_planes_parallel
+from . import implicit
+from .shift import flat_pitches
+
+_NO_Y = np.empty((0, 0, 0), np.float32)  # the forward kernel leaves its rows channels-last
+
+
+def every_phase_has_taps(geometry):
+    """Whether each phase is reached by a tap (else its cells are zeros that a product would
+    spend its time writing): k ≥ s and d, s coprime in every dim."""
+    return all(k >= s and math.gcd(d, s) == 1
+               for k, s, d in zip(geometry.kernel, geometry.stride, geometry.dilation))
+
+
+def subpixel_terms(geometry):
+    """Terms per output of ``subpixel``'s product: K · the union of the shifts, per dim."""
+    terms = geometry.out_channels
+    for k, s, d in zip(geometry.kernel, geometry.stride, geometry.dilation):
+        shifts = [e for _, e in _shifts(k, s, d).values()]
+        terms *= max(shifts) - min(shifts) + 1
+    return terms
+
+
+def _shifts(k, s, d):
+    """{tap a: (phase r, shift e)} of one dim: a·d = e·s + r."""
+    return {a: (a * d % s, a * d // s) for a in range(k)}
+
+
+def _cells(lo, size, s, r):
+    """The q of phase r whose cells q·s + r lie in dx, [lo, lo + size) of the padded input."""
+    return -(-(lo - r) // s), (lo + size - 1 - r) // s
+
+
+def _dy_pads(reads, length):
+    """dy's zero padding (lo, hi) for the index range [first, last] that a product reads."""
+    first, last = reads
+    return max(0, -first), max(0, last - (length - 1))
+
+
+def by_phases(dy, w, spatial, stride, dilation, pads=None):
+    """dL/dx (N, C, *spatial less pads) of a strided convolution, one product per phase.
+    Every phase reads one padded dy (offset[(k, a)] = k·plane − Σ e_a·pitch) and writes its
+    cells into one channels-last dx (the kernel's ``row`` table), transposed once at the end."""
+    pads = pads or [(0, 0)] * len(spatial)
+    n, k, c = dy.shape[0], w.shape[0], w.shape[1]
+    size = [length - lo - hi for length, (lo, hi) in zip(spatial, pads)]
+    dims = []  # per dim: [(r, taps or None, e per tap, first q, cells)]
+    for kk, s, d, (lo, _), cells in zip(w.shape[2:], stride, dilation, pads, size):
+        shifts = _shifts(kk, s, d)
+        phases = []
+        for r in range(s):
+            q0, q1 = _cells(lo, cells, s, r)
+            if q1 < q0:
+                continue
+            taps = [a for a in range(kk) if shifts[a][0] == r]
+            e = np.array([shifts[a][1] for a in taps], np.int64)
+            phases.append((r, taps or None, e, q0, q1 - q0 + 1))
+        dims.append(phases)
+    dy_pads = [_dy_pads((min(q0 - e[-1] for _, t, e, q0, _ in phases if t),
+                         max(q0 + cells - 1 - e[0] for _, t, e, q0, cells in phases if t)),
+                        length)
+               if any(t for _, t, _, _, _ in phases) else (0, 0)
+               for phases, length in zip(dims, dy.shape[2:])]
+    dyp = np.ascontiguousarray(zero_pad(dy, dy_pads))
+    plane, *pitch = flat_pitches(dyp.shape[1:])
+    dx_pitch = flat_pitches(size)
+    rows, vectors, c_padded = compiled.tile(c)
+    whole = n * math.prod(size)
+    empty = any(p[1] is None for phases in dims for p in phases)  # cells left zero
+    dx_last = (np.zeros if empty else np.empty)((whole + rows, c_padded), np.float32)
+    chunks = tuning.value("implicit_chunks_per_thread") * numba.get_num_threads()
+    for combination in itertools.product(*dims):
+        if any(p[1] is None for p in combination):
+            continue
+        offset = np.arange(k, dtype=np.int64) * plane
+        corner = np.arange(n, dtype=np.int64) * plane * k
+        row = np.arange(n, dtype=np.int64) * math.prod(size)
+        for (r, _, e, q0, cells), p, (dy_lo, _), (lo, _), s, dx_p in zip(
+                combination, pitch, dy_pads, pads, stride, dx_pitch):
+            q = np.arange(q0, q0 + cells, dtype=np.int64)
+            offset = np.add.outer(offset, -e * p).reshape(-1)
+            corner = np.add.outer(corner, (q + dy_lo) * p).reshape(-1)
+            row = np.add.outer(row, (q * s + r - lo) * dx_p).reshape(-1)
+        sub = w[np.ix_(range(k), range(c), *(p[1] for p in combination))]
+        wt = np.zeros((offset.size, c_padded), np.float32)
+        wt[:, :c] = np.moveaxis(sub, 1, -1).reshape(offset.size, c)
+        compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, _NO_Y, chunks,
+                                   tuning.value("implicit_tap_block"), row)
+    dx = np.empty((n, c, math.prod(size)), np.float32)
+    rows_to_planes_parallel(dx_last, dx)
+    return dx.reshape((n, c) + tuple(size))
+
+
+def subpixel(dy, w, spatial, stride, dilation, pads=None):
+    """dL/dx (N, C, *spatial less pads) of a strided convolution as one stride-1 product
+    with S·C outputs (phase-major) over the union of the phases' shifts, whose output q of
+    phase r is the cell q·s + r: dy padded so that output p is cell q = p + origin."""
+    pads = pads or [(0, 0)] * len(spatial)
+    n, k, c = dy.shape[0], w.shape[0], w.shape[1]
+    size = [length - lo - hi for length, (lo, hi) in zip(spatial, pads)]
+    taps_of, widths, dy_pads, origin = [], [], [], []
+    for kk, s, d, (lo, _), cells, length in zip(w.shape[2:], stride, dilation, pads, size,
+                                                 dy.shape[2:]):
+        shifts = _shifts(kk, s, d)
+        e_low = min(e for _, e in shifts.values())
+        e_high = max(e for _, e in shifts.values())
+        q_low, q_high = lo // s, (lo + cells - 1) // s  # every phase's cells
+        # Tap u of the product reads dy[q − e] with e = e_high − u, from p = q − e_high + pad.
+        pad = _dy_pads((q_low - e_high, q_high - e_low), length)
+        taps_of.append({(r, e_high - e): a for a, (r, e) in shifts.items()})
+        widths.append(e_high - e_low + 1)
+        dy_pads.append(pad)
+        origin.append(e_high - pad[0])
+    w_sub = np.zeros((math.prod(stride), c, k) + tuple(widths), np.float32)
+    for phase, r in enumerate(itertools.product(*(range(s) for s in stride))):
+        for u in itertools.product(*(range(width) for width in widths)):
+            a = tuple(table.get(key) for table, key in zip(taps_of, zip(r, u)))
+            if None not in a:
+                w_sub[(phase, slice(None), slice(None)) + u] = w[(slice(None), slice(None)) + a].T
+    dyp = zero_pad(dy, dy_pads)
+    out = tuple(length - width + 1 for length, width in zip(dyp.shape[2:], widths))
+    y = implicit.forward(dyp, w_sub.reshape((-1, k) + tuple(widths)), (1,) * len(out),
+                         (1,) * len(out), out)
+    # y[n, (r, c), p] is cell (p + origin)·s + r of the padded input: interleave the phases.
+    dims = len(out)
+    y = y.reshape((n,) + tuple(stride) + (c,) + out)
+    order = (0, 1 + dims) + tuple(axis for j in range(dims) for axis in (2 + dims + j, 1 + j))
+    cells = y.transpose(order).reshape((n, c) + tuple(o * s for o, s in zip(out, stride)))
+    start = [lo - o * s for (lo, _), o, s in zip(pads, origin, stride)]
+    index = tuple(slice(b, b + cells_j) for b, cells_j in zip(start, size))
+    return np.ascontiguousarray(cells[(slice(None), slice(None)) + index])
