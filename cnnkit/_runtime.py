@@ -4,9 +4,10 @@ set in the environment is never changed. The spin settings are read by each libr
 loads. OpenBLAS loaded earlier (``import numpy`` before ``import cnnkit``, the usual order) is
 told to re-read them and its idle threads are stopped, so that its next product starts new ones
 with the short spin (``_respin_openblas``; without it that order made a training step of the
-default model 2× slower: 90 against 46 ms). libgomp, the OpenMP runtime Numba shares with
-PyTorch, has no such call: import cnnkit before PyTorch for its setting to apply. The malloc
-setting always applies.
+default model 2× slower: 90 against 46 ms). libgomp, Numba's OpenMP runtime, has no such
+call; PyPI's PyTorch wheel loads its own copy of it, so ``import torch`` first leaves Numba's
+alone (45 against 46 ms per step), but a PyTorch built against the system's libgomp would
+fix the spin count before cnnkit sets it. The malloc setting always applies.
 
 Why (measured on the project's 2-core machine, numbers in BENCHMARKS.md):
 
