@@ -128,12 +128,18 @@ define void @probe(<16 x float>* %a, <16 x float>* %b, <16 x float>* %c) {
 """
 
 
-def _probe_assembly(name, features):
-    """The assembly LLVM makes of a 16-lane multiply-add for this target."""
+def _probe_assembly(name, features, triple=None):
+    """The assembly LLVM makes of a 16-lane multiply-add for this target (of the host's
+    architecture, or cross-compiled for ``triple``, e.g. 'aarch64-unknown-linux-gnu')."""
     import llvmlite.binding as llvm
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    target = llvm.Target.from_default_triple()
+    if triple is None:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        target = llvm.Target.from_default_triple()
+    else:
+        llvm.initialize_all_targets()
+        llvm.initialize_all_asmprinters()
+        target = llvm.Target.from_triple(triple)
     machine = target.create_target_machine(cpu=name, features=features, opt=2)
     module = llvm.parse_assembly(_PROBE)
     module.verify()
