@@ -234,3 +234,27 @@ def test_any_checkpoint_value_resumes_or_is_one_line(run_dir, tmp_path_factory, 
     if code:
         lines = err.strip().splitlines()
         assert len(lines) == 1 and "internal error" not in lines[0], (field, value, err)
+
+
+@pytest.mark.parametrize("reader", ["cnnkit", "torch"])
+def test_a_large_file_with_a_bad_header_is_refused_before_its_body_is_read(tmp_path, reader):
+    """A 1 GiB file (sparse: no disk used) whose header is not cnnkit's, or whose entry points
+    past the end: refused after reading the header, not the gigabyte."""
+    import tracemalloc
+
+    from cnnkit.io import read_torch_state
+    header = {"__metadata__": {"format": "other"}} if reader == "cnnkit" else \
+        {"w": {"dtype": "F32", "shape": [1 << 30], "data_offsets": [0, 1 << 32]}}
+    text = json.dumps(header).encode()
+    path = tmp_path / "big.safetensors"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text)
+        f.truncate(1 << 30)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="big.safetensors"):
+            (load_file if reader == "cnnkit" else read_torch_state)(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20

@@ -110,18 +110,24 @@ def _parse_json(path: str, text, what: str):
         raise ValueError(f"{path}: corrupt {what} ({err})") from err
 
 
-def _read_header(path: str, data: bytes) -> dict:
-    """The JSON header of safetensors bytes ``data``; ValueError naming ``path`` if malformed."""
-    if len(data) < 8:
-        raise ValueError(f"{path}: not a safetensors file (only {len(data)} bytes; truncated?)")
-    n = int.from_bytes(data[:8], "little")
-    if n > len(data) - 8:
+def _read_header(path: str, f) -> tuple[dict, bytes]:
+    """The JSON header of the safetensors file open as ``f`` (at its start), read and checked
+    before any of the arrays' bytes are: (header, the bytes read so far). ValueError naming
+    ``path`` if it is malformed."""
+    size = os.fstat(f.fileno()).st_size
+    prefix = f.read(8)
+    if len(prefix) < 8:
+        raise ValueError(f"{path}: not a safetensors file (only {len(prefix)} bytes; "
+                         "truncated?)")
+    n = int.from_bytes(prefix, "little")
+    if n > size - 8:
         raise ValueError(f"{path}: not a valid safetensors file (header length {n} exceeds the "
-                         f"file's {len(data)} bytes; truncated or not safetensors)")
-    header = _parse_json(path, data[8:8 + n], "safetensors header")
+                         f"file's {size} bytes; truncated or not safetensors)")
+    text = f.read(n)
+    header = _parse_json(path, text, "safetensors header")
     if not isinstance(header, dict):
         raise ValueError(f"{path}: corrupt safetensors header (not a JSON object)")
-    return header
+    return header, prefix + text
 
 
 def load_file(path) -> tuple[dict, object]:
@@ -144,12 +150,12 @@ def load_file(path) -> tuple[dict, object]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     with open(path, "rb") as f:
-        data = f.read()
-    header = _read_header(path, data)
-    info = header.get("__metadata__") or {}
-    if not isinstance(info, dict) or info.get("format") != FORMAT or FORMAT not in info:
-        raise ValueError(f"{path}: a safetensors file, but not one written by cnnkit (its "
-                         "metadata lacks format='cnnkit')")
+        header, head = _read_header(path, f)
+        info = header.get("__metadata__") or {}
+        if not isinstance(info, dict) or info.get("format") != FORMAT or FORMAT not in info:
+            raise ValueError(f"{path}: a safetensors file, but not one written by cnnkit (its "
+                             "metadata lacks format='cnnkit')")
+        data = head + f.read()  # the arrays, read once the header checked out
     try:
         tensors = safetensors.numpy.load(data)
     except Exception as err:  # safetensors raises its own SafetensorError for every defect

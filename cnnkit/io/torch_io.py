@@ -44,8 +44,9 @@ def _pickle_error(path: str) -> ValueError:
                       "can run arbitrary code). " + _CONVERT_HINT.format(path=path, stem=stem))
 
 
-def _entry_array(path: str, name: str, entry, data: bytes, start: int) -> np.ndarray:
-    """The array header ``entry`` describes, validated against the file's size."""
+def _entry_layout(path: str, name: str, entry, data_bytes: int) -> tuple:
+    """(dtype, shape, first byte) of the array header ``entry`` describes, validated against
+    the ``data_bytes`` that follow the header, before any of them is read."""
     if not isinstance(entry, dict):
         raise ValueError(f"{path}: tensor {name!r}: malformed header entry")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
@@ -60,11 +61,17 @@ def _entry_array(path: str, name: str, entry, data: bytes, start: int) -> np.nda
         raise ValueError(f"{path}: tensor {name!r}: malformed data_offsets {offsets!r}")
     itemsize = np.dtype(_DTYPES[dtype]).itemsize
     lo, hi = offsets
-    if not 0 <= lo <= hi <= len(data) - start or hi - lo != math.prod(shape) * itemsize:
+    if not 0 <= lo <= hi <= data_bytes or hi - lo != math.prod(shape) * itemsize:
         raise ValueError(f"{path}: tensor {name!r}: data_offsets {offsets} do not hold a "
                          f"{dtype} array of shape {tuple(shape)} within the file's "
-                         f"{len(data) - start} data bytes (truncated or corrupt)")
-    array = np.frombuffer(data, _DTYPES[dtype], math.prod(shape), start + lo).reshape(shape)
+                         f"{data_bytes} data bytes (truncated or corrupt)")
+    return dtype, tuple(shape), lo
+
+
+def _entry_array(data: bytes, layout) -> np.ndarray:
+    """The array at ``layout`` (from ``_entry_layout``) in the data bytes ``data``."""
+    dtype, shape, lo = layout
+    array = np.frombuffer(data, _DTYPES[dtype], math.prod(shape), lo).reshape(shape)
     if dtype == "BF16":
         return (array.astype(np.uint32) << 16).view(np.float32)
     return array.astype(array.dtype.newbyteorder("="))  # a writable, native-order copy
@@ -83,20 +90,25 @@ def read_torch_state(path) -> dict:
     if path.lower().endswith(_PICKLE_SUFFIXES):
         raise _pickle_error(path)
     with open(path, "rb") as f:
-        data = f.read()
-    try:
-        header = _read_header(path, data)
-    except ValueError:
-        # torch.save writes a zip archive ("PK") or, in its legacy format, a bare pickle (0x80).
-        if data[:2] == b"PK" or data[:1] == b"\x80":
-            raise _pickle_error(path) from None
-        raise
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or metadata.get("format") not in _ACCEPTED_FORMATS:
-        raise ValueError(f"{path}: metadata format {metadata.get('format')!r} is not PyTorch's "
-                         "('pt'); its arrays may use another framework's layouts")
-    start = 8 + int.from_bytes(data[:8], "little")
-    return {name: _entry_array(path, name, entry, data, start) for name, entry in header.items()}
+        try:
+            header, head = _read_header(path, f)
+        except ValueError:
+            # torch.save writes a zip archive ("PK") or, in its legacy format, a bare pickle
+            # (0x80).
+            f.seek(0)
+            magic = f.read(2)
+            if magic == b"PK" or magic[:1] == b"\x80":
+                raise _pickle_error(path) from None
+            raise
+        metadata = header.pop("__metadata__", None) or {}
+        if not isinstance(metadata, dict) or metadata.get("format") not in _ACCEPTED_FORMATS:
+            raise ValueError(f"{path}: metadata format {metadata.get('format')!r} is not "
+                             "PyTorch's ('pt'); its arrays may use another framework's layouts")
+        data_bytes = os.fstat(f.fileno()).st_size - len(head)
+        layouts = {name: _entry_layout(path, name, entry, data_bytes)
+                   for name, entry in header.items()}
+        data = f.read()  # the arrays, read once every entry fits the file
+    return {name: _entry_array(data, layout) for name, layout in layouts.items()}
 
 
 def load_torch(model, path):
