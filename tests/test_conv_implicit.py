@@ -68,6 +68,10 @@ def _check_layer(layer, seed):
 
     y = conv_implicit.forward(xp, w, stride, dilation, yt.shape[2:])
     _check(y, yt.detach().numpy(), scale)
+    # the bias, added as the rows are transposed: the same floats as adding it afterwards
+    b = rng.standard_normal(k, dtype=np.float32)
+    np.testing.assert_array_equal(conv_implicit.forward(xp, w, stride, dilation, yt.shape[2:], b),
+                                  y + b.reshape((1, k) + (1,) * len(kernel)))
     dw = conv_implicit.backward_weight(xp, dy, kernel, stride, dilation)
     _check(dw, wt.grad.numpy(), scale * np.sqrt(dy[:, 0].size))
     geometry = conv_kernels.ConvGeometry.of(xp.shape, w.shape, stride, dilation, 1, xp.dtype)

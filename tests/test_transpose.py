@@ -22,17 +22,26 @@ def test_planes_to_rows(n, k, s):
     np.testing.assert_allclose(sums, a.astype(np.float64).sum(axis=(0, 2)), rtol=1e-12)
 
 
+@pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("n,k,s", SHAPES)
-def test_rows_to_planes_copies_exactly_its_rows(n, k, s):
+def test_rows_to_planes_copies_exactly_its_rows(n, k, s, with_bias):
+    """Optionally adding a bias per channel as it copies (a conv layer's forward): the same
+    float32 sums as adding it afterwards, and -0.0 kept when there is none."""
     rng = np.random.default_rng(n + k + s)
     kp = -(-k // 8) * 8
     a = rng.standard_normal((n * s + 3, kp), dtype=np.float32)
-    expected = a[:n * s, :k].reshape(n, s, k).transpose(0, 2, 1)
+    a[0, 0] = -0.0
+    bias = rng.standard_normal(k, dtype=np.float32) if with_bias else np.empty(0, np.float32)
+    expected = a[:n * s, :k] + bias if with_bias else a[:n * s, :k]
     for p0, p1 in [(0, n * s), (1, n * s - 1), (s - 1, min(n * s, 2 * s + 9))]:
         if p0 >= p1:
             continue
         out = np.full((n, k, s), np.nan, np.float32)
-        rows_to_planes(a, out, p0, p1)
+        rows_to_planes(a, out, p0, p1, bias)
         flat = out.transpose(0, 2, 1).reshape(n * s, k)
-        np.testing.assert_array_equal(flat[p0:p1], expected.transpose(0, 2, 1).reshape(n * s, k)[p0:p1])
+        np.testing.assert_array_equal(flat[p0:p1], expected[p0:p1])
         assert np.isnan(flat[:p0]).all() and np.isnan(flat[p1:]).all()
+    if not with_bias:
+        out = np.full((n, k, s), np.nan, np.float32)
+        rows_to_planes(a, out, 0, n * s, bias)
+        assert np.signbit(out[0, 0, 0])

@@ -126,7 +126,7 @@ def measure_blocks(threads=1, repeats=5, log=print):
     for name, sizes, run in (
             ("tap", (32, 64, 128, 256, 576),
              lambda block: forward(xp, wt, offset, corner, out, y, 8 * threads, block,
-                                   np.empty(0, np.int64))),
+                                   np.empty(0, np.int64), np.empty(0, np.float32))),
             ("position", (32, 64, 128, 256, 512),
              lambda block: weight(xp, dy, offset, corner, partial, block))):
         current = tuning.value(f"implicit_{name}_block")

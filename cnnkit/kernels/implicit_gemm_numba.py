@@ -40,14 +40,14 @@ PLANAR_ROWS, PLANAR_VECTORS = TILES.planar  # (MR, NV) of the channels-first ker
 
 
 @numba.njit(parallel=True, cache=True)
-def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block, row):
+def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block, row, bias):
     """out[row[p], :] = Σ_t x_flat[corner[p] + offset[t]] · wt[t, :] for p < len(corner)
     (row[p] = p when ``row`` is empty). x: the padded input, any shape, C-contiguous; wt
     (T, Kp), Kp a multiple of the tile width; out (R + rows, Kp), R rows written (the extra
     rows take a ragged last tile's spill); the tiles are split into ``chunks`` parallel tasks.
     Unless ``y`` is empty, each task then copies its rows into y (N, K, S) channels-first,
-    y[n, k, s] = out[n·S + s, k], while they are still in cache (a separate pass re-reads all
-    of ``out`` from memory)."""
+    y[n, k, s] = out[n·S + s, k] + bias[k] (no bias when ``bias`` is empty), while they are
+    still in cache (a separate pass re-reads all of ``out`` from memory)."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
@@ -77,7 +77,7 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block, row
                                  out[:, j0:].ctypes.data, c_row[tile].ctypes.data,
                                  1 if t0 else 0, rows, vectors)
         if y.size:
-            rows_to_planes(out, y, first * rows, min(last * rows, positions))
+            rows_to_planes(out, y, first * rows, min(last * rows, positions), bias)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -150,18 +150,18 @@ def planar(x_flat, n_images, image, w_rows, offset, out, length, tap_block):
 # One entry point per vector count: a literal NV from compiled code costs nothing, while
 # ``numba.literally`` at a call from Python re-dispatches on every call (~20 ms).
 @numba.njit(cache=True)
-def forward_1(x, wt, offset, corner, out, y, chunks, tap_block, row):
-    forward(x, wt, offset, corner, out, y, _ROWS_1, 1, chunks, tap_block, row)
+def forward_1(x, wt, offset, corner, out, y, chunks, tap_block, row, bias):
+    forward(x, wt, offset, corner, out, y, _ROWS_1, 1, chunks, tap_block, row, bias)
 
 
 @numba.njit(cache=True)
-def forward_2(x, wt, offset, corner, out, y, chunks, tap_block, row):
-    forward(x, wt, offset, corner, out, y, _ROWS_2, 2, chunks, tap_block, row)
+def forward_2(x, wt, offset, corner, out, y, chunks, tap_block, row, bias):
+    forward(x, wt, offset, corner, out, y, _ROWS_2, 2, chunks, tap_block, row, bias)
 
 
 @numba.njit(cache=True)
-def forward_4(x, wt, offset, corner, out, y, chunks, tap_block, row):
-    forward(x, wt, offset, corner, out, y, _ROWS_4, 4, chunks, tap_block, row)
+def forward_4(x, wt, offset, corner, out, y, chunks, tap_block, row, bias):
+    forward(x, wt, offset, corner, out, y, _ROWS_4, 4, chunks, tap_block, row, bias)
 
 
 @numba.njit(cache=True)

@@ -25,38 +25,63 @@ _ROUNDS = (
 )
 
 
+def _transpose8_codegen(builder, src, src_stride, dst, dst_stride, shift=None):
+    f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+    vec = ir.VectorType(f32, 8)
+    src = builder.inttoptr(src, f32.as_pointer())
+    dst = builder.inttoptr(dst, f32.as_pointer())
+
+    def row(base, stride, i):
+        return builder.bitcast(builder.gep(base, [builder.mul(stride, ir.Constant(i64, i))]),
+                               vec.as_pointer())
+
+    v = [builder.load(row(src, src_stride, i), align=4) for i in range(8)]
+    for shuffles in _ROUNDS:
+        v = [builder.shuffle_vector(v[a], v[b], ir.Constant(ir.VectorType(i32, 8), mask))
+             for a, b, mask in shuffles]
+    if shift is not None:  # column j gets shift[j] added
+        shift = builder.inttoptr(shift, f32.as_pointer())
+        for j in range(8):
+            value = builder.load(builder.gep(shift, [ir.Constant(i64, j)]), align=4)
+            lane = builder.insert_element(ir.Constant(vec, ir.Undefined), value,
+                                          ir.Constant(i32, 0))
+            splat = builder.shuffle_vector(lane, ir.Constant(vec, ir.Undefined),
+                                           ir.Constant(ir.VectorType(i32, 8), [0] * 8))
+            v[j] = builder.fadd(v[j], splat)
+    for j in range(8):
+        builder.store(v[j], row(dst, dst_stride, j), align=4)
+
+
 @intrinsic
 def transpose8(typingctx, src, src_stride, dst, dst_stride):
     """``transpose8(src, src_stride, dst, dst_stride)`` (float32 addresses, strides in
     elements): dst[j·dst_stride + i] = src[i·src_stride + j] for i, j < 8."""
 
     def codegen(context, builder, signature, args):
-        src, src_stride, dst, dst_stride = args
-        f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
-        vec = ir.VectorType(f32, 8)
-        src = builder.inttoptr(src, f32.as_pointer())
-        dst = builder.inttoptr(dst, f32.as_pointer())
-
-        def row(base, stride, i):
-            return builder.bitcast(builder.gep(base, [builder.mul(stride, ir.Constant(i64, i))]),
-                                   vec.as_pointer())
-
-        v = [builder.load(row(src, src_stride, i), align=4) for i in range(8)]
-        for shuffles in _ROUNDS:
-            v = [builder.shuffle_vector(v[a], v[b], ir.Constant(ir.VectorType(i32, 8), mask))
-                 for a, b, mask in shuffles]
-        for j in range(8):
-            builder.store(v[j], row(dst, dst_stride, j), align=4)
+        _transpose8_codegen(builder, *args)
         return context.get_dummy_value()
 
     return types.void(types.intp, types.intp, types.intp, types.intp), codegen
 
 
+@intrinsic
+def transpose8_shift(typingctx, src, src_stride, dst, dst_stride, shift):
+    """``transpose8`` with shift[j] added to every value of column j (a bias per channel)."""
+
+    def codegen(context, builder, signature, args):
+        _transpose8_codegen(builder, *args[:4], shift=args[4])
+        return context.get_dummy_value()
+
+    return types.void(types.intp, types.intp, types.intp, types.intp, types.intp), codegen
+
+
 @numba.njit(cache=True)
-def rows_to_planes(a, out, p0, p1):
-    """out[n, k, s] = a[n·S + s, k] for the rows p0 ≤ n·S + s < p1 of ``a`` (≥ N·S, Kp)."""
+def rows_to_planes(a, out, p0, p1, bias):
+    """out[n, k, s] = a[n·S + s, k] (+ bias[k] unless ``bias`` is empty) for the rows
+    p0 ≤ n·S + s < p1 of ``a`` (≥ N·S, Kp)."""
     n_images, k, positions = out.shape
     kp = a.shape[1]
+    shifted = bias.size > 0
     p = p0
     while p < p1:
         n = p // positions
@@ -64,13 +89,24 @@ def rows_to_planes(a, out, p0, p1):
         whole = p + (end - p) // 8 * 8
         for j0 in range(0, k - k % 8, 8):
             for q in range(p, whole, 8):
-                transpose8(a[q:, j0:].ctypes.data, kp,
-                           out[n, j0:, q - n * positions:].ctypes.data, positions)
+                if shifted:
+                    transpose8_shift(a[q:, j0:].ctypes.data, kp,
+                                     out[n, j0:, q - n * positions:].ctypes.data, positions,
+                                     bias[j0:].ctypes.data)
+                else:
+                    transpose8(a[q:, j0:].ctypes.data, kp,
+                               out[n, j0:, q - n * positions:].ctypes.data, positions)
         for j in range(k):  # edges: the last k % 8 channels, the last rows
             first = p if j >= k - k % 8 else whole
             for q in range(first, end):
-                out[n, j, q - n * positions] = a[q, j]
+                if shifted:
+                    out[n, j, q - n * positions] = a[q, j] + bias[j]
+                else:
+                    out[n, j, q - n * positions] = a[q, j]
         p = end
+
+
+_NO_SHIFT = np.empty(0, np.float32)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -78,7 +114,7 @@ def rows_to_planes_parallel(a, out):
     """``rows_to_planes`` of all N·S rows, in parallel blocks of 256 rows."""
     total = out.shape[0] * out.shape[2]
     for block in numba.prange(-(-total // 256)):
-        rows_to_planes(a, out, block * 256, min(total, (block + 1) * 256))
+        rows_to_planes(a, out, block * 256, min(total, (block + 1) * 256), _NO_SHIFT)
 
 
 @numba.njit(parallel=True, cache=True)

@@ -17,6 +17,7 @@ import numba
 
 from ... import tuning
 from .. import implicit_gemm_numba as compiled
+from ..bias_numba import add_bias
 from ..transpose_numba import planes_to_rows
 from . import strided_input
 from .shift import flat_pitches
@@ -24,6 +25,7 @@ from ..padding import zero_pad
 
 
 _NO_ROWS = np.empty(0, np.int64)  # the forward kernel writes output p to row p
+_NO_BIAS = np.empty(0, np.float32)
 
 
 def applies(geometry, pass_name):
@@ -65,6 +67,12 @@ def wins(geometry, pass_name):
 
 def forward_pass(xp, w, g):
     return forward(xp, w, g.stride, g.dilation, g.out)
+
+
+def forward_from(source, w, g, bias=None):
+    """The forward pass from a ``PaddedInput``, with the bias added as the channels-last
+    kernel's rows are transposed to y (no separate pass over y: res3x3's is 8 MB)."""
+    return forward(source.padded(), w, g.stride, g.dilation, g.out, bias)
 
 
 def input_pass(dy, w, g):
@@ -118,11 +126,15 @@ def planar_wins(out_channels, taps):
         taps <= tuning.value("implicit_planar_max_terms_per_output") * out_channels
 
 
-def forward(xp, w, stride, dilation, out):
-    """xp (N, C, *padded) float32, w (K, C, *kernel) -> y (N, K, *out)."""
+def forward(xp, w, stride, dilation, out, bias=None):
+    """xp (N, C, *padded) float32, w (K, C, *kernel) -> y (N, K, *out), plus ``bias`` (K,)
+    when given."""
     n, k = xp.shape[0], w.shape[0]
     if all(s == 1 for s in stride) and planar_wins(k, math.prod(w.shape[1:])):
-        return _forward_planar(xp, w, dilation, out)
+        y = _forward_planar(xp, w, dilation, out)
+        if bias is not None:
+            add_bias(y, bias)
+        return y
     rows, vectors, k_padded = compiled.tile(k)
     taps = math.prod(w.shape[1:])
     wt = np.zeros((taps, k_padded), dtype=np.float32)
@@ -134,7 +146,8 @@ def forward(xp, w, stride, dilation, out):
                                _offsets(xp.shape, w.shape[2:], dilation), corner, y_last, y,
                                tuning.value("implicit_chunks_per_thread") *
                                numba.get_num_threads(), tuning.value("implicit_tap_block"),
-                               _NO_ROWS)
+                               _NO_ROWS, _NO_BIAS if bias is None else
+                               np.ascontiguousarray(bias, dtype=np.float32))
     return y.reshape((n, k) + tuple(out))
 
 

@@ -30,6 +30,7 @@ from . import implicit
 from .shift import flat_pitches
 
 _NO_Y = np.empty((0, 0, 0), np.float32)  # the forward kernel leaves its rows channels-last
+_NO_BIAS = np.empty(0, np.float32)
 
 
 def every_phase_has_taps(geometry):
@@ -112,7 +113,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None):
         wt = np.zeros((offset.size, c_padded), np.float32)
         wt[:, :c] = np.moveaxis(sub, 1, -1).reshape(offset.size, c)
         compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, _NO_Y, chunks,
-                                   tuning.value("implicit_tap_block"), row)
+                                   tuning.value("implicit_tap_block"), row, _NO_BIAS)
     dx = np.empty((n, c, math.prod(size)), np.float32)
     rows_to_planes_parallel(dx_last, dx)
     return dx.reshape((n, c) + tuple(size))
