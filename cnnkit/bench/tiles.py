@@ -116,7 +116,7 @@ def measure_blocks(threads=1, repeats=5, log=print):
     wt = rng.standard_normal((offset.size, kp), dtype=np.float32)
     dy = rng.standard_normal((corner.size, kp), dtype=np.float32)
     out = np.empty((corner.size + rows, kp), np.float32)
-    y = np.empty((0, 0, 0), np.float32)
+    y = compiled.NO_Y
     partial = np.empty((tuning.value("implicit_weight_shares"), offset.size + rows, kp),
                        np.float32)
     clock = time.process_time if threads == 1 else time.perf_counter
@@ -126,7 +126,7 @@ def measure_blocks(threads=1, repeats=5, log=print):
     for name, sizes, run in (
             ("tap", (32, 64, 128, 256, 576),
              lambda block: forward(xp, wt, offset, corner, out, y, 8 * threads, block,
-                                   np.empty(0, np.int64), np.empty(0, np.float32))),
+                                   compiled.NO_ROWS, compiled.NO_BIAS)),
             ("position", (32, 64, 128, 256, 512),
              lambda block: weight(xp, dy, offset, corner, partial, block))):
         current = tuning.value(f"implicit_{name}_block")

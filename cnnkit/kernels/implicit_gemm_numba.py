@@ -27,7 +27,7 @@ import numba
 import numpy as np
 
 from .microkernel import LANES, TILES, gathered_micro_kernel, micro_kernel
-from .transpose_numba import rows_to_planes
+from .transpose_numba import NO_SHIFT, rows_to_planes
 
 TILE_ROWS = TILES.gemm_rows  # MR indexed by NV (0: that NV is not used on this target)
 _ROWS_1, _ROWS_2, _ROWS_4 = TILE_ROWS[1], TILE_ROWS[2], TILE_ROWS[4]
@@ -37,6 +37,11 @@ _ROWS_1, _ROWS_2, _ROWS_4 = TILE_ROWS[1], TILE_ROWS[2], TILE_ROWS[4]
 # arguments (``implicit_tap_block``, ``implicit_position_block`` in ``cnnkit.tuning``,
 # re-measured by ``python -m cnnkit.bench.tiles --blocks``).
 PLANAR_ROWS, PLANAR_VECTORS = TILES.planar  # (MR, NV) of the channels-first kernel
+# ``forward``'s optional arguments, empty: output p in row p, no copy to a channels-first y,
+# no bias.
+NO_ROWS = np.empty(0, np.int64)
+NO_Y = np.empty((0, 0, 0), np.float32)
+NO_BIAS = NO_SHIFT
 
 
 @numba.njit(parallel=True, cache=True)

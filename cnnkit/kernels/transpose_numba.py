@@ -106,7 +106,7 @@ def rows_to_planes(a, out, p0, p1, bias):
         p = end
 
 
-_NO_SHIFT = np.empty(0, np.float32)
+NO_SHIFT = np.empty(0, np.float32)  # ``rows_to_planes``' bias when there is none
 
 
 @numba.njit(parallel=True, cache=True)
@@ -114,7 +114,7 @@ def rows_to_planes_parallel(a, out):
     """``rows_to_planes`` of all N·S rows, in parallel blocks of 256 rows."""
     total = out.shape[0] * out.shape[2]
     for block in numba.prange(-(-total // 256)):
-        rows_to_planes(a, out, block * 256, min(total, (block + 1) * 256), _NO_SHIFT)
+        rows_to_planes(a, out, block * 256, min(total, (block + 1) * 256), NO_SHIFT)
 
 
 @numba.njit(parallel=True, cache=True)

@@ -24,10 +24,6 @@ from .shift import flat_pitches
 from ..padding import zero_pad
 
 
-_NO_ROWS = np.empty(0, np.int64)  # the forward kernel writes output p to row p
-_NO_BIAS = np.empty(0, np.float32)
-
-
 def applies(geometry, pass_name):
     """float32, groups 1; a stride-1 input gradient needs the exact stride-1 geometry."""
     g = geometry
@@ -146,7 +142,7 @@ def forward(xp, w, stride, dilation, out, bias=None):
                                _offsets(xp.shape, w.shape[2:], dilation), corner, y_last, y,
                                tuning.value("implicit_chunks_per_thread") *
                                numba.get_num_threads(), tuning.value("implicit_tap_block"),
-                               _NO_ROWS, _NO_BIAS if bias is None else
+                               compiled.NO_ROWS, compiled.NO_BIAS if bias is None else
                                np.ascontiguousarray(bias, dtype=np.float32))
     return y.reshape((n, k) + tuple(out))
 

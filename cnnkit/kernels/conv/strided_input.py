@@ -29,8 +29,6 @@ from ..transpose_numba import rows_to_planes_parallel
 from . import implicit
 from .shift import flat_pitches
 
-_NO_Y = np.empty((0, 0, 0), np.float32)  # the forward kernel leaves its rows channels-last
-_NO_BIAS = np.empty(0, np.float32)
 
 
 def every_phase_has_taps(geometry):
@@ -112,8 +110,8 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None):
         sub = w[np.ix_(range(k), range(c), *(p[1] for p in combination))]
         wt = np.zeros((offset.size, c_padded), np.float32)
         wt[:, :c] = np.moveaxis(sub, 1, -1).reshape(offset.size, c)
-        compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, _NO_Y, chunks,
-                                   tuning.value("implicit_tap_block"), row, _NO_BIAS)
+        compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, compiled.NO_Y, chunks,
+                                   tuning.value("implicit_tap_block"), row, compiled.NO_BIAS)
     dx = np.empty((n, c, math.prod(size)), np.float32)
     rows_to_planes_parallel(dx_last, dx)
     return dx.reshape((n, c) + tuple(size))
