@@ -66,7 +66,7 @@ def test_every_tile_fits_its_register_file(registers):
     (a tile over the budget spills: AVX-512's 8 × 2 on AVX2's 16 registers)."""
     tiles = cnnkit.cpu.TILES[registers]
     gemm = [(rows, vectors) for vectors, rows in enumerate(tiles.gemm_rows) if rows]
-    assert gemm and all(vectors in (1, 2, 4) for _, vectors in gemm)
+    assert gemm and all(vectors in (1, 2, 3, 4) for _, vectors in gemm)
     for rows, vectors in gemm + [tiles.planar] + list(tiles.rows):
         assert rows * vectors + vectors + 1 <= registers, (rows, vectors)
     assert tiles.rows[0][0] == 1 and all(rows == 4 for rows, _ in tiles.rows[1:])
@@ -78,6 +78,18 @@ def test_tile_tool_candidates_cover_the_table():
         candidates = _candidates(registers)
         assert all((rows, vectors) in candidates
                    for vectors, rows in enumerate(tiles.gemm_rows) if rows)
+
+
+def test_tile_tool_times_a_tile_and_marks_the_table():
+    """``python -m cnnkit.bench.tiles``: the command that re-measures the tile table (one
+    tile here, each costs a compilation)."""
+    from cnnkit.bench.tiles import measure
+    from cnnkit.kernels import implicit_gemm_numba as compiled
+    rows, vectors = compiled.TILE_ROWS[1], 1
+    lines = []
+    results = measure(threads=1, repeats=1, log=lines.append, candidates=[(rows, vectors)])
+    assert list(results) == [(rows, vectors)] and results[(rows, vectors)] > 0
+    assert lines[-1].endswith("<- table")
 
 
 def test_block_tool_times_every_size_and_marks_the_constants():

@@ -5,9 +5,9 @@
     python -m cnnkit.bench.tiles --blocks   # the tap and position blocks instead (below)
 
 Times the implicit GEMM's forward kernel (``implicit_gemm_numba.forward``, the product alone:
-no padding, weight or layout copies) on a GEMM-shaped 3×3 layer (N=16, 64 → 64 channels,
-32×32) for every MR × NV tile near the register budget of this target, and prints GFLOP/s
-beside the table's choice. A tile that does not fit the vector registers spills and shows
+no padding, weight or layout copies) on a GEMM-shaped 3×3 layer (N=16, 64 → 192 channels,
+32×32: a multiple of every tile's width, so that no tile computes padding) for every MR × NV
+tile near the register budget of this target, and prints GFLOP/s beside the table's choice. A tile that does not fit the vector registers spills and shows
 it at once (AVX-512's 8 × 2 on AVX2's 16 registers ran several times slower). Each tile is
 compiled on first use: about a second each.
 
@@ -24,7 +24,7 @@ import time
 def _candidates(registers):
     """(MR, NV) pairs around the budget MR·NV + NV + 1 ≤ registers (a few just over it)."""
     pairs = []
-    for vectors in (1, 2, 4):
+    for vectors in (1, 2, 3, 4):
         for rows in (2, 3, 4, 6, 8, 10, 12):
             if rows * vectors + vectors + 1 <= registers + vectors:
                 pairs.append((rows, vectors))
@@ -39,16 +39,18 @@ def _kernel(rows, vectors):
 
     @numba.njit
     def run(x, wt, offset, corner, out, y, chunks):
-        compiled.forward(x, wt, offset, corner, out, y, rows, vectors, chunks, 128)
+        compiled.forward(x, wt, offset, corner, out, y, rows, vectors, chunks, 128,
+                         compiled.NO_ROWS, compiled.NO_BIAS)
     return run
 
 
-def measure(threads=1, repeats=5, log=print):
-    """{(MR, NV): GFLOP/s} for this target's candidate tiles."""
+def measure(threads=1, repeats=5, log=print, candidates=None):
+    """{(MR, NV): GFLOP/s} for this target's candidate tiles (or the (MR, NV) pairs given)."""
     import numba
     import numpy as np
 
     from ..cpu import host
+    from ..kernels import implicit_gemm_numba as compiled
     numba.set_num_threads(threads)
     cpu = host()
     xp, offset, corner, k, flops = _layer()
@@ -60,12 +62,12 @@ def measure(threads=1, repeats=5, log=print):
     log(f"# {cpu.summary()}; {threads} thread(s); implicit GEMM forward kernel, "
         f"{n}×{c}×{size}×{size} ⋆ {k}×{c}×3×3")
     table = cpu.tiles.gemm_rows
-    for rows, vectors in _candidates(cpu.registers):
+    for rows, vectors in candidates or _candidates(cpu.registers):
         width = cpu.lanes * vectors
         kp = -(-k // width) * width
         wt = rng.standard_normal((offset.size, kp), dtype=np.float32)
         out = np.empty((corner.size + rows, kp), np.float32)
-        y = np.empty((0, 0, 0), np.float32)
+        y = compiled.NO_Y
         run = _kernel(rows, vectors)
         best = _best(lambda: run(xp, wt, offset, corner, out, y, 8 * threads), repeats, clock)
         results[(rows, vectors)] = flops / best / 1e9
@@ -81,7 +83,7 @@ def _layer():
     import numpy as np
 
     from ..kernels.conv.implicit import _corners, _offsets
-    n, c, k, size = 16, 64, 64, 32
+    n, c, k, size = 16, 64, 192, 32
     rng = np.random.default_rng(0)
     xp = rng.standard_normal((n, c, size + 2, size + 2), dtype=np.float32)
     offset = _offsets(xp.shape, (3, 3), (1, 1))
