@@ -33,7 +33,7 @@ class Tiles:
     docstrings for what the rows and vectors of each are).
 
     gemm_rows    MR of the implicit GEMM's channels-last tile, indexed by its vector count
-                 NV (1, 2 or 4; 0 = that NV is not used on this family): MR·NV accumulators
+                 NV (1 to 4; 0 = that NV is not used on this family): MR·NV accumulators
                  + NV operand vectors + 1 broadcast must fit the vector registers
     planar       (MR, NV) of the implicit GEMM's channels-first tile
     rows         the row correlation's (MR, NV) tiles: a one-row tile for 1-D signals and
@@ -48,14 +48,16 @@ class Tiles:
 # sgemm kernel is 6 × 16: 12 ymm accumulators + 2 B vectors + 1 broadcast of 16 registers).
 # Re-measured by ``python -m cnnkit.bench.tiles`` (with NUMBA_CPU_NAME=haswell for the AVX2 row):
 # it times every tile near the budget; figures in BENCHMARKS.md.
-#   32 registers (AVX-512, NEON, SVE at 128 bits): 8 × 1, 10 × 2 = 20 accumulators, 6 × 4 = 24
-#   (10 × 2 ran 213 against 199 GFLOP/s for 8 × 2, one core; 12 × 2 spilled: 102).
-#   16 registers (AVX2, AVX, SSE): 8 × 1 = 8 accumulators, 6 × 2 = 12; no 4-vector tile
-#   (3 × 4 + 4 + 1 = 17 would spill). The row correlation's four output rows share each
+#   32 registers (AVX-512, NEON, SVE at 128 bits): 8 × 1, 10 × 2 = 20 accumulators, 8 × 3 = 24,
+#   6 × 4 = 24 (10 × 2 ran 213 against 199 GFLOP/s for 8 × 2, one core; 12 × 2 spilled: 102).
+#   16 registers (AVX2, AVX, SSE): 8 × 1 = 8 accumulators, 6 × 2 = 12, 4 × 3 = 12; no 4-vector
+#   tile (3 × 4 + 4 + 1 = 17 would spill). The three-vector tiles are there for channel counts
+#   of three vectors' multiples (48 and 96 on AVX-512, 24 on AVX2), which a wider tile pads:
+#   ``implicit_gemm_numba.tile`` picks the tile that pads least. The row correlation's four output rows share each
 #   input vector, so its tiles are 4 × NV with 4·NV + NV + 1 registers.
 TILES = {
-    32: Tiles(gemm_rows=(0, 8, 10, 0, 6), planar=(4, 4), rows=((1, 4), (4, 1), (4, 2), (4, 4))),
-    16: Tiles(gemm_rows=(0, 8, 6, 0, 0), planar=(6, 2), rows=((1, 4), (4, 1), (4, 2), (4, 2))),
+    32: Tiles(gemm_rows=(0, 8, 10, 8, 6), planar=(4, 4), rows=((1, 4), (4, 1), (4, 2), (4, 4))),
+    16: Tiles(gemm_rows=(0, 8, 6, 4, 0), planar=(6, 2), rows=((1, 4), (4, 1), (4, 2), (4, 2))),
 }
 
 

@@ -2,8 +2,8 @@
 
 The grid in test_conv_algorithms forces every algorithm through the dispatcher on
 hand-picked shapes with few output channels; these draw 1-, 2- and 3-D layers with up to 70
-output channels, so every register-tile width (16, 32 and 64 lanes) meets ragged channel
-counts, ragged last tiles of positions and taps, strides, dilations and asymmetric padding.
+output channels, so every register-tile width (AVX-512: 16, 32, 48 and 64 lanes; AVX2: 8, 16
+and 24) meets ragged channel counts, ragged last tiles of positions and taps, strides, dilations and asymmetric padding.
 """
 from unittest import mock
 
@@ -39,7 +39,7 @@ def layers(draw):
     padded = [s + lo + hi for s, (lo, hi) in zip(spatial, pads)]
     assume(all(p >= d * (k - 1) + 1 for p, k, d in zip(padded, kernel, dilation)))
     return dict(n=draw(st.integers(1, 3)), c=draw(st.integers(1, 20)),
-                k=draw(st.sampled_from([1, 5, 16, 17, 32, 33, 64, 70])), kernel=kernel,
+                k=draw(st.sampled_from([1, 5, 16, 17, 24, 32, 33, 48, 60, 70])), kernel=kernel,
                 stride=stride, dilation=dilation, pads=pads, spatial=spatial)
 
 
@@ -93,9 +93,14 @@ def _check_layer(layer, seed):
 
 
 @pytest.mark.parametrize("planar", [False, True])
-@pytest.mark.parametrize("k", [3, 20, 40])
-def test_each_tile_width_sees_a_wrong_tap(k, planar, monkeypatch):
-    """Sharp enough to fail: one weight tap moved by one position changes the forward."""
+@pytest.mark.parametrize("vectors", [1, 2, 3, 4])
+def test_each_tile_width_sees_a_wrong_tap(vectors, planar, monkeypatch):
+    """Sharp enough to fail: one weight tap moved by one position changes the forward, on
+    each of the target's tile widths (k = one lane short of NV vectors takes NV's tile)."""
+    if vectors not in implicit_gemm_numba.VECTOR_COUNTS:
+        pytest.skip(f"no {vectors}-vector tile on this target")
+    k = implicit_gemm_numba.LANES * vectors - 1
+    assert planar or implicit_gemm_numba.tile(k)[1] == vectors
     monkeypatch.setattr(conv_implicit, "planar_wins", lambda *shape: planar)
     rng = np.random.default_rng(k)
     xp = rng.standard_normal((2, 3, 8, 9), dtype=np.float32)
@@ -109,20 +114,25 @@ def test_each_tile_width_sees_a_wrong_tap(k, planar, monkeypatch):
 
 
 def test_tile_widths_follow_channel_counts():
-    """The widest of the target's tiles that is at least half used: on AVX-512, 16 output
-    channels take a 16-lane tile, not a 64-lane one that computes 48 zeros."""
+    """The tile that pads the output channels least, the widest of those, the one-vector tile
+    only for at most one vector: on AVX-512, 16 channels take a 16-lane tile, not a 64-lane
+    one that computes 48 zeros, and 96 a 48-lane one, not a 64-lane one that pads them to
+    128."""
     lanes, counts = implicit_gemm_numba.LANES, implicit_gemm_numba.VECTOR_COUNTS
     for k in range(1, 300):
         rows, vectors, padded = implicit_gemm_numba.tile(k)
         assert rows == implicit_gemm_numba.TILE_ROWS[vectors] > 0
         assert padded >= k and padded % (lanes * vectors) == 0 and padded - k < lanes * vectors
-        assert vectors == min(counts) or 2 * k > lanes * vectors
-        assert all(2 * k <= lanes * wider for wider in counts if wider > vectors)
-    tiles = {k: implicit_gemm_numba.tile(k)[1:] for k in (1, 16, 17, 32, 33, 128)}
-    expected = {16: {1: (1, 16), 16: (1, 16), 17: (2, 32), 32: (2, 32), 33: (4, 64),
-                     128: (4, 128)},
-                8: {1: (1, 8), 16: (2, 16), 17: (2, 32), 32: (2, 32), 33: (2, 48),
-                    128: (2, 128)}}
+        assert (vectors == 1) == (k <= lanes or counts == (1,))
+        others = {nv: -(-k // (lanes * nv)) * lanes * nv for nv in counts
+                  if nv > 1 or k <= lanes}
+        assert padded == min(others.values())
+        assert all(others[nv] > padded for nv in others if nv > vectors)
+    tiles = {k: implicit_gemm_numba.tile(k)[1:] for k in (1, 16, 17, 32, 33, 48, 96, 128)}
+    expected = {16: {1: (1, 16), 16: (1, 16), 17: (2, 32), 32: (2, 32), 33: (3, 48),
+                     48: (3, 48), 96: (3, 96), 128: (4, 128)},
+                8: {1: (1, 8), 16: (2, 16), 17: (3, 24), 32: (2, 32), 33: (3, 48),
+                    48: (3, 48), 96: (3, 96), 128: (2, 128)}}
     assert tiles == expected.get(lanes, tiles)
 
 

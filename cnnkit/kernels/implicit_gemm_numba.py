@@ -19,7 +19,7 @@ which is a convolution in either orientation (flat element indices into one padd
 
 The micro-kernel (``microkernel``) keeps an MR × NR tile of C in vector registers, NR = LANES·NV
 float32 lanes; MR for each NV comes from the target's row of ``cnnkit.cpu.TILES`` (AVX-512:
-8 × 16, 10 × 32 and 6 × 64; AVX2: 8 × 8 and 6 × 16, BLIS's Haswell shape). Why not BLAS: an im2col GEMM
+8 × 16, 10 × 32, 8 × 48 and 6 × 64; AVX2: 8 × 8, 6 × 16 (BLIS's Haswell shape) and 4 × 24). Why not BLAS: an im2col GEMM
 pays the column copies, and NumPy's OpenBLAS may be held to older kernels than the CPU has
 (``OPENBLAS_CORETYPE``); BENCHMARKS.md compares both against the machine's FMA peak.
 """
@@ -30,7 +30,7 @@ from .microkernel import LANES, TILES, gathered_micro_kernel, micro_kernel
 from .transpose_numba import NO_SHIFT, rows_to_planes
 
 TILE_ROWS = TILES.gemm_rows  # MR indexed by NV (0: that NV is not used on this target)
-_ROWS_1, _ROWS_2, _ROWS_4 = TILE_ROWS[1], TILE_ROWS[2], TILE_ROWS[4]
+_ROWS_1, _ROWS_2, _ROWS_3, _ROWS_4 = TILE_ROWS[1:5]
 # The forward kernel makes passes of ``tap_block`` taps over a chunk's output tiles, so that
 # the B block (taps × NR floats) stays in L1 while every tile reuses it; the weight kernel
 # likewise takes ``position_block`` output positions of dy at a time. Both are run-time
@@ -165,6 +165,11 @@ def forward_2(x, wt, offset, corner, out, y, chunks, tap_block, row, bias):
 
 
 @numba.njit(cache=True)
+def forward_3(x, wt, offset, corner, out, y, chunks, tap_block, row, bias):
+    forward(x, wt, offset, corner, out, y, _ROWS_3, 3, chunks, tap_block, row, bias)
+
+
+@numba.njit(cache=True)
 def forward_4(x, wt, offset, corner, out, y, chunks, tap_block, row, bias):
     forward(x, wt, offset, corner, out, y, _ROWS_4, 4, chunks, tap_block, row, bias)
 
@@ -180,20 +185,32 @@ def weight_2(x, dy, offset, corner, partial, position_block):
 
 
 @numba.njit(cache=True)
+def weight_3(x, dy, offset, corner, partial, position_block):
+    weight(x, dy, offset, corner, partial, _ROWS_3, 3, position_block)
+
+
+@numba.njit(cache=True)
 def weight_4(x, dy, offset, corner, partial, position_block):
     weight(x, dy, offset, corner, partial, _ROWS_4, 4, position_block)
 
 
-ENTRY = {1: (forward_1, weight_1), 2: (forward_2, weight_2), 4: (forward_4, weight_4)}
+ENTRY = {1: (forward_1, weight_1), 2: (forward_2, weight_2), 3: (forward_3, weight_3),
+         4: (forward_4, weight_4)}
 
 
-VECTOR_COUNTS = tuple(nv for nv in (1, 2, 4) if TILE_ROWS[nv])  # the tiles this target has
+VECTOR_COUNTS = tuple(nv for nv in ENTRY if TILE_ROWS[nv])  # the tiles this target has
 
 
 def tile(channels):
     """(MR, NV, channels rounded up to the tile width LANES·NV) for an output-channel count:
-    the widest of the target's tiles that is at least half used (a 64-wide tile for 16
-    channels would compute 48 zeros)."""
-    vectors = max([nv for nv in VECTOR_COUNTS if 2 * channels > LANES * nv] or [1])
-    width = LANES * vectors
-    return TILE_ROWS[vectors], vectors, -(-channels // width) * width
+    the tile that pads the channels least, the widest of those, and the one-vector tile only
+    for at most one vector of channels (it is the slowest per lane: one core, 8 × 16 ran 130
+    GFLOP/s against 165–187 for the wider AVX-512 tiles, 8 × 8 90 against 112–115 on AVX2,
+    ``python -m cnnkit.bench.tiles``). On AVX-512, 16 channels take the 16-lane tile (a 64-lane
+    one would compute 48 zeros), 64 the 64-lane one, 48 or 96 the 48-lane one: the 64-lane
+    tile padded 96 channels to 128 and ran at 231 useful GFLOP/s against 389 (AlexNet's
+    strided input gradient, 48 outputs: 259 against 435; 2 threads)."""
+    counts = [nv for nv in VECTOR_COUNTS if nv > 1 or channels <= LANES] or [1]
+    padded = {nv: -(-channels // (LANES * nv)) * LANES * nv for nv in counts}
+    vectors = min(counts, key=lambda nv: (padded[nv], -nv))
+    return TILE_ROWS[vectors], vectors, padded[vectors]

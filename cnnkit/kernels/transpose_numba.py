@@ -155,3 +155,21 @@ def planes_to_rows(a, out, with_sums=False):
     sums = np.empty((a.shape[0] * blocks if with_sums else 0, a.shape[1]), np.float64)
     _planes_to_rows(a, out, sums)
     return sums.sum(axis=0) if with_sums else None
+
+
+@numba.njit(parallel=True, cache=True)
+def gather_planes(a, image, source, channel_step, out):
+    """out[n, k, s] = a_flat[n·image + source[s] + k·channel_step]: planes gathered from a
+    product's rows (channel_step 1) or planes through a table of where each cell lies (the
+    pixel shuffle of ``conv.strided_input.subpixel``). Tasks of 1024 cells of one image."""
+    n_images, k, cells = out.shape
+    flat = a.reshape(-1)
+    blocks = -(-cells // 1024)
+    for task in numba.prange(n_images * blocks):
+        n, s0 = task // blocks, task % blocks * 1024
+        s1 = min(cells, s0 + 1024)
+        for j in range(k):
+            start = n * image + j * channel_step
+            plane = out[n, j]
+            for s in range(s0, s1):
+                plane[s] = flat[start + source[s]]

@@ -131,20 +131,29 @@ def forward(xp, w, stride, dilation, out, bias=None):
         if bias is not None:
             add_bias(y, bias)
         return y
+    y = np.empty((n, k, math.prod(out)), dtype=np.float32)
+    channels_last(xp, w, stride, dilation, out, y, bias)
+    return y.reshape((n, k) + tuple(out))
+
+
+def channels_last(xp, w, stride, dilation, out, y=compiled.NO_Y, bias=None):
+    """The channels-last product: its rows (N·S + MR, Kp), row n·S + s holding y[n, :, s]
+    (S = prod(out), Kp = K padded to the tile's width, the last MR rows spare). Unless ``y``
+    is empty, its tasks also copy their rows into y (N, K, S) channels-first, plus ``bias``."""
+    k = w.shape[0]
     rows, vectors, k_padded = compiled.tile(k)
     taps = math.prod(w.shape[1:])
     wt = np.zeros((taps, k_padded), dtype=np.float32)
     wt[:, :k] = w.reshape(k, taps).T
     corner = _corners(xp.shape, out, stride)
     y_last = np.empty((corner.size + rows, k_padded), dtype=np.float32)
-    y = np.empty((n, k, math.prod(out)), dtype=np.float32)
     compiled.ENTRY[vectors][0](np.ascontiguousarray(xp), wt,
                                _offsets(xp.shape, w.shape[2:], dilation), corner, y_last, y,
                                tuning.value("implicit_chunks_per_thread") *
                                numba.get_num_threads(), tuning.value("implicit_tap_block"),
                                compiled.NO_ROWS, compiled.NO_BIAS if bias is None else
                                np.ascontiguousarray(bias, dtype=np.float32))
-    return y.reshape((n, k) + tuple(out))
+    return y_last
 
 
 def _forward_planar(xp, w, dilation, out):

@@ -25,7 +25,7 @@ import numpy as np
 from ... import tuning
 from .. import implicit_gemm_numba as compiled
 from ..padding import zero_pad
-from ..transpose_numba import rows_to_planes_parallel
+from ..transpose_numba import gather_planes, rows_to_planes_parallel
 from . import implicit
 from .shift import flat_pitches
 
@@ -137,21 +137,39 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None):
         widths.append(e_high - e_low + 1)
         dy_pads.append(pad)
         origin.append(e_high - pad[0])
-    w_sub = np.zeros((math.prod(stride), c, k) + tuple(widths), np.float32)
-    for phase, r in enumerate(itertools.product(*(range(s) for s in stride))):
-        for u in itertools.product(*(range(width) for width in widths)):
-            a = tuple(table.get(key) for table, key in zip(taps_of, zip(r, u)))
-            if None not in a:
-                w_sub[(phase, slice(None), slice(None)) + u] = w[(slice(None), slice(None)) + a].T
+    # w_sub[(r, c), k, u] = w[k, c, a] for the tap a of phase r at shift u, else 0: one
+    # gather from w with a zero tap appended (index kk) per dim.
+    dims = len(stride)
+    index = []
+    for j, (table, s, width, kk) in enumerate(zip(taps_of, stride, widths, w.shape[2:])):
+        a = np.full((s, width), kk, np.int64)
+        for (r, u), tap in table.items():
+            a[r, u] = tap
+        shape = [1] * (2 * dims)
+        shape[j], shape[dims + j] = s, width
+        index.append(a.reshape(shape))
+    w_zero_tap = np.pad(w, [(0, 0), (0, 0)] + [(0, 1)] * dims)
+    gathered = w_zero_tap[(slice(None), slice(None)) + tuple(index)]  # (K, C, *s, *widths)
+    w_sub = np.moveaxis(gathered, (0, 1), (dims + 1, dims))  # (*s, C, K, *widths)
     dyp = zero_pad(dy, dy_pads)
     out = tuple(length - width + 1 for length, width in zip(dyp.shape[2:], widths))
-    y = implicit.forward(dyp, w_sub.reshape((-1, k) + tuple(widths)), (1,) * len(out),
-                         (1,) * len(out), out)
-    # y[n, (r, c), p] is cell (p + origin)·s + r of the padded input: interleave the phases.
-    dims = len(out)
-    y = y.reshape((n,) + tuple(stride) + (c,) + out)
-    order = (0, 1 + dims) + tuple(axis for j in range(dims) for axis in (2 + dims + j, 1 + j))
-    cells = y.transpose(order).reshape((n, c) + tuple(o * s for o, s in zip(out, stride)))
-    start = [lo - o * s for (lo, _), o, s in zip(pads, origin, stride)]
-    index = tuple(slice(b, b + cells_j) for b, cells_j in zip(start, size))
-    return np.ascontiguousarray(cells[(slice(None), slice(None)) + index])
+    w_sub = np.ascontiguousarray(w_sub).reshape((-1, k) + tuple(widths))
+    ones = (1,) * dims
+    positions, outputs = math.prod(out), w_sub.shape[0]
+    # Output (r, c) at position p is cell (p + origin)·s + r of the padded input: the phases
+    # are interleaved into dx by one gather, from the product's rows or from its planes.
+    if implicit.planar_wins(outputs, math.prod(w_sub.shape[1:])):
+        product = implicit.forward(dyp, w_sub, ones, dilation=ones, out=out)
+        image, position_step, channel_step = outputs * positions, 1, positions
+    else:
+        product = implicit.channels_last(dyp, w_sub, ones, ones, out)
+        image, position_step, channel_step = positions * product.shape[1], product.shape[1], 1
+    source = np.zeros((), np.int64)
+    for (lo, _), o, s, cells, pitch, phase_pitch in zip(
+            pads, origin, stride, size, flat_pitches(out), flat_pitches(stride)):
+        m = np.arange(cells, dtype=np.int64) + lo - o * s  # cell index in the product's grid
+        source = np.add.outer(source, (m // s) * pitch * position_step +
+                              (m % s) * phase_pitch * c * channel_step)
+    dx = np.empty((n, c, math.prod(size)), np.float32)
+    gather_planes(product, image, source.reshape(-1), channel_step, dx)
+    return dx.reshape((n, c) + tuple(size))
