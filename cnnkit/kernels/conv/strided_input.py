@@ -107,7 +107,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None):
             offset = np.add.outer(offset, -e * p).reshape(-1)
             corner = np.add.outer(corner, (q + dy_lo) * p).reshape(-1)
             row = np.add.outer(row, (q * s + r - lo) * dx_p).reshape(-1)
-        sub = w[np.ix_(range(k), range(c), *(p[1] for p in combination))]
+        sub = w[(slice(None), slice(None)) + np.ix_(*(p[1] for p in combination))]
         wt = np.zeros((offset.size, c_padded), np.float32)
         wt[:, :c] = np.moveaxis(sub, 1, -1).reshape(offset.size, c)
         compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, compiled.NO_Y, chunks,
