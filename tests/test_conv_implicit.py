@@ -172,10 +172,13 @@ def test_infinite_weight_gives_torch_nans_in_the_input_gradient(channels):
     np.testing.assert_array_equal(np.isnan(dx), np.isnan(xt.grad.numpy()))
 
 
-def test_weight_gradient_is_the_same_on_any_thread_count():
-    """Bit for bit: the position shares are a fixed number, not one per thread (a resumed
-    run must continue exactly whatever the thread settings)."""
+@pytest.mark.parametrize("share_positions", [100, 2048])  # 12 shares (8 used) or 1
+def test_weight_gradient_is_the_same_on_any_thread_count(share_positions):
+    """Bit for bit: the position shares and tap groups are fixed numbers, not one per thread
+    (a resumed run must continue exactly whatever the thread settings); and right."""
     import numba
+
+    from cnnkit import tuning
     rng = np.random.default_rng(11)
     xp = rng.standard_normal((4, 6, 20, 20), dtype=np.float32)
     dy = rng.standard_normal((4, 24, 18, 18), dtype=np.float32)
@@ -184,8 +187,13 @@ def test_weight_gradient_is_the_same_on_any_thread_count():
         results = []
         for count in sorted({1, numba.config.NUMBA_NUM_THREADS}):
             numba.set_num_threads(count)
-            results.append(conv_implicit.backward_weight(xp, dy, (3, 3), (1, 1), (1, 1)))
+            with tuning.override(implicit_weight_share_positions=share_positions):
+                results.append(conv_implicit.backward_weight(xp, dy, (3, 3), (1, 1), (1, 1)))
     finally:
         numba.set_num_threads(threads)
     for other in results[1:]:
         np.testing.assert_array_equal(results[0], other)
+    xt = torch.tensor(xp, requires_grad=True)
+    wt = torch.zeros((24, 6, 3, 3), requires_grad=True)
+    TF.conv2d(xt, wt).backward(torch.tensor(dy))
+    _check(results[0], wt.grad.numpy(), np.sqrt(dy[:, 0].size * 54))

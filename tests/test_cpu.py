@@ -94,15 +94,17 @@ def test_tile_tool_times_a_tile_and_marks_the_table():
 
 def test_block_tool_times_every_size_and_marks_the_constants():
     """``python -m cnnkit.bench.tiles --blocks``: the command that re-measures
-    implicit_tap_block and implicit_position_block."""
+    implicit_tap_block, implicit_position_block and implicit_weight_share_positions."""
     from cnnkit import tuning
     from cnnkit.bench.tiles import measure_blocks
     lines = []
     results = measure_blocks(threads=1, repeats=1, log=lines.append)
-    assert {name for name, _ in results} == {"tap", "position"}
+    constants = {"tap": "implicit_tap_block", "position": "implicit_position_block",
+                 "share": "implicit_weight_share_positions"}
+    assert {name for name, _ in results} == set(constants)
     assert all(rate > 0 for rate in results.values())
-    for name in ("tap", "position"):
-        constant = tuning.CONSTANTS[f"implicit_{name}_block"]
+    for name, constant_name in constants.items():
+        constant = tuning.CONSTANTS[constant_name]
         assert constant.measured_by == "python -m cnnkit.bench.tiles --blocks"
         assert (name, constant.default) in results
-        assert sum(f"<- implicit_{name}_block" in line for line in lines) == 1
+        assert sum(f"<- {constant_name}" in line for line in lines) == 1

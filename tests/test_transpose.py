@@ -14,12 +14,17 @@ SHAPES = [(1, 8, 8), (2, 3, 5), (3, 17, 13), (2, 16, 64), (4, 9, 70), (1, 64, 1)
 def test_planes_to_rows(n, k, s):
     a = np.random.default_rng(k * s).standard_normal((n, k, s), dtype=np.float32)
     kp = -(-k // 8) * 8 + 8
-    out = np.full((n * s, kp), np.nan, np.float32)
-    assert planes_to_rows(a, out) is None
-    np.testing.assert_array_equal(out[:, :k], a.transpose(0, 2, 1).reshape(n * s, k))
-    np.testing.assert_array_equal(out[:, k:], 0)
-    sums = planes_to_rows(a, np.full((n * s, kp), np.nan, np.float32), with_sums=True)
-    np.testing.assert_allclose(sums, a.astype(np.float64).sum(axis=(0, 2)), rtol=1e-12)
+    expected = a.transpose(0, 2, 1).reshape(n * s, k)
+    for width in (kp, 8, 16):  # one panel of all columns, or panels of 8 or 16
+        if kp % width:
+            continue
+        out = np.full((kp // width, n * s, width), np.nan, np.float32)
+        assert planes_to_rows(a, out) is None
+        rows = out.transpose(1, 0, 2).reshape(n * s, kp)
+        np.testing.assert_array_equal(rows[:, :k], expected)
+        np.testing.assert_array_equal(rows[:, k:], 0)
+        sums = planes_to_rows(a, np.full(out.shape, np.nan, np.float32), with_sums=True)
+        np.testing.assert_allclose(sums, a.astype(np.float64).sum(axis=(0, 2)), rtol=1e-12)
 
 
 @pytest.mark.parametrize("with_bias", [False, True])

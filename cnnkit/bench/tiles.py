@@ -2,7 +2,7 @@
 
     python -m cnnkit.bench.tiles [--threads 1] [--repeats 5]
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.tiles      # the AVX2 row, on any x86 host
-    python -m cnnkit.bench.tiles --blocks   # the tap and position blocks instead (below)
+    python -m cnnkit.bench.tiles --blocks   # the blocking constants instead (below)
 
 Times the implicit GEMM's forward kernel (``implicit_gemm_numba.forward``, the product alone:
 no padding, weight or layout copies) on a GEMM-shaped 3×3 layer (N=16, 64 → 192 channels,
@@ -11,9 +11,11 @@ tile near the register budget of this target, and prints GFLOP/s beside the tabl
 it at once (AVX-512's 8 × 2 on AVX2's 16 registers ran several times slower). Each tile is
 compiled on first use: about a second each.
 
-``--blocks`` keeps the table's tile and times the two blocking constants of the same kernels
+``--blocks`` keeps the table's tile and times the blocking constants of the same kernels
 (``implicit_tap_block``: taps per pass of the forward kernel; ``implicit_position_block``:
-output positions of dy per pass of the weight kernel) at a few sizes, on the same layer.
+output positions of dy per pass of the weight kernel; ``implicit_weight_share_positions``:
+the fewest output positions per share of the weight gradient, whose partial sums are added
+afterwards) at a few sizes, on the same layer.
 """
 import argparse
 import math
@@ -65,7 +67,7 @@ def measure(threads=1, repeats=5, log=print, candidates=None):
     for rows, vectors in candidates or _candidates(cpu.registers):
         width = cpu.lanes * vectors
         kp = -(-k // width) * width
-        wt = rng.standard_normal((offset.size, kp), dtype=np.float32)
+        wt = rng.standard_normal((kp // width, offset.size, width), dtype=np.float32)
         out = np.empty((corner.size + rows, kp), np.float32)
         y = compiled.NO_Y
         run = _kernel(rows, vectors)
@@ -102,41 +104,54 @@ def _best(run, repeats, clock):
 
 
 def measure_blocks(threads=1, repeats=5, log=print):
-    """{("tap" | "position", size): GFLOP/s} of the forward and weight kernels with the
-    table's tile, for a few block sizes (``implicit_tap_block``, ``implicit_position_block``)."""
+    """{("tap" | "position" | "share", size): GFLOP/s} of the forward and weight kernels with
+    the table's tile, for a few block sizes (``implicit_tap_block``,
+    ``implicit_position_block``), and of the whole weight gradient (its partial sums added)
+    for a few sizes of its position shares (``implicit_weight_share_positions``)."""
     import numba
     import numpy as np
 
     from .. import tuning
     from ..cpu import host
     from ..kernels import implicit_gemm_numba as compiled
+    from ..kernels.conv import implicit
     numba.set_num_threads(threads)
     xp, offset, corner, k, flops = _layer()
     rows, vectors, kp = compiled.tile(k)
+    width = compiled.LANES * vectors
     forward, weight = compiled.ENTRY[vectors]
     rng = np.random.default_rng(1)
-    wt = rng.standard_normal((offset.size, kp), dtype=np.float32)
-    dy = rng.standard_normal((corner.size, kp), dtype=np.float32)
+    wt = rng.standard_normal((kp // width, offset.size, width), dtype=np.float32)
+    dy = rng.standard_normal((kp // width, corner.size, width), dtype=np.float32)
     out = np.empty((corner.size + rows, kp), np.float32)
     y = compiled.NO_Y
     partial = np.empty((tuning.value("implicit_weight_shares"), offset.size + rows, kp),
                        np.float32)
     clock = time.process_time if threads == 1 else time.perf_counter
-    log(f"# {host().summary()}; {threads} thread(s); tile {rows}×{compiled.LANES * vectors}; "
+    log(f"# {host().summary()}; {threads} thread(s); tile {rows}×{width}; "
         f"the layer of python -m cnnkit.bench.tiles")
+    dy_planes = rng.standard_normal((xp.shape[0], k) + (xp.shape[2] - 2,) * 2, dtype=np.float32)
+
+    def whole_weight_gradient(share_positions):
+        with tuning.override(implicit_weight_share_positions=share_positions):
+            implicit.backward_weight(xp, dy_planes, (3, 3), (1, 1), (1, 1))
+
     results = {}
-    for name, sizes, run in (
-            ("tap", (32, 64, 128, 256, 576),
+    for name, constant, sizes, run in (
+            ("tap", "implicit_tap_block", (32, 64, 128, 256, 576),
              lambda block: forward(xp, wt, offset, corner, out, y, 8 * threads, block,
                                    compiled.NO_ROWS, compiled.NO_BIAS)),
-            ("position", (32, 64, 128, 256, 512),
-             lambda block: weight(xp, dy, offset, corner, partial, block))):
-        current = tuning.value(f"implicit_{name}_block")
-        for block in sizes:
-            rate = flops / _best(lambda: run(block), repeats, clock) / 1e9
-            results[(name, block)] = rate
-            chosen = "  <- implicit_%s_block" % name if block == current else ""
-            log(f"  {name} block {block:4d}: {rate:7.1f} GFLOP/s{chosen}")
+            ("position", "implicit_position_block", (32, 64, 128, 256, 512),
+             lambda block: weight(xp, dy, offset, corner, partial, block, 1)),
+            ("share", "implicit_weight_share_positions", (512, 1024, 2048, 4096, corner.size),
+             whole_weight_gradient)):
+        current = tuning.value(constant)
+        for size in sizes:
+            rate = flops / _best(lambda: run(size), repeats, clock) / 1e9
+            results[(name, size)] = rate
+            chosen = f"  <- {constant}" if size == current else ""
+            log(f"  {name} {'positions' if name == 'share' else 'block'} {size:5d}: "
+                f"{rate:7.1f} GFLOP/s{chosen}")
     return results
 
 

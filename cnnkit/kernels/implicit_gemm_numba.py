@@ -46,17 +46,18 @@ NO_BIAS = NO_SHIFT
 
 @numba.njit(parallel=True, cache=True)
 def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block, row, bias):
-    """out[row[p], :] = Σ_t x_flat[corner[p] + offset[t]] · wt[t, :] for p < len(corner)
-    (row[p] = p when ``row`` is empty). x: the padded input, any shape, C-contiguous; wt
-    (T, Kp), Kp a multiple of the tile width; out (R + rows, Kp), R rows written (the extra
-    rows take a ragged last tile's spill); the tiles are split into ``chunks`` parallel tasks.
+    """out[row[p], j·W + l] = Σ_t x_flat[corner[p] + offset[t]] · wt[j, t, l] for p <
+    len(corner) (row[p] = p when ``row`` is empty). x: the padded input, any shape,
+    C-contiguous; wt (Kp / W, T, W): the weights in panels of the tile width W (``panels``);
+    out (R + rows, Kp), R rows written (the extra rows take a ragged last tile's spill); the
+    tiles are split into ``chunks`` parallel tasks.
     Unless ``y`` is empty, each task then copies its rows into y (N, K, S) channels-first,
     y[n, k, s] = out[n·S + s, k] + bias[k] (no bias when ``bias`` is empty), while they are
     still in cache (a separate pass re-reads all of ``out`` from memory)."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
-    taps, kp = wt.shape
+    taps, kp = wt.shape[1], wt.shape[0] * width
     positions = corner.size
     tiles = (positions + rows - 1) // rows
     chunks = max(1, min(tiles, chunks))
@@ -78,44 +79,50 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block, row
             for j0 in range(0, kp, width):
                 for tile in range(last - first):
                     micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,
-                                 offset[t0:].ctypes.data, wt[t0:, j0:].ctypes.data, kp,
-                                 out[:, j0:].ctypes.data, c_row[tile].ctypes.data,
+                                 offset[t0:].ctypes.data, wt[j0 // width, t0:].ctypes.data,
+                                 width, out[:, j0:].ctypes.data, c_row[tile].ctypes.data,
                                  1 if t0 else 0, rows, vectors)
         if y.size:
             rows_to_planes(out, y, first * rows, min(last * rows, positions), bias)
 
 
 @numba.njit(parallel=True, cache=True)
-def weight(x, dy, offset, corner, partial, rows, vectors, position_block):
-    """partial[s, t, :] = Σ_{p in share s} x_flat[offset[t] + corner[p]] · dy[p, :];
-    the caller sums over s. dy (P, Kp) channels-last; partial (S, T + rows, Kp)."""
+def weight(x, dy, offset, corner, partial, rows, vectors, position_block, groups):
+    """partial[s, t, j·W + l] = Σ_{p in share s} x_flat[offset[t] + corner[p]] · dy[j, p, l];
+    the caller sums over s. dy (Kp / W, P, W) channels-last in panels of the tile width W
+    (``transpose_numba.planes_to_rows``); partial (S, T + rows, Kp). The parallel tasks are
+    the S position shares times ``groups`` groups of the taps' tiles, each task summing its
+    share's positions in order into its own rows: the same sums whatever the thread count."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
-    positions, kp = dy.shape
+    positions, kp = dy.shape[1], dy.shape[0] * width
     taps = offset.size
     shares = partial.shape[0]
     tiles = (taps + rows - 1) // rows
+    groups = max(1, min(groups, tiles))
     x_flat = x.reshape(-1)
-    for share in numba.prange(shares):
-        base = np.empty((tiles, rows), np.int64)
-        c_row = np.empty((tiles, rows), np.int64)
-        for tile in range(tiles):
+    for task in numba.prange(shares * groups):
+        share, group = task // groups, task % groups
+        first_tile, last_tile = group * tiles // groups, (group + 1) * tiles // groups
+        base = np.empty((last_tile - first_tile, rows), np.int64)
+        c_row = np.empty((last_tile - first_tile, rows), np.int64)
+        for tile in range(first_tile, last_tile):
             for i in range(rows):
                 t = tile * rows + i
-                base[tile, i] = offset[t] if t < taps else 0
-                c_row[tile, i] = (t if t < taps else taps) * kp
+                base[tile - first_tile, i] = offset[t] if t < taps else 0
+                c_row[tile - first_tile, i] = (t if t < taps else taps) * kp
         out = partial[share]
-        out[:] = 0
+        out[first_tile * rows:last_tile * rows] = 0  # the last tile's spill row included
         first = share * positions // shares
         last = (share + 1) * positions // shares
         for p0 in range(first, last, position_block):
             block = min(position_block, last - p0)
             for j0 in range(0, kp, width):
-                for tile in range(tiles):
+                for tile in range(last_tile - first_tile):
                     micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,
-                                 corner[p0:].ctypes.data, dy[p0:, j0:].ctypes.data, kp,
-                                 out[:, j0:].ctypes.data, c_row[tile].ctypes.data, 1,
+                                 corner[p0:].ctypes.data, dy[j0 // width, p0:].ctypes.data,
+                                 width, out[:, j0:].ctypes.data, c_row[tile].ctypes.data, 1,
                                  rows, vectors)
 
 
@@ -175,23 +182,23 @@ def forward_4(x, wt, offset, corner, out, y, chunks, tap_block, row, bias):
 
 
 @numba.njit(cache=True)
-def weight_1(x, dy, offset, corner, partial, position_block):
-    weight(x, dy, offset, corner, partial, _ROWS_1, 1, position_block)
+def weight_1(x, dy, offset, corner, partial, position_block, groups):
+    weight(x, dy, offset, corner, partial, _ROWS_1, 1, position_block, groups)
 
 
 @numba.njit(cache=True)
-def weight_2(x, dy, offset, corner, partial, position_block):
-    weight(x, dy, offset, corner, partial, _ROWS_2, 2, position_block)
+def weight_2(x, dy, offset, corner, partial, position_block, groups):
+    weight(x, dy, offset, corner, partial, _ROWS_2, 2, position_block, groups)
 
 
 @numba.njit(cache=True)
-def weight_3(x, dy, offset, corner, partial, position_block):
-    weight(x, dy, offset, corner, partial, _ROWS_3, 3, position_block)
+def weight_3(x, dy, offset, corner, partial, position_block, groups):
+    weight(x, dy, offset, corner, partial, _ROWS_3, 3, position_block, groups)
 
 
 @numba.njit(cache=True)
-def weight_4(x, dy, offset, corner, partial, position_block):
-    weight(x, dy, offset, corner, partial, _ROWS_4, 4, position_block)
+def weight_4(x, dy, offset, corner, partial, position_block, groups):
+    weight(x, dy, offset, corner, partial, _ROWS_4, 4, position_block, groups)
 
 
 ENTRY = {1: (forward_1, weight_1), 2: (forward_2, weight_2), 3: (forward_3, weight_3),
@@ -199,6 +206,20 @@ ENTRY = {1: (forward_1, weight_1), 2: (forward_2, weight_2), 3: (forward_3, weig
 
 
 VECTOR_COUNTS = tuple(nv for nv in ENTRY if TILE_ROWS[nv])  # the tiles this target has
+
+
+def panels(b, width):
+    """B (T, K) -> (⌈K / width⌉, T, width), zero-padded: the forward kernel's weights, one
+    panel per tile width, its taps contiguous. In a (T, Kp) B a tap block's rows lie Kp floats
+    apart, and at Kp of 128 or more (512 bytes, a multiple of L1's set stride) they map to a
+    fraction of L1's sets and evict each other before the next tile reuses them (BLIS packs
+    its B panels for the same reason)."""
+    taps, k = b.shape
+    count = -(-k // width)
+    out = np.zeros((count, taps, width), np.float32)
+    for j in range(count):
+        out[j, :, :min(width, k - j * width)] = b[:, j * width:(j + 1) * width]
+    return out
 
 
 def tile(channels):

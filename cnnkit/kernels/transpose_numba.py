@@ -120,7 +120,7 @@ def rows_to_planes_parallel(a, out):
 @numba.njit(parallel=True, cache=True)
 def _planes_to_rows(a, out, sums):
     n_images, k, positions = a.shape
-    kp = out.shape[1]
+    panels, _, width = out.shape
     blocks = -(-positions // 64)
     for task in numba.prange(n_images * blocks):
         n, s0 = task // blocks, task % blocks * 64
@@ -130,24 +130,28 @@ def _planes_to_rows(a, out, sums):
         for j0 in range(0, k - k % 8, 8):
             for s in range(s0, whole, 8):
                 transpose8(a[n, j0:, s:].ctypes.data, positions,
-                           out[row0 + s:, j0:].ctypes.data, kp)
+                           out[j0 // width, row0 + s:, j0 % width:].ctypes.data, width)
         for s in range(s0, s1):
-            row = out[row0 + s]
             for j in range(k - k % 8 if s < whole else 0, k):
-                row[j] = a[n, j, s]
-            for j in range(k, kp):
-                row[j] = 0
+                out[j // width, row0 + s, j % width] = a[n, j, s]
+            for j in range(k, panels * width):
+                out[j // width, row0 + s, j % width] = 0
         if sums.shape[0]:  # the block's rows are in L1 now, and contiguous along k
             total = sums[task]
             total[:] = 0
-            for s in range(s0, s1):
-                row = out[row0 + s]
-                for j in range(k):
-                    total[j] += row[j]
+            for panel in range(panels):
+                j0 = panel * width
+                for s in range(s0, s1):
+                    row = out[panel, row0 + s]
+                    for j in range(min(width, k - j0)):
+                        total[j0 + j] += row[j]
 
 
 def planes_to_rows(a, out, with_sums=False):
-    """a (N, K, S) -> out[n·S + s, k] = a[n, k, s] (out (N·S, Kp), columns k ≥ K zeroed).
+    """a (N, K, S) -> out[k // W, n·S + s, k % W] = a[n, k, s]: rows in panels of W columns,
+    out (Kp / W, N·S, W), W a multiple of 8, columns k ≥ K zeroed (one panel of Kp columns is
+    the plain (N·S, Kp) rows; the implicit GEMM's weight kernel reads one panel per tile width,
+    ``implicit_gemm_numba.panels``).
 
     With ``with_sums``, also returns Σ_{n,s} a[n, k, s] per k (float64, summed block by block
     in a fixed order whatever the thread count): a layer's bias gradient, read on the way."""

@@ -54,12 +54,22 @@ _TABLE = [
              "cnnkit.bench.orientation: 256 outputs of 64 terms ran 1.2-1.6× faster planar, "
              "128 of 128 and 32 of 25 within 15 % either way)." + _NOT_TIMED,
              0.0, 1e6),
-    Constant("implicit_weight_shares", 8, "partial sums",
-             "The implicit GEMM's weight gradient sums output positions in this many parallel "
-             "shares, then adds the shares: a number fixed here, not the thread count, so the "
-             "result is the same bit for bit on any number of threads (more shares than "
-             "threads balance the load; each holds a taps × output-channels block)."
-             + _NOT_TIMED, 1, 1024, integer=True),
+    Constant("implicit_weight_shares", 8, "parallel tasks",
+             "The implicit GEMM's weight gradient runs this many parallel tasks: shares of the "
+             "output positions, each summed into its own taps × output-channels block and the "
+             "blocks added afterwards, times groups of the taps. A number fixed here, not the "
+             "thread count, so the result is the same bit for bit on any number of threads "
+             "(more tasks than threads balance the load)." + _NOT_TIMED, 1, 1024, integer=True),
+    Constant("implicit_weight_share_positions", 2048, "output positions",
+             "The implicit GEMM's weight gradient gives each share of the output positions "
+             "(N·prod(out)) at least this many and splits the taps among its tasks instead: "
+             "each share's partial sums (taps × output channels) are written, then added. Deep "
+             "layers with small maps have few positions for their taps (256 → 256 channels at "
+             "8×8, N=64: 21.7 ms with shares of 128 positions, 18.2 at 2048, 17.6 with one "
+             "share; 512 → 512 at 7×7, N=16: 45.0 against 30.0 ms), while res3x3's took 9.2 ms "
+             "at 1024–4096 against 11.0 with one share, its dy re-read by every group of taps "
+             "(2 threads, AVX-512). Printed for a few sizes by " + BLOCKS + ".",
+             1, 1 << 30, integer=True, measured_by=BLOCKS),
     Constant("implicit_tap_block", 128, "taps (terms of the product)",
              "The implicit GEMM's forward kernel passes over its tiles this many taps at a "
              "time, so that the weights' block (taps × tile width) stays in L1 while every "

@@ -143,8 +143,7 @@ def channels_last(xp, w, stride, dilation, out, y=compiled.NO_Y, bias=None):
     k = w.shape[0]
     rows, vectors, k_padded = compiled.tile(k)
     taps = math.prod(w.shape[1:])
-    wt = np.zeros((taps, k_padded), dtype=np.float32)
-    wt[:, :k] = w.reshape(k, taps).T
+    wt = compiled.panels(w.reshape(k, taps).T, compiled.LANES * vectors)
     corner = _corners(xp.shape, out, stride)
     y_last = np.empty((corner.size + rows, k_padded), dtype=np.float32)
     compiled.ENTRY[vectors][0](np.ascontiguousarray(xp), wt,
@@ -209,17 +208,21 @@ def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False):
     n, k = dy.shape[:2]
     rows, vectors, k_padded = compiled.tile(k)
     positions = math.prod(dy.shape[2:])
-    dy_last = np.empty((n * positions, k_padded), dtype=np.float32)
+    width = compiled.LANES * vectors
+    dy_last = np.empty((k_padded // width, n * positions, width), dtype=np.float32)
     db = planes_to_rows(np.ascontiguousarray(dy).reshape(n, k, positions), dy_last, with_bias)
     offset = _offsets(xp.shape, kernel, dilation)
-    # A fixed number of position shares, not one per thread: the sums then come out the same,
-    # bit for bit, whatever the thread count (a run resumed on another machine, or by a
-    # process with other thread settings, continues exactly).
-    shares = max(1, min(tuning.value("implicit_weight_shares"), -(-dy_last.shape[0] // 128)))
+    # Position shares and groups of taps in numbers fixed by the shapes, not by the thread
+    # count: the sums then come out the same, bit for bit, whatever the thread count (a run
+    # resumed on another machine, or by a process with other thread settings, continues
+    # exactly). Each share has a taps × channels block of partial sums to add afterwards, so
+    # a layer with few positions for its taps (deep, small maps) splits its taps instead.
+    tasks = tuning.value("implicit_weight_shares")
+    shares = max(1, min(tasks, n * positions // tuning.value("implicit_weight_share_positions")))
     partial = np.empty((shares, offset.size + rows, k_padded), np.float32)
     compiled.ENTRY[vectors][1](np.ascontiguousarray(xp), dy_last, offset,
                                _corners(xp.shape, dy.shape[2:], stride), partial,
-                               tuning.value("implicit_position_block"))
-    dwt = partial.sum(axis=0)[:offset.size, :k]
+                               tuning.value("implicit_position_block"), -(-tasks // shares))
+    dwt = (partial.sum(axis=0) if shares > 1 else partial[0])[:offset.size, :k]
     dw = np.ascontiguousarray(dwt.T).reshape((k, xp.shape[1]) + tuple(kernel))
     return (dw, db.astype(np.float32)) if with_bias else dw

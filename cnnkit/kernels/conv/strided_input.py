@@ -108,8 +108,8 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None):
             corner = np.add.outer(corner, (q + dy_lo) * p).reshape(-1)
             row = np.add.outer(row, (q * s + r - lo) * dx_p).reshape(-1)
         sub = w[(slice(None), slice(None)) + np.ix_(*(p[1] for p in combination))]
-        wt = np.zeros((offset.size, c_padded), np.float32)
-        wt[:, :c] = np.moveaxis(sub, 1, -1).reshape(offset.size, c)
+        wt = compiled.panels(np.moveaxis(sub, 1, -1).reshape(offset.size, c),
+                             compiled.LANES * vectors)
         compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, compiled.NO_Y, chunks,
                                    tuning.value("implicit_tap_block"), row, compiled.NO_BIAS)
     dx = np.empty((n, c, math.prod(size)), np.float32)
