@@ -147,14 +147,50 @@ def test_planar_where_channels_last_idles_or_transposes():
     assert conv_kernels.select(vol3d, "input") == "implicit"
 
 
-def test_float64_and_groups_fall_back():
+def test_float64_falls_back_and_groups_apply():
     def geometry(dtype, groups):
         return conv_kernels.ConvGeometry.of((2, 4, 8, 8), (4, 4 // groups, 3, 3), (1, 1),
                                             (1, 1), groups, dtype)
     for pass_name in conv_kernels.PASSES:
         assert conv_implicit.applies(geometry(np.float32, 1), pass_name)
         assert not conv_implicit.applies(geometry(np.float64, 1), pass_name)
-        assert not conv_implicit.applies(geometry(np.float32, 2), pass_name)
+        assert conv_implicit.applies(geometry(np.float32, 2), pass_name)
+    # one group's product decides; depthwise layers (one input channel per group) never
+    grouped = conv_kernels.ConvGeometry.of((16, 128, 30, 30), (128, 32, 3, 3), (1, 1), (1, 1), 4)
+    depthwise = conv_kernels.ConvGeometry.of((16, 96, 32, 32), (96, 1, 5, 5), (1, 1), (1, 1), 96)
+    for pass_name in conv_kernels.PASSES:
+        assert conv_kernels.select(grouped, pass_name) == "implicit"
+        assert conv_kernels.select(depthwise, pass_name) != "implicit"
+
+
+@pytest.mark.parametrize("planar", [False, True])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("groups,c,k,dims", [(2, 6, 34, 2), (4, 32, 20, 2), (3, 9, 6, 1)])
+def test_grouped_layers_match_torch(groups, c, k, dims, stride, planar):
+    """One product per group: each group's input channels, weights, outputs and bias."""
+    rng = np.random.default_rng(groups * c + k)
+    spatial, pads = (9,) * dims, [(1, 2)] * dims
+    x = rng.standard_normal((2, c) + spatial, dtype=np.float32)
+    w = rng.standard_normal((k, c // groups) + (3,) * dims, dtype=np.float32)
+    b = rng.standard_normal(k, dtype=np.float32)
+    xp = np.pad(x, [(0, 0), (0, 0)] + pads)
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (xp, w, b))
+    yt = TORCH_CONV[dims](xt, wt, bt, stride=stride, groups=groups)
+    dy = rng.standard_normal(yt.shape, dtype=np.float32)
+    yt.backward(torch.tensor(dy))
+    g = conv_kernels.ConvGeometry.of(xp.shape, w.shape, (stride,) * dims, (1,) * dims, groups,
+                                     np.float32, pads)
+    scale = np.sqrt(w[0].size)
+    source = conv_kernels.PaddedInput(xp)
+    with mock.patch.object(conv_implicit, "planar_wins", lambda *shape: planar):
+        _check(conv_implicit.forward_from(source, w, g, b), yt.detach().numpy(), scale)
+        inside = (slice(None), slice(None)) + tuple(slice(lo, s - hi) for s, (lo, hi)
+                                                    in zip(xp.shape[2:], pads))
+        _check(conv_implicit.input_pass(dy, w, g), xt.grad.numpy()[inside], scale)
+        dw, db = conv_implicit.weight_from(source, dy, g, with_bias=True)
+        _check(dw, wt.grad.numpy(), scale * np.sqrt(dy[:, 0].size))
+        _check(db, bt.grad.numpy(), np.sqrt(dy[:, 0].size))
+        np.testing.assert_array_equal(conv_implicit.weight_pass(xp, dy, g), dw)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")

@@ -22,7 +22,7 @@ against). In the order the heuristic asks them (``registry.REGISTRY``):
 
     'rows'       one input channel per group, float32, stride 1: forward and input gradient
                  on the register-tiled row correlation (``rows``)
-    'implicit'   float32, groups 1: an implicit GEMM, a compiled register-tiled product that
+    'implicit'   float32: an implicit GEMM, a compiled register-tiled product that
                  reads the padded input in place (``implicit``)
     'fft'        stride 1 with a large kernel: products of spectra (``fft``)
     'depthwise'  one input channel per group: a direct sum over kernel offsets (compiled with

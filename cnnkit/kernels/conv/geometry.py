@@ -46,6 +46,11 @@ class ConvGeometry:
                    out=tuple(int(o) for o in out), dtype=np.dtype(dtype),
                    pads=None if pads is None else tuple(tuple(p) for p in pads))
 
+    def per_group(self):
+        """The convolution of one group: C/G input and K/G output channels, groups 1."""
+        return dataclasses.replace(self, in_channels=self.in_channels // self.groups,
+                                   out_channels=self.out_channels // self.groups, groups=1)
+
     @property
     def taps(self):
         """prod(kernel): multiply-adds per output and input channel."""

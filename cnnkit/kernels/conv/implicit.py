@@ -1,7 +1,8 @@
 """Convolution as an implicit GEMM: the product reads the padded input in place, no im2col.
 
-float32, groups = 1, any number of spatial dims, stride and dilation (a strided input gradient
-splits into stride-1 products, one per phase: ``strided_input``). The compiled kernels and
+float32, any number of spatial dims, stride and dilation (a strided input gradient splits into
+stride-1 products, one per phase: ``strided_input``); grouped layers run one product per group
+(``_by_group``). The compiled kernels and
 their index algebra are in ``implicit_gemm_numba``; here are the tables they read:
 
     offset[(c, a)] = c·plane + Σ_j a_j·d_j·pitch_j        where tap (c, a) reads, from a corner
@@ -9,6 +10,7 @@ their index algebra are in ``implicit_gemm_numba``; here are the tables they rea
 
 (flat element indices into the padded input: pitch = row lengths, plane = one channel's size).
 """
+import functools
 import math
 
 import numpy as np
@@ -25,19 +27,24 @@ from ..padding import zero_pad
 
 
 def applies(geometry, pass_name):
-    """float32, groups 1; a stride-1 input gradient needs the exact stride-1 geometry."""
+    """float32; a stride-1 input gradient needs the exact stride-1 geometry."""
     g = geometry
-    return g.batch > 0 and g.is_float32 and g.groups == 1 and math.prod(g.out) > 0 and (
+    return g.batch > 0 and g.is_float32 and math.prod(g.out) > 0 and (
         pass_name != "input" or not g.unit_stride or g.exact)
 
 
 def wins(geometry, pass_name):
-    """The implicit GEMM beat every other path on the benchmark's float32, groups-1 layers,
-    except where its product is thin: the register tile's row of LANES·NV output channels
-    (one input channel for an input gradient wastes all lanes but one) or fewer than
+    """The implicit GEMM beat every other path on the benchmark's float32 layers, except
+    where its product is thin: the register tile's row of LANES·NV output channels (one input
+    channel for an input gradient wastes all lanes but one) or fewer than
     ``implicit_min_taps`` terms per output (each tile is then mostly stores).
     Few output channels idle the lanes of the channels-last tile, not those of the planar
-    one (``planar_wins``). Above ``implicit_max_kernel_taps`` an FFT may beat any direct sum."""
+    one (``planar_wins``). Above ``implicit_max_kernel_taps`` an FFT may beat any direct sum.
+    A grouped layer is judged by one group's product, and never with one input channel per
+    group (depthwise: ``rows`` and ``depthwise`` sum those directly)."""
+    if geometry.groups > 1:
+        g = geometry.per_group()
+        return g.in_channels > 1 and wins(g, pass_name)
     g = geometry
     if g.taps > tuning.value("implicit_max_kernel_taps"):
         return False
@@ -62,32 +69,67 @@ def wins(geometry, pass_name):
 
 
 def forward_pass(xp, w, g):
-    return forward(xp, w, g.stride, g.dilation, g.out)
+    return _forward(xp, w, g)
 
 
 def forward_from(source, w, g, bias=None):
     """The forward pass from a ``PaddedInput``, with the bias added as the channels-last
     kernel's rows are transposed to y (no separate pass over y: res3x3's is 8 MB)."""
-    return forward(source.padded(), w, g.stride, g.dilation, g.out, bias)
+    return _forward(source.padded(), w, g, bias)
+
+
+def _forward(xp, w, g, bias=None):
+    ys = [forward(x_j, w_j, g.stride, g.dilation, g.out, b_j)
+          for x_j, w_j, b_j in _by_group(g.groups, (xp, 1), (w, 0), (bias, 0))]
+    return np.concatenate(ys, axis=1) if len(ys) > 1 else ys[0]
 
 
 def input_pass(dy, w, g):
     if g.unit_stride:
-        return backward_input(dy, w, g.padded, g.dilation, g.pads)
-    if g.in_channels >= compiled.LANES:
-        return strided_input.by_phases(dy, w, g.padded, g.stride, g.dilation, g.pads)
-    return strided_input.subpixel(dy, w, g.padded, g.stride, g.dilation, g.pads)
+        arrangement = functools.partial(backward_input, spatial=g.padded)
+    elif g.in_channels // g.groups >= compiled.LANES:
+        arrangement = functools.partial(strided_input.by_phases, spatial=g.padded,
+                                        stride=g.stride)
+    else:
+        arrangement = functools.partial(strided_input.subpixel, spatial=g.padded,
+                                        stride=g.stride)
+    dxs = [arrangement(dy_j, w_j, dilation=g.dilation, pads=g.pads)
+           for dy_j, w_j in _by_group(g.groups, (dy, 1), (w, 0))]
+    return np.concatenate(dxs, axis=1) if len(dxs) > 1 else dxs[0]
 
 
 def weight_pass(xp, dy, g):
-    return backward_weight(xp, dy, g.kernel, g.stride, g.dilation)
+    return _weight(xp, dy, g, False)[0]
 
 
 def weight_from(source, dy, g, with_bias=False):
     """The weight gradient from a ``PaddedInput``, with the bias gradient summed from dy as it
     is transposed to channels-last. Returns (dw, db or None)."""
-    result = backward_weight(source.padded(), dy, g.kernel, g.stride, g.dilation, with_bias)
-    return result if with_bias else (result, None)
+    return _weight(source.padded(), dy, g, with_bias)
+
+
+def _weight(xp, dy, g, with_bias):
+    parts = [backward_weight(x_j, dy_j, g.kernel, g.stride, g.dilation, with_bias)
+             for x_j, dy_j in _by_group(g.groups, (xp, 1), (dy, 1))]
+    if not with_bias:
+        return (np.concatenate(parts) if len(parts) > 1 else parts[0]), None
+    return tuple(np.concatenate(p) if len(p) > 1 else p[0] for p in zip(*parts))
+
+
+def _by_group(groups, *operands):
+    """Each group's blocks of the operands, given as (array, channel axis) pairs (None stays
+    None), C-contiguous: one tuple per group, each computed as a groups-1 layer. One group:
+    the operands themselves."""
+    if groups == 1:
+        return [tuple(array for array, _ in operands)]
+
+    def block(array, axis, j):
+        if array is None:
+            return None
+        size = array.shape[axis] // groups
+        return np.ascontiguousarray(
+            array[(slice(None),) * axis + (slice(j * size, (j + 1) * size),)])
+    return [tuple(block(array, axis, j) for array, axis in operands) for j in range(groups)]
 
 
 def _offsets(x_shape, kernel, dilation):

@@ -8,7 +8,7 @@ from . import depthwise, fft, gemm, implicit, rows, shift, winograd
 
 REGISTRY = {
     "rows": rows,              # one input channel per group, float32, stride 1: row correlation
-    "implicit": implicit,      # float32, groups 1: compiled implicit GEMM
+    "implicit": implicit,      # float32: compiled implicit GEMM (one product per group)
     "fft": fft,                # stride 1, large kernels: products of spectra
     "depthwise": depthwise,    # one input channel per group: direct sum over kernel offsets
     "winograd": winograd,      # 3×3, stride 1: Winograd F(2×2, 3×3)
