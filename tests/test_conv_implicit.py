@@ -143,6 +143,10 @@ def test_planar_where_channels_last_idles_or_transposes():
     assert not conv_implicit.planar_wins(64, 576)       # res3x3
     assert not conv_implicit.planar_wins(lanes, 576)
     assert not conv_implicit.planar_wins(32, 25)        # lenet_c1's forward
+    # thin and wide, but the planar strips would idle on small maps (7×7: 49 of AVX-512's 64
+    # lanes), while 16×16 fills its strips on every target
+    assert not conv_implicit.planar_wins(1280, 320, (7, 7), (7, 7))
+    assert conv_implicit.planar_wins(256, 64, (16, 16), (16, 16))
     vol3d = conv_kernels.ConvGeometry.of((4, 8) + (18,) * 3, (16, 8, 3, 3, 3), (1,) * 3, (1,) * 3)
     assert conv_kernels.select(vol3d, "input") == "implicit"
 

@@ -21,6 +21,8 @@ CASES = [
     (64, 1, 32, (32, 32), (5, 5)), (32, 3, 64, (34, 34), (3, 3)),
     (32, 16, 16, (34, 34), (3, 3)), (32, 32, 8, (34, 34), (3, 3)),
     (32, 8, 64, (34, 34), (3, 3)), (32, 64, 32, (18, 18), (3, 3)),
+    (8, 320, 1280, (7, 7), (1, 1)), (16, 128, 512, (14, 14), (1, 1)),
+    (16, 32, 192, (16, 16), (3, 3)),
 ]
 
 
@@ -54,7 +56,7 @@ def measure(log=print):
             with mock.patch.object(implicit, "planar_wins", lambda *shape: planar):
                 times.append(_best(lambda: implicit.forward(xp, w, ones, ones, out)))
         taps = c * int(np.prod(kernel))
-        rule = "planar" if implicit.planar_wins(k, taps) else "channels-last"
+        rule = "planar" if implicit.planar_wins(k, taps, padded, out) else "channels-last"
         faster = "planar" if times[1] < times[0] else "channels-last"
         rows.append(((n, c, k, padded, kernel), *times, rule))
         log(f"  K={k:3d} outputs, {taps:4d} terms, {n}×{c}×{'×'.join(map(str, padded))}: "

@@ -150,25 +150,43 @@ def _corners(x_shape, out, stride):
     return table
 
 
-def planar_wins(out_channels, taps):
+def planar_wins(out_channels, taps, padded=None, out=None):
     """Whether the planar (channels-first) orientation beats the channels-last one, for a
     stride-1 product with ``taps`` = C·prod(kernel) terms per output. Channels-last puts the
     output channels on the lanes, so below one vector of them (LANES: 16 on AVX-512, 8 on
     AVX2) lanes idle, and it ends in a transpose of y, which outweighs a thin, wide product
-    (at most ``implicit_planar_max_terms_per_output`` terms per output channel). Measured on
+    (at most ``implicit_planar_max_terms_per_output`` terms per output channel) unless the
+    planar tiles idle more of their lanes: they run over the padded map (``padded``) in
+    strips of a tile's width, ``_planar_lane_use`` of it the ``out`` positions. Measured on
     both ISAs by ``python -m cnnkit.bench.orientation`` (one core: AVX-512, 8 outputs of
     432 terms 0.96 against 1.58 ms; 256 of 64 terms 2.32 against 3.76, on AVX2 4.26 against
     5.08; dense products such as 32 outputs of 576 terms stay channels-last, 1.83 against
-    2.56 ms)."""
-    return out_channels < compiled.LANES or \
-        taps <= tuning.value("implicit_planar_max_terms_per_output") * out_channels
+    2.56 ms; 1280 outputs of 320 terms on 7×7 maps, 77 % of the planar lanes used, 2.58
+    channels-last against 2.98 ms)."""
+    if out_channels < compiled.LANES:
+        return True
+    if taps > tuning.value("implicit_planar_max_terms_per_output") * out_channels:
+        return False
+    return padded is None or \
+        _planar_lane_use(padded, out) >= out_channels / compiled.tile(out_channels)[2]
+
+
+def _planar_length(padded, out):
+    """Positions of the padded map's flat grid from the first output to the last."""
+    return sum((o - 1) * p for o, p in zip(out, flat_pitches(padded))) + 1
+
+
+def _planar_lane_use(padded, out):
+    """The share of the planar tiles' lanes that compute outputs, on one image."""
+    width = compiled.LANES * compiled.PLANAR_VECTORS
+    return math.prod(out) / (-(-_planar_length(padded, out) // width) * width)
 
 
 def forward(xp, w, stride, dilation, out, bias=None):
     """xp (N, C, *padded) float32, w (K, C, *kernel) -> y (N, K, *out), plus ``bias`` (K,)
     when given."""
     n, k = xp.shape[0], w.shape[0]
-    if all(s == 1 for s in stride) and planar_wins(k, math.prod(w.shape[1:])):
+    if all(s == 1 for s in stride) and planar_wins(k, math.prod(w.shape[1:]), xp.shape[2:], out):
         y = _forward_planar(xp, w, dilation, out)
         if bias is not None:
             add_bias(y, bias)
@@ -203,7 +221,7 @@ def _forward_planar(xp, w, dilation, out):
     n, c, spatial = xp.shape[0], xp.shape[1], xp.shape[2:]
     k, taps = w.shape[0], math.prod(w.shape[1:])
     plane, width = math.prod(spatial), compiled.LANES * compiled.PLANAR_VECTORS
-    length = sum((o - 1) * p for o, p in zip(out, flat_pitches(spatial))) + 1
+    length = _planar_length(spatial, out)
     rows_k = -(-k // compiled.PLANAR_ROWS) * compiled.PLANAR_ROWS
     w_rows = np.zeros((rows_k, taps), np.float32)
     w_rows[:k] = w.reshape(k, taps)

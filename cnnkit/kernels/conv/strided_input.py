@@ -158,7 +158,7 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None):
     positions, outputs = math.prod(out), w_sub.shape[0]
     # Output (r, c) at position p is cell (p + origin)·s + r of the padded input: the phases
     # are interleaved into dx by one gather, from the product's rows or from its planes.
-    if implicit.planar_wins(outputs, math.prod(w_sub.shape[1:])):
+    if implicit.planar_wins(outputs, math.prod(w_sub.shape[1:]), dyp.shape[2:], out):
         product = implicit.forward(dyp, w_sub, ones, dilation=ones, out=out)
         image, position_step, channel_step = outputs * positions, 1, positions
     else:
