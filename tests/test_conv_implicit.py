@@ -169,13 +169,15 @@ def test_float64_falls_back_and_groups_apply():
 
 @pytest.mark.parametrize("planar", [False, True])
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("groups,c,k,dims", [(2, 6, 34, 2), (4, 32, 20, 2), (3, 9, 6, 1)])
-def test_grouped_layers_match_torch(groups, c, k, dims, stride, planar):
-    """One product per group: each group's input channels, weights, outputs and bias."""
+@pytest.mark.parametrize("groups,c,k,dims,size", [(2, 6, 34, 2, 3), (4, 32, 20, 2, 3),
+                                                  (3, 9, 6, 1, 3), (2, 4, 8, 2, 1)])
+def test_grouped_layers_match_torch(groups, c, k, dims, size, stride, planar):
+    """One product per group: each group's input channels (read in place), weights, outputs
+    and bias; a 1×1 kernel's input gradient is cropped out of the padding."""
     rng = np.random.default_rng(groups * c + k)
     spatial, pads = (9,) * dims, [(1, 2)] * dims
     x = rng.standard_normal((2, c) + spatial, dtype=np.float32)
-    w = rng.standard_normal((k, c // groups) + (3,) * dims, dtype=np.float32)
+    w = rng.standard_normal((k, c // groups) + (size,) * dims, dtype=np.float32)
     b = rng.standard_normal(k, dtype=np.float32)
     xp = np.pad(x, [(0, 0), (0, 0)] + pads)
     xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (xp, w, b))

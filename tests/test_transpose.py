@@ -15,7 +15,7 @@ def test_planes_to_rows(n, k, s):
     a = np.random.default_rng(k * s).standard_normal((n, k, s), dtype=np.float32)
     kp = -(-k // 8) * 8 + 8
     expected = a.transpose(0, 2, 1).reshape(n * s, k)
-    for width in (kp, 8, 16):  # one panel of all columns, or panels of 8 or 16
+    for width in (kp, 8, 16, 12):  # one panel of all columns, or panels of 8, 16 or 12
         if kp % width:
             continue
         out = np.full((kp // width, n * s, width), np.nan, np.float32)

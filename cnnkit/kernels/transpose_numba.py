@@ -121,18 +121,21 @@ def rows_to_planes_parallel(a, out):
 def _planes_to_rows(a, out, sums):
     n_images, k, positions = a.shape
     panels, _, width = out.shape
+    # 8 × 8 blocks of channels that lie in one panel: all of them when the panels are a
+    # multiple of 8 wide (a 12-lane tile's are not: 4 lanes × 3 on SSE or NEON)
+    blocked = k - k % 8 if width % 8 == 0 else 0
     blocks = -(-positions // 64)
     for task in numba.prange(n_images * blocks):
         n, s0 = task // blocks, task % blocks * 64
         s1 = min(s0 + 64, positions)
         whole = s0 + (s1 - s0) // 8 * 8
         row0 = n * positions
-        for j0 in range(0, k - k % 8, 8):
+        for j0 in range(0, blocked, 8):
             for s in range(s0, whole, 8):
                 transpose8(a[n, j0:, s:].ctypes.data, positions,
                            out[j0 // width, row0 + s:, j0 % width:].ctypes.data, width)
         for s in range(s0, s1):
-            for j in range(k - k % 8 if s < whole else 0, k):
+            for j in range(blocked if s < whole else 0, k):
                 out[j // width, row0 + s, j % width] = a[n, j, s]
             for j in range(k, panels * width):
                 out[j // width, row0 + s, j % width] = 0
@@ -149,7 +152,7 @@ def _planes_to_rows(a, out, sums):
 
 def planes_to_rows(a, out, with_sums=False):
     """a (N, K, S) -> out[k // W, n·S + s, k % W] = a[n, k, s]: rows in panels of W columns,
-    out (Kp / W, N·S, W), W a multiple of 8, columns k ≥ K zeroed (one panel of Kp columns is
+    out (Kp / W, N·S, W), columns k ≥ K zeroed (one panel of Kp columns is
     the plain (N·S, Kp) rows; the implicit GEMM's weight kernel reads one panel per tile width,
     ``implicit_gemm_numba.panels``).
 

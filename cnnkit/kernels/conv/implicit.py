@@ -1,16 +1,15 @@
 """Convolution as an implicit GEMM: the product reads the padded input in place, no im2col.
 
 float32, any number of spatial dims, stride and dilation (a strided input gradient splits into
-stride-1 products, one per phase: ``strided_input``); grouped layers run one product per group
-(``_by_group``). The compiled kernels and
-their index algebra are in ``implicit_gemm_numba``; here are the tables they read:
+stride-1 products, one per phase: ``strided_input``); grouped layers run one product per group,
+which reads its channels of the input in place (``_offsets``' first channel). The compiled
+kernels and their index algebra are in ``implicit_gemm_numba``; here are the tables they read:
 
     offset[(c, a)] = c·plane + Σ_j a_j·d_j·pitch_j        where tap (c, a) reads, from a corner
     corner[(n, i)] = n·image + Σ_j i_j·s_j·pitch_j        where output position (n, i) starts
 
 (flat element indices into the padded input: pitch = row lengths, plane = one channel's size).
 """
-import functools
 import math
 
 import numpy as np
@@ -79,23 +78,31 @@ def forward_from(source, w, g, bias=None):
 
 
 def _forward(xp, w, g, bias=None):
-    ys = [forward(x_j, w_j, g.stride, g.dilation, g.out, b_j)
-          for x_j, w_j, b_j in _by_group(g.groups, (xp, 1), (w, 0), (bias, 0))]
-    return np.concatenate(ys, axis=1) if len(ys) > 1 else ys[0]
+    if g.groups == 1:
+        return forward(xp, w, g.stride, g.dilation, g.out, bias)
+    # Each group's product reads its channels of xp in place and writes its block of y.
+    per_group = g.in_channels // g.groups
+    y = np.empty((g.batch, g.groups, g.out_channels // g.groups, math.prod(g.out)), np.float32)
+    biases = [None] * g.groups if bias is None else np.split(bias, g.groups)
+    for j, (w_j, b_j) in enumerate(zip(np.split(w, g.groups), biases)):
+        forward(xp, w_j, g.stride, g.dilation, g.out, b_j, first_channel=j * per_group,
+                y=y[:, j])
+    return y.reshape((g.batch, g.out_channels) + g.out)
 
 
 def input_pass(dy, w, g):
     if g.unit_stride:
-        arrangement = functools.partial(backward_input, spatial=g.padded)
-    elif g.in_channels // g.groups >= compiled.LANES:
-        arrangement = functools.partial(strided_input.by_phases, spatial=g.padded,
-                                        stride=g.stride)
+        return backward_input(dy, w, g.padded, g.dilation, g.pads, g.groups)
+    if g.in_channels // g.groups >= compiled.LANES:
+        arrangement = strided_input.by_phases
     else:
-        arrangement = functools.partial(strided_input.subpixel, spatial=g.padded,
-                                        stride=g.stride)
-    dxs = [arrangement(dy_j, w_j, dilation=g.dilation, pads=g.pads)
-           for dy_j, w_j in _by_group(g.groups, (dy, 1), (w, 0))]
-    return np.concatenate(dxs, axis=1) if len(dxs) > 1 else dxs[0]
+        arrangement = strided_input.subpixel
+    if g.groups == 1:
+        return arrangement(dy, w, g.padded, g.stride, g.dilation, g.pads)
+    return np.concatenate([arrangement(np.ascontiguousarray(dy_j), w_j, g.padded, g.stride,
+                                       g.dilation, g.pads)
+                           for dy_j, w_j in zip(np.split(dy, g.groups, axis=1),
+                                                np.split(w, g.groups))], axis=1)
 
 
 def weight_pass(xp, dy, g):
@@ -109,33 +116,22 @@ def weight_from(source, dy, g, with_bias=False):
 
 
 def _weight(xp, dy, g, with_bias):
-    parts = [backward_weight(x_j, dy_j, g.kernel, g.stride, g.dilation, with_bias)
-             for x_j, dy_j in _by_group(g.groups, (xp, 1), (dy, 1))]
+    # Each group's product reads its channels of xp in place and its block of dy.
+    per_group = g.in_channels // g.groups
+    parts = [backward_weight(xp, dy_j, g.kernel, g.stride, g.dilation, with_bias,
+                             channels=per_group, first_channel=j * per_group)
+             for j, dy_j in enumerate(np.split(dy, g.groups, axis=1))]
     if not with_bias:
         return (np.concatenate(parts) if len(parts) > 1 else parts[0]), None
     return tuple(np.concatenate(p) if len(p) > 1 else p[0] for p in zip(*parts))
 
 
-def _by_group(groups, *operands):
-    """Each group's blocks of the operands, given as (array, channel axis) pairs (None stays
-    None), C-contiguous: one tuple per group, each computed as a groups-1 layer. One group:
-    the operands themselves."""
-    if groups == 1:
-        return [tuple(array for array, _ in operands)]
-
-    def block(array, axis, j):
-        if array is None:
-            return None
-        size = array.shape[axis] // groups
-        return np.ascontiguousarray(
-            array[(slice(None),) * axis + (slice(j * size, (j + 1) * size),)])
-    return [tuple(block(array, axis, j) for array, axis in operands) for j in range(groups)]
-
-
-def _offsets(x_shape, kernel, dilation):
-    """offset per (c, a) tap, c-major then the kernel's dims in order (w's layout)."""
+def _offsets(x_shape, kernel, dilation, channels=None, first_channel=0):
+    """offset per (c, a) tap, c-major then the kernel's dims in order (w's layout), for the
+    input's channels from ``first_channel`` on (``channels`` of them; default: all)."""
     channel, *pitch = flat_pitches(x_shape[1:])
-    table = np.arange(x_shape[1], dtype=np.int64) * channel
+    count = x_shape[1] - first_channel if channels is None else channels
+    table = (first_channel + np.arange(count, dtype=np.int64)) * channel
     for k, d, p in zip(kernel, dilation, pitch):
         table = np.add.outer(table, np.arange(k, dtype=np.int64) * (d * p)).reshape(-1)
     return table
@@ -182,24 +178,29 @@ def _planar_lane_use(padded, out):
     return math.prod(out) / (-(-_planar_length(padded, out) // width) * width)
 
 
-def forward(xp, w, stride, dilation, out, bias=None):
-    """xp (N, C, *padded) float32, w (K, C, *kernel) -> y (N, K, *out), plus ``bias`` (K,)
-    when given."""
+def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None):
+    """xp (N, C, *padded) float32, w (K, C', *kernel) -> y (N, K, *out), plus ``bias`` (K,)
+    when given, from the C' channels of xp from ``first_channel`` on (a group's: C' = C by
+    default). With ``y`` (N, K, prod(out)), a view of a larger array allowed, into it."""
     n, k = xp.shape[0], w.shape[0]
     if all(s == 1 for s in stride) and planar_wins(k, math.prod(w.shape[1:]), xp.shape[2:], out):
-        y = _forward_planar(xp, w, dilation, out)
+        planar = _forward_planar(xp, w, dilation, out, first_channel)
         if bias is not None:
-            add_bias(y, bias)
+            add_bias(planar, bias)
+        if y is None:
+            return planar
+        y[...] = planar.reshape(y.shape)
         return y
-    y = np.empty((n, k, math.prod(out)), dtype=np.float32)
-    channels_last(xp, w, stride, dilation, out, y, bias)
-    return y.reshape((n, k) + tuple(out))
+    y_rows = np.empty((n, k, math.prod(out)), dtype=np.float32) if y is None else y
+    channels_last(xp, w, stride, dilation, out, y_rows, bias, first_channel)
+    return y_rows.reshape((n, k) + tuple(out)) if y is None else y
 
 
-def channels_last(xp, w, stride, dilation, out, y=compiled.NO_Y, bias=None):
+def channels_last(xp, w, stride, dilation, out, y=compiled.NO_Y, bias=None, first_channel=0):
     """The channels-last product: its rows (N·S + MR, Kp), row n·S + s holding y[n, :, s]
-    (S = prod(out), Kp = K padded to the tile's width, the last MR rows spare). Unless ``y``
-    is empty, its tasks also copy their rows into y (N, K, S) channels-first, plus ``bias``."""
+    (S = prod(out), Kp = K padded to the tile's width, the last MR rows spare), from
+    ``forward``'s channels of xp. Unless ``y`` is empty, its tasks also copy their rows into
+    y (N, K, S) channels-first, plus ``bias``."""
     k = w.shape[0]
     rows, vectors, k_padded = compiled.tile(k)
     taps = math.prod(w.shape[1:])
@@ -207,7 +208,8 @@ def channels_last(xp, w, stride, dilation, out, y=compiled.NO_Y, bias=None):
     corner = _corners(xp.shape, out, stride)
     y_last = np.empty((corner.size + rows, k_padded), dtype=np.float32)
     compiled.ENTRY[vectors][0](np.ascontiguousarray(xp), wt,
-                               _offsets(xp.shape, w.shape[2:], dilation), corner, y_last, y,
+                               _offsets(xp.shape, w.shape[2:], dilation, w.shape[1],
+                                        first_channel), corner, y_last, y,
                                tuning.value("implicit_chunks_per_thread") *
                                numba.get_num_threads(), tuning.value("implicit_tap_block"),
                                compiled.NO_ROWS, compiled.NO_BIAS if bias is None else
@@ -215,7 +217,7 @@ def channels_last(xp, w, stride, dilation, out, y=compiled.NO_Y, bias=None):
     return y_last
 
 
-def _forward_planar(xp, w, dilation, out):
+def _forward_planar(xp, w, dilation, out, first_channel=0):
     """Stride 1, channels-first: y on the padded input's flat grid (border columns computed
     and dropped, as in ``conv_shift``), one 64-position strip of 4 channels per tile."""
     n, c, spatial = xp.shape[0], xp.shape[1], xp.shape[2:]
@@ -225,7 +227,7 @@ def _forward_planar(xp, w, dilation, out):
     rows_k = -(-k // compiled.PLANAR_ROWS) * compiled.PLANAR_ROWS
     w_rows = np.zeros((rows_k, taps), np.float32)
     w_rows[:k] = w.reshape(k, taps)
-    offset = _offsets(xp.shape, w.shape[2:], dilation)
+    offset = _offsets(xp.shape, w.shape[2:], dilation, w.shape[1], first_channel)
     y_grid = np.empty((n, rows_k, -(-plane // width) * width), np.float32)
     x_flat = np.ascontiguousarray(xp).reshape(-1)
     image = c * plane
@@ -242,9 +244,10 @@ def _forward_planar(xp, w, dilation, out):
     return np.ascontiguousarray(grid[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)])
 
 
-def backward_input(dy, w, spatial, dilation, pads=None):
+def backward_input(dy, w, spatial, dilation, pads=None, groups=1):
     """Stride 1: dL/dx is the forward kernel on dy padded by d·(k−1) (less the input's own
-    padding, whose gradient is not wanted) with the flipped, channel-swapped kernel."""
+    padding, whose gradient is not wanted) with the flipped, channel-swapped kernel; dy is
+    padded once, and each group's product reads its channels of it."""
     pads = pads or [(0, 0)] * len(spatial)
     kernel = w.shape[2:]
     reach = [d * (k - 1) for k, d in zip(kernel, dilation)]
@@ -253,25 +256,36 @@ def backward_input(dy, w, spatial, dilation, pads=None):
     if any(lo < 0 or hi < 0 for lo, hi in dy_pads):  # padding wider than the kernel's reach
         dy_pads, crop = [(r, r) for r in reach], pads
     dyp = zero_pad(dy, dy_pads)
-    flipped = np.ascontiguousarray(
-        np.swapaxes(w, 0, 1)[(slice(None), slice(None)) + (slice(None, None, -1),) * len(kernel)])
     interior = crop == [(0, 0)] * len(spatial)
     out = [s - lo - hi for s, (lo, hi) in zip(spatial, pads)] if interior else list(spatial)
-    dx = forward(dyp, flipped, (1,) * len(kernel), dilation, out)
+    flip = (slice(None), slice(None)) + (slice(None, None, -1),) * len(kernel)
+    ones = (1,) * len(kernel)
+    if groups == 1:
+        dx = forward(dyp, np.ascontiguousarray(np.swapaxes(w, 0, 1)[flip]), ones, dilation, out)
+    else:
+        per_group, c = w.shape[0] // groups, w.shape[1]
+        dx = np.empty((dy.shape[0], groups, c, math.prod(out)), np.float32)
+        for j, w_j in enumerate(np.split(w, groups)):
+            forward(dyp, np.ascontiguousarray(np.swapaxes(w_j, 0, 1)[flip]), ones, dilation,
+                    out, first_channel=j * per_group, y=dx[:, j])
+        dx = dx.reshape((dy.shape[0], groups * c) + tuple(out))
     index = tuple(slice(lo, dx.shape[2 + j] - hi) for j, (lo, hi) in enumerate(crop))
     return dx[(slice(None), slice(None)) + index]
 
 
-def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False):
-    """xp (N, C, *padded) float32, dy (N, K, *out) -> dw (K, C, *kernel); with ``with_bias``
-    the pair (dw, db), db summed from dy as it is transposed."""
+def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=None,
+                    first_channel=0):
+    """xp (N, C, *padded) float32, dy (N, K, *out) -> dw (K, C', *kernel) for the C' =
+    ``channels`` channels of xp from ``first_channel`` on (default: all); with ``with_bias``
+    the pair (dw, db), db summed from dy as it is transposed. dy may be a view (a group's
+    channels of a larger dy)."""
     n, k = dy.shape[:2]
     rows, vectors, k_padded = compiled.tile(k)
     positions = math.prod(dy.shape[2:])
     width = compiled.LANES * vectors
     dy_last = np.empty((k_padded // width, n * positions, width), dtype=np.float32)
-    db = planes_to_rows(np.ascontiguousarray(dy).reshape(n, k, positions), dy_last, with_bias)
-    offset = _offsets(xp.shape, kernel, dilation)
+    db = planes_to_rows(np.reshape(dy, (n, k, positions)), dy_last, with_bias)
+    offset = _offsets(xp.shape, kernel, dilation, channels, first_channel)
     # Position shares and groups of taps in numbers fixed by the shapes, not by the thread
     # count: the sums then come out the same, bit for bit, whatever the thread count (a run
     # resumed on another machine, or by a process with other thread settings, continues
@@ -284,5 +298,6 @@ def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False):
                                _corners(xp.shape, dy.shape[2:], stride), partial,
                                tuning.value("implicit_position_block"), -(-tasks // shares))
     dwt = (partial.sum(axis=0) if shares > 1 else partial[0])[:offset.size, :k]
-    dw = np.ascontiguousarray(dwt.T).reshape((k, xp.shape[1]) + tuple(kernel))
+    dw = np.ascontiguousarray(dwt.T).reshape((k, offset.size // math.prod(kernel)) +
+                                              tuple(kernel))
     return (dw, db.astype(np.float32)) if with_bias else dw
