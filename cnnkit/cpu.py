@@ -53,8 +53,11 @@ class Tiles:
 #   16 registers (AVX2, AVX, SSE): 8 × 1 = 8 accumulators, 6 × 2 = 12, 4 × 3 = 12; no 4-vector
 #   tile (3 × 4 + 4 + 1 = 17 would spill). The three-vector tiles are there for channel counts
 #   of three vectors' multiples (48 and 96 on AVX-512, 24 on AVX2), which a wider tile pads:
-#   ``implicit_gemm_numba.tile`` picks the tile that pads least. The row correlation's four output rows share each
-#   input vector, so its tiles are 4 × NV with 4·NV + NV + 1 registers.
+#   ``implicit_gemm_numba.tile`` picks the tile that pads least. The row correlation's four
+#   output rows share each input vector, so its tiles are 4 × NV with 4·NV + NV + 1 registers.
+# The kernels compile these numbers in, and Numba's on-disk cache knows a kernel by its own
+# source file, not by this table: after editing it, delete the kernels' cached builds
+# (cnnkit/kernels/__pycache__/*.nbi and *.nbc), or a stale tile runs against new buffers.
 TILES = {
     32: Tiles(gemm_rows=(0, 8, 10, 8, 6), planar=(4, 4), rows=((1, 4), (4, 1), (4, 2), (4, 4))),
     16: Tiles(gemm_rows=(0, 8, 6, 4, 0), planar=(6, 2), rows=((1, 4), (4, 1), (4, 2), (4, 2))),
