@@ -27,7 +27,7 @@ import numba
 import numpy as np
 
 from .microkernel import LANES, TILES, gathered_micro_kernel, micro_kernel
-from .transpose_numba import NO_SHIFT, rows_to_planes
+from .transpose_numba import NO_SHIFT, planes_to_rows, rows_to_planes
 
 TILE_ROWS = TILES.gemm_rows  # MR indexed by NV (0: that NV is not used on this target)
 _ROWS_1, _ROWS_2, _ROWS_3, _ROWS_4 = TILE_ROWS[1:5]
@@ -208,17 +208,20 @@ ENTRY = {1: (forward_1, weight_1), 2: (forward_2, weight_2), 3: (forward_3, weig
 VECTOR_COUNTS = tuple(nv for nv in ENTRY if TILE_ROWS[nv])  # the tiles this target has
 
 
-def panels(b, width):
-    """B (T, K) -> (⌈K / width⌉, T, width), zero-padded: the forward kernel's weights, one
-    panel per tile width, its taps contiguous. In a (T, Kp) B a tap block's rows lie Kp floats
-    apart, and at Kp of 128 or more (512 bytes, a multiple of L1's set stride) they map to a
-    fraction of L1's sets and evict each other before the next tile reuses them (BLIS packs
-    its B panels for the same reason)."""
-    taps, k = b.shape
-    count = -(-k // width)
-    out = np.zeros((count, taps, width), np.float32)
-    for j in range(count):
-        out[j, :, :min(width, k - j * width)] = b[:, j * width:(j + 1) * width]
+def panels(a):
+    """a (N, K, T) -> B in panels of the tile width W for K outputs, (⌈K / W⌉, N·T, W):
+    B[(n, t), k] = a[n, k, t], zero-padded, row (n, t) = n·T + t. The forward kernel's
+    weights: w (K, C·taps) as a = w[None] (rows: its taps), or the input gradient's, whose
+    rows are dy's channels and taps (w itself, N = K). Each panel's rows are contiguous: in a
+    (T, Kp) B a tap block's rows lie Kp floats apart, and at Kp of 128 or more (512 bytes, a
+    multiple of L1's set stride) they map to a fraction of L1's sets and evict each other
+    before the next tile reuses them (BLIS packs its B panels for the same reason). Laid out
+    by the 8 × 8 register transposes (1280 × 320 weights: 0.07 ms, against 0.45 for NumPy's
+    copy of the transpose; 2048 × 1024: 0.5 against 14 ms)."""
+    n, k, t = a.shape
+    width = LANES * tile(k)[1]
+    out = np.empty((-(-k // width), n * t, width), np.float32)
+    planes_to_rows(np.ascontiguousarray(a), out)
     return out
 
 

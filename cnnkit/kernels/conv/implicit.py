@@ -19,7 +19,7 @@ import numba
 from ... import tuning
 from .. import implicit_gemm_numba as compiled
 from ..bias_numba import add_bias
-from ..transpose_numba import planes_to_rows
+from ..transpose_numba import planes_to_rows, rows_to_planes_parallel
 from . import strided_input
 from .shift import flat_pitches
 from ..padding import zero_pad
@@ -178,12 +178,20 @@ def _planar_lane_use(padded, out):
     return math.prod(out) / (-(-_planar_length(padded, out) // width) * width)
 
 
-def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None):
+def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None, flipped=False):
     """xp (N, C, *padded) float32, w (K, C', *kernel) -> y (N, K, *out), plus ``bias`` (K,)
     when given, from the C' channels of xp from ``first_channel`` on (a group's: C' = C by
-    default). With ``y`` (N, K, prod(out)), a view of a larger array allowed, into it."""
-    n, k = xp.shape[0], w.shape[0]
-    if all(s == 1 for s in stride) and planar_wins(k, math.prod(w.shape[1:]), xp.shape[2:], out):
+    default). With ``y`` (N, K, prod(out)), a view of a larger array allowed, into it.
+    ``flipped``: w is (C', K, *kernel) and the product's weights are w with its first two axes
+    swapped and its kernel flipped (the stride-1 input gradient's), laid out without a copy
+    of that transpose for the channels-last kernel."""
+    n = xp.shape[0]
+    k, c = w.shape[1::-1] if flipped else w.shape[:2]
+    terms = c * math.prod(w.shape[2:])
+    reverse = (slice(None), slice(None)) + (slice(None, None, -1),) * (w.ndim - 2)
+    if all(s == 1 for s in stride) and planar_wins(k, terms, xp.shape[2:], out):
+        if flipped:
+            w = np.ascontiguousarray(np.swapaxes(w, 0, 1)[reverse])
         planar = _forward_planar(xp, w, dilation, out, first_channel)
         if bias is not None:
             add_bias(planar, bias)
@@ -191,24 +199,28 @@ def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None):
             return planar
         y[...] = planar.reshape(y.shape)
         return y
+    if flipped:  # B[(c', a), k] = w[c', k, −a]: w's rows are the product's taps
+        wt = compiled.panels(np.ascontiguousarray(w[reverse]).reshape(c, k, -1))
+    else:
+        wt = compiled.panels(w.reshape(1, k, terms))
     y_rows = np.empty((n, k, math.prod(out)), dtype=np.float32) if y is None else y
-    channels_last(xp, w, stride, dilation, out, y_rows, bias, first_channel)
+    channels_last(xp, wt, (k, c) + w.shape[2:], stride, dilation, out, y_rows, bias,
+                  first_channel)
     return y_rows.reshape((n, k) + tuple(out)) if y is None else y
 
 
-def channels_last(xp, w, stride, dilation, out, y=compiled.NO_Y, bias=None, first_channel=0):
-    """The channels-last product: its rows (N·S + MR, Kp), row n·S + s holding y[n, :, s]
+def channels_last(xp, wt, w_shape, stride, dilation, out, y=compiled.NO_Y, bias=None,
+                  first_channel=0):
+    """The channels-last product of weights of shape ``w_shape`` (K, C', *kernel), laid out in
+    ``wt`` by ``compiled.panels``: its rows (N·S + MR, Kp), row n·S + s holding y[n, :, s]
     (S = prod(out), Kp = K padded to the tile's width, the last MR rows spare), from
     ``forward``'s channels of xp. Unless ``y`` is empty, its tasks also copy their rows into
     y (N, K, S) channels-first, plus ``bias``."""
-    k = w.shape[0]
-    rows, vectors, k_padded = compiled.tile(k)
-    taps = math.prod(w.shape[1:])
-    wt = compiled.panels(w.reshape(k, taps).T, compiled.LANES * vectors)
+    rows, vectors, k_padded = compiled.tile(w_shape[0])
     corner = _corners(xp.shape, out, stride)
     y_last = np.empty((corner.size + rows, k_padded), dtype=np.float32)
     compiled.ENTRY[vectors][0](np.ascontiguousarray(xp), wt,
-                               _offsets(xp.shape, w.shape[2:], dilation, w.shape[1],
+                               _offsets(xp.shape, w_shape[2:], dilation, w_shape[1],
                                         first_channel), corner, y_last, y,
                                tuning.value("implicit_chunks_per_thread") *
                                numba.get_num_threads(), tuning.value("implicit_tap_block"),
@@ -258,16 +270,15 @@ def backward_input(dy, w, spatial, dilation, pads=None, groups=1):
     dyp = zero_pad(dy, dy_pads)
     interior = crop == [(0, 0)] * len(spatial)
     out = [s - lo - hi for s, (lo, hi) in zip(spatial, pads)] if interior else list(spatial)
-    flip = (slice(None), slice(None)) + (slice(None, None, -1),) * len(kernel)
     ones = (1,) * len(kernel)
     if groups == 1:
-        dx = forward(dyp, np.ascontiguousarray(np.swapaxes(w, 0, 1)[flip]), ones, dilation, out)
+        dx = forward(dyp, w, ones, dilation, out, flipped=True)
     else:
         per_group, c = w.shape[0] // groups, w.shape[1]
         dx = np.empty((dy.shape[0], groups, c, math.prod(out)), np.float32)
         for j, w_j in enumerate(np.split(w, groups)):
-            forward(dyp, np.ascontiguousarray(np.swapaxes(w_j, 0, 1)[flip]), ones, dilation,
-                    out, first_channel=j * per_group, y=dx[:, j])
+            forward(dyp, w_j, ones, dilation, out, first_channel=j * per_group, y=dx[:, j],
+                    flipped=True)
         dx = dx.reshape((dy.shape[0], groups * c) + tuple(out))
     index = tuple(slice(lo, dx.shape[2 + j] - hi) for j, (lo, hi) in enumerate(crop))
     return dx[(slice(None), slice(None)) + index]
@@ -297,7 +308,7 @@ def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=
     compiled.ENTRY[vectors][1](np.ascontiguousarray(xp), dy_last, offset,
                                _corners(xp.shape, dy.shape[2:], stride), partial,
                                tuning.value("implicit_position_block"), -(-tasks // shares))
-    dwt = (partial.sum(axis=0) if shares > 1 else partial[0])[:offset.size, :k]
-    dw = np.ascontiguousarray(dwt.T).reshape((k, offset.size // math.prod(kernel)) +
-                                              tuple(kernel))
+    dw = np.empty((1, k, offset.size), np.float32)  # dw[k, (c, a)] = Σ_s partial[s, (c, a), k]
+    rows_to_planes_parallel(partial.sum(axis=0) if shares > 1 else partial[0], dw)
+    dw = dw.reshape((k, offset.size // math.prod(kernel)) + tuple(kernel))
     return (dw, db.astype(np.float32)) if with_bias else dw

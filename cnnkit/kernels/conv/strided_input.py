@@ -108,8 +108,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None):
             corner = np.add.outer(corner, (q + dy_lo) * p).reshape(-1)
             row = np.add.outer(row, (q * s + r - lo) * dx_p).reshape(-1)
         sub = w[(slice(None), slice(None)) + np.ix_(*(p[1] for p in combination))]
-        wt = compiled.panels(np.moveaxis(sub, 1, -1).reshape(offset.size, c),
-                             compiled.LANES * vectors)
+        wt = compiled.panels(sub.reshape(k, c, -1))  # B[(k, a), c] = sub[k, c, a]
         compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, compiled.NO_Y, chunks,
                                    tuning.value("implicit_tap_block"), row, compiled.NO_BIAS)
     dx = np.empty((n, c, math.prod(size)), np.float32)
@@ -162,7 +161,8 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None):
         product = implicit.forward(dyp, w_sub, ones, dilation=ones, out=out)
         image, position_step, channel_step = outputs * positions, 1, positions
     else:
-        product = implicit.channels_last(dyp, w_sub, ones, ones, out)
+        product = implicit.channels_last(dyp, compiled.panels(w_sub.reshape(1, outputs, -1)),
+                                         w_sub.shape, ones, ones, out)
         image, position_step, channel_step = positions * product.shape[1], product.shape[1], 1
     source = np.zeros((), np.int64)
     for (lo, _), o, s, cells, pitch, phase_pitch in zip(
