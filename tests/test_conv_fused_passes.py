@@ -30,6 +30,17 @@ def test_pad_planes_copies_and_checks(dtype, pads):
         assert pad_planes(y, pads)[1]
 
 
+@pytest.mark.parametrize("pads", [((2, 1),), ((0, 3),), ((0, 0),)])
+def test_pad_planes_of_signals(pads):
+    """(N, C, L): planes of one row."""
+    x = np.random.default_rng(3).standard_normal((2, 3, 9)).astype(np.float32)
+    xp, finite = pad_planes(x, pads)
+    np.testing.assert_array_equal(xp, np.pad(x, ((0, 0), (0, 0)) + pads))
+    assert finite and xp.flags.c_contiguous
+    x[1, 2, 8] = np.nan
+    assert not pad_planes(x, pads)[1]
+
+
 def test_pad_planes_of_integers():
     x = np.arange(2 * 3 * 4 * 5, dtype=np.int32).reshape(2, 3, 4, 5)
     xp, finite = pad_planes(x, ((1, 0), (2, 1)))

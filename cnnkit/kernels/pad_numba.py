@@ -49,8 +49,11 @@ def _pad_planes(x, out, top, left, exponent_bits, nonfinite):
 
 def pad_planes(x, pads):
     """Zero-pad the last two axes of x (N, C, H, W) by pads ((top, bottom), (left, right)),
-    all ≥ 0. Returns (xp (N, C, H + top + bottom, W + left + right), whether x is all finite).
-    """
+    all ≥ 0, or the last axis of x (N, C, L) by ((left, right),). Returns (xp (N, C, H + top +
+    bottom, W + left + right), whether x is all finite)."""
+    if x.ndim == 3:  # signals: planes of one row
+        padded, finite = pad_planes(x[:, :, None, :], ((0, 0),) + tuple(pads))
+        return padded[:, :, 0, :], finite
     (top, bottom), (left, right) = pads
     n, c, h, w = x.shape
     out = np.empty((n, c, h + top + bottom, w + left + right), dtype=x.dtype)
