@@ -30,15 +30,19 @@ def test_pad_planes_copies_and_checks(dtype, pads):
         assert pad_planes(y, pads)[1]
 
 
-@pytest.mark.parametrize("pads", [((2, 1),), ((0, 3),), ((0, 0),)])
-def test_pad_planes_of_signals(pads):
-    """(N, C, L): planes of one row."""
-    x = np.random.default_rng(3).standard_normal((2, 3, 9)).astype(np.float32)
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+@pytest.mark.parametrize("shape,pads", [((2, 3, 9), ((2, 1),)), ((2, 3, 9), ((0, 0),)),
+                                        ((2, 3, 4, 5, 6), ((1, 2), (0, 1), (2, 0))),
+                                        ((1, 2, 3, 3, 3), ((0, 0), (1, 1), (1, 1)))])
+def test_pad_planes_of_signals_and_volumes(shape, pads, dtype):
+    """(N, C, L) as planes of one row; (N, C, D, H, W) as the planes of each depth."""
+    x = np.random.default_rng(3).standard_normal(shape).astype(dtype)
     xp, finite = pad_planes(x, pads)
     np.testing.assert_array_equal(xp, np.pad(x, ((0, 0), (0, 0)) + pads))
     assert finite and xp.flags.c_contiguous
-    x[1, 2, 8] = np.nan
-    assert not pad_planes(x, pads)[1]
+    if dtype == np.float32:
+        x.flat[x.size - 2] = np.nan
+        assert not pad_planes(x, pads)[1]
 
 
 def test_pad_planes_of_integers():

@@ -17,10 +17,11 @@ _EXPONENT_BITS = {np.dtype(np.float16): (np.uint16, 0x7C00),
 
 
 @numba.njit(parallel=True, cache=True)
-def _pad_planes(x, out, top, left, exponent_bits, nonfinite):
-    """out[p, top + i, left + j] = x[p, i, j], zeros elsewhere; nonfinite[p] is True where
-    plane p holds an inf or NaN. x (P, H, W), out (P, Hp, Wp): the floats' bits, as unsigned
-    integers. The largest exponent field seen is kept as the values are copied: an integer
+def _pad_planes(x, out, top, left, depth, front, padded_depth, exponent_bits, nonfinite):
+    """out[q, top + i, left + j] = x[p, i, j], zeros elsewhere in plane q, for q = (p // depth)
+    · padded_depth + front + p % depth (the planes of a volume's depth axis, padded there by
+    ``front``; depth 1 for images); nonfinite[p] is True where plane p holds an inf or NaN.
+    x (P, H, W), out (Q, Hp, Wp): the floats' bits, as unsigned integers. The largest exponent field seen is kept as the values are copied: an integer
     maximum vectorises with the copy, and needs no per-plane scratch (a per-column float sum
     of v − v, allocated per plane, made small planes cost twice a copy: 0.41 against 0.19 ms
     for 128 × 32 planes of 14 × 14)."""
@@ -28,7 +29,7 @@ def _pad_planes(x, out, top, left, exponent_bits, nonfinite):
     padded_height, padded_width = out.shape[1], out.shape[2]
     zero = exponent_bits - exponent_bits
     for p in numba.prange(planes):
-        src, dst = x[p], out[p]
+        src, dst = x[p], out[(p // depth) * padded_depth + front + p % depth]
         exponent = zero
         for r in range(top):
             dst[r, :] = 0
@@ -48,22 +49,28 @@ def _pad_planes(x, out, top, left, exponent_bits, nonfinite):
 
 
 def pad_planes(x, pads):
-    """Zero-pad the last two axes of x (N, C, H, W) by pads ((top, bottom), (left, right)),
-    all ≥ 0, or the last axis of x (N, C, L) by ((left, right),). Returns (xp (N, C, H + top +
-    bottom, W + left + right), whether x is all finite)."""
+    """Zero-pad the spatial axes of x (N, C, H, W) by pads ((top, bottom), (left, right)), all
+    ≥ 0; likewise x (N, C, L) by ((left, right),) and x (N, C, D, H, W) by three pairs.
+    Returns (the padded x, whether x is all finite)."""
     if x.ndim == 3:  # signals: planes of one row
         padded, finite = pad_planes(x[:, :, None, :], ((0, 0),) + tuple(pads))
         return padded[:, :, 0, :], finite
-    (top, bottom), (left, right) = pads
-    n, c, h, w = x.shape
-    out = np.empty((n, c, h + top + bottom, w + left + right), dtype=x.dtype)
+    (front, back), (top, bottom), (left, right) = ((0, 0),) * (5 - x.ndim) + tuple(pads)
+    n, c, *spatial = x.shape
+    d, h, w = [1] * (5 - x.ndim) + spatial
+    padded_depth = d + front + back
+    out = np.empty((n, c) + (padded_depth,) * (x.ndim - 4) + (h + top + bottom, w + left + right),
+                   dtype=x.dtype)
+    volumes = out.reshape(n * c, padded_depth, h + top + bottom, w + left + right)
+    volumes[:, :front] = 0
+    volumes[:, front + d:] = 0
     if x.dtype not in _EXPONENT_BITS:  # integers (always finite), complex, long double
-        out[...] = 0
-        out[:, :, top:top + h, left:left + w] = x
+        volumes[:, front:front + d] = 0
+        volumes[:, front:front + d, top:top + h, left:left + w] = x.reshape(n * c, d, h, w)
         return out, x.dtype.kind not in "fc" or bool(np.isfinite(x).all())
     bits, mask = _EXPONENT_BITS[x.dtype]
-    nonfinite = np.empty(n * c, dtype=np.bool_)
-    _pad_planes(np.ascontiguousarray(x).reshape(n * c, h, w).view(bits),
-                out.reshape(n * c, h + top + bottom, w + left + right).view(bits), top, left,
-                bits(mask), nonfinite)
+    nonfinite = np.empty(n * c * d, dtype=np.bool_)
+    _pad_planes(np.ascontiguousarray(x).reshape(n * c * d, h, w).view(bits),
+                out.reshape(-1, h + top + bottom, w + left + right).view(bits), top, left,
+                d, front, padded_depth, bits(mask), nonfinite)
     return out, not nonfinite.any()

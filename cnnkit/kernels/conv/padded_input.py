@@ -27,10 +27,10 @@ class PaddedInput:
                                            zip(self.data.shape[2:], self.pads))
 
     def padded(self, finite=None):
-        """The zero-padded input, made on first use. Large 1-D and 2-D inputs are padded by
-        one parallel pass that also finds whether x is finite, noted in ``finite`` as "x"."""
+        """The zero-padded input, made on first use. Large 1-, 2- and 3-D inputs are padded
+        by one parallel pass that also finds whether x is finite, noted in ``finite`` as "x"."""
         if self._padded is None:
-            if self.data.ndim in (3, 4) and self.data.size >= tuning.value("compiled_min_size"):
+            if 3 <= self.data.ndim <= 5 and self.data.size >= tuning.value("compiled_min_size"):
                 self._padded, is_finite = pad_planes(self.data, self.pads)
                 if finite is not None:
                     finite.setdefault("x", is_finite)
