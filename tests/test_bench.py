@@ -23,8 +23,22 @@ def test_bad_arguments_are_one_line_errors_with_exit_2(args, message, capsys):
 def test_unknown_case_error_lists_every_suite_s_names(capsys):
     bench_main.main(["--only", "nosuch"])
     err = capsys.readouterr().err
-    for name in ("res3x3", "batchnorm", "sig1M_k1024"):
+    for name in ("res3x3", "batchnorm", "sig1M_k1024", "pw_320_1280"):
         assert name in err
+
+
+def test_more_suite_times_dilated_and_grouped_layers():
+    """Suite "more": its dilation column reaches both libraries (the FLOPs are those of the
+    dilated layer's output), and each row names what ran."""
+    from cnnkit.bench import layers
+    flops = {"dil3x3": 2 * 16 * 64 * 64 * 9 * 32 * 32,   # padding 2, dilation 2: out 32×32
+             "grouped": 2 * 16 * 128 * 32 * 9 * 28 * 28}  # 4 groups of 32 input channels
+    for name, work in flops.items():
+        rows = layers.conv_case(name, 1, layers.MORE_CASES)
+        assert [r["mode"] for r in rows] == ["fwd", "fwd+bwd"]
+        assert rows[0]["algorithm"] == "implicit"
+        for row, passes in zip(rows, (1, 3)):
+            assert row["cnnkit_gflops"] * row["cnnkit_ms"] * 1e6 == pytest.approx(passes * work)
 
 
 def test_json_into_a_missing_folder_is_refused_and_not_created(tmp_path, capsys):

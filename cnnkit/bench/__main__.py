@@ -1,4 +1,4 @@
-"""``python -m cnnkit.bench [--suite layers signals e2e] [--only CASE ...] [--threads N]
+"""``python -m cnnkit.bench [--suite layers signals e2e more] [--only CASE ...] [--threads N]
 [--repeats R] [--isa native|avx2|avx512] [--json PATH]``.
 
 ``--calibrate`` instead measures this machine's kernel constants and saves them, as
@@ -25,7 +25,9 @@ def build_parser():
     parser = _OneLineParser(prog=PROG, description=__doc__.split("\n")[0] +
                             " — cnnkit against PyTorch (and scipy), as ratios.")
     parser.add_argument("--suite", nargs="+", default=["layers", "signals", "e2e"],
-                        choices=["layers", "signals", "e2e"])
+                        choices=["layers", "signals", "e2e", "more"],
+                        help="layers, signals and e2e by default; 'more': layers outside the "
+                             "targets (channel counts, small maps, groups, dilation, 1-D, 3-D)")
     parser.add_argument("--only", nargs="*", help="run only these case names")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads for both libraries (default: all cores)")
@@ -44,7 +46,7 @@ def case_names():
     """Every name --only accepts, suite by suite."""
     from . import layers, signals
     return {"layers": [*layers.CONV_CASES, *layers.POOL_AND_NORM_CASES],
-            "signals": list(signals.SIGNAL_CASES)}
+            "signals": list(signals.SIGNAL_CASES), "more": list(layers.MORE_CASES)}
 
 
 def check_args(args):
@@ -113,6 +115,20 @@ def main(argv=None):
     return 0
 
 
+def _layer_suite(rows, info):
+    """Print the layer rows as they come, then their table and summary; returns both."""
+    from . import report
+    done = []
+    for row in rows:
+        done.append(row)
+        print(f"  {row['name']:14s} {row['mode']:8s} {row['cnnkit_ms']:9.2f} ms vs "
+              f"{row['torch_ms']:9.2f} ms  ratio {row['ratio']:.2f}", flush=True)
+    print("\n" + report.layer_table(done, info["sgemm_gflops"], info["peak"]["gflops_total"]))
+    summary = report.summary(done)
+    print(summary, flush=True)
+    return done, summary
+
+
 def run(args):
     from . import end_to_end, layers, machine, peak, report, signals
     from .timing import limit_threads, sgemm_rate
@@ -123,14 +139,11 @@ def run(args):
     print("\n".join(machine.header_lines(info)), flush=True)
     results = {"machine": info, "layers": [], "signals": [], "end_to_end": []}
     if "layers" in args.suite:
-        for row in layers.run(args.repeats, args.only):
-            results["layers"].append(row)
-            print(f"  {row['name']:14s} {row['mode']:8s} {row['cnnkit_ms']:9.2f} ms vs "
-                  f"{row['torch_ms']:9.2f} ms  ratio {row['ratio']:.2f}", flush=True)
-        print("\n" + report.layer_table(results["layers"], info["sgemm_gflops"],
-                                        info["peak"]["gflops_total"]))
-        results["layer_summary"] = report.summary(results["layers"])
-        print(results["layer_summary"], flush=True)
+        results["layers"], results["layer_summary"] = _layer_suite(
+            layers.run(args.repeats, args.only), info)
+    if "more" in args.suite:
+        results["more_layers"], results["more_summary"] = _layer_suite(
+            layers.run(args.repeats, args.only, layers.MORE_CASES), info)
     if "signals" in args.suite:
         results["signals"] = list(signals.run(max(2, args.repeats // 2), args.only))
         print("\n" + report.signal_table(results["signals"]), flush=True)
