@@ -214,6 +214,36 @@ def test_infinite_weight_gives_torch_nans_in_the_input_gradient(channels):
     np.testing.assert_array_equal(np.isnan(dx), np.isnan(xt.grad.numpy()))
 
 
+def test_unwritten_buffer_rows_reach_no_result_and_raise_no_warning():
+    """The kernels' buffers are np.empty: rows past the last tap or position may hold anything,
+    and neither the results nor a warnings filter (``-W error``) may see them (here they hold
+    +inf and -inf, whose sum would warn of an invalid value)."""
+    import warnings
+
+    from cnnkit import tuning
+    rng = np.random.default_rng(5)
+    xp = rng.standard_normal((4, 3, 12, 12), dtype=np.float32)  # 27 taps: a ragged last tile
+    dy = rng.standard_normal((4, 20, 10, 10), dtype=np.float32)
+    expected = conv_implicit.backward_weight(xp, dy, (3, 3), (1, 1), (1, 1))
+    real_empty = np.empty
+
+    def nan_empty(shape, dtype=float, *args, **kwargs):
+        out = real_empty(shape, dtype, *args, **kwargs)
+        if np.dtype(dtype).kind == "f":
+            flat = out.reshape(-1)
+            flat[:] = np.inf
+            flat[np.arange(flat.size) % 3 == 1] = -np.inf
+        return out
+    with mock.patch.object(np, "empty", nan_empty), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for share_positions in (50, 2048):  # several shares, then one
+            with tuning.override(implicit_weight_share_positions=share_positions):
+                dw = conv_implicit.backward_weight(xp, dy, (3, 3), (1, 1), (1, 1))
+            np.testing.assert_allclose(dw, expected, rtol=1e-5, atol=1e-4)
+            y = conv_implicit.forward(xp, dw, (1, 1), (1, 1), (10, 10))
+            assert np.isfinite(y).all()
+
+
 @pytest.mark.parametrize("share_positions", [100, 2048])  # 12 shares (8 used) or 1
 def test_weight_gradient_is_the_same_on_any_thread_count(share_positions):
     """Bit for bit: the position shares and tap groups are fixed numbers, not one per thread

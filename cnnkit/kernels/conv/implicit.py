@@ -308,7 +308,10 @@ def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=
     compiled.ENTRY[vectors][1](np.ascontiguousarray(xp), dy_last, offset,
                                _corners(xp.shape, dy.shape[2:], stride), partial,
                                tuning.value("implicit_position_block"), -(-tasks // shares))
-    dw = np.empty((1, k, offset.size), np.float32)  # dw[k, (c, a)] = Σ_s partial[s, (c, a), k]
-    rows_to_planes_parallel(partial.sum(axis=0) if shares > 1 else partial[0], dw)
+    # dw[k, (c, a)] = Σ_s partial[s, (c, a), k]; the rows past the taps (a ragged tile's
+    # spill) are never read: they may hold anything, NaN included
+    dw = np.empty((1, k, offset.size), np.float32)
+    rows_to_planes_parallel(partial[:, :offset.size].sum(axis=0) if shares > 1 else partial[0],
+                            dw)
     dw = dw.reshape((k, offset.size // math.prod(kernel)) + tuple(kernel))
     return (dw, db.astype(np.float32)) if with_bias else dw
