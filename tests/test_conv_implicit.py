@@ -151,6 +151,21 @@ def test_planar_where_channels_last_idles_or_transposes():
     assert conv_kernels.select(vol3d, "input") == "implicit"
 
 
+def test_thin_1x1_weight_gradients_go_to_shift():
+    """A 1×1 layer's weight gradient with few input channels is one thin product per image,
+    which shift computes on dy as it is; with many, or with a spatial kernel, or strided
+    (shift does not apply), it stays on the implicit GEMM."""
+    def pick(c, k, size, kernel=1, stride=1):
+        g = conv_kernels.ConvGeometry.of((16, c, size, size), (k, c, kernel, kernel),
+                                         (stride, stride), (1, 1))
+        return conv_kernels.select(g, "weight")
+    assert pick(24, 144, 56) == "shift"                    # an inverted residual's expansion
+    assert pick(128, 512, 7) == "implicit"
+    assert pick(256, 64, 16) == "implicit"                  # pw1x1
+    assert pick(24, 144, 58, kernel=3) == "implicit"
+    assert pick(24, 144, 56, stride=2) == "implicit"
+
+
 def test_float64_falls_back_and_groups_apply():
     def geometry(dtype, groups):
         return conv_kernels.ConvGeometry.of((2, 4, 8, 8), (4, 4 // groups, 3, 3), (1, 1),

@@ -1,4 +1,5 @@
-"""Re-measure the implicit GEMM's orientation rule (``implicit.planar_wins``) on this machine.
+"""Re-measure the implicit GEMM's orientation rule (``implicit.planar_wins``) on this machine,
+and its rule for 1×1 weight gradients (``implicit_weight_1x1_min_channels``).
 
     python -m cnnkit.bench.orientation
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.orientation     # as on an AVX2 CPU
@@ -7,7 +8,8 @@ Times the stride-1 forward product (``implicit.forward``, one thread, CPU time) 
 orientations, channels-last (output channels on the lanes, then a transpose) and planar
 (positions on the lanes, output channels on the tile's rows), on products of every shape the
 rule tells apart: few output channels, thin and wide (few terms per output, many outputs),
-and dense. Prints both times, the faster and the rule's pick.
+and dense. Prints both times, the faster and the rule's pick. Then the weight gradient of 1×1
+layers on the implicit GEMM and on shift (one matrix product per image), likewise.
 """
 import time
 from unittest import mock
@@ -24,15 +26,18 @@ CASES = [
     (8, 320, 1280, (7, 7), (1, 1)), (16, 128, 512, (14, 14), (1, 1)),
     (16, 32, 192, (16, 16), (3, 3)),
 ]
+# 1×1 weight gradients (N, C, K, map): few and many input channels, large and small maps.
+WEIGHT_CASES = [(16, 24, 144, (56, 56)), (8, 32, 256, (28, 28)), (16, 64, 256, (14, 14)),
+                (32, 128, 512, (7, 7)), (32, 256, 64, (16, 16)), (16, 96, 24, (56, 56))]
 
 
-def _best(run, repeats=7):
+def _best(run, repeats=7, clock=time.process_time):
     run()
     best = float("inf")
     for _ in range(repeats):
-        start = time.process_time()
+        start = clock()
         run()
-        best = min(best, time.process_time() - start)
+        best = min(best, clock() - start)
     return best
 
 
@@ -65,5 +70,37 @@ def measure(log=print):
     return rows
 
 
+def measure_weight(log=print):
+    """[(case, implicit s, shift s, rule's pick)] for 1×1 weight gradients, on every core,
+    wall time: shift's products run on BLAS's threads, which one Numba thread would not
+    limit."""
+    import numba
+
+    from ..kernels import conv
+    from ..kernels.conv import ConvGeometry
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    rng = np.random.default_rng(1)
+    log(f"# {numba.get_num_threads()} threads, wall time, 1×1 weight gradient: implicit GEMM "
+        f"against shift")
+    rows = []
+    for n, c, k, size in WEIGHT_CASES:
+        x = rng.standard_normal((n, c) + size, dtype=np.float32)
+        dy = rng.standard_normal((n, k) + size, dtype=np.float32)
+        times = []
+        for algorithm in ("implicit", "shift"):
+            with conv.using(algorithm=algorithm):
+                times.append(_best(lambda: conv.conv_backward_weight(x, dy, (1, 1), (1, 1),
+                                                                     (1, 1)),
+                                   clock=time.perf_counter))
+        rule = conv.select(ConvGeometry.of(x.shape, (k, c, 1, 1), (1, 1), (1, 1)), "weight")
+        faster = "shift" if times[1] < times[0] else "implicit"
+        rows.append(((n, c, k, size), *times, rule))
+        log(f"  C={c:3d} → K={k:3d}, {n}×{'×'.join(map(str, size))}: implicit "
+            f"{times[0] * 1e3:6.2f} ms, shift {times[1] * 1e3:6.2f} ms -> {faster:8s} rule: "
+            f"{rule}{'' if rule == faster else '  (differs)'}")
+    return rows
+
+
 if __name__ == "__main__":
     measure()
+    measure_weight()

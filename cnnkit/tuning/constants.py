@@ -54,6 +54,14 @@ _TABLE = [
              "cnnkit.bench.orientation: 256 outputs of 64 terms ran 1.2-1.6× faster planar, "
              "128 of 128 and 32 of 25 within 15 % either way)." + _NOT_TIMED,
              0.0, 1e6),
+    Constant("implicit_weight_1x1_min_channels", 96, "input channels",
+             "A 1×1, stride-1 layer's weight gradient runs on the implicit GEMM from this many "
+             "input channels on; below, shift's one matrix product per image wins: it reads dy "
+             "as it is, while the implicit GEMM first lays all of dy out channels-last for few "
+             "terms per output (2 threads, AVX-512 and AVX2 alike: C=24 → 144 on 56×56 maps "
+             "3.2 against 2.5 ms, C=64 → 256 on 14×14 0.9 against 0.6; C=128 → 512 on 7×7 1.2 "
+             "against 1.5, C=256 → 64 1.0 against 2.2). Compared by python -m "
+             "cnnkit.bench.orientation." + _NOT_TIMED, 1, 1 << 16, integer=True),
     Constant("implicit_weight_shares", 8, "parallel tasks",
              "The implicit GEMM's weight gradient runs this many parallel tasks: shares of the "
              "output positions, each summed into its own taps × output-channels block and the "
