@@ -3,7 +3,8 @@
 The grid in test_conv_algorithms forces every algorithm through the dispatcher on
 hand-picked shapes with few output channels; these draw 1-, 2- and 3-D layers with up to 70
 output channels, so every register-tile width (AVX-512: 16, 32, 48 and 64 lanes; AVX2: 8, 16
-and 24) meets ragged channel counts, ragged last tiles of positions and taps, strides, dilations and asymmetric padding.
+and 24) meets ragged channel counts, ragged last tiles of positions and taps, strides,
+dilations and asymmetric padding.
 """
 from unittest import mock
 

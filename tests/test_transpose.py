@@ -25,6 +25,12 @@ def test_planes_to_rows(n, k, s):
         np.testing.assert_array_equal(rows[:, k:], 0)
         sums = planes_to_rows(a, np.full(out.shape, np.nan, np.float32), with_sums=True)
         np.testing.assert_allclose(sums, a.astype(np.float64).sum(axis=(0, 2)), rtol=1e-12)
+    # views: a block of channels (read in place), and positions not S apart (copied)
+    wide = np.concatenate([a, a + 1], axis=2)
+    for view in (np.concatenate([a, a], axis=1)[:, k:], wide[:, :, :s]):
+        out = np.full((1, n * s, kp), np.nan, np.float32)
+        planes_to_rows(view, out)
+        np.testing.assert_array_equal(out[0, :, :k], expected)
 
 
 @pytest.mark.parametrize("with_bias", [False, True])

@@ -7,9 +7,10 @@
 Times the implicit GEMM's forward kernel (``implicit_gemm_numba.forward``, the product alone:
 no padding, weight or layout copies) on a GEMM-shaped 3×3 layer (N=16, 64 → 192 channels,
 32×32: a multiple of every tile's width, so that no tile computes padding) for every MR × NV
-tile near the register budget of this target, and prints GFLOP/s beside the table's choice. A tile that does not fit the vector registers spills and shows
-it at once (AVX-512's 8 × 2 on AVX2's 16 registers ran several times slower). Each tile is
-compiled on first use: about a second each.
+tile near the register budget of this target, and prints GFLOP/s beside the table's choice.
+A tile that does not fit the vector registers spills and shows it at once (AVX-512's 8 × 2 on
+AVX2's 16 registers ran several times slower). Each tile is compiled on first use: about a
+second each.
 
 ``--blocks`` keeps the table's tile and times the blocking constants of the same kernels
 (``implicit_tap_block``: taps per pass of the forward kernel; ``implicit_position_block``:

@@ -19,9 +19,10 @@ which is a convolution in either orientation (flat element indices into one padd
 
 The micro-kernel (``microkernel``) keeps an MR × NR tile of C in vector registers, NR = LANES·NV
 float32 lanes; MR for each NV comes from the target's row of ``cnnkit.cpu.TILES`` (AVX-512:
-8 × 16, 10 × 32, 8 × 48 and 6 × 64; AVX2: 8 × 8, 6 × 16 (BLIS's Haswell shape) and 4 × 24). Why not BLAS: an im2col GEMM
-pays the column copies, and NumPy's OpenBLAS may be held to older kernels than the CPU has
-(``OPENBLAS_CORETYPE``); BENCHMARKS.md compares both against the machine's FMA peak.
+8 × 16, 10 × 32, 8 × 48 and 6 × 64; AVX2: 8 × 8, 6 × 16 (BLIS's Haswell shape) and 4 × 24).
+Why not BLAS: an im2col GEMM pays the column copies, and NumPy's OpenBLAS may be held to older
+kernels than the CPU has (``OPENBLAS_CORETYPE``); BENCHMARKS.md compares both against the
+machine's FMA peak.
 """
 import numba
 import numpy as np

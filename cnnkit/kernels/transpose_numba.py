@@ -157,7 +157,11 @@ def planes_to_rows(a, out, with_sums=False):
     ``implicit_gemm_numba.panels``).
 
     With ``with_sums``, also returns Σ_{n,s} a[n, k, s] per k (float64, summed block by block
-    in a fixed order whatever the thread count): a layer's bias gradient, read on the way."""
+    in a fixed order whatever the thread count): a layer's bias gradient, read on the way.
+    ``a`` may be a view (a group's channels of a larger array): the transposes need only its
+    channels S apart and its positions contiguous, and anything else is copied first."""
+    if a.strides[1:] != (a.shape[2] * a.itemsize, a.itemsize):
+        a = np.ascontiguousarray(a)
     blocks = -(-a.shape[2] // 64)
     sums = np.empty((a.shape[0] * blocks if with_sums else 0, a.shape[1]), np.float64)
     _planes_to_rows(a, out, sums)
