@@ -23,7 +23,9 @@ def test_planes_to_rows(n, k, s):
         rows = out.transpose(1, 0, 2).reshape(n * s, kp)
         np.testing.assert_array_equal(rows[:, :k], expected)
         np.testing.assert_array_equal(rows[:, k:], 0)
-        sums = planes_to_rows(a, np.full(out.shape, np.nan, np.float32), with_sums=True)
+        summed = np.full(out.shape, np.nan, np.float32)  # the rows, written while summing
+        sums = planes_to_rows(a, summed, with_sums=True)
+        np.testing.assert_array_equal(summed, out)
         np.testing.assert_allclose(sums, a.astype(np.float64).sum(axis=(0, 2)), rtol=1e-12)
     # views: a block of channels (read in place), and positions not S apart (copied)
     wide = np.concatenate([a, a + 1], axis=2)

@@ -25,8 +25,8 @@ _ROUNDS = (
 )
 
 
-def _transpose8_codegen(builder, src, src_stride, dst, dst_stride, shift=None):
-    f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+def _transpose8_codegen(builder, src, src_stride, dst, dst_stride, shift=None, sums=None):
+    f32, f64, i64, i32 = ir.FloatType(), ir.DoubleType(), ir.IntType(64), ir.IntType(32)
     vec = ir.VectorType(f32, 8)
     src = builder.inttoptr(src, f32.as_pointer())
     dst = builder.inttoptr(dst, f32.as_pointer())
@@ -50,6 +50,13 @@ def _transpose8_codegen(builder, src, src_stride, dst, dst_stride, shift=None):
             v[j] = builder.fadd(v[j], splat)
     for j in range(8):
         builder.store(v[j], row(dst, dst_stride, j), align=4)
+    if sums is not None:  # sums[i] += the stored values of column i, row by row, in float64
+        sums = builder.bitcast(builder.inttoptr(sums, f64.as_pointer()),
+                               ir.VectorType(f64, 8).as_pointer())
+        total = builder.load(sums, align=8)
+        for j in range(8):
+            total = builder.fadd(total, builder.fpext(v[j], ir.VectorType(f64, 8)))
+        builder.store(total, sums, align=8)
 
 
 @intrinsic
@@ -70,6 +77,18 @@ def transpose8_shift(typingctx, src, src_stride, dst, dst_stride, shift):
 
     def codegen(context, builder, signature, args):
         _transpose8_codegen(builder, *args[:4], shift=args[4])
+        return context.get_dummy_value()
+
+    return types.void(types.intp, types.intp, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
+def transpose8_sum(typingctx, src, src_stride, dst, dst_stride, sums):
+    """``transpose8`` that also adds to sums[i] (float64) the stored values dst[j·dst_stride
+    + i], j = 0, 1, ..., 7 in that order: the column sums of the rows it writes."""
+
+    def codegen(context, builder, signature, args):
+        _transpose8_codegen(builder, *args[:4], sums=args[4])
         return context.get_dummy_value()
 
     return types.void(types.intp, types.intp, types.intp, types.intp, types.intp), codegen
@@ -118,7 +137,7 @@ def rows_to_planes_parallel(a, out):
 
 
 @numba.njit(parallel=True, cache=True)
-def _planes_to_rows(a, out, sums):
+def _planes_to_rows(a, out, sums, summed):
     n_images, k, positions = a.shape
     panels, _, width = out.shape
     # 8 × 8 blocks of channels that lie in one panel: all of them when the panels are a
@@ -130,24 +149,30 @@ def _planes_to_rows(a, out, sums):
         s1 = min(s0 + 64, positions)
         whole = s0 + (s1 - s0) // 8 * 8
         row0 = n * positions
+        # The bias gradient's block sums: each channel's values added in the order of the
+        # positions, the 8 × 8 blocks' by the transposes from their registers, then the
+        # edges. (A scalar pass over the block's rows afterwards cost more than the transpose
+        # itself: alex_c1's dy, 6.2 MB, 0.76 against 0.35 ms with the sums in the registers.)
+        total = sums[0]
+        if summed:
+            total = sums[task]
+            total[:] = 0
         for j0 in range(0, blocked, 8):
             for s in range(s0, whole, 8):
-                transpose8(a[n, j0:, s:].ctypes.data, positions,
-                           out[j0 // width, row0 + s:, j0 % width:].ctypes.data, width)
+                if summed:
+                    transpose8_sum(a[n, j0:, s:].ctypes.data, positions,
+                                   out[j0 // width, row0 + s:, j0 % width:].ctypes.data, width,
+                                   total[j0:].ctypes.data)
+                else:
+                    transpose8(a[n, j0:, s:].ctypes.data, positions,
+                               out[j0 // width, row0 + s:, j0 % width:].ctypes.data, width)
         for s in range(s0, s1):
             for j in range(blocked if s < whole else 0, k):
                 out[j // width, row0 + s, j % width] = a[n, j, s]
+                if summed:
+                    total[j] += a[n, j, s]
             for j in range(k, panels * width):
                 out[j // width, row0 + s, j % width] = 0
-        if sums.shape[0]:  # the block's rows are in L1 now, and contiguous along k
-            total = sums[task]
-            total[:] = 0
-            for panel in range(panels):
-                j0 = panel * width
-                for s in range(s0, s1):
-                    row = out[panel, row0 + s]
-                    for j in range(min(width, k - j0)):
-                        total[j0 + j] += row[j]
 
 
 def planes_to_rows(a, out, with_sums=False):
@@ -163,8 +188,8 @@ def planes_to_rows(a, out, with_sums=False):
     if a.strides[1:] != (a.shape[2] * a.itemsize, a.itemsize):
         a = np.ascontiguousarray(a)
     blocks = -(-a.shape[2] // 64)
-    sums = np.empty((a.shape[0] * blocks if with_sums else 0, a.shape[1]), np.float64)
-    _planes_to_rows(a, out, sums)
+    sums = np.empty((a.shape[0] * blocks if with_sums else 1, a.shape[1]), np.float64)
+    _planes_to_rows(a, out, sums, with_sums)
     return sums.sum(axis=0) if with_sums else None
 
 
