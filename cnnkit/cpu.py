@@ -47,7 +47,8 @@ class Tiles:
 # Per family: register budget, as in BLIS's per-architecture configurations (the Haswell
 # sgemm kernel is 6 × 16: 12 ymm accumulators + 2 B vectors + 1 broadcast of 16 registers).
 # Re-measured by ``python -m cnnkit.bench.tiles`` (with NUMBA_CPU_NAME=haswell for the AVX2 row):
-# it times every tile near the budget; figures in BENCHMARKS.md.
+# it times every tile near the budget; ``--planar`` and ``--rows`` do the same for the planar
+# and row-correlation entries; figures in BENCHMARKS.md.
 #   32 registers (AVX-512, NEON, SVE at 128 bits): 8 × 1, 10 × 2 = 20 accumulators, 8 × 3 = 24,
 #   6 × 4 = 24 (10 × 2 ran 213 against 199 GFLOP/s for 8 × 2, one core; 12 × 2 spilled: 102).
 #   16 registers (AVX2, AVX, SSE): 8 × 1 = 8 accumulators, 6 × 2 = 12, 4 × 3 = 12; no 4-vector
@@ -55,6 +56,9 @@ class Tiles:
 #   of three vectors' multiples (48 and 96 on AVX-512, 24 on AVX2), which a wider tile pads:
 #   ``implicit_gemm_numba.tile`` picks the tile that pads least. The row correlation's four
 #   output rows share each input vector, so its tiles are 4 × NV with 4·NV + NV + 1 registers.
+#   One core: planar 4 × 4 176 GFLOP/s on AVX-512 (6 × 4: 163); on AVX2, timed alternately,
+#   6 × 2 ran 94–104 and 4 × 3 94–106, too close to change the table. Rows, 1024² ⋆ 11 × 11:
+#   4 × 4 79 (6 × 4: 82), AVX2 4 × 2 62 (4 × 3: 65); 2²⁰ ⋆ 127: 1 × 4 67, AVX2 58, the fastest.
 # The kernels compile these numbers in, and Numba's on-disk cache knows a kernel by its own
 # source file, not by this table: after editing it, delete the kernels' cached builds
 # (cnnkit/kernels/__pycache__/*.nbi and *.nbc), or a stale tile runs against new buffers.

@@ -78,6 +78,8 @@ def test_tile_tool_candidates_cover_the_table():
         candidates = _candidates(registers)
         assert all((rows, vectors) in candidates
                    for vectors, rows in enumerate(tiles.gemm_rows) if rows)
+        assert tiles.planar in candidates
+        assert set(tiles.rows) <= set(_candidates(registers, (1, 2, 4, 6, 8)))
 
 
 def test_tile_tool_times_a_tile_and_marks_the_table():
@@ -90,6 +92,32 @@ def test_tile_tool_times_a_tile_and_marks_the_table():
     results = measure(threads=1, repeats=1, log=lines.append, candidates=[(rows, vectors)])
     assert list(results) == [(rows, vectors)] and results[(rows, vectors)] > 0
     assert lines[-1].endswith("<- table")
+
+
+def test_planar_tile_tool_times_a_tile_and_marks_the_table():
+    """``python -m cnnkit.bench.tiles --planar``: the command that re-measures the planar
+    entry of the tile table."""
+    from cnnkit.bench.tiles import measure_planar
+    table = cnnkit.cpu.host().tiles.planar
+    lines = []
+    results = measure_planar(threads=1, repeats=1, log=lines.append, candidates=[table, (2, 1)])
+    assert list(results) == [table, (2, 1)] and all(rate > 0 for rate in results.values())
+    assert lines[1].endswith("<- table") and not lines[2].endswith("<- table")
+
+
+def test_rows_tile_tool_times_both_cases_and_marks_the_table():
+    """``python -m cnnkit.bench.tiles --rows``: the command that re-measures the row
+    correlation's entries of the tile table, the one-row tile on the signal and the four-row
+    tiles on the image."""
+    from cnnkit.bench.tiles import measure_rows
+    one_row, four_rows = cnnkit.cpu.host().tiles.rows[0], cnnkit.cpu.host().tiles.rows[1]
+    lines = []
+    results = measure_rows(threads=1, repeats=1, log=lines.append,
+                           candidates=[one_row, four_rows])
+    assert set(results) == {("image", *one_row), ("signal", *one_row), ("image", *four_rows)}
+    assert all(rate > 0 for rate in results.values())
+    marked = [line.split()[0] for line in lines[1:] if line.endswith("<- table")]
+    assert marked == ["signal", "image"]
 
 
 def test_block_tool_times_every_size_and_marks_the_constants():

@@ -3,6 +3,8 @@
     python -m cnnkit.bench.tiles [--threads 1] [--repeats 5]
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.tiles      # the AVX2 row, on any x86 host
     python -m cnnkit.bench.tiles --blocks   # the blocking constants instead (below)
+    python -m cnnkit.bench.tiles --planar   # the channels-first tile instead (below)
+    python -m cnnkit.bench.tiles --rows     # the row correlation's tiles instead (below)
 
 Times the implicit GEMM's forward kernel (``implicit_gemm_numba.forward``, the product alone:
 no padding, weight or layout copies) on a GEMM-shaped 3×3 layer (N=16, 64 → 192 channels,
@@ -17,6 +19,16 @@ second each.
 output positions of dy per pass of the weight kernel; ``implicit_weight_share_positions``:
 the fewest output positions per share of the weight gradient, whose partial sums are added
 afterwards) at a few sizes, on the same layer.
+
+``--planar`` times the channels-first kernel (``implicit_gemm_numba.planar_tiles``, the
+table's ``planar`` entry) for the same candidate tiles, MR output channels by NV vectors of
+positions, on the kind of product it is chosen for: thin and wide, a 1×1 layer (N=16,
+64 → 192 channels, 24×24 maps: 576 positions, a multiple of every tile's width).
+
+``--rows`` times the row correlation (``kernels/correlate_rows.py``, the table's ``rows``
+entries) with each candidate tile, MR output rows by NV vectors of columns, on an image
+(1024 × 1024 ⋆ 11 × 11, valid: the four-row tiles) and a signal (2²⁰ ⋆ 127: the one-row
+tile), copies included.
 """
 import argparse
 import math
@@ -24,14 +36,19 @@ import os
 import time
 
 
-def _candidates(registers):
+def _candidates(registers, row_counts=(2, 3, 4, 6, 8, 10, 12)):
     """(MR, NV) pairs around the budget MR·NV + NV + 1 ≤ registers (a few just over it)."""
     pairs = []
     for vectors in (1, 2, 3, 4):
-        for rows in (2, 3, 4, 6, 8, 10, 12):
+        for rows in row_counts:
             if rows * vectors + vectors + 1 <= registers + vectors:
                 pairs.append((rows, vectors))
     return pairs
+
+
+def _line(rows, vectors, lanes, rate, chosen):
+    return (f"  MR {rows:2d} × NV {vectors} ({rows}×{lanes * vectors:3d}, "
+            f"{rows * vectors + vectors + 1:2d} registers): {rate:7.1f} GFLOP/s{chosen}")
 
 
 def _kernel(rows, vectors):
@@ -75,9 +92,113 @@ def measure(threads=1, repeats=5, log=print, candidates=None):
         best = _best(lambda: run(xp, wt, offset, corner, out, y, 8 * threads), repeats, clock)
         results[(rows, vectors)] = flops / best / 1e9
         chosen = "  <- table" if table[vectors] == rows else ""
-        log(f"  MR {rows:2d} × NV {vectors} ({rows}×{width:3d}, "
-            f"{rows * vectors + vectors + 1:2d} registers): "
-            f"{results[(rows, vectors)]:7.1f} GFLOP/s{chosen}")
+        log(_line(rows, vectors, cpu.lanes, results[(rows, vectors)], chosen))
+    return results
+
+
+def _planar_kernel(rows, vectors):
+    """The channels-first kernel with literal MR and NV (compiled for this tile alone)."""
+    import numba
+
+    from ..kernels import implicit_gemm_numba as compiled
+
+    @numba.njit
+    def run(x_flat, n_images, image, w_rows, offset, out, length):
+        compiled.planar_tiles(x_flat, n_images, image, w_rows, offset, out, length, 128, rows,
+                              vectors)
+    return run
+
+
+def measure_planar(threads=1, repeats=5, log=print, candidates=None):
+    """{(MR, NV): GFLOP/s} of the channels-first kernel for this target's candidate tiles
+    (or the (MR, NV) pairs given), on a thin, wide 1×1 product."""
+    import numba
+    import numpy as np
+
+    from ..cpu import host
+    from ..kernels.conv.implicit import _offsets
+    numba.set_num_threads(threads)
+    cpu = host()
+    n, c, k, size = 16, 64, 192, 24
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, size, size), dtype=np.float32)
+    offset = _offsets(x.shape, (1, 1), (1, 1))
+    positions = size * size
+    # the last image's strips read up to a tile's width past it
+    x_flat = np.concatenate([x.reshape(-1), np.zeros(64 * cpu.lanes, np.float32)])
+    flops = 2 * n * k * c * positions
+    clock = time.process_time if threads == 1 else time.perf_counter
+    log(f"# {cpu.summary()}; {threads} thread(s); implicit GEMM channels-first kernel, "
+        f"{n}×{c}×{size}×{size} ⋆ {k}×{c}×1×1")
+    results = {}
+    for rows, vectors in candidates or _candidates(cpu.registers):
+        width = cpu.lanes * vectors
+        k_padded = -(-k // rows) * rows
+        w_rows = rng.standard_normal((k_padded, c), dtype=np.float32)
+        out = np.empty((n, k_padded, -(-positions // width) * width), np.float32)
+        run = _planar_kernel(rows, vectors)
+        best = _best(lambda: run(x_flat, n, c * positions, w_rows, offset, out, positions),
+                     repeats, clock)
+        results[(rows, vectors)] = flops / best / 1e9
+        chosen = "  <- table" if cpu.tiles.planar == (rows, vectors) else ""
+        log(_line(rows, vectors, cpu.lanes, results[(rows, vectors)], chosen))
+    return results
+
+
+def _rows_kernel(rows, vectors):
+    """``correlate_rows._run`` with literal MR and NV (compiled for this tile alone)."""
+    import numba
+
+    from ..kernels import correlate_rows_numba as compiled
+
+    @numba.njit
+    def run(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks):
+        compiled.correlate(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out,
+                           col_chunks, rows, vectors)
+    return run
+
+
+def measure_rows(threads=1, repeats=5, log=print, candidates=None):
+    """{(case, MR, NV): GFLOP/s} of the row correlation for this target's candidate tiles (or
+    the (MR, NV) pairs given), on an image and on a signal."""
+    from unittest import mock
+
+    import numba
+    import numpy as np
+
+    from ..cpu import host
+    from ..kernels import correlate_rows
+    numba.set_num_threads(threads)
+    cpu = host()
+    rng = np.random.default_rng(0)
+    cases = {"image": (rng.standard_normal((1024, 1024), dtype=np.float32),
+                       rng.standard_normal((11, 11), dtype=np.float32)),
+             "signal": (rng.standard_normal(1 << 20, dtype=np.float32),
+                        rng.standard_normal(127, dtype=np.float32))}
+    clock = time.process_time if threads == 1 else time.perf_counter
+    log(f"# {cpu.summary()}; {threads} thread(s); row correlation, valid: "
+        f"1024×1024 ⋆ 11×11 (image), 2^20 ⋆ 127 (signal)")
+    results = {}
+    for rows, vectors in candidates or _candidates(cpu.registers, (1, 2, 4, 6, 8)):
+        kernel = _rows_kernel(rows, vectors)
+
+        def run(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, *_):
+            tasks = plane_base.size * out.shape[1] // rows
+            chunks = min(out.shape[2] // (cpu.lanes * vectors), -(-8 * threads // tasks))
+            kernel(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, chunks)
+        for case, (x, k) in cases.items():
+            sizes = tuple(n - m + 1 for n, m in zip(x.shape, k.shape))
+            if case == "signal" and rows > 1:
+                continue  # a one-row kernel leaves the other rows' taps zero
+            with mock.patch.object(correlate_rows, "tile", lambda *_: (rows, vectors)), \
+                    mock.patch.object(correlate_rows, "_run", run):
+                best = _best(lambda: correlate_rows.correlate(x, k, (0,) * x.ndim, sizes),
+                             repeats, clock)
+            rate = 2 * k.size * math.prod(sizes) / best / 1e9
+            results[(case, rows, vectors)] = rate
+            table = cpu.tiles.rows[:1] if case == "signal" else cpu.tiles.rows[1:]
+            chosen = "  <- table" if (rows, vectors) in table else ""
+            log(f"  {case:6s}" + _line(rows, vectors, cpu.lanes, rate, chosen))
     return results
 
 
@@ -161,14 +282,21 @@ def main(argv=None):
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--blocks", action="store_true",
-                        help="time the tap and position block sizes instead of the tiles")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--blocks", action="store_true",
+                      help="time the tap and position block sizes instead of the tiles")
+    mode.add_argument("--planar", action="store_true",
+                      help="time the channels-first kernel's tiles instead")
+    mode.add_argument("--rows", action="store_true",
+                      help="time the row correlation's tiles instead")
     args = parser.parse_args(argv)
     if args.threads < 1 or args.threads > (os.cpu_count() or 1):
         parser.error(f"--threads: expected 1 to {os.cpu_count()}, got {args.threads}")
     if args.repeats < 1:
         parser.error(f"--repeats: expected at least 1, got {args.repeats}")
-    (measure_blocks if args.blocks else measure)(args.threads, args.repeats)
+    run = (measure_blocks if args.blocks else measure_planar if args.planar else
+           measure_rows if args.rows else measure)
+    run(args.threads, args.repeats)
 
 
 if __name__ == "__main__":

@@ -128,14 +128,17 @@ def weight(x, dy, offset, corner, partial, rows, vectors, position_block, groups
 
 
 @numba.njit(parallel=True, cache=True)
-def planar(x_flat, n_images, image, w_rows, offset, out, length, tap_block):
+def planar_tiles(x_flat, n_images, image, w_rows, offset, out, length, tap_block, rows, vectors):
     """The transposed orientation, output channels on the tile's rows and positions on its
     lanes, so y comes out channels-first (NCHW) with no transpose (stride 1 only):
     out[n, k, p] = Σ_t w_rows[k, t] · x_flat[n·image + p + offset[t]] for p < length, in the
-    padded input's flat positions (the caller crops the border columns). w_rows (Kp, T), Kp a
-    multiple of PLANAR_ROWS; out (≥ n_images, Kp, Lp), Lp a multiple of the tile width; reads
-    reach x_flat[(n_images − 1)·image + Lp + max(offset)]."""
-    rows, width = PLANAR_ROWS, LANES * PLANAR_VECTORS
+    padded input's flat positions (the caller crops the border columns), by MR × NV tiles
+    (``rows``, ``vectors``: compile-time constants). w_rows (Kp, T), Kp a multiple of MR;
+    out (≥ n_images, Kp, Lp), Lp a multiple of the tile width; reads reach
+    x_flat[(n_images − 1)·image + Lp + max(offset)]."""
+    numba.literally(rows)
+    numba.literally(vectors)
+    width = LANES * vectors
     kp, taps = w_rows.shape
     lp = out.shape[2]
     position_tiles = (length + width - 1) // width
@@ -156,8 +159,14 @@ def planar(x_flat, n_images, image, w_rows, offset, out, length, tap_block):
                                       tap_index.ctypes.data, x_flat[n * image + p0:].ctypes.data,
                                       offset[t0:].ctypes.data,
                                       out_flat[(n * kp + k0) * lp + p0:].ctypes.data,
-                                      c_row.ctypes.data, 1 if t0 else 0, PLANAR_ROWS,
-                                      PLANAR_VECTORS)
+                                      c_row.ctypes.data, 1 if t0 else 0, rows, vectors)
+
+
+@numba.njit(cache=True)
+def planar(x_flat, n_images, image, w_rows, offset, out, length, tap_block):
+    """``planar_tiles`` with this target's tile, ``cpu.TILES``' planar (MR, NV)."""
+    planar_tiles(x_flat, n_images, image, w_rows, offset, out, length, tap_block, PLANAR_ROWS,
+                 PLANAR_VECTORS)
 
 
 # One entry point per vector count: a literal NV from compiled code costs nothing, while
