@@ -6,6 +6,7 @@ output channels, so every register-tile width (AVX-512: 16, 32, 48 and 64 lanes;
 and 24) meets ragged channel counts, ragged last tiles of positions and taps, strides,
 dilations and asymmetric padding.
 """
+from functools import partial
 from unittest import mock
 
 import numpy as np
@@ -80,7 +81,10 @@ def _check_layer(layer, seed):
         # one stride-1 gradient per phase (every s-th input cell)
         # both arrangements of the phases (strided_input), the padding's cells kept or not
         inside = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(xp.shape[2:], pads))
-        for arrangement in (strided_input.by_phases, strided_input.subpixel):
+        # (by_phases as parallel products per phase, or as parallel tasks per image)
+        for arrangement in (partial(strided_input.by_phases, per_image=False),
+                            partial(strided_input.by_phases, per_image=True),
+                            strided_input.subpixel):
             dx = arrangement(dy, w, xp.shape[2:], stride, dilation)
             _check(dx, xt.grad.numpy(), scale)
             dx = arrangement(dy, w, xp.shape[2:], stride, dilation, pads)

@@ -88,6 +88,49 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block, row
 
 
 @numba.njit(parallel=True, cache=True)
+def by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, rows, vectors,
+             tap_block):
+    """Several products that write disjoint rows of ``out``, one parallel task per image:
+    product f has the taps tap_start[f] ≤ t < tap_start[f + 1] (their weights the same rows
+    of wt's panels) and, for image n, the positions p of position_start[f] + n·P_f ≤ p <
+    position_start[f] + (n + 1)·P_f (P_f: product f's positions per image), and writes
+    out[row[p], j·W + l] = Σ_t x_flat[corner[p] + offset[t]] · wt[j, t, l]. Each task then
+    copies its image's rows, out[n·S + s], into y[n] (N, K, S) channels-first while they are
+    still in cache. A strided input gradient's phases (``conv.strided_input``) are the
+    products: together they write every cell of dx once."""
+    numba.literally(rows)
+    numba.literally(vectors)
+    width = LANES * vectors
+    kp = wt.shape[0] * width
+    n_images = y.shape[0]
+    x_flat = x.reshape(-1)
+    spare = out.shape[0] - rows
+    for n in numba.prange(n_images):
+        for f in range(tap_start.size - 1):
+            per_image = (position_start[f + 1] - position_start[f]) // n_images
+            first = position_start[f] + n * per_image
+            tiles = (per_image + rows - 1) // rows
+            base = np.empty((tiles, rows), np.int64)
+            c_row = np.empty((tiles, rows), np.int64)
+            for tile in range(tiles):
+                for i in range(rows):
+                    p = tile * rows + i
+                    inside = p < per_image
+                    base[tile, i] = corner[first + p] if inside else 0
+                    c_row[tile, i] = (row[first + p] if inside else spare) * kp
+            for t0 in range(tap_start[f], tap_start[f + 1], tap_block):
+                block = min(tap_block, tap_start[f + 1] - t0)
+                for j0 in range(0, kp, width):
+                    for tile in range(tiles):
+                        micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,
+                                     offset[t0:].ctypes.data, wt[j0 // width, t0:].ctypes.data,
+                                     width, out[:, j0:].ctypes.data, c_row[tile].ctypes.data,
+                                     1 if t0 > tap_start[f] else 0, rows, vectors)
+        positions = y.shape[2]
+        rows_to_planes(out, y, n * positions, (n + 1) * positions, NO_SHIFT)
+
+
+@numba.njit(parallel=True, cache=True)
 def weight(x, dy, offset, corner, partial, rows, vectors, position_block, groups):
     """partial[s, t, j·W + l] = Σ_{p in share s} x_flat[offset[t] + corner[p]] · dy[j, p, l];
     the caller sums over s. dy (Kp / W, P, W) channels-last in panels of the tile width W
@@ -211,8 +254,33 @@ def weight_4(x, dy, offset, corner, partial, position_block, groups):
     weight(x, dy, offset, corner, partial, _ROWS_4, 4, position_block, groups)
 
 
+@numba.njit(cache=True)
+def by_image_1(x, wt, offset, tap_start, corner, row, position_start, out, y, tap_block):
+    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, _ROWS_1, 1,
+             tap_block)
+
+
+@numba.njit(cache=True)
+def by_image_2(x, wt, offset, tap_start, corner, row, position_start, out, y, tap_block):
+    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, _ROWS_2, 2,
+             tap_block)
+
+
+@numba.njit(cache=True)
+def by_image_3(x, wt, offset, tap_start, corner, row, position_start, out, y, tap_block):
+    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, _ROWS_3, 3,
+             tap_block)
+
+
+@numba.njit(cache=True)
+def by_image_4(x, wt, offset, tap_start, corner, row, position_start, out, y, tap_block):
+    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, _ROWS_4, 4,
+             tap_block)
+
+
 ENTRY = {1: (forward_1, weight_1), 2: (forward_2, weight_2), 3: (forward_3, weight_3),
          4: (forward_4, weight_4)}
+BY_IMAGE = {1: by_image_1, 2: by_image_2, 3: by_image_3, 4: by_image_4}
 
 
 VECTOR_COUNTS = tuple(nv for nv in ENTRY if TILE_ROWS[nv])  # the tiles this target has
