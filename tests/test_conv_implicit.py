@@ -81,10 +81,11 @@ def _check_layer(layer, seed):
         # one stride-1 gradient per phase (every s-th input cell)
         # both arrangements of the phases (strided_input), the padding's cells kept or not
         inside = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(xp.shape[2:], pads))
-        # (by_phases as parallel products per phase, or as parallel tasks per image)
+        # (as parallel products, or as parallel tasks per image)
         for arrangement in (partial(strided_input.by_phases, per_image=False),
                             partial(strided_input.by_phases, per_image=True),
-                            strided_input.subpixel):
+                            partial(strided_input.subpixel, per_image=False),
+                            partial(strided_input.subpixel, per_image=True)):
             dx = arrangement(dy, w, xp.shape[2:], stride, dilation)
             _check(dx, xt.grad.numpy(), scale)
             dx = arrangement(dy, w, xp.shape[2:], stride, dilation, pads)

@@ -28,7 +28,7 @@ import numba
 import numpy as np
 
 from .microkernel import LANES, TILES, gathered_micro_kernel, micro_kernel
-from .transpose_numba import NO_SHIFT, planes_to_rows, rows_to_planes
+from .transpose_numba import NO_SHIFT, gather_cells, planes_to_rows, rows_to_planes
 
 TILE_ROWS = TILES.gemm_rows  # MR indexed by NV (0: that NV is not used on this target)
 _ROWS_1, _ROWS_2, _ROWS_3, _ROWS_4 = TILE_ROWS[1:5]
@@ -88,16 +88,18 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block, row
 
 
 @numba.njit(parallel=True, cache=True)
-def by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, rows, vectors,
-             tap_block):
+def by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, source, rows,
+             vectors, tap_block):
     """Several products that write disjoint rows of ``out``, one parallel task per image:
     product f has the taps tap_start[f] ≤ t < tap_start[f + 1] (their weights the same rows
     of wt's panels) and, for image n, the positions p of position_start[f] + n·P_f ≤ p <
     position_start[f] + (n + 1)·P_f (P_f: product f's positions per image), and writes
-    out[row[p], j·W + l] = Σ_t x_flat[corner[p] + offset[t]] · wt[j, t, l]. Each task then
-    copies its image's rows, out[n·S + s], into y[n] (N, K, S) channels-first while they are
-    still in cache. A strided input gradient's phases (``conv.strided_input``) are the
-    products: together they write every cell of dx once."""
+    out[row[p], j·W + l] = Σ_t x_flat[corner[p] + offset[t]] · wt[j, t, l] (row[p] = p when
+    ``row`` is empty). Each task then copies its image's cells into y[n] (N, K, S)
+    channels-first while they are still in cache: rows out[n·S + s] when ``source`` is empty
+    (a strided input gradient's phases, ``conv.strided_input.by_phases``, whose products
+    together write every row once), else y[n, k, s] = out_flat[n·P·Kp + source[s] + k] (the
+    pixel shuffle of ``subpixel``'s one product, P = its positions per image)."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
@@ -117,7 +119,8 @@ def by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, rows
                     p = tile * rows + i
                     inside = p < per_image
                     base[tile, i] = corner[first + p] if inside else 0
-                    c_row[tile, i] = (row[first + p] if inside else spare) * kp
+                    c_row[tile, i] = ((row[first + p] if row.size else first + p) if inside
+                                      else spare) * kp
             for t0 in range(tap_start[f], tap_start[f + 1], tap_block):
                 block = min(tap_block, tap_start[f + 1] - t0)
                 for j0 in range(0, kp, width):
@@ -126,8 +129,11 @@ def by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, rows
                                      offset[t0:].ctypes.data, wt[j0 // width, t0:].ctypes.data,
                                      width, out[:, j0:].ctypes.data, c_row[tile].ctypes.data,
                                      1 if t0 > tap_start[f] else 0, rows, vectors)
-        positions = y.shape[2]
-        rows_to_planes(out, y, n * positions, (n + 1) * positions, NO_SHIFT)
+        if source.size:
+            gather_cells(out.reshape(-1), n * (position_start[1] // n_images) * kp, source, 1,
+                         y[n], 0, y.shape[2])
+        else:
+            rows_to_planes(out, y, n * y.shape[2], (n + 1) * y.shape[2], NO_SHIFT)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -255,27 +261,31 @@ def weight_4(x, dy, offset, corner, partial, position_block, groups):
 
 
 @numba.njit(cache=True)
-def by_image_1(x, wt, offset, tap_start, corner, row, position_start, out, y, tap_block):
-    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, _ROWS_1, 1,
-             tap_block)
+def by_image_1(x, wt, offset, tap_start, corner, row, position_start, out, y, source,
+                tap_block):
+    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, source, _ROWS_1,
+             1, tap_block)
 
 
 @numba.njit(cache=True)
-def by_image_2(x, wt, offset, tap_start, corner, row, position_start, out, y, tap_block):
-    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, _ROWS_2, 2,
-             tap_block)
+def by_image_2(x, wt, offset, tap_start, corner, row, position_start, out, y, source,
+                tap_block):
+    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, source, _ROWS_2,
+             2, tap_block)
 
 
 @numba.njit(cache=True)
-def by_image_3(x, wt, offset, tap_start, corner, row, position_start, out, y, tap_block):
-    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, _ROWS_3, 3,
-             tap_block)
+def by_image_3(x, wt, offset, tap_start, corner, row, position_start, out, y, source,
+                tap_block):
+    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, source, _ROWS_3,
+             3, tap_block)
 
 
 @numba.njit(cache=True)
-def by_image_4(x, wt, offset, tap_start, corner, row, position_start, out, y, tap_block):
-    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, _ROWS_4, 4,
-             tap_block)
+def by_image_4(x, wt, offset, tap_start, corner, row, position_start, out, y, source,
+                tap_block):
+    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, source, _ROWS_4,
+             4, tap_block)
 
 
 ENTRY = {1: (forward_1, weight_1), 2: (forward_2, weight_2), 3: (forward_3, weight_3),

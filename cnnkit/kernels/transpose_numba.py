@@ -198,14 +198,20 @@ def gather_planes(a, image, source, channel_step, out):
     """out[n, k, s] = a_flat[n·image + source[s] + k·channel_step]: planes gathered from a
     product's rows (channel_step 1) or planes through a table of where each cell lies (the
     pixel shuffle of ``conv.strided_input.subpixel``). Tasks of 1024 cells of one image."""
-    n_images, k, cells = out.shape
+    n_images, cells = out.shape[0], out.shape[2]
     flat = a.reshape(-1)
     blocks = -(-cells // 1024)
     for task in numba.prange(n_images * blocks):
         n, s0 = task // blocks, task % blocks * 1024
-        s1 = min(cells, s0 + 1024)
-        for j in range(k):
-            start = n * image + j * channel_step
-            plane = out[n, j]
-            for s in range(s0, s1):
-                plane[s] = flat[start + source[s]]
+        gather_cells(flat, n * image, source, channel_step, out[n], s0, min(cells, s0 + 1024))
+
+
+@numba.njit(cache=True)
+def gather_cells(flat, start, source, channel_step, planes, s0, s1):
+    """planes[k, s] = flat[start + source[s] + k·channel_step] for s0 ≤ s < s1: one image's
+    part of ``gather_planes``."""
+    for j in range(planes.shape[0]):
+        first = start + j * channel_step
+        plane = planes[j]
+        for s in range(s0, s1):
+            plane[s] = flat[first + source[s]]

@@ -15,6 +15,9 @@ backpropagation). Both arrangements read one zero-padded copy of dy and sum only
   zero weight), then the phases interleaved into dx (a "pixel shuffle"). For few channels,
   which would leave most lanes of a per-phase product idle: AlexNet's first layer (C = 3,
   11 × 11 at stride 4) becomes one product with 48 outputs of 64·3·3 terms.
+
+With enough images both run as one parallel task per image, which also moves the image's
+cells into dx (``_per_image``); else as parallel products followed by one pass over dx.
 """
 import itertools
 import math
@@ -63,6 +66,17 @@ def _dy_pads(reads, length):
     return max(0, -first), max(0, last - (length - 1))
 
 
+def _per_image(n, per_image):
+    """Whether to run one task per image (``per_image``, or by default from 4 images per
+    thread on: the tasks' imbalance then stays under 25 %). Each task puts its image's cells
+    into dx while they are in cache, which saves a pass over the whole of dx from memory (2
+    threads, timed alternately with PyTorch's layer in between, AVX-512 / AVX2: res3x3_s2's
+    input gradient 6.02 → 5.72 / 9.06 → 8.54 ms, at N=64 with half the channels 3.83 → 3.62 /
+    5.87 → 5.26; alex_c1's 6.10 → 5.71 / 9.00 → 8.78; 96 → 192 channels at N=16 and a 7 × 7
+    stem at stride 2 within 1 % either way)."""
+    return n >= 4 * numba.get_num_threads() if per_image is None else per_image
+
+
 def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
     """dL/dx (N, C, *spatial less pads) of a strided convolution, one product per phase.
     Every phase reads one padded dy (offset[(k, a)] = k·plane − Σ e_a·pitch) and writes its
@@ -71,11 +85,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
     ``per_image``: one parallel task per image, which computes the image's cells of every
     phase and then transposes them while they are in cache (``implicit_gemm_numba.by_image``);
     else one parallel product per phase and one transposing pass over all of dx at the end.
-    By default per image from 4 images per thread on, where the tasks' imbalance stays under
-    25 % (2 threads, timed alternately with PyTorch's layer in between: res3x3_s2's input
-    gradient, N=32, 6.02 → 5.72 ms on AVX-512 and 9.06 → 8.54 on AVX2; N=64 with half the
-    channels 3.83 → 3.62 and 5.87 → 5.26; 96 → 192 channels at N=16, 5.25 and 7.32 either
-    way)."""
+    By default per image from 4 images per thread on (``_per_image``)."""
     pads = pads or [(0, 0)] * len(spatial)
     n, k, c = dy.shape[0], w.shape[0], w.shape[1]
     size = [length - lo - hi for length, (lo, hi) in zip(spatial, pads)]
@@ -120,8 +130,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
         products.append((compiled.panels(sub.reshape(k, c, -1)),  # B[(k, a), c] = sub[k, c, a]
                          offset, corner, row))
     dx = np.empty((n, c, math.prod(size)), np.float32)
-    threads = numba.get_num_threads()
-    if products and (n >= 4 * threads if per_image is None else per_image):
+    if products and _per_image(n, per_image):
         wt = np.concatenate([b for b, _, _, _ in products], axis=1)
         tap_start = np.cumsum([0] + [o.size for _, o, _, _ in products]).astype(np.int64)
         position_start = np.cumsum([0] + [cr.size for _, _, cr, _ in products]).astype(np.int64)
@@ -129,10 +138,10 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
                                    tap_start,
                                    np.concatenate([cr for _, _, cr, _ in products]),
                                    np.concatenate([r for _, _, _, r in products]),
-                                   position_start, dx_last, dx,
+                                   position_start, dx_last, dx, compiled.NO_ROWS,
                                    tuning.value("implicit_tap_block"))
         return dx.reshape((n, c) + tuple(size))
-    chunks = tuning.value("implicit_chunks_per_thread") * threads
+    chunks = tuning.value("implicit_chunks_per_thread") * numba.get_num_threads()
     for wt, offset, corner, row in products:
         compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, compiled.NO_Y, chunks,
                                    tuning.value("implicit_tap_block"), row, compiled.NO_BIAS)
@@ -140,10 +149,11 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
     return dx.reshape((n, c) + tuple(size))
 
 
-def subpixel(dy, w, spatial, stride, dilation, pads=None):
+def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None):
     """dL/dx (N, C, *spatial less pads) of a strided convolution as one stride-1 product
     with S·C outputs (phase-major) over the union of the phases' shifts, whose output q of
-    phase r is the cell q·s + r: dy padded so that output p is cell q = p + origin."""
+    phase r is the cell q·s + r: dy padded so that output p is cell q = p + origin.
+    ``per_image`` as for ``by_phases`` (for a channels-last product)."""
     pads = pads or [(0, 0)] * len(spatial)
     n, k, c = dy.shape[0], w.shape[0], w.shape[1]
     size = [length - lo - hi for length, (lo, hi) in zip(spatial, pads)]
@@ -181,19 +191,34 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None):
     positions, outputs = math.prod(out), w_sub.shape[0]
     # Output (r, c) at position p is cell (p + origin)·s + r of the padded input: the phases
     # are interleaved into dx by one gather, from the product's rows or from its planes.
-    if implicit.planar_wins(outputs, math.prod(w_sub.shape[1:]), dyp.shape[2:], out):
-        product = implicit.forward(dyp, w_sub, ones, dilation=ones, out=out)
-        image, position_step, channel_step = outputs * positions, 1, positions
-    else:
-        product = implicit.channels_last(dyp, compiled.panels(w_sub.reshape(1, outputs, -1)),
-                                         w_sub.shape, ones, ones, out)
-        image, position_step, channel_step = positions * product.shape[1], product.shape[1], 1
+    planar = implicit.planar_wins(outputs, math.prod(w_sub.shape[1:]), dyp.shape[2:], out)
+    k_padded = compiled.tile(outputs)[2]
+    position_step, channel_step = (1, positions) if planar else (k_padded, 1)
     source = np.zeros((), np.int64)
     for (lo, _), o, s, cells, pitch, phase_pitch in zip(
             pads, origin, stride, size, flat_pitches(out), flat_pitches(stride)):
         m = np.arange(cells, dtype=np.int64) + lo - o * s  # cell index in the product's grid
         source = np.add.outer(source, (m // s) * pitch * position_step +
                               (m % s) * phase_pitch * c * channel_step)
+    source = source.reshape(-1)
     dx = np.empty((n, c, math.prod(size)), np.float32)
-    gather_planes(product, image, source.reshape(-1), channel_step, dx)
+    wt = None if planar else compiled.panels(w_sub.reshape(1, outputs, -1))
+    if not planar and _per_image(n, per_image):
+        # each image's rows gathered into dx by the task that computed them, in cache
+        rows, vectors, _ = compiled.tile(outputs)
+        offset = implicit._offsets(dyp.shape, widths, ones, k)
+        corner = implicit._corners(dyp.shape, out, ones)
+        compiled.BY_IMAGE[vectors](
+            np.ascontiguousarray(dyp), wt, offset, np.array([0, offset.size], np.int64), corner,
+            compiled.NO_ROWS, np.array([0, corner.size], np.int64),
+            np.empty((corner.size + rows, k_padded), np.float32), dx, source,
+            tuning.value("implicit_tap_block"))
+        return dx.reshape((n, c) + tuple(size))
+    if planar:
+        product = implicit.forward(dyp, w_sub, ones, dilation=ones, out=out)
+        image = outputs * positions
+    else:
+        product = implicit.channels_last(dyp, wt, w_sub.shape, ones, ones, out)
+        image = positions * k_padded
+    gather_planes(product, image, source, channel_step, dx)
     return dx.reshape((n, c) + tuple(size))
