@@ -58,7 +58,10 @@ class Tiles:
 #   output rows share each input vector, so its tiles are 4 × NV with 4·NV + NV + 1 registers.
 #   One core: planar 4 × 4 176 GFLOP/s on AVX-512 (6 × 4: 163); on AVX2, timed alternately,
 #   6 × 2 ran 94–104 and 4 × 3 94–106, too close to change the table. Rows, 1024² ⋆ 11 × 11:
-#   4 × 4 79 (6 × 4: 82), AVX2 4 × 2 62 (4 × 3: 65); 2²⁰ ⋆ 127: 1 × 4 67, AVX2 58, the fastest.
+#   4 × 4 79 (6 × 4: 82); 2²⁰ ⋆ 127: 1 × 4 67, AVX2 58, the fastest. On AVX2 4 × 3 beat 4 × 2
+#   on that image (59–64 against 55–59) and on 2048² ⋆ 31 × 31 (89 against 98 ms), but its
+#   24-wide tiles pad 56-wide planes to 72 (depthwise 3 × 3 on 256 planes of 56 × 56: 1.62
+#   against 1.56 ms) and tied on 3 × 3 and 5 × 5 images, so the table keeps 4 × 2.
 # The kernels compile these numbers in, and Numba's on-disk cache knows a kernel by its own
 # source file, not by this table: after editing it, delete the kernels' cached builds
 # (cnnkit/kernels/__pycache__/*.nbi and *.nbc), or a stale tile runs against new buffers.
