@@ -2,8 +2,9 @@
 
 The defaults were measured on the project's machines (an AMD EPYC and an Intel Xeon, both
 AVX-512, and AVX2 by emulation on them; see BENCHMARKS.md); ``cnnkit tune`` re-measures the
-ones marked ``measured_by`` on this machine (see ``cnnkit.tuning.calibrate``). A constant with ``measured_by=None`` is not re-measured: its
-``meaning`` says why, and the calibration prints it as 'default kept'.
+ones marked ``measured_by`` on this machine (see ``cnnkit.tuning.calibrate``). A constant
+with ``measured_by=None`` is not re-measured: its ``meaning`` says why, and the calibration
+prints it as 'default kept'.
 """
 import dataclasses
 
