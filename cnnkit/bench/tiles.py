@@ -103,9 +103,9 @@ def _planar_kernel(rows, vectors):
     from ..kernels import implicit_gemm_numba as compiled
 
     @numba.njit
-    def run(x_flat, n_images, image, w_rows, offset, out, length):
-        compiled.planar_tiles(x_flat, n_images, image, w_rows, offset, out, length, 128, rows,
-                              vectors)
+    def run(x_flat, n_images, image, w_rows, offset, out, spare, length):
+        compiled.planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, 128,
+                              rows, vectors)
     return run
 
 
@@ -135,10 +135,11 @@ def measure_planar(threads=1, repeats=5, log=print, candidates=None):
         width = cpu.lanes * vectors
         k_padded = -(-k // rows) * rows
         w_rows = rng.standard_normal((k_padded, c), dtype=np.float32)
-        out = np.empty((n, k_padded, -(-positions // width) * width), np.float32)
+        out = np.empty((n, k, -(-positions // width) * width), np.float32)
+        spare = np.empty(width, np.float32)
         run = _planar_kernel(rows, vectors)
-        best = _best(lambda: run(x_flat, n, c * positions, w_rows, offset, out, positions),
-                     repeats, clock)
+        best = _best(lambda: run(x_flat, n, c * positions, w_rows, offset, out, spare,
+                                 positions), repeats, clock)
         results[(rows, vectors)] = flops / best / 1e9
         chosen = "  <- table" if cpu.tiles.planar == (rows, vectors) else ""
         log(_line(rows, vectors, cpu.lanes, results[(rows, vectors)], chosen))

@@ -177,19 +177,22 @@ def weight(x, dy, offset, corner, partial, rows, vectors, position_block, groups
 
 
 @numba.njit(parallel=True, cache=True)
-def planar_tiles(x_flat, n_images, image, w_rows, offset, out, length, tap_block, rows, vectors):
+def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, tap_block, rows,
+                 vectors):
     """The transposed orientation, output channels on the tile's rows and positions on its
     lanes, so y comes out channels-first (NCHW) with no transpose (stride 1 only):
     out[n, k, p] = Σ_t w_rows[k, t] · x_flat[n·image + p + offset[t]] for p < length, in the
     padded input's flat positions (the caller crops the border columns), by MR × NV tiles
     (``rows``, ``vectors``: compile-time constants). w_rows (Kp, T), Kp a multiple of MR;
-    out (≥ n_images, Kp, Lp), Lp a multiple of the tile width; reads reach
+    out (≥ n_images, K, Lp), K ≤ Kp, Lp a multiple of the tile width: the last row tile's
+    rows past K are written to ``spare`` (at least a tile's width of floats), so that out
+    can be y itself, with no copy to drop padding rows. Reads reach
     x_flat[(n_images − 1)·image + Lp + max(offset)]."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
     kp, taps = w_rows.shape
-    lp = out.shape[2]
+    k_out, lp = out.shape[1], out.shape[2]
     position_tiles = (length + width - 1) // width
     tap_index = np.arange(taps)
     out_flat, w_flat = out.reshape(-1), w_rows.reshape(-1)
@@ -199,23 +202,30 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, length, tap_block
     for task in numba.prange(n_images * position_tiles):
         n, p0 = task // position_tiles, task % position_tiles * width
         base = np.empty(rows, np.int64)
+        ragged = np.empty(rows, np.int64)  # the last row tile's, when it runs past K
         for t0 in range(0, taps, tap_block):
             block = min(tap_block, taps - t0)
             for k0 in range(0, kp, rows):
                 for i in range(rows):
                     base[i] = (k0 + i) * taps + t0
+                tile = out_flat[(n * k_out + k0) * lp + p0:]  # k0 < K: Kp − MR < K
+                row_table = c_row
+                if k0 + rows > k_out:
+                    to_spare = (np.int64(spare.ctypes.data) - np.int64(tile.ctypes.data)) // 4
+                    for i in range(rows):
+                        ragged[i] = i * lp if k0 + i < k_out else to_spare
+                    row_table = ragged
                 gathered_micro_kernel(block, w_flat.ctypes.data, base.ctypes.data,
                                       tap_index.ctypes.data, x_flat[n * image + p0:].ctypes.data,
-                                      offset[t0:].ctypes.data,
-                                      out_flat[(n * kp + k0) * lp + p0:].ctypes.data,
-                                      c_row.ctypes.data, 1 if t0 else 0, rows, vectors)
+                                      offset[t0:].ctypes.data, tile.ctypes.data,
+                                      row_table.ctypes.data, 1 if t0 else 0, rows, vectors)
 
 
 @numba.njit(cache=True)
-def planar(x_flat, n_images, image, w_rows, offset, out, length, tap_block):
+def planar(x_flat, n_images, image, w_rows, offset, out, spare, length, tap_block):
     """``planar_tiles`` with this target's tile, ``cpu.TILES``' planar (MR, NV)."""
-    planar_tiles(x_flat, n_images, image, w_rows, offset, out, length, tap_block, PLANAR_ROWS,
-                 PLANAR_VECTORS)
+    planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, tap_block,
+                 PLANAR_ROWS, PLANAR_VECTORS)
 
 
 # One entry point per vector count: a literal NV from compiled code costs nothing, while

@@ -243,19 +243,23 @@ def _forward_planar(xp, w, dilation, out, first_channel=0):
     w_rows = np.zeros((rows_k, taps), np.float32)
     w_rows[:k] = w.reshape(k, taps)
     offset = _offsets(xp.shape, w.shape[2:], dilation, w.shape[1], first_channel)
-    y_grid = np.empty((n, rows_k, -(-plane // width) * width), np.float32)
+    # y on the grid, K rows per image (the last row tile's extra rows go to ``spare``): for a
+    # 1×1 layer whose map fills whole strips it is y itself, with nothing to crop or copy
+    y_grid = np.empty((n, k, -(-plane // width) * width), np.float32)
+    spare = np.empty(width, np.float32)
     x_flat = np.ascontiguousarray(xp).reshape(-1)
     image = c * plane
     # The last image's last strip reads up to a tile width past the input: that image reads
     # from a copy with room to spare, the others read straight through into the next image.
     in_place = n if (n - 1) * image + y_grid.shape[2] + offset[-1] < x_flat.size else n - 1
     tap_block = tuning.value("implicit_tap_block")
-    compiled.planar(x_flat, in_place, image, w_rows, offset, y_grid, length, tap_block)
+    compiled.planar(x_flat, in_place, image, w_rows, offset, y_grid, spare, length, tap_block)
     if in_place < n:
         last = np.zeros(image + y_grid.shape[2], np.float32)
         last[:image] = x_flat[in_place * image:]
-        compiled.planar(last, 1, image, w_rows, offset, y_grid[in_place:], length, tap_block)
-    grid = y_grid[:, :k, :plane].reshape((n, k) + tuple(spatial))
+        compiled.planar(last, 1, image, w_rows, offset, y_grid[in_place:], spare, length,
+                        tap_block)
+    grid = y_grid[:, :, :plane].reshape((n, k) + tuple(spatial))
     return np.ascontiguousarray(grid[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)])
 
 
