@@ -234,7 +234,8 @@ def channels_last(xp, wt, w_shape, stride, dilation, out, y=compiled.NO_Y, bias=
 
 def _forward_planar(xp, w, dilation, out, first_channel=0):
     """Stride 1, channels-first: y on the padded input's flat grid (border columns computed
-    and dropped, as in ``conv_shift``), one 64-position strip of 4 channels per tile."""
+    and dropped, as in ``conv_shift``), one strip of positions by a few channels per tile
+    (``cpu.TILES``' planar: 64 × 4 on AVX-512, 16 × 6 on AVX2)."""
     n, c, spatial = xp.shape[0], xp.shape[1], xp.shape[2:]
     k, taps = w.shape[0], math.prod(w.shape[1:])
     plane, width = math.prod(spatial), compiled.LANES * compiled.PLANAR_VECTORS
