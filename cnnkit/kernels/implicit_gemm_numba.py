@@ -88,7 +88,7 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block, row
 
 
 @numba.njit(parallel=True, cache=True)
-def by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, source, rows,
+def by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source, rows,
              vectors, tap_block):
     """Several products that write disjoint rows of ``out``, one parallel task per image:
     product f has the taps tap_start[f] ≤ t < tap_start[f + 1] (their weights the same rows
@@ -99,15 +99,22 @@ def by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, sour
     channels-first while they are still in cache: rows out[n·S + s] when ``source`` is empty
     (a strided input gradient's phases, ``conv.strided_input.by_phases``, whose products
     together write every row once), else y[n, k, s] = out_flat[n·P·Kp + source[s] + k] (the
-    pixel shuffle of ``subpixel``'s one product, P = its positions per image)."""
+    pixel shuffle of ``subpixel``'s one product, P = its positions per image).
+
+    x is either the input the tables index (``pad`` empty), or its unpadded images as (N, C,
+    D, H, W) with pad = (front, top, left, Dp, Hp, Wp): each task then zero-pads its own image
+    into a buffer of (C, Dp, Hp, Wp), which the tables index as image n of the padded input,
+    in cache, instead of a separate pass that pads the whole input first."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
     kp = wt.shape[0] * width
     n_images = y.shape[0]
-    x_flat = x.reshape(-1)
     spare = out.shape[0] - rows
     for n in numba.prange(n_images):
+        x_flat, shift = x.reshape(-1), 0
+        if pad.size:
+            x_flat, shift = _padded_image(x[n], pad), n * x[n].shape[0] * pad[3] * pad[4] * pad[5]
         for f in range(tap_start.size - 1):
             per_image = (position_start[f + 1] - position_start[f]) // n_images
             first = position_start[f] + n * per_image
@@ -118,7 +125,7 @@ def by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, sour
                 for i in range(rows):
                     p = tile * rows + i
                     inside = p < per_image
-                    base[tile, i] = corner[first + p] if inside else 0
+                    base[tile, i] = corner[first + p] - shift if inside else 0
                     c_row[tile, i] = ((row[first + p] if row.size else first + p) if inside
                                       else spare) * kp
             for t0 in range(tap_start[f], tap_start[f + 1], tap_block):
@@ -134,6 +141,22 @@ def by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, sour
                          y[n], 0, y.shape[2])
         else:
             rows_to_planes(out, y, n * y.shape[2], (n + 1) * y.shape[2], NO_SHIFT)
+
+
+@numba.njit(cache=True)
+def _padded_image(image, pad):
+    """image (C, D, H, W) zero-padded to (C, Dp, Hp, Wp), flat: pad = (front, top, left, Dp,
+    Hp, Wp)."""
+    channels, depth, height, width = image.shape
+    front, top, left, padded_depth, padded_height, padded_width = pad
+    out = np.zeros(channels * padded_depth * padded_height * padded_width, np.float32)
+    for c in range(channels):
+        for d in range(depth):
+            for h in range(height):
+                start = ((c * padded_depth + front + d) * padded_height + top + h) * \
+                    padded_width + left
+                out[start:start + width] = image[c, d, h]
+    return out
 
 
 @numba.njit(parallel=True, cache=True)
@@ -271,31 +294,31 @@ def weight_4(x, dy, offset, corner, partial, position_block, groups):
 
 
 @numba.njit(cache=True)
-def by_image_1(x, wt, offset, tap_start, corner, row, position_start, out, y, source,
-                tap_block):
-    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, source, _ROWS_1,
-             1, tap_block)
+def by_image_1(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
+                source, tap_block):
+    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source,
+             _ROWS_1, 1, tap_block)
 
 
 @numba.njit(cache=True)
-def by_image_2(x, wt, offset, tap_start, corner, row, position_start, out, y, source,
-                tap_block):
-    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, source, _ROWS_2,
-             2, tap_block)
+def by_image_2(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
+                source, tap_block):
+    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source,
+             _ROWS_2, 2, tap_block)
 
 
 @numba.njit(cache=True)
-def by_image_3(x, wt, offset, tap_start, corner, row, position_start, out, y, source,
-                tap_block):
-    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, source, _ROWS_3,
-             3, tap_block)
+def by_image_3(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
+                source, tap_block):
+    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source,
+             _ROWS_3, 3, tap_block)
 
 
 @numba.njit(cache=True)
-def by_image_4(x, wt, offset, tap_start, corner, row, position_start, out, y, source,
-                tap_block):
-    by_image(x, wt, offset, tap_start, corner, row, position_start, out, y, source, _ROWS_4,
-             4, tap_block)
+def by_image_4(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
+                source, tap_block):
+    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source,
+             _ROWS_4, 4, tap_block)
 
 
 ENTRY = {1: (forward_1, weight_1), 2: (forward_2, weight_2), 3: (forward_3, weight_3),

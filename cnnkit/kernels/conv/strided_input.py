@@ -5,8 +5,9 @@ A stride-s layer's padded input cell j = q·s + r (a residue r per dim: its *pha
     dx[q·s + r] = Σ_k Σ_{a: a·d ≡ r (mod s)} dy[k, q − e_a] · w[k, :, a],   e_a = (a·d − r)/s
 
 so each phase is a stride-1 product on dy with the taps of that phase (docs/concepts.md,
-backpropagation). Both arrangements read one zero-padded copy of dy and sum only these terms
-(plus the padding's zeros, as the stride-1 input gradient does: ``NEEDS_FINITE``):
+backpropagation). Both arrangements read dy zero-padded (as a whole, or image by image) and
+sum only these terms (plus the padding's zeros, as the stride-1 input gradient does:
+``NEEDS_FINITE``):
 
 * ``by_phases``: one product per phase, its C input channels on the register tile's lanes,
   each writing its cells into one channels-last dx. For C of at least one vector.
@@ -16,8 +17,9 @@ backpropagation). Both arrangements read one zero-padded copy of dy and sum only
   which would leave most lanes of a per-phase product idle: AlexNet's first layer (C = 3,
   11 × 11 at stride 4) becomes one product with 48 outputs of 64·3·3 terms.
 
-With enough images both run as one parallel task per image, which also moves the image's
-cells into dx (``_per_image``); else as parallel products followed by one pass over dx.
+With enough images both run as one parallel task per image, which also pads its image of dy
+and moves its cells into dx (``_per_image``); else as parallel products on dy padded first,
+followed by one pass over dx.
 """
 import itertools
 import math
@@ -66,14 +68,34 @@ def _dy_pads(reads, length):
     return max(0, -first), max(0, last - (length - 1))
 
 
+def _padded_shape(shape, pads):
+    return tuple(shape[:2]) + tuple(s + lo + hi for s, (lo, hi) in zip(shape[2:], pads))
+
+
+def _images(dy, pads):
+    """``by_image``'s (x, pad): dy's images as (N, K, D, H, W) and the zero padding each task
+    gives its own image, (front, top, left) and the padded (D, H, W); none when ``pads`` are
+    all zero (the tables then index dy itself)."""
+    missing = 5 - dy.ndim
+    images = np.ascontiguousarray(dy).reshape(dy.shape[:2] + (1,) * missing + dy.shape[2:])
+    if not any(lo or hi for lo, hi in pads):
+        return images, compiled.NO_ROWS
+    pads = [(0, 0)] * missing + list(pads)
+    return images, np.array([lo for lo, _ in pads] + list(_padded_shape(images.shape, pads)[2:]),
+                            np.int64)
+
+
 def _per_image(n, per_image):
     """Whether to run one task per image (``per_image``, or by default from 4 images per
-    thread on: the tasks' imbalance then stays under 25 %). Each task puts its image's cells
-    into dx while they are in cache, which saves a pass over the whole of dx from memory (2
-    threads, timed alternately with PyTorch's layer in between, AVX-512 / AVX2: res3x3_s2's
-    input gradient 6.02 → 5.72 / 9.06 → 8.54 ms, at N=64 with half the channels 3.83 → 3.62 /
-    5.87 → 5.26; alex_c1's 6.10 → 5.71 / 9.00 → 8.78; 96 → 192 channels at N=16 and a 7 × 7
-    stem at stride 2 within 1 % either way)."""
+    thread on: the tasks' imbalance then stays under 25 %). Each task zero-pads its own image
+    of dy and puts its image's cells into dx while they are in cache, which saves a pass over
+    the whole of dy and one over dx from memory. 2 threads, timed alternately with PyTorch's
+    layer in between, two runs, per image against parallel products, AVX-512 / AVX2:
+    res3x3_s2's input gradient 6.27–6.47 against 7.20–7.39 ms / 8.36–8.56 against
+    10.06–10.33; at N=64 with half the channels 3.75–4.22 against 4.21–4.62 / 4.87–5.39
+    against 5.67–6.74; alex_c1's 6.24–6.29 against 6.87–7.00 / 8.45–9.15 against 9.53–9.74;
+    96 → 192 channels at N=16 5.15–5.31 against 5.26–5.44 / 7.30–7.68 against 7.76–7.97; a
+    7 × 7 stem at stride 2 15.70–15.96 against 15.46–16.03 / 19.75–20.04 against 21.29–21.50."""
     return n >= 4 * numba.get_num_threads() if per_image is None else per_image
 
 
@@ -82,9 +104,10 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
     Every phase reads one padded dy (offset[(k, a)] = k·plane − Σ e_a·pitch) and writes its
     cells into one channels-last dx (the kernel's ``row`` table), transposed to dx.
 
-    ``per_image``: one parallel task per image, which computes the image's cells of every
-    phase and then transposes them while they are in cache (``implicit_gemm_numba.by_image``);
-    else one parallel product per phase and one transposing pass over all of dx at the end.
+    ``per_image``: one parallel task per image, which pads its image of dy, computes the
+    image's cells of every phase and transposes them while they are in cache
+    (``implicit_gemm_numba.by_image``); else one parallel product per phase on dy padded
+    first, and one transposing pass over all of dx at the end.
     By default per image from 4 images per thread on (``_per_image``)."""
     pads = pads or [(0, 0)] * len(spatial)
     n, k, c = dy.shape[0], w.shape[0], w.shape[1]
@@ -106,8 +129,8 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
                         length)
                if any(t for _, t, _, _, _ in phases) else (0, 0)
                for phases, length in zip(dims, dy.shape[2:])]
-    dyp = np.ascontiguousarray(zero_pad(dy, dy_pads))
-    plane, *pitch = flat_pitches(dyp.shape[1:])
+    padded = _padded_shape(dy.shape, dy_pads)
+    plane, *pitch = flat_pitches(padded[1:])
     dx_pitch = flat_pitches(size)
     rows, vectors, c_padded = compiled.tile(c)
     whole = n * math.prod(size)
@@ -134,13 +157,15 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
         wt = np.concatenate([b for b, _, _, _ in products], axis=1)
         tap_start = np.cumsum([0] + [o.size for _, o, _, _ in products]).astype(np.int64)
         position_start = np.cumsum([0] + [cr.size for _, _, cr, _ in products]).astype(np.int64)
-        compiled.BY_IMAGE[vectors](dyp, wt, np.concatenate([o for _, o, _, _ in products]),
+        compiled.BY_IMAGE[vectors](*_images(dy, dy_pads), wt,
+                                   np.concatenate([o for _, o, _, _ in products]),
                                    tap_start,
                                    np.concatenate([cr for _, _, cr, _ in products]),
                                    np.concatenate([r for _, _, _, r in products]),
                                    position_start, dx_last, dx, compiled.NO_ROWS,
                                    tuning.value("implicit_tap_block"))
         return dx.reshape((n, c) + tuple(size))
+    dyp = np.ascontiguousarray(zero_pad(dy, dy_pads))
     chunks = tuning.value("implicit_chunks_per_thread") * numba.get_num_threads()
     for wt, offset, corner, row in products:
         compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, compiled.NO_Y, chunks,
@@ -184,14 +209,14 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None):
     w_zero_tap = np.pad(w, [(0, 0), (0, 0)] + [(0, 1)] * dims)
     gathered = w_zero_tap[(slice(None), slice(None)) + tuple(index)]  # (K, C, *s, *widths)
     w_sub = np.moveaxis(gathered, (0, 1), (dims + 1, dims))  # (*s, C, K, *widths)
-    dyp = zero_pad(dy, dy_pads)
-    out = tuple(length - width + 1 for length, width in zip(dyp.shape[2:], widths))
+    padded = _padded_shape(dy.shape, dy_pads)
+    out = tuple(length - width + 1 for length, width in zip(padded[2:], widths))
     w_sub = np.ascontiguousarray(w_sub).reshape((-1, k) + tuple(widths))
     ones = (1,) * dims
     positions, outputs = math.prod(out), w_sub.shape[0]
     # Output (r, c) at position p is cell (p + origin)·s + r of the padded input: the phases
     # are interleaved into dx by one gather, from the product's rows or from its planes.
-    planar = implicit.planar_wins(outputs, math.prod(w_sub.shape[1:]), dyp.shape[2:], out)
+    planar = implicit.planar_wins(outputs, math.prod(w_sub.shape[1:]), padded[2:], out)
     k_padded = compiled.tile(outputs)[2]
     position_step, channel_step = (1, positions) if planar else (k_padded, 1)
     source = np.zeros((), np.int64)
@@ -206,14 +231,15 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None):
     if not planar and _per_image(n, per_image):
         # each image's rows gathered into dx by the task that computed them, in cache
         rows, vectors, _ = compiled.tile(outputs)
-        offset = implicit._offsets(dyp.shape, widths, ones, k)
-        corner = implicit._corners(dyp.shape, out, ones)
+        offset = implicit._offsets(padded, widths, ones, k)
+        corner = implicit._corners(padded, out, ones)
         compiled.BY_IMAGE[vectors](
-            np.ascontiguousarray(dyp), wt, offset, np.array([0, offset.size], np.int64), corner,
+            *_images(dy, dy_pads), wt, offset, np.array([0, offset.size], np.int64), corner,
             compiled.NO_ROWS, np.array([0, corner.size], np.int64),
             np.empty((corner.size + rows, k_padded), np.float32), dx, source,
             tuning.value("implicit_tap_block"))
         return dx.reshape((n, c) + tuple(size))
+    dyp = zero_pad(dy, dy_pads)
     if planar:
         product = implicit.forward(dyp, w_sub, ones, dilation=ones, out=out)
         image = outputs * positions
