@@ -91,9 +91,11 @@ def _check_layer(layer, seed):
             dx = arrangement(dy, w, xp.shape[2:], stride, dilation, pads)
             _check(dx, xt.grad.numpy()[(slice(None), slice(None)) + inside], scale)
     elif conv_implicit.applies(geometry, "input"):
-        dx = conv_implicit.backward_input(dy, w, xp.shape[2:], dilation, pads)
         inside = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(xp.shape[2:], pads))
-        _check(dx, xt.grad.numpy()[(slice(None), slice(None)) + inside], scale)
+        for per_image in (False, True):  # parallel products, or tasks per image
+            dx = conv_implicit.backward_input(dy, w, xp.shape[2:], dilation, pads,
+                                              per_image=per_image)
+            _check(dx, xt.grad.numpy()[(slice(None), slice(None)) + inside], scale)
         whole = conv_implicit.backward_input(dy, w, xp.shape[2:], dilation)
         _check(whole, xt.grad.numpy(), scale)
 

@@ -18,8 +18,8 @@ sum only these terms (plus the padding's zeros, as the stride-1 input gradient d
   11 × 11 at stride 4) becomes one product with 48 outputs of 64·3·3 terms.
 
 With enough images both run as one parallel task per image, which also pads its image of dy
-and moves its cells into dx (``_per_image``); else as parallel products on dy padded first,
-followed by one pass over dx.
+and moves its cells into dx (``implicit.per_image_tasks``); else as parallel products on dy
+padded first, followed by one pass over dx.
 """
 import itertools
 import math
@@ -68,37 +68,6 @@ def _dy_pads(reads, length):
     return max(0, -first), max(0, last - (length - 1))
 
 
-def _padded_shape(shape, pads):
-    return tuple(shape[:2]) + tuple(s + lo + hi for s, (lo, hi) in zip(shape[2:], pads))
-
-
-def _images(dy, pads):
-    """``by_image``'s (x, pad): dy's images as (N, K, D, H, W) and the zero padding each task
-    gives its own image, (front, top, left) and the padded (D, H, W); none when ``pads`` are
-    all zero (the tables then index dy itself)."""
-    missing = 5 - dy.ndim
-    images = np.ascontiguousarray(dy).reshape(dy.shape[:2] + (1,) * missing + dy.shape[2:])
-    if not any(lo or hi for lo, hi in pads):
-        return images, compiled.NO_ROWS
-    pads = [(0, 0)] * missing + list(pads)
-    return images, np.array([lo for lo, _ in pads] + list(_padded_shape(images.shape, pads)[2:]),
-                            np.int64)
-
-
-def _per_image(n, per_image):
-    """Whether to run one task per image (``per_image``, or by default from 4 images per
-    thread on: the tasks' imbalance then stays under 25 %). Each task zero-pads its own image
-    of dy and puts its image's cells into dx while they are in cache, which saves a pass over
-    the whole of dy and one over dx from memory. 2 threads, timed alternately with PyTorch's
-    layer in between, two runs, per image against parallel products, AVX-512 / AVX2:
-    res3x3_s2's input gradient 6.27–6.47 against 7.20–7.39 ms / 8.36–8.56 against
-    10.06–10.33; at N=64 with half the channels 3.75–4.22 against 4.21–4.62 / 4.87–5.39
-    against 5.67–6.74; alex_c1's 6.24–6.29 against 6.87–7.00 / 8.45–9.15 against 9.53–9.74;
-    96 → 192 channels at N=16 5.15–5.31 against 5.26–5.44 / 7.30–7.68 against 7.76–7.97; a
-    7 × 7 stem at stride 2 15.70–15.96 against 15.46–16.03 / 19.75–20.04 against 21.29–21.50."""
-    return n >= 4 * numba.get_num_threads() if per_image is None else per_image
-
-
 def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
     """dL/dx (N, C, *spatial less pads) of a strided convolution, one product per phase.
     Every phase reads one padded dy (offset[(k, a)] = k·plane − Σ e_a·pitch) and writes its
@@ -108,7 +77,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
     image's cells of every phase and transposes them while they are in cache
     (``implicit_gemm_numba.by_image``); else one parallel product per phase on dy padded
     first, and one transposing pass over all of dx at the end.
-    By default per image from 4 images per thread on (``_per_image``)."""
+    By default per image from 4 images per thread on (``implicit.per_image_tasks``)."""
     pads = pads or [(0, 0)] * len(spatial)
     n, k, c = dy.shape[0], w.shape[0], w.shape[1]
     size = [length - lo - hi for length, (lo, hi) in zip(spatial, pads)]
@@ -129,7 +98,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
                         length)
                if any(t for _, t, _, _, _ in phases) else (0, 0)
                for phases, length in zip(dims, dy.shape[2:])]
-    padded = _padded_shape(dy.shape, dy_pads)
+    padded = implicit.padded_shape(dy.shape, dy_pads)
     plane, *pitch = flat_pitches(padded[1:])
     dx_pitch = flat_pitches(size)
     rows, vectors, c_padded = compiled.tile(c)
@@ -153,11 +122,11 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
         products.append((compiled.panels(sub.reshape(k, c, -1)),  # B[(k, a), c] = sub[k, c, a]
                          offset, corner, row))
     dx = np.empty((n, c, math.prod(size)), np.float32)
-    if products and _per_image(n, per_image):
+    if products and implicit.per_image_tasks(n, per_image):
         wt = np.concatenate([b for b, _, _, _ in products], axis=1)
         tap_start = np.cumsum([0] + [o.size for _, o, _, _ in products]).astype(np.int64)
         position_start = np.cumsum([0] + [cr.size for _, _, cr, _ in products]).astype(np.int64)
-        compiled.BY_IMAGE[vectors](*_images(dy, dy_pads), wt,
+        compiled.BY_IMAGE[vectors](*implicit.image_padding(dy, dy_pads), wt,
                                    np.concatenate([o for _, o, _, _ in products]),
                                    tap_start,
                                    np.concatenate([cr for _, _, cr, _ in products]),
@@ -209,7 +178,7 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None):
     w_zero_tap = np.pad(w, [(0, 0), (0, 0)] + [(0, 1)] * dims)
     gathered = w_zero_tap[(slice(None), slice(None)) + tuple(index)]  # (K, C, *s, *widths)
     w_sub = np.moveaxis(gathered, (0, 1), (dims + 1, dims))  # (*s, C, K, *widths)
-    padded = _padded_shape(dy.shape, dy_pads)
+    padded = implicit.padded_shape(dy.shape, dy_pads)
     out = tuple(length - width + 1 for length, width in zip(padded[2:], widths))
     w_sub = np.ascontiguousarray(w_sub).reshape((-1, k) + tuple(widths))
     ones = (1,) * dims
@@ -228,16 +197,9 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None):
     source = source.reshape(-1)
     dx = np.empty((n, c, math.prod(size)), np.float32)
     wt = None if planar else compiled.panels(w_sub.reshape(1, outputs, -1))
-    if not planar and _per_image(n, per_image):
+    if not planar and implicit.per_image_tasks(n, per_image):
         # each image's rows gathered into dx by the task that computed them, in cache
-        rows, vectors, _ = compiled.tile(outputs)
-        offset = implicit._offsets(padded, widths, ones, k)
-        corner = implicit._corners(padded, out, ones)
-        compiled.BY_IMAGE[vectors](
-            *_images(dy, dy_pads), wt, offset, np.array([0, offset.size], np.int64), corner,
-            compiled.NO_ROWS, np.array([0, corner.size], np.int64),
-            np.empty((corner.size + rows, k_padded), np.float32), dx, source,
-            tuning.value("implicit_tap_block"))
+        implicit.per_image_product(dy, dy_pads, wt, w_sub.shape, ones, out, source, dx)
         return dx.reshape((n, c) + tuple(size))
     dyp = zero_pad(dy, dy_pads)
     if planar:
