@@ -162,3 +162,21 @@ def test_machine_description_names_target_blas_and_torch_isa():
     assert machine.header_lines(info)[1].endswith("(native, not emulated: host rocketlake)")
     info.update(emulated=True)
     assert machine.header_lines(info)[1].endswith("(on a rocketlake host)")
+
+
+@pytest.mark.parametrize("first, again, kept, noted", [
+    (224.0, 466.0, 466.0, True),    # the first reading was taken on a busy machine
+    (466.0, 224.0, 466.0, True),    # the second was
+    (466.0, 455.0, 466.0, False),   # the usual spread: nothing to say
+])
+def test_peak_is_measured_again_and_the_highest_reading_kept(monkeypatch, first, again, kept,
+                                                              noted):
+    from cnnkit.bench import peak
+    monkeypatch.setattr(peak, "measure", lambda threads: {"gflops_total": again,
+                                                          "threads": threads})
+    info = {"peak": {"gflops_total": first, "threads": 2}}
+    notes = []
+    bench_main._confirm_peak(info, log=notes.append)
+    assert info["peak"]["gflops_total"] == kept
+    assert info["peak"]["readings"] == [first, again]
+    assert bool(notes) == noted and all("peak re-measured" in note for note in notes)

@@ -8,6 +8,7 @@ import torch
 import cnnkit
 import cnnkit.functional as F
 from cnnkit import tuning
+from cnnkit.kernels import bias_numba
 from cnnkit.kernels.bias_numba import add_bias, bias_grad
 from cnnkit.kernels.pad_numba import pad_planes
 
@@ -60,6 +61,15 @@ def test_bias_add_and_gradient():
     add_bias(y, b)
     np.testing.assert_array_equal(y, expected)
     np.testing.assert_allclose(bias_grad(y), y.sum(axis=(0, 2, 3)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("length", [1, 7, 8, 29, 64])
+def test_compiled_plane_sums_in_float64(length):
+    # every tail length of the partial sums, against NumPy's float64 sums of the same values
+    g = np.random.default_rng(length).standard_normal((3, 5, length)).astype(np.float32)
+    sums = np.empty((3, 5), np.float64)
+    bias_numba._plane_sums(g, sums)
+    np.testing.assert_allclose(sums, g.sum(axis=2, dtype=np.float64), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("groups", [1, 4])

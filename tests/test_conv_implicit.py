@@ -70,7 +70,8 @@ def _check_layer(layer, seed):
 
     y = conv_implicit.forward(xp, w, stride, dilation, yt.shape[2:])
     _check(y, yt.detach().numpy(), scale)
-    # the bias, added as the rows are transposed: the same floats as adding it afterwards
+    # the bias, added as the rows are transposed or a planar strip is done: the same floats
+    # as adding it afterwards
     b = rng.standard_normal(k, dtype=np.float32)
     np.testing.assert_array_equal(conv_implicit.forward(xp, w, stride, dilation, yt.shape[2:], b),
                                   y + b.reshape((1, k) + (1,) * len(kernel)))
@@ -155,6 +156,14 @@ def test_planar_where_channels_last_idles_or_transposes():
     # lanes), while 16×16 fills its strips on every target
     assert not conv_implicit.planar_wins(1280, 320, (7, 7), (7, 7))
     assert conv_implicit.planar_wins(256, 64, (16, 16), (16, 16))
+    # a 1×1 product is planar wherever channels-last would idle more lanes, however many
+    # terms: a vector and a half of output channels on a map that fills the planar strips
+    ragged = lanes + lanes // 2
+    map_ = (8 * lanes, 8 * lanes)
+    assert conv_implicit.planar_wins(ragged, 144, map_, map_, (1, 1))
+    assert not conv_implicit.planar_wins(ragged, 144, map_, map_)          # kernel unknown
+    assert not conv_implicit.planar_wins(ragged, 144 * 9, (8 * lanes + 2,) * 2, map_, (3, 3))
+    assert not conv_implicit.planar_wins(2 * lanes, 144, map_, map_, (1, 1))  # no lane idle
     vol3d = conv_kernels.ConvGeometry.of((4, 8) + (18,) * 3, (16, 8, 3, 3, 3), (1,) * 3, (1,) * 3)
     assert conv_kernels.select(vol3d, "input") == "implicit"
 
@@ -248,6 +257,9 @@ def test_unwritten_buffer_rows_reach_no_result_and_raise_no_warning():
     xp = rng.standard_normal((4, 3, 12, 12), dtype=np.float32)  # 27 taps: a ragged last tile
     dy = rng.standard_normal((4, 20, 10, 10), dtype=np.float32)
     expected = conv_implicit.backward_weight(xp, dy, (3, 3), (1, 1), (1, 1))
+    # both kernels compiled before np.empty is patched (Numba would type the patch, a Python
+    # function, and fail on a cold cache)
+    conv_implicit.forward(xp, expected, (1, 1), (1, 1), (10, 10))
     real_empty = np.empty
 
     def nan_empty(shape, dtype=float, *args, **kwargs):

@@ -115,6 +115,21 @@ def main(argv=None):
     return 0
 
 
+def _confirm_peak(info, log=print):
+    """Measure the FMA peak again and keep the higher reading in ``info`` (all readings under
+    'readings'). The peak is a physical limit, so a low reading only means the machine was
+    busy at that moment (another process, a vCPU the host paused): one such reading, half the
+    usual, once put the layers at 130 % "of peak"."""
+    from . import peak
+    first = info["peak"]
+    again = peak.measure(first["threads"])
+    readings = first.get("readings", [first["gflops_total"]]) + [again["gflops_total"]]
+    info["peak"] = dict(max(first, again, key=lambda p: p["gflops_total"]), readings=readings)
+    if min(readings) < 0.9 * max(readings):
+        log(f"# peak re-measured: {again['gflops_total']:.0f} GFLOP/s, against "
+            f"{first['gflops_total']:.0f} before; the table uses the highest reading")
+
+
 def _layer_suite(rows, info):
     """Print the layer rows as they come, then their table and summary; returns both."""
     from . import report
@@ -123,6 +138,7 @@ def _layer_suite(rows, info):
         done.append(row)
         print(f"  {row['name']:14s} {row['mode']:8s} {row['cnnkit_ms']:9.2f} ms vs "
               f"{row['torch_ms']:9.2f} ms  ratio {row['ratio']:.2f}", flush=True)
+    _confirm_peak(info)
     print("\n" + report.layer_table(done, info["sgemm_gflops"], info["peak"]["gflops_total"]))
     summary = report.summary(done)
     print(summary, flush=True)

@@ -8,8 +8,9 @@ Times the stride-1 forward product (``implicit.forward``, one thread, CPU time) 
 orientations, channels-last (output channels on the lanes, then a transpose) and planar
 (positions on the lanes, output channels on the tile's rows), on products of every shape the
 rule tells apart: few output channels, thin and wide (few terms per output, many outputs),
-and dense. Prints both times, the faster and the rule's pick. Then the weight gradient of 1×1
-layers on the implicit GEMM and on shift (one matrix product per image), likewise.
+and dense. Prints both times, the faster and the rule's pick. Then the weight and bias
+gradients of 1×1 layers on the implicit GEMM and on shift (one matrix product per image),
+likewise.
 """
 import time
 from unittest import mock
@@ -25,6 +26,11 @@ CASES = [
     (32, 8, 64, (34, 34), (3, 3)), (32, 64, 32, (18, 18), (3, 3)),
     (8, 320, 1280, (7, 7), (1, 1)), (16, 128, 512, (14, 14), (1, 1)),
     (16, 32, 192, (16, 16), (3, 3)),
+    # output channels that leave channels-last's last vector part idle (24 of AVX-512's 32
+    # lanes, 20 of 32 or 24, 40 of 48): 1×1 products, then a 3×3 one
+    (16, 144, 24, (56, 56), (1, 1)), (32, 256, 20, (16, 16), (1, 1)),
+    (16, 240, 40, (28, 28), (1, 1)), (16, 64, 40, (16, 16), (1, 1)),
+    (32, 64, 24, (34, 34), (3, 3)),
 ]
 # 1×1 weight gradients (N, C, K, map): few and many input channels, large and small maps.
 WEIGHT_CASES = [(16, 24, 144, (56, 56)), (8, 32, 256, (28, 28)), (16, 64, 256, (14, 14)),
@@ -61,7 +67,7 @@ def measure(log=print):
             with mock.patch.object(implicit, "planar_wins", lambda *shape: planar):
                 times.append(_best(lambda: implicit.forward(xp, w, ones, ones, out)))
         taps = c * int(np.prod(kernel))
-        rule = "planar" if implicit.planar_wins(k, taps, padded, out) else "channels-last"
+        rule = "planar" if implicit.planar_wins(k, taps, padded, out, kernel) else "channels-last"
         faster = "planar" if times[1] < times[0] else "channels-last"
         rows.append(((n, c, k, padded, kernel), *times, rule))
         log(f"  K={k:3d} outputs, {taps:4d} terms, {n}×{c}×{'×'.join(map(str, padded))}: "
@@ -71,17 +77,18 @@ def measure(log=print):
 
 
 def measure_weight(log=print):
-    """[(case, implicit s, shift s, rule's pick)] for 1×1 weight gradients, on every core,
-    wall time: shift's products run on BLAS's threads, which one Numba thread would not
-    limit."""
+    """[(case, implicit s, shift s, rule's pick)] for 1×1 weight gradients with their bias
+    gradient (a layer with a bias, the default, asks for both at once: the implicit GEMM sums
+    it as it lays dy out, shift in a pass of its own), on every core, wall time: shift's
+    products run on BLAS's threads, which one Numba thread would not limit."""
     import numba
 
     from ..kernels import conv
     from ..kernels.conv import ConvGeometry
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     rng = np.random.default_rng(1)
-    log(f"# {numba.get_num_threads()} threads, wall time, 1×1 weight gradient: implicit GEMM "
-        f"against shift")
+    log(f"# {numba.get_num_threads()} threads, wall time, 1×1 weight and bias gradients: "
+        f"implicit GEMM against shift")
     rows = []
     for n, c, k, size in WEIGHT_CASES:
         x = rng.standard_normal((n, c) + size, dtype=np.float32)
@@ -89,9 +96,8 @@ def measure_weight(log=print):
         times = []
         for algorithm in ("implicit", "shift"):
             with conv.using(algorithm=algorithm):
-                times.append(_best(lambda: conv.conv_backward_weight(x, dy, (1, 1), (1, 1),
-                                                                     (1, 1)),
-                                   clock=time.perf_counter))
+                times.append(_best(lambda: conv.conv_backward_weight(
+                    x, dy, (1, 1), (1, 1), (1, 1), with_bias=True), clock=time.perf_counter))
         rule = conv.select(ConvGeometry.of(x.shape, (k, c, 1, 1), (1, 1), (1, 1)), "weight")
         faster = "shift" if times[1] < times[0] else "implicit"
         rows.append(((n, c, k, size), *times, rule))

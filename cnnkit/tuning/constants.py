@@ -59,10 +59,15 @@ _TABLE = [
              "A 1×1, stride-1 layer's weight gradient runs on the implicit GEMM from this many "
              "input channels on; below, shift's one matrix product per image wins: it reads dy "
              "as it is, while the implicit GEMM first lays all of dy out channels-last for few "
-             "terms per output (2 threads, AVX-512 and AVX2 alike: C=24 → 144 on 56×56 maps "
-             "3.2 against 2.5 ms, C=64 → 256 on 14×14 0.9 against 0.6; C=128 → 512 on 7×7 1.2 "
-             "against 1.5, C=256 → 64 1.0 against 2.2). Compared by python -m "
-             "cnnkit.bench.orientation." + _NOT_TIMED, 1, 1 << 16, integer=True),
+             "terms per output. With the bias gradient, as a layer with a bias asks for it (2 "
+             "threads, implicit against shift, AVX-512 / AVX2: C=24 → 144 on 56×56 maps 5.2–5.9 "
+             "against 5.0 ms / 6.5–6.7 against 5.0–5.2; C=64 → 256 on 14×14 1.1 against 1.0 / "
+             "1.2–1.3 against 1.1; C=128 → 512 on 7×7 1.4 against 1.9 / 1.9–2.0 against "
+             "2.1–2.2; C=256 → 64 1.2 against 2.6 / 1.7 against 2.7–2.8). C=32 → 256 on 28×28 "
+             "ran 1.1–1.2 against 1.2–1.6 / 1.3–1.4 against 1.6–1.7 on the implicit GEMM: the "
+             "map's size matters as much as the channels, which this threshold leaves out. "
+             "Compared by python -m cnnkit.bench.orientation." + _NOT_TIMED,
+             1, 1 << 16, integer=True),
     Constant("implicit_weight_shares", 8, "parallel tasks",
              "The implicit GEMM's weight gradient runs this many parallel tasks: shares of the "
              "output positions, each summed into its own taps × output-channels block and the "

@@ -18,7 +18,6 @@ import numba
 
 from ... import tuning
 from .. import implicit_gemm_numba as compiled
-from ..bias_numba import add_bias
 from ..transpose_numba import planes_to_rows, rows_to_planes_parallel
 from . import strided_input
 from .shift import flat_pitches
@@ -149,7 +148,7 @@ def _corners(x_shape, out, stride):
     return table
 
 
-def planar_wins(out_channels, taps, padded=None, out=None):
+def planar_wins(out_channels, taps, padded=None, out=None, kernel=None):
     """Whether the planar (channels-first) orientation beats the channels-last one, for a
     stride-1 product with ``taps`` = C·prod(kernel) terms per output. Channels-last puts the
     output channels on the lanes, so below one vector of them (LANES: 16 on AVX-512, 8 on
@@ -161,13 +160,29 @@ def planar_wins(out_channels, taps, padded=None, out=None):
     432 terms 0.96 against 1.58 ms; 256 of 64 terms 2.32 against 3.76, on AVX2 4.26 against
     5.08; dense products such as 32 outputs of 576 terms stay channels-last, 1.83 against
     2.56 ms; 1280 outputs of 320 terms on 7×7 maps, 77 % of the planar lanes used, 2.58
-    channels-last against 2.98 ms)."""
+    channels-last against 2.98 ms).
+
+    A 1×1 product (``kernel`` all ones) is planar whenever that uses more of its lanes than
+    channels-last, however many terms: each term is then a whole plane read in aligned
+    vectors, while channels-last broadcasts one value of each of its terms' planes per
+    position (one stream per plane) and idles the lanes past its output channels in the last
+    vector. A k × k kernel's planar loads are unaligned, and there the lanes alone do not
+    decide it. Same command, channels-last against planar, AVX-512: 24 outputs of 144 terms on
+    56 × 56 maps 10.23 against 5.07 ms, 20 of 256 on 16 × 16 1.35 against 0.81, 40 of 240 on
+    28 × 28 3.12 against 2.45, but 24 outputs of a 3 × 3 kernel's 576 terms 7.03 against
+    8.65; AVX2, whose 8-lane vectors those channel counts fill better: 20 of 256 1.40 against
+    1.26, 40 of 240 5.87 against 4.17, and 24 of 144 (no lane idle either way) 7.51 against
+    8.60, kept channels-last."""
     if out_channels < compiled.LANES:
         return True
+    if padded is not None:
+        planar_use = _planar_lane_use(padded, out)
+        channels_last_use = out_channels / compiled.tile(out_channels)[2]
+        if kernel is not None and math.prod(kernel) == 1 and planar_use > channels_last_use:
+            return True
     if taps > tuning.value("implicit_planar_max_terms_per_output") * out_channels:
         return False
-    return padded is None or \
-        _planar_lane_use(padded, out) >= out_channels / compiled.tile(out_channels)[2]
+    return padded is None or planar_use >= channels_last_use
 
 
 def _planar_length(padded, out):
@@ -192,12 +207,10 @@ def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None, fl
     k, c = w.shape[1::-1] if flipped else w.shape[:2]
     terms = c * math.prod(w.shape[2:])
     reverse = (slice(None), slice(None)) + (slice(None, None, -1),) * (w.ndim - 2)
-    if all(s == 1 for s in stride) and planar_wins(k, terms, xp.shape[2:], out):
+    if all(s == 1 for s in stride) and planar_wins(k, terms, xp.shape[2:], out, w.shape[2:]):
         if flipped:
             w = np.ascontiguousarray(np.swapaxes(w, 0, 1)[reverse])
-        planar = _forward_planar(xp, w, dilation, out, first_channel)
-        if bias is not None:
-            add_bias(planar, bias)
+        planar = _forward_planar(xp, w, dilation, out, first_channel, bias)
         if y is None:
             return planar
         y[...] = planar.reshape(y.shape)
@@ -262,10 +275,11 @@ def channels_last(xp, wt, w_shape, stride, dilation, out, y=compiled.NO_Y, bias=
     return y_last
 
 
-def _forward_planar(xp, w, dilation, out, first_channel=0):
+def _forward_planar(xp, w, dilation, out, first_channel=0, bias=None):
     """Stride 1, channels-first: y on the padded input's flat grid (border columns computed
     and dropped, as in ``conv_shift``), one strip of positions by a few channels per tile
-    (``cpu.TILES``' planar: 64 × 4 on AVX-512, 16 × 6 on AVX2)."""
+    (``cpu.TILES``' planar: 64 × 4 on AVX-512, 16 × 6 on AVX2), plus ``bias`` (K,) when
+    given, added by each strip's task."""
     n, c, spatial = xp.shape[0], xp.shape[1], xp.shape[2:]
     k, taps = w.shape[0], math.prod(w.shape[1:])
     plane, width = math.prod(spatial), compiled.LANES * compiled.PLANAR_VECTORS
@@ -284,12 +298,14 @@ def _forward_planar(xp, w, dilation, out, first_channel=0):
     # from a copy with room to spare, the others read straight through into the next image.
     in_place = n if (n - 1) * image + y_grid.shape[2] + offset[-1] < x_flat.size else n - 1
     tap_block = tuning.value("implicit_tap_block")
-    compiled.planar(x_flat, in_place, image, w_rows, offset, y_grid, spare, length, tap_block)
+    bias = compiled.NO_BIAS if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+    compiled.planar(x_flat, in_place, image, w_rows, offset, y_grid, spare, length, tap_block,
+                    bias)
     if in_place < n:
         last = np.zeros(image + y_grid.shape[2], np.float32)
         last[:image] = x_flat[in_place * image:]
         compiled.planar(last, 1, image, w_rows, offset, y_grid[in_place:], spare, length,
-                        tap_block)
+                        tap_block, bias)
     grid = y_grid[:, :, :plane].reshape((n, k) + tuple(spatial))
     return np.ascontiguousarray(grid[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)])
 
@@ -352,7 +368,7 @@ def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None
     n, k, c = dy.shape[0], w.shape[0], w.shape[1]
     padded = padded_shape(dy.shape, dy_pads)
     if groups == 1 and interior and per_image_tasks(n, per_image) and \
-            not planar_wins(c, k * math.prod(kernel), padded[2:], out):
+            not planar_wins(c, k * math.prod(kernel), padded[2:], out, kernel):
         return per_image_product(dy, dy_pads, _flipped_panels(w), (c, k) + kernel, dilation,
                                  out)
     dyp = zero_pad(dy, dy_pads)
