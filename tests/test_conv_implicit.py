@@ -304,3 +304,48 @@ def test_weight_gradient_is_the_same_on_any_thread_count(share_positions):
     wt = torch.zeros((24, 6, 3, 3), requires_grad=True)
     TF.conv2d(xt, wt).backward(torch.tensor(dy))
     _check(results[0], wt.grad.numpy(), np.sqrt(dy[:, 0].size * 54))
+
+
+@pytest.mark.parametrize("k", [20, 64, 200])
+def test_forward_tasks_split_by_channels_too_give_the_same_floats(k):
+    """The forward kernel's tasks are chunks of positions times groups of the weights' panels
+    (``task_split``): each output's sum is one task's, so every split gives the same floats,
+    the bias and the copy to channels-first included."""
+    compiled = implicit_gemm_numba
+    rng = np.random.default_rng(k)
+    xp = rng.standard_normal((3, 16, 7, 7), dtype=np.float32)
+    w = rng.standard_normal((k, 16, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(k, dtype=np.float32)
+    rows, vectors, kp = compiled.tile(k)
+    wt = compiled.panels(w.reshape(1, k, -1))
+    offset = conv_implicit._offsets(xp.shape, (3, 3), (1, 1))
+    corner = conv_implicit._corners(xp.shape, (5, 5), (1, 1))
+    expected = TF.conv2d(torch.tensor(xp), torch.tensor(w), torch.tensor(b)).numpy()
+    results = []
+    for chunks, groups in [(1, 1), (3, 1), (1, 8), (4, 3), (64, 64)]:
+        y = np.full((3, k, 25), np.nan, np.float32)
+        compiled.ENTRY[vectors][0](xp, wt, offset, corner,
+                                   np.empty((corner.size + rows, kp), np.float32), y, chunks,
+                                   groups, 128, compiled.NO_ROWS, b)
+        results.append(y)
+    _check(results[0].reshape(expected.shape), expected, np.sqrt(w[0].size))
+    for y in results[1:]:
+        np.testing.assert_array_equal(y, results[0])
+
+
+def test_task_split_divides_channels_only_where_the_weights_outweigh_the_inputs():
+    width = implicit_gemm_numba.LANES
+    tasks = conv_implicit.tuning.value("implicit_chunks_per_thread") * \
+        conv_implicit.numba.get_num_threads()
+    assert conv_implicit.task_split(32 * 32 * 32, 64, width)[1] == 1     # res3x3's forward
+    chunks, groups = conv_implicit.task_split(8 * 49, 1280, width)        # 320 → 1280 on 7 × 7
+    assert groups > 1 and chunks * groups <= tasks
+    assert conv_implicit.task_split(49, width, width) == (tasks, 1)       # one panel
+
+
+def test_per_image_tasks_need_images_enough_and_positions_for_their_channels():
+    n = 4 * conv_implicit.numba.get_num_threads()
+    assert conv_implicit.per_image_tasks(n, 32 * 32, 64)         # res3x3's input gradient
+    assert not conv_implicit.per_image_tasks(n - 1, 32 * 32, 64)  # too few images
+    assert not conv_implicit.per_image_tasks(n, 7 * 7, 320)      # the weights outweigh the image
+    assert conv_implicit.per_image_tasks(1, 7 * 7, 320, per_image=True)

@@ -5,7 +5,7 @@ gradient)."""
 import numpy as np
 import pytest
 
-from cnnkit.kernels.transpose_numba import planes_to_rows, rows_to_planes
+from cnnkit.kernels.transpose_numba import channel_rows_to_planes, planes_to_rows, rows_to_planes
 
 SHAPES = [(1, 8, 8), (2, 3, 5), (3, 17, 13), (2, 16, 64), (4, 9, 70), (1, 64, 1)]
 
@@ -58,3 +58,20 @@ def test_rows_to_planes_copies_exactly_its_rows(n, k, s, with_bias):
         out = np.full((n, k, s), np.nan, np.float32)
         rows_to_planes(a, out, 0, n * s, bias)
         assert np.signbit(out[0, 0, 0])
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("n,k,s", SHAPES)
+def test_channel_rows_to_planes_copies_only_its_channels(n, k, s, with_bias):
+    """A task that computed some columns copies those alone: ranges from any channel on, of
+    whole 8 × 8 blocks and not, meeting the others' exactly."""
+    rng = np.random.default_rng(n * k + s)
+    kp = -(-k // 8) * 8
+    a = rng.standard_normal((n * s + 3, kp), dtype=np.float32)
+    bias = rng.standard_normal(k, dtype=np.float32) if with_bias else np.empty(0, np.float32)
+    expected = (a[:n * s, :k] + bias if with_bias else a[:n * s, :k]).reshape(n, s, k)
+    for k0, k1 in [(0, k), (0, min(k, 8)), (min(k, 3), k), (k // 2, k), (min(k, 12), k)]:
+        out = np.full((n, k, s), np.nan, np.float32)
+        channel_rows_to_planes(a, out, 0, n * s, bias, k0, k1)
+        np.testing.assert_array_equal(out[:, k0:k1], expected[:, :, k0:k1].transpose(0, 2, 1))
+        assert np.isnan(out[:, :k0]).all() and np.isnan(out[:, k1:]).all()

@@ -59,7 +59,7 @@ def _kernel(rows, vectors):
 
     @numba.njit
     def run(x, wt, offset, corner, out, y, chunks):
-        compiled.forward(x, wt, offset, corner, out, y, rows, vectors, chunks, 128,
+        compiled.forward(x, wt, offset, corner, out, y, rows, vectors, chunks, 1, 128,
                          compiled.NO_ROWS, compiled.NO_BIAS)
     return run
 
@@ -262,7 +262,7 @@ def measure_blocks(threads=1, repeats=5, log=print):
     results = {}
     for name, constant, sizes, run in (
             ("tap", "implicit_tap_block", (32, 64, 128, 256, 576),
-             lambda block: forward(xp, wt, offset, corner, out, y, 8 * threads, block,
+             lambda block: forward(xp, wt, offset, corner, out, y, 8 * threads, 1, block,
                                    compiled.NO_ROWS, compiled.NO_BIAS)),
             ("position", "implicit_position_block", (32, 64, 128, 256, 512),
              lambda block: weight(xp, dy, offset, corner, partial, block, 1)),

@@ -28,7 +28,8 @@ import numba
 import numpy as np
 
 from .microkernel import LANES, TILES, gathered_micro_kernel, micro_kernel
-from .transpose_numba import NO_SHIFT, gather_cells, planes_to_rows, rows_to_planes
+from .transpose_numba import (NO_SHIFT, channel_rows_to_planes, gather_cells, planes_to_rows,
+                              rows_to_planes)
 
 TILE_ROWS = TILES.gemm_rows  # MR indexed by NV (0: that NV is not used on this target)
 _ROWS_1, _ROWS_2, _ROWS_3, _ROWS_4 = TILE_ROWS[1:5]
@@ -46,26 +47,31 @@ NO_BIAS = NO_SHIFT
 
 
 @numba.njit(parallel=True, cache=True)
-def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block, row, bias):
+def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, groups, tap_block, row, bias):
     """out[row[p], j·W + l] = Σ_t x_flat[corner[p] + offset[t]] · wt[j, t, l] for p <
     len(corner) (row[p] = p when ``row`` is empty). x: the padded input, any shape,
     C-contiguous; wt (Kp / W, T, W): the weights in panels of the tile width W (``panels``);
-    out (R + rows, Kp), R rows written (the extra rows take a ragged last tile's spill); the
-    tiles are split into ``chunks`` parallel tasks.
-    Unless ``y`` is empty, each task then copies its rows into y (N, K, S) channels-first,
-    y[n, k, s] = out[n·S + s, k] + bias[k] (no bias when ``bias`` is empty), while they are
-    still in cache (a separate pass re-reads all of ``out`` from memory)."""
+    out (R + rows, Kp), R rows written (the extra rows take a ragged last tile's spill). The
+    parallel tasks are ``chunks`` chunks of the tiles times ``groups`` groups of the panels
+    (``conv.implicit.task_split``); each output's sum is one task's, whatever the split.
+    Unless ``y`` is empty, each task then copies its rows and channels into y (N, K, S)
+    channels-first, y[n, k, s] = out[n·S + s, k] + bias[k] (no bias when ``bias`` is empty),
+    while they are still in cache (a separate pass re-reads all of ``out`` from memory)."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
-    taps, kp = wt.shape[1], wt.shape[0] * width
+    panels, taps = wt.shape[0], wt.shape[1]
+    kp, k = panels * width, y.shape[1]
     positions = corner.size
     tiles = (positions + rows - 1) // rows
     chunks = max(1, min(tiles, chunks))
+    groups = max(1, min(panels, groups))
     x_flat = x.reshape(-1)
     spare = out.shape[0] - rows
-    for chunk in numba.prange(chunks):
+    for task in numba.prange(chunks * groups):
+        chunk, group = task // groups, task % groups
         first, last = chunk * tiles // chunks, (chunk + 1) * tiles // chunks
+        j_first, j_last = group * panels // groups, (group + 1) * panels // groups
         base = np.empty((last - first, rows), np.int64)
         c_row = np.empty((last - first, rows), np.int64)
         for tile in range(first, last):
@@ -77,14 +83,15 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, tap_block, row
                     (row[p] if row.size else p) if inside else spare) * kp
         for t0 in range(0, taps, tap_block):
             block = min(tap_block, taps - t0)
-            for j0 in range(0, kp, width):
+            for j in range(j_first, j_last):
                 for tile in range(last - first):
                     micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,
-                                 offset[t0:].ctypes.data, wt[j0 // width, t0:].ctypes.data,
-                                 width, out[:, j0:].ctypes.data, c_row[tile].ctypes.data,
+                                 offset[t0:].ctypes.data, wt[j, t0:].ctypes.data,
+                                 width, out[:, j * width:].ctypes.data, c_row[tile].ctypes.data,
                                  1 if t0 else 0, rows, vectors)
         if y.size:
-            rows_to_planes(out, y, first * rows, min(last * rows, positions), bias)
+            channel_rows_to_planes(out, y, first * rows, min(last * rows, positions), bias,
+                                   j_first * width, min(j_last * width, k))
 
 
 @numba.njit(parallel=True, cache=True)
@@ -260,23 +267,27 @@ def planar(x_flat, n_images, image, w_rows, offset, out, spare, length, tap_bloc
 # One entry point per vector count: a literal NV from compiled code costs nothing, while
 # ``numba.literally`` at a call from Python re-dispatches on every call (~20 ms).
 @numba.njit(cache=True)
-def forward_1(x, wt, offset, corner, out, y, chunks, tap_block, row, bias):
-    forward(x, wt, offset, corner, out, y, _ROWS_1, 1, chunks, tap_block, row, bias)
+def forward_1(x, wt, offset, corner, out, y, chunks, groups, tap_block, row, bias):
+    forward(x, wt, offset, corner, out, y, _ROWS_1, 1, chunks, groups, tap_block, row,
+            bias)
 
 
 @numba.njit(cache=True)
-def forward_2(x, wt, offset, corner, out, y, chunks, tap_block, row, bias):
-    forward(x, wt, offset, corner, out, y, _ROWS_2, 2, chunks, tap_block, row, bias)
+def forward_2(x, wt, offset, corner, out, y, chunks, groups, tap_block, row, bias):
+    forward(x, wt, offset, corner, out, y, _ROWS_2, 2, chunks, groups, tap_block, row,
+            bias)
 
 
 @numba.njit(cache=True)
-def forward_3(x, wt, offset, corner, out, y, chunks, tap_block, row, bias):
-    forward(x, wt, offset, corner, out, y, _ROWS_3, 3, chunks, tap_block, row, bias)
+def forward_3(x, wt, offset, corner, out, y, chunks, groups, tap_block, row, bias):
+    forward(x, wt, offset, corner, out, y, _ROWS_3, 3, chunks, groups, tap_block, row,
+            bias)
 
 
 @numba.njit(cache=True)
-def forward_4(x, wt, offset, corner, out, y, chunks, tap_block, row, bias):
-    forward(x, wt, offset, corner, out, y, _ROWS_4, 4, chunks, tap_block, row, bias)
+def forward_4(x, wt, offset, corner, out, y, chunks, groups, tap_block, row, bias):
+    forward(x, wt, offset, corner, out, y, _ROWS_4, 4, chunks, groups, tap_block, row,
+            bias)
 
 
 @numba.njit(cache=True)

@@ -98,15 +98,23 @@ def transpose8_sum(typingctx, src, src_stride, dst, dst_stride, sums):
 def rows_to_planes(a, out, p0, p1, bias):
     """out[n, k, s] = a[n·S + s, k] (+ bias[k] unless ``bias`` is empty) for the rows
     p0 ≤ n·S + s < p1 of ``a`` (≥ N·S, Kp)."""
-    n_images, k, positions = out.shape
+    channel_rows_to_planes(a, out, p0, p1, bias, 0, out.shape[1])
+
+
+@numba.njit(cache=True)
+def channel_rows_to_planes(a, out, p0, p1, bias, k0, k1):
+    """``rows_to_planes`` of the channels k0 ≤ k < k1 alone (a task that computed only those
+    columns of ``a``)."""
+    positions = out.shape[2]
     kp = a.shape[1]
     shifted = bias.size > 0
+    blocked = k1 - (k1 - k0) % 8  # channels from k0 on in whole 8 × 8 blocks
     p = p0
     while p < p1:
         n = p // positions
         end = min(p1, (n + 1) * positions)  # rows of one image
         whole = p + (end - p) // 8 * 8
-        for j0 in range(0, k - k % 8, 8):
+        for j0 in range(k0, blocked, 8):
             for q in range(p, whole, 8):
                 if shifted:
                     transpose8_shift(a[q:, j0:].ctypes.data, kp,
@@ -115,8 +123,8 @@ def rows_to_planes(a, out, p0, p1, bias):
                 else:
                     transpose8(a[q:, j0:].ctypes.data, kp,
                                out[n, j0:, q - n * positions:].ctypes.data, positions)
-        for j in range(k):  # edges: the last k % 8 channels, the last rows
-            first = p if j >= k - k % 8 else whole
+        for j in range(k0, k1):  # edges: the last (k1 − k0) % 8 channels, the last rows
+            first = p if j >= blocked else whole
             for q in range(first, end):
                 if shifted:
                     out[n, j, q - n * positions] = a[q, j] + bias[j]

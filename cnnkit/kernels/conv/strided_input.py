@@ -24,7 +24,6 @@ padded first, followed by one pass over dx.
 import itertools
 import math
 
-import numba
 import numpy as np
 
 from ... import tuning
@@ -122,7 +121,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
         products.append((compiled.panels(sub.reshape(k, c, -1)),  # B[(k, a), c] = sub[k, c, a]
                          offset, corner, row))
     dx = np.empty((n, c, math.prod(size)), np.float32)
-    if products and implicit.per_image_tasks(n, per_image):
+    if products and implicit.per_image_tasks(n, math.prod(size), c_padded, per_image):
         wt = np.concatenate([b for b, _, _, _ in products], axis=1)
         tap_start = np.cumsum([0] + [o.size for _, o, _, _ in products]).astype(np.int64)
         position_start = np.cumsum([0] + [cr.size for _, _, cr, _ in products]).astype(np.int64)
@@ -135,9 +134,10 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
                                    tuning.value("implicit_tap_block"))
         return dx.reshape((n, c) + tuple(size))
     dyp = np.ascontiguousarray(zero_pad(dy, dy_pads))
-    chunks = tuning.value("implicit_chunks_per_thread") * numba.get_num_threads()
     for wt, offset, corner, row in products:
-        compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, compiled.NO_Y, chunks,
+        compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, compiled.NO_Y,
+                                   *implicit.task_split(corner.size, dx_last.shape[1],
+                                                       compiled.LANES * vectors),
                                    tuning.value("implicit_tap_block"), row, compiled.NO_BIAS)
     rows_to_planes_parallel(dx_last, dx)
     return dx.reshape((n, c) + tuple(size))
@@ -197,7 +197,8 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None):
     source = source.reshape(-1)
     dx = np.empty((n, c, math.prod(size)), np.float32)
     wt = None if planar else compiled.panels(w_sub.reshape(1, outputs, -1))
-    if not planar and implicit.per_image_tasks(n, per_image):
+    if not planar and implicit.per_image_tasks(n, math.prod(out), compiled.tile(outputs)[2],
+                                               per_image):
         # each image's rows gathered into dx by the task that computed them, in cache
         implicit.per_image_product(dy, dy_pads, wt, w_sub.shape, ones, out, source, dx)
         return dx.reshape((n, c) + tuple(size))
