@@ -349,3 +349,17 @@ def test_per_image_tasks_need_images_enough_and_positions_for_their_channels():
     assert not conv_implicit.per_image_tasks(n - 1, 32 * 32, 64)  # too few images
     assert not conv_implicit.per_image_tasks(n, 7 * 7, 320)      # the weights outweigh the image
     assert conv_implicit.per_image_tasks(1, 7 * 7, 320, per_image=True)
+
+
+@pytest.mark.parametrize("n,k,t", [(5, 20, 1), (3, 40, 1), (2, 7, 9), (1, 33, 4)])
+def test_panels_lay_out_b_zero_padded(n, k, t):
+    """B[(n, t), k] = a[n, k, t] in panels of the tile's width, rows past K zero; one tap per
+    row (t = 1, a 1×1 kernel's input gradient) is copied without transposes."""
+    compiled = implicit_gemm_numba
+    a = np.random.default_rng(k).standard_normal((n, k, t), dtype=np.float32)
+    out = compiled.panels(a)
+    width = out.shape[2]
+    b = out.transpose(1, 0, 2).reshape(n * t, -1)
+    assert width == compiled.LANES * compiled.tile(k)[1] and b.shape[1] == -(-k // width) * width
+    np.testing.assert_array_equal(b[:, :k], a.transpose(0, 2, 1).reshape(n * t, k))
+    np.testing.assert_array_equal(b[:, k:], 0)

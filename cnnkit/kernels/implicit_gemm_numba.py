@@ -359,6 +359,15 @@ def panels(a):
     n, k, t = a.shape
     width = LANES * tile(k)[1]
     out = np.empty((-(-k // width), n * t, width), np.float32)
+    if t == 1:
+        # B is a's (N, K) matrix itself, its columns cut into panels, with nothing to
+        # transpose (a 1×1 kernel's input gradient): 1280 × 320 weights took 0.70 ms as
+        # 8 × 8 transposes of one row each, 0.19 as these copies
+        for j in range(out.shape[0]):
+            part = a[:, j * width:(j + 1) * width, 0]
+            out[j, :, :part.shape[1]] = part
+            out[j, :, part.shape[1]:] = 0
+        return out
     planes_to_rows(np.ascontiguousarray(a), out)
     return out
 
