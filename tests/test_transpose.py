@@ -5,7 +5,8 @@ gradient)."""
 import numpy as np
 import pytest
 
-from cnnkit.kernels.transpose_numba import channel_rows_to_planes, planes_to_rows, rows_to_planes
+from cnnkit.kernels.transpose_numba import (channel_rows_to_planes, planes_to_rows, rows_to_planes,
+                                            shares_to_planes)
 
 SHAPES = [(1, 8, 8), (2, 3, 5), (3, 17, 13), (2, 16, 64), (4, 9, 70), (1, 64, 1)]
 
@@ -75,3 +76,17 @@ def test_channel_rows_to_planes_copies_only_its_channels(n, k, s, with_bias):
         channel_rows_to_planes(a, out, 0, n * s, bias, k0, k1)
         np.testing.assert_array_equal(out[:, k0:k1], expected[:, :, k0:k1].transpose(0, 2, 1))
         assert np.isnan(out[:, :k0]).all() and np.isnan(out[:, k1:]).all()
+
+
+@pytest.mark.parametrize("shares,taps,kp,k", [(1, 27, 32, 20), (2, 300, 16, 16), (5, 77, 16, 9),
+                                              (3, 513, 48, 40)])
+def test_shares_to_planes_adds_the_shares_in_order(shares, taps, kp, k):
+    """The same floats as NumPy's sum over the shares then the transpose; the rows past the
+    taps (a ragged tile's spill, NaN here) are not read."""
+    rng = np.random.default_rng(taps)
+    partial = rng.standard_normal((shares, taps + 8, kp)).astype(np.float32) * np.float32(1e3)
+    partial[:, taps:] = np.nan
+    expected = partial[:, :taps].sum(axis=0)[:, :k].T
+    out = np.full((1, k, taps), np.nan, np.float32)
+    shares_to_planes(partial, out)
+    np.testing.assert_array_equal(out[0], expected)

@@ -18,7 +18,7 @@ import numba
 
 from ... import tuning
 from .. import implicit_gemm_numba as compiled
-from ..transpose_numba import planes_to_rows, rows_to_planes_parallel
+from ..transpose_numba import planes_to_rows, shares_to_planes
 from . import strided_input
 from .shift import flat_pitches
 from ..padding import zero_pad
@@ -445,7 +445,6 @@ def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=
     # dw[k, (c, a)] = Σ_s partial[s, (c, a), k]; the rows past the taps (a ragged tile's
     # spill) are never read: they may hold anything, NaN included
     dw = np.empty((1, k, offset.size), np.float32)
-    rows_to_planes_parallel(partial[:, :offset.size].sum(axis=0) if shares > 1 else partial[0],
-                            dw)
+    shares_to_planes(partial, dw)
     dw = dw.reshape((k, offset.size // math.prod(kernel)) + tuple(kernel))
     return (dw, db.astype(np.float32)) if with_bias else dw
