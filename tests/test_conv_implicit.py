@@ -363,3 +363,25 @@ def test_panels_lay_out_b_zero_padded(n, k, t):
     assert width == compiled.LANES * compiled.tile(k)[1] and b.shape[1] == -(-k // width) * width
     np.testing.assert_array_equal(b[:, :k], a.transpose(0, 2, 1).reshape(n * t, k))
     np.testing.assert_array_equal(b[:, k:], 0)
+
+
+@pytest.mark.parametrize("size, launches", [(8, 1), (9, 2)])
+def test_planar_reads_stop_at_the_end_of_the_input(size, launches):
+    """The planar kernel reads whole strips of positions: an input whose last strip ends
+    exactly at its end (8 × 8 maps fill whole strips on every target) is read in place, in
+    one launch; one whose last strip would read past its end gives its last image a copy
+    with room to spare, in a second launch. Either way y is right."""
+    rng = np.random.default_rng(size)
+    n, c, k = 3, 4, 32
+    xp = rng.standard_normal((n, c, size, size), dtype=np.float32)
+    w = rng.standard_normal((k, c, 1, 1), dtype=np.float32)
+    calls = []
+    planar = implicit_gemm_numba.planar
+    with mock.patch.object(conv_implicit, "planar_wins", lambda *shape: True), \
+            mock.patch.object(implicit_gemm_numba, "planar",
+                              lambda x_flat, *args: calls.append(x_flat.size) or
+                              planar(x_flat, *args)):
+        y = conv_implicit.forward(xp, w, (1, 1), (1, 1), (size, size))
+    assert len(calls) == launches and calls[0] == xp.size
+    np.testing.assert_allclose(y, np.einsum("kc,nchw->nkhw", w[:, :, 0, 0], xp), rtol=1e-5,
+                               atol=1e-5)

@@ -219,7 +219,7 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
     can be y itself, with no copy to drop padding rows. Unless ``bias`` (K,) is empty, each
     task then adds bias[k] to its strip of every row while the strip is in cache (a pass over
     y afterwards re-reads it all from memory: 29 MB for 144 channels of 56 × 56 maps, N=16).
-    Reads reach x_flat[(n_images − 1)·image + Lp + max(offset)]."""
+    Reads stay below x_flat[(n_images − 1)·image + Lp + max(offset)]."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors

@@ -311,9 +311,10 @@ def _forward_planar(xp, w, dilation, out, first_channel=0, bias=None):
     spare = np.empty(width, np.float32)
     x_flat = np.ascontiguousarray(xp).reshape(-1)
     image = c * plane
-    # The last image's last strip reads up to a tile width past the input: that image reads
-    # from a copy with room to spare, the others read straight through into the next image.
-    in_place = n if (n - 1) * image + y_grid.shape[2] + offset[-1] < x_flat.size else n - 1
+    # The last image's last strip reads up to a tile width past the input, unless its map
+    # fills whole strips (a 1×1 layer's 16 × 16): that image then reads from a copy with room
+    # to spare, the others read straight through into the next image.
+    in_place = n if (n - 1) * image + y_grid.shape[2] + offset[-1] <= x_flat.size else n - 1
     tap_block = tuning.value("implicit_tap_block")
     bias = compiled.NO_BIAS if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     compiled.planar(x_flat, in_place, image, w_rows, offset, y_grid, spare, length, tap_block,
