@@ -180,3 +180,12 @@ def test_peak_is_measured_again_and_the_highest_reading_kept(monkeypatch, first,
     assert info["peak"]["gflops_total"] == kept
     assert info["peak"]["readings"] == [first, again]
     assert bool(notes) == noted and all("peak re-measured" in note for note in notes)
+
+
+@pytest.mark.parametrize("back_to_back, order", [(1, "abab"), (2, "aabbaabb")])
+def test_interleaved_turns_time_calls_back_to_back(back_to_back, order):
+    from cnnkit.bench import timing
+    calls = []
+    best = timing.best_of_interleaved([lambda: calls.append("a"), lambda: calls.append("b")],
+                                      repeats=2, warmup=0, back_to_back=back_to_back)
+    assert "".join(calls) == order and len(best) == 2
