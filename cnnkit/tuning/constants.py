@@ -93,9 +93,11 @@ _TABLE = [
              "The implicit GEMM's weight kernel takes dy this many output positions at a time, "
              "for the same reason. Printed for a few sizes by " + BLOCKS + ".",
              1, 1 << 20, integer=True, measured_by=BLOCKS),
-    Constant("implicit_chunks_per_thread", 8, "work chunks per Numba thread",
-             "The implicit GEMM's forward splits its output positions into this many chunks "
-             "per thread, for load balance." + _NOT_TIMED, 1, 1024, integer=True),
+    Constant("implicit_chunks_per_thread", 8, "parallel tasks per Numba thread",
+             "The implicit GEMM's channels-last kernel runs this many tasks per thread, for "
+             "load balance: chunks of its output positions, times groups of its output "
+             "channels where the weights outweigh the inputs (conv/implicit.task_split)."
+             + _NOT_TIMED, 1, 1024, integer=True),
     Constant("fft_min_kernel_taps", 32, "taps (prod(kernel))",
              "A layer is considered for the FFT only from this kernel size on." + _NOT_TIMED,
              1, 1 << 20, integer=True),
