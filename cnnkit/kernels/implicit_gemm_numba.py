@@ -268,26 +268,22 @@ def planar(x_flat, n_images, image, w_rows, offset, out, spare, length, tap_bloc
 # ``numba.literally`` at a call from Python re-dispatches on every call (~20 ms).
 @numba.njit(cache=True)
 def forward_1(x, wt, offset, corner, out, y, chunks, groups, tap_block, row, bias):
-    forward(x, wt, offset, corner, out, y, _ROWS_1, 1, chunks, groups, tap_block, row,
-            bias)
+    forward(x, wt, offset, corner, out, y, _ROWS_1, 1, chunks, groups, tap_block, row, bias)
 
 
 @numba.njit(cache=True)
 def forward_2(x, wt, offset, corner, out, y, chunks, groups, tap_block, row, bias):
-    forward(x, wt, offset, corner, out, y, _ROWS_2, 2, chunks, groups, tap_block, row,
-            bias)
+    forward(x, wt, offset, corner, out, y, _ROWS_2, 2, chunks, groups, tap_block, row, bias)
 
 
 @numba.njit(cache=True)
 def forward_3(x, wt, offset, corner, out, y, chunks, groups, tap_block, row, bias):
-    forward(x, wt, offset, corner, out, y, _ROWS_3, 3, chunks, groups, tap_block, row,
-            bias)
+    forward(x, wt, offset, corner, out, y, _ROWS_3, 3, chunks, groups, tap_block, row, bias)
 
 
 @numba.njit(cache=True)
 def forward_4(x, wt, offset, corner, out, y, chunks, groups, tap_block, row, bias):
-    forward(x, wt, offset, corner, out, y, _ROWS_4, 4, chunks, groups, tap_block, row,
-            bias)
+    forward(x, wt, offset, corner, out, y, _ROWS_4, 4, chunks, groups, tap_block, row, bias)
 
 
 @numba.njit(cache=True)
