@@ -90,3 +90,12 @@ def test_shares_to_planes_adds_the_shares_in_order(shares, taps, kp, k):
     out = np.full((1, k, taps), np.nan, np.float32)
     shares_to_planes(partial, out)
     np.testing.assert_array_equal(out[0], expected)
+
+
+@pytest.mark.parametrize("n,k,s", SHAPES)
+def test_one_share_is_the_parallel_layout_of_every_image(n, k, s):
+    a = np.random.default_rng(n + s).standard_normal((n * s + 5, -(-k // 8) * 8),
+                                                       dtype=np.float32)
+    out = np.full((n, k, s), np.nan, np.float32)
+    shares_to_planes(a[None], out)
+    np.testing.assert_array_equal(out, a[:n * s, :k].reshape(n, s, k).transpose(0, 2, 1))

@@ -137,21 +137,14 @@ NO_SHIFT = np.empty(0, np.float32)  # ``rows_to_planes``' bias when there is non
 
 
 @numba.njit(parallel=True, cache=True)
-def rows_to_planes_parallel(a, out):
-    """``rows_to_planes`` of all N·S rows, in parallel blocks of 256 rows."""
-    total = out.shape[0] * out.shape[2]
-    for block in numba.prange(-(-total // 256)):
-        rows_to_planes(a, out, block * 256, min(total, (block + 1) * 256), NO_SHIFT)
-
-
-@numba.njit(parallel=True, cache=True)
 def shares_to_planes(partial, out):
-    """out[0, k, t] = Σ_s partial[s, t, k] for t < out.shape[2], the shares added in order
-    (s = 0 first, as NumPy's sum over the first axis adds them) into partial[0] and laid out
-    channels-first in the same parallel blocks of 256 rows: the implicit GEMM's weight
-    gradient, whose position shares each sum into their own rows. (NumPy's sum is a pass of
-    its own on one thread: 0.72 ms for 256 → 256 channels' two shares of 3×3 taps.)"""
-    total = out.shape[2]
+    """out[n, k, s] = Σ_j partial[j, n·S + s, k] for out (N, K, S), the shares j added in
+    order (j = 0 first, as NumPy's sum over the first axis adds them) into partial[0] and laid
+    out channels-first (``rows_to_planes``) in the same parallel blocks of 256 rows: the
+    implicit GEMM's weight gradient, whose position shares each sum into their own rows
+    (NumPy's sum is a pass of its own on one thread: 0.72 ms for 256 → 256 channels' two
+    shares of 3×3 taps). With one share, a[None], the parallel layout of a's rows alone."""
+    total = out.shape[0] * out.shape[2]
     first = partial[0]
     for block in numba.prange(-(-total // 256)):
         t0, t1 = block * 256, min(total, (block + 1) * 256)

@@ -29,7 +29,7 @@ import numpy as np
 from ... import tuning
 from .. import implicit_gemm_numba as compiled
 from ..padding import zero_pad
-from ..transpose_numba import gather_planes, rows_to_planes_parallel
+from ..transpose_numba import gather_planes, shares_to_planes
 from . import implicit
 from .shift import flat_pitches
 
@@ -139,7 +139,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
                                    *implicit.task_split(corner.size, dx_last.shape[1],
                                                        compiled.LANES * vectors),
                                    tuning.value("implicit_tap_block"), row, compiled.NO_BIAS)
-    rows_to_planes_parallel(dx_last, dx)
+    shares_to_planes(dx_last[None], dx)
     return dx.reshape((n, c) + tuple(size))
 
 
