@@ -247,12 +247,13 @@ def test_infinite_weight_gives_torch_nans_in_the_input_gradient(channels):
 
 
 def test_unwritten_buffer_rows_reach_no_result_and_raise_no_warning():
-    """The kernels' buffers are np.empty: rows past the last tap or position may hold anything,
-    and neither the results nor a warnings filter (``-W error``) may see them (here they hold
-    +inf and -inf, whose sum would warn of an invalid value)."""
+    """The kernels' buffers are np.empty or ``aligned.empty``: rows past the last tap or
+    position may hold anything, and neither the results nor a warnings filter (``-W error``)
+    may see them (here they hold +inf and -inf, whose sum would warn of an invalid value)."""
     import warnings
 
     from cnnkit import tuning
+    from cnnkit.kernels import aligned
     rng = np.random.default_rng(5)
     xp = rng.standard_normal((4, 3, 12, 12), dtype=np.float32)  # 27 taps: a ragged last tile
     dy = rng.standard_normal((4, 20, 10, 10), dtype=np.float32)
@@ -260,16 +261,20 @@ def test_unwritten_buffer_rows_reach_no_result_and_raise_no_warning():
     # both kernels compiled before np.empty is patched (Numba would type the patch, a Python
     # function, and fail on a cold cache)
     conv_implicit.forward(xp, expected, (1, 1), (1, 1), (10, 10))
-    real_empty = np.empty
+    real_empty, real_aligned = np.empty, aligned.empty
 
-    def nan_empty(shape, dtype=float, *args, **kwargs):
-        out = real_empty(shape, dtype, *args, **kwargs)
-        if np.dtype(dtype).kind == "f":
-            flat = out.reshape(-1)
-            flat[:] = np.inf
-            flat[np.arange(flat.size) % 3 == 1] = -np.inf
-        return out
-    with mock.patch.object(np, "empty", nan_empty), warnings.catch_warnings():
+    def poisoned(empty):
+        def infinite_empty(*args, **kwargs):
+            out = empty(*args, **kwargs)
+            if out.dtype.kind == "f":
+                flat = out.reshape(-1)
+                flat[:] = np.inf
+                flat[np.arange(flat.size) % 3 == 1] = -np.inf
+            return out
+        return infinite_empty
+    with mock.patch.object(np, "empty", poisoned(real_empty)), \
+            mock.patch.object(aligned, "empty", poisoned(real_aligned)), \
+            warnings.catch_warnings():
         warnings.simplefilter("error")
         for share_positions in (50, 2048):  # several shares, then one
             with tuning.override(implicit_weight_share_positions=share_positions):
@@ -363,6 +368,56 @@ def test_panels_lay_out_b_zero_padded(n, k, t):
     assert width == compiled.LANES * compiled.tile(k)[1] and b.shape[1] == -(-k // width) * width
     np.testing.assert_array_equal(b[:, :k], a.transpose(0, 2, 1).reshape(n * t, k))
     np.testing.assert_array_equal(b[:, k:], 0)
+
+
+def test_register_tile_operands_start_on_cache_lines():
+    """The weight and dy panels (B) and the output rows (C) that the compiled products get
+    are ``aligned.LINE``-aligned (NumPy's own arrays are 16-byte aligned), in the forward
+    pass, both gradients and a strided input gradient; the results stay right."""
+    from cnnkit.kernels import aligned
+    compiled = implicit_gemm_numba
+    seen = []
+
+    def recording(entry, operands):
+        def run(*args):
+            seen.extend(args[i].ctypes.data % aligned.LINE for i in operands)
+            return entry(*args)
+        return run
+    entries = {nv: (recording(f, (1, 4)), recording(w, (1, 4)))
+               for nv, (f, w) in compiled.ENTRY.items()}
+    by_image = {nv: recording(f, (2, 8)) for nv, f in compiled.BY_IMAGE.items()}
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 20, 9, 9), dtype=np.float32)
+    w = rng.standard_normal((40, 20, 3, 3), dtype=np.float32)
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    with mock.patch.dict(compiled.ENTRY, entries), mock.patch.dict(compiled.BY_IMAGE, by_image):
+        for stride in ((1, 1), (2, 2)):
+            yt = TF.conv2d(xt, wt, stride=stride, padding=1)
+            dy = rng.standard_normal(yt.shape, dtype=np.float32)
+            dxt, dwt = torch.autograd.grad(yt, (xt, wt), torch.tensor(dy))
+            pads = ((1, 1), (1, 1))
+            _check(conv_implicit.forward(np.pad(x, ((0, 0), (0, 0)) + pads), w, stride, (1, 1),
+                                         yt.shape[2:]), yt.detach().numpy(), 10)
+            _check(conv_implicit.backward_weight(np.pad(x, ((0, 0), (0, 0)) + pads), dy,
+                                                 (3, 3), stride, (1, 1)), dwt.numpy(), 100)
+            dx = (conv_implicit.backward_input(dy, w, (11, 11), (1, 1), pads) if stride == (1, 1)
+                  else strided_input.by_phases(dy, w, (11, 11), stride, (1, 1), pads))
+            _check(dx, dxt.numpy(), 10)
+    assert len(seen) >= 8 and not any(seen)
+
+
+@pytest.mark.parametrize("shape", [0, 5, (3, 7), (2, 3, 17), (4, 0, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_aligned_arrays_are_numpy_arrays_on_a_line(shape, dtype):
+    from cnnkit.kernels import aligned
+    for _ in range(4):  # NumPy's own allocations land on a line one time in four
+        out = aligned.empty(shape, dtype)
+        assert out.shape == np.empty(shape).shape and out.dtype == dtype
+        assert out.flags.c_contiguous and out.flags.writeable
+        zeros = aligned.zeros(shape, dtype)
+        assert not zeros.any()
+        if out.size:  # an empty array has no data to align (NumPy may move its pointer)
+            assert out.ctypes.data % aligned.LINE == 0 and zeros.ctypes.data % aligned.LINE == 0
 
 
 @pytest.mark.parametrize("size, launches", [(8, 1), (9, 2)])

@@ -5,6 +5,7 @@
     python -m cnnkit.bench.tiles --blocks   # the blocking constants instead (below)
     python -m cnnkit.bench.tiles --planar   # the channels-first tile instead (below)
     python -m cnnkit.bench.tiles --rows     # the row correlation's tiles instead (below)
+    python -m cnnkit.bench.tiles --align    # the tiles on and off cache lines (below)
 
 Times the implicit GEMM's forward kernel (``implicit_gemm_numba.forward``, the product alone:
 no padding, weight or layout copies) on a GEMM-shaped 3×3 layer (N=16, 64 → 192 channels,
@@ -29,6 +30,10 @@ positions, on the kind of product it is chosen for: thin and wide, a 1×1 layer 
 entries) with each candidate tile, MR output rows by NV vectors of columns, on an image
 (1024 × 1024 ⋆ 11 × 11, valid: the four-row tiles) and a signal (2²⁰ ⋆ 127: the one-row
 tile), copies included.
+
+``--align`` times the table's tiles with their operands (weight panels, output rows) on
+cache lines, as ``kernels/aligned.py`` allocates them, and 16 bytes past one, as NumPy
+aligns its arrays.
 """
 import argparse
 import math
@@ -64,35 +69,59 @@ def _kernel(rows, vectors):
     return run
 
 
-def measure(threads=1, repeats=5, log=print, candidates=None):
-    """{(MR, NV): GFLOP/s} for this target's candidate tiles (or the (MR, NV) pairs given)."""
-    import numba
+def _operand(shape, past_line=0):
+    """Random float32 values whose data starts ``past_line`` bytes after a cache line."""
     import numpy as np
+
+    from ..kernels import aligned
+    size = math.prod(shape)
+    raw = aligned.empty(size + aligned.LINE // 4)
+    out = raw[past_line // 4:past_line // 4 + size].reshape(shape)
+    out[...] = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    return out
+
+
+def measure(threads=1, repeats=5, log=print, candidates=None, past_line=0):
+    """{(MR, NV): GFLOP/s} for this target's candidate tiles (or the (MR, NV) pairs given),
+    their weight panels and output rows starting ``past_line`` bytes after a cache line."""
+    import numba
 
     from ..cpu import host
     from ..kernels import implicit_gemm_numba as compiled
     numba.set_num_threads(threads)
     cpu = host()
     xp, offset, corner, k, flops = _layer()
-    rng = np.random.default_rng(0)
     # One thread: CPU time, which other processes on the machine do not inflate.
     clock = time.process_time if threads == 1 else time.perf_counter
     results = {}
     n, c, size = xp.shape[0], xp.shape[1], xp.shape[2] - 2
     log(f"# {cpu.summary()}; {threads} thread(s); implicit GEMM forward kernel, "
-        f"{n}×{c}×{size}×{size} ⋆ {k}×{c}×3×3")
+        f"{n}×{c}×{size}×{size} ⋆ {k}×{c}×3×3; operands {past_line} bytes past a cache line")
     table = cpu.tiles.gemm_rows
     for rows, vectors in candidates or _candidates(cpu.registers):
         width = cpu.lanes * vectors
         kp = -(-k // width) * width
-        wt = rng.standard_normal((kp // width, offset.size, width), dtype=np.float32)
-        out = np.empty((corner.size + rows, kp), np.float32)
+        wt = _operand((kp // width, offset.size, width), past_line)
+        out = _operand((corner.size + rows, kp), past_line)
         y = compiled.NO_Y
         run = _kernel(rows, vectors)
         best = _best(lambda: run(xp, wt, offset, corner, out, y, 8 * threads), repeats, clock)
         results[(rows, vectors)] = flops / best / 1e9
         chosen = "  <- table" if table[vectors] == rows else ""
         log(_line(rows, vectors, cpu.lanes, results[(rows, vectors)], chosen))
+    return results
+
+
+def measure_alignment(threads=1, repeats=5, log=print):
+    """{(past_line, MR, NV): GFLOP/s} of the table's tiles with their operands on cache
+    lines (``kernels/aligned.py``) and 16 bytes past one (NumPy's alignment)."""
+    from ..cpu import host
+    table = host().tiles.gemm_rows
+    tiles = [(rows, vectors) for vectors, rows in enumerate(table) if rows]
+    results = {}
+    for past_line in (0, 16):
+        for tile, rate in measure(threads, repeats, log, tiles, past_line).items():
+            results[(past_line,) + tile] = rate
     return results
 
 
@@ -135,7 +164,7 @@ def measure_planar(threads=1, repeats=5, log=print, candidates=None):
         width = cpu.lanes * vectors
         k_padded = -(-k // rows) * rows
         w_rows = rng.standard_normal((k_padded, c), dtype=np.float32)
-        out = np.empty((n, k, -(-positions // width) * width), np.float32)
+        out = _operand((n, k, -(-positions // width) * width))
         spare = np.empty(width, np.float32)
         run = _planar_kernel(rows, vectors)
         best = _best(lambda: run(x_flat, n, c * positions, w_rows, offset, out, spare,
@@ -244,12 +273,11 @@ def measure_blocks(threads=1, repeats=5, log=print):
     width = compiled.LANES * vectors
     forward, weight = compiled.ENTRY[vectors]
     rng = np.random.default_rng(1)
-    wt = rng.standard_normal((kp // width, offset.size, width), dtype=np.float32)
-    dy = rng.standard_normal((kp // width, corner.size, width), dtype=np.float32)
-    out = np.empty((corner.size + rows, kp), np.float32)
+    wt = _operand((kp // width, offset.size, width))
+    dy = _operand((kp // width, corner.size, width))
+    out = _operand((corner.size + rows, kp))
     y = compiled.NO_Y
-    partial = np.empty((tuning.value("implicit_weight_shares"), offset.size + rows, kp),
-                       np.float32)
+    partial = _operand((tuning.value("implicit_weight_shares"), offset.size + rows, kp))
     clock = time.process_time if threads == 1 else time.perf_counter
     log(f"# {host().summary()}; {threads} thread(s); tile {rows}×{width}; "
         f"the layer of python -m cnnkit.bench.tiles")
@@ -290,13 +318,15 @@ def main(argv=None):
                       help="time the channels-first kernel's tiles instead")
     mode.add_argument("--rows", action="store_true",
                       help="time the row correlation's tiles instead")
+    mode.add_argument("--align", action="store_true",
+                      help="time the table's tiles with operands on and off cache lines")
     args = parser.parse_args(argv)
     if args.threads < 1 or args.threads > (os.cpu_count() or 1):
         parser.error(f"--threads: expected 1 to {os.cpu_count()}, got {args.threads}")
     if args.repeats < 1:
         parser.error(f"--repeats: expected at least 1, got {args.repeats}")
     run = (measure_blocks if args.blocks else measure_planar if args.planar else
-           measure_rows if args.rows else measure)
+           measure_rows if args.rows else measure_alignment if args.align else measure)
     run(args.threads, args.repeats)
 
 

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from .. import tuning
+from . import aligned
 from . import correlate_bands_numba as bands
 from . import correlate_rows_numba as compiled
 from .conv.shift import flat_pitches
@@ -149,7 +150,7 @@ def correlate_planes(p, pitch, kernels, plane_base, plane_kernel, tap_plane, siz
     padded = padded.reshape((-1,) + padded.shape[-2:])
     if plane_kernel is None:
         plane_kernel = np.zeros(plane_base.size, np.int64)
-    out = np.empty((plane_base.size, padded_rows, padded_cols), np.float32)
+    out = aligned.empty((plane_base.size, padded_rows, padded_cols))
     p = p.reshape(-1)
     # The planes up to the first whose ragged tiles would read past p's end run in place;
     # the rest (the last few) on a zero-extended copy of p from their lowest corner on.

@@ -27,6 +27,7 @@ machine's FMA peak.
 import numba
 import numpy as np
 
+from . import aligned
 from .microkernel import LANES, TILES, gathered_micro_kernel, micro_kernel
 from .transpose_numba import (NO_SHIFT, channel_rows_to_planes, gather_cells, planes_to_rows,
                               rows_to_planes)
@@ -354,7 +355,7 @@ def panels(a):
     copy of the transpose; 2048 × 1024: 0.5 against 14 ms)."""
     n, k, t = a.shape
     width = LANES * tile(k)[1]
-    out = np.empty((-(-k // width), n * t, width), np.float32)
+    out = aligned.empty((-(-k // width), n * t, width))
     if t == 1:
         # B is a's (N, K) matrix itself, its columns cut into panels, with nothing to
         # transpose (a 1×1 kernel's input gradient): 1280 × 320 weights took 0.70 ms as

@@ -17,7 +17,7 @@ import numpy as np
 import numba
 
 from ... import tuning
-from .. import implicit_gemm_numba as compiled
+from .. import aligned, implicit_gemm_numba as compiled
 from ..transpose_numba import planes_to_rows, shares_to_planes
 from . import strided_input
 from .shift import flat_pitches
@@ -249,7 +249,7 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None):
     compiled.BY_IMAGE[vectors](*image_padding(x, pads), wt, offset,
                                np.array([0, offset.size], np.int64), corner, compiled.NO_ROWS,
                                np.array([0, corner.size], np.int64),
-                               np.empty((corner.size + rows, k_padded), np.float32), y,
+                               aligned.empty((corner.size + rows, k_padded)), y,
                                compiled.NO_ROWS if source is None else source,
                                tuning.value("implicit_tap_block"))
     return y.reshape((n, k) + tuple(out)) if source is None else y
@@ -264,7 +264,7 @@ def channels_last(xp, wt, w_shape, stride, dilation, out, y=compiled.NO_Y, bias=
     y (N, K, S) channels-first, plus ``bias``."""
     rows, vectors, k_padded = compiled.tile(w_shape[0])
     corner = _corners(xp.shape, out, stride)
-    y_last = np.empty((corner.size + rows, k_padded), dtype=np.float32)
+    y_last = aligned.empty((corner.size + rows, k_padded))
     compiled.ENTRY[vectors][0](np.ascontiguousarray(xp), wt,
                                _offsets(xp.shape, w_shape[2:], dilation, w_shape[1],
                                         first_channel), corner, y_last, y,
@@ -307,7 +307,7 @@ def _forward_planar(xp, w, dilation, out, first_channel=0, bias=None):
     offset = _offsets(xp.shape, w.shape[2:], dilation, w.shape[1], first_channel)
     # y on the grid, K rows per image (the last row tile's extra rows go to ``spare``): for a
     # 1×1 layer whose map fills whole strips it is y itself, with nothing to crop or copy
-    y_grid = np.empty((n, k, -(-plane // width) * width), np.float32)
+    y_grid = aligned.empty((n, k, -(-plane // width) * width))
     spare = np.empty(width, np.float32)
     x_flat = np.ascontiguousarray(xp).reshape(-1)
     image = c * plane
@@ -429,7 +429,7 @@ def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=
     rows, vectors, k_padded = compiled.tile(k)
     positions = math.prod(dy.shape[2:])
     width = compiled.LANES * vectors
-    dy_last = np.empty((k_padded // width, n * positions, width), dtype=np.float32)
+    dy_last = aligned.empty((k_padded // width, n * positions, width))
     db = planes_to_rows(np.reshape(dy, (n, k, positions)), dy_last, with_bias)
     offset = _offsets(xp.shape, kernel, dilation, channels, first_channel)
     # Position shares and groups of taps in numbers fixed by the shapes, not by the thread
@@ -439,7 +439,7 @@ def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=
     # a layer with few positions for its taps (deep, small maps) splits its taps instead.
     tasks = tuning.value("implicit_weight_shares")
     shares = max(1, min(tasks, n * positions // tuning.value("implicit_weight_share_positions")))
-    partial = np.empty((shares, offset.size + rows, k_padded), np.float32)
+    partial = aligned.empty((shares, offset.size + rows, k_padded))
     compiled.ENTRY[vectors][1](np.ascontiguousarray(xp), dy_last, offset,
                                _corners(xp.shape, dy.shape[2:], stride), partial,
                                tuning.value("implicit_position_block"), -(-tasks // shares))

@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from ... import tuning
-from .. import implicit_gemm_numba as compiled
+from .. import aligned, implicit_gemm_numba as compiled
 from ..padding import zero_pad
 from ..transpose_numba import gather_planes, shares_to_planes
 from . import implicit
@@ -103,7 +103,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
     rows, vectors, c_padded = compiled.tile(c)
     whole = n * math.prod(size)
     empty = any(p[1] is None for phases in dims for p in phases)  # cells left zero
-    dx_last = (np.zeros if empty else np.empty)((whole + rows, c_padded), np.float32)
+    dx_last = (aligned.zeros if empty else aligned.empty)((whole + rows, c_padded))
     products = []  # per phase with taps: (weights in panels, offset, corner, row)
     for combination in itertools.product(*dims):
         if any(p[1] is None for p in combination):
@@ -122,7 +122,10 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
                          offset, corner, row))
     dx = np.empty((n, c, math.prod(size)), np.float32)
     if products and implicit.per_image_tasks(n, math.prod(size), c_padded, per_image):
-        wt = np.concatenate([b for b, _, _, _ in products], axis=1)
+        panels = [b for b, _, _, _ in products]
+        wt = aligned.empty((panels[0].shape[0], sum(p.shape[1] for p in panels),
+                            panels[0].shape[2]))
+        np.concatenate(panels, axis=1, out=wt)
         tap_start = np.cumsum([0] + [o.size for _, o, _, _ in products]).astype(np.int64)
         position_start = np.cumsum([0] + [cr.size for _, _, cr, _ in products]).astype(np.int64)
         compiled.BY_IMAGE[vectors](*implicit.image_padding(dy, dy_pads), wt,
