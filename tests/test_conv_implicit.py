@@ -77,6 +77,7 @@ def _check_layer(layer, seed):
                                   y + b.reshape((1, k) + (1,) * len(kernel)))
     dw = conv_implicit.backward_weight(xp, dy, kernel, stride, dilation)
     _check(dw, wt.grad.numpy(), scale * np.sqrt(dy[:, 0].size))
+    _check_weight_layouts(xp, dy, kernel, stride, dilation)
     geometry = conv_kernels.ConvGeometry.of(xp.shape, w.shape, stride, dilation, 1, xp.dtype)
     if conv_implicit.applies(geometry, "input") and not geometry.unit_stride:
         # one stride-1 gradient per phase (every s-th input cell)
@@ -99,6 +100,25 @@ def _check_layer(layer, seed):
             _check(dx, xt.grad.numpy()[(slice(None), slice(None)) + inside], scale)
         whole = conv_implicit.backward_input(dy, w, xp.shape[2:], dilation)
         _check(whole, xt.grad.numpy(), scale)
+
+
+def _check_weight_layouts(xp, dy, kernel, stride, dilation, **channels):
+    """The weight kernel's tiles read dy channels-last: laid out by each task for its own
+    positions (one task per share) or once beforehand (groups of taps per share). With one
+    share, in blocks of 5 positions (which straddle images and leave ragged runs of 8), both
+    give the same floats, and the bias gradient summed on the way is dy's sum."""
+    from cnnkit import tuning
+    sizes = dict(implicit_position_block=5, implicit_weight_share_positions=1 << 30)
+    with tuning.override(implicit_weight_shares=1, **sizes):  # one task: laid out in it
+        dw, db = conv_implicit.backward_weight(xp, dy, kernel, stride, dilation, True,
+                                               **channels)
+    with tuning.override(implicit_weight_shares=3, **sizes):  # one share, 3 groups of taps
+        laid_out, db_laid_out = conv_implicit.backward_weight(xp, dy, kernel, stride, dilation,
+                                                              True, **channels)
+    np.testing.assert_array_equal(dw, laid_out)
+    expected = dy.sum(axis=(0,) + tuple(range(2, dy.ndim)), dtype=np.float64)
+    np.testing.assert_allclose(db, expected, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(db_laid_out, expected, rtol=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize("planar", [False, True])
@@ -229,6 +249,10 @@ def test_grouped_layers_match_torch(groups, c, k, dims, size, stride, planar):
         _check(dw, wt.grad.numpy(), scale * np.sqrt(dy[:, 0].size))
         _check(db, bt.grad.numpy(), np.sqrt(dy[:, 0].size))
         np.testing.assert_array_equal(conv_implicit.weight_pass(xp, dy, g), dw)
+    per_group = c // groups  # each group's dy: a view of its channels
+    for j, dy_j in enumerate(np.split(dy, groups, axis=1)):
+        _check_weight_layouts(xp, dy_j, (size,) * dims, (stride,) * dims, (1,) * dims,
+                              channels=per_group, first_channel=j * per_group)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
@@ -371,21 +395,24 @@ def test_panels_lay_out_b_zero_padded(n, k, t):
 
 
 def test_register_tile_operands_start_on_cache_lines():
-    """The weight and dy panels (B) and the output rows (C) that the compiled products get
-    are ``aligned.LINE``-aligned (NumPy's own arrays are 16-byte aligned), in the forward
-    pass, both gradients and a strided input gradient; the results stay right."""
+    """The weight panels (B) and the output rows (C) that the compiled products get are
+    ``aligned.LINE``-aligned (NumPy's own arrays are 16-byte aligned), in the forward pass,
+    both gradients and a strided input gradient (the weight gradient's B, dy's rows, is laid
+    out by its kernel's tasks); the results stay right."""
     from cnnkit.kernels import aligned
     compiled = implicit_gemm_numba
     seen = []
 
     def recording(entry, operands):
         def run(*args):
-            seen.extend(args[i].ctypes.data % aligned.LINE for i in operands)
+            seen.extend(args[i].ctypes.data % aligned.LINE for i in operands(args))
             return entry(*args)
         return run
-    entries = {nv: (recording(f, (1, 4)), recording(w, (1, 4)))
+    # the weight kernel's B is dy laid out (argument 1) only when the caller did it
+    entries = {nv: (recording(f, lambda args: (1, 4)),
+                    recording(w, lambda args: (1, 5) if args[2] else (5,)))
                for nv, (f, w) in compiled.ENTRY.items()}
-    by_image = {nv: recording(f, (2, 8)) for nv, f in compiled.BY_IMAGE.items()}
+    by_image = {nv: recording(f, lambda args: (2, 8)) for nv, f in compiled.BY_IMAGE.items()}
     rng = np.random.default_rng(3)
     x = rng.standard_normal((8, 20, 9, 9), dtype=np.float32)
     w = rng.standard_normal((40, 20, 3, 3), dtype=np.float32)

@@ -274,7 +274,8 @@ def measure_blocks(threads=1, repeats=5, log=print):
     forward, weight = compiled.ENTRY[vectors]
     rng = np.random.default_rng(1)
     wt = _operand((kp // width, offset.size, width))
-    dy = _operand((kp // width, corner.size, width))
+    dy = _operand((xp.shape[0], k, corner.size // xp.shape[0]))
+    no_sums = np.empty((0, k), np.float64)
     out = _operand((corner.size + rows, kp))
     y = compiled.NO_Y
     partial = _operand((tuning.value("implicit_weight_shares"), offset.size + rows, kp))
@@ -293,7 +294,7 @@ def measure_blocks(threads=1, repeats=5, log=print):
              lambda block: forward(xp, wt, offset, corner, out, y, 8 * threads, 1, block,
                                    compiled.NO_ROWS, compiled.NO_BIAS)),
             ("position", "implicit_position_block", (32, 64, 128, 256, 512),
-             lambda block: weight(xp, dy, offset, corner, partial, block, 1)),
+             lambda block: weight(xp, dy, False, offset, corner, partial, no_sums, block, 1)),
             ("share", "implicit_weight_share_positions", (512, 1024, 2048, 4096, corner.size),
              whole_weight_gradient)):
         current = tuning.value(constant)

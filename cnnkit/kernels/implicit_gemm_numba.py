@@ -29,8 +29,8 @@ import numpy as np
 
 from . import aligned
 from .microkernel import LANES, TILES, gathered_micro_kernel, micro_kernel
-from .transpose_numba import (NO_SHIFT, channel_rows_to_planes, gather_cells, planes_to_rows,
-                              rows_to_planes)
+from .transpose_numba import (NO_SHIFT, channel_rows_to_planes, gather_cells, image_rows,
+                              planes_to_rows, rows_to_planes)
 
 TILE_ROWS = TILES.gemm_rows  # MR indexed by NV (0: that NV is not used on this target)
 _ROWS_1, _ROWS_2, _ROWS_3, _ROWS_4 = TILE_ROWS[1:5]
@@ -168,21 +168,35 @@ def _padded_image(image, pad):
 
 
 @numba.njit(parallel=True, cache=True)
-def weight(x, dy, offset, corner, partial, rows, vectors, position_block, groups):
-    """partial[s, t, j·W + l] = Σ_{p in share s} x_flat[offset[t] + corner[p]] · dy[j, p, l];
-    the caller sums over s. dy (Kp / W, P, W) channels-last in panels of the tile width W
-    (``transpose_numba.planes_to_rows``); partial (S, T + rows, Kp). The parallel tasks are
-    the S position shares times ``groups`` groups of the taps' tiles, each task summing its
-    share's positions in order into its own rows: the same sums whatever the thread count."""
+def weight(x, dy, laid_out, offset, corner, partial, sums, rows, vectors, position_block,
+           groups):
+    """partial[s, t, j·W + l] = Σ_{p in share s} x_flat[offset[t] + corner[p]] · dy_p[j·W + l],
+    dy_p being output position p's K values, zero-padded to Kp; the caller sums over s.
+    partial (S, T + rows, Kp). The parallel tasks are the S position shares times ``groups``
+    groups of the taps' tiles, each task summing its share's positions in order into its own
+    rows: the same sums whatever the thread count.
+
+    The tiles read dy channels-last, in panels of the tile width W. With ``laid_out``, dy is
+    that already, (Kp / W, P, W) (``transpose_numba.planes_to_rows``). Otherwise dy is
+    (N, K, S) channels-first, and each task lays out its share's positions
+    ``position_block`` at a time (``transpose_numba.image_rows``) into a buffer of its own,
+    which stays in cache for the tiles that read it: no pass over all of dy that writes a
+    copy to memory first (res3x3's is 8 MB). Unless ``sums`` (S, K) is empty, the first
+    group's task of share s then also puts the share's Σ_p dy_p (float64) into sums[s]: the
+    bias gradient's terms."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
-    positions, kp = dy.shape[1], dy.shape[0] * width
+    kp = partial.shape[2]
+    panels = kp // width
+    positions_per_image = dy.shape[2]
+    positions = dy.shape[1] if laid_out else dy.shape[0] * positions_per_image
     taps = offset.size
     shares = partial.shape[0]
     tiles = (taps + rows - 1) // rows
     groups = max(1, min(groups, tiles))
     x_flat = x.reshape(-1)
+    summed = sums.shape[0] > 0
     for task in numba.prange(shares * groups):
         share, group = task // groups, task % groups
         first_tile, last_tile = group * tiles // groups, (group + 1) * tiles // groups
@@ -195,16 +209,33 @@ def weight(x, dy, offset, corner, partial, rows, vectors, position_block, groups
                 c_row[tile - first_tile, i] = (t if t < taps else taps) * kp
         out = partial[share]
         out[first_tile * rows:last_tile * rows] = 0  # the last tile's spill row included
+        block_rows = 0 if laid_out else position_block
+        raw = np.empty(panels * block_rows * width + 16, np.float32)
+        start = (-(raw.ctypes.data // 4)) % 16  # the rows on cache lines (``aligned``)
+        dy_last = raw[start:start + panels * block_rows * width].reshape(panels, block_rows,
+                                                                         width)
+        total = np.zeros(sums.shape[1], np.float64)
         first = share * positions // shares
         last = (share + 1) * positions // shares
         for p0 in range(first, last, position_block):
             block = min(position_block, last - p0)
+            b_rows = dy[:, p0:] if laid_out else dy_last
+            p = p0
+            while p < p0 + block and not laid_out:
+                n = p // positions_per_image
+                s0 = p - n * positions_per_image
+                s1 = min(positions_per_image, s0 + p0 + block - p)
+                image_rows(dy, n, s0, s1, dy_last, n * positions_per_image - p0, total,
+                           summed and group == 0)
+                p += s1 - s0
             for j0 in range(0, kp, width):
                 for tile in range(last_tile - first_tile):
                     micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,
-                                 corner[p0:].ctypes.data, dy[j0 // width, p0:].ctypes.data,
+                                 corner[p0:].ctypes.data, b_rows[j0 // width].ctypes.data,
                                  width, out[:, j0:].ctypes.data, c_row[tile].ctypes.data, 1,
                                  rows, vectors)
+        if summed and group == 0:
+            sums[share] = total
 
 
 @numba.njit(parallel=True, cache=True)
@@ -288,23 +319,27 @@ def forward_4(x, wt, offset, corner, out, y, chunks, groups, tap_block, row, bia
 
 
 @numba.njit(cache=True)
-def weight_1(x, dy, offset, corner, partial, position_block, groups):
-    weight(x, dy, offset, corner, partial, _ROWS_1, 1, position_block, groups)
+def weight_1(x, dy, laid_out, offset, corner, partial, sums, position_block, groups):
+    weight(x, dy, laid_out, offset, corner, partial, sums, _ROWS_1, 1, position_block,
+           groups)
 
 
 @numba.njit(cache=True)
-def weight_2(x, dy, offset, corner, partial, position_block, groups):
-    weight(x, dy, offset, corner, partial, _ROWS_2, 2, position_block, groups)
+def weight_2(x, dy, laid_out, offset, corner, partial, sums, position_block, groups):
+    weight(x, dy, laid_out, offset, corner, partial, sums, _ROWS_2, 2, position_block,
+           groups)
 
 
 @numba.njit(cache=True)
-def weight_3(x, dy, offset, corner, partial, position_block, groups):
-    weight(x, dy, offset, corner, partial, _ROWS_3, 3, position_block, groups)
+def weight_3(x, dy, laid_out, offset, corner, partial, sums, position_block, groups):
+    weight(x, dy, laid_out, offset, corner, partial, sums, _ROWS_3, 3, position_block,
+           groups)
 
 
 @numba.njit(cache=True)
-def weight_4(x, dy, offset, corner, partial, position_block, groups):
-    weight(x, dy, offset, corner, partial, _ROWS_4, 4, position_block, groups)
+def weight_4(x, dy, laid_out, offset, corner, partial, sums, position_block, groups):
+    weight(x, dy, laid_out, offset, corner, partial, sums, _ROWS_4, 4, position_block,
+           groups)
 
 
 @numba.njit(cache=True)

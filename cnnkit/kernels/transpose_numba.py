@@ -155,41 +155,49 @@ def shares_to_planes(partial, out):
 
 @numba.njit(parallel=True, cache=True)
 def _planes_to_rows(a, out, sums, summed):
-    n_images, k, positions = a.shape
-    panels, _, width = out.shape
-    # 8 × 8 blocks of channels that lie in one panel: all of them when the panels are a
-    # multiple of 8 wide (a 12-lane tile's are not: 4 lanes × 3 on SSE or NEON)
-    blocked = k - k % 8 if width % 8 == 0 else 0
+    n_images, positions = a.shape[0], a.shape[2]
     blocks = -(-positions // 64)
     for task in numba.prange(n_images * blocks):
         n, s0 = task // blocks, task % blocks * 64
-        s1 = min(s0 + 64, positions)
-        whole = s0 + (s1 - s0) // 8 * 8
-        row0 = n * positions
-        # The bias gradient's block sums: each channel's values added in the order of the
-        # positions, the 8 × 8 blocks' by the transposes from their registers, then the
-        # edges. (A scalar pass over the block's rows afterwards cost more than the transpose
-        # itself: alex_c1's dy, 6.2 MB, 0.76 against 0.35 ms with the sums in the registers.)
         total = sums[0]
         if summed:
             total = sums[task]
             total[:] = 0
-        for j0 in range(0, blocked, 8):
-            for s in range(s0, whole, 8):
-                if summed:
-                    transpose8_sum(a[n, j0:, s:].ctypes.data, positions,
-                                   out[j0 // width, row0 + s:, j0 % width:].ctypes.data, width,
-                                   total[j0:].ctypes.data)
-                else:
-                    transpose8(a[n, j0:, s:].ctypes.data, positions,
-                               out[j0 // width, row0 + s:, j0 % width:].ctypes.data, width)
-        for s in range(s0, s1):
-            for j in range(blocked if s < whole else 0, k):
-                out[j // width, row0 + s, j % width] = a[n, j, s]
-                if summed:
-                    total[j] += a[n, j, s]
-            for j in range(k, panels * width):
-                out[j // width, row0 + s, j % width] = 0
+        image_rows(a, n, s0, min(s0 + 64, positions), out, n * positions, total, summed)
+
+
+@numba.njit(cache=True)
+def image_rows(a, n, s0, s1, out, row0, total, summed):
+    """out[k // W, row0 + s, k % W] = a[n, k, s] for s0 ≤ s < s1, columns k ≥ K of the
+    panels zeroed (``planes_to_rows`` for one image's positions s0 to s1, into rows from
+    row0 + s0 on); with ``summed``, total[k] += those values (float64), position by position
+    for each 8 × 8 block and then the edges."""
+    k, positions = a.shape[1], a.shape[2]
+    panels, _, width = out.shape
+    # 8 × 8 blocks of channels that lie in one panel: all of them when the panels are a
+    # multiple of 8 wide (a 12-lane tile's are not: 4 lanes × 3 on SSE or NEON)
+    blocked = k - k % 8 if width % 8 == 0 else 0
+    whole = s0 + (s1 - s0) // 8 * 8
+    # The bias gradient's block sums: each channel's values added in the order of the
+    # positions, the 8 × 8 blocks' by the transposes from their registers, then the
+    # edges. (A scalar pass over the block's rows afterwards cost more than the transpose
+    # itself: alex_c1's dy, 6.2 MB, 0.76 against 0.35 ms with the sums in the registers.)
+    for j0 in range(0, blocked, 8):
+        for s in range(s0, whole, 8):
+            if summed:
+                transpose8_sum(a[n, j0:, s:].ctypes.data, positions,
+                               out[j0 // width, row0 + s:, j0 % width:].ctypes.data, width,
+                               total[j0:].ctypes.data)
+            else:
+                transpose8(a[n, j0:, s:].ctypes.data, positions,
+                           out[j0 // width, row0 + s:, j0 % width:].ctypes.data, width)
+    for s in range(s0, s1):
+        for j in range(blocked if s < whole else 0, k):
+            out[j // width, row0 + s, j % width] = a[n, j, s]
+            if summed:
+                total[j] += a[n, j, s]
+        for j in range(k, panels * width):
+            out[j // width, row0 + s, j % width] = 0
 
 
 def planes_to_rows(a, out, with_sums=False):
