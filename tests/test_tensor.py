@@ -609,6 +609,25 @@ def test_one_gradient_sent_to_two_leaves_gives_each_its_own():
     assert (b.grad == 1).all()
 
 
+@pytest.mark.parametrize("size, taken", [(6, True), (70, False)])
+def test_cache_line_aligned_gradient_is_taken_whole_and_a_part_of_one_copied(size, taken):
+    """The compiled kernels' outputs start on a cache line (``kernels.aligned``): views of a
+    buffer up to a line longer. Such a view is the whole array and is taken as it is; six
+    values of a 70-value one are a part, and copied."""
+    from cnnkit.kernels import aligned
+    made = []
+
+    def backward(g):
+        out = aligned.empty(size)
+        out[:6] = g * 2
+        made.append(out.__array_interface__["data"][0])
+        return (out[:6],)
+    x = tensor(np.ones(6, np.float32), requires_grad=True)
+    Tensor._make(x.data * 2, (x,), backward, "double").backward(np.ones(6, np.float32))
+    assert (x.grad.__array_interface__["data"][0] == made[0]) == taken
+    assert (x.grad == 2).all()
+
+
 def test_fresh_leaf_gradient_is_taken_without_a_copy():
     """A gradient that only the walk holds becomes the leaf's .grad as it is (no copy of an
     input-sized array per step): a fresh array, or a reshape of one."""

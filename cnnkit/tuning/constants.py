@@ -58,9 +58,10 @@ _TABLE = [
     Constant("implicit_weight_1x1_min_channels", 96, "input channels",
              "A 1×1, stride-1 layer's weight gradient runs on the implicit GEMM from this many "
              "input channels on; below, shift's one matrix product per image wins: it reads dy "
-             "as it is, while the implicit GEMM first lays all of dy out channels-last for few "
-             "terms per output. With the bias gradient, as a layer with a bias asks for it (2 "
-             "threads, implicit against shift, AVX-512 / AVX2: C=24 → 144 on 56×56 maps 5.2–5.9 "
+             "as it is, while the implicit GEMM lays dy out channels-last, a transpose per "
+             "position, for few terms per output. With the bias gradient, as a layer with a "
+             "bias asks for it (2 threads, implicit against shift, AVX-512 / AVX2: C=24 → 144 "
+             "on 56×56 maps 5.2–5.9 "
              "against 5.0 ms / 6.5–6.7 against 5.0–5.2; C=64 → 256 on 14×14 1.1 against 1.0 / "
              "1.2–1.3 against 1.1; C=128 → 512 on 7×7 1.4 against 1.9 / 1.9–2.0 against "
              "2.1–2.2; C=256 → 64 1.2 against 2.6 / 1.7 against 2.7–2.8). C=32 → 256 on 28×28 "
@@ -90,8 +91,10 @@ _TABLE = [
              "tile reuses it. Printed for a few sizes, in GFLOP/s, by " + BLOCKS + ".",
              1, 1 << 20, integer=True, measured_by=BLOCKS),
     Constant("implicit_position_block", 128, "output positions",
-             "The implicit GEMM's weight kernel takes dy this many output positions at a time, "
-             "for the same reason. Printed for a few sizes by " + BLOCKS + ".",
+             "The implicit GEMM's weight kernel takes dy this many output positions at a time "
+             "(a task that lays dy out itself does so this many positions at a time, into a "
+             "buffer of its own), for the same reason. Printed for a few sizes by " + BLOCKS +
+             ".",
              1, 1 << 20, integer=True, measured_by=BLOCKS),
     Constant("implicit_chunks_per_thread", 8, "parallel tasks per Numba thread",
              "The implicit GEMM's channels-last kernel runs this many tasks per thread, for "
