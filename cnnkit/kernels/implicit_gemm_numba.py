@@ -40,6 +40,7 @@ _ROWS_1, _ROWS_2, _ROWS_3, _ROWS_4 = TILE_ROWS[1:5]
 # arguments (``implicit_tap_block``, ``implicit_position_block`` in ``cnnkit.tuning``,
 # re-measured by ``python -m cnnkit.bench.tiles --blocks``).
 PLANAR_ROWS, PLANAR_VECTORS = TILES.planar  # (MR, NV) of the channels-first kernel
+_LINE_FLOATS = aligned.LINE // 4  # float32 values per cache line
 # ``forward``'s optional arguments, empty: output p in row p, no copy to a channels-first y,
 # no bias.
 NO_ROWS = np.empty(0, np.int64)
@@ -210,8 +211,8 @@ def weight(x, dy, laid_out, offset, corner, partial, sums, rows, vectors, positi
         out = partial[share]
         out[first_tile * rows:last_tile * rows] = 0  # the last tile's spill row included
         block_rows = 0 if laid_out else position_block
-        raw = np.empty(panels * block_rows * width + 16, np.float32)
-        start = (-(raw.ctypes.data // 4)) % 16  # the rows on cache lines (``aligned``)
+        raw = np.empty(panels * block_rows * width + _LINE_FLOATS, np.float32)
+        start = (-(raw.ctypes.data // 4)) % _LINE_FLOATS  # rows on cache lines (``aligned``)
         dy_last = raw[start:start + panels * block_rows * width].reshape(panels, block_rows,
                                                                          width)
         total = np.zeros(sums.shape[1], np.float64)
@@ -219,15 +220,18 @@ def weight(x, dy, laid_out, offset, corner, partial, sums, rows, vectors, positi
         last = (share + 1) * positions // shares
         for p0 in range(first, last, position_block):
             block = min(position_block, last - p0)
-            b_rows = dy[:, p0:] if laid_out else dy_last
-            p = p0
-            while p < p0 + block and not laid_out:
-                n = p // positions_per_image
-                s0 = p - n * positions_per_image
-                s1 = min(positions_per_image, s0 + p0 + block - p)
-                image_rows(dy, n, s0, s1, dy_last, n * positions_per_image - p0, total,
-                           summed and group == 0)
-                p += s1 - s0
+            if laid_out:
+                b_rows = dy[:, p0:]
+            else:  # positions p0 to p0 + block, image by image
+                b_rows = dy_last
+                p = p0
+                while p < p0 + block:
+                    n = p // positions_per_image
+                    s0 = p - n * positions_per_image
+                    s1 = min(positions_per_image, s0 + p0 + block - p)
+                    image_rows(dy, n, s0, s1, dy_last, n * positions_per_image - p0, total,
+                               summed and group == 0)
+                    p += s1 - s0
             for j0 in range(0, kp, width):
                 for tile in range(last_tile - first_tile):
                     micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,

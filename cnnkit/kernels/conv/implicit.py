@@ -443,7 +443,7 @@ def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=
     partial = aligned.empty((shares, offset.size + rows, k_padded))
     # The kernel's tiles read dy channels-last. With one task per share, each task lays out
     # its own positions, in cache (2 threads, AVX-512, against a layout pass beforehand:
-    # res3x3 8.57 against 9.14 ms, alex_c1 3.66 against 4.17); with several (groups of
+    # res3x3 8.77 against 9.53 ms, alex_c1 3.78 against 4.25); with several (groups of
     # taps), each would lay out the same positions again, so dy is laid out once beforehand
     # (pw_320_1280, 8 groups: 1.79 ms, against 2.35 laid out by every group).
     laid_out = groups > 1
