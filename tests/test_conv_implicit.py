@@ -188,19 +188,24 @@ def test_planar_where_channels_last_idles_or_transposes():
     assert conv_kernels.select(vol3d, "input") == "implicit"
 
 
-def test_thin_1x1_weight_gradients_go_to_shift():
-    """A 1×1 layer's weight gradient with few input channels is one thin product per image,
-    which shift computes on dy as it is; with many, or with a spatial kernel, or strided
-    (shift does not apply), it stays on the implicit GEMM."""
+def test_thin_1x1_weight_gradients_go_to_shift_only_below_the_threshold():
+    """A 1×1 layer's weight gradient with fewer input channels than
+    ``implicit_weight_1x1_min_channels`` goes to shift (one thin product per image on dy as
+    it is); by default (1) none does. A spatial kernel or a stride (shift does not apply)
+    stays on the implicit GEMM either way."""
+    from cnnkit import tuning
+
     def pick(c, k, size, kernel=1, stride=1):
         g = conv_kernels.ConvGeometry.of((16, c, size, size), (k, c, kernel, kernel),
                                          (stride, stride), (1, 1))
         return conv_kernels.select(g, "weight")
-    assert pick(24, 144, 56) == "shift"                    # an inverted residual's expansion
-    assert pick(128, 512, 7) == "implicit"
-    assert pick(256, 64, 16) == "implicit"                  # pw1x1
-    assert pick(24, 144, 58, kernel=3) == "implicit"
-    assert pick(24, 144, 56, stride=2) == "implicit"
+    assert pick(24, 144, 56) == pick(3, 64, 56) == "implicit"   # an inverted residual's
+    with tuning.override(implicit_weight_1x1_min_channels=96):
+        assert pick(24, 144, 56) == "shift"
+        assert pick(128, 512, 7) == "implicit"
+        assert pick(256, 64, 16) == "implicit"              # pw1x1
+        assert pick(24, 144, 58, kernel=3) == "implicit"
+        assert pick(24, 144, 56, stride=2) == "implicit"
 
 
 def test_float64_falls_back_and_groups_apply():

@@ -34,7 +34,8 @@ CASES = [
 ]
 # 1×1 weight gradients (N, C, K, map): few and many input channels, large and small maps.
 WEIGHT_CASES = [(16, 24, 144, (56, 56)), (8, 32, 256, (28, 28)), (16, 64, 256, (14, 14)),
-                (32, 128, 512, (7, 7)), (32, 256, 64, (16, 16)), (16, 96, 24, (56, 56))]
+                (32, 128, 512, (7, 7)), (32, 256, 64, (16, 16)), (16, 96, 24, (56, 56)),
+                (16, 3, 64, (56, 56)), (64, 8, 32, (7, 7))]
 
 
 def _best(run, repeats=7, clock=time.process_time):

@@ -55,19 +55,20 @@ _TABLE = [
              "cnnkit.bench.orientation: 256 outputs of 64 terms ran 1.2-1.6× faster planar, "
              "128 of 128 and 32 of 25 within 15 % either way)." + _NOT_TIMED,
              0.0, 1e6),
-    Constant("implicit_weight_1x1_min_channels", 96, "input channels",
+    Constant("implicit_weight_1x1_min_channels", 1, "input channels",
              "A 1×1, stride-1 layer's weight gradient runs on the implicit GEMM from this many "
-             "input channels on; below, shift's one matrix product per image wins: it reads dy "
-             "as it is, while the implicit GEMM lays dy out channels-last, a transpose per "
-             "position, for few terms per output. With the bias gradient, as a layer with a "
-             "bias asks for it (2 threads, implicit against shift, AVX-512 / AVX2: C=24 → 144 "
-             "on 56×56 maps 5.2–5.9 "
-             "against 5.0 ms / 6.5–6.7 against 5.0–5.2; C=64 → 256 on 14×14 1.1 against 1.0 / "
-             "1.2–1.3 against 1.1; C=128 → 512 on 7×7 1.4 against 1.9 / 1.9–2.0 against "
-             "2.1–2.2; C=256 → 64 1.2 against 2.6 / 1.7 against 2.7–2.8). C=32 → 256 on 28×28 "
-             "ran 1.1–1.2 against 1.2–1.6 / 1.3–1.4 against 1.6–1.7 on the implicit GEMM: the "
-             "map's size matters as much as the channels, which this threshold leaves out. "
-             "Compared by python -m cnnkit.bench.orientation." + _NOT_TIMED,
+             "input channels on, and below on shift (one matrix product per image, reading dy "
+             "as it is). Shift won below 96 channels while the implicit GEMM laid all of dy "
+             "out channels-last in a pass of its own; now that its tasks lay out their own "
+             "positions, the implicit GEMM wins from 3 channels up, so the rule is off (1). "
+             "With the bias gradient, as a layer with a bias asks for it (2 threads, implicit "
+             "against shift, AVX-512 / AVX2): C=24 → 144 on 16 56×56 maps 3.59 against 5.53 "
+             "ms / 5.72 against 6.36; C=3 → 64, same maps, 0.88 against 1.48 / 1.04 against "
+             "2.04; C=32 → 256 on 8 28×28 maps 1.29 against 1.70 / 1.44 against 1.69; C=64 → "
+             "256 on 16 14×14 maps 1.30 against 1.45 / 1.44 against 1.50 (1.23 against 1.12 "
+             "in an earlier AVX2 run). Only a tiny layer went to shift: C=8 → 32 on 64 7×7 "
+             "maps, 0.14 against 0.10 / 0.12 against 0.11. Compared by python -m "
+             "cnnkit.bench.orientation." + _NOT_TIMED,
              1, 1 << 16, integer=True),
     Constant("implicit_weight_shares", 8, "parallel tasks",
              "The implicit GEMM's weight gradient runs this many parallel tasks: shares of the "

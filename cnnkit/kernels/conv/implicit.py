@@ -63,8 +63,9 @@ def wins(geometry, pass_name):
             return g.in_channels >= compiled.LANES or strided_input.subpixel_terms(g) >= \
                 tuning.value("implicit_subpixel_min_terms")
         return g.in_channels >= compiled.LANES or planar_wins(g.in_channels, taps)
-    # the weight gradient: a 1×1 layer with few input channels is one thin product per image
-    # that shift computes on dy as it is (``implicit_weight_1x1_min_channels``)
+    # the weight gradient: a 1×1 layer with fewer input channels than
+    # ``implicit_weight_1x1_min_channels`` (off by default) goes to shift, one thin product
+    # per image on dy as it is
     return not (g.taps == 1 and g.unit_stride and
                 g.in_channels < tuning.value("implicit_weight_1x1_min_channels"))
 
