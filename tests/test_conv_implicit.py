@@ -472,3 +472,78 @@ def test_planar_reads_stop_at_the_end_of_the_input(size, launches):
     assert len(calls) == launches and calls[0] == xp.size
     np.testing.assert_allclose(y, np.einsum("kc,nchw->nkhw", w[:, :, 0, 0], xp), rtol=1e-5,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, w_shape, stride, pads", [
+    ((8, 5, 9, 9), (16, 5, 3, 3), (1, 1), ((1, 1), (1, 1))),
+    ((8, 8, 19, 17), (24, 8, 3, 3), (2, 2), ((1, 0), (2, 1))),  # strided, uneven padding
+    ((8, 16, 60), (16, 16, 5), (2,), ((2, 2),)),
+    ((8, 2, 6, 5, 5), (16, 2, 3, 3, 3), (1, 1, 1), ((1, 1), (1, 1), (0, 2)))])
+def test_forward_pads_image_by_image_unless_the_weight_gradient_shares_the_copy(
+        shape, w_shape, stride, pads):
+    """With no weight gradient to read the padded input (inference), the forward pass runs
+    one task per image, which pads its own image (``implicit.forward_from``): the same floats,
+    bias included, as the product on the input padded as a whole, and the ``PaddedInput`` is
+    left unpadded. A training step's source (``shared``) is padded once, for both passes."""
+    from cnnkit.kernels.conv.padded_input import PaddedInput
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    w = rng.standard_normal(w_shape, dtype=np.float32)
+    b = rng.standard_normal(w_shape[0], dtype=np.float32)
+    xp = np.pad(x, ((0, 0), (0, 0)) + pads)
+    dilation = (1,) * len(stride)
+    g = conv_kernels.ConvGeometry.of(xp.shape, w.shape, stride, dilation)
+    assert conv_implicit._per_image_forward(g)
+    expected = conv_implicit.forward(xp, w, stride, dilation, g.out, b)
+    xt = torch.tensor(xp)
+    _check(expected, TORCH_CONV[len(stride)](xt, torch.tensor(w), torch.tensor(b), stride)
+           .numpy(), 10)
+    pads_seen = []
+
+    def recording(entry):
+        def run(*args):
+            pads_seen.append(args[1].size)
+            return entry(*args)
+        return run
+    by_image = {nv: recording(f) for nv, f in implicit_gemm_numba.BY_IMAGE.items()}
+    with mock.patch.dict(implicit_gemm_numba.BY_IMAGE, by_image):
+        for shared in (False, True):
+            source = PaddedInput(x, pads, shared=shared)
+            y = conv_implicit.forward_from(source, w, g, b)
+            np.testing.assert_array_equal(y, expected)
+            assert source.is_padded == shared
+    assert pads_seen == [6]  # the unshared source's tasks padded its images
+
+
+def test_a_training_step_pads_its_input_once_and_inference_not_at_all():
+    """F.conv2d marks its padded input shared when the weight gradient will be wanted: the
+    forward pass pads it as a whole and the weight gradient reads the same copy; under
+    no_grad, or with a frozen weight, the tasks pad image by image and nothing pads it all."""
+    import cnnkit
+    from cnnkit import functional as F
+    from cnnkit.kernels.conv import padded_input
+    rng = np.random.default_rng(6)
+    n = 4 * conv_implicit.numba.get_num_threads()  # enough images for tasks per image
+    x = cnnkit.tensor(rng.standard_normal((n, 8, 12, 12), dtype=np.float32))
+    w = cnnkit.tensor(rng.standard_normal((32, 8, 3, 3), dtype=np.float32),
+                      requires_grad=True)
+    wholes = []
+
+    def counting(real):
+        def pad(*args):
+            wholes.append(args[0].shape)
+            return real(*args)
+        return pad
+    with mock.patch.object(padded_input, "pad_planes", counting(padded_input.pad_planes)), \
+            mock.patch.object(padded_input, "zero_pad", counting(padded_input.zero_pad)):
+        y = F.conv2d(x, w, padding=1)
+        assert len(wholes) == 1  # by the forward pass
+        y.backward(np.ones(y.shape, np.float32))
+        assert len(wholes) == 1  # the weight gradient read the same copy
+        with cnnkit.no_grad():
+            inferred = F.conv2d(x, w, padding=1)
+        w.requires_grad = False
+        frozen = F.conv2d(x, w, padding=1)
+        assert len(wholes) == 1
+    np.testing.assert_array_equal(inferred.numpy(), y.numpy())
+    np.testing.assert_array_equal(frozen.numpy(), y.numpy())

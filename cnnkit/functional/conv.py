@@ -104,15 +104,16 @@ def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, pa
     # takes the zero padding as widths too (the Winograd, implicit and rows paths skip the
     # padding cells). Other padding modes are padded here.
     zero_pads = pads if mode == "constant" and padded else None
+    wants_dw = weight.requires_grad and is_grad_enabled()
     source = PaddedInput(x.data if zero_pads or not padded else
-                         pad_array(x.data, widths, mode), zero_pads)
+                         pad_array(x.data, widths, mode), zero_pads, shared=wants_dw)
     # Which operands hold inf or NaN, found out by whichever pass first needs to know (the
     # choice of algorithm depends on it, docs/ieee.md) and kept for this step's other passes.
     finite = {}
     y = conv_forward(source, weight.data, stride, dilation, groups, finite=finite,
                      bias=None if bias is None else bias.data)
     padded_spatial = source.padded_shape[2:]
-    if not (weight.requires_grad and is_grad_enabled()):
+    if not wants_dw:
         source.release()
 
     def backward(g):

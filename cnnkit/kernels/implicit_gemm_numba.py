@@ -28,7 +28,7 @@ import numba
 import numpy as np
 
 from . import aligned
-from .microkernel import LANES, TILES, gathered_micro_kernel, micro_kernel
+from .microkernel import LANES, TILES, gathered_micro_kernel, micro_kernel, prefetch
 from .transpose_numba import (NO_SHIFT, channel_rows_to_planes, gather_cells, image_rows,
                               planes_to_rows, rows_to_planes)
 
@@ -97,8 +97,8 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, groups, tap_bl
 
 
 @numba.njit(parallel=True, cache=True)
-def by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source, rows,
-             vectors, tap_block):
+def by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source, bias,
+             rows, vectors, tap_block):
     """Several products that write disjoint rows of ``out``, one parallel task per image:
     product f has the taps tap_start[f] ≤ t < tap_start[f + 1] (their weights the same rows
     of wt's panels) and, for image n, the positions p of position_start[f] + n·P_f ≤ p <
@@ -107,13 +107,19 @@ def by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
     ``row`` is empty). Each task then copies its image's cells into y[n] (N, K, S)
     channels-first while they are still in cache: rows out[n·S + s] when ``source`` is empty
     (a strided input gradient's phases, ``conv.strided_input.by_phases``, whose products
-    together write every row once), else y[n, k, s] = out_flat[n·P·Kp + source[s] + k] (the
-    pixel shuffle of ``subpixel``'s one product, P = its positions per image).
+    together write every row once; a forward pass's), plus bias[k] unless ``bias`` is empty,
+    else y[n, k, s] = out_flat[n·P·Kp + source[s] + k] (the pixel shuffle of ``subpixel``'s
+    one product, P = its positions per image).
 
     x is either the input the tables index (``pad`` empty), or its unpadded images as (N, C,
     D, H, W) with pad = (front, top, left, Dp, Hp, Wp): each task then zero-pads its own image
     into a buffer of (C, Dp, Hp, Wp), which the tables index as image n of the padded input,
-    in cache, instead of a separate pass that pads the whole input first."""
+    in cache, instead of a separate pass that pads the whole input first. While a task's
+    tiles run it has the next image's lines fetched into L2 (``prefetch``), a few before each
+    tile: the copy of the image that follows, most likely the same thread's next task, then
+    reads cache instead of waiting on memory (2 threads, inference forward passes without and
+    with: AVX-512 res3x3 8.48 against 8.32 ms, res3x3_s2 4.81 against 4.45, within 2 %
+    either way on AVX2)."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
@@ -122,8 +128,18 @@ def by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
     spare = out.shape[0] - rows
     for n in numba.prange(n_images):
         x_flat, shift = x.reshape(-1), 0
+        lines, per_call, fetched, upcoming = 0, 0, 0, 0  # the next image's lines to fetch
         if pad.size:
             x_flat, shift = _padded_image(x[n], pad), n * x[n].shape[0] * pad[3] * pad[4] * pad[5]
+            if n + 1 < n_images:
+                lines = (x[n].size * 4 + 63) // 64
+                upcoming = x[n + 1:].ctypes.data
+                calls = 0  # the micro-kernel calls of this task
+                for f in range(tap_start.size - 1):
+                    per_image = (position_start[f + 1] - position_start[f]) // n_images
+                    calls += ((tap_start[f + 1] - tap_start[f] + tap_block - 1) // tap_block *
+                              (kp // width) * ((per_image + rows - 1) // rows))
+                per_call = (lines + calls - 1) // max(1, calls)
         for f in range(tap_start.size - 1):
             per_image = (position_start[f + 1] - position_start[f]) // n_images
             first = position_start[f] + n * per_image
@@ -141,6 +157,9 @@ def by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
                 block = min(tap_block, tap_start[f + 1] - t0)
                 for j0 in range(0, kp, width):
                     for tile in range(tiles):
+                        for line in range(fetched, min(fetched + per_call, lines)):
+                            prefetch(upcoming + line * 64)
+                        fetched += per_call
                         micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,
                                      offset[t0:].ctypes.data, wt[j0 // width, t0:].ctypes.data,
                                      width, out[:, j0:].ctypes.data, c_row[tile].ctypes.data,
@@ -149,7 +168,7 @@ def by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
             gather_cells(out.reshape(-1), n * (position_start[1] // n_images) * kp, source, 1,
                          y[n], 0, y.shape[2])
         else:
-            rows_to_planes(out, y, n * y.shape[2], (n + 1) * y.shape[2], NO_SHIFT)
+            rows_to_planes(out, y, n * y.shape[2], (n + 1) * y.shape[2], bias)
 
 
 @numba.njit(cache=True)
@@ -348,29 +367,29 @@ def weight_4(x, dy, laid_out, offset, corner, partial, sums, position_block, gro
 
 @numba.njit(cache=True)
 def by_image_1(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
-                source, tap_block):
-    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source,
+                source, bias, tap_block):
+    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source, bias,
              _ROWS_1, 1, tap_block)
 
 
 @numba.njit(cache=True)
 def by_image_2(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
-                source, tap_block):
-    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source,
+                source, bias, tap_block):
+    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source, bias,
              _ROWS_2, 2, tap_block)
 
 
 @numba.njit(cache=True)
 def by_image_3(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
-                source, tap_block):
-    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source,
+                source, bias, tap_block):
+    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source, bias,
              _ROWS_3, 3, tap_block)
 
 
 @numba.njit(cache=True)
 def by_image_4(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
-                source, tap_block):
-    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source,
+                source, bias, tap_block):
+    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source, bias,
              _ROWS_4, 4, tap_block)
 
 

@@ -52,6 +52,24 @@ def gathered_micro_kernel(typingctx, taps, x, base, offset, b, b_offset, c, c_ro
     return types.void(*([types.intp] * 9), rows, vectors), codegen
 
 
+@intrinsic
+def prefetch(typingctx, address):
+    """``prefetch(address)``: ask for the cache line at ``address`` (an integer) to be brought
+    into L2 (``llvm.prefetch``, read, locality 2), without waiting for it: a task that will
+    soon copy memory the hardware prefetchers cannot foresee has it fetched while its
+    multiply-adds run."""
+    def codegen(context, builder, signature, args):
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        name = "llvm.prefetch.p0i8"
+        function = builder.module.globals.get(name) or ir.Function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), name=name)
+        builder.call(function, [builder.inttoptr(args[0], i8p), ir.Constant(i32, 0),
+                                ir.Constant(i32, 2), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(types.intp), codegen
+
+
 def _tile_codegen(rows, vectors, gathered):
     """LLVM IR of the register tile: MR·NV vector accumulators live in phi nodes across the
     tap loop, so they stay in registers; B's row t starts at t·ldb, or at b_offset[t] when

@@ -10,13 +10,16 @@ class PaddedInput:
 
     Algorithms that read the padded array (``padded``) share one copy between the forward pass
     and the weight gradient; those that take the padding as widths (the row correlation, the
-    compiled depthwise weight gradient) read ``data`` and make none.
+    compiled depthwise weight gradient) read ``data`` and make none. ``shared``: the weight
+    gradient will read the padded array too (a training step's), so a forward pass that could
+    pad image by image in its own tasks (``implicit.forward_from``) makes the copy instead.
     """
-    __slots__ = ("data", "pads", "_padded")
+    __slots__ = ("data", "pads", "shared", "_padded")
 
-    def __init__(self, data, pads=None):
+    def __init__(self, data, pads=None, shared=False):
         self.data = data
         self.pads = tuple(tuple(p) for p in pads) if has_padding(pads) else None
+        self.shared = shared
         self._padded = None if self.pads else data
 
     @property
@@ -25,6 +28,11 @@ class PaddedInput:
             return self.data.shape
         return self.data.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in
                                            zip(self.data.shape[2:], self.pads))
+
+    @property
+    def is_padded(self):
+        """Whether the padded array exists: made already, or ``data`` itself (no padding)."""
+        return self._padded is not None
 
     def padded(self, finite=None):
         """The zero-padded input, made on first use. Large 1-, 2- and 3-D inputs are padded
