@@ -97,8 +97,8 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, groups, tap_bl
 
 
 @numba.njit(parallel=True, cache=True)
-def by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source, bias,
-             rows, vectors, tap_block):
+def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y, source,
+             bias, rows, vectors, tap_block):
     """Several products that write disjoint rows of ``out``, one parallel task per image:
     product f has the taps tap_start[f] ≤ t < tap_start[f + 1] (their weights the same rows
     of wt's panels) and, for image n, the positions p of position_start[f] + n·P_f ≤ p <
@@ -114,7 +114,9 @@ def by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
     x is either the input the tables index (``pad`` empty), or its unpadded images as (N, C,
     D, H, W) with pad = (front, top, left, Dp, Hp, Wp): each task then zero-pads its own image
     into a buffer of (C, Dp, Hp, Wp), which the tables index as image n of the padded input,
-    in cache, instead of a separate pass that pads the whole input first. While a task's
+    in cache, instead of a separate pass that pads the whole input first; or, unless
+    ``padded`` is empty, into its place in ``padded`` (N·C·Dp·Hp·Wp: the padded input, which
+    the caller keeps for a weight gradient), which the tables then index as they are. While a task's
     tiles run it has the next image's lines fetched into L2 (``prefetch``), a few before each
     tile: the copy of the image that follows, most likely the same thread's next task, then
     reads cache instead of waiting on memory (2 threads, inference forward passes without and
@@ -130,7 +132,13 @@ def by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
         x_flat, shift = x.reshape(-1), 0
         lines, per_call, fetched, upcoming = 0, 0, 0, 0  # the next image's lines to fetch
         if pad.size:
-            x_flat, shift = _padded_image(x[n], pad), n * x[n].shape[0] * pad[3] * pad[4] * pad[5]
+            size = x[n].shape[0] * pad[3] * pad[4] * pad[5]
+            if padded.size:  # the padded input kept: image n written to its place in it
+                padded[n * size:(n + 1) * size] = 0
+                _pad_into(x[n], pad, padded, n * size)
+                x_flat = padded
+            else:
+                x_flat, shift = _padded_image(x[n], pad), n * size
             if n + 1 < n_images:
                 lines = (x[n].size * 4 + 63) // 64
                 upcoming = x[n + 1:].ctypes.data
@@ -175,16 +183,23 @@ def by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
 def _padded_image(image, pad):
     """image (C, D, H, W) zero-padded to (C, Dp, Hp, Wp), flat: pad = (front, top, left, Dp,
     Hp, Wp)."""
+    out = np.zeros(image.shape[0] * pad[3] * pad[4] * pad[5], np.float32)
+    _pad_into(image, pad, out, 0)
+    return out
+
+
+@numba.njit(cache=True)
+def _pad_into(image, pad, out, start):
+    """image (C, D, H, W) into its place in out[start:] as (C, Dp, Hp, Wp), whose padding
+    cells are zero already."""
     channels, depth, height, width = image.shape
     front, top, left, padded_depth, padded_height, padded_width = pad
-    out = np.zeros(channels * padded_depth * padded_height * padded_width, np.float32)
     for c in range(channels):
         for d in range(depth):
             for h in range(height):
-                start = ((c * padded_depth + front + d) * padded_height + top + h) * \
+                at = start + ((c * padded_depth + front + d) * padded_height + top + h) * \
                     padded_width + left
-                out[start:start + width] = image[c, d, h]
-    return out
+                out[at:at + width] = image[c, d, h]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -366,31 +381,31 @@ def weight_4(x, dy, laid_out, offset, corner, partial, sums, position_block, gro
 
 
 @numba.njit(cache=True)
-def by_image_1(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
-                source, bias, tap_block):
-    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source, bias,
-             _ROWS_1, 1, tap_block)
+def by_image_1(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
+               source, bias, tap_block):
+    by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
+             source, bias, _ROWS_1, 1, tap_block)
 
 
 @numba.njit(cache=True)
-def by_image_2(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
-                source, bias, tap_block):
-    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source, bias,
-             _ROWS_2, 2, tap_block)
+def by_image_2(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
+               source, bias, tap_block):
+    by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
+             source, bias, _ROWS_2, 2, tap_block)
 
 
 @numba.njit(cache=True)
-def by_image_3(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
-                source, bias, tap_block):
-    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source, bias,
-             _ROWS_3, 3, tap_block)
+def by_image_3(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
+               source, bias, tap_block):
+    by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
+             source, bias, _ROWS_3, 3, tap_block)
 
 
 @numba.njit(cache=True)
-def by_image_4(x, pad, wt, offset, tap_start, corner, row, position_start, out, y,
-                source, bias, tap_block):
-    by_image(x, pad, wt, offset, tap_start, corner, row, position_start, out, y, source, bias,
-             _ROWS_4, 4, tap_block)
+def by_image_4(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
+               source, bias, tap_block):
+    by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
+             source, bias, _ROWS_4, 4, tap_block)
 
 
 ENTRY = {1: (forward_1, weight_1), 2: (forward_2, weight_2), 3: (forward_3, weight_3),

@@ -78,20 +78,29 @@ def forward_from(source, w, g, bias=None):
     """The forward pass from a ``PaddedInput``, with the bias added as the channels-last
     kernel's rows are transposed to y (no separate pass over y: res3x3's is 8 MB).
 
-    When no weight gradient will read the padded input (``source.shared`` false: inference,
-    a frozen layer) and it is not padded yet, a channels-last product over enough images
+    On an input not padded yet, a channels-last product over enough images
     (``per_image_tasks``) runs per image, each task padding its own image of x in cache: no
-    pass pads the whole input. 2 threads, under no_grad, against the pass and parallel
-    products: AVX-512 res3x3 8.54 against 9.24 ms, res3x3_s2 4.55 against 5.24, vgg_c2
-    (N=128, 32 → 64 channels, 14 × 14) 3.70 against 3.97; AVX2 res3x3_s2 7.27 against 7.83,
-    res3x3 13.75 against 13.86. A training step keeps the one padded copy that the weight
-    gradient reads too: that kernel padding the images in its own tasks as well made the
-    steps of res3x3_s2, alex_c1 and lenet_c1 1.04, 1.04 and 1.08 times slower (each pass
-    copied the images, where one copy served both)."""
-    if g.groups == 1 and not (source.shared or source.is_padded) and _per_image_forward(g):
+    pass pads the whole input first. When a weight gradient will read the padded input too
+    (``source.shared``: a training step), each task writes its padded image into the copy it
+    then reads, and the source keeps that copy. 2 threads, against the padding pass and
+    parallel products: under no_grad, AVX-512 res3x3 8.54 against 9.24 ms, res3x3_s2 4.55
+    against 5.24, vgg_c2 (N=128, 32 → 64 channels, 14 × 14) 3.70 against 3.97; AVX2
+    res3x3_s2 7.27 against 7.83, res3x3 13.75 against 13.86. Whole training steps, two
+    in-process runs: AVX-512 res3x3 0.975 and 0.984 of the time, res3x3_s2 0.977 and 0.985,
+    vgg_c2 0.984 and 0.981; AVX2 res3x3_s2 0.969, vgg_c2 0.980. (The weight gradient's
+    kernel padding the images in its own tasks as well, with no copy kept, made the steps of
+    res3x3_s2, alex_c1 and lenet_c1 1.04, 1.04 and 1.08 times slower: each pass copied the
+    images, where one copy serves both.)"""
+    if g.groups == 1 and not source.is_padded and _per_image_forward(g):
         k = g.out_channels
-        return per_image_product(source.data, source.pads, compiled.panels(w.reshape(1, k, -1)),
-                                 w.shape, g.dilation, g.out, stride=g.stride, bias=bias)
+        padded = np.empty((g.batch, g.in_channels) + g.padded, np.float32) if source.shared \
+            else None
+        y = per_image_product(source.data, source.pads, compiled.panels(w.reshape(1, k, -1)),
+                              w.shape, g.dilation, g.out, stride=g.stride, bias=bias,
+                              padded_copy=padded)
+        if padded is not None:
+            source.adopt(padded)
+        return y
     return _forward(source.padded(), w, g, bias)
 
 
@@ -259,13 +268,14 @@ def _flipped_panels(w):
 
 
 def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, stride=None,
-                      bias=None):
+                      bias=None, padded_copy=None):
     """The channels-last product of ``channels_last`` (all of x's channels; stride 1 unless
     given) with one task per image, each padding its own image of x by ``pads``: y (N, K,
     *out), plus ``bias`` (K,) when given. With ``source``, each task instead gathers its
     image's cells into ``y`` (N, K', cells): y[n, k, s] = row n·P + source[s] // Kp, column
     source[s] % Kp + k of the product's rows (P = prod(out) positions per image, Kp = K
-    padded to the tile; ``strided_input.subpixel``)."""
+    padded to the tile; ``strided_input.subpixel``). With ``padded_copy`` (N, C, *padded),
+    each task pads its image into its place there and reads it from there: x padded, kept."""
     n, k = x.shape[0], w_shape[0]
     padded = padded_shape(x.shape, pads)
     rows, vectors, k_padded = compiled.tile(k)
@@ -273,7 +283,10 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
     corner = _corners(padded, out, stride or (1,) * len(out))
     if y is None:
         y = np.empty((n, k, math.prod(out)), np.float32)
-    compiled.BY_IMAGE[vectors](*image_padding(x, pads), wt, offset,
+    compiled.BY_IMAGE[vectors](*image_padding(x, pads),
+                               compiled.NO_Y.reshape(-1) if padded_copy is None
+                               else padded_copy.reshape(-1),
+                               wt, offset,
                                np.array([0, offset.size], np.int64), corner, compiled.NO_ROWS,
                                np.array([0, corner.size], np.int64),
                                aligned.empty((corner.size + rows, k_padded)), y,

@@ -11,8 +11,9 @@ class PaddedInput:
     Algorithms that read the padded array (``padded``) share one copy between the forward pass
     and the weight gradient; those that take the padding as widths (the row correlation, the
     compiled depthwise weight gradient) read ``data`` and make none. ``shared``: the weight
-    gradient will read the padded array too (a training step's), so a forward pass that could
-    pad image by image in its own tasks (``implicit.forward_from``) makes the copy instead.
+    gradient will read the padded array too (a training step's), so a forward pass whose
+    tasks pad image by image (``implicit.forward_from``) keeps their padded images as the
+    copy (``adopt``); otherwise it keeps none.
     """
     __slots__ = ("data", "pads", "shared", "_padded")
 
@@ -45,6 +46,11 @@ class PaddedInput:
             else:
                 self._padded = zero_pad(self.data, self.pads)
         return self._padded
+
+    def adopt(self, padded):
+        """Take ``padded`` as the padded input: made by a pass whose tasks padded x image by
+        image as they read it (``implicit.forward_from``)."""
+        self._padded = padded
 
     def release(self):
         """Drop the padded copy (the layer's weight gradient will not be asked for)."""
