@@ -120,8 +120,8 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
     tiles run it has the next image's lines fetched into L2 (``prefetch``), a few before each
     tile: the copy of the image that follows, most likely the same thread's next task, then
     reads cache instead of waiting on memory (2 threads, inference forward passes without and
-    with: AVX-512 res3x3 8.48 against 8.32 ms, res3x3_s2 4.81 against 4.45, within 2 %
-    either way on AVX2)."""
+    with: AVX-512 res3x3 8.48 against 8.32 ms, res3x3_s2 4.81 against 4.45; on AVX2 little
+    change either way, res3x3 13.68 against 13.77, res3x3_s2 7.50 against 7.30)."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
@@ -129,6 +129,9 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
     n_images = y.shape[0]
     spare = out.shape[0] - rows
     for n in numba.prange(n_images):
+        # x_flat may be reassigned below, and only its address is read after that: in a
+        # prange body, Numba's array analysis keeps the shape of an array variable's first
+        # definition, so a reassigned array's size or shape would report x's
         x_flat, shift = x.reshape(-1), 0
         lines, per_call, fetched, upcoming = 0, 0, 0, 0  # the next image's lines to fetch
         if pad.size:
