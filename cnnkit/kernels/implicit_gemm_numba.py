@@ -46,6 +46,7 @@ _LINE_FLOATS = aligned.LINE // 4  # float32 values per cache line
 NO_ROWS = np.empty(0, np.int64)
 NO_Y = np.empty((0, 0, 0), np.float32)
 NO_BIAS = NO_SHIFT
+NO_PADDED_COPY = np.empty(0, np.float32)  # ``by_image`` keeps no padded input
 
 
 @numba.njit(parallel=True, cache=True)

@@ -284,7 +284,7 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
     if y is None:
         y = np.empty((n, k, math.prod(out)), np.float32)
     compiled.BY_IMAGE[vectors](*image_padding(x, pads),
-                               compiled.NO_Y.reshape(-1) if padded_copy is None
+                               compiled.NO_PADDED_COPY if padded_copy is None
                                else padded_copy.reshape(-1),
                                wt, offset,
                                np.array([0, offset.size], np.int64), corner, compiled.NO_ROWS,

@@ -128,7 +128,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
         np.concatenate(panels, axis=1, out=wt)
         tap_start = np.cumsum([0] + [o.size for _, o, _, _ in products]).astype(np.int64)
         position_start = np.cumsum([0] + [cr.size for _, _, cr, _ in products]).astype(np.int64)
-        compiled.BY_IMAGE[vectors](*implicit.image_padding(dy, dy_pads), compiled.NO_Y.reshape(-1),
+        compiled.BY_IMAGE[vectors](*implicit.image_padding(dy, dy_pads), compiled.NO_PADDED_COPY,
                                    wt,
                                    np.concatenate([o for _, o, _, _ in products]),
                                    tap_start,
