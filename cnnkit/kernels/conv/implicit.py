@@ -107,10 +107,15 @@ def forward_from(source, w, g, bias=None):
 def _per_image_forward(g):
     """Whether ``forward`` would run this (ungrouped) layer channels-last, and
     ``per_image_tasks`` as one task per image."""
-    planar = g.unit_stride and planar_wins(g.out_channels, g.in_channels * g.taps, g.padded,
-                                           g.out, g.kernel)
+    planar = _runs_planar(g.stride, g.out_channels, g.in_channels * g.taps, g.padded, g.out,
+                          g.kernel)
     return not planar and per_image_tasks(g.batch, math.prod(g.out),
                                           compiled.tile(g.out_channels)[2])
+
+
+def _runs_planar(stride, out_channels, terms, padded, out, kernel):
+    """Whether a forward product runs channels-first (``planar_wins``, stride 1 only)."""
+    return all(s == 1 for s in stride) and planar_wins(out_channels, terms, padded, out, kernel)
 
 
 def _forward(xp, w, g, bias=None):
@@ -241,7 +246,7 @@ def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None, fl
     k, c = w.shape[1::-1] if flipped else w.shape[:2]
     terms = c * math.prod(w.shape[2:])
     reverse = (slice(None), slice(None)) + (slice(None, None, -1),) * (w.ndim - 2)
-    if all(s == 1 for s in stride) and planar_wins(k, terms, xp.shape[2:], out, w.shape[2:]):
+    if _runs_planar(stride, k, terms, xp.shape[2:], out, w.shape[2:]):
         if flipped:
             w = np.ascontiguousarray(np.swapaxes(w, 0, 1)[reverse])
         planar = _forward_planar(xp, w, dilation, out, first_channel, bias)
