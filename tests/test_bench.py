@@ -1,6 +1,7 @@
 """The benchmark's arguments, ISA emulation switch, machine header and tables (no timing runs)."""
 import os
 
+import numpy as np
 import pytest
 
 from cnnkit.bench import __main__ as bench_main
@@ -111,13 +112,31 @@ def test_cli_passes_isa_through(monkeypatch, run_cli):
     assert argv[argv.index("--isa") + 1] == "avx2" and "pw1x1" in argv
 
 
-def test_layer_table_shows_sgemm_and_peak_shares():
+def test_layer_table_shows_sgemm_peak_and_blas_shares():
     row = {"name": "pw1x1", "mode": "fwd", "algorithm": "implicit", "cnnkit_ms": 1.0,
-           "torch_ms": 2.0, "ratio": 0.5, "cnnkit_gflops": 50.0}
-    lines = report.layer_table([row, dict(row, cnnkit_gflops=None)], 100.0, 200.0).splitlines()
-    assert lines[0].endswith("| % of sgemm | % of peak |")
-    assert lines[2].endswith("| 50.0 | 50 | 25 |")
-    assert lines[3].endswith("| — | — | — |")
+           "torch_ms": 2.0, "ratio": 0.5, "cnnkit_gflops": 50.0, "blas_gflops": 120.0}
+    lines = report.layer_table([row, dict(row, cnnkit_gflops=None, blas_gflops=None)],
+                               100.0, 200.0).splitlines()
+    assert lines[0].endswith("| % of sgemm | % of peak | BLAS % of peak |")
+    assert lines[2].endswith("| 50.0 | 50 | 25 | 60 |")
+    assert lines[3].endswith("| — | — | — | — |")
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_blas_products_are_the_layer_products(groups):
+    """Per group: y = W @ cols, dcols = Wᵀ @ dy, dw = dy @ colsᵀ, each K'·T·P multiply-adds
+    (K' = 3 outputs, T = 5 terms, P = 7 positions)."""
+    from cnnkit.bench.blas_products import LayerProducts
+    p = LayerProducts(groups, 3, 5, 7, seed=1)
+    p.all_three()
+    assert p.y.shape == (groups, 3, 7) and p.dcols.shape == (groups, 5, 7)
+    assert p.dw.shape == (groups, 3, 5)
+    assert np.allclose(p.y, p.w @ p.cols, rtol=1e-5, atol=1e-5)
+    assert np.allclose(p.dcols, p.w_t @ p.dy, rtol=1e-5, atol=1e-5)
+    assert np.allclose(p.dw, p.dy @ p.cols_t, rtol=1e-5, atol=1e-5)
+    p.y[...] = np.nan
+    p.forward()
+    assert np.allclose(p.y, p.w @ p.cols, rtol=1e-5, atol=1e-5)
 
 
 def test_blas_line_says_when_openblas_coretype_holds_it_back():

@@ -9,6 +9,7 @@ import cnnkit.functional as F
 from cnnkit.conv_arithmetic import conv_output_shape
 from cnnkit.kernels.conv import PASSES, ConvGeometry, select
 
+from .blas_products import LayerProducts
 from .timing import best_of_interleaved
 
 # name: (dims, N, C, K, spatial, kernel, stride, padding, groups): the layers BENCHMARKS.md reports.
@@ -105,18 +106,26 @@ def conv_case(name, repeats, cases=CONV_CASES):
                                (stride,) * n_dims, (dilation,) * n_dims, groups, np.float32)
     picks = [select(geometry, pass_name) for pass_name in PASSES]
     algorithm = picks[0] if len(set(picks)) == 1 else "/".join(picks)  # forward/input/weight
+    blas = LayerProducts(groups, k // groups, c // groups * kernel ** n_dims, n * math.prod(out))
     rows = []
-    for mode, backward, work in (("fwd", False, flops), ("fwd+bwd", True, 3 * flops)):
-        t_ours, t_theirs = best_of_interleaved(list(_pair(ours, theirs, backward)), repeats)
-        rows.append(_row(name, mode, t_ours, t_theirs, work, algorithm))
+    for (mode, backward, work), blas_run in zip((("fwd", False, flops),
+                                                 ("fwd+bwd", True, 3 * flops)),
+                                                (blas.forward, blas.all_three)):
+        t_ours, t_theirs, t_blas = best_of_interleaved(
+            list(_pair(ours, theirs, backward)) + [blas_run], repeats)
+        rows.append(_row(name, mode, t_ours, t_theirs, work, algorithm, t_blas))
     return rows
 
 
-def _row(name, mode, t_ours, t_theirs, flops, algorithm=""):
+def _row(name, mode, t_ours, t_theirs, flops, algorithm="", t_blas=None):
+    """A table row; ``t_blas``: the same products by BLAS, laid out beforehand
+    (``blas_products``)."""
     return {"suite": "layers", "name": name, "mode": mode, "cnnkit_ms": t_ours * 1e3,
             "torch_ms": t_theirs * 1e3, "ratio": t_ours / t_theirs,
             "cnnkit_gflops": flops / t_ours / 1e9 if flops else None,
-            "torch_gflops": flops / t_theirs / 1e9 if flops else None, "algorithm": algorithm}
+            "torch_gflops": flops / t_theirs / 1e9 if flops else None, "algorithm": algorithm,
+            "blas_ms": None if t_blas is None else t_blas * 1e3,
+            "blas_gflops": flops / t_blas / 1e9 if t_blas and flops else None}
 
 
 def pool_and_norm_cases(repeats):

@@ -11,16 +11,20 @@ def _fmt(v, spec):
 
 def layer_table(rows, sgemm, peak):
     """Markdown table of the layer rows; ``sgemm`` and ``peak`` (GFLOP/s, all threads: NumPy's
-    matrix product and the FMA loop of ``peak.py``) are the two ceilings each rate is shown
-    against."""
+    square matrix product and the FMA loop of ``peak.py``) are the two ceilings each rate is
+    shown against. "BLAS % of peak" is BLAS's own rate on the layer's products, laid out
+    beforehand (``blas_products``), against the same peak."""
     lines = ["| layer | pass | algorithm | cnnkit ms | PyTorch ms | ratio | cnnkit GFLOP/s | "
-             "% of sgemm | % of peak |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "% of sgemm | % of peak | BLAS % of peak |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        rate = r.get("cnnkit_gflops")
-        shares = [_fmt(rate / ceiling * 100 if rate else None, ".0f") for ceiling in (sgemm, peak)]
+        shares = [_fmt(rate / ceiling * 100 if rate else None, ".0f")
+                  for rate, ceiling in ((r.get("cnnkit_gflops"), sgemm),
+                                        (r.get("cnnkit_gflops"), peak),
+                                        (r.get("blas_gflops"), peak))]
         lines.append(f"| {r['name']} | {r['mode']} | {r.get('algorithm') or '—'} | "
                      f"{r['cnnkit_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} | "
-                     f"{_fmt(rate, '.1f')} | {' | '.join(shares)} |")
+                     f"{_fmt(r.get('cnnkit_gflops'), '.1f')} | {' | '.join(shares)} |")
     return "\n".join(lines)
 
 
