@@ -111,8 +111,10 @@ def conv_case(name, repeats, cases=CONV_CASES):
     for (mode, backward, work), blas_run in zip((("fwd", False, flops),
                                                  ("fwd+bwd", True, 3 * flops)),
                                                 (blas.forward, blas.all_three)):
-        t_ours, t_theirs, t_blas = best_of_interleaved(
-            list(_pair(ours, theirs, backward)) + [blas_run], repeats)
+        t_ours, t_theirs = best_of_interleaved(list(_pair(ours, theirs, backward)), repeats)
+        # alone, after: in the round-robin, OpenBLAS's run slowed the run after it (pw1x1's
+        # forward 1.80–1.95 ms after PyTorch's, 2.19–2.94 after BLAS's)
+        (t_blas,) = best_of_interleaved([blas_run], repeats)
         rows.append(_row(name, mode, t_ours, t_theirs, work, algorithm, t_blas))
     return rows
 
