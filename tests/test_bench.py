@@ -186,7 +186,8 @@ def test_machine_description_names_target_blas_and_torch_isa():
 @pytest.mark.parametrize("first, again, kept, noted", [
     (224.0, 466.0, 466.0, True),    # the first reading was taken on a busy machine
     (466.0, 224.0, 466.0, True),    # the second was
-    (466.0, 455.0, 466.0, False),   # the usual spread: nothing to say
+    (466.0, 455.0, 466.0, False),   # the usual spread, the header's reading kept
+    (455.0, 466.0, 466.0, True),    # within it, but the table divides by the new one
 ])
 def test_peak_is_measured_again_and_the_highest_reading_kept(monkeypatch, first, again, kept,
                                                               noted):
@@ -199,6 +200,7 @@ def test_peak_is_measured_again_and_the_highest_reading_kept(monkeypatch, first,
     assert info["peak"]["gflops_total"] == kept
     assert info["peak"]["readings"] == [first, again]
     assert bool(notes) == noted and all("peak re-measured" in note for note in notes)
+    assert all(f"the table divides by {kept:.0f}" in note for note in notes)
 
 
 @pytest.mark.parametrize("back_to_back, order", [(1, "abab"), (2, "aabbaabb")])
