@@ -24,6 +24,12 @@ PADDING_STRINGS = ("valid", "same", "full")
 def to_tuple(value, n: int, name: str) -> tuple:
     """An int or a length-``n`` sequence of ints -> tuple of ``n`` ints (PyTorch's ``_ntuple``;
     a sequence of one int counts for every dim, as PyTorch's ``expand_param_if_needed``)."""
+    # Plain ints first: every layer call passes its arguments through here, and the checks
+    # against the numbers ABCs below cost microseconds each.
+    if type(value) is int:
+        return (value,) * n
+    if type(value) is tuple and len(value) == n and all(type(v) is int for v in value):
+        return value
     if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
         return (int(value),) * n
     if isinstance(value, (tuple, list)) and len(value) == 1 and n > 1:
@@ -127,7 +133,9 @@ def conv_output_shape(input_shape, kernel_size, stride=1, padding=0, dilation=1,
     Raises ValueError when an argument is out of range or the (dilated) kernel does not fit the
     padded input.
     """
-    spatial = (int(input_shape),) if np.ndim(input_shape) == 0 else tuple(int(s) for s in input_shape)
+    if not isinstance(input_shape, (tuple, list)) and np.ndim(input_shape) == 0:
+        input_shape = (input_shape,)
+    spatial = tuple(int(s) for s in input_shape)
     n = len(spatial)
     if any(s < 0 for s in spatial):
         raise ValueError(f"input_shape: sizes must be non-negative, got {input_shape!r}")

@@ -122,6 +122,22 @@ def test_layer_table_shows_sgemm_peak_and_blas_shares():
     assert lines[3].endswith("| — | — | — | — |")
 
 
+def test_e2e_table_shows_one_image_latency():
+    row = {"name": "vgg_small", "batch_size": 128, "cnnkit_images_per_s": 1800.0,
+           "torch_images_per_s": 1500.0, "cnnkit_peak_mib": 85.0, "torch_peak_mib": 113.0,
+           "cnnkit_one_image_ms": 0.9, "torch_one_image_ms": 0.6}
+    lines = report.e2e_table([row]).splitlines()
+    assert lines[2].startswith("| vgg_small | 128 | 1800 | 1500 | 1.20 | 85 | 113 | 0.75 |")
+    assert lines[4].startswith("| model | one image, evaluation: cnnkit ms |")
+    assert lines[6] == "| vgg_small | 0.900 | 0.600 | 1.50 |"
+
+
+def test_one_image_latency_times_both_libraries():
+    from cnnkit.bench import end_to_end
+    ours, theirs = end_to_end.one_image_latency(calls=2, repeats=2)
+    assert 0 < ours < 1e3 and 0 < theirs < 1e3
+
+
 @pytest.mark.parametrize("groups", [1, 4])
 def test_blas_products_are_the_layer_products(groups):
     """Per group: y = W @ cols, dcols = Wᵀ @ dy, dw = dy @ colsᵀ, each K'·T·P multiply-adds

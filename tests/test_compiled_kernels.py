@@ -1,6 +1,6 @@
 """The compiled (Numba) paths against PyTorch: 2-D max pooling, batch normalisation and ReLU.
 
-They are taken only above a size threshold, so these tests lower the threshold to zero."""
+They are taken only above a size threshold each, so these tests lower the thresholds to zero."""
 import numpy as np
 import pytest
 import torch
@@ -13,7 +13,8 @@ from cnnkit import tuning
 
 @pytest.fixture(autouse=True)
 def always_compiled():
-    with tuning.override(compiled_min_size=0):
+    with tuning.override(compiled_min_size=0, pool_compiled_min_size=0,
+                         batchnorm_compiled_min_size=0):
         yield
 
 
@@ -46,7 +47,7 @@ def test_compiled_and_numpy_paths_agree():
     rng = np.random.default_rng(1)
     x = cnnkit.tensor(rng.standard_normal((2, 3, 10, 10)), requires_grad=True)
     fast, fast_index = F.max_pool2d(x, 3, 2, 1, return_indices=True)
-    with tuning.override(compiled_min_size=1 << 60):
+    with tuning.override(pool_compiled_min_size=1 << 60):
         slow, slow_index = F.max_pool2d(x, 3, 2, 1, return_indices=True)
     np.testing.assert_array_equal(fast.data, slow.data)
     np.testing.assert_array_equal(fast_index.data, slow_index.data)
@@ -118,3 +119,28 @@ def test_compiled_max_pool_2x2_fast_path_matches_general_path(width, height, dty
     pooling_numba._forward(x, 2, 2, 2, 2, 0, 0, 1, 1, y, index)
     np.testing.assert_array_equal(fast[0], y)
     np.testing.assert_array_equal(fast[1], index)
+
+
+@pytest.mark.parametrize("threshold, layer, module, kernel", [
+    ("pool_compiled_min_size", lambda x: F.max_pool2d(x, 2), "pooling_numba",
+     "max_pool2d_forward"),
+    ("batchnorm_compiled_min_size",
+     lambda x: F.batch_norm(x, np.zeros(4), np.ones(4), training=False), "batchnorm_numba",
+     "affine"),
+])
+def test_each_layer_s_own_threshold_picks_its_path(threshold, layer, module, kernel,
+                                                   monkeypatch):
+    """Pooling and batch norm each go compiled from their own size on (``cnnkit tune`` measures
+    each crossover), whatever ``compiled_min_size`` (ReLU's) says."""
+    import importlib
+    kernels = importlib.import_module(f"cnnkit.kernels.{module}")
+    calls = []
+    original = getattr(kernels, kernel)
+    monkeypatch.setattr(kernels, kernel, lambda *a, **k: calls.append(1) or original(*a, **k))
+    x = cnnkit.tensor(np.random.default_rng(5).standard_normal((1, 4, 6, 6)).astype(np.float32))
+    with tuning.override(compiled_min_size=1 << 60, **{threshold: x.size}):
+        layer(x)
+    assert calls == [1]
+    with tuning.override(compiled_min_size=0, **{threshold: x.size + 1}):
+        layer(x)
+    assert calls == [1]

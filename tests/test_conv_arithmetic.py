@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import cnnkit
-from cnnkit.conv_arithmetic import conv_output_shape, resolve_padding, same_padding
+from cnnkit.conv_arithmetic import conv_output_shape, resolve_padding, same_padding, to_tuple
 
 TF = torch.nn.functional
 SHAPE_EXAMPLES = 80
@@ -141,3 +141,18 @@ def test_same_gives_ceil_of_size_over_stride(size, kernel, stride, dilation):
     span, smaller = dilation * (kernel - 1) + 1, size + lo + hi - 1
     if lo + hi:
         assert smaller < span or (smaller - span) // stride + 1 < math.ceil(size / stride)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (2, (2, 2)), ((1, 3), (1, 3)), ([4], (4, 4)), (np.int64(5), (5, 5)),
+    ((np.int32(1), 2), (1, 2)),
+])
+def test_to_tuple_gives_plain_ints(value, expected):
+    result = to_tuple(value, 2, "stride")
+    assert result == expected and all(type(v) is int for v in result)
+
+
+@pytest.mark.parametrize("value", [True, (1, True), (1, 2, 3), 1.0, (1.0, 2), "2"])
+def test_to_tuple_refuses_bools_floats_and_wrong_lengths(value):
+    with pytest.raises(TypeError, match="stride"):
+        to_tuple(value, 2, "stride")

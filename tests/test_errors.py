@@ -16,6 +16,7 @@ WORK = {
                                "conv_backward_weight"],
     "cnnkit.kernels.pooling": ["max_pool_forward", "avg_pool_forward", "adaptive_max_forward",
                                "adaptive_avg_forward"],
+    "cnnkit.kernels.pooling_numba": ["max_pool2d_forward"],
 }
 
 

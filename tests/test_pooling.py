@@ -16,6 +16,7 @@ from torch_oracle import compare_with_torch
 import cnnkit
 import cnnkit.functional as F
 import cnnkit.reference as ref
+from cnnkit import tuning
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -324,9 +325,36 @@ def test_comparison_catches_broken_pooling(rng, monkeypatch):
                    count_include_pad=False)
     monkeypatch.undo()
     original_backward = kernels.max_pool_backward
-    # a max-pool gradient routed to the wrong element of its window
+    # a max-pool gradient routed to the wrong element of its window (NumPy's pooling: 2-D
+    # inputs would run compiled)
     monkeypatch.setattr(kernels, "max_pool_backward",
                         lambda g, winner, *args: original_backward(g, np.maximum(winner - 1, 0),
                                                                    *args))
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError), tuning.override(pool_compiled_min_size=1 << 60):
         check_pool("max_pool2d", x, 1, kernel_size=3, stride=2, padding=1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(1, 7), kernel=st.integers(1, 4), stride=st.integers(1, 3),
+       dilation=st.integers(1, 3), data=st.data())
+def test_windows_that_see_only_padding_are_refused_exactly(size, kernel, stride, dilation,
+                                                           data):
+    """The refusal, against every window's taps counted one by one: it is checked only where
+    there is low padding, since without it each window starts in the input."""
+    padding = data.draw(st.integers(0, kernel // 2))
+    ceil_mode = data.draw(st.booleans())
+    try:
+        (out,) = cnnkit.conv_output_shape((size,), kernel, stride, padding, dilation,
+                                          ceil_mode=ceil_mode)
+    except ValueError:
+        assume(False)
+    assume(out > 0)
+    blind = any(all(not 0 <= i * stride - padding + a * dilation < size for a in range(kernel))
+                for i in range(out))
+    x = cnnkit.tensor(np.zeros((1, 1, size), np.float32))
+    call = lambda: F.max_pool1d(x, kernel, stride, padding, dilation, ceil_mode)  # noqa: E731
+    if blind:
+        with pytest.raises(ValueError, match="only padding"):
+            call()
+    else:
+        assert call().shape == (1, 1, out)

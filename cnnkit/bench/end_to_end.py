@@ -1,10 +1,14 @@
-"""Suite 3: training speed and peak memory of the default model, cnnkit against PyTorch.
+"""Suite 3: training speed and peak memory of the default model, and its latency on one
+image, cnnkit against PyTorch.
 
 Speed: training steps of the two libraries alternate in one process (same batches, same
 optimizer, same batch size); images/s is the best of several timed windows. Memory: each library
 trains in a fresh child process and reports its peak resident memory (VmHWM) above the level it
 had after building the model and the data, before the first step, so neither pays for the
-other's imports and both pay for their allocator's caches.
+other's imports and both pay for their allocator's caches. Latency: the trained-model use of
+``cnnkit serve`` and ``cnnkit explain``, one image through the model in evaluation mode with no
+gradients, where each layer's fixed cost per call (argument checks, dispatch, waking threads)
+weighs more than its arithmetic.
 """
 import json
 import subprocess
@@ -81,6 +85,34 @@ def speed(name=DEFAULT_MODEL, batch_size=128, steps=5, repeats=4):
     return images / t_ours, images / t_theirs
 
 
+def one_image_latency(name=DEFAULT_MODEL, calls=50, repeats=7):
+    """ms per forward pass of one 28 × 28 image, evaluation mode, no gradients: (cnnkit,
+    PyTorch), the best of ``repeats`` alternating windows of ``calls`` passes each."""
+    import torch
+
+    import cnnkit.models
+    from cnnkit.bench.torch_twin import torch_twin
+    cnnkit.manual_seed(0)
+    ours = cnnkit.models.get(name)
+    theirs = torch_twin(ours)
+    ours.eval()
+    theirs.eval()
+    image = _batches(1, 1)[0][0]
+    x_ours, x_theirs = cnnkit.tensor(image), torch.from_numpy(image)
+
+    def ours_window():
+        with cnnkit.no_grad():
+            for _ in range(calls):
+                ours(x_ours)
+
+    def theirs_window():
+        with torch.no_grad():
+            for _ in range(calls):
+                theirs(x_theirs)
+    best = best_of_interleaved([ours_window, theirs_window], repeats, warmup=2, budget_s=30.0)
+    return tuple(t / calls * 1e3 for t in best)
+
+
 def _peak_child(library, name, batch_size, steps):
     """Run in a child process: peak RSS growth (MiB) over ``steps`` training steps.
 
@@ -126,9 +158,11 @@ def peak_memory(library, name=DEFAULT_MODEL, batch_size=128, steps=3):
 def run(name=DEFAULT_MODEL, batch_size=128):
     ours, theirs = speed(name, batch_size)
     memory = {library: peak_memory(library, name, batch_size) for library in ("cnnkit", "torch")}
+    latency = one_image_latency(name)
     yield {"suite": "end_to_end", "name": name, "batch_size": batch_size,
            "cnnkit_images_per_s": ours, "torch_images_per_s": theirs,
            "cnnkit_peak_mib": memory["cnnkit"]["peak_mib"],
            "torch_peak_mib": memory["torch"]["peak_mib"],
            "cnnkit_cold_peak_mib": memory["cnnkit"]["cold_peak_mib"],
-           "torch_cold_peak_mib": memory["torch"]["cold_peak_mib"]}
+           "torch_cold_peak_mib": memory["torch"]["cold_peak_mib"],
+           "cnnkit_one_image_ms": latency[0], "torch_one_image_ms": latency[1]}

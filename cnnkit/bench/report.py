@@ -50,6 +50,13 @@ def e2e_table(rows):
                      f"{r['cnnkit_images_per_s'] / r['torch_images_per_s']:.2f} | "
                      f"{r['cnnkit_peak_mib']:.0f} | {r['torch_peak_mib']:.0f} | "
                      f"{r['cnnkit_peak_mib'] / r['torch_peak_mib']:.2f} | {cold} |")
+    latency = [r for r in rows if "cnnkit_one_image_ms" in r]
+    if latency:
+        lines += ["", "| model | one image, evaluation: cnnkit ms | PyTorch ms | ratio (time) |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {r['name']} | {r['cnnkit_one_image_ms']:.3f} | "
+                  f"{r['torch_one_image_ms']:.3f} | "
+                  f"{r['cnnkit_one_image_ms'] / r['torch_one_image_ms']:.2f} |" for r in latency]
     return "\n".join(lines)
 
 

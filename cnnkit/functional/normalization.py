@@ -74,7 +74,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                          f"got input of shape {x.shape}")
     bshape = (1, channels) + (1,) * (x.ndim - 2)  # (C,) -> broadcastable against x
-    if x.ndim > 2 and x.data.size >= tuning.value("compiled_min_size"):
+    if x.ndim > 2 and x.data.size >= tuning.value("batchnorm_compiled_min_size"):
         return _compiled_batch_norm(x, mean_buf, var_buf, gamma, beta, training, momentum, eps)
 
     if training:

@@ -50,7 +50,10 @@ def _window(op, input, n_dims, kernel_size, stride, padding, dilation, ceil_mode
         raise ValueError(f"{op}: output size {out} is too small for input {x.shape[2:]}")
     for n, k, s, (lo, _), d, o in zip(x.shape[2:], kernel, stride, pads, dilation, out):
         # A dilated window can straddle a short input and see only padding (PyTorch then
-        # returns an index outside the input); refuse instead.
+        # returns an index outside the input); refuse instead. Without low padding every
+        # window's first cell is in the input (output_size drops windows starting past it).
+        if lo == 0:
+            continue
         taps = np.arange(o)[:, None] * s - lo + np.arange(k) * d
         if not ((taps >= 0) & (taps < n)).any(axis=1).all():
             raise ValueError(f"{op}: padding {padding!r} with dilation {dilation} leaves windows "
@@ -66,7 +69,7 @@ def _max_pool(op, n_dims, input, kernel_size, stride, padding, dilation, ceil_mo
               return_indices):
     x, unbatched, kernel, stride, pads, dilation, out = _window(
         op, input, n_dims, kernel_size, stride, padding, dilation, ceil_mode)
-    if n_dims == 2 and x.data.size >= tuning.value("compiled_min_size"):
+    if n_dims == 2 and x.data.size >= tuning.value("pool_compiled_min_size"):
         return _compiled_max_pool2d(op, x, unbatched, kernel, stride, pads, dilation, out,
                                     return_indices)
     y, winner = kernels.max_pool_forward(x.data, kernel, stride, pads, dilation, out)

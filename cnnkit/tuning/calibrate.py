@@ -7,8 +7,10 @@ Only what a short timing can measure honestly (under a minute; ``fast`` for test
   element copied, per call), the FFT convolution (``fft_ns_per_nlogn_*``, ``fft_overhead_ns``)
   and ``np.convolve`` (``npconvolve_*``). One core, like the defaults.
 * crossovers, by timing both candidates on growing sizes: compiled ReLU against NumPy's
-  (``compiled_min_size``, all threads, since the threshold is the price of waking them) and
-  the compiled depthwise forward against NumPy's (``depthwise_compiled_min_work``).
+  (``compiled_min_size``, all threads, since the threshold is the price of waking them), the
+  compiled max pooling and batch norm against NumPy's (``pool_compiled_min_size``,
+  ``batchnorm_compiled_min_size``, through the functional layers) and the compiled
+  depthwise forward against NumPy's (``depthwise_compiled_min_work``).
 
 A fit that gives a value outside a constant's range, or a crossover not found within the
 sizes tried, keeps the default (and says so). The other constants are rules read off the
@@ -125,6 +127,44 @@ def _compiled_relu(fast, repeats):
     return {"compiled_min_size": _crossover(sizes, numpy, compiled, repeats)}
 
 
+def _functional_crossover(name, sizes, layer, repeats):
+    """``_crossover`` of a functional layer on NumPy's path against the compiled one, chosen
+    by the threshold ``name``; ``layer(x)`` runs the layer on a batch of one 32-channel image
+    of about ``size`` values."""
+    from .. import no_grad, tensor
+    from . import override
+
+    def timed(threshold):
+        def call(size):
+            side = max(2, round(math.sqrt(size / 32)) // 2 * 2)
+            x = tensor(np.random.default_rng(5).standard_normal((1, 32, side, side))
+                       .astype(np.float32))
+
+            def run():
+                with no_grad(), override(**{name: threshold}):
+                    layer(x)
+            return run
+        return call
+    return {name: _crossover(sizes, timed(1 << 62), timed(0), repeats)}
+
+
+def _compiled_pooling(fast, repeats):
+    """NumPy's max pooling (a pass per kernel offset) against the compiled kernel, 2 × 2."""
+    from .. import functional as F
+    sizes = [1 << e for e in range(8, 15 if fast else 19, 2)]
+    return _functional_crossover("pool_compiled_min_size", sizes,
+                                 lambda x: F.max_pool2d(x, 2), repeats)
+
+
+def _compiled_batch_norm(fast, repeats):
+    """NumPy's batch norm against the compiled one, in evaluation (NumPy's shortest passes)."""
+    from .. import functional as F
+    sizes = [1 << e for e in range(8, 15 if fast else 19, 2)]
+    mean, var = np.zeros(32, np.float32), np.ones(32, np.float32)
+    return _functional_crossover("batchnorm_compiled_min_size", sizes,
+                                 lambda x: F.batch_norm(x, mean, var, training=False), repeats)
+
+
 def _compiled_depthwise(fast, repeats):
     from ..kernels import depthwise_numba
     from ..kernels.conv import depthwise
@@ -166,6 +206,8 @@ def calibrate(fast=False, log=print):
     raw.update(_one_core(lambda: _fft(fast, repeats)))
     raw.update(_npconvolve(fast, repeats))
     raw.update(_compiled_relu(fast, repeats))
+    raw.update(_compiled_pooling(fast, repeats))
+    raw.update(_compiled_batch_norm(fast, repeats))
     raw.update(_compiled_depthwise(fast, repeats))
     measured = {}
     for name, constant in CONSTANTS.items():

@@ -138,8 +138,21 @@ _TABLE = [
     # ----------------------------------------------------------- compiled vs NumPy thresholds
     Constant("compiled_min_size", 1 << 16, "array elements",
              "Below this many values NumPy's own passes beat waking Numba's thread pool "
-             "(ReLU, pooling, batch norm, im2col copies). Measured as the crossover of the "
-             "compiled ReLU against NumPy's.", 0, 1 << 62, integer=True, measured_by=TUNE),
+             "(ReLU, bias, im2col copies). Measured as the crossover of the compiled ReLU "
+             "against NumPy's, one pass each.", 0, 1 << 62, integer=True, measured_by=TUNE),
+    Constant("pool_compiled_min_size", 0, "array elements",
+             "2-D max pooling on at least this many input values runs compiled "
+             "(pooling_numba). NumPy's pooling makes a pass per kernel offset, so the "
+             "compiled kernel wins even on one 8 × 8 map (AVX-512: 64 values 76 against "
+             "148 µs, 25 088 values 84 against 408). Measured as the crossover of the two "
+             "max pooling forward passes.", 0, 1 << 62, integer=True, measured_by=TUNE),
+    Constant("batchnorm_compiled_min_size", 1 << 14, "array elements",
+             "Batch norm on at least this many input values runs compiled (batchnorm_numba). "
+             "NumPy's takes several passes; in evaluation they are short ones, and win on "
+             "small inputs (AVX-512, evaluation: 64 values 15 against 21 µs, 4 096 values 22 "
+             "against 22, 25 088 values 57 against 26). Measured as the crossover of the two "
+             "evaluation-mode forward passes (8 192 to 32 768 in four runs).",
+             0, 1 << 62, integer=True, measured_by=TUNE),
     Constant("depthwise_compiled_min_work", 1 << 18, "multiply-adds",
              "Depthwise layers with at least this much work run on the compiled kernels "
              "(depthwise_numba), smaller ones on NumPy's. Measured as the crossover of the two "

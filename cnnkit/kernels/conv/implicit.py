@@ -364,8 +364,9 @@ def _forward_planar(xp, w, dilation, out, first_channel=0, bias=None):
     in_place = n if (n - 1) * image + y_grid.shape[2] + offset[-1] <= x_flat.size else n - 1
     tap_block = tuning.value("implicit_tap_block")
     bias = compiled.NO_BIAS if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
-    compiled.planar(x_flat, in_place, image, w_rows, offset, y_grid, spare, length, tap_block,
-                    bias)
+    if in_place:  # a call with no images would still wake the thread pool (~40 µs)
+        compiled.planar(x_flat, in_place, image, w_rows, offset, y_grid, spare, length,
+                        tap_block, bias)
     if in_place < n:
         last = np.zeros(image + y_grid.shape[2], np.float32)
         last[:image] = x_flat[in_place * image:]
