@@ -258,6 +258,15 @@ def test_grouped_layers_match_torch(groups, c, k, dims, size, stride, planar):
     for j, dy_j in enumerate(np.split(dy, groups, axis=1)):
         _check_weight_layouts(xp, dy_j, (size,) * dims, (stride,) * dims, (1,) * dims,
                               channels=per_group, first_channel=j * per_group)
+    if stride == 1 and not planar:
+        # the input gradient as tasks per image and group, each padding its group's
+        # channels of dy, against the products per group on dy padded as a whole
+        with mock.patch.object(conv_implicit, "planar_wins", lambda *shape: False):
+            by_image = [conv_implicit.backward_input(dy, w, xp.shape[2:], (1,) * dims, pads,
+                                                     groups, per_image=per_image)
+                        for per_image in (True, False)]
+        np.testing.assert_array_equal(*by_image)
+        _check(by_image[0], xt.grad.numpy()[inside], scale)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
@@ -474,17 +483,20 @@ def test_planar_reads_stop_at_the_end_of_the_input(size, launches):
                                atol=1e-5)
 
 
-@pytest.mark.parametrize("shape, w_shape, stride, pads", [
-    ((8, 5, 9, 9), (16, 5, 3, 3), (1, 1), ((1, 1), (1, 1))),
-    ((8, 8, 19, 17), (24, 8, 3, 3), (2, 2), ((1, 0), (2, 1))),  # strided, uneven padding
-    ((8, 16, 60), (16, 16, 5), (2,), ((2, 2),)),
-    ((8, 2, 6, 5, 5), (16, 2, 3, 3, 3), (1, 1, 1), ((1, 1), (1, 1), (0, 2)))])
-def test_forward_tasks_pad_their_own_images(shape, w_shape, stride, pads):
-    """The forward pass runs one task per image, which pads its own image
-    (``implicit.forward_from``): the same floats, bias included, as the product on the input
-    padded as a whole. With no weight gradient to read the padded input (inference) nothing
-    else is kept; a training step's source (``shared``) keeps the padded input the tasks
-    wrote, image by image, for its weight gradient."""
+@pytest.mark.parametrize("shape, w_shape, stride, pads, groups", [
+    ((8, 5, 9, 9), (16, 5, 3, 3), (1, 1), ((1, 1), (1, 1)), 1),
+    ((8, 8, 19, 17), (24, 8, 3, 3), (2, 2), ((1, 0), (2, 1)), 1),  # strided, uneven padding
+    ((8, 16, 60), (16, 16, 5), (2,), ((2, 2),), 1),
+    ((8, 2, 6, 5, 5), (16, 2, 3, 3, 3), (1, 1, 1), ((1, 1), (1, 1), (0, 2)), 1),
+    ((4, 8, 9, 9), (32, 4, 3, 3), (1, 1), ((1, 1), (1, 1)), 2),  # grouped: tasks per group
+    ((4, 6, 19, 17), (12, 2, 3, 3), (2, 2), ((1, 0), (2, 1)), 3),
+    ((2, 16, 30), (64, 4, 5), (1,), ((2, 2),), 4)])
+def test_forward_tasks_pad_their_own_images(shape, w_shape, stride, pads, groups):
+    """The forward pass runs one task per image (and group), which pads its own image (its
+    group's channels of it; ``implicit.forward_from``): the same floats, bias included, as the
+    products on the input padded as a whole. With no weight gradient to read the padded input
+    (inference) nothing else is kept; a training step's source (``shared``) keeps the padded
+    input the tasks wrote, image by image, for its weight gradient."""
     from cnnkit.kernels.conv.padded_input import PaddedInput
     rng = np.random.default_rng(5)
     x = rng.standard_normal(shape, dtype=np.float32)
@@ -492,12 +504,12 @@ def test_forward_tasks_pad_their_own_images(shape, w_shape, stride, pads):
     b = rng.standard_normal(w_shape[0], dtype=np.float32)
     xp = np.pad(x, ((0, 0), (0, 0)) + pads)
     dilation = (1,) * len(stride)
-    g = conv_kernels.ConvGeometry.of(xp.shape, w.shape, stride, dilation)
+    g = conv_kernels.ConvGeometry.of(xp.shape, w.shape, stride, dilation, groups)
     assert conv_implicit._per_image_forward(g)
-    expected = conv_implicit.forward(xp, w, stride, dilation, g.out, b)
+    expected = conv_implicit._forward(xp, w, g, b)
     xt = torch.tensor(xp)
-    _check(expected, TORCH_CONV[len(stride)](xt, torch.tensor(w), torch.tensor(b), stride)
-           .numpy(), 10)
+    _check(expected, TORCH_CONV[len(stride)](xt, torch.tensor(w), torch.tensor(b), stride,
+                                             groups=groups).numpy(), 10)
     pads_seen = []
 
     def recording(entry):
@@ -527,7 +539,7 @@ def test_forward_tasks_pad_their_own_images(shape, w_shape, stride, pads):
         with mock.patch.object(conv_implicit.np, "empty", poisoned):
             for shared in (False, True):
                 check(shared)
-    assert pads_seen == [6, 6, 6, 6]  # the tasks padded the images
+    assert pads_seen == [6, 6, 6, 6]  # the tasks padded the images (groups: their channels)
 
 
 def test_no_pass_pads_the_whole_input_and_the_weight_gradient_reads_the_forward_copy():

@@ -99,7 +99,7 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, groups, tap_bl
 
 @numba.njit(parallel=True, cache=True)
 def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y, source,
-             bias, rows, vectors, tap_block):
+             bias, rows, vectors, tap_block, groups):
     """Several products that write disjoint rows of ``out``, one parallel task per image:
     product f has the taps tap_start[f] ≤ t < tap_start[f + 1] (their weights the same rows
     of wt's panels) and, for image n, the positions p of position_start[f] + n·P_f ≤ p <
@@ -117,7 +117,12 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
     into a buffer of (C, Dp, Hp, Wp), which the tables index as image n of the padded input,
     in cache, instead of a separate pass that pads the whole input first; or, unless
     ``padded`` is empty, into its place in ``padded`` (N·C·Dp·Hp·Wp: the padded input, which
-    the caller keeps for a weight gradient), which the tables then index as they are. While a task's
+    the caller keeps for a weight gradient), which the tables then index as they are.
+
+    A grouped layer runs with its images split by group (``groups`` > 1): x as (N·G, C/G,
+    D, H, W) and y as (N·G, K/G, S), image n·G + j being group j's channels of image n (both
+    are views of the ungrouped arrays), wt holding each group's panels in turn, and bias its
+    K values; task m reads group m mod G's panels and bias. While a task's
     tiles run it has the next image's lines fetched into L2 (``prefetch``), a few before each
     tile: the copy of the image that follows, most likely the same thread's next task, then
     reads cache instead of waiting on memory (2 threads, inference forward passes without and
@@ -126,10 +131,12 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
-    kp = wt.shape[0] * width
+    panels = wt.shape[0] // groups
+    kp = panels * width
     n_images = y.shape[0]
     spare = out.shape[0] - rows
     for n in numba.prange(n_images):
+        first_panel = n % groups * panels
         # x_flat may be reassigned below, and only its address is read after that: in a
         # prange body, Numba's array analysis keeps the shape of an array variable's first
         # definition, so a reassigned array's size or shape would report x's
@@ -173,12 +180,17 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
                             prefetch(upcoming + line * 64)
                         fetched += per_call
                         micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,
-                                     offset[t0:].ctypes.data, wt[j0 // width, t0:].ctypes.data,
+                                     offset[t0:].ctypes.data,
+                                     wt[first_panel + j0 // width, t0:].ctypes.data,
                                      width, out[:, j0:].ctypes.data, c_row[tile].ctypes.data,
                                      1 if t0 > tap_start[f] else 0, rows, vectors)
         if source.size:
             gather_cells(out.reshape(-1), n * (position_start[1] // n_images) * kp, source, 1,
                          y[n], 0, y.shape[2])
+        elif bias.size:
+            k0 = n % groups * y.shape[1]
+            rows_to_planes(out, y, n * y.shape[2], (n + 1) * y.shape[2],
+                           bias[k0:k0 + y.shape[1]])
         else:
             rows_to_planes(out, y, n * y.shape[2], (n + 1) * y.shape[2], bias)
 
@@ -386,30 +398,30 @@ def weight_4(x, dy, laid_out, offset, corner, partial, sums, position_block, gro
 
 @numba.njit(cache=True)
 def by_image_1(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
-               source, bias, tap_block):
+               source, bias, tap_block, groups):
     by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
-             source, bias, _ROWS_1, 1, tap_block)
+             source, bias, _ROWS_1, 1, tap_block, groups)
 
 
 @numba.njit(cache=True)
 def by_image_2(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
-               source, bias, tap_block):
+               source, bias, tap_block, groups):
     by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
-             source, bias, _ROWS_2, 2, tap_block)
+             source, bias, _ROWS_2, 2, tap_block, groups)
 
 
 @numba.njit(cache=True)
 def by_image_3(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
-               source, bias, tap_block):
+               source, bias, tap_block, groups):
     by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
-             source, bias, _ROWS_3, 3, tap_block)
+             source, bias, _ROWS_3, 3, tap_block, groups)
 
 
 @numba.njit(cache=True)
 def by_image_4(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
-               source, bias, tap_block):
+               source, bias, tap_block, groups):
     by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, out, y,
-             source, bias, _ROWS_4, 4, tap_block)
+             source, bias, _ROWS_4, 4, tap_block, groups)
 
 
 ENTRY = {1: (forward_1, weight_1), 2: (forward_2, weight_2), 3: (forward_3, weight_3),

@@ -91,13 +91,12 @@ def forward_from(source, w, g, bias=None):
     kernel padding the images in its own tasks as well, with no copy kept, made the steps of
     res3x3_s2, alex_c1 and lenet_c1 1.04, 1.04 and 1.08 times slower: each pass copied the
     images, where one copy serves both.)"""
-    if g.groups == 1 and not source.is_padded and _per_image_forward(g):
-        k = g.out_channels
+    if not source.is_padded and _per_image_forward(g):
         padded = np.empty((g.batch, g.in_channels) + g.padded, np.float32) if source.shared \
             else None
-        y = per_image_product(source.data, source.pads, compiled.panels(w.reshape(1, k, -1)),
-                              w.shape, g.dilation, g.out, stride=g.stride, bias=bias,
-                              padded_copy=padded)
+        y = per_image_product(source.data, source.pads, group_panels(w, g.groups, _panels),
+                              (g.out_channels // g.groups,) + w.shape[1:], g.dilation, g.out,
+                              stride=g.stride, bias=bias, padded_copy=padded, groups=g.groups)
         if padded is not None:
             source.adopt(padded)
         return y
@@ -105,12 +104,13 @@ def forward_from(source, w, g, bias=None):
 
 
 def _per_image_forward(g):
-    """Whether ``forward`` would run this (ungrouped) layer channels-last, and
-    ``per_image_tasks`` as one task per image."""
-    planar = _runs_planar(g.stride, g.out_channels, g.in_channels * g.taps, g.padded, g.out,
-                          g.kernel)
-    return not planar and per_image_tasks(g.batch, math.prod(g.out),
-                                          compiled.tile(g.out_channels)[2])
+    """Whether ``forward`` would run each group's product channels-last, and
+    ``per_image_tasks`` as one task per image and group."""
+    one = g.per_group()
+    planar = _runs_planar(g.stride, one.out_channels, one.in_channels * g.taps, g.padded,
+                          g.out, g.kernel)
+    return not planar and per_image_tasks(g.batch * g.groups, math.prod(g.out),
+                                          compiled.tile(one.out_channels)[2])
 
 
 def _runs_planar(stride, out_channels, terms, padded, out, kernel):
@@ -272,34 +272,58 @@ def _flipped_panels(w):
     return compiled.panels(np.ascontiguousarray(w[reverse]).reshape(c, k, -1))
 
 
+def group_panels(w, groups, layout):
+    """Each group's weights laid out by ``layout`` (a block of w's rows -> panels), one group
+    after another along the panels' axis: ``per_image_product``'s weights for a grouped
+    layer. Cache-line aligned, as ``compiled.panels``'s own."""
+    parts = [layout(w_j) for w_j in np.split(w, groups)]
+    if groups == 1:
+        return parts[0]
+    panels = aligned.empty((sum(p.shape[0] for p in parts),) + parts[0].shape[1:])
+    np.concatenate(parts, out=panels)
+    return panels
+
+
+def _panels(w):
+    """The forward product's weights in panels: w (K, C, *kernel) as K outputs of C·taps."""
+    return compiled.panels(w.reshape(1, w.shape[0], -1))
+
+
 def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, stride=None,
-                      bias=None, padded_copy=None):
+                      bias=None, padded_copy=None, groups=1):
     """The channels-last product of ``channels_last`` (all of x's channels; stride 1 unless
     given) with one task per image, each padding its own image of x by ``pads``: y (N, K,
     *out), plus ``bias`` (K,) when given. With ``source``, each task instead gathers its
     image's cells into ``y`` (N, K', cells): y[n, k, s] = row n·P + source[s] // Kp, column
     source[s] % Kp + k of the product's rows (P = prod(out) positions per image, Kp = K
     padded to the tile; ``strided_input.subpixel``). With ``padded_copy`` (N, C, *padded),
-    each task pads its image into its place there and reads it from there: x padded, kept."""
-    n, k = x.shape[0], w_shape[0]
+    each task pads its image into its place there and reads it from there: x padded, kept.
+
+    With ``groups`` > 1 (no ``source``), ``w_shape`` is one group's (K/G, C/G, *kernel) and
+    ``wt`` the groups' panels in turn (``group_panels``): one task per image and group, which
+    pads and reads only the group's C/G channels (``implicit_gemm_numba.by_image``)."""
+    n = x.shape[0]
+    x = x.reshape((n * groups, x.shape[1] // groups) + x.shape[2:])
+    k = w_shape[0]
     padded = padded_shape(x.shape, pads)
     rows, vectors, k_padded = compiled.tile(k)
     offset = _offsets(padded, w_shape[2:], dilation, w_shape[1])
     corner = _corners(padded, out, stride or (1,) * len(out))
     if y is None:
-        y = np.empty((n, k, math.prod(out)), np.float32)
+        y = np.empty((n, k * groups, math.prod(out)), np.float32)
+    y_split = y if groups == 1 else y.reshape((n * groups, k) + y.shape[2:])
     compiled.BY_IMAGE[vectors](*image_padding(x, pads),
                                compiled.NO_PADDED_COPY if padded_copy is None
                                else padded_copy.reshape(-1),
                                wt, offset,
                                np.array([0, offset.size], np.int64), corner, compiled.NO_ROWS,
                                np.array([0, corner.size], np.int64),
-                               aligned.empty((corner.size + rows, k_padded)), y,
+                               aligned.empty((corner.size + rows, k_padded)), y_split,
                                compiled.NO_ROWS if source is None else source,
                                compiled.NO_BIAS if bias is None else
                                np.ascontiguousarray(bias, dtype=np.float32),
-                               tuning.value("implicit_tap_block"))
-    return y.reshape((n, k) + tuple(out)) if source is None else y
+                               tuning.value("implicit_tap_block"), groups)
+    return y.reshape((n, k * groups) + tuple(out)) if source is None else y
 
 
 def channels_last(xp, wt, w_shape, stride, dilation, out, y=compiled.NO_Y, bias=None,
@@ -448,11 +472,12 @@ def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None
     ones = (1,) * len(kernel)
     n, k, c = dy.shape[0], w.shape[0], w.shape[1]
     padded = padded_shape(dy.shape, dy_pads)
-    if groups == 1 and interior and \
-            per_image_tasks(n, math.prod(out), compiled.tile(c)[2], per_image) and \
-            not planar_wins(c, k * math.prod(kernel), padded[2:], out, kernel):
-        return per_image_product(dy, dy_pads, _flipped_panels(w), (c, k) + kernel, dilation,
-                                 out)
+    k_group = k // groups
+    if interior and \
+            per_image_tasks(n * groups, math.prod(out), compiled.tile(c)[2], per_image) and \
+            not planar_wins(c, k_group * math.prod(kernel), padded[2:], out, kernel):
+        return per_image_product(dy, dy_pads, group_panels(w, groups, _flipped_panels),
+                                 (c, k_group) + kernel, dilation, out, groups=groups)
     dyp = zero_pad(dy, dy_pads)
     if groups == 1:
         dx = forward(dyp, w, ones, dilation, out, flipped=True)

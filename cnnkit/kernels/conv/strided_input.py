@@ -135,7 +135,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
                                    np.concatenate([cr for _, _, cr, _ in products]),
                                    np.concatenate([r for _, _, _, r in products]),
                                    position_start, dx_last, dx, compiled.NO_ROWS,
-                                   compiled.NO_BIAS, tuning.value("implicit_tap_block"))
+                                   compiled.NO_BIAS, tuning.value("implicit_tap_block"), 1)
         return dx.reshape((n, c) + tuple(size))
     dyp = np.ascontiguousarray(zero_pad(dy, dy_pads))
     for wt, offset, corner, row in products:
