@@ -458,8 +458,8 @@ def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None
     """Stride 1: dL/dx is the forward kernel on dy padded by d·(k−1) (less the input's own
     padding, whose gradient is not wanted) with the flipped, channel-swapped kernel; dy is
     padded once, and each group's product reads its channels of it. A channels-last product
-    over enough images (``per_image_tasks``) runs per image, each task padding its own image
-    of dy."""
+    over enough images (``per_image_tasks``) runs per image (and group), each task padding
+    its own image of dy (its group's channels of it)."""
     pads = pads or [(0, 0)] * len(spatial)
     kernel = w.shape[2:]
     reach = [d * (k - 1) for k, d in zip(kernel, dilation)]
