@@ -269,6 +269,40 @@ def test_grouped_layers_match_torch(groups, c, k, dims, size, stride, planar):
         _check(by_image[0], xt.grad.numpy()[inside], scale)
 
 
+@pytest.mark.parametrize("groups, c, k, stride, pads", [
+    (2, 32, 16, 2, ((1, 1), (1, 1))),
+    (4, 64, 32, 2, ((1, 0), (2, 1))),
+    (3, 48, 24, 3, ((2, 2), (0, 1)))])
+def test_grouped_strided_input_gradient_by_image_and_group(groups, c, k, stride, pads):
+    """``by_phases`` of a grouped layer: one task per image and group (dy and dx split by
+    group as views) and the groups one after another give PyTorch's gradient."""
+    rng = np.random.default_rng(groups * c)
+    x = rng.standard_normal((4, c, 11, 10), dtype=np.float32)
+    w = rng.standard_normal((k, c // groups, 3, 3), dtype=np.float32)
+    xp = np.pad(x, ((0, 0), (0, 0)) + pads)
+    xt = torch.tensor(xp, requires_grad=True)
+    yt = TF.conv2d(xt, torch.tensor(w), stride=stride, groups=groups)
+    dy = rng.standard_normal(yt.shape, dtype=np.float32)
+    yt.backward(torch.tensor(dy))
+    inside = (slice(None), slice(None)) + tuple(slice(lo, n - hi) for n, (lo, hi)
+                                                in zip(xp.shape[2:], pads))
+    calls = []
+
+    def recording(entry):
+        def run(*args):
+            calls.append(args[-1])
+            return entry(*args)
+        return run
+    by_image = {nv: recording(f) for nv, f in implicit_gemm_numba.BY_IMAGE.items()}
+    with mock.patch.dict(implicit_gemm_numba.BY_IMAGE, by_image):
+        for per_image in (True, False):
+            dx = strided_input.by_phases(dy, w, xp.shape[2:], (stride,) * 2, (1, 1), pads,
+                                         per_image=per_image, groups=groups)
+            _check(dx, xt.grad.numpy()[inside], np.sqrt(w[0].size))
+    assert calls == [groups]  # per image: one call, tasks by image and group
+
+
+
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 @pytest.mark.parametrize("channels", [3, 16, 40])
 def test_infinite_weight_gives_torch_nans_in_the_input_gradient(channels):

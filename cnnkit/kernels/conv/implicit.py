@@ -138,6 +138,8 @@ def input_pass(dy, w, g):
         arrangement = strided_input.by_phases
     else:
         arrangement = strided_input.subpixel
+    if arrangement is strided_input.by_phases:  # grouped too: tasks per image and group
+        return arrangement(dy, w, g.padded, g.stride, g.dilation, g.pads, groups=g.groups)
     if g.groups == 1:
         return arrangement(dy, w, g.padded, g.stride, g.dilation, g.pads)
     return np.concatenate([arrangement(np.ascontiguousarray(dy_j), w_j, g.padded, g.stride,

@@ -67,7 +67,7 @@ def _dy_pads(reads, length):
     return max(0, -first), max(0, last - (length - 1))
 
 
-def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
+def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, groups=1):
     """dL/dx (N, C, *spatial less pads) of a strided convolution, one product per phase.
     Every phase reads one padded dy (offset[(k, a)] = k·plane − Σ e_a·pitch) and writes its
     cells into one channels-last dx (the kernel's ``row`` table), transposed to dx.
@@ -76,10 +76,23 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
     image's cells of every phase and transposes them while they are in cache
     (``implicit_gemm_numba.by_image``); else one parallel product per phase on dy padded
     first, and one transposing pass over all of dx at the end.
-    By default per image from 4 images per thread on (``implicit.per_image_tasks``)."""
+    By default per image from 4 images per thread on (``implicit.per_image_tasks``).
+
+    ``groups``: w (K, C/G, *kernel) of a grouped layer, dx (N, C, ...). Per image, one task
+    per image and group (dy and dx split by group as views, as ``implicit.per_image_product``
+    does); else the groups one after another."""
     pads = pads or [(0, 0)] * len(spatial)
-    n, k, c = dy.shape[0], w.shape[0], w.shape[1]
     size = [length - lo - hi for length, (lo, hi) in zip(spatial, pads)]
+    n, k, c = dy.shape[0], w.shape[0] // groups, w.shape[1]
+    by_image = implicit.per_image_tasks(n * groups, math.prod(size), compiled.tile(c)[2],
+                                        per_image)
+    if groups > 1 and not by_image:
+        return np.concatenate([by_phases(np.ascontiguousarray(dy_j), w_j, spatial, stride,
+                                         dilation, pads, per_image=False)
+                               for dy_j, w_j in zip(np.split(dy, groups, axis=1),
+                                                    np.split(w, groups))], axis=1)
+    dy = dy.reshape((n * groups, k) + dy.shape[2:])  # image n·G + j: group j's channels
+    n *= groups
     dims = []  # per dim: [(r, taps or None, e per tap, first q, cells)]
     for kk, s, d, (lo, _), cells in zip(w.shape[2:], stride, dilation, pads, size):
         shifts = _shifts(kk, s, d)
@@ -118,10 +131,11 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
             corner = np.add.outer(corner, (q + dy_lo) * p).reshape(-1)
             row = np.add.outer(row, (q * s + r - lo) * dx_p).reshape(-1)
         sub = w[(slice(None), slice(None)) + np.ix_(*(p[1] for p in combination))]
-        products.append((compiled.panels(sub.reshape(k, c, -1)),  # B[(k, a), c] = sub[k, c, a]
-                         offset, corner, row))
+        products.append((implicit.group_panels(  # B[(k, a), c] = sub[k, c, a], per group
+            sub, groups, lambda sub_j: compiled.panels(sub_j.reshape(k, c, -1))),
+            offset, corner, row))
     dx = np.empty((n, c, math.prod(size)), np.float32)
-    if products and implicit.per_image_tasks(n, math.prod(size), c_padded, per_image):
+    if products and by_image:
         panels = [b for b, _, _, _ in products]
         wt = aligned.empty((panels[0].shape[0], sum(p.shape[1] for p in panels),
                             panels[0].shape[2]))
@@ -135,8 +149,9 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None):
                                    np.concatenate([cr for _, _, cr, _ in products]),
                                    np.concatenate([r for _, _, _, r in products]),
                                    position_start, dx_last, dx, compiled.NO_ROWS,
-                                   compiled.NO_BIAS, tuning.value("implicit_tap_block"), 1)
-        return dx.reshape((n, c) + tuple(size))
+                                   compiled.NO_BIAS, tuning.value("implicit_tap_block"),
+                                   groups)
+        return dx.reshape((n // groups, c * groups) + tuple(size))
     dyp = np.ascontiguousarray(zero_pad(dy, dy_pads))
     for wt, offset, corner, row in products:
         compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, compiled.NO_Y,
