@@ -127,12 +127,13 @@ def _compiled_relu(fast, repeats):
     return {"compiled_min_size": _crossover(sizes, numpy, compiled, repeats)}
 
 
-def _functional_crossover(name, sizes, layer, repeats):
+def _functional_crossover(name, layer, fast, repeats):
     """``_crossover`` of a functional layer on NumPy's path against the compiled one, chosen
     by the threshold ``name``; ``layer(x)`` runs the layer on a batch of one 32-channel image
-    of about ``size`` values."""
+    of about ``size`` values, from 256 on."""
     from .. import no_grad, tensor
     from . import override
+    sizes = [1 << e for e in range(8, 15 if fast else 19, 2)]
 
     def timed(threshold):
         def call(size):
@@ -151,18 +152,17 @@ def _functional_crossover(name, sizes, layer, repeats):
 def _compiled_pooling(fast, repeats):
     """NumPy's max pooling (a pass per kernel offset) against the compiled kernel, 2 × 2."""
     from .. import functional as F
-    sizes = [1 << e for e in range(8, 15 if fast else 19, 2)]
-    return _functional_crossover("pool_compiled_min_size", sizes,
-                                 lambda x: F.max_pool2d(x, 2), repeats)
+    return _functional_crossover("pool_compiled_min_size", lambda x: F.max_pool2d(x, 2), fast,
+                                 repeats)
 
 
 def _compiled_batch_norm(fast, repeats):
     """NumPy's batch norm against the compiled one, in evaluation (NumPy's shortest passes)."""
     from .. import functional as F
-    sizes = [1 << e for e in range(8, 15 if fast else 19, 2)]
     mean, var = np.zeros(32, np.float32), np.ones(32, np.float32)
-    return _functional_crossover("batchnorm_compiled_min_size", sizes,
-                                 lambda x: F.batch_norm(x, mean, var, training=False), repeats)
+    return _functional_crossover("batchnorm_compiled_min_size",
+                                 lambda x: F.batch_norm(x, mean, var, training=False), fast,
+                                 repeats)
 
 
 def _compiled_depthwise(fast, repeats):

@@ -138,14 +138,7 @@ def input_pass(dy, w, g):
         arrangement = strided_input.by_phases
     else:
         arrangement = strided_input.subpixel
-    if arrangement is strided_input.by_phases:  # grouped too: tasks per image and group
-        return arrangement(dy, w, g.padded, g.stride, g.dilation, g.pads, groups=g.groups)
-    if g.groups == 1:
-        return arrangement(dy, w, g.padded, g.stride, g.dilation, g.pads)
-    return np.concatenate([arrangement(np.ascontiguousarray(dy_j), w_j, g.padded, g.stride,
-                                       g.dilation, g.pads)
-                           for dy_j, w_j in zip(np.split(dy, g.groups, axis=1),
-                                                np.split(w, g.groups))], axis=1)
+    return arrangement(dy, w, g.padded, g.stride, g.dilation, g.pads, groups=g.groups)
 
 
 def weight_pass(xp, dy, g):
@@ -259,7 +252,7 @@ def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None, fl
     if flipped:
         wt = _flipped_panels(w)
     else:
-        wt = compiled.panels(w.reshape(1, k, terms))
+        wt = _panels(w)
     y_rows = np.empty((n, k, math.prod(out)), dtype=np.float32) if y is None else y
     channels_last(xp, wt, (k, c) + w.shape[2:], stride, dilation, out, y_rows, bias,
                   first_channel)

@@ -87,10 +87,8 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
     by_image = implicit.per_image_tasks(n * groups, math.prod(size), compiled.tile(c)[2],
                                         per_image)
     if groups > 1 and not by_image:
-        return np.concatenate([by_phases(np.ascontiguousarray(dy_j), w_j, spatial, stride,
-                                         dilation, pads, per_image=False)
-                               for dy_j, w_j in zip(np.split(dy, groups, axis=1),
-                                                    np.split(w, groups))], axis=1)
+        return _group_by_group(by_phases, dy, w, spatial, stride, dilation, pads, groups,
+                               per_image=False)
     dy = dy.reshape((n * groups, k) + dy.shape[2:])  # image n·G + j: group j's channels
     n *= groups
     dims = []  # per dim: [(r, taps or None, e per tap, first q, cells)]
@@ -162,11 +160,23 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
     return dx.reshape((n, c) + tuple(size))
 
 
-def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None):
+def _group_by_group(arrangement, dy, w, spatial, stride, dilation, pads, groups, **options):
+    """A grouped layer's input gradient as one ``arrangement`` per group, in turn."""
+    return np.concatenate([arrangement(np.ascontiguousarray(dy_j), w_j, spatial, stride,
+                                       dilation, pads, **options)
+                           for dy_j, w_j in zip(np.split(dy, groups, axis=1),
+                                                np.split(w, groups))], axis=1)
+
+
+def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None, groups=1):
     """dL/dx (N, C, *spatial less pads) of a strided convolution as one stride-1 product
     with S·C outputs (phase-major) over the union of the phases' shifts, whose output q of
     phase r is the cell q·s + r: dy padded so that output p is cell q = p + origin.
-    ``per_image`` as for ``by_phases`` (for a channels-last product)."""
+    ``per_image`` as for ``by_phases`` (for a channels-last product); ``groups``: w (K, C/G,
+    *kernel) of a grouped layer, its groups one after another."""
+    if groups > 1:
+        return _group_by_group(subpixel, dy, w, spatial, stride, dilation, pads, groups,
+                               per_image=per_image)
     pads = pads or [(0, 0)] * len(spatial)
     n, k, c = dy.shape[0], w.shape[0], w.shape[1]
     size = [length - lo - hi for length, (lo, hi) in zip(spatial, pads)]
