@@ -76,11 +76,13 @@ def test_openblas_loaded_before_cnnkit_stops_spinning_soon():
     """``import numpy`` first is the usual order: cnnkit restarts OpenBLAS's thread pool so that
     its idle threads spin for about 0.3 ms, not OpenBLAS's default 0.1 s, which held the cores
     the compiled kernels needed next. The control (the user's own timeout, 2**28 cycles, which
-    cnnkit keeps) shows the probe sees the spinning."""
+    cnnkit keeps) shows the probe sees the spinning. The control takes the most of three
+    probes: beside another test process on the same cores, a spinning thread gets less of a
+    core (one CI run read 0.012 s), while that only lowers the first reading."""
     import os
 
     import pytest
     if (os.cpu_count() or 1) < 2:
         pytest.skip("OpenBLAS starts no threads on one core")
     assert _cpu_seconds_while_idle() < 0.02
-    assert _cpu_seconds_while_idle(OPENBLAS_THREAD_TIMEOUT="28") > 0.03
+    assert max(_cpu_seconds_while_idle(OPENBLAS_THREAD_TIMEOUT="28") for _ in range(3)) > 0.03
