@@ -245,11 +245,20 @@ def test_grouped_layers_match_torch(groups, c, k, dims, size, stride, planar):
                                      np.float32, pads)
     scale = np.sqrt(w[0].size)
     source = conv_kernels.PaddedInput(xp)
-    with mock.patch.object(conv_implicit, "planar_wins", lambda *shape: planar):
+    launches = []  # the planar kernel's groups argument, launch by launch
+    planar_kernel = implicit_gemm_numba.planar
+    with mock.patch.object(conv_implicit, "planar_wins", lambda *shape: planar), \
+            mock.patch.object(implicit_gemm_numba, "planar",
+                              lambda *args: launches.append(args[-1]) or planar_kernel(*args)):
         _check(conv_implicit.forward_from(source, w, g, b), yt.detach().numpy(), scale)
         inside = (slice(None), slice(None)) + tuple(slice(lo, s - hi) for s, (lo, hi)
                                                     in zip(xp.shape[2:], pads))
         _check(conv_implicit.input_pass(dy, w, g), xt.grad.numpy()[inside], scale)
+    if stride == 1:  # planar, the forward pass and the input gradient each launch every
+        # group at once (a second launch when the last image reads from a copy)
+        assert set(launches) <= {groups}
+        assert len(launches) in ((2, 3, 4) if planar else (0,))
+    with mock.patch.object(conv_implicit, "planar_wins", lambda *shape: planar):
         dw, db = conv_implicit.weight_from(source, dy, g, with_bias=True)
         _check(dw, wt.grad.numpy(), scale * np.sqrt(dy[:, 0].size))
         _check(db, bt.grad.numpy(), np.sqrt(dy[:, 0].size))

@@ -8,7 +8,8 @@ import pytest
 from cnnkit.kernels.transpose_numba import (channel_rows_to_planes, planes_to_rows, rows_to_planes,
                                             shares_to_planes)
 
-SHAPES = [(1, 8, 8), (2, 3, 5), (3, 17, 13), (2, 16, 64), (4, 9, 70), (1, 64, 1)]
+SHAPES = [(1, 8, 8), (2, 3, 5), (3, 17, 13), (2, 16, 64), (4, 9, 70), (1, 64, 1),
+          (2, 4, 37)]
 
 
 @pytest.mark.parametrize("n,k,s", SHAPES)

@@ -294,7 +294,7 @@ def weight(x, dy, laid_out, offset, corner, partial, sums, rows, vectors, positi
 
 @numba.njit(parallel=True, cache=True)
 def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, tap_block, bias,
-                 rows, vectors):
+                 groups, rows, vectors):
     """The transposed orientation, output channels on the tile's rows and positions on its
     lanes, so y comes out channels-first (NCHW) with no transpose (stride 1 only):
     out[n, k, p] = Σ_t w_rows[k, t] · x_flat[n·image + p + offset[t]] for p < length, in the
@@ -305,12 +305,19 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
     can be y itself, with no copy to drop padding rows. Unless ``bias`` (K,) is empty, each
     task then adds bias[k] to its strip of every row while the strip is in cache (a pass over
     y afterwards re-reads it all from memory: 29 MB for 144 channels of 56 × 56 maps, N=16).
-    Reads stay below x_flat[(n_images − 1)·image + Lp + max(offset)]."""
+    Reads stay below x_flat[(n_images − 1)·image + Lp + max(offset)].
+
+    With ``groups`` G > 1, the product is G products in one launch: group j's K/G outputs
+    (rows j·K/G on of out) read w_rows' rows j·Kp/G on and the input from x_flat[j·image/G]
+    on (its channels, when ``offset`` indexes one group's: ``image`` is all G groups'). Each
+    task runs every group on its strip, so a layer of many narrow groups pays one launch,
+    not one per group (ResNeXt's 32 groups of 4 channels)."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
-    kp, taps = w_rows.shape
-    k_out, lp = out.shape[1], out.shape[2]
+    kp, taps = w_rows.shape[0] // groups, w_rows.shape[1]
+    k_out, lp = out.shape[1] // groups, out.shape[2]
+    group_image = image // groups
     position_tiles = (length + width - 1) // width
     tap_index = np.arange(taps)
     out_flat, w_flat = out.reshape(-1), w_rows.reshape(-1)
@@ -321,33 +328,39 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
         n, p0 = task // position_tiles, task % position_tiles * width
         base = np.empty(rows, np.int64)
         ragged = np.empty(rows, np.int64)  # the last row tile's, when it runs past K
-        for t0 in range(0, taps, tap_block):
-            block = min(tap_block, taps - t0)
-            for k0 in range(0, kp, rows):
-                for i in range(rows):
-                    base[i] = (k0 + i) * taps + t0
-                tile = out_flat[(n * k_out + k0) * lp + p0:]  # k0 < K: Kp − MR < K
-                row_table = c_row
-                if k0 + rows > k_out:
-                    to_spare = (np.int64(spare.ctypes.data) - np.int64(tile.ctypes.data)) // 4
+        for j in range(groups):
+            source = x_flat[n * image + j * group_image + p0:]
+            first_row = n * groups * k_out + j * k_out  # out's row of the group's output 0
+            for t0 in range(0, taps, tap_block):
+                block = min(tap_block, taps - t0)
+                for k0 in range(0, kp, rows):
                     for i in range(rows):
-                        ragged[i] = i * lp if k0 + i < k_out else to_spare
-                    row_table = ragged
-                gathered_micro_kernel(block, w_flat.ctypes.data, base.ctypes.data,
-                                      tap_index.ctypes.data, x_flat[n * image + p0:].ctypes.data,
-                                      offset[t0:].ctypes.data, tile.ctypes.data,
-                                      row_table.ctypes.data, 1 if t0 else 0, rows, vectors)
+                        base[i] = (j * kp + k0 + i) * taps + t0
+                    tile = out_flat[(first_row + k0) * lp + p0:]  # k0 < K: Kp − MR < K
+                    row_table = c_row
+                    if k0 + rows > k_out:
+                        to_spare = (np.int64(spare.ctypes.data) -
+                                    np.int64(tile.ctypes.data)) // 4
+                        for i in range(rows):
+                            ragged[i] = i * lp if k0 + i < k_out else to_spare
+                        row_table = ragged
+                    gathered_micro_kernel(block, w_flat.ctypes.data, base.ctypes.data,
+                                          tap_index.ctypes.data, source.ctypes.data,
+                                          offset[t0:].ctypes.data, tile.ctypes.data,
+                                          row_table.ctypes.data, 1 if t0 else 0, rows, vectors)
         if bias.size:
-            for k in range(k_out):
-                strip = out_flat[(n * k_out + k) * lp + p0:(n * k_out + k) * lp + p0 + width]
+            for k in range(groups * k_out):
+                strip = out_flat[(n * groups * k_out + k) * lp + p0:
+                                 (n * groups * k_out + k) * lp + p0 + width]
                 strip += bias[k]
 
 
 @numba.njit(cache=True)
-def planar(x_flat, n_images, image, w_rows, offset, out, spare, length, tap_block, bias):
+def planar(x_flat, n_images, image, w_rows, offset, out, spare, length, tap_block, bias,
+           groups):
     """``planar_tiles`` with this target's tile, ``cpu.TILES``' planar (MR, NV)."""
     planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, tap_block, bias,
-                 PLANAR_ROWS, PLANAR_VECTORS)
+                 groups, PLANAR_ROWS, PLANAR_VECTORS)
 
 
 # One entry point per vector count: a literal NV from compiled code costs nothing, while

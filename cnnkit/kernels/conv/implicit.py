@@ -121,8 +121,11 @@ def _runs_planar(stride, out_channels, terms, padded, out, kernel):
 def _forward(xp, w, g, bias=None):
     if g.groups == 1:
         return forward(xp, w, g.stride, g.dilation, g.out, bias)
-    # Each group's product reads its channels of xp in place and writes its block of y.
     per_group = g.in_channels // g.groups
+    if _runs_planar(g.stride, g.out_channels // g.groups, per_group * g.taps, g.padded, g.out,
+                    g.kernel):
+        return _forward_planar(xp, w, g.dilation, g.out, bias=bias, groups=g.groups)
+    # Each group's product reads its channels of xp in place and writes its block of y.
     y = np.empty((g.batch, g.groups, g.out_channels // g.groups, math.prod(g.out)), np.float32)
     biases = [None] * g.groups if bias is None else np.split(bias, g.groups)
     for j, (w_j, b_j) in enumerate(zip(np.split(w, g.groups), biases)):
@@ -358,18 +361,22 @@ def task_split(positions, channels, width):
     return max(1, tasks // groups), groups
 
 
-def _forward_planar(xp, w, dilation, out, first_channel=0, bias=None):
+def _forward_planar(xp, w, dilation, out, first_channel=0, bias=None, groups=1):
     """Stride 1, channels-first: y on the padded input's flat grid (border columns computed
     and dropped, as in ``conv_shift``), one strip of positions by a few channels per tile
     (``cpu.TILES``' planar: 64 × 4 on AVX-512, 16 × 6 on AVX2), plus ``bias`` (K,) when
-    given, added by each strip's task."""
+    given, added by each strip's task. With ``groups``, w is (K, C/G, *kernel) and each
+    group's K/G outputs read its C/G channels, all groups in one launch."""
     n, c, spatial = xp.shape[0], xp.shape[1], xp.shape[2:]
     k, taps = w.shape[0], math.prod(w.shape[1:])
     plane, width = math.prod(spatial), compiled.LANES * compiled.PLANAR_VECTORS
     length = _planar_length(spatial, out)
-    rows_k = -(-k // compiled.PLANAR_ROWS) * compiled.PLANAR_ROWS
-    w_rows = np.zeros((rows_k, taps), np.float32)
-    w_rows[:k] = w.reshape(k, taps)
+    # each group's rows padded to whole row tiles
+    k_group = k // groups
+    rows_k = -(-k_group // compiled.PLANAR_ROWS) * compiled.PLANAR_ROWS
+    w_rows = np.zeros((groups, rows_k, taps), np.float32)
+    w_rows[:, :k_group] = w.reshape(groups, k_group, taps)
+    w_rows = w_rows.reshape(groups * rows_k, taps)
     offset = _offsets(xp.shape, w.shape[2:], dilation, w.shape[1], first_channel)
     # y on the grid, K rows per image (the last row tile's extra rows go to ``spare``): for a
     # 1×1 layer whose map fills whole strips it is y itself, with nothing to crop or copy
@@ -380,17 +387,18 @@ def _forward_planar(xp, w, dilation, out, first_channel=0, bias=None):
     # The last image's last strip reads up to a tile width past the input, unless its map
     # fills whole strips (a 1×1 layer's 16 × 16): that image then reads from a copy with room
     # to spare, the others read straight through into the next image.
-    in_place = n if (n - 1) * image + y_grid.shape[2] + offset[-1] <= x_flat.size else n - 1
+    reach = (groups - 1) * (image // groups) + offset[-1]  # the last group's last tap
+    in_place = n if (n - 1) * image + y_grid.shape[2] + reach <= x_flat.size else n - 1
     tap_block = tuning.value("implicit_tap_block")
     bias = compiled.NO_BIAS if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     if in_place:  # a call with no images would still wake the thread pool (~40 µs)
         compiled.planar(x_flat, in_place, image, w_rows, offset, y_grid, spare, length,
-                        tap_block, bias)
+                        tap_block, bias, groups)
     if in_place < n:
         last = np.zeros(image + y_grid.shape[2], np.float32)
         last[:image] = x_flat[in_place * image:]
         compiled.planar(last, 1, image, w_rows, offset, y_grid[in_place:], spare, length,
-                        tap_block, bias)
+                        tap_block, bias, groups)
     grid = y_grid[:, :, :plane].reshape((n, k) + tuple(spatial))
     return np.ascontiguousarray(grid[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)])
 
@@ -476,6 +484,13 @@ def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None
     dyp = zero_pad(dy, dy_pads)
     if groups == 1:
         dx = forward(dyp, w, ones, dilation, out, flipped=True)
+    elif planar_wins(c, k_group * math.prod(kernel), padded[2:], out, kernel):
+        # every group's product (its C' outputs of K/G terms) in one planar launch
+        reverse = (slice(None),) * 3 + (slice(None, None, -1),) * len(kernel)
+        w_t = np.swapaxes(w.reshape((groups, k_group, c) + kernel), 1, 2)[reverse]
+        dx = _forward_planar(dyp, np.ascontiguousarray(w_t).reshape((groups * c, k_group) +
+                                                                    kernel),
+                             dilation, out, groups=groups)
     else:
         per_group, c = w.shape[0] // groups, w.shape[1]
         dx = np.empty((dy.shape[0], groups, c, math.prod(out)), np.float32)
