@@ -30,6 +30,12 @@ CASES = [
     (1, 2, 1, 4, (60,), (17,), 1, 8, 1, 1),
     (3, 2, 2, 4, (5, 6, 4), (3, 2, 2), 1, 1, 1, 2),
     (3, 1, 4, 4, (6, 5, 6), (3, 3, 3), (2, 1, 1), 1, (1, 2, 1), 1),
+    # 1×1: shift's products per image, its weight gradient summed over the images' products
+    # or, where its weights outnumber the positions, one product over channel-major copies
+    (2, 3, 16, 12, (5, 6), (1, 1), 1, 0, 1, 1),
+    (2, 2, 32, 32, (2, 2), (1, 1), 1, 0, 1, 2),
+    (1, 2, 8, 16, (3,), (1,), 1, 0, 1, 1),
+    (2, 2, 8, 24, (2, 3), (1, 1), 1, 1, 1, 1),
 ]
 TRANSPOSED = [
     (2, 2, 4, 6, (5, 4), (3, 3), 2, 1, 1, 1, 2),
@@ -194,6 +200,17 @@ def test_heuristic_choices():
     assert pick(64, 64, (3, 3), (1, 1), 1, 32, (36, 36), (2, 2), dtype=np.float64) == "shift"
     assert pick(64, 128, (3, 3), (2, 2), 1, 32, (34, 34), dtype=np.float64) == "gemm"
     assert pick(1, 16, (101,), (1,), 1, 8, (16100,), dtype=np.float64) == "fft"
+    # 1×1 on fewer than implicit_pointwise_min_images images: shift's products per image for
+    # the forward pass and input gradient, the implicit GEMM for the weight gradient
+    for batch, expected in ((1, "shift"), (7, "shift"), (8, "implicit"), (32, "implicit")):
+        for pass_name in ("forward", "input"):
+            assert pick(320, 1280, (1, 1), (1, 1), 1, batch, (7, 7),
+                        pass_name=pass_name) == expected
+    assert pick(320, 1280, (1, 1), (1, 1), 1, 1, (7, 7), pass_name="weight") == "implicit"
+    # ... unless its products would be too thin for BLAS (4 channels: shift does not win)
+    assert pick(4, 64, (1, 1), (1, 1), 1, 1, (56, 56), pass_name="input") == "implicit"
+    with tuning.override(implicit_pointwise_min_images=1):
+        assert pick(320, 1280, (1, 1), (1, 1), 1, 1, (7, 7)) == "implicit"
     # a non-finite weight: gemm for the input gradient (implicit pads dy), x still implicit's
     geometry = conv_kernels.ConvGeometry.of((2, 64, 9, 9), (128, 64, 3, 3), (1, 1), (1, 1))
     assert conv_kernels.select(geometry, "input", nonfinite={"w"}) == "gemm"

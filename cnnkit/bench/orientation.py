@@ -1,5 +1,6 @@
 """Re-measure the implicit GEMM's orientation rule (``implicit.planar_wins``) on this machine,
-and its rule for 1×1 weight gradients (``implicit_weight_1x1_min_channels``).
+and its rules for 1×1 layers: weight gradients (``implicit_weight_1x1_min_channels``) and
+passes on a few images (``implicit_pointwise_min_images``).
 
     python -m cnnkit.bench.orientation
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.orientation     # as on an AVX2 CPU
@@ -10,7 +11,7 @@ orientations, channels-last (output channels on the lanes, then a transpose) and
 rule tells apart: few output channels, thin and wide (few terms per output, many outputs),
 and dense. Prints both times, the faster and the rule's pick. Then the weight and bias
 gradients of 1×1 layers on the implicit GEMM and on shift (one matrix product per image),
-likewise.
+likewise, and the forward pass and input gradient of 1×1 layers on one to eight images.
 """
 import time
 from unittest import mock
@@ -32,6 +33,9 @@ CASES = [
     (16, 240, 40, (28, 28), (1, 1)), (16, 64, 40, (16, 16), (1, 1)),
     (32, 64, 24, (34, 34), (3, 3)),
 ]
+# 1×1 layers on a few images (C, K, map), each timed on 1, 2, 4 and 8 images.
+FEW_IMAGES_CASES = [(320, 1280, (7, 7)), (64, 256, (56, 56)), (512, 512, (14, 14)),
+                    (1024, 256, (14, 14)), (128, 512, (28, 28))]
 # 1×1 weight gradients (N, C, K, map): few and many input channels, large and small maps.
 WEIGHT_CASES = [(16, 24, 144, (56, 56)), (8, 32, 256, (28, 28)), (16, 64, 256, (14, 14)),
                 (32, 128, 512, (7, 7)), (32, 256, 64, (16, 16)), (16, 96, 24, (56, 56)),
@@ -108,6 +112,43 @@ def measure_weight(log=print):
     return rows
 
 
+def measure_few_images(log=print):
+    """[(case, pass, implicit s, shift s, rule's pick)] for the forward pass and input
+    gradient of 1×1 layers on 1, 2, 4 and 8 images, on every core, wall time (shift's
+    products run on BLAS's threads)."""
+    import numba
+
+    from ..kernels import conv
+    from ..kernels.conv import ConvGeometry
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    rng = np.random.default_rng(2)
+    log(f"# {numba.get_num_threads()} threads, wall time, 1×1 forward and input passes on a "
+        f"few images: implicit GEMM against shift")
+    rows = []
+    for n in (1, 2, 4, 8):
+        for c, k, size in FEW_IMAGES_CASES:
+            x = rng.standard_normal((n, c) + size, dtype=np.float32)
+            w = rng.standard_normal((k, c, 1, 1), dtype=np.float32)
+            dy = rng.standard_normal((n, k) + size, dtype=np.float32)
+            passes = {"forward": lambda: conv.conv_forward(x, w, (1, 1), (1, 1)),
+                      "input": lambda: conv.conv_backward_input(dy, w, size, (1, 1), (1, 1))}
+            geometry = ConvGeometry.of(x.shape, w.shape, (1, 1), (1, 1))
+            for pass_name, run in passes.items():
+                times = []
+                for algorithm in ("implicit", "shift"):
+                    with conv.using(algorithm=algorithm):
+                        times.append(_best(run, clock=time.perf_counter))
+                rule = conv.select(geometry, pass_name)
+                faster = "shift" if times[1] < times[0] else "implicit"
+                rows.append(((n, c, k, size), pass_name, *times, rule))
+                log(f"  {pass_name:7s} C={c:4d} → K={k:4d}, {n}×{'×'.join(map(str, size))}: "
+                    f"implicit {times[0] * 1e3:6.2f} ms, shift {times[1] * 1e3:6.2f} ms "
+                    f"({times[1] / times[0]:.2f}) -> {faster:8s} rule: "
+                    f"{rule}{'' if rule == faster else '  (differs)'}")
+    return rows
+
+
 if __name__ == "__main__":
     measure()
     measure_weight()
+    measure_few_images()

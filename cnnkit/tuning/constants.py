@@ -70,6 +70,18 @@ _TABLE = [
              "maps, 0.14 against 0.10 / 0.12 against 0.11. Compared by python -m "
              "cnnkit.bench.orientation." + _NOT_TIMED,
              1, 1 << 16, integer=True),
+    Constant("implicit_pointwise_min_images", 8, "images",
+             "A 1×1, stride-1 layer's forward pass and input gradient run on the implicit "
+             "GEMM from this many images on; on fewer, as shift's one BLAS product "
+             "per image, which reads the weights as they are (the implicit GEMM first lays "
+             "them out in panels, a pass over all of them that a few images' products do not "
+             "repay, and splits each image's product over the threads). Shift's time over the "
+             "implicit GEMM's, 2 threads, wall time, on five layers from 64 → 256 channels on "
+             "56×56 maps to 320 → 1280 on 7×7, AVX-512 / AVX2: one image, forward 0.52-0.85 "
+             "/ 0.50-0.77, input 0.39-0.71 / 0.35-0.62; four images 0.80-1.11 (9 of 10 passes "
+             "faster) / 0.70-1.00; eight images, where the two trade places, forward 0.86-1.15 "
+             "/ 0.88-1.10. Compared by python -m cnnkit.bench.orientation." + _NOT_TIMED,
+             1, 1 << 20, integer=True),
     Constant("implicit_weight_shares", 8, "parallel tasks",
              "The implicit GEMM's weight gradient runs this many parallel tasks: shares of the "
              "output positions, each summed into its own taps × output-channels block and the "

@@ -19,7 +19,7 @@ import numba
 from ... import tuning
 from .. import aligned, implicit_gemm_numba as compiled
 from ..transpose_numba import planes_to_rows, shares_to_planes
-from . import strided_input
+from . import shift, strided_input
 from .shift import flat_pitches
 from ..padding import zero_pad
 
@@ -39,12 +39,16 @@ def wins(geometry, pass_name):
     Few output channels idle the lanes of the channels-last tile, not those of the planar
     one (``planar_wins``). Above ``implicit_max_kernel_taps`` an FFT may beat any direct sum.
     A grouped layer is judged by one group's product, and never with one input channel per
-    group (depthwise: ``rows`` and ``depthwise`` sum those directly)."""
+    group (depthwise: ``rows`` and ``depthwise`` sum those directly). A 1×1 layer on a few
+    images leaves its forward pass and input gradient to shift's BLAS products
+    (``_pointwise_few_images``)."""
     if geometry.groups > 1:
         g = geometry.per_group()
         return g.in_channels > 1 and wins(g, pass_name)
     g = geometry
     if g.taps > tuning.value("implicit_max_kernel_taps"):
+        return False
+    if pass_name != "weight" and _pointwise_few_images(g, pass_name):
         return False
     if pass_name == "forward":
         return g.in_channels * g.taps >= tuning.value("implicit_min_taps")
@@ -68,6 +72,14 @@ def wins(geometry, pass_name):
     # per image on dy as it is
     return not (g.taps == 1 and g.unit_stride and
                 g.in_channels < tuning.value("implicit_weight_1x1_min_channels"))
+
+
+def _pointwise_few_images(g, pass_name):
+    """A 1×1, stride-1 layer on fewer than ``implicit_pointwise_min_images`` images, where
+    shift takes this pass (one BLAS product per image on the arrays as they are)."""
+    return g.taps == 1 and g.unit_stride and \
+        g.batch < tuning.value("implicit_pointwise_min_images") and \
+        shift.applies(g, pass_name) and shift.wins(g, pass_name)
 
 
 def forward_pass(xp, w, g):

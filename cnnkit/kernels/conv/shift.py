@@ -144,6 +144,11 @@ def forward(xp, w, dilation, out, groups):
 def backward_input(dy, w, spatial, dilation, groups):
     """dL/dx = full correlation of dL/dy with the flipped kernel (channels swapped), stride 1."""
     k, cg, kernel = w.shape[0], w.shape[1], w.shape[2:]
+    if _is_pointwise(kernel, spatial, dy.shape[2:]):  # 1×1: wᵀ per image, no copies
+        n = dy.shape[0]
+        dx = np.swapaxes(w.reshape(groups, k // groups, cg), 1, 2) @ \
+            dy.reshape(n, groups, k // groups, -1)
+        return dx.reshape((n, groups * cg) + tuple(spatial))
     flipped = w[(slice(None), slice(None)) + (slice(None, None, -1),) * len(kernel)]
     # (G, K/G, C/G, *k) -> (G, C/G, K/G, *k): the transposed convolution's weight.
     flipped = flipped.reshape((groups, k // groups, cg) + tuple(kernel)).swapaxes(1, 2)
@@ -158,9 +163,7 @@ def backward_weight(xp, dy, kernel, dilation, groups):
     n, c, spatial = xp.shape[0], xp.shape[1], xp.shape[2:]
     k, out = dy.shape[1], dy.shape[2:]
     if _is_pointwise(kernel, spatial, out):
-        x_g = xp.reshape(n, groups, c // groups, -1)
-        dw = (dy.reshape(n, groups, k // groups, -1) @ np.swapaxes(x_g, 2, 3)).sum(axis=0)
-        return dw.reshape((k, c // groups) + tuple(kernel))
+        return _pointwise_weight(xp, dy, groups).reshape((k, c // groups) + tuple(kernel))
     total = n * math.prod(spatial)
     x_mat, offsets, fold = _operands(xp, kernel, dilation, out, groups)
     # dy on the padded grids, channel-major, zeros at the dropped positions
@@ -175,3 +178,22 @@ def backward_weight(xp, dy, kernel, dilation, groups):
     # (G, K/G, C/G·fold, outer) -> (K, C/G, *kernel) with the folded dim last again
     dw = dw.reshape(groups, k // groups, c // groups, fold, len(offsets)).transpose(0, 1, 2, 4, 3)
     return np.ascontiguousarray(dw).reshape((k, c // groups) + tuple(kernel))
+
+
+def _pointwise_weight(xp, dy, groups):
+    """A 1×1 layer's dw (G, K/G, C/G) = Σ_n dy[n] xp[n]ᵀ per group: N products of a
+    (K/G, P) by a (P, C/G) block and a sum of their N partial results, or, where those
+    partials outweigh the images themselves (K·C > P·(K + C) per group: deep layers on small
+    maps), one product over the images laid side by side channel-major, which costs a copy
+    of dy and x instead (320 → 1280 channels on eight 7 × 7 maps, AVX-512: 1.58 against 2.76
+    ms; 256 → 64 on thirty-two 16 × 16, which the rule keeps batched: 2.76 against 2.14)."""
+    n, c = xp.shape[:2]
+    k = dy.shape[1]
+    positions = math.prod(dy.shape[2:])
+    cg, kg = c // groups, k // groups
+    if kg * cg <= positions * (kg + cg):
+        x_g = xp.reshape(n, groups, cg, positions)
+        return (dy.reshape(n, groups, kg, positions) @ np.swapaxes(x_g, 2, 3)).sum(axis=0)
+    dy_major = _channels_major(dy.reshape(n, k, positions), groups, 0)
+    x_major = _channels_major(xp.reshape(n, c, positions), groups, 0)
+    return dy_major @ np.swapaxes(x_major, 1, 2)
