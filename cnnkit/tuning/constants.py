@@ -78,7 +78,7 @@ _TABLE = [
              "repay, and splits each image's product over the threads). Shift's time over the "
              "implicit GEMM's, 2 threads, wall time, on five layers from 64 → 256 channels on "
              "56×56 maps to 320 → 1280 on 7×7, AVX-512 / AVX2: one image, forward 0.52-0.85 "
-             "/ 0.50-0.77, input 0.39-0.71 / 0.35-0.62; four images 0.80-1.11 (9 of 10 passes "
+             "/ 0.49-0.91, input 0.39-0.71 / 0.36-0.64; four images 0.80-1.11 (9 of 10 passes "
              "faster) / 0.70-1.00; eight images, where the two trade places, forward 0.86-1.15 "
              "/ 0.88-1.10. Compared by python -m cnnkit.bench.orientation." + _NOT_TIMED,
              1, 1 << 20, integer=True),
