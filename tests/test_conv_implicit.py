@@ -263,6 +263,12 @@ def test_grouped_layers_match_torch(groups, c, k, dims, size, stride, planar):
         _check(dw, wt.grad.numpy(), scale * np.sqrt(dy[:, 0].size))
         _check(db, bt.grad.numpy(), np.sqrt(dy[:, 0].size))
         np.testing.assert_array_equal(conv_implicit.weight_pass(xp, dy, g), dw)
+        # narrow groups computed together (their products' diagonal blocks) or one by one:
+        # the same floats
+        with mock.patch.object(conv_implicit, "_lane_groups", lambda geometry: 1):
+            alone = conv_implicit.weight_from(source, dy, g, with_bias=True)
+        np.testing.assert_array_equal(alone[0], dw)
+        np.testing.assert_array_equal(alone[1], db)
     per_group = c // groups  # each group's dy: a view of its channels
     for j, dy_j in enumerate(np.split(dy, groups, axis=1)):
         _check_weight_layouts(xp, dy_j, (size,) * dims, (stride,) * dims, (1,) * dims,
