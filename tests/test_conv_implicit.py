@@ -265,7 +265,7 @@ def test_grouped_layers_match_torch(groups, c, k, dims, size, stride, planar):
         np.testing.assert_array_equal(conv_implicit.weight_pass(xp, dy, g), dw)
         # narrow groups computed together (their products' diagonal blocks) or one by one:
         # the same floats
-        with mock.patch.object(conv_implicit, "_lane_groups", lambda geometry: 1):
+        with mock.patch.object(conv_implicit, "lane_groups", lambda geometry: 1):
             alone = conv_implicit.weight_from(source, dy, g, with_bias=True)
         np.testing.assert_array_equal(alone[0], dw)
         np.testing.assert_array_equal(alone[1], db)

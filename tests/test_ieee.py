@@ -28,6 +28,7 @@ DTYPES = (np.float32, np.float64)
 SPECIALS = (np.nan, np.inf, -np.inf)
 # What each algorithm needs of the layer, so that few drawn examples are thrown away.
 SHAPES = {"rows": dict(depthwise=True, stride=1, dilation=1), "implicit": dict(groups=1),
+          "blocked": dict(grouped=True),
           "fft": dict(stride=1), "depthwise": dict(depthwise=True),
           "winograd": dict(n_dims=2, kernel=3, stride=1, dilation=1, groups=1),
           "shift": dict(stride=1), "gemm": {}}
@@ -59,6 +60,9 @@ def layers(draw, algorithm):
     c = draw(st.integers(1, 3))
     if fit.get("depthwise"):
         groups, k = c, c * draw(st.integers(1, 2))
+    elif fit.get("grouped"):  # several groups of one to two channels each
+        groups = draw(st.integers(2, 3))
+        c, k = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
     else:
         groups = fit.get("groups") or draw(st.sampled_from([1, c]))
         k = groups * draw(st.integers(1, 3))
@@ -95,9 +99,9 @@ def run_pass(pass_name, x, w, dy, stride, dilation, groups, pads):
 @settings(max_examples=15)
 @given(data=st.data())
 def test_forced_algorithm_puts_nan_and_inf_where_pytorch_does(algorithm, dtype, pass_name, data):
-    typical = conv.ConvGeometry.of((1, 2, 8, 8), (2, 1 if SHAPES[algorithm].get("depthwise")
-                                                  else 2, 3, 3), (1, 1), (1, 1),
-                                   2 if SHAPES[algorithm].get("depthwise") else 1, dtype)
+    two_groups = SHAPES[algorithm].get("depthwise") or SHAPES[algorithm].get("grouped")
+    typical = conv.ConvGeometry.of((1, 2, 8, 8), (2, 1 if two_groups else 2, 3, 3), (1, 1),
+                                   (1, 1), 2 if two_groups else 1, dtype)
     if not conv.REGISTRY[algorithm].applies(typical, pass_name):
         pytest.skip(f"{algorithm} computes no {np.dtype(dtype)} {pass_name} pass")
     x_shape, w_shape, stride, dilation, groups, pads = data.draw(layers(algorithm))
@@ -120,7 +124,7 @@ def test_forced_algorithm_puts_nan_and_inf_where_pytorch_does(algorithm, dtype, 
         except conv.NotApplicable as refusal:  # only for data it needs finite and is not
             held = {n for n in conv.registry.OPERANDS[pass_name]
                     if not np.isfinite(operands[n]).all()}
-            assert conv.registry.needs_finite(algorithm, pass_name) & held, refusal
+            assert conv.registry.needs_finite(algorithm, pass_name, g) & held, refusal
             assert "not finite" in str(refusal)
             result = run_pass(pass_name, x, w, dy, stride, dilation, groups, pads)
     expected = conv_reference(x, w, dy, stride, dilation, groups, pads)
@@ -340,3 +344,19 @@ def test_all_finite_finds_a_special_value_in_any_block(special):
         b = a.copy()
         b[where] = special
         assert not finite.all_finite(np.zeros(2), b.reshape(-1, 1)[::-1].reshape(-1))
+
+
+def test_strided_input_gradient_of_few_channels_needs_dy_finite():
+    """One product over all phases gives a phase zero weights for the shifts it lacks (here the
+    dilated kernel skips cell 1), which meet dy: with a NaN in dy the implicit GEMM is refused
+    and the one chosen puts NaN only where the sums do."""
+    w = np.ones((1, 1, 2, 1, 1), np.float32)
+    dy = np.full((1, 1, 1, 1, 1), np.nan, np.float32)
+    args = (w, (3, 1, 1), (1, 1, 2), (2, 1, 1), 1, [(0, 0)] * 3)
+    geometry = conv.ConvGeometry.of((1, 1, 3, 1, 1), w.shape, (1, 1, 2), (2, 1, 1), out=(1, 1, 1))
+    assert conv.registry.needs_finite("implicit", "input", geometry) == {"w", "dy"}
+    with pytest.raises(conv.NotApplicable, match="dy not finite"):
+        with conv.using(algorithm="implicit"):
+            conv.conv_backward_input(dy, *args)
+    np.testing.assert_array_equal(np.isnan(conv.conv_backward_input(dy, *args)).ravel(),
+                                  [True, False, True])

@@ -22,6 +22,8 @@ against). In the order the heuristic asks them (``registry.REGISTRY``):
 
     'rows'       one input channel per group, float32, stride 1: forward and input gradient
                  on the register-tiled row correlation (``rows``)
+    'blocked'    groups narrower than a vector, float32, strided: the implicit GEMM on blocks
+                 of several groups with zeros between them (``blocked``)
     'implicit'   float32: an implicit GEMM, a compiled register-tiled product that
                  reads the padded input in place (``implicit``)
     'fft'        stride 1 with a large kernel: products of spectra (``fft``)
@@ -58,9 +60,10 @@ fuse the bias, ``forward_from(source, w, geometry, bias)`` -> y + bias and
 ``weight_from(source, dy, geometry, with_bias)`` -> (dw, db or None), ``source`` a
 ``PaddedInput``; the dispatcher then calls these instead and add one line to ``registry.REGISTRY``,
 at the place in the order where its rule should be asked, and one to ``registry.NEEDS_FINITE``
-naming the operands it needs finite. Forcing it on the shared grid in
-tests/test_conv_algorithms.py then checks it against PyTorch, and tests/test_ieee.py checks
-its NEEDS_FINITE line.
+naming the operands it needs finite (and, if that depends on the shape,
+``needs_finite(geometry, pass_name)`` -> the operands needed beyond those). Forcing it on the
+shared grid in tests/test_conv_algorithms.py then checks it against PyTorch, and
+tests/test_ieee.py checks what it needs finite.
 """
 from . import autotune
 from .config import force_algorithm, set_autotune, using

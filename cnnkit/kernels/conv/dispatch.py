@@ -42,7 +42,7 @@ def _select_for(geometry, pass_name, operands, finite):
     while True:
         nonfinite = frozenset(op for op in operands if finite.get(op) is False)
         name = select(geometry, pass_name, nonfinite)
-        unknown = [op for op in needs_finite(name, pass_name) if op not in finite]
+        unknown = [op for op in needs_finite(name, pass_name, geometry) if op not in finite]
         if not unknown:
             return name
         for op in sorted(unknown, key=lambda op: operands[op].size):  # small ones first:

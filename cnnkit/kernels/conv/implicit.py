@@ -146,14 +146,29 @@ def _forward(xp, w, g, bias=None):
     return y.reshape((g.batch, g.out_channels) + g.out)
 
 
+def needs_finite(geometry, pass_name):
+    """Beyond ``registry.NEEDS_FINITE``'s w: dy, for a strided input gradient of few channels,
+    whose one product over all phases gives each phase zero weights for the shifts it lacks
+    (``strided_input.subpixel``)."""
+    if pass_name == "input" and not geometry.unit_stride and \
+            _strided_arrangement(geometry) is strided_input.subpixel:
+        return frozenset({"dy"})
+    return frozenset()
+
+
+def _strided_arrangement(g):
+    """The strided input gradient's arrangement: a product per phase for a vector of input
+    channels or more (per group), else one product over all phases."""
+    if g.in_channels // g.groups >= compiled.LANES:
+        return strided_input.by_phases
+    return strided_input.subpixel
+
+
 def input_pass(dy, w, g):
     if g.unit_stride:
         return backward_input(dy, w, g.padded, g.dilation, g.pads, g.groups)
-    if g.in_channels // g.groups >= compiled.LANES:
-        arrangement = strided_input.by_phases
-    else:
-        arrangement = strided_input.subpixel
-    return arrangement(dy, w, g.padded, g.stride, g.dilation, g.pads, groups=g.groups)
+    return _strided_arrangement(g)(dy, w, g.padded, g.stride, g.dilation, g.pads,
+                                   groups=g.groups)
 
 
 def weight_pass(xp, dy, g):
@@ -168,9 +183,9 @@ def weight_from(source, dy, g, with_bias=False):
 
 def _weight(xp, dy, g, with_bias):
     # Each product reads its channels of xp in place and its block of dy: one group's, or
-    # ``_lane_groups`` narrow groups' as one product whose blocks off the diagonal (one
+    # ``lane_groups`` narrow groups' as one product whose blocks off the diagonal (one
     # group's dy against another's x) are computed and dropped.
-    together = _lane_groups(g)
+    together = lane_groups(g)
     per_product = g.in_channels // g.groups * together
     parts = [backward_weight(xp, dy_j, g.kernel, g.stride, g.dilation, with_bias,
                              channels=per_product, first_channel=j * per_product)
@@ -187,7 +202,7 @@ def _weight(xp, dy, g, with_bias):
     return tuple(np.concatenate(p) if len(p) > 1 else p[0] for p in zip(*parts))
 
 
-def _lane_groups(g):
+def lane_groups(g):
     """How many groups the weight gradient computes as one product: as many narrow groups
     as one vector's lanes hold output channels of (a divisor of G), so that the tile's lanes
     are used, at the price of the products between one group's dy and another's x, which

@@ -4,10 +4,11 @@ Each algorithm is one module of this package (see the package docstring for its 
 The order is the heuristic's priority: ``heuristic`` takes the first algorithm that applies and
 whose ``wins`` rule holds; gemm, last, applies to everything and always wins.
 """
-from . import depthwise, fft, gemm, implicit, rows, shift, winograd
+from . import blocked, depthwise, fft, gemm, implicit, rows, shift, winograd
 
 REGISTRY = {
     "rows": rows,              # one input channel per group, float32, stride 1: row correlation
+    "blocked": blocked,        # narrow groups, float32, strided: implicit GEMM on dense blocks
     "implicit": implicit,      # float32: compiled implicit GEMM (one product per group)
     "fft": fft,                # stride 1, large kernels: products of spectra
     "depthwise": depthwise,    # one input channel per group: direct sum over kernel offsets
@@ -24,7 +25,7 @@ class NotApplicable(ValueError):
 
     def __init__(self, algorithm, geometry, pass_name, nonfinite=frozenset()):
         self.algorithm, self.geometry, self.pass_name = algorithm, geometry, pass_name
-        blocked = sorted(needs_finite(algorithm, pass_name) & frozenset(nonfinite))
+        blocked = sorted(needs_finite(algorithm, pass_name, geometry) & frozenset(nonfinite))
         reason = f" ({' and '.join(blocked)} not finite: it would invent NaN or lose ±inf " \
             f"where the sums have none, docs/ieee.md)" if blocked else ""
         super().__init__(
@@ -59,6 +60,8 @@ OPERANDS = {"forward": ("x", "w"), "input": ("dy", "w"), "weight": ("x", "dy")}
 _EVERY = {pass_name: frozenset(operands) for pass_name, operands in OPERANDS.items()}
 NEEDS_FINITE = {
     "rows": {},                                  # checks its bands as it copies them
+    "blocked": {"forward": frozenset({"x"}),     # zeros between groups meet x
+                "input": frozenset({"dy", "w"})},  # ... and dy; dy's zero padding meets w
     "implicit": {"input": frozenset({"w"})},     # dy's zero padding meets w
     "fft": _EVERY,                               # spectra: one NaN reaches every output
     "depthwise": {},                             # sums (and scatters) only the sums' terms
@@ -69,16 +72,23 @@ NEEDS_FINITE = {
 }
 
 
-def needs_finite(name, pass_name):
-    """The operands ("x", "w", "dy") of this pass that algorithm ``name`` needs finite."""
-    return NEEDS_FINITE[name].get(pass_name, frozenset())
+def needs_finite(name, pass_name, geometry=None):
+    """The operands ("x", "w", "dy") of this pass that algorithm ``name`` needs finite:
+    ``NEEDS_FINITE``'s, and for a given geometry also those its module's
+    ``needs_finite(geometry, pass_name)`` names, where it has one (an arrangement that
+    multiplies an operand by zeros of its own for some shapes only)."""
+    fixed = NEEDS_FINITE[name].get(pass_name, frozenset())
+    module = REGISTRY[name]
+    if geometry is None or not hasattr(module, "needs_finite"):
+        return fixed
+    return fixed | module.needs_finite(geometry, pass_name)
 
 
 def applies(name, geometry, pass_name, nonfinite=frozenset()):
     """Whether algorithm ``name`` computes this pass exactly, for this shape and with the
     operands named in ``nonfinite`` ("x", "w", "dy") holding an inf or NaN (``NEEDS_FINITE``).
     """
-    if needs_finite(name, pass_name) & frozenset(nonfinite):
+    if needs_finite(name, pass_name, geometry) & frozenset(nonfinite):
         return False
     return REGISTRY[name].applies(geometry, pass_name)
 

@@ -5,9 +5,9 @@ A stride-s layer's padded input cell j = q·s + r (a residue r per dim: its *pha
     dx[q·s + r] = Σ_k Σ_{a: a·d ≡ r (mod s)} dy[k, q − e_a] · w[k, :, a],   e_a = (a·d − r)/s
 
 so each phase is a stride-1 product on dy with the taps of that phase (docs/concepts.md,
-backpropagation). Both arrangements read dy zero-padded (as a whole, or image by image) and
-sum only these terms (plus the padding's zeros, as the stride-1 input gradient does:
-``NEEDS_FINITE``):
+backpropagation). Both arrangements read dy zero-padded (as a whole, or image by image), whose
+zeros meet w, as in the stride-1 input gradient (``registry.NEEDS_FINITE``); ``subpixel``'s
+zero weights also meet dy (``implicit.needs_finite``):
 
 * ``by_phases``: one product per phase, its C input channels on the register tile's lanes,
   each writing its cells into one channels-last dx. For C of at least one vector.
