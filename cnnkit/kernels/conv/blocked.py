@@ -12,12 +12,14 @@ values, so x (forward) and dy (input gradient) must be finite (``registry.NEEDS_
 weight gradient keeps only the diagonal blocks, which are exact whatever the data: the
 implicit GEMM computes it that way itself.
 
-It wins at stride 2 and above, where the implicit GEMM runs each narrow group's product apart
-(2 threads, 128 → 128 channels in 32 groups of 4, 3 × 3 at stride 2 on 16 28 × 28 maps, per
-group against blocked: AVX-512 forward 2.15 against 1.52 ms, input gradient 5.01 against
-2.97; AVX2 1.98 against 1.61 and 4.96 against 3.44). At stride 1 the planar kernel runs all the
-groups in one launch already and the two take the same time (3.43 against 3.55 and 3.47
-against 3.49 ms, AVX-512), so the implicit GEMM keeps those, with no finiteness check.
+It wins the input gradient at stride 2 and above, where the implicit GEMM runs each narrow
+group's phases apart (2 threads, 128 → 128 channels, 3 × 3 at stride 2 on 16 28 × 28 maps,
+per group against blocked, before any finiteness check: AVX-512, 32 groups of 4, 5.01 against
+2.97 ms, 16 groups of 8 5.01 against 3.04; AVX2, 32 groups, 4.96 against 3.44). Its forward
+pass gained less than the check of x costs (one pass over it): 32 groups 2.15 against 1.52 ms
+before the check, 2.19 against 2.12 with it, and 16 groups 1.80 against 2.19, so the implicit
+GEMM keeps the forward pass. At stride 1 the planar kernel runs all the groups in one launch
+already and the two take the same time (AVX-512, input gradient 3.47 against 3.49 ms).
 """
 import dataclasses
 
@@ -35,8 +37,8 @@ def applies(geometry, pass_name):
 
 
 def wins(geometry, pass_name):
-    """Strided layers (see the module docstring)."""
-    return not geometry.unit_stride
+    """Strided input gradients (see the module docstring)."""
+    return pass_name == "input" and not geometry.unit_stride
 
 
 def blocks(g):
