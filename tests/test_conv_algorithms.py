@@ -214,9 +214,10 @@ def test_heuristic_choices():
     # groups narrower than a vector: at a stride, the input gradient on dense blocks of
     # groups; the forward pass and stride 1 on the implicit GEMM (the weight gradient's blocks
     # are its own, ``implicit.lane_groups``)
-    assert pick(128, 128, (3, 3), (2, 2), 32, 16, (30, 30), pass_name="input") == "blocked"
-    assert pick(128, 128, (3, 3), (2, 2), 32, 16, (30, 30)) == "implicit"
-    assert pick(128, 128, (3, 3), (1, 1), 32, 16, (30, 30), pass_name="input") == "implicit"
+    # (groups of 2 channels: narrower than a vector on every target, SSE's 4 lanes included)
+    assert pick(128, 128, (3, 3), (2, 2), 64, 16, (30, 30), pass_name="input") == "blocked"
+    assert pick(128, 128, (3, 3), (2, 2), 64, 16, (30, 30)) == "implicit"
+    assert pick(128, 128, (3, 3), (1, 1), 64, 16, (30, 30), pass_name="input") == "implicit"
     assert pick(128, 128, (3, 3), (2, 2), 4, 16, (30, 30), pass_name="input") == "implicit"
     # a non-finite weight: gemm for the input gradient (implicit pads dy), x still implicit's
     geometry = conv_kernels.ConvGeometry.of((2, 64, 9, 9), (128, 64, 3, 3), (1, 1), (1, 1))
