@@ -190,16 +190,15 @@ def _weight(xp, dy, g, with_bias):
     parts = [backward_weight(xp, dy_j, g.kernel, g.stride, g.dilation, with_bias,
                              channels=per_product, first_channel=j * per_product)
              for j, dy_j in enumerate(np.split(dy, g.groups // together, axis=1))]
-    if together > 1:
-        k_group, c_group = g.out_channels // g.groups, g.in_channels // g.groups
-        diagonal = [(slice(i * k_group, (i + 1) * k_group), slice(i * c_group, (i + 1) * c_group))
-                    for i in range(together)]
-        blocks = [dw[d] for dw in (p[0] if with_bias else p for p in parts) for d in diagonal]
-        dw = np.concatenate(blocks)
-        return dw, (np.concatenate([p[1] for p in parts]) if with_bias else None)
-    if not with_bias:
-        return (np.concatenate(parts) if len(parts) > 1 else parts[0]), None
-    return tuple(np.concatenate(p) if len(p) > 1 else p[0] for p in zip(*parts))
+    db = None
+    if with_bias:
+        parts, db = [p[0] for p in parts], np.concatenate([p[1] for p in parts])
+    if together == 1:
+        return (np.concatenate(parts) if len(parts) > 1 else parts[0]), db
+    k_group, c_group = g.out_channels // g.groups, g.in_channels // g.groups
+    diagonal = [(slice(i * k_group, (i + 1) * k_group), slice(i * c_group, (i + 1) * c_group))
+                for i in range(together)]
+    return np.concatenate([dw[d] for dw in parts for d in diagonal]), db
 
 
 def lane_groups(g):
@@ -297,10 +296,9 @@ def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None, fl
     n = xp.shape[0]
     k, c = w.shape[1::-1] if flipped else w.shape[:2]
     terms = c * math.prod(w.shape[2:])
-    reverse = (slice(None), slice(None)) + (slice(None, None, -1),) * (w.ndim - 2)
     if _runs_planar(stride, k, terms, xp.shape[2:], out, w.shape[2:]):
         if flipped:
-            w = np.ascontiguousarray(np.swapaxes(w, 0, 1)[reverse])
+            w = _transposed(w)
         planar = _forward_planar(xp, w, dilation, out, first_channel, bias)
         if y is None:
             return planar
@@ -314,6 +312,16 @@ def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None, fl
     channels_last(xp, wt, (k, c) + w.shape[2:], stride, dilation, out, y_rows, bias,
                   first_channel)
     return y_rows.reshape((n, k) + tuple(out)) if y is None else y
+
+
+def _transposed(w, groups=1):
+    """The stride-1 input gradient's product weights, laid out: w (K, C', *kernel) ->
+    (G·C', K/G, *kernel), each group's block with its two channel axes swapped and its
+    kernel flipped, one group after another."""
+    k, c, kernel = w.shape[0], w.shape[1], w.shape[2:]
+    reverse = (slice(None),) * 3 + (slice(None, None, -1),) * len(kernel)
+    swapped = np.swapaxes(w.reshape((groups, k // groups, c) + kernel), 1, 2)[reverse]
+    return np.ascontiguousarray(swapped).reshape((groups * c, k // groups) + kernel)
 
 
 def _flipped_panels(w):
@@ -540,11 +548,7 @@ def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None
         dx = forward(dyp, w, ones, dilation, out, flipped=True)
     elif planar_wins(c, k_group * math.prod(kernel), padded[2:], out, kernel):
         # every group's product (its C' outputs of K/G terms) in one planar launch
-        reverse = (slice(None),) * 3 + (slice(None, None, -1),) * len(kernel)
-        w_t = np.swapaxes(w.reshape((groups, k_group, c) + kernel), 1, 2)[reverse]
-        dx = _forward_planar(dyp, np.ascontiguousarray(w_t).reshape((groups * c, k_group) +
-                                                                    kernel),
-                             dilation, out, groups=groups)
+        dx = _forward_planar(dyp, _transposed(w, groups), dilation, out, groups=groups)
     else:
         per_group, c = w.shape[0] // groups, w.shape[1]
         dx = np.empty((dy.shape[0], groups, c, math.prod(out)), np.float32)
