@@ -11,6 +11,7 @@ from cnnkit import tuning
 from cnnkit.kernels import bias_numba
 from cnnkit.kernels.bias_numba import add_bias, bias_grad
 from cnnkit.kernels.pad_numba import pad_planes
+from cnnkit.kernels.padding import zero_pad
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.complex64])
@@ -51,6 +52,23 @@ def test_pad_planes_of_integers():
     xp, finite = pad_planes(x, ((1, 0), (2, 1)))
     np.testing.assert_array_equal(xp, np.pad(x, ((0, 0), (0, 0), (1, 0), (2, 1))))
     assert finite
+
+
+@pytest.mark.parametrize("shape,pads", [((1, 2, 5), ((2, 1),)), ((2, 3, 4, 6), ((1, 1), (0, 2))),
+                                        ((1, 2, 3, 3, 3), ((0, 1), (1, 0), (2, 2))),
+                                        ((2, 3, 5, 6), ((-1, 2), (1, -2)))])
+@pytest.mark.parametrize("compiled_min_size", [0, 1 << 30])
+def test_zero_pad_by_both_paths(shape, pads, compiled_min_size):
+    """``zero_pad`` pads small inputs with NumPy and large ones by ``pad_planes``; negative
+    widths crop. Both match ``np.pad`` on the cropped input, in x's dtype."""
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    with tuning.override(compiled_min_size=compiled_min_size):
+        xp = zero_pad(x, pads)
+    cropped = x[(slice(None), slice(None)) + tuple(slice(max(-lo, 0), n - max(-hi, 0))
+                                                   for n, (lo, hi) in zip(shape[2:], pads))]
+    positive = tuple((max(lo, 0), max(hi, 0)) for lo, hi in pads)
+    np.testing.assert_array_equal(xp, np.pad(cropped, ((0, 0), (0, 0)) + positive))
+    assert xp.dtype == x.dtype and xp.flags.c_contiguous
 
 
 def test_bias_add_and_gradient():

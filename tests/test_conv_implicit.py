@@ -625,3 +625,32 @@ def test_no_pass_pads_the_whole_input_and_the_weight_gradient_reads_the_forward_
     xt, wt = torch.tensor(x.data), torch.tensor(w.data, requires_grad=True)
     TF.conv2d(xt, wt, padding=1).sum().backward()
     _check(w.grad.data, wt.grad.numpy(), 100)
+
+
+def _reference_offsets(x_shape, kernel, dilation, channels, first_channel):
+    """offset[(c, a)] = c·plane + Σ_j a_j·d_j·pitch_j, by loops."""
+    plane = int(np.prod(x_shape[2:]))
+    pitch = [int(np.prod(x_shape[3 + j:])) for j in range(len(kernel))]
+    return np.array([c * plane + sum(a_j * d * p for a_j, d, p in zip(a, dilation, pitch))
+                     for c in range(first_channel, first_channel + channels)
+                     for a in np.ndindex(*kernel)], np.int64)
+
+
+def test_index_tables_are_shared_only_when_small():
+    """Small tables are built once per shape and handed out again (a layer on one image
+    would otherwise rebuild them every call); each key gives its own values; tables past
+    ``_SHARED_TABLE_ENTRIES`` are built afresh."""
+    shape = (2, 6, 7, 9)
+    first = conv_implicit._offsets(shape, (3, 2), (1, 2), 4, 2)
+    assert conv_implicit._offsets(list(shape), [3, 2], (1, 2), 4, 2) is first
+    np.testing.assert_array_equal(first, _reference_offsets(shape, (3, 2), (1, 2), 4, 2))
+    other = conv_implicit._offsets(shape, (3, 2), (1, 2), 4, 1)
+    np.testing.assert_array_equal(other, _reference_offsets(shape, (3, 2), (1, 2), 4, 1))
+    corners = conv_implicit._corners(shape, (3, 4), (2, 2))
+    assert conv_implicit._corners(shape, (3, 4), (2, 2)) is corners
+    expected = [n * 6 * 7 * 9 + i * 2 * 9 + j * 2 for n in range(2) for i in range(3)
+                for j in range(4)]
+    np.testing.assert_array_equal(corners, expected)
+    large = (conv_implicit._SHARED_TABLE_ENTRIES + 1, 1, 1)
+    assert conv_implicit._corners(large, (1,), (1,)) is not \
+        conv_implicit._corners(large, (1,), (1,))
