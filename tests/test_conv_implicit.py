@@ -16,6 +16,7 @@ import torch.nn.functional as TF
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from cnnkit.kernels import aligned
 from cnnkit.kernels import conv as conv_kernels
 from cnnkit.kernels import implicit_gemm_numba
 from cnnkit.kernels.conv import implicit as conv_implicit
@@ -249,7 +250,7 @@ def test_grouped_layers_match_torch(groups, c, k, dims, size, stride, planar):
     planar_kernel = implicit_gemm_numba.planar
     with mock.patch.object(conv_implicit, "planar_wins", lambda *shape: planar), \
             mock.patch.object(implicit_gemm_numba, "planar",
-                              lambda *args: launches.append(args[-1]) or planar_kernel(*args)):
+                              lambda *args: launches.append(args[-2]) or planar_kernel(*args)):
         _check(conv_implicit.forward_from(source, w, g, b), yt.detach().numpy(), scale)
         inside = (slice(None), slice(None)) + tuple(slice(lo, s - hi) for s, (lo, hi)
                                                     in zip(xp.shape[2:], pads))
@@ -654,3 +655,52 @@ def test_index_tables_are_shared_only_when_small():
     large = (conv_implicit._SHARED_TABLE_ENTRIES + 1, 1, 1)
     assert conv_implicit._corners(large, (1,), (1,)) is not \
         conv_implicit._corners(large, (1,), (1,))
+
+
+def _off_line(a, floats=1):
+    """A copy of ``a`` whose data starts ``floats`` values past a cache line (one: off the
+    vector boundaries of every target, SSE's 16 bytes included)."""
+    buffer = aligned.empty(a.size + floats)
+    out = buffer[floats:].reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("n,c,k,size,groups", [(3, 5, 9, (16, 16), 1), (2, 8, 37, (10, 10), 1),
+                                               (2, 12, 30, (16, 16), 3), (1, 4, 6, (7,), 2),
+                                               (2, 6, 11, (4, 4, 4), 1)])
+def test_planar_packed_strips_give_the_same_floats(n, c, k, size, groups):
+    """The planar kernel's copies of its strips (``packed``) change where the tiles read, not
+    what: the floats equal the unpacked ones bit for bit, for ragged row tiles, grouped
+    products, maps that do not fill whole strips (the last image read from a copy) and 1-
+    and 3-D maps, on an input off the vector boundaries, with a bias."""
+    rng = np.random.default_rng(11)
+    xp = _off_line(rng.standard_normal((n, c) + size, dtype=np.float32))
+    w = rng.standard_normal((k, c // groups) + (1,) * len(size), dtype=np.float32)
+    bias = rng.standard_normal(k, dtype=np.float32)
+    ones = (1,) * len(size)
+    results = []
+    for packed in (False, True):
+        with mock.patch.object(conv_implicit, "_packs_planar", lambda *args: packed):
+            results.append(conv_implicit._forward_planar(xp, w, ones, size, bias=bias,
+                                                         groups=groups))
+    np.testing.assert_array_equal(results[0], results[1])
+    expected = TORCH_CONV[len(size)](torch.from_numpy(np.ascontiguousarray(xp)),
+                                     torch.from_numpy(w), torch.from_numpy(bias),
+                                     groups=groups).numpy()
+    _check(results[1], expected, 1.0)
+
+
+def test_planar_packs_only_misaligned_strips_on_1kb_planes():
+    """The rule of ``_packs_planar``: strips off vector boundaries, 1 KB apart, each read by
+    enough row tiles."""
+    many = conv_implicit.tuning.value("implicit_planar_pack_min_row_tiles")
+    x = np.zeros(32 * 64 * 256 + 64, np.float32)
+    on_line, off_line = aligned.empty(x.size), _off_line(x)
+    packs = conv_implicit._packs_planar
+    assert packs(off_line, 64 * 256, 256, 1, many)
+    assert not packs(on_line, 64 * 256, 256, 1, many)        # on vector boundaries
+    assert not packs(off_line, 64 * 256, 256, 1, many - 1)   # too few row tiles
+    assert not packs(off_line, 64 * 196, 196, 1, many)       # 14 × 14 planes: 784 bytes apart
+    assert packs(on_line, 3 * 1024, 1024, 3, many) is False  # 32 × 32 planes, 3 groups
+    assert packs(on_line[1:], 3 * 1024, 1024, 3, many)

@@ -1,6 +1,7 @@
 """Re-measure the implicit GEMM's orientation rule (``implicit.planar_wins``) on this machine,
-and its rules for 1×1 layers: weight gradients (``implicit_weight_1x1_min_channels``) and
-passes on a few images (``implicit_pointwise_min_images``).
+and its rules for 1×1 layers: weight gradients (``implicit_weight_1x1_min_channels``),
+passes on a few images (``implicit_pointwise_min_images``) and the planar kernel's copies of
+its strips (``implicit_planar_pack_min_row_tiles``).
 
     python -m cnnkit.bench.orientation
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.orientation     # as on an AVX2 CPU
@@ -11,7 +12,8 @@ orientations, channels-last (output channels on the lanes, then a transpose) and
 rule tells apart: few output channels, thin and wide (few terms per output, many outputs),
 and dense. Prints both times, the faster and the rule's pick. Then the weight and bias
 gradients of 1×1 layers on the implicit GEMM and on shift (one matrix product per image),
-likewise, and the forward pass and input gradient of 1×1 layers on one to eight images.
+likewise, the forward pass and input gradient of 1×1 layers on one to eight images, and last
+1×1 planar products with and without their strips copied.
 """
 import time
 from unittest import mock
@@ -148,7 +150,51 @@ def measure_few_images(log=print):
     return rows
 
 
+# 1×1 planar products whose input lies 16 bytes past a cache line, as NumPy places a large
+# array (N, C, map, K outputs): maps whose planes are 1 KB apart or not, few and many outputs.
+PACKING_CASES = [(32, 64, (16, 16), k) for k in (64, 128, 256)] + \
+    [(8, 64, (32, 32), 256), (16, 64, (28, 28), 256), (16, 64, (24, 24), 256),
+     (32, 128, (14, 14), 256)]
+
+
+def measure_packing(log=print):
+    """[(case, plain s, packed s, rule's pick)] for the planar kernel's copies of its strips
+    (``implicit_planar_pack_min_row_tiles``, ``implicit._packs_planar``), on every core,
+    wall time."""
+    import numba
+
+    from ..kernels import aligned
+    from ..kernels.conv import implicit
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    rng = np.random.default_rng(3)
+    log(f"# {numba.get_num_threads()} threads, wall time, 1×1 planar products on an input 16 "
+        f"bytes past a cache line: plain against packed strips")
+    rows = []
+    for n, c, size, k in PACKING_CASES:
+        x = rng.standard_normal((n, c) + size, dtype=np.float32)
+        buffer = aligned.empty(x.size + 4)
+        xp = buffer[4:].reshape(x.shape)  # 16 bytes past a line
+        xp[...] = x
+        w = rng.standard_normal((k, c, 1, 1), dtype=np.float32)
+        times = []
+        for packed in (False, True):
+            with mock.patch.object(implicit, "_packs_planar", lambda *args: packed):
+                times.append(_best(lambda: implicit._forward_planar(xp, w, (1, 1), size),
+                                   clock=time.perf_counter))
+        plane = size[0] * size[1]
+        rule = implicit._packs_planar(xp.reshape(-1), c * plane, plane, 1,
+                                      -(-k // implicit.compiled.PLANAR_ROWS))
+        faster = times[1] < times[0]
+        rows.append(((n, c, size, k), *times, rule))
+        log(f"  K={k:3d} outputs, {c} terms, {n}×{'×'.join(map(str, size))}: plain "
+            f"{times[0] * 1e3:6.2f} ms, packed {times[1] * 1e3:6.2f} ms "
+            f"({times[1] / times[0]:.2f}) -> {'packed' if faster else 'plain':6s} rule: "
+            f"{'packed' if rule else 'plain'}{'' if rule == faster else '  (differs)'}")
+    return rows
+
+
 if __name__ == "__main__":
     measure()
     measure_weight()
     measure_few_images()
+    measure_packing()

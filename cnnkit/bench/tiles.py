@@ -134,7 +134,7 @@ def _planar_kernel(rows, vectors):
     @numba.njit
     def run(x_flat, n_images, image, w_rows, offset, out, spare, length):
         compiled.planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, 128,
-                              compiled.NO_BIAS, 1, rows, vectors)
+                              compiled.NO_BIAS, 1, False, rows, vectors)
     return run
 
 

@@ -294,7 +294,7 @@ def weight(x, dy, laid_out, offset, corner, partial, sums, rows, vectors, positi
 
 @numba.njit(parallel=True, cache=True)
 def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, tap_block, bias,
-                 groups, rows, vectors):
+                 groups, packed, rows, vectors):
     """The transposed orientation, output channels on the tile's rows and positions on its
     lanes, so y comes out channels-first (NCHW) with no transpose (stride 1 only):
     out[n, k, p] = Σ_t w_rows[k, t] · x_flat[n·image + p + offset[t]] for p < length, in the
@@ -311,7 +311,13 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
     (rows j·K/G on of out) read w_rows' rows j·Kp/G on and the input from x_flat[j·image/G]
     on (its channels, when ``offset`` indexes one group's: ``image`` is all G groups'). Each
     task runs every group on its strip, so a layer of many narrow groups pays one launch,
-    not one per group (ResNeXt's 32 groups of 4 channels)."""
+    not one per group (ResNeXt's 32 groups of 4 channels).
+
+    ``packed``: each task first copies its strip of every tap, ``width`` values from each
+    tap's offset, into a buffer of its own that starts on a cache line, one tap after
+    another, and the tiles read that: for 1×1 products whose input is not on vector
+    boundaries, whose every load would otherwise span two cache lines
+    (``conv.implicit._packs_planar``)."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
@@ -324,12 +330,21 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
     c_row = np.empty(rows, np.int64)
     for i in range(rows):
         c_row[i] = i * lp
+    packed_offset = tap_index * width  # tap t's strip in a task's copy
     for task in numba.prange(n_images * position_tiles):
         n, p0 = task // position_tiles, task % position_tiles * width
         base = np.empty(rows, np.int64)
         ragged = np.empty(rows, np.int64)  # the last row tile's, when it runs past K
+        strips = np.empty(taps * width + _LINE_FLOATS if packed else 0, np.float32)
+        first = (-(strips.ctypes.data // 4)) % _LINE_FLOATS if packed else 0
         for j in range(groups):
             source = x_flat[n * image + j * group_image + p0:]
+            b_offset = offset
+            if packed:
+                for t in range(taps):
+                    strips[first + t * width:first + (t + 1) * width] = \
+                        source[offset[t]:offset[t] + width]
+                source, b_offset = strips[first:], packed_offset
             first_row = n * groups * k_out + j * k_out  # out's row of the group's output 0
             for t0 in range(0, taps, tap_block):
                 block = min(tap_block, taps - t0)
@@ -346,7 +361,7 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
                         row_table = ragged
                     gathered_micro_kernel(block, w_flat.ctypes.data, base.ctypes.data,
                                           tap_index.ctypes.data, source.ctypes.data,
-                                          offset[t0:].ctypes.data, tile.ctypes.data,
+                                          b_offset[t0:].ctypes.data, tile.ctypes.data,
                                           row_table.ctypes.data, 1 if t0 else 0, rows, vectors)
         if bias.size:
             for k in range(groups * k_out):
@@ -357,10 +372,10 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
 
 @numba.njit(cache=True)
 def planar(x_flat, n_images, image, w_rows, offset, out, spare, length, tap_block, bias,
-           groups):
+           groups, packed):
     """``planar_tiles`` with this target's tile, ``cpu.TILES``' planar (MR, NV)."""
     planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, tap_block, bias,
-                 groups, PLANAR_ROWS, PLANAR_VECTORS)
+                 groups, packed, PLANAR_ROWS, PLANAR_VECTORS)
 
 
 # One entry point per vector count: a literal NV from compiled code costs nothing, while

@@ -82,6 +82,18 @@ _TABLE = [
              "faster) / 0.70-1.00; eight images, where the two trade places, forward 0.86-1.15 "
              "/ 0.88-1.10. Compared by python -m cnnkit.bench.orientation." + _NOT_TIMED,
              1, 1 << 20, integer=True),
+    Constant("implicit_planar_pack_min_row_tiles", 32, "row tiles",
+             "A 1×1 product on the planar kernel copies each task's strips into a buffer of "
+             "its own first (implicit._packs_planar) when its input is off vector boundaries, "
+             "its planes lie a multiple of 1 KB apart and it has at least this many row tiles "
+             "(output channels / the planar tile's rows) to reuse each copy. Packed over "
+             "plain, 2 threads, 64 terms, input 16 bytes past a line, AVX-512 / AVX2, three "
+             "runs: thirty-two 16×16 maps, 128 outputs (32 row tiles on AVX-512, 22 on AVX2) "
+             "0.72-0.74 / 1.02-1.11, 256 outputs 0.67 / 0.87-0.97, 64 outputs 0.81-0.85 / "
+             "1.03-1.18; eight 32×32 maps, 256 outputs 0.62-0.67 / 0.84-0.85; maps whose "
+             "planes are not 1 KB apart (14×14, 24×24, 28×28; 256 outputs) 0.89-0.97 / "
+             "0.97-1.17. Compared by python -m cnnkit.bench.orientation." + _NOT_TIMED,
+             1, 1 << 20, integer=True),
     Constant("implicit_weight_shares", 8, "parallel tasks",
              "The implicit GEMM's weight gradient runs this many parallel tasks: shares of the "
              "output positions, each summed into its own taps × output-channels block and the "
