@@ -669,11 +669,13 @@ def _off_line(a, floats=1):
 @pytest.mark.parametrize("n,c,k,size,groups", [(3, 5, 9, (16, 16), 1), (2, 8, 37, (10, 10), 1),
                                                (2, 12, 30, (16, 16), 3), (1, 4, 6, (7,), 2),
                                                (2, 6, 11, (4, 4, 4), 1)])
-def test_planar_packed_strips_give_the_same_floats(n, c, k, size, groups):
+@pytest.mark.parametrize("tap_block", [4, 128])
+def test_planar_packed_strips_give_the_same_floats(n, c, k, size, groups, tap_block):
     """The planar kernel's copies of its strips (``packed``) change where the tiles read, not
     what: the floats equal the unpacked ones bit for bit, for ragged row tiles, grouped
-    products, maps that do not fill whole strips (the last image read from a copy) and 1-
-    and 3-D maps, on an input off the vector boundaries, with a bias."""
+    products, maps that do not fill whole strips (the last image read from a copy), 1- and
+    3-D maps and several blocks of taps (each copied in turn), on an input off the vector
+    boundaries, with a bias."""
     rng = np.random.default_rng(11)
     xp = _off_line(rng.standard_normal((n, c) + size, dtype=np.float32))
     w = rng.standard_normal((k, c // groups) + (1,) * len(size), dtype=np.float32)
@@ -681,7 +683,8 @@ def test_planar_packed_strips_give_the_same_floats(n, c, k, size, groups):
     ones = (1,) * len(size)
     results = []
     for packed in (False, True):
-        with mock.patch.object(conv_implicit, "_packs_planar", lambda *args: packed):
+        with mock.patch.object(conv_implicit, "_packs_planar", lambda *args: packed), \
+                conv_implicit.tuning.override(implicit_tap_block=tap_block):
             results.append(conv_implicit._forward_planar(xp, w, ones, size, bias=bias,
                                                          groups=groups))
     np.testing.assert_array_equal(results[0], results[1])

@@ -313,10 +313,10 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
     task runs every group on its strip, so a layer of many narrow groups pays one launch,
     not one per group (ResNeXt's 32 groups of 4 channels).
 
-    ``packed``: each task first copies its strip of every tap, ``width`` values from each
-    tap's offset, into a buffer of its own that starts on a cache line, one tap after
-    another, and the tiles read that: for 1×1 products whose input is not on vector
-    boundaries, whose every load would otherwise span two cache lines
+    ``packed``: before each block of taps, the task copies the block's strips, ``width``
+    values from each tap's offset, into a buffer of its own that starts on a cache line, one
+    tap after another, and the tiles read that: for 1×1 products whose input is off vector
+    boundaries, on planes whose strips share a few of the L1 cache's sets
     (``conv.implicit._packs_planar``)."""
     numba.literally(rows)
     numba.literally(vectors)
@@ -330,24 +330,28 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
     c_row = np.empty(rows, np.int64)
     for i in range(rows):
         c_row[i] = i * lp
-    packed_offset = tap_index * width  # tap t's strip in a task's copy
+    packed_offset = tap_index * width  # the block's tap t's strip in a task's copy
     for task in numba.prange(n_images * position_tiles):
         n, p0 = task // position_tiles, task % position_tiles * width
         base = np.empty(rows, np.int64)
         ragged = np.empty(rows, np.int64)  # the last row tile's, when it runs past K
-        strips = np.empty(taps * width + _LINE_FLOATS if packed else 0, np.float32)
+        # a tap block's strips (tap_block × width floats: a few KB, so never a page mapping
+        # of its own per task, as a copy of all the taps' strips could be)
+        strips = np.empty(min(tap_block, taps) * width + _LINE_FLOATS if packed else 0,
+                          np.float32)
         first = (-(strips.ctypes.data // 4)) % _LINE_FLOATS if packed else 0
         for j in range(groups):
             source = x_flat[n * image + j * group_image + p0:]
-            b_offset = offset
-            if packed:
-                for t in range(taps):
-                    strips[first + t * width:first + (t + 1) * width] = \
-                        source[offset[t]:offset[t] + width]
-                source, b_offset = strips[first:], packed_offset
             first_row = n * groups * k_out + j * k_out  # out's row of the group's output 0
             for t0 in range(0, taps, tap_block):
                 block = min(tap_block, taps - t0)
+                b_source, b_offset = source, offset[t0:]
+                if packed:
+                    for t in range(block):
+                        at = offset[t0 + t]
+                        strips[first + t * width:first + (t + 1) * width] = \
+                            source[at:at + width]
+                    b_source, b_offset = strips[first:], packed_offset
                 for k0 in range(0, kp, rows):
                     for i in range(rows):
                         base[i] = (j * kp + k0 + i) * taps + t0
@@ -360,8 +364,8 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
                             ragged[i] = i * lp if k0 + i < k_out else to_spare
                         row_table = ragged
                     gathered_micro_kernel(block, w_flat.ctypes.data, base.ctypes.data,
-                                          tap_index.ctypes.data, source.ctypes.data,
-                                          b_offset[t0:].ctypes.data, tile.ctypes.data,
+                                          tap_index.ctypes.data, b_source.ctypes.data,
+                                          b_offset.ctypes.data, tile.ctypes.data,
                                           row_table.ctypes.data, 1 if t0 else 0, rows, vectors)
         if bias.size:
             for k in range(groups * k_out):
