@@ -91,8 +91,9 @@ _TABLE = [
              "runs: thirty-two 16×16 maps, 128 outputs (32 row tiles on AVX-512, 22 on AVX2) "
              "0.72-0.74 / 1.02-1.11, 256 outputs 0.67 / 0.87-0.97, 64 outputs 0.81-0.85 / "
              "1.03-1.18; eight 32×32 maps, 256 outputs 0.62-0.67 / 0.84-0.85; maps whose "
-             "planes are not 1 KB apart (14×14, 24×24, 28×28; 256 outputs) 0.89-0.99 / "
-             "0.97-1.17. Compared by python -m cnnkit.bench.orientation." + _NOT_TIMED,
+             "planes are not 1 KB apart (14×14, 24×24, 28×28 and 56×56; 32-128 terms, 256 "
+             "outputs) 0.89-0.99 / 0.97-1.17. Compared by python -m "
+             "cnnkit.bench.orientation." + _NOT_TIMED,
              1, 1 << 20, integer=True),
     Constant("implicit_weight_shares", 8, "parallel tasks",
              "The implicit GEMM's weight gradient runs this many parallel tasks: shares of the "
