@@ -7,6 +7,7 @@ inside the padding and of the whole padded input. The forward pass reads the inp
 and padded beforehand, and adds a bias.
 """
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as TF
 from hypothesis import assume, given
@@ -101,3 +102,47 @@ def test_bands_holding_inf_or_nan_are_summed_literally():
         dx = depthwise_rows.backward_input(np.ones_like(dy), w, (42, 42), 1, [(1, 1), (1, 1)])
     assert np.isnan(y[0, 0, 0]).all() and np.isnan(y[0, 0, :, 0]).all()
     assert np.isposinf(y[0, 0, 1:, 1:]).all() and not np.isnan(dx).any()
+
+
+@pytest.mark.parametrize("pads", [((0, 0), (0, 0)), ((1, 1), (1, 1)), ((2, 0), (0, 2)),
+                                  ((2, 2), (1, 0))])
+@pytest.mark.parametrize("multiplier,with_bias", [(1, True), (3, False)])
+def test_3x3_stencil_matches_torch_nonfinite_included(pads, multiplier, with_bias):
+    """A 2-D 3 × 3 forward pass runs as one stencil per plane (``depthwise3x3_numba``): its
+    values, and its NaN and inf where PyTorch's float64 sums over the zero-padded input put
+    them (padding · an infinite tap is NaN), for asymmetric padding wider than one cell,
+    channel multipliers and ragged planes."""
+    rng = np.random.default_rng(multiplier)
+    c, (h, w_) = 3, (6, 11)
+    x = rng.standard_normal((2, c, h, w_)).astype(np.float32)
+    x[0, 1, 2, 5], x[1, 2, 5, 0], x[1, 0, 0, 10] = np.inf, np.nan, -np.inf
+    w = rng.standard_normal((c * multiplier, 1, 3, 3)).astype(np.float32)
+    w[-1, 0, 2, 1] = np.inf
+    bias = rng.standard_normal(c * multiplier).astype(np.float32) if with_bias else None
+    (top, bottom), (left, right) = pads
+    xt = TF.pad(torch.tensor(x, dtype=torch.float64), (left, right, top, bottom))
+    expected = TF.conv2d(xt, torch.tensor(w, dtype=torch.float64),
+                         None if bias is None else torch.tensor(bias, dtype=torch.float64),
+                         groups=c).numpy()
+    out = (h + top + bottom - 2, w_ + left + right - 2)
+    with np.errstate(invalid="ignore"):
+        y = depthwise_rows.forward(x, w, out, pads, bias)
+    assert y.shape == expected.shape
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    np.testing.assert_array_equal(np.isposinf(y), np.isposinf(expected))
+    np.testing.assert_array_equal(np.isneginf(y), np.isneginf(expected))
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+    assert np.isnan(y).any()
+
+
+def test_3x3_stencil_splits_a_plane_s_output_channels():
+    """One image of one channel for 32 output channels (vgg_small's first layer on one
+    image): the plane's output channels are split into several tasks, each padding the plane
+    itself; every channel comes out as PyTorch's, bias included."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 1, 28, 28)).astype(np.float32)
+    w = rng.standard_normal((32, 1, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(32).astype(np.float32)
+    y = depthwise_rows.forward(x, w, (28, 28), [(1, 1), (1, 1)], bias)
+    expected = TF.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(bias), padding=1)
+    np.testing.assert_allclose(y, expected.numpy(), rtol=1e-5, atol=1e-5)
