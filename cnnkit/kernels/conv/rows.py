@@ -16,7 +16,7 @@ forward pass with its bias 1.6 ms, where padding the input first (1.3 ms), the c
 
 A 2-D forward pass with a 3 × 3 kernel is instead one stencil per plane, its nine taps in
 registers (``depthwise3x3_numba``): the row correlation's 4-row tile multiplies half its terms
-by its kernels' zero rows there. dw3x3's forward pass in the bench, against PyTorch's: 0.67–0.75
+by its kernels' zero rows there. dw3x3's forward pass in the bench, against PyTorch's: 0.67–0.77
 on both ISAs, where the row correlation read 1.28–2.25 on AVX2.
 
 The weight gradient, Σ_n x[n, k // m] ⋆ dy[n, k] with dy as the kernel, has a kernel-sized
@@ -100,7 +100,7 @@ def forward(x, w, out, pads, bias=None):
         y = np.empty((n, w.shape[0]) + tuple(out), np.float32)
         # a plane's m output channels split into tasks when there are fewer planes than
         # a few tasks per thread (one image of one channel: vgg_small's first layer)
-        splits = min(w.shape[0] // c, -(-4 * numba.get_num_threads() // (n * c)))
+        splits = min(w.shape[0] // c, -(-4 * numba.get_num_threads() // max(1, n * c)))
         depthwise3x3.forward(np.ascontiguousarray(x), np.ascontiguousarray(w),
                              np.zeros(w.shape[0], np.float32) if bias is None else
                              np.ascontiguousarray(bias, dtype=np.float32),
