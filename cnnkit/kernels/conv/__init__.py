@@ -28,7 +28,8 @@ against). In the order the heuristic asks them (``registry.REGISTRY``):
                  reads the padded input in place (``implicit``)
     'fft'        stride 1 with a large kernel: products of spectra (``fft``)
     'depthwise'  one input channel per group: a direct sum over kernel offsets (compiled with
-                 Numba for 2-D layers of real size, ``depthwise_numba``)
+                 Numba for 1-D and 2-D layers of real size, on the input's stride phases,
+                 ``depthwise_numba``)
     'winograd'   3×3, stride 1, dilation 1: Winograd F(2×2, 3×3), 2.25× fewer multiplies
     'shift'      stride 1: shifted matrix products on the padded input, no im2col copy
     'gemm'       anything else: im2col and one large matrix product

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from ... import tuning
+from ..bias_numba import add_bias
 from ..im2col import offset_views
 from ..padding import crop
 
@@ -30,13 +31,18 @@ def wins(geometry, pass_name):
 
 
 def _kernels(array_shape, kernel, work_positions):
-    """The compiled 2-D depthwise kernels for real work; NumPy's (this module) for tiny or
-    non-2-D layers, where starting Numba's thread pool costs more than the arithmetic."""
-    if len(kernel) == 2 and array_shape[0] * array_shape[1] * work_positions * math.prod(
+    """The compiled 1-D and 2-D depthwise kernels for real work (``depthwise_numba``);
+    NumPy's (this module) for tiny or 3-D layers, where starting Numba's thread pool costs
+    more than the arithmetic."""
+    if len(kernel) <= 2 and array_shape[0] * array_shape[1] * work_positions * math.prod(
             kernel) >= tuning.value("depthwise_compiled_min_work"):
         from .. import depthwise_numba
         return depthwise_numba
     return sys.modules[__name__]
+
+
+def _pads(g):
+    return g.pads or ((0, 0),) * len(g.kernel)
 
 
 def forward_pass(xp, w, g):
@@ -44,19 +50,34 @@ def forward_pass(xp, w, g):
                                                                    g.out)
 
 
+def forward_from(source, w, g, bias=None):
+    """The forward pass plus the bias: the compiled kernels read the unpadded input (each task
+    pads its own plane), NumPy's the padded one."""
+    kernels = _kernels(source.data.shape, g.kernel, math.prod(g.out))
+    if kernels is not sys.modules[__name__]:
+        return kernels.forward_unpadded(source.data, w, _pads(g), g.stride, g.dilation, g.out,
+                                        bias)
+    y = forward(source.padded(), w, g.stride, g.dilation, g.out)
+    if bias is not None:
+        add_bias(y, bias)
+    return y
+
+
 def input_pass(dy, w, g):
     kernels = _kernels(dy.shape, g.kernel, math.prod(dy.shape[2:]))
-    return crop(kernels.backward_input(dy, w, g.padded, g.stride, g.dilation, g.groups), g.pads)
+    if kernels is not sys.modules[__name__]:
+        return kernels.backward_input_unpadded(dy, w, g.groups, g.padded, _pads(g), g.stride,
+                                               g.dilation)
+    return crop(backward_input(dy, w, g.padded, g.stride, g.dilation, g.groups), g.pads)
 
 
 def weight_from(source, dy, g, with_bias=False):
-    """The weight gradient from a ``PaddedInput``: 2-D layers of real size read the unpadded
-    input (and sum the bias gradient on the way, when ``with_bias``); the others the padded
-    one. Returns (dw, db or None)."""
+    """The weight gradient from a ``PaddedInput``: the compiled kernels read the unpadded
+    input (and sum the bias gradient on the way, when ``with_bias``); NumPy's the padded one.
+    Returns (dw, db or None)."""
     kernels = _kernels(dy.shape, g.kernel, math.prod(dy.shape[2:]))
     if kernels is not sys.modules[__name__]:
-        return kernels.backward_weight_unpadded(source.data, dy, g.kernel,
-                                                source.pads or ((0, 0), (0, 0)), g.stride,
+        return kernels.backward_weight_unpadded(source.data, dy, g.kernel, _pads(g), g.stride,
                                                 g.dilation, with_bias)
     return weight_pass(source.padded(), dy, g), None
 

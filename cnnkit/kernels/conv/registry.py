@@ -64,7 +64,7 @@ NEEDS_FINITE = {
                 "input": frozenset({"dy", "w"})},  # ... and dy; dy's zero padding meets w
     "implicit": {"input": frozenset({"w"})},     # dy's zero padding meets w
     "fft": _EVERY,                               # spectra: one NaN reaches every output
-    "depthwise": {},                             # sums (and scatters) only the sums' terms
+    "depthwise": {},                             # only the sums' terms reach a result
     "winograd": _EVERY,                          # transforms: inf − inf = NaN
     "shift": {"input": frozenset({"w"}),         # dy's zero padding meets w
               "weight": frozenset({"x"})},       # dy's zero border columns meet x
