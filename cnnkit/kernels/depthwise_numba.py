@@ -34,18 +34,19 @@ Each pass is exact where the literal sums are (docs/ieee.md):
              real columns are added up at the end, so the extra columns' products (whatever
              x holds there) never reach dw.
 
-2 threads, against the kernels this replaced (one task per plane, strided reads), whole passes
-on 16 images, AVX-512, BENCHMARKS.md ("Depthwise layers on stride phases"): 96 channels of
-56 × 56 at stride 2, 3 × 3, forward 1.5–1.8 against 3.5–4.1 ms and weight gradient 1.9–2.3
-against 3.2–3.4; 384 channels of 14 × 14 (stride 1), weight gradient 1.2–1.5 against 2.1–2.4.
+2 threads, in one process, AVX-512 and AVX2, against the kernels before (one task per plane
+reading every s-th column of a padded copy; strided input gradients on ``conv.blocked``):
+16 images of 96 channels, 56 × 56, 3 × 3 at stride 2, forward 1.5–1.7 against 4.3–4.9 ms,
+input gradient 1.9–2.1 against 6.6–8.4, weight gradient 2.2–2.4 against 3.3; 384 channels of
+14 × 14, weight gradient 1.3 against 2.4 (BENCHMARKS.md, "Depthwise layers on stride phases").
 """
 import numba
 import numpy as np
 
 _JIT = dict(parallel=True, cache=True, fastmath={"contract"})
-# The weight gradient's accumulator per tap, in floats (whole rows of the grid): nine taps' of
-# 512 floats are 18 KB, in L1 on any map. (256 and 1024 ran within 10 % of it.)
-_WEIGHT_BAND = 512
+# The weight gradient's accumulators, all taps together, in floats (each tap's whole rows of
+# the grid): 18 KB, which stays in L1 (32–48 KB) beside the grid and the phases on any map.
+_WEIGHT_FLOATS = 4608
 # Parallel runs of tasks per thread: enough to balance the threads, each run reusing its
 # buffers across its planes.
 _RUNS_PER_THREAD = 8
@@ -258,16 +259,16 @@ def _backward_weight(x, dy, top, left, sh, sw, dh, dw, dwt, db):
     of size K also db[k] = Σ dy[:, k] in float64 (the bias gradient). One task per output
     channel, over every image.
 
-    The products are summed elementwise into one accumulator per tap, ``_WEIGHT_BAND``
-    floats of whole grid rows, every band of every image into the same one, and only its
-    real columns are added up at the end: the taps' accumulators stay in L1 on any map."""
+    The products are summed elementwise into one accumulator per tap, a band of whole grid
+    rows (``_WEIGHT_FLOATS`` for all taps), every band of every image into the same one, and
+    only its real columns are added up at the end: the accumulators stay in L1 on any map."""
     n_images, channels = x.shape[0], x.shape[1]
     outputs, kh, kw = dwt.shape[0], dwt.shape[2], dwt.shape[3]
     oh, ow = dy.shape[2], dy.shape[3]
     multiplier = outputs // channels
     pitch, rows, phase, shift = _layout(kh, kw, sh, sw, dh, dw, oh, ow)
     taps = kh * kw
-    band_rows = max(1, min(oh, _WEIGHT_BAND // pitch))
+    band_rows = max(1, min(oh, _WEIGHT_FLOATS // (taps * pitch)))
     with_bias = db.size > 0
     for k in numba.prange(outputs):
         c = k // multiplier
