@@ -12,6 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch_oracle import assert_close
 
+from cnnkit import tuning
 from cnnkit.kernels import depthwise_numba
 
 TORCH_CONV = {1: TF.conv1d, 2: TF.conv2d}
@@ -112,12 +113,14 @@ def test_non_finite_inputs_stay_out_of_the_weight_gradient_s_extra_columns(strid
 
 
 def test_a_large_map_spans_several_weight_bands():
-    """A map whose grid is longer than one accumulator band (``_WEIGHT_FLOATS`` for all the
-    taps) sums every band into the same accumulator, rows of a ragged last band included."""
+    """A map whose grid is longer than one accumulator band (``depthwise_weight_band`` floats
+    per tap) sums every band into the same accumulator, rows of a ragged last band included."""
     layer = dict(n=2, c=2, m=1, kernel=(5, 3), stride=(2, 1), dilation=(1, 2),
                  spatial=(83, 61), pads=[(2, 1), (2, 2)])
     x, w, b, dy = random_layer(layer, np.random.default_rng(9))
-    assert 15 * dy.shape[2] * (dy.shape[3] + 4) > 2 * depthwise_numba._WEIGHT_FLOATS
+    assert dy.shape[2] * (dy.shape[3] + 4) > 2 * tuning.value("depthwise_weight_band")
     expected = torch_passes(x, w, b, dy, layer)[2]
-    assert_close(run_passes(x, w, b, dy, layer, np.float64)[2], expected, np.float64,
-                 terms=dy[0, 0].size * 2, name="weight")
+    for band in (16, tuning.value("depthwise_weight_band"), 1 << 20):  # a row, a few, all
+        with tuning.override(depthwise_weight_band=band):
+            assert_close(run_passes(x, w, b, dy, layer, np.float64)[2], expected, np.float64,
+                         terms=dy[0, 0].size * 2, name="weight")

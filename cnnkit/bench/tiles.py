@@ -19,7 +19,8 @@ second each.
 (``implicit_tap_block``: taps per pass of the forward kernel; ``implicit_position_block``:
 output positions of dy per pass of the weight kernel; ``implicit_weight_share_positions``:
 the fewest output positions per share of the weight gradient, whose partial sums are added
-afterwards) at a few sizes, on the same layer.
+afterwards) at a few sizes, on the same layer; then the compiled depthwise weight gradient's
+accumulator length (``depthwise_weight_band``) on three depthwise layers.
 
 ``--planar`` times the channels-first kernel (``implicit_gemm_numba.planar_tiles``, the
 table's ``planar`` entry) for the same candidate tiles, MR output channels by NV vectors of
@@ -304,6 +305,32 @@ def measure_blocks(threads=1, repeats=5, log=print):
             chosen = f"  <- {constant}" if size == current else ""
             log(f"  {name} {'positions' if name == 'share' else 'block'} {size:5d}: "
                 f"{rate:7.1f} GFLOP/s{chosen}")
+    results.update(_measure_depthwise_band(repeats, clock, log))
+    return results
+
+
+def _measure_depthwise_band(repeats, clock, log):
+    """{("depthwise band", layer, size): ms} of the compiled depthwise weight gradient for a
+    few accumulator lengths (``depthwise_weight_band``), on three depthwise layers."""
+    import numpy as np
+
+    from .. import tuning
+    from ..kernels import depthwise_numba
+    current, results = tuning.value("depthwise_weight_band"), {}
+    for label, (n, c, size, kernel) in (("96 × 28², 5 × 5", (16, 96, 28, 5)),
+                                        ("32 × 112², 3 × 3", (16, 32, 112, 3)),
+                                        ("32 × 56², 7 × 7", (8, 32, 56, 7))):
+        rng = np.random.default_rng(2)
+        x = rng.standard_normal((n, c, size, size), dtype=np.float32)
+        dy = rng.standard_normal((n, c, size, size), dtype=np.float32)
+        pads = ((kernel // 2,) * 2,) * 2
+        for band in (256, 512, 1024, 2048):
+            with tuning.override(depthwise_weight_band=band):
+                ms = 1e3 * _best(lambda: depthwise_numba.backward_weight_unpadded(
+                    x, dy, (kernel, kernel), pads, (1, 1), (1, 1), True), repeats, clock)
+            results[("depthwise band", label, band)] = ms
+            chosen = "  <- depthwise_weight_band" if band == current else ""
+            log(f"  depthwise weight gradient, {label}, band {band:5d}: {ms:7.2f} ms{chosen}")
     return results
 
 

@@ -43,13 +43,10 @@ input gradient 1.9–2.1 against 6.6–8.4, weight gradient 2.2–2.4 against 3.
 import numba
 import numpy as np
 
+from .. import tuning
+
 _JIT = dict(parallel=True, cache=True, fastmath={"contract"})
-# The weight gradient's accumulators, all taps together, in floats (each tap's whole rows of
-# the grid): 18 KB, which stays in L1 (32–48 KB) beside the grid and the phases on any map.
-_WEIGHT_FLOATS = 4608
-# Parallel runs of tasks per thread: enough to balance the threads, each run reusing its
-# buffers across its planes.
-_RUNS_PER_THREAD = 8
+
 
 @numba.njit(cache=True)
 def _layout(kh, kw, sh, sw, dh, dw, oh, ow):
@@ -253,22 +250,22 @@ def _backward_input(dy, w, top, left, sh, sw, dh, dw, dx, chunks):
 
 
 @numba.njit(**_JIT)
-def _backward_weight(x, dy, top, left, sh, sw, dh, dw, dwt, db):
+def _backward_weight(x, dy, top, left, sh, sw, dh, dw, dwt, db, band):
     """dwt (K, 1, kh, kw): dw[k, a, b] = Σ_n Σ_{i, j} dy[n, k, i, j] · X(n, k // m, i·sh + a·dh,
     j·sw + b·dw), X the input x (N, C, H, W) zero-padded by ``top`` and ``left``; with ``db``
     of size K also db[k] = Σ dy[:, k] in float64 (the bias gradient). One task per output
     channel, over every image.
 
     The products are summed elementwise into one accumulator per tap, a band of whole grid
-    rows (``_WEIGHT_FLOATS`` for all taps), every band of every image into the same one, and
-    only its real columns are added up at the end: the accumulators stay in L1 on any map."""
+    rows about ``band`` floats long (``depthwise_weight_band``), every band of every image
+    into the same one, and only its real columns are added up at the end."""
     n_images, channels = x.shape[0], x.shape[1]
     outputs, kh, kw = dwt.shape[0], dwt.shape[2], dwt.shape[3]
     oh, ow = dy.shape[2], dy.shape[3]
     multiplier = outputs // channels
     pitch, rows, phase, shift = _layout(kh, kw, sh, sw, dh, dw, oh, ow)
     taps = kh * kw
-    band_rows = max(1, min(oh, _WEIGHT_FLOATS // (taps * pitch)))
+    band_rows = max(1, min(oh, band // pitch))
     with_bias = db.size > 0
     for k in numba.prange(outputs):
         c = k // multiplier
@@ -313,7 +310,7 @@ def _as_2d(values, fill):
 
 
 def _runs():
-    return _RUNS_PER_THREAD * numba.get_num_threads()
+    return tuning.value("depthwise_runs_per_thread") * numba.get_num_threads()
 
 
 def forward_unpadded(x, w, pads, stride, dilation, out, bias=None):
@@ -351,7 +348,8 @@ def backward_weight_unpadded(x, dy, kernel, pads, stride, dilation, with_bias=Fa
     db = np.zeros(dy.shape[1] if with_bias else 0, np.float64)
     _backward_weight(np.ascontiguousarray(_planes(x), dtype),
                      np.ascontiguousarray(_planes(dy), dtype), top, left, *_as_2d(stride, 1),
-                     *_as_2d(dilation, 1), _planes(dw), db)
+                     *_as_2d(dilation, 1), _planes(dw), db,
+                     tuning.value("depthwise_weight_band"))
     return dw, (db.astype(dtype) if with_bias else None)
 
 

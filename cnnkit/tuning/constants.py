@@ -182,6 +182,19 @@ _TABLE = [
              "Depthwise layers with at least this much work run on the compiled kernels "
              "(depthwise_numba), smaller ones on NumPy's. Measured as the crossover of the two "
              "forward passes.", 0, 1 << 40, integer=True, measured_by=TUNE),
+    Constant("depthwise_weight_band", 512, "floats per tap",
+             "The compiled depthwise weight gradient (depthwise_numba) sums each tap's "
+             "products into an accumulator of whole rows of its grid, about this many floats "
+             "long, every band of rows into the same one: long loops, and for nine taps 18 KB, "
+             "in L1. " + BLOCKS + " --threads 2, AVX-512 / AVX2, ms at 256, 512, 1024 and "
+             "2048: 96 channels of 28 × 28, 5 × 5, 1.71 1.80 1.86 1.86 / 1.79 1.90 1.91 1.91; "
+             "32 channels of 112 × 112, 3 × 3, 5.39 4.63 4.42 5.23 / 5.14 4.56 4.07 4.67; 32 "
+             "channels of 56 × 56, 7 × 7, 2.19 2.04 2.04 2.50 / 2.13 2.00 2.05 2.44.",
+             16, 1 << 20, integer=True, measured_by=BLOCKS),
+    Constant("depthwise_runs_per_thread", 8, "parallel runs of planes per Numba thread",
+             "The compiled depthwise forward pass and input gradient split their planes into "
+             "this many runs per thread, for load balance; each run reuses its buffers."
+             + _NOT_TIMED, 1, 1024, integer=True),
     Constant("fft_parallel_min_size", 1 << 20, "array elements",
              "FFT passes over at least this many values are split across threads. Not "
              "re-measured: the benchmark found the threshold under competing threads.",
