@@ -13,6 +13,7 @@ import torch.nn.functional as TF
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from cnnkit import tuning
 from cnnkit.kernels import conv as conv_kernels
 from cnnkit.kernels.conv import rows as depthwise_rows
 
@@ -107,11 +108,14 @@ def test_bands_holding_inf_or_nan_are_summed_literally():
 @pytest.mark.parametrize("pads", [((0, 0), (0, 0)), ((1, 1), (1, 1)), ((2, 0), (0, 2)),
                                   ((2, 2), (1, 0))])
 @pytest.mark.parametrize("multiplier,with_bias", [(1, True), (3, False)])
-def test_3x3_stencil_matches_torch_nonfinite_included(pads, multiplier, with_bias):
+@pytest.mark.parametrize("runs_per_thread", [1, 8])
+def test_3x3_stencil_matches_torch_nonfinite_included(pads, multiplier, with_bias,
+                                                       runs_per_thread):
     """A 2-D 3 × 3 forward pass runs as one stencil per plane (``depthwise3x3_numba``): its
     values, and its NaN and inf where PyTorch's float64 sums over the zero-padded input put
     them (padding · an infinite tap is NaN), for asymmetric padding wider than one cell,
-    channel multipliers and ragged planes."""
+    channel multipliers and ragged planes; with one run per thread, each run pads several
+    planes in turn into the same buffer."""
     rng = np.random.default_rng(multiplier)
     c, (h, w_) = 3, (6, 11)
     x = rng.standard_normal((2, c, h, w_)).astype(np.float32)
@@ -125,7 +129,8 @@ def test_3x3_stencil_matches_torch_nonfinite_included(pads, multiplier, with_bia
                          None if bias is None else torch.tensor(bias, dtype=torch.float64),
                          groups=c).numpy()
     out = (h + top + bottom - 2, w_ + left + right - 2)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), tuning.override(
+            depthwise_runs_per_thread=runs_per_thread):
         y = depthwise_rows.forward(x, w, out, pads, bias)
     assert y.shape == expected.shape
     np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))

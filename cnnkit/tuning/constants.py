@@ -192,8 +192,9 @@ _TABLE = [
              "channels of 56 × 56, 7 × 7, 2.19 2.04 2.04 2.50 / 2.13 2.00 2.05 2.44.",
              16, 1 << 20, integer=True, measured_by=BLOCKS),
     Constant("depthwise_runs_per_thread", 8, "parallel runs of planes per Numba thread",
-             "The compiled depthwise forward pass and input gradient split their planes into "
-             "this many runs per thread, for load balance; each run reuses its buffers."
+             "The compiled depthwise kernels (depthwise_numba's forward pass and input "
+             "gradient, depthwise3x3_numba's stencil) split their planes into this many runs "
+             "per thread, for load balance; each run reuses its buffers."
              + _NOT_TIMED, 1, 1024, integer=True),
     Constant("fft_parallel_min_size", 1 << 20, "array elements",
              "FFT passes over at least this many values are split across threads. Not "

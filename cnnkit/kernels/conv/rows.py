@@ -104,7 +104,9 @@ def forward(x, w, out, pads, bias=None):
         depthwise3x3.forward(np.ascontiguousarray(x), np.ascontiguousarray(w),
                              np.zeros(w.shape[0], np.float32) if bias is None else
                              np.ascontiguousarray(bias, dtype=np.float32),
-                             pads[0][0], pads[1][0], y, splits)
+                             pads[0][0], pads[1][0], y, splits,
+                             tuning.value("depthwise_runs_per_thread") *
+                             numba.get_num_threads())
         return y
     k, m = w.shape[0], w.shape[0] // c
     spatial, kernel, out2 = as_planes(x.shape[2:]), as_planes(w.shape[2:]), as_planes(out)
