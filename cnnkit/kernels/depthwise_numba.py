@@ -79,13 +79,13 @@ def _columns(width, left, sw, pitch):
 
 @numba.njit(cache=True)
 def _fill_phases(image, top, left, sh, sw, pitch, rows, phases):
-    """phases[:, :rows·pitch] = the stride phases of ``image`` (H, W) zero-padded by
+    """phases (sh·sw, ≥ rows·pitch) = the stride phases of ``image`` (H, W) zero-padded by
     ``top`` and ``left`` (and zeros past it); cells no output reads are left out. Element by
     element, with no division per row: a slice or a division per row costs more than a small
     map's row."""
     height, width = image.shape
     for p in range(sh * sw):
-        for f in range(rows * pitch):
+        for f in range(phases.shape[1]):  # the spare row too: the extra columns read into it
             phases[p, numba.uint64(f)] = 0
     columns = _columns(width, left, sw, pitch)
     u, p = divmod(top, sh)
@@ -184,22 +184,22 @@ def _taps_into(grid, length, weights, phases, phase, shift):
 
 
 @numba.njit(**_JIT)
-def _forward(x, w, bias, top, left, sh, sw, dh, dw, out, chunks):
+def _forward(x, w, bias, top, left, sh, sw, dh, dw, out, runs):
     """out (N, K, oh, ow) from x (N, C, H, W) zero-padded by ``top``, ``left`` (and as far as
     the output reaches past it), w (K, 1, kh, kw), K = m·C, plus bias (K,).
-    A task takes one input plane, for its m output channels; ``chunks`` parallel runs of
-    tasks, each reusing its buffers."""
+    A task takes one input plane, for its m output channels; the tasks run in ``runs``
+    parallel runs, each reusing its buffers."""
     n_images, channels = x.shape[0], x.shape[1]
     outputs, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     oh, ow = out.shape[2], out.shape[3]
     multiplier = outputs // channels
     pitch, rows, phase, shift = _layout(kh, kw, sh, sw, dh, dw, oh, ow)
     size, tasks = oh * pitch, n_images * channels
-    chunks = max(1, min(tasks, chunks))
-    for chunk in numba.prange(chunks):
+    runs = max(1, min(tasks, runs))
+    for run in numba.prange(runs):
         phases = np.empty((sh * sw, (rows + 1) * pitch), x.dtype)
         grid = np.empty(size, x.dtype)
-        for task in range(chunk * tasks // chunks, (chunk + 1) * tasks // chunks):
+        for task in range(run * tasks // runs, (run + 1) * tasks // runs):
             n, c = task // channels, task % channels
             _fill_phases(x[n, c], top, left, sh, sw, pitch, rows, phases)
             for k in range(c * multiplier, (c + 1) * multiplier):
@@ -213,7 +213,7 @@ def _forward(x, w, bias, top, left, sh, sw, dh, dw, out, chunks):
 
 
 @numba.njit(**_JIT)
-def _backward_input(dy, w, top, left, sh, sw, dh, dw, dx, chunks):
+def _backward_input(dy, w, top, left, sh, sw, dh, dw, dx, runs):
     """dx (N, C, H, W), the gradient of the input that ``_forward`` zero-pads by ``top`` and
     ``left``, from dy (N, K, oh, ow) and w (K, 1, kh, kw). Tasks as ``_forward``'s; an output
     channel whose weights are not all finite adds its real outputs' terms alone (the module
@@ -224,11 +224,11 @@ def _backward_input(dy, w, top, left, sh, sw, dh, dw, dx, chunks):
     multiplier = outputs // channels
     pitch, rows, phase, shift = _layout(kh, kw, sh, sw, dh, dw, oh, ow)
     size, taps, tasks = oh * pitch, kh * kw, n_images * channels
-    chunks = max(1, min(tasks, chunks))
-    for chunk in numba.prange(chunks):
+    runs = max(1, min(tasks, runs))
+    for run in numba.prange(runs):
         phases = np.empty((sh * sw, (rows + 1) * pitch), dx.dtype)
         grid = np.zeros(size, dx.dtype)  # its extra columns stay zero
-        for task in range(chunk * tasks // chunks, (chunk + 1) * tasks // chunks):
+        for task in range(run * tasks // runs, (run + 1) * tasks // runs):
             n, c = task // channels, task % channels
             phases[:] = 0
             for k in range(c * multiplier, (c + 1) * multiplier):

@@ -39,7 +39,7 @@ def applies(geometry, pass_name):
 def wins(geometry, pass_name):
     """Strided input gradients (see the module docstring), but not of depthwise layers, whose
     blocks would hold one nonzero in q: ``depthwise`` computes only their terms, strided or
-    not (2 threads, 96 channels of 56 × 56 at stride 2, 3 × 3, 16 images: 1.8–2.0 ms against
+    not (2 threads, 96 channels of 56 × 56 at stride 2, 3 × 3, 16 images: 1.8–2.1 ms against
     5.2–5.9 on AVX-512)."""
     g = geometry
     return pass_name == "input" and not g.unit_stride and g.in_channels != g.groups
