@@ -41,9 +41,6 @@ def _kernels(array_shape, kernel, work_positions):
     return sys.modules[__name__]
 
 
-def _pads(g):
-    return g.pads or ((0, 0),) * len(g.kernel)
-
 
 def forward_pass(xp, w, g):
     return _kernels(xp.shape, g.kernel, math.prod(g.out)).forward(xp, w, g.stride, g.dilation,
@@ -55,7 +52,7 @@ def forward_from(source, w, g, bias=None):
     pads its own plane), NumPy's the padded one."""
     kernels = _kernels(source.data.shape, g.kernel, math.prod(g.out))
     if kernels is not sys.modules[__name__]:
-        return kernels.forward_unpadded(source.data, w, _pads(g), g.stride, g.dilation, g.out,
+        return kernels.forward_unpadded(source.data, w, g.pad_widths, g.stride, g.dilation, g.out,
                                         bias)
     y = forward(source.padded(), w, g.stride, g.dilation, g.out)
     if bias is not None:
@@ -66,7 +63,7 @@ def forward_from(source, w, g, bias=None):
 def input_pass(dy, w, g):
     kernels = _kernels(dy.shape, g.kernel, math.prod(dy.shape[2:]))
     if kernels is not sys.modules[__name__]:
-        return kernels.backward_input_unpadded(dy, w, g.groups, g.padded, _pads(g), g.stride,
+        return kernels.backward_input_unpadded(dy, w, g.groups, g.padded, g.pad_widths, g.stride,
                                                g.dilation)
     return crop(backward_input(dy, w, g.padded, g.stride, g.dilation, g.groups), g.pads)
 
@@ -77,7 +74,7 @@ def weight_from(source, dy, g, with_bias=False):
     Returns (dw, db or None)."""
     kernels = _kernels(dy.shape, g.kernel, math.prod(dy.shape[2:]))
     if kernels is not sys.modules[__name__]:
-        return kernels.backward_weight_unpadded(source.data, dy, g.kernel, _pads(g), g.stride,
+        return kernels.backward_weight_unpadded(source.data, dy, g.kernel, g.pad_widths, g.stride,
                                                 g.dilation, with_bias)
     return weight_pass(source.padded(), dy, g), None
 

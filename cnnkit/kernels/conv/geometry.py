@@ -46,6 +46,12 @@ class ConvGeometry:
                    out=tuple(int(o) for o in out), dtype=np.dtype(dtype),
                    pads=None if pads is None else tuple(tuple(p) for p in pads))
 
+    @property
+    def pad_widths(self):
+        """The zero padding as (lo, hi) per spatial dim: ``pads``, or zeros when the input
+        came padded already."""
+        return self.pads or ((0, 0),) * len(self.kernel)
+
     def per_group(self):
         """The convolution of one group: C/G input and K/G output channels, groups 1."""
         return dataclasses.replace(self, in_channels=self.in_channels // self.groups,

@@ -67,15 +67,12 @@ def forward_pass(xp, w, g):
 
 def forward_from(source, w, g, bias=None):
     """The forward pass with the bias added, from the unpadded input (``dispatch.Input``)."""
-    return forward(source.data, w, g.out, _pads(g), bias)
+    return forward(source.data, w, g.out, g.pad_widths, bias)
 
 
 def input_pass(dy, w, g):
     return backward_input(dy, w, g.padded, g.groups, g.pads)
 
-
-def _pads(g):
-    return g.pads or ((0, 0),) * len(g.kernel)
 
 
 def _outer_sources(out_outer, kernel_outer, source_outer, first):
