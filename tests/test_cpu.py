@@ -16,9 +16,11 @@ pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "am
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(cpu_name, *args):
-    """Run ``python *args`` with NUMBA_CPU_NAME=cpu_name and no other ISA cap; its stdout."""
+def _run(cpu_name, *args, **env_vars):
+    """Run ``python *args`` with NUMBA_CPU_NAME=cpu_name and no other ISA cap (plus
+    ``env_vars``); its stdout."""
     env = {k: v for k, v in os.environ.items() if k not in isa.CAPS}
+    env.update(env_vars)
     env.update(NUMBA_CPU_NAME=cpu_name, PYTHONPATH=os.pathsep.join(
         filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
@@ -44,6 +46,37 @@ def test_emulated_kernel_uses_that_cpu_s_registers(cpu_name, registers):
     assert fma == str(registers)
     if not registers:  # no FMA on plain x86-64: separate 128-bit multiplies and adds
         assert multiplies_xmm == "True"
+
+
+_TAP_LOOP = """
+import re, numba, numpy as np
+from cnnkit.bench import tiles
+from cnnkit.cpu import host
+from cnnkit.kernels import implicit_gemm_numba as compiled
+for vectors, rows in enumerate(host().tiles.gemm_rows):
+    if rows:
+        run = tiles._kernel(rows, vectors)
+        arrays = (np.zeros((1, 1, 4, 4), np.float32), np.zeros((1, 9, 16 * vectors), np.float32),
+                  np.zeros(9, np.int64), np.zeros(4, np.int64), np.zeros((8, 16), np.float32),
+                  compiled.NO_Y)
+        signature = tuple(numba.typeof(a) for a in arrays) + (numba.int64,)
+        run.compile(signature)  # compiled, not run: the host need not have the target's ISA
+        blocks = re.split(r"\\n(?=\\.LBB)", run.inspect_asm(signature))
+        loop = max(blocks, key=lambda block: block.count("vfmadd"))
+        spills = len(re.findall(r"vmov\\w+\\s+%[xyz]mm\\d+, -?\\d*\\(%rsp\\)", loop))
+        print(rows, vectors, loop.count("vfmadd"), spills)
+"""
+
+
+@pytest.mark.parametrize("cpu_name", ["znver4", "skylake-avx512", "haswell"])
+def test_tap_loop_is_one_tap_with_no_spill(cpu_name, tmp_path):
+    """The micro-kernel's tap loop, compiled for each table tile: MR·NV fused multiply-adds per
+    iteration and no vector stored to the stack. Unrolled, LLVM's Zen 4 scheduler hoisted the
+    next tap's broadcasts and spilled the 10 × 32 tile (``microkernel._not_unrolled``)."""
+    # an empty cache: Numba knows a cached kernel by its own file, not by the micro-kernel's
+    for line in _run(cpu_name, "-c", _TAP_LOOP, NUMBA_CACHE_DIR=str(tmp_path)).splitlines():
+        rows, vectors, multiply_adds, spills = map(int, line.split())
+        assert (multiply_adds, spills) == (rows * vectors, 0), line
 
 
 def test_fma_registers_reads_assembly():
