@@ -153,9 +153,10 @@ def _not_unrolled(module):
     """Loop metadata that keeps LLVM from unrolling the tap loop (``llvm.loop.unroll.disable``,
     on a self-referencing node, as loop IDs are). Unrolled, the scheduler of some targets
     hoists the next tap's MR broadcasts above this tap's multiply-adds, MR more live vectors
-    than the register budget in ``cnnkit.cpu`` counts, and the tile spills: Zen 4 (LLVM's
-    ``znver4``) ran the 10 × 32 tile at 35 GFLOP/s, against 82 compiled for
-    ``skylake-avx512`` on the same core (``python -m cnnkit.bench.tiles``)."""
+    than the register budget in ``cnnkit.cpu`` counts, and the tile spills. LLVM did so for
+    ``znver4``, ``znver3`` and ``alderlake`` (not for ``skylake-avx512`` or ``haswell``): on
+    one Zen 4 core, ``znver4``'s 10 × 32 tile ran at 35 GFLOP/s against 87 not unrolled, and
+    ``znver3``'s 8 × 8 tile at 46–51 against 88–89 (``python -m cnnkit.bench.tiles``)."""
     disable = module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])
     # the module's one loop ID: the first call makes the node and points its first operand at
     # itself; later calls get the same node back from the module's cache
