@@ -48,7 +48,7 @@ def test_emulated_kernel_uses_that_cpu_s_registers(cpu_name, registers):
         assert multiplies_xmm == "True"
 
 
-_TAP_LOOP = """
+_TAP_LOOP = r"""
 import re, numba, numpy as np
 from cnnkit.bench import tiles
 from cnnkit.cpu import host
@@ -56,14 +56,15 @@ from cnnkit.kernels import implicit_gemm_numba as compiled
 for vectors, rows in enumerate(host().tiles.gemm_rows):
     if rows:
         run = tiles._kernel(rows, vectors)
-        arrays = (np.zeros((1, 1, 4, 4), np.float32), np.zeros((1, 9, 16 * vectors), np.float32),
+        arrays = (np.zeros((1, 1, 4, 4), np.float32),
+                  np.zeros((1, 9, host().lanes * vectors), np.float32),
                   np.zeros(9, np.int64), np.zeros(4, np.int64), np.zeros((8, 16), np.float32),
                   compiled.NO_Y)
         signature = tuple(numba.typeof(a) for a in arrays) + (numba.int64,)
         run.compile(signature)  # compiled, not run: the host need not have the target's ISA
-        blocks = re.split(r"\\n(?=\\.LBB)", run.inspect_asm(signature))
+        blocks = re.split(r"\n(?=\.LBB)", run.inspect_asm(signature))
         loop = max(blocks, key=lambda block: block.count("vfmadd"))
-        spills = len(re.findall(r"vmov\\w+\\s+%[xyz]mm\\d+, -?\\d*\\(%rsp\\)", loop))
+        spills = len(re.findall(r"vmov\w+\s+%[xyz]mm\d+, -?\d*\(%rsp\)", loop))
         print(rows, vectors, loop.count("vfmadd"), spills)
 """
 
