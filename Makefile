@@ -5,7 +5,8 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
 # The tests that exercise the compiled (Numba) kernels.
 KERNEL_TESTS := tests/test_conv_implicit.py tests/test_correlate_rows.py \
-	tests/test_depthwise_rows.py tests/test_depthwise_phases.py tests/test_compiled_kernels.py \
+	tests/test_depthwise_rows.py tests/test_depthwise_phases.py tests/test_depthwise_lanes.py \
+	tests/test_compiled_kernels.py \
 	tests/test_conv_algorithms.py \
 	tests/test_signal.py tests/test_conv_hypothesis.py tests/test_transpose.py tests/test_conv_fused_passes.py \
 	tests/test_ieee.py

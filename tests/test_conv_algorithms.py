@@ -1,5 +1,5 @@
-"""Every convolution algorithm (rows, implicit, fft, depthwise, winograd, shift, gemm) against
-PyTorch on the same grid.
+"""Every convolution algorithm (lanes, rows, implicit, fft, depthwise, winograd, shift, gemm)
+against PyTorch on the same grid.
 
 The dispatcher normally picks one algorithm per shape; here each is forced in turn, so a fast
 path that only rarely wins the heuristic is still checked on every configuration it can run.
@@ -171,7 +171,18 @@ def test_heuristic_choices():
         return conv_kernels.select(geometry, pass_name)
 
     assert pick(128, 128, (3, 3), (1, 1), 128, 32, (34, 34)) == "rows"
-    assert pick(128, 128, (3, 3), (1, 1), 128, 32, (34, 34), pass_name="weight") == "depthwise"
+    assert pick(128, 128, (3, 3), (1, 1), 128, 32, (34, 34), pass_name="input") == "rows"
+    # depthwise, channels on the lanes: every weight gradient of a block of channels or more;
+    # forward passes and input gradients of small maps (the 3 × 3 stencil's only the smallest)
+    assert pick(128, 128, (3, 3), (1, 1), 128, 32, (34, 34), pass_name="weight") == "lanes"
+    for pass_name in conv_kernels.PASSES:
+        assert pick(960, 960, (3, 3), (1, 1), 960, 16, (9, 9), pass_name=pass_name) == "lanes"
+    assert pick(96, 96, (5, 5), (1, 1), 96, 16, (32, 32)) == "lanes"
+    assert pick(96, 96, (3, 3), (2, 2), 96, 16, (30, 30)) == "lanes"
+    assert pick(240, 240, (3, 3), (1, 1), 240, 16, (18, 18)) == "rows"
+    assert pick(96, 96, (3, 3), (2, 2), 96, 8, (114, 114)) == "depthwise"
+    assert pick(4, 4, (3, 3), (1, 1), 4, 16, (9, 9), pass_name="weight") == "depthwise"
+    assert pick(32, 64, (3, 3), (1, 1), 32, 16, (9, 9), pass_name="weight") == "depthwise"
     assert pick(128, 128, (3, 3), (1, 1), 128, 32, (34, 34), dtype=np.float64) == "depthwise"
     for pass_name in conv_kernels.PASSES:  # float32, groups 1: the implicit GEMM
         assert pick(64, 128, (3, 3), (1, 1), 1, 128, (9, 9), pass_name=pass_name) == "implicit"

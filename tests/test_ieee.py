@@ -27,7 +27,8 @@ TORCH_CONV = {1: TF.conv1d, 2: TF.conv2d, 3: TF.conv3d}
 DTYPES = (np.float32, np.float64)
 SPECIALS = (np.nan, np.inf, -np.inf)
 # What each algorithm needs of the layer, so that few drawn examples are thrown away.
-SHAPES = {"rows": dict(depthwise=True, stride=1, dilation=1), "implicit": dict(groups=1),
+SHAPES = {"lanes": dict(depthwise=True, n_dims=2, multiplier=1),
+          "rows": dict(depthwise=True, stride=1, dilation=1), "implicit": dict(groups=1),
           "blocked": dict(grouped=True),
           "fft": dict(stride=1), "depthwise": dict(depthwise=True),
           "winograd": dict(n_dims=2, kernel=3, stride=1, dilation=1, groups=1),
@@ -59,7 +60,7 @@ def layers(draw, algorithm):
     n_dims = fit.get("n_dims") or draw(st.integers(1, 3))
     c = draw(st.integers(1, 3))
     if fit.get("depthwise"):
-        groups, k = c, c * draw(st.integers(1, 2))
+        groups, k = c, c * (fit.get("multiplier") or draw(st.integers(1, 2)))
     elif fit.get("grouped"):  # several groups of one to two channels each
         groups = draw(st.integers(2, 3))
         c, k = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))

@@ -53,6 +53,21 @@ def gathered_micro_kernel(typingctx, taps, x, base, offset, b, b_offset, c, c_ro
 
 
 @intrinsic
+def lanewise_micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_row, accumulate, rows,
+                          vectors):
+    """``lanewise_micro_kernel(T, x, base, offset, b, ldb, c, c_row, accumulate, MR, NV)``: the
+    micro-kernel with x read as vectors too, lane by lane instead of broadcast,
+    C[c_row[i] + j] (+)= Σ_{t < T} x[base[i] + offset[t] + j] · b[t·ldb + j]: a product of
+    channels-last operands whose channels are independent, one per lane (a depthwise layer,
+    ``depthwise_lanes_numba``)."""
+    if not _literals(rows, vectors):
+        return None
+    codegen = _tile_codegen(rows.literal_value, vectors.literal_value, gathered=False,
+                            lanewise=True)
+    return types.void(*([types.intp] * 9), rows, vectors), codegen
+
+
+@intrinsic
 def prefetch(typingctx, address):
     """``prefetch(address)``: ask for the cache line at ``address`` (an integer) to be brought
     into L2 (``llvm.prefetch``, read, locality 2), without waiting for it: a task that will
@@ -70,10 +85,10 @@ def prefetch(typingctx, address):
     return types.void(types.intp), codegen
 
 
-def _tile_codegen(rows, vectors, gathered):
+def _tile_codegen(rows, vectors, gathered, lanewise=False):
     """LLVM IR of the register tile: MR·NV vector accumulators live in phi nodes across the
     tap loop, so they stay in registers; B's row t starts at t·ldb, or at b_offset[t] when
-    ``gathered``."""
+    ``gathered``; x's terms are broadcast, or with ``lanewise`` vectors of their own."""
 
     def codegen(context, builder, signature, args):
         taps, x, base, offset, b, b_step, c, c_row, accumulate = args[:9]
@@ -118,10 +133,16 @@ def _tile_codegen(rows, vectors, gathered):
                  for v in range(vectors)]
         new = []
         for i in range(rows):
-            value = builder.load(builder.gep(x_rows[i], [shift]), align=4)
-            splat = builder.shuffle_vector(
-                builder.insert_element(undef, value, ir.Constant(i32, 0)), undef, splat_mask)
-            new += [builder.call(fma, [splat, b_vec[v], acc[i * vectors + v]])
+            x_at = builder.gep(x_rows[i], [shift])
+            if lanewise:
+                x_vec = [builder.load(builder.bitcast(builder.gep(x_at, [const(LANES * v)]),
+                                                      vec.as_pointer()), align=4)
+                         for v in range(vectors)]
+            else:
+                value = builder.load(x_at, align=4)
+                x_vec = [builder.shuffle_vector(builder.insert_element(
+                    undef, value, ir.Constant(i32, 0)), undef, splat_mask)] * vectors
+            new += [builder.call(fma, [x_vec[v], b_vec[v], acc[i * vectors + v]])
                     for v in range(vectors)]
         t_next = builder.add(t, const(1))
         t.add_incoming(t_next, loop)

@@ -9,8 +9,10 @@ Only what a short timing can measure honestly (under a minute; ``fast`` for test
 * crossovers, by timing both candidates on growing sizes: compiled ReLU against NumPy's
   (``compiled_min_size``, all threads, since the threshold is the price of waking them), the
   compiled max pooling and batch norm against NumPy's (``pool_compiled_min_size``,
-  ``batchnorm_compiled_min_size``, through the functional layers) and the compiled
-  depthwise forward against NumPy's (``depthwise_compiled_min_work``).
+  ``batchnorm_compiled_min_size``, through the functional layers), the compiled
+  depthwise forward against NumPy's (``depthwise_compiled_min_work``), and depthwise layers
+  with their channels on the lanes against a plane's columns on the lanes
+  (``depthwise_lanes_*``).
 
 A fit that gives a value outside a constant's range, or a crossover not found within the
 sizes tried, keeps the default (and says so). The other constants are rules read off the
@@ -182,6 +184,42 @@ def _compiled_depthwise(fast, repeats):
         repeats)}
 
 
+def _depthwise_lanes(fast, repeats):
+    """Channels on the lanes against a plane's columns on the lanes (3 × 3 depthwise, padding
+    1, 64 channels, 8 images): the row correlation's input gradient, and the stencil's forward pass;
+    sizes are padded widths."""
+    from ..kernels import depthwise_lanes_numba as lanes
+    from ..kernels.conv import rows
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((64, 1, 3, 3)).astype(np.float32)
+    pads = ((1, 1), (1, 1))
+
+    def maps(width, images):
+        return rng.standard_normal((images, 64, width - 2, width - 2)).astype(np.float32)
+
+    def forward(kernels, width):
+        x = maps(width, 8)
+        out = x.shape[2:]
+        if kernels is lanes:
+            return lambda: lanes.forward(x, w, pads, (1, 1), (1, 1), out)
+        return lambda: rows.forward(x, w, out, pads)
+
+    def input_gradient(kernels, width):
+        dy = maps(width, 4 if fast else 8)
+        inner = dy.shape[2:]
+        if kernels is lanes:
+            return lambda: lanes.backward_input(dy, w, inner, pads, (1, 1), (1, 1))
+        return lambda: rows.backward_input(dy, w, (width, width), 64, pads)
+
+    stencil = (6, 10, 16, 24) if fast else (6, 8, 12, 16, 24, 32)
+    widths = (10, 34, 66) if fast else (10, 18, 26, 34, 50, 66, 130)
+    return {"depthwise_lanes_stencil_max_width": _crossover(
+                stencil, lambda m: forward(lanes, m), lambda m: forward(rows, m), repeats),
+            "depthwise_lanes_max_width": _crossover(
+                widths, lambda m: input_gradient(lanes, m),
+                lambda m: input_gradient(rows, m), repeats)}
+
+
 def _show(value):
     return str(value) if isinstance(value, int) else f"{value:.4g}"
 
@@ -209,6 +247,7 @@ def calibrate(fast=False, log=print):
     raw.update(_compiled_pooling(fast, repeats))
     raw.update(_compiled_batch_norm(fast, repeats))
     raw.update(_compiled_depthwise(fast, repeats))
+    raw.update(_depthwise_lanes(fast, repeats))
     measured = {}
     for name, constant in CONSTANTS.items():
         if name not in raw:

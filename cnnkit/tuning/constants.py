@@ -191,6 +191,22 @@ _TABLE = [
              "32 channels of 112 × 112, 3 × 3, 5.39 4.63 4.42 5.23 / 5.14 4.56 4.07 4.67; 32 "
              "channels of 56 × 56, 7 × 7, 2.19 2.04 2.04 2.50 / 2.13 2.00 2.05 2.44.",
              16, 1 << 20, integer=True, measured_by=BLOCKS),
+    Constant("depthwise_lanes_max_width", 32, "padded input columns",
+             "Depthwise forward passes and input gradients of maps up to this wide (padded) "
+             "run with their channels on the vector lanes (conv/lanes.py), wider ones with a "
+             "plane's columns on the lanes (the row correlation, the stride phases): long rows "
+             "fill vectors without a transpose. Zen 4, 2 threads, µs, 3 × 3 input gradients, "
+             "lanes against the row correlation, 8 images of 128 channels, padded widths 18, "
+             "34 and 66: 183 / 271, 880 / 728, 3934 / 3573; 16 images of 64 channels: "
+             "122 / 226, 546 / 516, 2277 / 2325. Measured as the crossover of the two (8 "
+             "images of 64 channels: 57 on that Zen 4).", 0, 1 << 20, integer=True,
+             measured_by=TUNE),
+    Constant("depthwise_lanes_stencil_max_width", 16, "padded input columns",
+             "The same for a 3 × 3 stride-1 forward pass, whose alternative is the 3 × 3 "
+             "stencil (depthwise3x3_numba): Zen 4, 2 threads, ms, lanes against the stencil: "
+             "960 channels of 7 × 7 0.46 against 1.11, 384 of 14 × 14 0.82 against 0.89, "
+             "240 of 16 × 16 0.51 against 0.36. Measured as the crossover of the two.",
+             0, 1 << 20, integer=True, measured_by=TUNE),
     Constant("depthwise_runs_per_thread", 8, "parallel runs of planes per Numba thread",
              "The compiled depthwise kernels (depthwise_numba's forward pass and input "
              "gradient, depthwise3x3_numba's stencil) split their planes into this many runs "

@@ -4,9 +4,10 @@ Each algorithm is one module of this package (see the package docstring for its 
 The order is the heuristic's priority: ``heuristic`` takes the first algorithm that applies and
 whose ``wins`` rule holds; gemm, last, applies to everything and always wins.
 """
-from . import blocked, depthwise, fft, gemm, implicit, rows, shift, winograd
+from . import blocked, depthwise, fft, gemm, implicit, lanes, rows, shift, winograd
 
 REGISTRY = {
+    "lanes": lanes,            # depthwise 2-D, float32, small maps: channels on the lanes
     "rows": rows,              # one input channel per group, float32, stride 1: row correlation
     "blocked": blocked,        # narrow groups, float32, strided: implicit GEMM on dense blocks
     "implicit": implicit,      # float32: compiled implicit GEMM (one product per group)
@@ -59,6 +60,7 @@ def check_algorithm(name):
 OPERANDS = {"forward": ("x", "w"), "input": ("dy", "w"), "weight": ("x", "dy")}
 _EVERY = {pass_name: frozenset(operands) for pass_name, operands in OPERANDS.items()}
 NEEDS_FINITE = {
+    "lanes": {"input": frozenset({"w"})},        # dy's zero padding meets w
     "rows": {},                                  # checks its bands as it copies them
     "blocked": {"forward": frozenset({"x"}),     # zeros between groups meet x
                 "input": frozenset({"dy", "w"})},  # ... and dy; dy's zero padding meets w

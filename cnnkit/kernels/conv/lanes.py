@@ -1,0 +1,71 @@
+"""Depthwise layers with their channels on the vector lanes (``depthwise_lanes_numba``).
+
+2-D, float32, one output channel per input channel (K = C = groups): a task transposes CB
+channels of one image into a channels-last buffer and computes CB channels of a pixel per
+vector, where the other depthwise kernels vectorise along a plane's rows. All three passes;
+a strided input gradient multiplies the zeros between dy's cells too (s² times the terms of
+the sums, cheap beside the transposes on small maps).
+
+Where it wins (``wins``), measured on a Zen 4 (AVX-512), 2 threads, ms, against what ran
+before on the same call (BENCHMARKS.md, "Depthwise layers with their channels on the lanes"):
+small maps, whose rows are shorter than a vector or two (16 images × 960 channels of 7 × 7,
+3 × 3: forward 0.46 against 1.11 on the 3 × 3 stencil, input gradient 0.47 against 1.31 on
+the row correlation, weight gradient 0.41 against 2.21 on ``depthwise``'s stride phases), and
+every weight gradient tried, up to 112 × 112 maps; not large maps' forward passes and input
+gradients (8 × 32 of 112 × 112: forward 2.25 against 1.04), nor a 3 × 3 stride-1 forward
+pass from 16 × 16 maps up (the stencil's rows are long enough there), nor layers of fewer
+channels than a block's CB lanes, which it fills with zeros.
+"""
+from ... import tuning
+from .. import depthwise_lanes_numba as lanes
+
+
+def applies(geometry, pass_name):
+    """2-D, float32, K = C = groups, a non-empty output."""
+    g = geometry
+    return (g.batch > 0 and g.is_float32 and len(g.kernel) == 2 and
+            g.groups == g.in_channels == g.out_channels and min(g.out) > 0)
+
+
+def _stencil_forward(g, pass_name):
+    """The forward pass the 3 × 3 stencil (``rows``) would take."""
+    return pass_name == "forward" and g.kernel == (3, 3) and g.unit_stride and g.unit_dilation
+
+
+def wins(geometry, pass_name):
+    """At least a block of channels; every weight gradient; forward passes and input
+    gradients of maps up to ``depthwise_lanes_max_width`` columns (padded), and up to
+    ``depthwise_lanes_stencil_max_width`` where the 3 × 3 stencil is the alternative."""
+    g = geometry
+    if g.in_channels < lanes.BLOCK:
+        return False
+    if pass_name == "weight":
+        return True
+    limit = ("depthwise_lanes_stencil_max_width" if _stencil_forward(g, pass_name)
+             else "depthwise_lanes_max_width")
+    return g.padded[1] <= tuning.value(limit)
+
+
+def forward_pass(xp, w, g):
+    return lanes.forward(xp, w, ((0, 0), (0, 0)), g.stride, g.dilation, g.out)
+
+
+def forward_from(source, w, g, bias=None):
+    """From the unpadded input: each task pads its planes as it transposes them."""
+    return lanes.forward(source.data, w, g.pad_widths, g.stride, g.dilation, g.out, bias)
+
+
+def input_pass(dy, w, g):
+    pads = g.pad_widths
+    inner = tuple(n - lo - hi for n, (lo, hi) in zip(g.padded, pads))
+    return lanes.backward_input(dy, w, inner, pads, g.stride, g.dilation)
+
+
+def weight_from(source, dy, g, with_bias=False):
+    """From the unpadded input; the bias gradient is left to the dispatcher."""
+    return lanes.backward_weight(source.data, dy, g.kernel, g.pad_widths, g.stride,
+                                 g.dilation), None
+
+
+def weight_pass(xp, dy, g):
+    return lanes.backward_weight(xp, dy, g.kernel, ((0, 0), (0, 0)), g.stride, g.dilation)

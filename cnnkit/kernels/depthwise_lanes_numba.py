@@ -1,0 +1,289 @@
+"""2-D depthwise layers with their channels on the vector lanes (Numba), for small maps.
+
+    y[n, c, r, q] = Σ_{a, b} w[c, 0, a, b] · X(n, c, r·sh + a·dh, q·sw + b·dw)
+
+(one output channel per input channel; X is the input with its zero padding). The other
+depthwise kernels put a plane's columns on the lanes (the 3 × 3 stencil, the row correlation,
+``depthwise_numba``'s stride phases): a 7 × 7 map's rows are shorter than one AVX-512 vector,
+so their loops run mostly as scalar remainders. Here a task takes CB channels of one image
+(CB = LANES·NV, at least 8), transposes their planes into a channels-last buffer with the
+padding's zeros around them (8 × 8 blocks in registers, ``transpose_numba``), and computes
+all CB channels of an output pixel as NV vectors:
+
+    Y[p] = Σ_t X[base_p + offset_t] ⊙ W[t]          (⊙: lane by lane, t = (a, b))
+
+``microkernel.lanewise_micro_kernel`` does MR pixels at a time, each tap's weight vectors
+loaded once for them. The result is transposed back into planes, the bias added on the way.
+The passes:
+
+    forward          the sum above; the padding cells are terms (0 · w), as in PyTorch's
+                     forward pass on the padded input
+    input gradient   stride 1: dx = dy, padded by d·(k − 1) − lo before it, ⋆ the flipped
+                     kernel (docs/concepts.md §13); the zeros around dy are terms, so w must
+                     be finite (``registry.NEEDS_FINITE``)
+    weight gradient  the tile's rows are the taps and its loop runs over the pixels:
+                     dW[t] = Σ_n Σ_p X[base_p + offset_t] ⊙ DY[p], only real pixels' terms
+
+A channel block past C (C not a multiple of CB) fills its spare lanes with zeros, computes
+them and drops them.
+"""
+import numba
+import numpy as np
+
+from .. import tuning
+from ..cpu import host
+from .microkernel import LANES, lanewise_micro_kernel
+from .transpose_numba import transpose8, transpose8_shift
+
+VECTORS = max(1, 8 // LANES)  # NV: vectors per pixel, so that a block is whole 8 × 8 transposes
+BLOCK = LANES * VECTORS  # CB: channels per task
+# MR: pixels per tile, MR·NV accumulators + NV weight vectors + one loaded x vector in the
+# registers (8 × 1 on AVX-512 and AVX2: 10 of 16 registers; 6 × 2 on 128-bit SSE: 15)
+PIXELS = min(8, (host().registers - VECTORS - 1) // VECTORS)
+# MR of the weight gradient, whose rows are taps: a 3 × 3 kernel's nine where they fit
+TAP_ROWS = 9 if 10 * VECTORS + 1 <= host().registers else PIXELS
+_FLOAT = 4  # bytes
+
+
+@numba.njit(cache=True)
+def _transposed(planes, n, c0, count, dense):
+    """dense[p, l] = planes[n, c0 + l, p] for l < count, zeros for count ≤ l < CB (planes:
+    (N, C, P), dense: (≥ P, CB))."""
+    size = planes.shape[2]
+    if count == BLOCK:
+        whole = size // 8 * 8
+        src0 = planes.ctypes.data + ((n * planes.shape[1] + c0) * size) * _FLOAT
+        dst0 = dense.ctypes.data
+        for l0 in range(0, BLOCK, 8):
+            for p in range(0, whole, 8):
+                transpose8(src0 + (l0 * size + p) * _FLOAT, size,
+                           dst0 + (p * BLOCK + l0) * _FLOAT, BLOCK)
+        first = whole
+    else:
+        first = 0
+    for p in range(first, size):
+        for lane in range(count):
+            dense[p, lane] = planes[n, c0 + lane, p]
+        for lane in range(count, BLOCK):
+            dense[p, lane] = 0.0
+
+
+@numba.njit(cache=True)
+def _to_lanes(planes, n, c0, count, cols, dense, buf, top, left, steps=(1, 1)):
+    """buf[i·s + top, j·s' + left, l] = planes[n, c0 + l, i·cols + j], (s, s') = ``steps``
+    (planes: (N, C, rows·cols), buf: (rows', cols', CB)), by way of ``dense`` (≥ rows·cols,
+    CB) unless buf is the plane itself; the lanes from count on are zeros."""
+    if top == 0 and left == 0 and steps == (1, 1) and buf.shape[1] == cols:
+        _transposed(planes, n, c0, count, buf.reshape(-1, BLOCK))
+        return
+    _transposed(planes, n, c0, count, dense)
+    for i in range(planes.shape[2] // cols):
+        for j in range(cols):
+            for lane in range(BLOCK):  # one vector move per cell (a slice copy ran 2× slower)
+                buf[i * steps[0] + top, j * steps[1] + left, lane] = dense[i * cols + j, lane]
+
+
+@numba.njit(cache=True)
+def _to_planes(dense, out, n, c0, count, bias):
+    """out[n, c0 + l, p] = dense[p, l] (+ bias[c0 + l] unless ``bias`` is empty), l < count
+    (out: (N, C, P))."""
+    size = out.shape[2]
+    shifted = bias.size > 0
+    if count == BLOCK:
+        whole = size // 8 * 8
+        src0 = dense.ctypes.data
+        dst0 = out.ctypes.data + ((n * out.shape[1] + c0) * size) * _FLOAT
+        for l0 in range(0, BLOCK, 8):
+            for p in range(0, whole, 8):
+                if shifted:
+                    transpose8_shift(src0 + (p * BLOCK + l0) * _FLOAT, BLOCK,
+                                     dst0 + (l0 * size + p) * _FLOAT, size,
+                                     bias.ctypes.data + (c0 + l0) * _FLOAT)
+                else:
+                    transpose8(src0 + (p * BLOCK + l0) * _FLOAT, BLOCK,
+                               dst0 + (l0 * size + p) * _FLOAT, size)
+        first = whole
+    else:
+        first = 0
+    for lane in range(count):
+        shift = bias[c0 + lane] if shifted else np.float32(0.0)
+        for p in range(first, size):
+            out[n, c0 + lane, p] = dense[p, lane] + shift if shifted else dense[p, lane]
+
+
+@numba.njit(cache=True)
+def _tiles(x, base, offset, taps, weights, ldw, c, c_row, accumulate, rows):
+    """The lane-wise micro-kernel, ``rows`` (MR) rows at a time over all of base's:
+    C[c_row[i] + j] (+)= Σ_{t < taps} x[base[i] + offset[t] + j] · weights[t·ldw + j]
+    (base and c_row padded to a multiple of MR, ``_padded``)."""
+    xa, ba, oa, wa = x.ctypes.data, base.ctypes.data, offset.ctypes.data, weights.ctypes.data
+    ca, ra = c.ctypes.data, c_row.ctypes.data
+    for i in range(0, base.size, rows):
+        lanewise_micro_kernel(taps, xa, ba + 8 * i, oa, wa, ldw, ca, ra + 8 * i, accumulate,
+                              rows, VECTORS)
+
+
+@numba.njit(cache=True)
+def _lane_weights(w, flip):
+    """w (C, 1, KH, KW) -> (⌈C / CB⌉, KH·KW, CB): block b's tap t = (a, b) as a vector of its
+    channels, zeros past C; ``flip`` reverses both kernel axes."""
+    channels, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    out = np.zeros(((channels + BLOCK - 1) // BLOCK, kh * kw, BLOCK), np.float32)
+    for c in range(channels):
+        for a in range(kh):
+            for b in range(kw):
+                tap = (kh - 1 - a) * kw + kw - 1 - b if flip else a * kw + b
+                out[c // BLOCK, tap, c % BLOCK] = w[c, 0, a, b]
+    return out
+
+
+@numba.njit(cache=True)
+def _padded(values, rows):
+    """values with its last entry repeated up to a multiple of ``rows`` (a ragged last tile
+    recomputes a row and stores the same values again)."""
+    out = np.empty(-(-values.size // rows) * rows, np.int64)
+    out[:values.size] = values
+    out[values.size:] = values[-1]
+    return out
+
+
+@numba.njit(cache=True)
+def _tables(kh, kw, dh, dw, out_rows, out_cols, sh, sw, pitch):
+    """Offsets in floats into a channels-last buffer of ``pitch`` cells per row: tap t =
+    (a, b) at offset[t]; output pixel p = (r, q)'s corner at corner[p] and its row of a dense
+    (P, CB) result at row[p], both padded to a multiple of MR (``_padded``)."""
+    offset = np.empty(kh * kw, np.int64)
+    for a in range(kh):
+        for b in range(kw):
+            offset[a * kw + b] = (a * dh * pitch + b * dw) * BLOCK
+    size = out_rows * out_cols
+    corner = np.empty(size, np.int64)
+    for r in range(out_rows):
+        for q in range(out_cols):
+            corner[r * out_cols + q] = (r * sh * pitch + q * sw) * BLOCK
+    return offset, _padded(corner, PIXELS), _padded(np.arange(size) * BLOCK, PIXELS)
+
+
+@numba.njit(parallel=True, cache=True)
+def _correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows, buf_cols, out,
+               runs):
+    """out (N, C, R, Q) = the correlation of x (N, C, H, W), its cells ``steps`` apart from
+    (top, left) on in a buffer of buf_rows × buf_cols zero cells, with the kernels ``lane_w``
+    (``_lane_weights``; taps at ``offset``, output pixels' corners at ``corner``,
+    ``_tables``), plus the bias (none if empty): the forward pass (steps 1), and the input
+    gradient (steps: the layer's stride)."""
+    n_images, channels, rows, cols = x.shape
+    out_rows, out_cols = out.shape[2], out.shape[3]
+    blocks, taps = lane_w.shape[0], lane_w.shape[1]
+    tasks = n_images * blocks
+    runs = max(1, min(tasks, runs))
+    planes = x.reshape(n_images, channels, rows * cols)
+    out_planes = out.reshape(n_images, channels, out_rows * out_cols)
+    for run in numba.prange(runs):
+        buf = np.zeros((buf_rows, buf_cols, BLOCK), np.float32)
+        dense = np.empty((rows * cols, BLOCK), np.float32)
+        result = np.empty((out_rows * out_cols, BLOCK), np.float32)
+        for task in range(run * tasks // runs, (run + 1) * tasks // runs):
+            n, block = task // blocks, task % blocks
+            c0 = block * BLOCK
+            count = min(BLOCK, channels - c0)
+            _to_lanes(planes, n, c0, count, cols, dense, buf, top, left, steps)
+            _tiles(buf, corner, offset, taps, lane_w[block], BLOCK, result, row, 0, PIXELS)
+            _to_planes(result, out_planes, n, c0, count, bias)
+
+
+@numba.njit(parallel=True, cache=True)
+def _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial):
+    """partial[s, b, t] = Σ_{n in share s} Σ_p X[corner_p + offset_t] ⊙ DY[p] for channel
+    block b and tap t < T: the weight gradient, the images split into partial.shape[0]
+    shares. The taps are the tile's rows, MR_w = TAP_ROWS at a time; rows T and on of
+    partial are the ragged last tile's spare rows."""
+    n_images, channels, rows, cols = x.shape
+    out_rows, out_cols = dy.shape[2], dy.shape[3]
+    shares, blocks = partial.shape[0], partial.shape[1]
+    tap_base = _padded(offset, TAP_ROWS)
+    tap_rows = np.arange(tap_base.size) * BLOCK
+    planes = x.reshape(n_images, channels, rows * cols)
+    dy_planes = dy.reshape(n_images, channels, out_rows * out_cols)
+    for task in numba.prange(shares * blocks):
+        share, block = task // blocks, task % blocks
+        c0 = block * BLOCK
+        count = min(BLOCK, channels - c0)
+        buf = np.zeros((buf_rows, buf_cols, BLOCK), np.float32)
+        dense = np.empty((rows * cols, BLOCK), np.float32)
+        dy_lanes = np.empty((out_rows, out_cols, BLOCK), np.float32)
+        sums = partial[share, block]
+        sums[:] = 0.0
+        for n in range(share * n_images // shares, (share + 1) * n_images // shares):
+            _to_lanes(planes, n, c0, count, cols, dense, buf, top, left)
+            _to_lanes(dy_planes, n, c0, count, out_cols, dense, dy_lanes, 0, 0)
+            _tiles(buf, tap_base, corner, out_rows * out_cols, dy_lanes, BLOCK, sums, tap_rows,
+                   1, TAP_ROWS)
+
+
+def _runs():
+    return tuning.value("depthwise_runs_per_thread") * numba.get_num_threads()
+
+
+def _c(array):
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def forward(x, w, pads, stride, dilation, out_shape, bias=None):
+    """y (N, C, *out_shape) of x (N, C, H, W) unpadded, w (C, 1, KH, KW), zero ``pads``
+    ((top, bottom), (left, right)), plus the bias."""
+    (top, bottom), (left, right) = pads
+    buf_rows, buf_cols = x.shape[2] + top + bottom, x.shape[3] + left + right
+    kh, kw = w.shape[2:]
+    offset, corner, row = _tables(kh, kw, dilation[0], dilation[1], *out_shape, *stride,
+                                  buf_cols)
+    out = np.empty(x.shape[:2] + tuple(out_shape), np.float32)
+    _correlate(_c(x), _lane_weights(_c(w), False), offset, corner, row,
+               _c(bias) if bias is not None else _NO_BIAS, top, left, (1, 1), buf_rows,
+               buf_cols, out, _runs())
+    return out
+
+
+def backward_input(dy, w, spatial, pads, stride, dilation):
+    """dx (N, C, *spatial) inside the padding ``pads`` from dy (N, C, R, Q): dy's cells
+    ``stride`` apart (zeros between them) from d·(k − 1) − lo on in a zero buffer of
+    spatial + d·(k − 1) cells, ⋆ the flipped kernel. dy's cells that would fall outside the
+    buffer reach only the padding's gradient, and are left out."""
+    kh, kw = w.shape[2:]
+    reach = (dilation[0] * (kh - 1), dilation[1] * (kw - 1))
+    buf = (spatial[0] + reach[0], spatial[1] + reach[1])
+    window, at = [], []
+    for axis in range(2):
+        shift, step = reach[axis] - pads[axis][0], stride[axis]
+        first = -(min(0, shift) // step)  # the first cell i with i·step + shift ≥ 0
+        last = min(dy.shape[2 + axis], (buf[axis] - 1 - shift) // step + 1)
+        window.append(slice(first, max(first, last)))
+        at.append(first * step + shift)
+    dy = dy[:, :, window[0], window[1]]
+    if dy.size == 0:
+        return np.zeros(dy.shape[:2] + tuple(spatial), np.float32)
+    offset, corner, row = _tables(kh, kw, dilation[0], dilation[1], *spatial, 1, 1, buf[1])
+    dx = np.empty(dy.shape[:2] + tuple(spatial), np.float32)
+    _correlate(_c(dy), _lane_weights(_c(w), True), offset, corner, row, _NO_BIAS, at[0], at[1],
+               tuple(stride), buf[0], buf[1], dx, _runs())
+    return dx
+
+
+def backward_weight(x, dy, kernel, pads, stride, dilation):
+    """dw (C, 1, KH, KW) of x (N, C, H, W) unpadded and dy (N, C, R, Q)."""
+    (top, bottom), (left, right) = pads
+    buf_rows, buf_cols = x.shape[2] + top + bottom, x.shape[3] + left + right
+    kh, kw = kernel
+    offset, corner, _ = _tables(kh, kw, dilation[0], dilation[1], *dy.shape[2:], *stride,
+                                buf_cols)
+    channels, blocks = x.shape[1], -(-x.shape[1] // BLOCK)
+    # enough tasks for the threads when the channel blocks are few: the images in shares
+    shares = max(1, min(x.shape[0], -(-2 * numba.get_num_threads() // blocks)))
+    partial = np.empty((shares, blocks, -(-kh * kw // TAP_ROWS) * TAP_ROWS, BLOCK), np.float32)
+    _weight(_c(x), _c(dy), offset, corner, top, left, buf_rows, buf_cols, partial)
+    lanes = (partial.sum(axis=0) if shares > 1 else partial[0])[:, :kh * kw]
+    dw = lanes.transpose(0, 2, 1).reshape(blocks * BLOCK, kh * kw)[:channels]
+    return np.ascontiguousarray(dw).reshape(channels, 1, kh, kw)
+
+
+_NO_BIAS = np.empty(0, np.float32)

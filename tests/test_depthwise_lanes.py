@@ -1,0 +1,108 @@
+"""The depthwise kernels with channels on the vector lanes (``kernels/depthwise_lanes_numba.py``,
+the conv algorithm 'lanes') against PyTorch in float64 and the reference loops: 2-D layers of
+any stride, dilation, kernel and asymmetric padding (wider than the kernel's reach too), maps
+from 1 × 1 up, channel counts around the block of CB lanes (partial blocks' spare lanes), and
+pixel counts around the tile's MR (ragged tiles)."""
+import numpy as np
+import torch
+import torch.nn.functional as TF
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from torch_oracle import assert_close
+
+from cnnkit import reference
+from cnnkit.kernels import conv, depthwise_lanes_numba as lanes
+
+BLOCK = lanes.BLOCK
+
+
+@st.composite
+def layers(draw):
+    def pair(values):
+        return tuple(draw(st.sampled_from(values)) for _ in range(2))
+    kernel, stride, dilation = pair((1, 2, 3, 5)), pair((1, 2, 3)), pair((1, 2))
+    pads = [tuple(draw(st.lists(st.integers(0, 5), min_size=2, max_size=2))) for _ in range(2)]
+    spatial = pair((1, 2, 3, 7, 9, 14))
+    assume(all(s + lo + hi >= d * (k - 1) + 1
+               for s, (lo, hi), k, d in zip(spatial, pads, kernel, dilation)))
+    channels = draw(st.sampled_from((1, 3, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 5)))
+    return dict(n=draw(st.integers(1, 3)), c=channels, kernel=kernel, stride=stride,
+                dilation=dilation, spatial=spatial, pads=pads)
+
+
+def random_layer(layer, rng):
+    n, c = layer["n"], layer["c"]
+    x = rng.standard_normal((n, c) + layer["spatial"]).astype(np.float32)
+    w = rng.standard_normal((c, 1) + layer["kernel"]).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    out = tuple((s + lo + hi - d * (k - 1) - 1) // st + 1 for s, (lo, hi), k, d, st in zip(
+        layer["spatial"], layer["pads"], layer["kernel"], layer["dilation"], layer["stride"]))
+    return x, w, b, rng.standard_normal((n, c) + out).astype(np.float32)
+
+
+def torch_passes(x, w, b, dy, layer):
+    """y, dx and dw in float64, from x padded first (the kernels' zeros)."""
+    flat = [p for lo_hi in reversed(layer["pads"]) for p in lo_hi]
+    xt, wt, bt = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (x, w, b))
+    yt = TF.conv2d(TF.pad(xt, flat), wt, bt, layer["stride"], 0, layer["dilation"], x.shape[1])
+    yt.backward(torch.tensor(dy, dtype=torch.float64))
+    return [t.detach().numpy() for t in (yt, xt.grad, wt.grad)]
+
+
+def forced_passes(x, w, b, dy, layer):
+    """The three passes through the dispatcher with 'lanes' forced."""
+    pads, stride, dilation = layer["pads"], layer["stride"], layer["dilation"]
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pads))
+    groups = x.shape[1]
+    with conv.using(algorithm="lanes"):
+        y = conv.conv_forward(x, w, stride, dilation, groups, pads, bias=b)
+        dx = conv.conv_backward_input(dy, w, padded, stride, dilation, groups, pads)
+        dw = conv.conv_backward_weight(x, dy, w.shape[2:], stride, dilation, groups, pads)
+    return y, dx, dw
+
+
+@settings(max_examples=80, deadline=None)
+@given(layers(), st.integers(0, 2**32 - 1))
+def test_all_passes_match_torch(layer, seed):
+    x, w, b, dy = random_layer(layer, np.random.default_rng(seed))
+    taps = int(np.prod(layer["kernel"]))
+    terms = (taps, taps, x.shape[0] * dy[0, 0].size)
+    for name, ours, theirs, n_terms in zip(("forward", "input", "weight"),
+                                           forced_passes(x, w, b, dy, layer),
+                                           torch_passes(x, w, b, dy, layer), terms):
+        assert ours.dtype == np.float32
+        assert_close(ours, theirs.astype(np.float32), np.float32, terms=n_terms, name=name)
+
+
+def test_small_layer_matches_the_reference_loops():
+    """Two blocks and a partial one, a ragged last tile, asymmetric padding, stride 1 and 2,
+    against ``cnnkit.reference``'s literal sums."""
+    rng = np.random.default_rng(0)
+    c = 2 * BLOCK + 3
+    x = rng.standard_normal((2, c, 5, 6)).astype(np.float32)
+    w = rng.standard_normal((c, 1, 3, 2)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    pads = ((1, 2), (0, 1))
+    for stride in ((1, 1), (2, 1)):
+        layer = dict(pads=pads, stride=stride, dilation=(1, 1))
+        ref_y = reference.conv2d_forward(x, w, b, stride, ((1, 2), (0, 1)), 1, c)
+        dy = rng.standard_normal(ref_y.shape).astype(np.float32)
+        y, dx, dw = forced_passes(x, w, b, dy, layer)
+        np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dw, reference.conv_backward_weight(
+            dy, x, w.shape, stride, ((1, 2), (0, 1)), 1, c), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dx, reference.conv_backward_input(
+            dy, x.shape, w, stride, ((1, 2), (0, 1)), 1, c), rtol=1e-5, atol=1e-5)
+
+
+def test_weight_gradient_sums_every_image_share():
+    """More shares of images than one (few channel blocks for the threads): each image's
+    products counted once."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((7, BLOCK, 4, 4)).astype(np.float32)
+    dy = rng.standard_normal((7, BLOCK, 4, 4)).astype(np.float32)
+    dw = lanes.backward_weight(x, dy, (3, 3), ((1, 1), (1, 1)), (1, 1), (1, 1))
+    _, _, expected = torch_passes(x, np.zeros((BLOCK, 1, 3, 3), np.float32),
+                                  np.zeros(BLOCK, np.float32), dy,
+                                  dict(pads=((1, 1), (1, 1)), stride=(1, 1), dilation=(1, 1)))
+    np.testing.assert_allclose(dw, expected, rtol=1e-4, atol=1e-4)
