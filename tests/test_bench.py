@@ -226,3 +226,21 @@ def test_interleaved_turns_time_calls_back_to_back(back_to_back, order):
     best = timing.best_of_interleaved([lambda: calls.append("a"), lambda: calls.append("b")],
                                       repeats=2, warmup=0, back_to_back=back_to_back)
     assert "".join(calls) == order and len(best) == 2
+
+
+def test_depthwise_bench_times_lanes_against_the_pick_without_them():
+    from cnnkit.bench import depthwise
+    lines = []
+    rows = depthwise.measure(layers=((2, 16, 5, 3, 2),), repeats=1, log=lines.append)
+    assert [row[1] for row in rows] == ["forward", "input", "weight"]
+    assert all(row[3] != "lanes" and min(row[4:]) > 0 for row in rows)
+    assert len(lines) == 3 and lines[0].startswith("| 2 × 16 × 5², 3 × 3/2 | forward |")
+
+
+@pytest.mark.parametrize("args, message", [(["--only", "99"], "--only: expected indices"),
+                                           (["--repeats", "0"], "--repeats: expected")])
+def test_depthwise_bench_refuses_bad_arguments(args, message, capsys):
+    from cnnkit.bench import depthwise
+    with pytest.raises(SystemExit) as stop:
+        depthwise.main(args)
+    assert stop.value.code == 2 and message in capsys.readouterr().err

@@ -106,3 +106,16 @@ def test_weight_gradient_sums_every_image_share():
                                   np.zeros(BLOCK, np.float32), dy,
                                   dict(pads=((1, 1), (1, 1)), stride=(1, 1), dilation=(1, 1)))
     np.testing.assert_allclose(dw, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_fused_bias_gradient_is_the_sum_of_dy():
+    """The bias gradient summed from dy's transposed copies: partial blocks, image shares."""
+    rng = np.random.default_rng(2)
+    for c in (3, BLOCK + 1):
+        x = rng.standard_normal((5, c, 6, 5)).astype(np.float32)
+        dy = rng.standard_normal((5, c, 3, 3)).astype(np.float32)
+        dw, db = lanes.backward_weight(x, dy, (3, 2), ((1, 0), (0, 1)), (2, 2), (1, 1),
+                                       with_bias=True)
+        np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3), dtype=np.float64), rtol=1e-6)
+        np.testing.assert_array_equal(dw, lanes.backward_weight(
+            x, dy, (3, 2), ((1, 0), (0, 1)), (2, 2), (1, 1)))

@@ -27,7 +27,7 @@ CONV_CASES = {
 # shapes shows here (same columns, plus dilation): channel counts of three vectors, small maps
 # with many channels, 1×1 expansions, a stem, dilated and grouped layers (4 groups at stride 1
 # and 2; a ResNeXt block's 32 groups of 4 channels), depthwise layers (5 × 5; MobileNet's 3 × 3
-# at stride 2, and on 14 × 14 maps of 384 channels), 1-D and 3-D.
+# at stride 2, on 14 × 14 maps of 384 channels and on 7 × 7 maps of 960), 1-D and 3-D.
 MORE_CASES = {
     "c3x3_96": (2, 16, 96, 96, (28, 28), 3, 1, 1, 1),
     "c3x3_48": (2, 32, 48, 48, (32, 32), 3, 1, 1, 1),
@@ -44,6 +44,7 @@ MORE_CASES = {
     "dw5x5": (2, 16, 96, 96, (28, 28), 5, 1, 2, 96),
     "dw3x3_s2": (2, 16, 96, 96, (56, 56), 3, 2, 1, 96),
     "dw3x3_14": (2, 16, 384, 384, (14, 14), 3, 1, 1, 384),
+    "dw3x3_7": (2, 16, 960, 960, (7, 7), 3, 1, 1, 960),
     "conv1d": (1, 16, 64, 128, (1024,), 3, 1, 1, 1),
     "conv1d_s2": (1, 16, 64, 64, (2048,), 7, 2, 3, 1),
     "conv3d": (3, 2, 32, 32, (16, 16, 16), 3, 1, 1, 1),

@@ -193,11 +193,13 @@ def _correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows,
 
 
 @numba.njit(parallel=True, cache=True)
-def _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial):
+def _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_partial):
     """partial[s, b, t] = Σ_{n in share s} Σ_p X[corner_p + offset_t] ⊙ DY[p] for channel
     block b and tap t < T: the weight gradient, the images split into partial.shape[0]
     shares. The taps are the tile's rows, MR_w = TAP_ROWS at a time; rows T and on of
-    partial are the ragged last tile's spare rows."""
+    partial are the ragged last tile's spare rows. Unless ``bias_partial`` is empty,
+    bias_partial[s, b] = Σ_{n in share s} Σ_p DY[p] too, in float64, from dy's transposed
+    copy while it is in cache."""
     n_images, channels, rows, cols = x.shape
     out_rows, out_cols = dy.shape[2], dy.shape[3]
     shares, blocks = partial.shape[0], partial.shape[1]
@@ -214,11 +216,19 @@ def _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial):
         dy_lanes = np.empty((out_rows, out_cols, BLOCK), np.float32)
         sums = partial[share, block]
         sums[:] = 0.0
+        bias_sums = np.zeros(BLOCK, np.float64)
         for n in range(share * n_images // shares, (share + 1) * n_images // shares):
             _to_lanes(planes, n, c0, count, cols, dense, buf, top, left)
             _to_lanes(dy_planes, n, c0, count, out_cols, dense, dy_lanes, 0, 0)
             _tiles(buf, tap_base, corner, out_rows * out_cols, dy_lanes, BLOCK, sums, tap_rows,
                    1, TAP_ROWS)
+            if bias_partial.size:
+                for r in range(out_rows):
+                    for q in range(out_cols):
+                        for lane in range(BLOCK):
+                            bias_sums[lane] += dy_lanes[r, q, lane]
+        if bias_partial.size:
+            bias_partial[share, block] = bias_sums
 
 
 def _runs():
@@ -269,8 +279,9 @@ def backward_input(dy, w, spatial, pads, stride, dilation):
     return dx
 
 
-def backward_weight(x, dy, kernel, pads, stride, dilation):
-    """dw (C, 1, KH, KW) of x (N, C, H, W) unpadded and dy (N, C, R, Q)."""
+def backward_weight(x, dy, kernel, pads, stride, dilation, with_bias=False):
+    """dw (C, 1, KH, KW) of x (N, C, H, W) unpadded and dy (N, C, R, Q); with ``with_bias``
+    the pair (dw, db), db = Σ over images and positions of dy (summed in float64)."""
     (top, bottom), (left, right) = pads
     buf_rows, buf_cols = x.shape[2] + top + bottom, x.shape[3] + left + right
     kh, kw = kernel
@@ -280,10 +291,15 @@ def backward_weight(x, dy, kernel, pads, stride, dilation):
     # enough tasks for the threads when the channel blocks are few: the images in shares
     shares = max(1, min(x.shape[0], -(-2 * numba.get_num_threads() // blocks)))
     partial = np.empty((shares, blocks, -(-kh * kw // TAP_ROWS) * TAP_ROWS, BLOCK), np.float32)
-    _weight(_c(x), _c(dy), offset, corner, top, left, buf_rows, buf_cols, partial)
+    bias_partial = np.empty((shares, blocks, BLOCK) if with_bias else (0, 0, 0), np.float64)
+    _weight(_c(x), _c(dy), offset, corner, top, left, buf_rows, buf_cols, partial,
+            bias_partial)
     lanes = (partial.sum(axis=0) if shares > 1 else partial[0])[:, :kh * kw]
-    dw = lanes.transpose(0, 2, 1).reshape(blocks * BLOCK, kh * kw)[:channels]
-    return np.ascontiguousarray(dw).reshape(channels, 1, kh, kw)
+    dw = np.ascontiguousarray(lanes.transpose(0, 2, 1).reshape(blocks * BLOCK, kh * kw)
+                              [:channels]).reshape(channels, 1, kh, kw)
+    if not with_bias:
+        return dw
+    return dw, bias_partial.sum(axis=0).reshape(-1)[:channels].astype(np.float32)
 
 
 _NO_BIAS = np.empty(0, np.float32)

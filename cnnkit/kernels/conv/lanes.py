@@ -62,9 +62,10 @@ def input_pass(dy, w, g):
 
 
 def weight_from(source, dy, g, with_bias=False):
-    """From the unpadded input; the bias gradient is left to the dispatcher."""
-    return lanes.backward_weight(source.data, dy, g.kernel, g.pad_widths, g.stride,
-                                 g.dilation), None
+    """From the unpadded input, the bias gradient summed from dy's transposed copies."""
+    result = lanes.backward_weight(source.data, dy, g.kernel, g.pad_widths, g.stride,
+                                   g.dilation, with_bias)
+    return result if with_bias else (result, None)
 
 
 def weight_pass(xp, dy, g):
