@@ -18,14 +18,17 @@ The passes:
 
     forward          the sum above; the padding cells are terms (0 · w), as in PyTorch's
                      forward pass on the padded input
-    input gradient   stride 1: dx = dy, padded by d·(k − 1) − lo before it, ⋆ the flipped
-                     kernel (docs/concepts.md §13); the zeros around dy are terms, so w must
-                     be finite (``registry.NEEDS_FINITE``)
+    input gradient   dx = dy, padded by d·(k − 1) − lo before it and, at a stride s, with
+                     s − 1 zeros between its cells, ⋆ the flipped kernel (docs/concepts.md
+                     §13); those zeros are terms, so w must be finite
+                     (``registry.NEEDS_FINITE``)
     weight gradient  the tile's rows are the taps and its loop runs over the pixels:
-                     dW[t] = Σ_n Σ_p X[base_p + offset_t] ⊙ DY[p], only real pixels' terms
+                     dW[t] = Σ_n Σ_p X[base_p + offset_t] ⊙ DY[p], only real pixels' terms;
+                     the bias gradient Σ_n Σ_p DY[p] summed on the way, in float64
 
 A channel block past C (C not a multiple of CB) fills its spare lanes with zeros, computes
-them and drops them.
+them and drops them. A ragged last tile repeats its last pixel (stores the same values twice)
+or, for taps, writes rows that are dropped, so each tile height is compiled once.
 """
 import numba
 import numpy as np
