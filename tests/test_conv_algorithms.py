@@ -183,6 +183,12 @@ def test_heuristic_choices():
     assert pick(96, 96, (3, 3), (2, 2), 96, 8, (114, 114)) == "depthwise"
     assert pick(4, 4, (3, 3), (1, 1), 4, 16, (9, 9), pass_name="weight") == "depthwise"
     assert pick(32, 64, (3, 3), (1, 1), 32, 16, (9, 9), pass_name="weight") == "depthwise"
+    # grouped, 4 channels per group (a ResNeXt block's 32 groups): the forward pass and input
+    # gradient on the lanes at any map size, the weight gradient on the implicit GEMM
+    for padded in ((30, 30), (114, 114)):
+        assert pick(128, 128, (3, 3), (1, 1), 32, 16, padded) == "lanes"
+        assert pick(128, 128, (3, 3), (1, 1), 32, 16, padded, pass_name="input") == "lanes"
+    assert pick(128, 128, (3, 3), (1, 1), 32, 16, (30, 30), pass_name="weight") == "implicit"
     assert pick(128, 128, (3, 3), (1, 1), 128, 32, (34, 34), dtype=np.float64) == "depthwise"
     for pass_name in conv_kernels.PASSES:  # float32, groups 1: the implicit GEMM
         assert pick(64, 128, (3, 3), (1, 1), 1, 128, (9, 9), pass_name=pass_name) == "implicit"
@@ -225,10 +231,22 @@ def test_heuristic_choices():
     # groups narrower than a vector: at a stride, the input gradient on dense blocks of
     # groups; the forward pass and stride 1 on the implicit GEMM (the weight gradient's blocks
     # are its own, ``implicit.lane_groups``)
-    # (groups of 2 channels: narrower than a vector on every target, SSE's 4 lanes included)
-    assert pick(128, 128, (3, 3), (2, 2), 64, 16, (30, 30), pass_name="input") == "blocked"
-    assert pick(128, 128, (3, 3), (2, 2), 64, 16, (30, 30)) == "implicit"
-    assert pick(128, 128, (3, 3), (1, 1), 64, 16, (30, 30), pass_name="input") == "implicit"
+    # (groups of 2 channels: narrower than a vector on every target, SSE's 4 lanes included),
+    # where the lanes are not taken (they take these layers first, below)
+    def pick_without_lanes(*args, pass_name="forward"):
+        geometry = conv_kernels.ConvGeometry.of(
+            (args[5], args[0]) + args[6], (args[1], args[0] // args[4]) + args[2], args[3],
+            (1, 1), args[4], np.float32)
+        return next(name for name in conv_kernels.ALGORITHMS[1:]
+                    if conv_kernels.applies(name, geometry, pass_name) and
+                    conv_kernels.REGISTRY[name].wins(geometry, pass_name))
+    assert conv_kernels.ALGORITHMS[0] == "lanes"
+    assert pick_without_lanes(128, 128, (3, 3), (2, 2), 64, 16, (30, 30),
+                              pass_name="input") == "blocked"
+    assert pick_without_lanes(128, 128, (3, 3), (2, 2), 64, 16, (30, 30)) == "implicit"
+    assert pick_without_lanes(128, 128, (3, 3), (1, 1), 64, 16, (30, 30),
+                              pass_name="input") == "implicit"
+    assert pick(128, 128, (3, 3), (2, 2), 64, 16, (30, 30), pass_name="input") == "lanes"
     assert pick(128, 128, (3, 3), (2, 2), 4, 16, (30, 30), pass_name="input") == "implicit"
     # a non-finite weight: gemm for the input gradient (implicit pads dy), x still implicit's
     geometry = conv_kernels.ConvGeometry.of((2, 64, 9, 9), (128, 64, 3, 3), (1, 1), (1, 1))

@@ -1,8 +1,9 @@
-"""2-D depthwise layers with their channels on the vector lanes (Numba), for small maps.
+"""2-D depthwise and narrow grouped layers with their channels on the vector lanes (Numba).
 
-    y[n, c, r, q] = Σ_{a, b} w[c, 0, a, b] · X(n, c, r·sh + a·dh, q·sw + b·dw)
+    y[n, c, r, q] = Σ_{g < G} Σ_{a, b} w[c, g, a, b] · X(n, c − c % G + g, r·sh + a·dh, q·sw + b·dw)
 
-(one output channel per input channel; X is the input with its zero padding). The other
+(K = C channels in groups of G, G = 1 for a depthwise layer; X is the input with its zero
+padding). The other
 depthwise kernels put a plane's columns on the lanes (the 3 × 3 stencil, the row correlation,
 ``depthwise_numba``'s stride phases): a 7 × 7 map's rows are shorter than one AVX-512 vector,
 so their loops run mostly as scalar remainders. Here a task takes CB channels of one image
@@ -13,8 +14,9 @@ all CB channels of an output pixel as NV vectors:
     Y[p] = Σ_t X[base_p + offset_t] ⊙ W[t]          (⊙: lane by lane, t = (a, b))
 
 ``microkernel.lanewise_micro_kernel`` does MR pixels at a time, each tap's weight vectors
-loaded once for them. The result is transposed back into planes, the bias added on the way.
-The passes:
+loaded once for them; in groups, W[t] is G vectors, each multiplying one lane permutation of
+X's vector (lane c takes lane c − c % G + g), made in registers. The result is transposed back
+into planes, the bias added on the way. The passes (the weight gradient for G = 1 only):
 
     forward          the sum above; the padding cells are terms (0 · w), as in PyTorch's
                      forward pass on the padded input
@@ -40,9 +42,20 @@ from .transpose_numba import transpose8, transpose8_shift
 
 VECTORS = max(1, 8 // LANES)  # NV: vectors per pixel, so that a block is whole 8 × 8 transposes
 BLOCK = LANES * VECTORS  # CB: channels per task
-# MR: pixels per tile, MR·NV accumulators + NV weight vectors + one loaded x vector in the
-# registers (8 × 1 on AVX-512 and AVX2: 10 of 16 registers; 6 × 2 on 128-bit SSE: 15)
-PIXELS = min(8, (host().registers - VECTORS - 1) // VECTORS)
+
+
+def _pixels(width):
+    """MR, pixels per tile, for groups of ``width`` lanes: MR·NV accumulators, width·NV weight
+    vectors and one loaded x vector (plus its permuted copy in groups) in the registers (8 × 1
+    on AVX-512 and AVX2 for depthwise layers: 10 of 16 registers; 6 × 2 on 128-bit SSE: 15),
+    at most 8."""
+    spare = host().registers - width * VECTORS - (1 if width == 1 else VECTORS + 1)
+    return min(8, spare // VECTORS)
+
+
+# group widths with a tile of at least two pixels (1: depthwise), and their tiles' MR
+GROUP_WIDTHS = tuple(w for w in (1, 2, 4, 8, 16) if w <= LANES and _pixels(w) >= 2)
+PIXELS = _pixels(1)
 # MR of the weight gradient, whose rows are taps: a 3 × 3 kernel's nine where they fit
 TAP_ROWS = 9 if 10 * VECTORS + 1 <= host().registers else PIXELS
 _FLOAT = 4  # bytes
@@ -115,28 +128,36 @@ def _to_planes(dense, out, n, c0, count, bias):
 
 
 @numba.njit(cache=True)
-def _tiles(x, base, offset, taps, weights, ldw, c, c_row, accumulate, rows):
-    """The lane-wise micro-kernel, ``rows`` (MR) rows at a time over all of base's:
-    C[c_row[i] + j] (+)= Σ_{t < taps} x[base[i] + offset[t] + j] · weights[t·ldw + j]
-    (base and c_row padded to a multiple of MR, ``_padded``)."""
+def _tiles(x, base, offset, taps, weights, ldw, c, c_row, accumulate, rows, width):
+    """The lane-wise micro-kernel for groups of ``width`` lanes, ``rows`` (MR) rows at a time
+    over all of base's: C[c_row[i] + j] (+)= Σ_{t < taps} Σ_{g < width}
+    x[base[i] + offset[t] + j − j % width + g] · weights[t·ldw + g·CB + j] (base and c_row
+    padded to a multiple of MR, ``_padded``)."""
     xa, ba, oa, wa = x.ctypes.data, base.ctypes.data, offset.ctypes.data, weights.ctypes.data
     ca, ra = c.ctypes.data, c_row.ctypes.data
     for i in range(0, base.size, rows):
         lanewise_micro_kernel(taps, xa, ba + 8 * i, oa, wa, ldw, ca, ra + 8 * i, accumulate,
-                              rows, VECTORS)
+                              rows, VECTORS, width)
 
 
 @numba.njit(cache=True)
-def _lane_weights(w, flip):
-    """w (C, 1, KH, KW) -> (⌈C / CB⌉, KH·KW, CB): block b's tap t = (a, b) as a vector of its
-    channels, zeros past C; ``flip`` reverses both kernel axes."""
-    channels, kh, kw = w.shape[0], w.shape[2], w.shape[3]
-    out = np.zeros(((channels + BLOCK - 1) // BLOCK, kh * kw, BLOCK), np.float32)
+def _lane_weights(w, transposed):
+    """w (C, G, KH, KW), groups of G channels -> (⌈C / CB⌉, KH·KW, G, CB): block b's tap t =
+    (a, b) as G vectors of its channels, zeros past C. Lane c of vector g holds
+    w[c − c % G + g, c % G] with both kernel axes reversed when ``transposed`` (the input
+    gradient's kernels), else w[c, g]."""
+    channels, width, kh, kw = w.shape
+    out = np.zeros(((channels + BLOCK - 1) // BLOCK, kh * kw, width, BLOCK), np.float32)
     for c in range(channels):
-        for a in range(kh):
-            for b in range(kw):
-                tap = (kh - 1 - a) * kw + kw - 1 - b if flip else a * kw + b
-                out[c // BLOCK, tap, c % BLOCK] = w[c, 0, a, b]
+        for g in range(width):
+            for a in range(kh):
+                for b in range(kw):
+                    if transposed:
+                        value = w[c - c % width + g, c % width, a, b]
+                        tap = (kh - 1 - a) * kw + kw - 1 - b
+                    else:
+                        value, tap = w[c, g, a, b], a * kw + b
+                    out[c // BLOCK, tap, g, c % BLOCK] = value
     return out
 
 
@@ -151,10 +172,10 @@ def _padded(values, rows):
 
 
 @numba.njit(cache=True)
-def _tables(kh, kw, dh, dw, out_rows, out_cols, sh, sw, pitch):
+def _tables(kh, kw, dh, dw, out_rows, out_cols, sh, sw, pitch, rows):
     """Offsets in floats into a channels-last buffer of ``pitch`` cells per row: tap t =
     (a, b) at offset[t]; output pixel p = (r, q)'s corner at corner[p] and its row of a dense
-    (P, CB) result at row[p], both padded to a multiple of MR (``_padded``)."""
+    (P, CB) result at row[p], both padded to a multiple of ``rows`` (MR, ``_padded``)."""
     offset = np.empty(kh * kw, np.int64)
     for a in range(kh):
         for b in range(kw):
@@ -164,35 +185,53 @@ def _tables(kh, kw, dh, dw, out_rows, out_cols, sh, sw, pitch):
     for r in range(out_rows):
         for q in range(out_cols):
             corner[r * out_cols + q] = (r * sh * pitch + q * sw) * BLOCK
-    return offset, _padded(corner, PIXELS), _padded(np.arange(size) * BLOCK, PIXELS)
+    return offset, _padded(corner, rows), _padded(np.arange(size) * BLOCK, rows)
 
 
 @numba.njit(parallel=True, cache=True)
 def _correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows, buf_cols, out,
-               runs):
+               runs, rows, width):
     """out (N, C, R, Q) = the correlation of x (N, C, H, W), its cells ``steps`` apart from
     (top, left) on in a buffer of buf_rows × buf_cols zero cells, with the kernels ``lane_w``
     (``_lane_weights``; taps at ``offset``, output pixels' corners at ``corner``,
     ``_tables``), plus the bias (none if empty): the forward pass (steps 1), and the input
-    gradient (steps: the layer's stride)."""
-    n_images, channels, rows, cols = x.shape
+    gradient (steps: the layer's stride). Groups of ``width`` channels, MR = ``rows``."""
+    numba.literally(rows)
+    numba.literally(width)
+    n_images, channels, x_rows, cols = x.shape
     out_rows, out_cols = out.shape[2], out.shape[3]
     blocks, taps = lane_w.shape[0], lane_w.shape[1]
     tasks = n_images * blocks
     runs = max(1, min(tasks, runs))
-    planes = x.reshape(n_images, channels, rows * cols)
+    planes = x.reshape(n_images, channels, x_rows * cols)
     out_planes = out.reshape(n_images, channels, out_rows * out_cols)
     for run in numba.prange(runs):
         buf = np.zeros((buf_rows, buf_cols, BLOCK), np.float32)
-        dense = np.empty((rows * cols, BLOCK), np.float32)
+        dense = np.empty((x_rows * cols, BLOCK), np.float32)
         result = np.empty((out_rows * out_cols, BLOCK), np.float32)
         for task in range(run * tasks // runs, (run + 1) * tasks // runs):
             n, block = task // blocks, task % blocks
             c0 = block * BLOCK
             count = min(BLOCK, channels - c0)
             _to_lanes(planes, n, c0, count, cols, dense, buf, top, left, steps)
-            _tiles(buf, corner, offset, taps, lane_w[block], BLOCK, result, row, 0, PIXELS)
+            _tiles(buf, corner, offset, taps, lane_w[block], width * BLOCK, result, row, 0,
+                   rows, width)
             _to_planes(result, out_planes, n, c0, count, bias)
+
+
+def _entry(width):
+    rows = _pixels(width)
+
+    @numba.njit(cache=True)
+    def correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows, buf_cols,
+                  out, runs):
+        _correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows, buf_cols,
+                   out, runs, rows, width)
+    return correlate
+
+
+# ``_correlate`` per group width, MR and the width compile-time constants of each
+CORRELATE = {width: _entry(width) for width in GROUP_WIDTHS}
 
 
 @numba.njit(parallel=True, cache=True)
@@ -224,7 +263,7 @@ def _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_
             _to_lanes(planes, n, c0, count, cols, dense, buf, top, left)
             _to_lanes(dy_planes, n, c0, count, out_cols, dense, dy_lanes, 0, 0)
             _tiles(buf, tap_base, corner, out_rows * out_cols, dy_lanes, BLOCK, sums, tap_rows,
-                   1, TAP_ROWS)
+                   1, TAP_ROWS, 1)
             if bias_partial.size:
                 for r in range(out_rows):
                     for q in range(out_cols):
@@ -243,22 +282,24 @@ def _c(array):
 
 
 def forward(x, w, pads, stride, dilation, out_shape, bias=None):
-    """y (N, C, *out_shape) of x (N, C, H, W) unpadded, w (C, 1, KH, KW), zero ``pads``
-    ((top, bottom), (left, right)), plus the bias."""
+    """y (N, C, *out_shape) of x (N, C, H, W) unpadded, w (C, G, KH, KW) (groups of G in
+    ``GROUP_WIDTHS`` channels, G = 1: depthwise), zero ``pads`` ((top, bottom), (left,
+    right)), plus the bias."""
     (top, bottom), (left, right) = pads
     buf_rows, buf_cols = x.shape[2] + top + bottom, x.shape[3] + left + right
-    kh, kw = w.shape[2:]
+    width, (kh, kw) = w.shape[1], w.shape[2:]
     offset, corner, row = _tables(kh, kw, dilation[0], dilation[1], *out_shape, *stride,
-                                  buf_cols)
+                                  buf_cols, _pixels(width))
     out = np.empty(x.shape[:2] + tuple(out_shape), np.float32)
-    _correlate(_c(x), _lane_weights(_c(w), False), offset, corner, row,
-               _c(bias) if bias is not None else _NO_BIAS, top, left, (1, 1), buf_rows,
-               buf_cols, out, _runs())
+    CORRELATE[width](_c(x), _lane_weights(_c(w), False), offset, corner, row,
+                     _c(bias) if bias is not None else _NO_BIAS, top, left, (1, 1), buf_rows,
+                     buf_cols, out, _runs())
     return out
 
 
 def backward_input(dy, w, spatial, pads, stride, dilation):
-    """dx (N, C, *spatial) inside the padding ``pads`` from dy (N, C, R, Q): dy's cells
+    """dx (N, C, *spatial) inside the padding ``pads`` from dy (N, C, R, Q) and w (C, G, KH,
+    KW) as for ``forward``: dy's cells
     ``stride`` apart (zeros between them) from d·(k − 1) − lo on in a zero buffer of
     spatial + d·(k − 1) cells, ⋆ the flipped kernel. dy's cells that would fall outside the
     buffer reach only the padding's gradient, and are left out."""
@@ -275,10 +316,12 @@ def backward_input(dy, w, spatial, pads, stride, dilation):
     dy = dy[:, :, window[0], window[1]]
     if dy.size == 0:
         return np.zeros(dy.shape[:2] + tuple(spatial), np.float32)
-    offset, corner, row = _tables(kh, kw, dilation[0], dilation[1], *spatial, 1, 1, buf[1])
+    width = w.shape[1]
+    offset, corner, row = _tables(kh, kw, dilation[0], dilation[1], *spatial, 1, 1, buf[1],
+                                  _pixels(width))
     dx = np.empty(dy.shape[:2] + tuple(spatial), np.float32)
-    _correlate(_c(dy), _lane_weights(_c(w), True), offset, corner, row, _NO_BIAS, at[0], at[1],
-               tuple(stride), buf[0], buf[1], dx, _runs())
+    CORRELATE[width](_c(dy), _lane_weights(_c(w), True), offset, corner, row, _NO_BIAS, at[0],
+                     at[1], tuple(stride), buf[0], buf[1], dx, _runs())
     return dx
 
 
@@ -289,7 +332,7 @@ def backward_weight(x, dy, kernel, pads, stride, dilation, with_bias=False):
     buf_rows, buf_cols = x.shape[2] + top + bottom, x.shape[3] + left + right
     kh, kw = kernel
     offset, corner, _ = _tables(kh, kw, dilation[0], dilation[1], *dy.shape[2:], *stride,
-                                buf_cols)
+                                buf_cols, PIXELS)
     channels, blocks = x.shape[1], -(-x.shape[1] // BLOCK)
     # enough tasks for the threads when the channel blocks are few: the images in shares
     shares = max(1, min(x.shape[0], -(-2 * numba.get_num_threads() // blocks)))

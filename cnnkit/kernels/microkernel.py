@@ -54,17 +54,20 @@ def gathered_micro_kernel(typingctx, taps, x, base, offset, b, b_offset, c, c_ro
 
 @intrinsic
 def lanewise_micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_row, accumulate, rows,
-                          vectors):
-    """``lanewise_micro_kernel(T, x, base, offset, b, ldb, c, c_row, accumulate, MR, NV)``: the
-    micro-kernel with x read as vectors too, lane by lane instead of broadcast,
-    C[c_row[i] + j] (+)= Σ_{t < T} x[base[i] + offset[t] + j] · b[t·ldb + j]: a product of
-    channels-last operands whose channels are independent, one per lane (a depthwise layer,
-    ``depthwise_lanes_numba``)."""
-    if not _literals(rows, vectors):
+                          vectors, width):
+    """``lanewise_micro_kernel(T, x, base, offset, b, ldb, c, c_row, accumulate, MR, NV, G)``:
+    the micro-kernel with x read as vectors too, lane by lane instead of broadcast, each lane
+    summing over the G lanes of its group (G divides LANES; G = 1: its own lane):
+    C[c_row[i] + j] (+)= Σ_{t < T} Σ_{g < G} x[base[i] + offset[t] + j − j % G + g] ·
+    b[t·ldb + g·LANES·NV + j]. A product of channels-last operands whose channels are
+    independent (a depthwise layer) or meet only within groups of G (a grouped layer of G
+    channels per group), ``depthwise_lanes_numba``; x's G lane permutations are made in
+    registers from one load."""
+    if not _literals(rows, vectors, width):
         return None
     codegen = _tile_codegen(rows.literal_value, vectors.literal_value, gathered=False,
-                            lanewise=True)
-    return types.void(*([types.intp] * 9), rows, vectors), codegen
+                            lanewise=True, width=width.literal_value)
+    return types.void(*([types.intp] * 9), rows, vectors, width), codegen
 
 
 @intrinsic
@@ -85,7 +88,7 @@ def prefetch(typingctx, address):
     return types.void(types.intp), codegen
 
 
-def _tile_codegen(rows, vectors, gathered, lanewise=False):
+def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1):
     """LLVM IR of the register tile: MR·NV vector accumulators live in phi nodes across the
     tap loop, so they stay in registers; B's row t starts at t·ldb, or at b_offset[t] when
     ``gathered``; x's terms are broadcast, or with ``lanewise`` vectors of their own."""
@@ -130,7 +133,10 @@ def _tile_codegen(rows, vectors, gathered, lanewise=False):
         b_row = builder.gep(b, [b_start])
         b_vec = [builder.load(builder.bitcast(builder.gep(b_row, [const(LANES * v)]),
                                               vec.as_pointer()), align=4)
-                 for v in range(vectors)]
+                 for v in range(vectors * width)]  # width > 1: lane group member g's at g·NV
+        masks = [ir.Constant(ir.VectorType(i32, LANES),
+                             [lane - lane % width + g for lane in range(LANES)])
+                 for g in range(width)]
         new = []
         for i in range(rows):
             x_at = builder.gep(x_rows[i], [shift])
@@ -142,8 +148,13 @@ def _tile_codegen(rows, vectors, gathered, lanewise=False):
                 value = builder.load(x_at, align=4)
                 x_vec = [builder.shuffle_vector(builder.insert_element(
                     undef, value, ir.Constant(i32, 0)), undef, splat_mask)] * vectors
-            new += [builder.call(fma, [x_vec[v], b_vec[v], acc[i * vectors + v]])
-                    for v in range(vectors)]
+            for v in range(vectors):
+                total = acc[i * vectors + v]
+                for g in range(width):
+                    term = x_vec[v] if width == 1 else builder.shuffle_vector(
+                        x_vec[v], undef, masks[g])
+                    total = builder.call(fma, [term, b_vec[g * vectors + v], total])
+                new.append(total)
         t_next = builder.add(t, const(1))
         t.add_incoming(t_next, loop)
         for a, n in zip(acc, new):

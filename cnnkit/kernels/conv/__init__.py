@@ -20,9 +20,10 @@ Several algorithms compute these same sums, each a module of this package; ``sel
 one per call and pass (``cnnkit.reference`` holds the literal loops they are all tested
 against). In the order the heuristic asks them (``registry.REGISTRY``):
 
-    'lanes'      2-D depthwise layers (one output channel per input channel), float32:
-                 a block of channels of one image transposed onto the vector lanes; small
-                 maps, and every such weight gradient (``lanes``)
+    'lanes'      2-D depthwise layers (one output channel per input channel) and groups
+                 of up to a vector's lanes (K = C), float32: a block of channels of one image
+                 transposed onto the vector lanes; depthwise layers' small maps and weight
+                 gradients, grouped layers' forward and input passes (``lanes``)
     'rows'       one input channel per group, float32, stride 1: forward and input gradient
                  on the register-tiled row correlation (``rows``)
     'blocked'    groups narrower than a vector, float32, strided: the implicit GEMM on blocks

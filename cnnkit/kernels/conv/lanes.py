@@ -1,30 +1,45 @@
-"""Depthwise layers with their channels on the vector lanes (``depthwise_lanes_numba``).
+"""Depthwise and narrow grouped layers with their channels on the vector lanes
+(``depthwise_lanes_numba``).
 
-2-D, float32, one output channel per input channel (K = C = groups): a task transposes CB
-channels of one image into a channels-last buffer and computes CB channels of a pixel per
-vector, where the other depthwise kernels vectorise along a plane's rows. All three passes;
-a strided input gradient multiplies the zeros between dy's cells too (s² times the terms of
-the sums, cheap beside the transposes on small maps).
+2-D, float32, K = C in groups of G channels, G = 1 (depthwise) up to the lanes of a vector
+(``GROUP_WIDTHS``): a task transposes CB channels of one image into a channels-last buffer and
+computes CB channels of a pixel per vector, each lane summing its group's G channels from
+permutations of one loaded vector, where the other depthwise kernels vectorise along a
+plane's rows and the implicit GEMM's narrow-group tiles fill most lanes with zeros. All three
+passes for depthwise layers, the forward pass and input gradient for grouped ones; a strided
+input gradient multiplies the zeros between dy's cells too (s² times the terms of the sums,
+cheap beside the transposes on small maps).
 
 Where it wins (``wins``), measured on a Zen 4 (AVX-512), 2 threads, ms, against what ran
 before on the same call (BENCHMARKS.md, "Depthwise layers with their channels on the lanes"):
-small maps, whose rows are shorter than a vector or two (16 images × 960 channels of 7 × 7,
-3 × 3: forward 0.46 against 1.11 on the 3 × 3 stencil, input gradient 0.47 against 1.31 on
-the row correlation, weight gradient 0.41 against 2.21 on ``depthwise``'s stride phases), and
-every weight gradient tried, up to 112 × 112 maps; not large maps' forward passes and input
-gradients (8 × 32 of 112 × 112: forward 2.25 against 1.04), nor a 3 × 3 stride-1 forward
-pass from 16 × 16 maps up (the stencil's rows are long enough there), nor layers of fewer
-channels than a block's CB lanes, which it fills with zeros.
+depthwise layers on small maps, whose rows are shorter than a vector or two (16 images × 960
+channels of 7 × 7, 3 × 3: forward 0.46 against 1.11 on the 3 × 3 stencil, input gradient
+0.47 against 1.31 on the row correlation, weight gradient 0.41 against 2.21 on
+``depthwise``'s stride phases), and every depthwise weight gradient tried, up to 112 × 112
+maps; grouped layers at every map size tried (a ResNeXt block's 32 groups of 4 channels, 16
+images of 56 × 56: forward 6.1 against 11.7 on the implicit GEMM). Not depthwise forward passes
+and input gradients of large maps (8 × 32 of 112 × 112: forward 2.25 against 1.04), nor a 3 × 3
+stride-1 forward pass from 16 × 16 maps up (the stencil's rows are long enough there), nor
+layers of fewer channels than a block's CB lanes, which it fills with zeros.
 """
 from ... import tuning
 from .. import depthwise_lanes_numba as lanes
 
 
+def _group_width(g):
+    """Channels per group (of input and output alike), or 0 where they differ or there is
+    one group (a dense layer is the implicit GEMM's)."""
+    return g.in_channels // g.groups if g.in_channels == g.out_channels and g.groups > 1 else 0
+
+
 def applies(geometry, pass_name):
-    """2-D, float32, K = C = groups, a non-empty output."""
+    """2-D, float32, K = C in G > 1 groups of ``GROUP_WIDTHS`` channels (1: depthwise), a
+    non-empty output; the weight gradient for depthwise layers only."""
     g = geometry
+    width = _group_width(g)
     return (g.batch > 0 and g.is_float32 and len(g.kernel) == 2 and
-            g.groups == g.in_channels == g.out_channels and min(g.out) > 0)
+            width in lanes.GROUP_WIDTHS and min(g.out) > 0 and
+            (pass_name != "weight" or width == 1))
 
 
 def _stencil_forward(g, pass_name):
@@ -33,13 +48,14 @@ def _stencil_forward(g, pass_name):
 
 
 def wins(geometry, pass_name):
-    """At least a block of channels; every weight gradient; forward passes and input
-    gradients of maps up to ``depthwise_lanes_max_width`` columns (padded), and up to
+    """At least a block of channels; every grouped layer's pass and depthwise weight
+    gradient; depthwise forward passes and input gradients of maps up to
+    ``depthwise_lanes_max_width`` columns (padded), and up to
     ``depthwise_lanes_stencil_max_width`` where the 3 × 3 stencil is the alternative."""
     g = geometry
     if g.in_channels < lanes.BLOCK:
         return False
-    if pass_name == "weight":
+    if pass_name == "weight" or _group_width(g) > 1:
         return True
     limit = ("depthwise_lanes_stencil_max_width" if _stencil_forward(g, pass_name)
              else "depthwise_lanes_max_width")
