@@ -6,7 +6,9 @@
 The MR × NR tile of C stays in MR·NV vector registers while t runs: per t it loads NV vectors
 of B, broadcasts MR values of x and issues MR·NV fused multiply-adds. Which product this is
 (a convolution's forward pass, either gradient, a single-channel correlation) is decided by
-the callers' index tables (``implicit_gemm_numba``, ``correlate_rows_numba``).
+the callers' index tables (``implicit_gemm_numba``, ``correlate_rows_numba``). A lane-wise
+form (``lanewise_micro_kernel``) loads x's terms as vectors too, for products whose channels
+are on the lanes (``depthwise_lanes_numba``).
 
 It is written in LLVM IR through Numba's ``intrinsic`` because Numba's own loops cannot be made
 to hold a 2-D accumulator in registers. Its shape is the target's: LANES float32 lanes per
@@ -91,7 +93,9 @@ def prefetch(typingctx, address):
 def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1):
     """LLVM IR of the register tile: MR·NV vector accumulators live in phi nodes across the
     tap loop, so they stay in registers; B's row t starts at t·ldb, or at b_offset[t] when
-    ``gathered``; x's terms are broadcast, or with ``lanewise`` vectors of their own."""
+    ``gathered``; x's terms are broadcast, or with ``lanewise`` vectors of their own, each
+    multiplied as it is (``width`` 1) or in ``width`` lane permutations, one per member of a
+    lane group, against B's ``width``·NV vectors of the tap."""
 
     def codegen(context, builder, signature, args):
         taps, x, base, offset, b, b_step, c, c_row, accumulate = args[:9]
