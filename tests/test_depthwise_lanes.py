@@ -131,3 +131,33 @@ def test_fused_bias_gradient_is_the_sum_of_dy():
         np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3), dtype=np.float64), rtol=1e-6)
         np.testing.assert_array_equal(dw, lanes.backward_weight(
             x, dy, (3, 2), ((1, 0), (0, 1)), (2, 2), (1, 1)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(layers(), st.integers(0, 2**32 - 1), st.integers(1, 3))
+def test_nan_and_inf_land_where_pytorch_puts_them(layer, seed, count):
+    """x and w holding NaN and ±inf (forward), dy holding them (input gradient; w finite, as
+    ``registry.NEEDS_FINITE`` asks), x and dy (depthwise weight gradient): each group's lanes
+    take only their own group's terms, and spare lanes and ragged tiles none."""
+    rng = np.random.default_rng(seed)
+    x, w, b, dy = random_layer(layer, rng)
+    specials = (np.nan, np.inf, -np.inf)
+    for a in (x, dy):
+        flat = a.reshape(-1)
+        flat[rng.integers(0, flat.size, count)] = [specials[i] for i in rng.integers(0, 3, count)]
+    w_special = w.copy()
+    w_special.reshape(-1)[rng.integers(0, w.size)] = specials[rng.integers(0, 3)]
+    taps = int(np.prod(layer["kernel"])) * layer["width"]
+    groups = x.shape[1] // w.shape[1]
+    with np.errstate(invalid="ignore", over="ignore"):
+        with conv.using(algorithm="lanes"):
+            y = conv.conv_forward(x, w_special, layer["stride"], layer["dilation"], groups,
+                                  layer["pads"], bias=b)
+        _, dx, dw = forced_passes(x, w, b, dy, layer)
+        expected_y = torch_passes(x, w_special, b, dy, layer)[0]
+        _, expected_dx, expected_dw = torch_passes(x, w, b, dy, layer)
+    assert_close(y, expected_y.astype(np.float32), np.float32, terms=taps, name="forward")
+    assert_close(dx, expected_dx.astype(np.float32), np.float32, terms=taps, name="input")
+    if dw is not None:
+        assert_close(dw, expected_dw.astype(np.float32), np.float32,
+                     terms=x.shape[0] * dy[0, 0].size, name="weight")
