@@ -170,7 +170,11 @@ def test_a_rank_that_dies_or_hangs_ends_the_run(tmp_path, how):
             process.wait()
     assert process.returncode != 0
     if how == "killed":
-        assert "BAD TERMINATION" in stdout + stderr
+        # mpiexec reports the dead rank, unless the survivor's collective fails first and
+        # MPICH aborts the run on that (seen once on a loaded CI machine): either ends it
+        printed = stdout + stderr
+        assert "BAD TERMINATION" in printed or (
+            "Abort" in printed and "Fatal error in internal_Allreduce" in printed), printed
     else:
         assert "rank 0 of 2: " in stderr and "did not complete within 3 s" in stderr
     checkpoint = load_checkpoint(out / "checkpoint.safetensors")  # intact: written atomically
