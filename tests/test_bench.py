@@ -237,6 +237,19 @@ def test_depthwise_bench_times_lanes_against_the_pick_without_them():
     assert len(lines) == 3 and lines[0].startswith("| 2 × 16 × 5², 3 × 3/2 | forward |")
 
 
+def test_depthwise_bench_times_grouped_layers_and_both_weight_tiles():
+    from cnnkit.bench import depthwise
+    lines = []
+    rows = depthwise.measure(layers=((2, 16, 5, 3, 1, 4),), repeats=1, log=lines.append)
+    assert [row[1] for row in rows] == ["forward", "input", "weight"]
+    assert lines[0].startswith("| 2 × 16 × 5², 3 × 3/1, groups of 4 | forward | lanes |")
+    lines = []
+    rows = depthwise.measure_spread(layers=((2, 16, 5, 3, 1), (2, 16, 5, 3, 1, 4)), repeats=1,
+                                    log=lines.append)
+    assert len(rows) == 1 and min(rows[0][1:3]) > 0 and rows[0][3] in ("rotate", "permute")
+    assert len(lines) == 1
+
+
 @pytest.mark.parametrize("args, message", [(["--only", "99"], "--only: expected indices"),
                                            (["--repeats", "0"], "--repeats: expected")])
 def test_depthwise_bench_refuses_bad_arguments(args, message, capsys):

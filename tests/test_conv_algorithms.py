@@ -183,12 +183,11 @@ def test_heuristic_choices():
     assert pick(96, 96, (3, 3), (2, 2), 96, 8, (114, 114)) == "depthwise"
     assert pick(4, 4, (3, 3), (1, 1), 4, 16, (9, 9), pass_name="weight") == "depthwise"
     assert pick(32, 64, (3, 3), (1, 1), 32, 16, (9, 9), pass_name="weight") == "depthwise"
-    # grouped, 4 channels per group (a ResNeXt block's 32 groups): the forward pass and input
-    # gradient on the lanes at any map size, the weight gradient on the implicit GEMM
+    # grouped, 4 channels per group (a ResNeXt block's 32 groups): every pass on the lanes at
+    # any map size
     for padded in ((30, 30), (114, 114)):
-        assert pick(128, 128, (3, 3), (1, 1), 32, 16, padded) == "lanes"
-        assert pick(128, 128, (3, 3), (1, 1), 32, 16, padded, pass_name="input") == "lanes"
-    assert pick(128, 128, (3, 3), (1, 1), 32, 16, (30, 30), pass_name="weight") == "implicit"
+        for pass_name in conv_kernels.PASSES:
+            assert pick(128, 128, (3, 3), (1, 1), 32, 16, padded, pass_name=pass_name) == "lanes"
     assert pick(128, 128, (3, 3), (1, 1), 128, 32, (34, 34), dtype=np.float64) == "depthwise"
     for pass_name in conv_kernels.PASSES:  # float32, groups 1: the implicit GEMM
         assert pick(64, 128, (3, 3), (1, 1), 1, 128, (9, 9), pass_name=pass_name) == "implicit"

@@ -55,18 +55,13 @@ def torch_passes(x, w, b, dy, layer):
 
 
 def forced_passes(x, w, b, dy, layer):
-    """The three passes through the dispatcher with 'lanes' forced (None for a grouped
-    layer's weight gradient, which it does not compute: refused)."""
+    """The three passes through the dispatcher with 'lanes' forced."""
     pads, stride, dilation = layer["pads"], layer["stride"], layer["dilation"]
     padded = tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pads))
     groups = x.shape[1] // w.shape[1]
     with conv.using(algorithm="lanes"):
         y = conv.conv_forward(x, w, stride, dilation, groups, pads, bias=b)
         dx = conv.conv_backward_input(dy, w, padded, stride, dilation, groups, pads)
-        if w.shape[1] > 1:
-            with pytest.raises(conv.NotApplicable, match="'lanes' does not apply"):
-                conv.conv_backward_weight(x, dy, w.shape[2:], stride, dilation, groups, pads)
-            return y, dx, None
         dw = conv.conv_backward_weight(x, dy, w.shape[2:], stride, dilation, groups, pads)
     return y, dx, dw
 
@@ -80,31 +75,30 @@ def test_all_passes_match_torch(layer, seed):
     for name, ours, theirs, n_terms in zip(("forward", "input", "weight"),
                                            forced_passes(x, w, b, dy, layer),
                                            torch_passes(x, w, b, dy, layer), terms):
-        if ours is None:
-            continue
         assert ours.dtype == np.float32
         assert_close(ours, theirs.astype(np.float32), np.float32, terms=n_terms, name=name)
 
 
-def test_small_layer_matches_the_reference_loops():
+@pytest.mark.parametrize("width", lanes.GROUP_WIDTHS)
+def test_small_layer_matches_the_reference_loops(width):
     """Two blocks and a partial one, a ragged last tile, asymmetric padding, stride 1 and 2,
-    against ``cnnkit.reference``'s literal sums."""
-    rng = np.random.default_rng(0)
-    c = 2 * BLOCK + 3
+    against ``cnnkit.reference``'s literal sums, groups of each width."""
+    rng = np.random.default_rng(width)
+    c = 2 * BLOCK + max(3 // width, 1) * width
     x = rng.standard_normal((2, c, 5, 6)).astype(np.float32)
-    w = rng.standard_normal((c, 1, 3, 2)).astype(np.float32)
+    w = rng.standard_normal((c, width, 3, 2)).astype(np.float32)
     b = rng.standard_normal(c).astype(np.float32)
     pads = ((1, 2), (0, 1))
     for stride in ((1, 1), (2, 1)):
         layer = dict(pads=pads, stride=stride, dilation=(1, 1))
-        ref_y = reference.conv2d_forward(x, w, b, stride, ((1, 2), (0, 1)), 1, c)
+        ref_y = reference.conv2d_forward(x, w, b, stride, ((1, 2), (0, 1)), 1, c // width)
         dy = rng.standard_normal(ref_y.shape).astype(np.float32)
         y, dx, dw = forced_passes(x, w, b, dy, layer)
         np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(dw, reference.conv_backward_weight(
-            dy, x, w.shape, stride, ((1, 2), (0, 1)), 1, c), rtol=1e-5, atol=1e-5)
+            dy, x, w.shape, stride, ((1, 2), (0, 1)), 1, c // width), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(dx, reference.conv_backward_input(
-            dy, x.shape, w, stride, ((1, 2), (0, 1)), 1, c), rtol=1e-5, atol=1e-5)
+            dy, x.shape, w, stride, ((1, 2), (0, 1)), 1, c // width), rtol=1e-5, atol=1e-5)
 
 
 def test_weight_gradient_sums_every_image_share():
@@ -137,7 +131,7 @@ def test_fused_bias_gradient_is_the_sum_of_dy():
 @given(layers(), st.integers(0, 2**32 - 1), st.integers(1, 3))
 def test_nan_and_inf_land_where_pytorch_puts_them(layer, seed, count):
     """x and w holding NaN and ±inf (forward), dy holding them (input gradient; w finite, as
-    ``registry.NEEDS_FINITE`` asks), x and dy (depthwise weight gradient): each group's lanes
+    ``registry.NEEDS_FINITE`` asks), x and dy (weight gradient): each group's lanes
     take only their own group's terms, and spare lanes and ragged tiles none."""
     rng = np.random.default_rng(seed)
     x, w, b, dy = random_layer(layer, rng)
@@ -158,6 +152,28 @@ def test_nan_and_inf_land_where_pytorch_puts_them(layer, seed, count):
         _, expected_dx, expected_dw = torch_passes(x, w, b, dy, layer)
     assert_close(y, expected_y.astype(np.float32), np.float32, terms=taps, name="forward")
     assert_close(dx, expected_dx.astype(np.float32), np.float32, terms=taps, name="input")
-    if dw is not None:
-        assert_close(dw, expected_dw.astype(np.float32), np.float32,
-                     terms=x.shape[0] * dy[0, 0].size, name="weight")
+    assert_close(dw, expected_dw.astype(np.float32), np.float32,
+                 terms=x.shape[0] * dy[0, 0].size, name="weight")
+
+
+@pytest.mark.parametrize("width", [w for w in lanes.GROUP_WIDTHS if w > 2])
+def test_both_weight_gradient_tiles_give_the_gradient(width):
+    """dy rotated or x permuted (``rotates`` picks one; the bench times both): the same dw,
+    for a partial block and a ragged tile of taps."""
+    rng = np.random.default_rng(width)
+    c = BLOCK + width
+    x = rng.standard_normal((3, c, 7, 6)).astype(np.float32)
+    dy = rng.standard_normal((3, c, 4, 6)).astype(np.float32)
+    layer = dict(pads=((1, 1), (1, 1)), stride=(2, 1), dilation=(1, 1))
+    _, _, expected = torch_passes(x, np.zeros((c, width, 3, 3), np.float32),
+                                  np.zeros(c, np.float32), dy, layer)
+    for rotate in (False, True):
+        dw = lanes.backward_weight(x, dy, (3, 3), layer["pads"], (2, 1), (1, 1), width,
+                                   rotate=rotate)
+        np.testing.assert_allclose(dw, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_dy_is_rotated_for_groups_of_more_than_two_only():
+    x = np.zeros((1, 2 * BLOCK, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="rotate: dy is rotated for groups of more than 2"):
+        lanes.backward_weight(x, x, (3, 3), ((1, 1), (1, 1)), (1, 1), (1, 1), 2, rotate=True)

@@ -26,8 +26,9 @@ CONV_CASES = {
 # Suite "more": layers the targets are not judged on, so that a change tuned to the suite's
 # shapes shows here (same columns, plus dilation): channel counts of three vectors, small maps
 # with many channels, 1×1 expansions, a stem, dilated and grouped layers (4 groups at stride 1
-# and 2; a ResNeXt block's 32 groups of 4 channels), depthwise layers (5 × 5; MobileNet's 3 × 3
-# at stride 2, on 14 × 14 maps of 384 channels and on 7 × 7 maps of 960), 1-D and 3-D.
+# and 2; a ResNeXt block's 32 groups of 4, 8 and 16 channels, on 28², 14² and 7² maps),
+# depthwise layers (5 × 5; MobileNet's 3 × 3 at stride 2, on 14 × 14 maps of 384 channels and
+# on 7 × 7 maps of 960), 1-D and 3-D.
 MORE_CASES = {
     "c3x3_96": (2, 16, 96, 96, (28, 28), 3, 1, 1, 1),
     "c3x3_48": (2, 32, 48, 48, (32, 32), 3, 1, 1, 1),
@@ -41,6 +42,8 @@ MORE_CASES = {
     "grouped": (2, 16, 128, 128, (28, 28), 3, 1, 1, 4),
     "grouped_s2": (2, 16, 128, 128, (28, 28), 3, 2, 1, 4),
     "resnext_g32": (2, 16, 128, 128, (28, 28), 3, 1, 1, 32),
+    "resnext_g32_14": (2, 16, 256, 256, (14, 14), 3, 1, 1, 32),
+    "resnext_g32_7": (2, 16, 512, 512, (7, 7), 3, 1, 1, 32),
     "dw5x5": (2, 16, 96, 96, (28, 28), 5, 1, 2, 96),
     "dw3x3_s2": (2, 16, 96, 96, (56, 56), 3, 2, 1, 96),
     "dw3x3_14": (2, 16, 384, 384, (14, 14), 3, 1, 1, 384),

@@ -16,7 +16,7 @@ all CB channels of an output pixel as NV vectors:
 ``microkernel.lanewise_micro_kernel`` does MR pixels at a time, each tap's weight vectors
 loaded once for them; in groups, W[t] is G vectors, each multiplying one lane permutation of
 X's vector (lane c takes lane c − c % G + g), made in registers. The result is transposed back
-into planes, the bias added on the way. The passes (the weight gradient for G = 1 only):
+into planes, the bias added on the way. The passes:
 
     forward          the sum above; the padding cells are terms (0 · w), as in PyTorch's
                      forward pass on the padded input
@@ -24,9 +24,16 @@ into planes, the bias added on the way. The passes (the weight gradient for G = 
                      s − 1 zeros between its cells, ⋆ the flipped kernel (docs/concepts.md
                      §13); those zeros are terms, so w must be finite
                      (``registry.NEEDS_FINITE``)
-    weight gradient  the tile's rows are the taps and its loop runs over the pixels:
-                     dW[t] = Σ_n Σ_p X[base_p + offset_t] ⊙ DY[p], only real pixels' terms;
-                     the bias gradient Σ_n Σ_p DY[p] summed on the way, in float64
+    weight gradient  the tile's rows are the taps and its loop runs over the pixels, only
+                     real pixels' terms, G sets of accumulators per tap
+                     (``lanewise_spread_micro_kernel``): S[t, g] = Σ_n Σ_p perm_g(X[base_p +
+                     offset_t]) ⊙ DY[p], whose lane c is dw[c, g, t], or where
+                     ``rotates(G)`` (the default), S[t, r] = Σ_n Σ_p
+                     X[base_p + offset_t] ⊙ rot_r(DY[p]), rot_r turning each group's lanes
+                     by r (lane c takes lane c − c % G + (c + r) % G), whose lane c is
+                     dw[c − c % G + (c + r) % G, c % G, t]: a rotation of dy serves all the
+                     tile's taps; the bias gradient Σ_n Σ_p DY[p] summed on the way, in
+                     float64
 
 A channel block past C (C not a multiple of CB) fills its spare lanes with zeros, computes
 them and drops them. A ragged last tile repeats its last pixel (stores the same values twice)
@@ -37,7 +44,7 @@ import numpy as np
 
 from .. import tuning
 from ..cpu import host
-from .microkernel import LANES, lanewise_micro_kernel
+from .microkernel import LANES, lanewise_micro_kernel, lanewise_spread_micro_kernel
 from .transpose_numba import transpose8, transpose8_shift
 
 VECTORS = max(1, 8 // LANES)  # NV: vectors per pixel, so that a block is whole 8 × 8 transposes
@@ -53,11 +60,32 @@ def _pixels(width):
     return min(8, spare // VECTORS)
 
 
+def _tap_rows(width, rotate):
+    """MR of the weight gradient, whose rows are taps, for groups of ``width`` lanes, at most a
+    3 × 3 kernel's nine: MR·NV·width accumulators (width sets), NV vectors of dy and NV of x,
+    plus a permuted copy of x in groups; where the tile rotates dy instead (``rotate``), the
+    MR tap rows' x vectors, dy and one rotation of it (AVX-512, each width's choice of
+    ``rotates``: 9, 9, 6, 3 and 1 for widths 1 to 16; AVX2: 9, 6, 3 and 1 for 1 to 8)."""
+    spare = host().registers - 2 * VECTORS
+    if rotate:
+        return min(9, spare // ((width + 1) * VECTORS))
+    return min(9, (spare - (width > 1)) // (width * VECTORS))
+
+
+def rotates(width):
+    """Whether the weight gradient's tile for groups of ``width`` lanes rotates dy (a shuffle
+    per dy vector and rotation, shared by the tile's rows) rather than permuting x (one per
+    multiply-add): where x's permutations are not loads of their own (``vmovsldup`` and
+    ``vmovshdup`` for groups of 2, broadcasts for groups of all the lanes) and the registers
+    still hold three tap rows with the rotation's (AVX-512: groups of 4 and 8; not AVX2's of
+    4, 2 rows). ``python -m cnnkit.bench.depthwise --spread`` times both (BENCHMARKS.md,
+    "Grouped weight gradients on the lanes")."""
+    return 2 < width < LANES and _tap_rows(width, True) >= 3
+
+
 # group widths with a tile of at least two pixels (1: depthwise), and their tiles' MR
 GROUP_WIDTHS = tuple(w for w in (1, 2, 4, 8, 16) if w <= LANES and _pixels(w) >= 2)
 PIXELS = _pixels(1)
-# MR of the weight gradient, whose rows are taps: a 3 × 3 kernel's nine where they fit
-TAP_ROWS = 9 if 10 * VECTORS + 1 <= host().registers else PIXELS
 _FLOAT = 4  # bytes
 
 
@@ -138,6 +166,19 @@ def _tiles(x, base, offset, taps, weights, ldw, c, c_row, accumulate, rows, widt
     for i in range(0, base.size, rows):
         lanewise_micro_kernel(taps, xa, ba + 8 * i, oa, wa, ldw, ca, ra + 8 * i, accumulate,
                               rows, VECTORS, width)
+
+
+@numba.njit(cache=True)
+def _spread_tiles(x, base, offset, pixels, dy, c, c_row, rows, width, rotate):
+    """The weight gradient's tiles, taps as rows, ``rows`` (MR) at a time over all of base's:
+    C[c_row[i] + s·CB + j] += the sums of set s < width (``lanewise_spread_micro_kernel``, x
+    at base[i] + offset[t] and dy at t·CB for t < pixels, dy rotated if ``rotate``; for width
+    1, a depthwise layer, the same code as ``lanewise_micro_kernel``'s)."""
+    xa, ba, oa, da = x.ctypes.data, base.ctypes.data, offset.ctypes.data, dy.ctypes.data
+    ca, ra = c.ctypes.data, c_row.ctypes.data
+    for i in range(0, base.size, rows):
+        lanewise_spread_micro_kernel(pixels, xa, ba + 8 * i, oa, da, BLOCK, ca, ra + 8 * i, 1,
+                                     rows, VECTORS, width, rotate)
 
 
 @numba.njit(cache=True)
@@ -235,26 +276,30 @@ CORRELATE = {width: _entry(width) for width in GROUP_WIDTHS}
 
 
 @numba.njit(parallel=True, cache=True)
-def _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_partial):
-    """partial[s, b, t] = Σ_{n in share s} Σ_p X[corner_p + offset_t] ⊙ DY[p] for channel
-    block b and tap t < T: the weight gradient, the images split into partial.shape[0]
-    shares. The taps are the tile's rows, MR_w = TAP_ROWS at a time; rows T and on of
-    partial are the ragged last tile's spare rows. Unless ``bias_partial`` is empty,
-    bias_partial[s, b] = Σ_{n in share s} Σ_p DY[p] too, in float64, from dy's transposed
-    copy while it is in cache."""
-    n_images, channels, rows, cols = x.shape
+def _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_partial, rows,
+            width, rotate):
+    """partial[s, b, t] = S[t] of the module's docstring, summed over the images of share s,
+    for channel block b and tap t < T, groups of G = ``width``, dy rotated if ``rotate``: the
+    weight gradient, the images split into partial.shape[0] shares. The taps are the tile's
+    rows, MR_w = ``rows`` at a time; rows T and on of partial are the ragged last tile's spare
+    rows. Unless ``bias_partial`` is empty, bias_partial[s, b] = Σ_{n in share s} Σ_p DY[p]
+    too, in float64, from dy's transposed copy while it is in cache."""
+    numba.literally(rows)
+    numba.literally(width)
+    numba.literally(rotate)
+    n_images, channels, x_rows, cols = x.shape
     out_rows, out_cols = dy.shape[2], dy.shape[3]
     shares, blocks = partial.shape[0], partial.shape[1]
-    tap_base = _padded(offset, TAP_ROWS)
-    tap_rows = np.arange(tap_base.size) * BLOCK
-    planes = x.reshape(n_images, channels, rows * cols)
+    tap_base = _padded(offset, rows)
+    tap_rows = np.arange(tap_base.size) * (width * BLOCK)
+    planes = x.reshape(n_images, channels, x_rows * cols)
     dy_planes = dy.reshape(n_images, channels, out_rows * out_cols)
     for task in numba.prange(shares * blocks):
         share, block = task // blocks, task % blocks
         c0 = block * BLOCK
         count = min(BLOCK, channels - c0)
         buf = np.zeros((buf_rows, buf_cols, BLOCK), np.float32)
-        dense = np.empty((rows * cols, BLOCK), np.float32)
+        dense = np.empty((x_rows * cols, BLOCK), np.float32)
         dy_lanes = np.empty((out_rows, out_cols, BLOCK), np.float32)
         sums = partial[share, block]
         sums[:] = 0.0
@@ -262,8 +307,8 @@ def _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_
         for n in range(share * n_images // shares, (share + 1) * n_images // shares):
             _to_lanes(planes, n, c0, count, cols, dense, buf, top, left)
             _to_lanes(dy_planes, n, c0, count, out_cols, dense, dy_lanes, 0, 0)
-            _tiles(buf, tap_base, corner, out_rows * out_cols, dy_lanes, BLOCK, sums, tap_rows,
-                   1, TAP_ROWS, 1)
+            _spread_tiles(buf, tap_base, corner, out_rows * out_cols, dy_lanes, sums,
+                          tap_rows, rows, width, rotate)
             if bias_partial.size:
                 for r in range(out_rows):
                     for q in range(out_cols):
@@ -271,6 +316,23 @@ def _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_
                             bias_sums[lane] += dy_lanes[r, q, lane]
         if bias_partial.size:
             bias_partial[share, block] = bias_sums
+
+
+def _weight_entry(width, rotate):
+    rows = _tap_rows(width, rotate)
+    rotate = int(rotate)
+
+    @numba.njit(cache=True)
+    def weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_partial):
+        _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_partial,
+                rows, width, rotate)
+    return weight
+
+
+# ``_weight`` per group width and tile (dy rotated or not), its MR, the width and the tile
+# compile-time constants (each compiled on its first call)
+WEIGHT = {(width, rotate): _weight_entry(width, rotate)
+          for width in GROUP_WIDTHS for rotate in ((False, True) if width > 2 else (False,))}
 
 
 def _runs():
@@ -325,9 +387,16 @@ def backward_input(dy, w, spatial, pads, stride, dilation):
     return dx
 
 
-def backward_weight(x, dy, kernel, pads, stride, dilation, with_bias=False):
-    """dw (C, 1, KH, KW) of x (N, C, H, W) unpadded and dy (N, C, R, Q); with ``with_bias``
-    the pair (dw, db), db = Σ over images and positions of dy (summed in float64)."""
+def backward_weight(x, dy, kernel, pads, stride, dilation, width=1, with_bias=False,
+                    rotate=None):
+    """dw (C, G, KH, KW) of x (N, C, H, W) unpadded and dy (N, C, R, Q), groups of G =
+    ``width`` channels as for ``forward``; with ``with_bias`` the pair (dw, db), db = Σ over
+    images and positions of dy (summed in float64). ``rotate``: the tile that rotates dy (for
+    groups of more than 2 channels), or not; by default ``rotates``'s choice."""
+    rotate = rotates(width) if rotate is None else bool(rotate)
+    if rotate and width <= 2:
+        raise ValueError(f"rotate: dy is rotated for groups of more than 2 channels, not "
+                         f"{width}")
     (top, bottom), (left, right) = pads
     buf_rows, buf_cols = x.shape[2] + top + bottom, x.shape[3] + left + right
     kh, kw = kernel
@@ -336,13 +405,19 @@ def backward_weight(x, dy, kernel, pads, stride, dilation, with_bias=False):
     channels, blocks = x.shape[1], -(-x.shape[1] // BLOCK)
     # enough tasks for the threads when the channel blocks are few: the images in shares
     shares = max(1, min(x.shape[0], -(-2 * numba.get_num_threads() // blocks)))
-    partial = np.empty((shares, blocks, -(-kh * kw // TAP_ROWS) * TAP_ROWS, BLOCK), np.float32)
+    rows = _tap_rows(width, rotate)
+    partial = np.empty((shares, blocks, -(-kh * kw // rows) * rows, width, BLOCK), np.float32)
     bias_partial = np.empty((shares, blocks, BLOCK) if with_bias else (0, 0, 0), np.float64)
-    _weight(_c(x), _c(dy), offset, corner, top, left, buf_rows, buf_cols, partial,
-            bias_partial)
+    WEIGHT[width, rotate](_c(x), _c(dy), offset, corner, top, left, buf_rows, buf_cols, partial,
+                  bias_partial)
     lanes = (partial.sum(axis=0) if shares > 1 else partial[0])[:, :kh * kw]
-    dw = np.ascontiguousarray(lanes.transpose(0, 2, 1).reshape(blocks * BLOCK, kh * kw)
-                              [:channels]).reshape(channels, 1, kh, kw)
+    c, g = np.arange(BLOCK)[:, None], np.arange(width)
+    if rotate:  # dw[c, g] is in lane c − c % G + g of rotation (c − g) mod G
+        by_channel = lanes[:, :, (c - g) % width, c - c % width + g]  # (blocks, T, CB, G)
+    else:
+        by_channel = lanes.transpose(0, 1, 3, 2)
+    dw = np.ascontiguousarray(by_channel.transpose(0, 2, 3, 1).reshape(
+        blocks * BLOCK, width, kh * kw)[:channels]).reshape(channels, width, kh, kw)
     if not with_bias:
         return dw
     return dw, bias_partial.sum(axis=0).reshape(-1)[:channels].astype(np.float32)

@@ -73,6 +73,27 @@ def lanewise_micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_row, ac
 
 
 @intrinsic
+def lanewise_spread_micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_row, accumulate,
+                                 rows, vectors, width, rotate):
+    """``lanewise_spread_micro_kernel(T, x, base, offset, b, ldb, c, c_row, accumulate, MR, NV,
+    G, ROTATE)``: the lane-wise micro-kernel with G sets of accumulators, for the weight
+    gradient of a grouped layer of G channels per group. With ROTATE 1, set r < G sums x
+    against B's vectors rotated by r within each group of G lanes (one shuffle per B vector
+    and rotation, shared by the MR rows):
+    C[c_row[i] + r·LANES·NV + j] (+)= Σ_{t < T} x[base[i] + offset[t] + j] · b[t·ldb + j − j % G
+    + (j + r) % G]; with 0, set g < G sums x's permutation g against B as it is (one
+    shuffle per multiply-add, unless it folds into x's load):
+    C[c_row[i] + g·LANES·NV + j] (+)= Σ_{t < T} x[base[i] + offset[t] + j − j % G + g] ·
+    b[t·ldb + j] (G = 1: ``lanewise_micro_kernel``'s sum)."""
+    if not _literals(rows, vectors, width, rotate):
+        return None
+    codegen = _tile_codegen(rows.literal_value, vectors.literal_value, gathered=False,
+                            lanewise=True, width=width.literal_value,
+                            spread="rotate" if rotate.literal_value else "permute")
+    return types.void(*([types.intp] * 9), rows, vectors, width, rotate), codegen
+
+
+@intrinsic
 def prefetch(typingctx, address):
     """``prefetch(address)``: ask for the cache line at ``address`` (an integer) to be brought
     into L2 (``llvm.prefetch``, read, locality 2), without waiting for it: a task that will
@@ -90,12 +111,15 @@ def prefetch(typingctx, address):
     return types.void(types.intp), codegen
 
 
-def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1):
+def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1, spread=None):
     """LLVM IR of the register tile: MR·NV vector accumulators live in phi nodes across the
     tap loop, so they stay in registers; B's row t starts at t·ldb, or at b_offset[t] when
     ``gathered``; x's terms are broadcast, or with ``lanewise`` vectors of their own, each
     multiplied as it is (``width`` 1) or in ``width`` lane permutations, one per member of a
-    lane group, against B's ``width``·NV vectors of the tap."""
+    lane group, against B's ``width``·NV vectors of the tap, or with ``spread`` against B's NV
+    vectors, each permutation of x ("permute") or rotation of B ("rotate") into a set of
+    accumulators of its own (MR·NV·width)."""
+    sets = width if spread else 1  # accumulator sets per row, stored width·NV vectors apart
 
     def codegen(context, builder, signature, args):
         taps, x, base, offset, b, b_step, c, c_row, accumulate = args[:9]
@@ -128,7 +152,7 @@ def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1):
         builder.position_at_end(loop)
         t = builder.phi(i64)
         t.add_incoming(const(0), entry)
-        acc = [builder.phi(vec) for _ in range(rows * vectors)]
+        acc = [builder.phi(vec) for _ in range(rows * sets * vectors)]
         for a in acc:
             a.add_incoming(zero, entry)
         shift = builder.load(builder.gep(offset, [t]))
@@ -137,12 +161,16 @@ def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1):
         b_row = builder.gep(b, [b_start])
         b_vec = [builder.load(builder.bitcast(builder.gep(b_row, [const(LANES * v)]),
                                               vec.as_pointer()), align=4)
-                 for v in range(vectors * width)]  # width > 1: lane group member g's at g·NV
+                 for v in range(vectors * (1 if spread else width))]  # member g's at g·NV
         masks = [ir.Constant(ir.VectorType(i32, LANES),
                              [lane - lane % width + g for lane in range(LANES)])
                  for g in range(width)]
-        new = []
-        for i in range(rows):
+        rotate = spread == "rotate"
+        if rotate:
+            new = _rotated_terms(builder, fma, x_rows, shift, b_vec, acc, rows, vectors, width)
+        else:
+            new = []
+        for i in range(0 if rotate else rows):
             x_at = builder.gep(x_rows[i], [shift])
             if lanewise:
                 x_vec = [builder.load(builder.bitcast(builder.gep(x_at, [const(LANES * v)]),
@@ -152,6 +180,11 @@ def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1):
                 value = builder.load(x_at, align=4)
                 x_vec = [builder.shuffle_vector(builder.insert_element(
                     undef, value, ir.Constant(i32, 0)), undef, splat_mask)] * vectors
+            if spread:  # set g, vector v: x's permutation g times B's vector v
+                new += [builder.call(fma, [x_vec[v] if width == 1 else builder.shuffle_vector(
+                    x_vec[v], undef, masks[g]), b_vec[v], acc[(i * width + g) * vectors + v]])
+                        for g in range(width) for v in range(vectors)]
+                continue
             for v in range(vectors):
                 total = acc[i * vectors + v]
                 for g in range(width):
@@ -167,22 +200,47 @@ def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1):
         back_edge.set_metadata("llvm.loop", _not_unrolled(module))
 
         builder.position_at_end(done)
-        total = [builder.phi(vec) for _ in range(rows * vectors)]
+        total = [builder.phi(vec) for _ in range(rows * sets * vectors)]
         for s, n in zip(total, new):
             s.add_incoming(zero, entry)
             s.add_incoming(n, loop)
         add = builder.icmp_signed("!=", accumulate, const(0))
         for i in range(rows):
             row = builder.gep(c, [builder.load(builder.gep(c_row, [const(i)]))])
-            for v in range(vectors):
+            for v in range(sets * vectors):
                 target = builder.bitcast(builder.gep(row, [const(LANES * v)]),
                                          vec.as_pointer())
-                s = total[i * vectors + v]
+                s = total[i * sets * vectors + v]
                 summed = builder.select(add, builder.fadd(builder.load(target, align=4), s), s)
                 builder.store(summed, target, align=4)
         return context.get_dummy_value()
 
     return codegen
+
+
+def _rotated_terms(builder, fma, x_rows, shift, b_vec, acc, rows, vectors, width):
+    """The spread tile's multiply-adds for one t where it rotates B:
+    acc[(i·G + r)·NV + v] += x_i's vector v ⊙ B's
+    vector v rotated by r within each group of G lanes (lane j takes lane j − j % G + (j + r)
+    % G). The MR·NV x vectors are loaded first and each rotation of B made once for all rows,
+    so a t costs G − 1 shuffles per B vector, not one per multiply-add."""
+    vec = ir.VectorType(ir.FloatType(), LANES)
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    undef = ir.Constant(vec, ir.Undefined)
+    x_vec = [[builder.load(builder.bitcast(builder.gep(builder.gep(x_rows[i], [shift]),
+                                                       [ir.Constant(i64, LANES * v)]),
+                                           vec.as_pointer()), align=4)
+              for v in range(vectors)] for i in range(rows)]
+    new = list(acc)
+    for r in range(width):
+        turn = ir.Constant(ir.VectorType(i32, LANES),
+                           [lane - lane % width + (lane + r) % width for lane in range(LANES)])
+        for v in range(vectors):
+            turned = b_vec[v] if r == 0 else builder.shuffle_vector(b_vec[v], undef, turn)
+            for i in range(rows):
+                k = (i * width + r) * vectors + v
+                new[k] = builder.call(fma, [x_vec[i][v], turned, acc[k]])
+    return new
 
 
 def _not_unrolled(module):

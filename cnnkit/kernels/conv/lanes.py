@@ -6,9 +6,8 @@
 computes CB channels of a pixel per vector, each lane summing its group's G channels from
 permutations of one loaded vector, where the other depthwise kernels vectorise along a
 plane's rows and the implicit GEMM's narrow-group tiles fill most lanes with zeros. All three
-passes for depthwise layers, the forward pass and input gradient for grouped ones; a strided
-input gradient multiplies the zeros between dy's cells too (s² times the terms of the sums,
-cheap beside the transposes on small maps).
+passes; a strided input gradient multiplies the zeros between dy's cells too (s² times the
+terms of the sums, cheap beside the transposes on small maps).
 
 Where it wins (``wins``), measured on a Zen 4 (AVX-512), 2 threads, ms, against what ran
 before on the same call (BENCHMARKS.md, "Depthwise layers with their channels on the lanes"):
@@ -17,7 +16,8 @@ channels of 7 × 7, 3 × 3: forward 0.46 against 1.11 on the 3 × 3 stencil, inp
 0.47 against 1.31 on the row correlation, weight gradient 0.41 against 2.21 on
 ``depthwise``'s stride phases), and every depthwise weight gradient tried, up to 112 × 112
 maps; grouped layers at every map size tried (a ResNeXt block's 32 groups of 4 channels, 16
-images of 56 × 56: forward 6.1 against 11.7 on the implicit GEMM). Not depthwise forward passes
+images of 56 × 56: forward 6.1 against 11.7 on the implicit GEMM, weight gradient 7.9 against
+15.5; 32 groups of 16 on 7 × 7: weight gradient 1.17 against 2.75). Not depthwise forward passes
 and input gradients of large maps (8 × 32 of 112 × 112: forward 2.25 against 1.04), nor a 3 × 3
 stride-1 forward pass from 16 × 16 maps up (the stencil's rows are long enough there), nor
 layers of fewer channels than a block's CB lanes, which it fills with zeros.
@@ -34,12 +34,11 @@ def _group_width(g):
 
 def applies(geometry, pass_name):
     """2-D, float32, K = C in G > 1 groups of ``GROUP_WIDTHS`` channels (1: depthwise), a
-    non-empty output; the weight gradient for depthwise layers only."""
+    non-empty output."""
     g = geometry
     width = _group_width(g)
     return (g.batch > 0 and g.is_float32 and len(g.kernel) == 2 and
-            width in lanes.GROUP_WIDTHS and min(g.out) > 0 and
-            (pass_name != "weight" or width == 1))
+            width in lanes.GROUP_WIDTHS and min(g.out) > 0)
 
 
 def _stencil_forward(g, pass_name):
@@ -80,9 +79,10 @@ def input_pass(dy, w, g):
 def weight_from(source, dy, g, with_bias=False):
     """From the unpadded input, the bias gradient summed from dy's transposed copies."""
     result = lanes.backward_weight(source.data, dy, g.kernel, g.pad_widths, g.stride,
-                                   g.dilation, with_bias)
+                                   g.dilation, _group_width(g), with_bias)
     return result if with_bias else (result, None)
 
 
 def weight_pass(xp, dy, g):
-    return lanes.backward_weight(xp, dy, g.kernel, ((0, 0), (0, 0)), g.stride, g.dilation)
+    return lanes.backward_weight(xp, dy, g.kernel, ((0, 0), (0, 0)), g.stride, g.dilation,
+                                 _group_width(g))
