@@ -28,8 +28,9 @@ def layers(draw):
     assume(all(s + lo + hi >= d * (k - 1) + 1
                for s, (lo, hi), k, d in zip(spatial, pads, kernel, dilation)))
     width = draw(st.sampled_from(lanes.GROUP_WIDTHS))  # channels per group (1: depthwise)
-    groups = draw(st.sampled_from(sorted({2, 3, max(2, BLOCK // width), BLOCK // width + 1,
-                                          2 * BLOCK // width + 1})))
+    block = lanes._channels(width)  # CB: a block of channels, one group if wider than BLOCK
+    groups = draw(st.sampled_from(sorted({2, 3, max(2, block // width), block // width + 1,
+                                          2 * block // width + 1})))
     return dict(n=draw(st.integers(1, 3)), c=groups * width, width=width, kernel=kernel,
                 stride=stride, dilation=dilation, spatial=spatial, pads=pads)
 
@@ -84,7 +85,7 @@ def test_small_layer_matches_the_reference_loops(width):
     """Two blocks and a partial one, a ragged last tile, asymmetric padding, stride 1 and 2,
     against ``cnnkit.reference``'s literal sums, groups of each width."""
     rng = np.random.default_rng(width)
-    c = 2 * BLOCK + max(3 // width, 1) * width
+    c = 2 * lanes._channels(width) + max(3 // width, 1) * width
     x = rng.standard_normal((2, c, 5, 6)).astype(np.float32)
     w = rng.standard_normal((c, width, 3, 2)).astype(np.float32)
     b = rng.standard_normal(c).astype(np.float32)
@@ -156,7 +157,7 @@ def test_nan_and_inf_land_where_pytorch_puts_them(layer, seed, count):
                  terms=x.shape[0] * dy[0, 0].size, name="weight")
 
 
-@pytest.mark.parametrize("width", [w for w in lanes.GROUP_WIDTHS if w > 2])
+@pytest.mark.parametrize("width", lanes.ROTATABLE)
 def test_both_weight_gradient_tiles_give_the_gradient(width):
     """dy rotated or x permuted (``rotates`` picks one; the bench times both): the same dw,
     for a partial block and a ragged tile of taps."""
@@ -173,7 +174,7 @@ def test_both_weight_gradient_tiles_give_the_gradient(width):
         np.testing.assert_allclose(dw, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_dy_is_rotated_for_groups_of_more_than_two_only():
+def test_dy_is_rotated_for_groups_of_three_to_a_vector_only():
     x = np.zeros((1, 2 * BLOCK, 4, 4), np.float32)
-    with pytest.raises(ValueError, match="rotate: dy is rotated for groups of more than 2"):
+    with pytest.raises(ValueError, match="rotate: dy is rotated for groups of"):
         lanes.backward_weight(x, x, (3, 3), ((1, 1), (1, 1)), (1, 1), (1, 1), 2, rotate=True)

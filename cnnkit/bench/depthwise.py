@@ -17,12 +17,13 @@ import numpy as np
 # (images, channels, map side, kernel side, stride[, channels per group]): MobileNet's and
 # EfficientNet's depthwise layers from their last stages up, dw3x3's shape of the layer suite,
 # then grouped layers of 2 to 16 channels per group (ResNeXt's 32 groups of 4 at 56², 28² and
-# stride 2, of 8 at 14², of 16 at 7²)
+# stride 2, of 8 at 14², of 16 at 7² and 14², and 16 groups of 16 at stride 2)
 LAYERS = ((16, 960, 7, 3, 1), (32, 512, 7, 3, 1), (16, 576, 14, 3, 2), (16, 384, 14, 3, 1),
           (16, 672, 14, 5, 1), (16, 144, 28, 3, 1), (16, 240, 28, 5, 2), (32, 128, 32, 3, 1),
           (16, 96, 28, 5, 1), (16, 96, 56, 3, 2), (64, 256, 4, 3, 1), (8, 32, 112, 3, 1),
           (16, 128, 56, 3, 1, 4), (16, 128, 28, 3, 1, 4), (16, 128, 28, 3, 2, 4),
-          (16, 256, 14, 3, 1, 8), (16, 512, 7, 3, 1, 16), (16, 64, 28, 3, 1, 2))
+          (16, 256, 14, 3, 1, 8), (16, 512, 7, 3, 1, 16), (16, 64, 28, 3, 1, 2),
+          (16, 512, 14, 3, 1, 16), (16, 256, 14, 3, 2, 16))
 
 
 def _without_lanes(geometry, pass_name):
@@ -62,7 +63,7 @@ def _passes(n, c, side, k, stride, width=1):
         "weight": (lambda: conv.conv_backward_weight(x, dy, (k, k), strides, ones, groups, pads,
                                                      with_bias=True),
                    torch_backward([False, True, True])),
-        "tiles": [lambda rotate=rotate: lanes.backward_weight(  # groups of more than 2
+        "tiles": [lambda rotate=rotate: lanes.backward_weight(  # lanes.ROTATABLE's
             x, dy, (k, k), pads, strides, ones, width, True, rotate) for rotate in (False, True)]}
 
 
@@ -120,14 +121,14 @@ def measure(layers=LAYERS, repeats=20, log=print):
 
 
 def measure_spread(layers=LAYERS, repeats=20, log=print):
-    """One row per layer of more than 2 channels per group that 'lanes' computes on this
-    target: (layer, ms of the weight gradient with x permuted, ms with dy rotated, the tile
-    ``rotates`` picks), best of ``repeats`` rounds."""
-    from ..kernels.depthwise_lanes_numba import rotates
+    """One row per layer whose groups have both tiles on this target (``ROTATABLE``, 3 to
+    LANES channels): (layer, ms of the weight gradient with x permuted, ms with dy rotated,
+    the tile ``rotates`` picks), best of ``repeats`` rounds."""
+    from ..kernels.depthwise_lanes_numba import ROTATABLE, rotates
     rows = []
-    for layer in filter(_on_lanes, layers):
+    for layer in layers:
         width = layer[5] if len(layer) > 5 else 1
-        if width <= 2:  # dy is rotated for wider groups only
+        if width not in ROTATABLE:
             continue
         best = _best(_passes(*layer)[1]["tiles"], repeats)
         row = (layer, *best, "rotate" if rotates(width) else "permute")

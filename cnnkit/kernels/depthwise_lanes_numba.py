@@ -15,8 +15,11 @@ all CB channels of an output pixel as NV vectors:
 
 ``microkernel.lanewise_micro_kernel`` does MR pixels at a time, each tap's weight vectors
 loaded once for them; in groups, W[t] is G vectors, each multiplying one lane permutation of
-X's vector (lane c takes lane c − c % G + g), made in registers. The result is transposed back
-into planes, the bias added on the way. The passes:
+X's vector (lane c takes lane c − c % G + g), made in registers. A group wider than a vector
+(AVX2's 16 channels, SSE's 8) is a block of its own (CB = G, ``_channels``): its permutations
+are broadcasts of x's G values, and each pass is the broadcast micro-kernel's product with
+the (tap, member) pairs as its terms (``_pairs``), a dense layer per block. The result is
+transposed back into planes, the bias added on the way. The passes:
 
     forward          the sum above; the padding cells are terms (0 · w), as in PyTorch's
                      forward pass on the padded input
@@ -44,18 +47,35 @@ import numpy as np
 
 from .. import tuning
 from ..cpu import host
-from .microkernel import LANES, lanewise_micro_kernel, lanewise_spread_micro_kernel
+from .microkernel import (LANES, lanewise_micro_kernel, lanewise_spread_micro_kernel,
+                          wide_vectors)
 from .transpose_numba import transpose8, transpose8_shift
 
 VECTORS = max(1, 8 // LANES)  # NV: vectors per pixel, so that a block is whole 8 × 8 transposes
 BLOCK = LANES * VECTORS  # CB: channels per task
 
 
+def _channels(width):
+    """CB for groups of ``width`` channels: BLOCK, or a group wider than BLOCK whole."""
+    return max(BLOCK, width)
+
+
+def _wide_rows(width):
+    """MR of a group wider than a vector, whose passes are the broadcast tile's products over
+    (tap, member) pairs (``microkernel.lanewise_micro_kernel``): the implicit GEMM's MR for its
+    NV (AVX2's groups of 16: 6 × 2; 128-bit SSE's of 8: 6 × 2), 0 where the target has none."""
+    rows = host().tiles.gemm_rows
+    vectors = wide_vectors(width)
+    return rows[vectors] if vectors < len(rows) and width >= BLOCK else 0
+
+
 def _pixels(width):
     """MR, pixels per tile, for groups of ``width`` lanes: MR·NV accumulators, width·NV weight
     vectors and one loaded x vector (plus its permuted copy in groups) in the registers (8 × 1
     on AVX-512 and AVX2 for depthwise layers: 10 of 16 registers; 6 × 2 on 128-bit SSE: 15),
-    at most 8."""
+    at most 8; for a group wider than a vector, ``_wide_rows``."""
+    if width > LANES:
+        return _wide_rows(width)
     spare = host().registers - width * VECTORS - (1 if width == 1 else VECTORS + 1)
     return min(8, spare // VECTORS)
 
@@ -65,7 +85,10 @@ def _tap_rows(width, rotate):
     3 × 3 kernel's nine: MR·NV·width accumulators (width sets), NV vectors of dy and NV of x,
     plus a permuted copy of x in groups; where the tile rotates dy instead (``rotate``), the
     MR tap rows' x vectors, dy and one rotation of it (AVX-512, each width's choice of
-    ``rotates``: 9, 9, 6, 3 and 1 for widths 1 to 16; AVX2: 9, 6, 3 and 1 for 1 to 8)."""
+    ``rotates``: 9, 9, 6, 3 and 1 for widths 1 to 16; AVX2: 9, 6, 3 and 1 for 1 to 8); for a
+    group wider than a vector, ``_wide_rows`` (its rows are (tap, member) pairs)."""
+    if width > LANES:
+        return _wide_rows(width)
     spare = host().registers - 2 * VECTORS
     if rotate:
         return min(9, spare // ((width + 1) * VECTORS))
@@ -83,8 +106,9 @@ def rotates(width):
     return 2 < width < LANES and _tap_rows(width, True) >= 3
 
 
-# group widths with a tile of at least two pixels (1: depthwise), and their tiles' MR
-GROUP_WIDTHS = tuple(w for w in (1, 2, 4, 8, 16) if w <= LANES and _pixels(w) >= 2)
+# group widths with a tile of at least two pixels (1: depthwise; wider than a vector where the
+# target has a broadcast tile of the group's vectors: AVX2's 16, SSE's 8)
+GROUP_WIDTHS = tuple(w for w in (1, 2, 4, 8, 16) if _pixels(w) >= 2)
 PIXELS = _pixels(1)
 _FLOAT = 4  # bytes
 
@@ -93,22 +117,22 @@ _FLOAT = 4  # bytes
 def _transposed(planes, n, c0, count, dense):
     """dense[p, l] = planes[n, c0 + l, p] for l < count, zeros for count ≤ l < CB (planes:
     (N, C, P), dense: (≥ P, CB))."""
-    size = planes.shape[2]
-    if count == BLOCK:
+    size, block = planes.shape[2], dense.shape[1]
+    if count == block:
         whole = size // 8 * 8
         src0 = planes.ctypes.data + ((n * planes.shape[1] + c0) * size) * _FLOAT
         dst0 = dense.ctypes.data
-        for l0 in range(0, BLOCK, 8):
+        for l0 in range(0, block, 8):
             for p in range(0, whole, 8):
                 transpose8(src0 + (l0 * size + p) * _FLOAT, size,
-                           dst0 + (p * BLOCK + l0) * _FLOAT, BLOCK)
+                           dst0 + (p * block + l0) * _FLOAT, block)
         first = whole
     else:
         first = 0
     for p in range(first, size):
         for lane in range(count):
             dense[p, lane] = planes[n, c0 + lane, p]
-        for lane in range(count, BLOCK):
+        for lane in range(count, block):
             dense[p, lane] = 0.0
 
 
@@ -117,13 +141,14 @@ def _to_lanes(planes, n, c0, count, cols, dense, buf, top, left, steps=(1, 1)):
     """buf[i·s + top, j·s' + left, l] = planes[n, c0 + l, i·cols + j], (s, s') = ``steps``
     (planes: (N, C, rows·cols), buf: (rows', cols', CB)), by way of ``dense`` (≥ rows·cols,
     CB) unless buf is the plane itself; the lanes from count on are zeros."""
+    block = buf.shape[2]
     if top == 0 and left == 0 and steps == (1, 1) and buf.shape[1] == cols:
-        _transposed(planes, n, c0, count, buf.reshape(-1, BLOCK))
+        _transposed(planes, n, c0, count, buf.reshape(-1, block))
         return
     _transposed(planes, n, c0, count, dense)
     for i in range(planes.shape[2] // cols):
         for j in range(cols):
-            for lane in range(BLOCK):  # one vector move per cell (a slice copy ran 2× slower)
+            for lane in range(block):  # one vector move per cell (a slice copy ran 2× slower)
                 buf[i * steps[0] + top, j * steps[1] + left, lane] = dense[i * cols + j, lane]
 
 
@@ -131,20 +156,20 @@ def _to_lanes(planes, n, c0, count, cols, dense, buf, top, left, steps=(1, 1)):
 def _to_planes(dense, out, n, c0, count, bias):
     """out[n, c0 + l, p] = dense[p, l] (+ bias[c0 + l] unless ``bias`` is empty), l < count
     (out: (N, C, P))."""
-    size = out.shape[2]
+    size, block = out.shape[2], dense.shape[1]
     shifted = bias.size > 0
-    if count == BLOCK:
+    if count == block:
         whole = size // 8 * 8
         src0 = dense.ctypes.data
         dst0 = out.ctypes.data + ((n * out.shape[1] + c0) * size) * _FLOAT
-        for l0 in range(0, BLOCK, 8):
+        for l0 in range(0, block, 8):
             for p in range(0, whole, 8):
                 if shifted:
-                    transpose8_shift(src0 + (p * BLOCK + l0) * _FLOAT, BLOCK,
+                    transpose8_shift(src0 + (p * block + l0) * _FLOAT, block,
                                      dst0 + (l0 * size + p) * _FLOAT, size,
                                      bias.ctypes.data + (c0 + l0) * _FLOAT)
                 else:
-                    transpose8(src0 + (p * BLOCK + l0) * _FLOAT, BLOCK,
+                    transpose8(src0 + (p * block + l0) * _FLOAT, block,
                                dst0 + (l0 * size + p) * _FLOAT, size)
         first = whole
     else:
@@ -177,8 +202,8 @@ def _spread_tiles(x, base, offset, pixels, dy, c, c_row, rows, width, rotate):
     xa, ba, oa, da = x.ctypes.data, base.ctypes.data, offset.ctypes.data, dy.ctypes.data
     ca, ra = c.ctypes.data, c_row.ctypes.data
     for i in range(0, base.size, rows):
-        lanewise_spread_micro_kernel(pixels, xa, ba + 8 * i, oa, da, BLOCK, ca, ra + 8 * i, 1,
-                                     rows, VECTORS, width, rotate)
+        lanewise_spread_micro_kernel(pixels, xa, ba + 8 * i, oa, da, dy.shape[2], ca,
+                                     ra + 8 * i, 1, rows, VECTORS, width, rotate)
 
 
 @numba.njit(cache=True)
@@ -186,9 +211,10 @@ def _lane_weights(w, transposed):
     """w (C, G, KH, KW), groups of G channels -> (⌈C / CB⌉, KH·KW, G, CB): block b's tap t =
     (a, b) as G vectors of its channels, zeros past C. Lane c of vector g holds
     w[c − c % G + g, c % G] with both kernel axes reversed when ``transposed`` (the input
-    gradient's kernels), else w[c, g]."""
+    gradient's kernels), else w[c, g]. CB: ``_channels``."""
     channels, width, kh, kw = w.shape
-    out = np.zeros(((channels + BLOCK - 1) // BLOCK, kh * kw, width, BLOCK), np.float32)
+    block = max(BLOCK, width)
+    out = np.zeros(((channels + block - 1) // block, kh * kw, width, block), np.float32)
     for c in range(channels):
         for g in range(width):
             for a in range(kh):
@@ -198,7 +224,7 @@ def _lane_weights(w, transposed):
                         tap = (kh - 1 - a) * kw + kw - 1 - b
                     else:
                         value, tap = w[c, g, a, b], a * kw + b
-                    out[c // BLOCK, tap, g, c % BLOCK] = value
+                    out[c // block, tap, g, c % block] = value
     return out
 
 
@@ -213,20 +239,21 @@ def _padded(values, rows):
 
 
 @numba.njit(cache=True)
-def _tables(kh, kw, dh, dw, out_rows, out_cols, sh, sw, pitch, rows):
-    """Offsets in floats into a channels-last buffer of ``pitch`` cells per row: tap t =
-    (a, b) at offset[t]; output pixel p = (r, q)'s corner at corner[p] and its row of a dense
-    (P, CB) result at row[p], both padded to a multiple of ``rows`` (MR, ``_padded``)."""
+def _tables(kh, kw, dh, dw, out_rows, out_cols, sh, sw, pitch, rows, block):
+    """Offsets in floats into a channels-last buffer of ``pitch`` cells of ``block`` (CB)
+    channels per row: tap t = (a, b) at offset[t]; output pixel p = (r, q)'s corner at
+    corner[p] and its row of a dense (P, CB) result at row[p], both padded to a multiple of
+    ``rows`` (MR, ``_padded``)."""
     offset = np.empty(kh * kw, np.int64)
     for a in range(kh):
         for b in range(kw):
-            offset[a * kw + b] = (a * dh * pitch + b * dw) * BLOCK
+            offset[a * kw + b] = (a * dh * pitch + b * dw) * block
     size = out_rows * out_cols
     corner = np.empty(size, np.int64)
     for r in range(out_rows):
         for q in range(out_cols):
-            corner[r * out_cols + q] = (r * sh * pitch + q * sw) * BLOCK
-    return offset, _padded(corner, rows), _padded(np.arange(size) * BLOCK, rows)
+            corner[r * out_cols + q] = (r * sh * pitch + q * sw) * block
+    return offset, _padded(corner, rows), _padded(np.arange(size) * block, rows)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -236,27 +263,29 @@ def _correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows,
     (top, left) on in a buffer of buf_rows × buf_cols zero cells, with the kernels ``lane_w``
     (``_lane_weights``; taps at ``offset``, output pixels' corners at ``corner``,
     ``_tables``), plus the bias (none if empty): the forward pass (steps 1), and the input
-    gradient (steps: the layer's stride). Groups of ``width`` channels, MR = ``rows``."""
+    gradient (steps: the layer's stride). Groups of ``width`` channels, MR = ``rows``; a group
+    wider than a vector has its (tap, member) pairs at ``offset`` (``_pairs``)."""
     numba.literally(rows)
     numba.literally(width)
     n_images, channels, x_rows, cols = x.shape
     out_rows, out_cols = out.shape[2], out.shape[3]
-    blocks, taps = lane_w.shape[0], lane_w.shape[1]
+    blocks, block = lane_w.shape[0], lane_w.shape[3]
+    ldw = block if width > LANES else width * block  # b's row: a pair's, or a tap's G vectors
     tasks = n_images * blocks
     runs = max(1, min(tasks, runs))
     planes = x.reshape(n_images, channels, x_rows * cols)
     out_planes = out.reshape(n_images, channels, out_rows * out_cols)
     for run in numba.prange(runs):
-        buf = np.zeros((buf_rows, buf_cols, BLOCK), np.float32)
-        dense = np.empty((x_rows * cols, BLOCK), np.float32)
-        result = np.empty((out_rows * out_cols, BLOCK), np.float32)
+        buf = np.zeros((buf_rows, buf_cols, block), np.float32)
+        dense = np.empty((x_rows * cols, block), np.float32)
+        result = np.empty((out_rows * out_cols, block), np.float32)
         for task in range(run * tasks // runs, (run + 1) * tasks // runs):
-            n, block = task // blocks, task % blocks
-            c0 = block * BLOCK
-            count = min(BLOCK, channels - c0)
+            n, b = task // blocks, task % blocks
+            c0 = b * block
+            count = min(block, channels - c0)
             _to_lanes(planes, n, c0, count, cols, dense, buf, top, left, steps)
-            _tiles(buf, corner, offset, taps, lane_w[block], width * BLOCK, result, row, 0,
-                   rows, width)
+            _tiles(buf, corner, offset, offset.size, lane_w[b], ldw, result, row, 0, rows,
+                   width)
             _to_planes(result, out_planes, n, c0, count, bias)
 
 
@@ -289,21 +318,21 @@ def _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_
     numba.literally(rotate)
     n_images, channels, x_rows, cols = x.shape
     out_rows, out_cols = dy.shape[2], dy.shape[3]
-    shares, blocks = partial.shape[0], partial.shape[1]
+    shares, blocks, block = partial.shape[0], partial.shape[1], partial.shape[4]
     tap_base = _padded(offset, rows)
-    tap_rows = np.arange(tap_base.size) * (width * BLOCK)
+    tap_rows = np.arange(tap_base.size) * (partial.shape[3] * block)
     planes = x.reshape(n_images, channels, x_rows * cols)
     dy_planes = dy.reshape(n_images, channels, out_rows * out_cols)
     for task in numba.prange(shares * blocks):
-        share, block = task // blocks, task % blocks
-        c0 = block * BLOCK
-        count = min(BLOCK, channels - c0)
-        buf = np.zeros((buf_rows, buf_cols, BLOCK), np.float32)
-        dense = np.empty((x_rows * cols, BLOCK), np.float32)
-        dy_lanes = np.empty((out_rows, out_cols, BLOCK), np.float32)
-        sums = partial[share, block]
+        share, b = task // blocks, task % blocks
+        c0 = b * block
+        count = min(block, channels - c0)
+        buf = np.zeros((buf_rows, buf_cols, block), np.float32)
+        dense = np.empty((x_rows * cols, block), np.float32)
+        dy_lanes = np.empty((out_rows, out_cols, block), np.float32)
+        sums = partial[share, b]
         sums[:] = 0.0
-        bias_sums = np.zeros(BLOCK, np.float64)
+        bias_sums = np.zeros(block, np.float64)
         for n in range(share * n_images // shares, (share + 1) * n_images // shares):
             _to_lanes(planes, n, c0, count, cols, dense, buf, top, left)
             _to_lanes(dy_planes, n, c0, count, out_cols, dense, dy_lanes, 0, 0)
@@ -312,10 +341,10 @@ def _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_
             if bias_partial.size:
                 for r in range(out_rows):
                     for q in range(out_cols):
-                        for lane in range(BLOCK):
+                        for lane in range(block):
                             bias_sums[lane] += dy_lanes[r, q, lane]
         if bias_partial.size:
-            bias_partial[share, block] = bias_sums
+            bias_partial[share, b] = bias_sums
 
 
 def _weight_entry(width, rotate):
@@ -331,8 +360,10 @@ def _weight_entry(width, rotate):
 
 # ``_weight`` per group width and tile (dy rotated or not), its MR, the width and the tile
 # compile-time constants (each compiled on its first call)
+ROTATABLE = tuple(w for w in GROUP_WIDTHS if 2 < w <= LANES)  # the widths with both tiles
 WEIGHT = {(width, rotate): _weight_entry(width, rotate)
-          for width in GROUP_WIDTHS for rotate in ((False, True) if width > 2 else (False,))}
+          for width in GROUP_WIDTHS for rotate in ((False, True) if width in ROTATABLE else
+                                                   (False,))}
 
 
 def _runs():
@@ -343,6 +374,12 @@ def _c(array):
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
+def _pairs(offset, width):
+    """A group wider than a vector: its taps' offsets per member g, offset_t + g in (tap,
+    member) order (the broadcast tile's T); narrower groups' taps as they are."""
+    return (offset[:, None] + np.arange(width)).reshape(-1) if width > LANES else offset
+
+
 def forward(x, w, pads, stride, dilation, out_shape, bias=None):
     """y (N, C, *out_shape) of x (N, C, H, W) unpadded, w (C, G, KH, KW) (groups of G in
     ``GROUP_WIDTHS`` channels, G = 1: depthwise), zero ``pads`` ((top, bottom), (left,
@@ -351,9 +388,9 @@ def forward(x, w, pads, stride, dilation, out_shape, bias=None):
     buf_rows, buf_cols = x.shape[2] + top + bottom, x.shape[3] + left + right
     width, (kh, kw) = w.shape[1], w.shape[2:]
     offset, corner, row = _tables(kh, kw, dilation[0], dilation[1], *out_shape, *stride,
-                                  buf_cols, _pixels(width))
+                                  buf_cols, _pixels(width), _channels(width))
     out = np.empty(x.shape[:2] + tuple(out_shape), np.float32)
-    CORRELATE[width](_c(x), _lane_weights(_c(w), False), offset, corner, row,
+    CORRELATE[width](_c(x), _lane_weights(_c(w), False), _pairs(offset, width), corner, row,
                      _c(bias) if bias is not None else _NO_BIAS, top, left, (1, 1), buf_rows,
                      buf_cols, out, _runs())
     return out
@@ -380,10 +417,10 @@ def backward_input(dy, w, spatial, pads, stride, dilation):
         return np.zeros(dy.shape[:2] + tuple(spatial), np.float32)
     width = w.shape[1]
     offset, corner, row = _tables(kh, kw, dilation[0], dilation[1], *spatial, 1, 1, buf[1],
-                                  _pixels(width))
+                                  _pixels(width), _channels(width))
     dx = np.empty(dy.shape[:2] + tuple(spatial), np.float32)
-    CORRELATE[width](_c(dy), _lane_weights(_c(w), True), offset, corner, row, _NO_BIAS, at[0],
-                     at[1], tuple(stride), buf[0], buf[1], dx, _runs())
+    CORRELATE[width](_c(dy), _lane_weights(_c(w), True), _pairs(offset, width), corner, row,
+                     _NO_BIAS, at[0], at[1], tuple(stride), buf[0], buf[1], dx, _runs())
     return dx
 
 
@@ -392,32 +429,38 @@ def backward_weight(x, dy, kernel, pads, stride, dilation, width=1, with_bias=Fa
     """dw (C, G, KH, KW) of x (N, C, H, W) unpadded and dy (N, C, R, Q), groups of G =
     ``width`` channels as for ``forward``; with ``with_bias`` the pair (dw, db), db = Σ over
     images and positions of dy (summed in float64). ``rotate``: the tile that rotates dy (for
-    groups of more than 2 channels), or not; by default ``rotates``'s choice."""
+    groups of 3 to LANES channels, ``ROTATABLE``), or not; by default ``rotates``'s choice."""
     rotate = rotates(width) if rotate is None else bool(rotate)
-    if rotate and width <= 2:
-        raise ValueError(f"rotate: dy is rotated for groups of more than 2 channels, not "
+    if rotate and width not in ROTATABLE:
+        raise ValueError(f"rotate: dy is rotated for groups of {ROTATABLE} channels, not "
                          f"{width}")
     (top, bottom), (left, right) = pads
     buf_rows, buf_cols = x.shape[2] + top + bottom, x.shape[3] + left + right
     kh, kw = kernel
+    block = _channels(width)
     offset, corner, _ = _tables(kh, kw, dilation[0], dilation[1], *dy.shape[2:], *stride,
-                                buf_cols, PIXELS)
-    channels, blocks = x.shape[1], -(-x.shape[1] // BLOCK)
+                                buf_cols, PIXELS, block)
+    channels, blocks = x.shape[1], -(-x.shape[1] // block)
     # enough tasks for the threads when the channel blocks are few: the images in shares
     shares = max(1, min(x.shape[0], -(-2 * numba.get_num_threads() // blocks)))
-    rows = _tap_rows(width, rotate)
-    partial = np.empty((shares, blocks, -(-kh * kw // rows) * rows, width, BLOCK), np.float32)
-    bias_partial = np.empty((shares, blocks, BLOCK) if with_bias else (0, 0, 0), np.float64)
-    WEIGHT[width, rotate](_c(x), _c(dy), offset, corner, top, left, buf_rows, buf_cols, partial,
-                  bias_partial)
-    lanes = (partial.sum(axis=0) if shares > 1 else partial[0])[:, :kh * kw]
-    c, g = np.arange(BLOCK)[:, None], np.arange(width)
+    rows, tap_rows = _tap_rows(width, rotate), _pairs(offset, width)
+    # a tile row per tap with a set per member, or (wider than a vector) per (tap, member)
+    sets = 1 if width > LANES else width
+    partial = np.empty((shares, blocks, -(-tap_rows.size // rows) * rows, sets, block),
+                       np.float32)
+    bias_partial = np.empty((shares, blocks, block) if with_bias else (0, 0, 0), np.float64)
+    WEIGHT[width, rotate](_c(x), _c(dy), tap_rows, corner, top, left, buf_rows, buf_cols,
+                          partial, bias_partial)
+    summed = (partial.sum(axis=0) if shares > 1 else partial[0])
+    lanes = summed.reshape(blocks, -1, block)[:, :kh * kw * width].reshape(
+        blocks, kh * kw, width, block)
+    c, g = np.arange(block)[:, None], np.arange(width)
     if rotate:  # dw[c, g] is in lane c − c % G + g of rotation (c − g) mod G
         by_channel = lanes[:, :, (c - g) % width, c - c % width + g]  # (blocks, T, CB, G)
     else:
         by_channel = lanes.transpose(0, 1, 3, 2)
     dw = np.ascontiguousarray(by_channel.transpose(0, 2, 3, 1).reshape(
-        blocks * BLOCK, width, kh * kw)[:channels]).reshape(channels, width, kh, kw)
+        blocks * block, width, kh * kw)[:channels]).reshape(channels, width, kh, kw)
     if not with_bias:
         return dw
     return dw, bias_partial.sum(axis=0).reshape(-1)[:channels].astype(np.float32)

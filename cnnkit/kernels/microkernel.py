@@ -8,7 +8,9 @@ of B, broadcasts MR values of x and issues MR·NV fused multiply-adds. Which pro
 (a convolution's forward pass, either gradient, a single-channel correlation) is decided by
 the callers' index tables (``implicit_gemm_numba``, ``correlate_rows_numba``). A lane-wise
 form (``lanewise_micro_kernel``) loads x's terms as vectors too, for products whose channels
-are on the lanes (``depthwise_lanes_numba``).
+are on the lanes (``depthwise_lanes_numba``), and its spread form
+(``lanewise_spread_micro_kernel``) keeps G sets of accumulators for a grouped layer's weight
+gradient.
 
 It is written in LLVM IR through Numba's ``intrinsic`` because Numba's own loops cannot be made
 to hold a 2-D accumulator in registers. Its shape is the target's: LANES float32 lanes per
@@ -64,12 +66,23 @@ def lanewise_micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_row, ac
     b[t·ldb + g·LANES·NV + j]. A product of channels-last operands whose channels are
     independent (a depthwise layer) or meet only within groups of G (a grouped layer of G
     channels per group), ``depthwise_lanes_numba``; x's G lane permutations are made in
-    registers from one load."""
+    registers from one load. A group wider than a vector (G > LANES, NV = G / LANES: the block
+    is one group) has broadcasts of x's G values for its permutations: the caller passes the
+    (tap, member) pairs as T, offset[(t, g)] = offset_t + g and b's rows likewise, and the tile
+    is ``micro_kernel``'s with NV = G / LANES (``wide_vectors``)."""
     if not _literals(rows, vectors, width):
         return None
-    codegen = _tile_codegen(rows.literal_value, vectors.literal_value, gathered=False,
-                            lanewise=True, width=width.literal_value)
+    if width.literal_value > LANES:
+        codegen = _tile_codegen(rows.literal_value, wide_vectors(width.literal_value), False)
+    else:
+        codegen = _tile_codegen(rows.literal_value, vectors.literal_value, gathered=False,
+                                lanewise=True, width=width.literal_value)
     return types.void(*([types.intp] * 9), rows, vectors, width), codegen
+
+
+def wide_vectors(width):
+    """NV of the tile of a group of ``width`` lanes wider than a vector: the group's vectors."""
+    return width // LANES
 
 
 @intrinsic
@@ -84,9 +97,14 @@ def lanewise_spread_micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_
     + (j + r) % G]; with 0, set g < G sums x's permutation g against B as it is (one
     shuffle per multiply-add, unless it folds into x's load):
     C[c_row[i] + g·LANES·NV + j] (+)= Σ_{t < T} x[base[i] + offset[t] + j − j % G + g] ·
-    b[t·ldb + j] (G = 1: ``lanewise_micro_kernel``'s sum)."""
+    b[t·ldb + j] (G = 1: ``lanewise_micro_kernel``'s sum). A group wider than a vector (ROTATE
+    0) is ``micro_kernel``'s tile as in ``lanewise_micro_kernel``, the caller's rows the (tap,
+    member) pairs: C[c_row[i] + j] (+)= Σ_{t < T} x[base[i] + offset[t]] · b[t·ldb + j]."""
     if not _literals(rows, vectors, width, rotate):
         return None
+    if width.literal_value > LANES:
+        codegen = _tile_codegen(rows.literal_value, wide_vectors(width.literal_value), False)
+        return types.void(*([types.intp] * 9), rows, vectors, width, rotate), codegen
     codegen = _tile_codegen(rows.literal_value, vectors.literal_value, gathered=False,
                             lanewise=True, width=width.literal_value,
                             spread="rotate" if rotate.literal_value else "permute")

@@ -1,8 +1,9 @@
 """Depthwise and narrow grouped layers with their channels on the vector lanes
 (``depthwise_lanes_numba``).
 
-2-D, float32, K = C in groups of G channels, G = 1 (depthwise) up to the lanes of a vector
-(``GROUP_WIDTHS``): a task transposes CB channels of one image into a channels-last buffer and
+2-D, float32, K = C in groups of G channels, G = 1 (depthwise) up to the lanes of a vector,
+or wider where the target has a broadcast tile of the group's vectors (AVX2's 16, SSE's 8;
+``GROUP_WIDTHS``): a task transposes CB channels of one image into a channels-last buffer and
 computes CB channels of a pixel per vector, each lane summing its group's G channels from
 permutations of one loaded vector, where the other depthwise kernels vectorise along a
 plane's rows and the implicit GEMM's narrow-group tiles fill most lanes with zeros. All three
