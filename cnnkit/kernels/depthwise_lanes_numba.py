@@ -148,8 +148,15 @@ def _to_lanes(planes, n, c0, count, cols, dense, buf, top, left, steps=(1, 1)):
     _transposed(planes, n, c0, count, dense)
     for i in range(planes.shape[2] // cols):
         for j in range(cols):
-            for lane in range(block):  # one vector move per cell (a slice copy ran 2× slower)
-                buf[i * steps[0] + top, j * steps[1] + left, lane] = dense[i * cols + j, lane]
+            # one vector move per cell (a slice copy ran 2× slower), its width a constant where
+            # it can be (a loop to ``block`` alone ran a padded 1 × 1 forward pass of 16 × 960
+            # × 7² 10–25 % slower: 0.32–0.48 against 0.28–0.38 ms)
+            if block == BLOCK:
+                for lane in range(BLOCK):
+                    buf[i * steps[0] + top, j * steps[1] + left, lane] = dense[i * cols + j, lane]
+            else:
+                for lane in range(block):
+                    buf[i * steps[0] + top, j * steps[1] + left, lane] = dense[i * cols + j, lane]
 
 
 @numba.njit(cache=True)
