@@ -10,9 +10,10 @@ read off (BENCHMARKS.md, "Depthwise layers with their channels on the lanes"). R
 """
 import argparse
 import os
-import time
 
 import numpy as np
+
+from . import timing
 
 # (images, channels, map side, kernel side, stride[, channels per group]): MobileNet's and
 # EfficientNet's depthwise layers from their last stages up, dw3x3's shape of the layer suite,
@@ -78,15 +79,7 @@ def _forced(name, run):
 
 def _best(runs, repeats):
     """Each run's best time in ms over ``repeats`` rounds, the runs in turn in each round."""
-    for run in runs:
-        run()
-    best = [float("inf")] * len(runs)
-    for _ in range(repeats):
-        for i, run in enumerate(runs):
-            start = time.perf_counter()
-            run()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return [t * 1e3 for t in best]
+    return [t * 1e3 for t in timing.best_of_interleaved(runs, repeats)]
 
 
 def _label(layer):

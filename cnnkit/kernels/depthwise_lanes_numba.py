@@ -48,7 +48,7 @@ import numpy as np
 from .. import tuning
 from ..cpu import host
 from .microkernel import (LANES, lanewise_micro_kernel, lanewise_spread_micro_kernel,
-                          wide_vectors)
+                          spans_vectors, wide_vectors)
 from .transpose_numba import transpose8, transpose8_shift
 
 VECTORS = max(1, 8 // LANES)  # NV: vectors per pixel, so that a block is whole 8 × 8 transposes
@@ -74,7 +74,7 @@ def _pixels(width):
     vectors and one loaded x vector (plus its permuted copy in groups) in the registers (8 × 1
     on AVX-512 and AVX2 for depthwise layers: 10 of 16 registers; 6 × 2 on 128-bit SSE: 15),
     at most 8; for a group wider than a vector, ``_wide_rows``."""
-    if width > LANES:
+    if spans_vectors(width):
         return _wide_rows(width)
     spare = host().registers - width * VECTORS - (1 if width == 1 else VECTORS + 1)
     return min(8, spare // VECTORS)
@@ -87,7 +87,7 @@ def _tap_rows(width, rotate):
     MR tap rows' x vectors, dy and one rotation of it (AVX-512, each width's choice of
     ``rotates``: 9, 9, 6, 3 and 1 for widths 1 to 16; AVX2: 9, 6, 3 and 1 for 1 to 8); for a
     group wider than a vector, ``_wide_rows`` (its rows are (tap, member) pairs)."""
-    if width > LANES:
+    if spans_vectors(width):
         return _wide_rows(width)
     spare = host().registers - 2 * VECTORS
     if rotate:
@@ -214,13 +214,12 @@ def _spread_tiles(x, base, offset, pixels, dy, c, c_row, rows, width, rotate):
 
 
 @numba.njit(cache=True)
-def _lane_weights(w, transposed):
+def _lane_weights(w, transposed, block):
     """w (C, G, KH, KW), groups of G channels -> (⌈C / CB⌉, KH·KW, G, CB): block b's tap t =
     (a, b) as G vectors of its channels, zeros past C. Lane c of vector g holds
     w[c − c % G + g, c % G] with both kernel axes reversed when ``transposed`` (the input
-    gradient's kernels), else w[c, g]. CB: ``_channels``."""
+    gradient's kernels), else w[c, g]. CB = ``block`` (``_channels``)."""
     channels, width, kh, kw = w.shape
-    block = max(BLOCK, width)
     out = np.zeros(((channels + block - 1) // block, kh * kw, width, block), np.float32)
     for c in range(channels):
         for g in range(width):
@@ -271,13 +270,13 @@ def _correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows,
     (``_lane_weights``; taps at ``offset``, output pixels' corners at ``corner``,
     ``_tables``), plus the bias (none if empty): the forward pass (steps 1), and the input
     gradient (steps: the layer's stride). Groups of ``width`` channels, MR = ``rows``; a group
-    wider than a vector has its (tap, member) pairs at ``offset`` (``_pairs``)."""
+    wider than a vector has its (tap, member) pairs as the taps (``_pairs``)."""
     numba.literally(rows)
     numba.literally(width)
     n_images, channels, x_rows, cols = x.shape
     out_rows, out_cols = out.shape[2], out.shape[3]
     blocks, block = lane_w.shape[0], lane_w.shape[3]
-    ldw = block if width > LANES else width * block  # b's row: a pair's, or a tap's G vectors
+    ldw = lane_w.shape[2] * block  # a tap's G vectors (a pair's one)
     tasks = n_images * blocks
     runs = max(1, min(tasks, runs))
     planes = x.reshape(n_images, channels, x_rows * cols)
@@ -384,7 +383,17 @@ def _c(array):
 def _pairs(offset, width):
     """A group wider than a vector: its taps' offsets per member g, offset_t + g in (tap,
     member) order (the broadcast tile's T); narrower groups' taps as they are."""
-    return (offset[:, None] + np.arange(width)).reshape(-1) if width > LANES else offset
+    return (offset[:, None] + np.arange(width)).reshape(-1) if spans_vectors(width) else offset
+
+
+def _kernels(w, transposed, offset):
+    """``_lane_weights`` and the tap offsets for ``_correlate``: a group wider than a vector's
+    (tap, member) pairs as taps of one vector set each (``_pairs``)."""
+    width = w.shape[1]
+    lane_w = _lane_weights(_c(w), transposed, _channels(width))
+    if spans_vectors(width):
+        lane_w = lane_w.reshape(lane_w.shape[0], -1, 1, lane_w.shape[3])
+    return lane_w, _pairs(offset, width)
 
 
 def forward(x, w, pads, stride, dilation, out_shape, bias=None):
@@ -397,7 +406,7 @@ def forward(x, w, pads, stride, dilation, out_shape, bias=None):
     offset, corner, row = _tables(kh, kw, dilation[0], dilation[1], *out_shape, *stride,
                                   buf_cols, _pixels(width), _channels(width))
     out = np.empty(x.shape[:2] + tuple(out_shape), np.float32)
-    CORRELATE[width](_c(x), _lane_weights(_c(w), False), _pairs(offset, width), corner, row,
+    CORRELATE[width](_c(x), *_kernels(w, False, offset), corner, row,
                      _c(bias) if bias is not None else _NO_BIAS, top, left, (1, 1), buf_rows,
                      buf_cols, out, _runs())
     return out
@@ -426,7 +435,7 @@ def backward_input(dy, w, spatial, pads, stride, dilation):
     offset, corner, row = _tables(kh, kw, dilation[0], dilation[1], *spatial, 1, 1, buf[1],
                                   _pixels(width), _channels(width))
     dx = np.empty(dy.shape[:2] + tuple(spatial), np.float32)
-    CORRELATE[width](_c(dy), _lane_weights(_c(w), True), _pairs(offset, width), corner, row,
+    CORRELATE[width](_c(dy), *_kernels(w, True, offset), corner, row,
                      _NO_BIAS, at[0], at[1], tuple(stride), buf[0], buf[1], dx, _runs())
     return dx
 
@@ -452,7 +461,7 @@ def backward_weight(x, dy, kernel, pads, stride, dilation, width=1, with_bias=Fa
     shares = max(1, min(x.shape[0], -(-2 * numba.get_num_threads() // blocks)))
     rows, tap_rows = _tap_rows(width, rotate), _pairs(offset, width)
     # a tile row per tap with a set per member, or (wider than a vector) per (tap, member)
-    sets = 1 if width > LANES else width
+    sets = 1 if spans_vectors(width) else width
     partial = np.empty((shares, blocks, -(-tap_rows.size // rows) * rows, sets, block),
                        np.float32)
     bias_partial = np.empty((shares, blocks, block) if with_bias else (0, 0, 0), np.float64)

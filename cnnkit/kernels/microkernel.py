@@ -72,12 +72,19 @@ def lanewise_micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_row, ac
     is ``micro_kernel``'s with NV = G / LANES (``wide_vectors``)."""
     if not _literals(rows, vectors, width):
         return None
-    if width.literal_value > LANES:
+    if spans_vectors(width.literal_value):
         codegen = _tile_codegen(rows.literal_value, wide_vectors(width.literal_value), False)
     else:
         codegen = _tile_codegen(rows.literal_value, vectors.literal_value, gathered=False,
                                 lanewise=True, width=width.literal_value)
     return types.void(*([types.intp] * 9), rows, vectors, width), codegen
+
+
+def spans_vectors(width):
+    """Whether a group of ``width`` lanes is wider than a vector: its lane permutations are
+    broadcasts, and the lane-wise kernels compile to ``micro_kernel``'s tile over (tap,
+    member) pairs, NV = ``wide_vectors``."""
+    return width > LANES
 
 
 def wide_vectors(width):
@@ -102,7 +109,7 @@ def lanewise_spread_micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_
     member) pairs: C[c_row[i] + j] (+)= Σ_{t < T} x[base[i] + offset[t]] · b[t·ldb + j]."""
     if not _literals(rows, vectors, width, rotate):
         return None
-    if width.literal_value > LANES:
+    if spans_vectors(width.literal_value):
         codegen = _tile_codegen(rows.literal_value, wide_vectors(width.literal_value), False)
         return types.void(*([types.intp] * 9), rows, vectors, width, rotate), codegen
     codegen = _tile_codegen(rows.literal_value, vectors.literal_value, gathered=False,
