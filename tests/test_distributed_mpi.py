@@ -141,7 +141,8 @@ def _rank_pid(out, rank):
 
 def _start_long_run(out, **env):
     args = ("--model", "resnet_small", "--dataset", "digits", "--limit-train", "640",
-            "--batch-size", "16", "--epochs", "100", "--optimizer", "sgd", "--scheduler", "none", "--no-progress")
+            "--batch-size", "16", "--epochs", "100", "--optimizer", "sgd", "--scheduler", "none",
+            "--no-progress")
     process = subprocess.Popen(_command(2, *args, "--out", str(out)), env=_env(**env),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
@@ -168,13 +169,14 @@ def test_a_rank_that_dies_or_hangs_ends_the_run(tmp_path, how):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.returncode != 0
+    assert process.returncode != 0, stdout + stderr
     if how == "killed":
-        # mpiexec reports the dead rank, unless the survivor's collective fails first and
-        # MPICH aborts the run on that (seen once on a loaded CI machine): either ends it
-        printed = stdout + stderr
-        assert "BAD TERMINATION" in printed or (
-            "Abort" in printed and "Fatal error in internal_Allreduce" in printed), printed
+        # The killed rank prints nothing and mpiexec ends the survivor. What mpiexec itself
+        # prints is its own: "BAD TERMINATION" usually, MPICH's abort of the survivor's failed
+        # collective when that comes first, and on a loaded CI machine once nothing at all
+        # (Hydra's exit-status capture races: pmodels/mpich#7057). The contract here is the
+        # end of the run, its failing exit status and the intact checkpoint below.
+        assert "Traceback" not in stderr, stderr
     else:
         assert "rank 0 of 2: " in stderr and "did not complete within 3 s" in stderr
     checkpoint = load_checkpoint(out / "checkpoint.safetensors")  # intact: written atomically
