@@ -102,6 +102,28 @@ def test_small_layer_matches_the_reference_loops(width):
             dy, x.shape, w, stride, ((1, 2), (0, 1)), 1, c // width), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("width", lanes.GROUP_WIDTHS)
+@pytest.mark.parametrize("transposed", [False, True])
+def test_lane_weights_follow_their_definition(width, transposed):
+    """Lane c of vector g of tap (a, b): w[c, g, a, b], or for the input gradient
+    w[c − c % G + g, c % G] with both kernel axes reversed; zeros past the channels."""
+    block = lanes._channels(width)
+    c = block + max(3 // width, 1) * width  # a whole block and a partial one
+    w = np.random.default_rng(width).standard_normal((c, width, 3, 2)).astype(np.float32)
+    out = lanes._lane_weights(w, transposed, block)
+    expected = np.zeros((2, 6, width, block), np.float32)
+    for channel in range(c):
+        for g in range(width):
+            for a in range(3):
+                for b in range(2):
+                    if transposed:
+                        value = w[channel - channel % width + g, channel % width, 2 - a, 1 - b]
+                    else:
+                        value = w[channel, g, a, b]
+                    expected[channel // block, a * 2 + b, g, channel % block] = value
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_weight_gradient_sums_every_image_share():
     """More shares of images than one (few channel blocks for the threads): each image's
     products counted once."""
