@@ -124,6 +124,30 @@ def test_lane_weights_follow_their_definition(width, transposed):
     np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize("rows, cols", [(7, 7), (3, 5), (9, 14), (1, 1), (2, 8), (4, 4)])
+@pytest.mark.parametrize("steps", [(1, 1), (2, 3)])
+def test_to_lanes_puts_each_pixel_in_its_cell(rows, cols, steps):
+    """Each pixel's lanes at its cell (padding and the input gradient's stride between them),
+    zeros in a partial block's spare lanes, every other cell untouched; 8 × 8 register blocks
+    and the pixels past the last whole block alike."""
+    block = lanes.BLOCK
+    top, left = 2, 1
+    buf_rows, buf_cols = (rows - 1) * steps[0] + top + 3, (cols - 1) * steps[1] + left + 2
+    planes = np.random.default_rng(rows * cols).standard_normal(
+        (2, 2 * block + 3, rows * cols)).astype(np.float32)
+    cells = lanes._cells(rows, cols, top, left, steps, buf_cols, block)
+    for c0, count in ((block, block), (2 * block, 3)):
+        buf = np.full((buf_rows, buf_cols, block), 7.0, np.float32)
+        lanes._to_lanes(planes, 1, c0, count, cells, buf)
+        expected = np.full_like(buf, 7.0)
+        for i in range(rows):
+            for j in range(cols):
+                cell = expected[i * steps[0] + top, j * steps[1] + left]
+                cell[:] = 0.0
+                cell[:count] = planes[1, c0:c0 + count, i * cols + j]
+        np.testing.assert_array_equal(buf, expected)
+
+
 def test_weight_gradient_sums_every_image_share():
     """More shares of images than one (few channel blocks for the threads): each image's
     products counted once."""

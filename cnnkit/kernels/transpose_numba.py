@@ -25,7 +25,8 @@ _ROUNDS = (
 )
 
 
-def _transpose8_codegen(builder, src, src_stride, dst, dst_stride, shift=None, sums=None):
+def _transpose8_codegen(builder, src, src_stride, dst, dst_stride, shift=None, sums=None,
+                        cells=None):
     f32, f64, i64, i32 = ir.FloatType(), ir.DoubleType(), ir.IntType(64), ir.IntType(32)
     vec = ir.VectorType(f32, 8)
     src = builder.inttoptr(src, f32.as_pointer())
@@ -34,6 +35,16 @@ def _transpose8_codegen(builder, src, src_stride, dst, dst_stride, shift=None, s
     def row(base, stride, i):
         return builder.bitcast(builder.gep(base, [builder.mul(stride, ir.Constant(i64, i))]),
                                vec.as_pointer())
+
+    if cells is None:
+        def destination(j):
+            return row(dst, dst_stride, j)
+    else:  # column j goes to dst + cells[j] (cells: int64 offsets, in elements)
+        cells = builder.inttoptr(cells, i64.as_pointer())
+
+        def destination(j):
+            offset = builder.load(builder.gep(cells, [ir.Constant(i64, j)]), align=8)
+            return builder.bitcast(builder.gep(dst, [offset]), vec.as_pointer())
 
     v = [builder.load(row(src, src_stride, i), align=4) for i in range(8)]
     for shuffles in _ROUNDS:
@@ -49,7 +60,7 @@ def _transpose8_codegen(builder, src, src_stride, dst, dst_stride, shift=None, s
                                            ir.Constant(ir.VectorType(i32, 8), [0] * 8))
             v[j] = builder.fadd(v[j], splat)
     for j in range(8):
-        builder.store(v[j], row(dst, dst_stride, j), align=4)
+        builder.store(v[j], destination(j), align=4)
     if sums is not None:  # sums[i] += the stored values of column i, row by row, in float64
         sums = builder.bitcast(builder.inttoptr(sums, f64.as_pointer()),
                                ir.VectorType(f64, 8).as_pointer())
@@ -80,6 +91,20 @@ def transpose8_shift(typingctx, src, src_stride, dst, dst_stride, shift):
         return context.get_dummy_value()
 
     return types.void(types.intp, types.intp, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
+def transpose8_cells(typingctx, src, src_stride, dst, cells):
+    """``transpose8`` whose column j goes to its own place: dst[cells[j] + i] = src[i·src_stride
+    + j] for i, j < 8 (``cells``: the address of 8 int64 offsets, in elements), so that
+    consecutive source columns can land in cells that are not evenly spaced (a plane's pixels
+    in a padded buffer: a row's last pixel, then the next row's first)."""
+
+    def codegen(context, builder, signature, args):
+        _transpose8_codegen(builder, *args[:3], None, cells=args[3])
+        return context.get_dummy_value()
+
+    return types.void(types.intp, types.intp, types.intp, types.intp), codegen
 
 
 @intrinsic
