@@ -216,7 +216,7 @@ def _lane_weights(w, transposed, block):
     Loops by block, group and tap, with no division per value. This is a fixed cost of every
     forward pass and input gradient: for 512 channels in groups of 16, 3 × 3, 68 and 36 μs
     against 155 and 105 with a division and a remainder per value, which was 6–8 % of those
-    passes on 16 images of 7 × 7 (BENCHMARKS.md, "Groups wider than a vector")."""
+    passes on 16 images of 7 × 7 (BENCHMARKS.md, "The lanes' fixed costs")."""
     channels, width, kh, kw = w.shape
     taps = kh * kw
     flat = w.reshape(channels, width, taps)
