@@ -126,11 +126,12 @@ def test_lane_weights_follow_their_definition(width, transposed):
 
 @pytest.mark.parametrize("rows, cols", [(7, 7), (3, 5), (9, 14), (1, 1), (2, 8), (4, 4)])
 @pytest.mark.parametrize("steps", [(1, 1), (2, 3)])
-def test_to_lanes_puts_each_pixel_in_its_cell(rows, cols, steps):
+@pytest.mark.parametrize("block", sorted({lanes.BLOCK, lanes._channels(16)}))
+def test_to_lanes_puts_each_pixel_in_its_cell(rows, cols, steps, block):
     """Each pixel's lanes at its cell (padding and the input gradient's stride between them),
     zeros in a partial block's spare lanes, every other cell untouched; 8 × 8 register blocks
-    and the pixels past the last whole block alike."""
-    block = lanes.BLOCK
+    and the pixels past the last whole block alike; blocks of BLOCK channels and a group wider
+    than a vector's (AVX2's 16)."""
     top, left = 2, 1
     buf_rows, buf_cols = (rows - 1) * steps[0] + top + 3, (cols - 1) * steps[1] + left + 2
     planes = np.random.default_rng(rows * cols).standard_normal(
