@@ -224,7 +224,7 @@ def _lane_weights(w, transposed, block):
     out = np.zeros((blocks, taps, width, block), np.float32)
     for b in range(blocks):
         count = min(block, channels - b * block)  # a multiple of G: whole groups
-        if width == 1:
+        if width == 1:  # the loops below with G = 1: their lane loops would be 1 long
             for t in range(taps):
                 tap = taps - 1 - t if transposed else t
                 for lane in range(count):
@@ -259,16 +259,9 @@ def _tables(kh, kw, dh, dw, out_rows, out_cols, sh, sw, pitch, rows, block):
     channels per row: tap t = (a, b) at offset[t]; output pixel p = (r, q)'s corner at
     corner[p] and its row of a dense (P, CB) result at row[p], both padded to a multiple of
     ``rows`` (MR, ``_padded``)."""
-    offset = np.empty(kh * kw, np.int64)
-    for a in range(kh):
-        for b in range(kw):
-            offset[a * kw + b] = (a * dh * pitch + b * dw) * block
-    size = out_rows * out_cols
-    corner = np.empty(size, np.int64)
-    for r in range(out_rows):
-        for q in range(out_cols):
-            corner[r * out_cols + q] = (r * sh * pitch + q * sw) * block
-    return offset, _padded(corner, rows), _padded(np.arange(size) * block, rows)
+    offset = _cells(kh, kw, 0, 0, (dh, dw), pitch, block)  # the taps, dilation apart
+    corner = _cells(out_rows, out_cols, 0, 0, (sh, sw), pitch, block)  # the pixels, stride apart
+    return offset, _padded(corner, rows), _padded(np.arange(out_rows * out_cols) * block, rows)
 
 
 @numba.njit(parallel=True, cache=True)
