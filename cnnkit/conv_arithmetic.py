@@ -13,6 +13,7 @@ inverts it:
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -131,8 +132,46 @@ def conv_output_shape(input_shape, kernel_size, stride=1, padding=0, dilation=1,
     (3, 3)
 
     Raises ValueError when an argument is out of range or the (dilated) kernel does not fit the
-    padded input.
+    padded input. Every layer call asks, mostly the same questions: the answers to those
+    asked in plain ints and strings are kept (the checks cost a small layer's call 5 µs).
     """
+    return _output_shape(input_shape, kernel_size, stride, padding, dilation, ceil_mode,
+                         transposed, output_padding)
+
+
+def answers_kept(function):
+    """Decorate a function of its positional arguments alone (no state, no side effects) so
+    that its answers to plain arguments (None, ints, bools, strings and tuples of ints or of
+    int tuples) are kept and given again; other calls, and calls that raise, run each time."""
+    kept = functools.lru_cache(maxsize=4096, typed=True)(function)  # typed: True is not 1
+
+    @functools.wraps(function)
+    def answer(*args):
+        if all(map(_plain, args)):
+            return kept(*args)
+        return function(*args)
+    return answer
+
+
+def _plain(value):
+    """Whether ``value`` is None, an int, a bool, a str, or a tuple of ints or of int tuples:
+    a key equal only to the same argument (unlike 3.0 or True inside a tuple, equal to 3
+    and 1), so that an answer kept for it holds for it."""
+    kind = type(value)
+    if kind is tuple:
+        for item in value:
+            if type(item) is tuple:
+                if not all(type(number) is int for number in item):
+                    return False
+            elif type(item) is not int:
+                return False
+        return True
+    return value is None or kind is int or kind is bool or kind is str
+
+
+@answers_kept
+def _output_shape(input_shape, kernel_size, stride, padding, dilation, ceil_mode, transposed,
+                  output_padding):
     if not isinstance(input_shape, (tuple, list)) and np.ndim(input_shape) == 0:
         input_shape = (input_shape,)
     spatial = tuple(int(s) for s in input_shape)
@@ -165,3 +204,4 @@ def conv_output_shape(input_shape, kernel_size, stride=1, padding=0, dilation=1,
                 f"larger than the padded input (size {s} + padding {p[0]}+{p[1]}); "
                 f"input spatial shape {spatial}, kernel_size {kernel}")
     return out
+

@@ -156,3 +156,19 @@ def test_to_tuple_gives_plain_ints(value, expected):
 def test_to_tuple_refuses_bools_floats_and_wrong_lengths(value):
     with pytest.raises(TypeError, match="stride"):
         to_tuple(value, 2, "stride")
+
+
+@pytest.mark.parametrize("kernel_size", [3.0, (3.0, 3), True, (True, 3), [3, 3.5]])
+def test_a_kept_answer_is_not_given_to_an_argument_that_only_equals_its_key(kernel_size):
+    """Answers are kept for plain-int arguments; 3.0 and True equal 3 and 1 as keys, but are
+    still refused after the int's answer was kept."""
+    assert conv_output_shape((7, 7), 3) == (5, 5) and conv_output_shape((7, 7), 1) == (7, 7)
+    assert conv_output_shape((7, 7), (3, 3)) == (5, 5)
+    with pytest.raises(TypeError, match="kernel_size"):
+        conv_output_shape((7, 7), kernel_size)
+
+
+def test_errors_are_raised_on_every_call_not_kept():
+    for _ in range(2):
+        with pytest.raises(ValueError, match="larger than the padded input"):
+            conv_output_shape((2, 2), 3)

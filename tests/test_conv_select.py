@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from cnnkit import tuning
 from cnnkit.kernels import conv
 from cnnkit.kernels.conv import winograd
 
@@ -140,3 +141,27 @@ def test_geometry_is_computed_once_and_ignores_pads_for_equality():
     assert a == b and hash(a) == hash(b) and a.out == (7, 7) and a.exact
     with pytest.raises(Exception):
         a.batch = 3  # frozen
+
+
+def test_the_heuristic_follows_the_tuning_values_after_answering():
+    """Its answers are kept per tuning state: an override, and values read again, are seen."""
+    assert conv.select(RES3X3, "forward") == "implicit"
+    with tuning.override(implicit_max_kernel_taps=1):
+        assert conv.select(RES3X3, "forward") != "implicit"
+        with tuning.override(implicit_max_kernel_taps=9):
+            assert conv.select(RES3X3, "forward") == "implicit"
+    assert conv.select(RES3X3, "forward") == "implicit"
+    state = tuning.state()
+    tuning.reload()
+    assert tuning.state() != state
+
+
+def test_geometries_with_other_pads_keep_their_own():
+    """Equal geometries, shared between calls, but each call's pads are its own."""
+    shape, w_shape = (2, 3, 9, 9), (4, 3, 3, 3)
+    a = conv.ConvGeometry.of(shape, w_shape, (1, 1), (1, 1), pads=((1, 1), (1, 1)))
+    b = conv.ConvGeometry.of(shape, w_shape, (1, 1), (1, 1), pads=((0, 2), (2, 0)))
+    c = conv.ConvGeometry.of(shape, w_shape, (1, 1), (1, 1), pads=[[0, 2], [2, 0]])
+    assert a == b == c and a.pads == ((1, 1), (1, 1)) and b.pads == c.pads == ((0, 2), (2, 0))
+    assert conv.ConvGeometry.of(shape, w_shape, (1, 1), (1, 1), pads=((1, 1), (1, 1))) is a
+    assert a.per_group() is a.per_group() and a.per_group().pads == a.pads

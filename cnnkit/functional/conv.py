@@ -18,7 +18,8 @@ dL/db = Σ_n Σ_i dL/dy[n, k, i]. A transposed convolution swaps the first two r
 """
 import numpy as np
 
-from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding, to_tuple
+from ..conv_arithmetic import (answers_kept, conv_output_shape, positive_tuple, resolve_padding,
+                               to_tuple)
 from ..kernels.conv import PaddedInput, conv_backward_input, conv_backward_weight, conv_forward
 from ..kernels.bias_numba import add_bias, bias_grad
 from ..kernels.padding import check_pad_widths, pad_array, pad_array_backward
@@ -69,6 +70,32 @@ def _check_groups(op, groups, in_channels, out_channels=None):
                          f"({out_channels})")
 
 
+@answers_kept
+def _conv_arguments(op, n_dims, x_shape, w_shape, bias_shape, stride, padding, dilation, groups,
+                    padding_mode):
+    """A convolution's arguments checked against its shapes: (stride, dilation, pads, the
+    padding mode as ``pad_array`` names it, whether anything is padded). Every call of a
+    layer asks the same: the answers are kept (``answers_kept``)."""
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"{op}: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+    k, c = w_shape[0], x_shape[1]
+    _check_groups(op, groups, c, k)
+    if w_shape[1] != c // groups:
+        raise ValueError(f"{op}: expected weight.shape[1] = {c // groups} (input channels / "
+                         f"groups), got {w_shape[1]}")
+    if bias_shape is not None and bias_shape != (k,):
+        raise ValueError(f"{op}: bias must have shape ({k},), got {bias_shape}")
+    kernel, spatial = w_shape[2:], x_shape[2:]
+    stride = positive_tuple(stride, n_dims, "stride")
+    dilation = positive_tuple(dilation, n_dims, "dilation")
+    pads = resolve_padding(padding, spatial, kernel, stride, dilation)
+    conv_output_shape(spatial, kernel, stride, pads, dilation)  # validates the kernel fits
+    mode = "constant" if padding_mode == "zeros" else padding_mode
+    if mode != "constant":
+        check_pad_widths(spatial, pads, mode, name=f"{op}: padding")
+    return stride, dilation, pads, mode, any(lo or hi for lo, hi in pads)
+
+
 def _batched(input, n_dims):
     """Unbatched (C, *spatial) input is run as a batch of one, like PyTorch."""
     return (input, False) if input.ndim == n_dims + 2 else (input.reshape((1,) + input.shape), True)
@@ -76,27 +103,13 @@ def _batched(input, n_dims):
 
 def _conv(op, n_dims, input, weight, bias, stride, padding, dilation, groups, padding_mode):
     _check_tensors(op, input, weight, bias, n_dims)
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(f"{op}: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
     x, unbatched = _batched(input, n_dims)
-    k, c = weight.shape[0], x.shape[1]
-    _check_groups(op, groups, c, k)
-    if weight.shape[1] != c // groups:
-        raise ValueError(f"{op}: expected weight.shape[1] = {c // groups} (input channels / "
-                         f"groups), got {weight.shape[1]}")
-    if bias is not None and bias.shape != (k,):
-        raise ValueError(f"{op}: bias must have shape ({k},), got {bias.shape}")
-    kernel, spatial = weight.shape[2:], x.shape[2:]
-    stride = positive_tuple(stride, n_dims, "stride")
-    dilation = positive_tuple(dilation, n_dims, "dilation")
-    pads = resolve_padding(padding, spatial, kernel, stride, dilation)
-    conv_output_shape(spatial, kernel, stride, pads, dilation)  # validates the kernel fits
-    mode = "constant" if padding_mode == "zeros" else padding_mode
+    stride, dilation, pads, mode, padded = _conv_arguments(
+        op, n_dims, x.shape, weight.shape, None if bias is None else bias.shape, stride,
+        padding, dilation, groups, padding_mode)
+    kernel = weight.shape[2:]
     widths = ((0, 0), (0, 0)) + pads
-    if mode != "constant":
-        check_pad_widths(spatial, pads, mode, name=f"{op}: padding")
 
-    padded = any(lo or hi for lo, hi in pads)
     # Zero padding is handed to the kernels as widths (a ``PaddedInput``): the algorithms that
     # read a padded array share one copy between the forward pass and the weight gradient
     # (held until backward only when that gradient will be wanted), and the row correlation

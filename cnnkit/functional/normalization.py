@@ -77,15 +77,12 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
     if x.ndim > 2 and x.data.size >= tuning.value("batchnorm_compiled_min_size"):
         return _compiled_batch_norm(x, mean_buf, var_buf, gamma, beta, training, momentum, eps)
 
-    if training:
-        mean = x.data.mean(axis=axes)
-        centred = x.data - mean.reshape(bshape)
-        var = np.mean(centred * centred, axis=axes)
-        _update_running(mean_buf, var_buf, mean, var, momentum, count)
-    else:
-        mean = mean_buf.astype(x.dtype, copy=False)
-        var = var_buf.astype(x.dtype, copy=False)
-        centred = x.data - mean.reshape(bshape)
+    if not training:
+        return _evaluated(x, mean_buf, var_buf, gamma, beta, eps, axes, bshape)
+    mean = x.data.mean(axis=axes)
+    centred = x.data - mean.reshape(bshape)
+    var = np.mean(centred * centred, axis=axes)
+    _update_running(mean_buf, var_buf, mean, var, momentum, count)
     inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
     x_hat = centred * inv_std.reshape(bshape)
     out = x_hat
@@ -95,18 +92,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
         out = out + beta.data.reshape(bshape)
 
     def backward(g):
-        need_sum_g_xhat = (gamma is not None and gamma.requires_grad) or (training and
-                                                                          x.requires_grad)
+        need_sum_g_xhat = (gamma is not None and gamma.requires_grad) or x.requires_grad
         sum_g_xhat = (g * x_hat).sum(axis=axes) if need_sum_g_xhat else None
         sum_g = g.sum(axis=axes)
         dx = None
         if x.requires_grad:
             scale = inv_std if gamma is None else inv_std * gamma.data
-            if training:
-                dx = (scale / count).reshape(bshape) * (
-                    count * g - sum_g.reshape(bshape) - x_hat * sum_g_xhat.reshape(bshape))
-            else:
-                dx = g * scale.reshape(bshape)
+            dx = (scale / count).reshape(bshape) * (
+                count * g - sum_g.reshape(bshape) - x_hat * sum_g_xhat.reshape(bshape))
         dgamma = sum_g_xhat if gamma is not None and gamma.requires_grad else None
         dbeta = sum_g if beta is not None and beta.requires_grad else None
         grads = (dx,)
@@ -129,13 +122,44 @@ def _update_running(mean_buf, var_buf, mean, var, momentum, count):
         var_buf += (momentum * var * (count / (count - 1))).astype(var_buf.dtype, copy=False)
 
 
+def _evaluated(x, mean_buf, var_buf, gamma, beta, eps, axes, bshape):
+    """``batch_norm`` with the running statistics, on NumPy: y = scale·x + shift per channel
+    (``scale_and_shift``), two passes over x, as PyTorch's CPU kernel computes it; x̂ only
+    when the backward pass wants Σ g·x̂ (γ's gradient). Five passes (x − μ, · 1/σ, · γ, + β)
+    cost a 64 × 14 × 14 map 31 µs, against 11 for PyTorch's layer."""
+    mean, var = mean_buf.astype(np.float64), var_buf.astype(np.float64)
+    inv_std, scale, shift = scale_and_shift(mean, var, eps, gamma, beta)
+    out = x.data * scale.astype(x.dtype).reshape(bshape)
+    out += shift.astype(x.dtype).reshape(bshape)
+
+    def backward(g):
+        dx = g * scale.astype(x.dtype).reshape(bshape) if x.requires_grad else None
+        grads = (dx,)
+        if gamma is not None:
+            x_hat = (x.data - mean.astype(x.dtype).reshape(bshape)) * \
+                inv_std.astype(x.dtype).reshape(bshape)
+            grads += ((g * x_hat).sum(axis=axes) if gamma.requires_grad else None,)
+        if beta is not None:
+            grads += (g.sum(axis=axes) if beta.requires_grad else None,)
+        return grads
+    parents = (x,) + tuple(p for p in (gamma, beta) if p is not None)
+    return Tensor._make(out, parents, backward, "batch_norm")
+
+
+def scale_and_shift(mean, var, eps, gamma, beta):
+    """(1/√(σ² + ε), scale = γ/√(σ² + ε), shift = β − μ·scale): y = scale·x + shift, from
+    per-channel float64 statistics; gamma and beta are Tensors or None."""
+    inv_std = 1.0 / np.sqrt(var + eps)
+    scale = inv_std * (1.0 if gamma is None else gamma.data)
+    shift = (0.0 if beta is None else beta.data) - mean * scale
+    return inv_std, scale, shift
+
+
 def normalize_affine(x3, mean, var, eps, gamma, beta):
     """(1/√(σ² + ε), scale = γ/√(σ² + ε), y = scale·(x − μ) + β) for x3 (N, C, L), y by the
     fused affine kernel; per-channel float64 statistics; gamma and beta are Tensors or None."""
     from ..kernels import batchnorm_numba as kernels
-    inv_std = 1.0 / np.sqrt(var + eps)
-    scale = inv_std * (1.0 if gamma is None else gamma.data)  # y = scale·x + shift
-    shift = (0.0 if beta is None else beta.data) - mean * scale
+    inv_std, scale, shift = scale_and_shift(mean, var, eps, gamma, beta)
     out = np.empty_like(x3)
     kernels.affine(x3, scale.astype(x3.dtype), shift.astype(x3.dtype), out)
     return inv_std, scale, out

@@ -8,7 +8,8 @@ last window that would start in the right padding.
 import numpy as np
 
 from .. import tuning
-from ..conv_arithmetic import conv_output_shape, positive_tuple, resolve_padding, to_tuple
+from ..conv_arithmetic import (answers_kept, conv_output_shape, positive_tuple, resolve_padding,
+                               to_tuple)
 from ..kernels import pooling as kernels
 from ..tensor import Tensor
 from .half import computes_float16_in_float32
@@ -34,21 +35,29 @@ def _check_input(op, input, n_dims):
 def _window(op, input, n_dims, kernel_size, stride, padding, dilation, ceil_mode):
     """Validate a pooling window; return (x, unbatched, kernel, stride, pads, dilation, out)."""
     x, unbatched = _check_input(op, input, n_dims)
+    return (x, unbatched) + _window_arguments(op, x.shape[2:], n_dims, kernel_size, stride,
+                                              padding, dilation, ceil_mode)
+
+
+@answers_kept
+def _window_arguments(op, spatial, n_dims, kernel_size, stride, padding, dilation, ceil_mode):
+    """(kernel, stride, pads, dilation, out) of a pooling window over a map of shape
+    ``spatial``, checked (the same checks for every call of a layer: answers kept)."""
     kernel = positive_tuple(kernel_size, n_dims, "kernel_size")
     stride = kernel if stride is None or stride == () or stride == [] else positive_tuple(
         stride, n_dims, "stride")
     dilation = positive_tuple(dilation, n_dims, "dilation")
     if isinstance(padding, str):
         raise ValueError(f"{op}: padding must be an int or a tuple, got {padding!r}")
-    pads = resolve_padding(padding, x.shape[2:], kernel, stride, dilation)
+    pads = resolve_padding(padding, spatial, kernel, stride, dilation)
     for k, (lo, hi) in zip(kernel, pads):
         if max(lo, hi) > k // 2:
             raise ValueError(f"{op}: padding {padding!r} must be at most half the kernel size "
                              f"{kernel}")
-    out = conv_output_shape(x.shape[2:], kernel, stride, pads, dilation, ceil_mode=ceil_mode)
+    out = conv_output_shape(spatial, kernel, stride, pads, dilation, ceil_mode=ceil_mode)
     if any(o <= 0 for o in out):
-        raise ValueError(f"{op}: output size {out} is too small for input {x.shape[2:]}")
-    for n, k, s, (lo, _), d, o in zip(x.shape[2:], kernel, stride, pads, dilation, out):
+        raise ValueError(f"{op}: output size {out} is too small for input {spatial}")
+    for n, k, s, (lo, _), d, o in zip(spatial, kernel, stride, pads, dilation, out):
         # A dilated window can straddle a short input and see only padding (PyTorch then
         # returns an index outside the input); refuse instead. Without low padding every
         # window's first cell is in the input (output_size drops windows starting past it).
@@ -57,8 +66,8 @@ def _window(op, input, n_dims, kernel_size, stride, padding, dilation, ceil_mode
         taps = np.arange(o)[:, None] * s - lo + np.arange(k) * d
         if not ((taps >= 0) & (taps < n)).any(axis=1).all():
             raise ValueError(f"{op}: padding {padding!r} with dilation {dilation} leaves windows "
-                             f"that see only padding in an input of size {x.shape[2:]}")
-    return x, unbatched, kernel, stride, pads, dilation, out
+                             f"that see only padding in an input of size {spatial}")
+    return kernel, stride, pads, dilation, out
 
 
 def _unbatch(t, unbatched):

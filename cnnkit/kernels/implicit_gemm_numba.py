@@ -24,6 +24,8 @@ Why not BLAS: an im2col GEMM pays the column copies, and NumPy's OpenBLAS may be
 kernels than the CPU has (``OPENBLAS_CORETYPE``); BENCHMARKS.md compares both against the
 machine's FMA peak.
 """
+import functools
+
 import numba
 import numpy as np
 
@@ -490,6 +492,7 @@ def panels(a):
     return out
 
 
+@functools.lru_cache(maxsize=1024)
 def tile(channels):
     """(MR, NV, channels rounded up to the tile width LANES·NV) for an output-channel count:
     the tile that pads the channels least, the widest of those, and the one-vector tile only

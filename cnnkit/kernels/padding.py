@@ -167,10 +167,16 @@ def zero_pad(x, pads):
     thread: res3x3's dy, 8 MB, 0.9 against 0.35 ms), the rest by ``pad_array``."""
     if not has_padding(pads):
         return x
-    if 3 <= x.ndim <= 5 and min(min(p) for p in pads) >= 0 and \
-            x.size >= tuning.value("compiled_min_size"):
+    if min(min(p) for p in pads) < 0:  # a crop somewhere
+        return pad_array(x, ((0, 0), (0, 0)) + tuple(pads))
+    if 3 <= x.ndim <= 5 and x.size >= tuning.value("compiled_min_size"):
         return pad_planes(x, pads)[0]
-    return pad_array(x, ((0, 0), (0, 0)) + tuple(pads))
+    # ``pad_array``'s zeros-then-interior copy, without its checks and crops (a third of the
+    # time on one small image)
+    out = np.zeros(x.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads)),
+                   x.dtype)
+    out[(Ellipsis,) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[2:], pads))] = x
+    return out
 
 
 def crop(xp, pads):

@@ -23,10 +23,13 @@ from . import store
 from .constants import CONSTANTS, Constant
 
 __all__ = ["CONSTANTS", "Constant", "cache_file", "defaults", "override", "reload", "save",
-           "source", "value", "values"]
+           "source", "state", "value", "values"]
 
-_overrides = contextvars.ContextVar("cnnkit_tuning_overrides", default=None)
+# The overridden values (name -> number) and the same as a sorted tuple, for ``state``.
+_overrides = contextvars.ContextVar("cnnkit_tuning_overrides", default=({}, ()))
 _lock = threading.Lock()
+_loads = 0  # how often the measured values were forgotten (``reload``), for ``state``
+_current = None  # the values ``_loaded`` read, once read: ``value`` then takes no lock
 
 
 def defaults():
@@ -68,12 +71,22 @@ def _loaded():
 
 def value(name):
     """The current value of constant ``name`` (see the module docstring for the order)."""
-    overrides = _overrides.get()
-    if overrides is not None and name in overrides:
+    global _current
+    overrides = _overrides.get()[0]
+    if name in overrides:
         return overrides[name]
-    with _lock:
-        current = _loaded()[0]
+    current = _current
+    if current is None:
+        with _lock:
+            current = _current = _loaded()[0]
     return current[name]
+
+
+def state():
+    """A hashable token that differs whenever a value may: after each ``reload`` (``save``
+    makes one) and inside each ``override`` block of other values. What is computed from the
+    values alone may be kept under it (``kernels.conv.registry.heuristic``)."""
+    return _loads, _overrides.get()[1]
 
 
 def values():
@@ -89,8 +102,11 @@ def source():
 
 def reload():
     """Forget the values read, so the next ``value`` reads the cache file again."""
+    global _current, _loads
     with _lock:
         _loaded.cache_clear()
+        _current = None
+        _loads += 1
 
 
 @contextlib.contextmanager
@@ -101,7 +117,8 @@ def override(**new_values):
         if name not in CONSTANTS:
             raise ValueError(f"override: unknown constant {name!r}")
         store.check_value(name, number)
-    token = _overrides.set({**(_overrides.get() or {}), **new_values})
+    merged = {**_overrides.get()[0], **new_values}
+    token = _overrides.set((merged, tuple(sorted(merged.items()))))
     try:
         yield
     finally:

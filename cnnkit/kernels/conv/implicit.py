@@ -104,7 +104,8 @@ def forward_from(source, w, g, bias=None):
     kernel padding the images in its own tasks as well, with no copy kept, made the steps of
     res3x3_s2, alex_c1 and lenet_c1 1.04, 1.04 and 1.08 times slower: each pass copied the
     images, where one copy serves both.)"""
-    if not source.is_padded and _per_image_forward(g):
+    per_image, planar = _forward_plan(g, numba.get_num_threads(), tuning.state())
+    if not source.is_padded and per_image:
         padded = np.empty((g.batch, g.in_channels) + g.padded, np.float32) if source.shared \
             else None
         y = per_image_product(source.data, source.pads, group_panels(w, g.groups, _panels),
@@ -113,7 +114,17 @@ def forward_from(source, w, g, bias=None):
         if padded is not None:
             source.adopt(padded)
         return y
-    return _forward(source.padded(), w, g, bias)
+    return _forward(source.padded(), w, g, bias, planar)
+
+
+@functools.lru_cache(maxsize=4096)
+def _forward_plan(g, _threads, _tuning_state):
+    """(``_per_image_forward(g)``, whether each group's product runs planar): decided once per
+    geometry, thread count and tuning state (deciding cost a small layer's call 8 µs)."""
+    one = g.per_group()
+    return _per_image_forward(g), _runs_planar(g.stride, one.out_channels,
+                                               one.in_channels * g.taps, g.padded, g.out,
+                                               g.kernel)
 
 
 def _per_image_forward(g):
@@ -131,19 +142,23 @@ def _runs_planar(stride, out_channels, terms, padded, out, kernel):
     return all(s == 1 for s in stride) and planar_wins(out_channels, terms, padded, out, kernel)
 
 
-def _forward(xp, w, g, bias=None):
-    if g.groups == 1:
-        return forward(xp, w, g.stride, g.dilation, g.out, bias)
+def _forward(xp, w, g, bias=None, planar=None):
+    """The forward pass on the padded input; ``planar``: whether each group's product runs
+    planar, when known (``_forward_plan``)."""
     per_group = g.in_channels // g.groups
-    if _runs_planar(g.stride, g.out_channels // g.groups, per_group * g.taps, g.padded, g.out,
-                    g.kernel):
+    if planar is None:
+        planar = _runs_planar(g.stride, g.out_channels // g.groups, per_group * g.taps,
+                              g.padded, g.out, g.kernel)
+    if g.groups == 1:
+        return forward(xp, w, g.stride, g.dilation, g.out, bias, planar=planar)
+    if planar:
         return _forward_planar(xp, w, g.dilation, g.out, bias=bias, groups=g.groups)
     # Each group's product reads its channels of xp in place and writes its block of y.
     y = np.empty((g.batch, g.groups, g.out_channels // g.groups, math.prod(g.out)), np.float32)
     biases = [None] * g.groups if bias is None else np.split(bias, g.groups)
     for j, (w_j, b_j) in enumerate(zip(np.split(w, g.groups), biases)):
         forward(xp, w_j, g.stride, g.dilation, g.out, b_j, first_channel=j * per_group,
-                y=y[:, j])
+                y=y[:, j], planar=False)
     return y.reshape((g.batch, g.out_channels) + g.out)
 
 
@@ -321,17 +336,21 @@ def _planar_lane_use(padded, out):
     return math.prod(out) / (-(-_planar_length(padded, out) // width) * width)
 
 
-def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None, flipped=False):
+def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None, flipped=False,
+            planar=None):
     """xp (N, C, *padded) float32, w (K, C', *kernel) -> y (N, K, *out), plus ``bias`` (K,)
     when given, from the C' channels of xp from ``first_channel`` on (a group's: C' = C by
     default). With ``y`` (N, K, prod(out)), a view of a larger array allowed, into it.
     ``flipped``: w is (C', K, *kernel) and the product's weights are w with its first two axes
     swapped and its kernel flipped (the stride-1 input gradient's), laid out without a copy
-    of that transpose for the channels-last kernel."""
+    of that transpose for the channels-last kernel. ``planar``: whether the product runs
+    planar (``_runs_planar``), when the caller knows."""
     n = xp.shape[0]
     k, c = w.shape[1::-1] if flipped else w.shape[:2]
-    terms = c * math.prod(w.shape[2:])
-    if _runs_planar(stride, k, terms, xp.shape[2:], out, w.shape[2:]):
+    if planar is None:
+        planar = _runs_planar(stride, k, c * math.prod(w.shape[2:]), xp.shape[2:], out,
+                              w.shape[2:])
+    if planar:
         if flipped:
             w = _transposed(w)
         planar = _forward_planar(xp, w, dilation, out, first_channel, bias)
