@@ -3,6 +3,8 @@
 Their backward moves the gradient back the same way: reshape back, permute by the inverse
 permutation, scatter into the indexed places, split, crop.
 """
+import math
+
 import numpy as np
 
 from ..tensor import Tensor, as_tensor
@@ -18,7 +20,7 @@ def flatten(x, start_dim=0, end_dim=-1) -> Tensor:
     if x.ndim == 0:
         return reshape(x, 1)
     start, end = start_dim % x.ndim, end_dim % x.ndim
-    shape = x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:]
+    shape = x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:]
     return reshape(x, shape)
 
 
