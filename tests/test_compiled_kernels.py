@@ -43,6 +43,32 @@ def test_compiled_max_pool2d_matches_torch(args, dtype):
     np.testing.assert_allclose(xc.grad, xt.grad.numpy(), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("args", [
+    dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=3, stride=1, padding=1, dilation=2, ceil_mode=True),
+    dict(kernel_size=2, stride=3, ceil_mode=True),
+])
+@pytest.mark.parametrize("unbatched", [False, True])
+def test_compiled_max_pool1d_matches_torch(args, unbatched):
+    """1-D pooling runs on the 2-D kernels as maps of one row: values, indices, gradients."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 4, 13)).astype(np.float32)
+    x[0, 0, :3] = np.nan
+    x[1, 1] = -np.inf
+    x[2, 2, 4:8] = 1.0  # ties: the first maximum wins
+    x = x[0] if unbatched else x
+    xc, xt = cnnkit.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    y, index = F.max_pool1d(xc, return_indices=True, **args)
+    yt, index_t = TF.max_pool1d(xt, return_indices=True, **args)
+    g = rng.standard_normal(yt.shape).astype(np.float32)
+    y.backward(g)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_array_equal(y.data, yt.detach().numpy())
+    np.testing.assert_array_equal(index.data, index_t.numpy())
+    assert index.data.dtype == np.int64
+    np.testing.assert_allclose(xc.grad, xt.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
 def test_compiled_and_numpy_paths_agree():
     rng = np.random.default_rng(1)
     x = cnnkit.tensor(rng.standard_normal((2, 3, 10, 10)), requires_grad=True)

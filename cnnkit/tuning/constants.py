@@ -166,7 +166,7 @@ _TABLE = [
              "(ReLU, bias, im2col copies). Measured as the crossover of the compiled ReLU "
              "against NumPy's, one pass each.", 0, 1 << 62, integer=True, measured_by=TUNE),
     Constant("pool_compiled_min_size", 0, "array elements",
-             "2-D max pooling on at least this many input values runs compiled "
+             "1-D and 2-D max pooling on at least this many input values runs compiled "
              "(pooling_numba). NumPy's pooling makes a pass per kernel offset, so the "
              "compiled kernel wins even on one 8 × 8 map (AVX-512: 64 values 76 against "
              "148 µs, 25 088 values 84 against 408). Measured as the crossover of the two "

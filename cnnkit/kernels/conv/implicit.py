@@ -238,7 +238,7 @@ def _offsets(x_shape, kernel, dilation, channels=None, first_channel=0):
     """offset per (c, a) tap, c-major then the kernel's dims in order (w's layout), for the
     input's channels from ``first_channel`` on (``channels`` of them; default: all)."""
     count = x_shape[1] - first_channel if channels is None else channels
-    return _table(_offset_table, (_ints(x_shape[1:]), _ints(kernel), _ints(dilation), count,
+    return shared_table(_offset_table, (_ints(x_shape[1:]), _ints(kernel), _ints(dilation), count,
                                   first_channel), count * math.prod(kernel))
 
 
@@ -252,7 +252,7 @@ def _offset_table(channel_shape, kernel, dilation, count, first_channel):
 
 def _corners(x_shape, out, stride):
     """corner per output position (n, i), image-major then the output's dims in order."""
-    return _table(_corner_table, (_ints(x_shape), _ints(out), _ints(stride)),
+    return shared_table(_corner_table, (_ints(x_shape), _ints(out), _ints(stride)),
                   x_shape[0] * math.prod(out))
 
 
@@ -271,7 +271,7 @@ def _corner_table(x_shape, out, stride):
 _SHARED_TABLE_ENTRIES = 16384
 
 
-def _table(build, key, entries):
+def shared_table(build, key, entries):
     """build(*key), shared between calls when it has few ``entries``. The kernels only read
     these tables, and so must every caller."""
     if entries > _SHARED_TABLE_ENTRIES:

@@ -105,20 +105,33 @@ def forward(x, w, out, pads, bias=None):
                              tuning.value("depthwise_runs_per_thread") *
                              numba.get_num_threads())
         return y
-    k, m = w.shape[0], w.shape[0] // c
+    k = w.shape[0]
     spatial, kernel, out2 = as_planes(x.shape[2:]), as_planes(w.shape[2:]), as_planes(out)
     pads2 = ((0, 0),) * (len(spatial) - len(pads)) + tuple(pads)
+    src, plane_kernel = implicit.shared_table(
+        _forward_tables, (n, c, k, spatial, kernel, out2, tuple(tuple(p) for p in pads2)),
+        n * k * math.prod(out2[:-2]) * math.prod(kernel[:-2]))
+    planes_per_image = src.shape[0] // (n * k)
+    plane_bias = None if bias is None else np.repeat(np.tile(bias, n), planes_per_image)
+    y = correlate_unpadded(x.reshape((-1,) + spatial[-2:]), pads2[-2][0], pads2[-1][0],
+                           w.reshape((-1,) + kernel[-2:]), src, plane_kernel, plane_bias,
+                           out2[-2:], padding_terms=True)
+    return y.reshape((n, k) + tuple(out))
+
+
+def _forward_tables(n, c, k, spatial, kernel, out2, pads2):
+    """The forward pass's (src, plane_kernel) for ``correlate_unpadded``: which input plane
+    each output plane reads per outer tap, and where its kernels start. Built from the shapes
+    alone, and kept between calls (``implicit.shared_table``): building them cost a
+    one-signal 1 → 16 channel layer a third of its call."""
+    m = k // c
     outer = _outer_sources(out2[:-2], kernel[:-2], spatial[:-2], [-lo for lo, _ in pads2[:-2]])
     taps = outer.shape[1]
     channel_plane = (np.arange(n)[:, None] * c + np.arange(k)[None, :] // m) * math.prod(
         spatial[:-2])                                                        # (N, K)
     src = np.where(outer[None, None] < 0, -1, channel_plane[:, :, None, None] + outer[None, None])
     plane_kernel = np.repeat(np.tile(np.arange(k, dtype=np.int64) * taps, n), outer.shape[0])
-    plane_bias = None if bias is None else np.repeat(np.tile(bias, n), outer.shape[0])
-    y = correlate_unpadded(x.reshape((-1,) + spatial[-2:]), pads2[-2][0], pads2[-1][0],
-                           w.reshape((k * taps,) + kernel[-2:]), src.reshape(-1, taps),
-                           plane_kernel, plane_bias, out2[-2:], padding_terms=True)
-    return y.reshape((n, k) + tuple(out))
+    return np.ascontiguousarray(src.reshape(-1, taps)), plane_kernel
 
 
 def backward_input(dy, w, spatial, groups, pads=None):
