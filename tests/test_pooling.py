@@ -150,7 +150,11 @@ def test_global_average_pool_is_the_mean(rng):
     ("avg_pool2d", dict(kernel_size=2, count_include_pad=False, padding=1)),
     ("adaptive_max_pool2d", dict(output_size=(3, 5))),
     ("adaptive_avg_pool2d", dict(output_size=(3, 5))),
+    ("adaptive_avg_pool2d", dict(output_size=1)),       # windows that tile: one reduction
+    ("adaptive_avg_pool2d", dict(output_size=(7, 4))),
+    ("adaptive_avg_pool1d", dict(output_size=1)),
     ("max_pool1d", dict(kernel_size=2, stride=1)),
+    ("max_pool1d", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
     ("max_pool3d", dict(kernel_size=2, padding=1)),
 ])
 def test_nan_and_inf_propagate_like_torch(rng, kind, kwargs):

@@ -55,7 +55,10 @@ thread. ``force_algorithm(name)`` and ``set_autotune(flag)`` still work, as the 
 To add an algorithm: write one module here with
 
     applies(geometry, pass_name) -> bool   the complete precondition, on shapes only
-    wins(geometry, pass_name) -> bool      the heuristic's rule, asked where it applies
+    wins(geometry, pass_name) -> bool      the heuristic's rule, asked where it applies;
+                                           it may read only the geometry, ``cnnkit.tuning``
+                                           and the CPU (the heuristic keeps its answers per
+                                           geometry, pass and ``tuning.state()``)
     forward_pass(xp, w, geometry)          -> y (N, K, *out)
     input_pass(dy, w, geometry)            -> dx inside geometry.pads (N, C, *inner)
     weight_pass(xp, dy, geometry)          -> dw (K, C/G, *kernel)

@@ -104,8 +104,8 @@ def forward_from(source, w, g, bias=None):
     kernel padding the images in its own tasks as well, with no copy kept, made the steps of
     res3x3_s2, alex_c1 and lenet_c1 1.04, 1.04 and 1.08 times slower: each pass copied the
     images, where one copy serves both.)"""
-    per_image, planar = _forward_plan(g, numba.get_num_threads(), tuning.state())
-    if not source.is_padded and per_image:
+    planar = _groups_run_planar(g)
+    if not source.is_padded and _per_image_forward(g, planar):
         padded = np.empty((g.batch, g.in_channels) + g.padded, np.float32) if source.shared \
             else None
         y = per_image_product(source.data, source.pads, group_panels(w, g.groups, _panels),
@@ -117,24 +117,21 @@ def forward_from(source, w, g, bias=None):
     return _forward(source.padded(), w, g, bias, planar)
 
 
-@functools.lru_cache(maxsize=4096)
-def _forward_plan(g, _threads, _tuning_state):
-    """(``_per_image_forward(g)``, whether each group's product runs planar): decided once per
-    geometry, thread count and tuning state (deciding cost a small layer's call 8 µs)."""
+def _groups_run_planar(g):
+    """Whether each group's forward product runs planar (``_runs_planar``): asked once per
+    call and handed on (asking twice cost a small layer's call 4 µs)."""
     one = g.per_group()
-    return _per_image_forward(g), _runs_planar(g.stride, one.out_channels,
-                                               one.in_channels * g.taps, g.padded, g.out,
-                                               g.kernel)
+    return _runs_planar(g.stride, one.out_channels, one.in_channels * g.taps, g.padded, g.out,
+                        g.kernel)
 
 
-def _per_image_forward(g):
-    """Whether ``forward`` would run each group's product channels-last, and
-    ``per_image_tasks`` as one task per image and group."""
-    one = g.per_group()
-    return per_image_tasks(g.batch * g.groups, math.prod(g.out),
-                           compiled.tile(one.out_channels)[2]) and \
-        not _runs_planar(g.stride, one.out_channels, one.in_channels * g.taps, g.padded, g.out,
-                         g.kernel)
+def _per_image_forward(g, planar=None):
+    """Whether ``forward`` would run each group's product channels-last (``planar``: known
+    already), and ``per_image_tasks`` as one task per image and group."""
+    if planar is None:
+        planar = _groups_run_planar(g)
+    return not planar and per_image_tasks(g.batch * g.groups, math.prod(g.out),
+                                          compiled.tile(g.per_group().out_channels)[2])
 
 
 def _runs_planar(stride, out_channels, terms, padded, out, kernel):
@@ -144,11 +141,10 @@ def _runs_planar(stride, out_channels, terms, padded, out, kernel):
 
 def _forward(xp, w, g, bias=None, planar=None):
     """The forward pass on the padded input; ``planar``: whether each group's product runs
-    planar, when known (``_forward_plan``)."""
+    planar, when known (``_groups_run_planar``)."""
     per_group = g.in_channels // g.groups
     if planar is None:
-        planar = _runs_planar(g.stride, g.out_channels // g.groups, per_group * g.taps,
-                              g.padded, g.out, g.kernel)
+        planar = _groups_run_planar(g)
     if g.groups == 1:
         return forward(xp, w, g.stride, g.dilation, g.out, bias, planar=planar)
     if planar:
