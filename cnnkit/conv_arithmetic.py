@@ -132,8 +132,8 @@ def conv_output_shape(input_shape, kernel_size, stride=1, padding=0, dilation=1,
     (3, 3)
 
     Raises ValueError when an argument is out of range or the (dilated) kernel does not fit the
-    padded input. Every layer call asks, mostly the same questions: the answers to those
-    asked in plain ints and strings are kept (the checks cost a small layer's call 5 µs).
+    padded input. Every call of a layer asks the same question: answers to plain arguments
+    are kept (``answers_kept``; the checks cost a small layer's call 6 µs).
     """
     return _output_shape(input_shape, kernel_size, stride, padding, dilation, ceil_mode,
                          transposed, output_padding)
@@ -204,4 +204,3 @@ def _output_shape(input_shape, kernel_size, stride, padding, dilation, ceil_mode
                 f"larger than the padded input (size {s} + padding {p[0]}+{p[1]}); "
                 f"input spatial shape {spatial}, kernel_size {kernel}")
     return out
-

@@ -4,6 +4,7 @@ Each op case is a function applied unchanged to cnnkit tensors and to torch tens
 operator and method names); ``check`` runs both on the same inputs, back-propagates the same random
 upstream gradient and compares values, dtypes and every input's gradient.
 """
+import threading
 import warnings
 
 import numpy as np
@@ -376,6 +377,23 @@ def test_no_grad_records_nothing_and_restores_the_mode():
     assert cnnkit.is_grad_enabled()
     with pytest.raises(RuntimeError, match="does not require grad"):
         y.sum().backward()
+
+
+def test_no_grad_holds_in_its_own_thread_only():
+    """A thread starts with the graph recorded, whatever another thread's mode."""
+    x = tensor([1.0], requires_grad=True)
+    seen = []
+
+    def record():
+        seen.append((cnnkit.is_grad_enabled(), (x * 2).requires_grad))
+        with cnnkit.no_grad():
+            seen.append((cnnkit.is_grad_enabled(), (x * 2).requires_grad))
+    with cnnkit.no_grad():
+        thread = threading.Thread(target=record)
+        thread.start()
+        thread.join()
+        assert not cnnkit.is_grad_enabled()
+    assert seen == [(True, True), (False, False)] and cnnkit.is_grad_enabled()
 
 
 def test_detach_shares_data_and_stops_gradient():
