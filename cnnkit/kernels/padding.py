@@ -109,15 +109,7 @@ def pad_array(x, widths, mode="constant", value=0.0):
     """
     check_pad_widths(x.shape, widths, mode)
     if mode in ("constant", "zeros"):
-        # All axes at once: fill, then copy the interior block. Faster than np.pad (a 16 MiB
-        # batch: 1.15 against 1.84 ms), most of all with zeros, whose pages come zeroed.
-        out_shape = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape, widths))
-        inner = [_interior(n, lo, hi) for n, (lo, hi) in zip(x.shape, widths)]
-        out = np.zeros(out_shape, dtype=x.dtype) if value == 0 else \
-            np.full(out_shape, value, dtype=x.dtype)
-        out[tuple(slice(p0, p1) for p0, p1, _ in inner)] = \
-            x[tuple(slice(i0, i0 + p1 - p0) for p0, p1, i0 in inner)]
-        return out
+        return _constant_pad(x, widths, value)
     if all(lo >= 0 and hi >= 0 for lo, hi in widths):  # no crop: NumPy's pad is ~2x faster
         return np.pad(x, widths, mode=_NUMPY_MODE[mode])
     out = x
@@ -125,6 +117,22 @@ def pad_array(x, widths, mode="constant", value=0.0):
         if lo or hi:
             out = np.take(out, _source_index(n, lo, hi, mode), axis=axis)
     return out.copy() if out is x else out
+
+
+def _constant_pad(x, widths, value=0.0):
+    """``pad_array``'s constant mode, widths unchecked: all axes at once, fill, then copy the
+    interior block. Faster than np.pad (a 16 MiB batch: 1.15 against 1.84 ms), most of all
+    with zeros, whose pages come zeroed."""
+    out_shape = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape, widths))
+    out = np.zeros(out_shape, dtype=x.dtype) if value == 0 else \
+        np.full(out_shape, value, dtype=x.dtype)
+    if min(min(pair) for pair in widths) >= 0:  # no crop: x whole (a third faster on one
+        out[tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, widths))] = x  # small map)
+        return out
+    inner = [_interior(n, lo, hi) for n, (lo, hi) in zip(x.shape, widths)]
+    out[tuple(slice(p0, p1) for p0, p1, _ in inner)] = \
+        x[tuple(slice(i0, i0 + p1 - p0) for p0, p1, i0 in inner)]
+    return out
 
 
 def pad_array_backward(grad, in_shape, widths, mode="constant"):
@@ -167,16 +175,11 @@ def zero_pad(x, pads):
     thread: res3x3's dy, 8 MB, 0.9 against 0.35 ms), the rest by ``pad_array``."""
     if not has_padding(pads):
         return x
-    if min(min(p) for p in pads) < 0:  # a crop somewhere
-        return pad_array(x, ((0, 0), (0, 0)) + tuple(pads))
-    if 3 <= x.ndim <= 5 and x.size >= tuning.value("compiled_min_size"):
+    if x.size >= tuning.value("compiled_min_size") and 3 <= x.ndim <= 5 and \
+            min(min(p) for p in pads) >= 0:
         return pad_planes(x, pads)[0]
-    # ``pad_array``'s zeros-then-interior copy, without its checks and crops (a third of the
-    # time on one small image)
-    out = np.zeros(x.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads)),
-                   x.dtype)
-    out[(Ellipsis,) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[2:], pads))] = x
-    return out
+    # the caller's widths need no checks (a third of the time on one small image)
+    return _constant_pad(x, ((0, 0), (0, 0)) + tuple(pads))
 
 
 def crop(xp, pads):

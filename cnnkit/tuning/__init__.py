@@ -14,7 +14,6 @@ type or out of range is ignored as a whole, with a warning.
 """
 import contextlib
 import contextvars
-import functools
 import os
 import threading
 import warnings
@@ -29,7 +28,7 @@ __all__ = ["CONSTANTS", "Constant", "cache_file", "defaults", "override", "reloa
 _overrides = contextvars.ContextVar("cnnkit_tuning_overrides", default=({}, ()))
 _lock = threading.Lock()
 _loads = 0  # how often the measured values were forgotten (``reload``), for ``state``
-_current = None  # the values ``_loaded`` read, once read: ``value`` then takes no lock
+_read = None  # (values, source) once read (``_loaded``); ``value`` then reads without the lock
 
 
 def defaults():
@@ -52,9 +51,16 @@ def cache_file():
     return setting or store.cache_path(*_key())
 
 
-@functools.lru_cache(maxsize=1)
 def _loaded():
-    """(values: name -> number, source: a description), read once per process."""
+    """(values: name -> number, source: a description), read once per process (until
+    ``reload``). Callers hold the lock."""
+    global _read
+    if _read is None:
+        _read = _read_values()
+    return _read
+
+
+def _read_values():
     path = cache_file()
     if path is None:
         return defaults(), "defaults (CNNKIT_TUNING=off)"
@@ -64,22 +70,21 @@ def _loaded():
         measured = store.read(path, *_key())
     except store.InvalidCache as err:
         warnings.warn(f"cnnkit: ignoring the tuning cache {path}: {err}", RuntimeWarning,
-                      stacklevel=3)
+                      stacklevel=4)
         return defaults(), "defaults (cache ignored)"
     return {**defaults(), **measured}, path
 
 
 def value(name):
     """The current value of constant ``name`` (see the module docstring for the order)."""
-    global _current
     overrides = _overrides.get()[0]
     if name in overrides:
         return overrides[name]
-    current = _current
-    if current is None:
+    read = _read
+    if read is None:
         with _lock:
-            current = _current = _loaded()[0]
-    return current[name]
+            read = _loaded()
+    return read[0][name]
 
 
 def state():
@@ -102,10 +107,9 @@ def source():
 
 def reload():
     """Forget the values read, so the next ``value`` reads the cache file again."""
-    global _current, _loads
+    global _read, _loads
     with _lock:
-        _loaded.cache_clear()
-        _current = None
+        _read = None
         _loads += 1
 
 
