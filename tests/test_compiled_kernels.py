@@ -8,6 +8,7 @@ import torch.nn.functional as TF
 
 import cnnkit
 import cnnkit.functional as F
+from cnnkit import reference as ref
 from cnnkit import tuning
 
 
@@ -145,6 +146,60 @@ def test_compiled_max_pool_2x2_fast_path_matches_general_path(width, height, dty
     pooling_numba._forward(x, 2, 2, 2, 2, 0, 0, 1, 1, y, index)
     np.testing.assert_array_equal(fast[0], y)
     np.testing.assert_array_equal(fast[1], index)
+
+
+@pytest.mark.parametrize("width", [2, 3, 7, 9, 15, 16, 17, 31, 33, 64, 65])
+@pytest.mark.parametrize("height", [1, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_max_pool_pairs_fast_path_matches_general_path(width, height, dtype):
+    """The 1 × 2 / stride 1 × 2 kernel (1-D pooling by 2: maps of one row; float32 rows in
+    vector blocks, the last one overlapping, rows narrower than a block scalar) against the
+    general one, with NaN, ±inf and ties in every cell of the windows."""
+    from cnnkit.kernels import pooling_numba
+    rng = np.random.default_rng(width + height)
+    x = rng.integers(-2, 3, (2, 3, height, width)).astype(dtype)  # small integers: many ties
+    cells = rng.random(x.shape)
+    x[cells < 0.05] = np.nan
+    x[(cells >= 0.05) & (cells < 0.08)] = np.inf
+    x[(cells >= 0.08) & (cells < 0.1)] = -np.inf
+    out = (height, width // 2)
+    fast = pooling_numba.max_pool2d_forward(x, (1, 2), (1, 2), ((0, 0), (0, 0)), (1, 1), out)
+    y, index = np.empty((2, 3) + out, dtype), np.empty((2, 3) + out, np.int32)
+    pooling_numba._forward(x, 1, 2, 1, 2, 0, 0, 1, 1, y, index)
+    np.testing.assert_array_equal(fast[0], y)
+    np.testing.assert_array_equal(fast[1], index)
+
+
+@pytest.mark.parametrize("kind, shape, args", [
+    ("max_pool1d", (2, 3, 23), dict(kernel_size=2)),
+    ("max_pool1d", (2, 3, 23), dict(kernel_size=3, stride=2, padding=1)),
+    ("max_pool1d", (2, 3, 23), dict(kernel_size=3, stride=1, padding=1)),
+    ("max_pool1d", (2, 3, 23), dict(kernel_size=2, stride=1)),
+    ("max_pool1d", (2, 3, 23), dict(kernel_size=5, stride=3, padding=2, ceil_mode=True)),
+    ("max_pool1d", (2, 3, 23), dict(kernel_size=3, stride=2, padding=1, dilation=2)),
+    ("max_pool2d", (2, 3, 9, 11), dict(kernel_size=3, stride=2, padding=1)),
+    ("max_pool2d", (2, 3, 9, 11), dict(kernel_size=3, stride=1, padding=1)),
+    ("max_pool2d", (2, 3, 9, 11), dict(kernel_size=(1, 2))),
+    ("max_pool2d", (2, 3, 9, 11), dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1),
+                                       dilation=(2, 1), ceil_mode=True)),
+    ("max_pool2d", (2, 3, 9, 11), dict(kernel_size=(3, 2), stride=(3, 3), padding=(1, 0),
+                                       dilation=(1, 3))),
+])
+def test_compiled_max_pool_matches_reference_loops(kind, shape, args):
+    """Every compiled kernel (the general one, 1 × 2 pairs, 2 × 2) against the reference
+    loops' scan of each window, on small integers (ties) with NaN and ±inf in every place:
+    values and indices. The general kernel runs each output row at stride 1 and keeps every
+    stride-th column, with each tap a pass along the row."""
+    rng = np.random.default_rng(len(args) + shape[-1])
+    x = rng.integers(-2, 3, shape).astype(np.float32)
+    cells = rng.random(shape)
+    x[cells < 0.06] = np.nan
+    x[(cells >= 0.06) & (cells < 0.1)] = np.inf
+    x[(cells >= 0.1) & (cells < 0.16)] = -np.inf
+    y, index = getattr(F, kind)(cnnkit.tensor(x), return_indices=True, **args)
+    values, indices = ref.max_pool(x, **args)
+    np.testing.assert_array_equal(y.data, values)
+    np.testing.assert_array_equal(index.data, indices)
 
 
 @pytest.mark.parametrize("threshold, layer, module, kernel", [

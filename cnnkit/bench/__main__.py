@@ -46,7 +46,8 @@ def case_names():
     """Every name --only accepts, suite by suite."""
     from . import layers, signals
     return {"layers": [*layers.CONV_CASES, *layers.POOL_AND_NORM_CASES],
-            "signals": list(signals.SIGNAL_CASES), "more": list(layers.MORE_CASES)}
+            "signals": list(signals.SIGNAL_CASES),
+            "more": [*layers.MORE_CASES, *layers.MORE_POOL_CASES]}
 
 
 def check_args(args):

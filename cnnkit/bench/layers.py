@@ -53,6 +53,15 @@ MORE_CASES = {
     "conv3d": (3, 2, 32, 32, (16, 16, 16), 3, 1, 1, 1),
     "vgg_c2": (2, 128, 32, 64, (14, 14), 3, 1, 1, 1),
 }
+# Suite "more"'s pooling layers: name: (op, input shape, arguments): the stem pool of a
+# ResNet (3 × 3 at stride 2), a "same" 3 × 3 pool, and 1-D pools: cnn1d's by 2 on a 64 × 32 ×
+# 500 signal batch, and windows of 3 at stride 2.
+MORE_POOL_CASES = {
+    "maxpool3x3_s2": ("max_pool2d", (16, 64, 56, 56), dict(kernel_size=3, stride=2, padding=1)),
+    "maxpool3x3_s1": ("max_pool2d", (16, 64, 28, 28), dict(kernel_size=3, stride=1, padding=1)),
+    "maxpool1d_2": ("max_pool1d", (64, 32, 500), dict(kernel_size=2)),
+    "maxpool1d_3s2": ("max_pool1d", (64, 32, 500), dict(kernel_size=3, stride=2, padding=1)),
+}
 # Layers that are one matrix product per batch (what "≥ 60 % of sgemm" is judged on).
 GEMM_LAYERS = ("res3x3", "res3x3_s2", "pw1x1")
 POOL_AND_NORM_CASES = ("maxpool2x2", "batchnorm")  # pool_and_norm_cases' rows
@@ -140,32 +149,39 @@ def _row(name, mode, t_ours, t_theirs, flops, algorithm="", t_blas=None):
             "blas_gflops": flops / t_blas / 1e9 if t_blas and flops else None}
 
 
+def pool_case(name, op, x, arguments, repeats):
+    """A pooling layer's rows, fwd and fwd+bwd: ``op`` ("max_pool2d", ...) on x."""
+    import torch
+    import torch.nn.functional as TF
+    xc, xt = cnnkit.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    with torch.no_grad():
+        out_shape = getattr(TF, op)(xt, **arguments).shape
+    g = np.random.default_rng(2).standard_normal(tuple(out_shape), dtype=np.float32)
+    g_torch = torch.tensor(g)
+
+    def ours():
+        xc.grad = None
+        y = getattr(F, op)(xc, **arguments)
+        if y.requires_grad:
+            y.backward(g)
+
+    def theirs():
+        xt.grad = None
+        y = getattr(TF, op)(xt, **arguments)
+        if y.requires_grad:
+            y.backward(g_torch)
+    return [_row(name, mode, *best_of_interleaved(list(_pair(ours, theirs, backward)), repeats),
+                 0) for mode, backward in (("fwd", False), ("fwd+bwd", True))]
+
+
 def pool_and_norm_cases(repeats):
     """Max-pool 2×2 and batch norm on res3x3's output, (32, 64, 32, 32)."""
     import torch
     import torch.nn.functional as TF
     rng = np.random.default_rng(1)
     x = rng.standard_normal((32, 64, 32, 32), dtype=np.float32)
-    g_pool = rng.standard_normal((32, 64, 16, 16), dtype=np.float32)
     xc, xt = cnnkit.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
-    rows = []
-
-    def run_pool(lib):
-        def run():
-            if lib == "ours":
-                xc.grad = None
-                y = F.max_pool2d(xc, 2)
-                if y.requires_grad:
-                    y.backward(g_pool)
-            else:
-                xt.grad = None
-                y = TF.max_pool2d(xt, 2)
-                if y.requires_grad:
-                    y.backward(torch.tensor(g_pool))
-        return run
-    for mode, backward in (("fwd", False), ("fwd+bwd", True)):
-        t = best_of_interleaved(list(_pair(run_pool("ours"), run_pool("torch"), backward)), repeats)
-        rows.append(_row("maxpool2x2", mode, *t, 0))
+    rows = pool_case("maxpool2x2", "max_pool2d", x, dict(kernel_size=2), repeats)
 
     if not hasattr(F, "batch_norm"):
         return rows
@@ -201,6 +217,11 @@ def run(repeats=5, only=None, cases=CONV_CASES):
             continue
         rows += conv_case(name, repeats, cases)
         yield from rows[-2:]
+    if cases is MORE_CASES:
+        for name, (op, shape, arguments) in MORE_POOL_CASES.items():
+            if not only or name in only:
+                x = np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
+                yield from pool_case(name, op, x, arguments, repeats)
     if cases is not CONV_CASES:
         return
     if not only or set(only) & set(POOL_AND_NORM_CASES):
