@@ -112,6 +112,7 @@ ADAPTIVE_CASES = [
     (2, (2, 3, 7, 9), (3, 4)), (2, (2, 3, 5, 5), 1), (2, (3, 6, 5), (None, 2)),
     (2, (1, 2, 4, 3), (6, 5)),
     (3, (1, 2, 5, 6, 7), (2, 3, 4)), (3, (2, 4, 3, 5), (4, None, 2)),
+    (1, (2, 3, 10), 1), (3, (2, 3, 3, 4, 5), 1),  # global pooling: one window per plane
 ]
 
 
@@ -153,6 +154,10 @@ def test_global_average_pool_is_the_mean(rng):
     ("adaptive_avg_pool2d", dict(output_size=1)),       # windows that tile: one reduction
     ("adaptive_avg_pool2d", dict(output_size=(7, 4))),
     ("adaptive_avg_pool1d", dict(output_size=1)),
+    ("adaptive_max_pool2d", dict(output_size=1)),       # global: a running maximum per plane
+    ("adaptive_max_pool1d", dict(output_size=1)),
+    ("adaptive_max_pool3d", dict(output_size=1)),
+    ("adaptive_avg_pool3d", dict(output_size=1)),
     ("max_pool1d", dict(kernel_size=2, stride=1)),
     ("max_pool1d", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
     ("max_pool3d", dict(kernel_size=2, padding=1)),

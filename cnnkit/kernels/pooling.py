@@ -156,11 +156,23 @@ def window_sum(x, axis, start, end):
     return np.moveaxis(total, -1, axis)
 
 
+def _global(x, out):
+    """Whether pooling x to ``out`` is global (one window per plane) on floats."""
+    return all(o == 1 for o in out) and x.dtype.kind == "f" and x.size > 0
+
+
 def adaptive_avg_forward(x, out):
     """Mean over adaptive windows, one spatial axis at a time (average pooling is separable).
 
     x : ndarray of shape (N, C, *spatial)  ->  ndarray of shape (N, C, *out)
     """
+    if _global(x, out):
+        # Global pooling: each plane's sum is its product with ones, one BLAS gemv for all.
+        # NumPy's reductions over short rows run an outer loop per row: 64 × 256 planes of
+        # 7 × 7 took 2.7 ms axis by axis and 0.41 as one sum over the rows, against 0.04.
+        planes = np.ascontiguousarray(x).reshape(-1, math.prod(x.shape[2:]))
+        sums = planes @ np.ones(planes.shape[1], x.dtype)
+        return (sums / x.dtype.type(planes.shape[1])).reshape(x.shape[:2] + tuple(out))
     for axis, (n, o) in enumerate(zip(x.shape[2:], out), start=2):
         start, end = adaptive_windows(n, o)
         x = window_sum(x, axis, start, end) / _along(end - start, axis, x.ndim).astype(x.dtype)
@@ -173,6 +185,9 @@ def adaptive_avg_backward(g, in_spatial):
     The windows holding cell j are the consecutive i in [lo_j, hi_j): starts and ends both grow
     with i, so this is again a windowed sum, over the output axis.
     """
+    if _global(g, g.shape[2:]):  # every cell's share of its plane's gradient
+        share = g / g.dtype.type(math.prod(in_spatial))
+        return np.broadcast_to(share, g.shape[:2] + tuple(in_spatial)).copy()
     for axis, n in enumerate(in_spatial, start=2):
         start, end = adaptive_windows(n, g.shape[axis])
         cells = np.arange(n)
@@ -191,6 +206,13 @@ def adaptive_max_forward(x, out):
     plane (PyTorch's ``return_indices``)."""
     n_dims = len(out)
     spatial = x.shape[2:]
+    if _global(x, out):  # each plane is the window: no gather of its cells
+        from .pooling_numba import plane_max
+        shape = x.shape[:2] + tuple(out)
+        y, index = np.empty(shape, x.dtype), np.empty(shape, np.int64)
+        plane_max(np.ascontiguousarray(x).reshape(-1, math.prod(spatial)), y.reshape(-1),
+                  index.reshape(-1))
+        return y, index
     gathers = []
     for axis, (n, o) in enumerate(zip(spatial, out)):
         start, end = adaptive_windows(n, o)
@@ -229,6 +251,10 @@ def scatter_to_planes(g, index, in_shape):
     sums repeated positions — overlapping windows can pick the same element)."""
     n, c = in_shape[:2]
     plane = math.prod(in_shape[2:])
+    if math.prod(index.shape[2:]) == 1:  # one window per plane (global pooling): no sums
+        dx = np.zeros((n * c, plane), g.dtype)
+        np.put_along_axis(dx, index.reshape(-1, 1), g.reshape(-1, 1), axis=1)
+        return dx.reshape(in_shape)
     flat = (np.arange(n * c).reshape(n, c, *([1] * (index.ndim - 2))) * plane + index).ravel()
     dx = np.bincount(flat, weights=g.ravel(), minlength=n * c * plane)
     return dx.astype(g.dtype).reshape(in_shape)

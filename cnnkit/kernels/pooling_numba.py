@@ -262,6 +262,23 @@ def _forward_pairs(x, out, index, vector):
 
 
 @numba.njit(**_JIT)
+def plane_max(planes, out, index):
+    """Global max pooling: out[p] = the maximum of row p of ``planes`` (P, S) by the rule
+    above, index[p] its position in the row. A running maximum changes seldom, so its branch
+    is well predicted, unlike NumPy's argmax and NaN passes over P short rows, each an outer
+    loop of its own (64 × 256 planes of 7 × 7: 3.2 ms)."""
+    for p in numba.prange(planes.shape[0]):
+        row = planes[p]
+        best, best_at = row[0], 0
+        for q in range(1, row.size):
+            value = row[q]
+            if value > best or np.isnan(value):
+                best, best_at = value, q
+        out[p] = best
+        index[p] = best_at
+
+
+@numba.njit(**_JIT)
 def _backward(grad, index, dx):
     """dx[n, c] = 0, then each output's gradient added at its winner's flat position. The
     plane is addressed flat, as the index is: a row and column from it (a division and a
