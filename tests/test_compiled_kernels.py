@@ -125,6 +125,56 @@ def test_compiled_relu_matches_torch(dtype):
     np.testing.assert_array_equal(xc.grad, xt.grad.numpy())
 
 
+@pytest.mark.parametrize("name, ours, theirs", [
+    ("leaky_relu", lambda x: F.leaky_relu(x, 0.2), lambda x: TF.leaky_relu(x, 0.2)),
+    ("leaky_relu_steep", lambda x: F.leaky_relu(x, -1.5), lambda x: TF.leaky_relu(x, -1.5)),
+    ("gelu", F.gelu, TF.gelu),
+    ("gelu_tanh", lambda x: F.gelu(x, approximate="tanh"),
+     lambda x: TF.gelu(x, approximate="tanh")),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_activations_match_torch(name, ours, theirs, dtype):
+    """Leaky ReLU and GELU through ``activation_numba``: values and gradients on random
+    values and the extremes (±0, tiny, large, NaN; GELU's limits at ±inf, where PyTorch gives
+    NaN, as ``functional.gelu`` documents)."""
+    rng = np.random.default_rng(4)
+    extremes = [-100.0, -20.0, -1.0, -1e-8, -0.0, 0.0, 1e-8, 0.5, 20.0, 100.0, np.nan]
+    x = np.concatenate([rng.standard_normal(200) * 3, extremes]).astype(dtype)
+    xc, xt = cnnkit.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    y, yt = ours(xc), theirs(xt)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    y.backward(g)
+    yt.backward(torch.tensor(g))
+    # float32: PyTorch computes GELU in float32, cnnkit in float64 (``functional.gelu``)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    assert y.dtype == dtype and xc.grad.dtype == dtype
+    np.testing.assert_allclose(y.data, yt.detach().numpy(), **tol)
+    np.testing.assert_allclose(xc.grad, xt.grad.numpy(), **tol)
+    if name.startswith("gelu"):
+        xi = cnnkit.tensor(np.array([-np.inf, np.inf], dtype), requires_grad=True)
+        yi = ours(xi)
+        yi.backward(np.ones(2, dtype))
+        np.testing.assert_array_equal(yi.data, [0.0, np.inf])
+        np.testing.assert_array_equal(xi.grad, [0.0, 1.0])
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_compiled_and_numpy_gelu_agree(approximate):
+    """The compiled GELU (libm's erfc and tanh per element) against the NumPy one (Cephes'
+    erfc, whose far tail, below 1e-280, differs from libm's by a few parts in 10^13; NumPy's
+    tanh, whose last bit near −1 makes 1 + tanh u differ by up to 4e-16)."""
+    x = np.concatenate([np.linspace(-45, 45, 9001), [-1e-300, 0.0, 1e-300]])
+    xc = cnnkit.tensor(x, requires_grad=True)
+    fast = F.gelu(xc, approximate=approximate)
+    fast.backward(np.ones_like(x))
+    with tuning.override(compiled_min_size=1 << 60):
+        xs = cnnkit.tensor(x, requires_grad=True)
+        slow = F.gelu(xs, approximate=approximate)
+        slow.backward(np.ones_like(x))
+    np.testing.assert_allclose(fast.data, slow.data, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(xc.grad, xs.grad, rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("width", [2, 3, 7, 9, 14, 16, 17, 27, 34, 41])
 @pytest.mark.parametrize("height", [7, 8])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
