@@ -19,23 +19,31 @@ def always_compiled():
         yield
 
 
-@pytest.mark.parametrize("args", [
-    dict(kernel_size=2),
-    dict(kernel_size=3, stride=2, padding=1),
-    dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 1), dilation=(2, 1), ceil_mode=True),
-    dict(kernel_size=2, stride=2, ceil_mode=True),
-    dict(kernel_size=(1, 4), stride=(3, 1), padding=(0, 2)),
+@pytest.mark.parametrize("op, shape, args", [
+    ("max_pool2d", (3, 4, 9, 11), dict(kernel_size=2)),
+    ("max_pool2d", (3, 4, 9, 11), dict(kernel_size=3, stride=2, padding=1)),
+    ("max_pool2d", (3, 4, 9, 11), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 1),
+                                       dilation=(2, 1), ceil_mode=True)),
+    ("max_pool2d", (3, 4, 9, 11), dict(kernel_size=2, stride=2, ceil_mode=True)),
+    ("max_pool2d", (3, 4, 9, 11), dict(kernel_size=(1, 4), stride=(3, 1), padding=(0, 2))),
+    # 3-D on the general kernel, volume by volume
+    ("max_pool3d", (3, 4, 5, 6, 7), dict(kernel_size=2)),
+    ("max_pool3d", (3, 4, 5, 6, 7), dict(kernel_size=3, stride=2, padding=1)),
+    ("max_pool3d", (3, 4, 5, 6, 7), dict(kernel_size=(1, 3, 2), stride=(2, 1, 2),
+                                         padding=(0, 1, 1), dilation=(1, 2, 1),
+                                         ceil_mode=True)),
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_compiled_max_pool2d_matches_torch(args, dtype):
+def test_compiled_max_pool_matches_torch(op, shape, args, dtype):
+    """Values, indices and gradients, with NaN, a plane of −inf and ties."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((3, 4, 9, 11)).astype(dtype)
-    x[0, 0, 0, :3] = np.nan
+    x = rng.standard_normal(shape).astype(dtype)
+    x[0, 0].reshape(-1)[:3] = np.nan
     x[1, 1] = -np.inf
-    x[2, 2, :2, :2] = 1.0  # ties: the first maximum wins
+    x[(2, 2) + (slice(0, 2),) * (len(shape) - 2)] = 1.0  # ties: the first maximum wins
     xc, xt = cnnkit.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
-    y, index = F.max_pool2d(xc, return_indices=True, **args)
-    yt, index_t = TF.max_pool2d(xt, return_indices=True, **args)
+    y, index = getattr(F, op)(xc, return_indices=True, **args)
+    yt, index_t = getattr(TF, op)(xt, return_indices=True, **args)
     g = rng.standard_normal(yt.shape).astype(dtype)
     y.backward(g)
     yt.backward(torch.tensor(g))
@@ -193,7 +201,8 @@ def test_compiled_max_pool_2x2_fast_path_matches_general_path(width, height, dty
     out = (height // 2, width // 2)
     fast = pooling_numba.max_pool2d_forward(x, (2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1), out)
     y, index = np.empty((2, 3) + out, dtype), np.empty((2, 3) + out, np.int32)
-    pooling_numba._forward(x, 2, 2, 2, 2, 0, 0, 1, 1, y, index)
+    pooling_numba._forward(x[:, :, None], (1, 2, 2), (1, 2, 2), (0, 0, 0), (1, 1, 1),
+                           y[:, :, None], index[:, :, None])
     np.testing.assert_array_equal(fast[0], y)
     np.testing.assert_array_equal(fast[1], index)
 
@@ -215,7 +224,8 @@ def test_compiled_max_pool_pairs_fast_path_matches_general_path(width, height, d
     out = (height, width // 2)
     fast = pooling_numba.max_pool2d_forward(x, (1, 2), (1, 2), ((0, 0), (0, 0)), (1, 1), out)
     y, index = np.empty((2, 3) + out, dtype), np.empty((2, 3) + out, np.int32)
-    pooling_numba._forward(x, 1, 2, 1, 2, 0, 0, 1, 1, y, index)
+    pooling_numba._forward(x[:, :, None], (1, 1, 2), (1, 1, 2), (0, 0, 0), (1, 1, 1),
+                           y[:, :, None], index[:, :, None])
     np.testing.assert_array_equal(fast[0], y)
     np.testing.assert_array_equal(fast[1], index)
 
@@ -234,6 +244,11 @@ def test_compiled_max_pool_pairs_fast_path_matches_general_path(width, height, d
                                        dilation=(2, 1), ceil_mode=True)),
     ("max_pool2d", (2, 3, 9, 11), dict(kernel_size=(3, 2), stride=(3, 3), padding=(1, 0),
                                        dilation=(1, 3))),
+    ("max_pool3d", (2, 2, 5, 6, 7), dict(kernel_size=2)),
+    ("max_pool3d", (2, 2, 5, 6, 7), dict(kernel_size=3, stride=2, padding=1)),
+    ("max_pool3d", (2, 2, 5, 6, 7), dict(kernel_size=(2, 3, 2), stride=(1, 2, 3),
+                                         padding=(1, 1, 0), dilation=(2, 1, 1),
+                                         ceil_mode=True)),
 ])
 def test_compiled_max_pool_matches_reference_loops(kind, shape, args):
     """Every compiled kernel (the general one, 1 × 2 pairs, 2 × 2) against the reference

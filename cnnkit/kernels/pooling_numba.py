@@ -11,6 +11,8 @@ their own: 2 × 2 at stride 2 (``_forward_2x2``) and 1 × 2 at stride 1 × 2 (``
 Window rule, as PyTorch's CPU kernel: cells in the padding are skipped; the first maximum wins,
 unless a NaN appears, when the (last) NaN wins: ``if val > best or isnan(val)``.
 """
+import math
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -29,40 +31,51 @@ _PLANES_PER_TASK = 16  # planes per parallel task of ``_forward_2x2`` (which sha
 
 
 @numba.njit(**_JIT)
-def _forward(x, kh, kw, sh, sw, ph, pw, dh, dw, out, index):
-    """Any window. Each output row starts at −inf with no winner, then takes its windows'
-    cells tap by tap in the window's order, each tap one pass along the row (``_take_tap``).
-    At stride 1 a tap's cells are consecutive in its input row; at stride s they are every
-    s-th, so each input row is first split into its s phases (columns p, p + s, p + 2s, ...),
-    where they are consecutive again: strided accesses kept the tap loop scalar. Scanning
-    each output's window in turn instead made the comparison an unpredictable branch per
-    cell. One core, windows scanned in turn against this: 3 × 3 at stride 2 on 64 × 16 maps
-    of 56 × 56 27.0 against 7.3 ms, at stride 1 107.8 against 14.4; 64 × 16 signals of 1000
-    values by 3 at stride 1 10.0 against 1.1, at stride 2 5.0 against 1.5."""
-    n_images, channels, height, width = x.shape
-    oh, ow = out.shape[2], out.shape[3]
-    taps = _tap_phases(kw, sw, pw, dw, width, ow)
+def _forward(x, kernel, stride, pads, dilation, out, index):
+    """Any window on volumes x (N, C, D, H, W) (maps: D = 1), kernel, stride, pads and
+    dilation each (depth, height, width). Each output row starts at −inf with no winner,
+    then takes its windows' cells tap by tap in the window's order, each tap one pass along
+    the row (``_take_tap``). At stride 1 a tap's cells are consecutive in its input row; at
+    stride s they are every s-th, so each input row is first split into its s phases
+    (columns p, p + s, p + 2s, ...), where they are consecutive again: strided accesses
+    kept the tap loop scalar. Scanning each output's window in turn instead made the
+    comparison an unpredictable branch per cell. One core, windows scanned in turn against
+    this: 3 × 3 at stride 2 on 64 × 16 maps of 56 × 56 27.0 against 7.3 ms, at stride 1
+    107.8 against 14.4; 64 × 16 signals of 1000 values by 3 at stride 1 10.0 against 1.1,
+    at stride 2 5.0 against 1.5."""
+    n_images, channels, depth, height, width = x.shape
+    od, oh, ow = out.shape[2], out.shape[3], out.shape[4]
+    kd, kh, kw = kernel
+    sd, sh, sw = stride
+    dd, dh, dw = dilation
+    taps = _tap_phases(kw, sw, pads[2], dw, width, ow)
     for task in numba.prange(n_images * channels):
         n, c = task // channels, task % channels
         flat = x[n, c].reshape(-1)
         phases = np.empty((sw, -(-width // sw)), x.dtype)
-        for i in range(oh):
-            best, at = out[n, c, i], index[n, c, i]
-            best[:] = -np.inf
-            at[:] = -1
-            for a in range(kh):
-                r = i * sh - ph + a * dh
-                if r < 0 or r >= height:
-                    continue
-                row = flat[r * width:(r + 1) * width]
-                if sw > 1:
-                    for p in range(sw):
-                        for t in range(-(-(width - p) // sw)):
-                            phases[p, t] = row[p + t * sw]
-                for b in range(kw):
-                    p, first, end, shift = taps[b]
-                    _take_tap(row if sw == 1 else phases[p], first, end, first + shift,
-                              r * width + p, sw, best, at)
+        for o in range(od):
+            for i in range(oh):
+                best, at = out[n, c, o, i], index[n, c, o, i]
+                best[:] = -np.inf
+                at[:] = -1
+                for e in range(kd):
+                    z = o * sd - pads[0] + e * dd
+                    if z < 0 or z >= depth:
+                        continue
+                    for a in range(kh):
+                        r = i * sh - pads[1] + a * dh
+                        if r < 0 or r >= height:
+                            continue
+                        start = (z * height + r) * width  # of the input row, in the volume
+                        row = flat[start:start + width]
+                        if sw > 1:
+                            for p in range(sw):
+                                for t in range(-(-(width - p) // sw)):
+                                    phases[p, t] = row[p + t * sw]
+                        for b in range(kw):
+                            p, first, end, shift = taps[b]
+                            _take_tap(row if sw == 1 else phases[p], first, end,
+                                      first + shift, start + p, sw, best, at)
 
 
 @numba.njit(cache=True, inline="always")
@@ -312,12 +325,29 @@ def max_pool2d_forward(x, kernel, stride, pads, dilation, out):
     elif inside and tuple(kernel) == tuple(stride) == (1, 2) and dilation[1] == 1:
         _forward_pairs(np.ascontiguousarray(x), y, index, vector)
     else:
-        _forward(np.ascontiguousarray(x), *kernel, *stride, pads[0][0], pads[1][0], *dilation,
-                 y, index)
+        volume = (x.shape[0], x.shape[1], 1) + x.shape[2:]
+        _forward(np.ascontiguousarray(x).reshape(volume), (1,) + tuple(kernel),
+                 (1,) + tuple(stride), (0, pads[0][0], pads[1][0]), (1,) + tuple(dilation),
+                 y.reshape(volume[:3] + y.shape[2:]), index.reshape(volume[:3] + y.shape[2:]))
     return y, index
 
 
-def max_pool2d_backward(grad, index, in_shape):
+def max_pool3d_forward(x, kernel, stride, pads, dilation, out):
+    """x (N, C, D, H, W) -> (y (N, C, *out), index (N, C, *out) flat positions in D·H·W),
+    by ``_forward``; int32 indices as ``max_pool2d_forward``'s."""
+    y = np.empty(x.shape[:2] + tuple(out), dtype=x.dtype)
+    index = np.empty(y.shape, np.int32 if math.prod(x.shape[2:]) < 2 ** 31 else np.int64)
+    _forward(np.ascontiguousarray(x), tuple(kernel), tuple(stride),
+             tuple(lo for lo, _ in pads), tuple(dilation), y, index)
+    return y, index
+
+
+def max_pool_backward(grad, index, in_shape):
+    """dL/dx for ``max_pool2d_forward``'s or ``max_pool3d_forward``'s index: each gradient of
+    grad (N, C, *out) added at its winner's flat position in its (N, C) plane or volume."""
     dx = np.empty(in_shape, dtype=grad.dtype)
-    _backward(np.ascontiguousarray(grad), index, dx)
+    def as_map(shape):  # a volume's rows as one map's
+        return tuple(shape[:2]) + (math.prod(shape[2:-1]), shape[-1])
+    _backward(np.ascontiguousarray(grad).reshape(as_map(grad.shape)),
+              index.reshape(as_map(grad.shape)), dx.reshape(as_map(in_shape)))
     return dx
