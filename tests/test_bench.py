@@ -42,18 +42,18 @@ def test_more_suite_times_dilated_and_grouped_layers():
             assert row["cnnkit_gflops"] * row["cnnkit_ms"] * 1e6 == pytest.approx(passes * work)
 
 
-def test_more_suite_times_its_pooling_layers(monkeypatch):
-    """Suite "more"'s pooling rows (selected by --only) come after its convolutions: fwd and
+def test_more_suite_times_its_pooling_and_activation_layers(monkeypatch):
+    """Suite "more"'s other layers (selected by --only) come after its convolutions: fwd and
     fwd+bwd of each, no FLOP rate."""
     from cnnkit.bench import layers
-    monkeypatch.setitem(layers.MORE_POOL_CASES, "maxpool1d_3s2",
+    monkeypatch.setitem(layers.MORE_OP_CASES, "maxpool1d_3s2",
                         ("max_pool1d", (2, 3, 20), dict(kernel_size=3, stride=2, padding=1)))
     rows = list(layers.run(1, ["maxpool1d_3s2"], layers.MORE_CASES))
     assert [(r["name"], r["mode"]) for r in rows] == [("maxpool1d_3s2", "fwd"),
                                                        ("maxpool1d_3s2", "fwd+bwd")]
     assert all(r["cnnkit_ms"] > 0 and r["torch_ms"] > 0 and r["cnnkit_gflops"] is None
                for r in rows)
-    assert "maxpool3x3_s2" in bench_main.case_names()["more"]
+    assert {"maxpool3x3_s2", "gelu"} <= set(bench_main.case_names()["more"])
 
 
 def test_json_into_a_missing_folder_is_refused_and_not_created(tmp_path, capsys):

@@ -47,7 +47,7 @@ def case_names():
     from . import layers, signals
     return {"layers": [*layers.CONV_CASES, *layers.POOL_AND_NORM_CASES],
             "signals": list(signals.SIGNAL_CASES),
-            "more": [*layers.MORE_CASES, *layers.MORE_POOL_CASES]}
+            "more": [*layers.MORE_CASES, *layers.MORE_OP_CASES]}
 
 
 def check_args(args):

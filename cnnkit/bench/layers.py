@@ -53,14 +53,22 @@ MORE_CASES = {
     "conv3d": (3, 2, 32, 32, (16, 16, 16), 3, 1, 1, 1),
     "vgg_c2": (2, 128, 32, 64, (14, 14), 3, 1, 1, 1),
 }
-# Suite "more"'s pooling layers: name: (op, input shape, arguments): the stem pool of a
-# ResNet (3 × 3 at stride 2), a "same" 3 × 3 pool, and 1-D pools: cnn1d's by 2 on a 64 × 32 ×
-# 500 signal batch, and windows of 3 at stride 2.
-MORE_POOL_CASES = {
+# Suite "more"'s other layers: name: (op of both libraries' functional modules, input shape,
+# arguments): a ResNet's stem pool (3 × 3 at stride 2) and its global pools, a "same" 3 × 3
+# pool, a volume's, 1-D pools (cnn1d's by 2 on a 64 × 32 × 500 batch, and windows of 3 at
+# stride 2), and the activations besides ReLU on res3x3's output.
+MORE_OP_CASES = {
     "maxpool3x3_s2": ("max_pool2d", (16, 64, 56, 56), dict(kernel_size=3, stride=2, padding=1)),
     "maxpool3x3_s1": ("max_pool2d", (16, 64, 28, 28), dict(kernel_size=3, stride=1, padding=1)),
+    "maxpool3d": ("max_pool3d", (8, 16, 16, 32, 32), dict(kernel_size=2)),
     "maxpool1d_2": ("max_pool1d", (64, 32, 500), dict(kernel_size=2)),
     "maxpool1d_3s2": ("max_pool1d", (64, 32, 500), dict(kernel_size=3, stride=2, padding=1)),
+    "global_avgpool": ("adaptive_avg_pool2d", (64, 256, 7, 7), dict(output_size=1)),
+    "global_maxpool": ("adaptive_max_pool2d", (64, 256, 7, 7), dict(output_size=1)),
+    "leaky_relu": ("leaky_relu", (32, 64, 32, 32), dict(negative_slope=0.1)),
+    "elu": ("elu", (32, 64, 32, 32), {}),
+    "gelu": ("gelu", (32, 64, 32, 32), {}),
+    "sigmoid": ("sigmoid", (32, 64, 32, 32), {}),
 }
 # Layers that are one matrix product per batch (what "≥ 60 % of sgemm" is judged on).
 GEMM_LAYERS = ("res3x3", "res3x3_s2", "pw1x1")
@@ -149,8 +157,8 @@ def _row(name, mode, t_ours, t_theirs, flops, algorithm="", t_blas=None):
             "blas_gflops": flops / t_blas / 1e9 if t_blas and flops else None}
 
 
-def pool_case(name, op, x, arguments, repeats):
-    """A pooling layer's rows, fwd and fwd+bwd: ``op`` ("max_pool2d", ...) on x."""
+def op_case(name, op, x, arguments, repeats):
+    """A layer's rows, fwd and fwd+bwd: the functional ``op`` ("max_pool2d", ...) on x."""
     import torch
     import torch.nn.functional as TF
     xc, xt = cnnkit.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
@@ -181,7 +189,7 @@ def pool_and_norm_cases(repeats):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((32, 64, 32, 32), dtype=np.float32)
     xc, xt = cnnkit.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
-    rows = pool_case("maxpool2x2", "max_pool2d", x, dict(kernel_size=2), repeats)
+    rows = op_case("maxpool2x2", "max_pool2d", x, dict(kernel_size=2), repeats)
 
     if not hasattr(F, "batch_norm"):
         return rows
@@ -218,10 +226,10 @@ def run(repeats=5, only=None, cases=CONV_CASES):
         rows += conv_case(name, repeats, cases)
         yield from rows[-2:]
     if cases is MORE_CASES:
-        for name, (op, shape, arguments) in MORE_POOL_CASES.items():
+        for name, (op, shape, arguments) in MORE_OP_CASES.items():
             if not only or name in only:
                 x = np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
-                yield from pool_case(name, op, x, arguments, repeats)
+                yield from op_case(name, op, x, arguments, repeats)
     if cases is not CONV_CASES:
         return
     if not only or set(only) & set(POOL_AND_NORM_CASES):
