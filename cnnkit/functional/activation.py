@@ -70,7 +70,7 @@ def leaky_relu(input, negative_slope: float = 0.01) -> Tensor:  # noqa: A002
 
 def _compiled_leaky_relu(x, slope):
     """``leaky_relu`` by ``kernels.activation_numba``: the same rule, with no branch per
-    element (``np.where``'s mispredicts half of them on real activations)."""
+    element (``np.where``'s, which real activations make unpredictable)."""
     from ..kernels import activation_numba
     data = np.ascontiguousarray(x.data)
     slope = data.dtype.type(slope)  # the product in x's dtype, as NumPy's path and PyTorch's
@@ -89,7 +89,7 @@ def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
     """x if x > 0 else α(eˣ − 1).  d/dx = 1 or α·eˣ.  (expm1 keeps small negative x exact.)
 
     Both as sums whose other term is exactly zero, not ``np.where`` (which tests each element
-    with a branch, mispredicted half the time: 15.3 ms against 1.6 for PyTorch's layer on
+    with a branch, unpredictable on activations: 15.3 ms against 1.6 for PyTorch's layer on
     32 × 64 × 32 × 32): max(x, 0) + α·expm1(min(x, 0)), and the slope is [x > 0 or NaN] +
     [x ≤ 0]·α·e^min(x, 0).
     """
@@ -239,9 +239,9 @@ def sigmoid(input) -> Tensor:  # noqa: A002
     """σ(x) = 1/(1 + e^(−x)).  d/dx = σ(1 − σ).
 
     For x below about −88 (float32; −709 in float64) e^(−x) overflows to inf, and 1/inf is
-    the limit, 0. Three passes in place: picking between two forms with ``np.where`` cost a
-    branch per element, mispredicted half the time (11.5 ms against 0.6 for PyTorch's layer
-    on 32 × 64 × 32 × 32).
+    the limit, 0. Four passes, in place after the first: picking between two forms with
+    ``np.where`` cost a branch per element, unpredictable on activations (11.5 ms against 0.6
+    for PyTorch's layer on 32 × 64 × 32 × 32).
     """
     x = as_tensor(input)
     out = np.negative(x.data.astype(_float_dtype(x), copy=False))
