@@ -8,7 +8,7 @@ from cnnkit.kernels import fft_threads
 
 @pytest.fixture(params=[1, 2, 3], ids=lambda t: f"{t}threads")
 def threads(request, monkeypatch):
-    monkeypatch.setattr(fft_threads, "_threads", lambda: request.param)
+    monkeypatch.setattr(fft_threads, "count", lambda: request.param)
     with tuning.override(fft_parallel_min_size=0):
         yield request.param
 
@@ -47,7 +47,7 @@ def test_pool_survives_a_fork(monkeypatch, split_everything):
     import os
     import select
     import signal
-    monkeypatch.setattr(fft_threads, "_threads", lambda: 2)
+    monkeypatch.setattr(fft_threads, "count", lambda: 2)
     a = np.random.default_rng(1).standard_normal((8, 8))
     expected = np.fft.rfftn(a, (8, 8), axes=(0, 1))
     np.testing.assert_array_equal(fft_threads.rfftn(a, (8, 8), (0, 1)), expected)  # pool made

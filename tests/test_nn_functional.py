@@ -110,6 +110,15 @@ def test_elementwise_activation_at_extreme_values(name, dtype):
         check_against_torch(*ACTIVATIONS[name], [x])
 
 
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "sigmoid",
+                                  "tanh"])
+def test_elementwise_activation_keeps_a_scalar_s_shape(name):
+    x = cnnkit.tensor(np.float32(-0.5), requires_grad=True)
+    y = ACTIVATIONS[name][0](x)
+    y.backward(np.float32(1))
+    assert y.shape == () and x.grad.shape == ()
+
+
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gelu_limits_at_infinity(approximate, dtype):

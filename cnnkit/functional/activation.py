@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 
 from .. import tuning
+from ..kernels import threads
 from ..tensor import Tensor, as_tensor
 from .half import computes_float16_in_float32
 
@@ -91,24 +92,39 @@ def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
     Both as sums whose other term is exactly zero, not ``np.where`` (which tests each element
     with a branch, unpredictable on activations: 15.3 ms against 1.6 for PyTorch's layer on
     32 × 64 × 32 × 32): max(x, 0) + α·expm1(min(x, 0)), and the slope is [x > 0 or NaN] +
-    [x ≤ 0]·α·e^min(x, 0).
+    [x ≤ 0]·α·e^min(x, 0). Large arrays run a piece per thread (``threads.elementwise``).
     """
     x = as_tensor(input)
     alpha = float(alpha)
-    data = x.data.astype(_float_dtype(x), copy=False)
-    out = np.minimum(data, 0)
-    np.expm1(out, out=out)
-    out *= alpha
-    out += np.maximum(data, 0)
+    data = np.require(x.data, _float_dtype(x), "C")  # not ascontiguousarray: keeps 0-d
+
+    def forward(x, out):
+        np.minimum(x, 0, out=out)
+        np.expm1(out, out=out)
+        out *= alpha
+        out += np.maximum(x, 0)
+    out = _in_pieces(forward, data)
 
     def backward(g):
-        below = data <= 0  # NaN is not, and passes its gradient, as PyTorch
-        slope = np.exp(np.fmin(data, 0))  # fmin: a NaN's term is then 0·α·1, not NaN
-        slope *= alpha
-        slope *= below
-        slope += ~below
-        return (g * slope,)
+        def slope_times_g(x, g, dx):
+            below = x <= 0  # NaN is not, and passes its gradient, as PyTorch
+            np.fmin(x, 0, out=dx)  # fmin: a NaN's term is then 0·α·1, not NaN
+            np.exp(dx, out=dx)
+            dx *= alpha
+            dx *= below
+            dx += ~below
+            dx *= g
+        return (_in_pieces(slope_times_g, data, np.require(g, data.dtype, "C")),)
     return Tensor._make(out, (x,), backward, "elu")
+
+
+def _in_pieces(passes, *operands):
+    """A new array shaped as the operands (contiguous, of one shape), written by
+    ``passes(*operands, out)``, which works elementwise: a piece per thread for large
+    arrays (``threads.elementwise``)."""
+    out = np.empty_like(operands[0])
+    threads.elementwise(passes, *(a.reshape(-1) for a in operands), out.reshape(-1))
+    return out
 
 
 # -- erf without scipy: Cephes' rational approximations (ndtr.c), ~1e-15 relative in float64 --
@@ -241,15 +257,27 @@ def sigmoid(input) -> Tensor:  # noqa: A002
     For x below about −88 (float32; −709 in float64) e^(−x) overflows to inf, and 1/inf is
     the limit, 0. Four passes, in place after the first: picking between two forms with
     ``np.where`` cost a branch per element, unpredictable on activations (11.5 ms against 0.6
-    for PyTorch's layer on 32 × 64 × 32 × 32).
+    for PyTorch's layer on 32 × 64 × 32 × 32). Large arrays run a piece per thread
+    (``threads.elementwise``).
     """
     x = as_tensor(input)
-    out = np.negative(x.data.astype(_float_dtype(x), copy=False))
-    with np.errstate(over="ignore"):
-        np.exp(out, out=out)
-    out += 1
-    np.reciprocal(out, out=out)
-    return Tensor._make(out, (x,), lambda g: (g * out * (1 - out),), "sigmoid")
+    data = np.require(x.data, _float_dtype(x), "C")  # not ascontiguousarray: keeps 0-d
+
+    def forward(x, out):
+        np.negative(x, out=out)
+        with np.errstate(over="ignore"):
+            np.exp(out, out=out)
+        out += 1
+        np.reciprocal(out, out=out)
+    out = _in_pieces(forward, data)
+
+    def backward(g):
+        def slope_times_g(out, g, dx):
+            np.subtract(1, out, out=dx)
+            dx *= out
+            dx *= g
+        return (_in_pieces(slope_times_g, out, np.require(g, out.dtype, "C")),)
+    return Tensor._make(out, (x,), backward, "sigmoid")
 
 
 def tanh(input) -> Tensor:  # noqa: A002

@@ -7,42 +7,21 @@ the others, pass by pass, each pass split; the result is the same to the bit. Me
 project's 2-core machine: the spectrum of a 2048² image padded to 2160² in 42.6 ms instead of
 55.8 ms; forward and inverse at 1080² in 8.5–10.2 ms instead of 13.6.
 """
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from .. import tuning
+from .threads import count, executor
 
 # Below ``fft_parallel_min_size`` values (``cnnkit.tuning``) a pass is not worth handing to
 # threads: at 1080² forward and inverse ran 1.4–1.6× faster split, but at 540² no faster alone,
 # and slower in the benchmark, where the other libraries' threads compete (img512_k11
 # 1.87–1.91× scipy against 1.59–1.72×).
-_pool = None
-_pool_pid = None
-
-
-def _threads():
-    """As many threads as OpenMP and BLAS are told to use (all cores by default)."""
-    wanted = os.environ.get("OMP_NUM_THREADS", "")
-    count = os.cpu_count() or 1
-    return max(1, min(count, int(wanted))) if wanted.isdigit() else count
-
-
-def _executor(threads):
-    """The pool, made again after a fork (a child process inherits the pool but not its
-    threads, and work handed to it would wait forever)."""
-    global _pool, _pool_pid
-    if _pool is None or _pool._max_workers != threads or _pool_pid != os.getpid():
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cnnkit-fft")
-        _pool_pid = os.getpid()
-    return _pool
 
 
 def _pass(transform, x, n, axis, out_dtype):
     """``transform(x, n, axis)`` (one of np.fft.fft/ifft/rfft/irfft), split along the longest
     other axis when the array is large enough."""
-    threads = _threads()
+    threads = count()
     others = [a for a in range(x.ndim) if a != axis and x.shape[a] > 1]
     if threads == 1 or not others or x.size < tuning.value("fft_parallel_min_size"):
         return transform(x, n, axis=axis)
@@ -54,7 +33,7 @@ def _pass(transform, x, n, axis, out_dtype):
     def piece(lo, hi):
         index = (slice(None),) * split + (slice(lo, hi),)
         out[index] = transform(x[index], n, axis=axis)
-    list(_executor(threads).map(piece, bounds[:-1], bounds[1:]))
+    list(executor(threads).map(piece, bounds[:-1], bounds[1:]))
     return out
 
 
