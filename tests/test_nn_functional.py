@@ -11,6 +11,7 @@ import torch
 import cnnkit
 import cnnkit.functional as F
 import cnnkit.random
+from cnnkit import tuning
 from cnnkit.tensor import Tensor
 
 TF = torch.nn.functional
@@ -112,10 +113,12 @@ def test_elementwise_activation_at_extreme_values(name, dtype):
 
 @pytest.mark.parametrize("name", ["relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "sigmoid",
                                   "tanh"])
-def test_elementwise_activation_keeps_a_scalar_s_shape(name):
+@pytest.mark.parametrize("compiled_from", [0, 1 << 16])  # compiled paths, and NumPy's
+def test_elementwise_activation_keeps_a_scalar_s_shape(name, compiled_from):
     x = cnnkit.tensor(np.float32(-0.5), requires_grad=True)
-    y = ACTIVATIONS[name][0](x)
-    y.backward(np.float32(1))
+    with tuning.override(compiled_min_size=compiled_from):
+        y = ACTIVATIONS[name][0](x)
+        y.backward(np.float32(1))
     assert y.shape == () and x.grad.shape == ()
 
 

@@ -41,7 +41,7 @@ def relu(input) -> Tensor:  # noqa: A002 - PyTorch's argument name
 def _compiled_relu(x):
     """``relu`` through ``kernels.relu_numba`` (same rule, one parallel pass each way)."""
     from ..kernels import relu_numba
-    data = np.ascontiguousarray(x.data)
+    data = np.require(x.data, requirements="C")  # not ascontiguousarray: keeps 0-d
     out = np.empty_like(data)
     relu_numba.forward(data.reshape(-1), out.reshape(-1))
 
@@ -73,7 +73,7 @@ def _compiled_leaky_relu(x, slope):
     """``leaky_relu`` by ``kernels.activation_numba``: the same rule, with no branch per
     element (``np.where``'s, which real activations make unpredictable)."""
     from ..kernels import activation_numba
-    data = np.ascontiguousarray(x.data)
+    data = np.require(x.data, requirements="C")  # not ascontiguousarray: keeps 0-d
     slope = data.dtype.type(slope)  # the product in x's dtype, as NumPy's path and PyTorch's
     out = np.empty_like(data)
     activation_numba.leaky_forward(data.reshape(-1), slope, out.reshape(-1))
@@ -238,7 +238,7 @@ def gelu(input, approximate: str = "none") -> Tensor:  # noqa: A002
 def _compiled_gelu(x, tanh_form):
     """``gelu`` by ``kernels.activation_numba``: float64 per element, libm's erfc."""
     from ..kernels import activation_numba
-    data = np.ascontiguousarray(x.data)
+    data = np.require(x.data, requirements="C")  # not ascontiguousarray: keeps 0-d
     out = np.empty_like(data)
     activation_numba.gelu_forward(data.reshape(-1), tanh_form, out.reshape(-1))
 
