@@ -133,6 +133,43 @@ def test_compiled_relu_matches_torch(dtype):
     np.testing.assert_array_equal(xc.grad, xt.grad.numpy())
 
 
+@pytest.mark.parametrize("op, shape, args", [
+    ("avg_pool1d", (2, 3, 23), dict(kernel_size=2)),
+    ("avg_pool1d", (2, 3, 23), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    ("avg_pool2d", (2, 3, 9, 11), dict(kernel_size=2)),  # the 2 × 2 kernel
+    ("avg_pool2d", (2, 3, 9, 11), dict(kernel_size=2, divisor_override=3)),
+    ("avg_pool2d", (2, 3, 9, 11), dict(kernel_size=2, ceil_mode=True)),  # overhang: general
+    ("avg_pool2d", (2, 3, 9, 11), dict(kernel_size=3, stride=1, padding=1)),
+    ("avg_pool2d", (2, 3, 9, 11), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True,
+                                       count_include_pad=False)),
+    ("avg_pool2d", (2, 3, 9, 11), dict(kernel_size=(2, 3), stride=(1, 3), padding=(1, 1),
+                                       divisor_override=5)),
+    ("avg_pool3d", (2, 3, 5, 6, 7), dict(kernel_size=3, stride=2, padding=1)),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_avg_pool_equals_numpy_s_and_matches_torch(op, shape, args, dtype):
+    """Average pooling's forward on the compiled kernels (the general one, and 2 × 2 at
+    stride 2 inside the input; cells inside the input summed in the window's order, then
+    divided in float64): NumPy's pass per offset to the bit, NaN and ±inf included, and
+    PyTorch's values; gradients through NumPy's backward."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(shape).astype(dtype)
+    x[0, 0].reshape(-1)[:2] = [np.nan, np.inf]
+    x[1, 1].reshape(-1)[3] = -np.inf
+    xc = cnnkit.tensor(x, requires_grad=True)
+    y = getattr(F, op)(xc, **args)
+    with tuning.override(pool_compiled_min_size=1 << 60):
+        numpy_path = getattr(F, op)(cnnkit.tensor(x), **args)
+    np.testing.assert_array_equal(y.data, numpy_path.data)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = getattr(TF, op)(xt, **args)
+    g = rng.standard_normal(yt.shape).astype(dtype)
+    y.backward(g)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(xc.grad, xt.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("name, ours, theirs", [
     ("leaky_relu", lambda x: F.leaky_relu(x, 0.2), lambda x: TF.leaky_relu(x, 0.2)),
     ("leaky_relu_steep", lambda x: F.leaky_relu(x, -1.5), lambda x: TF.leaky_relu(x, -1.5)),
@@ -201,8 +238,7 @@ def test_compiled_max_pool_2x2_fast_path_matches_general_path(width, height, dty
     out = (height // 2, width // 2)
     fast = pooling_numba.max_pool2d_forward(x, (2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1), out)
     y, index = np.empty((2, 3) + out, dtype), np.empty((2, 3) + out, np.int32)
-    pooling_numba._forward(x[:, :, None], (1, 2, 2), (1, 2, 2), (0, 0, 0), (1, 1, 1),
-                           y[:, :, None], index[:, :, None])
+    pooling_numba._general(x, (2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1), y, index)
     np.testing.assert_array_equal(fast[0], y)
     np.testing.assert_array_equal(fast[1], index)
 
@@ -224,8 +260,7 @@ def test_compiled_max_pool_pairs_fast_path_matches_general_path(width, height, d
     out = (height, width // 2)
     fast = pooling_numba.max_pool2d_forward(x, (1, 2), (1, 2), ((0, 0), (0, 0)), (1, 1), out)
     y, index = np.empty((2, 3) + out, dtype), np.empty((2, 3) + out, np.int32)
-    pooling_numba._forward(x[:, :, None], (1, 1, 2), (1, 1, 2), (0, 0, 0), (1, 1, 1),
-                           y[:, :, None], index[:, :, None])
+    pooling_numba._general(x, (1, 2), (1, 2), ((0, 0), (0, 0)), (1, 1), y, index)
     np.testing.assert_array_equal(fast[0], y)
     np.testing.assert_array_equal(fast[1], index)
 

@@ -16,7 +16,8 @@ WORK = {
                                "conv_backward_weight"],
     "cnnkit.kernels.pooling": ["max_pool_forward", "avg_pool_forward", "adaptive_max_forward",
                                "adaptive_avg_forward"],
-    "cnnkit.kernels.pooling_numba": ["max_pool2d_forward"],
+    "cnnkit.kernels.pooling_numba": ["max_pool2d_forward", "max_pool3d_forward",
+                                     "avg_pool_forward"],
 }
 
 

@@ -154,11 +154,26 @@ def _avg_pool(op, n_dims, input, kernel_size, stride, padding, ceil_mode, count_
         divisor = np.float64(divisor_override)
     else:
         divisor = kernels.avg_divisor(x.shape[2:], kernel, stride, pads, out, count_include_pad)
-    y = kernels.avg_pool_forward(x.data, kernel, stride, pads, out, divisor)
+    if x.data.size >= tuning.value("pool_compiled_min_size"):
+        y = _compiled_avg_pool(x.data, kernel, stride, pads, out, divisor)
+    else:
+        y = kernels.avg_pool_forward(x.data, kernel, stride, pads, out, divisor)
 
     def backward(g):
         return (kernels.avg_pool_backward(g, x.shape, kernel, stride, pads, divisor),)
     return _unbatch(Tensor._make(y, (x,), backward, op), unbatched)
+
+
+def _compiled_avg_pool(x, kernel, stride, pads, out, divisor):
+    """Average pooling's forward pass by ``pooling_numba``'s general kernel (signals as maps
+    of one row), with the NumPy pass's values to the bit; the backward stays NumPy's."""
+    from ..kernels import pooling_numba
+    if x.ndim == 3:
+        y = pooling_numba.avg_pool_forward(x[:, :, None, :], (1,) + kernel, (1,) + stride,
+                                           ((0, 0),) + tuple(pads), (1,) + out,
+                                           np.reshape(divisor, (1,) + np.shape(divisor)))
+        return y.reshape(x.shape[:2] + out)
+    return pooling_numba.avg_pool_forward(x, kernel, stride, pads, out, divisor)
 
 
 @computes_float16_in_float32

@@ -31,23 +31,28 @@ _PLANES_PER_TASK = 16  # planes per parallel task of ``_forward_2x2`` (which sha
 
 
 @numba.njit(**_JIT)
-def _forward(x, kernel, stride, pads, dilation, out, index):
+def _forward(x, kernel, stride, pads, dilation, out, index, divisor):
     """Any window on volumes x (N, C, D, H, W) (maps: D = 1), kernel, stride, pads and
-    dilation each (depth, height, width). Each output row starts at −inf with no winner,
-    then takes its windows' cells tap by tap in the window's order, each tap one pass along
-    the row (``_take_tap``). At stride 1 a tap's cells are consecutive in its input row; at
-    stride s they are every s-th, so each input row is first split into its s phases
-    (columns p, p + s, p + 2s, ...), where they are consecutive again: strided accesses
-    kept the tap loop scalar. Scanning each output's window in turn instead made the
-    comparison an unpredictable branch per cell. One core, windows scanned in turn against
-    this: 3 × 3 at stride 2 on 64 × 16 maps of 56 × 56 31.4 against 5.5 ms, at stride 1
-    96.4 against 15.0; 64 × 16 signals of 1000 values by 3 at stride 1 9.8 against 0.8, at
-    stride 2 4.9 against 0.8."""
+    dilation each (depth, height, width): the maximum and its index, or, with a ``divisor``
+    of the output's spatial shape (not empty), the average: the window's cells inside the
+    input summed in the window's order, then divided (``index`` is then not written).
+
+    Each output row starts at −inf with no winner (or at 0), then takes its windows' cells
+    tap by tap in the window's order, each tap one pass along the row (``_take_tap``,
+    ``_add_tap``). At stride 1 a tap's cells are consecutive in its input row; at stride s
+    they are every s-th, so each input row is first split into its s phases (columns p,
+    p + s, p + 2s, ...), where they are consecutive again: strided accesses kept the tap
+    loop scalar. Scanning each output's window in turn instead made the comparison an
+    unpredictable branch per cell. One core, windows scanned in turn against this: 3 × 3 at
+    stride 2 on 64 × 16 maps of 56 × 56 31.4 against 5.5 ms, at stride 1 96.4 against
+    15.0; 64 × 16 signals of 1000 values by 3 at stride 1 9.8 against 0.8, at stride 2 4.9
+    against 0.8."""
     n_images, channels, depth, height, width = x.shape
     od, oh, ow = out.shape[2], out.shape[3], out.shape[4]
     kd, kh, kw = kernel
     sd, sh, sw = stride
     dd, dh, dw = dilation
+    average = divisor.size > 0
     taps = _tap_phases(kw, sw, pads[2], dw, width, ow)
     for task in numba.prange(n_images * channels):
         n, c = task // channels, task % channels
@@ -56,8 +61,11 @@ def _forward(x, kernel, stride, pads, dilation, out, index):
         for o in range(od):
             for i in range(oh):
                 best, at = out[n, c, o, i], index[n, c, o, i]
-                best[:] = -np.inf
-                at[:] = -1
+                if average:
+                    best[:] = 0
+                else:
+                    best[:] = -np.inf
+                    at[:] = -1
                 for e in range(kd):
                     z = o * sd - pads[0] + e * dd
                     if z < 0 or z >= depth:
@@ -74,8 +82,23 @@ def _forward(x, kernel, stride, pads, dilation, out, index):
                                     phases[p, t] = row[p + t * sw]
                         for b in range(kw):
                             p, first, end, shift = taps[b]
-                            _take_tap(row if sw == 1 else phases[p], first, end,
-                                      first + shift, start + p, sw, best, at)
+                            source = row if sw == 1 else phases[p]
+                            if average:
+                                _add_tap(source, first, end, first + shift, best)
+                            else:
+                                _take_tap(source, first, end, first + shift, start + p, sw,
+                                          best, at)
+                if average:
+                    for j in range(ow):
+                        best[j] = best[j] / divisor[o, i, j]
+
+
+@numba.njit(cache=True, inline="always")
+def _add_tap(source, first, end, start, total):
+    """``_take_tap`` for average pooling: total[j] += source[start + j − first]."""
+    for step in range(end - first):
+        j = np.uint64(first + step)
+        total[j] += source[np.uint64(start + step)]
 
 
 @numba.njit(cache=True, inline="always")
@@ -326,10 +349,7 @@ def max_pool2d_forward(x, kernel, stride, pads, dilation, out):
     elif inside and tuple(kernel) == tuple(stride) == (1, 2) and dilation[1] == 1:
         _forward_pairs(np.ascontiguousarray(x), y, index, vector)
     else:
-        volume = (x.shape[0], x.shape[1], 1) + x.shape[2:]
-        _forward(np.ascontiguousarray(x).reshape(volume), (1,) + tuple(kernel),
-                 (1,) + tuple(stride), (0, pads[0][0], pads[1][0]), (1,) + tuple(dilation),
-                 y.reshape(volume[:3] + y.shape[2:]), index.reshape(volume[:3] + y.shape[2:]))
+        _general(x, kernel, stride, pads, dilation, y, index)
     return y, index
 
 
@@ -338,9 +358,59 @@ def max_pool3d_forward(x, kernel, stride, pads, dilation, out):
     by ``_forward``; int32 indices as ``max_pool2d_forward``'s."""
     y = np.empty(x.shape[:2] + tuple(out), dtype=x.dtype)
     index = np.empty(y.shape, np.int32 if math.prod(x.shape[2:]) < 2 ** 31 else np.int64)
-    _forward(np.ascontiguousarray(x), tuple(kernel), tuple(stride),
-             tuple(lo for lo, _ in pads), tuple(dilation), y, index)
+    _general(x, kernel, stride, pads, dilation, y, index)
     return y, index
+
+
+def avg_pool_forward(x, kernel, stride, pads, out, divisor):
+    """Average pooling, x (N, C, *spatial) (2-D or 3-D) -> (N, C, *out): each window's cells
+    inside the input summed in the window's order, divided by ``divisor`` (broadcastable to
+    ``out``, float64) in float64, as ``kernels.pooling.avg_pool_forward`` does (the same
+    values to the bit). By ``_forward``, with no index."""
+    y = np.empty(x.shape[:2] + tuple(out), dtype=x.dtype)
+    divisor = np.ascontiguousarray(np.broadcast_to(divisor, tuple(out)), dtype=np.float64)
+    inside = all(lo == 0 and o * s <= n for (lo, _), o, s, n in zip(pads, out, stride,
+                                                                    x.shape[2:]))
+    if inside and tuple(kernel) == tuple(stride) == (2, 2):
+        _average_2x2(np.ascontiguousarray(x), y, divisor)
+        return y
+    _general(x, kernel, stride, pads, (1,) * len(out), y, np.empty(y.shape, np.int32),
+             divisor)
+    return y
+
+
+@numba.njit(**_JIT)
+def _average_2x2(x, out, divisor):
+    """``avg_pool_forward`` for 2 × 2 windows at stride 2 inside the input (LeNet's), four
+    adds per output in the window's order, from 0, as NumPy's passes add: the general
+    kernel's phase splits and tap loops cost more than they save on such short rows (64 × 6
+    maps of 28 × 28, 2 threads: 0.553 ms, NumPy's four passes 0.381, this 0.06)."""
+    n_images, channels, width = x.shape[0], x.shape[1], x.shape[3]
+    oh, ow = out.shape[2], out.shape[3]
+    zero, one = x.dtype.type(0), np.uint64(1)
+    for task in numba.prange(n_images * channels):
+        n, c = task // channels, task % channels
+        flat, plane = x[n, c].reshape(-1), out[n, c]
+        for i in range(oh):
+            top, bottom = flat[2 * i * width:], flat[(2 * i + 1) * width:]
+            row, share = plane[i], divisor[i]
+            for j in range(ow):
+                u = np.uint64(2 * j)
+                total = (((zero + top[u]) + top[u + one]) + bottom[u]) + bottom[u + one]
+                row[np.uint64(j)] = np.float64(total) / share[np.uint64(j)]
+
+
+def _general(x, kernel, stride, pads, dilation, y, index, divisor=None):
+    """``_forward`` on maps or volumes: maps as volumes of one slice. Without a ``divisor``,
+    max pooling."""
+    divisor = np.empty(0) if divisor is None else divisor
+    lift = (1,) * (5 - x.ndim)
+    volume = x.shape[:2] + lift + x.shape[2:]
+    _forward(np.ascontiguousarray(x).reshape(volume), lift + tuple(kernel), lift + tuple(stride),
+             (0,) * len(lift) + tuple(lo for lo, _ in pads), lift + tuple(dilation),
+             y.reshape(volume[:2] + lift + y.shape[2:]),
+             index.reshape(volume[:2] + lift + y.shape[2:]),
+             divisor.reshape(lift + divisor.shape) if divisor.size else np.empty((0, 0, 0)))
 
 
 def max_pool_backward(grad, index, in_shape):
