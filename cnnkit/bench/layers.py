@@ -55,14 +55,17 @@ MORE_CASES = {
 }
 # Suite "more"'s other layers: name: (op of both libraries' functional modules, input shape,
 # arguments): a ResNet's stem pool (3 × 3 at stride 2) and its global pools, a "same" 3 × 3
-# pool, a volume's, 1-D pools (cnn1d's by 2 on a 64 × 32 × 500 batch, and windows of 3 at
-# stride 2), and the activations besides ReLU on res3x3's output.
+# max pool, LeNet's average pool and a "same" 3 × 3 one, a volume's max pool, 1-D pools
+# (cnn1d's by 2 on a 64 × 32 × 500 batch, and windows of 3 at stride 2), and the activations
+# besides ReLU on res3x3's output.
 MORE_OP_CASES = {
     "maxpool3x3_s2": ("max_pool2d", (16, 64, 56, 56), dict(kernel_size=3, stride=2, padding=1)),
     "maxpool3x3_s1": ("max_pool2d", (16, 64, 28, 28), dict(kernel_size=3, stride=1, padding=1)),
     "maxpool3d": ("max_pool3d", (8, 16, 16, 32, 32), dict(kernel_size=2)),
     "maxpool1d_2": ("max_pool1d", (64, 32, 500), dict(kernel_size=2)),
     "maxpool1d_3s2": ("max_pool1d", (64, 32, 500), dict(kernel_size=3, stride=2, padding=1)),
+    "avgpool2x2": ("avg_pool2d", (64, 6, 28, 28), dict(kernel_size=2)),  # LeNet's
+    "avgpool3x3_s1": ("avg_pool2d", (16, 64, 28, 28), dict(kernel_size=3, stride=1, padding=1)),
     "global_avgpool": ("adaptive_avg_pool2d", (64, 256, 7, 7), dict(output_size=1)),
     "global_maxpool": ("adaptive_max_pool2d", (64, 256, 7, 7), dict(output_size=1)),
     "leaky_relu": ("leaky_relu", (32, 64, 32, 32), dict(negative_slope=0.1)),

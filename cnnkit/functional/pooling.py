@@ -165,14 +165,9 @@ def _avg_pool(op, n_dims, input, kernel_size, stride, padding, ceil_mode, count_
 
 
 def _compiled_avg_pool(x, kernel, stride, pads, out, divisor):
-    """Average pooling's forward pass by ``pooling_numba``'s general kernel (signals as maps
-    of one row), with the NumPy pass's values to the bit; the backward stays NumPy's."""
+    """Average pooling's forward pass by ``pooling_numba`` (signals as volumes of one row,
+    as maps are), with the NumPy pass's values to the bit; the backward stays NumPy's."""
     from ..kernels import pooling_numba
-    if x.ndim == 3:
-        y = pooling_numba.avg_pool_forward(x[:, :, None, :], (1,) + kernel, (1,) + stride,
-                                           ((0, 0),) + tuple(pads), (1,) + out,
-                                           np.reshape(divisor, (1,) + np.shape(divisor)))
-        return y.reshape(x.shape[:2] + out)
     return pooling_numba.avg_pool_forward(x, kernel, stride, pads, out, divisor)
 
 

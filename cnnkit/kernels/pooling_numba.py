@@ -363,7 +363,7 @@ def max_pool3d_forward(x, kernel, stride, pads, dilation, out):
 
 
 def avg_pool_forward(x, kernel, stride, pads, out, divisor):
-    """Average pooling, x (N, C, *spatial) (2-D or 3-D) -> (N, C, *out): each window's cells
+    """Average pooling, x (N, C, *spatial) (1-D to 3-D) -> (N, C, *out): each window's cells
     inside the input summed in the window's order, divided by ``divisor`` (broadcastable to
     ``out``, float64) in float64, as ``kernels.pooling.avg_pool_forward`` does (the same
     values to the bit). By ``_forward``, with no index."""
@@ -401,8 +401,8 @@ def _average_2x2(x, out, divisor):
 
 
 def _general(x, kernel, stride, pads, dilation, y, index, divisor=None):
-    """``_forward`` on maps or volumes: maps as volumes of one slice. Without a ``divisor``,
-    max pooling."""
+    """``_forward`` on signals, maps or volumes: the first two as volumes of one slice (and
+    one row). Without a ``divisor``, max pooling."""
     divisor = np.empty(0) if divisor is None else divisor
     lift = (1,) * (5 - x.ndim)
     volume = x.shape[:2] + lift + x.shape[2:]
