@@ -92,11 +92,14 @@ def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
     Both as sums whose other term is exactly zero, not ``np.where`` (which tests each element
     with a branch, unpredictable on activations: 15.3 ms against 1.6 for PyTorch's layer on
     32 × 64 × 32 × 32): max(x, 0) + α·expm1(min(x, 0)), and the slope is [x > 0 or NaN] +
-    [x ≤ 0]·α·e^min(x, 0). Large arrays run a piece per thread (``threads.elementwise``).
+    [x ≤ 0]·α·e^min(x, 0). Large arrays run a piece per thread (``threads.elementwise``),
+    except float32 ones, which take one compiled pass each way in float64 (``_vector_float32``).
     """
     x = as_tensor(input)
     alpha = float(alpha)
     data = np.require(x.data, _float_dtype(x), "C")  # not ascontiguousarray: keeps 0-d
+    if _vector_float32(data):
+        return _compiled_pair(x, data, "elu", alpha)
 
     def forward(x, out):
         np.minimum(x, 0, out=out)
@@ -116,6 +119,31 @@ def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
             dx *= g
         return (_in_pieces(slope_times_g, data, np.require(g, data.dtype, "C")),)
     return Tensor._make(out, (x,), backward, "elu")
+
+
+def _vector_float32(data):
+    """Whether sigmoid and ELU run compiled: float32 arrays from ``compiled_min_size`` values
+    on, in float64 by ``kernels.activation_numba``'s vector loops (float64 arrays keep NumPy's
+    exp and expm1, exact to their last bits, which the loops' e^a, within 3 units, is not)."""
+    return data.dtype == np.float32 and data.size >= tuning.value("compiled_min_size")
+
+
+def _compiled_pair(x, data, name, *parameters):
+    """``name`` (sigmoid or elu) by its two vector loops; sigmoid's backward reads the output,
+    ELU's the input, as their NumPy paths do."""
+    from ..kernels import activation_numba
+    forward = getattr(activation_numba, f"{name}_vector_forward")
+    backward_pass = getattr(activation_numba, f"{name}_vector_backward")
+    out = np.empty_like(data)
+    forward(data.reshape(-1), *parameters, out.reshape(-1))
+    saved = out if name == "sigmoid" else data
+
+    def backward(g):
+        g = np.ascontiguousarray(g, dtype=data.dtype)
+        dx = np.empty_like(data)
+        backward_pass(saved.reshape(-1), g.reshape(-1), *parameters, dx.reshape(-1))
+        return (dx,)
+    return Tensor._make(out, (x,), backward, name)
 
 
 def _in_pieces(passes, *operands):
@@ -236,17 +264,22 @@ def gelu(input, approximate: str = "none") -> Tensor:  # noqa: A002
 
 
 def _compiled_gelu(x, tanh_form):
-    """``gelu`` by ``kernels.activation_numba``: float64 per element, libm's erfc."""
+    """``gelu`` by ``kernels.activation_numba`` in float64: float32 by vector loops, float64
+    by libm's erfc and tanh per element (exact to its last bits)."""
     from ..kernels import activation_numba
     data = np.require(x.data, requirements="C")  # not ascontiguousarray: keeps 0-d
+    if data.dtype == np.float32:
+        forward, backward_pass = (activation_numba.gelu_vector_forward,
+                                  activation_numba.gelu_vector_backward)
+    else:
+        forward, backward_pass = activation_numba.gelu_forward, activation_numba.gelu_backward
     out = np.empty_like(data)
-    activation_numba.gelu_forward(data.reshape(-1), tanh_form, out.reshape(-1))
+    forward(data.reshape(-1), tanh_form, out.reshape(-1))
 
     def backward(g):
-        g = np.ascontiguousarray(g)
+        g = np.ascontiguousarray(g, dtype=data.dtype)
         dx = np.empty_like(data)
-        activation_numba.gelu_backward(data.reshape(-1), g.reshape(-1), tanh_form,
-                                       dx.reshape(-1))
+        backward_pass(data.reshape(-1), g.reshape(-1), tanh_form, dx.reshape(-1))
         return (dx,)
     return Tensor._make(out, (x,), backward, "gelu")
 
@@ -254,14 +287,17 @@ def _compiled_gelu(x, tanh_form):
 def sigmoid(input) -> Tensor:  # noqa: A002
     """σ(x) = 1/(1 + e^(−x)).  d/dx = σ(1 − σ).
 
-    For x below about −88 (float32; −709 in float64) e^(−x) overflows to inf, and 1/inf is
-    the limit, 0. Four passes, in place after the first: picking between two forms with
-    ``np.where`` cost a branch per element, unpredictable on activations (11.5 ms against 0.6
-    for PyTorch's layer on 32 × 64 × 32 × 32). Large arrays run a piece per thread
-    (``threads.elementwise``).
+    Large float32 arrays take one compiled pass each way in float64 (``_vector_float32``).
+    Otherwise four NumPy passes, in place after the first, in the input's dtype: for x below
+    about −88 (float32; −709 in float64) e^(−x) overflows to inf, and 1/inf is the limit, 0.
+    Picking between two forms with ``np.where`` cost a branch per element, unpredictable on
+    activations (11.5 ms against 0.6 for PyTorch's layer on 32 × 64 × 32 × 32). Large arrays
+    run a piece per thread (``threads.elementwise``).
     """
     x = as_tensor(input)
     data = np.require(x.data, _float_dtype(x), "C")  # not ascontiguousarray: keeps 0-d
+    if _vector_float32(data):
+        return _compiled_pair(x, data, "sigmoid")
 
     def forward(x, out):
         np.negative(x, out=out)

@@ -1,0 +1,228 @@
+"""The vector loops' e^a and erfc (``kernels.vector_math_numba``) and the float32 GELU built on
+them, against mpmath at 40 digits: exact to the last bit of a float32 result, or within one
+unit of it where the true value lies next to a rounding boundary."""
+import math
+
+import mpmath
+import numba
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import cnnkit
+import cnnkit.functional as F
+from cnnkit import tuning
+from cnnkit.kernels import activation_numba, erfc_fit
+from cnnkit.kernels import vector_math_numba as vector_math
+
+
+@numba.njit(fastmath=vector_math.FMA)
+def _exp_all(a, out):
+    for i in range(a.size):
+        out[i] = vector_math.exp(a[i])
+
+
+@numba.njit(fastmath=vector_math.FMA)
+def _erfc_all(z, out):
+    for i in range(z.size):
+        out[i] = vector_math.erfc_scaled(z[i])[1] * vector_math.exp(-z[i] * z[i])
+
+
+def _exact(function, values):
+    with mpmath.workdps(40):
+        return np.array([float(function(mpmath.mpf(float(v)))) for v in values])
+
+
+def test_exp_is_within_four_units_of_float64_s_last_place():
+    """(3 measured: Taylor's terms rounded, and r = a − n·ln 2 rounded once.)"""
+    a = np.concatenate([np.linspace(vector_math.EXP_MIN, vector_math.EXP_MAX, 4001),
+                        np.linspace(-1, 1, 2001), [0.0, -0.0, 1e-300, -0.34657359, 0.34657359]])
+    out = np.empty_like(a)
+    _exp_all(a, out)
+    exact = _exact(mpmath.exp, a)
+    assert np.all(np.abs(out - exact) <= 4 * np.spacing(exact))
+    nan = np.empty(1)
+    _exp_all(np.array([np.nan]), nan)
+    assert np.isnan(nan[0])
+
+
+def test_erfc_is_relatively_accurate_to_1e_13_over_its_range():
+    z = np.concatenate([np.linspace(0, vector_math.ERFC_Z_MAX, 3001), [1e-300, 0.5, 1.0]])
+    out = np.empty_like(z)
+    _erfc_all(z, out)
+    exact = _exact(mpmath.erfc, z)
+    assert np.max(np.abs(out - exact) / exact) < 1e-13
+
+
+def test_stored_coefficients_are_the_fit_s():
+    """``python -m cnnkit.kernels.erfc_fit`` reproduces the coefficients the kernels use."""
+    np.testing.assert_allclose(erfc_fit.coefficients(), vector_math.ERFCX_Q, rtol=1e-9,
+                               atol=1e-12)
+    assert erfc_fit.Z_MAX == vector_math.ERFC_Z_MAX
+
+
+def _gelu_exact(x, tanh_form):
+    """x·Φ(x) and its slope at float32 x, or the tanh form's, at 40 digits."""
+    def value(v):
+        if tanh_form:
+            u = mpmath.sqrt(2 / mpmath.pi) * (v + mpmath.mpf(0.044715) * v ** 3)
+            return v / (1 + mpmath.exp(-2 * u))
+        return v * mpmath.erfc(-v / mpmath.sqrt(2)) / 2
+
+    def slope(v):
+        return mpmath.diff(value, v)
+    with mpmath.workdps(40):
+        return (np.array([float(value(mpmath.mpf(float(v)))) for v in x]),
+                np.array([float(slope(mpmath.mpf(float(v)))) for v in x]))
+
+
+def _within_one_unit(ours, exact):
+    """ours (float32) is the float32 nearest to exact, or its neighbour; returns how many are
+    the nearest."""
+    nearest = exact.astype(np.float32)
+    apart = np.abs(ours.astype(np.float64) - nearest) / np.spacing(np.abs(nearest))
+    assert np.all(apart <= 1), exact[apart > 1][:5]
+    return int(np.count_nonzero(ours == nearest))
+
+
+@pytest.mark.parametrize("tanh_form", [False, True])
+def test_float32_gelu_is_correctly_rounded(tanh_form):
+    """Values and slopes on a grid over the float32 range that matters (beyond ±20 both are
+    their limits in float32), the tails included where x·Φ(x) is subnormal."""
+    x = np.concatenate([np.linspace(-21, 21, 1201), -np.logspace(-30, 1.18, 300),
+                        np.logspace(-30, 1.18, 100)]).astype(np.float32)
+    out, dx = np.empty_like(x), np.empty_like(x)
+    activation_numba.gelu_vector_forward(x, tanh_form, out)
+    activation_numba.gelu_vector_backward(x, np.ones_like(x), tanh_form, dx)
+    value, slope = _gelu_exact(x, tanh_form)
+    assert _within_one_unit(out, value) >= 0.999 * x.size
+    assert _within_one_unit(dx, slope) >= 0.999 * x.size
+
+
+@pytest.mark.parametrize("tanh_form", [False, True])
+def test_float32_gelu_at_limits_nan_and_beyond_the_clip(tanh_form):
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 20.0, -20.0, 25.0, -25.0, 3e38, -3e38],
+                 np.float32)
+    out, dx = np.empty_like(x), np.empty_like(x)
+    activation_numba.gelu_vector_forward(x, tanh_form, out)
+    activation_numba.gelu_vector_backward(x, np.full_like(x, 3e38), tanh_form, dx)
+    np.testing.assert_array_equal(out, np.array([np.nan, np.inf, 0, 0, 0, 20, 0, 25, 0, 3e38, 0],
+                                                np.float32))
+    assert np.signbit(out[[4, 6, 8, 10]]).all()  # x·Φ(x) of a negative x is −0 in float32
+    np.testing.assert_array_equal(dx, np.array([np.nan, 3e38, 0, 1.5e38, 1.5e38, 3e38, 0, 3e38,
+                                                0, 3e38, 0], np.float32))
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_float32_gelu_layer_matches_torch_and_the_libm_loops(approximate):
+    """Through ``F.gelu``: PyTorch's values in float64 (its float32 ones lose the left tail,
+    where 1 + erf and 1 + tanh cancel), and for 'none' the float64 libm loops' float32 results
+    bit for bit."""
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((4, 8, 33, 31)) * 3).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    with tuning.override(compiled_min_size=0):
+        xc = cnnkit.tensor(x, requires_grad=True)
+        y = F.gelu(xc, approximate=approximate)
+        y.backward(g)
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    yt = TF.gelu(xt, approximate=approximate)
+    yt.backward(torch.tensor(g.astype(np.float64)))
+    assert y.dtype == np.float32 and xc.grad.dtype == np.float32
+    np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(xc.grad, xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+    if approximate == "none":
+        out, dx = np.empty(x.size, np.float32), np.empty(x.size, np.float32)
+        activation_numba.gelu_forward(x.reshape(-1), False, out)
+        activation_numba.gelu_backward(x.reshape(-1), g.reshape(-1), False, dx)
+        np.testing.assert_array_equal(y.data.reshape(-1), out)
+        np.testing.assert_array_equal(xc.grad.reshape(-1), dx)
+
+
+def test_the_fit_s_own_error_is_as_documented():
+    assert erfc_fit.relative_error(vector_math.ERFCX_Q, points=401) < 1e-13
+    assert math.isclose(erfc_fit.T_MIN, 1 / (1 + vector_math.ERFC_Z_MAX / 2))
+
+
+@numba.njit(fastmath=vector_math.FMA)
+def _expm1_all(a, out):
+    for i in range(a.size):
+        out[i] = vector_math.expm1(a[i])
+
+
+def test_expm1_is_relatively_exact_near_zero_and_within_four_units_elsewhere():
+    a = np.concatenate([-np.logspace(-300, 0, 1001), np.linspace(vector_math.EXP_MIN, 0, 2001),
+                        [0.0, -0.0, -0.34657359, -0.3465736]])
+    out = np.empty_like(a)
+    _expm1_all(a, out)
+    exact = _exact(mpmath.expm1, a)
+    assert np.all(np.abs(out - exact) <= 4 * np.spacing(np.abs(exact)))
+
+
+def _sigmoid_exact(x):
+    with mpmath.workdps(40):
+        s = [1 / (1 + mpmath.exp(-mpmath.mpf(float(v)))) for v in x]
+        return np.array([float(v) for v in s]), np.array([float(v * (1 - v)) for v in s])
+
+
+def _elu_exact(x, alpha):
+    with mpmath.workdps(40):
+        v = [mpmath.mpf(float(value)) for value in x]
+        return (np.array([float(e if e > 0 else alpha * mpmath.expm1(e)) for e in v]),
+                np.array([float(1 if e > 0 else alpha * mpmath.exp(e)) for e in v]))
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "elu"])
+def test_float32_sigmoid_and_elu_are_correctly_rounded(name):
+    """The forward values; sigmoid's backward from the float32 σ it is given (as the layer's
+    backward reads its output), ELU's from x. The tails included: σ is subnormal in float32
+    from x = −87.3 to −103.3."""
+    x = np.concatenate([np.linspace(-110, 30, 1401), -np.logspace(-30, 1, 300),
+                        np.logspace(-30, 1, 100)]).astype(np.float32)
+    out, dx = np.empty_like(x), np.empty_like(x)
+    if name == "sigmoid":
+        activation_numba.sigmoid_vector_forward(x, out)
+        value, _ = _sigmoid_exact(x)
+        activation_numba.sigmoid_vector_backward(out, np.ones_like(x), dx)
+        s = out.astype(np.float64)
+        slope = s * (1 - s)
+    else:
+        activation_numba.elu_vector_forward(x, 0.7, out)
+        activation_numba.elu_vector_backward(x, np.ones_like(x), 0.7, dx)
+        value, slope = _elu_exact(x, 0.7)
+    assert _within_one_unit(out, value) >= 0.999 * x.size
+    assert _within_one_unit(dx, slope) >= 0.999 * x.size
+
+
+@pytest.mark.parametrize("name, ours, theirs", [
+    ("sigmoid", F.sigmoid, torch.sigmoid),
+    ("elu", lambda x: F.elu(x, 0.7), lambda x: TF.elu(x, 0.7)),
+])
+def test_float32_sigmoid_and_elu_layers_match_torch_with_nan_and_infinities(name, ours, theirs):
+    """Values against PyTorch's in float64; gradients against its float32 ones for sigmoid
+    (whose backward reads the float32 output in both, so 1 − σ near σ = 1 is as coarse in
+    both) and its float64 ones for ELU, except at NaN, whose gradient passes as in NumPy's
+    path and in PyTorch's scalar loop (its vector loop gives NaN)."""
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal(3000) * 6).astype(np.float32)
+    x[:9] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 100.0, -100.0, 3e38, -3e38]
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    with tuning.override(compiled_min_size=0):
+        xc = cnnkit.tensor(x, requires_grad=True)
+        y = ours(xc)
+        y.backward(g)
+    gradient_dtype = np.float32 if name == "sigmoid" else np.float64
+    xt = torch.tensor(x.astype(gradient_dtype), requires_grad=True)
+    theirs(xt).backward(torch.tensor(g.astype(gradient_dtype)))
+    assert y.dtype == np.float32 and xc.grad.dtype == np.float32
+    expected = theirs(torch.tensor(x.astype(np.float64))).numpy().astype(np.float32)
+    np.testing.assert_allclose(y.data, expected, rtol=1e-6, atol=1e-40)
+    expected_grad = xt.grad.numpy().astype(np.float32)
+    if name == "elu":
+        assert xc.grad[0] == g[0]
+        expected_grad[0] = g[0]
+    # σ rounded to float32 one unit apart (2^-24 near 1) moves 1 − σ by as much
+    apart = np.abs(xc.grad.astype(np.float64) - expected_grad)
+    tolerance = 1e-5 * np.abs(expected_grad) + 2.0 ** -23 * np.abs(g)
+    assert np.all((apart <= tolerance) | (np.isnan(xc.grad) & np.isnan(expected_grad)))
