@@ -145,29 +145,41 @@ def test_compiled_relu_matches_torch(dtype):
     ("avg_pool2d", (2, 3, 9, 11), dict(kernel_size=(2, 3), stride=(1, 3), padding=(1, 1),
                                        divisor_override=5)),
     ("avg_pool3d", (2, 3, 5, 6, 7), dict(kernel_size=3, stride=2, padding=1)),
+    ("avg_pool3d", (2, 3, 5, 6, 7), dict(kernel_size=(2, 3, 2), stride=(1, 2, 3),
+                                         padding=(1, 1, 0), ceil_mode=True)),
+    ("avg_pool2d", (2, 3, 12, 13), dict(kernel_size=5, stride=1, padding=2)),
+    ("avg_pool2d", (2, 3, 12, 13), dict(kernel_size=3, stride=3, ceil_mode=True)),
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_compiled_avg_pool_equals_numpy_s_and_matches_torch(op, shape, args, dtype):
-    """Average pooling's forward on the compiled kernels (the general one, and 2 × 2 at
+    """Average pooling on the compiled kernels (forward: the general one, and 2 × 2 at
     stride 2 inside the input; cells inside the input summed in the window's order, then
-    divided in float64): NumPy's pass per offset to the bit, NaN and ±inf included, and
-    PyTorch's values; gradients through NumPy's backward."""
+    divided in float64; backward: shares added tap by tap): NumPy's passes per offset to the
+    bit, NaN and ±inf included, and PyTorch's values and gradients."""
     rng = np.random.default_rng(6)
     x = rng.standard_normal(shape).astype(dtype)
     x[0, 0].reshape(-1)[:2] = [np.nan, np.inf]
     x[1, 1].reshape(-1)[3] = -np.inf
-    xc = cnnkit.tensor(x, requires_grad=True)
-    y = getattr(F, op)(xc, **args)
-    with tuning.override(pool_compiled_min_size=1 << 60):
-        numpy_path = getattr(F, op)(cnnkit.tensor(x), **args)
-    np.testing.assert_array_equal(y.data, numpy_path.data)
     xt = torch.tensor(x, requires_grad=True)
     yt = getattr(TF, op)(xt, **args)
     g = rng.standard_normal(yt.shape).astype(dtype)
-    y.backward(g)
+    g_odd = g.copy()
+    g_odd[0, 0].reshape(-1)[:2] = [np.nan, np.inf]  # the backward's own NaN and inf
+
+    def pool(gradient, compiled_from):
+        with tuning.override(pool_compiled_min_size=compiled_from):
+            xc = cnnkit.tensor(x, requires_grad=True)
+            y = getattr(F, op)(xc, **args)
+            y.backward(gradient)
+        return y, xc.grad
+    y, grad = pool(g, 0)
+    for gradient in (g, g_odd):
+        compiled, numpy_path = pool(gradient, 0), pool(gradient, 1 << 60)
+        np.testing.assert_array_equal(compiled[0].data, numpy_path[0].data)
+        np.testing.assert_array_equal(compiled[1], numpy_path[1])
     yt.backward(torch.tensor(g))
     np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(xc.grad, xt.grad.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name, ours, theirs", [

@@ -155,20 +155,15 @@ def _avg_pool(op, n_dims, input, kernel_size, stride, padding, ceil_mode, count_
     else:
         divisor = kernels.avg_divisor(x.shape[2:], kernel, stride, pads, out, count_include_pad)
     if x.data.size >= tuning.value("pool_compiled_min_size"):
-        y = _compiled_avg_pool(x.data, kernel, stride, pads, out, divisor)
+        # signals and maps as volumes, NumPy's passes' values to the bit
+        from ..kernels import pooling_numba as passes
     else:
-        y = kernels.avg_pool_forward(x.data, kernel, stride, pads, out, divisor)
+        passes = kernels
+    y = passes.avg_pool_forward(x.data, kernel, stride, pads, out, divisor)
 
     def backward(g):
-        return (kernels.avg_pool_backward(g, x.shape, kernel, stride, pads, divisor),)
+        return (passes.avg_pool_backward(g, x.shape, kernel, stride, pads, divisor),)
     return _unbatch(Tensor._make(y, (x,), backward, op), unbatched)
-
-
-def _compiled_avg_pool(x, kernel, stride, pads, out, divisor):
-    """Average pooling's forward pass by ``pooling_numba`` (signals as volumes of one row,
-    as maps are), with the NumPy pass's values to the bit; the backward stays NumPy's."""
-    from ..kernels import pooling_numba
-    return pooling_numba.avg_pool_forward(x, kernel, stride, pads, out, divisor)
 
 
 @computes_float16_in_float32

@@ -400,6 +400,65 @@ def _average_2x2(x, out, divisor):
                 row[np.uint64(j)] = np.float64(total) / share[np.uint64(j)]
 
 
+def avg_pool_backward(grad, in_shape, kernel, stride, pads, divisor):
+    """dL/dx of ``avg_pool_forward``: each window's gradient divided by its divisor (in
+    float64, then in grad's dtype), added to the window's cells inside the input tap by tap in
+    the window's order, as ``kernels.pooling.avg_pool_backward``'s passes add (the same values
+    to the bit)."""
+    lift = (1,) * (3 - len(kernel))  # signals and maps as volumes of one slice (and row)
+    dx = np.empty(tuple(in_shape), dtype=grad.dtype)
+    out = grad.shape[2:]
+    divisor = np.ascontiguousarray(np.broadcast_to(divisor, tuple(out)), dtype=np.float64)
+    _average_backward(np.ascontiguousarray(grad).reshape(grad.shape[:2] + lift + out),
+                      lift + tuple(kernel), lift + tuple(stride),
+                      (0,) * len(lift) + tuple(lo for lo, _ in pads),
+                      divisor.reshape(lift + out),
+                      dx.reshape(tuple(in_shape[:2]) + lift + tuple(in_shape[2:])))
+    return dx
+
+
+@numba.njit(**_JIT)
+def _average_backward(grad, kernel, stride, pads, divisor, dx):
+    """``avg_pool_backward`` on volumes (N, C, D, H, W): per plane, its gradients' shares, then
+    for each tap in the window's order one pass over the output rows, adding each share to
+    the tap's cell of its window (a tap's cells are distinct, so every cell takes its shares in
+    tap order, as NumPy's pass per offset adds them). At stride 1 a row's adds are
+    consecutive (``_add_tap``, vectorised)."""
+    n_images, channels, depth, height, width = dx.shape
+    od, oh, ow = grad.shape[2], grad.shape[3], grad.shape[4]
+    kd, kh, kw = kernel
+    sd, sh, sw = stride
+    for task in numba.prange(n_images * channels):
+        n, c = task // channels, task % channels
+        plane, gradients = dx[n, c], grad[n, c]
+        plane[:] = 0
+        share = np.empty((od, oh, ow), dx.dtype)
+        for o in range(od):
+            for i in range(oh):
+                for j in range(ow):
+                    share[o, i, j] = np.float64(gradients[o, i, j]) / divisor[o, i, j]
+        for e in range(kd):
+            for a in range(kh):
+                for b in range(kw):
+                    offset = b - pads[2]  # output j's cell is column j·sw + offset
+                    first = max(0, (sw - 1 - offset) // sw)
+                    end = min(ow, (width - offset + sw - 1) // sw)
+                    for o in range(od):
+                        z = o * sd - pads[0] + e
+                        if z < 0 or z >= depth:
+                            continue
+                        for i in range(oh):
+                            r = i * sh - pads[1] + a
+                            if r < 0 or r >= height or end <= first:
+                                continue
+                            row, source = plane[z, r], share[o, i]
+                            if sw == 1:
+                                _add_tap(source, first + offset, end + offset, first, row)
+                            else:
+                                for j in range(first, end):
+                                    row[j * sw + offset] += source[j]
+
+
 def _general(x, kernel, stride, pads, dilation, y, index, divisor=None):
     """``_forward`` on signals, maps or volumes: the first two as volumes of one slice (and
     one row). Without a ``divisor``, max pooling."""
