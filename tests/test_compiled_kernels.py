@@ -300,8 +300,9 @@ def test_compiled_max_pool_pairs_fast_path_matches_general_path(width, height, d
 def test_compiled_max_pool_matches_reference_loops(kind, shape, args):
     """Every compiled kernel (the general one, 1 × 2 pairs, 2 × 2) against the reference
     loops' scan of each window, on small integers (ties) with NaN and ±inf in every place:
-    values and indices. The general kernel runs each output row at stride 1 and keeps every
-    stride-th column, with each tap a pass along the row."""
+    values and indices, and the values taken without indices in inference. The general
+    kernel runs each output row at stride 1 and keeps every stride-th column, with each tap a
+    pass along the row."""
     rng = np.random.default_rng(len(args) + shape[-1])
     x = rng.integers(-2, 3, shape).astype(np.float32)
     cells = rng.random(shape)
@@ -312,6 +313,11 @@ def test_compiled_max_pool_matches_reference_loops(kind, shape, args):
     values, indices = ref.max_pool(x, **args)
     np.testing.assert_array_equal(y.data, values)
     np.testing.assert_array_equal(index.data, indices)
+    # with no gradient to come and no indices asked for, the maxima alone (``_max_tap``)
+    np.testing.assert_array_equal(getattr(F, kind)(cnnkit.tensor(x), **args).data, values)
+    with cnnkit.no_grad():
+        inference = getattr(F, kind)(cnnkit.tensor(x, requires_grad=True), **args)
+    np.testing.assert_array_equal(inference.data, values)
 
 
 @pytest.mark.parametrize("threshold, layer, module, kernel", [

@@ -33,9 +33,10 @@ _PLANES_PER_TASK = 16  # planes per parallel task of ``_forward_2x2`` (which sha
 @numba.njit(**_JIT)
 def _forward(x, kernel, stride, pads, dilation, out, index, divisor):
     """Any window on volumes x (N, C, D, H, W) (maps: D = 1), kernel, stride, pads and
-    dilation each (depth, height, width): the maximum and its index, or, with a ``divisor``
-    of the output's spatial shape (not empty), the average: the window's cells inside the
-    input summed in the window's order, then divided (``index`` is then not written).
+    dilation each (depth, height, width): the maximum and its index (or the maximum alone,
+    given an empty ``index``), or, with a ``divisor`` of the output's spatial shape (not
+    empty), the average: the window's cells inside the input summed in the window's order,
+    then divided (``index`` is then not written).
 
     Each output row starts at −inf with no winner (or at 0), then takes its windows' cells
     tap by tap in the window's order, each tap one pass along the row (``_take_tap``,
@@ -52,7 +53,7 @@ def _forward(x, kernel, stride, pads, dilation, out, index, divisor):
     kd, kh, kw = kernel
     sd, sh, sw = stride
     dd, dh, dw = dilation
-    average = divisor.size > 0
+    average, indexed = divisor.size > 0, index.size > 0
     taps = _tap_phases(kw, sw, pads[2], dw, width, ow)
     for task in numba.prange(n_images * channels):
         n, c = task // channels, task % channels
@@ -60,7 +61,8 @@ def _forward(x, kernel, stride, pads, dilation, out, index, divisor):
         phases = np.empty((sw, -(-width // sw)), x.dtype)
         for o in range(od):
             for i in range(oh):
-                best, at = out[n, c, o, i], index[n, c, o, i]
+                best = out[n, c, o, i]
+                at = index[n, c, o, i] if indexed else index[0, 0, 0, 0]
                 if average:
                     best[:] = 0
                 else:
@@ -85,9 +87,11 @@ def _forward(x, kernel, stride, pads, dilation, out, index, divisor):
                             source = row if sw == 1 else phases[p]
                             if average:
                                 _add_tap(source, first, end, first + shift, best)
-                            else:
+                            elif indexed:
                                 _take_tap(source, first, end, first + shift, start + p, sw,
                                           best, at)
+                            else:
+                                _max_tap(source, first, end, first + shift, best)
                 if average:
                     for j in range(ow):
                         best[j] = best[j] / divisor[o, i, j]
@@ -118,6 +122,15 @@ def _take_tap(source, first, end, start, origin, sw, best, at):
         best[j] = value if take else held
         at[j] = type(held_at)(origin + sw * start) + type(held_at)(step) * type(held_at)(sw) \
             if take else held_at
+
+
+@numba.njit(cache=True, inline="always")
+def _max_tap(source, first, end, start, best):
+    """``_take_tap`` for the values alone (inference): the same maxima, NaN's included."""
+    for step in range(end - first):
+        j = np.uint64(first + step)
+        value, held = source[np.uint64(start + step)], best[j]
+        best[j] = value if (value > held) | (value != value) else held
 
 
 @numba.njit(cache=True)
@@ -333,10 +346,12 @@ def _backward(grad, index, dx):
                 plane[at[i, j]] += g[i, j]
 
 
-def max_pool2d_forward(x, kernel, stride, pads, dilation, out):
+def max_pool2d_forward(x, kernel, stride, pads, dilation, out, indexed=True):
     """x (N, C, H, W) -> (y (N, C, *out), index (N, C, *out) flat positions in H·W).
 
     The index is int32 (half the memory held for backward) unless a plane is too large for it.
+    Not ``indexed`` (inference), windows other than 2 × 2 and 1 × 2 at their stride give the
+    maxima alone, and index None.
     """
     y = np.empty(x.shape[:2] + tuple(out), dtype=x.dtype)
     index_type = np.int32 if x.shape[2] * x.shape[3] < 2 ** 31 else np.int64
@@ -348,16 +363,20 @@ def max_pool2d_forward(x, kernel, stride, pads, dilation, out):
         _forward_2x2(np.ascontiguousarray(x), y, index, vector)
     elif inside and tuple(kernel) == tuple(stride) == (1, 2) and dilation[1] == 1:
         _forward_pairs(np.ascontiguousarray(x), y, index, vector)
-    else:
+    elif indexed:
         _general(x, kernel, stride, pads, dilation, y, index)
+    else:
+        _general(x, kernel, stride, pads, dilation, y, None)
+        return y, None
     return y, index
 
 
-def max_pool3d_forward(x, kernel, stride, pads, dilation, out):
+def max_pool3d_forward(x, kernel, stride, pads, dilation, out, indexed=True):
     """x (N, C, D, H, W) -> (y (N, C, *out), index (N, C, *out) flat positions in D·H·W),
-    by ``_forward``; int32 indices as ``max_pool2d_forward``'s."""
+    by ``_forward``; int32 indices as ``max_pool2d_forward``'s (not ``indexed``: None)."""
     y = np.empty(x.shape[:2] + tuple(out), dtype=x.dtype)
-    index = np.empty(y.shape, np.int32 if math.prod(x.shape[2:]) < 2 ** 31 else np.int64)
+    index = np.empty(y.shape, np.int32 if math.prod(x.shape[2:]) < 2 ** 31 else np.int64) \
+        if indexed else None
     _general(x, kernel, stride, pads, dilation, y, index)
     return y, index
 
@@ -374,8 +393,7 @@ def avg_pool_forward(x, kernel, stride, pads, out, divisor):
     if inside and tuple(kernel) == tuple(stride) == (2, 2):
         _average_2x2(np.ascontiguousarray(x), y, divisor)
         return y
-    _general(x, kernel, stride, pads, (1,) * len(out), y, np.empty(y.shape, np.int32),
-             divisor)
+    _general(x, kernel, stride, pads, (1,) * len(out), y, None, divisor)
     return y
 
 
@@ -461,14 +479,15 @@ def _average_backward(grad, kernel, stride, pads, divisor, dx):
 
 def _general(x, kernel, stride, pads, dilation, y, index, divisor=None):
     """``_forward`` on signals, maps or volumes: the first two as volumes of one slice (and
-    one row). Without a ``divisor``, max pooling."""
+    one row). Without a ``divisor``, max pooling; without an ``index`` too, its values alone."""
     divisor = np.empty(0) if divisor is None else divisor
     lift = (1,) * (5 - x.ndim)
     volume = x.shape[:2] + lift + x.shape[2:]
+    index = np.empty((1, 1, 1, 1, 0), np.int32) if index is None else \
+        index.reshape(volume[:2] + lift + y.shape[2:])
     _forward(np.ascontiguousarray(x).reshape(volume), lift + tuple(kernel), lift + tuple(stride),
              (0,) * len(lift) + tuple(lo for lo, _ in pads), lift + tuple(dilation),
-             y.reshape(volume[:2] + lift + y.shape[2:]),
-             index.reshape(volume[:2] + lift + y.shape[2:]),
+             y.reshape(volume[:2] + lift + y.shape[2:]), index,
              divisor.reshape(lift + divisor.shape) if divisor.size else np.empty((0, 0, 0)))
 
 
