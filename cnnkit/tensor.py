@@ -17,6 +17,7 @@ import threading
 import numpy as np
 
 from .kernels.aligned import LINE
+from .kernels.threads import binary
 
 
 class _GradMode(threading.local):
@@ -286,7 +287,7 @@ def _send_to_parents(node: Tensor, grad: np.ndarray, grads: dict) -> None:
                 f"{parent_grad.shape} for an input of shape {parent.data.shape}")
         key = id(parent)
         # A new array, never in-place: the first gradient may alias another node's.
-        grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+        grads[key] = parent_grad if key not in grads else binary(np.add, grads[key], parent_grad)
     node._parents = ()
     node._backward = _released
 

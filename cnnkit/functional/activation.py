@@ -317,10 +317,19 @@ def sigmoid(input) -> Tensor:  # noqa: A002
 
 
 def tanh(input) -> Tensor:  # noqa: A002
-    """tanh(x);  d/dx = 1 − tanh²(x)."""
+    """tanh(x);  d/dx = 1 − tanh²(x). Large arrays run a piece per thread
+    (``threads.elementwise``)."""
     x = as_tensor(input)
-    out = np.tanh(x.data)
-    return Tensor._make(out, (x,), lambda g: (g * (1 - out * out),), "tanh")
+    data = np.require(x.data, _float_dtype(x), "C")  # not ascontiguousarray: keeps 0-d
+    out = _in_pieces(lambda x, out: np.tanh(x, out=out), data)
+
+    def backward(g):
+        def slope_times_g(out, g, dx):
+            np.multiply(out, out, out=dx)
+            np.subtract(1, dx, out=dx)
+            dx *= g
+        return (_in_pieces(slope_times_g, out, np.require(g, out.dtype, "C")),)
+    return Tensor._make(out, (x,), backward, "tanh")
 
 
 def _softmax_dim(name, dim, ndim):

@@ -8,6 +8,7 @@ As in PyTorch, inf and NaN are values that propagate, not errors: the forward op
 """
 import numpy as np
 
+from ..kernels.threads import binary
 from ..tensor import Tensor, as_tensor, result_dtype, unbroadcast
 
 _quiet = np.errstate(all="ignore")  # a decorator: NumPy >= 2 keeps the state per call, so it nests
@@ -38,7 +39,7 @@ def add(a, b) -> Tensor:
 
     def backward(g):
         return unbroadcast(g, a.shape), unbroadcast(g, b.shape)
-    return Tensor._make(a.data + b.data, (a, b), backward, "add")
+    return Tensor._make(binary(np.add, a.data, b.data), (a, b), backward, "add")
 
 
 @_quiet
@@ -47,7 +48,7 @@ def sub(a, b) -> Tensor:
 
     def backward(g):
         return unbroadcast(g, a.shape), unbroadcast(-g, b.shape)
-    return Tensor._make(a.data - b.data, (a, b), backward, "sub")
+    return Tensor._make(binary(np.subtract, a.data, b.data), (a, b), backward, "sub")
 
 
 @_quiet
@@ -55,9 +56,9 @@ def mul(a, b) -> Tensor:
     a, b = _pair(a, b)
 
     def backward(g):
-        return (unbroadcast(g * b.data, a.shape) if a.requires_grad else None,
-                unbroadcast(g * a.data, b.shape) if b.requires_grad else None)
-    return Tensor._make(a.data * b.data, (a, b), backward, "mul")
+        return (unbroadcast(binary(np.multiply, g, b.data), a.shape) if a.requires_grad else None,
+                unbroadcast(binary(np.multiply, g, a.data), b.shape) if b.requires_grad else None)
+    return Tensor._make(binary(np.multiply, a.data, b.data), (a, b), backward, "mul")
 
 
 @_quiet
@@ -70,7 +71,7 @@ def div(a, b) -> Tensor:
         # d(a/b)/da = 1/b ;  d(a/b)/db = -a/b²
         return (unbroadcast(g / b.data, a.shape) if a.requires_grad else None,
                 unbroadcast(-g * a.data / (b.data * b.data), b.shape) if b.requires_grad else None)
-    return Tensor._make(a.data / b.data, (a, b), backward, "div")
+    return Tensor._make(binary(np.divide, a.data, b.data), (a, b), backward, "div")
 
 
 @_quiet
