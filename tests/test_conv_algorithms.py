@@ -206,6 +206,21 @@ def test_heuristic_choices():
     assert pick(1, 32, (3, 3), (1, 1), 1, 64, (32, 32)) == "rows"
     assert pick(1, 1, (5, 5), (1, 1), 1, 64, (32, 32)) == "rows"
     assert pick(1, 16, (101,), (1,), 1, 8, (16100,), pass_name="weight") == "implicit"
+    # ... few filters: below rows_forward_min_terms, the row correlation (LeNet's first
+    # layer: 6 filters of 5 × 5, 150 terms; 16 of 5 × 5 make 400)
+    assert pick(1, 6, (5, 5), (1, 1), 1, 64, (32, 32)) == "rows"
+    assert pick(1, 16, (5, 5), (1, 1), 1, 64, (32, 32)) == "implicit"
+    assert pick(1, 8, (7, 7), (1, 1), 1, 64, (34, 34)) == "rows"
+    assert pick(1, 4, (101,), (1,), 1, 8, (16100,)) == "implicit"
+    # and their weight gradients, on 2-D maps, on the depthwise kernels (a pass per tap)
+    # up to depthwise_weight_max_filters and _terms; signals and wider layers stay implicit
+    assert pick(1, 6, (5, 5), (1, 1), 1, 64, (32, 32), pass_name="weight") == "depthwise"
+    assert pick(1, 8, (3, 3), (1, 1), 1, 64, (30, 30), pass_name="weight") == "depthwise"
+    assert pick(1, 8, (5, 5), (1, 1), 1, 64, (32, 32), pass_name="weight") == "implicit"
+    assert pick(1, 16, (3, 3), (1, 1), 1, 64, (30, 30), pass_name="weight") == "implicit"
+    assert pick(1, 4, (9,), (1,), 1, 64, (1008,), pass_name="weight") == "implicit"
+    assert pick(1, 6, (5, 5), (1, 1), 1, 64, (32, 32), dtype=np.float64,
+                pass_name="weight") != "depthwise"
     # strided, 25 terms per output: the implicit GEMM (0.33-0.41 against 0.63-0.65 ms by
     # im2col, one core, AVX-512 and AVX2); below implicit_min_taps, im2col
     assert pick(1, 32, (5, 5), (2, 2), 1, 64, (32, 32)) == "implicit"

@@ -20,7 +20,7 @@ import numba
 from ... import tuning
 from .. import aligned, implicit_gemm_numba as compiled
 from ..transpose_numba import planes_to_rows, shares_to_planes
-from . import shift, strided_input
+from . import depthwise, shift, strided_input
 from .shift import flat_pitches
 from ..padding import zero_pad
 
@@ -42,7 +42,8 @@ def wins(geometry, pass_name):
     A grouped layer is judged by one group's product, and never with one input channel per
     group (depthwise: ``rows`` and ``depthwise`` sum those directly). A 1×1 layer on a few
     images leaves its forward pass and input gradient to shift's BLAS products
-    (``_pointwise_few_images``)."""
+    (``_pointwise_few_images``), a single-channel map with few filters its weight gradient to
+    the depthwise kernels (``depthwise.takes_weight``)."""
     if geometry.groups > 1:
         g = geometry.per_group()
         return g.in_channels > 1 and wins(g, pass_name)
@@ -50,6 +51,8 @@ def wins(geometry, pass_name):
     if g.taps > tuning.value("implicit_max_kernel_taps"):
         return False
     if pass_name != "weight" and _pointwise_few_images(g, pass_name):
+        return False
+    if pass_name == "weight" and depthwise.takes_weight(g):
         return False
     if pass_name == "forward":
         return g.in_channels * g.taps >= tuning.value("implicit_min_taps")

@@ -56,7 +56,7 @@ def wins(geometry, pass_name) -> bool:
     correlation reads the input once per filter (``rows_forward_*`` in ``cnnkit.tuning``)."""
     g = geometry
     return not (pass_name == "forward" and g.groups == 1 and
-                g.out_channels >= tuning.value("rows_forward_min_filters") and
+                g.out_channels * g.taps >= tuning.value("rows_forward_min_terms") and
                 g.taps > tuning.value("rows_forward_max_taps") and
                 implicit.applies(g, pass_name))
 
