@@ -164,7 +164,7 @@ def test_compiled_avg_pool_equals_numpy_s_and_matches_torch(op, shape, args, dty
     yt = getattr(TF, op)(xt, **args)
     g = rng.standard_normal(yt.shape).astype(dtype)
     g_odd = g.copy()
-    g_odd[0, 0].reshape(-1)[:2] = [np.nan, np.inf]  # the backward's own NaN and inf
+    g_odd[0, 0].reshape(-1)[:3] = [np.nan, np.inf, -0.0]  # the backward's own NaN, inf, −0
 
     def pool(gradient, compiled_from):
         with tuning.override(pool_compiled_min_size=compiled_from):
@@ -175,8 +175,10 @@ def test_compiled_avg_pool_equals_numpy_s_and_matches_torch(op, shape, args, dty
     y, grad = pool(g, 0)
     for gradient in (g, g_odd):
         compiled, numpy_path = pool(gradient, 0), pool(gradient, 1 << 60)
-        np.testing.assert_array_equal(compiled[0].data, numpy_path[0].data)
-        np.testing.assert_array_equal(compiled[1], numpy_path[1])
+        for ours, theirs in ((compiled[0].data, numpy_path[0].data),
+                             (compiled[1], numpy_path[1])):
+            np.testing.assert_array_equal(ours, theirs)
+            np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))  # −0 too
     yt.backward(torch.tensor(g))
     np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-6, atol=1e-6)

@@ -173,8 +173,8 @@ def _elu_exact(x, alpha):
                 np.array([float(1 if e > 0 else alpha * mpmath.exp(e)) for e in v]))
 
 
-@pytest.mark.parametrize("name", ["sigmoid", "elu"])
-def test_float32_sigmoid_and_elu_are_correctly_rounded(name):
+@pytest.mark.parametrize("name", ["sigmoid", "elu", "tanh"])
+def test_float32_sigmoid_tanh_and_elu_are_correctly_rounded(name):
     """The forward values; sigmoid's backward from the float32 σ it is given (as the layer's
     backward reads its output), ELU's from x. The tails included: σ is subnormal in float32
     from x = −87.3 to −103.3."""
@@ -187,6 +187,11 @@ def test_float32_sigmoid_and_elu_are_correctly_rounded(name):
         activation_numba.sigmoid_vector_backward(out, np.ones_like(x), dx)
         s = out.astype(np.float64)
         slope = s * (1 - s)
+    elif name == "tanh":
+        activation_numba.tanh_vector_forward(x, out)
+        value = _exact(mpmath.tanh, x)
+        activation_numba.tanh_vector_backward(out, np.ones_like(x), dx)
+        slope = 1 - out.astype(np.float64) ** 2
     else:
         activation_numba.elu_vector_forward(x, 0.7, out)
         activation_numba.elu_vector_backward(x, np.ones_like(x), 0.7, dx)
@@ -197,13 +202,15 @@ def test_float32_sigmoid_and_elu_are_correctly_rounded(name):
 
 @pytest.mark.parametrize("name, ours, theirs", [
     ("sigmoid", F.sigmoid, torch.sigmoid),
+    ("tanh", F.tanh, torch.tanh),
     ("elu", lambda x: F.elu(x, 0.7), lambda x: TF.elu(x, 0.7)),
 ])
-def test_float32_sigmoid_and_elu_layers_match_torch_with_nan_and_infinities(name, ours, theirs):
+def test_float32_activation_layers_match_torch_with_nan_and_infinities(name, ours, theirs):
     """Values against PyTorch's in float64; gradients against its float32 ones for sigmoid
-    (whose backward reads the float32 output in both, so 1 − σ near σ = 1 is as coarse in
-    both) and its float64 ones for ELU, except at NaN, whose gradient passes as in NumPy's
-    path and in PyTorch's scalar loop (its vector loop gives NaN)."""
+    and tanh (whose backward reads the float32 output in both, so 1 − σ near σ = 1 and
+    1 − tanh² near ±1 are as coarse in both) and its float64 ones for ELU, except at NaN,
+    whose gradient passes as in NumPy's path and in PyTorch's scalar loop (its vector loop
+    gives NaN)."""
     rng = np.random.default_rng(8)
     x = (rng.standard_normal(3000) * 6).astype(np.float32)
     x[:9] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 100.0, -100.0, 3e38, -3e38]
@@ -212,7 +219,7 @@ def test_float32_sigmoid_and_elu_layers_match_torch_with_nan_and_infinities(name
         xc = cnnkit.tensor(x, requires_grad=True)
         y = ours(xc)
         y.backward(g)
-    gradient_dtype = np.float32 if name == "sigmoid" else np.float64
+    gradient_dtype = np.float64 if name == "elu" else np.float32
     xt = torch.tensor(x.astype(gradient_dtype), requires_grad=True)
     theirs(xt).backward(torch.tensor(g.astype(gradient_dtype)))
     assert y.dtype == np.float32 and xc.grad.dtype == np.float32
@@ -222,7 +229,8 @@ def test_float32_sigmoid_and_elu_layers_match_torch_with_nan_and_infinities(name
     if name == "elu":
         assert xc.grad[0] == g[0]
         expected_grad[0] = g[0]
-    # σ rounded to float32 one unit apart (2^-24 near 1) moves 1 − σ by as much
+    # σ or tanh rounded to float32 one unit apart (2^-24 near 1) moves 1 − σ by as much,
+    # 1 − tanh² by twice as much
     apart = np.abs(xc.grad.astype(np.float64) - expected_grad)
-    tolerance = 1e-5 * np.abs(expected_grad) + 2.0 ** -23 * np.abs(g)
+    tolerance = 1e-5 * np.abs(expected_grad) + 2.0 ** -22 * np.abs(g)
     assert np.all((apart <= tolerance) | (np.isnan(xc.grad) & np.isnan(expected_grad)))

@@ -122,21 +122,22 @@ def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
 
 
 def _vector_float32(data):
-    """Whether sigmoid and ELU run compiled: float32 arrays from ``compiled_min_size`` values
-    on, in float64 by ``kernels.activation_numba``'s vector loops (float64 arrays keep NumPy's
-    exp and expm1, exact to their last bits, which the loops' e^a, within 3 units, is not)."""
+    """Whether sigmoid, tanh and ELU run compiled: float32 arrays from ``compiled_min_size``
+    values on, in float64 by ``kernels.activation_numba``'s vector loops (float64 arrays keep
+    NumPy's exp, expm1 and tanh, exact to their last bits, which the loops' e^a, within 3
+    units, is not)."""
     return data.dtype == np.float32 and data.size >= tuning.value("compiled_min_size")
 
 
 def _compiled_pair(x, data, name, *parameters):
-    """``name`` (sigmoid or elu) by its two vector loops; sigmoid's backward reads the output,
-    ELU's the input, as their NumPy paths do."""
+    """``name`` (sigmoid, tanh or elu) by its two vector loops; sigmoid's and tanh's backward
+    read the output, ELU's the input, as their NumPy paths do."""
     from ..kernels import activation_numba
     forward = getattr(activation_numba, f"{name}_vector_forward")
     backward_pass = getattr(activation_numba, f"{name}_vector_backward")
     out = np.empty_like(data)
     forward(data.reshape(-1), *parameters, out.reshape(-1))
-    saved = out if name == "sigmoid" else data
+    saved = data if name == "elu" else out
 
     def backward(g):
         g = np.ascontiguousarray(g, dtype=data.dtype)
@@ -317,10 +318,13 @@ def sigmoid(input) -> Tensor:  # noqa: A002
 
 
 def tanh(input) -> Tensor:  # noqa: A002
-    """tanh(x);  d/dx = 1 − tanh²(x). Large arrays run a piece per thread
+    """tanh(x);  d/dx = 1 − tanh²(x). Large float32 arrays take one compiled pass each way
+    in float64 (``_vector_float32``); others NumPy's, a piece per thread when large
     (``threads.elementwise``)."""
     x = as_tensor(input)
     data = np.require(x.data, _float_dtype(x), "C")  # not ascontiguousarray: keeps 0-d
+    if _vector_float32(data):
+        return _compiled_pair(x, data, "tanh")
     out = _in_pieces(lambda x, out: np.tanh(x, out=out), data)
 
     def backward(g):

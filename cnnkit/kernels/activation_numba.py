@@ -141,6 +141,25 @@ def sigmoid_vector_forward(x, out):
 
 
 @numba.njit(**_VECTOR_JIT)
+def tanh_vector_forward(x, out):
+    """out = tanh(x) for float32 x and out, in float64: with m = e^(−2|x|) − 1 (``expm1``, exact
+    near 0, where 1 − e^(−2|x|) would cancel), tanh|x| = −m/(2 + m), signed as x; |x| clamped
+    to 20, beyond which tanh is ±1 in float64."""
+    for i in numba.prange(x.size):
+        value = np.float64(x[i])
+        m = vector_math.expm1(-2.0 * min(abs(value), 20.0))
+        out[i] = math.copysign(-m * vector_math.reciprocal(2.0 + m), value)
+
+
+@numba.njit(**_VECTOR_JIT)
+def tanh_vector_backward(out, grad, dx):
+    """dx = grad·(1 − tanh²) from the forward's float32 output, in float64."""
+    for i in numba.prange(out.size):
+        t = np.float64(out[i])
+        dx[i] = np.float64(grad[i]) * (1.0 - t * t)
+
+
+@numba.njit(**_VECTOR_JIT)
 def sigmoid_vector_backward(out, grad, dx):
     """dx = grad·σ(1 − σ) from the forward's float32 output σ, in float64."""
     for i in numba.prange(out.size):

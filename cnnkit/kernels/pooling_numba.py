@@ -388,13 +388,44 @@ def avg_pool_forward(x, kernel, stride, pads, out, divisor):
     values to the bit). By ``_forward``, with no index."""
     y = np.empty(x.shape[:2] + tuple(out), dtype=x.dtype)
     divisor = np.ascontiguousarray(np.broadcast_to(divisor, tuple(out)), dtype=np.float64)
-    inside = all(lo == 0 and o * s <= n for (lo, _), o, s, n in zip(pads, out, stride,
-                                                                    x.shape[2:]))
-    if inside and tuple(kernel) == tuple(stride) == (2, 2):
+    if _inside_2x2(kernel, stride, pads, out, x.shape[2:]):
         _average_2x2(np.ascontiguousarray(x), y, divisor)
         return y
     _general(x, kernel, stride, pads, (1,) * len(out), y, None, divisor)
     return y
+
+
+def _inside_2x2(kernel, stride, pads, out, spatial):
+    """Whether average pooling's windows are 2 × 2 at stride 2 inside the input (no padding,
+    no overhang): ``_average_2x2`` and ``_average_2x2_backward`` take them."""
+    return tuple(kernel) == tuple(stride) == (2, 2) and all(
+        lo == 0 and o * s <= n for (lo, _), o, s, n in zip(pads, out, stride, spatial))
+
+
+@numba.njit(**_JIT)
+def _average_2x2_backward(grad, divisor, dx):
+    """``avg_pool_backward`` for ``_inside_2x2`` windows: each cell of a window takes its
+    share, 0 + the share as NumPy's pass adds it to zeros (−0 becomes 0); cells past the last
+    window 0. (LeNet's 128 × 6 maps of 28 × 28, 2 threads: 0.110 ms against 0.365 on the
+    tap passes, 0.852 on NumPy's, PyTorch's 0.619.)"""
+    n_images, channels, height, width = dx.shape
+    oh, ow = grad.shape[2], grad.shape[3]
+    zero = dx.dtype.type(0)
+    for task in numba.prange(n_images * channels):
+        n, c = task // channels, task % channels
+        plane, gradients = dx[n, c], grad[n, c]
+        plane[2 * oh:] = 0
+        for i in range(oh):
+            source, share = gradients[i], divisor[i]
+            top, bottom = plane[2 * i], plane[2 * i + 1]
+            top[2 * ow:] = 0
+            bottom[2 * ow:] = 0
+            for j in range(ow):
+                value = zero + dx.dtype.type(np.float64(source[j]) / share[j])
+                top[2 * j] = value
+                top[2 * j + 1] = value
+                bottom[2 * j] = value
+                bottom[2 * j + 1] = value
 
 
 @numba.njit(**_JIT)
@@ -427,6 +458,9 @@ def avg_pool_backward(grad, in_shape, kernel, stride, pads, divisor):
     dx = np.empty(tuple(in_shape), dtype=grad.dtype)
     out = grad.shape[2:]
     divisor = np.ascontiguousarray(np.broadcast_to(divisor, tuple(out)), dtype=np.float64)
+    if _inside_2x2(kernel, stride, pads, out, in_shape[2:]):
+        _average_2x2_backward(np.ascontiguousarray(grad), divisor, dx)
+        return dx
     _average_backward(np.ascontiguousarray(grad).reshape(grad.shape[:2] + lift + out),
                       lift + tuple(kernel), lift + tuple(stride),
                       (0,) * len(lift) + tuple(lo for lo, _ in pads),
