@@ -99,7 +99,7 @@ def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
     alpha = float(alpha)
     data = np.require(x.data, _float_dtype(x), "C")  # not ascontiguousarray: keeps 0-d
     if _vector_float32(data):
-        return _compiled_pair(x, data, "elu", alpha)
+        return _compiled_elu(x, data, alpha)
 
     def forward(x, out):
         np.minimum(x, 0, out=out)
@@ -122,29 +122,36 @@ def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
 
 
 def _vector_float32(data):
-    """Whether sigmoid, tanh and ELU run compiled: float32 arrays from ``compiled_min_size``
-    values on, in float64 by ``kernels.activation_numba``'s vector loops (float64 arrays keep
-    NumPy's exp, expm1 and tanh, exact to their last bits, which the loops' e^a, within 3
-    units, is not)."""
+    """Whether ELU, and sigmoid's and tanh's backward passes, run compiled: float32 arrays
+    from ``compiled_min_size`` values on, in float64 by ``kernels.activation_numba``'s vector
+    loops (float64 arrays keep NumPy's exp and expm1, exact to their last bits, which the
+    loops' e^a, within 3 units, is not)."""
     return data.dtype == np.float32 and data.size >= tuning.value("compiled_min_size")
 
 
-def _compiled_pair(x, data, name, *parameters):
-    """``name`` (sigmoid, tanh or elu) by its two vector loops; sigmoid's and tanh's backward
-    read the output, ELU's the input, as their NumPy paths do."""
+def _compiled_elu(x, data, alpha):
+    """``elu`` by its two vector loops (``kernels.activation_numba``)."""
     from ..kernels import activation_numba
-    forward = getattr(activation_numba, f"{name}_vector_forward")
-    backward_pass = getattr(activation_numba, f"{name}_vector_backward")
     out = np.empty_like(data)
-    forward(data.reshape(-1), *parameters, out.reshape(-1))
-    saved = data if name == "elu" else out
+    activation_numba.elu_vector_forward(data.reshape(-1), alpha, out.reshape(-1))
 
     def backward(g):
         g = np.ascontiguousarray(g, dtype=data.dtype)
         dx = np.empty_like(data)
-        backward_pass(saved.reshape(-1), g.reshape(-1), *parameters, dx.reshape(-1))
+        activation_numba.elu_vector_backward(data.reshape(-1), g.reshape(-1), alpha,
+                                             dx.reshape(-1))
         return (dx,)
-    return Tensor._make(out, (x,), backward, name)
+    return Tensor._make(out, (x,), backward, "elu")
+
+
+def _backward_from_output(kernel, out, g):
+    """dx by ``kernels.activation_numba``'s ``kernel`` (``sigmoid_backward``,
+    ``tanh_backward``) from the forward's float32 output: one pass."""
+    from ..kernels import activation_numba
+    dx = np.empty_like(out)
+    getattr(activation_numba, kernel)(out.reshape(-1), np.require(g, out.dtype, "C").reshape(-1),
+                                      dx.reshape(-1))
+    return dx
 
 
 def _in_pieces(passes, *operands):
@@ -288,17 +295,15 @@ def _compiled_gelu(x, tanh_form):
 def sigmoid(input) -> Tensor:  # noqa: A002
     """σ(x) = 1/(1 + e^(−x)).  d/dx = σ(1 − σ).
 
-    Large float32 arrays take one compiled pass each way in float64 (``_vector_float32``).
-    Otherwise four NumPy passes, in place after the first, in the input's dtype: for x below
-    about −88 (float32; −709 in float64) e^(−x) overflows to inf, and 1/inf is the limit, 0.
-    Picking between two forms with ``np.where`` cost a branch per element, unpredictable on
+    Four NumPy passes, in place after the first, in the input's dtype: for x below about −88
+    (float32; −709 in float64) e^(−x) overflows to inf, and 1/inf is the limit, 0. Picking
+    between two forms with ``np.where`` cost a branch per element, unpredictable on
     activations (11.5 ms against 0.6 for PyTorch's layer on 32 × 64 × 32 × 32). Large arrays
-    run a piece per thread (``threads.elementwise``).
+    run a piece per thread (``threads.elementwise``); a large float32 one's backward is one
+    compiled pass (``_vector_float32``).
     """
     x = as_tensor(input)
     data = np.require(x.data, _float_dtype(x), "C")  # not ascontiguousarray: keeps 0-d
-    if _vector_float32(data):
-        return _compiled_pair(x, data, "sigmoid")
 
     def forward(x, out):
         np.negative(x, out=out)
@@ -309,6 +314,9 @@ def sigmoid(input) -> Tensor:  # noqa: A002
     out = _in_pieces(forward, data)
 
     def backward(g):
+        if _vector_float32(out):
+            return (_backward_from_output("sigmoid_backward", out, g),)
+
         def slope_times_g(out, g, dx):
             np.subtract(1, out, out=dx)
             dx *= out
@@ -318,16 +326,17 @@ def sigmoid(input) -> Tensor:  # noqa: A002
 
 
 def tanh(input) -> Tensor:  # noqa: A002
-    """tanh(x);  d/dx = 1 − tanh²(x). Large float32 arrays take one compiled pass each way
-    in float64 (``_vector_float32``); others NumPy's, a piece per thread when large
-    (``threads.elementwise``)."""
+    """tanh(x);  d/dx = 1 − tanh²(x). NumPy's tanh, a piece per thread when large
+    (``threads.elementwise``); the backward of a large float32 array in one compiled pass
+    (``_vector_float32``)."""
     x = as_tensor(input)
     data = np.require(x.data, _float_dtype(x), "C")  # not ascontiguousarray: keeps 0-d
-    if _vector_float32(data):
-        return _compiled_pair(x, data, "tanh")
     out = _in_pieces(lambda x, out: np.tanh(x, out=out), data)
 
     def backward(g):
+        if _vector_float32(out):
+            return (_backward_from_output("tanh_backward", out, g),)
+
         def slope_times_g(out, g, dx):
             np.multiply(out, out, out=dx)
             np.subtract(1, dx, out=dx)

@@ -10,7 +10,8 @@ GELU is computed in float64, instead of some thirty NumPy passes over float64 te
 ``gelu_vector_backward``), whose e^a and erfc are ``vector_math_numba``'s: 2 M values in
 about 2 ms on 2 threads, against 21 for libm's erfc per element, with the same float32 results
 in every case tested. float64 arrays keep libm (``gelu_forward``, ``gelu_backward``), exact to
-float64's last bits, which the vector erfc (5e-14) is not.
+float64's last bits, which the vector erfc (5e-14) is not. ELU's float32 passes are vector
+loops too; sigmoid's and tanh's backward passes are single loops from their outputs.
 ReLU has its own module (``relu_numba``). Same rules as ``functional.activation``.
 """
 import math
@@ -134,34 +135,21 @@ def gelu_vector_backward(x, grad, tanh_form, dx):
 
 
 @numba.njit(**_VECTOR_JIT)
-def sigmoid_vector_forward(x, out):
-    """out = 1/(1 + e^(−x)) for float32 x and out, in float64 (``_logistic``)."""
-    for i in numba.prange(x.size):
-        out[i] = _logistic(np.float64(x[i]))[0]
-
-
-@numba.njit(**_VECTOR_JIT)
-def tanh_vector_forward(x, out):
-    """out = tanh(x) for float32 x and out, in float64: with m = e^(−2|x|) − 1 (``expm1``, exact
-    near 0, where 1 − e^(−2|x|) would cancel), tanh|x| = −m/(2 + m), signed as x; |x| clamped
-    to 20, beyond which tanh is ±1 in float64."""
-    for i in numba.prange(x.size):
-        value = np.float64(x[i])
-        m = vector_math.expm1(-2.0 * min(abs(value), 20.0))
-        out[i] = math.copysign(-m * vector_math.reciprocal(2.0 + m), value)
-
-
-@numba.njit(**_VECTOR_JIT)
-def tanh_vector_backward(out, grad, dx):
-    """dx = grad·(1 − tanh²) from the forward's float32 output, in float64."""
+def tanh_backward(out, grad, dx):
+    """dx = grad·(1 − tanh²) from the forward's float32 output, in float64: one pass where
+    NumPy's took three. (The forward stays NumPy's float32 tanh, a vector loop of its own:
+    a float64 one from ``expm1`` ran 1.9 times as long on AVX-512.)"""
     for i in numba.prange(out.size):
         t = np.float64(out[i])
         dx[i] = np.float64(grad[i]) * (1.0 - t * t)
 
 
 @numba.njit(**_VECTOR_JIT)
-def sigmoid_vector_backward(out, grad, dx):
-    """dx = grad·σ(1 − σ) from the forward's float32 output σ, in float64."""
+def sigmoid_backward(out, grad, dx):
+    """dx = grad·σ(1 − σ) from the forward's float32 output σ, in float64: one pass where
+    NumPy's took three. (The forward stays NumPy's float32 passes: σ from ``_logistic`` in a
+    float64 vector loop ran 0.82 of their time on AVX-512 but 1.49 on AVX2, whose vectors
+    hold half as many float64 lanes.)"""
     for i in numba.prange(out.size):
         s = np.float64(out[i])
         dx[i] = np.float64(grad[i]) * (s * (1.0 - s))
