@@ -234,27 +234,27 @@ _TABLE = [
     Constant("rows_forward_max_taps", 16, "kernel taps (prod(kernel))",
              "A groups-1 layer on a one-channel input stays on the row correlation's forward "
              "up to this many kernel taps whatever its filters (3×3 kernels, K = 4..64: the "
-             "implicit GEMM 1.1–2.5× slower on 2 threads, AVX-512 and AVX2)."
+             "implicit GEMM 1.1–3.6× slower on 2 threads, AVX-512, 1.3–5.2× on AVX2)."
              + _NOT_TIMED, 0, 1 << 20, integer=True),
     Constant("rows_forward_min_terms", 400, "multiply-adds per output (K·prod(kernel))",
              "With more taps than rows_forward_max_taps, the implicit GEMM's planar tile, which "
              "shares each input vector across filters, takes a one-channel forward from this "
              "many terms per output on. 2 threads, 28 × 28 maps on 2 to 64 images: 5 × 5 and "
-             "7 × 7 kernels with K = 8 ran 0.61–0.85 of the implicit GEMM's time on the row "
+             "7 × 7 kernels with K = 8 ran 0.61–1.08 of the implicit GEMM's time on the row "
              "correlation (AVX2 0.74–0.96), K = 16 0.80–1.09 (AVX2 0.79–1.19), K = 32 and 64 "
-             "0.95–1.58 (AVX2 0.96–1.31); 1×101 on signals, K = 8: 1.45–1.54 (AVX2 1.09–1.26)."
+             "0.94–1.58 (AVX2 0.96–1.31); 1×101 on signals, K = 8: 1.45–1.54 (AVX2 1.09–1.26)."
              + _NOT_TIMED, 1, 1 << 20, integer=True),
     Constant("depthwise_weight_max_filters", 8, "output channels",
              "A 2-D groups-1 layer on a one-channel input with at most this many filters and "
              "at most depthwise_weight_max_terms terms has its weight gradient on the depthwise "
              "kernels (a pass per tap), not the implicit GEMM, whose tile it leaves mostly "
-             "idle. 2 threads, AVX-512: K = 4..8 with 3 × 3 and 5 × 5 kernels, 2 to 128 images "
-             "of 28² to 512², 0.26–0.74 of the implicit GEMM's time (AVX2 on 28² and 56²: "
-             "0.28–0.65); K = 16, 3 × 3: 1.15–1.35 (one 56² batch 0.81)."
+             "idle. 2 threads, AVX-512, 3 × 3 and 5 × 5 kernels within both bounds, 2 to 128 "
+             "images of 28² to 512²: 0.24–0.74 of the implicit GEMM's time (AVX2, 28² and 56²: "
+             "0.28–0.65; one image: 0.77–1.41); K = 16, 3 × 3: 1.13–1.35 (one 56² batch 0.81)."
              + _NOT_TIMED, 0, 1 << 20, integer=True),
     Constant("depthwise_weight_max_terms", 160, "multiply-adds per output (K·prod(kernel))",
              "See depthwise_weight_max_filters: K = 8 with a 5 × 5 kernel (200 terms) ran "
-             "0.98–1.15 of the implicit GEMM's time, K = 4 with 7 × 7 (196) 0.72–0.82."
+             "0.85–1.15 of the implicit GEMM's time, K = 4 with 7 × 7 (196) 0.61–0.82."
              + _NOT_TIMED, 0, 1 << 20, integer=True),
     Constant("rows_chunks_per_thread", 4, "work chunks per Numba thread",
              "The row correlation splits columns until it has this many tasks per thread."
