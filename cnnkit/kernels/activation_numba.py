@@ -9,9 +9,10 @@ GELU is computed in float64, instead of some thirty NumPy passes over float64 te
 (137 ms for the same batch). float32 arrays take vector loops (``gelu_vector_forward``,
 ``gelu_vector_backward``), whose e^a and erfc are ``vector_math_numba``'s: 2 M values in
 about 2 ms on 2 threads, against 21 for libm's erfc per element, with the same float32 results
-in every case tested. float64 arrays keep libm (``gelu_forward``, ``gelu_backward``), exact to
-float64's last bits, which the vector erfc (5e-14) is not. ELU's float32 passes are vector
-loops too; sigmoid's and tanh's backward passes are single loops from their outputs.
+in every case compared (2 M random values and 43 000 on a grid). float64 arrays keep libm
+(``gelu_forward``, ``gelu_backward``), exact to float64's last bits, which the vector erfc
+(5e-14) is not. ELU's float32 passes are vector loops too; sigmoid's and tanh's backward
+passes are single loops from their outputs.
 ReLU has its own module (``relu_numba``). Same rules as ``functional.activation``.
 """
 import math
