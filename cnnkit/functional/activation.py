@@ -75,15 +75,22 @@ def _compiled_leaky_relu(x, slope):
     from ..kernels import activation_numba
     data = np.require(x.data, requirements="C")  # not ascontiguousarray: keeps 0-d
     slope = data.dtype.type(slope)  # the product in x's dtype, as NumPy's path and PyTorch's
+    return _by_loops(x, data, "leaky_relu", activation_numba.leaky_forward,
+                     activation_numba.leaky_backward, slope)
+
+
+def _by_loops(x, data, name, forward, backward_pass, *parameters):
+    """The op ``name`` of x by two compiled elementwise loops, ``forward(x, *parameters,
+    out)`` and ``backward_pass(x, grad, *parameters, dx)``, on data (x's contiguous array)."""
     out = np.empty_like(data)
-    activation_numba.leaky_forward(data.reshape(-1), slope, out.reshape(-1))
+    forward(data.reshape(-1), *parameters, out.reshape(-1))
 
     def backward(g):
         g = np.ascontiguousarray(g, dtype=data.dtype)
         dx = np.empty_like(data)
-        activation_numba.leaky_backward(data.reshape(-1), g.reshape(-1), slope, dx.reshape(-1))
+        backward_pass(data.reshape(-1), g.reshape(-1), *parameters, dx.reshape(-1))
         return (dx,)
-    return Tensor._make(out, (x,), backward, "leaky_relu")
+    return Tensor._make(out, (x,), backward, name)
 
 
 def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
@@ -132,16 +139,8 @@ def _vector_float32(data):
 def _compiled_elu(x, data, alpha):
     """``elu`` by its two vector loops (``kernels.activation_numba``)."""
     from ..kernels import activation_numba
-    out = np.empty_like(data)
-    activation_numba.elu_vector_forward(data.reshape(-1), alpha, out.reshape(-1))
-
-    def backward(g):
-        g = np.ascontiguousarray(g, dtype=data.dtype)
-        dx = np.empty_like(data)
-        activation_numba.elu_vector_backward(data.reshape(-1), g.reshape(-1), alpha,
-                                             dx.reshape(-1))
-        return (dx,)
-    return Tensor._make(out, (x,), backward, "elu")
+    return _by_loops(x, data, "elu", activation_numba.elu_vector_forward,
+                     activation_numba.elu_vector_backward, alpha)
 
 
 def _backward_from_output(kernel, out, g):
@@ -274,22 +273,12 @@ def gelu(input, approximate: str = "none") -> Tensor:  # noqa: A002
 def _compiled_gelu(x, tanh_form):
     """``gelu`` by ``kernels.activation_numba`` in float64: float32 by vector loops, float64
     by libm's erfc and tanh per element (exact to its last bits)."""
-    from ..kernels import activation_numba
+    from ..kernels import activation_numba as loops
     data = np.require(x.data, requirements="C")  # not ascontiguousarray: keeps 0-d
     if data.dtype == np.float32:
-        forward, backward_pass = (activation_numba.gelu_vector_forward,
-                                  activation_numba.gelu_vector_backward)
-    else:
-        forward, backward_pass = activation_numba.gelu_forward, activation_numba.gelu_backward
-    out = np.empty_like(data)
-    forward(data.reshape(-1), tanh_form, out.reshape(-1))
-
-    def backward(g):
-        g = np.ascontiguousarray(g, dtype=data.dtype)
-        dx = np.empty_like(data)
-        backward_pass(data.reshape(-1), g.reshape(-1), tanh_form, dx.reshape(-1))
-        return (dx,)
-    return Tensor._make(out, (x,), backward, "gelu")
+        return _by_loops(x, data, "gelu", loops.gelu_vector_forward, loops.gelu_vector_backward,
+                         tanh_form)
+    return _by_loops(x, data, "gelu", loops.gelu_forward, loops.gelu_backward, tanh_form)
 
 
 def sigmoid(input) -> Tensor:  # noqa: A002
