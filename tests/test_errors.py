@@ -97,6 +97,54 @@ def test_conv_rejects(no_work, error, match, x_shape, w_shape, kwargs):
         F.conv2d(t(*x_shape), t(*w_shape), **kwargs)
 
 
+ONES = np.ones
+ENGINE_ERRORS = [
+    # (match, engine function, arguments): shapes that do not make one convolution
+    ("does not fit x's 3 channels", "conv_forward", (ONES(X), ONES((4, 5, 3, 3)), (1, 1), (1, 1))),
+    ("does not fit x's 6 channels", "conv_forward",
+     (ONES((2, 6, 8, 8)), ONES(W), (1, 1), (1, 1), 3)),
+    ("w must be 4-D", "conv_forward", (ONES(X), ONES((4, 3, 3)), (1, 1), (1, 1))),
+    ("stride must be 2 positive", "conv_forward", (ONES(X), ONES(W), (0, 1), (1, 1))),
+    ("dilation must be 2 positive", "conv_forward", (ONES(X), ONES(W), (1, 1), (1,))),
+    ("groups must be a positive", "conv_forward", (ONES(X), ONES(W), (1, 1), (1, 1), 0)),
+    ("pads must be one", "conv_forward", (ONES(X), ONES(W), (1, 1), (1, 1), 1, ((1, 1),))),
+    ("pads must be 2", "conv_backward_input",
+     (ONES((2, 4, 8, 8)), ONES(W), (10, 10), (1, 1), (1, 1), 1, ((1, -1), (1, 1)))),
+    ("larger than the padded input", "conv_forward", (ONES((2, 3, 1, 8)), ONES(W), (1, 1), (1, 1))),
+    ("bias must have shape", "conv_forward",
+     (ONES(X), ONES(W), (1, 1), (1, 1), 1, None, None, ONES(3))),
+    ("x must be a NumPy array", "conv_forward", ([[1.0]], ONES(W), (1, 1), (1, 1))),
+    ("does not fit a padded input", "conv_backward_input",  # spatial unpadded
+     (ONES((2, 4, 8, 8)), ONES(W), (8, 8), (1, 1), (1, 1), 1, ((1, 1), (1, 1)))),
+    (r"dy \(2, 5, 8, 8\) must be", "conv_backward_input",
+     (ONES((2, 5, 8, 8)), ONES(W), (10, 10), (1, 1), (1, 1))),
+    ("does not fit a padded input", "conv_backward_weight",
+     (ONES(X), ONES((2, 4, 9, 9)), (3, 3), (1, 1), (1, 1), 1, ((1, 1), (1, 1)))),
+    (r"the same N", "conv_backward_weight", (ONES(X), ONES((3, 4, 6, 6)), (3, 3), (1, 1), (1, 1))),
+    ("does not fit", "conv_backward_weight",
+     (ONES((2, 5, 8, 8)), ONES((2, 4, 6, 6)), (3, 3), (1, 1), (1, 1), 2)),
+]
+
+
+@pytest.mark.parametrize("match, function, args", ENGINE_ERRORS)
+def test_conv_engine_rejects_shapes_that_are_not_one_convolution(monkeypatch, match, function,
+                                                                 args):
+    """The engine's passes (``cnnkit.kernels.conv``, public: docs/ieee.md) are compiled loops
+    that index memory by these shapes: unchecked, a dy one image short of x crashed the
+    process (SIGSEGV) and an unpadded ``spatial`` corrupted the heap. Each call is refused
+    before any algorithm is looked up."""
+    from cnnkit.kernels import conv
+    from cnnkit.kernels.conv import dispatch
+
+    class NoAlgorithm(dict):
+        def __getitem__(self, name):
+            raise WorkStarted(f"{name} was looked up before the arguments were checked")
+    monkeypatch.setattr(dispatch, "REGISTRY", NoAlgorithm())
+    with pytest.raises((ValueError, TypeError), match=match):
+        getattr(conv, function)(*(np.float32(a) if isinstance(a, np.ndarray) else a
+                                  for a in args))
+
+
 def test_conv_rejects_non_tensors_and_bad_dtypes(no_work):
     with pytest.raises(TypeError, match="input"):
         F.conv2d(np.ones(X, np.float32), t(*W))

@@ -67,6 +67,9 @@ def conv_forward(x, w, stride, dilation, groups=1, pads=None, finite=None, bias=
     Returns y : ndarray of shape (N, K, *out), out = floor((padded − d·(k−1) − 1)/s) + 1
     """
     source = _as_input(x, pads)
+    if bias is not None and bias.shape != w.shape[:1]:
+        raise ValueError(f"bias must have shape ({w.shape[0]},) for w {w.shape}, got "
+                         f"{bias.shape}")
     g = ConvGeometry.of(source.padded_shape, w.shape, stride, dilation, groups, source.data.dtype,
                         source.pads)
     if config.autotune_enabled() and not config.anything_forced() and g.batch:
@@ -93,6 +96,8 @@ def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None, f
     and crop it. (Compiled kernels that skipped the padding cells by bounds tests in their
     inner loops measured slower than the crop: the tests stop LLVM from vectorising.)
     """
+    if dy.ndim != w.ndim or dy.shape[1] != w.shape[0]:
+        raise ValueError(f"dy {dy.shape} must be (N, K, *out) for w {w.shape} (K = w.shape[0])")
     x_shape = (dy.shape[0], w.shape[1] * groups) + tuple(spatial)
     g = ConvGeometry.of(x_shape, w.shape, stride, dilation, groups, dy.dtype, pads,
                         out=dy.shape[2:])
@@ -111,6 +116,9 @@ def conv_backward_weight(x, dy, kernel, stride, dilation, groups=1, pads=None, f
     of dy anyway sums on the way.
     """
     source = _as_input(x, pads)
+    if dy.ndim != source.data.ndim or dy.shape[0] != source.data.shape[0]:
+        raise ValueError(f"dy {dy.shape} must be (N, K, *out) for x {source.data.shape} (the "
+                         f"same N and number of dims)")
     w_shape = (dy.shape[1], source.data.shape[1] // groups) + tuple(kernel)
     g = ConvGeometry.of(source.padded_shape, w_shape, stride, dilation, groups, dy.dtype,
                         source.pads, out=dy.shape[2:])
@@ -124,5 +132,5 @@ def conv_backward_weight(x, dy, kernel, stride, dilation, groups=1, pads=None, f
     return dw, (bias_grad(dy) if db is None else db)
 
 
-__all__ = ["NotApplicable", "PaddedInput", "conv_backward_input", "conv_backward_weight", "conv_forward",
-           "select"]
+__all__ = ["NotApplicable", "PaddedInput", "conv_backward_input", "conv_backward_weight",
+           "conv_forward", "select"]

@@ -95,6 +95,7 @@ class ConvGeometry:
 
 
 def _build(cls, x_shape, w_shape, stride, dilation, groups, dtype, pads, out):
+    _check(x_shape, w_shape, stride, dilation, groups, pads, out)
     kernel = tuple(int(k) for k in w_shape[2:])
     stride, dilation = tuple(int(s) for s in stride), tuple(int(d) for d in dilation)
     padded = tuple(int(n) for n in x_shape[2:])
@@ -104,6 +105,46 @@ def _build(cls, x_shape, w_shape, stride, dilation, groups, dtype, pads, out):
                stride=stride, dilation=dilation, padded=padded,
                out=tuple(int(o) for o in out), dtype=np.dtype(dtype),
                pads=None if pads is None else tuple(tuple(p) for p in pads))
+
+
+def _check(x_shape, w_shape, stride, dilation, groups, pads, out):
+    """ValueError, naming the argument, unless the shapes make one convolution: the compiled
+    kernels index memory by these numbers and check nothing themselves. Run once per distinct
+    geometry (``_shared`` keeps the ones that pass)."""
+    dims = len(x_shape) - 2
+    if dims < 1:
+        raise ValueError(f"x must be (N, C, *spatial) with at least one spatial dim, got shape "
+                         f"{tuple(x_shape)}")
+    if len(w_shape) != dims + 2:
+        raise ValueError(f"w must be {dims + 2}-D (K, C/groups, *kernel) like x, got shape "
+                         f"{tuple(w_shape)}")
+    if not _positive_ints([groups]):
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    channels, (k, per_group) = x_shape[1], w_shape[:2]
+    if channels != per_group * groups or k % groups:
+        raise ValueError(f"w {tuple(w_shape)} does not fit x's {channels} channels in "
+                         f"{groups} group(s): w.shape[1] must be C/groups and groups divide K")
+    for name, values in (("stride", stride), ("dilation", dilation)):
+        if len(values) != dims or not _positive_ints(values):
+            raise ValueError(f"{name} must be {dims} positive ints, got {tuple(values)!r}")
+    if pads is not None and (len(pads) != dims or not all(
+            len(pair) == 2 and _positive_ints([pair[0] + 1, pair[1] + 1]) for pair in pads)):
+        raise ValueError(f"pads must be {dims} (lo, hi) pairs of ints ≥ 0, got {pads!r}")
+    formula = output_spatial(x_shape[2:], w_shape[2:], stride, dilation)
+    if min(x_shape) < 0 or min(w_shape) < 0 or min(formula) < 0:
+        raise ValueError(f"the kernel {tuple(w_shape[2:])} at dilation {tuple(dilation)} is "
+                         f"larger than the padded input {tuple(x_shape[2:])}")
+    if out is not None and (len(out) != dims or not all(0 <= o <= f for o, f in zip(out, formula))):
+        # fewer outputs than the formula's: a transposed convolution's output padding leaves
+        # trailing input cells that no output reaches (``exact``)
+        raise ValueError(f"dy's spatial shape {tuple(out)} does not fit a padded input "
+                         f"{tuple(x_shape[2:])}: it may have at most floor((padded − d·(k−1) − "
+                         f"1)/s) + 1 = {formula} positions per dim")
+
+
+def _positive_ints(values):
+    return all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+               for v in values)
 
 
 _shared = functools.lru_cache(maxsize=4096)(_build)

@@ -1,4 +1,6 @@
 """A conv layer's input and its zero padding, padded at most once for the passes of a step."""
+import numpy as np
+
 from ... import tuning
 from ..pad_numba import pad_planes
 from ..padding import has_padding, zero_pad
@@ -18,6 +20,11 @@ class PaddedInput:
     __slots__ = ("data", "pads", "shared", "_padded")
 
     def __init__(self, data, pads=None, shared=False):
+        if not isinstance(data, np.ndarray):
+            raise TypeError(f"x must be a NumPy array, got {type(data).__name__}")
+        if pads is not None and len(pads) != data.ndim - 2:
+            raise ValueError(f"pads must be one (lo, hi) pair per spatial dim of x "
+                             f"{data.shape}, got {pads!r}")
         self.data = data
         self.pads = tuple(tuple(p) for p in pads) if has_padding(pads) else None
         self.shared = shared

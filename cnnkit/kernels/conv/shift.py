@@ -159,7 +159,8 @@ def backward_input(dy, w, spatial, dilation, groups):
 
 
 def backward_weight(xp, dy, kernel, dilation, groups):
-    """dL/dw[k, c, a] = Σ over the batch's grid positions p of dy_ext[k, p] · x_flat[c, p + off(a)]."""
+    """dL/dw[k, c, a] = Σ over the batch's grid positions p of dy_ext[k, p] ·
+    x_flat[c, p + off(a)]."""
     n, c, spatial = xp.shape[0], xp.shape[1], xp.shape[2:]
     k, out = dy.shape[1], dy.shape[2:]
     if _is_pointwise(kernel, spatial, out):
