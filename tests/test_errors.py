@@ -68,6 +68,8 @@ CONV_ERRORS = [
     (ValueError, "groups", X, (4, 1, 3, 3), dict(groups=2)),                # 3 % 2
     (ValueError, "groups", (2, 4, 8, 8), (3, 2, 3, 3), dict(groups=2)),     # out 3 % 2
     (ValueError, "groups", X, W, dict(groups=0)),
+    (ValueError, r"weight\.shape\[0\]", X, (0, 3, 3, 3), {}),                # no filters
+    (ValueError, r"weight\.shape\[0\]", (2, 4, 8, 8), (0, 2, 3, 3), dict(groups=2)),
     (ValueError, "groups", X, W, dict(groups=-3)),
     (TypeError, "groups", X, W, dict(groups=1.0)),                          # as torch
     (TypeError, "groups", X, W, dict(groups=True)),

@@ -68,6 +68,9 @@ def _check_groups(op, groups, in_channels, out_channels=None):
     if out_channels is not None and out_channels % groups:
         raise ValueError(f"{op}: groups={groups} must divide the output channels "
                          f"({out_channels})")
+    if out_channels is not None and out_channels < groups:  # no filters: refused, as torch
+        raise ValueError(f"{op}: weight.shape[0] (the output channels, {out_channels}) must "
+                         f"be at least groups={groups}")
 
 
 @answers_kept
