@@ -306,7 +306,7 @@ def test_grouped_strided_input_gradient_by_image_and_group(groups, c, k, stride,
 
     def recording(entry):
         def run(*args):
-            calls.append(args[-1])
+            calls.append(args[-2])  # groups
             return entry(*args)
         return run
     by_image = {nv: recording(f) for nv, f in implicit_gemm_numba.BY_IMAGE.items()}
@@ -476,7 +476,8 @@ def test_register_tile_operands_start_on_cache_lines():
     entries = {nv: (recording(f, lambda args: (1, 4)),
                     recording(w, lambda args: (1, 5) if args[2] else (5,)))
                for nv, (f, w) in compiled.ENTRY.items()}
-    by_image = {nv: recording(f, lambda args: (3, 9)) for nv, f in compiled.BY_IMAGE.items()}
+    # (the per-image kernel puts its output rows on cache lines itself, in each task's buffer)
+    by_image = {nv: recording(f, lambda args: (3,)) for nv, f in compiled.BY_IMAGE.items()}
     rng = np.random.default_rng(3)
     x = rng.standard_normal((8, 20, 9, 9), dtype=np.float32)
     w = rng.standard_normal((40, 20, 3, 3), dtype=np.float32)
@@ -533,6 +534,17 @@ def test_planar_reads_stop_at_the_end_of_the_input(size, launches):
                                atol=1e-5)
 
 
+_REAL_EMPTY = np.empty
+
+
+def _poisoned_empty(*args, **kwargs):
+    """np.empty whose float arrays hold NaN: a pass that leaves a cell unwritten shows."""
+    out = _REAL_EMPTY(*args, **kwargs)
+    if out.dtype.kind == "f":
+        out.fill(np.nan)
+    return out
+
+
 @pytest.mark.parametrize("shape, w_shape, stride, pads, groups", [
     ((8, 5, 9, 9), (16, 5, 3, 3), (1, 1), ((1, 1), (1, 1)), 1),
     ((8, 8, 19, 17), (24, 8, 3, 3), (2, 2), ((1, 0), (2, 1)), 1),  # strided, uneven padding
@@ -575,21 +587,48 @@ def test_forward_tasks_pad_their_own_images(shape, w_shape, stride, pads, groups
         assert source.is_padded == shared
         if shared:
             np.testing.assert_array_equal(source.padded(), xp)
-    real_empty = np.empty
-
-    def poisoned(*args, **kwargs):  # np.empty's arrays hold NaN: every cell must be written
-        out = real_empty(*args, **kwargs)
-        if out.dtype.kind == "f":
-            out.fill(np.nan)
-        return out
     by_image = {nv: recording(f) for nv, f in implicit_gemm_numba.BY_IMAGE.items()}
     with mock.patch.dict(implicit_gemm_numba.BY_IMAGE, by_image):
         for shared in (False, True):
             check(shared)  # compiles the kernels, which Numba cannot with np.empty patched
-        with mock.patch.object(conv_implicit.np, "empty", poisoned):
+        with mock.patch.object(conv_implicit.np, "empty", _poisoned_empty):
             for shared in (False, True):
                 check(shared)
     assert pads_seen == [6, 6, 6, 6]  # the tasks padded the images (groups: their channels)
+
+
+@pytest.mark.parametrize("shape, w_shape, pads", [
+    ((8, 16, 6, 6), (24, 16, 1, 1), None),                  # a 1×1 layer: nothing to pad
+    ((8, 4, 9, 7), (20, 4, 3, 3), None),                    # valid
+    ((8, 4, 9, 7), (20, 4, 3, 3), ((1, 1), (0, 2)))])       # padded already, as a whole
+def test_forward_tasks_run_per_image_on_inputs_with_nothing_to_pad(shape, w_shape, pads):
+    """An input with no padding to make (none, or padded already) runs per image too, each
+    task's rows in a buffer of its own (``implicit_gemm_numba.by_image``): the same floats,
+    bias included, as the parallel products, and every cell written (np.empty poisoned)."""
+    from cnnkit.kernels.conv.padded_input import PaddedInput
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    w = rng.standard_normal(w_shape, dtype=np.float32)
+    b = rng.standard_normal(w_shape[0], dtype=np.float32)
+    source = PaddedInput(x, pads)
+    xp = source.padded()  # made before the call: nothing is left to pad
+    g = conv_kernels.ConvGeometry.of(xp.shape, w.shape, (1, 1), (1, 1), 1, np.float32, pads)
+    assert conv_implicit._per_image_forward(g)
+    expected = conv_implicit._forward(xp, w, g, b, planar=False)
+    _check(expected, TF.conv2d(torch.tensor(xp), torch.tensor(w), torch.tensor(b)).numpy(), 10)
+    calls = []
+
+    def recording(entry):
+        def run(*args):
+            calls.append(args[1].size)  # the padding the tasks make: none
+            return entry(*args)
+        return run
+    by_image = {nv: recording(f) for nv, f in implicit_gemm_numba.BY_IMAGE.items()}
+    with mock.patch.dict(implicit_gemm_numba.BY_IMAGE, by_image):
+        np.testing.assert_array_equal(conv_implicit.forward_from(source, w, g, b), expected)
+        with mock.patch.object(conv_implicit.np, "empty", _poisoned_empty):
+            np.testing.assert_array_equal(conv_implicit.forward_from(source, w, g, b), expected)
+    assert calls == [0, 0]
 
 
 def test_no_pass_pads_the_whole_input_and_the_weight_gradient_reads_the_forward_copy():

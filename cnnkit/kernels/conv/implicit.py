@@ -94,9 +94,10 @@ def forward_from(source, w, g, bias=None):
     """The forward pass from a ``PaddedInput``, with the bias added as the channels-last
     kernel's rows are transposed to y (no separate pass over y: res3x3's is 8 MB).
 
-    On an input not padded yet, a channels-last product over enough images
-    (``per_image_tasks``) runs per image, each task padding its own image of x in cache: no
-    pass pads the whole input first. When a weight gradient will read the padded input too
+    A channels-last product over enough images (``per_image_tasks``) runs per image, its
+    rows in cache until they are laid out channels-first (``implicit_gemm_numba.by_image``),
+    and on an input not padded yet each task pads its own image of x in cache: no pass pads
+    the whole input first. When a weight gradient will read the padded input too
     (``source.shared``: a training step), each task writes its padded image into the copy it
     then reads, and the source keeps that copy. 2 threads, against the padding pass and
     parallel products: under no_grad, AVX-512 res3x3 8.54 against 9.24 ms, res3x3_s2 4.55
@@ -108,10 +109,14 @@ def forward_from(source, w, g, bias=None):
     res3x3_s2, alex_c1 and lenet_c1 1.04, 1.04 and 1.08 times slower: each pass copied the
     images, where one copy serves both.)"""
     planar = _groups_run_planar(g)
-    if not source.is_padded and _per_image_forward(g, planar):
-        padded = np.empty((g.batch, g.in_channels) + g.padded, np.float32) if source.shared \
-            else None
-        y = per_image_product(source.data, source.pads, group_panels(w, g.groups, _panels),
+    if _per_image_forward(g, planar):
+        x, pads, padded = source.data, source.pads, None
+        if source.is_padded:  # already padded, or nothing to pad: the tables index it
+            x, pads = source.padded(), None
+        elif source.shared:
+            padded = np.empty((g.batch, g.in_channels) + g.padded, np.float32)
+        y = per_image_product(x, pads or ((0, 0),) * len(g.out),
+                              group_panels(w, g.groups, _panels),
                               (g.out_channels // g.groups,) + w.shape[1:], g.dilation, g.out,
                               stride=g.stride, bias=bias, padded_copy=padded, groups=g.groups)
         if padded is not None:
@@ -419,7 +424,7 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
     x = x.reshape((n * groups, x.shape[1] // groups) + x.shape[2:])
     k = w_shape[0]
     padded = padded_shape(x.shape, pads)
-    rows, vectors, k_padded = compiled.tile(k)
+    vectors = compiled.tile(k)[1]
     offset = _offsets(padded, w_shape[2:], dilation, w_shape[1])
     corner = _corners(padded, out, stride or (1,) * len(out))
     if y is None:
@@ -430,12 +435,11 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
                                else padded_copy.reshape(-1),
                                wt, offset,
                                np.array([0, offset.size], np.int64), corner, compiled.NO_ROWS,
-                               np.array([0, corner.size], np.int64),
-                               aligned.empty((corner.size + rows, k_padded)), y_split,
+                               np.array([0, corner.size], np.int64), math.prod(out), y_split,
                                compiled.NO_ROWS if source is None else source,
                                compiled.NO_BIAS if bias is None else
                                np.ascontiguousarray(bias, dtype=np.float32),
-                               tuning.value("implicit_tap_block"), groups)
+                               tuning.value("implicit_tap_block"), groups, False)
     return y.reshape((n, k * groups) + tuple(out)) if source is None else y
 
 

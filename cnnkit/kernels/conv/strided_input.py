@@ -114,7 +114,6 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
     rows, vectors, c_padded = compiled.tile(c)
     whole = n * math.prod(size)
     empty = any(p[1] is None for phases in dims for p in phases)  # cells left zero
-    dx_last = (aligned.zeros if empty else aligned.empty)((whole + rows, c_padded))
     products = []  # per phase with taps: (weights in panels, offset, corner, row)
     # w with each tap's input channels contiguous, (K, taps, C/G): a phase's weights, the rows
     # B[(k, a), c] of its product, are then its taps' rows taken along one axis. (Indexing
@@ -151,10 +150,11 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
                                    tap_start,
                                    np.concatenate([cr for _, _, cr, _ in products]),
                                    np.concatenate([r for _, _, _, r in products]),
-                                   position_start, dx_last, dx, compiled.NO_ROWS,
+                                   position_start, dx.shape[2], dx, compiled.NO_ROWS,
                                    compiled.NO_BIAS, tuning.value("implicit_tap_block"),
-                                   groups)
+                                   groups, empty)
         return dx.reshape((n // groups, c * groups) + tuple(size))
+    dx_last = (aligned.zeros if empty else aligned.empty)((whole + rows, c_padded))
     dyp = np.ascontiguousarray(zero_pad(dy, dy_pads))
     for wt, offset, corner, row in products:
         compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, compiled.NO_Y,
