@@ -94,10 +94,10 @@ def forward_from(source, w, g, bias=None):
     """The forward pass from a ``PaddedInput``, with the bias added as the channels-last
     kernel's rows are transposed to y (no separate pass over y: res3x3's is 8 MB).
 
-    A channels-last product over enough images (``per_image_tasks``) runs per image, its
-    rows in cache until they are laid out channels-first (``implicit_gemm_numba.by_image``),
-    and on an input not padded yet each task pads its own image of x in cache: no pass pads
-    the whole input first. When a weight gradient will read the padded input too
+    On an input not padded yet, a channels-last product over enough images
+    (``per_image_tasks``) runs per image, each task padding its own image of x in cache: no
+    pass pads the whole input first (and on one with nothing to pad, when the rows of all
+    images would be mapped afresh, ``_rows_mapped_afresh``). When a weight gradient will read the padded input too
     (``source.shared``: a training step), each task writes its padded image into the copy it
     then reads, and the source keeps that copy. 2 threads, against the padding pass and
     parallel products: under no_grad, AVX-512 res3x3 8.54 against 9.24 ms, res3x3_s2 4.55
@@ -109,7 +109,8 @@ def forward_from(source, w, g, bias=None):
     res3x3_s2, alex_c1 and lenet_c1 1.04, 1.04 and 1.08 times slower: each pass copied the
     images, where one copy serves both.)"""
     planar = _groups_run_planar(g)
-    if _per_image_forward(g, planar):
+    if _per_image_forward(g, planar) and (not source.is_padded or
+                                          _rows_mapped_afresh(g)):
         x, pads, padded = source.data, source.pads, None
         if source.is_padded:  # already padded, or nothing to pad: the tables index it
             x, pads = source.padded(), None
@@ -123,6 +124,23 @@ def forward_from(source, w, g, bias=None):
             source.adopt(padded)
         return y
     return _forward(source.padded(), w, g, bias, planar)
+
+
+# glibc's malloc serves requests up to its threshold from memory it keeps, and maps larger
+# ones afresh, page by page as they are first written (the threshold grows with the blocks
+# freed, to at most 32 MB on 64-bit systems: DEFAULT_MMAP_THRESHOLD_MAX)
+_MAPPED_AFRESH_BYTES = 32 << 20
+
+
+def _rows_mapped_afresh(g):
+    """Whether the channels-last rows of every image at once (``channels_last``'s buffer)
+    would be mapped afresh on each call: an input with nothing to pad then runs per image
+    too, each task's rows in a buffer of its own (``implicit_gemm_numba.by_image``). A 1×1
+    layer of 128 → 512 channels on 32 28 × 28 maps (51 MB of rows), 2 threads, AVX-512:
+    17.8 against 23.1 ms; below the threshold per image gained nothing, and on AVX2 it cost
+    pw1x1's forward pass (2 MB) 5 % (1.63 against 1.55 ms)."""
+    return g.batch * math.prod(g.out) * g.groups * \
+        compiled.tile(g.out_channels // g.groups)[2] * 4 > _MAPPED_AFRESH_BYTES
 
 
 def _groups_run_planar(g):
