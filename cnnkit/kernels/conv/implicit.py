@@ -97,15 +97,15 @@ def forward_from(source, w, g, bias=None):
     On an input not padded yet, a channels-last product over enough images
     (``per_image_tasks``) runs per image, each task padding its own image of x in cache: no
     pass pads the whole input first (and on one with nothing to pad, when the rows of all
-    images would be mapped afresh, ``_rows_mapped_afresh``). When a weight gradient will read the padded input too
-    (``source.shared``: a training step), each task writes its padded image into the copy it
-    then reads, and the source keeps that copy. 2 threads, against the padding pass and
-    parallel products: under no_grad, AVX-512 res3x3 8.54 against 9.24 ms, res3x3_s2 4.55
-    against 5.24, vgg_c2 (N=128, 32 → 64 channels, 14 × 14) 3.70 against 3.97; AVX2
-    res3x3_s2 7.27 against 7.83, res3x3 13.75 against 13.86. Whole training steps, two
+    images would be mapped afresh, ``_rows_mapped_afresh``). When a weight gradient will read
+    the padded input too (``source.shared``: a training step), each task writes its padded
+    image into the copy it then reads, and the source keeps that copy. 2 threads, against the
+    padding pass and parallel products: under no_grad, AVX-512 res3x3 8.54 against 9.24 ms,
+    res3x3_s2 4.55 against 5.24, vgg_c2 (N=128, 32 → 64 channels, 14 × 14) 3.70 against 3.97;
+    AVX2 res3x3_s2 7.27 against 7.83, res3x3 13.75 against 13.86. Whole training steps, two
     in-process runs: AVX-512 res3x3 0.975 and 0.984 of the time, res3x3_s2 0.977 and 0.985,
-    vgg_c2 0.984 and 0.981; AVX2 res3x3_s2 0.969, vgg_c2 0.980. (The weight gradient's
-    kernel padding the images in its own tasks as well, with no copy kept, made the steps of
+    vgg_c2 0.984 and 0.981; AVX2 res3x3_s2 0.969, vgg_c2 0.980. (The weight gradient's kernel
+    padding the images in its own tasks as well, with no copy kept, made the steps of
     res3x3_s2, alex_c1 and lenet_c1 1.04, 1.04 and 1.08 times slower: each pass copied the
     images, where one copy serves both.)"""
     planar = _groups_run_planar(g)
