@@ -6,6 +6,7 @@ output channels, so every register-tile width (AVX-512: 16, 32, 48 and 64 lanes;
 and 24) meets ragged channel counts, ragged last tiles of positions and taps, strides,
 dilations and asymmetric padding.
 """
+import math
 from functools import partial
 from unittest import mock
 
@@ -180,11 +181,18 @@ def test_planar_where_channels_last_idles_or_transposes():
     # a 1×1 product is planar wherever channels-last would idle more lanes, however many
     # terms: a vector and a half of output channels on a map that fills the planar strips
     ragged = lanes + lanes // 2
-    map_ = (8 * lanes, 8 * lanes)
+    map_ = (2 * lanes, 2 * lanes)
     assert conv_implicit.planar_wins(ragged, 144, map_, map_, (1, 1))
     assert not conv_implicit.planar_wins(ragged, 144, map_, map_)          # kernel unknown
-    assert not conv_implicit.planar_wins(ragged, 144 * 9, (8 * lanes + 2,) * 2, map_, (3, 3))
+    assert not conv_implicit.planar_wins(ragged, 144 * 9, (2 * lanes + 2,) * 2, map_, (3, 3))
     assert not conv_implicit.planar_wins(2 * lanes, 144, map_, map_, (1, 1))  # no lane idle
+    # and on maps of ``implicit_planar_1x1_min_positions`` or more, whatever its channels
+    from cnnkit import tuning
+    side = math.isqrt(tuning.value("implicit_planar_1x1_min_positions") - 1) + 1
+    large, smaller = (side, side), (side - 1, side - 1)
+    assert conv_implicit.planar_wins(2 * lanes, 144, large, large, (1, 1))
+    assert not conv_implicit.planar_wins(2 * lanes, 144, smaller, smaller, (1, 1))
+    assert not conv_implicit.planar_wins(2 * lanes, 144 * 9, (side + 2,) * 2, large, (3, 3))
     vol3d = conv_kernels.ConvGeometry.of((4, 8) + (18,) * 3, (16, 8, 3, 3, 3), (1,) * 3, (1,) * 3)
     assert conv_kernels.select(vol3d, "input") == "implicit"
 

@@ -1,7 +1,8 @@
 """Re-measure the implicit GEMM's orientation rule (``implicit.planar_wins``) on this machine,
 and its rules for 1×1 layers: weight gradients (``implicit_weight_1x1_min_channels``),
-passes on a few images (``implicit_pointwise_min_images``) and the planar kernel's copies of
-its strips (``implicit_planar_pack_min_row_tiles``).
+passes on a few images (``implicit_pointwise_min_images``), the planar kernel's copies of
+its strips (``implicit_planar_pack_min_row_tiles``), and the planar orientation of 1×1
+products on large maps (``implicit_planar_1x1_min_positions``).
 
     python -m cnnkit.bench.orientation
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.orientation     # as on an AVX2 CPU
@@ -12,8 +13,9 @@ orientations, channels-last (output channels on the lanes, then a transpose) and
 rule tells apart: few output channels, thin and wide (few terms per output, many outputs),
 and dense. Prints both times, the faster and the rule's pick. Then the weight and bias
 gradients of 1×1 layers on the implicit GEMM and on shift (one matrix product per image),
-likewise, the forward pass and input gradient of 1×1 layers on one to eight images, and last
-1×1 planar products with and without their strips copied.
+likewise, the forward pass and input gradient of 1×1 layers on one to eight images,
+1×1 planar products with and without their strips copied, and last 1×1 products on maps
+around 48 × 48 per image and planar.
 """
 import time
 from unittest import mock
@@ -193,8 +195,46 @@ def measure_packing(log=print):
     return rows
 
 
+# 1×1 products on maps around ``implicit_planar_1x1_min_positions`` (N=32, C terms, K
+# outputs, map): thin, square and wide products on 28 × 28 to 56 × 56 maps.
+MAP_CASES = [(32, c, k, (s, s)) for s in (28, 36, 42, 48, 56)
+             for c, k in ((64, 256), (256, 64), (256, 256), (128, 128))]
+
+
+def measure_large_maps(log=print):
+    """[(case, per-image s, planar s, rule's pick)] for 1×1 forward products on every core,
+    wall time: channels-last with a task per image (``implicit.per_image_product``, the
+    channels-last pick of these shapes) against planar (``implicit_planar_1x1_min_positions``)."""
+    import numba
+
+    from ..kernels.conv import implicit
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    rng = np.random.default_rng(4)
+    log(f"# {numba.get_num_threads()} threads, wall time, 1×1 products on large maps: "
+        f"channels-last per image against planar")
+    rows = []
+    for n, c, k, size in MAP_CASES:
+        x = rng.standard_normal((n, c) + size, dtype=np.float32)
+        w = rng.standard_normal((k, c, 1, 1), dtype=np.float32)
+        panels = implicit._panels(w)
+        ones, zero = (1, 1), ((0, 0), (0, 0))
+        times = [_best(lambda: implicit.per_image_product(x, zero, panels, w.shape, ones, size),
+                       clock=time.perf_counter),
+                 _best(lambda: implicit.forward(x, w, ones, ones, size, planar=True),
+                       clock=time.perf_counter)]
+        rule = "planar" if implicit.planar_wins(k, c, size, size, (1, 1)) else "per image"
+        faster = "planar" if times[1] < times[0] else "per image"
+        rows.append(((n, c, k, size), *times, rule))
+        log(f"  K={k:3d} outputs, {c:3d} terms, {n}×{'×'.join(map(str, size))}: per image "
+            f"{times[0] * 1e3:6.2f} ms, planar {times[1] * 1e3:6.2f} ms "
+            f"({times[0] / times[1]:.2f}× as long) -> {faster:9s} rule: {rule}"
+            f"{'' if rule == faster else '  (differs)'}")
+    return rows
+
+
 if __name__ == "__main__":
     measure()
     measure_weight()
     measure_few_images()
     measure_packing()
+    measure_large_maps()

@@ -55,6 +55,17 @@ _TABLE = [
              "cnnkit.bench.orientation: 256 outputs of 64 terms ran 1.2-1.6× faster planar, "
              "128 of 128 and 32 of 25 within 15 % either way)." + _NOT_TIMED,
              0.0, 1e6),
+    Constant("implicit_planar_1x1_min_positions", 2048, "output positions per image",
+             "A stride-1 1×1 product (a forward pass, or the input gradient's) with at least "
+             "this many positions per image runs planar, whatever its channels: channels-last "
+             "rows of such an image outgrow the cache between its tap blocks, while a planar "
+             "strip's tile keeps its sums in registers over all the terms. Per image against "
+             "planar, N=32, 2 threads, AVX-512 / AVX2 (python -m cnnkit.bench.orientation, "
+             "its last table): 56 × 56 maps, 64-512 terms to 64-256 outputs, planar 1.22-1.65× "
+             "/ 0.97-1.31× as fast; 48 × 48, 4 products, 1.14-1.57 / 1.10-1.23; 42 × 42 and "
+             "36 × 36, 0.65-1.28 / 0.78-1.17 either way; 28 × 28 and 14 × 14, per image "
+             "faster (planar 0.55-1.0 / 0.85-1.0)." + _NOT_TIMED,
+             1, 1 << 40, integer=True),
     Constant("implicit_weight_1x1_min_channels", 1, "input channels",
              "A 1×1, stride-1 layer's weight gradient runs on the implicit GEMM from this many "
              "input channels on, and below on shift (one matrix product per image, reading dy "

@@ -334,13 +334,17 @@ def planar_wins(out_channels, taps, padded=None, out=None, kernel=None):
     28 × 28 3.12 against 2.45, but 24 outputs of a 3 × 3 kernel's 576 terms 7.03 against
     8.65; AVX2, whose 8-lane vectors those channel counts fill better: 20 of 256 1.40 against
     1.26, 40 of 240 5.87 against 4.17, and 24 of 144 (no lane idle either way) 7.51 against
-    8.60, kept channels-last."""
+    8.60, kept channels-last. A 1×1 product on large maps (``implicit_planar_1x1_min_positions``
+    per image) is planar whatever its channels."""
     if out_channels < compiled.LANES:
+        return True
+    pointwise = kernel is not None and math.prod(kernel) == 1
+    if pointwise and math.prod(out) >= tuning.value("implicit_planar_1x1_min_positions"):
         return True
     if padded is not None:
         planar_use = _planar_lane_use(padded, out)
         channels_last_use = out_channels / compiled.tile(out_channels)[2]
-        if kernel is not None and math.prod(kernel) == 1 and planar_use > channels_last_use:
+        if pointwise and planar_use > channels_last_use:
             return True
     if taps > tuning.value("implicit_planar_max_terms_per_output") * out_channels:
         return False
