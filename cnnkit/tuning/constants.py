@@ -60,11 +60,10 @@ _TABLE = [
              "this many positions per image runs planar, whatever its channels: channels-last "
              "rows of such an image outgrow the cache between its tap blocks, while a planar "
              "strip's tile keeps its sums in registers over all the terms. Per image against "
-             "planar, N=32, 2 threads, AVX-512 / AVX2 (python -m cnnkit.bench.orientation, "
-             "its last table): 56 × 56 maps, 64-512 terms to 64-256 outputs, planar 1.22-1.65× "
-             "/ 0.97-1.31× as fast; 48 × 48, 4 products, 1.14-1.57 / 1.10-1.23; 42 × 42 and "
-             "36 × 36, 0.65-1.28 / 0.78-1.17 either way; 28 × 28 and 14 × 14, per image "
-             "faster (planar 0.55-1.0 / 0.85-1.0)." + _NOT_TIMED,
+             "planar, 2 threads, N=32, 64-256 terms to 64-256 outputs, AVX-512 / AVX2 (python "
+             "-m cnnkit.bench.orientation, its last table): on 48 × 48 and 56 × 56 maps planar "
+             "was 1.29-2.18× / 1.00-1.46× as fast; on 28 × 28 to 42 × 42, 0.49-1.41× / "
+             "0.76-1.20×, either way." + _NOT_TIMED,
              1, 1 << 40, integer=True),
     Constant("implicit_weight_1x1_min_channels", 1, "input channels",
              "A 1×1, stride-1 layer's weight gradient runs on the implicit GEMM from this many "
