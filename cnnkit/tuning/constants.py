@@ -63,7 +63,10 @@ _TABLE = [
              "planar, 2 threads, N=32, 64-256 terms to 64-256 outputs, AVX-512 / AVX2 (python "
              "-m cnnkit.bench.orientation, its last table): on 48 × 48 and 56 × 56 maps planar "
              "was 1.29-2.18× / 1.00-1.46× as fast; on 28 × 28 to 42 × 42, 0.49-1.41× / "
-             "0.76-1.20×, either way." + _NOT_TIMED,
+             "0.76-1.20×, either way. Thinner products on 56 × 56 maps (N=16, 24-144 terms "
+             "to 24-144 outputs, the passes of 24 → 144 and 32 → 96 layers, in one process "
+             "against the rule before) took 0.65-1.02 of their time on AVX-512 and 0.97-1.14 "
+             "on AVX2, where 144 terms to 24 outputs lost most." + _NOT_TIMED,
              1, 1 << 40, integer=True),
     Constant("implicit_weight_1x1_min_channels", 1, "input channels",
              "A 1×1, stride-1 layer's weight gradient runs on the implicit GEMM from this many "
