@@ -132,9 +132,9 @@ ENGINE_ERRORS = [
 def test_conv_engine_rejects_shapes_that_are_not_one_convolution(monkeypatch, match, function,
                                                                  args):
     """The engine's passes (``cnnkit.kernels.conv``, public: docs/ieee.md) are compiled loops
-    that index memory by these shapes: unchecked, a dy one image short of x crashed the
-    process (SIGSEGV) and an unpadded ``spatial`` corrupted the heap. Each call is refused
-    before any algorithm is looked up."""
+    that index memory by these shapes: unchecked, a weight gradient given dy with an image more
+    than x crashed the process (SIGSEGV) and an unpadded ``spatial`` corrupted the heap. Each
+    call is refused before any algorithm is looked up."""
     from cnnkit.kernels import conv
     from cnnkit.kernels.conv import dispatch
 
