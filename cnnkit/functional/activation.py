@@ -129,10 +129,10 @@ def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
 
 
 def _vector_float32(data):
-    """Whether ELU, and sigmoid's and tanh's backward passes, run compiled: float32 arrays
-    from ``compiled_min_size`` values on, in float64 by ``kernels.activation_numba``'s vector
-    loops (float64 arrays keep NumPy's exp and expm1, exact to their last bits, which the
-    loops' e^a, within 3 units, is not)."""
+    """Whether ELU, sigmoid, and tanh's backward pass run compiled: float32 arrays from
+    ``compiled_min_size`` values on, by ``kernels.activation_numba``'s vector loops, in
+    float64 but for sigmoid's forward pass (float64 arrays keep NumPy's exp and expm1, exact
+    to their last bits, which the loops' e^a, within 3 units, is not)."""
     return data.dtype == np.float32 and data.size >= tuning.value("compiled_min_size")
 
 
@@ -284,12 +284,14 @@ def _compiled_gelu(x, tanh_form):
 def sigmoid(input) -> Tensor:  # noqa: A002
     """σ(x) = 1/(1 + e^(−x)).  d/dx = σ(1 − σ).
 
-    Four NumPy passes, in place after the first, in the input's dtype: for x below about −88
-    (float32; −709 in float64) e^(−x) overflows to inf, and 1/inf is the limit, 0. Picking
-    between two forms with ``np.where`` cost a branch per element, unpredictable on
-    activations (11.5 ms against 0.6 for PyTorch's layer on 32 × 64 × 32 × 32). Large arrays
-    run a piece per thread (``threads.elementwise``); a large float32 one's backward is one
-    compiled pass (``_vector_float32``).
+    Large float32 arrays (``_vector_float32``) take one compiled pass each way
+    (``kernels.activation_numba.sigmoid_vector_forward``, float32 arithmetic within 2 units of
+    the last place, the left tail's subnormals included). Others take four NumPy passes, in
+    place after the first, in the input's dtype: for x below about −88 (float32; −709 in
+    float64) e^(−x) overflows to inf, and 1/inf is the limit, 0; large arrays a piece per
+    thread (``threads.elementwise``). Picking between two forms with ``np.where`` cost a
+    branch per element, unpredictable on activations (11.5 ms against 0.6 for PyTorch's
+    layer on 32 × 64 × 32 × 32).
     """
     x = as_tensor(input)
     data = np.require(x.data, _float_dtype(x), "C")  # not ascontiguousarray: keeps 0-d
@@ -300,7 +302,12 @@ def sigmoid(input) -> Tensor:  # noqa: A002
             np.exp(out, out=out)
         out += 1
         np.reciprocal(out, out=out)
-    out = _in_pieces(forward, data)
+    if _vector_float32(data):
+        from ..kernels import activation_numba
+        out = np.empty_like(data)
+        activation_numba.sigmoid_vector_forward(data.reshape(-1), out.reshape(-1))
+    else:
+        out = _in_pieces(forward, data)
 
     def backward(g):
         if _vector_float32(out):

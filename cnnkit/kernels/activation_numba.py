@@ -11,8 +11,9 @@ GELU is computed in float64, instead of some thirty NumPy passes over float64 te
 about 2 ms on 2 threads, against 21 for libm's erfc per element, with the same float32 results
 in every case compared (2 M random values and 43 000 on a grid). float64 arrays keep libm
 (``gelu_forward``, ``gelu_backward``), exact to float64's last bits, which the vector erfc
-(5e-14) is not. ELU's float32 passes are vector loops too; sigmoid's and tanh's backward
-passes are single loops from their outputs.
+(5e-14) is not. ELU's float32 passes are vector loops too, and so is sigmoid's forward pass,
+in float32 (``sigmoid_vector_forward``); sigmoid's and tanh's backward passes are single
+loops from their outputs.
 ReLU has its own module (``relu_numba``). Same rules as ``functional.activation``.
 """
 import math
@@ -146,11 +147,29 @@ def tanh_backward(out, grad, dx):
 
 
 @numba.njit(**_VECTOR_JIT)
+def sigmoid_vector_forward(x, out):
+    """out = σ(x) = 1/(1 + e^(−x)) for float32 x, in float32 (``_logistic`` in float64 ran
+    0.82 of NumPy's four passes' time on AVX-512 but 1.49 on AVX2, whose vectors hold half
+    as many float64 lanes): with e = e^(−|x|), which never overflows, σ = 1/(1 + e) for
+    x ≥ 0 and e/(1 + e) below, so the left tail keeps its subnormals where 1/(1 + e^(−x))
+    gives 0. NaN stays NaN. Within 2 units of the last place, the nearest float32 at 78 % of
+    18 000 points against mpmath (NumPy's passes: 62 %, and 0 for the subnormals). 32 × 64 ×
+    32 × 32 values, 2 threads: 0.68 ms against 1.48 for NumPy's passes on AVX-512, 0.88
+    against 1.48 on AVX2 (PyTorch 0.45 and 0.70)."""
+    for i in numba.prange(x.size):
+        value = x[i]
+        t = -abs(value)
+        e = vector_math.exp_nonpositive_f32(
+            vector_math.EXP_F32_MIN if t < vector_math.EXP_F32_MIN else t)
+        right = vector_math.ONE_F32 / (vector_math.ONE_F32 + e)
+        sigma = right if value >= 0 else e * right
+        out[i] = value if value != value else sigma
+
+
+@numba.njit(**_VECTOR_JIT)
 def sigmoid_backward(out, grad, dx):
     """dx = grad·σ(1 − σ) from the forward's float32 output σ, in float64: one pass where
-    NumPy's took three. (The forward stays NumPy's float32 passes: σ from ``_logistic`` in a
-    float64 vector loop ran 0.82 of their time on AVX-512 but 1.49 on AVX2, whose vectors
-    hold half as many float64 lanes.)"""
+    NumPy's took three."""
     for i in numba.prange(out.size):
         s = np.float64(out[i])
         dx[i] = np.float64(grad[i]) * (s * (1.0 - s))

@@ -3,10 +3,11 @@
 A loop that calls ``math.exp`` or ``math.erfc`` stays scalar: each is a libm call per
 element, which LLVM cannot turn into vector code (GELU through libm's erfc took 13 ms on
 2 M float32 values, against PyTorch's 0.9). These are arithmetic only, with no call and no
-branch, inlined into the loop, so it runs a vector of float64 lanes at a time. All are
-float64, for float32 results: GELU's and ELU's values and slopes built on them were the
+branch, inlined into the loop, so it runs a vector of float64 lanes at a time. All but one
+are float64, for float32 results: GELU's and ELU's values and slopes built on them were the
 float32 nearest to mpmath's at every one of 4801 points per function, tails included
-(``tests/test_vector_math.py`` measures them against mpmath).
+(``tests/test_vector_math.py`` measures them against mpmath). ``exp_nonpositive_f32`` is
+float32, twice the lanes, for sigmoid's forward pass.
 
 Each is inlined with ``fastmath={"contract"}`` in the caller too (multiply-adds fused, nothing
 else reordered).
@@ -73,6 +74,47 @@ def exp(a):
     n = np.floor(a * _LOG2_E + 0.5)
     r = (a - n * _LN2_HI) - n * _LN2_LO
     return _polynomial(_TAYLOR, r) * _pow2(np.int64(n))
+
+
+# e^t for float32 t ≤ 0 in float32 arithmetic (``exp_nonpositive_f32``): Cody and Waite's
+# reduction with ln 2 in two float32 parts, and Cephes' minimax polynomial for expf (Moshier,
+# expf.c: e^r = 1 + r + r²·P(r), |r| ≤ ln2/2), P's coefficients from r⁰ up
+_LOG2_E_F32 = np.float32(_LOG2_E)
+_LN2_HI_F32 = np.float32(0.693359375)  # 8 significant bits: n·_LN2_HI_F32 is exact
+_LN2_LO_F32 = np.float32(-2.12194440e-4)
+_EXPF_P = np.array([5.0000001201e-1, 1.6666665459e-1, 4.1665795894e-2, 8.3334519073e-3,
+                    1.3981999507e-3, 1.9875691500e-4], np.float32)
+EXP_F32_MIN = np.float32(-104.0)  # below, e^t is under half the smallest subnormal: 0
+ONE_F32 = np.float32(1.0)
+# adding and subtracting 1.5·2^23 rounds a float32 of magnitude below 2^22 to an integer, with
+# no call: np.floor is one where SSE lacks a rounding instruction, and keeps the loop scalar
+_ROUNDING_F32 = np.float32(1.5 * 2 ** 23)
+
+
+@intrinsic
+def _pow2_f32(typingctx, n):
+    """2^n as a float32, for an int32 n in [−126, 127]: n + 127 written into the exponent."""
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        biased = builder.add(args[0], ir.Constant(i32, 127))
+        return builder.bitcast(builder.shl(biased, ir.Constant(i32, 23)), ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@numba.njit(inline="always", fastmath=FMA)
+def exp_nonpositive_f32(t):
+    """e^t for a float32 t in [EXP_F32_MIN, 0] (callers clamp), in float32: t = n·ln 2 + r
+    (|r| ≤ ln2/2), e^r by the polynomial, times 2^n as 2^⌊n/2⌋·2^⌈n/2⌉, so that a subnormal
+    result (n below −126) is rounded once, by the last multiply. Within 2 units of float32's
+    last place (``tests/test_vector_math.py``)."""
+    n = (t * _LOG2_E_F32 + _ROUNDING_F32) - _ROUNDING_F32  # to the nearest integer
+    r = (t - n * _LN2_HI_F32) - n * _LN2_LO_F32
+    q = _EXPF_P[5]
+    for k in range(4, -1, -1):
+        q = q * r + _EXPF_P[k]
+    whole = np.int32(n)
+    half = np.int32(whole >> 1)
+    return ((ONE_F32 + r + (r * r) * q) * _pow2_f32(half)) * _pow2_f32(np.int32(whole - half))
 
 
 @numba.njit(inline="always", fastmath=FMA)
