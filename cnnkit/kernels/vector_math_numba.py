@@ -57,14 +57,22 @@ _ERFCX_Q = np.array(ERFCX_Q)
 ERFC_Z_MAX = 20.0 / math.sqrt(2.0)  # the fit's end: callers clamp z to it
 
 
-@intrinsic
-def _pow2(typingctx, n):
-    """2^n, for an int64 n in [−1022, 1023]: n + 1023 written into the exponent's bits."""
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        biased = builder.add(args[0], ir.Constant(i64, 1023))
-        return builder.bitcast(builder.shl(biased, ir.Constant(i64, 52)), ir.DoubleType())
-    return types.float64(types.int64), codegen
+def _pow2_of(bits, float_type, ir_float, exponent_bias, mantissa_bits):
+    """An intrinsic 2^n for an int of ``bits`` bits whose n lies in the float type's normal
+    exponents: n plus the exponent's bias written into the exponent's bits."""
+    int_type = ir.IntType(bits)
+
+    @intrinsic
+    def pow2(typingctx, n):
+        def codegen(context, builder, signature, args):
+            biased = builder.add(args[0], ir.Constant(int_type, exponent_bias))
+            return builder.bitcast(builder.shl(biased, ir.Constant(int_type, mantissa_bits)),
+                                   ir_float)
+        return float_type(getattr(types, f"int{bits}")), codegen
+    return pow2
+
+
+_pow2 = _pow2_of(64, types.float64, ir.DoubleType(), 1023, 52)  # int64 n in [−1022, 1023]
 
 
 @numba.njit(inline="always", fastmath=FMA)
@@ -91,14 +99,7 @@ ONE_F32 = np.float32(1.0)
 _ROUNDING_F32 = np.float32(1.5 * 2 ** 23)
 
 
-@intrinsic
-def _pow2_f32(typingctx, n):
-    """2^n as a float32, for an int32 n in [−126, 127]: n + 127 written into the exponent."""
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        biased = builder.add(args[0], ir.Constant(i32, 127))
-        return builder.bitcast(builder.shl(biased, ir.Constant(i32, 23)), ir.FloatType())
-    return types.float32(types.int32), codegen
+_pow2_f32 = _pow2_of(32, types.float32, ir.FloatType(), 127, 23)  # int32 n in [−126, 127]
 
 
 @numba.njit(inline="always", fastmath=FMA)
