@@ -85,19 +85,23 @@ def measure(log=print):
     return rows
 
 
+def _on_every_core(log, seed, what):
+    """Set Numba to every core, log the table's heading (``what`` is measured), and return
+    the table's random generator: the wall-time tables' common start."""
+    import numba
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    log(f"# {numba.get_num_threads()} threads, wall time, {what}")
+    return np.random.default_rng(seed)
+
+
 def measure_weight(log=print):
     """[(case, implicit s, shift s, rule's pick)] for 1×1 weight gradients with their bias
     gradient (a layer with a bias, the default, asks for both at once: the implicit GEMM sums
     it as it lays dy out, shift in a pass of its own), on every core, wall time: shift's
     products run on BLAS's threads, which one Numba thread would not limit."""
-    import numba
-
     from ..kernels import conv
     from ..kernels.conv import ConvGeometry
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    rng = np.random.default_rng(1)
-    log(f"# {numba.get_num_threads()} threads, wall time, 1×1 weight and bias gradients: "
-        f"implicit GEMM against shift")
+    rng = _on_every_core(log, 1, "1×1 weight and bias gradients: implicit GEMM against shift")
     rows = []
     for n, c, k, size in WEIGHT_CASES:
         x = rng.standard_normal((n, c) + size, dtype=np.float32)
@@ -120,14 +124,10 @@ def measure_few_images(log=print):
     """[(case, pass, implicit s, shift s, rule's pick)] for the forward pass and input
     gradient of 1×1 layers on 1, 2, 4 and 8 images, on every core, wall time (shift's
     products run on BLAS's threads)."""
-    import numba
-
     from ..kernels import conv
     from ..kernels.conv import ConvGeometry
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    rng = np.random.default_rng(2)
-    log(f"# {numba.get_num_threads()} threads, wall time, 1×1 forward and input passes on a "
-        f"few images: implicit GEMM against shift")
+    rng = _on_every_core(log, 2, "1×1 forward and input passes on a few images: implicit "
+                               "GEMM against shift")
     rows = []
     for n in (1, 2, 4, 8):
         for c, k, size in FEW_IMAGES_CASES:
@@ -163,14 +163,10 @@ def measure_packing(log=print):
     """[(case, plain s, packed s, rule's pick)] for the planar kernel's copies of its strips
     (``implicit_planar_pack_min_row_tiles``, ``implicit._packs_planar``), on every core,
     wall time."""
-    import numba
-
     from ..kernels import aligned
     from ..kernels.conv import implicit
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    rng = np.random.default_rng(3)
-    log(f"# {numba.get_num_threads()} threads, wall time, 1×1 planar products on an input 16 "
-        f"bytes past a cache line: plain against packed strips")
+    rng = _on_every_core(log, 3, "1×1 planar products on an input 16 bytes past a cache "
+                               "line: plain against packed strips")
     rows = []
     for n, c, size, k in PACKING_CASES:
         x = rng.standard_normal((n, c) + size, dtype=np.float32)
@@ -205,13 +201,9 @@ def measure_large_maps(log=print):
     """[(case, per-image s, planar s, rule's pick)] for 1×1 forward products on every core,
     wall time: channels-last with a task per image (``implicit.per_image_product``, the
     channels-last pick of these shapes) against planar (``implicit_planar_1x1_min_positions``)."""
-    import numba
-
     from ..kernels.conv import implicit
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    rng = np.random.default_rng(4)
-    log(f"# {numba.get_num_threads()} threads, wall time, 1×1 products on large maps: "
-        f"channels-last per image against planar")
+    rng = _on_every_core(log, 4, "1×1 products on large maps: channels-last per image "
+                               "against planar")
     rows = []
     for n, c, k, size in MAP_CASES:
         x = rng.standard_normal((n, c) + size, dtype=np.float32)
