@@ -304,12 +304,7 @@ def test_grouped_strided_input_gradient_by_image_and_group(groups, c, k, stride,
     x = rng.standard_normal((4, c, 11, 10), dtype=np.float32)
     w = rng.standard_normal((k, c // groups, 3, 3), dtype=np.float32)
     xp = np.pad(x, ((0, 0), (0, 0)) + pads)
-    xt = torch.tensor(xp, requires_grad=True)
-    yt = TF.conv2d(xt, torch.tensor(w), stride=stride, groups=groups)
-    dy = rng.standard_normal(yt.shape, dtype=np.float32)
-    yt.backward(torch.tensor(dy))
-    inside = (slice(None), slice(None)) + tuple(slice(lo, n - hi) for n, (lo, hi)
-                                                in zip(xp.shape[2:], pads))
+    dy, expected = _torch_input_gradient(xp, w, (stride,) * 2, groups, pads, rng)
     calls = []
 
     def recording(entry):
@@ -322,9 +317,59 @@ def test_grouped_strided_input_gradient_by_image_and_group(groups, c, k, stride,
         for per_image in (True, False):
             dx = strided_input.by_phases(dy, w, xp.shape[2:], (stride,) * 2, (1, 1), pads,
                                          per_image=per_image, groups=groups)
-            _check(dx, xt.grad.numpy()[inside], np.sqrt(w[0].size))
+            _check(dx, expected, np.sqrt(w[0].size))
     assert calls == [groups]  # per image: one call, tasks by image and group
 
+
+def _torch_input_gradient(xp, w, stride, groups, pads, rng):
+    """(dy, PyTorch's dL/dx less the padding ``pads``) of a conv2d of the padded input xp,
+    dy drawn from ``rng``."""
+    xt = torch.tensor(xp, requires_grad=True)
+    yt = TF.conv2d(xt, torch.tensor(w), stride=stride, groups=groups)
+    dy = rng.standard_normal(yt.shape, dtype=np.float32)
+    yt.backward(torch.tensor(dy))
+    inside = (slice(None), slice(None)) + tuple(slice(lo, n - hi) for n, (lo, hi)
+                                                in zip(xp.shape[2:], pads))
+    return dy, xt.grad.numpy()[inside]
+
+
+
+@pytest.mark.parametrize("groups, c, k, stride", [(1, 70, 20, 2), (2, 140, 18, 3),
+                                                (1, 130, 33, (2, 3))])
+def test_strided_input_gradient_of_channels_in_several_panels(groups, c, k, stride):
+    """``by_phases`` with its input channels over several ragged panels of the tile (AVX-512:
+    70 in 2 × 48 lanes, AVX2: 3 × 24), per image and as one product per phase over all
+    images, whose weights are views of the phases' rows; PyTorch's gradient either way."""
+    stride = (stride,) * 2 if isinstance(stride, int) else stride
+    pads = ((1, 2), (0, 1))
+    rng = np.random.default_rng(c + k)
+    xp = rng.standard_normal((3, c, 13, 12), dtype=np.float32)
+    w = rng.standard_normal((k, c // groups, 3, 4), dtype=np.float32)
+    dy, expected = _torch_input_gradient(xp, w, stride, groups, pads, rng)
+    for per_image in (True, False):
+        dx = strided_input.by_phases(dy, w, xp.shape[2:], stride, (1, 1), pads,
+                                     per_image=per_image, groups=groups)
+        _check(dx, expected, np.sqrt(w[0].size))
+
+
+@pytest.mark.parametrize("shape, pads", [((3, 1, 4, 5), (0, 1, 2, 1, 2, 1)),
+                                         ((2, 2, 0, 3), (1, 1, 0, 0, 1, 2)),
+                                         ((1, 3, 2, 1), (2, 0, 3, 1, 0, 0))])
+def test_padded_image_is_numpys_pad(shape, pads):
+    """A task's padded image (its own buffer, or its place in the kept padded input, zeroed
+    first) is np.pad's, empty dims included, and nothing outside the image's place is
+    touched."""
+    image = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    front, top, left, back, bottom, right = pads
+    expected = np.pad(image, ((0, 0), (front, back), (top, bottom), (left, right)))
+    pad = np.array([front, top, left] + list(expected.shape[1:]), np.int64)
+    np.testing.assert_array_equal(implicit_gemm_numba._padded_image(image, pad),
+                                  expected.reshape(-1))
+    kept = np.full(expected.size + 10, np.nan, np.float32)
+    kept[4:-6] = 0
+    implicit_gemm_numba._pad_into(image, pad, kept, 4)
+    np.testing.assert_array_equal(kept[4:-6], expected.reshape(-1))
+    assert np.isnan(kept[:4]).all() and np.isnan(kept[-6:]).all()
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")

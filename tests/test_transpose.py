@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cnnkit.kernels.transpose_numba import (channel_rows_to_planes, planes_to_rows, rows_to_planes,
-                                            shares_to_planes)
+                                            shares_to_planes, weight_rows_to_panels)
 
 SHAPES = [(1, 8, 8), (2, 3, 5), (3, 17, 13), (2, 16, 64), (4, 9, 70), (1, 64, 1),
           (2, 4, 37)]
@@ -100,3 +100,20 @@ def test_one_share_is_the_parallel_layout_of_every_image(n, k, s):
     out = np.full((n, k, s), np.nan, np.float32)
     shares_to_planes(a[None], out)
     np.testing.assert_array_equal(out, a[:n * s, :k].reshape(n, s, k).transpose(0, 2, 1))
+
+
+@pytest.mark.parametrize("k,c,taps,groups,width", [(4, 3, 9, 1, 16), (6, 70, 4, 2, 24),
+                                                   (8, 64, 1, 1, 64), (2, 5, 121, 2, 8)])
+def test_weight_rows_to_panels_takes_each_row_of_each_group(k, c, taps, groups, width):
+    """Row r of group g's panel j holds w[g·K/G + k_r, j·W:(j + 1)·W, a_r], zeros past C."""
+    rng = np.random.default_rng(k * c + taps)
+    w = rng.standard_normal((k * groups, c, taps), dtype=np.float32)
+    rows = rng.permutation(k * taps)[:max(1, k * taps // 2)].astype(np.int64)
+    panels = -(-c // width)
+    out = np.full((groups * panels, rows.size, width), np.nan, np.float32)
+    weight_rows_to_panels(w, rows, groups, out)
+    for g in range(groups):
+        block = w[g * k:(g + 1) * k].transpose(0, 2, 1).reshape(k * taps, c)[rows]
+        laid = out[g * panels:(g + 1) * panels].transpose(1, 0, 2).reshape(rows.size, -1)
+        np.testing.assert_array_equal(laid[:, :c], block)
+        np.testing.assert_array_equal(laid[:, c:], 0)

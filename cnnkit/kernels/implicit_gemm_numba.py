@@ -104,11 +104,12 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
              y, source, bias, rows, vectors, tap_block, groups, clear):
     """Several products that write disjoint rows of a product's rows ``out`` (N·R, Kp), R =
     ``image_rows`` per image, one parallel task per image: product f has the taps
-    tap_start[f] ≤ t < tap_start[f + 1] (their weights the same rows of wt's panels) and,
-    for image n, the positions p of position_start[f] + n·P_f ≤ p < position_start[f] + (n +
-    1)·P_f (P_f: product f's positions per image), and writes out[row[p], j·W + l] = Σ_t
-    x_flat[corner[p] + offset[t]] · wt[j, t, l] (row[p] = p when ``row`` is empty; image n's
-    rows are n·R to (n + 1)·R, zero before the products when ``clear``). Each task then
+    tap_start[f] ≤ t < tap_start[f + 1] (their weights the same rows of wt's panels) and the
+    positions position_start[f] ≤ p < position_start[f + 1] of each image, and writes image
+    n's out[n·R + row[p], j·W + l] = Σ_t x_flat[image n + corner[p] + offset[t]] · wt[j, t,
+    l] (row[p] = p when ``row`` is empty; zero before the products when ``clear``). The
+    tables are one image's, the same for every image (a batch's were N times as large, and
+    rebuilt on every call once over the size ``conv.implicit.shared_table`` keeps). Each task then
     copies its image's cells into y[n] (N, K, S) channels-first: rows out[n·S + s] when
     ``source`` is empty (R = S: a strided input gradient's phases,
     ``conv.strided_input.by_phases``, whose products together write every row once; a
@@ -153,32 +154,31 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
         local = raw[start:start + (image_rows + rows) * kp].reshape(image_rows + rows, kp)
         if clear:
             local[:] = 0
-        first_row = n * image_rows
         # x_flat may be reassigned below, and only its address is read after that: in a
         # prange body, Numba's array analysis keeps the shape of an array variable's first
         # definition, so a reassigned array's size or shape would report x's
-        x_flat, shift = x.reshape(-1), 0
+        x_flat, image_start = x.reshape(-1), n * x[n].size  # where image n starts in x_flat
         lines, per_call, fetched, upcoming = 0, 0, 0, 0  # the next image's lines to fetch
         if pad.size:
             size = x[n].shape[0] * pad[3] * pad[4] * pad[5]
             if padded.size:  # the padded input kept: image n written to its place in it
                 padded[n * size:(n + 1) * size] = 0
                 _pad_into(x[n], pad, padded, n * size)
-                x_flat = padded
+                x_flat, image_start = padded, n * size
             else:
-                x_flat, shift = _padded_image(x[n], pad), n * size
+                x_flat, image_start = _padded_image(x[n], pad), 0
             if n + 1 < n_images:
                 lines = (x[n].size * 4 + 63) // 64
                 upcoming = x[n + 1:].ctypes.data
                 calls = 0  # the micro-kernel calls of this task
                 for f in range(tap_start.size - 1):
-                    per_image = (position_start[f + 1] - position_start[f]) // n_images
+                    per_image = position_start[f + 1] - position_start[f]
                     calls += ((tap_start[f + 1] - tap_start[f] + tap_block - 1) // tap_block *
                               (kp // width) * ((per_image + rows - 1) // rows))
                 per_call = (lines + calls - 1) // max(1, calls)
         for f in range(tap_start.size - 1):
-            per_image = (position_start[f + 1] - position_start[f]) // n_images
-            first = position_start[f] + n * per_image
+            first = position_start[f]
+            per_image = position_start[f + 1] - first
             tiles = (per_image + rows - 1) // rows
             base = np.empty((tiles, rows), np.int64)
             c_row = np.empty((tiles, rows), np.int64)
@@ -186,8 +186,8 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
                 for i in range(rows):
                     p = tile * rows + i
                     inside = p < per_image
-                    base[tile, i] = corner[first + p] - shift if inside else 0
-                    c_row[tile, i] = ((row[first + p] if row.size else first + p) - first_row
+                    base[tile, i] = corner[first + p] + image_start if inside else 0
+                    c_row[tile, i] = ((row[first + p] if row.size else first + p)
                                       if inside else image_rows) * kp
             for t0 in range(tap_start[f], tap_start[f + 1], tap_block):
                 block = min(tap_block, tap_start[f + 1] - t0)
@@ -222,7 +222,10 @@ def _padded_image(image, pad):
 @numba.njit(cache=True)
 def _pad_into(image, pad, out, start):
     """image (C, D, H, W) into its place in out[start:] as (C, Dp, Hp, Wp), whose padding
-    cells are zero already."""
+    cells are zero already. The buffer is zeroed whole first, not only its padding cells:
+    a buffer the product has evicted from the caches is then not read back before rows
+    that end mid-line are written into it (AVX2, 2 threads, res3x3's forward pass 4 %
+    slower with the padding cells written row by row instead)."""
     channels, depth, height, width = image.shape
     front, top, left, padded_depth, padded_height, padded_width = pad
     for c in range(channels):
@@ -230,7 +233,9 @@ def _pad_into(image, pad, out, start):
             for h in range(height):
                 at = start + ((c * padded_depth + front + d) * padded_height + top + h) * \
                     padded_width + left
-                out[at:at + width] = image[c, d, h]
+                cells = image[c, d, h]
+                for i in range(width):  # a loop, not a slice: rows may be a few cells long
+                    out[at + i] = cells[i]
 
 
 @numba.njit(parallel=True, cache=True)

@@ -269,3 +269,25 @@ def gather_cells(flat, start, source, channel_step, planes, s0, s1):
         plane = planes[j]
         for s in range(s0, s1):
             plane[s] = flat[first + source[s]]
+
+
+@numba.njit(parallel=True, cache=True)
+def weight_rows_to_panels(w, rows, groups, out):
+    """out[g·P + j, r, l] = w[k, j·W + l, a] (0 past w's C' channels) for the r-th row
+    (k, a) = divmod(g·K/G·T + rows[r], T) of group g: a strided input gradient's weights, w
+    (K, C', T) with its T taps flat, laid out in the kernel's panels, out (G·P, R, W), with
+    the rows of every phase's product in turn (``conv.strided_input.by_phases``). One pass,
+    a row per task: a transpose of w followed by a gather of its rows and a copy per panel
+    took 2–4 times as long (ResNet-sized weights, 2 threads)."""
+    taps, channels = w.shape[2], w.shape[1]
+    panels, width = out.shape[0] // groups, out.shape[2]
+    per_group = w.shape[0] // groups * taps
+    count = rows.size
+    for task in numba.prange(groups * count):
+        g, r = task // count, task % count
+        k, a = divmod(g * per_group + rows[r], taps)
+        for j in range(panels):
+            row = out[g * panels + j, r]
+            for lane in range(width):
+                c = j * width + lane
+                row[lane] = w[k, c, a] if c < channels else 0

@@ -448,7 +448,7 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
     padded = padded_shape(x.shape, pads)
     vectors = compiled.tile(k)[1]
     offset = _offsets(padded, w_shape[2:], dilation, w_shape[1])
-    corner = _corners(padded, out, stride or (1,) * len(out))
+    corner = _corners((1,) + padded[1:], out, stride or (1,) * len(out))  # one image's
     if y is None:
         y = np.empty((n, k * groups, math.prod(out)), np.float32)
     y_split = y if groups == 1 else y.reshape((n * groups, k) + y.shape[2:])

@@ -21,15 +21,17 @@ With enough images both run as one parallel task per image, which also pads its 
 and moves its cells into dx (``implicit.per_image_tasks``); else as parallel products on dy
 padded first, followed by one pass over dx.
 """
+import functools
 import itertools
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from ... import tuning
 from .. import aligned, implicit_gemm_numba as compiled
 from ..padding import zero_pad
-from ..transpose_numba import gather_planes, shares_to_planes
+from ..transpose_numba import gather_planes, shares_to_planes, weight_rows_to_panels
 from . import implicit
 from .shift import flat_pitches
 
@@ -80,19 +82,83 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
 
     ``groups``: w (K, C/G, *kernel) of a grouped layer, dx (N, C, ...). Per image, one task
     per image and group (dy and dx split by group as views, as ``implicit.per_image_product``
-    does); else the groups one after another."""
+    does); else the groups one after another.
+
+    The tables are made once per shape (``_phase_plan``) and the weights laid out by one
+    compiled pass (``_phase_weights``): built with NumPy on every call, they took 0.53 of
+    res3x3_s2's 4.30 ms (32 images, 128 → 64 channels, 2 threads), 0.18 of 3.51 now, and
+    0.33 ms beside a 0.11 ms kernel on 16 → 32 channels of 16 × 16; NumPy's calls run
+    slowly right after a product has filled the caches."""
     pads = pads or [(0, 0)] * len(spatial)
-    size = [length - lo - hi for length, (lo, hi) in zip(spatial, pads)]
     n, k, c = dy.shape[0], w.shape[0] // groups, w.shape[1]
-    by_image = implicit.per_image_tasks(n * groups, math.prod(size), compiled.tile(c)[2],
-                                        per_image)
+    plan = _phase_plan((k, c) + _ints(w.shape[2:]), _ints(dy.shape[2:]), _ints(spatial),
+                       _ints(stride), _ints(dilation), tuple(_ints(pair) for pair in pads))
+    cells = math.prod(plan.size)
+    by_image = implicit.per_image_tasks(n * groups, cells, compiled.tile(c)[2], per_image)
     if groups > 1 and not by_image:
         return _group_by_group(by_phases, dy, w, spatial, stride, dilation, pads, groups,
                                per_image=False)
     dy = dy.reshape((n * groups, k) + dy.shape[2:])  # image n·G + j: group j's channels
     n *= groups
+    rows, vectors, c_padded = compiled.tile(c)
+    wt = _phase_weights(w, plan.weight_rows, groups)
+    dx = np.empty((n, c, cells), np.float32)
+    if plan.taps and by_image:
+        compiled.BY_IMAGE[vectors](*implicit.image_padding(dy, plan.dy_pads),
+                                   compiled.NO_PADDED_COPY, wt, plan.offset, plan.tap_start,
+                                   plan.corner, plan.row, plan.position_start, cells, dx,
+                                   compiled.NO_ROWS, compiled.NO_BIAS,
+                                   tuning.value("implicit_tap_block"), groups, plan.empty)
+        return dx.reshape((n // groups, c * groups) + plan.size)
+    dx_last = (aligned.zeros if plan.empty else aligned.empty)((n * cells + rows, c_padded))
+    dyp = np.ascontiguousarray(zero_pad(dy, plan.dy_pads))
+    image = math.prod(dyp.shape[1:])
+    for f in range(len(plan.taps)):
+        first, last = plan.position_start[f:f + 2]
+        corner = np.add.outer(np.arange(n, dtype=np.int64) * image,
+                              plan.corner[first:last]).reshape(-1)
+        row = np.add.outer(np.arange(n, dtype=np.int64) * cells,
+                           plan.row[first:last]).reshape(-1)
+        taps = slice(plan.tap_start[f], plan.tap_start[f + 1])
+        product_wt = wt[:, taps]  # a view of the product's rows, contiguous for one panel
+        if not product_wt.flags.c_contiguous:
+            product_wt = aligned.empty(product_wt.shape)
+            product_wt[:] = wt[:, taps]
+        compiled.ENTRY[vectors][0](dyp, product_wt, plan.offset[taps], corner, dx_last,
+                                   compiled.NO_Y,
+                                   *implicit.task_split(corner.size, dx_last.shape[1],
+                                                        compiled.LANES * vectors),
+                                   tuning.value("implicit_tap_block"), row, compiled.NO_BIAS)
+    shares_to_planes(dx_last[None], dx)
+    return dx.reshape((n, c) + plan.size)
+
+
+class _PhasePlan(NamedTuple):
+    """``by_phases``' products for one shape of w (one group's), dy and dx: dy's zero padding,
+    dx's ``size`` less its padding, whether some cells are reached by no tap (``empty``:
+    zero), and per product (a phase reached by taps) w's ``taps`` (flat kernel indices) and
+    its part of the kernel's tables, one image's, read-only: ``offset`` (k, a) of padded dy
+    from ``tap_start[f]``, ``corner`` and dx's ``row`` per position from
+    ``position_start[f]``; ``weight_rows``: the rows (k, a) of all products in turn, as
+    indices k·T + a of a group's w laid out (K/G·T, C/G) (T taps), ``_phase_weights``."""
+    dy_pads: tuple
+    size: tuple
+    empty: bool
+    taps: tuple
+    offset: np.ndarray
+    tap_start: np.ndarray
+    corner: np.ndarray
+    row: np.ndarray
+    position_start: np.ndarray
+    weight_rows: np.ndarray
+
+
+@functools.lru_cache(maxsize=64)
+def _phase_plan(w_shape, dy_spatial, spatial, stride, dilation, pads):
+    k, c, *kernel = w_shape
+    size = tuple(length - lo - hi for length, (lo, hi) in zip(spatial, pads))
     dims = []  # per dim: [(r, taps or None, e per tap, first q, cells)]
-    for kk, s, d, (lo, _), cells in zip(w.shape[2:], stride, dilation, pads, size):
+    for kk, s, d, (lo, _), cells in zip(kernel, stride, dilation, pads, size):
         shifts = _shifts(kk, s, d)
         phases = []
         for r in range(s):
@@ -103,66 +169,52 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
             e = np.array([shifts[a][1] for a in taps], np.int64)
             phases.append((r, taps or None, e, q0, q1 - q0 + 1))
         dims.append(phases)
-    dy_pads = [_dy_pads((min(q0 - e[-1] for _, t, e, q0, _ in phases if t),
-                         max(q0 + cells - 1 - e[0] for _, t, e, q0, cells in phases if t)),
-                        length)
-               if any(t for _, t, _, _, _ in phases) else (0, 0)
-               for phases, length in zip(dims, dy.shape[2:])]
-    padded = implicit.padded_shape(dy.shape, dy_pads)
-    plane, *pitch = flat_pitches(padded[1:])
+    dy_pads = tuple(_dy_pads((min(q0 - e[-1] for _, t, e, q0, _ in phases if t),
+                              max(q0 + cells - 1 - e[0] for _, t, e, q0, cells in phases if t)),
+                             length)
+                    if any(t for _, t, _, _, _ in phases) else (0, 0)
+                    for phases, length in zip(dims, dy_spatial))
+    padded = tuple(length + lo + hi for length, (lo, hi) in zip(dy_spatial, dy_pads))
+    plane, pitch = math.prod(padded), flat_pitches(padded)
     dx_pitch = flat_pitches(size)
-    rows, vectors, c_padded = compiled.tile(c)
-    whole = n * math.prod(size)
-    empty = any(p[1] is None for phases in dims for p in phases)  # cells left zero
-    products = []  # per phase with taps: (weights in panels, offset, corner, row)
-    # w with each tap's input channels contiguous, (K, taps, C/G): a phase's weights, the rows
-    # B[(k, a), c] of its product, are then its taps' rows taken along one axis. (Indexing
-    # w's kernel axes per phase and laying each out in panels took 0.21 against 0.09 ms for
-    # res3x3_s2's four phases, 128 → 64 channels.)
-    w_last = np.ascontiguousarray(np.moveaxis(w, 1, -1)).reshape(w.shape[0], -1, c)
+    products = []  # per phase with taps: (taps, offset, corner, row)
     for combination in itertools.product(*dims):
         if any(p[1] is None for p in combination):
             continue
         offset = np.arange(k, dtype=np.int64) * plane
-        corner = np.arange(n, dtype=np.int64) * plane * k
-        row = np.arange(n, dtype=np.int64) * math.prod(size)
+        corner = row = np.zeros(1, np.int64)
         for (r, _, e, q0, cells), p, (dy_lo, _), (lo, _), s, dx_p in zip(
                 combination, pitch, dy_pads, pads, stride, dx_pitch):
             q = np.arange(q0, q0 + cells, dtype=np.int64)
             offset = np.add.outer(offset, -e * p).reshape(-1)
             corner = np.add.outer(corner, (q + dy_lo) * p).reshape(-1)
             row = np.add.outer(row, (q * s + r - lo) * dx_p).reshape(-1)
-        taps = np.ravel_multi_index(np.ix_(*(p[1] for p in combination)), w.shape[2:])
-        products.append((implicit.group_panels(  # B[(k, a), c] = w[k, c, a], per group
-            w_last[:, taps.reshape(-1)], groups,
-            lambda rows: compiled.panels(rows.reshape(-1, c, 1))), offset, corner, row))
-    dx = np.empty((n, c, math.prod(size)), np.float32)
-    if products and by_image:
-        panels = [b for b, _, _, _ in products]
-        wt = aligned.empty((panels[0].shape[0], sum(p.shape[1] for p in panels),
-                            panels[0].shape[2]))
-        np.concatenate(panels, axis=1, out=wt)
-        tap_start = np.cumsum([0] + [o.size for _, o, _, _ in products]).astype(np.int64)
-        position_start = np.cumsum([0] + [cr.size for _, _, cr, _ in products]).astype(np.int64)
-        compiled.BY_IMAGE[vectors](*implicit.image_padding(dy, dy_pads), compiled.NO_PADDED_COPY,
-                                   wt,
-                                   np.concatenate([o for _, o, _, _ in products]),
-                                   tap_start,
-                                   np.concatenate([cr for _, _, cr, _ in products]),
-                                   np.concatenate([r for _, _, _, r in products]),
-                                   position_start, dx.shape[2], dx, compiled.NO_ROWS,
-                                   compiled.NO_BIAS, tuning.value("implicit_tap_block"),
-                                   groups, empty)
-        return dx.reshape((n // groups, c * groups) + tuple(size))
-    dx_last = (aligned.zeros if empty else aligned.empty)((whole + rows, c_padded))
-    dyp = np.ascontiguousarray(zero_pad(dy, dy_pads))
-    for wt, offset, corner, row in products:
-        compiled.ENTRY[vectors][0](dyp, wt, offset, corner, dx_last, compiled.NO_Y,
-                                   *implicit.task_split(corner.size, dx_last.shape[1],
-                                                       compiled.LANES * vectors),
-                                   tuning.value("implicit_tap_block"), row, compiled.NO_BIAS)
-    shares_to_planes(dx_last[None], dx)
-    return dx.reshape((n, c) + tuple(size))
+        taps = np.ravel_multi_index(np.ix_(*(p[1] for p in combination)), kernel)
+        products.append((taps.reshape(-1), offset, corner, row))
+    empty = any(p[1] is None for phases in dims for p in phases)  # cells left zero
+    tables = [np.concatenate([table[j] for table in products] or [np.zeros(0, np.int64)])
+              for j in (1, 2, 3)]
+    starts = [np.cumsum([0] + [table[j].size for table in products]).astype(np.int64)
+              for j in (1, 2)]
+    weight_rows = np.concatenate(
+        [np.add.outer(np.arange(k, dtype=np.int64) * math.prod(kernel), taps).reshape(-1)
+         for taps, _, _, _ in products] or [np.zeros(0, np.int64)])
+    for table in tables + starts + [weight_rows] + [taps for taps, _, _, _ in products]:
+        table.flags.writeable = False
+    return _PhasePlan(dy_pads, size, empty, tuple(taps for taps, _, _, _ in products),
+                      tables[0], starts[0], tables[1], tables[2], starts[1], weight_rows)
+
+
+def _phase_weights(w, weight_rows, groups):
+    """All of ``by_phases``' products' weights in the kernel's panels, (G·P, R, W): group g's
+    panel j, row r = B[(k, a), c] = w[g·K/G + k, j·W + c, a] for the r-th (k, a) of
+    ``weight_rows`` (zero for c ≥ C/G)."""
+    k, c = w.shape[:2]
+    width = compiled.LANES * compiled.tile(c)[1]
+    wt = aligned.empty((groups * -(-c // width), weight_rows.size, width))
+    weight_rows_to_panels(np.ascontiguousarray(w, np.float32).reshape(k, c, -1), weight_rows,
+                          groups, wt)
+    return wt
 
 
 def _group_by_group(arrangement, dy, w, spatial, stride, dilation, pads, groups, **options):
@@ -178,70 +230,148 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None, groups
     with S·C outputs (phase-major) over the union of the phases' shifts, whose output q of
     phase r is the cell q·s + r: dy padded so that output p is cell q = p + origin.
     ``per_image`` as for ``by_phases`` (for a channels-last product); ``groups``: w (K, C/G,
-    *kernel) of a grouped layer, its groups one after another."""
+    *kernel) of a grouped layer, its groups one after another.
+
+    Everything but the weights' values is decided once per shape (``_SubpixelGrid``,
+    ``_subpixel_tables``): each call gathers w into the product's weights with one ``take``
+    and runs the product. (Built on every call, those tables and the weights' five NumPy
+    steps made AlexNet's input gradient on 8 images 4.46 ms against its kernel's 3.96, 2
+    threads; 4.15 against 3.87 now.)"""
     if groups > 1:
         return _group_by_group(subpixel, dy, w, spatial, stride, dilation, pads, groups,
                                per_image=per_image)
     pads = pads or [(0, 0)] * len(spatial)
-    n, k, c = dy.shape[0], w.shape[0], w.shape[1]
-    size = [length - lo - hi for length, (lo, hi) in zip(spatial, pads)]
+    n, c = dy.shape[0], w.shape[1]
+    grid = _subpixel_grid(_ints(w.shape), _ints(dy.shape[2:]), _ints(spatial), _ints(stride),
+                          _ints(dilation), tuple(_ints(pair) for pair in pads))
+    planar = implicit.planar_wins(grid.outputs, grid.terms, grid.padded, grid.out)
+    weights, source = _subpixel_tables(grid, planar)
+    # w flat with a zero after it, which the taps a phase lacks read (index w.size)
+    w_ext = np.concatenate((np.asarray(w, np.float32).reshape(-1), _ZERO))
+    if planar:
+        w_sub, wt = w_ext[weights], None
+    else:
+        w_sub, wt = None, aligned.empty(weights.shape)
+        np.take(w_ext, weights, out=wt)
+    w_shape = (grid.outputs, w.shape[0]) + grid.widths
+    ones = (1,) * len(stride)
+    dx = np.empty((n, c, math.prod(grid.size)), np.float32)
+    if not planar and implicit.per_image_tasks(n, math.prod(grid.out), weights.shape[0] *
+                                               weights.shape[2], per_image):
+        # each image's rows gathered into dx by the task that computed them, in cache
+        implicit.per_image_product(dy, grid.dy_pads, wt, w_shape, ones, grid.out, source, dx)
+        return dx.reshape((n, c) + grid.size)
+    dyp = zero_pad(dy, grid.dy_pads)
+    if planar:
+        product = implicit.forward(dyp, w_sub, ones, dilation=ones, out=grid.out)
+        image = grid.outputs * math.prod(grid.out)
+        channel_step = math.prod(grid.out)
+    else:
+        product = implicit.channels_last(dyp, wt, w_shape, ones, ones, grid.out)
+        image = math.prod(grid.out) * weights.shape[0] * weights.shape[2]
+        channel_step = 1
+    gather_planes(product, image, source, channel_step, dx)
+    return dx.reshape((n, c) + grid.size)
+
+
+_ZERO = np.zeros(1, np.float32)
+
+
+class _SubpixelGrid(NamedTuple):
+    """``subpixel``'s product for one shape of w, dy and dx: per dim, its taps (phase r,
+    shift u) -> the kernel's tap, the union of the shifts (``widths``), dy's zero padding and
+    the origin (output p is cell q = p + origin of each phase); dx's ``size`` less the
+    padding, the product's ``outputs`` (S·C), ``terms`` per output (K·prod(widths)), padded dy
+    and ``out`` positions per image."""
+    w_shape: tuple
+    pads: tuple
+    stride: tuple
+    taps_of: tuple
+    widths: tuple
+    dy_pads: tuple
+    origin: tuple
+    size: tuple
+    outputs: int
+    terms: int
+    padded: tuple
+    out: tuple
+
+
+@functools.lru_cache(maxsize=64)
+def _subpixel_grid(w_shape, dy_spatial, spatial, stride, dilation, pads):
+    k, c, *kernel = w_shape
+    size = tuple(length - lo - hi for length, (lo, hi) in zip(spatial, pads))
     taps_of, widths, dy_pads, origin = [], [], [], []
-    for kk, s, d, (lo, _), cells, length in zip(w.shape[2:], stride, dilation, pads, size,
-                                                 dy.shape[2:]):
+    for kk, s, d, (lo, _), cells, length in zip(kernel, stride, dilation, pads, size,
+                                                 dy_spatial):
         shifts = _shifts(kk, s, d)
         e_low = min(e for _, e in shifts.values())
         e_high = max(e for _, e in shifts.values())
         q_low, q_high = lo // s, (lo + cells - 1) // s  # every phase's cells
         # Tap u of the product reads dy[q − e] with e = e_high − u, from p = q − e_high + pad.
         pad = _dy_pads((q_low - e_high, q_high - e_low), length)
-        taps_of.append({(r, e_high - e): a for a, (r, e) in shifts.items()})
+        taps_of.append(tuple(sorted(((r, e_high - e), a) for a, (r, e) in shifts.items())))
         widths.append(e_high - e_low + 1)
         dy_pads.append(pad)
         origin.append(e_high - pad[0])
-    # w_sub[(r, c), k, u] = w[k, c, a] for the tap a of phase r at shift u, else 0: one
-    # gather from w with a zero tap appended (index kk) per dim.
-    dims = len(stride)
-    index = []
-    for j, (table, s, width, kk) in enumerate(zip(taps_of, stride, widths, w.shape[2:])):
-        a = np.full((s, width), kk, np.int64)
-        for (r, u), tap in table.items():
-            a[r, u] = tap
+    padded = tuple(length + lo + hi for length, (lo, hi) in zip(dy_spatial, dy_pads))
+    out = tuple(length - width + 1 for length, width in zip(padded, widths))
+    return _SubpixelGrid(w_shape, pads, stride, tuple(taps_of), tuple(widths), tuple(dy_pads),
+                         tuple(origin), size, math.prod(stride) * c, k * math.prod(widths),
+                         padded, out)
+
+
+@functools.lru_cache(maxsize=64)
+def _subpixel_tables(grid, planar):
+    """(weights, source) of ``subpixel``'s product, read-only: ``weights`` indexes w flat with
+    a zero appended (index w.size): w_sub[(r, c), k, *u] = w[k, c, a] for the tap a of phase r
+    at shift u, else the zero, as (S·C, K, *widths) for the planar product, or laid out in
+    the channels-last product's panels (``implicit_gemm_numba.panels``); ``source[s]``: where
+    dx's cell s of channel 0 lies in an image's product (channel c: c rows or columns on)."""
+    k, c, *kernel = grid.w_shape
+    dims = len(kernel)
+    zero = math.prod(grid.w_shape)
+    tap = np.zeros((1,) * (2 * dims), np.int64)  # flat tap at (*r, *u), or −1 where none
+    missing = np.zeros((1,) * (2 * dims), bool)
+    for j, (table, s, width, pitch) in enumerate(zip(grid.taps_of, grid.stride, grid.widths,
+                                                     flat_pitches(kernel))):
+        a = np.full((s, width), -1, np.int64)
+        for (r, u), kernel_tap in table:
+            a[r, u] = kernel_tap
         shape = [1] * (2 * dims)
         shape[j], shape[dims + j] = s, width
-        index.append(a.reshape(shape))
-    w_zero_tap = np.pad(w, [(0, 0), (0, 0)] + [(0, 1)] * dims)
-    gathered = w_zero_tap[(slice(None), slice(None)) + tuple(index)]  # (K, C, *s, *widths)
-    w_sub = np.moveaxis(gathered, (0, 1), (dims + 1, dims))  # (*s, C, K, *widths)
-    padded = implicit.padded_shape(dy.shape, dy_pads)
-    out = tuple(length - width + 1 for length, width in zip(padded[2:], widths))
-    w_sub = np.ascontiguousarray(w_sub).reshape((-1, k) + tuple(widths))
-    ones = (1,) * dims
-    positions, outputs = math.prod(out), w_sub.shape[0]
+        tap = tap + (a * pitch).reshape(shape)
+        missing = missing | (a < 0).reshape(shape)
+    taps = math.prod(kernel)
+    # (*s, C, K, *u): flat index of w[k, c, tap]
+    channel_filter = np.add.outer(np.arange(c) * taps, np.arange(k) * (c * taps))
+    index = np.add.outer(channel_filter, tap)  # (C, K, *s, *u)
+    index = np.where(missing, zero, index)
+    index = np.moveaxis(index, (0, 1), (dims, dims + 1))  # (*s, C, K, *u)
+    weights = np.ascontiguousarray(index).reshape((grid.outputs, k) + grid.widths)
+    positions = math.prod(grid.out)
+    if planar:
+        position_step, channel_step = 1, positions
+    else:
+        width = compiled.LANES * compiled.tile(grid.outputs)[1]
+        panels = -(-grid.outputs // width)
+        rows = np.full((panels * width, grid.terms), zero, np.int64)
+        rows[:grid.outputs] = weights.reshape(grid.outputs, -1)
+        weights = np.ascontiguousarray(rows.reshape(panels, width, -1).transpose(0, 2, 1))
+        position_step, channel_step = panels * width, 1
     # Output (r, c) at position p is cell (p + origin)·s + r of the padded input: the phases
     # are interleaved into dx by one gather, from the product's rows or from its planes.
-    planar = implicit.planar_wins(outputs, math.prod(w_sub.shape[1:]), padded[2:], out)
-    k_padded = compiled.tile(outputs)[2]
-    position_step, channel_step = (1, positions) if planar else (k_padded, 1)
     source = np.zeros((), np.int64)
     for (lo, _), o, s, cells, pitch, phase_pitch in zip(
-            pads, origin, stride, size, flat_pitches(out), flat_pitches(stride)):
+            grid.pads, grid.origin, grid.stride, grid.size, flat_pitches(grid.out),
+            flat_pitches(grid.stride)):
         m = np.arange(cells, dtype=np.int64) + lo - o * s  # cell index in the product's grid
         source = np.add.outer(source, (m // s) * pitch * position_step +
                               (m % s) * phase_pitch * c * channel_step)
-    source = source.reshape(-1)
-    dx = np.empty((n, c, math.prod(size)), np.float32)
-    wt = None if planar else compiled.panels(w_sub.reshape(1, outputs, -1))
-    if not planar and implicit.per_image_tasks(n, math.prod(out), compiled.tile(outputs)[2],
-                                               per_image):
-        # each image's rows gathered into dx by the task that computed them, in cache
-        implicit.per_image_product(dy, dy_pads, wt, w_sub.shape, ones, out, source, dx)
-        return dx.reshape((n, c) + tuple(size))
-    dyp = zero_pad(dy, dy_pads)
-    if planar:
-        product = implicit.forward(dyp, w_sub, ones, dilation=ones, out=out)
-        image = outputs * positions
-    else:
-        product = implicit.channels_last(dyp, wt, w_sub.shape, ones, ones, out)
-        image = positions * k_padded
-    gather_planes(product, image, source, channel_step, dx)
-    return dx.reshape((n, c) + tuple(size))
+    for table in (weights, source):
+        table.flags.writeable = False
+    return weights, source.reshape(-1)
+
+
+def _ints(values):
+    return tuple(int(v) for v in values)
