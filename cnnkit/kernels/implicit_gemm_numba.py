@@ -222,10 +222,10 @@ def _padded_image(image, pad):
 @numba.njit(cache=True)
 def _pad_into(image, pad, out, start):
     """image (C, D, H, W) into its place in out[start:] as (C, Dp, Hp, Wp), whose padding
-    cells are zero already. The buffer is zeroed whole first, not only its padding cells:
-    a buffer the product has evicted from the caches is then not read back before rows
-    that end mid-line are written into it (AVX2, 2 threads, res3x3's forward pass 4 %
-    slower with the padding cells written row by row instead)."""
+    cells are zero already: the callers zero the whole buffer first, which ran faster than
+    writing only the padding cells row by row (AVX2, 2 threads: res3x3's forward pass was
+    4 % slower that way; zeroing whole lines likely spares reading the evicted buffer back
+    before rows that end mid-line are written into it)."""
     channels, depth, height, width = image.shape
     front, top, left, padded_depth, padded_height, padded_width = pad
     for c in range(channels):
