@@ -86,9 +86,9 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
 
     The tables are made once per shape (``_phase_plan``) and the weights laid out by one
     compiled pass (``_phase_weights``): built with NumPy on every call, they took 0.53 of
-    res3x3_s2's 4.30 ms (32 images, 128 → 64 channels, 2 threads), 0.18 of 3.51 now, and
-    0.33 ms beside a 0.11 ms kernel on 16 → 32 channels of 16 × 16; NumPy's calls run
-    slowly right after a product has filled the caches."""
+    res3x3_s2's 4.30 ms (32 images, a 64 → 128-channel layer, 2 threads), 0.18 of 3.51
+    now, and 0.33 ms beside a 0.11 ms kernel for a 16 → 32-channel layer on 16 × 16 maps;
+    NumPy's calls run slowly right after a product has filled the caches."""
     pads = pads or [(0, 0)] * len(spatial)
     n, k, c = dy.shape[0], w.shape[0] // groups, w.shape[1]
     plan = _phase_plan((k, c) + _ints(w.shape[2:]), _ints(dy.shape[2:]), _ints(spatial),
