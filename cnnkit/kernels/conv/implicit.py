@@ -260,8 +260,8 @@ def _offsets(x_shape, kernel, dilation, channels=None, first_channel=0):
     """offset per (c, a) tap, c-major then the kernel's dims in order (w's layout), for the
     input's channels from ``first_channel`` on (``channels`` of them; default: all)."""
     count = x_shape[1] - first_channel if channels is None else channels
-    return shared_table(_offset_table, (_ints(x_shape[1:]), _ints(kernel), _ints(dilation), count,
-                                  first_channel), count * math.prod(kernel))
+    key = (int_key(x_shape[1:]), int_key(kernel), int_key(dilation), count, first_channel)
+    return shared_table(_offset_table, key, count * math.prod(kernel))
 
 
 def _offset_table(channel_shape, kernel, dilation, count, first_channel):
@@ -274,7 +274,7 @@ def _offset_table(channel_shape, kernel, dilation, count, first_channel):
 
 def _corners(x_shape, out, stride):
     """corner per output position (n, i), image-major then the output's dims in order."""
-    return shared_table(_corner_table, (_ints(x_shape), _ints(out), _ints(stride)),
+    return shared_table(_corner_table, (int_key(x_shape), int_key(out), int_key(stride)),
                   x_shape[0] * math.prod(out))
 
 
@@ -306,7 +306,9 @@ def _shared_table(build, key):
     return build(*key)
 
 
-def _ints(values):
+def int_key(values):
+    """``values`` as a tuple of Python ints: a cache key of a shape, stride or pad pair
+    whatever integer types the caller's values had."""
     return tuple(int(v) for v in values)
 
 

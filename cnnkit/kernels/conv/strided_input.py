@@ -91,8 +91,8 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
     NumPy's calls run slowly right after a product has filled the caches."""
     pads = pads or [(0, 0)] * len(spatial)
     n, k, c = dy.shape[0], w.shape[0] // groups, w.shape[1]
-    plan = _phase_plan((k, c) + _ints(w.shape[2:]), _ints(dy.shape[2:]), _ints(spatial),
-                       _ints(stride), _ints(dilation), tuple(_ints(pair) for pair in pads))
+    plan = _phase_plan((k, c) + implicit.int_key(w.shape[2:]),
+                       *_shape_key(dy, spatial, stride, dilation, pads))
     cells = math.prod(plan.size)
     by_image = implicit.per_image_tasks(n * groups, cells, compiled.tile(c)[2], per_image)
     if groups > 1 and not by_image:
@@ -217,6 +217,14 @@ def _phase_weights(w, weight_rows, groups):
     return wt
 
 
+def _shape_key(dy, spatial, stride, dilation, pads):
+    """The cache key of a call's shapes beside w's: dy's spatial shape, the padded input's,
+    stride, dilation and pads, as Python ints."""
+    key = implicit.int_key
+    return (key(dy.shape[2:]), key(spatial), key(stride), key(dilation),
+            tuple(key(pair) for pair in pads))
+
+
 def _group_by_group(arrangement, dy, w, spatial, stride, dilation, pads, groups, **options):
     """A grouped layer's input gradient as one ``arrangement`` per group, in turn."""
     return np.concatenate([arrangement(np.ascontiguousarray(dy_j), w_j, spatial, stride,
@@ -242,8 +250,8 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None, groups
                                per_image=per_image)
     pads = pads or [(0, 0)] * len(spatial)
     n, c = dy.shape[0], w.shape[1]
-    grid = _subpixel_grid(_ints(w.shape), _ints(dy.shape[2:]), _ints(spatial), _ints(stride),
-                          _ints(dilation), tuple(_ints(pair) for pair in pads))
+    grid = _subpixel_grid(implicit.int_key(w.shape),
+                          *_shape_key(dy, spatial, stride, dilation, pads))
     planar = implicit.planar_wins(grid.outputs, grid.terms, grid.padded, grid.out)
     weights, source = _subpixel_tables(grid, planar)
     # w flat with a zero after it, which the taps a phase lacks read (index w.size)
@@ -371,7 +379,3 @@ def _subpixel_tables(grid, planar):
     for table in (weights, source):
         table.flags.writeable = False
     return weights, source.reshape(-1)
-
-
-def _ints(values):
-    return tuple(int(v) for v in values)
