@@ -110,7 +110,8 @@ def _check_weight_layouts(xp, dy, kernel, stride, dilation, **channels):
     share, in blocks of 5 positions (which straddle images and leave ragged runs of 8), both
     give the same floats, and the bias gradient summed on the way is dy's sum."""
     from cnnkit import tuning
-    sizes = dict(implicit_position_block=5, implicit_weight_share_positions=1 << 30)
+    sizes = dict(implicit_position_block=5, implicit_weight_share_positions=1 << 30,
+                 implicit_weight_partials_per_dy=0)
     with tuning.override(implicit_weight_shares=1, **sizes):  # one task: laid out in it
         dw, db = conv_implicit.backward_weight(xp, dy, kernel, stride, dilation, True,
                                                **channels)
@@ -418,7 +419,8 @@ def test_unwritten_buffer_rows_reach_no_result_and_raise_no_warning():
             warnings.catch_warnings():
         warnings.simplefilter("error")
         for share_positions in (50, 2048):  # several shares, then one
-            with tuning.override(implicit_weight_share_positions=share_positions):
+            with tuning.override(implicit_weight_share_positions=share_positions,
+                                 implicit_weight_partials_per_dy=0):
                 dw = conv_implicit.backward_weight(xp, dy, (3, 3), (1, 1), (1, 1))
             np.testing.assert_allclose(dw, expected, rtol=1e-5, atol=1e-4)
             y = conv_implicit.forward(xp, dw, (1, 1), (1, 1), (10, 10))
@@ -440,7 +442,8 @@ def test_weight_gradient_is_the_same_on_any_thread_count(share_positions):
         results = []
         for count in sorted({1, numba.config.NUMBA_NUM_THREADS}):
             numba.set_num_threads(count)
-            with tuning.override(implicit_weight_share_positions=share_positions):
+            with tuning.override(implicit_weight_share_positions=share_positions,
+                                 implicit_weight_partials_per_dy=0):
                 results.append(conv_implicit.backward_weight(xp, dy, (3, 3), (1, 1), (1, 1)))
     finally:
         numba.set_num_threads(threads)

@@ -1,8 +1,9 @@
 """Re-measure the implicit GEMM's orientation rule (``implicit.planar_wins``) on this machine,
 and its rules for 1×1 layers: weight gradients (``implicit_weight_1x1_min_channels``),
-passes on a few images (``implicit_pointwise_min_images``), the planar kernel's copies of
-its strips (``implicit_planar_pack_min_row_tiles``), and the planar orientation of 1×1
-products on large maps (``implicit_planar_1x1_min_positions``).
+passes on a few images (``implicit_pointwise_min_images``), weight gradients' position
+shares (``implicit_weight_partials_per_dy``), the planar kernel's copies of its strips
+(``implicit_planar_pack_min_row_tiles``), and the planar orientation of 1×1 products on large
+maps (``implicit_planar_1x1_min_positions``).
 
     python -m cnnkit.bench.orientation
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.orientation     # as on an AVX2 CPU
@@ -14,8 +15,9 @@ rule tells apart: few output channels, thin and wide (few terms per output, many
 and dense. Prints both times, the faster and the rule's pick. Then the weight and bias
 gradients of 1×1 layers on the implicit GEMM and on shift (one matrix product per image),
 likewise, the forward pass and input gradient of 1×1 layers on one to eight images,
-1×1 planar products with and without their strips copied, and last 1×1 products on maps
-around 48 × 48 per image and planar.
+weight gradients on few positions with a share per task or groups of taps, 1×1 planar
+products with and without their strips copied, and last 1×1 products on maps around
+48 × 48 per image and planar.
 """
 import time
 from unittest import mock
@@ -152,6 +154,51 @@ def measure_few_images(log=print):
     return rows
 
 
+# Weight gradients (N, C, K, map, kernel) on fewer positions than
+# ``implicit_weight_shares`` shares of ``implicit_weight_share_positions``: 1×1 and 3×3
+# layers in the order of their tasks' partial sums over dy's values, from 0.06 to 1.31.
+SHARE_CASES = [(32, 256, 64, (16, 16), 1), (32, 64, 256, (16, 16), 1),
+               (16, 64, 256, (14, 14), 1), (32, 128, 512, (7, 7), 1), (32, 24, 48, (14, 14), 3),
+               (8, 32, 32, (28, 28), 3), (128, 64, 128, (7, 7), 3), (16, 32, 32, (16, 16), 3),
+               (96, 64, 128, (7, 7), 3), (64, 256, 256, (8, 8), 3), (16, 512, 128, (14, 14), 1)]
+
+
+def measure_weight_shares(log=print):
+    """[(case, groups of taps s, a share per task s, rule's pick)] for weight gradients with
+    their bias gradient, ``implicit_weight_partials_per_dy`` off (0) and at its value, on
+    every core, wall time, alternating."""
+    from .. import tuning
+    from ..kernels.conv import implicit
+    from .timing import best_of_interleaved
+    rng = _on_every_core(log, 6, "weight gradients on few positions: groups of taps against "
+                               "a share per task")
+    ratio = tuning.value("implicit_weight_partials_per_dy")
+    rows = []
+    for n, c, k, size, kernel in SHARE_CASES:
+        pad = kernel // 2
+        xp = rng.standard_normal((n, c) + tuple(s + 2 * pad for s in size), dtype=np.float32)
+        dy = rng.standard_normal((n, k) + size, dtype=np.float32)
+        ones = (1,) * len(size)
+
+        def run(value):
+            def call():
+                with tuning.override(implicit_weight_partials_per_dy=value):
+                    implicit.backward_weight(xp, dy, (kernel,) * len(size), ones, ones, True)
+            return call
+        times = best_of_interleaved([run(0), run(1 << 20)], 9, 2, 10.0)
+        taps = c * kernel ** len(size)
+        per_task = tuning.value("implicit_weight_shares") * taps * k <= \
+            ratio * n * int(np.prod(size)) * k  # Kp taken as K
+        rule = "per task" if per_task else "groups"
+        faster = "per task" if times[1] < times[0] else "groups"
+        rows.append(((n, c, k, size, kernel), *times, rule))
+        log(f"  C={c:3d} → K={k:3d}, {kernel}×{kernel} on {n}×{'×'.join(map(str, size))}: "
+            f"groups {times[0] * 1e3:6.2f} ms, a share per task {times[1] * 1e3:6.2f} ms "
+            f"({times[1] / times[0]:.2f}) -> {faster:8s} rule: {rule}"
+            f"{'' if rule == faster else '  (differs)'}")
+    return rows
+
+
 # 1×1 planar products whose input lies 16 bytes past a cache line, as NumPy places a large
 # array (N, C, map, K outputs): maps whose planes are 1 KB apart or not, few and many outputs.
 PACKING_CASES = [(32, 64, (16, 16), k) for k in (64, 128, 256)] + \
@@ -228,5 +275,6 @@ if __name__ == "__main__":
     measure()
     measure_weight()
     measure_few_images()
+    measure_weight_shares()
     measure_packing()
     measure_large_maps()

@@ -124,6 +124,21 @@ _TABLE = [
              "at 1024–4096 against 11.0 with one share, its dy re-read by every group of taps "
              "(2 threads, AVX-512). Printed for a few sizes by " + BLOCKS + ".",
              1, 1 << 30, integer=True, measured_by=BLOCKS),
+    Constant("implicit_weight_partials_per_dy", 0.75, "partial sums per value of dy",
+             "Where implicit_weight_share_positions leaves the weight gradient fewer position "
+             "shares than tasks (and so groups of taps, which need dy laid out channels-last "
+             "in a pass of its own), every task gets a share of its own instead when all the "
+             "tasks' partial sums (tasks × taps × output channels) come to at most this many "
+             "times dy's values (N·P·K): few taps, as in 1×1 layers. 0: never. With the bias "
+             "gradient, 2 threads, a share per task against groups of taps, AVX-512 / AVX2, "
+             "by that ratio: 1×1 layers 64 → 256 channels on 16 14×14 maps (0.16) 0.52 / "
+             "0.64 of the time, on 32 16×16 maps (0.06) 0.79 / 0.88, 256 → 64 on 32 16×16 "
+             "maps (0.25) 0.92 / 0.98, 128 → 512 on 32 7×7 maps (0.65) 0.86 / 0.82; 3×3 "
+             "layers 24 → 48 on 32 14×14 maps (0.28) 0.89 / 0.88, 32 → 32 on 8 28×28 maps "
+             "(0.37) 0.92 / 0.89, 64 → 128 on 128 7×7 maps (0.73) 0.91 / 0.91; slower: 32 → "
+             "32 on 16 16×16 maps (0.56) 1.01-1.07 / 1.02, 64 → 128 on 96 7×7 maps (0.98) "
+             "1.10 / 1.04. Compared by python -m cnnkit.bench.orientation." + _NOT_TIMED,
+             0, 1 << 20),
     Constant("implicit_tap_block", 128, "taps (terms of the product)",
              "The implicit GEMM's forward kernel passes over its tiles this many taps at a "
              "time, so that the weights' block (taps × tile width) stays in L1 while every "

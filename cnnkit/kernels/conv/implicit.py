@@ -684,9 +684,14 @@ def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=
     # count: the sums then come out the same, bit for bit, whatever the thread count (a run
     # resumed on another machine, or by a process with other thread settings, continues
     # exactly). Each share has a taps × channels block of partial sums to add afterwards, so
-    # a layer with few positions for its taps (deep, small maps) splits its taps instead.
+    # a layer with few positions for its taps (deep, small maps) splits its taps instead,
+    # unless all the tasks' partial sums come to no more than dy (few taps: 1×1 layers),
+    # which then costs less than the pass that lays dy out for groups of taps (below).
     tasks = tuning.value("implicit_weight_shares")
     shares = max(1, min(tasks, n * positions // tuning.value("implicit_weight_share_positions")))
+    if shares < tasks and tasks * offset.size * k_padded <= \
+            tuning.value("implicit_weight_partials_per_dy") * n * positions * k:
+        shares = tasks
     groups = -(-tasks // shares)
     partial = aligned.empty((shares, offset.size + rows, k_padded))
     # The kernel's tiles read dy channels-last. With one task per share, each task lays out
