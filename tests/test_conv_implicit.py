@@ -808,3 +808,28 @@ def test_planar_packs_only_misaligned_strips_on_1kb_planes():
     assert not packs(off_line, 64 * 196, 196, 1, many)       # 14 × 14 planes: 784 bytes apart
     assert packs(on_line, 3 * 1024, 1024, 3, many) is False  # 32 × 32 planes, 3 groups
     assert packs(on_line[1:], 3 * 1024, 1024, 3, many)
+
+
+def test_weight_gradient_on_few_taps_gives_each_task_a_share():
+    """Fewer positions than shares of implicit_weight_share_positions leave tasks to groups
+    of taps, which lay dy out first; with few taps (their partial sums under
+    implicit_weight_partials_per_dy times dy) every task takes a share instead, and dy is not
+    laid out. Both give PyTorch's gradients."""
+    from unittest import mock
+
+    from cnnkit import tuning
+    rng = np.random.default_rng(12)
+    xp = rng.standard_normal((16, 64, 6, 6), dtype=np.float32)  # 576 positions: 4 shares
+    dy = rng.standard_normal((16, 32, 6, 6), dtype=np.float32)
+    xt = torch.tensor(xp, requires_grad=True)
+    wt = torch.zeros((32, 64, 1, 1), requires_grad=True)
+    torch.nn.functional.conv2d(xt, wt).backward(torch.tensor(dy))
+    for ratio, lays_out in ((4.0, False), (0, True)):  # 8 × 64 × Kp against 4 × 576 × 32
+        with tuning.override(implicit_weight_share_positions=128,
+                             implicit_weight_partials_per_dy=ratio), \
+                mock.patch.object(conv_implicit, "planes_to_rows",
+                                  wraps=conv_implicit.planes_to_rows) as layout:
+            dw, db = conv_implicit.backward_weight(xp, dy, (1, 1), (1, 1), (1, 1), True)
+        assert layout.called == lays_out
+        np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-4)

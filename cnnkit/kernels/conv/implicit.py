@@ -685,8 +685,9 @@ def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=
     # resumed on another machine, or by a process with other thread settings, continues
     # exactly). Each share has a taps × channels block of partial sums to add afterwards, so
     # a layer with few positions for its taps (deep, small maps) splits its taps instead,
-    # unless all the tasks' partial sums come to no more than dy (few taps: 1×1 layers),
-    # which then costs less than the pass that lays dy out for groups of taps (below).
+    # unless all the tasks' partial sums come to less than dy's values (few taps: 1×1 layers;
+    # ``implicit_weight_partials_per_dy``), which then cost less than the pass that lays dy
+    # out for groups of taps (below).
     tasks = tuning.value("implicit_weight_shares")
     shares = max(1, min(tasks, n * positions // tuning.value("implicit_weight_share_positions")))
     if shares < tasks and tasks * offset.size * k_padded <= \
