@@ -361,3 +361,33 @@ def test_strided_input_gradient_of_few_channels_needs_dy_finite():
             conv.conv_backward_input(dy, *args)
     np.testing.assert_array_equal(np.isnan(conv.conv_backward_input(dy, *args)).ravel(),
                                   [True, False, True])
+
+
+
+@pytest.mark.parametrize("pads", [[(0, 0), (0, 0)], [(1, 0), (2, 1)]])
+def test_pointwise_input_gradient_takes_w_with_inf_and_nan(pads, monkeypatch):
+    """A 1×1 kernel at stride 1 pads nothing of dy (dx = wᵀ dy), so the implicit GEMM needs
+    no finite w there (the dispatcher checks nothing) and still puts NaN and ±inf where the
+    sums do: channels-last and planar products (24 and 3 outputs), per image and over the
+    batch, the input padded or not. At a stride, dy is padded and w must be finite."""
+    from cnnkit.kernels.conv import dispatch
+    from cnnkit.kernels.conv import implicit
+    monkeypatch.setattr(dispatch, "all_finite", lambda a: pytest.fail("an operand checked"))
+    rng = np.random.default_rng(13)
+    for x_shape, w_shape in (((9, 24, 5, 6), (40, 24, 1, 1)), ((9, 3, 5, 6), (70, 3, 1, 1))):
+        padded = tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], pads))
+        g = conv.ConvGeometry.of(x_shape[:2] + padded, w_shape, (1, 1), (1, 1), 1, np.float32,
+                                 pads)
+        assert conv.registry.needs_finite("implicit", "input", g) == frozenset()
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        w = sprinkle(rng, rng.standard_normal(w_shape).astype(np.float32), 6)
+        dy = rng.standard_normal(x_shape[:1] + w_shape[:1] + g.out).astype(np.float32)
+        expected = conv_reference(x, w, dy, (1, 1), (1, 1), 1, pads)[1]
+        with conv.using(algorithm="implicit"):
+            dx = run_pass("input", x, w, dy, (1, 1), (1, 1), 1, pads)
+        assert_close(dx, expected, np.float32, terms=w_shape[0], name="dx")
+        for per_image in (False, True):
+            dx = implicit.backward_input(dy, w, padded, (1, 1), pads, per_image=per_image)
+            assert_close(dx, expected, np.float32, terms=w_shape[0], name="dx")
+    strided = conv.ConvGeometry.of((1, 24, 6, 6), (40, 24, 1, 1), (2, 2), (1, 1))
+    assert conv.registry.needs_finite("implicit", "input", strided) == {"w"}

@@ -67,7 +67,7 @@ NEEDS_FINITE = {
     "rows": {},                                  # checks its bands as it copies them
     "blocked": {"forward": frozenset({"x"}),     # zeros between groups meet x
                 "input": frozenset({"dy", "w"})},  # ... and dy; dy's zero padding meets w
-    "implicit": {"input": frozenset({"w"})},     # dy's zero padding meets w
+    "implicit": {},                              # by shape: ``implicit.needs_finite``
     "fft": _EVERY,                               # spectra: one NaN reaches every output
     "depthwise": {},                             # only the sums' terms reach a result
     "winograd": _EVERY,                          # transforms: inf − inf = NaN
