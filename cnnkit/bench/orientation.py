@@ -172,7 +172,6 @@ def measure_weight_shares(log=print):
     from .timing import best_of_interleaved
     rng = _on_every_core(log, 6, "weight gradients on few positions: groups of taps against "
                                "a share per task")
-    ratio = tuning.value("implicit_weight_partials_per_dy")
     rows = []
     for n, c, k, size, kernel in SHARE_CASES:
         pad = kernel // 2
@@ -186,10 +185,9 @@ def measure_weight_shares(log=print):
                     implicit.backward_weight(xp, dy, (kernel,) * len(size), ones, ones, True)
             return call
         times = best_of_interleaved([run(0), run(1 << 20)], 9, 2, 10.0)
-        taps = c * kernel ** len(size)
-        per_task = tuning.value("implicit_weight_shares") * taps * k <= \
-            ratio * n * int(np.prod(size)) * k  # Kp taken as K
-        rule = "per task" if per_task else "groups"
+        _, groups = implicit.weight_shares(n * int(np.prod(size)), c * kernel ** len(size), k,
+                                           implicit.compiled.tile(k)[2])
+        rule = "per task" if groups == 1 else "groups"
         faster = "per task" if times[1] < times[0] else "groups"
         rows.append(((n, c, k, size, kernel), *times, rule))
         log(f"  C={c:3d} → K={k:3d}, {kernel}×{kernel} on {n}×{'×'.join(map(str, size))}: "

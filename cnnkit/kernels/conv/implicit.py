@@ -670,6 +670,24 @@ def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None
     return dx[(slice(None), slice(None)) + index]
 
 
+def weight_shares(positions, taps, k, k_padded):
+    """(shares, groups): the weight gradient's parallel tasks as shares of its ``positions``
+    (N·prod(out)) times groups of its ``taps``, for K output channels (``k_padded`` in the
+    tile). Numbers fixed by the shapes, not by the thread count: the sums then come out the
+    same, bit for bit, whatever the thread count (a run resumed on another machine, or by a
+    process with other thread settings, continues exactly). Each share has a taps × channels
+    block of partial sums to add afterwards, so a layer with few positions for its taps
+    (deep, small maps) splits its taps instead, unless all the tasks' partial sums come to
+    less than dy's values (few taps: 1×1 layers; ``implicit_weight_partials_per_dy``), which
+    then cost less than the pass that lays dy out for groups of taps (``backward_weight``)."""
+    tasks = tuning.value("implicit_weight_shares")
+    shares = max(1, min(tasks, positions // tuning.value("implicit_weight_share_positions")))
+    if shares < tasks and tasks * taps * k_padded <= \
+            tuning.value("implicit_weight_partials_per_dy") * positions * k:
+        shares = tasks
+    return shares, -(-tasks // shares)
+
+
 def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=None,
                     first_channel=0):
     """xp (N, C, *padded) float32, dy (N, K, *out) -> dw (K, C', *kernel) for the C' =
@@ -683,20 +701,7 @@ def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=
     if planes.strides[1:] != (positions * 4, 4):  # the transposes need positions contiguous
         planes = np.ascontiguousarray(planes)
     offset = _offsets(xp.shape, kernel, dilation, channels, first_channel)
-    # Position shares and groups of taps in numbers fixed by the shapes, not by the thread
-    # count: the sums then come out the same, bit for bit, whatever the thread count (a run
-    # resumed on another machine, or by a process with other thread settings, continues
-    # exactly). Each share has a taps × channels block of partial sums to add afterwards, so
-    # a layer with few positions for its taps (deep, small maps) splits its taps instead,
-    # unless all the tasks' partial sums come to less than dy's values (few taps: 1×1 layers;
-    # ``implicit_weight_partials_per_dy``), which then cost less than the pass that lays dy
-    # out for groups of taps (below).
-    tasks = tuning.value("implicit_weight_shares")
-    shares = max(1, min(tasks, n * positions // tuning.value("implicit_weight_share_positions")))
-    if shares < tasks and tasks * offset.size * k_padded <= \
-            tuning.value("implicit_weight_partials_per_dy") * n * positions * k:
-        shares = tasks
-    groups = -(-tasks // shares)
+    shares, groups = weight_shares(n * positions, offset.size, k, k_padded)
     partial = aligned.empty((shares, offset.size + rows, k_padded))
     # The kernel's tiles read dy channels-last. With one task per share, each task lays out
     # its own positions, in cache (2 threads, AVX-512, against a layout pass beforehand:
