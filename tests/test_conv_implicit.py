@@ -310,7 +310,7 @@ def test_grouped_strided_input_gradient_by_image_and_group(groups, c, k, stride,
 
     def recording(entry):
         def run(*args):
-            calls.append(args[-2])  # groups
+            calls.append(args[-3])  # groups
             return entry(*args)
         return run
     by_image = {nv: recording(f) for nv, f in implicit_gemm_numba.BY_IMAGE.items()}
@@ -359,18 +359,27 @@ def test_strided_input_gradient_of_channels_in_several_panels(groups, c, k, stri
 def test_padded_image_is_numpys_pad(shape, pads):
     """A task's padded image (its own buffer, or its place in the kept padded input, zeroed
     first) is np.pad's, empty dims included, and nothing outside the image's place is
-    touched."""
+    touched; asked to, the copy also tells whether the image holds an inf or NaN."""
     image = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     front, top, left, back, bottom, right = pads
     expected = np.pad(image, ((0, 0), (front, back), (top, bottom), (left, right)))
     pad = np.array([front, top, left] + list(expected.shape[1:]), np.int64)
-    np.testing.assert_array_equal(implicit_gemm_numba._padded_image(image, pad),
-                                  expected.reshape(-1))
+    for check in (False, True):
+        padded, image_finite = implicit_gemm_numba._padded_image(image, pad, check)
+        np.testing.assert_array_equal(padded, expected.reshape(-1))
+        assert image_finite
     kept = np.full(expected.size + 10, np.nan, np.float32)
     kept[4:-6] = 0
-    implicit_gemm_numba._pad_into(image, pad, kept, 4)
+    assert implicit_gemm_numba._pad_into(image, pad, kept, 4, True)
     np.testing.assert_array_equal(kept[4:-6], expected.reshape(-1))
     assert np.isnan(kept[:4]).all() and np.isnan(kept[-6:]).all()
+    for where in range(min(image.size, 2)):  # the first value, and one in another row
+        for special in (np.nan, np.inf, -np.inf):
+            spoilt = image.copy()
+            spoilt.reshape(-1)[-where] = special
+            assert not implicit_gemm_numba._padded_image(spoilt, pad, True)[1]
+            assert implicit_gemm_numba._padded_image(spoilt, pad, False)[1]
+            assert not implicit_gemm_numba._finite_values(spoilt.reshape(-1))
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")

@@ -364,6 +364,51 @@ def test_strided_input_gradient_of_few_channels_needs_dy_finite():
 
 
 
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("special", SPECIALS)
+def test_strided_input_gradient_of_few_channels_checks_dy_as_it_reads_it(special, per_image,
+                                                                         monkeypatch):
+    """The one product over all phases checks dy itself (per image, as each task pads its
+    image of dy; over the batch, by a pass of its own), so the dispatcher makes no pass over
+    dy. With an inf or NaN in dy's last image, the product refuses it (``NotFinite``), a
+    forced implicit GEMM is refused as the dispatcher's check refused it, and the algorithm
+    chosen next puts NaN and ±inf where PyTorch does."""
+    from cnnkit.kernels.conv import dispatch, implicit, strided_input
+    checked = []
+    monkeypatch.setattr(dispatch, "all_finite", lambda a: checked.append(a.shape) or
+                        finite.all_finite(a))
+    rng = np.random.default_rng(17)
+    x_shape, w_shape, stride, pads = (8, 3, 30, 30), (16, 3, 7, 7), (4, 4), [(2, 2), (2, 2)]
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], pads))
+    g = conv.ConvGeometry.of(x_shape[:2] + padded, w_shape, stride, (1, 1), 1, np.float32, pads)
+    assert implicit.checks_finite(g, "input") == {"dy"}
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    dy = rng.standard_normal(x_shape[:1] + w_shape[:1] + g.out).astype(np.float32)
+    args = (padded, stride, (1, 1), pads)
+    expected = conv_reference(x, w, dy, stride, (1, 1), 1, pads)[1]
+    dx = strided_input.subpixel(dy, w, *args, per_image=per_image)
+    assert_close(dx, expected, np.float32, terms=w.size, name="dx")
+    known = {}
+    with conv.using(algorithm="implicit"):
+        dx = conv.conv_backward_input(dy, w, *args[:3], 1, pads, finite=known)
+    assert_close(dx, expected, np.float32, terms=w.size, name="dx")
+    assert known["dy"] and w.shape in checked and dy.shape not in checked
+    dy[-1, 3, -1, 2] = special
+    with pytest.raises(finite.NotFinite, match="dy"):
+        strided_input.subpixel(dy, w, *args, per_image=per_image)
+    with pytest.raises(conv.NotApplicable, match="dy not finite"):
+        with conv.using(algorithm="implicit"):
+            conv.conv_backward_input(dy, w, *args[:3], 1, pads)
+    with tuning.override(implicit_subpixel_min_terms=1):  # the heuristic's choice, too
+        assert conv.select(g, "input") == "implicit"
+        known = {}
+        dx = conv.conv_backward_input(dy, w, *args[:3], 1, pads, finite=known)
+    assert known["dy"] is False
+    expected = conv_reference(x, w, dy, stride, (1, 1), 1, pads)[1]
+    assert_close(dx, expected, np.float32, terms=w.size, name="dx")
+
+
 @pytest.mark.parametrize("pads", [[(0, 0), (0, 0)], [(1, 0), (2, 1)]])
 def test_pointwise_input_gradient_takes_w_with_inf_and_nan(pads, monkeypatch):
     """A 1×1 kernel at stride 1 pads nothing of dy (dx = wᵀ dy), so the implicit GEMM needs

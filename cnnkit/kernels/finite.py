@@ -23,3 +23,13 @@ def all_finite(*arrays) -> bool:
             if not np.isfinite(block, out=mask[:block.size]).all():
                 return False
     return True
+
+
+class NotFinite(Exception):
+    """Raised by a convolution pass that checks an operand as it reads it (``operand``: "x",
+    "w" or "dy") and found an inf or NaN there, before it returns anything: the dispatcher
+    then chooses again, knowing it (``conv.registry.checks_finite``)."""
+
+    def __init__(self, operand):
+        self.operand = operand
+        super().__init__(f"{operand} holds inf or NaN")

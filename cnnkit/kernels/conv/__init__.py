@@ -69,7 +69,10 @@ fuse the bias, ``forward_from(source, w, geometry, bias)`` -> y + bias and
 ``PaddedInput``; the dispatcher then calls these instead and add one line to ``registry.REGISTRY``,
 at the place in the order where its rule should be asked, and one to ``registry.NEEDS_FINITE``
 naming the operands it needs finite (and, if that depends on the shape,
-``needs_finite(geometry, pass_name)`` -> the operands needed beyond those). Forcing it on the
+``needs_finite(geometry, pass_name)`` -> the operands needed beyond those; and
+``checks_finite(geometry, pass_name)`` -> those its pass checks itself as it reads them,
+raising ``finite.NotFinite`` before it returns anything, so that the dispatcher makes no pass
+over them first). Forcing it on the
 shared grid in tests/test_conv_algorithms.py then checks it against PyTorch, and
 tests/test_ieee.py checks what it needs finite.
 """

@@ -9,9 +9,11 @@ algorithm whose backward passes made the training step slower than the heuristic
 
 The table is shared by all threads (measurements are facts about the machine) behind a lock.
 """
+import math
 import threading
 
 from ...tuning.calibrate import best_ns
+from ..finite import NotFinite
 from .registry import PASSES, REGISTRY, applicable
 
 _table = {}  # ConvGeometry -> {pass name: algorithm measured fastest}
@@ -41,7 +43,8 @@ def ensure(geometry, xp, w):
 
     xp (N, C, *padded), w (K, C/G, *kernel): the call's own arrays. Two threads may measure
     the same new shape at once; the first result stored stays. The choice is made for finite
-    data: ``select`` skips it for a call whose operands it needs finite and are not."""
+    data: ``select`` skips it for a call whose operands it needs finite and are not (and an
+    algorithm that checks them itself refuses such data here: ``finite.NotFinite``)."""
     with _lock:
         if geometry in _table:
             return
@@ -51,8 +54,15 @@ def ensure(geometry, xp, w):
             "weight": lambda module: module.weight_pass(xp, dy, geometry)}
     choice = {}
     for pass_name in PASSES:
-        timings = {name: best_ns(lambda: runs[pass_name](REGISTRY[name]))
+        timings = {name: _timed(lambda: runs[pass_name](REGISTRY[name]))
                    for name in applicable(geometry, pass_name)}
         choice[pass_name] = min(timings, key=timings.get)
     with _lock:
         _table.setdefault(geometry, choice)
+
+
+def _timed(run):
+    try:
+        return best_ns(run)
+    except NotFinite:
+        return math.inf

@@ -71,4 +71,5 @@ def forward_pass(xp, w, g):
 
 
 def input_pass(dy, w, g):
-    return implicit.input_pass(dy, block_weights(w, g), blocks(g))
+    # dy finite: the dispatcher checked it for the blocks' zeros (``registry.NEEDS_FINITE``)
+    return implicit.input_pass(dy, block_weights(w, g), blocks(g), dy_finite=True)

@@ -2,10 +2,11 @@
 
 from . import autotune, config
 from .geometry import ConvGeometry
-from .registry import REGISTRY, NotApplicable, applies, check_pass, heuristic, needs_finite
+from .registry import (REGISTRY, NotApplicable, applies, check_pass, checks_finite, heuristic,
+                       needs_finite)
 from .padded_input import PaddedInput
 from ..bias_numba import add_bias, bias_grad
-from ..finite import all_finite
+from ..finite import NotFinite, all_finite
 
 
 def select(geometry, pass_name, nonfinite=frozenset()):
@@ -29,10 +30,13 @@ def select(geometry, pass_name, nonfinite=frozenset()):
     return heuristic(geometry, pass_name, nonfinite)
 
 
-def _select_for(geometry, pass_name, operands, finite):
-    """``select`` with the operands' finiteness looked at only where the choice depends on it:
-    the algorithm chosen for finite data runs unless it needs an operand finite that is not
-    (one pass over that operand, ``finite.all_finite``), and then the choice is made again.
+def _run(geometry, pass_name, operands, finite, call):
+    """``call(module)`` for the algorithm chosen for this pass, with the operands' finiteness
+    looked at only where the choice depends on it: the algorithm chosen for finite data runs
+    unless it needs an operand finite that is not (one pass over that operand,
+    ``finite.all_finite``), and then the choice is made again. An operand the algorithm checks
+    itself as it reads it (``registry.checks_finite``) gets no such pass: the algorithm raises
+    ``NotFinite`` instead, and the choice is made again, knowing it.
 
     operands : {"x" | "w" | "dy": ndarray} of this pass
     finite : {operand: bool} already known (a dict the caller may share between the passes of
@@ -42,13 +46,25 @@ def _select_for(geometry, pass_name, operands, finite):
     while True:
         nonfinite = frozenset(op for op in operands if finite.get(op) is False)
         name = select(geometry, pass_name, nonfinite)
-        unknown = [op for op in needs_finite(name, pass_name, geometry) if op not in finite]
-        if not unknown:
-            return name
+        itself = checks_finite(name, pass_name, geometry)
+        unknown = [op for op in needs_finite(name, pass_name, geometry)
+                   if op not in finite and op not in itself]
         for op in sorted(unknown, key=lambda op: operands[op].size):  # small ones first:
             finite[op] = all_finite(operands[op])  # one that fails may spare the others
             if not finite[op]:
                 break
+        if any(finite.get(op) is False for op in unknown):
+            continue
+        try:
+            result = call(REGISTRY[name])
+        except NotFinite as found:
+            if found.operand not in itself or finite.get(found.operand) is False:
+                raise  # an algorithm's own error, which choosing again would not mend
+            finite[found.operand] = False
+            continue
+        for op in itself:
+            finite[op] = True
+        return result
 
 
 def _as_input(x, pads):
@@ -63,7 +79,7 @@ def conv_forward(x, w, stride, dilation, groups=1, pads=None, finite=None, bias=
          gradient can be given too, so that the padding is made at most once
     w  : ndarray of shape (K, C // groups, *kernel);  bias : ndarray of shape (K,), or None
     finite : None, or a {"x" | "w" | "dy": bool} dict shared by the passes of one step, where
-             each pass notes what it learnt of its operands' finiteness (``_select_for``)
+             each pass notes what it learnt of its operands' finiteness (``_run``)
     Returns y : ndarray of shape (N, K, *out), out = floor((padded − d·(k−1) − 1)/s) + 1
     """
     source = _as_input(x, pads)
@@ -72,15 +88,18 @@ def conv_forward(x, w, stride, dilation, groups=1, pads=None, finite=None, bias=
                          f"{bias.shape}")
     g = ConvGeometry.of(source.padded_shape, w.shape, stride, dilation, groups, source.data.dtype,
                         source.pads)
+    finite = {} if finite is None else finite
     if config.autotune_enabled() and not config.anything_forced() and g.batch:
         autotune.ensure(g, source.padded(finite), w)
-    module = REGISTRY[_select_for(g, "forward", {"x": source.data, "w": w}, finite)]
-    if hasattr(module, "forward_from"):
-        return module.forward_from(source, w, g, bias)
-    y = module.forward_pass(source.padded(finite), w, g)
-    if bias is not None:
-        add_bias(y, bias)
-    return y
+
+    def forward(module):
+        if hasattr(module, "forward_from"):
+            return module.forward_from(source, w, g, bias)
+        y = module.forward_pass(source.padded(finite), w, g)
+        if bias is not None:
+            add_bias(y, bias)
+        return y
+    return _run(g, "forward", {"x": source.data, "w": w}, finite, forward)
 
 
 def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None, finite=None):
@@ -101,8 +120,8 @@ def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None, f
     x_shape = (dy.shape[0], w.shape[1] * groups) + tuple(spatial)
     g = ConvGeometry.of(x_shape, w.shape, stride, dilation, groups, dy.dtype, pads,
                         out=dy.shape[2:])
-    name = _select_for(g, "input", {"dy": dy, "w": w}, finite)
-    return REGISTRY[name].input_pass(dy, w, g)
+    return _run(g, "input", {"dy": dy, "w": w}, finite,
+                lambda module: module.input_pass(dy, w, g))
 
 
 def conv_backward_weight(x, dy, kernel, stride, dilation, groups=1, pads=None, finite=None,
@@ -122,11 +141,13 @@ def conv_backward_weight(x, dy, kernel, stride, dilation, groups=1, pads=None, f
     w_shape = (dy.shape[1], source.data.shape[1] // groups) + tuple(kernel)
     g = ConvGeometry.of(source.padded_shape, w_shape, stride, dilation, groups, dy.dtype,
                         source.pads, out=dy.shape[2:])
-    module = REGISTRY[_select_for(g, "weight", {"x": source.data, "dy": dy}, finite)]
-    if hasattr(module, "weight_from"):
-        dw, db = module.weight_from(source, dy, g, with_bias)
-    else:
-        dw, db = module.weight_pass(source.padded(finite), dy, g), None
+    finite = {} if finite is None else finite
+
+    def weight(module):
+        if hasattr(module, "weight_from"):
+            return module.weight_from(source, dy, g, with_bias)
+        return module.weight_pass(source.padded(finite), dy, g), None
+    dw, db = _run(g, "weight", {"x": source.data, "dy": dy}, finite, weight)
     if not with_bias:
         return dw
     return dw, (bias_grad(dy) if db is None else db)

@@ -197,6 +197,16 @@ def needs_finite(geometry, pass_name):
     return frozenset({"w"})
 
 
+def checks_finite(geometry, pass_name):
+    """The operands of ``needs_finite`` that the pass checks itself as it reads them, raising
+    ``finite.NotFinite`` (the dispatcher makes no pass over them first): dy, in a strided
+    input gradient of few channels (``strided_input.subpixel``)."""
+    if pass_name == "input" and not geometry.unit_stride and \
+            _strided_arrangement(geometry) is strided_input.subpixel:
+        return frozenset({"dy"})
+    return frozenset()
+
+
 def _strided_arrangement(g):
     """The strided input gradient's arrangement: a product per phase for a vector of input
     channels or more (per group), else one product over all phases."""
@@ -205,11 +215,15 @@ def _strided_arrangement(g):
     return strided_input.subpixel
 
 
-def input_pass(dy, w, g):
+def input_pass(dy, w, g, dy_finite=False):
+    """``dy_finite``: the caller knows dy is finite (checked), so nothing checks it again."""
     if g.unit_stride:
         return backward_input(dy, w, g.padded, g.dilation, g.pads, g.groups)
-    return _strided_arrangement(g)(dy, w, g.padded, g.stride, g.dilation, g.pads,
-                                   groups=g.groups)
+    arrangement = _strided_arrangement(g)
+    if arrangement is strided_input.subpixel:
+        return arrangement(dy, w, g.padded, g.stride, g.dilation, g.pads, groups=g.groups,
+                           check_dy=not dy_finite)
+    return arrangement(dy, w, g.padded, g.stride, g.dilation, g.pads, groups=g.groups)
 
 
 def weight_pass(xp, dy, g):
@@ -435,7 +449,7 @@ def _panels(w):
 
 
 def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, stride=None,
-                      bias=None, padded_copy=None, groups=1):
+                      bias=None, padded_copy=None, groups=1, finite=None):
     """The channels-last product of ``channels_last`` (all of x's channels; stride 1 unless
     given) with one task per image, each padding its own image of x by ``pads``: y (N, K,
     *out), plus ``bias`` (K,) when given. With ``source``, each task instead gathers its
@@ -446,7 +460,10 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
 
     With ``groups`` > 1 (no ``source``), ``w_shape`` is one group's (K/G, C/G, *kernel) and
     ``wt`` the groups' panels in turn (``group_panels``): one task per image and group, which
-    pads and reads only the group's C/G channels (``implicit_gemm_numba.by_image``)."""
+    pads and reads only the group's C/G channels (``implicit_gemm_numba.by_image``).
+
+    ``finite``: None, or an array of N bytes, set to whether each image of x is finite (each
+    task finds it as it pads its image)."""
     n = x.shape[0]
     x = x.reshape((n * groups, x.shape[1] // groups) + x.shape[2:])
     k = w_shape[0]
@@ -466,7 +483,8 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
                                compiled.NO_ROWS if source is None else source,
                                compiled.NO_BIAS if bias is None else
                                np.ascontiguousarray(bias, dtype=np.float32),
-                               tuning.value("implicit_tap_block"), groups, False)
+                               tuning.value("implicit_tap_block"), groups, False,
+                               compiled.NO_CHECK if finite is None else finite)
     return y.reshape((n, k * groups) + tuple(out)) if source is None else y
 
 

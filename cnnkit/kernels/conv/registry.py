@@ -89,6 +89,17 @@ def needs_finite(name, pass_name, geometry=None):
     return fixed | module.needs_finite(geometry, pass_name)
 
 
+def checks_finite(name, pass_name, geometry):
+    """The operands of ``needs_finite`` that algorithm ``name``'s pass checks itself as it
+    reads them (its module's ``checks_finite(geometry, pass_name)``, where it has one): it
+    raises ``finite.NotFinite`` for one that holds inf or NaN, before it returns anything,
+    and the dispatcher makes no pass over them first."""
+    module = REGISTRY[name]
+    if not hasattr(module, "checks_finite"):
+        return frozenset()
+    return module.checks_finite(geometry, pass_name)
+
+
 def applies(name, geometry, pass_name, nonfinite=frozenset()):
     """Whether algorithm ``name`` computes this pass exactly, for this shape and with the
     operands named in ``nonfinite`` ("x", "w", "dy") holding an inf or NaN (``NEEDS_FINITE``).
