@@ -271,6 +271,17 @@ def gather_cells(flat, start, source, channel_step, planes, s0, s1):
             plane[s] = flat[first + source[s]]
 
 
+@numba.njit(cache=True)
+def gather_or_zero(values, index, out):
+    """out.flat[i] = values[index.flat[i]], or 0 where that index is values.size: a
+    product's weights gathered from w flat, zeros where a phase lacks a tap
+    (``conv.strided_input.subpixel``)."""
+    flat_index, flat_out = index.reshape(-1), out.reshape(-1)
+    for i in range(flat_index.size):
+        j = flat_index[i]
+        flat_out[i] = values[j] if j < values.size else 0
+
+
 @numba.njit(parallel=True, cache=True)
 def weight_rows_to_panels(w, rows, groups, out):
     """out[g·P + j, r, l] = w[k, j·W + l, a] (0 past w's C' channels) for the r-th row

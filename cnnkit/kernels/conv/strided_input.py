@@ -33,7 +33,8 @@ from ... import tuning
 from .. import aligned, implicit_gemm_numba as compiled
 from ..finite import NotFinite
 from ..padding import zero_pad, zero_pad_finite
-from ..transpose_numba import gather_planes, shares_to_planes, weight_rows_to_panels
+from ..transpose_numba import (gather_or_zero, gather_planes, shares_to_planes,
+                              weight_rows_to_panels)
 from . import implicit
 from .shift import flat_pitches
 
@@ -251,10 +252,11 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None, groups
     of AlexNet's first layer's 4.5 ms on 8 images, 2 threads, AVX-512).
 
     Everything but the weights' values is decided once per shape (``_SubpixelGrid``,
-    ``_subpixel_tables``): each call gathers w into the product's weights with one ``take``
-    and runs the product. (Built on every call, those tables and the weights' five NumPy
-    steps made AlexNet's input gradient on 8 images 4.46 ms against its kernel's 3.96, 2
-    threads; 4.15 against 3.87 now.)"""
+    ``_subpixel_tables``): each call gathers w into the product's weights by one compiled
+    loop and runs the product. (Built on every call, those tables and the weights' five
+    NumPy steps made AlexNet's input gradient on 8 images 4.46 ms against its kernel's 3.96,
+    2 threads; 4.15 against 3.87 with them kept. NumPy's concatenate and ``take`` of the
+    weights then took 89 µs right after a product, the compiled gather 60.)"""
     if groups > 1:
         return _group_by_group(subpixel, dy, w, spatial, stride, dilation, pads, groups,
                                per_image=per_image, check_dy=check_dy)
@@ -264,13 +266,9 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None, groups
                           *_shape_key(dy, spatial, stride, dilation, pads))
     planar = implicit.planar_wins(grid.outputs, grid.terms, grid.padded, grid.out)
     weights, source = _subpixel_tables(grid, planar)
-    # w flat with a zero after it, which the taps a phase lacks read (index w.size)
-    w_ext = np.concatenate((np.asarray(w, np.float32).reshape(-1), _ZERO))
-    if planar:
-        w_sub, wt = w_ext[weights], None
-    else:
-        w_sub, wt = None, aligned.empty(weights.shape)
-        np.take(w_ext, weights, out=wt)
+    # w flat, and zeros where the index is w.size: the taps a phase lacks
+    w_sub = (np.empty if planar else aligned.empty)(weights.shape, np.float32)
+    gather_or_zero(np.ascontiguousarray(w, np.float32).reshape(-1), weights, w_sub)
     w_shape = (grid.outputs, w.shape[0]) + grid.widths
     ones = (1,) * len(stride)
     dx = np.empty((n, c, math.prod(grid.size)), np.float32)
@@ -278,8 +276,8 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None, groups
                                                weights.shape[2], per_image):
         # each image's rows gathered into dx by the task that computed them, in cache
         finite = np.zeros(n if check_dy else 0, np.uint8)
-        implicit.per_image_product(dy, grid.dy_pads, wt, w_shape, ones, grid.out, source, dx,
-                                   finite=finite if check_dy else None)
+        implicit.per_image_product(dy, grid.dy_pads, w_sub, w_shape, ones, grid.out, source,
+                                   dx, finite=finite if check_dy else None)
         if not finite.all():
             raise NotFinite("dy")
         return dx.reshape((n, c) + grid.size)
@@ -294,14 +292,12 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None, groups
         image = grid.outputs * math.prod(grid.out)
         channel_step = math.prod(grid.out)
     else:
-        product = implicit.channels_last(dyp, wt, w_shape, ones, ones, grid.out)
+        product = implicit.channels_last(dyp, w_sub, w_shape, ones, ones, grid.out)
         image = math.prod(grid.out) * weights.shape[0] * weights.shape[2]
         channel_step = 1
     gather_planes(product, image, source, channel_step, dx)
     return dx.reshape((n, c) + grid.size)
 
-
-_ZERO = np.zeros(1, np.float32)
 
 
 class _SubpixelGrid(NamedTuple):
@@ -350,10 +346,10 @@ def _subpixel_grid(w_shape, dy_spatial, spatial, stride, dilation, pads):
 
 @functools.lru_cache(maxsize=64)
 def _subpixel_tables(grid, planar):
-    """(weights, source) of ``subpixel``'s product, read-only: ``weights`` indexes w flat with
-    a zero appended (index w.size): w_sub[(r, c), k, *u] = w[k, c, a] for the tap a of phase r
-    at shift u, else the zero, as (S·C, K, *widths) for the planar product, or laid out in
-    the channels-last product's panels (``implicit_gemm_numba.panels``); ``source[s]``: where
+    """(weights, source) of ``subpixel``'s product, read-only: ``weights`` indexes w flat,
+    w.size standing for a zero (``transpose_numba.gather_or_zero``): w_sub[(r, c), k, *u] =
+    w[k, c, a] for the tap a of phase r at shift u, else zero, as (S·C, K, *widths) for the
+    planar product, or laid out in the channels-last product's panels (``implicit_gemm_numba.panels``); ``source[s]``: where
     dx's cell s of channel 0 lies in an image's product (channel c: c rows or columns on)."""
     k, c, *kernel = grid.w_shape
     dims = len(kernel)
