@@ -349,8 +349,9 @@ def _subpixel_tables(grid, planar):
     """(weights, source) of ``subpixel``'s product, read-only: ``weights`` indexes w flat,
     w.size standing for a zero (``transpose_numba.gather_or_zero``): w_sub[(r, c), k, *u] =
     w[k, c, a] for the tap a of phase r at shift u, else zero, as (S·C, K, *widths) for the
-    planar product, or laid out in the channels-last product's panels (``implicit_gemm_numba.panels``); ``source[s]``: where
-    dx's cell s of channel 0 lies in an image's product (channel c: c rows or columns on)."""
+    planar product, or laid out in the channels-last product's panels
+    (``implicit_gemm_numba.panels``); ``source[s]``: where dx's cell s of channel 0 lies in
+    an image's product (channel c: c rows or columns on)."""
     k, c, *kernel = grid.w_shape
     dims = len(kernel)
     zero = math.prod(grid.w_shape)
