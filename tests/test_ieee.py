@@ -369,8 +369,7 @@ def test_strided_input_gradient_of_few_channels_needs_dy_finite():
 def test_strided_input_gradient_of_few_channels_checks_dy_as_it_reads_it(special, per_image,
                                                                          monkeypatch):
     """The one product over all phases checks dy itself (per image, as each task pads its
-    image of dy; over the batch, by a pass of its own), so the dispatcher makes no pass over
-    dy. With an inf or NaN in dy's last image, the product refuses it (``NotFinite``), a
+    image of dy; over the batch, as dy is padded), so the dispatcher makes no pass over dy. With an inf or NaN in dy's last image, the product refuses it (``NotFinite``), a
     forced implicit GEMM is refused as the dispatcher's check refused it, and the algorithm
     chosen next puts NaN and ±inf where PyTorch does."""
     from cnnkit.kernels.conv import dispatch, implicit, strided_input
@@ -395,8 +394,9 @@ def test_strided_input_gradient_of_few_channels_checks_dy_as_it_reads_it(special
     assert_close(dx, expected, np.float32, terms=w.size, name="dx")
     assert known["dy"] and w.shape in checked and dy.shape not in checked
     dy[-1, 3, -1, 2] = special
-    with pytest.raises(finite.NotFinite, match="dy"):
-        strided_input.subpixel(dy, w, *args, per_image=per_image)
+    for limits in ({}, {"compiled_min_size": 0}):  # dy padded by NumPy, or compiled
+        with tuning.override(**limits), pytest.raises(finite.NotFinite, match="dy"):
+            strided_input.subpixel(dy, w, *args, per_image=per_image)
     with pytest.raises(conv.NotApplicable, match="dy not finite"):
         with conv.using(algorithm="implicit"):
             conv.conv_backward_input(dy, w, *args[:3], 1, pads)

@@ -275,10 +275,10 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None, groups
     if not planar and implicit.per_image_tasks(n, math.prod(grid.out), weights.shape[0] *
                                                weights.shape[2], per_image):
         # each image's rows gathered into dx by the task that computed them, in cache
-        finite = np.zeros(n if check_dy else 0, np.uint8)
+        finite = np.zeros(n, np.uint8) if check_dy else None  # per image, set by its task
         implicit.per_image_product(dy, grid.dy_pads, w_sub, w_shape, ones, grid.out, source,
-                                   dx, finite=finite if check_dy else None)
-        if not finite.all():
+                                   dx, finite=finite)
+        if finite is not None and not finite.all():
             raise NotFinite("dy")
         return dx.reshape((n, c) + grid.size)
     if check_dy:
