@@ -382,6 +382,24 @@ def test_padded_image_is_numpys_pad(shape, pads):
             assert not implicit_gemm_numba._finite_values(spoilt.reshape(-1))
 
 
+def test_per_image_finiteness_flags_need_one_byte_per_task():
+    """The kernel writes one flag per task (image and group) and checks no bounds, so a
+    flags array of another size is refused before it runs; each task's flag says whether
+    its group's channels of its image are finite."""
+    x = np.zeros((3, 4, 5, 5), np.float32)
+    w = np.zeros((8, 2, 3, 3), np.float32)
+    wt = conv_implicit.group_panels(w, 2, conv_implicit._panels)
+    for size in (3, 7):
+        with pytest.raises(ValueError, match="finite must have one byte per task, 6"):
+            conv_implicit.per_image_product(x, [(1, 1), (1, 1)], wt, (4, 2, 3, 3), (1, 1),
+                                            (5, 5), groups=2, finite=np.zeros(size, np.uint8))
+    x[2, 3, 4, 0] = np.inf  # image 2's second group
+    flags = np.zeros(6, np.uint8)
+    conv_implicit.per_image_product(x, [(1, 1), (1, 1)], wt, (4, 2, 3, 3), (1, 1), (5, 5),
+                                    groups=2, finite=flags)
+    assert flags.tolist() == [1, 1, 1, 1, 1, 0]
+
+
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 @pytest.mark.parametrize("channels", [3, 16, 40])
 def test_infinite_weight_gives_torch_nans_in_the_input_gradient(channels):

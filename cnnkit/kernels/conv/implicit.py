@@ -462,9 +462,12 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
     ``wt`` the groups' panels in turn (``group_panels``): one task per image and group, which
     pads and reads only the group's C/G channels (``implicit_gemm_numba.by_image``).
 
-    ``finite``: None, or an array of N bytes, set to whether each image of x is finite (each
-    task finds it as it pads its image)."""
+    ``finite``: None, or an array of N·G bytes, set to whether each image (and group) of x is
+    finite (each task finds it as it pads its image)."""
     n = x.shape[0]
+    if finite is not None and finite.shape != (n * groups,):  # the kernel writes finite[task]
+        raise ValueError(f"finite must have one byte per task, {n * groups}, got shape "
+                         f"{finite.shape}")
     x = x.reshape((n * groups, x.shape[1] // groups) + x.shape[2:])
     k = w_shape[0]
     padded = padded_shape(x.shape, pads)
