@@ -860,3 +860,42 @@ def test_weight_gradient_on_few_taps_gives_each_task_a_share():
         assert layout.called == lays_out
         np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("groups, pads", [(1, [(0, 0), (0, 0)]), (1, [(1, 0), (0, 2)]),
+                                          (2, [(0, 0), (0, 0)]), (8, [(1, 1), (1, 1)])])
+def test_pointwise_weight_gradient_by_output_rows(groups, pads):
+    """A 1×1 layer at stride 1 with more output than input channels (per group) and enough
+    weights per position takes its weight gradient as one product whose rows are the output
+    channels: no partial sums, so no shares to add (``shares_to_planes`` is not called). Its
+    gradients are PyTorch's, padded input, groups (8 narrow groups: lane_groups' blocks)
+    and the bias included; with the rule off (0) the shares give the same, and a layer with
+    K ≤ C keeps them."""
+    from unittest import mock
+
+    from cnnkit import tuning
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((3, 16, 4, 5), dtype=np.float32)
+    w = rng.standard_normal((64, 16 // groups, 1, 1), dtype=np.float32)
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pads))
+    dy = rng.standard_normal((3, 64) + padded, dtype=np.float32)
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    flat_pads = [p for pair in reversed(pads) for p in pair]
+    TF.conv2d(TF.pad(xt, flat_pads), wt, groups=groups).backward(torch.tensor(dy,
+                                                                             dtype=torch.float64))
+    for least, by_rows in ((0.01, True), (0, False)):
+        with tuning.override(implicit_weight_rows_min_weights_per_position=least), \
+                conv_kernels.using(algorithm="implicit"), \
+                mock.patch.object(conv_implicit, "shares_to_planes",
+                                  wraps=conv_implicit.shares_to_planes) as shares:
+            dw, db = conv_kernels.conv_backward_weight(x, dy, (1, 1), (1, 1), (1, 1), groups,
+                                                       pads, with_bias=True)
+        assert shares.called != by_rows
+        np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-4)
+    assert conv_implicit.weight_by_output_rows(3 * 20, 64, 16, (1, 1), (1, 1)) is False
+    assert not conv_implicit.weight_by_output_rows(8, 16, 16, (1, 1), (1, 1))  # K ≤ C
+    assert not conv_implicit.weight_by_output_rows(8, 64, 16, (3, 3), (1, 1))
+    assert not conv_implicit.weight_by_output_rows(8, 64, 16, (1, 1), (2, 2))
+    assert conv_implicit.weight_by_output_rows(8, 64, 16, (1, 1), (1, 1))  # 1024 ≥ 64 · 8

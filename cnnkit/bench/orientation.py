@@ -1,9 +1,10 @@
 """Re-measure the implicit GEMM's orientation rule (``implicit.planar_wins``) on this machine,
 and its rules for 1×1 layers: weight gradients (``implicit_weight_1x1_min_channels``),
 passes on a few images (``implicit_pointwise_min_images``), weight gradients' position
-shares (``implicit_weight_partials_per_dy``), the planar kernel's copies of its strips
-(``implicit_planar_pack_min_row_tiles``), and the planar orientation of 1×1 products on large
-maps (``implicit_planar_1x1_min_positions``).
+shares (``implicit_weight_partials_per_dy``), 1×1 weight gradients with the output channels
+as rows (``implicit_weight_rows_min_weights_per_position``), the planar kernel's copies of
+its strips (``implicit_planar_pack_min_row_tiles``), and the planar orientation of 1×1
+products on large maps (``implicit_planar_1x1_min_positions``).
 
     python -m cnnkit.bench.orientation
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.orientation     # as on an AVX2 CPU
@@ -15,7 +16,8 @@ rule tells apart: few output channels, thin and wide (few terms per output, many
 and dense. Prints both times, the faster and the rule's pick. Then the weight and bias
 gradients of 1×1 layers on the implicit GEMM and on shift (one matrix product per image),
 likewise, the forward pass and input gradient of 1×1 layers on one to eight images,
-weight gradients on few positions with a share per task or groups of taps, 1×1 planar
+weight gradients on few positions with a share per task or groups of taps, 1×1 weight
+gradients of expanding layers in shares or with the output channels as rows, 1×1 planar
 products with and without their strips copied, and last 1×1 products on maps around
 48 × 48 per image and planar.
 """
@@ -197,6 +199,47 @@ def measure_weight_shares(log=print):
     return rows
 
 
+# 1×1 weight gradients with more output than input channels (N, C, K, map), in the order of
+# their weights per output position (K·C / (N·P)), from 5 to 2675.
+ROWS_CASES = [(16, 64, 256, (14, 14)), (16, 96, 576, (14, 14)), (16, 256, 512, (14, 14)),
+              (32, 128, 512, (7, 7)), (16, 256, 1024, (14, 14)), (16, 128, 1024, (7, 7)),
+              (8, 256, 512, (7, 7)), (8, 320, 1280, (7, 7)), (8, 512, 2048, (7, 7))]
+
+
+def measure_weight_rows(log=print):
+    """[(case, shares s, output rows s, rule's pick)] for 1×1 weight gradients with their
+    bias gradient: the usual shares and groups of taps against one product with the output
+    channels as its rows (``implicit_weight_rows_min_weights_per_position`` off and on), on
+    every core, wall time, alternating."""
+    from .. import tuning
+    from ..kernels.conv import implicit
+    from .timing import best_of_interleaved
+    rng = _on_every_core(log, 7, "1×1 weight gradients with more output than input "
+                               "channels: shares against the output channels as rows")
+    rows = []
+    for n, c, k, size in ROWS_CASES:
+        xp = rng.standard_normal((n, c) + size, dtype=np.float32)
+        dy = rng.standard_normal((n, k) + size, dtype=np.float32)
+        ones = (1,) * len(size)
+
+        def run(least):
+            def call():
+                with tuning.override(implicit_weight_rows_min_weights_per_position=least):
+                    implicit.backward_weight(xp, dy, ones, ones, ones, True)
+            return call
+        times = best_of_interleaved([run(0), run(1e-9)], 9, 2, 10.0)
+        positions = n * int(np.prod(size))
+        rule = "rows" if implicit.weight_by_output_rows(positions, k, c, ones, ones) \
+            else "shares"
+        faster = "rows" if times[1] < times[0] else "shares"
+        rows.append(((n, c, k, size), *times, rule))
+        log(f"  C={c:3d} → K={k:4d} on {n}×{'×'.join(map(str, size))} "
+            f"({k * c / positions:6.1f} weights per position): shares {times[0] * 1e3:6.2f} "
+            f"ms, output rows {times[1] * 1e3:6.2f} ms ({times[1] / times[0]:.2f}) -> "
+            f"{faster:6s} rule: {rule}{'' if rule == faster else '  (differs)'}")
+    return rows
+
+
 # 1×1 planar products whose input lies 16 bytes past a cache line, as NumPy places a large
 # array (N, C, map, K outputs): maps whose planes are 1 KB apart or not, few and many outputs.
 PACKING_CASES = [(32, 64, (16, 16), k) for k in (64, 128, 256)] + \
@@ -274,5 +317,6 @@ if __name__ == "__main__":
     measure_weight()
     measure_few_images()
     measure_weight_shares()
+    measure_weight_rows()
     measure_packing()
     measure_large_maps()

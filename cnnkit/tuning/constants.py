@@ -139,6 +139,24 @@ _TABLE = [
              "32 on 16 16×16 maps (0.56) 1.01-1.07 / 1.02, 64 → 128 on 96 7×7 maps (0.98) "
              "1.10 / 1.04. Compared by python -m cnnkit.bench.orientation." + _NOT_TIMED,
              0, 1 << 20),
+    Constant("implicit_weight_rows_min_weights_per_position", 32.0,
+             "weights per output position",
+             "A 1×1 layer at stride 1 with more output than input channels (K > C) gets its "
+             "weight gradient as a product whose rows are the K output channels (dy read in "
+             "place, x laid out channels-last, dw written row by row: no partial sums to add "
+             "and transpose) when its K·C weights come to at least this many per output "
+             "position (N·P): expansions on small maps. 0: never. With the bias gradient, 2 "
+             "threads, against the shares and groups of implicit_weight_shares, AVX-512 / "
+             "AVX2, by that ratio: 64 → 256 channels on 16 14×14 maps (5) 1.18 / 1.14 of the "
+             "time, 96 → 576 (18) 1.14 / 1.00, 256 → 512 (42) 0.95 / 0.99, 128 → 512 on 32 "
+             "7×7 maps (42) 0.93 / 0.93, 256 → 1024 on 16 14×14 maps (84) 0.83 / 0.83, 128 → "
+             "1024 on 16 7×7 maps (167) 0.72 / 0.69, 256 → 512 on 8 7×7 maps (334) 0.95 / "
+             "0.96, 320 → 1280 (1045) 0.79 / 0.83, 512 → 2048 (2675) 0.77 / 0.84. With K ≤ C "
+             "it lays out the larger operand and was slower or even (1280 → 320 on 8 7×7 maps "
+             "1.07 / 1.07; AVX-512 alone: 512 → 512 on 8 7×7 maps 0.98, 512 → 256 on 16 "
+             "14×14 maps 1.17), so it is not taken there. Compared by python -m "
+             "cnnkit.bench.orientation." + _NOT_TIMED,
+             0, 1 << 30),
     Constant("implicit_tap_block", 128, "taps (terms of the product)",
              "The implicit GEMM's forward kernel passes over its tiles this many taps at a "
              "time, so that the weights' block (taps × tile width) stays in L1 while every "

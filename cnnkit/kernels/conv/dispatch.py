@@ -46,15 +46,11 @@ def _run(geometry, pass_name, operands, finite, call):
     while True:
         nonfinite = frozenset(op for op in operands if finite.get(op) is False)
         name = select(geometry, pass_name, nonfinite)
-        itself = checks_finite(name, pass_name, geometry)
-        unknown = [op for op in needs_finite(name, pass_name, geometry)
-                   if op not in finite and op not in itself]
-        for op in sorted(unknown, key=lambda op: operands[op].size):  # small ones first:
-            finite[op] = all_finite(operands[op])  # one that fails may spare the others
-            if not finite[op]:
-                break
-        if any(finite.get(op) is False for op in unknown):
-            continue
+        itself = needed = needs_finite(name, pass_name, geometry)
+        if needed:
+            itself = checks_finite(name, pass_name, geometry)
+            if not _known_finite(needed - itself, operands, finite):
+                continue
         try:
             result = call(REGISTRY[name])
         except NotFinite as found:
@@ -65,6 +61,17 @@ def _run(geometry, pass_name, operands, finite, call):
         for op in itself:
             finite[op] = True
         return result
+
+
+def _known_finite(needed, operands, finite):
+    """Whether the ``needed`` operands are finite: known already, or found by one pass over
+    each unknown one (``finite.all_finite``), noted in ``finite``."""
+    unknown = [op for op in needed if op not in finite]
+    for op in sorted(unknown, key=lambda op: operands[op].size):  # small ones first:
+        finite[op] = all_finite(operands[op])  # one that fails may spare the others
+        if not finite[op]:
+            return False
+    return all(finite[op] for op in needed)
 
 
 def _as_input(x, pads):

@@ -19,6 +19,7 @@ import numba
 
 from ... import tuning
 from .. import aligned, implicit_gemm_numba as compiled
+from ..bias_numba import bias_grad
 from ..transpose_numba import planes_to_rows, shares_to_planes
 from . import depthwise, shift, strided_input
 from .shift import flat_pitches
@@ -709,6 +710,44 @@ def weight_shares(positions, taps, k, k_padded):
     return shares, -(-tasks // shares)
 
 
+def weight_by_output_rows(positions, k, c, kernel, stride):
+    """Whether a weight gradient of K output and C input channels over ``positions``
+    (N·prod(out)) runs as a product whose rows are its output channels
+    (``_weight_by_output_rows``): 1×1 at stride 1 with K > C, and at least
+    ``implicit_weight_rows_min_weights_per_position`` weights (K·C) per position."""
+    if k <= c or math.prod(kernel) != 1 or any(s != 1 for s in stride):
+        return False
+    least = tuning.value("implicit_weight_rows_min_weights_per_position")
+    return least > 0 and k * c >= least * positions
+
+
+def _weight_by_output_rows(xp, planes, c, first_channel, with_bias):
+    """(dw, db or None) of a 1×1, stride-1 layer, dw[k, c] = Σ_{n,s} dy[n, k, s] · x[n, c, s],
+    as the forward kernel's product with the K output channels as its rows and C on the
+    lanes: dy read in place through the tables (row k from k·P, term (n, s) at n·K·P + s),
+    x laid out channels-last in panels, a pass over C·N·P values where the usual arrangement
+    lays out dy's K·N·P (for groups of taps), and dw comes out in rows, with no partial sums
+    to add and transpose. Each sum runs over the positions in order within one task: the
+    same bits on any thread count. planes: dy as (N, K, P); xp's C channels from
+    ``first_channel`` on are the layer's input (P positions: 1×1 at stride 1)."""
+    n, k, positions = planes.shape
+    planes = np.ascontiguousarray(planes)  # a group's channels of dy: the tables index it flat
+    rows, vectors, c_padded = compiled.tile(c)
+    width = compiled.LANES * vectors
+    x_rows = aligned.empty((c_padded // width, n * positions, width))
+    planes_to_rows(xp[:, first_channel:first_channel + c].reshape(n, c, positions), x_rows)
+    corner = np.arange(k, dtype=np.int64) * positions
+    offset = np.add.outer(np.arange(n, dtype=np.int64) * (k * positions),
+                          np.arange(positions, dtype=np.int64)).reshape(-1)
+    out = aligned.empty((k + rows, c_padded))
+    compiled.ENTRY[vectors][0](planes, x_rows, offset, corner, out, compiled.NO_Y,
+                               *task_split(k, c_padded, width),
+                               tuning.value("implicit_tap_block"), compiled.NO_ROWS,
+                               compiled.NO_BIAS)
+    dw = np.ascontiguousarray(out[:k, :c]).reshape((k, c) + (1,) * (xp.ndim - 2))
+    return (dw, bias_grad(planes)) if with_bias else dw
+
+
 def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=None,
                     first_channel=0):
     """xp (N, C, *padded) float32, dy (N, K, *out) -> dw (K, C', *kernel) for the C' =
@@ -721,6 +760,9 @@ def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=
     planes = np.reshape(dy, (n, k, positions))
     if planes.strides[1:] != (positions * 4, 4):  # the transposes need positions contiguous
         planes = np.ascontiguousarray(planes)
+    c = xp.shape[1] - first_channel if channels is None else channels
+    if weight_by_output_rows(n * positions, k, c, kernel, stride):
+        return _weight_by_output_rows(xp, planes, c, first_channel, with_bias)
     offset = _offsets(xp.shape, kernel, dilation, channels, first_channel)
     shares, groups = weight_shares(n * positions, offset.size, k, k_padded)
     partial = aligned.empty((shares, offset.size + rows, k_padded))
