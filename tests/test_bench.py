@@ -271,3 +271,36 @@ def test_depthwise_bench_refuses_bad_arguments(args, message, capsys):
     with pytest.raises(SystemExit) as stop:
         depthwise.main(args)
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_ceiling_suite_times_every_way_of_computing_the_target_layers(monkeypatch):
+    """Suite "ceiling": the heuristic's step, each other algorithm that applies to all three
+    passes forced (and running: the dispatcher is asked with it forced), PyTorch's step and
+    BLAS's products, for the layers the peak target names (one, shrunk, here)."""
+    from cnnkit.bench import ceiling, layers
+    from cnnkit.kernels.conv import ALGORITHMS, PASSES, applies, dispatch
+    monkeypatch.setitem(layers.CONV_CASES, "pw1x1", (2, 2, 8, 4, (6, 6), 1, 1, 0, 1))
+    step = layers.LayerStep("pw1x1")
+    picks = [dispatch.select(step.geometry, p) for p in PASSES]  # on 2 images: shift's
+    heuristic = "/".join(picks)  # 1×1 products for forward and input, implicit for weight
+    others = [name for name in ALGORITHMS
+              if all(applies(name, step.geometry, p) for p in PASSES)]
+    assert len(set(picks)) == 2 and len(others) >= 3  # implicit, shift, gemm at least
+    ran = []
+    select = dispatch.select
+    monkeypatch.setattr(dispatch, "select", lambda *a: ran.append(select(*a)) or ran[-1])
+    rows = list(ceiling.run(1, ["pw1x1"]))
+    assert [r["way"] for r in rows] == [f"cnnkit ({heuristic})"] + \
+        [f"cnnkit, {name}" for name in others] + ["PyTorch", "BLAS, laid out"]
+    assert set(others) <= set(ran)
+    for r in rows:
+        assert r["gflops"] * r["ms"] * 1e6 == pytest.approx(3 * step.flops)
+    table = ceiling.table(rows, peak=rows[0]["gflops"] * 2)
+    assert "| pw1x1 | PyTorch |" in table and table.count("\n") == len(rows) + 1
+    assert "| 50 |" in table.splitlines()[2]
+    assert bench_main.case_names()["ceiling"] == list(layers.PEAK_TARGET_LAYERS)
+    # one algorithm on all three passes: not timed twice, once as the heuristic's, once forced
+    monkeypatch.setitem(layers.CONV_CASES, "res3x3", (2, 2, 4, 8, (6, 6), 3, 1, 1, 1))
+    labels = [label for label, _ in ceiling.ways(layers.LayerStep("res3x3"))]
+    assert labels[0] == "cnnkit (implicit)" and "cnnkit, implicit" not in labels
+    assert {"cnnkit, winograd", "cnnkit, gemm"} <= set(labels)

@@ -1,5 +1,5 @@
-"""``python -m cnnkit.bench [--suite layers signals e2e more] [--only CASE ...] [--threads N]
-[--repeats R] [--isa native|avx2|avx512] [--json PATH]``.
+"""``python -m cnnkit.bench [--suite layers signals e2e more ceiling] [--only CASE ...]
+[--threads N] [--repeats R] [--isa native|avx2|avx512] [--json PATH]``.
 
 ``--calibrate`` instead measures this machine's kernel constants and saves them, as
 ``cnnkit tune`` (``cnnkit.tuning.calibrate``).
@@ -25,9 +25,10 @@ def build_parser():
     parser = _OneLineParser(prog=PROG, description=__doc__.split("\n")[0] +
                             " — cnnkit against PyTorch (and scipy), as ratios.")
     parser.add_argument("--suite", nargs="+", default=["layers", "signals", "e2e"],
-                        choices=["layers", "signals", "e2e", "more"],
+                        choices=["layers", "signals", "e2e", "more", "ceiling"],
                         help="layers, signals and e2e by default; 'more': layers outside the "
-                             "targets (channel counts, small maps, groups, dilation, 1-D, 3-D)")
+                             "targets (channel counts, small maps, groups, dilation, 1-D, 3-D); "
+                             "'ceiling': the layers of the peak target computed every way")
     parser.add_argument("--only", nargs="*", help="run only these case names")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads for both libraries (default: all cores)")
@@ -47,7 +48,8 @@ def case_names():
     from . import layers, signals
     return {"layers": [*layers.CONV_CASES, *layers.POOL_AND_NORM_CASES],
             "signals": list(signals.SIGNAL_CASES),
-            "more": [*layers.MORE_CASES, *layers.MORE_OP_CASES]}
+            "more": [*layers.MORE_CASES, *layers.MORE_OP_CASES],
+            "ceiling": list(layers.PEAK_TARGET_LAYERS)}
 
 
 def check_args(args):
@@ -150,7 +152,7 @@ def _layer_suite(rows, info):
 
 
 def run(args):
-    from . import end_to_end, layers, machine, peak, report, signals
+    from . import ceiling, end_to_end, layers, machine, peak, report, signals
     from .timing import limit_threads, sgemm_rate
     limit_threads(args.threads)
     info = machine.describe()
@@ -167,6 +169,11 @@ def run(args):
     if "signals" in args.suite:
         results["signals"] = list(signals.run(max(2, args.repeats // 2), args.only))
         print("\n" + report.signal_table(results["signals"]), flush=True)
+    if "ceiling" in args.suite:
+        results["ceiling"] = list(ceiling.run(args.repeats, args.only))
+        _confirm_peak(info)
+        print("\n" + ceiling.table(results["ceiling"], info["peak"]["gflops_total"]),
+              flush=True)
     if "e2e" in args.suite:
         results["end_to_end"] = list(end_to_end.run())
         print("\n" + report.e2e_table(results["end_to_end"]), flush=True)

@@ -73,8 +73,9 @@ MORE_OP_CASES = {
     "gelu": ("gelu", (32, 64, 32, 32), {}),
     "sigmoid": ("sigmoid", (32, 64, 32, 32), {}),
 }
-# Layers that are one matrix product per batch (what "≥ 60 % of sgemm" is judged on).
-GEMM_LAYERS = ("res3x3", "res3x3_s2", "pw1x1")
+# The dense layers the "≥ 60 % of the FMA peak" target is judged on (BENCHMARKS.md, "Against
+# the targets"); suite "ceiling" (``ceiling``) times every way of computing them.
+PEAK_TARGET_LAYERS = ("res3x3", "res3x3_s2", "pw1x1", "alex_c1")
 POOL_AND_NORM_CASES = ("maxpool2x2", "batchnorm")  # pool_and_norm_cases' rows
 
 
@@ -98,50 +99,65 @@ def _pair(fn_ours, fn_theirs, backward):
     return ours, theirs
 
 
+class LayerStep:
+    """One layer of ``cases`` in both libraries, on the same data: ``ours`` and ``theirs``
+    run a training step (forward with the bias, then ``backward``: input, weight and bias
+    gradients), or only the forward pass where the graph is off; ``flops`` is one pass's
+    (2 · K · C/G · prod(kernel) · N · prod(out)), ``geometry`` the padded input's
+    ``ConvGeometry`` and ``blas`` its three products by BLAS (``blas_products``)."""
+
+    def __init__(self, name, cases=CONV_CASES):
+        import torch
+        import torch.nn.functional as TF
+        n_dims, n, c, k, spatial, kernel, stride, padding, groups, *dilation = cases[name]
+        dilation = dilation[0] if dilation else 1
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((n, c) + spatial, dtype=np.float32)
+        w = (rng.standard_normal((k, c // groups) + (kernel,) * n_dims, dtype=np.float32)
+             / np.float32(math.sqrt(c // groups * kernel ** n_dims)))
+        b = rng.standard_normal(k, dtype=np.float32)
+        out = conv_output_shape(spatial, kernel, stride, padding, dilation)
+        g = rng.standard_normal((n, k) + out, dtype=np.float32)
+        ours_conv, theirs_conv = getattr(F, f"conv{n_dims}d"), getattr(TF, f"conv{n_dims}d")
+        tensors = [cnnkit.tensor(a, requires_grad=True) for a in (x, w, b)]
+        torch_tensors = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+        g_torch = torch.tensor(g)
+
+        def ours():
+            for t in tensors:
+                t.grad = None
+            y = ours_conv(*tensors, stride, padding, dilation, groups)
+            if y.requires_grad:
+                y.backward(g)
+
+        def theirs():
+            for t in torch_tensors:
+                t.grad = None
+            y = theirs_conv(*torch_tensors, stride, padding, dilation, groups)
+            if y.requires_grad:
+                y.backward(g_torch)
+        self.ours, self.theirs = ours, theirs
+        self.flops = 2 * n * k * (c // groups) * kernel ** n_dims * math.prod(out)
+        padded = tuple(s + 2 * padding for s in spatial)
+        self.geometry = ConvGeometry.of((n, c) + padded, (k, c // groups) + (kernel,) * n_dims,
+                                        (stride,) * n_dims, (dilation,) * n_dims, groups,
+                                        np.float32)
+        self.blas = LayerProducts(groups, k // groups, c // groups * kernel ** n_dims,
+                                  n * math.prod(out))
+
+
 def conv_case(name, repeats, cases=CONV_CASES):
-    import torch
-    import torch.nn.functional as TF
-    n_dims, n, c, k, spatial, kernel, stride, padding, groups, *dilation = cases[name]
-    dilation = dilation[0] if dilation else 1
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, c) + spatial, dtype=np.float32)
-    w = (rng.standard_normal((k, c // groups) + (kernel,) * n_dims, dtype=np.float32)
-         / np.float32(math.sqrt(c // groups * kernel ** n_dims)))
-    b = rng.standard_normal(k, dtype=np.float32)
-    out = conv_output_shape(spatial, kernel, stride, padding, dilation)
-    g = rng.standard_normal((n, k) + out, dtype=np.float32)
-    ours_conv, theirs_conv = getattr(F, f"conv{n_dims}d"), getattr(TF, f"conv{n_dims}d")
-    tensors = [cnnkit.tensor(a, requires_grad=True) for a in (x, w, b)]
-    torch_tensors = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
-    g_torch = torch.tensor(g)
-
-    def ours():
-        for t in tensors:
-            t.grad = None
-        y = ours_conv(*tensors, stride, padding, dilation, groups)
-        if y.requires_grad:
-            y.backward(g)
-
-    def theirs():
-        for t in torch_tensors:
-            t.grad = None
-        y = theirs_conv(*torch_tensors, stride, padding, dilation, groups)
-        if y.requires_grad:
-            y.backward(g_torch)
-
-    flops = 2 * n * k * (c // groups) * kernel ** n_dims * math.prod(out)
+    step = LayerStep(name, cases)
+    flops = step.flops
     # what ``select`` runs for each pass (float32 weights are finite here)
-    padded = tuple(s + 2 * padding for s in spatial)
-    geometry = ConvGeometry.of((n, c) + padded, (k, c // groups) + (kernel,) * n_dims,
-                               (stride,) * n_dims, (dilation,) * n_dims, groups, np.float32)
-    picks = [select(geometry, pass_name) for pass_name in PASSES]
+    picks = [select(step.geometry, pass_name) for pass_name in PASSES]
     algorithm = picks[0] if len(set(picks)) == 1 else "/".join(picks)  # forward/input/weight
-    blas = LayerProducts(groups, k // groups, c // groups * kernel ** n_dims, n * math.prod(out))
     rows = []
     for (mode, backward, work), blas_run in zip((("fwd", False, flops),
                                                  ("fwd+bwd", True, 3 * flops)),
-                                                (blas.forward, blas.all_three)):
-        t_ours, t_theirs = best_of_interleaved(list(_pair(ours, theirs, backward)), repeats)
+                                                (step.blas.forward, step.blas.all_three)):
+        t_ours, t_theirs = best_of_interleaved(list(_pair(step.ours, step.theirs, backward)),
+                                               repeats)
         # alone, after: in the round-robin, OpenBLAS's run slowed the run after it (pw1x1's
         # forward 1.80–1.95 ms after PyTorch's, 2.19–2.94 after BLAS's)
         (t_blas,) = best_of_interleaved([blas_run], repeats)
