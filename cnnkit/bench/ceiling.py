@@ -8,7 +8,7 @@ Each way runs a whole training step: the forward pass with the bias, then the in
 and bias gradients. One layer's ways are timed round-robin in one process (best of
 ``--repeats``), so a slow moment of the machine falls on all of them alike, and two calls in
 a row each turn: a way's best call follows its own, not another way's that left other data
-in the caches (in a plain round-robin the same code read 10 % slower after BLAS's turn than
+in the caches (in a plain round-robin the same code read 8–12 % slower after BLAS's turn than
 after its own):
 
     cnnkit (A/B/C)      the heuristic, which picks A, B and C for the forward pass, input and
