@@ -60,6 +60,17 @@ def _best(run, repeats=7, clock=time.process_time):
     return best
 
 
+def _faster(times, first, second):
+    """The name of the faster of two timed settings, ``times`` in the order of the names."""
+    return second if times[1] < times[0] else first
+
+
+def _agrees(rule, faster):
+    """What each table prints after the rule's pick: nothing when it is the faster setting,
+    else a mark."""
+    return "" if rule == faster else "  (differs)"
+
+
 def measure(log=print):
     """[(case, channels-last s, planar s, rule's pick)] on one thread."""
     import numba
@@ -81,11 +92,11 @@ def measure(log=print):
                 times.append(_best(lambda: implicit.forward(xp, w, ones, ones, out)))
         taps = c * int(np.prod(kernel))
         rule = "planar" if implicit.planar_wins(k, taps, padded, out, kernel) else "channels-last"
-        faster = "planar" if times[1] < times[0] else "channels-last"
+        faster = _faster(times, "channels-last", "planar")
         rows.append(((n, c, k, padded, kernel), *times, rule))
         log(f"  K={k:3d} outputs, {taps:4d} terms, {n}×{c}×{'×'.join(map(str, padded))}: "
             f"channels-last {times[0] * 1e3:6.2f} ms, planar {times[1] * 1e3:6.2f} ms -> "
-            f"{faster:13s} rule: {rule}{'' if rule == faster else '  (differs)'}")
+            f"{faster:13s} rule: {rule}{_agrees(rule, faster)}")
     return rows
 
 
@@ -116,11 +127,11 @@ def measure_weight(log=print):
                 times.append(_best(lambda: conv.conv_backward_weight(
                     x, dy, (1, 1), (1, 1), (1, 1), with_bias=True), clock=time.perf_counter))
         rule = conv.select(ConvGeometry.of(x.shape, (k, c, 1, 1), (1, 1), (1, 1)), "weight")
-        faster = "shift" if times[1] < times[0] else "implicit"
+        faster = _faster(times, "implicit", "shift")
         rows.append(((n, c, k, size), *times, rule))
         log(f"  C={c:3d} → K={k:3d}, {n}×{'×'.join(map(str, size))}: implicit "
             f"{times[0] * 1e3:6.2f} ms, shift {times[1] * 1e3:6.2f} ms -> {faster:8s} rule: "
-            f"{rule}{'' if rule == faster else '  (differs)'}")
+            f"{rule}{_agrees(rule, faster)}")
     return rows
 
 
@@ -147,12 +158,12 @@ def measure_few_images(log=print):
                     with conv.using(algorithm=algorithm):
                         times.append(_best(run, clock=time.perf_counter))
                 rule = conv.select(geometry, pass_name)
-                faster = "shift" if times[1] < times[0] else "implicit"
+                faster = _faster(times, "implicit", "shift")
                 rows.append(((n, c, k, size), pass_name, *times, rule))
                 log(f"  {pass_name:7s} C={c:4d} → K={k:4d}, {n}×{'×'.join(map(str, size))}: "
                     f"implicit {times[0] * 1e3:6.2f} ms, shift {times[1] * 1e3:6.2f} ms "
                     f"({times[1] / times[0]:.2f}) -> {faster:8s} rule: "
-                    f"{rule}{'' if rule == faster else '  (differs)'}")
+                    f"{rule}{_agrees(rule, faster)}")
     return rows
 
 
@@ -190,12 +201,12 @@ def measure_weight_shares(log=print):
         _, groups = implicit.weight_shares(n * int(np.prod(size)), c * kernel ** len(size), k,
                                            implicit.compiled.tile(k)[2])
         rule = "per task" if groups == 1 else "groups"
-        faster = "per task" if times[1] < times[0] else "groups"
+        faster = _faster(times, "groups", "per task")
         rows.append(((n, c, k, size, kernel), *times, rule))
         log(f"  C={c:3d} → K={k:3d}, {kernel}×{kernel} on {n}×{'×'.join(map(str, size))}: "
             f"groups {times[0] * 1e3:6.2f} ms, a share per task {times[1] * 1e3:6.2f} ms "
             f"({times[1] / times[0]:.2f}) -> {faster:8s} rule: {rule}"
-            f"{'' if rule == faster else '  (differs)'}")
+            f"{_agrees(rule, faster)}")
     return rows
 
 
@@ -231,12 +242,12 @@ def measure_weight_rows(log=print):
         positions = n * int(np.prod(size))
         rule = "rows" if implicit.weight_by_output_rows(positions, k, c, ones, ones) \
             else "shares"
-        faster = "rows" if times[1] < times[0] else "shares"
+        faster = _faster(times, "shares", "rows")
         rows.append(((n, c, k, size), *times, rule))
         log(f"  C={c:3d} → K={k:4d} on {n}×{'×'.join(map(str, size))} "
             f"({k * c / positions:6.1f} weights per position): shares {times[0] * 1e3:6.2f} "
             f"ms, output rows {times[1] * 1e3:6.2f} ms ({times[1] / times[0]:.2f}) -> "
-            f"{faster:6s} rule: {rule}{'' if rule == faster else '  (differs)'}")
+            f"{faster:6s} rule: {rule}{_agrees(rule, faster)}")
     return rows
 
 
@@ -270,12 +281,12 @@ def measure_packing(log=print):
         plane = size[0] * size[1]
         rule = implicit._packs_planar(xp.reshape(-1), c * plane, plane, 1,
                                       -(-k // implicit.compiled.PLANAR_ROWS))
-        faster = times[1] < times[0]
+        faster = _faster(times, False, True)  # packed or not
         rows.append(((n, c, size, k), *times, rule))
         log(f"  K={k:3d} outputs, {c} terms, {n}×{'×'.join(map(str, size))}: plain "
             f"{times[0] * 1e3:6.2f} ms, packed {times[1] * 1e3:6.2f} ms "
             f"({times[1] / times[0]:.2f}) -> {'packed' if faster else 'plain':6s} rule: "
-            f"{'packed' if rule else 'plain'}{'' if rule == faster else '  (differs)'}")
+            f"{'packed' if rule else 'plain'}{_agrees(rule, faster)}")
     return rows
 
 
@@ -303,12 +314,12 @@ def measure_large_maps(log=print):
                  _best(lambda: implicit.forward(x, w, ones, ones, size, planar=True),
                        clock=time.perf_counter)]
         rule = "planar" if implicit.planar_wins(k, c, size, size, (1, 1)) else "per image"
-        faster = "planar" if times[1] < times[0] else "per image"
+        faster = _faster(times, "per image", "planar")
         rows.append(((n, c, k, size), *times, rule))
         log(f"  K={k:3d} outputs, {c:3d} terms, {n}×{'×'.join(map(str, size))}: per image "
             f"{times[0] * 1e3:6.2f} ms, planar {times[1] * 1e3:6.2f} ms "
             f"({times[0] / times[1]:.2f}× as long) -> {faster:9s} rule: {rule}"
-            f"{'' if rule == faster else '  (differs)'}")
+            f"{_agrees(rule, faster)}")
     return rows
 
 
