@@ -822,6 +822,31 @@ def test_planar_packed_strips_give_the_same_floats(n, c, k, size, groups, tap_bl
     _check(results[1], expected, 1.0)
 
 
+@pytest.mark.parametrize("groups,k", [(1, 9), (1, 64), (3, 30)])
+@pytest.mark.parametrize("tap_block", [3, 128])
+def test_planar_bias_is_added_as_the_last_tap_block_is_stored(groups, k, tap_block):
+    """The planar tiles add the bias to their sums as they store them after the last block of
+    taps: the same floats, bit for bit, as adding it to the product afterwards, for one block
+    or several (a bias added with an earlier block would round differently), ragged row tiles
+    (K not a multiple of the tile's rows) and groups, whose outputs take their own group's
+    biases (laid out per row tile like the weights' rows). Infinite and NaN biases land on
+    their channels only."""
+    rng = np.random.default_rng(13)
+    c, size = 6 * groups, (9, 9)
+    xp = rng.standard_normal((2, c) + size, dtype=np.float32)
+    w = rng.standard_normal((k, c // groups, 1, 1), dtype=np.float32)
+    bias = rng.standard_normal(k, dtype=np.float32)
+    bias[[1, k - 1]] = [np.inf, np.nan]
+    with conv_implicit.tuning.override(implicit_tap_block=tap_block):
+        plain = conv_implicit._forward_planar(xp, w, (1, 1), size, groups=groups)
+        biased = conv_implicit._forward_planar(xp, w, (1, 1), size, bias=bias, groups=groups)
+    np.testing.assert_array_equal(biased, plain + bias[:, None, None])
+    expected = TORCH_CONV[2](torch.from_numpy(xp), torch.from_numpy(w), torch.from_numpy(bias),
+                             groups=groups).numpy()
+    np.testing.assert_array_equal(np.isnan(biased), np.isnan(expected))
+    _check(np.nan_to_num(biased), np.nan_to_num(expected), 1.0)
+
+
 def test_planar_packs_only_misaligned_strips_on_1kb_planes():
     """The rule of ``_packs_planar``: strips off vector boundaries, 1 KB apart, each read by
     enough row tiles."""

@@ -30,7 +30,8 @@ import numba
 import numpy as np
 
 from . import aligned
-from .microkernel import LANES, TILES, gathered_micro_kernel, micro_kernel, prefetch
+from .microkernel import (LANES, TILES, biased_micro_kernel, gathered_micro_kernel,
+                          micro_kernel, prefetch)
 from .transpose_numba import (NO_SHIFT, channel_rows_to_planes, gather_cells, image_rows,
                               planes_to_rows, rows_to_planes)
 
@@ -354,9 +355,10 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
     (``rows``, ``vectors``: compile-time constants). w_rows (Kp, T), Kp a multiple of MR;
     out (≥ n_images, K, Lp), K ≤ Kp, Lp a multiple of the tile width: the last row tile's
     rows past K are written to ``spare`` (at least a tile's width of floats), so that out
-    can be y itself, with no copy to drop padding rows. Unless ``bias`` (K,) is empty, each
-    task then adds bias[k] to its strip of every row while the strip is in cache (a pass over
-    y afterwards re-reads it all from memory: 29 MB for 144 channels of 56 × 56 maps, N=16).
+    can be y itself, with no copy to drop padding rows. Unless ``bias`` (K,) is empty, the
+    tiles add bias[k] to their sums as they store them after the last block of taps (a pass
+    of its own over each task's strips took as long as the product: 24 → 144 channels of 16
+    56 × 56 maps, 2 threads, AVX-512, 3.88 ms against 1.94 without the bias).
     Reads stay below x_flat[(n_images − 1)·image + Lp + max(offset)].
 
     With ``groups`` G > 1, the product is G products in one launch: group j's K/G outputs
@@ -383,6 +385,11 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
     for i in range(rows):
         c_row[i] = i * lp
     packed_offset = tap_index * width  # the block's tap t's strip in a task's copy
+    biased = bias.size > 0
+    row_bias = np.zeros(groups * kp, np.float32)  # as w_rows' rows: MR values per row tile
+    if biased:
+        for j in range(groups):
+            row_bias[j * kp:j * kp + k_out] = bias[j * k_out:(j + 1) * k_out]
     for task in numba.prange(n_images * position_tiles):
         n, p0 = task // position_tiles, task % position_tiles * width
         base = np.empty(rows, np.int64)
@@ -415,15 +422,18 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
                         for i in range(rows):
                             ragged[i] = i * lp if k0 + i < k_out else to_spare
                         row_table = ragged
-                    gathered_micro_kernel(block, w_flat.ctypes.data, base.ctypes.data,
-                                          tap_index.ctypes.data, b_source.ctypes.data,
-                                          b_offset.ctypes.data, tile.ctypes.data,
-                                          row_table.ctypes.data, 1 if t0 else 0, rows, vectors)
-        if bias.size:
-            for k in range(groups * k_out):
-                strip = out_flat[(n * groups * k_out + k) * lp + p0:
-                                 (n * groups * k_out + k) * lp + p0 + width]
-                strip += bias[k]
+                    if biased and t0 + block == taps:
+                        biased_micro_kernel(block, w_flat.ctypes.data, base.ctypes.data,
+                                            tap_index.ctypes.data, b_source.ctypes.data,
+                                            b_offset.ctypes.data, tile.ctypes.data,
+                                            row_table.ctypes.data, 1 if t0 else 0,
+                                            row_bias[j * kp + k0:].ctypes.data, rows, vectors)
+                    else:
+                        gathered_micro_kernel(block, w_flat.ctypes.data, base.ctypes.data,
+                                              tap_index.ctypes.data, b_source.ctypes.data,
+                                              b_offset.ctypes.data, tile.ctypes.data,
+                                              row_table.ctypes.data, 1 if t0 else 0, rows,
+                                              vectors)
 
 
 @numba.njit(cache=True)

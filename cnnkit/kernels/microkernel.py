@@ -57,6 +57,21 @@ def gathered_micro_kernel(typingctx, taps, x, base, offset, b, b_offset, c, c_ro
 
 
 @intrinsic
+def biased_micro_kernel(typingctx, taps, x, base, offset, b, b_offset, c, c_row, accumulate,
+                        row_bias, rows, vectors):
+    """``biased_micro_kernel(T, x, base, offset, b, b_offset, c, c_row, accumulate, row_bias,
+    MR, NV)``: ``gathered_micro_kernel`` that adds row i's bias row_bias[i] (the address of
+    MR floats) to its sums as it stores them, C[c_row[i] + j] = (C[c_row[i] + j] +)
+    Σ_t x[base[i] + offset[t]] · b[b_offset[t] + j] + row_bias[i]: the last tap block of a
+    planar product with a bias (``implicit_gemm_numba.planar_tiles``)."""
+    if not _literals(rows, vectors):
+        return None
+    codegen = _tile_codegen(rows.literal_value, vectors.literal_value, gathered=True,
+                            biased=True)
+    return types.void(*([types.intp] * 10), rows, vectors), codegen
+
+
+@intrinsic
 def lanewise_micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_row, accumulate, rows,
                           vectors, width):
     """``lanewise_micro_kernel(T, x, base, offset, b, ldb, c, c_row, accumulate, MR, NV, G)``:
@@ -136,14 +151,15 @@ def prefetch(typingctx, address):
     return types.void(types.intp), codegen
 
 
-def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1, spread=None):
+def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1, spread=None, biased=False):
     """LLVM IR of the register tile: MR·NV vector accumulators live in phi nodes across the
     tap loop, so they stay in registers; B's row t starts at t·ldb, or at b_offset[t] when
     ``gathered``; x's terms are broadcast, or with ``lanewise`` vectors of their own, each
     multiplied as it is (``width`` 1) or in ``width`` lane permutations, one per member of a
     lane group, against B's ``width``·NV vectors of the tap, or with ``spread`` against B's NV
     vectors, each permutation of x ("permute") or rotation of B ("rotate") into a set of
-    accumulators of its own (MR·NV·width)."""
+    accumulators of its own (MR·NV·width). ``biased``: a tenth argument, the address of MR
+    floats, row i's added to its sums as they are stored."""
     sets = width if spread else 1  # accumulator sets per row, stored width·NV vectors apart
 
     def codegen(context, builder, signature, args):
@@ -230,13 +246,20 @@ def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1, spread=None)
             s.add_incoming(zero, entry)
             s.add_incoming(n, loop)
         add = builder.icmp_signed("!=", accumulate, const(0))
+        row_bias = at(args[9], f32) if biased else None
         for i in range(rows):
             row = builder.gep(c, [builder.load(builder.gep(c_row, [const(i)]))])
+            if biased:
+                value = builder.load(builder.gep(row_bias, [const(i)]), align=4)
+                bias = builder.shuffle_vector(builder.insert_element(
+                    undef, value, ir.Constant(i32, 0)), undef, splat_mask)
             for v in range(sets * vectors):
                 target = builder.bitcast(builder.gep(row, [const(LANES * v)]),
                                          vec.as_pointer())
                 s = total[i * sets * vectors + v]
                 summed = builder.select(add, builder.fadd(builder.load(target, align=4), s), s)
+                if biased:
+                    summed = builder.fadd(summed, bias)
                 builder.store(summed, target, align=4)
         return context.get_dummy_value()
 
