@@ -31,7 +31,7 @@ import numpy as np
 
 from . import aligned
 from .microkernel import (LANES, TILES, biased_micro_kernel, gathered_micro_kernel,
-                          micro_kernel, prefetch)
+                          micro_kernel, prefetch, prefetch_for_store)
 from .transpose_numba import (NO_SHIFT, channel_rows_to_planes, gather_cells, image_rows,
                               planes_to_rows, rows_to_planes)
 
@@ -371,7 +371,15 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
     values from each tap's offset, into a buffer of its own that starts on a cache line, one
     tap after another, and the tiles read that: for 1×1 products whose input is off vector
     boundaries, on planes whose strips share a few of the L1 cache's sets
-    (``conv.implicit._packs_planar``)."""
+    (``conv.implicit._packs_planar``).
+
+    Each tile asks for the cache lines it will store to before its first block of taps
+    (``prefetch_for_store``): an output written for the first time is not in cache, and a
+    store there waits for its line to be read from memory. Whole training steps, each timed
+    after PyTorch's (2 threads, four runs, geomean of the time ratios, AVX-512 / AVX2): 256 →
+    64 channels on 32 16 × 16 maps (the input gradient writes 8 MB) 0.96 / 0.99, 144 → 24 on
+    16 56 × 56 maps 0.93 / 0.93, a 3 × 3 layer of 8 outputs (576 terms, five blocks) 1.00 /
+    1.00."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
@@ -422,6 +430,10 @@ def planar_tiles(x_flat, n_images, image, w_rows, offset, out, spare, length, ta
                         for i in range(rows):
                             ragged[i] = i * lp if k0 + i < k_out else to_spare
                         row_table = ragged
+                    if t0 == 0:  # the tile's first stores: its lines asked for now
+                        for i in range(rows):
+                            for line in range(0, width * 4, aligned.LINE):
+                                prefetch_for_store(tile.ctypes.data + row_table[i] * 4 + line)
                     if biased and t0 + block == taps:
                         biased_micro_kernel(block, w_flat.ctypes.data, base.ctypes.data,
                                             tap_index.ctypes.data, b_source.ctypes.data,

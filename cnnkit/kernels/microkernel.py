@@ -139,16 +139,29 @@ def prefetch(typingctx, address):
     into L2 (``llvm.prefetch``, read, locality 2), without waiting for it: a task that will
     soon copy memory the hardware prefetchers cannot foresee has it fetched while its
     multiply-adds run."""
+    return types.void(types.intp), _prefetch_codegen(write=0, locality=2)
+
+
+@intrinsic
+def prefetch_for_store(typingctx, address):
+    """``prefetch_for_store(address)``: ask for the cache line at ``address`` to be brought
+    into the cache to be written (``llvm.prefetch``, write, locality 3: ``prefetchw`` where
+    the CPU has it). A store to a line that is not in cache first reads the line from
+    memory, and the store waits for it; asked a tile's multiply-adds before the tile is
+    stored, the line is there by then (``implicit_gemm_numba.planar_tiles``)."""
+    return types.void(types.intp), _prefetch_codegen(write=1, locality=3)
+
+
+def _prefetch_codegen(write, locality):
     def codegen(context, builder, signature, args):
         i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
         name = "llvm.prefetch.p0i8"
         function = builder.module.globals.get(name) or ir.Function(
             builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), name=name)
-        builder.call(function, [builder.inttoptr(args[0], i8p), ir.Constant(i32, 0),
-                                ir.Constant(i32, 2), ir.Constant(i32, 1)])
+        builder.call(function, [builder.inttoptr(args[0], i8p), ir.Constant(i32, write),
+                                ir.Constant(i32, locality), ir.Constant(i32, 1)])
         return context.get_dummy_value()
-
-    return types.void(types.intp), codegen
+    return codegen
 
 
 def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1, spread=None, biased=False):
