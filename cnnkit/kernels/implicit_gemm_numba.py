@@ -63,7 +63,11 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, groups, tap_bl
     (``conv.implicit.task_split``); each output's sum is one task's, whatever the split.
     Unless ``y`` is empty, each task then copies its rows and channels into y (N, K, S)
     channels-first, y[n, k, s] = out[n·S + s, k] + bias[k] (no bias when ``bias`` is empty),
-    while they are still in cache (a separate pass re-reads all of ``out`` from memory)."""
+    while they are still in cache (a separate pass re-reads all of ``out`` from memory).
+
+    When each tap's terms lie on lines of their own (``_taps_apart``: a 1×1 product's
+    planes), each tile asks for the next tile's lines of its block of taps while it runs:
+    the hardware prefetchers follow a few streams, not one per tap."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
@@ -75,6 +79,7 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, groups, tap_bl
     groups = max(1, min(panels, groups))
     x_flat = x.reshape(-1)
     spare = out.shape[0] - rows
+    spread = _taps_apart(offset)
     for task in numba.prange(chunks * groups):
         chunk, group = task // groups, task % groups
         first, last = chunk * tiles // chunks, (chunk + 1) * tiles // chunks
@@ -92,6 +97,11 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, groups, tap_bl
             block = min(tap_block, taps - t0)
             for j in range(j_first, j_last):
                 for tile in range(last - first):
+                    if spread and j == j_first and tile + 1 < last - first:
+                        # the next tile's terms, tap by tap: its last row's line of each
+                        ahead = x_flat.ctypes.data + 4 * base[tile + 1, rows - 1]
+                        for t in range(t0, t0 + block):
+                            prefetch(ahead + 4 * offset[t])
                     micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,
                                  offset[t0:].ctypes.data, wt[j, t0:].ctypes.data,
                                  width, out[:, j * width:].ctypes.data, c_row[tile].ctypes.data,
@@ -278,7 +288,9 @@ def weight(x, dy, laid_out, offset, corner, partial, sums, rows, vectors, positi
     dy_p being output position p's K values, zero-padded to Kp; the caller sums over s.
     partial (S, T + rows, Kp). The parallel tasks are the S position shares times ``groups``
     groups of the taps' tiles, each task summing its share's positions in order into its own
-    rows: the same sums whatever the thread count.
+    rows: the same sums whatever the thread count. When the taps lie on lines of their own
+    (``_taps_apart``), each tile asks for the next tile's lines of the block's positions
+    while it runs.
 
     The tiles read dy channels-last, in panels of the tile width W. With ``laid_out``, dy is
     that already, (Kp / W, P, W) (``transpose_numba.planes_to_rows``). Otherwise dy is
@@ -301,6 +313,7 @@ def weight(x, dy, laid_out, offset, corner, partial, sums, rows, vectors, positi
     groups = max(1, min(groups, tiles))
     x_flat = x.reshape(-1)
     summed = sums.shape[0] > 0
+    spread = _taps_apart(offset)
     for task in numba.prange(shares * groups):
         share, group = task // groups, task % groups
         first_tile, last_tile = group * tiles // groups, (group + 1) * tiles // groups
@@ -337,12 +350,29 @@ def weight(x, dy, laid_out, offset, corner, partial, sums, rows, vectors, positi
                     p += s1 - s0
             for j0 in range(0, kp, width):
                 for tile in range(last_tile - first_tile):
+                    if spread and j0 == 0 and tile + 1 < last_tile - first_tile:
+                        # the next tile's rows over this block's positions, a line apart
+                        for i in range(rows):
+                            ahead = x_flat.ctypes.data + 4 * base[tile + 1, i]
+                            for p in range(p0, p0 + block, _LINE_FLOATS):
+                                prefetch(ahead + 4 * corner[p])
+                            prefetch(ahead + 4 * corner[p0 + block - 1])
                     micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,
                                  corner[p0:].ctypes.data, b_rows[j0 // width].ctypes.data,
                                  width, out[:, j0:].ctypes.data, c_row[tile].ctypes.data, 1,
                                  rows, vectors)
         if summed and group == 0:
             sums[share] = total
+
+
+@numba.njit(cache=True)
+def _taps_apart(offset):
+    """Whether consecutive taps' terms lie a cache line or more apart (a 1×1 product's
+    taps are planes): the products then read one stream per tap, more than the hardware
+    prefetchers follow, and the kernels prefetch the next tile's lines themselves (pw1x1's
+    forward pass and weight gradient: 256 planes). Neighbouring taps of a k × k kernel read
+    the same lines, and prefetching those would only cost."""
+    return offset.size > 1 and abs(offset[1] - offset[0]) >= _LINE_FLOATS
 
 
 @numba.njit(parallel=True, cache=True)
