@@ -10,7 +10,8 @@ the callers' index tables (``implicit_gemm_numba``, ``correlate_rows_numba``). A
 form (``lanewise_micro_kernel``) loads x's terms as vectors too, for products whose channels
 are on the lanes (``depthwise_lanes_numba``), and its spread form
 (``lanewise_spread_micro_kernel``) keeps G sets of accumulators for a grouped layer's weight
-gradient.
+gradient. The biased form (``biased_micro_kernel``) adds a bias per row of C as it stores
+the tile: the planar kernel's last block of taps.
 
 It is written in LLVM IR through Numba's ``intrinsic`` because Numba's own loops cannot be made
 to hold a 2-D accumulator in registers. Its shape is the target's: LANES float32 lanes per
