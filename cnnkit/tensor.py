@@ -17,7 +17,7 @@ import threading
 import numpy as np
 
 from .kernels.aligned import LINE
-from .kernels.threads import binary
+from .kernels.arithmetic_numba import binary
 
 
 class _GradMode(threading.local):

@@ -56,6 +56,17 @@ def test_more_suite_times_its_pooling_and_activation_layers(monkeypatch):
     assert {"maxpool3x3_s2", "gelu"} <= set(bench_main.case_names()["more"])
 
 
+def test_more_suite_times_a_skip_connection(monkeypatch):
+    """relu(x) + x, fwd and fwd+bwd, on the shape ``RESIDUAL_CASE`` gives."""
+    from cnnkit.bench import layers
+    monkeypatch.setattr(layers, "RESIDUAL_CASE", ("residual_sum", (2, 3, 4, 5)))
+    rows = list(layers.run(1, ["residual_sum"], layers.MORE_CASES))
+    assert [(r["name"], r["mode"]) for r in rows] == [("residual_sum", "fwd"),
+                                                       ("residual_sum", "fwd+bwd")]
+    assert all(r["cnnkit_ms"] > 0 and r["torch_ms"] > 0 for r in rows)
+    assert "residual_sum" in bench_main.case_names()["more"]
+
+
 def test_json_into_a_missing_folder_is_refused_and_not_created(tmp_path, capsys):
     target = tmp_path / "missing" / "results.json"
     assert bench_main.main(["--json", str(target)]) == 2

@@ -1,7 +1,5 @@
 """NumPy passes cut into a piece per thread (``kernels.threads.elementwise``): every element
-once, and the activations and arithmetic that use it the same to the bit whatever the thread
-count."""
-import warnings
+once, and the activations that use it the same to the bit whatever the thread count."""
 
 import numpy as np
 import pytest
@@ -51,32 +49,3 @@ def test_activations_are_the_same_in_pieces(thread_count, activation, dtype):
             results.append((y.data, xc.grad))
     for whole, pieces in zip(*results):
         np.testing.assert_array_equal(whole, pieces)
-
-
-@pytest.mark.parametrize("ufunc", [np.add, np.subtract, np.multiply, np.divide])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_binary_ops_are_numpy_s_in_pieces_and_quiet(thread_count, ufunc, dtype):
-    """``threads.binary`` (the Tensor's + − × ÷ and the gradients' sums): NumPy's values to
-    the bit with inf, NaN, overflow and 0/0 in them, and no warning from any thread."""
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((3, 7, 11)).astype(dtype) * 1e30
-    y = rng.standard_normal((3, 7, 11)).astype(dtype) * 1e20
-    x.reshape(-1)[:6] = [np.nan, np.inf, -np.inf, 0.0, np.inf, 3e38]
-    y.reshape(-1)[:6] = [1.0, np.inf, 2.0, 0.0, -np.inf, 3e38]
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("error")
-        expected = ufunc(x, y)
-        np.testing.assert_array_equal(threads.binary(ufunc, x, y), expected)
-        with np.errstate(all="raise"):
-            np.testing.assert_array_equal(threads.binary(ufunc, x, y), expected)
-
-
-def test_binary_leaves_other_operands_to_numpy(thread_count):
-    """Broadcasting, mixed dtypes, integers and strided views: NumPy's own call."""
-    x = np.arange(12.0).reshape(3, 4)
-    cases = [(x, x[:1]), (x, x.astype(np.float32)), (x.astype(np.int64), x.astype(np.int64)),
-             (x[:, ::2], x[:, 1::2])]
-    for a, b in cases:
-        result = threads.binary(np.add, a, b)
-        np.testing.assert_array_equal(result, a + b)
-        assert result.dtype == (a + b).dtype

@@ -48,7 +48,7 @@ def case_names():
     from . import layers, signals
     return {"layers": [*layers.CONV_CASES, *layers.POOL_AND_NORM_CASES],
             "signals": list(signals.SIGNAL_CASES),
-            "more": [*layers.MORE_CASES, *layers.MORE_OP_CASES],
+            "more": [*layers.MORE_CASES, *layers.MORE_OP_CASES, layers.RESIDUAL_CASE[0]],
             "ceiling": list(layers.PEAK_TARGET_LAYERS)}
 
 

@@ -77,6 +77,9 @@ MORE_OP_CASES = {
 # the targets"); suite "ceiling" (``ceiling``) times every way of computing them.
 PEAK_TARGET_LAYERS = ("res3x3", "res3x3_s2", "pw1x1", "alex_c1")
 POOL_AND_NORM_CASES = ("maxpool2x2", "batchnorm")  # pool_and_norm_cases' rows
+# Suite "more"'s skip connection, relu(x) + x on pw1x1's input: the sum forward, and backward
+# the gradient of x, summed from its two consumers (``residual_case``).
+RESIDUAL_CASE = ("residual_sum", (32, 256, 16, 16))
 
 
 def _pair(fn_ours, fn_theirs, backward):
@@ -237,6 +240,31 @@ def pool_and_norm_cases(repeats):
     return rows
 
 
+def residual_case(repeats):
+    """``RESIDUAL_CASE``'s rows, fwd and fwd+bwd."""
+    import torch
+    name, shape = RESIDUAL_CASE
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    g = rng.standard_normal(shape, dtype=np.float32)
+    xc, xt, g_torch = (cnnkit.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True),
+                       torch.tensor(g))
+
+    def ours():
+        xc.grad = None
+        y = F.relu(xc) + xc
+        if y.requires_grad:
+            y.backward(g)
+
+    def theirs():
+        xt.grad = None
+        y = torch.relu(xt) + xt
+        if y.requires_grad:
+            y.backward(g_torch)
+    return [_row(name, mode, *best_of_interleaved(list(_pair(ours, theirs, backward)), repeats),
+                 0) for mode, backward in (("fwd", False), ("fwd+bwd", True))]
+
+
 def run(repeats=5, only=None, cases=CONV_CASES):
     rows = []
     for name in cases:
@@ -249,6 +277,8 @@ def run(repeats=5, only=None, cases=CONV_CASES):
             if not only or name in only:
                 x = np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
                 yield from op_case(name, op, x, arguments, repeats)
+        if not only or RESIDUAL_CASE[0] in only:
+            yield from residual_case(repeats)
     if cases is not CONV_CASES:
         return
     if not only or set(only) & set(POOL_AND_NORM_CASES):

@@ -1,6 +1,7 @@
 """A small thread pool for NumPy's passes, which run on one thread but release the GIL while
 they work: a pass cut into independent pieces runs on every core (``fft_threads``' FFTs along
-one axis, split along another; the elementwise passes of ``elementwise``)."""
+one axis, split along another; the elementwise passes of ``elementwise``). A Tensor's + − × ÷
+are compiled loops instead (``arithmetic_numba``)."""
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -46,22 +47,3 @@ def elementwise(passes, *arrays):
     list(executor(threads).map(lambda lo, hi: passes(*(a[lo:hi] for a in arrays)),
                                bounds[:-1], bounds[1:]))
 
-
-def binary(ufunc, x, y):
-    """``ufunc(x, y)`` (np.add, np.multiply, ...) as NumPy computes it, a piece per thread
-    (``elementwise``) when both are float arrays of one shape and dtype, contiguous, and
-    large; otherwise NumPy's own call. inf and NaN propagate quietly, as in the callers.
-    2 threads, 32 × 64 × 32 × 32 float32, in one process: a + b 0.920 -> 0.710 ms (PyTorch
-    0.563), a·b + a with its backward 6.86 -> 5.07 (3.91). Such passes are bound by memory,
-    whose bandwidth two threads do not double."""
-    if (x.shape != y.shape or x.dtype != y.dtype or x.dtype.kind != "f"
-            or x.size < tuning.value("compiled_min_size")
-            or not (x.flags.c_contiguous and y.flags.c_contiguous)):
-        return ufunc(x, y)
-    out = np.empty(x.shape, x.dtype)
-
-    def pieces(a, b, result):
-        with np.errstate(all="ignore"):  # each thread has its own error state
-            ufunc(a, b, out=result)
-    elementwise(pieces, x.reshape(-1), y.reshape(-1), out.reshape(-1))
-    return out

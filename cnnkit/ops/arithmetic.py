@@ -8,7 +8,7 @@ As in PyTorch, inf and NaN are values that propagate, not errors: the forward op
 """
 import numpy as np
 
-from ..kernels.threads import binary
+from ..kernels.arithmetic_numba import binary
 from ..tensor import Tensor, as_tensor, result_dtype, unbroadcast
 
 _quiet = np.errstate(all="ignore")  # a decorator: NumPy >= 2 keeps the state per call, so it nests
