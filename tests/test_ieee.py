@@ -436,3 +436,20 @@ def test_pointwise_input_gradient_takes_w_with_inf_and_nan(pads, monkeypatch):
             assert_close(dx, expected, np.float32, terms=w_shape[0], name="dx")
     strided = conv.ConvGeometry.of((1, 24, 6, 6), (40, 24, 1, 1), (2, 2), (1, 1))
     assert conv.registry.needs_finite("implicit", "input", strided) == {"w"}
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("algorithm", [None, "gemm"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_finite_layers_are_quiet_whatever_the_error_state(algorithm, dtype):
+    """0·inf and inf − inf in the sums make NaN without a warning, as in PyTorch, even under
+    ``np.errstate(all="raise")``: gemm's NumPy product warned of them."""
+    x = np.ones((1, 1, 5, 5), dtype)
+    w = np.ones((1, 1, 3, 3), dtype)
+    w[0, 0, 0, 0] = np.inf
+    x[0, 0, 4, 4] = -np.inf
+    xt, wt = cnnkit.tensor(x, requires_grad=True), cnnkit.tensor(w, requires_grad=True)
+    with np.errstate(all="raise"), conv.using(algorithm=algorithm):
+        y = F.conv2d(xt, wt, padding=1)
+        y.backward(np.ones(y.shape, dtype))
+    assert np.isnan(y.data).any() and np.isneginf(wt.grad).any()

@@ -1,4 +1,10 @@
-"""The three convolution passes on plain ndarrays, each run by the algorithm ``select`` picks."""
+"""The three convolution passes on plain ndarrays, each run by the algorithm ``select`` picks.
+
+inf and NaN land as docs/ieee.md says, quietly, as in PyTorch: NumPy's products inside an
+algorithm (gemm's, fft's, winograd's) would warn of 0·inf or inf − inf, whatever the caller's
+``np.errstate``.
+"""
+import numpy as np
 
 from . import autotune, config
 from .geometry import ConvGeometry
@@ -7,6 +13,8 @@ from .registry import (REGISTRY, NotApplicable, applies, check_pass, checks_fini
 from .padded_input import PaddedInput
 from ..bias_numba import add_bias, bias_grad
 from ..finite import NotFinite, all_finite
+
+_quiet = np.errstate(all="ignore")  # a decorator: NumPy >= 2 keeps the state per call
 
 
 def select(geometry, pass_name, nonfinite=frozenset()):
@@ -78,6 +86,7 @@ def _as_input(x, pads):
     return x if isinstance(x, PaddedInput) else PaddedInput(x, pads)
 
 
+@_quiet
 def conv_forward(x, w, stride, dilation, groups=1, pads=None, finite=None, bias=None):
     """Cross-correlation of an input with a bank of kernels, plus a bias.
 
@@ -109,6 +118,7 @@ def conv_forward(x, w, stride, dilation, groups=1, pads=None, finite=None, bias=
     return _run(g, "forward", {"x": source.data, "w": w}, finite, forward)
 
 
+@_quiet
 def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None, finite=None):
     """dL/dx of ``conv_forward``: the transposed convolution of ``dy`` with ``w``.
 
@@ -131,6 +141,7 @@ def conv_backward_input(dy, w, spatial, stride, dilation, groups=1, pads=None, f
                 lambda module: module.input_pass(dy, w, g))
 
 
+@_quiet
 def conv_backward_weight(x, dy, kernel, stride, dilation, groups=1, pads=None, finite=None,
                          with_bias=False):
     """dL/dw of ``conv_forward``: the correlation of the input with ``dy``.
