@@ -236,8 +236,10 @@ def gelu(input, approximate: str = "none") -> Tensor:  # noqa: A002
     ``approximate='none'``:  Φ(x) = ½·erfc(−x/√2);  d/dx = Φ(x) + x·φ(x),  φ(x) = e^(−x²/2)/√(2π).
     ``approximate='tanh'``:  ½x(1 + tanh u),  u = √(2/π)(x + 0.044715x³);
         d/dx = ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²).
-    Computed in float64 and returned in the input's dtype. At ±inf the limits are returned
-    (gelu(inf) = inf, gelu(−inf) = 0, slopes 1 and 0) where PyTorch gives NaN.
+    Computed in float64 and returned in the input's dtype, but for large float32 arrays of
+    the exact form, computed in float32 within 7 units of the last place, the left tail
+    included (``kernels.activation_numba``). At ±inf the limits are returned (gelu(inf) = inf,
+    gelu(−inf) = 0, slopes 1 and 0) where PyTorch gives NaN.
     """
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
@@ -271,8 +273,9 @@ def gelu(input, approximate: str = "none") -> Tensor:  # noqa: A002
 
 
 def _compiled_gelu(x, tanh_form):
-    """``gelu`` by ``kernels.activation_numba`` in float64: float32 by vector loops, float64
-    by libm's erfc and tanh per element (exact to its last bits)."""
+    """``gelu`` by ``kernels.activation_numba``: float32 by vector loops (the exact form in
+    float32, the tanh form in float64), float64 by libm's erfc and tanh per element (exact to
+    its last bits)."""
     from ..kernels import activation_numba as loops
     data = np.require(x.data, requirements="C")  # not ascontiguousarray: keeps 0-d
     if data.dtype == np.float32:

@@ -3,11 +3,12 @@
 A loop that calls ``math.exp`` or ``math.erfc`` stays scalar: each is a libm call per
 element, which LLVM cannot turn into vector code (GELU through libm's erfc took 13 ms on
 2 M float32 values, against PyTorch's 0.9). These are arithmetic only, with no call and no
-branch, inlined into the loop, so it runs a vector of float64 lanes at a time. All but one
-are float64, for float32 results: GELU's and ELU's values and slopes built on them were the
-float32 nearest to mpmath's at every one of 4801 points per function, tails included
-(``tests/test_vector_math.py`` measures them against mpmath). ``exp_nonpositive_f32`` is
-float32, twice the lanes, for sigmoid's forward pass.
+branch, inlined into the loop, so it runs a vector of lanes at a time. ``exp`` and ``expm1``
+are float64, for float32 results: ELU's values and slopes and the tanh-form GELU's built on
+them are the float32 nearest to mpmath's at 99.9 % of 4801 points per function, tails
+included. The ``_f32`` functions are float32, twice the lanes of float64 on every ISA, for
+sigmoid's forward pass and the exact GELU's (``tests/test_vector_math.py`` measures each
+against mpmath).
 
 Each is inlined with ``fastmath={"contract"}`` in the caller too (multiply-adds fused, nothing
 else reordered).
@@ -20,6 +21,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from . import erfc_fit
+
 FMA = {"contract"}  # the fastmath flags of these functions and of the loops that inline them
 
 EXP_MIN, EXP_MAX = -708.0, 709.0  # ``exp``'s domain: 2^n stays a normal float64
@@ -30,31 +33,24 @@ _TAYLOR = np.array([1.0 / math.factorial(k) for k in range(13)])  # e^r to r^12:
 # |r| ≤ ln2/2
 _TAYLOR_AFTER_1 = _TAYLOR[1:].copy()  # (e^r − 1)/r to r^11
 
-# erfc(z) = t·e^(−z²)·Q(t), t = 1/(1 + z/2): Q in powers of t, fitted on z ∈ [0, 20/√2] to
-# 5e-14 relative by ``python -m cnnkit.kernels.erfc_fit`` (which says how).
-ERFCX_Q = (
-    0.28209479889872474,
-    0.2820944203906114,
-    0.2468417293128976,
-    0.17618417205681586,
-    0.08494319126955728,
-    -0.012529457106905222,
-    -0.016546545894821546,
-    -0.1994525577392787,
-    0.3779967997127588,
-    -0.6179296779501675,
-    0.6135540604120457,
-    0.6161319748250914,
-    -2.962950402113392,
-    4.624761663899849,
-    -4.252229290227148,
-    2.5247285012732625,
-    -0.9615124991354391,
-    0.21560838552322067,
-    -0.021789267407698258,
-)
-_ERFCX_Q = np.array(ERFCX_Q)
-ERFC_Z_MAX = 20.0 / math.sqrt(2.0)  # the fit's end: callers clamp z to it
+# erfcx(z) = e^(z²)·erfc(z) = t·Q(s), t = 1/(1 + z/2), s = t·S_SCALE − S_SHIFT: Q in powers of
+# s, fitted on z ∈ [0, 18/√2] to 2.9e-8 relative by ``python -m cnnkit.kernels.erfc_fit``
+# (which says how), float32 coefficients.
+ERFCX_Q = np.array([
+    0.5600669980049133,
+    0.33049461245536804,
+    0.10896223783493042,
+    0.007657419890165329,
+    -0.006971375085413456,
+    -0.0009026644984260201,
+    0.0007379660382866859,
+    3.303318590042181e-05,
+    -9.244748071068898e-05,
+    5.860184955963632e-06,
+    8.306727977469563e-06,
+], np.float32)
+ERFCX_Z_MAX = erfc_fit.Z_MAX  # the fit's end: callers clamp z to it
+_S_SCALE, _S_SHIFT = erfc_fit.S_SCALE, erfc_fit.S_SHIFT
 
 
 def _pow2_of(bits, float_type, ir_float, exponent_bias, mantissa_bits):
@@ -94,6 +90,7 @@ _EXPF_P = np.array([5.0000001201e-1, 1.6666665459e-1, 4.1665795894e-2, 8.3334519
                     1.3981999507e-3, 1.9875691500e-4], np.float32)
 EXP_F32_MIN = np.float32(-104.0)  # below, e^t is under half the smallest subnormal: 0
 ONE_F32 = np.float32(1.0)
+HALF_F32 = np.float32(0.5)
 # adding and subtracting 1.5·2^23 rounds a float32 of magnitude below 2^22 to an integer, with
 # no call: np.floor is one where SSE lacks a rounding instruction, and keeps the loop scalar
 _ROUNDING_F32 = np.float32(1.5 * 2 ** 23)
@@ -105,17 +102,68 @@ _pow2_f32 = _pow2_of(32, types.float32, ir.FloatType(), 127, 23)  # int32 n in [
 @numba.njit(inline="always", fastmath=FMA)
 def exp_nonpositive_f32(t):
     """e^t for a float32 t in [EXP_F32_MIN, 0] (callers clamp), in float32: t = n·ln 2 + r
-    (|r| ≤ ln2/2), e^r by the polynomial, times 2^n as 2^⌊n/2⌋·2^⌈n/2⌉, so that a subnormal
+    (|r| ≤ ln2/2), e^r by the polynomial, times 2^n (``times_pow2_f32``), so that a subnormal
     result (n below −126) is rounded once, by the last multiply. Within 2 units of float32's
     last place (``tests/test_vector_math.py``)."""
     n = (t * _LOG2_E_F32 + _ROUNDING_F32) - _ROUNDING_F32  # to the nearest integer
     r = (t - n * _LN2_HI_F32) - n * _LN2_LO_F32
+    return times_pow2_f32(_exp_reduced_f32(r), np.int32(n))
+
+
+@numba.njit(inline="always", fastmath=FMA)
+def _exp_reduced_f32(r):
+    """e^r for a float32 |r| ≤ ln2/2 (a little more is fine): 1 + r + r²·P(r)."""
     q = _EXPF_P[5]
     for k in range(4, -1, -1):
         q = q * r + _EXPF_P[k]
-    whole = np.int32(n)
-    half = np.int32(whole >> 1)
-    return ((ONE_F32 + r + (r * r) * q) * _pow2_f32(half)) * _pow2_f32(np.int32(whole - half))
+    return ONE_F32 + r + (r * r) * q
+
+
+@numba.njit(inline="always", fastmath=FMA)
+def times_pow2_f32(v, n):
+    """v·2^n for a float32 v near 1 and an int32 n in [−252, 254], as v·2^⌊n/2⌋·2^⌈n/2⌉:
+    a subnormal or zero result is rounded once, by the last multiply."""
+    half = np.int32(n >> 1)
+    return (v * _pow2_f32(half)) * _pow2_f32(np.int32(n - half))
+
+
+@intrinsic
+def _high_half_f32(typingctx, x):
+    """x with the low 12 bits of its significand cleared (the sign, the exponent and 12
+    significant bits kept): the square of what is left is exact in float32."""
+    def codegen(context, builder, signature, args):
+        bits = builder.bitcast(args[0], ir.IntType(32))
+        kept = builder.and_(bits, ir.Constant(ir.IntType(32), 0xFFFFF000))
+        return builder.bitcast(kept, ir.FloatType())
+    return types.float32(types.float32), codegen
+
+
+@numba.njit(inline="always", fastmath=FMA)
+def exp_half_square_f32(x):
+    """(m, n) with e^(−x²/2) = m·2^n, m in [0.7, 1.42], for a float32 |x| ≤ 18, in float32
+    arithmetic: x² is taken exactly, as x_h² + x_l·(x + x_h) with x_h = ``_high_half_f32(x)``
+    and x_l = x − x_h (x_h² exact; the rest small), so that e^(−x²/2), relatively sensitive
+    to x² by x²/2, is not rounded through it (x²/2 = 162 at x = 18). The caller multiplies
+    m by its factors before ``times_pow2_f32``, so that a subnormal product rounds once."""
+    high = _high_half_f32(x)
+    low = x - high
+    a = -HALF_F32 * (high * high)  # exact
+    a_low = -HALF_F32 * (low * (x + high))
+    n = (a * _LOG2_E_F32 + _ROUNDING_F32) - _ROUNDING_F32
+    r = ((a - n * _LN2_HI_F32) - n * _LN2_LO_F32) + a_low
+    return _exp_reduced_f32(r), np.int32(n)
+
+
+@numba.njit(inline="always", fastmath=FMA)
+def erfcx_f32(z):
+    """e^(z²)·erfc(z) for a float32 z in [0, ERFCX_Z_MAX] (callers clamp), in float32:
+    t·Q(s)."""
+    t = ONE_F32 / (ONE_F32 + HALF_F32 * z)
+    s = t * _S_SCALE - _S_SHIFT
+    p = ERFCX_Q[10]
+    for k in range(9, -1, -1):
+        p = p * s + ERFCX_Q[k]
+    return t * p
 
 
 @numba.njit(inline="always", fastmath=FMA)
@@ -128,13 +176,6 @@ def expm1(a):
     r = (a - n * _LN2_HI) - n * _LN2_LO
     scale = _pow2(np.int64(n))
     return scale * (r * _polynomial(_TAYLOR_AFTER_1, r)) + (scale - 1.0)
-
-
-@numba.njit(inline="always", fastmath=FMA)
-def erfc_scaled(z):
-    """(t, t·Q(t)) for 0 ≤ z ≤ ERFC_Z_MAX: erfc(z) = t·Q(t)·e^(−z²), t = 1/(1 + z/2)."""
-    t = reciprocal(1.0 + 0.5 * z)
-    return t, t * _polynomial(_ERFCX_Q, t)
 
 
 @numba.njit(inline="always", fastmath=FMA)
