@@ -1,5 +1,6 @@
-"""A Tensor's + − × ÷ by compiled loops (``kernels.arithmetic_numba.binary``): NumPy's values to
-the bit, quietly, on every thread count; every other operand left to NumPy."""
+"""A Tensor's + − × ÷ by compiled loops (``kernels.arithmetic_numba.binary``), on arrays of one
+shape or by a 0-d scalar on either side: NumPy's values to the bit, quietly, on every thread
+count; every other operand left to NumPy."""
 import warnings
 
 import numba
@@ -41,6 +42,24 @@ def test_values_are_numpy_s_to_the_bit_and_quiet(ufunc, dtype, size):
 
 
 @pytest.mark.parametrize("ufunc", UFUNCS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scalar", [2.5, -0.0, 0.0, np.inf, -np.inf, np.nan, 1e-40, 3e38])
+def test_a_scalar_on_either_side_gives_numpy_s_values(ufunc, dtype, scalar):
+    x, _ = _operands(dtype, 1001)
+    s = np.array(scalar, dtype)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("error")
+        expected = ufunc(x, s), ufunc(s, x)
+        with tuning.override(compiled_min_size=0), np.errstate(all="raise"):
+            results = (arithmetic_numba.binary(ufunc, x, s),
+                       arithmetic_numba.binary(ufunc, s, x))
+    for result, want in zip(results, expected):
+        assert result.dtype == dtype
+        np.testing.assert_array_equal(result, want)
+        assert np.array_equal(np.signbit(result), np.signbit(want))
+
+
+@pytest.mark.parametrize("ufunc", UFUNCS)
 def test_one_thread_and_all_give_the_same_bits(ufunc):
     x, y = _operands(np.float32, 100_003)
     results = []
@@ -56,8 +75,10 @@ def test_one_thread_and_all_give_the_same_bits(ufunc):
 
 def test_the_compiled_loop_runs_from_the_threshold_on(monkeypatch):
     calls = []
-    monkeypatch.setitem(arithmetic_numba._LOOPS, np.add,
-                        lambda x, y, out: calls.append(x.size) or np.add(x, y, out=out))
+    def loop(x, y, out):
+        calls.append(x.size)
+        np.add(x, y, out=out)
+    monkeypatch.setitem(arithmetic_numba._LOOPS, np.add, (loop, loop, loop))
     x = np.ones(10, np.float32)
     with tuning.override(compiled_min_size=10):
         np.testing.assert_array_equal(arithmetic_numba.binary(np.add, x, x), 2)
@@ -66,12 +87,15 @@ def test_the_compiled_loop_runs_from_the_threshold_on(monkeypatch):
 
 
 def test_other_operands_are_left_to_numpy():
-    """Broadcasting, mixed dtypes, integers, float16, strided views and other ufuncs."""
+    """Broadcasting, mixed dtypes (a scalar's too), integers, float16, strided views and
+    other ufuncs."""
     x = np.arange(12.0).reshape(3, 4)
     cases = [(np.add, x, x[:1]), (np.add, x, x.astype(np.float32)),
              (np.add, x.astype(np.int64), x.astype(np.int64)),
              (np.multiply, x.astype(np.float16), x.astype(np.float16)),
-             (np.add, x[:, ::2], x[:, 1::2]), (np.maximum, x, x)]
+             (np.add, x[:, ::2], x[:, 1::2]), (np.maximum, x, x),
+             (np.multiply, x, np.array(2.0, np.float32)), (np.add, x[:, ::2], np.array(1.0)),
+             (np.subtract, np.array(1.0), x[:1])]
     with tuning.override(compiled_min_size=0):
         for ufunc, a, b in cases:
             result = arithmetic_numba.binary(ufunc, a, b)
@@ -87,3 +111,26 @@ def test_a_gradient_summed_from_two_consumers_is_the_sum():
     xc = cnnkit.tensor(x, requires_grad=True)
     ((xc * 2.0) + xc).backward(g)
     np.testing.assert_array_equal(xc.grad, g * np.float32(2.0) + g)
+
+
+@pytest.mark.parametrize("exponent", [2.0, 3.0, 0.5, 0.0, -1.0])
+def test_a_power_by_a_scalar_is_numpy_s_and_its_gradient_the_same_products(exponent):
+    """``x ** b`` for a scalar b on the compiled products: values NumPy's, the gradient
+    g·b·x^(b−1) as the products in that order give it (0 where b = 0, as PyTorch), against
+    PyTorch in float64 too; inf, NaN and 0 among the values."""
+    import torch
+    rng = np.random.default_rng(4)
+    x = np.abs(rng.standard_normal(70_000)).astype(np.float32)
+    x[:4] = [0.0, np.inf, np.nan, 1e-30]
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    xc = cnnkit.tensor(x, requires_grad=True)
+    y = xc ** exponent
+    y.backward(g)
+    b = np.float32(exponent)
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(y.data, x ** b)
+        want = np.zeros_like(g) if exponent == 0 else (g * b) * x ** (b - np.float32(1))
+    np.testing.assert_array_equal(xc.grad, want)
+    xt = torch.tensor(x[4:].astype(np.float64), requires_grad=True)
+    (xt ** exponent).backward(torch.tensor(g[4:].astype(np.float64)))
+    np.testing.assert_allclose(xc.grad[4:], xt.grad.numpy(), rtol=1e-5, atol=1e-30)
