@@ -315,3 +315,22 @@ def test_ceiling_suite_times_every_way_of_computing_the_target_layers(monkeypatc
     labels = [label for label, _ in ceiling.ways(layers.LayerStep("res3x3"))]
     assert labels[0] == "cnnkit (implicit)" and "cnnkit, implicit" not in labels
     assert {"cnnkit, winograd", "cnnkit, gemm"} <= set(labels)
+
+
+def test_torch_twin_builds_residual_blocks(rng):
+    """The end-to-end suite's ResNet: the twin's blocks add their two branches and take the
+    same state-dict keys, so both libraries compute the same model."""
+    import torch
+
+    import cnnkit
+    from cnnkit import models
+    from cnnkit.bench.torch_twin import torch_twin
+    cnnkit.manual_seed(0)
+    model = models.get("resnet_small", widths=(8, 16), blocks_per_stage=1)
+    twin = torch_twin(model)
+    assert list(twin.state_dict()) == list(model.state_dict())
+    x = rng.standard_normal((2, 1, 28, 28)).astype(np.float32)
+    with torch.no_grad():
+        expected = twin.train()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.train()(cnnkit.tensor(x)).data, expected, rtol=1e-4,
+                               atol=1e-5)

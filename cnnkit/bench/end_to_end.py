@@ -1,5 +1,5 @@
-"""Suite 3: training speed and peak memory of the default model and of LeNet-5 (``MODELS``), and
-their latency on one image, cnnkit against PyTorch.
+"""Suite 3: training speed and peak memory of the default model, LeNet-5 and a small ResNet
+(``MODELS``), and their latency on one image, cnnkit against PyTorch.
 
 Speed: training steps of the two libraries alternate in one process (same batches, same
 optimizer, same batch size); images/s is the best of several timed windows. Memory: each library
@@ -155,9 +155,10 @@ def peak_memory(library, name=DEFAULT_MODEL, batch_size=128, steps=3):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-# The default model, and LeNet-5, the model a course starts from: one-channel first layer,
-# small maps, where fixed costs and thin products weigh most.
-MODELS = (DEFAULT_MODEL, "lenet5")
+# The default model; LeNet-5, the model a course starts from: one-channel first layer, small
+# maps, where fixed costs and thin products weigh most; and a small ResNet: batch norm after
+# every convolution, 16- to 64-channel layers, and each block's sum of two branches.
+MODELS = (DEFAULT_MODEL, "lenet5", "resnet_small")
 
 
 def run(names=MODELS, batch_size=128):

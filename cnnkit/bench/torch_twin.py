@@ -40,10 +40,28 @@ def _layer(module):
     name = type(module).__name__
     if name == "Sequential":
         return tnn.Sequential(OrderedDict((key, _layer(m)) for key, m in module.named_children()))
+    if name == "BasicBlock":
+        return _residual_block(_layer(module.body), _layer(module.shortcut))
     kwargs = {a: getattr(module, a) for a in _COPIED.get(name, ())}
     if name.startswith(("Conv", "Linear")):
         kwargs["bias"] = module.bias is not None
     return getattr(tnn, name)(**kwargs)
+
+
+def _residual_block(body, shortcut):
+    """``cnnkit.models.resnet.BasicBlock``'s twin: relu(body(x) + shortcut(x)), with its
+    ``body`` and ``shortcut`` attributes, so that the state-dict keys are the same."""
+    import torch
+    import torch.nn as tnn
+
+    class BasicBlock(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.shortcut, self.relu = body, shortcut, tnn.ReLU()
+
+        def forward(self, x):
+            return torch.relu(self.body(x) + self.shortcut(x))
+    return BasicBlock()
 
 
 def torch_twin(model):
