@@ -4,9 +4,8 @@ pass.
 NumPy's ufuncs run on one thread. These loops run on Numba's OpenMP threads, the pool of
 the convolution, batch norm and ReLU kernels around them: a residual connection's sum, or
 the gradient of a tensor with two consumers, summed in ``Tensor.backward``. They replace a
-piece per thread of cnnkit's own Python pool (``threads.elementwise``), whose threads each
-take the GIL to start their piece. a + b on 2 M float32 values, 2 threads, AVX-512, best
-of 30 in one process (``BENCHMARKS.md``, "Residual sums on the compiled threads"): 0.48 ms
+piece per thread of cnnkit's own Python pool (``threads.elementwise``), which ran slower:
+a + b on 2 M float32 values, 2 threads, AVX-512, best of 30 in one process (``BENCHMARKS.md``, "Residual sums on the compiled threads"): 0.48 ms
 warm and 0.64 after a 64 MB pass, against 0.73 and 0.87 in pieces, NumPy's 0.85 and 0.95
 on one thread and PyTorch's 0.57 and 1.03.
 
