@@ -64,14 +64,15 @@ def _units(ours, exact, scale=None):
     return np.abs(ours.astype(np.float64) - exact) / spacing
 
 
-def test_float32_erfcx_is_within_four_units_over_its_range():
-    """(3.8 measured: Q's float32 evaluation, and t's rounding passed on about doubled.)"""
+def test_float32_erfcx_is_within_five_units_over_its_range():
+    """(3.8 measured with fused multiply-adds, 4.2 compiled for x86-64 without them: Q's
+    float32 evaluation, and t's rounding passed on about doubled.)"""
     z = np.concatenate([np.linspace(0, vector_math.ERFCX_Z_MAX, 3001),
                         [1e-30, 0.5, 1.0]]).astype(np.float32)
     out = np.empty_like(z)
     _erfcx_all(z, out)
     exact = _exact(lambda v: mpmath.exp(v * v) * mpmath.erfc(v), z)
-    assert np.max(_units(out, exact)) <= 4
+    assert np.max(_units(out, exact)) <= 5
 
 
 def test_float32_exp_of_minus_half_a_square_is_within_two_units():
@@ -134,7 +135,8 @@ def test_float32_tanh_form_gelu_is_correctly_rounded():
 def test_float32_gelu_is_within_seven_units_and_its_slope_within_six_of_its_terms():
     """The exact form in float32 arithmetic: x·Φ(x) within 7 units of float32's last place,
     down to the left tail's subnormals (6.4 at worst of 800 000 points); the slope
-    Φ(x) + x·φ(x) within 6 units of the last place of |Φ(x)| + |x·φ(x)| (4.5 at worst): near
+    Φ(x) + x·φ(x) within 6 units of the last place of |Φ(x)| + |x·φ(x)| (4.5 at worst; 5.5
+    compiled for x86-64, without fused multiply-adds): near
     its zero at x = −0.75 the two terms cancel. On the mpmath grid, and on random points
     against the float64 libm loops."""
     out, dx = np.empty_like(_GELU_GRID), np.empty_like(_GELU_GRID)

@@ -164,8 +164,8 @@ def _exact_gelu_forward(x, out):
 def _exact_gelu_backward(x, grad, dx):
     """dx = grad·(Φ(x) + x·φ(x)) in float32, as e^(−x²/2)·(p + x/√(2π)) below 0 and
     1 + e^(−x²/2)·(x/√(2π) − p) above (p = ½·erfcx(|x|/√2)). Within 6 units of the last
-    place of |Φ(x)| + |x·φ(x)| (4.5 at worst of 800 000 points), which near the slope's zero
-    at x = −0.75 is far from the slope's own."""
+    place of |Φ(x)| + |x·φ(x)| (4.5 at worst of 800 000 points, 5.5 on x86-64 without fused
+    multiply-adds), which near the slope's zero at x = −0.75 is far from the slope's own."""
     for i in numba.prange(x.size):
         clipped = min(max(x[i], -_CLIP_F32), _CLIP_F32)
         p, m, n = _normal_tail_f32(clipped)
