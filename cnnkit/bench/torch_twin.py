@@ -51,7 +51,6 @@ def _layer(module):
 def _residual_block(body, shortcut):
     """``cnnkit.models.resnet.BasicBlock``'s twin: relu(body(x) + shortcut(x)), with its
     ``body`` and ``shortcut`` attributes, so that the state-dict keys are the same."""
-    import torch
     import torch.nn as tnn
 
     class BasicBlock(tnn.Module):
@@ -60,7 +59,7 @@ def _residual_block(body, shortcut):
             self.body, self.shortcut, self.relu = body, shortcut, tnn.ReLU()
 
         def forward(self, x):
-            return torch.relu(self.body(x) + self.shortcut(x))
+            return self.relu(self.body(x) + self.shortcut(x))
     return BasicBlock()
 
 

@@ -91,7 +91,7 @@ def gelu_backward(x, grad, tanh_form, dx):
 _TANH_CLIP = 20.0  # float32's limits: beyond |x| = 20, the tanh form's x·σ(2u) and its slope
 # round to the limits (x or 0; 1 or 0) in float32 from any float32 x, and clipped x keeps e^a in
 # its domain (NaN stays NaN through min and max, and so does its slope)
-_CLIP_F32 = np.float32(18.0)  # the same for x·Φ(x), and the erfcx fit's end (|x|/√2)
+_CLIP_F32 = np.float32(vector_math.ERFCX_X_MAX)  # the same for x·Φ(x): the erfcx fit's end
 _SQRT_HALF_F32 = np.float32(_SQRT_HALF)
 _INV_SQRT_2PI_F32 = np.float32(_INV_SQRT_2PI)
 

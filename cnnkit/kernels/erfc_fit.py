@@ -24,7 +24,8 @@ import math
 import numpy as np
 
 DEGREE = 10
-Z_MAX = 18.0 / math.sqrt(2.0)  # z = |x|/√2 for the float32 GELU's clamp |x| ≤ 18
+X_MAX = 18.0  # the float32 GELU's clamp |x| ≤ 18: beyond, x·Φ(x) and its slope are their limits
+Z_MAX = X_MAX / math.sqrt(2.0)  # z = |x|/√2 at the clamp
 T_MIN = 1.0 / (1.0 + Z_MAX / 2.0)
 S_SCALE = np.float32(2.0 / (1.0 - T_MIN))  # s = t·S_SCALE − S_SHIFT maps [T_MIN, 1] to [−1, 1]
 S_SHIFT = np.float32((1.0 + T_MIN) / (1.0 - T_MIN))

@@ -50,6 +50,7 @@ ERFCX_Q = np.array([
     8.306727977469563e-06,
 ], np.float32)
 ERFCX_Z_MAX = erfc_fit.Z_MAX  # the fit's end: callers clamp z to it
+ERFCX_X_MAX = erfc_fit.X_MAX  # the same as a GELU input x = √2·z
 _S_SCALE, _S_SHIFT = erfc_fit.S_SCALE, erfc_fit.S_SHIFT
 
 
