@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as TF
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from poisoned import poisoned_empty
 
 from cnnkit.kernels import aligned
 from cnnkit.kernels import conv as conv_kernels
@@ -617,17 +618,6 @@ def test_planar_reads_stop_at_the_end_of_the_input(size, launches):
                                atol=1e-5)
 
 
-_REAL_EMPTY = np.empty
-
-
-def _poisoned_empty(*args, **kwargs):
-    """np.empty whose float arrays hold NaN: a pass that leaves a cell unwritten shows."""
-    out = _REAL_EMPTY(*args, **kwargs)
-    if out.dtype.kind == "f":
-        out.fill(np.nan)
-    return out
-
-
 @pytest.mark.parametrize("shape, w_shape, stride, pads, groups", [
     ((8, 5, 9, 9), (16, 5, 3, 3), (1, 1), ((1, 1), (1, 1)), 1),
     ((8, 8, 19, 17), (24, 8, 3, 3), (2, 2), ((1, 0), (2, 1)), 1),  # strided, uneven padding
@@ -674,7 +664,7 @@ def test_forward_tasks_pad_their_own_images(shape, w_shape, stride, pads, groups
     with mock.patch.dict(implicit_gemm_numba.BY_IMAGE, by_image):
         for shared in (False, True):
             check(shared)  # compiles the kernels, which Numba cannot with np.empty patched
-        with mock.patch.object(conv_implicit.np, "empty", _poisoned_empty):
+        with mock.patch.object(conv_implicit.np, "empty", poisoned_empty):
             for shared in (False, True):
                 check(shared)
     assert pads_seen == [6, 6, 6, 6]  # the tasks padded the images (groups: their channels)
@@ -714,7 +704,7 @@ def test_forward_tasks_run_per_image_on_inputs_with_nothing_to_pad(shape, w_shap
         assert calls == []
         with mock.patch.object(conv_implicit, "_MAPPED_AFRESH_BYTES", 0):
             np.testing.assert_array_equal(conv_implicit.forward_from(source, w, g, b), expected)
-            with mock.patch.object(conv_implicit.np, "empty", _poisoned_empty):
+            with mock.patch.object(conv_implicit.np, "empty", poisoned_empty):
                 np.testing.assert_array_equal(conv_implicit.forward_from(source, w, g, b),
                                               expected)
     assert calls == [0, 0]
