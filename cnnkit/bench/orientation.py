@@ -2,7 +2,9 @@
 and its rules for 1×1 layers: weight gradients (``implicit_weight_1x1_min_channels``),
 passes on a few images (``implicit_pointwise_min_images``), weight gradients' position
 shares (``implicit_weight_partials_per_dy``), 1×1 weight gradients with the output channels
-as rows (``implicit_weight_rows_min_weights_per_position``), the planar kernel's copies of
+as rows (``implicit_weight_rows_min_weights_per_position``), weight gradients of few output
+channels with them as rows (``implicit_weight_channel_rows_min_positions``), the planar
+kernel's copies of
 its strips (``implicit_planar_pack_min_row_tiles``), and the planar orientation of 1×1
 products on large maps (``implicit_planar_1x1_min_positions``).
 
@@ -17,7 +19,8 @@ and dense. Prints both times, the faster and the rule's pick. Then the weight an
 gradients of 1×1 layers on the implicit GEMM and on shift (one matrix product per image),
 likewise, the forward pass and input gradient of 1×1 layers on one to eight images,
 weight gradients on few positions with a share per task or groups of taps, 1×1 weight
-gradients of expanding layers in shares or with the output channels as rows, 1×1 planar
+gradients of expanding layers in shares or with the output channels as rows, weight
+gradients of few output channels with them on the lanes or the rows, 1×1 planar
 products with and without their strips copied, and last 1×1 products on maps around
 48 × 48 per image and planar.
 """
@@ -251,6 +254,57 @@ def measure_weight_rows(log=print):
     return rows
 
 
+# Weight gradients of few output channels (N, C, K, padded map, kernel): 3×3 and 5×5, small
+# and large maps, the rule's sides of each of its conditions.
+CHANNEL_ROWS_CASES = [
+    (128, 16, 16, (30, 30), (3, 3)), (64, 8, 8, (34, 34), (3, 3)),
+    (32, 16, 8, (58, 58), (3, 3)), (128, 16, 12, (16, 16), (3, 3)),
+    (128, 16, 16, (12, 12), (3, 3)), (128, 6, 16, (14, 14), (5, 5)),
+    (128, 6, 8, (14, 14), (5, 5)), (128, 8, 16, (14, 14), (5, 5)),
+    (128, 1, 16, (30, 30), (3, 3)), (32, 3, 16, (66, 66), (3, 3)),
+    (64, 32, 16, (30, 30), (3, 3)), (32, 64, 16, (30, 30), (3, 3)),
+    (64, 4, 8, (34, 34), (3, 3)), (128, 8, 6, (30, 30), (3, 3)), (32, 32, 8, (30, 30), (3, 3)),
+]
+
+
+def measure_weight_channel_rows(log=print):
+    """[(case, channels-last s, channel rows s, rule's pick)] for weight gradients of at most
+    a vector of output channels, with the bias gradient: the channels-last tile (output
+    channels on the lanes) against the output channels on the tile's rows
+    (``implicit.weight_by_channel_rows``), on every core, wall time, alternating."""
+    from .. import tuning
+    from ..kernels import implicit_gemm_numba
+    from ..kernels.conv import implicit
+    from .timing import best_of_interleaved
+    rng = _on_every_core(log, 8, "weight gradients of few output channels: channels-last "
+                               "against the output channels as the tile's rows")
+    rows = []
+    for n, c, k, size, kernel in CHANNEL_ROWS_CASES:
+        if k > implicit_gemm_numba.LANES:
+            continue
+        xp = rng.standard_normal((n, c) + size, dtype=np.float32)
+        out = tuple(s - kk + 1 for s, kk in zip(size, kernel))
+        dy = rng.standard_normal((n, k) + out, dtype=np.float32)
+        ones = (1,) * len(size)
+
+        def channels_last():
+            with tuning.override(implicit_weight_channel_rows_min_positions=1 << 30):
+                implicit.backward_weight(xp, dy, kernel, ones, ones, True)
+
+        def channel_rows():
+            implicit._weight_by_channel_rows(xp, dy.reshape(n, k, -1), kernel, ones, ones, True)
+        times = best_of_interleaved([channels_last, channel_rows], 9, 2, 10.0)
+        rule = "rows" if implicit.weight_by_channel_rows(k, c, kernel, ones, int(np.prod(out))) \
+            else "last"
+        faster = _faster(times, "last", "rows")
+        rows.append(((n, c, k, size, kernel), *times, rule))
+        log(f"  C={c:3d} → K={k:3d}, {'×'.join(map(str, kernel))} on {n}×"
+            f"{'×'.join(map(str, out))}: channels-last {times[0] * 1e3:6.2f} ms, channel rows "
+            f"{times[1] * 1e3:6.2f} ms ({times[1] / times[0]:.2f}) -> {faster:4s} rule: {rule}"
+            f"{_agrees(rule, faster)}")
+    return rows
+
+
 # 1×1 planar products whose input lies 16 bytes past a cache line, as NumPy places a large
 # array (N, C, map, K outputs): maps whose planes are 1 KB apart or not, few and many outputs.
 PACKING_CASES = [(32, 64, (16, 16), k) for k in (64, 128, 256)] + \
@@ -329,5 +383,6 @@ if __name__ == "__main__":
     measure_few_images()
     measure_weight_shares()
     measure_weight_rows()
+    measure_weight_channel_rows()
     measure_packing()
     measure_large_maps()

@@ -12,6 +12,7 @@ tiles' output rows) come from here; rows of a multiple of 16 floats then all sta
 """
 import math
 
+import numba
 import numpy as np
 
 LINE = 64  # bytes: a cache line, and one AVX-512 vector
@@ -33,3 +34,13 @@ def zeros(shape, dtype=np.float32):
     out = empty(shape, dtype)
     out.fill(0)
     return out
+
+
+@numba.njit(cache=True)
+def floats_on_line(size, zeroed):
+    """From compiled code: a float32 buffer of ``size`` values that starts on a line, zero
+    when ``zeroed`` (else as allocated)."""
+    raw = np.zeros(size + LINE // 4, np.float32) if zeroed else \
+        np.empty(size + LINE // 4, np.float32)
+    start = (-(raw.ctypes.data // 4)) % (LINE // 4)
+    return raw[start:start + size]

@@ -21,17 +21,6 @@ from .implicit_gemm_numba import _pad_into
 from .microkernel import LANES, TILES, biased_micro_kernel, gathered_micro_kernel, prefetch
 
 PLANAR_ROWS, PLANAR_VECTORS = TILES.planar
-_LINE_FLOATS = aligned.LINE // 4
-
-
-@numba.njit(cache=True)
-def _on_line(size, zeroed=True):
-    """A float32 buffer of ``size`` values (zero unless not ``zeroed``) that starts on a
-    cache line."""
-    raw = np.zeros(size + _LINE_FLOATS, np.float32) if zeroed else \
-        np.empty(size + _LINE_FLOATS, np.float32)
-    start = (-(raw.ctypes.data // 4)) % _LINE_FLOATS
-    return raw[start:start + size]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -94,14 +83,14 @@ def _image_product(x, n, pad, padded, image, width, w_rows, tap_index, c_row, of
         _pad_into(x[n], pad, padded, n * image, False)
         source, start = padded, n * image
     elif pad.size:
-        source, start = _on_line(image + width), 0
+        source, start = aligned.floats_on_line(image + width, True), 0
         _pad_into(x[n], pad, source, 0, False)
     elif n == n_images - 1:
-        source, start = _on_line(image + width), 0
+        source, start = aligned.floats_on_line(image + width, True), 0
         source[:image] = x.reshape(-1)[n * image:(n + 1) * image]
     else:
         source, start = x.reshape(-1), n * image
-    grid = _on_line(kp * lp, False)  # each tile's first block stores without adding
+    grid = aligned.floats_on_line(kp * lp, False)  # each tile's first block stores without adding
     base = np.empty(rows, np.int64)
     w_address = w_rows.ctypes.data
     # the next image's lines, a few before each tile, fetched into cache for its task

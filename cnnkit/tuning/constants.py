@@ -157,6 +157,24 @@ _TABLE = [
              "14×14 maps 1.17), so it is not taken there. Compared by python -m "
              "cnnkit.bench.orientation." + _NOT_TIMED,
              0, 1 << 30),
+    Constant("implicit_weight_channel_rows_min_positions", 128, "output positions per image",
+             "A weight gradient of at most a vector of output channels runs with them on the "
+             "tile's rows and the input's channels at the kernel's columns on its lanes "
+             "(implicit.weight_by_channel_rows) from this many output positions per image on: "
+             "each image's product is a few calls of the tile over its positions. With the "
+             "bias gradient, 2 threads, time against the channels-last tile, AVX-512 / AVX2: "
+             "16 → 16 channels on 128 10×10 outputs (100 per image) 1.24 / -, 6 → 8 (5×5) on "
+             "the same 0.85-0.92 / 1.42-1.55; 16 → 12 on 128 14×14 (196) 0.78-0.79 / -; 8 → 8 "
+             "on 64 32×32 0.61-0.64 / 0.70-0.72; 8 → 6 on 128 28×28 0.52 / 0.56. Compared by "
+             "python -m cnnkit.bench.orientation." + _NOT_TIMED,
+             0, 1 << 30, integer=True),
+    Constant("implicit_weight_channel_rows_max_columns", 96, "floats per kernel row",
+             "The same arrangement takes at most this many of the tile's columns (the kernel's "
+             "width times the input channels, kw·C), which each of its row tiles reads again "
+             "from cache. Same comparison: 16 → 8 channels on 32 56×56 maps (48 columns) "
+             "0.52-0.53 / 0.81-0.86; 32 → 8 on 32 28×28 (96) 0.59 / 0.95; 32 → 16 on 64 "
+             "28×28 (96) 0.93-0.94; 64 → 16 on 32 28×28 (192) 0.99-1.04. Compared by python -m "
+             "cnnkit.bench.orientation." + _NOT_TIMED, 1, 1 << 20, integer=True),
     Constant("implicit_tap_block", 128, "taps (terms of the product)",
              "The implicit GEMM's forward kernel passes over its tiles this many taps at a "
              "time, so that the weights' block (taps × tile width) stays in L1 while every "

@@ -18,7 +18,7 @@ import numpy as np
 import numba
 
 from ... import tuning
-from .. import aligned, implicit_gemm_numba as compiled, planar_images_numba
+from .. import aligned, implicit_gemm_numba as compiled, planar_images_numba, weight_rows_numba
 from ..bias_numba import bias_grad
 from ..transpose_numba import planes_to_rows, shares_to_planes
 from . import depthwise, shift, strided_input
@@ -821,6 +821,72 @@ def _weight_by_output_rows(xp, planes, c, first_channel, with_bias):
     return (dw, bias_grad(planes)) if with_bias else dw
 
 
+def weight_by_channel_rows(k, c, kernel, dilation, positions):
+    """Whether a weight gradient of K output and C input channels, ``positions`` output
+    positions per image, runs with its output channels on the tile's rows and the input's
+    channels at the kernel's columns on its lanes (``weight_rows_numba``), where the
+    channels-last tile would run one vector wide (K at most a vector's lanes). It needs a
+    kernel wider than one column with dilation 1 along the rows, at most
+    ``implicit_weight_channel_rows_max_columns`` columns (kw·C: each row tile reads them
+    again), at least ``implicit_weight_channel_rows_min_positions`` positions per image (each
+    image's product is a few calls of the tile over its positions), and the tiles' rows and
+    lanes used at least as fully as the channels-last tile's (its rows are the
+    C·prod(kernel) taps, its lanes the K channels). ``python -m cnnkit.bench.orientation``
+    compares both on both sides of each condition; the last one left out 1 → 16 channels
+    (3 of 16 lanes used; 1.31–1.60 of the time, AVX-512), 3 → 16 (1.25–1.52), 6 → 16 with a
+    5 × 5 kernel (1.27–1.34) and 8 → 16 (1.13–1.19), and took 16 → 16 on 128 28 × 28 maps
+    (0.96–0.99: the channels-last tile is one vector wide there, the lanes full either way)."""
+    if kernel[-1] == 1 or dilation[-1] != 1 or k > compiled.LANES:
+        return False
+    columns = kernel[-1] * c
+    if columns > tuning.value("implicit_weight_channel_rows_max_columns") or \
+            positions < tuning.value("implicit_weight_channel_rows_min_positions"):
+        return False
+    rows, _, columns_padded = compiled.tile(columns)
+    used = k / (-(-k // rows) * rows) * columns / columns_padded
+    rows_last, _, k_padded = compiled.tile(k)
+    taps = c * math.prod(kernel)
+    return used >= k / k_padded * taps / (-(-taps // rows_last) * rows_last)
+
+
+def _weight_by_channel_rows(xp, planes, kernel, stride, dilation, with_bias):
+    """(dw, db or None) by ``weight_rows_numba.weight_rows``: xp (N, C, *padded), planes dy
+    as (N, K, S)."""
+    n, k, positions = planes.shape
+    c, dims = xp.shape[1], len(kernel)
+    images, _ = image_padding(xp, ((0, 0),) * dims)  # (N, C, Dp, Hp, Wp): nothing to pad
+    depth, height, pitch = images.shape[2:]
+    missing = (1,) * (3 - dims)
+    out = missing + tuple(planes_shape_out(xp.shape[2:], kernel, stride, dilation))
+    step = missing + tuple(stride)
+    reach = missing + tuple(dilation)
+    window = missing + tuple(kernel)
+    oz, oy, ox = np.meshgrid(*(np.arange(o, dtype=np.int64) for o in out), indexing="ij")
+    corner = (((oz * step[0] * height + oy * step[1]) * pitch + ox * step[2]) * c).reshape(-1)
+    az, ay = np.meshgrid(np.arange(window[0], dtype=np.int64),
+                         np.arange(window[1], dtype=np.int64), indexing="ij")
+    row_shift = ((az * reach[0] * height + ay * reach[1]) * pitch * c).reshape(-1)
+    columns = window[2] * c
+    rows, vectors, columns_padded = compiled.tile(columns)
+    shares = max(1, min(tuning.value("implicit_weight_shares"), n))
+    partial = np.empty((shares, row_shift.size, -(-k // rows) * rows, columns_padded),
+                       np.float32)
+    sums = np.zeros((shares, k) if with_bias else (0, 0), np.float64)
+    pad = np.array((0, 0, 0, depth, height, pitch), np.int64)
+    weight_rows_numba.WEIGHT_ROWS[vectors](images, pad, planes, row_shift, corner, partial,
+                                           sums, tuning.value("implicit_position_block"))
+    total = partial[0] if shares == 1 else partial.sum(axis=0)
+    dw = total[:, :k, :columns].reshape(window[:2] + (k, window[2], c))
+    dw = np.ascontiguousarray(dw.transpose(2, 4, 0, 1, 3)).reshape((k, c) + tuple(kernel))
+    return (dw, sums.sum(axis=0).astype(np.float32)) if with_bias else dw
+
+
+def planes_shape_out(padded, kernel, stride, dilation):
+    """The output's spatial shape: floor((padded − d·(k − 1) − 1) / s) + 1 per dim."""
+    return [(p - d * (kk - 1) - 1) // s + 1 for p, kk, s, d in zip(padded, kernel, stride,
+                                                                    dilation)]
+
+
 def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=None,
                     first_channel=0):
     """xp (N, C, *padded) float32, dy (N, K, *out) -> dw (K, C', *kernel) for the C' =
@@ -836,6 +902,8 @@ def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=
     c = xp.shape[1] - first_channel if channels is None else channels
     if weight_by_output_rows(n * positions, k, c, kernel, stride):
         return _weight_by_output_rows(xp, planes, c, first_channel, with_bias)
+    if c == xp.shape[1] and weight_by_channel_rows(k, c, kernel, dilation, positions):
+        return _weight_by_channel_rows(xp, planes, kernel, stride, dilation, with_bias)
     offset = _offsets(xp.shape, kernel, dilation, channels, first_channel)
     shares, groups = weight_shares(n * positions, offset.size, k, k_padded)
     partial = aligned.empty((shares, offset.size + rows, k_padded))

@@ -1,0 +1,162 @@
+"""The weight gradient of a layer of few output channels, with them on the tile's rows.
+
+The implicit GEMM's weight kernel (``implicit_gemm_numba.weight``) puts the output channels
+on the tile's lanes: a layer of 16 of them on AVX-512 runs the one-vector tile, whose every
+multiply-add waits on a broadcast load of its own (MR broadcasts and one load of B per MR
+multiply-adds), and one of 8 idles half the lanes. Here the K output channels are the
+tile's rows, broadcast from dy as it is (channels-first), and the lanes take the input's
+channels at the kernel's columns, which lie side by side in x laid out channels-last and
+padded, one image at a time in a buffer of the task's own:
+
+    partial[r, k, a·C + c] += Σ_s dy[n, k, s] · x_cl[corner[s] + row_shift[r] + a·C + c]
+
+for each kernel row r = (a_z, a_y) (``row_shift``: its start in x_cl), kernel column a
+(dilation 1 along the rows) and channel c; ``corner[s]``: output position s's window corner
+in one channels-last padded image. So MR = 8 output channels share each load of B's NV
+vectors (the 8 × 48 tile on AVX-512), like the forward pass's wider tiles.
+"""
+import numba
+import numpy as np
+
+from . import aligned
+from .microkernel import LANES, TILES, gathered_micro_kernel
+from .transpose_numba import transpose8
+
+
+
+@numba.njit(parallel=True, cache=True)
+def weight_rows(x, pad, dy, row_shift, corner, partial, sums, block, rows, vectors):
+    """partial[task, r, k, j] (shares, R, Kp, Jp): the task's images' sums above, Jp = kw·C
+    padded to the tile width; the caller adds the shares (each task sums its images in
+    order, ``block`` output positions at a time, and the shares are fixed by the shapes: the
+    same bits on any thread count). x (N, C, D, H, W), zero-padded by pad = (front, top,
+    left, Dp, Hp, Wp) as it is laid out (all zero: x is the padded input); dy (N, K, S); Kp
+    a multiple of MR (``rows``); rows k ≥ K read dy's last channel and are dropped by the
+    caller, as are columns j ≥ kw·C. Unless ``sums`` (shares, K) is empty, sums[task, k] =
+    Σ over the task's images and positions of dy[n, k, s] (float64), the bias gradient's
+    shares."""
+    numba.literally(rows)
+    numba.literally(vectors)
+    shares = partial.shape[0]
+    n_images = x.shape[0]
+    for task in numba.prange(shares):
+        _share(x, pad, dy, row_shift, corner, partial[task], sums, task,
+               task * n_images // shares, (task + 1) * n_images // shares, block, rows,
+               vectors)
+
+
+@numba.njit(cache=True)
+def _share(x, pad, dy, row_shift, corner, out, sums, task, first, last, block,
+           rows, vectors):
+    """One task of ``weight_rows``: images first ≤ n < last into out (R, Kp, Jp)."""
+    numba.literally(rows)
+    numba.literally(vectors)
+    width = LANES * vectors
+    channels = x.shape[1]
+    k, positions = dy.shape[1], dy.shape[2]
+    kernel_rows, kp, jp = out.shape
+    image = pad[3] * pad[4] * pad[5] * channels
+    # the padded image channels-last, a tile's width of slack past it (the last position's
+    # columns past kw·C), its padding cells zero once for all the task's images
+    x_cl = aligned.floats_on_line(image + jp, True)
+    out[:] = 0
+    position = np.arange(positions)
+    b_offset = np.empty((kernel_rows, positions), np.int64)
+    for r in range(kernel_rows):
+        b_offset[r] = corner + row_shift[r]
+    base = np.empty(rows, np.int64)
+    c_row = np.arange(rows) * jp
+    summed = sums.size > 0
+    for n in range(first, last):
+        _channels_last(x[n], pad, x_cl)
+        planes = dy[n]
+        # ``block`` positions at a time through every tile, so that their columns of x_cl
+        # and rows of dy are read from L1 by all but the first
+        for s0 in range(0, positions, block):
+            count = min(block, positions - s0)
+            for r in range(kernel_rows):
+                for k0 in range(0, kp, rows):
+                    for i in range(rows):
+                        base[i] = min(k0 + i, k - 1) * positions
+                    for j0 in range(0, jp, width):
+                        gathered_micro_kernel(count, planes.ctypes.data, base.ctypes.data,
+                                              position[s0:].ctypes.data, x_cl[j0:].ctypes.data,
+                                              b_offset[r, s0:].ctypes.data,
+                                              out[r, k0:, j0:].ctypes.data, c_row.ctypes.data, 1,
+                                              rows, vectors)
+        if summed:
+            _add_sums(planes, sums[task])
+
+
+@numba.njit(cache=True)
+def _add_sums(planes, sums):
+    """sums[k] += Σ_s planes[k, s] (float64): eight running sums per channel, one per
+    position mod 8, added in order at the end, then the positions past the last eight; the
+    eight are independent, so they run as one vector (a single running sum waits on each
+    add: 0.9 ms of a 16-channel layer's 2.7, N=128 on 28 × 28 maps)."""
+    positions = planes.shape[1]
+    whole = positions - positions % 8
+    lanes = np.empty(8, np.float64)
+    for k in range(planes.shape[0]):
+        row = planes[k]
+        lanes[:] = 0
+        for s0 in range(0, whole, 8):
+            for j in range(8):
+                lanes[j] += row[s0 + j]
+        total = 0.0
+        for j in range(8):
+            total += lanes[j]
+        for s in range(whole, positions):
+            total += row[s]
+        sums[k] += total
+
+
+@numba.njit(cache=True)
+def _channels_last(image, pad, out):
+    """out[((d + front)·Hp + h + top)·Wp + w + left)·C + c] = image[c, d, h, w]: image (C,
+    D, H, W) into its padded channels-last place, by 8 × 8 transposes (8 channels by 8
+    columns) and the edges one by one; the padding cells are left as they are (zero)."""
+    channels, depth, height, width = image.shape
+    front, top, left, _, padded_height, padded_width = pad
+    plane = depth * height * width  # one channel's values
+    blocked_c = channels - channels % 8
+    blocked_w = width - width % 8
+    for d in range(depth):
+        for h in range(height):
+            row = (((d + front) * padded_height + h + top) * padded_width + left) * channels
+            for c0 in range(0, blocked_c, 8):
+                for w0 in range(0, blocked_w, 8):
+                    transpose8(image[c0, d, h, w0:].ctypes.data, plane,
+                               out[row + w0 * channels + c0:].ctypes.data, channels)
+            for c in range(channels):
+                cells = image[c, d, h]
+                for w in range(blocked_w if c < blocked_c else 0, width):
+                    out[row + w * channels + c] = cells[w]
+
+
+_ROWS = TILES.gemm_rows  # MR by NV, the forward kernel's tiles
+
+
+# One entry point per vector count, MR from the tile table (a literal from compiled code
+# costs nothing; ``numba.literally`` from Python re-dispatches on every call).
+@numba.njit(cache=True)
+def weight_rows_1(x, pad, dy, row_shift, corner, partial, sums, block):
+    weight_rows(x, pad, dy, row_shift, corner, partial, sums, block, _ROWS[1], 1)
+
+
+@numba.njit(cache=True)
+def weight_rows_2(x, pad, dy, row_shift, corner, partial, sums, block):
+    weight_rows(x, pad, dy, row_shift, corner, partial, sums, block, _ROWS[2], 2)
+
+
+@numba.njit(cache=True)
+def weight_rows_3(x, pad, dy, row_shift, corner, partial, sums, block):
+    weight_rows(x, pad, dy, row_shift, corner, partial, sums, block, _ROWS[3], 3)
+
+
+@numba.njit(cache=True)
+def weight_rows_4(x, pad, dy, row_shift, corner, partial, sums, block):
+    weight_rows(x, pad, dy, row_shift, corner, partial, sums, block, _ROWS[4], 4)
+
+
+WEIGHT_ROWS = {1: weight_rows_1, 2: weight_rows_2, 3: weight_rows_3, 4: weight_rows_4}
