@@ -28,7 +28,8 @@ CONV_CASES = {
 # with many channels, 1×1 expansions, a stem, dilated and grouped layers (4 groups at stride 1
 # and 2; a ResNeXt block's 32 groups of 4, 8 and 16 channels, on 28², 14² and 7² maps),
 # depthwise layers (5 × 5; MobileNet's 3 × 3 at stride 2, on 14 × 14 maps of 384 channels and
-# on 7 × 7 maps of 960), 1-D and 3-D.
+# on 7 × 7 maps of 960), 1-D and 3-D, and narrow layers (resnet_small's 16 channels on 28 × 28
+# maps; 8 channels).
 MORE_CASES = {
     "c3x3_96": (2, 16, 96, 96, (28, 28), 3, 1, 1, 1),
     "c3x3_48": (2, 32, 48, 48, (32, 32), 3, 1, 1, 1),
@@ -52,6 +53,8 @@ MORE_CASES = {
     "conv1d_s2": (1, 16, 64, 64, (2048,), 7, 2, 3, 1),
     "conv3d": (3, 2, 32, 32, (16, 16, 16), 3, 1, 1, 1),
     "vgg_c2": (2, 128, 32, 64, (14, 14), 3, 1, 1, 1),
+    "c3x3_16": (2, 128, 16, 16, (28, 28), 3, 1, 1, 1),
+    "c3x3_8": (2, 64, 8, 8, (32, 32), 3, 1, 1, 1),
 }
 # Suite "more"'s other layers: name: (op of both libraries' functional modules, input shape,
 # arguments): a ResNet's stem pool (3 × 3 at stride 2) and its global pools, a "same" 3 × 3
