@@ -3,10 +3,9 @@ and its rules for 1×1 layers: weight gradients (``implicit_weight_1x1_min_chann
 passes on a few images (``implicit_pointwise_min_images``), weight gradients' position
 shares (``implicit_weight_partials_per_dy``), 1×1 weight gradients with the output channels
 as rows (``implicit_weight_rows_min_weights_per_position``), weight gradients of few output
-channels with them as rows (``implicit_weight_channel_rows_min_positions``), the planar
-kernel's copies of
-its strips (``implicit_planar_pack_min_row_tiles``), and the planar orientation of 1×1
-products on large maps (``implicit_planar_1x1_min_positions``).
+channels with them as rows (``implicit_weight_channel_rows_min_positions`` and ``_max_columns``),
+the planar kernel's copies of its strips (``implicit_planar_pack_min_row_tiles``), and the
+planar orientation of 1×1 products on large maps (``implicit_planar_1x1_min_positions``).
 
     python -m cnnkit.bench.orientation
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.orientation     # as on an AVX2 CPU

@@ -22,6 +22,7 @@ from .. import aligned, implicit_gemm_numba as compiled, planar_images_numba, we
 from ..bias_numba import bias_grad
 from ..transpose_numba import planes_to_rows, shares_to_planes
 from . import depthwise, shift, strided_input
+from .geometry import output_spatial
 from .shift import flat_pitches
 from ..padding import zero_pad
 
@@ -851,13 +852,13 @@ def weight_by_channel_rows(k, c, kernel, dilation, positions):
 
 def _weight_by_channel_rows(xp, planes, kernel, stride, dilation, with_bias):
     """(dw, db or None) by ``weight_rows_numba.weight_rows``: xp (N, C, *padded), planes dy
-    as (N, K, S)."""
+    as (N, K, S), S the positions of the output's spatial shape (``output_spatial``)."""
     n, k, positions = planes.shape
     c, dims = xp.shape[1], len(kernel)
     images, _ = image_padding(xp, ((0, 0),) * dims)  # (N, C, Dp, Hp, Wp): nothing to pad
     depth, height, pitch = images.shape[2:]
     missing = (1,) * (3 - dims)
-    out = missing + tuple(planes_shape_out(xp.shape[2:], kernel, stride, dilation))
+    out = missing + output_spatial(xp.shape[2:], kernel, stride, dilation)
     step = missing + tuple(stride)
     reach = missing + tuple(dilation)
     window = missing + tuple(kernel)
@@ -879,12 +880,6 @@ def _weight_by_channel_rows(xp, planes, kernel, stride, dilation, with_bias):
     dw = total[:, :k, :columns].reshape(window[:2] + (k, window[2], c))
     dw = np.ascontiguousarray(dw.transpose(2, 4, 0, 1, 3)).reshape((k, c) + tuple(kernel))
     return (dw, sums.sum(axis=0).astype(np.float32)) if with_bias else dw
-
-
-def planes_shape_out(padded, kernel, stride, dilation):
-    """The output's spatial shape: floor((padded − d·(k − 1) − 1) / s) + 1 per dim."""
-    return [(p - d * (kk - 1) - 1) // s + 1 for p, kk, s, d in zip(padded, kernel, stride,
-                                                                    dilation)]
 
 
 def backward_weight(xp, dy, kernel, stride, dilation, with_bias=False, channels=None,
