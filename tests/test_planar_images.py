@@ -118,10 +118,10 @@ def test_non_finite_inputs_land_where_torch_puts_them():
     np.testing.assert_allclose(y[finite], theirs[finite], rtol=2e-5, atol=1e-4)
 
 
-def _narrow_layer(n=None):
+def _narrow_layer():
     """A layer whose forward pass and input gradient run planar (fewer output channels than
     a vector on every target) over enough images for tasks per image."""
-    n = n or 4 * numba.get_num_threads()
+    n = 4 * numba.get_num_threads()
     rng = np.random.default_rng(7)
     x = rng.standard_normal((n, 3, 12, 12), dtype=np.float32)
     w = rng.standard_normal((3, 3, 3, 3), dtype=np.float32)  # 4 lanes on x86-64's SSE
