@@ -21,33 +21,39 @@ def _add(y, b):
             row[i] += value
 
 
-PARTIAL_SUMS = 8  # float64 accumulators per plane (``_plane_sums``)
+PARTIAL_SUMS = 8  # float64 accumulators per plane (``plane_sum``)
+
+
+@numba.njit(cache=True)
+def plane_sum(row):
+    """Σ_i row[i] (float64) of a 1-D float array, into PARTIAL_SUMS accumulators, value i
+    into accumulator i % PARTIAL_SUMS, added in order at the end, then the values past the
+    last whole group: one running sum waits for each addition to finish before the next
+    (about 4 cycles), a pass that ran at half of memory's speed (dy of 16 × 144 × 56 × 56,
+    29 MB: 1.96 against 1.50 ms on 2 threads, AVX-512); independent sums LLVM vectorises.
+    In float64 the order hardly matters for float32 data: on that dy and two other shapes
+    both orders gave the same float64 sums to the last bit."""
+    length = row.size
+    whole = length - length % PARTIAL_SUMS
+    partial = np.zeros(PARTIAL_SUMS, np.float64)
+    for i in range(0, whole, PARTIAL_SUMS):
+        for j in range(PARTIAL_SUMS):
+            partial[j] += row[i + j]
+    total = 0.0
+    for j in range(PARTIAL_SUMS):
+        total += partial[j]
+    for i in range(whole, length):
+        total += row[i]
+    return total
 
 
 @numba.njit(parallel=True, cache=True)
 def _plane_sums(g, sums):
-    """sums[n, k] = Σ_i g[n, k, i] (float64) for g (N, K, L). Each plane is summed into
-    PARTIAL_SUMS accumulators, value i into accumulator i % PARTIAL_SUMS, added at the end:
-    one running sum waits for each addition to finish before the next (about 4 cycles), a
-    pass that ran at half of memory's speed (dy of 16 × 144 × 56 × 56, 29 MB: 1.96 against
-    1.50 ms on 2 threads, AVX-512); independent sums LLVM vectorises. In float64 the order
-    hardly matters for float32 data: on that dy and two other shapes both orders gave the
-    same float64 sums to the last bit."""
-    n_images, channels, length = g.shape
-    whole = length - length % PARTIAL_SUMS
-    for task in numba.prange(n_images * channels):
+    """sums[n, k] = ``plane_sum``(g[n, k]) for g (N, K, L), a task per plane."""
+    channels = g.shape[1]
+    for task in numba.prange(g.shape[0] * channels):
         n, k = task // channels, task % channels
-        row = g[n, k]
-        partial = np.zeros(PARTIAL_SUMS, np.float64)
-        for i in range(0, whole, PARTIAL_SUMS):
-            for j in range(PARTIAL_SUMS):
-                partial[j] += row[i + j]
-        total = 0.0
-        for j in range(PARTIAL_SUMS):
-            total += partial[j]
-        for i in range(whole, length):
-            total += row[i]
-        sums[n, k] = total
+        sums[n, k] = plane_sum(g[n, k])
 
 
 def _compiled(array):

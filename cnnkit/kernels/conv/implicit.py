@@ -740,19 +740,18 @@ def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None
     n, k, c = dy.shape[0], w.shape[0], w.shape[1]
     padded = padded_shape(dy.shape, dy_pads)
     k_group = k // groups
-    if interior and \
-            per_image_tasks(n * groups, math.prod(out), compiled.tile(c)[2], per_image) and \
-            not planar_wins(c, k_group * math.prod(kernel), padded[2:], out, kernel):
+    planar = planar_wins(c, k_group * math.prod(kernel), padded[2:], out, kernel)
+    if interior and not planar and \
+            per_image_tasks(n * groups, math.prod(out), compiled.tile(c)[2], per_image):
         return per_image_product(dy, dy_pads, group_panels(w, groups, _flipped_panels),
                                  (c, k_group) + kernel, dilation, out, groups=groups)
-    if interior and groups == 1 and math.prod(kernel) > 1 and \
-            per_image_tasks(n, math.prod(out), c, per_image) and \
-            planar_wins(c, k * math.prod(kernel), padded[2:], out, kernel):
+    if interior and planar and groups == 1 and math.prod(kernel) > 1 and \
+            per_image_tasks(n, math.prod(out), c, per_image):
         return planar_images(dy, dy_pads, _transposed(w), dilation, out)
     dyp = zero_pad(dy, dy_pads)
     if groups == 1:
-        dx = forward(dyp, w, ones, dilation, out, flipped=True)
-    elif planar_wins(c, k_group * math.prod(kernel), padded[2:], out, kernel):
+        dx = forward(dyp, w, ones, dilation, out, flipped=True, planar=planar)
+    elif planar:
         # every group's product (its C' outputs of K/G terms) in one planar launch
         dx = _forward_planar(dyp, _transposed(w, groups), dilation, out, groups=groups)
     else:
