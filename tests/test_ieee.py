@@ -20,6 +20,7 @@ from torch_oracle import assert_close
 import cnnkit
 import cnnkit.functional as F
 from cnnkit import signal, tuning
+from cnnkit.bench.machine import onednn_isa
 from cnnkit.kernels import conv, finite
 
 TF = torch.nn.functional
@@ -323,8 +324,11 @@ def test_signal_2d_boundaries_put_nan_and_inf_where_scipy_does(function, data):
 
 
 def test_pytorch_float32_batched_drops_the_padding_terms_as_docs_ieee_says():
-    """docs/ieee.md: PyTorch's float32 CPU convolution for a batch of two (oneDNN) gives no
-    NaN where an infinite tap meets the padding; float64 and cnnkit (both dtypes) do."""
+    """docs/ieee.md: PyTorch's float32 CPU convolution for a batch of two (oneDNN, generating
+    code for AVX or newer) gives no NaN where an infinite tap meets the padding; float64 and
+    cnnkit (both dtypes) do. With oneDNN on another ISA (capped at SSE4.1 by
+    ``ONEDNN_MAX_CPU_ISA``, it gave NaN as well; or another architecture) PyTorch's float32
+    result is not asserted."""
     x = np.ones((2, 1, 5, 5), np.float32)
     w = np.ones((1, 1, 3, 3), np.float32)
     w[0, 0, 0, 0] = np.inf
@@ -334,7 +338,10 @@ def test_pytorch_float32_batched_drops_the_padding_terms_as_docs_ieee_says():
                                    torch.tensor(w, dtype=torch.float64), padding=1).numpy(),
         "cnnkit float32": F.conv2d(cnnkit.tensor(x), cnnkit.tensor(w), padding=1).data}
     border_nan = {name: bool(np.isnan(y[:, 0, 0]).all()) for name, y in border_nan.items()}
-    assert border_nan == {"torch float32": False, "torch float64": True, "cnnkit float32": True}
+    expected = {"torch float32": False, "torch float64": True, "cnnkit float32": True}
+    if "AVX" not in (onednn_isa() or ""):
+        del border_nan["torch float32"], expected["torch float32"]
+    assert border_nan == expected
 
 
 @pytest.mark.parametrize("special", SPECIALS)
