@@ -48,6 +48,12 @@ def test_emulated_kernel_uses_that_cpu_s_registers(cpu_name, registers):
         assert multiplies_xmm == "True"
 
 
+# The targets whose tap loops are inspected: AMD's Zen 4 and Zen 3, Intel's client cores
+# (Alder Lake) and server cores (Sapphire Rapids: its loops compiled the same as Emerald
+# Rapids', instruction for instruction), and the two that --isa emulates.
+TAP_LOOP_TARGETS = ["znver4", "znver3", "alderlake", "sapphirerapids", "skylake-avx512",
+                    "haswell"]
+
 _TAP_LOOP = r"""
 import re, numba, numpy as np
 from cnnkit.bench import tiles
@@ -69,8 +75,7 @@ for vectors, rows in enumerate(host().tiles.gemm_rows):
 """
 
 
-@pytest.mark.parametrize("cpu_name", ["znver4", "znver3", "alderlake", "skylake-avx512",
-                                      "haswell"])
+@pytest.mark.parametrize("cpu_name", TAP_LOOP_TARGETS)
 def test_tap_loop_is_one_tap_with_no_spill(cpu_name, tmp_path):
     """The micro-kernel's tap loop, compiled for each table tile: MR·NV fused multiply-adds per
     iteration and no vector stored to the stack. Unrolled, LLVM's schedulers for Zen 4, Zen 3
@@ -111,8 +116,7 @@ for width in lanes.GROUP_WIDTHS:
 """
 
 
-@pytest.mark.parametrize("cpu_name", ["znver4", "znver3", "alderlake", "skylake-avx512",
-                                      "haswell"])
+@pytest.mark.parametrize("cpu_name", TAP_LOOP_TARGETS)
 def test_lanewise_tap_loop_is_one_tap_with_no_spill(cpu_name, tmp_path):
     """The same for the lane-wise micro-kernel of the kernels with channels on the lanes, at
     each of its tile heights (pixels per group width, and the weight gradient's taps per group
