@@ -324,9 +324,10 @@ def test_float32_activation_layers_match_torch_with_nan_and_infinities(name, our
     else:
         from_output = getattr(torch.ops.aten, f"{name}_backward")
         expected_grad = from_output(torch.tensor(g), torch.tensor(y.data)).numpy()
-    # PyTorch's float32 backward rounds tanh² or σ² (by up to 2^-25 below 1), 1 − σ or
-    # 1 − tanh² (by up to 2^-24 where it is above ½), and the product (2^-24 of it); ours
-    # rounds the product once, from float64. ELU's float64 gradient is one rounding from ours.
+    # PyTorch's float32 backward rounds each step: tanh² and, where tanh² < ½, 1 − tanh² (by
+    # up to 2^-25 each), 1 − σ where σ < ½, and the products (2^-24 of each); ours rounds
+    # once, from float64: at most 2^-24·|g| + 2^-23·|dx| apart for tanh, less for sigmoid.
+    # ELU's float64 gradient is one rounding from ours.
     apart = np.abs(xc.grad.astype(np.float64) - expected_grad)
     tolerance = 2.0 ** -23 * (np.abs(expected_grad) + np.abs(g))
     assert np.all((apart <= tolerance) | (np.isnan(xc.grad) & np.isnan(expected_grad)))
