@@ -14,6 +14,9 @@ Only what a short timing can measure honestly (under a minute; ``fast`` for test
   with their channels on the lanes against a plane's columns on the lanes
   (``depthwise_lanes_*``).
 
+On a cold Numba cache most of a run is compiling the kernels it times; ``precompile`` does
+that first, on as many processes as Numba has threads.
+
 A fit that gives a value outside a constant's range, or a crossover not found within the
 sizes tried, keeps the default (and says so). The other constants are rules read off the
 benchmark, not timing models: printed as 'default kept'.
@@ -47,7 +50,7 @@ def _fit(features, times):
     return weights
 
 
-def _rows(fast, repeats):
+def _rows(fast, time_ns):
     from ..kernels import correlate_rows
     rng = np.random.default_rng(0)
     signals = [(n, k) for n in ((2000, 8000) if fast else (8000, 32000, 128000))
@@ -62,14 +65,13 @@ def _rows(fast, repeats):
         rows, lane_macs, copied = correlate_rows.cost_terms(kernel, out)
         features.append([lane_macs if rows == 1 else 0, lane_macs if rows == 4 else 0,
                          copied, 1.0])
-        times.append(best_ns(lambda: correlate_rows.correlate(x, w, (0,) * len(out), out),
-                              repeats))
+        times.append(time_ns(lambda: correlate_rows.correlate(x, w, (0,) * len(out), out)))
     names = ["rows_ns_per_lane_mac_1row", "rows_ns_per_lane_mac_4rows",
              "rows_ns_per_element_copied", "rows_overhead_ns"]
     return dict(zip(names, _fit(features, times)))
 
 
-def _fft(fast, repeats):
+def _fft(fast, time_ns):
     from ..kernels.fft_conv import fft_convolve, fft_cost_terms
     rng = np.random.default_rng(1)
     shapes = [((n,), (k,)) for n in ((1000, 6000) if fast else (2000, 6000, 12000))
@@ -82,28 +84,27 @@ def _fft(fast, repeats):
         a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
         per_work, work = fft_cost_terms(a_shape, b_shape)
         features.append([work if name == per_work else 0.0 for name in names] + [1.0])
-        times.append(best_ns(lambda: fft_convolve(a, b), repeats))
+        times.append(time_ns(lambda: fft_convolve(a, b)))
     return dict(zip(names + ["fft_overhead_ns"], _fit(features, times)))
 
 
-def _npconvolve(fast, repeats):
+def _npconvolve(fast, time_ns):
     rng = np.random.default_rng(2)
     features, times = [], []
     for n in ((500, 4000) if fast else (1000, 10000, 50000)):
         for k in (3, 64, 256):
             a, b = rng.standard_normal(n), rng.standard_normal(k)
             features.append([n * k, 1.0])
-            times.append(best_ns(lambda: np.convolve(a, b), repeats))
+            times.append(time_ns(lambda: np.convolve(a, b)))
     return dict(zip(["npconvolve_ns_per_mac_float", "npconvolve_overhead_ns"],
                     _fit(features, times)))
 
 
-def _crossover(sizes, slow, fast, repeats):
+def _crossover(sizes, slow, fast, time_ns):
     """The size from which ``fast(size)`` beats ``slow(size)`` on every larger size tried (the
     geometric mean of the last size where it lost and the next), or None if it loses at the
     largest. ``slow`` and ``fast`` make the call to time for a size."""
-    lost = [i for i, size in enumerate(sizes)
-            if best_ns(fast(size), repeats) >= best_ns(slow(size), repeats)]
+    lost = [i for i, size in enumerate(sizes) if time_ns(fast(size)) >= time_ns(slow(size))]
     if not lost:
         return sizes[0]
     if lost[-1] == len(sizes) - 1:
@@ -111,7 +112,7 @@ def _crossover(sizes, slow, fast, repeats):
     return int(math.sqrt(sizes[lost[-1]] * sizes[lost[-1] + 1]))
 
 
-def _compiled_relu(fast, repeats):
+def _compiled_relu(fast, time_ns):
     from ..kernels import relu_numba
     sizes = [1 << e for e in range(10, 19 if fast else 23, 2)]
 
@@ -126,10 +127,10 @@ def _compiled_relu(fast, repeats):
     def numpy(size):
         x, out = arrays(size)
         return lambda: np.maximum(x, 0, out=out)
-    return {"compiled_min_size": _crossover(sizes, numpy, compiled, repeats)}
+    return {"compiled_min_size": _crossover(sizes, numpy, compiled, time_ns)}
 
 
-def _functional_crossover(name, layer, fast, repeats):
+def _functional_crossover(name, layer, fast, time_ns):
     """``_crossover`` of a functional layer on NumPy's path against the compiled one, chosen
     by the threshold ``name``; ``layer(x)`` runs the layer on a batch of one 32-channel image
     of about ``size`` values, from 256 on."""
@@ -148,26 +149,26 @@ def _functional_crossover(name, layer, fast, repeats):
                     layer(x)
             return run
         return call
-    return {name: _crossover(sizes, timed(1 << 62), timed(0), repeats)}
+    return {name: _crossover(sizes, timed(1 << 62), timed(0), time_ns)}
 
 
-def _compiled_pooling(fast, repeats):
+def _compiled_pooling(fast, time_ns):
     """NumPy's max pooling (a pass per kernel offset) against the compiled kernel, 2 × 2."""
     from .. import functional as F
     return _functional_crossover("pool_compiled_min_size", lambda x: F.max_pool2d(x, 2), fast,
-                                 repeats)
+                                 time_ns)
 
 
-def _compiled_batch_norm(fast, repeats):
+def _compiled_batch_norm(fast, time_ns):
     """NumPy's batch norm against the compiled one, in evaluation (NumPy's shortest passes)."""
     from .. import functional as F
     mean, var = np.zeros(32, np.float32), np.ones(32, np.float32)
     return _functional_crossover("batchnorm_compiled_min_size",
                                  lambda x: F.batch_norm(x, mean, var, training=False), fast,
-                                 repeats)
+                                 time_ns)
 
 
-def _compiled_depthwise(fast, repeats):
+def _compiled_depthwise(fast, time_ns):
     from ..kernels import depthwise_numba
     from ..kernels.conv import depthwise
     maps = (4, 8, 16, 32) if fast else (4, 8, 16, 32, 64, 128)
@@ -181,10 +182,10 @@ def _compiled_depthwise(fast, repeats):
     side_of = dict(zip(work, maps))
     return {"depthwise_compiled_min_work": _crossover(
         work, lambda m: layer(depthwise, side_of[m]), lambda m: layer(depthwise_numba, side_of[m]),
-        repeats)}
+        time_ns)}
 
 
-def _depthwise_lanes(fast, repeats):
+def _depthwise_lanes(fast, time_ns):
     """Channels on the lanes against a plane's columns on the lanes (3 × 3 depthwise, padding
     1, 64 channels, 8 images): the row correlation's input gradient, and the stencil's forward pass;
     sizes are padded widths."""
@@ -214,10 +215,10 @@ def _depthwise_lanes(fast, repeats):
     stencil = (6, 10, 16, 24) if fast else (6, 8, 12, 16, 24, 32)
     widths = (10, 34, 66) if fast else (10, 18, 26, 34, 50, 66, 130)
     return {"depthwise_lanes_stencil_max_width": _crossover(
-                stencil, lambda m: forward(lanes, m), lambda m: forward(rows, m), repeats),
+                stencil, lambda m: forward(lanes, m), lambda m: forward(rows, m), time_ns),
             "depthwise_lanes_max_width": _crossover(
                 widths, lambda m: input_gradient(lanes, m),
-                lambda m: input_gradient(rows, m), repeats)}
+                lambda m: input_gradient(rows, m), time_ns)}
 
 
 def _show(value):
@@ -235,19 +236,36 @@ def _one_core(measure):
         numba.set_num_threads(threads)
 
 
+# The measurements: (name, measure(fast, time_ns) -> {constant: value}, whether on one core),
+# ``time_ns(run)`` giving a call's time. Heaviest compilation first, the order in which
+# ``precompile`` hands them out: on a cold Numba cache, depthwise_lanes compiled for 36 s,
+# rows for 12, depthwise for 6, pooling for 4, the others for about 1 s or less
+# (``python -m cnnkit.tuning.precompile --times`` re-measures it).
+MEASUREMENTS = (
+    ("depthwise_lanes", _depthwise_lanes, False),
+    ("rows", _rows, True),
+    ("depthwise", _compiled_depthwise, False),
+    ("pooling", _compiled_pooling, False),
+    ("relu", _compiled_relu, False),
+    ("batch_norm", _compiled_batch_norm, False),
+    ("fft", _fft, True),
+    ("npconvolve", _npconvolve, False),
+)
+
+
+def measure(name, fast, time_ns):
+    """The constants measurement ``name`` of ``MEASUREMENTS`` gives, timed by ``time_ns``."""
+    _, run, on_one_core = next(m for m in MEASUREMENTS if m[0] == name)
+    return _one_core(lambda: run(fast, time_ns)) if on_one_core else run(fast, time_ns)
+
+
 def calibrate(fast=False, log=print):
     """Measure what can be measured; returns {name: value} of the valid measurements and
     logs one line per constant: 'name: default -> measured unit' or why the default stays."""
     repeats = 2 if fast else 7
     raw = {}
-    raw.update(_one_core(lambda: _rows(fast, repeats)))
-    raw.update(_one_core(lambda: _fft(fast, repeats)))
-    raw.update(_npconvolve(fast, repeats))
-    raw.update(_compiled_relu(fast, repeats))
-    raw.update(_compiled_pooling(fast, repeats))
-    raw.update(_compiled_batch_norm(fast, repeats))
-    raw.update(_compiled_depthwise(fast, repeats))
-    raw.update(_depthwise_lanes(fast, repeats))
+    for name, _, _ in MEASUREMENTS:
+        raw.update(measure(name, fast, lambda run: best_ns(run, repeats)))
     measured = {}
     for name, constant in CONSTANTS.items():
         if name not in raw:
@@ -270,13 +288,18 @@ def calibrate(fast=False, log=print):
 
 def run(dry_run=False, fast=False, path=None, log=print):
     """``calibrate``, then save (unless ``dry_run``); returns (measured, saved path or None)."""
-    from . import save, source
+    from . import precompile, save, source
     from ..cpu import host
     log(f"calibrating cnnkit's constants on {host().name} (values now from {source()}):")
     start = time.perf_counter()
     import numba
     log(f"(cost models timed on one core; crossovers with {numba.get_num_threads()} Numba "
         f"threads, as this process runs them: NUMBA_NUM_THREADS)")
+    processes = precompile.default_processes()
+    if processes > 1:
+        precompile.run(fast, processes)
+        log(f"kernels compiled (or loaded from Numba's cache) on {processes} processes in "
+            f"{time.perf_counter() - start:.1f} s")
     measured = calibrate(fast=fast, log=log)
     log(f"measured {len(measured)} of {len(CONSTANTS)} constants in "
         f"{time.perf_counter() - start:.1f} s")
