@@ -162,19 +162,40 @@ TILES = _TARGET_TILES.rows
 (_R0, _V0), (_R1, _V1), (_R2, _V2), (_R3, _V3) = TILES
 
 
+# One entry point per tile, each passing its (MR, NV) as literals (``numba.literally`` at a
+# call from Python re-dispatches on every call, ~20 ms), so that a first call compiles only the
+# tile it runs: one entry point with a branch per tile compiled all four, 4–7 s each on a
+# 2-core Intel Xeon. A LeNet-5 first layer's first forward pass on a cold Numba cache took
+# 6.8–6.9 s this way, against 19.1–20.1 (BENCHMARKS.md, "``cnnkit tune`` on a cold Numba
+# cache"). Four functions rather than closures of one factory: each has a cache index file of
+# its own, which two processes compiling different tiles at once (``tuning.precompile``)
+# cannot overwrite with each other's.
 @numba.njit(cache=True)
-def correlate_bands_tiled(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
-                          padding_terms, exact_only, tile_index):
-    """``correlate_bands`` with the (MR, NV) of TILES[tile_index], passed as literals."""
-    if tile_index == 0:
-        correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
-                        padding_terms, exact_only, _R0, _V0)
-    elif tile_index == 1:
-        correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
-                        padding_terms, exact_only, _R1, _V1)
-    elif tile_index == 2:
-        correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
-                        padding_terms, exact_only, _R2, _V2)
-    else:
-        correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
-                        padding_terms, exact_only, _R3, _V3)
+def bands_0(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
+            padding_terms, exact_only):
+    correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
+                    padding_terms, exact_only, _R0, _V0)
+
+
+@numba.njit(cache=True)
+def bands_1(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
+            padding_terms, exact_only):
+    correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
+                    padding_terms, exact_only, _R1, _V1)
+
+
+@numba.njit(cache=True)
+def bands_2(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
+            padding_terms, exact_only):
+    correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
+                    padding_terms, exact_only, _R2, _V2)
+
+
+@numba.njit(cache=True)
+def bands_3(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
+            padding_terms, exact_only):
+    correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
+                    padding_terms, exact_only, _R3, _V3)
+
+
+BY_TILE = (bands_0, bands_1, bands_2, bands_3)  # ``correlate_bands`` with TILES[i]

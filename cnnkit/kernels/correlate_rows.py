@@ -176,8 +176,8 @@ def _run(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, rows, vect
     per_thread = tuning.value("rows_chunks_per_thread")
     col_chunks = min(out.shape[2] // (LANES * vectors), -(-per_thread * numba.get_num_threads()
                                                          // tasks))
-    compiled.correlate_tiled(p, pitch, kernels, plane_base, plane_kernel, tap_plane, out,
-                             col_chunks, compiled.TILES.index((rows, vectors)))
+    compiled.BY_TILE[compiled.TILES.index((rows, vectors))](
+        p, pitch, kernels, plane_base, plane_kernel, tap_plane, out, col_chunks)
 
 
 def flat_table(shape, pitch):
@@ -232,8 +232,8 @@ def correlate_unpadded(x, top, left, kernels, src, plane_kernel, bias, sizes, pa
     band_rows = band_tiles * rows
     tasks = src.shape[0] * -(-sizes[0] // band_rows)
     bias = np.zeros(src.shape[0], np.float32) if bias is None else bias.astype(np.float32)
-    bands.correlate_bands_tiled(
+    bands.BY_TILE[bands.TILES.index((rows, vectors))](
         np.ascontiguousarray(x, np.float32), top, left, padded, np.ascontiguousarray(src),
         np.ascontiguousarray(plane_kernel), bias, out, band_rows, min(tasks, wanted),
-        padding_terms, not np.isfinite(kernels).all(), bands.TILES.index((rows, vectors)))
+        padding_terms, not np.isfinite(kernels).all())
     return out

@@ -185,18 +185,24 @@ def _compiled_depthwise(fast, time_ns):
         time_ns)}
 
 
-def _depthwise_lanes(fast, time_ns):
-    """Channels on the lanes against a plane's columns on the lanes (3 × 3 depthwise, padding
-    1, 64 channels, 8 images): the row correlation's input gradient, and the stencil's forward pass;
-    sizes are padded widths."""
+def _depthwise_case():
+    """(lanes kernels, row-correlation kernels, weights, padding, maps(width, images)): the
+    layer both depthwise-lanes crossovers time, 3 × 3 depthwise, padding 1, 64 channels, maps
+    of a padded ``width``."""
     from ..kernels import depthwise_lanes_numba as lanes
     from ..kernels.conv import rows
     rng = np.random.default_rng(5)
     w = rng.standard_normal((64, 1, 3, 3)).astype(np.float32)
-    pads = ((1, 1), (1, 1))
 
     def maps(width, images):
         return rng.standard_normal((images, 64, width - 2, width - 2)).astype(np.float32)
+    return lanes, rows, w, ((1, 1), (1, 1)), maps
+
+
+def _depthwise_lanes_stencil(fast, time_ns):
+    """The stencil's forward pass (8 images) with the channels on the lanes against a plane's
+    columns on the lanes (``_depthwise_case``)."""
+    lanes, rows, w, pads, maps = _depthwise_case()
 
     def forward(kernels, width):
         x = maps(width, 8)
@@ -204,6 +210,15 @@ def _depthwise_lanes(fast, time_ns):
         if kernels is lanes:
             return lambda: lanes.forward(x, w, pads, (1, 1), (1, 1), out)
         return lambda: rows.forward(x, w, out, pads)
+    stencil = (6, 10, 16, 24) if fast else (6, 8, 12, 16, 24, 32)
+    return {"depthwise_lanes_stencil_max_width": _crossover(
+        stencil, lambda m: forward(lanes, m), lambda m: forward(rows, m), time_ns)}
+
+
+def _depthwise_lanes_input(fast, time_ns):
+    """The row correlation's input gradient (8 images) with the channels on the lanes against
+    a plane's columns on the lanes (``_depthwise_case``)."""
+    lanes, rows, w, pads, maps = _depthwise_case()
 
     def input_gradient(kernels, width):
         dy = maps(width, 4 if fast else 8)
@@ -211,14 +226,9 @@ def _depthwise_lanes(fast, time_ns):
         if kernels is lanes:
             return lambda: lanes.backward_input(dy, w, inner, pads, (1, 1), (1, 1))
         return lambda: rows.backward_input(dy, w, (width, width), 64, pads)
-
-    stencil = (6, 10, 16, 24) if fast else (6, 8, 12, 16, 24, 32)
     widths = (10, 34, 66) if fast else (10, 18, 26, 34, 50, 66, 130)
-    return {"depthwise_lanes_stencil_max_width": _crossover(
-                stencil, lambda m: forward(lanes, m), lambda m: forward(rows, m), time_ns),
-            "depthwise_lanes_max_width": _crossover(
-                widths, lambda m: input_gradient(lanes, m),
-                lambda m: input_gradient(rows, m), time_ns)}
+    return {"depthwise_lanes_max_width": _crossover(
+        widths, lambda m: input_gradient(lanes, m), lambda m: input_gradient(rows, m), time_ns)}
 
 
 def _show(value):
@@ -238,11 +248,13 @@ def _one_core(measure):
 
 # The measurements: (name, measure(fast, time_ns) -> {constant: value}, whether on one core),
 # ``time_ns(run)`` giving a call's time. Heaviest compilation first, the order in which
-# ``precompile`` hands them out: on a cold Numba cache, depthwise_lanes compiled for 36 s,
-# rows for 12, depthwise for 6, pooling for 4, the others for about 1 s or less
-# (``python -m cnnkit.tuning.precompile --times`` re-measures it).
+# ``precompile`` hands them out: on a cold Numba cache, each alone, the depthwise input
+# gradients compiled for 24 s and the stencils for 12 (of which they share a part), the row
+# correlation for 5, the compiled depthwise forward for 4, pooling for 2, the others for about
+# 1 s or less (``python -m cnnkit.tuning.precompile --times`` re-measures them in turn).
 MEASUREMENTS = (
-    ("depthwise_lanes", _depthwise_lanes, False),
+    ("depthwise_lanes_input", _depthwise_lanes_input, False),
+    ("depthwise_lanes_stencil", _depthwise_lanes_stencil, False),
     ("rows", _rows, True),
     ("depthwise", _compiled_depthwise, False),
     ("pooling", _compiled_pooling, False),

@@ -1,9 +1,9 @@
 """Compile the kernels ``cnnkit tune`` times before it times them, on several processes at once.
 
-On a cold Numba cache nearly all of a ``cnnkit tune`` run is compiling: on a 2-core Intel
-Xeon (``emeraldrapids``) it took 54.4–78.7 s in three runs without this step, 38.4–48.7 s in
-two with it (alternating), where the timings themselves take about 2 s (BENCHMARKS.md,
-"``cnnkit tune`` on a cold Numba cache"). Numba compiles one function at a time in a process (its compiler holds a lock), so
+On a cold Numba cache nearly all of a ``cnnkit tune`` run is compiling, where the timings
+themselves take about 2 s: on a 2-core Intel Xeon (``emeraldrapids``), 44.5–45.8 s without
+this step against 22.2–22.6 s with it and the row correlation's kernels compiled per tile
+(BENCHMARKS.md, "``cnnkit tune`` on a cold Numba cache"). Numba compiles one function at a time in a process (its compiler holds a lock), so
 the work is spread over processes instead. Each process takes the next measurement of
 ``calibrate.MEASUREMENTS`` that no other has taken (it claims it by creating a file of that
 name in a shared directory, which only one process can create) and runs it once, untimed:
