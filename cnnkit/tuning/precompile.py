@@ -35,7 +35,8 @@ def default_processes():
 def run(fast=False, processes=None):
     """Compile the kernels of every measurement (``fast``: of ``cnnkit tune --fast``'s) on
     ``processes`` processes, this one among them (default: ``default_processes()``); returns the
-    names of the measurements this process compiled."""
+    names of the measurements this process compiled. With fewer than two processes it does
+    nothing: each measurement then compiles its kernels as it runs."""
     processes = default_processes() if processes is None else processes
     if processes < 2:
         return []  # each measurement compiles its kernels as it runs
