@@ -914,3 +914,53 @@ def test_pointwise_weight_gradient_by_output_rows(groups, pads):
     assert not conv_implicit.weight_by_output_rows(8, 64, 16, (3, 3), (1, 1))
     assert not conv_implicit.weight_by_output_rows(8, 64, 16, (1, 1), (2, 2))
     assert conv_implicit.weight_by_output_rows(8, 64, 16, (1, 1), (1, 1))  # 1024 ≥ 64 · 8
+
+
+@pytest.mark.parametrize("padded,kernel,plane_block", [
+    ((16, 16), (1, 1), True),      # 1 KB planes: the same 4 of L1's 64 sets
+    ((32, 32), (1, 1), True),      # 4 KB: one set
+    ((28, 28), (1, 1), True),      # 3 KB planes: 128 taps span 98 pages
+    ((24, 24), (1, 1), True),      # 2.25 KB: 72 pages
+    ((15, 15), (1, 1), False),     # 900 bytes: every set, 28 pages
+    ((14, 14), (1, 1), False),
+    ((8, 8), (1, 1), False),       # 256 bytes: 16 sets hold the block
+    ((2, 2), (1, 1), False),       # planes shorter than a line share lines
+    ((18, 18), (3, 3), False),     # neighbouring taps of a 3 × 3 kernel share lines
+    ((34, 34), (3, 3), False),
+    ((4, 16, 16), (1, 1, 1), True),
+    ((256,), (1,), True)])
+def test_tap_block_is_shorter_where_a_1x1_products_planes_crowd_the_caches(padded, kernel,
+                                                                             plane_block):
+    with conv_implicit.tuning.override(implicit_tap_block=128, implicit_plane_tap_block=32):
+        assert conv_implicit.tap_block(padded, kernel) == (32 if plane_block else 128)
+    with conv_implicit.tuning.override(implicit_tap_block=16, implicit_plane_tap_block=32):
+        assert conv_implicit.tap_block(padded, kernel) == 16  # never longer than the default
+
+
+@pytest.mark.parametrize("block", [5, 32])
+def test_1x1_products_in_plane_tap_blocks_match_torch(block):
+    """A 1×1 layer on 16 × 16 maps runs its channels-last forward pass and input gradient in
+    blocks of ``implicit_plane_tap_block`` taps (the last one ragged: 70 channels in blocks of
+    32 or 5), and the blocks are used: the sums are those of PyTorch, and they are not
+    bit-equal to one block's (each block's partial sums are stored and added to)."""
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((3, 70, 16, 16), dtype=np.float32)
+    w = rng.standard_normal((24, 70, 1, 1), dtype=np.float32)
+    dy = rng.standard_normal((3, 70, 16, 16), dtype=np.float32)
+    w_input = rng.standard_normal((70, 24, 1, 1), dtype=np.float32)
+    ones, zero = (1, 1), ((0, 0), (0, 0))
+    results = {}
+    for plane_block in (block, 128):
+        with conv_implicit.tuning.override(implicit_plane_tap_block=plane_block), \
+                mock.patch.object(conv_implicit, "planar_wins", lambda *shape: False):
+            forward = conv_implicit.forward(x, w, ones, ones, (16, 16))
+            by_image = conv_implicit.per_image_product(x, zero, conv_implicit._panels(w),
+                                                       w.shape, ones, (16, 16))
+            dx = conv_implicit.backward_input(dy, w_input, (16, 16), ones, per_image=True)
+        results[plane_block] = forward, by_image, dx
+    expected = TF.conv2d(torch.from_numpy(x), torch.from_numpy(w)).numpy()
+    expected_dx = TF.conv_transpose2d(torch.from_numpy(dy), torch.from_numpy(w_input)).numpy()
+    for ours, theirs in zip(results[block], (expected, expected, expected_dx)):
+        _check(ours, theirs, math.sqrt(70))
+    assert not np.array_equal(results[block][0], results[128][0])
+    assert not np.array_equal(results[block][2], results[128][2])

@@ -19,8 +19,9 @@ second each.
 (``implicit_tap_block``: taps per pass of the forward kernel; ``implicit_position_block``:
 output positions of dy per pass of the weight kernel; ``implicit_weight_share_positions``:
 the fewest output positions per share of the weight gradient, whose partial sums are added
-afterwards) at a few sizes, on the same layer; then the compiled depthwise weight gradient's
-accumulator length (``depthwise_weight_band``) on three depthwise layers.
+afterwards) at a few sizes, on the same layer; then the tap block of 1×1 layers whose planes
+crowd the caches (``implicit_plane_tap_block``) on two such layers, and the compiled depthwise
+weight gradient's accumulator length (``depthwise_weight_band``) on three depthwise layers.
 
 ``--planar`` times the channels-first kernel (``implicit_gemm_numba.planar_tiles``, the
 table's ``planar`` entry) for the same candidate tiles, MR output channels by NV vectors of
@@ -305,7 +306,32 @@ def measure_blocks(threads=1, repeats=5, log=print):
             chosen = f"  <- {constant}" if size == current else ""
             log(f"  {name} {'positions' if name == 'share' else 'block'} {size:5d}: "
                 f"{rate:7.1f} GFLOP/s{chosen}")
+    results.update(_measure_plane_tap_block(repeats, clock, log))
     results.update(_measure_depthwise_band(repeats, clock, log))
+    return results
+
+
+def _measure_plane_tap_block(repeats, clock, log):
+    """{("plane tap", layer, size): ms} of whole forward passes of two 1×1 layers whose
+    planes crowd the caches (``conv.implicit.tap_block``: 1 KB planes on one of 16 × 16, 3 KB
+    on 28 × 28) for a few tap blocks (``implicit_plane_tap_block``)."""
+    import numpy as np
+
+    from .. import tuning
+    from ..kernels.conv import implicit
+    current, results = tuning.value("implicit_plane_tap_block"), {}
+    for label, (n, c, k, size) in (("128 → 128, 16 × 16", (16, 128, 128, 16)),
+                                   ("128 → 128, 28 × 28", (16, 128, 128, 28))):
+        rng = np.random.default_rng(3)
+        x = rng.standard_normal((n, c, size, size), dtype=np.float32)
+        w = rng.standard_normal((k, c, 1, 1), dtype=np.float32)
+        for block in (16, 32, 48, 64, 128):
+            with tuning.override(implicit_plane_tap_block=block):
+                ms = 1e3 * _best(lambda: implicit.forward(x, w, (1, 1), (1, 1), (size, size),
+                                                          planar=False), repeats, clock)
+            results[("plane tap", label, block)] = ms
+            chosen = "  <- implicit_plane_tap_block" if block == current else ""
+            log(f"  1×1 forward pass, {label}, plane tap block {block:3d}: {ms:7.2f} ms{chosen}")
     return results
 
 

@@ -180,6 +180,18 @@ _TABLE = [
              "time, so that the weights' block (taps × tile width) stays in L1 while every "
              "tile reuses it. Printed for a few sizes, in GFLOP/s, by " + BLOCKS + ".",
              1, 1 << 20, integer=True, measured_by=BLOCKS),
+    Constant("implicit_plane_tap_block", 32, "taps (input planes)",
+             "The channels-last kernels' taps per pass for a 1×1 product whose input planes "
+             "crowd the caches (conv/implicit.tap_block): each tap is then a plane of its "
+             "own, one cache line of it per tile, and a block's lines must stay in L1 for "
+             "the next tile, which reads the same lines. Planes a multiple of 1 KB apart "
+             "fall on a few of L1's sets, and a block over more pages than the TLB maps "
+             "misses it on every tap. Forward passes, 2 threads, this block against "
+             "implicit_tap_block's 128, AVX2 / AVX-512: 256 → 64 channels on 32 16×16 maps "
+             "1.88 against 2.12 ms / 1.06 against 1.16; 128 → 64 on 16 32×32 maps 2.60 "
+             "against 2.90 / 1.55 against 1.76; 256 → 128 on 16 24×24 maps 4.47 against "
+             "4.73 / 2.41 against 2.78. Printed for a few sizes by " + BLOCKS + ".",
+             1, 1 << 20, integer=True, measured_by=BLOCKS),
     Constant("implicit_position_block", 128, "output positions",
              "The implicit GEMM's weight kernel takes dy this many output positions at a time "
              "(a task that lays dy out itself does so this many positions at a time, into a "
