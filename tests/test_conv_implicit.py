@@ -837,19 +837,23 @@ def test_planar_bias_is_added_as_the_last_tap_block_is_stored(groups, k, tap_blo
     _check(np.nan_to_num(biased), np.nan_to_num(expected), 1.0)
 
 
-def test_planar_packs_only_misaligned_strips_on_1kb_planes():
-    """The rule of ``_packs_planar``: strips off vector boundaries, 1 KB apart, each read by
-    enough row tiles."""
+@pytest.mark.parametrize("lanes,vectors,wide", [(16, 4, True), (8, 2, False), (4, 4, False)])
+def test_planar_packs_misaligned_or_wide_strips_on_1kb_planes(lanes, vectors, wide):
+    """The rule of ``_packs_planar``: strips off vector boundaries, or on them but several
+    cache lines wide (AVX-512's planar tile: 4 vectors of 16 lanes; AVX2's 2 of 8 and NEON's
+    4 of 4 are one line), 1 KB apart, each read by enough row tiles."""
     many = conv_implicit.tuning.value("implicit_planar_pack_min_row_tiles")
     x = np.zeros(32 * 64 * 256 + 64, np.float32)
     on_line, off_line = aligned.empty(x.size), _off_line(x)
     packs = conv_implicit._packs_planar
-    assert packs(off_line, 64 * 256, 256, 1, many)
-    assert not packs(on_line, 64 * 256, 256, 1, many)        # on vector boundaries
-    assert not packs(off_line, 64 * 256, 256, 1, many - 1)   # too few row tiles
-    assert not packs(off_line, 64 * 196, 196, 1, many)       # 14 × 14 planes: 784 bytes apart
-    assert packs(on_line, 3 * 1024, 1024, 3, many) is False  # 32 × 32 planes, 3 groups
-    assert packs(on_line[1:], 3 * 1024, 1024, 3, many)
+    with mock.patch.object(conv_implicit.compiled, "LANES", lanes), \
+            mock.patch.object(conv_implicit.compiled, "PLANAR_VECTORS", vectors):
+        assert packs(off_line, 64 * 256, 256, 1, many)
+        assert packs(on_line, 64 * 256, 256, 1, many) is wide    # on vector boundaries
+        assert not packs(off_line, 64 * 256, 256, 1, many - 1)   # too few row tiles
+        assert not packs(off_line, 64 * 196, 196, 1, many)       # 14 × 14 planes: 784 bytes
+        assert packs(on_line, 3 * 1024, 1024, 3, many) is wide   # 32 × 32 planes, 3 groups
+        assert packs(on_line[1:], 3 * 1024, 1024, 3, many)
 
 
 def test_weight_gradient_on_few_taps_gives_each_task_a_share():

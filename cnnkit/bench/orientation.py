@@ -304,42 +304,44 @@ def measure_weight_channel_rows(log=print):
     return rows
 
 
-# 1×1 planar products whose input lies 16 bytes past a cache line, as NumPy places a large
-# array (N, C, map, K outputs): maps whose planes are 1 KB apart or not, few and many outputs.
+# 1×1 planar products (N, C, map, K outputs): maps whose planes are 1 KB apart or not, few
+# and many outputs, each on an input 16 bytes past a cache line (as NumPy places a large array)
+# and on one (as ``kernels/aligned.py`` places it).
 PACKING_CASES = [(32, 64, (16, 16), k) for k in (64, 128, 256)] + \
     [(8, 64, (32, 32), 256), (16, 64, (28, 28), 256), (16, 64, (24, 24), 256),
      (32, 128, (14, 14), 256)]
 
 
 def measure_packing(log=print):
-    """[(case, plain s, packed s, rule's pick)] for the planar kernel's copies of its strips
-    (``implicit_planar_pack_min_row_tiles``, ``implicit._packs_planar``), on every core,
-    wall time."""
+    """[(case, input's bytes past a line, plain s, packed s, rule's pick)] for the planar
+    kernel's copies of its strips (``implicit_planar_pack_min_row_tiles``,
+    ``implicit._packs_planar``), on every core, wall time."""
     from ..kernels import aligned
     from ..kernels.conv import implicit
     rng = _on_every_core(log, 3, "1×1 planar products on an input 16 bytes past a cache "
-                               "line: plain against packed strips")
+                               "line and on one: plain against packed strips")
     rows = []
     for n, c, size, k in PACKING_CASES:
         x = rng.standard_normal((n, c) + size, dtype=np.float32)
-        buffer = aligned.empty(x.size + 4)
-        xp = buffer[4:].reshape(x.shape)  # 16 bytes past a line
-        xp[...] = x
         w = rng.standard_normal((k, c, 1, 1), dtype=np.float32)
-        times = []
-        for packed in (False, True):
-            with mock.patch.object(implicit, "_packs_planar", lambda *args: packed):
-                times.append(_best(lambda: implicit._forward_planar(xp, w, (1, 1), size),
-                                   clock=time.perf_counter))
-        plane = size[0] * size[1]
-        rule = implicit._packs_planar(xp.reshape(-1), c * plane, plane, 1,
-                                      -(-k // implicit.compiled.PLANAR_ROWS))
-        faster = _faster(times, False, True)  # packed or not
-        rows.append(((n, c, size, k), *times, rule))
-        log(f"  K={k:3d} outputs, {c} terms, {n}×{'×'.join(map(str, size))}: plain "
-            f"{times[0] * 1e3:6.2f} ms, packed {times[1] * 1e3:6.2f} ms "
-            f"({times[1] / times[0]:.2f}) -> {'packed' if faster else 'plain':6s} rule: "
-            f"{'packed' if rule else 'plain'}{_agrees(rule, faster)}")
+        for past in (16, 0):
+            buffer = aligned.empty(x.size + past // 4)
+            xp = buffer[past // 4:].reshape(x.shape)
+            xp[...] = x
+            times = []
+            for packed in (False, True):
+                with mock.patch.object(implicit, "_packs_planar", lambda *args: packed):
+                    times.append(_best(lambda: implicit._forward_planar(xp, w, (1, 1), size),
+                                       clock=time.perf_counter))
+            plane = size[0] * size[1]
+            rule = implicit._packs_planar(xp.reshape(-1), c * plane, plane, 1,
+                                          -(-k // implicit.compiled.PLANAR_ROWS))
+            faster = _faster(times, False, True)  # packed or not
+            rows.append(((n, c, size, k), past, *times, rule))
+            log(f"  K={k:3d} outputs, {c} terms, {n}×{'×'.join(map(str, size))}, {past:2d} bytes "
+                f"past a line: plain {times[0] * 1e3:6.2f} ms, packed {times[1] * 1e3:6.2f} ms "
+                f"({times[1] / times[0]:.2f}) -> {'packed' if faster else 'plain':6s} rule: "
+                f"{'packed' if rule else 'plain'}{_agrees(rule, faster)}")
     return rows
 
 

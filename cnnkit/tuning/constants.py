@@ -97,7 +97,8 @@ _TABLE = [
              1, 1 << 20, integer=True),
     Constant("implicit_planar_pack_min_row_tiles", 32, "row tiles",
              "A 1×1 product on the planar kernel copies each task's strips into a buffer of "
-             "its own first (implicit._packs_planar) when its input is off vector boundaries, "
+             "its own first (implicit._packs_planar) when its input is off vector boundaries "
+             "(on AVX-512, whose strips span 4 cache lines, also on them), "
              "its planes lie a multiple of 1 KB apart and it has at least this many row tiles "
              "(output channels / the planar tile's rows) to reuse each copy. Packed over "
              "plain, 2 threads, 64 terms, input 16 bytes past a line, AVX-512 / AVX2, three "

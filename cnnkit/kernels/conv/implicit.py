@@ -678,21 +678,27 @@ def planar_images(x, pads, w, dilation, out, bias=None, padded_copy=None):
 def _packs_planar(x_flat, image, plane, groups, row_tiles):
     """Whether the planar kernel copies each task's strips into a buffer of its own first
     (``planar_tiles``' ``packed``), for a 1×1 product (its taps' strips do not overlap, so the
-    copy reads each value once) whose strips (a) do not all start on vector boundaries,
-    (b) lie a multiple of 1 KB apart, tap after tap (``plane`` floats), and (c) are each
-    read by at least ``implicit_planar_pack_min_row_tiles`` row tiles. NumPy aligns arrays
-    to 16 bytes only (a large one starts 16 bytes past a page), so (a) is the common case,
+    copy reads each value once) whose strips (a) do not all start on vector boundaries, or
+    are each several cache lines wide, (b) lie a multiple of 1 KB apart, tap after tap
+    (``plane`` floats), and (c) are each read by at least
+    ``implicit_planar_pack_min_row_tiles`` row tiles. NumPy aligns arrays to 16 bytes only
+    (a large one starts 16 bytes past a page), so a misaligned input is the common case,
     and an AVX-512 load from there spans two cache lines. With (b), on 16 × 16 and 32 × 32
     maps, the taps' strips fall on a few of the L1 cache's sets, which repeat every 4 KB,
     and evict each other before the next row tile reads them again. In the buffer they
     lie side by side, on lines. 2 threads, thirty-two 16 × 16 maps, 64 terms for 256
     outputs (pw1x1's input gradient's product), input 16 bytes past a line: 1.30 against
-    0.87 ms (AVX-512), 1.63 against 1.45 (AVX2). On an aligned input the copies are not
-    made: they saved less on AVX-512 (0.97 against 0.86 ms) and cost more on AVX2 (1.40
-    against 1.51). (The constant's description has the rest.)"""
+    0.87 ms (AVX-512), 1.63 against 1.45 (AVX2), plain against packed. On an aligned input,
+    AVX-512's strips (64 floats: 4 lines) still crowd those sets, and the copies saved time
+    on two machines: 0.97 against 0.86 ms on that one, 1.079 against 0.957 on an Emerald
+    Rapids (eight 32 × 32 maps, 256 outputs: 1.206 against 0.959). AVX2's one-line strips
+    did not gain: 1.784 against 1.714 ms and, for 128 outputs, 0.886 against 0.941 on the
+    Emerald Rapids, 1.40 against 1.51 on the first. (The constant's description has the
+    rest.)"""
     lanes = compiled.LANES
     misaligned = x_flat.ctypes.data % (4 * lanes) or plane % lanes or (image // groups) % lanes
-    return bool(misaligned and (4 * plane) % 1024 == 0 and
+    wide = 4 * lanes * compiled.PLANAR_VECTORS > aligned.LINE  # a strip spans several lines
+    return bool((misaligned or wide) and (4 * plane) % 1024 == 0 and
                 row_tiles >= tuning.value("implicit_planar_pack_min_row_tiles"))
 
 
