@@ -532,8 +532,10 @@ def task_split(positions, channels, width):
     return max(1, tasks // groups), groups
 
 
-# Recent x86 and ARM cores' L1 data caches repeat their sets every 4 KB (one way: 32 KB of 8
-# ways, 48 KB of 12), and their first-level data TLBs map 64 pages of 4 KB.
+# Recent x86 cores' L1 data caches repeat their sets every 4 KB (one way: 32 KB of 8 ways, 48
+# KB of 12), and their first-level data TLBs map 64 to 72 pages of 4 KB. (Many ARM cores' ways
+# are 16 KB, where 1 KB planes still share a sixteenth of the sets; the rule was measured on
+# x86 only.)
 _L1_WAY_BYTES = 4096
 _TLB_BYTES = 64 * 4096
 
