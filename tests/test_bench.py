@@ -334,3 +334,56 @@ def test_torch_twin_builds_residual_blocks(rng):
         expected = twin.train()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(model.train()(cnnkit.tensor(x)).data, expected, rtol=1e-4,
                                atol=1e-5)
+
+
+def test_cold_bench_times_steps_warm_and_cold_and_1x1_products_in_both_layouts(monkeypatch):
+    """``python -m cnnkit.bench.cold``: each layer's two steps, plus a 1×1 layer's forward
+    product on x as planes and channels-last, which compute the same rows."""
+    from cnnkit.bench import cold, layers
+    monkeypatch.setitem(layers.CONV_CASES, "pw1x1", (2, 3, 20, 24, (5, 6), 1, 1, 0, 1))
+    monkeypatch.setitem(layers.CONV_CASES, "res3x3", (2, 2, 4, 8, (6, 6), 3, 1, 1, 1))
+    planes, last = cold.forward_products("pw1x1", layers.CONV_CASES)
+    positions = 3 * 5 * 6
+    np.testing.assert_allclose(last[1]()[:positions, :24], planes[1]()[:positions, :24],
+                               rtol=1e-5, atol=1e-5)
+    evictions = []
+    monkeypatch.setattr(cold.Evictor, "__call__", lambda self: evictions.append(self.mb))
+    lines = []
+    rows = cold.measure(["res3x3", "pw1x1"], repeats=2, evict_mb=1, log=lines.append)
+    assert [(r["name"], r["way"]) for r in rows] == [
+        ("res3x3", "cnnkit step"), ("res3x3", "PyTorch step"), ("pw1x1", "cnnkit step"),
+        ("pw1x1", "PyTorch step"), ("pw1x1", "forward product, x as planes"),
+        ("pw1x1", "forward product, x channels-last")]
+    assert len(evictions) == 4 + 2 * (2 + 4)  # the rate's four copies, then one a cold call
+    assert all(r["warm_ms"] > 0 and r["cold_ms"] > 0 for r in rows)
+    assert "evicting pass: 1 MB" in lines[0]
+    table = cold.table(rows)
+    assert table.count("\n") == len(rows) + 1 and "| pw1x1 | forward product, x as planes |" in table
+
+
+@pytest.mark.parametrize("sizes, expected", [
+    ({1: "48K", 2: "2048K", 3: "266240K"}, 266240 << 10),
+    ({1: "32K", 2: "1M"}, 1 << 20),
+    ({}, 0),
+])
+def test_last_level_cache_is_the_highest_level_linux_lists(tmp_path, sizes, expected):
+    from cnnkit.bench import cold
+    for i, (level, size) in enumerate(sizes.items()):
+        (tmp_path / f"index{i}").mkdir()
+        (tmp_path / f"index{i}" / "level").write_text(f"{level}\n")
+        (tmp_path / f"index{i}" / "size").write_text(f"{size}\n")
+    (tmp_path / "index9").mkdir()  # a listing without its files is skipped
+    assert cold.last_level_cache_bytes(str(tmp_path)) == expected
+    assert cold.last_level_cache_bytes(str(tmp_path / "missing")) == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--repeats", "0"], "--repeats must be at least 1"),
+    (["--evict-mb", "0"], "--evict-mb must be at least 1"),
+    (["--only", "lenet_c1"], "invalid choice"),
+])
+def test_cold_bench_refuses_bad_arguments(args, message, capsys):
+    from cnnkit.bench import cold
+    with pytest.raises(SystemExit) as stop:
+        cold.main(args)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
