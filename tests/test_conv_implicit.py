@@ -311,7 +311,7 @@ def test_grouped_strided_input_gradient_by_image_and_group(groups, c, k, stride,
 
     def recording(entry):
         def run(*args):
-            calls.append(args[-3])  # groups
+            calls.append(args[-5])  # groups
             return entry(*args)
         return run
     by_image = {nv: recording(f) for nv, f in implicit_gemm_numba.BY_IMAGE.items()}

@@ -10,6 +10,8 @@ import pytest
 
 import cnnkit.cpu
 from cnnkit.bench import isa, peak
+from cnnkit.cpu import host
+from cnnkit.kernels import implicit_gemm_numba as compiled
 
 pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                                 reason="the emulated CPU names are x86-64 ones")
@@ -127,6 +129,37 @@ def test_lanewise_tap_loop_is_one_tap_with_no_spill(cpu_name, tmp_path):
         assert (multiply_adds, spills) == (expected, 0), line
 
 
+_SLIDING_LOOP = r"""
+import re, numba
+from numba import types
+from cnnkit.kernels import implicit_gemm_numba as compiled
+ROWS = compiled.SLIDING_ROWS  # a global: a compile-time constant in ``run``
+
+
+@numba.njit
+def run(x, wt, runs, corner, row, local, width):
+    compiled.slide(x, wt, runs, corner, row, local, 40, width, 28, 0, 0, 0, ROWS)
+
+i64_1, f32_2 = types.int64[::1], types.float32[:, ::1]
+signature = (types.int64, f32_2, i64_1, i64_1, i64_1, f32_2, types.int64)
+run.compile(signature)  # compiled, not run
+blocks = re.split(r"\n(?=\.LBB)", run.inspect_asm(signature))
+for block in sorted(blocks, key=lambda block: block.count("vfmadd"))[-2:]:  # KW = 3 and 5
+    spills = len(re.findall(r"vmov\w+\s+%[xyz]mm\d+, -?\d*\(%rsp\)", block))
+    print(compiled.SLIDING_ROWS, block.count("vfmadd"), spills)
+"""
+
+
+@pytest.mark.parametrize("cpu_name", TAP_LOOP_TARGETS)
+def test_sliding_run_loop_has_its_multiply_adds_and_no_spill(cpu_name, tmp_path):
+    """The one-vector tile along rows, compiled for each target: MR·KW multiply-adds per run
+    of KW taps (KW = 3 and 5), no vector stored to the stack."""
+    lines = _run(cpu_name, "-c", _SLIDING_LOOP, NUMBA_CACHE_DIR=str(tmp_path)).splitlines()
+    found = sorted(tuple(map(int, line.split())) for line in lines)
+    rows = found[0][0]
+    assert found == [(rows, 3 * rows, 0), (rows, 5 * rows, 0)], found
+
+
 def test_fma_registers_reads_assembly():
     assert peak.fma_registers("vfmadd213ps %zmm0, %zmm14, %zmm2\n") == ["zmm"]
     assert peak.fma_registers("vfmadd231ps\t%ymm1, %ymm2, %ymm3") == ["ymm"]
@@ -151,6 +184,8 @@ def test_every_tile_fits_its_register_file(registers):
     for rows, vectors in gemm + [tiles.planar] + list(tiles.rows):
         assert rows * vectors + vectors + 1 <= registers, (rows, vectors)
     assert tiles.rows[0][0] == 1 and all(rows == 4 for rows, _ in tiles.rows[1:])
+    # the tile along rows: MR accumulators + KW weight vectors + 1 broadcast, KW up to 5
+    assert tiles.sliding + max(compiled.SLIDING_WIDTHS) + 1 <= registers
 
 
 def test_tile_tool_candidates_cover_the_table():
@@ -161,6 +196,19 @@ def test_tile_tool_candidates_cover_the_table():
                    for vectors, rows in enumerate(tiles.gemm_rows) if rows)
         assert tiles.planar in candidates
         assert set(tiles.rows) <= set(_candidates(registers, (1, 2, 4, 6, 8)))
+
+
+def test_tile_tool_times_the_sliding_tile_against_the_plain_one():
+    """``python -m cnnkit.bench.tiles --sliding``: the command that re-measures the table's
+    ``sliding`` entry (its own MR here; each candidate costs a compilation)."""
+    from cnnkit.bench.tiles import measure_sliding
+    mr = host().tiles.sliding
+    lines = []
+    results = measure_sliding(threads=1, repeats=1, log=lines.append, candidates=[mr])
+    layers = {layer for layer, _ in results}
+    assert len(layers) == 2 and all(results[(layer, "plain")] > 0 for layer in layers)
+    assert all(results[(layer, mr)] > 0 for layer in layers)
+    assert sum(line.endswith("<- table") for line in lines) == 2
 
 
 def test_tile_tool_times_a_tile_and_marks_the_table():

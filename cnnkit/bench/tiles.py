@@ -6,6 +6,7 @@
     python -m cnnkit.bench.tiles --planar   # the channels-first tile instead (below)
     python -m cnnkit.bench.tiles --rows     # the row correlation's tiles instead (below)
     python -m cnnkit.bench.tiles --align    # the tiles on and off cache lines (below)
+    python -m cnnkit.bench.tiles --sliding  # the one-vector tile along rows (below)
 
 Times the implicit GEMM's forward kernel (``implicit_gemm_numba.forward``, the product alone:
 no padding, weight or layout copies) on a GEMM-shaped 3×3 layer (N=16, 64 → 192 channels,
@@ -36,6 +37,12 @@ tile), copies included.
 ``--align`` times the table's tiles with their operands (weight panels, output rows) on
 cache lines, as ``kernels/aligned.py`` allocates them, and 16 bytes past one, as NumPy
 aligns its arrays.
+
+``--sliding`` times the one-vector tile along output rows (``implicit_gemm_numba.slide``, the
+table's ``sliding`` entry) for MR from 4 to the register budget, against the plain one-vector
+tile (``gemm_rows[1]``), on two layers of one vector of outputs: 16 → LANES channels, 3 × 3,
+on 32 28 × 28 maps, and 6 → LANES, 5 × 5, on 64 14 × 14 maps (padded inputs, the products
+alone).
 """
 import argparse
 import math
@@ -234,6 +241,78 @@ def measure_rows(threads=1, repeats=5, log=print, candidates=None):
     return results
 
 
+def _sliding_kernel(rows):
+    """Every image's product on ``implicit_gemm_numba.slide`` with MR = ``rows``."""
+    import numba
+
+    from ..kernels import implicit_gemm_numba as compiled
+
+    @numba.njit(parallel=True)
+    def run(xp, wt, run_offset, corner, local, width, row_length):
+        image = xp[0].size
+        for n in numba.prange(xp.shape[0]):
+            compiled.slide(xp.ctypes.data + 4 * n * image, wt, run_offset, corner,
+                           compiled.NO_ROWS, local[n], 128 // width, width, row_length, 0, 0,
+                           0, rows)
+    return run
+
+
+def _plain_kernel(rows):
+    """The plain one-vector tile over every image's positions (``_kernel``'s, NV = 1)."""
+    forward = _kernel(rows, 1)
+
+    def run(xp, wt, offset, corner, out, chunks):
+        from ..kernels import implicit_gemm_numba as compiled
+        forward(xp, wt[None], offset, corner, out, compiled.NO_Y, chunks)
+    return run
+
+
+def measure_sliding(threads=1, repeats=5, log=print, candidates=None):
+    """{(layer, MR): GFLOP/s} of the one-vector tile along rows for MR = 4 up to the register
+    budget (MR + 5 + 1), or the MRs given, and (layer, "plain") of the plain one-vector tile."""
+    import numba
+    import numpy as np
+
+    from ..cpu import host
+    from ..kernels.conv.implicit import _corners, _offsets
+    numba.set_num_threads(threads)
+    cpu = host()
+    k = cpu.lanes
+    rng = np.random.default_rng(0)
+    clock = time.process_time if threads == 1 else time.perf_counter
+    log(f"# {cpu.summary()}; {threads} thread(s); implicit GEMM, one vector of outputs "
+        f"({k}), the tile along rows (sliding) against the plain {cpu.tiles.gemm_rows[1]}-row "
+        f"tile")
+    mrs = candidates or [mr for mr in range(4, 27, 2) if mr + 5 + 1 <= cpu.registers]
+    results = {}
+    for n, c, size, kw in ((32, 16, 28, 3), (64, 6, 14, 5)):
+        name = f"{n}×{c}×{size}×{size} ⋆ {k}×{c}×{kw}×{kw}"
+        xp = rng.standard_normal((n, c, size + kw - 1, size + kw - 1), dtype=np.float32)
+        wt = rng.standard_normal((c * kw * kw, k), dtype=np.float32)
+        offset = _offsets(xp.shape, (kw, kw), (1, 1))
+        flops = 2 * n * k * c * kw * kw * size * size
+        plain_rows = cpu.tiles.gemm_rows[1]
+        out = np.empty((n * size * size + plain_rows, k), np.float32)
+        plain = _plain_kernel(plain_rows)
+        corners = _corners(xp.shape, (size, size), (1, 1))
+        best = _best(lambda: plain(xp, wt, offset, corners, out, 8 * threads), repeats, clock)
+        results[(name, "plain")] = flops / best / 1e9
+        log(f"  {name}: plain MR {plain_rows:2d}: {results[(name, 'plain')]:7.1f} GFLOP/s")
+        corner = _corners((1,) + xp.shape[1:], (size, size), (1, 1))
+        runs = np.ascontiguousarray(offset[::kw])
+        for mr in mrs:
+            if mr > size:
+                continue
+            local = np.empty((n, size * size + 1, k), np.float32)
+            run = _sliding_kernel(mr)
+            best = _best(lambda: run(xp, wt, runs, corner, local, kw, size), repeats, clock)
+            results[(name, mr)] = flops / best / 1e9
+            chosen = "  <- table" if mr == cpu.tiles.sliding else ""
+            log(f"  {name}: sliding MR {mr:2d} ({mr + kw + 1} registers): "
+                f"{results[(name, mr)]:7.1f} GFLOP/s{chosen}")
+    return results
+
+
 def _layer():
     """The benchmark layer: padded input, weights, tables and FLOPs of one forward pass."""
     import numpy as np
@@ -374,13 +453,16 @@ def main(argv=None):
                       help="time the row correlation's tiles instead")
     mode.add_argument("--align", action="store_true",
                       help="time the table's tiles with operands on and off cache lines")
+    mode.add_argument("--sliding", action="store_true",
+                      help="time the one-vector tile along output rows instead")
     args = parser.parse_args(argv)
     if args.threads < 1 or args.threads > (os.cpu_count() or 1):
         parser.error(f"--threads: expected 1 to {os.cpu_count()}, got {args.threads}")
     if args.repeats < 1:
         parser.error(f"--repeats: expected at least 1, got {args.repeats}")
     run = (measure_blocks if args.blocks else measure_planar if args.planar else
-           measure_rows if args.rows else measure_alignment if args.align else measure)
+           measure_rows if args.rows else measure_alignment if args.align else
+           measure_sliding if args.sliding else measure)
     run(args.threads, args.repeats)
 
 

@@ -20,6 +20,9 @@ which is a convolution in either orientation (flat element indices into one padd
 The micro-kernel (``microkernel``) keeps an MR × NR tile of C in vector registers, NR = LANES·NV
 float32 lanes; MR for each NV comes from the target's row of ``cnnkit.cpu.TILES`` (AVX-512:
 8 × 16, 10 × 32, 8 × 48 and 6 × 64; AVX2: 8 × 8, 6 × 16 (BLIS's Haswell shape) and 4 × 24).
+A product of one vector of outputs per image, stride 1 along the rows, runs its tiles along
+output rows instead (``slide``: MR = ``SLIDING_ROWS``, 14 on AVX-512, 8 on AVX2), where the
+plain one-vector tile would load a broadcast for every multiply-add.
 Why not BLAS: an im2col GEMM pays the column copies, and NumPy's OpenBLAS may be held to older
 kernels than the CPU has (``OPENBLAS_CORETYPE``); BENCHMARKS.md compares both against the
 machine's FMA peak.
@@ -31,7 +34,7 @@ import numpy as np
 
 from . import aligned
 from .microkernel import (LANES, TILES, biased_micro_kernel, gathered_micro_kernel,
-                          micro_kernel, prefetch, prefetch_for_store)
+                          micro_kernel, prefetch, prefetch_for_store, sliding_micro_kernel)
 from .transpose_numba import (NO_SHIFT, channel_rows_to_planes, gather_cells, image_rows,
                               planes_to_rows, rows_to_planes)
 
@@ -43,6 +46,8 @@ _ROWS_1, _ROWS_2, _ROWS_3, _ROWS_4 = TILE_ROWS[1:5]
 # arguments (``implicit_tap_block``, ``implicit_position_block`` in ``cnnkit.tuning``,
 # re-measured by ``python -m cnnkit.bench.tiles --blocks``).
 PLANAR_ROWS, PLANAR_VECTORS = TILES.planar  # (MR, NV) of the channels-first kernel
+SLIDING_ROWS = TILES.sliding  # MR of ``by_image``'s one-vector tile along output rows
+SLIDING_WIDTHS = (3, 5)  # the kernel widths it is compiled for
 _LINE_FLOATS = aligned.LINE // 4  # float32 values per cache line
 # ``forward``'s optional arguments, empty: output p in row p, no copy to a channels-first y,
 # no bias.
@@ -113,7 +118,8 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, groups, tap_bl
 
 @numba.njit(parallel=True, cache=True)
 def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, image_rows,
-             y, source, bias, rows, vectors, tap_block, groups, clear, finite):
+             y, source, bias, rows, vectors, tap_block, groups, clear, finite, sliding,
+             row_length):
     """Several products that write disjoint rows of a product's rows ``out`` (N·R, Kp), R =
     ``image_rows`` per image, one parallel task per image: product f has the taps
     tap_start[f] ≤ t < tap_start[f + 1] (their weights the same rows of wt's panels) and the
@@ -155,7 +161,14 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
     tile: the copy of the image that follows, most likely the same thread's next task, then
     reads cache instead of waiting on memory (2 threads, inference forward passes without and
     with: AVX-512 res3x3 8.48 against 8.32 ms, res3x3_s2 4.81 against 4.45; on AVX2 little
-    change either way, res3x3 13.68 against 13.77, res3x3_s2 7.50 against 7.30)."""
+    change either way, res3x3 13.68 against 13.77, res3x3_s2 7.50 against 7.30).
+
+    ``sliding`` KW (0: off; one of ``SLIDING_WIDTHS``), for a one-vector tile of one product
+    whose taps come in runs of KW neighbours along rows of ``row_length`` ≥ ``SLIDING_ROWS``
+    outputs, stride 1 (``conv.implicit.sliding_width``): the tiles are ``SLIDING_ROWS``
+    outputs of one row (a row's last tile, where the row does not divide, starts early and
+    sends the outputs the tile before computed to the spare row) and run
+    ``sliding_micro_kernel``, which broadcasts each input value once for KW taps."""
     numba.literally(rows)
     numba.literally(vectors)
     width = LANES * vectors
@@ -198,7 +211,14 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
             image_finite = _finite_values(x[n].reshape(-1))
         if check:
             finite[n] = image_finite
-        for f in range(tap_start.size - 1):
+        products = tap_start.size - 1
+        if vectors == 1 and sliding:  # one product, along rows: ``sliding_micro_kernel``
+            fetched = slide(x_flat.ctypes.data + 4 * image_start, wt[first_panel],
+                            offset[::sliding].copy(), corner, row, local,
+                            max(1, tap_block // sliding), sliding, row_length, upcoming, lines,
+                            fetched, SLIDING_ROWS)
+            products = 0
+        for f in range(products):
             first = position_start[f]
             per_image = position_start[f + 1] - first
             tiles = (per_image + rows - 1) // rows
@@ -230,6 +250,51 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
             rows_to_planes(local, y[n:n + 1], 0, y.shape[2], bias[k0:k0 + y.shape[1]])
         else:
             rows_to_planes(local, y[n:n + 1], 0, y.shape[2], bias)
+
+
+@numba.njit(cache=True)
+def slide(x, wt, run_offset, corner, row, local, run_block, width, row_length, upcoming, lines,
+          fetched, rows):
+    """``by_image``'s product of one image on ``sliding_micro_kernel`` with MR = ``rows`` (a
+    compile-time constant: ``SLIDING_ROWS``, or a candidate ``python -m cnnkit.bench.tiles
+    --sliding`` times): x the address of the image's input, wt its weights' one panel, the
+    taps in runs of ``width`` (3 or 5) from x + run_offset[r] on, ``run_block`` runs per pass
+    over the tiles, output p into row[p] (p when ``row`` is empty) of ``local`` (its last row
+    spare); returns how many of the next image's ``lines`` from ``upcoming`` it has asked
+    for (``fetched`` before)."""
+    numba.literally(rows)
+    kp = local.shape[1]
+    per_row = (row_length + rows - 1) // rows
+    tiles = corner.size // row_length * per_row
+    start = np.empty(tiles, np.int64)
+    c_row = np.empty((tiles, rows), np.int64)
+    spare = (local.shape[0] - 1) * kp
+    for tile in range(tiles):
+        along = tile % per_row * rows
+        shift = max(0, along + rows - row_length)  # outputs the tile before computes
+        first = tile // per_row * row_length + along - shift
+        start[tile] = 4 * corner[first]
+        for i in range(rows):
+            c_row[tile, i] = (row[first + i] if row.size else first + i) * kp if i >= shift \
+                else spare
+    runs = run_offset.size
+    calls = tiles * ((runs + run_block - 1) // run_block)
+    per_call = (lines + calls - 1) // max(1, calls)
+    for r0 in range(0, runs, run_block):
+        block = min(run_block, runs - r0)
+        for tile in range(tiles):
+            for line in range(fetched, min(fetched + per_call, lines)):
+                prefetch(upcoming + line * 64)
+            fetched += per_call
+            if width == 3:
+                sliding_micro_kernel(block, x + start[tile], run_offset[r0:].ctypes.data,
+                                     wt[r0 * 3:].ctypes.data, LANES, local.ctypes.data,
+                                     c_row[tile].ctypes.data, 1 if r0 else 0, rows, 1, 3)
+            else:
+                sliding_micro_kernel(block, x + start[tile], run_offset[r0:].ctypes.data,
+                                     wt[r0 * 5:].ctypes.data, LANES, local.ctypes.data,
+                                     c_row[tile].ctypes.data, 1 if r0 else 0, rows, 1, 5)
+    return fetched
 
 
 @numba.njit(cache=True)
@@ -535,30 +600,38 @@ def weight_4(x, dy, laid_out, offset, corner, partial, sums, position_block, gro
 
 @numba.njit(cache=True)
 def by_image_1(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
-               image_rows, y, source, bias, tap_block, groups, clear, finite):
+               image_rows, y, source, bias, tap_block, groups, clear, finite, sliding,
+               row_length):
     by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, image_rows,
-             y, source, bias, _ROWS_1, 1, tap_block, groups, clear, finite)
+             y, source, bias, _ROWS_1, 1, tap_block, groups, clear, finite, sliding,
+             row_length)
 
 
 @numba.njit(cache=True)
 def by_image_2(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
-               image_rows, y, source, bias, tap_block, groups, clear, finite):
+               image_rows, y, source, bias, tap_block, groups, clear, finite, sliding,
+               row_length):
     by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, image_rows,
-             y, source, bias, _ROWS_2, 2, tap_block, groups, clear, finite)
+             y, source, bias, _ROWS_2, 2, tap_block, groups, clear, finite, sliding,
+             row_length)
 
 
 @numba.njit(cache=True)
 def by_image_3(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
-               image_rows, y, source, bias, tap_block, groups, clear, finite):
+               image_rows, y, source, bias, tap_block, groups, clear, finite, sliding,
+               row_length):
     by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, image_rows,
-             y, source, bias, _ROWS_3, 3, tap_block, groups, clear, finite)
+             y, source, bias, _ROWS_3, 3, tap_block, groups, clear, finite, sliding,
+             row_length)
 
 
 @numba.njit(cache=True)
 def by_image_4(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
-               image_rows, y, source, bias, tap_block, groups, clear, finite):
+               image_rows, y, source, bias, tap_block, groups, clear, finite, sliding,
+               row_length):
     by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, image_rows,
-             y, source, bias, _ROWS_4, 4, tap_block, groups, clear, finite)
+             y, source, bias, _ROWS_4, 4, tap_block, groups, clear, finite, sliding,
+             row_length)
 
 
 ENTRY = {1: (forward_1, weight_1), 2: (forward_2, weight_2), 3: (forward_3, weight_3),

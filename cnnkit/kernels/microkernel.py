@@ -11,7 +11,9 @@ form (``lanewise_micro_kernel``) loads x's terms as vectors too, for products wh
 are on the lanes (``depthwise_lanes_numba``), and its spread form
 (``lanewise_spread_micro_kernel``) keeps G sets of accumulators for a grouped layer's weight
 gradient. The biased form (``biased_micro_kernel``) adds a bias per row of C as it stores
-the tile: the planar kernel's last block of taps.
+the tile: the planar kernel's last block of taps. The sliding form (``sliding_micro_kernel``)
+takes MR outputs side by side along a row of a stride-1 product, where neighbouring outputs
+read the same input values through neighbouring taps, and broadcasts each value once.
 
 It is written in LLVM IR through Numba's ``intrinsic`` because Numba's own loops cannot be made
 to hold a 2-D accumulator in registers. Its shape is the target's: LANES float32 lanes per
@@ -70,6 +72,138 @@ def biased_micro_kernel(typingctx, taps, x, base, offset, b, b_offset, c, c_row,
     codegen = _tile_codegen(rows.literal_value, vectors.literal_value, gathered=True,
                             biased=True)
     return types.void(*([types.intp] * 10), rows, vectors), codegen
+
+
+@intrinsic
+def sliding_micro_kernel(typingctx, pairs, x, offset, b, ldb, c, c_row, accumulate, rows,
+                         vectors, width):
+    """``sliding_micro_kernel(P, x, offset, b, ldb, c, c_row, accumulate, MR, NV, KW)`` (MR, NV
+    and KW compile-time constants): the micro-kernel for MR outputs side by side along a row
+    of a stride-1 product whose taps come in runs of KW neighbours (a kernel's last axis):
+    for i < MR, j < LANES·NV,
+    C[c_row[i] + j] (+)= Σ_{p < P} Σ_{a < KW} x[offset[p] + i + a] · b[(p·KW + a)·ldb + j].
+
+    Output i's tap a reads the same value as output i + 1's tap a − 1, so each of the
+    MR + KW − 1 values of a run is broadcast once and meets KW vectors of B, where the plain
+    tile broadcasts MR·KW values: a tile one vector wide issues a load per multiply-add
+    there, and AVX-512 cores load two vectors a cycle. Registers: MR·NV accumulators, KW·NV
+    of B and one broadcast. The sums run over (p, a) in order, as the plain tile's over its
+    taps."""
+    if not _literals(rows, vectors, width):
+        return None
+    codegen = _sliding_codegen(rows.literal_value, vectors.literal_value, width.literal_value)
+    return types.void(*([types.intp] * 8), rows, vectors, width), codegen
+
+
+def _sliding_codegen(rows, vectors, width):
+    def codegen(context, builder, signature, args):
+        pairs, x, offset, b, ldb, c, c_row, accumulate = args[:8]
+        f32, i64 = ir.FloatType(), ir.IntType(64)
+        vec = ir.VectorType(f32, LANES)
+        fma = _fma(builder.module, vec)
+
+        def const(v):
+            return ir.Constant(i64, v)
+
+        def at(address, kind):
+            return builder.inttoptr(address, kind.as_pointer())
+
+        x, b, c = at(x, f32), at(b, f32), at(c, f32)
+        offset, c_row = at(offset, i64), at(c_row, i64)
+        loop = _AccumulatorLoop(builder, pairs, rows * vectors, vec)
+        p, acc = loop.counter, loop.accumulators
+        run = builder.gep(x, [builder.load(builder.gep(offset, [p]))])
+        b_run = builder.gep(b, [builder.mul(builder.mul(p, const(width)), ldb)])
+        b_vec = [[builder.load(builder.bitcast(
+            builder.gep(b_run, [builder.add(builder.mul(const(a), ldb), const(LANES * v))]),
+            vec.as_pointer()), align=4) for v in range(vectors)] for a in range(width)]
+        new = list(acc)
+        for q in range(rows + width - 1):  # the run's values, each broadcast once
+            term = _splat(builder, builder.load(builder.gep(run, [const(q)]), align=4), vec)
+            for a in range(width):  # in order of a for each output, as the plain tile sums
+                i = q - a
+                if 0 <= i < rows:
+                    for v in range(vectors):
+                        new[i * vectors + v] = builder.call(
+                            fma, [term, b_vec[a][v], new[i * vectors + v]])
+        total = loop.close(new)
+        _store_tile(builder, c, c_row, total, accumulate, rows, vectors, vec)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+class _AccumulatorLoop:
+    """A counted loop whose vector accumulators live in phi nodes, so that they stay in
+    registers: built open at the builder's position (``counter`` from 0, ``accumulators`` zero
+    on entry; no iteration when the count is not positive), its body emitted by the caller,
+    then ``close(new)`` with the accumulators' values at the end of the body, which returns
+    their values after the loop. LLVM is told not to unroll it (``_not_unrolled``)."""
+
+    def __init__(self, builder, count, size, vec):
+        i64 = ir.IntType(64)
+        self.builder, self.count, self.zero = builder, count, ir.Constant(vec, None)
+        self.entry = builder.block
+        self.loop = builder.append_basic_block("tap_loop")
+        self.done = builder.append_basic_block("tap_done")
+        builder.cbranch(builder.icmp_signed(">", count, ir.Constant(i64, 0)), self.loop,
+                        self.done)
+        builder.position_at_end(self.loop)
+        self.counter = builder.phi(i64)
+        self.counter.add_incoming(ir.Constant(i64, 0), self.entry)
+        self.accumulators = [builder.phi(vec) for _ in range(size)]
+        for a in self.accumulators:
+            a.add_incoming(self.zero, self.entry)
+
+    def close(self, new):
+        builder, loop = self.builder, self.loop
+        following = builder.add(self.counter, ir.Constant(ir.IntType(64), 1))
+        self.counter.add_incoming(following, loop)
+        for a, n in zip(self.accumulators, new):
+            a.add_incoming(n, loop)
+        back_edge = builder.cbranch(builder.icmp_signed("<", following, self.count), loop,
+                                    self.done)
+        back_edge.set_metadata("llvm.loop", _not_unrolled(builder.module))
+        builder.position_at_end(self.done)
+        total = [builder.phi(n.type) for n in new]
+        for s, n in zip(total, new):
+            s.add_incoming(self.zero, self.entry)
+            s.add_incoming(n, loop)
+        return total
+
+
+def _splat(builder, value, vec):
+    """``value`` (a float) in every lane of a vector: a broadcast."""
+    i32 = ir.IntType(32)
+    undef = ir.Constant(vec, ir.Undefined)
+    return builder.shuffle_vector(builder.insert_element(undef, value, ir.Constant(i32, 0)),
+                                  undef, ir.Constant(ir.VectorType(i32, LANES), [0] * LANES))
+
+
+def _fma(module, vec):
+    name = f"llvm.fmuladd.v{LANES}f32"
+    return module.globals.get(name) or ir.Function(module, ir.FunctionType(vec, [vec] * 3),
+                                                   name=name)
+
+
+def _store_tile(builder, c, c_row, total, accumulate, rows, vectors, vec, row_bias=None):
+    """Row i's ``vectors`` sums stored to C[c_row[i]:], added to what is there when
+    ``accumulate``, and plus row_bias[i] (a pointer to MR floats) when given."""
+    i64 = ir.IntType(64)
+    add = builder.icmp_signed("!=", accumulate, ir.Constant(i64, 0))
+    for i in range(rows):
+        row = builder.gep(c, [builder.load(builder.gep(c_row, [ir.Constant(i64, i)]))])
+        if row_bias is not None:
+            bias = _splat(builder, builder.load(builder.gep(row_bias, [ir.Constant(i64, i)]),
+                                                align=4), vec)
+        for v in range(vectors):
+            target = builder.bitcast(builder.gep(row, [ir.Constant(i64, LANES * v)]),
+                                     vec.as_pointer())
+            s = total[i * vectors + v]
+            summed = builder.select(add, builder.fadd(builder.load(target, align=4), s), s)
+            if row_bias is not None:
+                summed = builder.fadd(summed, bias)
+            builder.store(summed, target, align=4)
 
 
 @intrinsic
@@ -181,9 +315,7 @@ def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1, spread=None,
         f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
         vec = ir.VectorType(f32, LANES)
         module = builder.module
-        name = f"llvm.fmuladd.v{LANES}f32"
-        fma = module.globals.get(name) or ir.Function(
-            module, ir.FunctionType(vec, [vec] * 3), name=name)
+        fma = _fma(module, vec)
 
         def const(v):
             return ir.Constant(i64, v)
@@ -197,19 +329,9 @@ def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1, spread=None,
             b_step = at(b_step, i64)
         x_rows = [builder.gep(x, [builder.load(builder.gep(base, [const(i)]))])
                   for i in range(rows)]
-        zero, undef = ir.Constant(vec, None), ir.Constant(vec, ir.Undefined)
-        splat_mask = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
-        entry = builder.block
-        loop = builder.append_basic_block("tap_loop")
-        done = builder.append_basic_block("tap_done")
-        builder.cbranch(builder.icmp_signed(">", taps, const(0)), loop, done)
-
-        builder.position_at_end(loop)
-        t = builder.phi(i64)
-        t.add_incoming(const(0), entry)
-        acc = [builder.phi(vec) for _ in range(rows * sets * vectors)]
-        for a in acc:
-            a.add_incoming(zero, entry)
+        undef = ir.Constant(vec, ir.Undefined)
+        loop = _AccumulatorLoop(builder, taps, rows * sets * vectors, vec)
+        t, acc = loop.counter, loop.accumulators
         shift = builder.load(builder.gep(offset, [t]))
         b_start = (builder.load(builder.gep(b_step, [t])) if gathered
                    else builder.mul(t, b_step))
@@ -232,9 +354,7 @@ def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1, spread=None,
                                                       vec.as_pointer()), align=4)
                          for v in range(vectors)]
             else:
-                value = builder.load(x_at, align=4)
-                x_vec = [builder.shuffle_vector(builder.insert_element(
-                    undef, value, ir.Constant(i32, 0)), undef, splat_mask)] * vectors
+                x_vec = [_splat(builder, builder.load(x_at, align=4), vec)] * vectors
             if spread:  # set g, vector v: x's permutation g times B's vector v
                 new += [builder.call(fma, [x_vec[v] if width == 1 else builder.shuffle_vector(
                     x_vec[v], undef, masks[g]), b_vec[v], acc[(i * width + g) * vectors + v]])
@@ -247,34 +367,9 @@ def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1, spread=None,
                         x_vec[v], undef, masks[g])
                     total = builder.call(fma, [term, b_vec[g * vectors + v], total])
                 new.append(total)
-        t_next = builder.add(t, const(1))
-        t.add_incoming(t_next, loop)
-        for a, n in zip(acc, new):
-            a.add_incoming(n, loop)
-        back_edge = builder.cbranch(builder.icmp_signed("<", t_next, taps), loop, done)
-        back_edge.set_metadata("llvm.loop", _not_unrolled(module))
-
-        builder.position_at_end(done)
-        total = [builder.phi(vec) for _ in range(rows * sets * vectors)]
-        for s, n in zip(total, new):
-            s.add_incoming(zero, entry)
-            s.add_incoming(n, loop)
-        add = builder.icmp_signed("!=", accumulate, const(0))
+        total = loop.close(new)
         row_bias = at(args[9], f32) if biased else None
-        for i in range(rows):
-            row = builder.gep(c, [builder.load(builder.gep(c_row, [const(i)]))])
-            if biased:
-                value = builder.load(builder.gep(row_bias, [const(i)]), align=4)
-                bias = builder.shuffle_vector(builder.insert_element(
-                    undef, value, ir.Constant(i32, 0)), undef, splat_mask)
-            for v in range(sets * vectors):
-                target = builder.bitcast(builder.gep(row, [const(LANES * v)]),
-                                         vec.as_pointer())
-                s = total[i * sets * vectors + v]
-                summed = builder.select(add, builder.fadd(builder.load(target, align=4), s), s)
-                if biased:
-                    summed = builder.fadd(summed, bias)
-                builder.store(summed, target, align=4)
+        _store_tile(builder, c, c_row, total, accumulate, rows, sets * vectors, vec, row_bias)
         return context.get_dummy_value()
 
     return codegen

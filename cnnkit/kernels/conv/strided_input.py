@@ -112,7 +112,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
                                    plan.corner, plan.row, plan.position_start, cells, dx,
                                    compiled.NO_ROWS, compiled.NO_BIAS,
                                    tuning.value("implicit_tap_block"), groups, plan.empty,
-                                   compiled.NO_CHECK)
+                                   compiled.NO_CHECK, 0, 0)
         return dx.reshape((n // groups, c * groups) + plan.size)
     dx_last = (aligned.zeros if plan.empty else aligned.empty)((n * cells + rows, c_padded))
     dyp = np.ascontiguousarray(zero_pad(dy, plan.dy_pads))
