@@ -73,6 +73,22 @@ def test_the_rule_takes_one_vector_stride_1_rows_of_a_tile_or_more():
     assert implicit.sliding_width(LANES, kernel, (2, 1), (2, 1), (9, MR)) == 3  # other axes
 
 
+@pytest.mark.parametrize("spatial, kernel", [((4, MR + 1), (3, 3)),   # rows under MR
+                                             ((4, MR + 4), (1, 2)),   # taps not runs of 3
+                                             ((4, MR + 4), (2, 4))])
+def test_the_kernel_refuses_rows_or_runs_it_cannot_tile(spatial, kernel):
+    """Checked on the shapes before any pointer is read: a caller that asks for tiles along
+    rows of fewer outputs than MR, or for runs of 3 taps on a kernel 2 or 4 wide, gets a
+    ValueError."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5) + spatial, dtype=np.float32)
+    w = rng.standard_normal((LANES, 5) + kernel, dtype=np.float32)
+    with mock.patch.object(implicit, "sliding_width", lambda *args, **kwargs: 3), \
+            pytest.raises(ValueError, match="tiles along rows"):
+        implicit.per_image_product(x, ((0, 0), (0, 0)), implicit._panels(w), w.shape, (1, 1),
+                                   tuple(s - k + 1 for s, k in zip(spatial, kernel)))
+
+
 @pytest.mark.parametrize("row", [MR, 2 * MR, 2 * MR + 3, MR + 1])
 @pytest.mark.parametrize("kw", compiled.SLIDING_WIDTHS)
 @pytest.mark.parametrize("k", [LANES, max(1, LANES - 3)])

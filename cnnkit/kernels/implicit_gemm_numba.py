@@ -171,6 +171,10 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
     ``sliding_micro_kernel``, which broadcasts each input value once for KW taps."""
     numba.literally(rows)
     numba.literally(vectors)
+    if sliding and (tap_start.size != 2 or offset.size % sliding or row_length < SLIDING_ROWS
+                    or corner.size % row_length or position_start[-1] != corner.size):
+        raise ValueError("by_image: tiles along rows need one product of whole runs of taps "
+                         "over whole rows of at least SLIDING_ROWS outputs")
     width = LANES * vectors
     panels = wt.shape[0] // groups
     kp = panels * width

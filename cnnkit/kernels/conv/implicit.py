@@ -503,10 +503,12 @@ def sliding_width(k, kernel, stride, dilation, out, source=None):
     (``microkernel.sliding_micro_kernel``), else 0: K outputs in one vector (a tile of one
     vector loads a term for each multiply-add, and the sliding tile one for KW of them), a
     kernel KW = 3 or 5 wide (``implicit_gemm_numba.SLIDING_WIDTHS``) at stride and dilation
-    1 along the rows, and rows at least a tile (``SLIDING_ROWS``) long. One core, a 16 → 16
-    layer's product on 32 28 × 28 maps, 3 × 3: 174 GFLOP/s sliding (14 outputs) against 83
-    for the 8 × 16 tile; on 16 56 × 56 maps 187 against 83; 6 → 16, 5 × 5 on 14 × 14: 190
-    against 84 (AVX-512). ``python -m cnnkit.bench.tiles --sliding`` times both."""
+    1 along the rows, and rows at least a tile (``SLIDING_ROWS``) long. One core, the
+    products alone (``python -m cnnkit.bench.tiles --sliding``), AVX-512: 16 → 16 channels,
+    3 × 3, on 32 28 × 28 maps 158.8–176.6 GFLOP/s along rows against 73.4–77.0 for the 8 × 16
+    tile; 6 → 16, 5 × 5, on 14 × 14 maps 161.2–174.6 against 73.8–74.0; AVX2, 8 outputs:
+    76.9–77.4 against 68.2–69.2. resnet_small's 16 → 16 layer, 2 threads, AVX-512: forward
+    pass 0.64, training step 0.74 of the time (BENCHMARKS.md, "One vector of outputs")."""
     if (source is not None or compiled.tile(k)[1] != 1 or
             kernel[-1] not in compiled.SLIDING_WIDTHS or stride[-1] != 1 or dilation[-1] != 1 or
             out[-1] < compiled.SLIDING_ROWS):
