@@ -935,10 +935,11 @@ def test_pointwise_weight_gradient_by_output_rows(groups, pads):
     ((256,), (1,), True)])
 def test_tap_block_is_shorter_where_a_1x1_products_planes_crowd_the_caches(padded, kernel,
                                                                              plane_block):
+    outputs = 4 * implicit_gemm_numba.LANES  # a tile of several vectors
     with conv_implicit.tuning.override(implicit_tap_block=128, implicit_plane_tap_block=32):
-        assert conv_implicit.tap_block(padded, kernel) == (32 if plane_block else 128)
+        assert conv_implicit.tap_block(padded, kernel, outputs) == (32 if plane_block else 128)
     with conv_implicit.tuning.override(implicit_tap_block=16, implicit_plane_tap_block=32):
-        assert conv_implicit.tap_block(padded, kernel) == 16  # never longer than the default
+        assert conv_implicit.tap_block(padded, kernel, outputs) == 16  # never above the default
 
 
 @pytest.mark.parametrize("block", [5, 32])

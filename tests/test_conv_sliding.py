@@ -115,6 +115,25 @@ def test_1d_and_3d_rows(dims):
     np.testing.assert_allclose(y, _torch(x, w, pads), rtol=2e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("kw", compiled.SLIDING_WIDTHS)
+@pytest.mark.parametrize("tap_block", [7, 128])
+def test_per_image_and_batch_arrangements_give_the_same_floats(kw, tap_block):
+    """The tiles along rows (per image) and the plain tile over the batch's positions (which
+    the thread count may choose instead, ``per_image_tasks``) sum the taps in the same passes
+    (``tap_block``: whole kernel rows) and order: the same floats, on any thread count."""
+    rng = np.random.default_rng(kw)
+    x = rng.standard_normal((3, 13, 4, 2 * MR + 1), dtype=np.float32)  # 13·3·KW > 128 taps
+    w = rng.standard_normal((LANES, 13, 3, kw), dtype=np.float32)
+    pads = ((1, 1), (kw // 2, kw // 2))
+    xp = np.pad(x, ((0, 0), (0, 0)) + pads)
+    with tuning.override(implicit_tap_block=tap_block):
+        batch = implicit.forward(xp, w, (1, 1), (1, 1), (xp.shape[2] - 2, xp.shape[3] - kw + 1),
+                                 planar=False)
+    y, seen = _recorded_sliding(lambda: _product(x, w, pads, tap_block=tap_block))
+    assert seen == [kw]
+    np.testing.assert_array_equal(y, batch)
+
+
 def test_a_tap_moved_along_the_row_is_seen():
     """Sharp enough to fail: the weights rolled by one along the rows change the result."""
     rng = np.random.default_rng(7)

@@ -491,7 +491,7 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
                                compiled.NO_ROWS if source is None else source,
                                compiled.NO_BIAS if bias is None else
                                np.ascontiguousarray(bias, dtype=np.float32),
-                               tap_block(padded[2:], w_shape[2:]), groups, False,
+                               tap_block(padded[2:], w_shape[2:], k), groups, False,
                                compiled.NO_CHECK if finite is None else finite,
                                sliding_width(k, w_shape[2:], stride, dilation, out, source),
                                out[-1])
@@ -530,7 +530,8 @@ def channels_last(xp, wt, w_shape, stride, dilation, out, y=compiled.NO_Y, bias=
                                _offsets(xp.shape, w_shape[2:], dilation, w_shape[1],
                                         first_channel), corner, y_last, y,
                                *task_split(corner.size, k_padded, compiled.LANES * vectors),
-                               tap_block(xp.shape[2:], w_shape[2:]), compiled.NO_ROWS,
+                               tap_block(xp.shape[2:], w_shape[2:], w_shape[0]),
+                               compiled.NO_ROWS,
                                compiled.NO_BIAS if bias is None else
                                np.ascontiguousarray(bias, dtype=np.float32))
     return y_last
@@ -561,10 +562,15 @@ _L1_WAY_BYTES = 4096
 _TLB_BYTES = 64 * 4096
 
 
-def tap_block(padded, kernel):
+def tap_block(padded, kernel, outputs):
     """Taps per pass of the channels-last kernels over their tiles, for an input of
-    ``padded`` spatial shape: ``implicit_tap_block``, or ``implicit_plane_tap_block`` for a
-    1×1 product whose planes crowd the caches. Each of its taps is a plane of its own, one
+    ``padded`` spatial shape and ``outputs`` output channels: ``implicit_tap_block``, or
+    ``implicit_plane_tap_block`` for a 1×1 product whose planes crowd the caches; for a
+    product that can run along rows (one vector of outputs, a kernel ``SLIDING_WIDTHS``
+    wide), whole rows of the kernel, rounded down. Each pass's sums are added to the rows
+    after the pass, so the passes' bounds decide the rounding: with the same bounds, the
+    tiles along rows (``sliding_width``, per image) and the plain tile (over the batch's
+    positions, which ``per_image_tasks`` chooses by the thread count) give the same floats. Each of its taps is a plane of its own, one
     cache line of which each tile reads, and the next tile reads mostly the same lines: a
     block's lines have to stay in L1 until then. They do not when the planes lie a multiple
     of a quarter of L1's way apart (a 16 × 16 map's 1 KB: every plane's line falls on the same
@@ -577,6 +583,8 @@ def tap_block(padded, kernel):
     (``python -m cnnkit.bench.tiles --blocks`` prints both constants)."""
     block = tuning.value("implicit_tap_block")
     plane = 4 * math.prod(padded)
+    if compiled.tile(outputs)[1] == 1 and kernel[-1] in compiled.SLIDING_WIDTHS:
+        return max(kernel[-1], block - block % kernel[-1])
     if math.prod(kernel) != 1 or plane < aligned.LINE:
         return block
     if plane % (_L1_WAY_BYTES // 4) == 0 or block * plane > _TLB_BYTES:
