@@ -38,14 +38,20 @@ class Tiles:
     planar       (MR, NV) of the implicit GEMM's channels-first tile
     rows         the row correlation's (MR, NV) tiles: a one-row tile for 1-D signals and
                  four-row tiles of growing width
-    sliding      MR of the implicit GEMM's one-vector tile along an output row
-                 (``microkernel.sliding_micro_kernel``): MR accumulators + KW weight vectors
-                 + 1 broadcast, for KW up to 5
+    sliding      MR of the implicit GEMM's tile along an output row
+                 (``microkernel.sliding_micro_kernel``), indexed by NV as ``gemm_rows`` (0 =
+                 the plain tile for that NV): MR·NV accumulators + KW·NV weight vectors +
+                 1 broadcast, for KW up to 5
+    sliding_gain that tile's speed over the plain tile's of the same NV, per output it
+                 computes: a shape whose rows make it compute more outputs than it keeps
+                 (``implicit_gemm_numba.sliding_tiles``) runs along rows while that ratio
+                 stays under the gain (``conv.implicit.sliding_width``)
     """
     gemm_rows: tuple
     planar: tuple
     rows: tuple
-    sliding: int
+    sliding: tuple
+    sliding_gain: tuple
 
 
 # Per family: register budget, as in BLIS's per-architecture configurations (the Haswell
@@ -66,19 +72,25 @@ class Tiles:
 #   on that image (59–64 against 55–59) and on 2048² ⋆ 31 × 31 (89 against 98 ms), but its
 #   24-wide tiles pad 56-wide planes to 72 (depthwise 3 × 3 on 256 planes of 56 × 56: 1.62
 #   against 1.56 ms) and tied on 3 × 3 and 5 × 5 images, so the table keeps 4 × 2.
-#   The one-vector tile along rows (``sliding``, ``python -m cnnkit.bench.tiles --sliding``),
-#   one core, 16 → 16 channels 3 × 3 on 28 × 28 maps and 6 → 16 5 × 5 on 14 × 14, GFLOP/s:
-#   AVX-512 MR 14 176.6 and 161.2 against 73.4 and 74.0 for the plain 8 × 16 tile (MR 16,
-#   which 28 does not divide: 141.0); AVX2 (8 lanes) MR 8 77.4 and 77.3 against 68.5 and
-#   68.8 (MR 10: 86.0 on the 3 × 3 layer, 65.9 on the 5 × 5 one, 16 registers).
+#   The tiles along rows (``sliding``, ``python -m cnnkit.bench.tiles --sliding``), one core,
+#   16 → 16 channels 3 × 3 on 28 × 28 maps and 6 → 16 5 × 5 on 14 × 14, GFLOP/s: AVX-512
+#   MR 14 176.6 and 161.2 against 73.4 and 74.0 for the plain 8 × 16 tile (MR 16, which 28
+#   does not divide: 141.0); AVX2 (8 lanes) MR 8 77.4 and 77.3 against 68.5 and 68.8 (MR 10:
+#   86.0 on the 3 × 3 layer, 65.9 on the 5 × 5 one, 16 registers). Two vectors wide (32
+#   outputs on AVX-512; BENCHMARKS.md, "Two vectors of outputs along rows"): MR 10, whose
+#   20 accumulators + 10 weight vectors + 1 broadcast fill 31 registers at KW 5. AVX2 has
+#   none: at two vectors its 16 registers leave MR 4 (KW 3), which ran slower than the 6 × 16
+#   tile in a scratch version (90 against 104 GFLOP/s). The gains, on rows of twice MR
+#   (the tool's ratio beside the table's MR; the lower readings): AVX-512 one vector 2.2
+#   (2.18–2.87), two vectors 1.25 (1.26–1.40); AVX2 1.3 (1.29–1.39).
 # The kernels compile these numbers in, and Numba's on-disk cache knows a kernel by its own
 # source file, not by this table: after editing it, delete the kernels' cached builds
 # (cnnkit/kernels/__pycache__/*.nbi and *.nbc), or a stale tile runs against new buffers.
 TILES = {
     32: Tiles(gemm_rows=(0, 8, 10, 8, 6), planar=(4, 4), rows=((1, 4), (4, 1), (4, 2), (4, 4)),
-              sliding=14),
+              sliding=(0, 14, 10), sliding_gain=(0, 2.2, 1.25)),
     16: Tiles(gemm_rows=(0, 8, 6, 4, 0), planar=(6, 2), rows=((1, 4), (4, 1), (4, 2), (4, 2)),
-              sliding=8),
+              sliding=(0, 8), sliding_gain=(0, 1.3)),
 }
 
 
@@ -104,13 +116,13 @@ class CPU:
 
     def summary(self) -> str:
         tiles = self.tiles
-        gemm = ", ".join(f"{rows}×{self.lanes * nv}" for nv, rows in enumerate(tiles.gemm_rows)
-                         if rows)
+        gemm, sliding = (", ".join(f"{rows}×{self.lanes * nv}" for nv, rows in enumerate(table)
+                                   if rows) for table in (tiles.gemm_rows, tiles.sliding))
         return (f"{self.name} ({self.family}{', emulated' if self.emulated else ''}): "
                 f"{self.registers} × {self.vector_bits}-bit vector registers, "
                 f"{'FMA' if self.fma else 'no FMA'}; implicit-GEMM tiles {gemm}, "
                 f"planar {tiles.planar[0]}×{self.lanes * tiles.planar[1]}, "
-                f"along rows {tiles.sliding}×{self.lanes}")
+                f"along rows {sliding}")
 
 
 def emulate():

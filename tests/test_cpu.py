@@ -10,7 +10,6 @@ import pytest
 
 import cnnkit.cpu
 from cnnkit.bench import isa, peak
-from cnnkit.cpu import host
 from cnnkit.kernels import implicit_gemm_numba as compiled
 
 pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
@@ -133,31 +132,43 @@ _SLIDING_LOOP = r"""
 import re, numba
 from numba import types
 from cnnkit.kernels import implicit_gemm_numba as compiled
-ROWS = compiled.SLIDING_ROWS  # a global: a compile-time constant in ``run``
+ROWS = compiled.SLIDING_ROWS  # a global: compile-time constants in ``run``
 
 
-@numba.njit
-def run(x, wt, runs, corner, row, local, width):
-    compiled.slide(x, wt, runs, corner, row, local, 40, width, 28, 0, 0, 0, ROWS)
+def runner(vectors):
+    rows = ROWS[vectors]
 
-i64_1, f32_2 = types.int64[::1], types.float32[:, ::1]
-signature = (types.int64, f32_2, i64_1, i64_1, i64_1, f32_2, types.int64)
-run.compile(signature)  # compiled, not run
-blocks = re.split(r"\n(?=\.LBB)", run.inspect_asm(signature))
-for block in sorted(blocks, key=lambda block: block.count("vfmadd"))[-2:]:  # KW = 3 and 5
-    spills = len(re.findall(r"vmov\w+\s+%[xyz]mm\d+, -?\d*\(%rsp\)", block))
-    print(compiled.SLIDING_ROWS, block.count("vfmadd"), spills)
+    @numba.njit
+    def run(x, wt, runs, start, c_row, local, width):
+        compiled.slide(x, wt, runs, start, c_row, local, 40, width, 0, 0, 0, rows, vectors)
+    return run
+
+i64_1, i64_2, f32_2 = types.int64[::1], types.int64[:, ::1], types.float32[:, ::1]
+signature = (types.int64, f32_2, i64_1, i64_1, i64_2, f32_2, types.int64)
+for vectors, rows in enumerate(ROWS):
+    if not rows:
+        continue
+    run = runner(vectors)
+    run.compile(signature)  # compiled, not run
+    blocks = re.split(r"\n(?=\.LBB)", run.inspect_asm(signature))
+    for block in sorted(blocks, key=lambda block: block.count("vfmadd"))[-2:]:  # KW 3 and 5
+        spills = len(re.findall(r"vmov\w+\s+%[xyz]mm\d+, -?\d*\(%rsp\)", block))
+        print(vectors, rows, block.count("vfmadd"), spills)
 """
 
 
 @pytest.mark.parametrize("cpu_name", TAP_LOOP_TARGETS)
 def test_sliding_run_loop_has_its_multiply_adds_and_no_spill(cpu_name, tmp_path):
-    """The one-vector tile along rows, compiled for each target: MR·KW multiply-adds per run
-    of KW taps (KW = 3 and 5), no vector stored to the stack."""
+    """The tiles along rows, compiled for each target and each NV it has them for:
+    MR·NV·KW multiply-adds per run of KW taps (KW = 3 and 5), no vector stored to the stack."""
     lines = _run(cpu_name, "-c", _SLIDING_LOOP, NUMBA_CACHE_DIR=str(tmp_path)).splitlines()
     found = sorted(tuple(map(int, line.split())) for line in lines)
-    rows = found[0][0]
-    assert found == [(rows, 3 * rows, 0), (rows, 5 * rows, 0)], found
+    per_nv = {}
+    for vectors, rows, multiply_adds, spills in found:
+        per_nv.setdefault((vectors, rows), []).append((multiply_adds, spills))
+    assert per_nv and 1 in {vectors for vectors, _ in per_nv}, found
+    for (vectors, rows), seen in per_nv.items():
+        assert sorted(seen) == [(3 * rows * vectors, 0), (5 * rows * vectors, 0)], found
 
 
 def test_fma_registers_reads_assembly():
@@ -184,8 +195,13 @@ def test_every_tile_fits_its_register_file(registers):
     for rows, vectors in gemm + [tiles.planar] + list(tiles.rows):
         assert rows * vectors + vectors + 1 <= registers, (rows, vectors)
     assert tiles.rows[0][0] == 1 and all(rows == 4 for rows, _ in tiles.rows[1:])
-    # the tile along rows: MR accumulators + KW weight vectors + 1 broadcast, KW up to 5
-    assert tiles.sliding + max(compiled.SLIDING_WIDTHS) + 1 <= registers
+    # the tiles along rows: MR·NV accumulators + KW·NV weight vectors + 1 broadcast, KW up
+    # to 5, each faster than the plain tile of its NV
+    sliding = [(rows, vectors) for vectors, rows in enumerate(tiles.sliding) if rows]
+    assert sliding and sliding[0][1] == 1
+    for rows, vectors in sliding:
+        assert rows * vectors + max(compiled.SLIDING_WIDTHS) * vectors + 1 <= registers
+        assert tiles.gemm_rows[vectors] and tiles.sliding_gain[vectors] > 1
 
 
 def test_tile_tool_candidates_cover_the_table():
@@ -200,15 +216,18 @@ def test_tile_tool_candidates_cover_the_table():
 
 def test_tile_tool_times_the_sliding_tile_against_the_plain_one():
     """``python -m cnnkit.bench.tiles --sliding``: the command that re-measures the table's
-    ``sliding`` entry (its own MR here; each candidate costs a compilation)."""
+    ``sliding`` and ``sliding_gain`` entries (its own MRs here; each costs a compilation)."""
     from cnnkit.bench.tiles import measure_sliding
-    mr = host().tiles.sliding
+    table = [rows for rows in compiled.SLIDING_ROWS if rows]
     lines = []
-    results = measure_sliding(threads=1, repeats=1, log=lines.append, candidates=[mr])
+    results = measure_sliding(threads=1, repeats=1, log=lines.append, candidates=table)
     layers = {layer for layer, _ in results}
-    assert len(layers) == 2 and all(results[(layer, "plain")] > 0 for layer in layers)
-    assert all(results[(layer, mr)] > 0 for layer in layers)
-    assert sum(line.endswith("<- table") for line in lines) == 2
+    assert len(layers) == 2 * len(table)
+    assert all(results[(layer, "plain")] > 0 for layer in layers)
+    assert all(rate > 0 for rate in results.values())
+    assert sum(line.endswith("<- table") for line in lines) == 2 * len(table)
+    assert all("1.00 outputs computed per output" in line
+               for line in lines if line.endswith("<- table"))
 
 
 def test_tile_tool_times_a_tile_and_marks_the_table():

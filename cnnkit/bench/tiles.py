@@ -6,7 +6,7 @@
     python -m cnnkit.bench.tiles --planar   # the channels-first tile instead (below)
     python -m cnnkit.bench.tiles --rows     # the row correlation's tiles instead (below)
     python -m cnnkit.bench.tiles --align    # the tiles on and off cache lines (below)
-    python -m cnnkit.bench.tiles --sliding  # the one-vector tile along rows (below)
+    python -m cnnkit.bench.tiles --sliding  # the tiles along rows (below)
 
 Times the implicit GEMM's forward kernel (``implicit_gemm_numba.forward``, the product alone:
 no padding, weight or layout copies) on a GEMM-shaped 3×3 layer (N=16, 64 → 192 channels,
@@ -38,11 +38,12 @@ tile), copies included.
 cache lines, as ``kernels/aligned.py`` allocates them, and 16 bytes past one, as NumPy
 aligns its arrays.
 
-``--sliding`` times the one-vector tile along output rows (``implicit_gemm_numba.slide``, the
-table's ``sliding`` entry) for MR from 4 to the register budget, against the plain one-vector
-tile (``gemm_rows[1]``), on two layers of one vector of outputs: 16 → LANES channels, 3 × 3,
-on 32 28 × 28 maps, and 6 → LANES, 5 × 5, on 64 14 × 14 maps (padded inputs, the products
-alone).
+``--sliding`` times the tiles along output rows (``implicit_gemm_numba.slide``, the table's
+``sliding`` entries) for MR from 4 to the register budget, against the plain tile of the same
+width (``gemm_rows``), for each vector count NV that has one, on two layers of NV vectors of
+outputs: 16 → LANES·NV channels, 3 × 3, on 32 maps of 28 rows, and 6 → LANES·NV, 5 × 5, on
+64 maps of 14 rows (padded inputs, the products alone). The rows are twice the table's MR
+long, so the ratio beside the table's MR is the ``sliding_gain`` entry.
 """
 import argparse
 import math
@@ -241,25 +242,24 @@ def measure_rows(threads=1, repeats=5, log=print, candidates=None):
     return results
 
 
-def _sliding_kernel(rows):
-    """Every image's product on ``implicit_gemm_numba.slide`` with MR = ``rows``."""
+def _sliding_kernel(rows, vectors):
+    """Every image's product on ``implicit_gemm_numba.slide`` with MR × NV = rows × vectors."""
     import numba
 
     from ..kernels import implicit_gemm_numba as compiled
 
     @numba.njit(parallel=True)
-    def run(xp, wt, run_offset, corner, local, width, row_length):
+    def run(xp, wt, run_offset, start, c_row, local, width):
         image = xp[0].size
         for n in numba.prange(xp.shape[0]):
-            compiled.slide(xp.ctypes.data + 4 * n * image, wt, run_offset, corner,
-                           compiled.NO_ROWS, local[n], 128 // width, width, row_length, 0, 0,
-                           0, rows)
+            compiled.slide(xp.ctypes.data + 4 * n * image, wt, run_offset, start, c_row,
+                           local[n], 128 // width, width, 0, 0, 0, rows, vectors)
     return run
 
 
-def _plain_kernel(rows):
-    """The plain one-vector tile over every image's positions (``_kernel``'s, NV = 1)."""
-    forward = _kernel(rows, 1)
+def _plain_kernel(rows, vectors):
+    """The plain tile of NV = ``vectors`` over every image's positions (``_kernel``'s)."""
+    forward = _kernel(rows, vectors)
 
     def run(xp, wt, offset, corner, out, chunks):
         from ..kernels import implicit_gemm_numba as compiled
@@ -268,48 +268,64 @@ def _plain_kernel(rows):
 
 
 def measure_sliding(threads=1, repeats=5, log=print, candidates=None):
-    """{(layer, MR): GFLOP/s} of the one-vector tile along rows for MR = 4 up to the register
-    budget (MR + 5 + 1), or the MRs given, and (layer, "plain") of the plain one-vector tile."""
+    """{(layer, MR): GFLOP/s} of the tiles along rows, for each NV the table has one for
+    (``SLIDING_ROWS``), with MR = 4 up to the register budget (MR·NV + 5·NV + 1), or the MRs
+    given, and (layer, "plain") of the plain tile of that NV. Each NV's layers have rows of
+    twice the table's MR: its tiles compute no output twice, so the ratio printed beside the
+    table's MR is the tile's own speed against the plain tile's, the ``sliding_gain`` entry
+    that ``conv.implicit.sliding_width`` weighs the outputs a shape wastes against."""
     import numba
     import numpy as np
 
     from ..cpu import host
+    from ..kernels import implicit_gemm_numba as compiled
     from ..kernels.conv.implicit import _corners, _offsets
     numba.set_num_threads(threads)
     cpu = host()
-    k = cpu.lanes
     rng = np.random.default_rng(0)
     clock = time.process_time if threads == 1 else time.perf_counter
-    log(f"# {cpu.summary()}; {threads} thread(s); implicit GEMM, one vector of outputs "
-        f"({k}), the tile along rows (sliding) against the plain {cpu.tiles.gemm_rows[1]}-row "
-        f"tile")
-    mrs = candidates or [mr for mr in range(4, 27, 2) if mr + 5 + 1 <= cpu.registers]
+    log(f"# {cpu.summary()}; {threads} thread(s); implicit GEMM, the tiles along rows "
+        f"(sliding) against the plain tile of the same width")
     results = {}
-    for n, c, size, kw in ((32, 16, 28, 3), (64, 6, 14, 5)):
-        name = f"{n}×{c}×{size}×{size} ⋆ {k}×{c}×{kw}×{kw}"
-        xp = rng.standard_normal((n, c, size + kw - 1, size + kw - 1), dtype=np.float32)
-        wt = rng.standard_normal((c * kw * kw, k), dtype=np.float32)
-        offset = _offsets(xp.shape, (kw, kw), (1, 1))
-        flops = 2 * n * k * c * kw * kw * size * size
-        plain_rows = cpu.tiles.gemm_rows[1]
-        out = np.empty((n * size * size + plain_rows, k), np.float32)
-        plain = _plain_kernel(plain_rows)
-        corners = _corners(xp.shape, (size, size), (1, 1))
-        best = _best(lambda: plain(xp, wt, offset, corners, out, 8 * threads), repeats, clock)
-        results[(name, "plain")] = flops / best / 1e9
-        log(f"  {name}: plain MR {plain_rows:2d}: {results[(name, 'plain')]:7.1f} GFLOP/s")
-        corner = _corners((1,) + xp.shape[1:], (size, size), (1, 1))
-        runs = np.ascontiguousarray(offset[::kw])
-        for mr in mrs:
-            if mr > size:
-                continue
-            local = np.empty((n, size * size + 1, k), np.float32)
-            run = _sliding_kernel(mr)
-            best = _best(lambda: run(xp, wt, runs, corner, local, kw, size), repeats, clock)
-            results[(name, mr)] = flops / best / 1e9
-            chosen = "  <- table" if mr == cpu.tiles.sliding else ""
-            log(f"  {name}: sliding MR {mr:2d} ({mr + kw + 1} registers): "
-                f"{results[(name, mr)]:7.1f} GFLOP/s{chosen}")
+    for vectors, table_rows in enumerate(compiled.SLIDING_ROWS):
+        if not table_rows:
+            continue
+        k = cpu.lanes * vectors
+        budget = [mr for mr in range(4, 27, 2) if mr * vectors + 5 * vectors + 1 <= cpu.registers]
+        mrs = [mr for mr in candidates or budget + [table_rows]
+               if mr * vectors + 5 * vectors + 1 <= cpu.registers]
+        plain_rows = cpu.tiles.gemm_rows[vectors]
+        plain = _plain_kernel(plain_rows, vectors)
+        for n, c, height, kw in ((32, 16, 28, 3), (64, 6, 14, 5)):
+            size = (height, 2 * table_rows)
+            name = f"{n}×{c}×{size[0]}×{size[1]} ⋆ {k}×{c}×{kw}×{kw}"
+            xp = rng.standard_normal((n, c) + tuple(s + kw - 1 for s in size), dtype=np.float32)
+            wt = rng.standard_normal((c * kw * kw, k), dtype=np.float32)
+            offset = _offsets(xp.shape, (kw, kw), (1, 1))
+            flops = 2 * n * k * c * kw * kw * math.prod(size)
+            out = np.empty((n * math.prod(size) + plain_rows, k), np.float32)
+            corners = _corners(xp.shape, size, (1, 1))
+            best = _best(lambda: plain(xp, wt, offset, corners, out, 8 * threads), repeats,
+                         clock)
+            plain_rate = results[(name, "plain")] = flops / best / 1e9
+            log(f"  {name}: plain {plain_rows:2d} × {k}: {plain_rate:7.1f} GFLOP/s")
+            corner = _corners((1,) + xp.shape[1:], size, (1, 1))
+            runs = np.ascontiguousarray(offset[::kw])
+            positions = math.prod(size)
+            for mr in sorted(set(mrs)):
+                if mr > positions:
+                    continue
+                start, c_row = compiled.sliding_tiles(corner, compiled.NO_ROWS, size[1], mr, k,
+                                                      positions * k)
+                local = np.empty((n, positions + 1, k), np.float32)
+                run = _sliding_kernel(mr, vectors)
+                best = _best(lambda: run(xp, wt, runs, start, c_row, local, kw), repeats,
+                             clock)
+                rate = results[(name, mr)] = flops / best / 1e9
+                chosen = "  <- table" if mr == table_rows else ""
+                log(f"  {name}: sliding {mr:2d} × {k} ({mr * vectors + kw * vectors + 1} "
+                    f"registers, {start.size * mr / positions:.2f} outputs computed per "
+                    f"output): {rate:7.1f} GFLOP/s, {rate / plain_rate:.2f} × plain{chosen}")
     return results
 
 

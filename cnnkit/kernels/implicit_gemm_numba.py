@@ -20,9 +20,10 @@ which is a convolution in either orientation (flat element indices into one padd
 The micro-kernel (``microkernel``) keeps an MR × NR tile of C in vector registers, NR = LANES·NV
 float32 lanes; MR for each NV comes from the target's row of ``cnnkit.cpu.TILES`` (AVX-512:
 8 × 16, 10 × 32, 8 × 48 and 6 × 64; AVX2: 8 × 8, 6 × 16 (BLIS's Haswell shape) and 4 × 24).
-A product of one vector of outputs per image, stride 1 along the rows, runs its tiles along
-output rows instead (``slide``: MR = ``SLIDING_ROWS``, 14 on AVX-512, 8 on AVX2), where the
-plain one-vector tile would load a broadcast for every multiply-add.
+A product of one vector of outputs per image (two on AVX-512), stride 1 along the rows, runs
+its tiles along output rows instead (``slide``: MR = ``SLIDING_ROWS[NV]``, 14 × 16 and 10 × 32
+on AVX-512, 8 × 8 on AVX2), where the plain tile one vector wide would load a broadcast for
+every multiply-add, and two vectors wide for every second one.
 Why not BLAS: an im2col GEMM pays the column copies, and NumPy's OpenBLAS may be held to older
 kernels than the CPU has (``OPENBLAS_CORETYPE``); BENCHMARKS.md compares both against the
 machine's FMA peak.
@@ -46,7 +47,12 @@ _ROWS_1, _ROWS_2, _ROWS_3, _ROWS_4 = TILE_ROWS[1:5]
 # arguments (``implicit_tap_block``, ``implicit_position_block`` in ``cnnkit.tuning``,
 # re-measured by ``python -m cnnkit.bench.tiles --blocks``).
 PLANAR_ROWS, PLANAR_VECTORS = TILES.planar  # (MR, NV) of the channels-first kernel
-SLIDING_ROWS = TILES.sliding  # MR of ``by_image``'s one-vector tile along output rows
+# MR of ``by_image``'s tiles along output rows, indexed by NV (0: that NV has none here)
+SLIDING_ROWS = TILES.sliding + (0,) * (5 - len(TILES.sliding))
+SLIDING_GAIN = TILES.sliding_gain  # its speed over the plain tile's, per output computed
+# Each NV's MR, 1 where it has none: ``by_image`` compiles ``slide`` for both NVs whatever
+# its own, and never runs the one of MR 0 (``sliding_rows``)
+_SLIDING_1, _SLIDING_2 = (max(1, rows) for rows in SLIDING_ROWS[1:3])
 SLIDING_WIDTHS = (3, 5)  # the kernel widths it is compiled for
 _LINE_FLOATS = aligned.LINE // 4  # float32 values per cache line
 # ``forward``'s optional arguments, empty: output p in row p, no copy to a channels-first y,
@@ -163,18 +169,25 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
     with: AVX-512 res3x3 8.48 against 8.32 ms, res3x3_s2 4.81 against 4.45; on AVX2 little
     change either way, res3x3 13.68 against 13.77, res3x3_s2 7.50 against 7.30).
 
-    ``sliding`` KW (0: off; one of ``SLIDING_WIDTHS``), for a one-vector tile of one product
-    whose taps come in runs of KW neighbours along rows of ``row_length`` ≥ ``SLIDING_ROWS``
-    outputs, stride 1 (``conv.implicit.sliding_width``): the tiles are ``SLIDING_ROWS``
-    outputs of one row (a row's last tile, where the row does not divide, starts early and
-    sends the outputs the tile before computed to the spare row) and run
-    ``sliding_micro_kernel``, which broadcasts each input value once for KW taps."""
+    ``sliding`` KW (0: off; one of ``SLIDING_WIDTHS``), for a tile of NV = ``vectors`` with
+    an entry in ``SLIDING_ROWS`` and one product whose taps come in runs of KW neighbours
+    along output rows of ``row_length`` outputs, stride 1 along them
+    (``conv.implicit.sliding_width``): the tiles are MR = ``SLIDING_ROWS[NV]`` neighbouring
+    outputs (``sliding_tiles``) and run ``sliding_micro_kernel``, which broadcasts each input
+    value once for KW taps."""
     numba.literally(rows)
     numba.literally(vectors)
-    if sliding and (tap_start.size != 2 or offset.size % sliding or row_length < SLIDING_ROWS
-                    or corner.size % row_length or position_start[-1] != corner.size):
-        raise ValueError("by_image: tiles along rows need one product of whole runs of taps "
-                         "over whole rows of at least SLIDING_ROWS outputs")
+    along = sliding_rows(vectors)
+    if sliding and (not along or tap_start.size != 2 or offset.size % sliding or
+                    corner.size % row_length or position_start[-1] != corner.size or
+                    wt.shape[0] != groups):
+        raise ValueError("by_image: tiles along rows need one panel and one product of whole "
+                         "runs of taps over whole rows, on a tile that has an entry in "
+                         "SLIDING_ROWS")
+    tile_start, tile_rows = np.empty(0, np.int64), np.empty((0, 1), np.int64)
+    if sliding:  # the same tiles for every image
+        tile_start, tile_rows = sliding_tiles(corner, row, row_length, along,
+                                              wt.shape[2], image_rows * wt.shape[2])
     width = LANES * vectors
     panels = wt.shape[0] // groups
     kp = panels * width
@@ -216,11 +229,15 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
         if check:
             finite[n] = image_finite
         products = tap_start.size - 1
-        if vectors == 1 and sliding:  # one product, along rows: ``sliding_micro_kernel``
-            fetched = slide(x_flat.ctypes.data + 4 * image_start, wt[first_panel],
-                            offset[::sliding].copy(), corner, row, local,
-                            max(1, tap_block // sliding), sliding, row_length, upcoming, lines,
-                            fetched, SLIDING_ROWS)
+        if sliding:  # one product, along rows: ``sliding_micro_kernel``
+            address, runs = x_flat.ctypes.data + 4 * image_start, offset[::sliding].copy()
+            run_block = max(1, tap_block // sliding)
+            if vectors == 1:
+                fetched = slide(address, wt[first_panel], runs, tile_start, tile_rows, local,
+                                run_block, sliding, upcoming, lines, fetched, _SLIDING_1, 1)
+            else:
+                fetched = slide(address, wt[first_panel], runs, tile_start, tile_rows, local,
+                                run_block, sliding, upcoming, lines, fetched, _SLIDING_2, 2)
             products = 0
         for f in range(products):
             first = position_start[f]
@@ -257,30 +274,86 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
 
 
 @numba.njit(cache=True)
-def slide(x, wt, run_offset, corner, row, local, run_block, width, row_length, upcoming, lines,
-          fetched, rows):
-    """``by_image``'s product of one image on ``sliding_micro_kernel`` with MR = ``rows`` (a
-    compile-time constant: ``SLIDING_ROWS``, or a candidate ``python -m cnnkit.bench.tiles
-    --sliding`` times): x the address of the image's input, wt its weights' one panel, the
-    taps in runs of ``width`` (3 or 5) from x + run_offset[r] on, ``run_block`` runs per pass
-    over the tiles, output p into row[p] (p when ``row`` is empty) of ``local`` (its last row
-    spare); returns how many of the next image's ``lines`` from ``upcoming`` it has asked
-    for (``fetched`` before)."""
-    numba.literally(rows)
-    kp = local.shape[1]
-    per_row = (row_length + rows - 1) // rows
-    tiles = corner.size // row_length * per_row
+def sliding_rows(vectors):
+    """MR of the tile along output rows for NV = ``vectors``, 0 where the target has none."""
+    return SLIDING_ROWS[vectors] if 0 < vectors < len(SLIDING_ROWS) else 0
+
+
+@numba.njit(cache=True)
+def sliding_counts(n_rows, row_length, pitch, rows):
+    """(outputs computed by rows, as runs): ``sliding_tiles``'s two arrangements of MR =
+    ``rows`` over ``n_rows`` rows of ``row_length`` outputs whose corners lie ``pitch`` apart
+    (0: unevenly, one run a row), -1 for an arrangement that cannot tile them."""
+    by_rows = n_rows * -(-row_length // rows) * rows if row_length >= rows else -1
+    runs, run_rows = (1, n_rows) if pitch >= row_length else (n_rows, 1)
+    run_length = (run_rows - 1) * pitch + row_length
+    as_runs = runs * -(-run_length // rows) * rows if run_length >= rows else -1
+    return by_rows, as_runs
+
+
+@numba.njit(cache=True)
+def sliding_tiles(corner, row, row_length, rows, kp, spare):
+    """(start, c_row) of the tiles along output rows of MR = ``rows`` outputs, for one image's
+    ``corner`` table (rows of ``row_length`` positions, stride 1 along them) and output p
+    stored to row[p] (p when ``row`` is empty) of rows ``kp`` floats long: start[t] the byte
+    offset of tile t's first input, c_row[t, i] where its output i goes, ``spare`` (an
+    offset past the image's rows) for the outputs that are not kept.
+
+    Two arrangements (``sliding_counts``); the one that computes fewer outputs, ties by rows:
+      by rows   a row's outputs in tiles of MR, its last tile, where MR does not divide the
+                row, starting early (the outputs the tile before computed go to spare);
+                rows of at least MR outputs
+      as runs   rows whose corners lie one pitch apart (one map, whose rows follow each other
+                on the padded input's grid) read as one run of positions, row after row, as
+                ``conv.implicit._forward_planar`` reads that grid: the pitch − row_length
+                positions between two rows multiply inputs of the image too, and go to
+                spare; the run's last tile starts early. Runs of at least MR positions: rows
+                shorter than MR too, and a row MR does not divide wastes pitch − row_length
+                outputs, not up to MR − 1.
+    Raises ValueError when neither applies."""
+    n_rows = corner.size // row_length
+    pitch = corner[row_length] - corner[0] if n_rows > 1 else row_length
+    for r in range(1, n_rows):
+        if corner[r * row_length] - corner[(r - 1) * row_length] != pitch:
+            pitch = 0  # one run a row
+    by_rows, as_runs = sliding_counts(n_rows, row_length, pitch, rows)
+    if by_rows < 0 and as_runs < 0:
+        raise ValueError("sliding_tiles: rows, and runs of rows, shorter than the tile")
+    if by_rows >= 0 and (as_runs < 0 or by_rows <= as_runs):
+        pitch, run_rows, run_length = row_length, 1, row_length  # each row a run of its own
+    else:  # one run (``sliding_counts`` finds as_runs ≥ 0 below by_rows only then)
+        run_rows, run_length = n_rows, (n_rows - 1) * pitch + row_length
+    per_run = -(-run_length // rows)
+    tiles = n_rows // run_rows * per_run
     start = np.empty(tiles, np.int64)
     c_row = np.empty((tiles, rows), np.int64)
-    spare = (local.shape[0] - 1) * kp
     for tile in range(tiles):
-        along = tile % per_row * rows
-        shift = max(0, along + rows - row_length)  # outputs the tile before computes
-        first = tile // per_row * row_length + along - shift
-        start[tile] = 4 * corner[first]
+        first_row, t = tile // per_run * run_rows, tile % per_run
+        q0 = min(t * rows, run_length - rows)  # the last tile starts early
+        start[tile] = 4 * (corner[first_row * row_length] + q0)
         for i in range(rows):
-            c_row[tile, i] = (row[first + i] if row.size else first + i) * kp if i >= shift \
-                else spare
+            q = q0 + i
+            down, along = q // pitch, q % pitch
+            p = (first_row + down) * row_length + along
+            kept = along < row_length and q >= t * rows
+            c_row[tile, i] = (row[p] if row.size else p) * kp if kept else spare
+    return start, c_row
+
+
+@numba.njit(cache=True)
+def slide(x, wt, run_offset, start, c_row, local, run_block, width, upcoming, lines, fetched,
+          rows, vectors):
+    """``by_image``'s product of one image on ``sliding_micro_kernel`` with MR × NV = ``rows``
+    × ``vectors`` (compile-time constants: ``SLIDING_ROWS[NV]``, or a candidate ``python -m
+    cnnkit.bench.tiles --sliding`` times): x the address of the image's input, wt its
+    weights' one panel (``LANES``·NV wide, as ``local``'s rows), the taps in runs of ``width``
+    (3 or 5) from x + run_offset[r] on, ``run_block`` runs per pass over the tiles
+    (``sliding_tiles``: start and c_row, whose rows are ``local``'s); returns how many of the
+    next image's ``lines`` from ``upcoming`` it has asked for (``fetched`` before)."""
+    numba.literally(rows)
+    numba.literally(vectors)
+    kp = local.shape[1]  # LANES·NV: one panel
+    tiles = start.size
     runs = run_offset.size
     calls = tiles * ((runs + run_block - 1) // run_block)
     per_call = (lines + calls - 1) // max(1, calls)
@@ -292,12 +365,12 @@ def slide(x, wt, run_offset, corner, row, local, run_block, width, row_length, u
             fetched += per_call
             if width == 3:
                 sliding_micro_kernel(block, x + start[tile], run_offset[r0:].ctypes.data,
-                                     wt[r0 * 3:].ctypes.data, LANES, local.ctypes.data,
-                                     c_row[tile].ctypes.data, 1 if r0 else 0, rows, 1, 3)
+                                     wt[r0 * 3:].ctypes.data, kp, local.ctypes.data,
+                                     c_row[tile].ctypes.data, 1 if r0 else 0, rows, vectors, 3)
             else:
                 sliding_micro_kernel(block, x + start[tile], run_offset[r0:].ctypes.data,
-                                     wt[r0 * 5:].ctypes.data, LANES, local.ctypes.data,
-                                     c_row[tile].ctypes.data, 1 if r0 else 0, rows, 1, 5)
+                                     wt[r0 * 5:].ctypes.data, kp, local.ctypes.data,
+                                     c_row[tile].ctypes.data, 1 if r0 else 0, rows, vectors, 5)
     return fetched
 
 

@@ -493,27 +493,40 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
                                np.ascontiguousarray(bias, dtype=np.float32),
                                tap_block(padded[2:], w_shape[2:], k), groups, False,
                                compiled.NO_CHECK if finite is None else finite,
-                               sliding_width(k, w_shape[2:], stride, dilation, out, source),
+                               sliding_width(k, w_shape[2:], stride, dilation, out,
+                                             padded[2:], source),
                                out[-1])
     return y.reshape((n, k * groups) + tuple(out)) if source is None else y
 
 
-def sliding_width(k, kernel, stride, dilation, out, source=None):
+def sliding_width(k, kernel, stride, dilation, out, padded, source=None):
     """KW when ``per_image_product``'s tiles run along output rows
-    (``microkernel.sliding_micro_kernel``), else 0: K outputs in one vector (a tile of one
-    vector loads a term for each multiply-add, and the sliding tile one for KW of them), a
-    kernel KW = 3 or 5 wide (``implicit_gemm_numba.SLIDING_WIDTHS``) at stride and dilation
-    1 along the rows, and rows at least a tile (``SLIDING_ROWS``) long. One core, the
-    products alone (``python -m cnnkit.bench.tiles --sliding``), AVX-512: 16 → 16 channels,
-    3 × 3, on 32 28 × 28 maps 158.8–176.6 GFLOP/s along rows against 73.4–77.0 for the 8 × 16
-    tile; 6 → 16, 5 × 5, on 14 × 14 maps 161.2–174.6 against 73.8–74.0; AVX2, 8 outputs:
-    76.9–77.4 against 68.2–69.2. resnet_small's 16 → 16 layer, 2 threads, AVX-512: forward
-    pass 0.64, training step 0.74 of the time (BENCHMARKS.md, "One vector of outputs")."""
-    if (source is not None or compiled.tile(k)[1] != 1 or
-            kernel[-1] not in compiled.SLIDING_WIDTHS or stride[-1] != 1 or dilation[-1] != 1 or
-            out[-1] < compiled.SLIDING_ROWS):
+    (``microkernel.sliding_micro_kernel``), else 0, for K = ``k`` outputs, an input of
+    ``padded`` spatial shape and ``out`` positions: a tile NV vectors wide that has a form
+    along rows on this target (``implicit_gemm_numba.SLIDING_ROWS``: NV 1 everywhere, 2 on
+    AVX-512; the plain tile loads a term for each multiply-add at NV 1 and for every second
+    one at NV 2, the tile along rows one for KW·NV of them), a kernel KW = 3 or 5 wide
+    (``SLIDING_WIDTHS``) at stride and dilation 1 along the rows, and rows that waste little
+    of it: the outputs its tiles compute (``sliding_counts``: row by row, or a map's rows as
+    one run over the padded grid) per output kept under ``SLIDING_GAIN``, its speed over the
+    plain tile's. One core, the products alone (``python -m cnnkit.bench.tiles --sliding``),
+    AVX-512: 16 → 16 channels, 3 × 3, on 32 28 × 28 maps 158.8–176.6 GFLOP/s along rows
+    against 73.4–77.0 for the 8 × 16 tile; 6 → 16, 5 × 5, on 14 × 14 maps 161.2–174.6 against
+    73.8–74.0; AVX2, 8 outputs: 76.9–77.4 against 68.2–69.2. resnet_small's 16 → 16 layer, 2
+    threads, AVX-512: forward pass 0.64, training step 0.74 of the time (BENCHMARKS.md, "One
+    vector of outputs"); two vectors and rows as runs: BENCHMARKS.md, "Two vectors of outputs
+    along rows"."""
+    vectors = compiled.tile(k)[1]
+    rows = compiled.sliding_rows(vectors)
+    if (source is not None or not rows or kernel[-1] not in compiled.SLIDING_WIDTHS or
+            stride[-1] != 1 or dilation[-1] != 1):
         return 0
-    return int(kernel[-1])
+    one_map = len(out) > 1 and math.prod(out[:-2]) == 1  # its rows evenly spaced
+    kept = math.prod(out)
+    counts = compiled.sliding_counts(kept // out[-1], out[-1],
+                                     stride[-2] * padded[-1] if one_map else 0, rows)
+    computed = min((c for c in counts if c >= 0), default=0)
+    return int(kernel[-1]) if 0 < computed < compiled.SLIDING_GAIN[vectors] * kept else 0
 
 
 def channels_last(xp, wt, w_shape, stride, dilation, out, y=compiled.NO_Y, bias=None,
@@ -566,8 +579,8 @@ def tap_block(padded, kernel, outputs):
     """Taps per pass of the channels-last kernels over their tiles, for an input of
     ``padded`` spatial shape and ``outputs`` output channels: ``implicit_tap_block``, or
     ``implicit_plane_tap_block`` for a 1×1 product whose planes crowd the caches; for a
-    product that can run along rows (one vector of outputs, a kernel ``SLIDING_WIDTHS``
-    wide), whole rows of the kernel, rounded down. Each pass's sums are added to the rows
+    product that can run along rows (a tile with an entry in ``SLIDING_ROWS``, a kernel
+    ``SLIDING_WIDTHS`` wide), whole rows of the kernel, rounded down. Each pass's sums are added to the rows
     after the pass, so the passes' bounds decide the rounding: with the same bounds, the
     tiles along rows (``sliding_width``, per image) and the plain tile (over the batch's
     positions, which ``per_image_tasks`` chooses by the thread count) give the same floats. Each of its taps is a plane of its own, one
@@ -583,7 +596,8 @@ def tap_block(padded, kernel, outputs):
     (``python -m cnnkit.bench.tiles --blocks`` prints both constants)."""
     block = tuning.value("implicit_tap_block")
     plane = 4 * math.prod(padded)
-    if compiled.tile(outputs)[1] == 1 and kernel[-1] in compiled.SLIDING_WIDTHS:
+    along_rows = compiled.sliding_rows(compiled.tile(outputs)[1])
+    if along_rows and kernel[-1] in compiled.SLIDING_WIDTHS:
         return max(kernel[-1], block - block % kernel[-1])
     if math.prod(kernel) != 1 or plane < aligned.LINE:
         return block
