@@ -61,11 +61,6 @@ def _recorded_sliding(run):
         return run(), seen
 
 
-def _padded(out, kernel):
-    """The padded spatial shape a stride-1 product of ``out`` positions reads."""
-    return tuple(o + k - 1 for o, k in zip(out, kernel))
-
-
 def _rule(k, kernel, stride, dilation, out, **kwargs):
     padded = tuple((o - 1) * s + d * (k - 1) + 1
                    for o, s, d, k in zip(out, stride, dilation, kernel))
