@@ -5,6 +5,7 @@ gradient)."""
 import numpy as np
 import pytest
 
+from cnnkit import tuning
 from cnnkit.kernels.transpose_numba import (channel_rows_to_planes, planes_to_rows, rows_to_planes,
                                             shares_to_planes, weight_rows_to_panels)
 
@@ -12,8 +13,19 @@ SHAPES = [(1, 8, 8), (2, 3, 5), (3, 17, 13), (2, 16, 64), (4, 9, 70), (1, 64, 1)
           (2, 4, 37)]
 
 
+# below ``compiled_min_size`` values the layout runs on the calling thread, above it in
+# parallel tasks: both, whatever the shape
+ON_ONE_THREAD, IN_PARALLEL = 1 << 62, 0
+
+
+@pytest.mark.parametrize("least", [ON_ONE_THREAD, IN_PARALLEL])
 @pytest.mark.parametrize("n,k,s", SHAPES)
-def test_planes_to_rows(n, k, s):
+def test_planes_to_rows(n, k, s, least):
+    with tuning.override(compiled_min_size=least):
+        _check_planes_to_rows(n, k, s)
+
+
+def _check_planes_to_rows(n, k, s):
     a = np.random.default_rng(k * s).standard_normal((n, k, s), dtype=np.float32)
     kp = -(-k // 8) * 8 + 8
     expected = a.transpose(0, 2, 1).reshape(n * s, k)
@@ -80,10 +92,13 @@ def test_channel_rows_to_planes_copies_only_its_channels(n, k, s, with_bias):
 
 
 @pytest.mark.parametrize("shares,taps,kp,k", [(1, 27, 32, 20), (2, 300, 16, 16), (5, 77, 16, 9),
-                                              (3, 513, 48, 40)])
+                                              (3, 513, 48, 40), (8, 256, 64, 64),
+                                              (2, 257, 16, 3)])
 def test_shares_to_planes_adds_the_shares_in_order(shares, taps, kp, k):
     """The same floats as NumPy's sum over the shares then the transpose; the rows past the
-    taps (a ragged tile's spill, NaN here) are not read."""
+    taps (a ragged tile's spill, NaN here) are not read. Up to 256 rows run as one task on
+    the calling thread, more in parallel blocks of 256 (the last one ragged here: 300, 513
+    and 257 rows)."""
     rng = np.random.default_rng(taps)
     partial = rng.standard_normal((shares, taps + 8, kp)).astype(np.float32) * np.float32(1e3)
     partial[:, taps:] = np.nan

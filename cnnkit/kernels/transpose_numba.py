@@ -13,6 +13,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .. import tuning
+
 # The three shuffle rounds: (first, second, mask) per output vector, as indices into the
 # previous round's eight vectors; the last round leaves column j in vector j.
 _ROUNDS = (
@@ -161,34 +163,88 @@ def channel_rows_to_planes(a, out, p0, p1, bias, k0, k1):
 NO_SHIFT = np.empty(0, np.float32)  # ``rows_to_planes``' bias when there is none
 
 
-@numba.njit(parallel=True, cache=True)
 def shares_to_planes(partial, out):
     """out[n, k, s] = Σ_j partial[j, n·S + s, k] for out (N, K, S), the shares j added in
     order (j = 0 first, as NumPy's sum over the first axis adds them) into partial[0] and laid
-    out channels-first (``rows_to_planes``) in the same parallel blocks of 256 rows: the
-    implicit GEMM's weight gradient, whose position shares each sum into their own rows
-    (NumPy's sum is a pass of its own on one thread: 0.72 ms for 256 → 256 channels' two
-    shares of 3×3 taps). With one share, a[None], the parallel layout of a's rows alone."""
-    total = out.shape[0] * out.shape[2]
+    out channels-first (``rows_to_planes``) in the same blocks of 256 rows: the implicit
+    GEMM's weight gradient, whose position shares each sum into their own rows (NumPy's sum
+    is a pass of its own on one thread: 0.72 ms for 256 → 256 channels' two shares of 3×3
+    taps). With one share, a[None], the layout of a's rows alone. The blocks are parallel
+    tasks, except a single block (at most 256 rows: a 1×1 layer's, or a small kernel's over
+    few channels), which runs on the calling thread: waking the thread pool for one task
+    cost more than the task (pw1x1's 8 shares of 256 × 64 sums, AVX-512, after 0.2 ms of
+    Python: 119–315 µs)."""
+    if out.shape[0] * out.shape[2] <= _SHARE_BLOCK:
+        _shares_to_planes_serial(partial, out)
+    else:
+        _shares_to_planes_parallel(partial, out)
+
+
+_SHARE_BLOCK = 256  # rows of partial per task of ``shares_to_planes``
+
+
+@numba.njit(cache=True)
+def _add_shares(partial, t0, t1):
+    """partial[0, t0:t1] += partial[j, t0:t1] for j = 1, 2, ... in turn, value by value."""
     first = partial[0]
-    for block in numba.prange(-(-total // 256)):
-        t0, t1 = block * 256, min(total, (block + 1) * 256)
-        for share in range(1, partial.shape[0]):
-            first[t0:t1] += partial[share, t0:t1]
-        rows_to_planes(first, out, t0, t1, NO_SHIFT)
+    for share in range(1, partial.shape[0]):
+        other = partial[share]
+        for r in range(t0, t1):
+            for j in range(first.shape[1]):
+                first[r, j] += other[r, j]
 
 
 @numba.njit(parallel=True, cache=True)
+def _shares_to_planes_parallel(partial, out):
+    total = out.shape[0] * out.shape[2]
+    for block in numba.prange(-(-total // _SHARE_BLOCK)):
+        t0, t1 = block * _SHARE_BLOCK, min(total, (block + 1) * _SHARE_BLOCK)
+        _add_shares(partial, t0, t1)
+        rows_to_planes(partial[0], out, t0, t1, NO_SHIFT)
+
+
+@numba.njit(cache=True)
+def _shares_to_planes_serial(partial, out):
+    total = out.shape[0] * out.shape[2]
+    _add_shares(partial, 0, total)
+    rows_to_planes(partial[0], out, 0, total, NO_SHIFT)
+
+
 def _planes_to_rows(a, out, sums, summed):
-    n_images, positions = a.shape[0], a.shape[2]
-    blocks = -(-positions // 64)
-    for task in numba.prange(n_images * blocks):
-        n, s0 = task // blocks, task % blocks * 64
-        total = sums[0]
-        if summed:
-            total = sums[task]
-            total[:] = 0
-        image_rows(a, n, s0, min(s0 + 64, positions), out, n * positions, total, summed)
+    """``image_rows`` over tasks of 64 positions of one image: parallel, or on the calling
+    thread for fewer than ``compiled_min_size`` values (the price of waking the pool, which
+    ``cnnkit tune`` measures): a layer's weights laid out for the forward kernel each step,
+    pw1x1's 64 × 256 of them in 10 µs with the pool awake and 33–159 µs after 0.2–2 ms of
+    Python."""
+    if a.size < tuning.value("compiled_min_size"):
+        _planes_to_rows_serial(a, out, sums, summed)
+    else:
+        _planes_to_rows_parallel(a, out, sums, summed)
+
+
+@numba.njit(cache=True)
+def _planes_to_rows_task(a, out, sums, summed, task, blocks):
+    positions = a.shape[2]
+    n, s0 = task // blocks, task % blocks * 64
+    total = sums[0]
+    if summed:
+        total = sums[task]
+        total[:] = 0
+    image_rows(a, n, s0, min(s0 + 64, positions), out, n * positions, total, summed)
+
+
+@numba.njit(parallel=True, cache=True)
+def _planes_to_rows_parallel(a, out, sums, summed):
+    blocks = -(-a.shape[2] // 64)
+    for task in numba.prange(a.shape[0] * blocks):
+        _planes_to_rows_task(a, out, sums, summed, task, blocks)
+
+
+@numba.njit(cache=True)
+def _planes_to_rows_serial(a, out, sums, summed):
+    blocks = -(-a.shape[2] // 64)
+    for task in range(a.shape[0] * blocks):
+        _planes_to_rows_task(a, out, sums, summed, task, blocks)
 
 
 @numba.njit(cache=True)
