@@ -49,6 +49,38 @@ def test_emulated_kernel_uses_that_cpu_s_registers(cpu_name, registers):
         assert multiplies_xmm == "True"
 
 
+_WIDEST = r"""
+import numba, numpy as np
+from cnnkit.kernels import activation_numba
+from cnnkit.kernels import vector_math_numba as vector_math
+
+@numba.njit(parallel=True, fastmath=vector_math.FMA)
+def plain(x, out):
+    for i in numba.prange(x.size):
+        out[i] = vector_math.erfcx_f32(x[i])
+
+@numba.njit(parallel=True, fastmath=vector_math.FMA)
+def widest(x, out):
+    for i in numba.prange(x.size):
+        vector_math.widest_vectors()
+        out[i] = vector_math.erfcx_f32(x[i])
+
+x = np.zeros(64, np.float32)
+for loop in (plain, widest, activation_numba._exact_gelu_forward):
+    loop(x, x.copy())
+    print("zmm" in "".join(loop.inspect_asm().values()), end=" ")
+"""
+
+
+@pytest.mark.parametrize("cpu_name, zmm", [("skylake-avx512", True), ("haswell", False)])
+def test_transcendental_loops_ask_for_the_widest_vectors(cpu_name, zmm, tmp_path):
+    """LLVM vectorises a float32 loop for skylake-avx512 in 256-bit registers unless the loop
+    asks for more (``vector_math.widest_vectors``), as GELU's does; haswell has no zmm. The
+    loops are compiled afresh (an empty cache), so that their assembly is there to read."""
+    plain, widest, gelu = _run(cpu_name, "-c", _WIDEST, NUMBA_CACHE_DIR=str(tmp_path)).split()
+    assert (plain, widest, gelu) == ("False", str(zmm), str(zmm))
+
+
 # The targets whose tap loops are inspected: AMD's Zen 4 and Zen 3, Intel's client cores
 # (Alder Lake) and server cores (Sapphire Rapids: its loops compiled the same as Emerald
 # Rapids', instruction for instruction), and the two that --isa emulates.

@@ -150,6 +150,7 @@ def _exact_gelu_forward(x, out):
     units of float32's last place (6.4 at worst of 800 000 points, against the float64 libm
     loop; ``tests/test_vector_math.py``)."""
     for i in numba.prange(x.size):
+        vector_math.widest_vectors()
         value = x[i]
         clipped = min(max(value, -_CLIP_F32), _CLIP_F32)
         p, m, n = _normal_tail_f32(clipped)
@@ -167,6 +168,7 @@ def _exact_gelu_backward(x, grad, dx):
     place of |Φ(x)| + |x·φ(x)| (4.5 at worst of 800 000 points, 5.5 on x86-64 without fused
     multiply-adds), which near the slope's zero at x = −0.75 is far from the slope's own."""
     for i in numba.prange(x.size):
+        vector_math.widest_vectors()
         clipped = min(max(x[i], -_CLIP_F32), _CLIP_F32)
         p, m, n = _normal_tail_f32(clipped)
         below = clipped < 0
@@ -178,6 +180,7 @@ def _exact_gelu_backward(x, grad, dx):
 @numba.njit(**_VECTOR_JIT)
 def _tanh_gelu_forward(x, out):
     for i in numba.prange(x.size):
+        vector_math.widest_vectors()
         value = np.float64(x[i])
         cdf = _tanh_form_cdf(min(max(value, -_TANH_CLIP), _TANH_CLIP))[0]
         out[i] = max(value, 0.0) if math.isinf(value) else value * cdf
@@ -186,6 +189,7 @@ def _tanh_gelu_forward(x, out):
 @numba.njit(**_VECTOR_JIT)
 def _tanh_gelu_backward(x, grad, dx):
     for i in numba.prange(x.size):
+        vector_math.widest_vectors()
         value = np.float64(x[i])
         clipped = min(max(value, -_TANH_CLIP), _TANH_CLIP)
         cdf, density = _tanh_form_cdf(clipped)
@@ -213,6 +217,7 @@ def sigmoid_vector_forward(x, out):
     32 × 32 values, 2 threads: 0.68 ms against 1.48 for NumPy's passes on AVX-512, 0.88
     against 1.48 on AVX2 (PyTorch 0.45 and 0.70)."""
     for i in numba.prange(x.size):
+        vector_math.widest_vectors()
         value = x[i]
         t = -abs(value)
         e = vector_math.exp_nonpositive_f32(
@@ -235,6 +240,7 @@ def sigmoid_backward(out, grad, dx):
 def elu_vector_forward(x, alpha, out):
     """out = x if x > 0 else α(e^x − 1), for float32 x and out, in float64 (``expm1``)."""
     for i in numba.prange(x.size):
+        vector_math.widest_vectors()
         value = np.float64(x[i])
         below = alpha * vector_math.expm1(max(min(value, 0.0), vector_math.EXP_MIN))
         out[i] = value if value > 0 else below
@@ -245,6 +251,7 @@ def elu_vector_backward(x, grad, alpha, dx):
     """dx = grad where x > 0 or x is NaN (whose gradient passes, as PyTorch's), else
     grad·α·e^x."""
     for i in numba.prange(x.size):
+        vector_math.widest_vectors()
         value = np.float64(x[i])
         below = alpha * vector_math.exp(max(min(value, 0.0), vector_math.EXP_MIN))
         dx[i] = np.float64(grad[i]) * (below if value <= 0 else 1.0)
