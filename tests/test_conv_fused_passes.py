@@ -90,6 +90,33 @@ def test_compiled_plane_sums_in_float64(length):
     np.testing.assert_allclose(sums, g.sum(axis=2, dtype=np.float64), rtol=1e-12, atol=1e-12)
 
 
+def _plane_sum_in_order(row):
+    """``bias_numba.plane_sum``'s documented order in plain Python float64 arithmetic: value
+    i into accumulator i % 8, the accumulators added in order, then the tail."""
+    whole = row.size - row.size % bias_numba.PARTIAL_SUMS
+    partial = [0.0] * bias_numba.PARTIAL_SUMS
+    for i in range(whole):
+        partial[i % bias_numba.PARTIAL_SUMS] += float(row[i])
+    total = 0.0
+    for value in partial:
+        total += value
+    for i in range(whole, row.size):
+        total += float(row[i])
+    return total
+
+
+@pytest.mark.parametrize("length", [1, 7, 8, 9, 49, 64, 100])
+def test_compiled_plane_sums_add_in_their_documented_order(length):
+    # magnitudes 1e-20 to 1e20, so that float64 sums round and the order shows
+    rng = np.random.default_rng(length)
+    g = (rng.standard_normal((2, 3, length)) * 10.0 ** rng.uniform(-20, 20, (2, 3, length))
+         ).astype(np.float32)
+    sums = np.empty((2, 3), np.float64)
+    bias_numba._plane_sums(g, sums)
+    expected = [[_plane_sum_in_order(g[n, k]) for k in range(3)] for n in range(2)]
+    np.testing.assert_array_equal(sums, expected)
+
+
 @pytest.mark.parametrize("groups", [1, 4])
 @pytest.mark.parametrize("padding", [1, (2, 0), "same"])
 def test_conv_layer_with_compiled_passes_matches_torch(groups, padding):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from cnnkit import tuning
-from cnnkit.kernels.transpose_numba import (channel_rows_to_planes, planes_to_rows, rows_to_planes,
-                                            shares_to_planes, weight_rows_to_panels)
+from cnnkit.kernels.transpose_numba import (channel_rows_to_planes, columns_to_panels,
+                                            planes_to_rows, rows_to_planes, shares_to_planes,
+                                            weight_rows_to_panels)
 
 SHAPES = [(1, 8, 8), (2, 3, 5), (3, 17, 13), (2, 16, 64), (4, 9, 70), (1, 64, 1),
           (2, 4, 37)]
@@ -47,6 +48,18 @@ def _check_planes_to_rows(n, k, s):
         out = np.full((1, n * s, kp), np.nan, np.float32)
         planes_to_rows(view, out)
         np.testing.assert_array_equal(out[0, :, :k], expected)
+
+
+@pytest.mark.parametrize("least", [ON_ONE_THREAD, IN_PARALLEL])
+@pytest.mark.parametrize("n,k,width", [(5, 20, 16), (3, 64, 64), (7, 130, 32), (1, 8, 12)])
+def test_columns_to_panels_cuts_the_columns_and_zeroes_the_rest(n, k, width, least):
+    a = np.random.default_rng(n * k).standard_normal((n, k), dtype=np.float32)
+    out = np.full((-(-k // width), n, width), np.nan, np.float32)
+    with tuning.override(compiled_min_size=least):
+        columns_to_panels(a, out)
+    b = out.transpose(1, 0, 2).reshape(n, -1)
+    np.testing.assert_array_equal(b[:, :k], a)
+    np.testing.assert_array_equal(b[:, k:], 0)
 
 
 @pytest.mark.parametrize("with_bias", [False, True])

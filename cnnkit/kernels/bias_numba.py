@@ -32,16 +32,25 @@ def plane_sum(row):
     (about 4 cycles), a pass that ran at half of memory's speed (dy of 16 × 144 × 56 × 56,
     29 MB: 1.96 against 1.50 ms on 2 threads, AVX-512); independent sums LLVM vectorises.
     In float64 the order hardly matters for float32 data: on that dy and two other shapes
-    both orders gave the same float64 sums to the last bit."""
+    both orders gave the same float64 sums to the last bit. The accumulators are eight
+    scalars, not an array: an array is allocated on the heap on every call, and a layer of
+    small planes makes a call per plane. The same sums to the last bit; 2 threads, AVX-512,
+    in one process: 8 × 1280 planes of 7 × 7 279 against 147 µs, 64 × 256 of 8 × 8 496
+    against 270, 32 × 64 of 16 × 16 123 against 93."""
     length = row.size
     whole = length - length % PARTIAL_SUMS
-    partial = np.zeros(PARTIAL_SUMS, np.float64)
+    p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = 0.0
     for i in range(0, whole, PARTIAL_SUMS):
-        for j in range(PARTIAL_SUMS):
-            partial[j] += row[i + j]
-    total = 0.0
-    for j in range(PARTIAL_SUMS):
-        total += partial[j]
+        p0 += row[i]
+        p1 += row[i + 1]
+        p2 += row[i + 2]
+        p3 += row[i + 3]
+        p4 += row[i + 4]
+        p5 += row[i + 5]
+        p6 += row[i + 6]
+        p7 += row[i + 7]
+    total = ((((((0.0 + p0) + p1) + p2) + p3) + p4) + p5) + p6
+    total += p7
     for i in range(whole, length):
         total += row[i]
     return total

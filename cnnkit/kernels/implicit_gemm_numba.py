@@ -36,8 +36,8 @@ import numpy as np
 from . import aligned
 from .microkernel import (LANES, TILES, biased_micro_kernel, gathered_micro_kernel,
                           micro_kernel, prefetch, prefetch_for_store, sliding_micro_kernel)
-from .transpose_numba import (NO_SHIFT, channel_rows_to_planes, gather_cells, image_rows,
-                              planes_to_rows, rows_to_planes)
+from .transpose_numba import (NO_SHIFT, channel_rows_to_planes, columns_to_panels,
+                              gather_cells, image_rows, planes_to_rows, rows_to_planes)
 
 TILE_ROWS = TILES.gemm_rows  # MR indexed by NV (0: that NV is not used on this target)
 _ROWS_1, _ROWS_2, _ROWS_3, _ROWS_4 = TILE_ROWS[1:5]
@@ -735,11 +735,8 @@ def panels(a):
     if t == 1:
         # B is a's (N, K) matrix itself, its columns cut into panels, with nothing to
         # transpose (a 1×1 kernel's input gradient): 1280 × 320 weights took 0.70 ms as
-        # 8 × 8 transposes of one row each, 0.19 as these copies
-        for j in range(out.shape[0]):
-            part = a[:, j * width:(j + 1) * width, 0]
-            out[j, :, :part.shape[1]] = part
-            out[j, :, part.shape[1]:] = 0
+        # 8 × 8 transposes of one row each
+        columns_to_panels(np.ascontiguousarray(a.reshape(n, k)), out)
         return out
     planes_to_rows(np.ascontiguousarray(a), out)
     return out

@@ -247,6 +247,41 @@ def _planes_to_rows_serial(a, out, sums, summed):
         _planes_to_rows_task(a, out, sums, summed, task, blocks)
 
 
+def columns_to_panels(a, out):
+    """a (N, K) -> out[j, r, l] = a[r, j·W + l] for out (⌈K / W⌉, N, W), 0 past K: a matrix's
+    columns cut into panels of W, nothing transposed (a 1×1 layer's input-gradient weights,
+    ``implicit_gemm_numba.panels``). Rows in parallel, or on the calling thread for fewer
+    than ``compiled_min_size`` values. 1280 × 320 weights, 2 threads, AVX-512: 51 µs,
+    against 158 for NumPy's copy of each panel's columns."""
+    if a.size < tuning.value("compiled_min_size"):
+        _columns_to_panels_serial(a, out)
+    else:
+        _columns_to_panels_parallel(a, out)
+
+
+@numba.njit(cache=True)
+def _row_to_panels(a, out, r):
+    k = a.shape[1]
+    width = out.shape[2]
+    for j in range(out.shape[0]):
+        row = out[j, r]
+        for lane in range(width):
+            c = j * width + lane
+            row[lane] = a[r, c] if c < k else 0
+
+
+@numba.njit(parallel=True, cache=True)
+def _columns_to_panels_parallel(a, out):
+    for r in numba.prange(a.shape[0]):
+        _row_to_panels(a, out, r)
+
+
+@numba.njit(cache=True)
+def _columns_to_panels_serial(a, out):
+    for r in range(a.shape[0]):
+        _row_to_panels(a, out, r)
+
+
 @numba.njit(cache=True)
 def image_rows(a, n, s0, s1, out, row0, total, summed):
     """out[k // W, row0 + s, k % W] = a[n, k, s] for s0 ≤ s < s1, columns k ≥ K of the
