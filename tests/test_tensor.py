@@ -646,6 +646,27 @@ def test_cache_line_aligned_gradient_is_taken_whole_and_a_part_of_one_copied(siz
     assert (x.grad == 2).all()
 
 
+@pytest.mark.parametrize("part, taken", [(slice(0, 960), True), (slice(0, 900), False),
+                                         (slice(40, 1000), False)])
+def test_gradient_with_a_kernel_s_spare_rows_after_it_is_taken(part, taken):
+    """A view of the leading part of a buffer that nothing else holds, with at most a
+    sixteenth of its size after it (a compiled kernel's spare rows), is taken as it is; more
+    after it, or a part that does not start the buffer, is copied."""
+    made = []
+
+    def backward(g):
+        out = np.empty(1000, np.float32)
+        view = out[part]
+        view[...] = 2
+        made.append(view.__array_interface__["data"][0])
+        return (view,)
+    n = part.stop - part.start
+    x = tensor(np.ones(n, np.float32), requires_grad=True)
+    Tensor._make(x.data * 2, (x,), backward, "double").backward(np.ones(n, np.float32))
+    assert (x.grad.__array_interface__["data"][0] == made[0]) == taken
+    assert (x.grad == 2).all()
+
+
 def test_fresh_leaf_gradient_is_taken_without_a_copy():
     """A gradient that only the walk holds becomes the leaf's .grad as it is (no copy of an
     input-sized array per step): a fresh array, or a reshape of one."""
