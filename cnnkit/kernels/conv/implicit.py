@@ -246,9 +246,10 @@ def _weight(xp, dy, g, with_bias):
     # group's dy against another's x) are computed and dropped.
     together = lane_groups(g)
     per_product = g.in_channels // g.groups * together
+    blocks = np.split(dy, g.groups // together, axis=1) if g.groups > together else [dy]
     parts = [backward_weight(xp, dy_j, g.kernel, g.stride, g.dilation, with_bias,
                              channels=per_product, first_channel=j * per_product)
-             for j, dy_j in enumerate(np.split(dy, g.groups // together, axis=1))]
+             for j, dy_j in enumerate(blocks)]
     db = None
     if with_bias:
         parts, db = [p[0] for p in parts], np.concatenate([p[1] for p in parts])
