@@ -132,12 +132,13 @@ def times_pow2_f32(v, n):
 def widest_vectors(typingctx):
     """``widest_vectors()``, called in a loop's body (a prange's body is compiled as a function
     of its own): LLVM's vectoriser may use the target's widest vectors in that function. On
-    AVX-512 targets LLVM prefers 256-bit vectors unless told otherwise (for cores that
-    lower their clock on 512-bit instructions, which the micro-kernels issue anyway), and a
-    loop of these functions then runs at half the lanes. It costs no instruction. 32 × 64 ×
-    32 × 32 values, 2 threads, Emerald Rapids: GELU's exact forward loop 1.33 → 1.08 ms, the
-    same floats (``python -m cnnkit.bench --suite more --only gelu elu sigmoid`` times the
-    layers against PyTorch).
+    AVX-512 targets LLVM prefers 256-bit vectors unless told otherwise (for cores that lower
+    their clock on 512-bit instructions, which the micro-kernels issue anyway), and a loop of
+    these functions then runs at half the lanes. Dropping the preference for every kernel made
+    max pooling and batch norm slower (BENCHMARKS.md, "GELU in float32"), so it is lifted per
+    loop. The call costs no instruction. 32 × 64 × 32 × 32 values, 2 threads, Emerald
+    Rapids: GELU's exact forward loop 1.33 → 1.08 ms, the same floats (``python -m
+    cnnkit.bench --suite more --only gelu elu sigmoid`` times the layers against PyTorch).
 
     It sets the function attribute ``"prefer-vector-width"="512"``, which LLVM's x86 backend
     reads per function and other targets ignore. llvmlite's attribute set takes keyword
