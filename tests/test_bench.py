@@ -387,3 +387,30 @@ def test_cold_bench_refuses_bad_arguments(args, message, capsys):
     with pytest.raises(SystemExit) as stop:
         cold.main(args)
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_first_step_times_a_step_and_one_image_and_lists_each_kernels_own_compiling():
+    """``python -m cnnkit.bench.first_step``'s child: both times, and the kernels compiled
+    meanwhile with their own seconds, heaviest first (none when the cache had them)."""
+    from cnnkit.bench import first_step
+    result = first_step._child("lenet5")
+    assert result["step_s"] > 0 and result["eval_s"] > 0
+    seconds = [s for _, s, _ in result["kernels"]]
+    assert seconds == sorted(seconds, reverse=True)
+    assert all(name.startswith(("cnnkit.", "numba.")) and n >= 1
+               for name, _, n in result["kernels"])
+    text = first_step.report("lenet5", {"step_s": 40.0, "eval_s": 0.5, "kernels": [
+        ["cnnkit.kernels.a.f", 12.5, 3], ["cnnkit.kernels.b.g", 2.0, 1]]}, top=1)
+    assert "first training step 40.0 s" in text and "12.5 s  cnnkit.kernels.a.f (3 " in text
+    assert "b.g" not in text and "14.5 s  in all, 2 kernels" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--top", "-1"], "--top must be at least 0"),
+    (["--model", "resnet18"], "invalid choice"),
+])
+def test_first_step_refuses_bad_arguments(args, message, capsys):
+    from cnnkit.bench import first_step
+    with pytest.raises(SystemExit) as stop:
+        first_step.main(args)
+    assert stop.value.code == 2 and message in capsys.readouterr().err

@@ -259,8 +259,9 @@ def _tables(kh, kw, dh, dw, out_rows, out_cols, sh, sw, pitch, rows, block):
     channels per row: tap t = (a, b) at offset[t]; output pixel p = (r, q)'s corner at
     corner[p] and its row of a dense (P, CB) result at row[p], both padded to a multiple of
     ``rows`` (MR, ``_padded``)."""
-    offset = _cells(kh, kw, 0, 0, (dh, dw), pitch, block)  # the taps, dilation apart
-    corner = _cells(out_rows, out_cols, 0, 0, (sh, sw), pitch, block)  # the pixels, stride apart
+    zero = np.int64(0)  # not the literal: _cells compiled once for every caller
+    offset = _cells(kh, kw, zero, zero, (dh, dw), pitch, block)  # the taps, dilation apart
+    corner = _cells(out_rows, out_cols, zero, zero, (sh, sw), pitch, block)  # the pixels
     return offset, _padded(corner, rows), _padded(np.arange(out_rows * out_cols) * block, rows)
 
 
@@ -327,12 +328,12 @@ def _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_
     n_images, channels, x_rows, cols = x.shape
     out_rows, out_cols = dy.shape[2], dy.shape[3]
     shares, blocks, block = partial.shape[0], partial.shape[1], partial.shape[4]
-    tap_base = _padded(offset, rows)
+    tap_base = _padded(offset, np.int64(rows))  # rows as _tables passes it: one _padded
     tap_rows = np.arange(tap_base.size) * (partial.shape[3] * block)
     planes = x.reshape(n_images, channels, x_rows * cols)
     dy_planes = dy.reshape(n_images, channels, out_rows * out_cols)
     x_cells = _cells(x_rows, cols, top, left, (1, 1), buf_cols, block)
-    dy_cells = _cells(out_rows, out_cols, 0, 0, (1, 1), out_cols, block)
+    dy_cells = _cells(out_rows, out_cols, np.int64(0), np.int64(0), (1, 1), out_cols, block)
     for task in numba.prange(shares * blocks):
         share, b = task // blocks, task % blocks
         c0 = b * block

@@ -177,7 +177,7 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
     value once for KW taps."""
     numba.literally(rows)
     numba.literally(vectors)
-    along = sliding_rows(vectors)
+    along = sliding_rows(np.int64(vectors))  # as the Python callers pass it: one compiled copy
     if sliding and (not along or tap_start.size != 2 or offset.size % sliding or
                     corner.size % row_length or position_start[-1] != corner.size or
                     wt.shape[0] != groups):
@@ -204,7 +204,8 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
         # prange body, Numba's array analysis keeps the shape of an array variable's first
         # definition, so a reassigned array's size or shape would report x's
         x_flat, image_start = x.reshape(-1), n * x[n].size  # where image n starts in x_flat
-        lines, per_call, fetched, upcoming = 0, 0, 0, 0  # the next image's lines to fetch
+        # the next image's lines to fetch (fetched an int64, not the literal: one slide)
+        lines, per_call, fetched, upcoming = 0, 0, np.int64(0), 0
         check, image_finite = finite.size > 0, True
         if pad.size:
             size = x[n].shape[0] * pad[3] * pad[4] * pad[5]
@@ -268,9 +269,10 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
             gather_cells(local.reshape(-1), 0, source, 1, y[n], 0, y.shape[2])
         elif bias.size:
             k0 = n % groups * y.shape[1]
-            rows_to_planes(local, y[n:n + 1], 0, y.shape[2], bias[k0:k0 + y.shape[1]])
+            rows_to_planes(local, y[n:n + 1], np.int64(0), y.shape[2],
+                           bias[k0:k0 + y.shape[1]])
         else:
-            rows_to_planes(local, y[n:n + 1], 0, y.shape[2], bias)
+            rows_to_planes(local, y[n:n + 1], np.int64(0), y.shape[2], bias)
 
 
 @numba.njit(cache=True)
@@ -379,7 +381,7 @@ def _padded_image(image, pad, check):
     """(image (C, D, H, W) zero-padded to (C, Dp, Hp, Wp), flat; whether its values are all
     finite, when ``check``): pad = (front, top, left, Dp, Hp, Wp)."""
     out = np.zeros(image.shape[0] * pad[3] * pad[4] * pad[5], np.float32)
-    return out, _pad_into(image, pad, out, 0, check)
+    return out, _pad_into(image, pad, out, np.int64(0), check)
 
 
 @numba.njit(cache=True)

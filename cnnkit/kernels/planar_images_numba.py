@@ -61,7 +61,7 @@ def planar_images(x, pad, padded, w_rows, offset, y, out, length, tap_block, bia
     if biased:
         row_bias[:k_out] = bias
     for n in numba.prange(n_images):
-        _image_product(x, n, pad, padded, image, width, w_rows, tap_index, c_row, offset,
+        _image_product(x, np.int64(n), pad, padded, image, width, w_rows, tap_index, c_row, offset,
                        y[n], out, lp, height, pitch, tap_block, biased, row_bias, rows, vectors)
 
 
@@ -84,7 +84,7 @@ def _image_product(x, n, pad, padded, image, width, w_rows, tap_index, c_row, of
         source, start = padded, n * image
     elif pad.size:
         source, start = aligned.floats_on_line(image + width, True), 0
-        _pad_into(x[n], pad, source, 0, False)
+        _pad_into(x[n], pad, source, np.int64(0), False)
     elif n == n_images - 1:
         source, start = aligned.floats_on_line(image + width, True), 0
         source[:image] = x.reshape(-1)[n * image:(n + 1) * image]

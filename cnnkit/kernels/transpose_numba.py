@@ -125,7 +125,7 @@ def transpose8_sum(typingctx, src, src_stride, dst, dst_stride, sums):
 def rows_to_planes(a, out, p0, p1, bias):
     """out[n, k, s] = a[n·S + s, k] (+ bias[k] unless ``bias`` is empty) for the rows
     p0 ≤ n·S + s < p1 of ``a`` (≥ N·S, Kp)."""
-    channel_rows_to_planes(a, out, p0, p1, bias, 0, out.shape[1])
+    channel_rows_to_planes(a, out, p0, p1, bias, np.int64(0), out.shape[1])
 
 
 @numba.njit(cache=True)
@@ -175,9 +175,9 @@ def shares_to_planes(partial, out):
     cost more than the task (pw1x1's 8 shares of 256 × 64 sums, AVX-512, after 0.2 ms of
     Python: 119–315 µs)."""
     if out.shape[0] * out.shape[2] <= _SHARE_BLOCK:
-        _shares_to_planes_serial(partial, out)
+        _shares_to_planes_serial(partial, out, NO_SHIFT)
     else:
-        _shares_to_planes_parallel(partial, out)
+        _shares_to_planes_parallel(partial, out, NO_SHIFT)
 
 
 _SHARE_BLOCK = 256  # rows of partial per task of ``shares_to_planes``
@@ -195,19 +195,19 @@ def _add_shares(partial, t0, t1):
 
 
 @numba.njit(parallel=True, cache=True)
-def _shares_to_planes_parallel(partial, out):
+def _shares_to_planes_parallel(partial, out, no_shift):
     total = out.shape[0] * out.shape[2]
     for block in numba.prange(-(-total // _SHARE_BLOCK)):
         t0, t1 = block * _SHARE_BLOCK, min(total, (block + 1) * _SHARE_BLOCK)
         _add_shares(partial, t0, t1)
-        rows_to_planes(partial[0], out, t0, t1, NO_SHIFT)
+        rows_to_planes(partial[0], out, t0, t1, no_shift)
 
 
 @numba.njit(cache=True)
-def _shares_to_planes_serial(partial, out):
+def _shares_to_planes_serial(partial, out, no_shift):
     total = out.shape[0] * out.shape[2]
-    _add_shares(partial, 0, total)
-    rows_to_planes(partial[0], out, 0, total, NO_SHIFT)
+    _add_shares(partial, np.int64(0), total)
+    rows_to_planes(partial[0], out, np.int64(0), total, no_shift)
 
 
 def _planes_to_rows(a, out, sums, summed):
@@ -237,7 +237,7 @@ def _planes_to_rows_task(a, out, sums, summed, task, blocks):
 def _planes_to_rows_parallel(a, out, sums, summed):
     blocks = -(-a.shape[2] // 64)
     for task in numba.prange(a.shape[0] * blocks):
-        _planes_to_rows_task(a, out, sums, summed, task, blocks)
+        _planes_to_rows_task(a, out, sums, summed, np.int64(task), blocks)
 
 
 @numba.njit(cache=True)

@@ -41,7 +41,9 @@ def weight_rows(x, pad, dy, row_shift, corner, partial, sums, block, rows, vecto
     shares = partial.shape[0]
     n_images = x.shape[0]
     for task in numba.prange(shares):
-        _share(x, pad, dy, row_shift, corner, partial[task], sums, task,
+        # task as int64: Numba types a prange index unsigned in the parallel body and signed
+        # before, and would compile _share for both
+        _share(x, pad, dy, row_shift, corner, partial[task], sums, np.int64(task),
                task * n_images // shares, (task + 1) * n_images // shares, block, rows,
                vectors)
 

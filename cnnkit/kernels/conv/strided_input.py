@@ -203,8 +203,8 @@ def _phase_plan(w_shape, dy_spatial, spatial, stride, dilation, pads):
     weight_rows = np.concatenate(
         [np.add.outer(np.arange(k, dtype=np.int64) * math.prod(kernel), taps).reshape(-1)
          for taps, _, _, _ in products] or [np.zeros(0, np.int64)])
-    for table in tables + starts + [weight_rows] + [taps for taps, _, _, _ in products]:
-        table.flags.writeable = False
+    # kept (lru_cache) and read by the kernels only, as ``implicit.shared_table``'s: not
+    # flagged read-only, which Numba types apart, compiling every kernel they reach twice
     return _PhasePlan(dy_pads, size, empty, tuple(taps for taps, _, _, _ in products),
                       tables[0], starts[0], tables[1], tables[2], starts[1], weight_rows)
 
@@ -392,6 +392,4 @@ def _subpixel_tables(grid, planar):
         m = np.arange(cells, dtype=np.int64) + lo - o * s  # cell index in the product's grid
         source = np.add.outer(source, (m // s) * pitch * position_step +
                               (m % s) * phase_pitch * c * channel_step)
-    for table in (weights, source):
-        table.flags.writeable = False
-    return weights, source.reshape(-1)
+    return weights, source.reshape(-1)  # kept and read only, as ``_phase_plan``'s tables
