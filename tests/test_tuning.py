@@ -137,6 +137,39 @@ def test_override_is_checked_nested_and_per_thread():
     assert tuning.value("shift_min_map") == 400 and seen == [400]
 
 
+
+def test_kept_answers_follow_the_values_and_the_thread_count(cache):
+    """``tuning.kept``: asked again, a decision is not worked out again, until a value it may
+    read changes (an override, a reload) or, with ``threads``, Numba's thread count; an
+    argument that cannot be hashed is answered afresh each time."""
+    import numba
+    asked = []
+
+    @tuning.kept(threads=True)
+    def decide(shape, extra=None):
+        asked.append(shape)
+        return tuning.value("shift_min_map") * len(shape) + numba.get_num_threads()
+
+    threads = numba.get_num_threads()
+    assert decide((2, 3)) == decide((2, 3)) == 800 + threads and len(asked) == 1
+    with tuning.override(shift_min_map=10):
+        assert decide((2, 3)) == 20 + threads and len(asked) == 2
+    assert decide((2, 3)) == 800 + threads and len(asked) == 2  # the answer kept before
+    tuning.reload()
+    decide((2, 3))
+    assert len(asked) == 3
+    if threads > 1:
+        numba.set_num_threads(1)
+        try:
+            assert decide((2, 3)) == 801 and len(asked) == 4
+        finally:
+            numba.set_num_threads(threads)
+    before = len(asked)
+    assert decide([2, 3], [1]) == decide([2, 3], extra=[1]) == 800 + threads
+    assert len(asked) == before + 2
+    assert decide((2, 3), extra=1) == decide((2, 3), extra=1) and len(asked) == before + 3
+
+
 def test_fast_calibration_gives_valid_values():
     lines = []
     measured = calibrate.calibrate(fast=True, log=lines.append)

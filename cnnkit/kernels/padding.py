@@ -11,6 +11,8 @@ separable, so both directions go one axis at a time:
 Backward copies the interior of the gradient and adds each border slice onto its source: a loop
 over the (few) border positions per axis, vectorised over everything else.
 """
+import functools
+
 import numpy as np
 
 from .. import tuning
@@ -124,16 +126,30 @@ def _constant_pad(x, widths, value=0.0):
     """``pad_array``'s constant mode, widths unchecked: all axes at once, fill, then copy the
     interior block. Faster than np.pad (a 16 MiB batch: 1.15 against 1.84 ms), most of all
     with zeros, whose pages come zeroed."""
-    out_shape = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape, widths))
+    try:
+        out_shape, inside, kept = _kept_layout(x.shape, widths)
+    except TypeError:  # widths as lists
+        out_shape, inside, kept = _constant_layout(x.shape, widths)
     out = np.zeros(out_shape, dtype=x.dtype) if value == 0 else \
         np.full(out_shape, value, dtype=x.dtype)
-    if min(min(pair) for pair in widths) >= 0:  # no crop: x whole (a third faster on one
-        out[tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, widths))] = x  # small map)
-        return out
-    inner = [_interior(n, lo, hi) for n, (lo, hi) in zip(x.shape, widths)]
-    out[tuple(slice(p0, p1) for p0, p1, _ in inner)] = \
-        x[tuple(slice(i0, i0 + p1 - p0) for p0, p1, i0 in inner)]
-    return out
+    out[inside] = x if kept is None else x[kept]  # no crop: x whole (a third faster on one
+    return out                                     # small map)
+
+
+def _constant_layout(shape, widths):
+    """(the padded shape, where x's kept block goes in it, the block of x kept: None for all
+    of x)."""
+    out_shape = tuple(n + lo + hi for n, (lo, hi) in zip(shape, widths))
+    if min(min(pair) for pair in widths) >= 0:
+        return out_shape, tuple(slice(lo, lo + n) for n, (lo, _) in zip(shape, widths)), None
+    inner = [_interior(n, lo, hi) for n, (lo, hi) in zip(shape, widths)]
+    return (out_shape, tuple(slice(p0, p1) for p0, p1, _ in inner),
+            tuple(slice(i0, i0 + p1 - p0) for p0, p1, i0 in inner))
+
+
+# The same for every call of a layer, so kept (16 × 28 × 28 values padded by 1: 9.0 µs
+# worked out each time, 6.0 kept); integers of any type give the same answer.
+_kept_layout = functools.lru_cache(maxsize=1024)(_constant_layout)
 
 
 def pad_array_backward(grad, in_shape, widths, mode="constant"):

@@ -14,15 +14,18 @@ type or out of range is ignored as a whole, with a warning.
 """
 import contextlib
 import contextvars
+import functools
 import os
 import threading
 import warnings
 
+import numba
+
 from . import store
 from .constants import CONSTANTS, Constant
 
-__all__ = ["CONSTANTS", "Constant", "cache_file", "defaults", "override", "reload", "save",
-           "source", "state", "value", "values"]
+__all__ = ["CONSTANTS", "Constant", "cache_file", "defaults", "kept", "override", "reload",
+           "save", "source", "state", "value", "values"]
 
 # The overridden values (name -> number) and the same as a sorted tuple, for ``state``.
 _overrides = contextvars.ContextVar("cnnkit_tuning_overrides", default=({}, ()))
@@ -92,6 +95,28 @@ def state():
     makes one) and inside each ``override`` block of other values. What is computed from the
     values alone may be kept under it (``kernels.conv.registry.heuristic``)."""
     return _loads, _overrides.get()[1]
+
+
+def kept(function=None, *, threads=False):
+    """Decorate a decision that reads nothing but its (hashable) arguments, the values here
+    and the CPU, and with ``threads`` Numba's thread count too: its answers are kept per
+    ``state()`` (and thread count) and given again. The kernels ask such questions on every
+    call of a layer (which orientation, how many tasks, how many taps a pass), and asked
+    afresh they cost a small layer's call as much as its arithmetic. Arguments that cannot
+    be hashed are answered afresh."""
+    if function is None:
+        return functools.partial(kept, threads=threads)
+    remembered = functools.lru_cache(maxsize=4096)(
+        lambda _state, _threads, args, keywords: function(*args, **dict(keywords)))
+
+    @functools.wraps(function)
+    def answer(*args, **keywords):
+        try:
+            return remembered(state(), numba.get_num_threads() if threads else 0, args,
+                              tuple(sorted(keywords.items())))
+        except TypeError:  # an unhashable argument (or the decision's own error, raised again)
+            return function(*args, **keywords)
+    return answer
 
 
 def values():

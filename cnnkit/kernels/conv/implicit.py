@@ -331,9 +331,10 @@ def _shared_table(build, key):
 def int_key(values):
     """``values`` as a tuple of Python ints: a cache key of a shape, stride or pad pair
     whatever integer types the caller's values had."""
-    return tuple(int(v) for v in values)
+    return tuple(map(int, values))
 
 
+@tuning.kept
 def planar_wins(out_channels, taps, padded=None, out=None, kernel=None):
     """Whether the planar (channels-first) orientation beats the channels-last one, for a
     stride-1 product with ``taps`` = C·prod(kernel) terms per output. Channels-last puts the
@@ -551,6 +552,7 @@ def channels_last(xp, wt, w_shape, stride, dilation, out, y=compiled.NO_Y, bias=
     return y_last
 
 
+@tuning.kept(threads=True)
 def task_split(positions, channels, width):
     """(chunks, groups): the channels-last kernel's parallel tasks, ``implicit_chunks_per_thread``
     per thread, as chunks of its ``positions`` (output rows) times groups of its weights'
@@ -576,6 +578,7 @@ _L1_WAY_BYTES = 4096
 _TLB_BYTES = 64 * 4096
 
 
+@tuning.kept
 def tap_block(padded, kernel, outputs):
     """Taps per pass of the channels-last kernels over their tiles, for an input of
     ``padded`` spatial shape and ``outputs`` output channels: ``implicit_tap_block``, or
@@ -766,6 +769,7 @@ def image_padding(x, pads):
                             np.int64)
 
 
+@tuning.kept(threads=True)
 def per_image_tasks(n, positions, channels, per_image=None):
     """Whether a product over n images, with ``positions`` output rows per image and
     ``channels`` output columns (padded to the tile), runs as one task per image

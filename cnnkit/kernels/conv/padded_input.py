@@ -17,7 +17,7 @@ class PaddedInput:
     tasks pad image by image (``implicit.forward_from``) keeps their padded images as the
     copy (``adopt``); otherwise it keeps none.
     """
-    __slots__ = ("data", "pads", "shared", "_padded")
+    __slots__ = ("data", "pads", "shared", "padded_shape", "_padded")
 
     def __init__(self, data, pads=None, shared=False):
         if not isinstance(data, np.ndarray):
@@ -29,13 +29,8 @@ class PaddedInput:
         self.pads = tuple(tuple(p) for p in pads) if has_padding(pads) else None
         self.shared = shared
         self._padded = None if self.pads else data
-
-    @property
-    def padded_shape(self):
-        if self.pads is None:
-            return self.data.shape
-        return self.data.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in
-                                           zip(self.data.shape[2:], self.pads))
+        self.padded_shape = data.shape if self.pads is None else data.shape[:2] + tuple(
+            n + lo + hi for n, (lo, hi) in zip(data.shape[2:], self.pads))
 
     @property
     def is_padded(self):

@@ -4,7 +4,6 @@ Each algorithm is one module of this package (see the package docstring for its 
 The order is the heuristic's priority: ``heuristic`` takes the first algorithm that applies and
 whose ``wins`` rule holds; gemm, last, applies to everything and always wins.
 """
-import functools
 
 from ... import tuning
 from . import blocked, depthwise, fft, gemm, implicit, lanes, rows, shift, winograd
@@ -119,13 +118,13 @@ def heuristic(geometry, pass_name, nonfinite=frozenset()):
     measurements, see BENCHMARKS.md; their numbers are in ``cnnkit.tuning``).
 
     The rules read nothing but the geometry, the tuning values and the CPU, so each answer
-    is kept per geometry, pass and tuning state: asking them again cost a small layer's
-    call as much as its arithmetic (16 → 16 channels on one 8 × 8 image: 7.5 µs)."""
-    return _heuristic(geometry, pass_name, frozenset(nonfinite), tuning.state())
+    is kept (``tuning.kept``): asking them again cost a small layer's call as much as its
+    arithmetic (16 → 16 channels on one 8 × 8 image: 7.5 µs)."""
+    return _heuristic(geometry, pass_name, frozenset(nonfinite))
 
 
-@functools.lru_cache(maxsize=4096)
-def _heuristic(geometry, pass_name, nonfinite, _tuning_state):
+@tuning.kept
+def _heuristic(geometry, pass_name, nonfinite):
     for name in ALGORITHMS:
         if applies(name, geometry, pass_name, nonfinite) and \
                 REGISTRY[name].wins(geometry, pass_name):
