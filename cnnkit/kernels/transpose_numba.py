@@ -174,6 +174,8 @@ def shares_to_planes(partial, out):
     few channels), which runs on the calling thread: waking the thread pool for one task
     cost more than the task (pw1x1's 8 shares of 256 × 64 sums, AVX-512, after 0.2 ms of
     Python: 119–315 µs)."""
+    # NO_SHIFT handed down: read as a module global by compiled code it would be a read-only
+    # constant, a type of its own, and rows_to_planes compiled again (test_compiled_once.py)
     if out.shape[0] * out.shape[2] <= _SHARE_BLOCK:
         _shares_to_planes_serial(partial, out, NO_SHIFT)
     else:
@@ -236,7 +238,7 @@ def _planes_to_rows_task(a, out, sums, summed, task, blocks):
 @numba.njit(parallel=True, cache=True)
 def _planes_to_rows_parallel(a, out, sums, summed):
     blocks = -(-a.shape[2] // 64)
-    for task in numba.prange(a.shape[0] * blocks):
+    for task in numba.prange(a.shape[0] * blocks):  # a signed index, as the serial driver's
         _planes_to_rows_task(a, out, sums, summed, np.int64(task), blocks)
 
 
