@@ -1,4 +1,5 @@
 """The benchmark's arguments, ISA emulation switch, machine header and tables (no timing runs)."""
+import importlib
 import os
 
 import numpy as np
@@ -377,15 +378,17 @@ def test_last_level_cache_is_the_highest_level_linux_lists(tmp_path, sizes, expe
     assert cold.last_level_cache_bytes(str(tmp_path / "missing")) == 0
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--repeats", "0"], "--repeats must be at least 1"),
-    (["--evict-mb", "0"], "--evict-mb must be at least 1"),
-    (["--only", "lenet_c1"], "invalid choice"),
+@pytest.mark.parametrize("tool, args, message", [
+    ("cold", ["--repeats", "0"], "--repeats must be at least 1"),
+    ("cold", ["--evict-mb", "0"], "--evict-mb must be at least 1"),
+    ("cold", ["--only", "lenet_c1"], "invalid choice"),
+    ("first_step", ["--top", "-1"], "--top must be at least 0"),
+    ("first_step", ["--model", "resnet18"], "invalid choice"),
 ])
-def test_cold_bench_refuses_bad_arguments(args, message, capsys):
-    from cnnkit.bench import cold
+def test_bench_tools_refuse_bad_arguments(tool, args, message, capsys):
+    module = importlib.import_module(f"cnnkit.bench.{tool}")
     with pytest.raises(SystemExit) as stop:
-        cold.main(args)
+        module.main(args)
     assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
@@ -403,14 +406,3 @@ def test_first_step_times_a_step_and_one_image_and_lists_each_kernels_own_compil
         ["cnnkit.kernels.a.f", 12.5, 3], ["cnnkit.kernels.b.g", 2.0, 1]]}, top=1)
     assert "first training step 40.0 s" in text and "12.5 s  cnnkit.kernels.a.f (3 " in text
     assert "b.g" not in text and "14.5 s  in all, 2 kernels" in text
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--top", "-1"], "--top must be at least 0"),
-    (["--model", "resnet18"], "invalid choice"),
-])
-def test_first_step_refuses_bad_arguments(args, message, capsys):
-    from cnnkit.bench import first_step
-    with pytest.raises(SystemExit) as stop:
-        first_step.main(args)
-    assert stop.value.code == 2 and message in capsys.readouterr().err
