@@ -88,18 +88,18 @@ TAP_LOOP_TARGETS = ["znver4", "znver3", "alderlake", "sapphirerapids", "skylake-
                     "haswell"]
 
 _TAP_LOOP = r"""
-import re, numba, numpy as np
-from cnnkit.bench import tiles
+import re, numpy as np
 from cnnkit.cpu import host
 from cnnkit.kernels import implicit_gemm_numba as compiled
 for vectors, rows in enumerate(host().tiles.gemm_rows):
     if rows:
-        run = tiles._kernel(rows, vectors)
+        run = compiled.forward_task(rows, vectors)  # the forward kernel's task for the tile
         arrays = (np.zeros((1, 1, 4, 4), np.float32),
                   np.zeros((1, 9, host().lanes * vectors), np.float32),
                   np.zeros(9, np.int64), np.zeros(4, np.int64), np.zeros((8, 16), np.float32),
                   compiled.NO_Y)
-        signature = tuple(numba.typeof(a) for a in arrays) + (numba.int64,)
+        signature = compiled.forward_task_types(*arrays, rows, vectors, 1, 1, 128,
+                                                compiled.NO_ROWS, compiled.NO_BIAS)
         run.compile(signature)  # compiled, not run: the host need not have the target's ISA
         blocks = re.split(r"\n(?=\.LBB)", run.inspect_asm(signature))
         loop = max(blocks, key=lambda block: block.count("vfmadd"))

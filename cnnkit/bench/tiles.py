@@ -67,15 +67,13 @@ def _line(rows, vectors, lanes, rate, chosen):
 
 
 def _kernel(rows, vectors):
-    """An entry point with literal MR and NV (compiled for this tile alone)."""
-    import numba
-
+    """The forward kernel with MR × NV = rows × vectors (its task compiled for this tile)."""
     from ..kernels import implicit_gemm_numba as compiled
+    forward = compiled.forward_with(rows, vectors)
 
-    @numba.njit
     def run(x, wt, offset, corner, out, y, chunks):
-        compiled.forward(x, wt, offset, corner, out, y, rows, vectors, chunks, 1, 128,
-                         compiled.NO_ROWS, compiled.NO_BIAS)
+        forward(x, wt, offset, corner, out, y, chunks, 1, 128, compiled.NO_ROWS,
+                compiled.NO_BIAS)
     return run
 
 

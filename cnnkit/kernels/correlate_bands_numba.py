@@ -22,11 +22,14 @@ that holds one, or any band when a kernel does (``exact_only``), is computed by 
 sums instead: padding cells are terms (0 · k) when ``padding_terms``, as in a forward pass, and
 are not when it is False, as in an input gradient. So the pass needs no finiteness check.
 """
+import functools
+
 import numba
 import numpy as np
 
 from .correlate_rows_numba import tile_tables
 from .microkernel import LANES, TILES as _TARGET_TILES, gathered_micro_kernel
+from .task_call import PerTile, call_task, compiled_for_tile, find_task, task_hash
 
 
 _EXPONENT = np.uint32(0x7F800000)  # a float32's exponent bits, all set for inf and NaN
@@ -82,8 +85,8 @@ def _literal_band(x, top, left, kernels, src, first_kernel, bias, out, o, r0, r1
 
 
 @numba.njit(parallel=True, cache=True)
-def correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
-                    padding_terms, exact_only, rows, vectors):
+def correlate_bands(tasks, x, top, left, kernels, src, plane_kernel, bias, out, band_rows,
+                    chunks, padding_terms, exact_only, rows, vectors):
     """The module's sum for every output plane o of out (O, R, Q), float32.
 
     x (S, H, W); kernels (stack, KH + 2(MR − 1), KW) with MR − 1 zero rows above and below;
@@ -91,22 +94,42 @@ def correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_ro
     Bands of ``band_rows`` output rows (a multiple of MR) are the tasks, split into ``chunks``
     parallel runs that each own one buffer.
     """
-    numba.literally(rows)
-    numba.literally(vectors)
-    width = LANES * vectors
-    n_planes, out_rows, out_cols = out.shape
-    kh, kw = kernels.shape[1] - 2 * (rows - 1), kernels.shape[2]
-    kernel_size = kernels.shape[1] * kw
-    padded_cols = -(-out_cols // width) * width
-    pitch = padded_cols + kw - 1
-    buf_rows = band_rows + kh - 1
-    col_lo, col_hi = max(0, left), min(pitch, left + x.shape[2])
-    taps, offset, b_offset, base, c_row = tile_tables(rows, kh, kw, pitch, padded_cols)
-    bands = -(-out_rows // band_rows)
-    tasks = n_planes * bands
-    k_flat, x_bits = kernels.reshape(-1), x.reshape(-1).view(np.uint32)
-    plane_size = x.shape[1] * x.shape[2]
+    arguments = (np.int64(0), x, top, left, kernels, src, plane_kernel, bias, out, band_rows,
+                 chunks, padding_terms, exact_only)
+    address = find_task(tasks, task_hash(arguments))
+    if address == 0:
+        return task_hash(arguments)  # ``task_call.Tasks.run`` compiles the task, calls again
     for chunk in numba.prange(chunks):
+        call_task(address, (np.int64(chunk), x, top, left, kernels, src, plane_kernel, bias,
+                            out, band_rows, chunks, padding_terms, exact_only))
+    return 0
+
+
+def _chunk_types(*args):
+    """The Numba types of the task's arguments in a ``correlate_bands`` call with ``args``:
+    the chunk's index, then the arguments as they are, but MR and NV."""
+    return (numba.int64,) + tuple(map(numba.typeof, args[:-2]))
+
+
+@functools.cache
+def chunk_task(rows, vectors):
+    """``correlate_bands``' task ``chunk`` with the MR × NV tile ``rows`` × ``vectors``
+    (``task_call`` says why a task of its own)."""
+    def run(chunk, x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
+            padding_terms, exact_only):
+        width = LANES * vectors
+        n_planes, out_rows, out_cols = out.shape
+        kh, kw = kernels.shape[1] - 2 * (rows - 1), kernels.shape[2]
+        kernel_size = kernels.shape[1] * kw
+        padded_cols = -(-out_cols // width) * width
+        pitch = padded_cols + kw - 1
+        buf_rows = band_rows + kh - 1
+        col_lo, col_hi = max(0, left), min(pitch, left + x.shape[2])
+        taps, offset, b_offset, base, c_row = tile_tables(rows, kh, kw, pitch, padded_cols)
+        bands = -(-out_rows // band_rows)
+        tasks = n_planes * bands
+        k_flat, x_bits = kernels.reshape(-1), x.reshape(-1).view(np.uint32)
+        plane_size = x.shape[1] * x.shape[2]
         # + width: the last tile's vectors may run past the last row's pitch
         buf = np.zeros(buf_rows * pitch + width, np.uint32)  # float32 bits (_copy_band)
         tile = np.empty(band_rows * padded_cols, np.float32)
@@ -155,47 +178,14 @@ def correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_ro
                 else:
                     for q in range(out_cols):
                         y[q] = value
+    return compiled_for_tile(run, rows, vectors)
 
 
-# (MR, NV) of the target's row-correlation tiles (``cnnkit.cpu.TILES``), as literals.
+# (MR, NV) of the target's row-correlation tiles (``cnnkit.cpu.TILES``).
 TILES = _TARGET_TILES.rows
-(_R0, _V0), (_R1, _V1), (_R2, _V2), (_R3, _V3) = TILES
-
-
-# One entry point per tile, each passing its (MR, NV) as literals (``numba.literally`` at a
-# call from Python re-dispatches on every call, ~20 ms), so that a first call compiles only the
-# tile it runs: one entry point with a branch per tile compiled all four, 4–7 s each on a
-# 2-core Intel Xeon. A LeNet-5 first layer's first forward pass on a cold Numba cache took
-# 6.8–6.9 s this way, against 19.1–20.1 (BENCHMARKS.md, "``cnnkit tune`` on a cold Numba
-# cache"). Four functions rather than closures of one factory: each has a cache index file of
-# its own, which two processes compiling different tiles at once (``tuning.precompile``)
-# cannot overwrite with each other's.
-@numba.njit(cache=True)
-def bands_0(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
-            padding_terms, exact_only):
-    correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
-                    padding_terms, exact_only, _R0, _V0)
-
-
-@numba.njit(cache=True)
-def bands_1(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
-            padding_terms, exact_only):
-    correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
-                    padding_terms, exact_only, _R1, _V1)
-
-
-@numba.njit(cache=True)
-def bands_2(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
-            padding_terms, exact_only):
-    correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
-                    padding_terms, exact_only, _R2, _V2)
-
-
-@numba.njit(cache=True)
-def bands_3(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
-            padding_terms, exact_only):
-    correlate_bands(x, top, left, kernels, src, plane_kernel, bias, out, band_rows, chunks,
-                    padding_terms, exact_only, _R3, _V3)
-
-
-BY_TILE = (bands_0, bands_1, bands_2, bands_3)  # ``correlate_bands`` with TILES[i]
+# ``correlate_bands`` with TILES[i], called without its task table and tile: a first call
+# compiles only the tile it runs (a LeNet-5 first layer's first forward pass on a cold Numba
+# cache took 6.8–6.9 s with an entry point per tile, against 19.1–20.1 with one for all four:
+# BENCHMARKS.md, "``cnnkit tune`` on a cold Numba cache").
+BY_TILE = tuple(PerTile(correlate_bands, chunk_task, _chunk_types, 13, rows, vectors)
+                for rows, vectors in TILES)

@@ -36,11 +36,11 @@ import numpy as np
 from . import aligned
 from .microkernel import (LANES, TILES, biased_micro_kernel, gathered_micro_kernel,
                           micro_kernel, prefetch, prefetch_for_store, sliding_micro_kernel)
+from .task_call import PerTile, call_task, compiled_for_tile, find_task, task_hash
 from .transpose_numba import (NO_SHIFT, channel_rows_to_planes, columns_to_panels,
                               gather_cells, image_rows, planes_to_rows, rows_to_planes)
 
 TILE_ROWS = TILES.gemm_rows  # MR indexed by NV (0: that NV is not used on this target)
-_ROWS_1, _ROWS_2, _ROWS_3, _ROWS_4 = TILE_ROWS[1:5]
 # The forward kernel makes passes of ``tap_block`` taps over a chunk's output tiles, so that
 # the B block (taps × NR floats) stays in L1 while every tile reuses it; the weight kernel
 # likewise takes ``position_block`` output positions of dy at a time. Both are run-time
@@ -50,8 +50,8 @@ PLANAR_ROWS, PLANAR_VECTORS = TILES.planar  # (MR, NV) of the channels-first ker
 # MR of ``by_image``'s tiles along output rows, indexed by NV (0: that NV has none here)
 SLIDING_ROWS = TILES.sliding + (0,) * (5 - len(TILES.sliding))
 SLIDING_GAIN = TILES.sliding_gain  # its speed over the plain tile's, per output computed
-# Each NV's MR, 1 where it has none: ``by_image`` compiles ``slide`` for both NVs whatever
-# its own, and never runs the one of MR 0 (``sliding_rows``)
+# Each NV's MR, 1 where it has none: ``by_image``'s task may compile ``slide`` for both NVs
+# whatever its own, and never runs the one of MR 0 (``sliding_rows``)
 _SLIDING_1, _SLIDING_2 = (max(1, rows) for rows in SLIDING_ROWS[1:3])
 SLIDING_WIDTHS = (3, 5)  # the kernel widths it is compiled for
 _LINE_FLOATS = aligned.LINE // 4  # float32 values per cache line
@@ -65,7 +65,8 @@ NO_CHECK = np.empty(0, np.uint8)  # ``by_image`` notes nothing of its input's fi
 
 
 @numba.njit(parallel=True, cache=True)
-def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, groups, tap_block, row, bias):
+def forward(tasks, x, wt, offset, corner, out, y, rows, vectors, chunks, groups, tap_block, row,
+            bias):
     """out[row[p], j·W + l] = Σ_t x_flat[corner[p] + offset[t]] · wt[j, t, l] for p <
     len(corner) (row[p] = p when ``row`` is empty). x: the padded input, any shape,
     C-contiguous; wt (Kp / W, T, W): the weights in panels of the tile width W (``panels``);
@@ -79,19 +80,41 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, groups, tap_bl
     When each tap's terms lie on lines of their own (``_taps_apart``: a 1×1 product's
     planes), each tile asks for the next tile's lines of its block of taps while it runs:
     the hardware prefetchers follow a few streams, not one per tap."""
-    numba.literally(rows)
-    numba.literally(vectors)
-    width = LANES * vectors
-    panels, taps = wt.shape[0], wt.shape[1]
-    kp, k = panels * width, y.shape[1]
-    positions = corner.size
-    tiles = (positions + rows - 1) // rows
-    chunks = max(1, min(tiles, chunks))
-    groups = max(1, min(panels, groups))
-    x_flat = x.reshape(-1)
-    spare = out.shape[0] - rows
+    tiles = (corner.size + rows - 1) // rows
+    chunks = np.int64(max(1, min(tiles, chunks)))
+    groups = np.int64(max(1, min(wt.shape[0], groups)))
     spread = _taps_apart(offset)
+    arguments = (np.int64(0), x, wt, offset, corner, out, y, chunks, groups, tap_block, row,
+                 bias, spread)
+    address = find_task(tasks, task_hash(arguments))
+    if address == 0:
+        return task_hash(arguments)  # ``task_call.Tasks.run`` compiles the task, calls again
     for task in numba.prange(chunks * groups):
+        call_task(address, (np.int64(task), x, wt, offset, corner, out, y, chunks, groups,
+                            tap_block, row, bias, spread))
+    return 0
+
+
+def forward_task_types(x, wt, offset, corner, out, y, rows, vectors, chunks, groups,
+                        tap_block, row, bias):
+    """The Numba types of the task's arguments in a ``forward`` call with these."""
+    return ((numba.int64,) + tuple(map(numba.typeof, (x, wt, offset, corner, out, y))) +
+            (numba.int64, numba.int64, numba.typeof(tap_block), numba.typeof(row),
+             numba.typeof(bias), numba.boolean))
+
+
+@functools.cache
+def forward_task(rows, vectors):
+    """``forward``'s task ``task`` of ``chunks`` × ``groups`` with the MR × NV tile ``rows`` ×
+    ``vectors`` (``image_task`` says why a task of its own)."""
+    def run(task, x, wt, offset, corner, out, y, chunks, groups, tap_block, row, bias, spread):
+        width = LANES * vectors
+        panels, taps = wt.shape[0], wt.shape[1]
+        kp, k = panels * width, y.shape[1]
+        positions = corner.size
+        tiles = (positions + rows - 1) // rows
+        x_flat = x.reshape(-1)
+        spare = out.shape[0] - rows
         chunk, group = task // groups, task % groups
         first, last = chunk * tiles // chunks, (chunk + 1) * tiles // chunks
         j_first, j_last = group * panels // groups, (group + 1) * panels // groups
@@ -120,12 +143,13 @@ def forward(x, wt, offset, corner, out, y, rows, vectors, chunks, groups, tap_bl
         if y.size:
             channel_rows_to_planes(out, y, first * rows, min(last * rows, positions), bias,
                                    j_first * width, min(j_last * width, k))
+    return compiled_for_tile(run, rows, vectors)
 
 
 @numba.njit(parallel=True, cache=True)
-def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, image_rows,
-             y, source, bias, rows, vectors, tap_block, groups, clear, finite, sliding,
-             row_length):
+def by_image(tasks, x, pad, padded, wt, offset, tap_start, corner, row, position_start,
+             image_rows, y, source, bias, rows, vectors, tap_block, groups, clear, finite,
+             sliding, row_length):
     """Several products that write disjoint rows of a product's rows ``out`` (N·R, Kp), R =
     ``image_rows`` per image, one parallel task per image: product f has the taps
     tap_start[f] ≤ t < tap_start[f + 1] (their weights the same rows of wt's panels) and the
@@ -175,9 +199,7 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
     (``conv.implicit.sliding_width``): the tiles are MR = ``SLIDING_ROWS[NV]`` neighbouring
     outputs (``sliding_tiles``) and run ``sliding_micro_kernel``, which broadcasts each input
     value once for KW taps."""
-    numba.literally(rows)
-    numba.literally(vectors)
-    along = sliding_rows(np.int64(vectors))  # as the Python callers pass it: one compiled copy
+    along = sliding_rows(vectors)
     if sliding and (not along or tap_start.size != 2 or offset.size % sliding or
                     corner.size % row_length or position_start[-1] != corner.size or
                     wt.shape[0] != groups):
@@ -188,11 +210,41 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
     if sliding:  # the same tiles for every image
         tile_start, tile_rows = sliding_tiles(corner, row, row_length, along,
                                               wt.shape[2], image_rows * wt.shape[2])
-    width = LANES * vectors
-    panels = wt.shape[0] // groups
-    kp = panels * width
-    n_images = y.shape[0]
-    for n in numba.prange(n_images):
+    arguments = (np.int64(0), x, pad, padded, wt, offset, tap_start, corner, row,
+                 position_start, image_rows, y, source, bias, tap_block, groups, clear, finite,
+                 sliding, tile_start, tile_rows)
+    address = find_task(tasks, task_hash(arguments))
+    if address == 0:
+        return task_hash(arguments)  # ``task_call.Tasks.run`` compiles the task, calls again
+    for n in numba.prange(y.shape[0]):
+        call_task(address, (np.int64(n), x, pad, padded, wt, offset, tap_start, corner, row,
+                            position_start, image_rows, y, source, bias, tap_block, groups,
+                            clear, finite, sliding, tile_start, tile_rows))
+    return 0
+
+
+def _image_task_types(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
+                      image_rows, y, source, bias, rows, vectors, tap_block, groups, clear,
+                      finite, sliding, row_length):
+    """The Numba types of the task's arguments in a ``by_image`` call with these."""
+    return ((numba.int64,) + tuple(map(numba.typeof, (
+        x, pad, padded, wt, offset, tap_start, corner, row, position_start, image_rows, y,
+        source, bias, tap_block, groups, clear, finite, sliding))) +
+        (numba.int64[::1], numba.int64[:, ::1]))
+
+
+@functools.cache
+def image_task(rows, vectors):
+    """``by_image``'s task for image n with the MR × NV tile ``rows`` × ``vectors`` (constants
+    of the compiled code, as the micro-kernel needs them), one compiled function per tile,
+    called by address (``task_call``)."""
+    def task(n, x, pad, padded, wt, offset, tap_start, corner, row, position_start,
+             image_rows, y, source, bias, tap_block, groups, clear, finite, sliding,
+             tile_start, tile_rows):
+        width = LANES * vectors
+        panels = wt.shape[0] // groups
+        kp = panels * width
+        n_images = y.shape[0]
         first_panel = n % groups * panels
         # the image's rows, R + MR (the last MR: a ragged tile's spill), on cache lines
         raw = np.empty((image_rows + rows) * kp + _LINE_FLOATS, np.float32)
@@ -200,9 +252,7 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
         local = raw[start:start + (image_rows + rows) * kp].reshape(image_rows + rows, kp)
         if clear:
             local[:] = 0
-        # x_flat may be reassigned below, and only its address is read after that: in a
-        # prange body, Numba's array analysis keeps the shape of an array variable's first
-        # definition, so a reassigned array's size or shape would report x's
+        # x_flat may be reassigned below (to the padded image), and only its address is read
         x_flat, image_start = x.reshape(-1), n * x[n].size  # where image n starts in x_flat
         # the next image's lines to fetch (fetched an int64, not the literal: one slide)
         lines, per_call, fetched, upcoming = 0, 0, np.int64(0), 0
@@ -274,6 +324,7 @@ def by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
         else:
             rows_to_planes(local, y[n:n + 1], np.int64(0), y.shape[2], bias)
 
+    return compiled_for_tile(task, rows, vectors)
 
 @numba.njit(cache=True)
 def sliding_rows(vectors):
@@ -426,7 +477,7 @@ def _finite_values(values):
 
 
 @numba.njit(parallel=True, cache=True)
-def weight(x, dy, laid_out, offset, corner, partial, sums, rows, vectors, position_block,
+def weight(tasks, x, dy, laid_out, offset, corner, partial, sums, rows, vectors, position_block,
            groups):
     """partial[s, t, j·W + l] = Σ_{p in share s} x_flat[offset[t] + corner[p]] · dy_p[j·W + l],
     dy_p being output position p's K values, zero-padded to Kp; the caller sums over s.
@@ -444,21 +495,44 @@ def weight(x, dy, laid_out, offset, corner, partial, sums, rows, vectors, positi
     copy to memory first (res3x3's is 8 MB). Unless ``sums`` (S, K) is empty, the first
     group's task of share s then also puts the share's Σ_p dy_p (float64) into sums[s]: the
     bias gradient's terms."""
-    numba.literally(rows)
-    numba.literally(vectors)
-    width = LANES * vectors
-    kp = partial.shape[2]
-    panels = kp // width
-    positions_per_image = dy.shape[2]
-    positions = dy.shape[1] if laid_out else dy.shape[0] * positions_per_image
-    taps = offset.size
-    shares = partial.shape[0]
-    tiles = (taps + rows - 1) // rows
-    groups = max(1, min(groups, tiles))
-    x_flat = x.reshape(-1)
-    summed = sums.shape[0] > 0
+    tiles = (offset.size + rows - 1) // rows
+    groups = np.int64(max(1, min(groups, tiles)))
     spread = _taps_apart(offset)
-    for task in numba.prange(shares * groups):
+    arguments = (np.int64(0), x, dy, laid_out, offset, corner, partial, sums, position_block,
+                 groups, spread)
+    address = find_task(tasks, task_hash(arguments))
+    if address == 0:
+        return task_hash(arguments)  # ``task_call.Tasks.run`` compiles the task, calls again
+    for task in numba.prange(partial.shape[0] * groups):
+        call_task(address, (np.int64(task), x, dy, laid_out, offset, corner, partial, sums,
+                            position_block, groups, spread))
+    return 0
+
+
+def _weight_task_types(x, dy, laid_out, offset, corner, partial, sums, rows, vectors,
+                       position_block, groups):
+    """The Numba types of the task's arguments in a ``weight`` call with these."""
+    return ((numba.int64,) + tuple(map(numba.typeof, (
+        x, dy, laid_out, offset, corner, partial, sums, position_block))) +
+        (numba.int64, numba.boolean))
+
+
+@functools.cache
+def weight_task(rows, vectors):
+    """``weight``'s task ``task`` of S shares × ``groups`` with the MR × NV tile ``rows`` ×
+    ``vectors`` (``image_task`` says why a task of its own)."""
+    def run(task, x, dy, laid_out, offset, corner, partial, sums, position_block, groups,
+            spread):
+        width = LANES * vectors
+        kp = partial.shape[2]
+        panels = kp // width
+        positions_per_image = dy.shape[2]
+        positions = dy.shape[1] if laid_out else dy.shape[0] * positions_per_image
+        taps = offset.size
+        shares = partial.shape[0]
+        tiles = (taps + rows - 1) // rows
+        x_flat = x.reshape(-1)
+        summed = sums.shape[0] > 0
         share, group = task // groups, task % groups
         first_tile, last_tile = group * tiles // groups, (group + 1) * tiles // groups
         base = np.empty((last_tile - first_tile, rows), np.int64)
@@ -507,6 +581,7 @@ def weight(x, dy, laid_out, offset, corner, partial, sums, rows, vectors, positi
                                  rows, vectors)
         if summed and group == 0:
             sums[share] = total
+    return compiled_for_tile(run, rows, vectors)
 
 
 @numba.njit(cache=True)
@@ -631,91 +706,19 @@ def planar(x_flat, n_images, image, w_rows, offset, out, spare, length, tap_bloc
                  groups, packed, PLANAR_ROWS, PLANAR_VECTORS)
 
 
-# One entry point per vector count: a literal NV from compiled code costs nothing, while
-# ``numba.literally`` at a call from Python re-dispatches on every call (~20 ms).
-@numba.njit(cache=True)
-def forward_1(x, wt, offset, corner, out, y, chunks, groups, tap_block, row, bias):
-    forward(x, wt, offset, corner, out, y, _ROWS_1, 1, chunks, groups, tap_block, row, bias)
+# Each NV's kernels: ENTRY[nv] = (forward, weight), BY_IMAGE[nv] = by_image, each called
+# without its task table and tile.
+def forward_with(rows, vectors):
+    """``forward`` with the MR × NV tile ``rows`` × ``vectors`` (any, for ``python -m
+    cnnkit.bench.tiles`` to time), called without its task table and tile."""
+    return PerTile(forward, forward_task, forward_task_types, 6, rows, vectors)
 
 
-@numba.njit(cache=True)
-def forward_2(x, wt, offset, corner, out, y, chunks, groups, tap_block, row, bias):
-    forward(x, wt, offset, corner, out, y, _ROWS_2, 2, chunks, groups, tap_block, row, bias)
-
-
-@numba.njit(cache=True)
-def forward_3(x, wt, offset, corner, out, y, chunks, groups, tap_block, row, bias):
-    forward(x, wt, offset, corner, out, y, _ROWS_3, 3, chunks, groups, tap_block, row, bias)
-
-
-@numba.njit(cache=True)
-def forward_4(x, wt, offset, corner, out, y, chunks, groups, tap_block, row, bias):
-    forward(x, wt, offset, corner, out, y, _ROWS_4, 4, chunks, groups, tap_block, row, bias)
-
-
-@numba.njit(cache=True)
-def weight_1(x, dy, laid_out, offset, corner, partial, sums, position_block, groups):
-    weight(x, dy, laid_out, offset, corner, partial, sums, _ROWS_1, 1, position_block,
-           groups)
-
-
-@numba.njit(cache=True)
-def weight_2(x, dy, laid_out, offset, corner, partial, sums, position_block, groups):
-    weight(x, dy, laid_out, offset, corner, partial, sums, _ROWS_2, 2, position_block,
-           groups)
-
-
-@numba.njit(cache=True)
-def weight_3(x, dy, laid_out, offset, corner, partial, sums, position_block, groups):
-    weight(x, dy, laid_out, offset, corner, partial, sums, _ROWS_3, 3, position_block,
-           groups)
-
-
-@numba.njit(cache=True)
-def weight_4(x, dy, laid_out, offset, corner, partial, sums, position_block, groups):
-    weight(x, dy, laid_out, offset, corner, partial, sums, _ROWS_4, 4, position_block,
-           groups)
-
-
-@numba.njit(cache=True)
-def by_image_1(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
-               image_rows, y, source, bias, tap_block, groups, clear, finite, sliding,
-               row_length):
-    by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, image_rows,
-             y, source, bias, _ROWS_1, 1, tap_block, groups, clear, finite, sliding,
-             row_length)
-
-
-@numba.njit(cache=True)
-def by_image_2(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
-               image_rows, y, source, bias, tap_block, groups, clear, finite, sliding,
-               row_length):
-    by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, image_rows,
-             y, source, bias, _ROWS_2, 2, tap_block, groups, clear, finite, sliding,
-             row_length)
-
-
-@numba.njit(cache=True)
-def by_image_3(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
-               image_rows, y, source, bias, tap_block, groups, clear, finite, sliding,
-               row_length):
-    by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, image_rows,
-             y, source, bias, _ROWS_3, 3, tap_block, groups, clear, finite, sliding,
-             row_length)
-
-
-@numba.njit(cache=True)
-def by_image_4(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
-               image_rows, y, source, bias, tap_block, groups, clear, finite, sliding,
-               row_length):
-    by_image(x, pad, padded, wt, offset, tap_start, corner, row, position_start, image_rows,
-             y, source, bias, _ROWS_4, 4, tap_block, groups, clear, finite, sliding,
-             row_length)
-
-
-ENTRY = {1: (forward_1, weight_1), 2: (forward_2, weight_2), 3: (forward_3, weight_3),
-         4: (forward_4, weight_4)}
-BY_IMAGE = {1: by_image_1, 2: by_image_2, 3: by_image_3, 4: by_image_4}
+ENTRY = {nv: (forward_with(TILE_ROWS[nv], nv),
+              PerTile(weight, weight_task, _weight_task_types, 7, TILE_ROWS[nv], nv))
+         for nv in (1, 2, 3, 4)}
+BY_IMAGE = {nv: PerTile(by_image, image_task, _image_task_types, 13, TILE_ROWS[nv], nv)
+            for nv in (1, 2, 3, 4)}
 
 
 VECTOR_COUNTS = tuple(nv for nv in ENTRY if TILE_ROWS[nv])  # the tiles this target has

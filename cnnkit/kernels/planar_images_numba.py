@@ -13,18 +13,21 @@ For one image (C, Dp, Hp, Wp), padded, and the product's rows w_rows (Kp, T):
     grid[k, q] = Σ_t w_rows[k, t] · image_flat[q + offset[t]]      (q < Lp, whole strips)
     y[n, k, (d·Ho + h)·Wo + w] = grid[k, (d·Hp + h)·Wp + w] (+ bias[k])
 """
+import functools
+
 import numba
 import numpy as np
 
 from . import aligned
 from .implicit_gemm_numba import _pad_into
 from .microkernel import LANES, TILES, biased_micro_kernel, gathered_micro_kernel, prefetch
+from .task_call import PerTile, call_task, compiled_for_tile, find_task, task_hash
 
 PLANAR_ROWS, PLANAR_VECTORS = TILES.planar
 
 
 @numba.njit(parallel=True, cache=True)
-def planar_images(x, pad, padded, w_rows, offset, y, out, length, tap_block, bias, rows,
+def planar_images(tasks, x, pad, padded, w_rows, offset, y, out, length, tap_block, bias, rows,
                   vectors):
     """y[n, k, s] (N, K, S) = the planar product of image n of x with w_rows (Kp, T), Kp a
     multiple of ``rows`` (MR), on the strips of ``vectors`` (NV) vectors of positions that
@@ -39,8 +42,6 @@ def planar_images(x, pad, padded, w_rows, offset, y, out, length, tap_block, bia
 
     Each output's sum runs over the taps in order within one task, so the bits do not
     depend on the thread count."""
-    numba.literally(rows)
-    numba.literally(vectors)
     width = LANES * vectors
     n_images, k_out = y.shape[0], y.shape[1]
     kp, taps = w_rows.shape
@@ -60,66 +61,88 @@ def planar_images(x, pad, padded, w_rows, offset, y, out, length, tap_block, bia
     row_bias = np.zeros(kp, np.float32)
     if biased:
         row_bias[:k_out] = bias
+    image, lp = np.int64(image), np.int64(lp)
+    height, pitch = np.int64(height), np.int64(pitch)
+    arguments = (np.int64(0), x, pad, padded, image, w_rows, tap_index, c_row, offset, y, out,
+                 lp, height, pitch, tap_block, biased, row_bias)
+    address = find_task(tasks, task_hash(arguments))
+    if address == 0:
+        return task_hash(arguments)  # ``task_call.Tasks.run`` compiles the task, calls again
     for n in numba.prange(n_images):
-        _image_product(x, np.int64(n), pad, padded, image, width, w_rows, tap_index, c_row, offset,
-                       y[n], out, lp, height, pitch, tap_block, biased, row_bias, rows, vectors)
+        call_task(address, (np.int64(n), x, pad, padded, image, w_rows, tap_index, c_row,
+                            offset, y, out, lp, height, pitch, tap_block, biased, row_bias))
+    return 0
 
 
-@numba.njit(cache=True)
-def _image_product(x, n, pad, padded, image, width, w_rows, tap_index, c_row, offset, planes,
-                   out, lp, height, pitch, tap_block, biased, row_bias, rows, vectors):
-    """``planar_images``' task n. (A function of its own: in a prange body, Numba's array
-    analysis keeps the shape of an array variable's first definition, and the source array
-    here is one of three.)"""
-    numba.literally(rows)
-    numba.literally(vectors)
-    n_images = x.shape[0]
-    kp, taps = w_rows.shape
-    # the image's padded values and a strip of slack past them (the last strip's reach)
-    if pad.size and padded.size:
-        padded[n * image:(n + 1) * image] = 0
-        if n == n_images - 1:
-            padded[n_images * image:] = 0
-        _pad_into(x[n], pad, padded, n * image, False)
-        source, start = padded, n * image
-    elif pad.size:
-        source, start = aligned.floats_on_line(image + width, True), 0
-        _pad_into(x[n], pad, source, np.int64(0), False)
-    elif n == n_images - 1:
-        source, start = aligned.floats_on_line(image + width, True), 0
-        source[:image] = x.reshape(-1)[n * image:(n + 1) * image]
-    else:
-        source, start = x.reshape(-1), n * image
-    grid = aligned.floats_on_line(kp * lp, False)  # each tile's first block stores without adding
-    base = np.empty(rows, np.int64)
-    w_address = w_rows.ctypes.data
-    # the next image's lines, a few before each tile, fetched into cache for its task
-    lines = (x[n].size * 4 + 63) // 64 if n + 1 < n_images else 0
-    upcoming = x[n + 1:].ctypes.data if lines else 0
-    calls = (lp // width) * ((taps + tap_block - 1) // tap_block) * (kp // rows)
-    per_call, fetched = (lines + calls - 1) // calls, 0
-    for p0 in range(0, lp, width):
-        strip = source.ctypes.data + 4 * (start + p0)
-        for t0 in range(0, taps, tap_block):
-            block = min(tap_block, taps - t0)
-            for k0 in range(0, kp, rows):
-                for i in range(rows):
-                    base[i] = (k0 + i) * taps + t0
-                tile = grid.ctypes.data + 4 * (k0 * lp + p0)
-                for line in range(fetched, min(fetched + per_call, lines)):
-                    prefetch(upcoming + line * 64)
-                fetched += per_call
-                if biased and t0 + block == taps:
-                    biased_micro_kernel(block, w_address, base.ctypes.data,
-                                        tap_index.ctypes.data, strip, offset[t0:].ctypes.data,
-                                        tile, c_row.ctypes.data, 1 if t0 else 0,
-                                        row_bias[k0:].ctypes.data, rows, vectors)
-                else:
-                    gathered_micro_kernel(block, w_address, base.ctypes.data,
-                                          tap_index.ctypes.data, strip,
-                                          offset[t0:].ctypes.data, tile, c_row.ctypes.data,
-                                          1 if t0 else 0, rows, vectors)
-    _crop(grid, lp, planes, out, height, pitch)
+def _image_product_types(x, pad, padded, w_rows, offset, y, out, length, tap_block, bias, rows,
+                         vectors):
+    """The Numba types of the task's arguments in a ``planar_images`` call with these."""
+    int64, vector = numba.int64, numba.int64[::1]
+    return ((int64,) + tuple(map(numba.typeof, (x, pad, padded))) +
+            (int64, numba.typeof(w_rows), vector, vector, numba.typeof(offset),
+             numba.typeof(y), numba.typeof(out), int64, int64, int64, numba.typeof(tap_block),
+             numba.boolean, numba.float32[::1]))
+
+
+@functools.cache
+def image_product(rows, vectors):
+    """``planar_images``' task n with the MR × NV tile ``rows`` × ``vectors`` (``task_call``
+    says why a task of its own; and in a prange body, Numba's array analysis keeps the shape
+    of an array variable's first definition, and the source array here is one of three)."""
+    def product(n, x, pad, padded, image, w_rows, tap_index, c_row, offset, y, out, lp, height,
+                pitch, tap_block, biased, row_bias):
+        width = LANES * vectors
+        planes = y[n]
+        n_images = x.shape[0]
+        kp, taps = w_rows.shape
+        # the image's padded values and a strip of slack past them (the last strip's reach)
+        if pad.size and padded.size:
+            padded[n * image:(n + 1) * image] = 0
+            if n == n_images - 1:
+                padded[n_images * image:] = 0
+            _pad_into(x[n], pad, padded, n * image, False)
+            source, start = padded, n * image
+        elif pad.size:
+            source, start = aligned.floats_on_line(image + width, True), 0
+            _pad_into(x[n], pad, source, np.int64(0), False)
+        elif n == n_images - 1:
+            source, start = aligned.floats_on_line(image + width, True), 0
+            source[:image] = x.reshape(-1)[n * image:(n + 1) * image]
+        else:
+            source, start = x.reshape(-1), n * image
+        # each tile's first block stores without adding
+        grid = aligned.floats_on_line(kp * lp, False)
+        base = np.empty(rows, np.int64)
+        w_address = w_rows.ctypes.data
+        # the next image's lines, a few before each tile, fetched into cache for its task
+        lines = (x[n].size * 4 + 63) // 64 if n + 1 < n_images else 0
+        upcoming = x[n + 1:].ctypes.data if lines else 0
+        calls = (lp // width) * ((taps + tap_block - 1) // tap_block) * (kp // rows)
+        per_call, fetched = (lines + calls - 1) // calls, 0
+        for p0 in range(0, lp, width):
+            strip = source.ctypes.data + 4 * (start + p0)
+            for t0 in range(0, taps, tap_block):
+                block = min(tap_block, taps - t0)
+                for k0 in range(0, kp, rows):
+                    for i in range(rows):
+                        base[i] = (k0 + i) * taps + t0
+                    tile = grid.ctypes.data + 4 * (k0 * lp + p0)
+                    for line in range(fetched, min(fetched + per_call, lines)):
+                        prefetch(upcoming + line * 64)
+                    fetched += per_call
+                    if biased and t0 + block == taps:
+                        biased_micro_kernel(block, w_address, base.ctypes.data,
+                                            tap_index.ctypes.data, strip,
+                                            offset[t0:].ctypes.data, tile, c_row.ctypes.data,
+                                            1 if t0 else 0, row_bias[k0:].ctypes.data, rows,
+                                            vectors)
+                    else:
+                        gathered_micro_kernel(block, w_address, base.ctypes.data,
+                                              tap_index.ctypes.data, strip,
+                                              offset[t0:].ctypes.data, tile, c_row.ctypes.data,
+                                              1 if t0 else 0, rows, vectors)
+        _crop(grid, lp, planes, out, height, pitch)
+    return compiled_for_tile(product, rows, vectors)
 
 
 @numba.njit(cache=True)
@@ -137,8 +160,7 @@ def _crop(grid, lp, planes, out, height, pitch):
                     target[row + w] = grid[at + w]
 
 
-@numba.njit(cache=True)
-def planar_images_tiled(x, pad, padded, w_rows, offset, y, out, length, tap_block, bias):
-    """``planar_images`` with this target's planar tile, ``cpu.TILES``' (MR, NV)."""
-    planar_images(x, pad, padded, w_rows, offset, y, out, length, tap_block, bias,
-                  PLANAR_ROWS, PLANAR_VECTORS)
+# ``planar_images`` with this target's planar tile, ``cpu.TILES``' (MR, NV), called without its
+# task table and tile
+planar_images_tiled = PerTile(planar_images, image_product, _image_product_types, 10,
+                              PLANAR_ROWS, PLANAR_VECTORS)

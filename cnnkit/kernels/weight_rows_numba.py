@@ -16,17 +16,20 @@ in one channels-last padded image. So the tile's MR output channels share each l
 NV vectors (16 channels at a 3 × 3 kernel's columns: the 8 × 48 tile on AVX-512), as in the
 forward pass's wider tiles.
 """
+import functools
+
 import numba
 import numpy as np
 
 from . import aligned
 from .bias_numba import plane_sum
 from .microkernel import LANES, TILES, gathered_micro_kernel
+from .task_call import PerTile, call_task, compiled_for_tile, find_task, task_hash
 from .transpose_numba import transpose8
 
 
 @numba.njit(parallel=True, cache=True)
-def weight_rows(x, pad, dy, row_shift, corner, partial, sums, block, rows, vectors):
+def weight_rows(tasks, x, pad, dy, row_shift, corner, partial, sums, block, rows, vectors):
     """partial[task, r, k, j] (shares, R, Kp, Jp): the task's images' sums above, Jp = kw·C
     padded to the tile width; the caller adds the shares (each task sums its images in
     order, ``block`` output positions at a time, and the shares are fixed by the shapes: the
@@ -36,60 +39,67 @@ def weight_rows(x, pad, dy, row_shift, corner, partial, sums, block, rows, vecto
     caller, as are columns j ≥ kw·C. Unless ``sums`` (shares, K) is empty, sums[task, k] =
     Σ over the task's images and positions of dy[n, k, s] (float64), the bias gradient's
     shares."""
-    numba.literally(rows)
-    numba.literally(vectors)
-    shares = partial.shape[0]
-    n_images = x.shape[0]
-    for task in numba.prange(shares):
-        # task as int64: Numba types a prange index unsigned in the parallel body and signed
-        # before, and would compile _share for both
-        _share(x, pad, dy, row_shift, corner, partial[task], sums, np.int64(task),
-               task * n_images // shares, (task + 1) * n_images // shares, block, rows,
-               vectors)
+    arguments = (np.int64(0), x, pad, dy, row_shift, corner, partial, sums, block)
+    address = find_task(tasks, task_hash(arguments))
+    if address == 0:
+        return task_hash(arguments)  # ``task_call.Tasks.run`` compiles the task, calls again
+    for task in numba.prange(partial.shape[0]):
+        call_task(address, (np.int64(task), x, pad, dy, row_shift, corner, partial, sums,
+                            block))
+    return 0
 
 
-@numba.njit(cache=True)
-def _share(x, pad, dy, row_shift, corner, out, sums, task, first, last, block,
-           rows, vectors):
-    """One task of ``weight_rows``: images first ≤ n < last into out (R, Kp, Jp)."""
-    numba.literally(rows)
-    numba.literally(vectors)
-    width = LANES * vectors
-    channels = x.shape[1]
-    k, positions = dy.shape[1], dy.shape[2]
-    kernel_rows, kp, jp = out.shape
-    image = pad[3] * pad[4] * pad[5] * channels
-    # the padded image channels-last, a tile's width of slack past it (the last position's
-    # columns past kw·C), its padding cells zero once for all the task's images
-    x_cl = aligned.floats_on_line(image + jp, True)
-    out[:] = 0
-    position = np.arange(positions)
-    b_offset = np.empty((kernel_rows, positions), np.int64)
-    for r in range(kernel_rows):
-        b_offset[r] = corner + row_shift[r]
-    base = np.empty(rows, np.int64)
-    c_row = np.arange(rows) * jp
-    summed = sums.size > 0
-    for n in range(first, last):
-        _channels_last(x[n], pad, x_cl)
-        planes = dy[n]
-        # ``block`` positions at a time through every tile, so that their columns of x_cl
-        # and rows of dy are read from L1 by all but the first
-        for s0 in range(0, positions, block):
-            count = min(block, positions - s0)
-            for r in range(kernel_rows):
-                for k0 in range(0, kp, rows):
-                    for i in range(rows):
-                        base[i] = min(k0 + i, k - 1) * positions
-                    for j0 in range(0, jp, width):
-                        gathered_micro_kernel(count, planes.ctypes.data, base.ctypes.data,
-                                              position[s0:].ctypes.data, x_cl[j0:].ctypes.data,
-                                              b_offset[r, s0:].ctypes.data,
-                                              out[r, k0:, j0:].ctypes.data, c_row.ctypes.data, 1,
-                                              rows, vectors)
-        if summed:  # the bias gradient's share, from the planes read above (in cache)
-            for kk in range(k):
-                sums[task, kk] += plane_sum(planes[kk])
+def _share_types(x, pad, dy, row_shift, corner, partial, sums, block, rows, vectors):
+    """The Numba types of the task's arguments in a ``weight_rows`` call with these."""
+    return (numba.int64,) + tuple(map(numba.typeof, (x, pad, dy, row_shift, corner, partial,
+                                                     sums, block)))
+
+
+@functools.cache
+def share_task(rows, vectors):
+    """``weight_rows``' task ``task`` with the MR × NV tile ``rows`` × ``vectors``: its share
+    of the images into partial[task] (``task_call`` says why a task of its own)."""
+    def share(task, x, pad, dy, row_shift, corner, partial, sums, block):
+        shares, n_images = partial.shape[0], x.shape[0]
+        first, last = task * n_images // shares, (task + 1) * n_images // shares
+        out = partial[task]
+        width = LANES * vectors
+        channels = x.shape[1]
+        k, positions = dy.shape[1], dy.shape[2]
+        kernel_rows, kp, jp = out.shape
+        image = pad[3] * pad[4] * pad[5] * channels
+        # the padded image channels-last, a tile's width of slack past it (the last position's
+        # columns past kw·C), its padding cells zero once for all the task's images
+        x_cl = aligned.floats_on_line(image + jp, True)
+        out[:] = 0
+        position = np.arange(positions)
+        b_offset = np.empty((kernel_rows, positions), np.int64)
+        for r in range(kernel_rows):
+            b_offset[r] = corner + row_shift[r]
+        base = np.empty(rows, np.int64)
+        c_row = np.arange(rows) * jp
+        summed = sums.size > 0
+        for n in range(first, last):
+            _channels_last(x[n], pad, x_cl)
+            planes = dy[n]
+            # ``block`` positions at a time through every tile, so that their columns of x_cl
+            # and rows of dy are read from L1 by all but the first
+            for s0 in range(0, positions, block):
+                count = min(block, positions - s0)
+                for r in range(kernel_rows):
+                    for k0 in range(0, kp, rows):
+                        for i in range(rows):
+                            base[i] = min(k0 + i, k - 1) * positions
+                        for j0 in range(0, jp, width):
+                            gathered_micro_kernel(
+                                count, planes.ctypes.data, base.ctypes.data,
+                                position[s0:].ctypes.data, x_cl[j0:].ctypes.data,
+                                b_offset[r, s0:].ctypes.data, out[r, k0:, j0:].ctypes.data,
+                                c_row.ctypes.data, 1, rows, vectors)
+            if summed:  # the bias gradient's share, from the planes read above (in cache)
+                for kk in range(k):
+                    sums[task, kk] += plane_sum(planes[kk])
+    return compiled_for_tile(share, rows, vectors)
 
 
 @numba.njit(cache=True)
@@ -116,28 +126,7 @@ def _channels_last(image, pad, out):
 
 
 _ROWS = TILES.gemm_rows  # MR by NV, the forward kernel's tiles
-
-
-# One entry point per vector count, MR from the tile table (a literal from compiled code
-# costs nothing; ``numba.literally`` from Python re-dispatches on every call).
-@numba.njit(cache=True)
-def weight_rows_1(x, pad, dy, row_shift, corner, partial, sums, block):
-    weight_rows(x, pad, dy, row_shift, corner, partial, sums, block, _ROWS[1], 1)
-
-
-@numba.njit(cache=True)
-def weight_rows_2(x, pad, dy, row_shift, corner, partial, sums, block):
-    weight_rows(x, pad, dy, row_shift, corner, partial, sums, block, _ROWS[2], 2)
-
-
-@numba.njit(cache=True)
-def weight_rows_3(x, pad, dy, row_shift, corner, partial, sums, block):
-    weight_rows(x, pad, dy, row_shift, corner, partial, sums, block, _ROWS[3], 3)
-
-
-@numba.njit(cache=True)
-def weight_rows_4(x, pad, dy, row_shift, corner, partial, sums, block):
-    weight_rows(x, pad, dy, row_shift, corner, partial, sums, block, _ROWS[4], 4)
-
-
-WEIGHT_ROWS = {1: weight_rows_1, 2: weight_rows_2, 3: weight_rows_3, 4: weight_rows_4}
+# WEIGHT_ROWS[nv]: ``weight_rows`` with the tile of NV vectors, called without its task table
+# and tile
+WEIGHT_ROWS = {nv: PerTile(weight_rows, share_task, _share_types, 8, _ROWS[nv], nv)
+               for nv in (1, 2, 3, 4)}
