@@ -122,7 +122,7 @@ class Tasks:
             self.task.compile(argument_types)
             result = self.task.overloads[argument_types]
             if result.signature.return_type != types.none:
-                raise AssertionError("task_call: a task returns nothing")
+                raise AssertionError("task_call: a task must return nothing")
             address = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
             self.table = np.concatenate([self.table, np.array([[wanted, address]], np.int64)])
 
