@@ -191,3 +191,61 @@ def test_fit_validates_arguments(tmp_path):
         fit(model, loader, loader, optimizer, epochs=1, out_dir=tmp_path, config=CONFIG,
             resume=True)
     assert not any(tmp_path.iterdir())
+
+
+# -- the progress bar while a fresh install compiles ------------------------------------------
+class _Bar:
+    """What ``compiling_shown`` uses of a tqdm bar."""
+
+    def __init__(self, disable=False):
+        self.disable, self.descriptions = disable, []
+
+    def set_description_str(self, text, refresh=True):
+        self.descriptions.append(text)
+
+
+def test_the_bar_says_so_while_a_step_waits_on_compiling():
+    """The note goes up at the step's first compile and comes down after the step; nothing
+    listens once the epoch is over, or when the bar is not shown."""
+    import numba
+
+    from cnnkit.train.compile_note import COMPILING, compiling_shown
+    bar = _Bar()
+    with compiling_shown(bar, "train") as note:
+        numba.njit(lambda v: v + 1)(1)  # new functions: compiled here
+        numba.njit(lambda v: v + 2)(1)
+        note.step_done()
+        note.step_done()
+        numba.njit(lambda v: v + 3)(1)
+    numba.njit(lambda v: v + 4)(1)
+    assert bar.descriptions == [f"train ({COMPILING})", "train", f"train ({COMPILING})"]
+    hidden = _Bar(disable=True)
+    with compiling_shown(hidden, "train"):
+        numba.njit(lambda v: v + 5)(1)
+    assert hidden.descriptions == []
+
+
+def test_an_epochs_bar_shows_the_compiling(monkeypatch, rng):
+    """``train_one_epoch``'s own bar (shown here although the output is not a terminal) says
+    so during a step that compiles (a loss that calls a function compiled on first use)."""
+    import io
+
+    import numba
+
+    from cnnkit.train import trainer
+    from cnnkit.train.compile_note import COMPILING
+    written, real = io.StringIO(), trainer.tqdm
+    monkeypatch.setattr(trainer, "tqdm",
+                        lambda *a, **k: real(*a, **{**k, "disable": False, "file": written}))
+    fresh = numba.njit(lambda v: v * 2.0)
+
+    def loss_fn(scores, labels):
+        fresh(1.0)
+        return cnnkit.functional.cross_entropy(scores, labels)
+    cnnkit.manual_seed(0)
+    model = models.get("vgg_small", input_size=8, stages=[[4]], hidden=8)
+    images = rng.random((20, 1, 8, 8), dtype=np.float32)
+    loader = DataLoader(TensorDataset(images, rng.integers(0, 10, 20)), batch_size=10)
+    trainer.train_one_epoch(model, loader, optim.SGD(model.parameters(), lr=0.1),
+                            loss_fn=loss_fn, progress=True)
+    assert f"train ({COMPILING})" in written.getvalue()

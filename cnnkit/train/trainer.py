@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .. import functional as F
 from ..tensor import no_grad, tensor
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint, save_model
+from .compile_note import compiling_shown
 from .metrics import MetricsLog, RunningMean, correct_count
 from .run_lock import run_lock
 
@@ -59,25 +60,28 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, loss_fn=F.cross_en
     # disable=None: tqdm shows the bar on a terminal only, so logs are not flooded with it.
     bar = tqdm(loader, desc=description, leave=False, disable=None if progress else True,
                unit="batch", dynamic_ncols=True, mininterval=0.5)
-    for batch in bar:
-        images, labels = _as_batch(batch)
-        scores = model(images)
-        loss = loss_fn(scores, labels)
-        optimizer.zero_grad()
-        loss.backward()
-        if data_parallel is not None:
-            data_parallel.average_gradients(len(labels))
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        n = len(labels)
-        loss_mean.update(loss.item(), n)
-        correct += correct_count(scores.data, labels)
-        seen += n
-        speed = seen / max(time.perf_counter() - start, 1e-9)
-        # A dict keeps this order (tqdm sorts keyword arguments).
-        bar.set_postfix({"loss": f"{loss_mean.mean:.4f}", "acc": f"{100 * correct / seen:.2f}%",
-                         "img/s": f"{speed:.0f}"}, refresh=False)
+    with compiling_shown(bar, description) as note:  # a fresh install's first steps
+        for batch in bar:
+            images, labels = _as_batch(batch)
+            scores = model(images)
+            loss = loss_fn(scores, labels)
+            optimizer.zero_grad()
+            loss.backward()
+            if data_parallel is not None:
+                data_parallel.average_gradients(len(labels))
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            n = len(labels)
+            loss_mean.update(loss.item(), n)
+            correct += correct_count(scores.data, labels)
+            seen += n
+            speed = seen / max(time.perf_counter() - start, 1e-9)
+            note.step_done()
+            # A dict keeps this order (tqdm sorts keyword arguments).
+            bar.set_postfix({"loss": f"{loss_mean.mean:.4f}",
+                             "acc": f"{100 * correct / seen:.2f}%", "img/s": f"{speed:.0f}"},
+                            refresh=False)
     bar.close()
     seconds = time.perf_counter() - start
     if data_parallel is not None:
