@@ -105,12 +105,6 @@ def correlate_bands(tasks, x, top, left, kernels, src, plane_kernel, bias, out, 
     return 0
 
 
-def _chunk_types(*args):
-    """The Numba types of the task's arguments in a ``correlate_bands`` call with ``args``:
-    the chunk's index, then the arguments as they are, but MR and NV."""
-    return (numba.int64,) + tuple(map(numba.typeof, args[:-2]))
-
-
 @functools.cache
 def chunk_task(rows, vectors):
     """``correlate_bands``' task ``chunk`` with the MR × NV tile ``rows`` × ``vectors``
@@ -187,5 +181,5 @@ TILES = _TARGET_TILES.rows
 # compiles only the tile it runs (a LeNet-5 first layer's first forward pass on a cold Numba
 # cache took 6.8–6.9 s with an entry point per tile, against 19.1–20.1 with one for all four:
 # BENCHMARKS.md, "``cnnkit tune`` on a cold Numba cache").
-BY_TILE = tuple(PerTile(correlate_bands, chunk_task, _chunk_types, 13, rows, vectors)
+BY_TILE = tuple(PerTile(correlate_bands, chunk_task, None, 12, rows, vectors)
                 for rows, vectors in TILES)

@@ -131,9 +131,14 @@ class PerTile:
     """A kernel whose task is compiled per register tile, MR × NV = ``rows`` × ``vectors``
     (``make_task(rows, vectors)``: the task's dispatcher for that tile), called as the kernel
     without its first argument, the task table, and the two of the tile, which it takes
-    after its first ``tile_at`` arguments. The task is compiled on the first call."""
+    after its first ``tile_at`` arguments. The task is compiled on the first call.
+    ``task_types`` (the kernel's arguments, tile included): as for ``Tasks``; by default the
+    task's index, an int64, then the caller's arguments as they are."""
 
     def __init__(self, kernel, make_task, task_types, tile_at, rows, vectors):
+        if task_types is None:
+            def task_types(*args):
+                return _index_and_arguments(*args[:tile_at], *args[tile_at + 2:])
         self.kernel, self.make_task, self.task_types = kernel, make_task, task_types
         self.tile_at, self.rows, self.vectors, self._tasks = tile_at, rows, vectors, None
 

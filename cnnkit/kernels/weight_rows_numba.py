@@ -49,12 +49,6 @@ def weight_rows(tasks, x, pad, dy, row_shift, corner, partial, sums, block, rows
     return 0
 
 
-def _share_types(x, pad, dy, row_shift, corner, partial, sums, block, rows, vectors):
-    """The Numba types of the task's arguments in a ``weight_rows`` call with these."""
-    return (numba.int64,) + tuple(map(numba.typeof, (x, pad, dy, row_shift, corner, partial,
-                                                     sums, block)))
-
-
 @functools.cache
 def share_task(rows, vectors):
     """``weight_rows``' task ``task`` with the MR × NV tile ``rows`` × ``vectors``: its share
@@ -128,5 +122,5 @@ def _channels_last(image, pad, out):
 _ROWS = TILES.gemm_rows  # MR by NV, the forward kernel's tiles
 # WEIGHT_ROWS[nv]: ``weight_rows`` with the tile of NV vectors, called without its task table
 # and tile
-WEIGHT_ROWS = {nv: PerTile(weight_rows, share_task, _share_types, 8, _ROWS[nv], nv)
+WEIGHT_ROWS = {nv: PerTile(weight_rows, share_task, None, 8, _ROWS[nv], nv)
                for nv in (1, 2, 3, 4)}
