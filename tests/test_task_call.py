@@ -1,7 +1,7 @@
-"""Parallel kernels that call their task by address (``cnnkit/kernels/task_call.py``): the
-task compiled for the kernel's own argument types, found again by a kernel loaded from Numba's
-cache in another process, its exceptions raised as from a direct call, and argument types
-that do not match refused before anything runs."""
+"""Kernels that hand their tasks to the one parallel loop (``cnnkit/kernels/task_call.py``):
+every task run once, the task compiled for the kernel's own argument types, found again by a
+kernel loaded from Numba's cache in another process, its exceptions raised as from a direct
+call, and argument types that do not match refused before anything runs."""
 import functools
 import os
 import subprocess
@@ -12,19 +12,13 @@ import numba
 import numpy as np
 import pytest
 
-from cnnkit.kernels.task_call import PerTile, Tasks, call_task, find_task, task_hash
+from cnnkit.kernels.task_call import Loop, PerTile, Tasks, run_tasks
 
 
-@numba.njit(parallel=True)
+@numba.njit
 def _scaled_rows(tasks, x, out, factor):
     """out[i] = factor · x[i] + i, row by row, one task per row."""
-    arguments = (np.int64(0), x, out, factor)
-    address = find_task(tasks, task_hash(arguments))
-    if address == 0:
-        return task_hash(arguments)
-    for i in numba.prange(x.shape[0]):
-        call_task(address, (np.int64(i), x, out, factor))
-    return 0
+    return run_tasks(tasks, x.shape[0], (x, out, factor))
 
 
 @numba.njit
@@ -45,12 +39,12 @@ def test_the_task_runs_for_each_kind_of_operand_and_is_compiled_once_for_each():
     tasks.run(_scaled_rows, x, out, 2.0)
     np.testing.assert_array_equal(out, 2 * x + np.arange(4)[:, None])
     tasks.run(_scaled_rows, x, out, 3.0)
-    assert tasks.table.shape == (1, 2)  # one compiled task, found again
+    assert tasks.table.shape == (2, 2)  # the loop's row and one task's, found again
     x32 = x.astype(np.float32)
     out32 = np.empty_like(x32)
     tasks.run(_scaled_rows, x32, out32, np.float32(0.5))
     np.testing.assert_array_equal(out32, np.float32(0.5) * x32 + np.arange(4)[:, None])
-    assert tasks.table.shape == (2, 2) and len(set(tasks.table[:, 0])) == 2
+    assert tasks.table.shape == (3, 2) and len(set(tasks.table[:, 0])) == 3
 
 
 def test_an_exception_in_the_task_reaches_the_caller_as_from_a_direct_call():
@@ -85,15 +79,9 @@ def _offset_task(offset, unused):
 
 
 def test_a_kernel_per_tile_takes_the_tile_after_its_leading_arguments():
-    @numba.njit(parallel=True)
+    @numba.njit
     def kernel(tasks, x, out, rows, vectors, factor):
-        arguments = (np.int64(0), x, out, factor)
-        address = find_task(tasks, task_hash(arguments))
-        if address == 0:
-            return task_hash(arguments)
-        for i in numba.prange(x.shape[0] + rows - rows):
-            call_task(address, (np.int64(i), x, out, factor))
-        return 0
+        return run_tasks(tasks, x.shape[0] + rows - rows, (x, out, factor))
 
     def types(x, out, rows, vectors, factor):
         return _row_types(x, out, factor)
@@ -107,17 +95,11 @@ def test_a_kernel_per_tile_takes_the_tile_after_its_leading_arguments():
 
 _CACHED = textwrap.dedent('''
     import numba, numpy as np
-    from cnnkit.kernels.task_call import Tasks, call_task, find_task, task_hash
+    from cnnkit.kernels.task_call import Tasks, run_tasks
 
-    @numba.njit(parallel=True, cache=True)
+    @numba.njit(cache=True)
     def kernel(tasks, x, out):
-        arguments = (np.int64(0), x, out)
-        address = find_task(tasks, task_hash(arguments))
-        if address == 0:
-            return task_hash(arguments)
-        for i in numba.prange(x.size):
-            call_task(address, (np.int64(i), x, out))
-        return 0
+        return run_tasks(tasks, x.size, (x, out))
 
     @numba.njit(cache=True)
     def task(i, x, out):
@@ -144,3 +126,32 @@ def test_a_kernel_loaded_from_numbas_cache_finds_its_task(tmp_path):
         assert run.returncode == 0, run.stderr[-2000:]
     assert runs[0].stdout.split() == ["0", "0"]
     assert runs[1].stdout.split() == ["1", "1"]
+
+
+@numba.njit
+def _count_index(i, seen):
+    seen[i] += 1
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 7, 1000])
+def test_a_loop_runs_its_task_once_for_each_index(count):
+    loop = Loop(_count_index, lambda seen: seen.size - 3)
+    seen = np.zeros(count + 3, np.int64)  # the last three are past the loop's count
+    loop(seen)
+    np.testing.assert_array_equal(seen, [1] * count + [0, 0, 0])
+
+
+@numba.njit
+def _plane_sum(p, x, out):
+    plane = x[p]  # a view of an array the task does not own
+    out[p] = plane.sum() + np.ones(2).sum()  # and an array of its own
+
+
+def test_a_loops_task_reads_views_of_its_arrays_allocates_its_own_and_leaks_none():
+    x = np.arange(24.0).reshape(4, 6)
+    out = np.zeros(4)
+    Loop(_plane_sum, lambda x, out: x.shape[0])(x, out)
+    np.testing.assert_array_equal(out, x.sum(axis=1) + 2)
+    before = sys.getrefcount(x)
+    Loop(_plane_sum, lambda x, out: x.shape[0])(x, out)
+    assert sys.getrefcount(x) == before  # none leaked

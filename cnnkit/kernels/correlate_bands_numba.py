@@ -29,7 +29,7 @@ import numpy as np
 
 from .correlate_rows_numba import tile_tables
 from .microkernel import LANES, TILES as _TARGET_TILES, gathered_micro_kernel
-from .task_call import PerTile, call_task, compiled_for_tile, find_task, task_hash
+from .task_call import PerTile, compiled_for_tile, run_tasks
 
 
 _EXPONENT = np.uint32(0x7F800000)  # a float32's exponent bits, all set for inf and NaN
@@ -84,7 +84,7 @@ def _literal_band(x, top, left, kernels, src, first_kernel, bias, out, o, r0, r1
             out[o, r, q] = total + bias[o]
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def correlate_bands(tasks, x, top, left, kernels, src, plane_kernel, bias, out, band_rows,
                     chunks, padding_terms, exact_only, rows, vectors):
     """The module's sum for every output plane o of out (O, R, Q), float32.
@@ -94,15 +94,8 @@ def correlate_bands(tasks, x, top, left, kernels, src, plane_kernel, bias, out, 
     Bands of ``band_rows`` output rows (a multiple of MR) are the tasks, split into ``chunks``
     parallel runs that each own one buffer.
     """
-    arguments = (np.int64(0), x, top, left, kernels, src, plane_kernel, bias, out, band_rows,
-                 chunks, padding_terms, exact_only)
-    address = find_task(tasks, task_hash(arguments))
-    if address == 0:
-        return task_hash(arguments)  # ``task_call.Tasks.run`` compiles the task, calls again
-    for chunk in numba.prange(chunks):
-        call_task(address, (np.int64(chunk), x, top, left, kernels, src, plane_kernel, bias,
-                            out, band_rows, chunks, padding_terms, exact_only))
-    return 0
+    return run_tasks(tasks, chunks, (x, top, left, kernels, src, plane_kernel, bias, out,
+                     band_rows, chunks, padding_terms, exact_only))
 
 
 @functools.cache

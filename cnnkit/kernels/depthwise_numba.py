@@ -44,6 +44,7 @@ import numba
 import numpy as np
 
 from .. import tuning
+from .task_call import Loop
 
 _JIT = dict(parallel=True, cache=True, fastmath={"contract"})
 
@@ -249,9 +250,10 @@ def _backward_input(dy, w, top, left, sh, sw, dh, dw, dx, runs):
             _gather_phases(phases, top, left, sh, sw, pitch, rows, dx[n, c])
 
 
-@numba.njit(**_JIT)
-def _backward_weight(x, dy, top, left, sh, sw, dh, dw, dwt, db, band):
-    """dwt (K, 1, kh, kw): dw[k, a, b] = Σ_n Σ_{i, j} dy[n, k, i, j] · X(n, k // m, i·sh + a·dh,
+@numba.njit(cache=True, fastmath={"contract"})
+def _backward_weight_channel(k, x, dy, top, left, sh, sw, dh, dw, dwt, db, band):
+    """Task k of ``_backward_weight``, one parallel loop over the output channels:
+    dwt (K, 1, kh, kw): dw[k, a, b] = Σ_n Σ_{i, j} dy[n, k, i, j] · X(n, k // m, i·sh + a·dh,
     j·sw + b·dw), X the input x (N, C, H, W) zero-padded by ``top`` and ``left``; with ``db``
     of size K also db[k] = Σ dy[:, k] in float64 (the bias gradient). One task per output
     channel, over every image.
@@ -267,36 +269,38 @@ def _backward_weight(x, dy, top, left, sh, sw, dh, dw, dwt, db, band):
     taps = kh * kw
     band_rows = max(1, min(oh, band // pitch))
     with_bias = db.size > 0
-    for k in numba.prange(outputs):
-        c = k // multiplier
-        phases = np.empty((sh * sw, (rows + 1) * pitch), x.dtype)
-        grid = np.zeros(oh * pitch, x.dtype)
-        acc = np.zeros((taps, band_rows * pitch), x.dtype)
-        sums = np.zeros(ow, np.float64)
-        for n in range(n_images):
-            _fill_phases(x[n, c], top, left, sh, sw, pitch, rows, phases)
-            _to_grid(dy[n, k], pitch, grid)
-            if with_bias:
-                for i in range(oh):
-                    for j in range(ow):
-                        sums[j] += dy[n, k, i, j]
-            for row in range(0, oh, band_rows):
-                start, length = row * pitch, min(band_rows, oh - row) * pitch
-                for t in range(taps):
-                    p0, o0 = phase[t], start + shift[t]
-                    for f in range(length):
-                        acc[t, numba.uint64(f)] += grid[numba.uint64(start + f)] * \
-                            phases[p0, numba.uint64(o0 + f)]
-        # the products at the grid's extra columns (whatever x holds there) are left out
-        line = np.empty(ow, np.float64)
-        for t in range(taps):
-            line[:] = 0  # the rows added elementwise first (vectorised), then the one row
-            for i in range(band_rows):
-                for j in range(ow):
-                    line[j] += acc[t, numba.uint64(i * pitch + j)]
-            dwt[k, 0, t // kw, t % kw] = line.sum()
+    c = k // multiplier
+    phases = np.empty((sh * sw, (rows + 1) * pitch), x.dtype)
+    grid = np.zeros(oh * pitch, x.dtype)
+    acc = np.zeros((taps, band_rows * pitch), x.dtype)
+    sums = np.zeros(ow, np.float64)
+    for n in range(n_images):
+        _fill_phases(x[n, c], top, left, sh, sw, pitch, rows, phases)
+        _to_grid(dy[n, k], pitch, grid)
         if with_bias:
-            db[k] = sums.sum()
+            for i in range(oh):
+                for j in range(ow):
+                    sums[j] += dy[n, k, i, j]
+        for row in range(0, oh, band_rows):
+            start, length = row * pitch, min(band_rows, oh - row) * pitch
+            for t in range(taps):
+                p0, o0 = phase[t], start + shift[t]
+                for f in range(length):
+                    acc[t, numba.uint64(f)] += grid[numba.uint64(start + f)] * \
+                        phases[p0, numba.uint64(o0 + f)]
+    # the products at the grid's extra columns (whatever x holds there) are left out
+    line = np.empty(ow, np.float64)
+    for t in range(taps):
+        line[:] = 0  # the rows added elementwise first (vectorised), then the one row
+        for i in range(band_rows):
+            for j in range(ow):
+                line[j] += acc[t, numba.uint64(i * pitch + j)]
+        dwt[k, 0, t // kw, t % kw] = line.sum()
+    if with_bias:
+        db[k] = sums.sum()
+
+
+_backward_weight = Loop(_backward_weight_channel, lambda x, dy, *rest: dy.shape[1])
 
 
 def _planes(array):

@@ -36,7 +36,7 @@ import numpy as np
 from . import aligned
 from .microkernel import (LANES, TILES, biased_micro_kernel, gathered_micro_kernel,
                           micro_kernel, prefetch, prefetch_for_store, sliding_micro_kernel)
-from .task_call import PerTile, call_task, compiled_for_tile, find_task, task_hash
+from .task_call import PerTile, compiled_for_tile, run_tasks
 from .transpose_numba import (NO_SHIFT, channel_rows_to_planes, columns_to_panels,
                               gather_cells, image_rows, planes_to_rows, rows_to_planes)
 
@@ -64,7 +64,7 @@ NO_PADDED_COPY = np.empty(0, np.float32)  # ``by_image`` keeps no padded input
 NO_CHECK = np.empty(0, np.uint8)  # ``by_image`` notes nothing of its input's finiteness
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def forward(tasks, x, wt, offset, corner, out, y, rows, vectors, chunks, groups, tap_block, row,
             bias):
     """out[row[p], j·W + l] = Σ_t x_flat[corner[p] + offset[t]] · wt[j, t, l] for p <
@@ -84,15 +84,8 @@ def forward(tasks, x, wt, offset, corner, out, y, rows, vectors, chunks, groups,
     chunks = np.int64(max(1, min(tiles, chunks)))
     groups = np.int64(max(1, min(wt.shape[0], groups)))
     spread = _taps_apart(offset)
-    arguments = (np.int64(0), x, wt, offset, corner, out, y, chunks, groups, tap_block, row,
-                 bias, spread)
-    address = find_task(tasks, task_hash(arguments))
-    if address == 0:
-        return task_hash(arguments)  # ``task_call.Tasks.run`` compiles the task, calls again
-    for task in numba.prange(chunks * groups):
-        call_task(address, (np.int64(task), x, wt, offset, corner, out, y, chunks, groups,
-                            tap_block, row, bias, spread))
-    return 0
+    return run_tasks(tasks, chunks * groups, (x, wt, offset, corner, out, y, chunks, groups,
+                     tap_block, row, bias, spread))
 
 
 def forward_task_types(x, wt, offset, corner, out, y, rows, vectors, chunks, groups,
@@ -146,7 +139,7 @@ def forward_task(rows, vectors):
     return compiled_for_tile(run, rows, vectors)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def by_image(tasks, x, pad, padded, wt, offset, tap_start, corner, row, position_start,
              image_rows, y, source, bias, rows, vectors, tap_block, groups, clear, finite,
              sliding, row_length):
@@ -210,17 +203,9 @@ def by_image(tasks, x, pad, padded, wt, offset, tap_start, corner, row, position
     if sliding:  # the same tiles for every image
         tile_start, tile_rows = sliding_tiles(corner, row, row_length, along,
                                               wt.shape[2], image_rows * wt.shape[2])
-    arguments = (np.int64(0), x, pad, padded, wt, offset, tap_start, corner, row,
-                 position_start, image_rows, y, source, bias, tap_block, groups, clear, finite,
-                 sliding, tile_start, tile_rows)
-    address = find_task(tasks, task_hash(arguments))
-    if address == 0:
-        return task_hash(arguments)  # ``task_call.Tasks.run`` compiles the task, calls again
-    for n in numba.prange(y.shape[0]):
-        call_task(address, (np.int64(n), x, pad, padded, wt, offset, tap_start, corner, row,
-                            position_start, image_rows, y, source, bias, tap_block, groups,
-                            clear, finite, sliding, tile_start, tile_rows))
-    return 0
+    return run_tasks(tasks, y.shape[0], (x, pad, padded, wt, offset, tap_start, corner, row,
+                     position_start, image_rows, y, source, bias, tap_block, groups, clear, finite,
+                     sliding, tile_start, tile_rows))
 
 
 def _image_task_types(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
@@ -476,7 +461,7 @@ def _finite_values(values):
     return not nonfinite
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def weight(tasks, x, dy, laid_out, offset, corner, partial, sums, rows, vectors, position_block,
            groups):
     """partial[s, t, j·W + l] = Σ_{p in share s} x_flat[offset[t] + corner[p]] · dy_p[j·W + l],
@@ -498,15 +483,8 @@ def weight(tasks, x, dy, laid_out, offset, corner, partial, sums, rows, vectors,
     tiles = (offset.size + rows - 1) // rows
     groups = np.int64(max(1, min(groups, tiles)))
     spread = _taps_apart(offset)
-    arguments = (np.int64(0), x, dy, laid_out, offset, corner, partial, sums, position_block,
-                 groups, spread)
-    address = find_task(tasks, task_hash(arguments))
-    if address == 0:
-        return task_hash(arguments)  # ``task_call.Tasks.run`` compiles the task, calls again
-    for task in numba.prange(partial.shape[0] * groups):
-        call_task(address, (np.int64(task), x, dy, laid_out, offset, corner, partial, sums,
-                            position_block, groups, spread))
-    return 0
+    return run_tasks(tasks, partial.shape[0] * groups, (x, dy, laid_out, offset, corner, partial,
+                     sums, position_block, groups, spread))
 
 
 def _weight_task_types(x, dy, laid_out, offset, corner, partial, sums, rows, vectors,

@@ -21,12 +21,12 @@ import numpy as np
 from . import aligned
 from .implicit_gemm_numba import _pad_into
 from .microkernel import LANES, TILES, biased_micro_kernel, gathered_micro_kernel, prefetch
-from .task_call import PerTile, call_task, compiled_for_tile, find_task, task_hash
+from .task_call import PerTile, compiled_for_tile, run_tasks
 
 PLANAR_ROWS, PLANAR_VECTORS = TILES.planar
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def planar_images(tasks, x, pad, padded, w_rows, offset, y, out, length, tap_block, bias, rows,
                   vectors):
     """y[n, k, s] (N, K, S) = the planar product of image n of x with w_rows (Kp, T), Kp a
@@ -63,15 +63,8 @@ def planar_images(tasks, x, pad, padded, w_rows, offset, y, out, length, tap_blo
         row_bias[:k_out] = bias
     image, lp = np.int64(image), np.int64(lp)
     height, pitch = np.int64(height), np.int64(pitch)
-    arguments = (np.int64(0), x, pad, padded, image, w_rows, tap_index, c_row, offset, y, out,
-                 lp, height, pitch, tap_block, biased, row_bias)
-    address = find_task(tasks, task_hash(arguments))
-    if address == 0:
-        return task_hash(arguments)  # ``task_call.Tasks.run`` compiles the task, calls again
-    for n in numba.prange(n_images):
-        call_task(address, (np.int64(n), x, pad, padded, image, w_rows, tap_index, c_row,
-                            offset, y, out, lp, height, pitch, tap_block, biased, row_bias))
-    return 0
+    return run_tasks(tasks, n_images, (x, pad, padded, image, w_rows, tap_index, c_row, offset, y,
+                     out, lp, height, pitch, tap_block, biased, row_bias))
 
 
 def _image_product_types(x, pad, padded, w_rows, offset, y, out, length, tap_block, bias, rows,

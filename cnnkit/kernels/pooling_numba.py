@@ -20,7 +20,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .microkernel import LANES as _TARGET_LANES
-from .task_call import Tasks, call_task, find_task, task_hash
+from .task_call import Tasks, run_tasks
 
 # Outputs per ``pair_max``: at most 8, so the 14-wide maps of a 28×28 network take whole
 # blocks on AVX-512 too (16 lanes would leave them to the scalar loop).
@@ -151,7 +151,7 @@ def _tap_phases(kw, sw, pw, dw, width, ow):
     return taps
 
 
-@numba.njit(**_JIT)
+@numba.njit(cache=True)
 def _forward_2x2(tasks, x, out, index, vector):
     """``_forward`` for the most common pooling, 2×2 windows at stride 2 inside the input:
     ``pair_max`` computes LANES outputs at a time from two vector loads per input row, the
@@ -162,13 +162,8 @@ def _forward_2x2(tasks, x, out, index, vector):
     The scalar loop is left to float64 and to the last rows, whose block would read past x:
     LLVM vectorises it on AVX-512 but leaves it branchy on AVX2, where the block made
     (128, 64, 14, 14) 6× faster (2.2 → 0.36 ms) and (128, 128, 7, 7) 2.4× (0.94 → 0.39)."""
-    arguments = (np.int64(0), x, out, index, vector)
-    address = find_task(tasks, task_hash(arguments))
-    if address == 0:
-        return task_hash(arguments)  # ``task_call.Tasks.run`` compiles the task, calls again
-    for group in numba.prange(-(-x.shape[0] * x.shape[1] // _PLANES_PER_TASK)):
-        call_task(address, (np.int64(group), x, out, index, vector))
-    return 0
+    return run_tasks(tasks, -(-x.shape[0] * x.shape[1] // _PLANES_PER_TASK), (x, out, index,
+                     vector))
 
 
 @numba.njit(cache=True)

@@ -1,27 +1,39 @@
-"""Parallel loops that call their task by its address, so that they do not carry its code.
+"""Kernels that hand their tasks to one parallel loop, which calls each task by its address, so
+that no kernel carries a parallel loop of its own, or its task's code.
 
-Numba compiles a ``prange`` loop into a function of its own, links it into the kernel that
-holds it, and links every compiled function either calls into them. Each link has LLVM
-optimise and compile the callees' code once more. The implicit GEMM's per-image task (its
-register tiles unrolled) took 1.8 s to compile alone, and the loop around it 3.9 s more; an
-empty loop took 0.45 s (AVX-512, one tile; ``python -m cnnkit.bench.first_step`` lists each
-kernel's compiling). A loop that calls the task through its address links none of it.
+Numba compiles a ``prange`` loop into a function of its own (a "gufunc" and its launcher),
+links it into the kernel that holds it, and links every compiled function either calls into
+them; each link has LLVM optimise and compile the callees' code once more. The implicit GEMM's
+per-image task (its register tiles unrolled) took 1.8 s to compile alone, and a loop around it
+3.9 s more; an empty loop took 0.45 s (AVX-512, one tile). Here the one parallel loop,
+``_every_task``, is compiled once per machine (then loaded from Numba's cache), and a kernel is
+plain code that ends by calling ``run_tasks(table, count, arguments)``: the loop then runs
+task(i, *arguments) for i < count on Numba's threads, as a ``prange`` over i would, calling the
+task through its compiled address. ``python -m cnnkit.bench.first_step`` lists each kernel's
+compiling; BENCHMARKS.md, "Parallel loops that call their task by address" and "One parallel
+loop for every kernel", has the measurements.
 
-A kernel run this way takes a table of (hash, address) rows, ``Tasks.table``, as its first
-argument. Its compiled code holds the hash of its task's argument types (``task_hash``, a
-constant), finds that row and calls the address (``call_task``); when the table has no such
-row it returns the hash without doing anything, and ``Tasks.run`` compiles (or loads from
-Numba's cache) the task for those argument types, adds its row and runs the kernel again. The
-hash, not a table index, is what the compiled kernel holds, so a kernel loaded from the cache
-in another process finds the right task, and never calls a task compiled for other types. A
-kernel looks its task up before it writes anything, as it may run twice. BENCHMARKS.md,
-"Parallel loops that call their task by address", has the measurements.
+The kernel takes a table of rows (hash, task address), ``Tasks.table``, as its first argument.
+Its compiled code holds the hash of its task's argument types (``task_hash``, a constant) and
+finds that row; when the table has no such row it returns the hash without doing anything, and
+``Tasks.run`` compiles (or loads from Numba's cache) the task for those argument types, adds
+the row and runs the kernel again. The hash, not a table index, is what the compiled kernel
+holds, so a kernel loaded from the cache in another process finds the right task, and never
+calls a task compiled for other types. A kernel looks its task up before it writes anything, as
+it may run twice.
+
+The loop passes each task its index and one pointer, to the kernel's arguments as it stored
+them in its own frame (``run_tasks``); a trampoline that the kernel's compiled code holds for
+its argument types (``_trampoline``) reads them there and calls the task. Nothing is copied or
+reference-counted per task, and an exception a task raises propagates as from a direct call (in
+the parallel loop, Numba hands it to Python as the cause of a SystemError).
 """
 import hashlib
 import threading
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
@@ -84,11 +96,102 @@ def compiled_for_tile(function, rows, vectors):
 
 @numba.njit(cache=True)
 def find_task(table, wanted):
-    """The address in ``table``'s row for hash ``wanted``, 0 when it has none."""
+    """The row of ``table`` for hash ``wanted``, −1 when it has none."""
     for i in range(table.shape[0]):
         if table[i, 0] == wanted:
-            return table[i, 1]
+            return i
+    return -1
+
+
+@intrinsic
+def address_of(typingctx, values):
+    """The address (an int64) of a copy of ``values`` in the caller's frame, valid until the
+    caller returns."""
+    def codegen(context, builder, signature, args):
+        slot = cgutils.alloca_once_value(builder, args[0])
+        return builder.ptrtoint(slot, context.get_value_type(types.int64))
+    return types.int64(values), codegen
+
+
+@numba.njit(parallel=True, cache=True)
+def _every_task(trampoline, count, packed):
+    """The one parallel loop: trampoline(i, packed) for i < ``count`` on Numba's threads."""
+    for i in numba.prange(count):
+        call_task(trampoline, (np.int64(i), packed))
+
+
+_LOOP = _hash(("task_call._every_task",))  # the loop's row in every table
+
+
+@numba.njit(inline="always")
+def run_tasks(table, count, arguments):
+    """task(i, *arguments) for each i < ``count``, in parallel; 0, or when ``table`` has no
+    task for these argument types, their hash (a kernel returns it: ``Tasks.run``)."""
+    indexed = (np.int64(0),) + arguments
+    row = find_task(table, task_hash(indexed))
+    if row < 0:
+        return task_hash(indexed)
+    loop = table[find_task(table, np.int64(_LOOP)), 1]
+    call_task(loop, (_trampoline(arguments), np.int64(count),
+                     address_of((table[row, 1], arguments))))
     return 0
+
+
+@intrinsic
+def _trampoline(typingctx, arguments):
+    """The address of a function (index, address) emitted into the caller's compiled code:
+    it reads the pair (task address, arguments) stored at ``address`` (``run_tasks``), the
+    arguments of ``arguments``' types, and calls the task with the index and them, its
+    arrays as views that own nothing (``_unowned``)."""
+    if not isinstance(arguments, types.BaseTuple):
+        return None
+    task_types = [types.int64] + list(arguments.types)
+    packed = types.Tuple((types.int64, arguments))
+
+    def codegen(context, builder, signature, args):
+        call_conv = context.call_conv
+        function_type = call_conv.get_function_type(types.none, [types.int64] * 2)
+        function = cgutils.get_or_insert_function(
+            builder.module, function_type, f"cnnkit.task_call.trampoline.{_hash(task_types):x}")
+        if function.is_declaration:
+            function.linkage = "internal"
+            inner = ir.IRBuilder(function.append_basic_block("entry"))
+            index, address = call_conv.get_arguments(function)
+            pointer = inner.inttoptr(address, context.get_value_type(packed).as_pointer())
+            stored = inner.load(pointer)
+            values = inner.extract_value(stored, 1)
+            task_arguments = [index] + [
+                _unowned(context, inner, kind, inner.extract_value(values, i))
+                for i, kind in enumerate(arguments.types)]
+            task_type = call_conv.get_function_type(types.none, task_types)
+            task = inner.inttoptr(inner.extract_value(stored, 0), task_type.as_pointer())
+            status, _ = call_conv.call_function(inner, task, types.none, task_types,
+                                                task_arguments)
+            with cgutils.if_unlikely(inner, status.is_error):
+                call_conv.return_status_propagate(inner, status)
+            call_conv.return_native_none(inner)
+        return builder.ptrtoint(function, context.get_value_type(types.int64))
+    return types.int64(arguments), codegen
+
+
+def _unowned(context, builder, kind, value):
+    """An array ``value`` as a view that owns nothing (no meminfo), as a parallel loop's body
+    gets its arrays: the task's views of it then take no reference, an atomic count on the
+    array's one meminfo that the threads' tasks would contend for (a task per plane of
+    (32, 32, 784) float32: 325 against 100 µs on 2 threads). The kernel's caller holds the
+    arrays until the loop has run, and a task returns nothing, so none outlives the call."""
+    if not isinstance(kind, types.Array):
+        return value
+    array = context.make_array(kind)(context, builder, value=value)
+    array.meminfo = cgutils.get_null_value(array.meminfo.type)
+    return array._getvalue()
+
+
+def _address(dispatcher, argument_types):
+    """The compiled (or cached) variant of ``dispatcher`` for these types, and its address."""
+    dispatcher.compile(argument_types)
+    result = dispatcher.overloads[argument_types]
+    return result, result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
 
 
 class Tasks:
@@ -117,14 +220,15 @@ class Tasks:
             raise AssertionError(f"task_call: the kernel asks for a task of other argument "
                                  f"types than {argument_types}")
         with self._lock:
-            if find_task(self.table, wanted):
+            if find_task(self.table, wanted) >= 0:
                 return
-            self.task.compile(argument_types)
-            result = self.task.overloads[argument_types]
+            rows = [] if find_task(self.table, _LOOP) >= 0 else [
+                [_LOOP, _address(_every_task, (types.int64,) * 3)[1]]]
+            result, address = _address(self.task, argument_types)
             if result.signature.return_type != types.none:
                 raise AssertionError("task_call: a task must return nothing")
-            address = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
-            self.table = np.concatenate([self.table, np.array([[wanted, address]], np.int64)])
+            rows.append([wanted, address])
+            self.table = np.concatenate([self.table, np.array(rows, np.int64)])
 
 
 class PerTile:
@@ -147,3 +251,25 @@ class PerTile:
             self._tasks = Tasks(self.make_task(self.rows, self.vectors), self.task_types)
         at = self.tile_at
         self._tasks.run(self.kernel, *args[:at], self.rows, self.vectors, *args[at:])
+
+
+@numba.njit(cache=True)
+def _each(tasks, count, arguments):
+    return run_tasks(tasks, count, arguments)
+
+
+def _arguments_types(count, arguments):
+    return (types.int64,) + tuple(map(numba.typeof, arguments))
+
+
+class Loop:
+    """A parallel loop over one task: ``Loop(task, count)(*args)`` runs task(i, *args) for
+    each i < count(*args) on the one parallel loop, as ``for i in prange(count): task(i,
+    *args)`` in a kernel of its own would, without compiling a parallel loop for it; the task
+    is compiled on the first call with each kind of operand (``Tasks``)."""
+
+    def __init__(self, task, count):
+        self._tasks, self._count = Tasks(task, _arguments_types), count
+
+    def __call__(self, *args):
+        self._tasks.run(_each, self._count(*args), args)

@@ -14,6 +14,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .. import tuning
+from .task_call import Loop
 
 # The three shuffle rounds: (first, second, mask) per output vector, as indices into the
 # previous round's eight vectors; the last round leaves column j in vector j.
@@ -196,13 +197,17 @@ def _add_shares(partial, t0, t1):
                 first[r, j] += other[r, j]
 
 
-@numba.njit(parallel=True, cache=True)
-def _shares_to_planes_parallel(partial, out, no_shift):
+@numba.njit(cache=True)
+def _shares_to_planes_block(block, partial, out, no_shift):
     total = out.shape[0] * out.shape[2]
-    for block in numba.prange(-(-total // _SHARE_BLOCK)):
-        t0, t1 = block * _SHARE_BLOCK, min(total, (block + 1) * _SHARE_BLOCK)
-        _add_shares(partial, t0, t1)
-        rows_to_planes(partial[0], out, t0, t1, no_shift)
+    t0, t1 = block * _SHARE_BLOCK, min(total, (block + 1) * _SHARE_BLOCK)
+    _add_shares(partial, t0, t1)
+    rows_to_planes(partial[0], out, t0, t1, no_shift)
+
+
+_shares_to_planes_parallel = Loop(_shares_to_planes_block,
+                                  lambda partial, out, no_shift:
+                                  -(-out.shape[0] * out.shape[2] // _SHARE_BLOCK))
 
 
 @numba.njit(cache=True)
@@ -235,11 +240,13 @@ def _planes_to_rows_task(a, out, sums, summed, task, blocks):
     image_rows(a, n, s0, min(s0 + 64, positions), out, n * positions, total, summed)
 
 
-@numba.njit(parallel=True, cache=True)
-def _planes_to_rows_parallel(a, out, sums, summed):
-    blocks = -(-a.shape[2] // 64)
-    for task in numba.prange(a.shape[0] * blocks):  # a signed index, as the serial driver's
-        _planes_to_rows_task(a, out, sums, summed, np.int64(task), blocks)
+@numba.njit(cache=True)
+def _planes_to_rows_block(task, a, out, sums, summed):
+    _planes_to_rows_task(a, out, sums, summed, task, -(-a.shape[2] // 64))
+
+
+_planes_to_rows_parallel = Loop(_planes_to_rows_block,
+                                lambda a, out, sums, summed: a.shape[0] * -(-a.shape[2] // 64))
 
 
 @numba.njit(cache=True)

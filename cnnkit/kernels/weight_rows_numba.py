@@ -24,11 +24,11 @@ import numpy as np
 from . import aligned
 from .bias_numba import plane_sum
 from .microkernel import LANES, TILES, gathered_micro_kernel
-from .task_call import PerTile, call_task, compiled_for_tile, find_task, task_hash
+from .task_call import PerTile, compiled_for_tile, run_tasks
 from .transpose_numba import transpose8
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def weight_rows(tasks, x, pad, dy, row_shift, corner, partial, sums, block, rows, vectors):
     """partial[task, r, k, j] (shares, R, Kp, Jp): the task's images' sums above, Jp = kw·C
     padded to the tile width; the caller adds the shares (each task sums its images in
@@ -39,14 +39,8 @@ def weight_rows(tasks, x, pad, dy, row_shift, corner, partial, sums, block, rows
     caller, as are columns j ≥ kw·C. Unless ``sums`` (shares, K) is empty, sums[task, k] =
     Σ over the task's images and positions of dy[n, k, s] (float64), the bias gradient's
     shares."""
-    arguments = (np.int64(0), x, pad, dy, row_shift, corner, partial, sums, block)
-    address = find_task(tasks, task_hash(arguments))
-    if address == 0:
-        return task_hash(arguments)  # ``task_call.Tasks.run`` compiles the task, calls again
-    for task in numba.prange(partial.shape[0]):
-        call_task(address, (np.int64(task), x, pad, dy, row_shift, corner, partial, sums,
-                            block))
-    return 0
+    return run_tasks(tasks, partial.shape[0], (x, pad, dy, row_shift, corner, partial, sums,
+                     block))
 
 
 @functools.cache
