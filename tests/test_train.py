@@ -225,9 +225,11 @@ def test_the_bar_says_so_while_a_step_waits_on_compiling():
     assert hidden.descriptions == []
 
 
-def test_an_epochs_bar_shows_the_compiling(monkeypatch, rng):
-    """``train_one_epoch``'s own bar (shown here although the output is not a terminal) says
-    so during a step that compiles (a loss that calls a function compiled on first use)."""
+@pytest.mark.parametrize("phase", ["train", "eval"])
+def test_an_epochs_bars_show_the_compiling(monkeypatch, rng, phase):
+    """``train_one_epoch``'s and ``evaluate``'s own bars (shown here although the output is
+    not a terminal) say so during a step that compiles (a loss that calls a function compiled
+    on first use)."""
     import io
 
     import numba
@@ -246,6 +248,9 @@ def test_an_epochs_bar_shows_the_compiling(monkeypatch, rng):
     model = models.get("vgg_small", input_size=8, stages=[[4]], hidden=8)
     images = rng.random((20, 1, 8, 8), dtype=np.float32)
     loader = DataLoader(TensorDataset(images, rng.integers(0, 10, 20)), batch_size=10)
-    trainer.train_one_epoch(model, loader, optim.SGD(model.parameters(), lr=0.1),
-                            loss_fn=loss_fn, progress=True)
-    assert f"train ({COMPILING})" in written.getvalue()
+    if phase == "train":
+        trainer.train_one_epoch(model, loader, optim.SGD(model.parameters(), lr=0.1),
+                                loss_fn=loss_fn, progress=True)
+    else:
+        trainer.evaluate(model, loader, loss_fn=loss_fn, progress=True)
+    assert f"{phase} ({COMPILING})" in written.getvalue()

@@ -1,10 +1,10 @@
-"""A progress bar that says when a training step waits on compiling.
+"""A progress bar that says when a step of training or evaluation waits on compiling.
 
 A fresh install compiles each kernel the first time a model reaches it, for this CPU, and
 Numba caches it for later runs: the first step of a run on a new machine waits tens of
-seconds (``python -m cnnkit.bench.first_step`` measures it; BENCHMARKS.md, "Parallel loops
-that call their task by address") while the bar stands at its first batch. ``compiling_shown``
-says so on the bar while it happens.
+seconds (``python -m cnnkit.bench.first_step`` measures it; BENCHMARKS.md, "One parallel loop
+for every kernel"), and the first evaluation compiles kernels of its own, while the bar stands
+at its first batch. ``compiling_shown`` says so on the bar while it happens.
 """
 import contextlib
 

@@ -102,17 +102,21 @@ def evaluate(model, loader, loss_fn=F.cross_entropy, progress: bool = False) -> 
     was_training = model.training
     model.eval()
     loss_mean, correct, seen = RunningMean(), 0, 0
+    bar = tqdm(loader, desc="eval", leave=False, disable=None if progress else True,
+               unit="batch", dynamic_ncols=True, mininterval=0.5)
     try:
-        with no_grad():
-            for batch in tqdm(loader, desc="eval", leave=False,
-                              disable=None if progress else True,
-                              unit="batch", dynamic_ncols=True, mininterval=0.5):
+        # evaluation compiles kernels of its own on a fresh install (batch norm's statistics
+        # kept, no graph), after the first epoch's training
+        with no_grad(), compiling_shown(bar, "eval") as note:
+            for batch in bar:
                 images, labels = _as_batch(batch)
                 scores = model(images)
                 loss_mean.update(loss_fn(scores, labels).item(), len(labels))
                 correct += correct_count(scores.data, labels)
                 seen += len(labels)
+                note.step_done()
     finally:
+        bar.close()
         model.train(was_training)
     return {"loss": loss_mean.mean, "accuracy": correct / seen if seen else np.nan,
             "count": seen}
