@@ -13,7 +13,8 @@ task through its compiled address. ``python -m cnnkit.bench.first_step`` lists e
 compiling; BENCHMARKS.md, "Parallel loops that call their task by address" and "One parallel
 loop for every kernel", has the measurements.
 
-The kernel takes a table of rows (hash, task address), ``Tasks.table``, as its first argument.
+The kernel takes a table of rows (hash, task address), ``Tasks.table``, as its first argument
+(row 0 the loop's).
 Its compiled code holds the hash of its task's argument types (``task_hash``, a constant) and
 finds that row; when the table has no such row it returns the hash without doing anything, and
 ``Tasks.run`` compiles (or loads from Numba's cache) the task for those argument types, adds
@@ -39,7 +40,8 @@ from numba.extending import intrinsic
 
 
 def _hash(argument_types):
-    """A 63-bit hash of a tuple of Numba types (never 0: 0 marks "ran")."""
+    """A 63-bit hash of a tuple of Numba types (never 0: a kernel returns 0 when it ran, and
+    row 0 of a table, the loop's, has 0)."""
     text = repr(tuple(argument_types)).encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1 or 1
 
@@ -120,9 +122,6 @@ def _every_task(trampoline, count, packed):
         call_task(trampoline, (np.int64(i), packed))
 
 
-_LOOP = _hash(("task_call._every_task",))  # the loop's row in every table
-
-
 @numba.njit(inline="always")
 def run_tasks(table, count, arguments):
     """task(i, *arguments) for each i < ``count``, in parallel; 0, or when ``table`` has no
@@ -131,9 +130,8 @@ def run_tasks(table, count, arguments):
     row = find_task(table, task_hash(indexed))
     if row < 0:
         return task_hash(indexed)
-    loop = table[find_task(table, np.int64(_LOOP)), 1]
-    call_task(loop, (_trampoline(arguments), np.int64(count),
-                     address_of((table[row, 1], arguments))))
+    call_task(table[0, 1], (_trampoline(arguments), np.int64(count),  # row 0: the loop
+                            address_of((table[row, 1], arguments))))
     return 0
 
 
@@ -222,8 +220,9 @@ class Tasks:
         with self._lock:
             if find_task(self.table, wanted) >= 0:
                 return
-            rows = [] if find_task(self.table, _LOOP) >= 0 else [
-                [_LOOP, _address(_every_task, (types.int64,) * 3)[1]]]
+            # row 0, before any task's: the one loop (its hash 0 is never a task's)
+            rows = [] if self.table.shape[0] else [
+                [0, _address(_every_task, (types.int64,) * 3)[1]]]
             result, address = _address(self.task, argument_types)
             if result.signature.return_type != types.none:
                 raise AssertionError("task_call: a task must return nothing")
@@ -259,7 +258,7 @@ def _each(tasks, count, arguments):
 
 
 def _arguments_types(count, arguments):
-    return (types.int64,) + tuple(map(numba.typeof, arguments))
+    return _index_and_arguments(*arguments)
 
 
 class Loop:
