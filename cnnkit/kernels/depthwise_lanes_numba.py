@@ -16,11 +16,13 @@ all CB channels of an output pixel as NV vectors:
 
 ``microkernel.lanewise_micro_kernel`` does MR pixels at a time, each tap's weight vectors
 loaded once for them; in groups, W[t] is G vectors, each multiplying one lane permutation of
-X's vector (lane c takes lane c − c % G + g), made in registers. A group wider than a vector
-(AVX2's 16 channels, SSE's 8) is a block of its own (CB = G, ``_channels``): its permutations
-are broadcasts of x's G values, and each pass is the broadcast micro-kernel's product with
-the (tap, member) pairs as its terms (``_pairs``), a dense layer per block. The result is
-transposed back into planes, the bias added on the way. The passes:
+X's vector (lane c takes lane c − c % G + g), made in registers. A group that fills a block
+(AVX-512's 16 channels, AVX2's 8 and 16, SSE's 8) is a block of its own (CB = G,
+``_channels``): its permutations are broadcasts of x's G values, and the forward pass and
+input gradient are the broadcast micro-kernel's product with the (tap, member) pairs as its
+terms (``_pairs``), a dense layer per block (``microkernel.broadcasts``); so is the weight
+gradient of a group wider than a vector. The result is transposed back into planes, the bias
+added on the way. The passes:
 
     forward          the sum above; the padding cells are terms (0 · w), as in PyTorch's
                      forward pass on the padded input
@@ -49,7 +51,7 @@ import numpy as np
 from .. import tuning
 from ..cpu import host
 from .microkernel import (LANES, lanewise_micro_kernel, lanewise_spread_micro_kernel,
-                          spans_vectors, wide_vectors)
+                          broadcasts, spans_vectors, wide_vectors)
 from .transpose_numba import transpose8, transpose8_cells, transpose8_shift
 
 VECTORS = max(1, 8 // LANES)  # NV: vectors per pixel, so that a block is whole 8 × 8 transposes
@@ -62,9 +64,10 @@ def _channels(width):
 
 
 def _wide_rows(width):
-    """MR of a group wider than a vector, whose passes are the broadcast tile's products over
+    """MR of a group that fills a block, whose passes are the broadcast tile's products over
     (tap, member) pairs (``microkernel.lanewise_micro_kernel``): the implicit GEMM's MR for its
-    NV (AVX2's groups of 16: 6 × 2; 128-bit SSE's of 8: 6 × 2), 0 where the target has none."""
+    NV (AVX-512's groups of 16 and AVX2's of 8: 8 × 1; AVX2's of 16 and 128-bit SSE's of 8:
+    6 × 2), 0 where the target has none."""
     rows = host().tiles.gemm_rows
     vectors = wide_vectors(width)
     return rows[vectors] if vectors < len(rows) and width >= BLOCK else 0
@@ -74,8 +77,8 @@ def _pixels(width):
     """MR, pixels per tile, for groups of ``width`` lanes: MR·NV accumulators, width·NV weight
     vectors and one loaded x vector (plus its permuted copy in groups) in the registers (8 × 1
     on AVX-512 and AVX2 for depthwise layers: 10 of 16 registers; 6 × 2 on 128-bit SSE: 15),
-    at most 8; for a group wider than a vector, ``_wide_rows``."""
-    if spans_vectors(width):
+    at most 8; for a group that fills a block (``microkernel.broadcasts``), ``_wide_rows``."""
+    if broadcasts(width, VECTORS):
         return _wide_rows(width)
     spare = host().registers - width * VECTORS - (1 if width == 1 else VECTORS + 1)
     return min(8, spare // VECTORS)
@@ -273,7 +276,7 @@ def _correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows,
     (``_lane_weights``; taps at ``offset``, output pixels' corners at ``corner``,
     ``_tables``), plus the bias (none if empty): the forward pass (steps 1), and the input
     gradient (steps: the layer's stride). Groups of ``width`` channels, MR = ``rows``; a group
-    wider than a vector has its (tap, member) pairs as the taps (``_pairs``)."""
+    that fills a block has its (tap, member) pairs as the taps (``_kernels``)."""
     numba.literally(rows)
     numba.literally(width)
     n_images, channels, x_rows, cols = x.shape
@@ -384,20 +387,21 @@ def _c(array):
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _pairs(offset, width):
-    """A group wider than a vector: its taps' offsets per member g, offset_t + g in (tap,
-    member) order (the broadcast tile's T); narrower groups' taps as they are."""
-    return (offset[:, None] + np.arange(width)).reshape(-1) if spans_vectors(width) else offset
+def _pairs(offset, width, broadcast):
+    """For the broadcast tile (``broadcast``), a group's taps' offsets per member g,
+    offset_t + g in (tap, member) order (its T); for the lane-wise tiles the taps as they are."""
+    return (offset[:, None] + np.arange(width)).reshape(-1) if broadcast else offset
 
 
 def _kernels(w, transposed, offset):
-    """``_lane_weights`` and the tap offsets for ``_correlate``: a group wider than a vector's
-    (tap, member) pairs as taps of one vector set each (``_pairs``)."""
+    """``_lane_weights`` and the tap offsets for ``_correlate``: a group that fills a block
+    has its (tap, member) pairs as taps of one vector set each (``_pairs``)."""
     width = w.shape[1]
     lane_w = _lane_weights(_c(w), transposed, _channels(width))
-    if spans_vectors(width):
+    broadcast = broadcasts(width, VECTORS)
+    if broadcast:
         lane_w = lane_w.reshape(lane_w.shape[0], -1, 1, lane_w.shape[3])
-    return lane_w, _pairs(offset, width)
+    return lane_w, _pairs(offset, width, broadcast)
 
 
 def forward(x, w, pads, stride, dilation, out_shape, bias=None):
@@ -463,7 +467,7 @@ def backward_weight(x, dy, kernel, pads, stride, dilation, width=1, with_bias=Fa
     channels, blocks = x.shape[1], -(-x.shape[1] // block)
     # enough tasks for the threads when the channel blocks are few: the images in shares
     shares = max(1, min(x.shape[0], -(-2 * numba.get_num_threads() // blocks)))
-    rows, tap_rows = _tap_rows(width, rotate), _pairs(offset, width)
+    rows, tap_rows = _tap_rows(width, rotate), _pairs(offset, width, spans_vectors(width))
     # a tile row per tap with a set per member, or (wider than a vector) per (tap, member)
     sets = 1 if spans_vectors(width) else width
     partial = np.empty((shares, blocks, -(-tap_rows.size // rows) * rows, sets, block),

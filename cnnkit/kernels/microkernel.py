@@ -216,13 +216,13 @@ def lanewise_micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_row, ac
     b[t·ldb + g·LANES·NV + j]. A product of channels-last operands whose channels are
     independent (a depthwise layer) or meet only within groups of G (a grouped layer of G
     channels per group), ``depthwise_lanes_numba``; x's G lane permutations are made in
-    registers from one load. A group wider than a vector (G > LANES, NV = G / LANES: the block
-    is one group) has broadcasts of x's G values for its permutations: the caller passes the
-    (tap, member) pairs as T, offset[(t, g)] = offset_t + g and b's rows likewise, and the tile
-    is ``micro_kernel``'s with NV = G / LANES (``wide_vectors``)."""
+    registers from one load. A group that fills the block's NV vectors (``broadcasts``: the
+    block is one group) has broadcasts of x's G values for its permutations: the caller passes
+    the (tap, member) pairs as T, offset[(t, g)] = offset_t + g and b's rows likewise, and the
+    tile is ``micro_kernel``'s with NV = G / LANES (``wide_vectors``)."""
     if not _literals(rows, vectors, width):
         return None
-    if spans_vectors(width.literal_value):
+    if broadcasts(width.literal_value, vectors.literal_value):
         codegen = _tile_codegen(rows.literal_value, wide_vectors(width.literal_value), False)
     else:
         codegen = _tile_codegen(rows.literal_value, vectors.literal_value, gathered=False,
@@ -232,13 +232,28 @@ def lanewise_micro_kernel(typingctx, taps, x, base, offset, b, ldb, c, c_row, ac
 
 def spans_vectors(width):
     """Whether a group of ``width`` lanes is wider than a vector: its lane permutations are
-    broadcasts, and the lane-wise kernels compile to ``micro_kernel``'s tile over (tap,
-    member) pairs, NV = ``wide_vectors``."""
+    broadcasts, and the weight gradient's lane-wise kernel compiles to ``micro_kernel``'s tile
+    over (tap, member) pairs, NV = ``wide_vectors`` (the forward pass and input gradient do
+    from a vector's width on: ``broadcasts``)."""
     return width > LANES
 
 
+def broadcasts(width, vectors):
+    """Whether ``lanewise_micro_kernel`` takes a group of ``width`` lanes in blocks of
+    ``vectors`` vectors as the broadcast tile over (tap, member) pairs: where the group fills
+    the block (G ≥ LANES·NV), as AVX-512's groups of 16 channels and AVX2's of 8 do. Each of
+    x's G lanes is then loaded as a broadcast (a load), where the lane-wise tile makes G
+    permutations of one loaded vector in registers (shuffles, which on AVX-512 cores share a
+    port with the 512-bit multiply-adds). 32 groups of 16 channels, 16 images of 7 × 7,
+    forward pass: 0.79–0.81 ms against 0.88–0.97 (AVX-512; BENCHMARKS.md, "Groups that fill a
+    vector: broadcasts"). The weight gradient's tile (``lanewise_spread_micro_kernel``) keeps
+    the permutations up to a vector's width: there the broadcast tile measured slower."""
+    return width >= LANES * vectors
+
+
 def wide_vectors(width):
-    """NV of the tile of a group of ``width`` lanes wider than a vector: the group's vectors."""
+    """NV of the broadcast tile of a group of ``width`` lanes (``broadcasts``,
+    ``spans_vectors``): the group's vectors."""
     return width // LANES
 
 
