@@ -125,28 +125,36 @@ from numba import types
 from cnnkit.kernels import depthwise_lanes_numba as lanes
 from cnnkit.kernels.microkernel import broadcasts, spans_vectors, wide_vectors
 f32_3, f32_2, i64_1 = types.float32[:, :, ::1], types.float32[:, ::1], types.int64[::1]
+literal = types.IntegerLiteral
 
-def report(function, signature, rows, width, broadcast):
+def report(function, signature, rows, width, expected):
     function.compile(signature)  # compiled, not run
     blocks = re.split(r"\n(?=\.LBB)", function.inspect_asm(signature))
     loop = max(blocks, key=lambda block: block.count("vfmadd"))
     spills = len(re.findall(r"vmov\w+\s+%[xyz]mm\d+, -?\d*\(%rsp\)", loop))
-    # per iteration: MR·NV·G multiply-adds; the broadcast tile, one (tap, member) pair's
-    # MR·(G / LANES)
-    expected = rows * (wide_vectors(width) if broadcast else lanes.VECTORS * width)
     print(rows, width, expected, loop.count("vfmadd"), spills)
+
+def per_term(rows, width, broadcast):
+    # multiply-adds per iteration: MR·NV·G; the broadcast tile, one (tap, member) pair's
+    # MR·(G / LANES)
+    return rows * (wide_vectors(width) if broadcast else lanes.VECTORS * width)
 
 for width in lanes.GROUP_WIDTHS:
     rows = lanes._pixels(width)
     report(lanes._tiles, (f32_3, i64_1, i64_1, types.int64, f32_2, types.int64, f32_2, i64_1,
-                          types.int64, types.IntegerLiteral(rows), types.IntegerLiteral(width)),
-           rows, width, broadcasts(width, lanes.VECTORS))
+                          types.int64, literal(rows), literal(width)),
+           rows, width, per_term(rows, width, broadcasts(width, lanes.VECTORS)))
     for rotate in range(2 if width in lanes.ROTATABLE else 1):  # weight gradient: taps as rows
         rows = lanes._tap_rows(width, rotate)
         report(lanes._spread_tiles, (f32_3, i64_1, i64_1, types.int64, f32_3, f32_3, i64_1,
-                                     types.IntegerLiteral(rows), types.IntegerLiteral(width),
-                                     types.IntegerLiteral(rotate)), rows, width,
-               spans_vectors(width))
+                                     literal(rows), literal(width), literal(rotate)),
+               rows, width, per_term(rows, width, spans_vectors(width)))
+    if lanes._slides(width):  # along rows: MR·KW per (kernel row, member) pair
+        rows = lanes.sliding_rows(1)
+        for kw in lanes.SLIDING_WIDTHS:
+            report(lanes._slide, (f32_3, i64_1, i64_1, f32_3, types.int64, f32_2, i64_1,
+                                  literal(rows), literal(kw), literal(width)),
+                   rows, width, rows * kw)
 """
 
 
@@ -155,7 +163,9 @@ def test_lanewise_tap_loop_is_one_tap_with_no_spill(cpu_name, tmp_path):
     """The same for the lane-wise micro-kernel of the kernels with channels on the lanes, at
     each of its tile heights (pixels per group width, and the weight gradient's taps per group
     width, G sets of accumulators): MR·NV·G multiply-adds per tap, or where the tile is the
-    broadcast one (``microkernel.broadcasts``, ``spans_vectors``) its per (tap, member) pair."""
+    broadcast one (``microkernel.broadcasts``, ``spans_vectors``) its per (tap, member) pair,
+    and along rows (``_slide``, where the target has it) MR·KW per (kernel row, member)
+    pair."""
     for line in _run(cpu_name, "-c", _LANEWISE_LOOP, NUMBA_CACHE_DIR=str(tmp_path)).splitlines():
         rows, width, expected, multiply_adds, spills = map(int, line.split())
         assert (multiply_adds, spills) == (expected, 0), line

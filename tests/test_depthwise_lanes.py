@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch_oracle import assert_close
 
-from cnnkit import reference
+from cnnkit import reference, tuning
 from cnnkit.kernels import conv, depthwise_lanes_numba as lanes
 
 BLOCK = lanes.BLOCK
@@ -102,15 +102,96 @@ def test_small_layer_matches_the_reference_loops(width):
             dy, x.shape, w, stride, ((1, 2), (0, 1)), 1, c // width), rtol=1e-5, atol=1e-5)
 
 
+SLIDING_WIDTHS = [width for width in lanes.GROUP_WIDTHS if lanes._slides(width)]
+
+
+def _sliding_maps():
+    """(rows, cols, kernel, stride, dilation) of maps whose forward pass and input gradient can
+    run along rows, laid out each way: rows of twice MR (by rows), a ragged last tile, rows
+    shorter than MR (one run), the outputs' rows 2 apart, a kernel's rows 2 apart."""
+    mr = lanes.sliding_rows(1)
+    return [(3, 2 * mr, (3, 3), (1, 1), (1, 1)), (2, mr + 3, (5, 5), (1, 1), (1, 1)),
+            (5, 4, (3, 5), (1, 1), (1, 1)), (7, mr + 1, (3, 3), (2, 1), (1, 1)),
+            (6, 9, (3, 3), (1, 1), (2, 1))]
+
+
+@pytest.mark.parametrize("width", SLIDING_WIDTHS or [None])
+@pytest.mark.parametrize("rows, cols, kernel, stride, dilation", _sliding_maps())
+def test_tile_along_rows_matches_the_reference_loops(width, rows, cols, kernel, stride,
+                                                     dilation):
+    """The broadcast tile along output rows (``_slide``) against ``cnnkit.reference``'s
+    literal sums, forced on and off, for the groups that have it on this target: a block and
+    a partial one, asymmetric padding."""
+    if width is None:
+        pytest.skip("no group width runs along rows on this target")
+    rng = np.random.default_rng(rows * cols)
+    c = lanes._channels(width) + width
+    x = rng.standard_normal((2, c, rows, cols)).astype(np.float32)
+    w = rng.standard_normal((c, width) + kernel).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    pads = ((1, 2), (2, 1))
+    ref_y = reference.conv2d_forward(x, w, b, stride, pads, dilation, c // width)
+    dy = rng.standard_normal(ref_y.shape).astype(np.float32)
+    ref_dx = reference.conv_backward_input(dy, x.shape, w, stride, pads, dilation, c // width)
+    for slide in (True, False):
+        y = lanes.forward(x, w, pads, stride, dilation, ref_y.shape[2:], b, slide=slide)
+        dx = lanes.backward_input(dy, w, (rows, cols), pads, stride, dilation, slide=slide)
+        np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("width", SLIDING_WIDTHS or [None])
+def test_the_rule_runs_along_rows_where_little_is_wasted(width):
+    """With the tile's gain set to 1.05: rows of twice MR run along rows (nothing wasted), a
+    row of MR + 1 outputs does not (2·MR computed); forced, it does."""
+    if width is None:
+        pytest.skip("no group width runs along rows on this target")
+    mr = lanes.sliding_rows(1)
+    with tuning.override(depthwise_lanes_sliding_gain=1.05):
+        assert lanes._along_rows(width, 3, (1, 1), (1, 1), 3, 2 * mr, 2 * mr + 2, None) == mr
+        assert lanes._along_rows(width, 3, (1, 1), (1, 1), 1, mr + 1, mr + 3, None) == 0
+        assert lanes._along_rows(width, 3, (1, 1), (1, 1), 1, mr + 1, mr + 3, True) == mr
+        assert lanes._along_rows(width, 3, (1, 1), (1, 1), 3, 2 * mr, 2 * mr + 2, False) == 0
+
+
+_NO_ROW_TILE = [(width, kernel, stride, dilation) for width in SLIDING_WIDTHS[:1]
+                for kernel, stride, dilation in (((3, 2), (1, 1), (1, 1)),  # KW 2
+                                                 ((3, 3), (1, 2), (1, 1)),  # a column stride
+                                                 ((3, 3), (1, 1), (1, 2)))]  # column dilation
+_NO_ROW_TILE.append((1, (3, 3), (1, 1), (1, 1)))  # depthwise: the lane-wise tile only
+
+
+@pytest.mark.parametrize("width, kernel, stride, dilation", _NO_ROW_TILE)
+def test_slide_is_refused_where_there_is_no_tile_along_rows(width, kernel, stride, dilation):
+    """``slide=True`` raises a ValueError naming it where the tile along rows cannot run: a
+    kernel neither 3 nor 5 wide, a step or dilation along the rows, a depthwise layer."""
+    rng = np.random.default_rng(3)
+    c = lanes._channels(width)
+    x = rng.standard_normal((1, c, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((c, width) + kernel).astype(np.float32)
+    pads = ((1, 1), (1, 1))
+    y = reference.conv2d_forward(x, w, None, stride, pads, dilation, c // width)
+    with pytest.raises(ValueError, match="slide"):
+        lanes.forward(x, w, pads, stride, dilation, y.shape[2:], slide=True)
+    if stride == (1, 1):  # the input gradient's steps are 1 whatever the stride
+        with pytest.raises(ValueError, match="slide"):
+            lanes.backward_input(y, w, (8, 8), pads, stride, dilation, slide=True)
+
+
 @pytest.mark.parametrize("width", lanes.GROUP_WIDTHS)
 @pytest.mark.parametrize("transposed", [False, True])
-def test_lane_weights_follow_their_definition(width, transposed):
+@pytest.mark.parametrize("runs", [False, True])
+def test_lane_weights_follow_their_definition(width, transposed, runs):
     """Lane c of vector g of tap (a, b): w[c, g, a, b], or for the input gradient
-    w[c − c % G + g, c % G] with both kernel axes reversed; zeros past the channels."""
+    w[c − c % G + g, c % G] with both kernel axes reversed; zeros past the channels. In runs
+    (the tile along rows), the vectors ordered by kernel row, member and column."""
     block = lanes._channels(width)
     c = block + max(3 // width, 1) * width  # a whole block and a partial one
     w = np.random.default_rng(width).standard_normal((c, width, 3, 2)).astype(np.float32)
-    out = lanes._lane_weights(w, transposed, block)
+    out = lanes._lane_weights(w, transposed, block, 2 if runs else 0)
+    if runs:  # back to tap order: (block, a, g, b, lanes) -> (block, (a, b), g, lanes)
+        out = out.reshape(2, 3, width, 2, block).transpose(0, 1, 3, 2, 4).reshape(
+            2, 6, width, block)
     expected = np.zeros((2, 6, width, block), np.float32)
     for channel in range(c):
         for g in range(width):

@@ -21,8 +21,10 @@ X's vector (lane c takes lane c − c % G + g), made in registers. A group that 
 ``_channels``): its permutations are broadcasts of x's G values, and the forward pass and
 input gradient are the broadcast micro-kernel's product with the (tap, member) pairs as its
 terms (``_pairs``), a dense layer per block (``microkernel.broadcasts``); so is the weight
-gradient of a group wider than a vector. The result is transposed back into planes, the bias
-added on the way. The passes:
+gradient of a group wider than a vector. Where that tile is one vector wide and the taps are
+neighbours along the rows, it runs along output rows (``_slide``, as the implicit GEMM's
+``sliding_micro_kernel``), where the outputs it wastes allow (``_along_rows``). The result is
+transposed back into planes, the bias added on the way. The passes:
 
     forward          the sum above; the padding cells are terms (0 · w), as in PyTorch's
                      forward pass on the padded input
@@ -50,8 +52,10 @@ import numpy as np
 
 from .. import tuning
 from ..cpu import host
-from .microkernel import (LANES, lanewise_micro_kernel, lanewise_spread_micro_kernel,
-                          broadcasts, spans_vectors, wide_vectors)
+from .implicit_gemm_numba import (NO_ROWS, SLIDING_WIDTHS, along_rows, sliding_rows,
+                                  sliding_tiles)
+from .microkernel import (LANES, broadcasts, lanewise_micro_kernel, lanewise_spread_micro_kernel,
+                          sliding_cells_micro_kernel, spans_vectors, wide_vectors)
 from .transpose_numba import transpose8, transpose8_cells, transpose8_shift
 
 VECTORS = max(1, 8 // LANES)  # NV: vectors per pixel, so that a block is whole 8 × 8 transposes
@@ -115,6 +119,13 @@ def rotates(width):
 GROUP_WIDTHS = tuple(w for w in (1, 2, 4, 8, 16) if _pixels(w) >= 2)
 PIXELS = _pixels(1)
 _FLOAT = 4  # bytes
+
+
+def _slides(width):
+    """Whether groups of ``width`` lanes have a tile along output rows: the broadcast tile
+    (``microkernel.broadcasts``) of one vector, where the target has that tile's form along
+    rows (``implicit_gemm_numba.sliding_rows``: AVX-512's groups of 16, AVX2's of 8)."""
+    return broadcasts(width, VECTORS) and wide_vectors(width) == 1 and sliding_rows(1) > 0
 
 
 @numba.njit(cache=True)
@@ -197,6 +208,24 @@ def _tiles(x, base, offset, taps, weights, ldw, c, c_row, accumulate, rows, widt
 
 
 @numba.njit(cache=True)
+def _slide(x, start, offset, weights, ldw, c, c_row, rows, kw, cell):
+    """The broadcast tile along output rows (``microkernel.sliding_cells_micro_kernel``), MR =
+    ``rows`` neighbouring outputs a tile: tile t's first input at x's address + start[t]
+    (bytes), its output i to c's float c_row[t·MR + i]; the terms the (kernel row, member)
+    pairs at ``offset``, each a run of KW = ``kw`` taps, whose weights are ``weights``' rows
+    (pair·KW + a) of ``ldw`` floats; cells of ``cell`` floats (CB)."""
+    xa, oa, wa, ca, ra = (x.ctypes.data, offset.ctypes.data, weights.ctypes.data,
+                          c.ctypes.data, c_row.ctypes.data)
+    for t in range(start.size):
+        if kw == 3:
+            sliding_cells_micro_kernel(offset.size, xa + start[t], oa, wa, ldw, ca,
+                                       ra + 8 * t * rows, 0, rows, 1, 3, cell)
+        else:
+            sliding_cells_micro_kernel(offset.size, xa + start[t], oa, wa, ldw, ca,
+                                       ra + 8 * t * rows, 0, rows, 1, 5, cell)
+
+
+@numba.njit(cache=True)
 def _spread_tiles(x, base, offset, pixels, dy, c, c_row, rows, width, rotate):
     """The weight gradient's tiles, taps as rows, ``rows`` (MR) at a time over all of base's:
     C[c_row[i] + s·CB + j] += the sums of set s < width (``lanewise_spread_micro_kernel``, x
@@ -210,11 +239,13 @@ def _spread_tiles(x, base, offset, pixels, dy, c, c_row, rows, width, rotate):
 
 
 @numba.njit(cache=True)
-def _lane_weights(w, transposed, block):
+def _lane_weights(w, transposed, block, runs):
     """w (C, G, KH, KW), groups of G channels -> (⌈C / CB⌉, KH·KW, G, CB): block b's tap t =
     (a, b) as G vectors of its channels, zeros past C. Lane c of vector g holds
     w[c − c % G + g, c % G] with both kernel axes reversed when ``transposed`` (the input
     gradient's kernels), else w[c, g]. CB = ``block`` (``_channels``), a multiple of G.
+    With ``runs`` = KW (not 0), the vectors in the order of the tile along rows (``_slide``):
+    (⌈C / CB⌉, KH·G·KW, 1, CB), row (a·G + g)·KW + b holding tap (a, b)'s vector g.
 
     Loops by block, group and tap, with no division per value. This is a fixed cost of every
     forward pass and input gradient: for 512 channels in groups of 16, 3 × 3, 68 and 36 μs
@@ -224,26 +255,30 @@ def _lane_weights(w, transposed, block):
     taps = kh * kw
     flat = w.reshape(channels, width, taps)
     blocks = (channels + block - 1) // block
-    out = np.zeros((blocks, taps, width, block), np.float32)
+    out = np.zeros((blocks, taps * width, block), np.float32)
     for b in range(blocks):
         count = min(block, channels - b * block)  # a multiple of G: whole groups
         if width == 1:  # the loops below with G = 1: their lane loops would be 1 long
             for t in range(taps):
                 tap = taps - 1 - t if transposed else t
                 for lane in range(count):
-                    out[b, tap, 0, lane] = flat[b * block + lane, 0, t]
+                    out[b, tap, lane] = flat[b * block + lane, 0, t]
             continue
         for q in range(count // width):
             c0 = b * block + q * width  # the group's first channel
             for t in range(taps):
+                tap = taps - 1 - t if transposed else t
                 for g in range(width):
+                    at = ((tap // kw * width + g) * kw + tap % kw if runs else
+                          tap * width + g)
                     if transposed:
                         for r in range(width):
-                            out[b, taps - 1 - t, g, q * width + r] = flat[c0 + g, r, t]
+                            out[b, at, q * width + r] = flat[c0 + g, r, t]
                     else:
                         for r in range(width):
-                            out[b, t, g, q * width + r] = flat[c0 + r, g, t]
-    return out
+                            out[b, at, q * width + r] = flat[c0 + r, g, t]
+    return (out.reshape(blocks, taps * width, 1, block) if runs else
+            out.reshape(blocks, taps, width, block))
 
 
 @numba.njit(cache=True)
@@ -270,13 +305,16 @@ def _tables(kh, kw, dh, dw, out_rows, out_cols, sh, sw, pitch, rows, block):
 
 @numba.njit(parallel=True, cache=True)
 def _correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows, buf_cols, out,
-               runs, rows, width):
+               runs, rows, width, kw):
     """out (N, C, R, Q) = the correlation of x (N, C, H, W), its cells ``steps`` apart from
     (top, left) on in a buffer of buf_rows × buf_cols zero cells, with the kernels ``lane_w``
     (``_lane_weights``; taps at ``offset``, output pixels' corners at ``corner``,
     ``_tables``), plus the bias (none if empty): the forward pass (steps 1), and the input
     gradient (steps: the layer's stride). Groups of ``width`` channels, MR = ``rows``; a group
-    that fills a block has its (tap, member) pairs as the taps (``_kernels``)."""
+    that fills a block has its (tap, member) pairs as the taps (``_plan``). With KW = ``kw``
+    (not 0) the tiles run along output rows (``_slide``), ``corner`` and ``row`` their starts
+    and outputs' rows (``implicit_gemm_numba.sliding_tiles``), ``offset`` the (kernel row,
+    member) pairs'; the result's row P is the spare one for outputs not kept."""
     numba.literally(rows)
     numba.literally(width)
     n_images, channels, x_rows, cols = x.shape
@@ -290,30 +328,34 @@ def _correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows,
     cells = _cells(x_rows, cols, top, left, steps, buf_cols, block)
     for run in numba.prange(runs):
         buf = np.zeros((buf_rows, buf_cols, block), np.float32)
-        result = np.empty((out_rows * out_cols, block), np.float32)
+        result = np.empty((out_rows * out_cols + 1, block), np.float32)
         for task in range(run * tasks // runs, (run + 1) * tasks // runs):
             n, b = task // blocks, task % blocks
             c0 = b * block
             count = min(block, channels - c0)
             _to_lanes(planes, n, c0, count, cells, buf)
-            _tiles(buf, corner, offset, offset.size, lane_w[b], ldw, result, row, 0, rows,
-                   width)
+            if kw:
+                _slide(buf, corner, offset, lane_w[b], ldw, result, row, rows, kw, width)
+            else:
+                _tiles(buf, corner, offset, offset.size, lane_w[b], ldw, result, row, 0, rows,
+                       width)
             _to_planes(result, out_planes, n, c0, count, bias)
 
 
-def _entry(width):
-    rows = _pixels(width)
-
+def _entry(width, rows, kw):
     @numba.njit(cache=True)
     def correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows, buf_cols,
                   out, runs):
         _correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows, buf_cols,
-                   out, runs, rows, width)
+                   out, runs, rows, width, kw)
     return correlate
 
 
-# ``_correlate`` per group width, MR and the width compile-time constants of each
-CORRELATE = {width: _entry(width) for width in GROUP_WIDTHS}
+# ``_correlate`` per group width, and along rows per (width, KW): MR, the width and KW
+# compile-time constants of each (each compiled on its first call)
+CORRELATE = {width: _entry(width, _pixels(width), 0) for width in GROUP_WIDTHS}
+SLIDING = {(width, kw): _entry(width, sliding_rows(1), kw)
+           for width in GROUP_WIDTHS if _slides(width) for kw in SLIDING_WIDTHS}
 
 
 @numba.njit(parallel=True, cache=True)
@@ -393,39 +435,81 @@ def _pairs(offset, width, broadcast):
     return (offset[:, None] + np.arange(width)).reshape(-1) if broadcast else offset
 
 
-def _kernels(w, transposed, offset):
-    """``_lane_weights`` and the tap offsets for ``_correlate``: a group that fills a block
-    has its (tap, member) pairs as taps of one vector set each (``_pairs``)."""
-    width = w.shape[1]
-    lane_w = _lane_weights(_c(w), transposed, _channels(width))
+def _plan(w, transposed, out_rows, out_cols, steps, dilation, buf_cols, slide=None):
+    """(entry, lane_w, offset, corner, row) of a ``_correlate`` of out_rows × out_cols outputs
+    ``steps`` cells apart in a buffer of ``buf_cols`` cells a row, with w (C, G, KH, KW), or
+    its kernels flipped (``transposed``). One of three tiles:
+
+    * the lane-wise tile, pixel by pixel (``_tables``);
+    * for a group that fills a block (``microkernel.broadcasts``), the broadcast tile, its
+      terms the (tap, member) pairs (``_pairs``);
+    * that tile along output rows, its terms the (kernel row, member) pairs, each a run of KW
+      taps, so that each input value it broadcasts meets KW weight vectors (``_slide``):
+      where ``slide`` is True, or by default where ``_along_rows`` says so.
+
+    Raises ValueError for ``slide`` True where there is no tile along rows."""
+    width, (kh, kw) = w.shape[1], w.shape[2:]
+    block = _channels(width)
+    rows = _along_rows(width, kw, steps, dilation, out_rows, out_cols, buf_cols, slide)
+    if rows:
+        pairs = (np.arange(kh)[:, None] * (dilation[0] * buf_cols * block) +
+                 np.arange(width)).reshape(-1)
+        corner = _cells(out_rows, out_cols, np.int64(0), np.int64(0), steps, buf_cols, 1)
+        start, c_row = sliding_tiles(corner, NO_ROWS, out_cols, rows, block,
+                                     out_rows * out_cols * block)
+        return (SLIDING[width, kw], _lane_weights(_c(w), transposed, block, kw), pairs,
+                start * block, c_row.reshape(-1))
+    offset, corner, row = _tables(kh, kw, dilation[0], dilation[1], out_rows, out_cols,
+                                  *steps, buf_cols, _pixels(width), block)
+    lane_w = _lane_weights(_c(w), transposed, block, 0)
     broadcast = broadcasts(width, VECTORS)
     if broadcast:
         lane_w = lane_w.reshape(lane_w.shape[0], -1, 1, lane_w.shape[3])
-    return lane_w, _pairs(offset, width, broadcast)
+    return CORRELATE[width], lane_w, _pairs(offset, width, broadcast), corner, row
 
 
-def forward(x, w, pads, stride, dilation, out_shape, bias=None):
+def _along_rows(width, kw, steps, dilation, out_rows, out_cols, buf_cols, slide):
+    """MR of ``_plan``'s tile along output rows, or 0 for the tiles pixel by pixel: groups
+    that have one (``_slides``), KW = 3 or 5, step and dilation 1 along the rows, and by
+    default (``slide`` None) ``implicit_gemm_numba.along_rows``' rule with this kernel's own
+    gain (``depthwise_lanes_sliding_gain``, which ``cnnkit tune`` measures); ``slide``
+    False: 0."""
+    possible = (_slides(width) and kw in SLIDING_WIDTHS and steps[1] == 1 and
+                dilation[1] == 1)
+    if slide and not possible:
+        raise ValueError(f"slide: no tile along rows for groups of {width} channels, a "
+                         f"kernel {kw} wide, steps {tuple(steps)} and dilation "
+                         f"{tuple(dilation)} on this target")
+    if not possible or slide is False:
+        return 0
+    if slide:
+        return sliding_rows(1)
+    return along_rows(1, kw, steps[1], dilation[1], out_rows, out_cols, steps[0] * buf_cols,
+                      tuning.value("depthwise_lanes_sliding_gain"))
+
+
+def forward(x, w, pads, stride, dilation, out_shape, bias=None, slide=None):
     """y (N, C, *out_shape) of x (N, C, H, W) unpadded, w (C, G, KH, KW) (groups of G in
     ``GROUP_WIDTHS`` channels, G = 1: depthwise), zero ``pads`` ((top, bottom), (left,
-    right)), plus the bias."""
+    right)), plus the bias. ``slide``: the tile along output rows or not, by default the
+    rule's choice (``_plan``)."""
     (top, bottom), (left, right) = pads
     buf_rows, buf_cols = x.shape[2] + top + bottom, x.shape[3] + left + right
-    width, (kh, kw) = w.shape[1], w.shape[2:]
-    offset, corner, row = _tables(kh, kw, dilation[0], dilation[1], *out_shape, *stride,
-                                  buf_cols, _pixels(width), _channels(width))
+    correlate, *kernels = _plan(w, False, *out_shape, tuple(stride), dilation, buf_cols,
+                                slide)
     out = np.empty(x.shape[:2] + tuple(out_shape), np.float32)
-    CORRELATE[width](_c(x), *_kernels(w, False, offset), corner, row,
-                     _c(bias) if bias is not None else _NO_BIAS, top, left, (1, 1), buf_rows,
-                     buf_cols, out, _runs())
+    correlate(_c(x), *kernels, _c(bias) if bias is not None else _NO_BIAS, top, left, (1, 1),
+              buf_rows, buf_cols, out, _runs())
     return out
 
 
-def backward_input(dy, w, spatial, pads, stride, dilation):
+def backward_input(dy, w, spatial, pads, stride, dilation, slide=None):
     """dx (N, C, *spatial) inside the padding ``pads`` from dy (N, C, R, Q) and w (C, G, KH,
     KW) as for ``forward``: dy's cells
     ``stride`` apart (zeros between them) from d·(k − 1) − lo on in a zero buffer of
     spatial + d·(k − 1) cells, ⋆ the flipped kernel. dy's cells that would fall outside the
-    buffer reach only the padding's gradient, and are left out."""
+    buffer reach only the padding's gradient, and are left out. ``slide`` as for
+    ``forward``."""
     kh, kw = w.shape[2:]
     reach = (dilation[0] * (kh - 1), dilation[1] * (kw - 1))
     buf = (spatial[0] + reach[0], spatial[1] + reach[1])
@@ -439,12 +523,10 @@ def backward_input(dy, w, spatial, pads, stride, dilation):
     dy = dy[:, :, window[0], window[1]]
     if dy.size == 0:
         return np.zeros(dy.shape[:2] + tuple(spatial), np.float32)
-    width = w.shape[1]
-    offset, corner, row = _tables(kh, kw, dilation[0], dilation[1], *spatial, 1, 1, buf[1],
-                                  _pixels(width), _channels(width))
+    correlate, *kernels = _plan(w, True, *spatial, (1, 1), dilation, buf[1], slide)
     dx = np.empty(dy.shape[:2] + tuple(spatial), np.float32)
-    CORRELATE[width](_c(dy), *_kernels(w, True, offset), corner, row,
-                     _NO_BIAS, at[0], at[1], tuple(stride), buf[0], buf[1], dx, _runs())
+    correlate(_c(dy), *kernels, _NO_BIAS, at[0], at[1], tuple(stride), buf[0], buf[1], dx,
+              _runs())
     return dx
 
 

@@ -317,6 +317,25 @@ def sliding_rows(vectors):
     return SLIDING_ROWS[vectors] if 0 < vectors < len(SLIDING_ROWS) else 0
 
 
+def along_rows(vectors, kernel_width, step, dilation, n_rows, row_length, pitch, gain=None):
+    """MR of the tile along output rows (``microkernel.sliding_micro_kernel``) for a product of
+    NV = ``vectors`` vectors of outputs, or 0 where the plain tile of that NV is to run: a
+    target with such a tile for that NV (``SLIDING_ROWS``), a kernel ``kernel_width`` taps wide
+    (``SLIDING_WIDTHS``) at ``step`` and ``dilation`` 1 along the rows, and ``n_rows`` rows of
+    ``row_length`` outputs, corners ``pitch`` apart (0: unevenly), that waste little of it:
+    the outputs its tiles compute (``sliding_counts``) per output kept under ``gain``, its
+    speed over the plain tile's, by default the implicit GEMM's ``SLIDING_GAIN[NV]``
+    (``conv.implicit.sliding_width`` has the measurements)."""
+    rows = sliding_rows(vectors)
+    if not rows or kernel_width not in SLIDING_WIDTHS or step != 1 or dilation != 1:
+        return 0
+    kept = n_rows * row_length
+    computed = min((c for c in sliding_counts(n_rows, row_length, pitch, rows) if c >= 0),
+                   default=0)
+    gain = SLIDING_GAIN[vectors] if gain is None else gain
+    return rows if 0 < computed < gain * kept else 0
+
+
 @numba.njit(cache=True)
 def sliding_counts(n_rows, row_length, pitch, rows):
     """(outputs computed by rows, as runs): ``sliding_tiles``'s two arrangements of MR =

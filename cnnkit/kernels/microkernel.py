@@ -95,7 +95,23 @@ def sliding_micro_kernel(typingctx, pairs, x, offset, b, ldb, c, c_row, accumula
     return types.void(*([types.intp] * 8), rows, vectors, width), codegen
 
 
-def _sliding_codegen(rows, vectors, width):
+@intrinsic
+def sliding_cells_micro_kernel(typingctx, pairs, x, offset, b, ldb, c, c_row, accumulate, rows,
+                               vectors, width, cell):
+    """``sliding_cells_micro_kernel(P, x, offset, b, ldb, c, c_row, accumulate, MR, NV, KW,
+    CELL)``: ``sliding_micro_kernel`` on a channels-last buffer, whose neighbours along a row
+    are cells of CELL floats (a compile-time constant, as MR, NV and KW):
+    C[c_row[i] + j] (+)= Σ_{p < P} Σ_{a < KW} x[offset[p] + (i + a)·CELL] · b[(p·KW + a)·ldb + j].
+    The lane-wise kernels' broadcast tile along output rows (``depthwise_lanes_numba``), its
+    pairs p a kernel row and a group member."""
+    if not _literals(rows, vectors, width, cell):
+        return None
+    codegen = _sliding_codegen(rows.literal_value, vectors.literal_value, width.literal_value,
+                               cell.literal_value)
+    return types.void(*([types.intp] * 8), rows, vectors, width, cell), codegen
+
+
+def _sliding_codegen(rows, vectors, width, cell=1):
     def codegen(context, builder, signature, args):
         pairs, x, offset, b, ldb, c, c_row, accumulate = args[:8]
         f32, i64 = ir.FloatType(), ir.IntType(64)
@@ -119,7 +135,8 @@ def _sliding_codegen(rows, vectors, width):
             vec.as_pointer()), align=4) for v in range(vectors)] for a in range(width)]
         new = list(acc)
         for q in range(rows + width - 1):  # the run's values, each broadcast once
-            term = _splat(builder, builder.load(builder.gep(run, [const(q)]), align=4), vec)
+            term = _splat(builder, builder.load(builder.gep(run, [const(q * cell)]), align=4),
+                          vec)
             for a in range(width):  # in order of a for each output, as the plain tile sums
                 i = q - a
                 if 0 <= i < rows:

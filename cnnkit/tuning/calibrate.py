@@ -231,6 +231,27 @@ def _depthwise_lanes_input(fast, time_ns):
         widths, lambda m: input_gradient(lanes, m), lambda m: input_gradient(rows, m), time_ns)}
 
 
+def _depthwise_lanes_sliding(fast, time_ns):
+    """The lane-wise kernels' forward pass along output rows against the same broadcast tile
+    pixel by pixel, on maps whose rows are twice the tile's MR (no output computed twice):
+    the time ratio, the gain ``depthwise_lanes_numba._along_rows`` weighs a shape's wasted
+    outputs against. Nothing where no group width has the tile on this target."""
+    from ..kernels import depthwise_lanes_numba as lanes
+    widths = [width for width in lanes.GROUP_WIDTHS if lanes._slides(width)]
+    if not widths:
+        return {}
+    width, side = widths[0], 2 * lanes.sliding_rows(1)
+    rng = np.random.default_rng(6)
+    channels = 4 * lanes._channels(width)
+    x = rng.standard_normal((8 if fast else 16, channels, side, side)).astype(np.float32)
+    w = rng.standard_normal((channels, width, 3, 3)).astype(np.float32)
+
+    def forward(slide):
+        return lambda: lanes.forward(x, w, ((1, 1), (1, 1)), (1, 1), (1, 1), (side, side),
+                                     slide=slide)
+    return {"depthwise_lanes_sliding_gain": time_ns(forward(False)) / time_ns(forward(True))}
+
+
 def _show(value):
     return str(value) if isinstance(value, int) else f"{value:.4g}"
 
@@ -251,10 +272,12 @@ def _one_core(measure):
 # ``precompile`` hands them out: on a cold Numba cache, each alone, the depthwise input
 # gradients compiled for 24 s and the stencils for 12 (of which they share a part), the row
 # correlation for 5, the compiled depthwise forward for 4, pooling for 2, the others for about
-# 1 s or less (``python -m cnnkit.tuning.precompile --times`` re-measures them in turn).
+# 1 s or less (``python -m cnnkit.tuning.precompile --times`` re-measures them in turn; the
+# lane-wise tile along rows, added later, compiled for 5.0 s there after the other two).
 MEASUREMENTS = (
     ("depthwise_lanes_input", _depthwise_lanes_input, False),
     ("depthwise_lanes_stencil", _depthwise_lanes_stencil, False),
+    ("depthwise_lanes_sliding", _depthwise_lanes_sliding, True),
     ("rows", _rows, True),
     ("depthwise", _compiled_depthwise, False),
     ("pooling", _compiled_pooling, False),

@@ -286,6 +286,14 @@ _TABLE = [
              "960 channels of 7 × 7 0.46 against 1.11, 384 of 14 × 14 0.82 against 0.89, "
              "240 of 16 × 16 0.51 against 0.36. Measured as the crossover of the two.",
              0, 1 << 20, integer=True, measured_by=TUNE),
+    Constant("depthwise_lanes_sliding_gain", 1.2, "× (time ratio)",
+             "The lane-wise kernels' broadcast tile along output rows (groups of a vector's "
+             "channels: depthwise_lanes_numba._slide) runs a forward pass or input gradient "
+             "while the outputs its tiles compute per output kept stay under this: its speed "
+             "over the same tile pixel by pixel where it wastes nothing. Measured as that time "
+             "ratio, forward passes of 16 images on maps whose rows are twice the tile's "
+             "outputs, one core (BENCHMARKS.md, \"Groups that fill a vector: broadcasts\").",
+             0.0, 8.0, measured_by=TUNE),
     Constant("depthwise_runs_per_thread", 8, "parallel runs of planes per Numba thread",
              "The compiled depthwise kernels (depthwise_numba's forward pass and input "
              "gradient, depthwise3x3_numba's stencil) split their planes into this many runs "

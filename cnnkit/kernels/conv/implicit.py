@@ -511,24 +511,21 @@ def sliding_width(k, kernel, stride, dilation, out, padded, source=None):
     (``SLIDING_WIDTHS``) at stride and dilation 1 along the rows, and rows that waste little
     of it: the outputs its tiles compute (``sliding_counts``: row by row, or a map's rows as
     one run over the padded grid) per output kept under ``SLIDING_GAIN``, its speed over the
-    plain tile's. One core, the products alone (``python -m cnnkit.bench.tiles --sliding``),
+    plain tile's (``implicit_gemm_numba.along_rows``, which the lane-wise kernels' broadcast
+    tile asks too). One core, the products alone (``python -m cnnkit.bench.tiles --sliding``),
     AVX-512: 16 → 16 channels, 3 × 3, on 32 28 × 28 maps 158.8–176.6 GFLOP/s along rows
     against 73.4–77.0 for the 8 × 16 tile; 6 → 16, 5 × 5, on 14 × 14 maps 161.2–174.6 against
     73.8–74.0; AVX2, 8 outputs: 76.9–77.4 against 68.2–69.2. resnet_small's 16 → 16 layer, 2
     threads, AVX-512: forward pass 0.64, training step 0.74 of the time (BENCHMARKS.md, "One
     vector of outputs"); two vectors and rows as runs: BENCHMARKS.md, "Two vectors of outputs
     along rows"."""
-    vectors = compiled.tile(k)[1]
-    rows = compiled.sliding_rows(vectors)
-    if (source is not None or not rows or kernel[-1] not in compiled.SLIDING_WIDTHS or
-            stride[-1] != 1 or dilation[-1] != 1):
+    if source is not None:
         return 0
     one_map = len(out) > 1 and math.prod(out[:-2]) == 1  # its rows evenly spaced
-    kept = math.prod(out)
-    counts = compiled.sliding_counts(kept // out[-1], out[-1],
-                                     stride[-2] * padded[-1] if one_map else 0, rows)
-    computed = min((c for c in counts if c >= 0), default=0)
-    return int(kernel[-1]) if 0 < computed < compiled.SLIDING_GAIN[vectors] * kept else 0
+    rows = compiled.along_rows(compiled.tile(k)[1], kernel[-1], stride[-1], dilation[-1],
+                               math.prod(out) // out[-1], out[-1],
+                               stride[-2] * padded[-1] if one_map else 0)
+    return int(kernel[-1]) if rows else 0
 
 
 def channels_last(xp, wt, w_shape, stride, dilation, out, y=compiled.NO_Y, bias=None,
