@@ -213,7 +213,9 @@ def _slide(x, start, offset, weights, ldw, c, c_row, rows, kw, cell):
     ``rows`` neighbouring outputs a tile: tile t's first input at x's address + start[t]
     (bytes), its output i to c's float c_row[t·MR + i]; the terms the (kernel row, member)
     pairs at ``offset``, each a run of KW = ``kw`` taps, whose weights are ``weights``' rows
-    (pair·KW + a) of ``ldw`` floats; cells of ``cell`` floats (CB)."""
+    (pair·KW + a) of ``ldw`` floats; cells of ``cell`` floats (CB). Its sums run over (kernel
+    row, member, column), the tile pixel by pixel's over (kernel row, column, member), so the
+    two round differently (within the tests' 1e-5 of the reference loops)."""
     xa, oa, wa, ca, ra = (x.ctypes.data, offset.ctypes.data, weights.ctypes.data,
                           c.ctypes.data, c_row.ctypes.data)
     for t in range(start.size):

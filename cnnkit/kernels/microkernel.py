@@ -262,7 +262,7 @@ def broadcasts(width, vectors):
     x's G lanes is then loaded as a broadcast (a load), where the lane-wise tile makes G
     permutations of one loaded vector in registers (shuffles, which on AVX-512 cores share a
     port with the 512-bit multiply-adds). 32 groups of 16 channels, 16 images of 7 × 7,
-    forward pass: 0.79–0.81 ms against 0.88–0.97 (AVX-512; BENCHMARKS.md, "Groups that fill a
+    forward pass: 0.76–0.79 ms against 0.85–0.88 (AVX-512; BENCHMARKS.md, "Groups that fill a
     vector: broadcasts"). The weight gradient's tile (``lanewise_spread_micro_kernel``) keeps
     the permutations up to a vector's width: there the broadcast tile measured slower."""
     return width >= LANES * vectors

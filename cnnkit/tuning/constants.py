@@ -291,8 +291,8 @@ _TABLE = [
              "channels: depthwise_lanes_numba._slide) runs a forward pass or input gradient "
              "while the outputs its tiles compute per output kept stay under this: its speed "
              "over the same tile pixel by pixel where it wastes nothing. Measured as that time "
-             "ratio, forward passes of 16 images on maps whose rows are twice the tile's "
-             "outputs, one core (BENCHMARKS.md, \"Groups that fill a vector: broadcasts\").",
+             "ratio, forward passes of 16 images (8 with --fast) on maps whose rows are twice "
+             "the tile's outputs, one core (BENCHMARKS.md, \"Groups that fill a vector: broadcasts\").",
              0.0, 8.0, measured_by=TUNE),
     Constant("depthwise_runs_per_thread", 8, "parallel runs of planes per Numba thread",
              "The compiled depthwise kernels (depthwise_numba's forward pass and input "
