@@ -143,7 +143,8 @@ def test_tile_along_rows_matches_the_reference_loops(width, rows, cols, kernel, 
 @pytest.mark.parametrize("width", SLIDING_WIDTHS or [None])
 def test_the_rule_runs_along_rows_where_little_is_wasted(width):
     """With the tile's gain set to 1.05: rows of twice MR run along rows (nothing wasted), a
-    row of MR + 1 outputs does not (2·MR computed); forced, it does."""
+    row of MR + 1 outputs does not (2·MR computed); forced, it does, and a single row shorter
+    than MR is refused."""
     if width is None:
         pytest.skip("no group width runs along rows on this target")
     mr = lanes.sliding_rows(1)
@@ -152,6 +153,8 @@ def test_the_rule_runs_along_rows_where_little_is_wasted(width):
         assert lanes._along_rows(width, 3, (1, 1), (1, 1), 1, mr + 1, mr + 3, None) == 0
         assert lanes._along_rows(width, 3, (1, 1), (1, 1), 1, mr + 1, mr + 3, True) == mr
         assert lanes._along_rows(width, 3, (1, 1), (1, 1), 3, 2 * mr, 2 * mr + 2, False) == 0
+        with pytest.raises(ValueError, match="slide"):  # a row shorter than the tile
+            lanes._along_rows(width, 3, (1, 1), (1, 1), 1, mr - 1, mr + 1, True)
 
 
 _NO_ROW_TILE = [(width, kernel, stride, dilation) for width in SLIDING_WIDTHS[:1]

@@ -47,6 +47,8 @@ A channel block past C (C not a multiple of CB) fills its spare lanes with zeros
 them and drops them. A ragged last tile repeats its last pixel (stores the same values twice)
 or, for taps, writes rows that are dropped, so each tile height is compiled once.
 """
+import math
+
 import numba
 import numpy as np
 
@@ -475,19 +477,18 @@ def _along_rows(width, kw, steps, dilation, out_rows, out_cols, buf_cols, slide)
     that have one (``_slides``), KW = 3 or 5, step and dilation 1 along the rows, and by
     default (``slide`` None) ``implicit_gemm_numba.along_rows``' rule with this kernel's own
     gain (``depthwise_lanes_sliding_gain``, which ``cnnkit tune`` measures); ``slide``
-    False: 0."""
+    False: 0; True: wherever the tiles fit, else a ValueError."""
     possible = (_slides(width) and kw in SLIDING_WIDTHS and steps[1] == 1 and
-                dilation[1] == 1)
-    if slide and not possible:
+                dilation[1] == 1 and slide is not False)
+    gain = math.inf if slide else tuning.value("depthwise_lanes_sliding_gain")
+    rows = (along_rows(1, kw, steps[1], dilation[1], out_rows, out_cols, steps[0] * buf_cols,
+                       gain) if possible else 0)
+    if slide and not rows:
         raise ValueError(f"slide: no tile along rows for groups of {width} channels, a "
-                         f"kernel {kw} wide, steps {tuple(steps)} and dilation "
-                         f"{tuple(dilation)} on this target")
-    if not possible or slide is False:
-        return 0
-    if slide:
-        return sliding_rows(1)
-    return along_rows(1, kw, steps[1], dilation[1], out_rows, out_cols, steps[0] * buf_cols,
-                      tuning.value("depthwise_lanes_sliding_gain"))
+                         f"kernel {kw} wide, steps {tuple(steps)}, dilation "
+                         f"{tuple(dilation)} and {out_rows} × {out_cols} outputs on this "
+                         f"target")
+    return rows
 
 
 def forward(x, w, pads, stride, dilation, out_shape, bias=None, slide=None):
