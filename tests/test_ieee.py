@@ -460,3 +460,50 @@ def test_non_finite_layers_are_quiet_whatever_the_error_state(algorithm, dtype):
         y = F.conv2d(xt, wt, padding=1)
         y.backward(np.ones(y.shape, dtype))
     assert np.isnan(y.data).any() and np.isneginf(wt.grad).any()
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, dilation, pads", [
+    ((4, 16, 12, 10), (32, 16, 1, 1), (2, 2), (1, 1), [(0, 0), (0, 0)]),  # per phase
+    ((4, 20, 11, 9), (24, 20, 1, 1), (2, 3), (1, 1), [(1, 0), (0, 2)]),   # ... padded
+    ((3, 8, 12, 12), (32, 8, 1, 1), (2, 2), (1, 1), [(0, 0), (0, 0)]),    # one product
+    ((3, 3, 12, 16), (16, 3, 4, 4), (4, 4), (1, 1), [(0, 0), (2, 2)]),    # patches
+    ((3, 4, 13, 13), (16, 4, 2, 2), (3, 3), (2, 2), [(1, 1), (0, 0)]),    # dilated apart
+])
+def test_strided_input_gradient_with_taps_apart(x_shape, w_shape, stride, dilation, pads):
+    """Input gradients whose taps lie apart (a kernel no wider than its stride, phases of
+    zeros or not) are the heuristic's implicit GEMM, and match PyTorch's values and its NaN
+    and ±inf, with specials in dy and then in w (each re-chosen where the arrangement needs
+    that operand finite)."""
+    from cnnkit.kernels.conv import strided_input
+    rng = np.random.default_rng(23)
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], pads))
+    g = conv.ConvGeometry.of(x_shape[:2] + padded, w_shape, stride, dilation, 1, np.float32,
+                             pads)
+    assert strided_input.taps_apart(g) and conv.select(g, "input") == "implicit"
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    dy = rng.standard_normal(x_shape[:1] + w_shape[:1] + g.out).astype(np.float32)
+    for special in (None, "dy", "w"):
+        dy_s, w_s = dy.copy(), w.copy()
+        if special:
+            sprinkle(rng, dy_s if special == "dy" else w_s, 3)
+        expected = conv_reference(x, w_s, dy_s, stride, dilation, 1, pads)[1]
+        dx = conv.conv_backward_input(dy_s, w_s, padded, stride, dilation, 1, pads)
+        assert_close(dx, expected, np.float32, terms=w_shape[0], name=f"dx, {special}")
+
+
+@pytest.mark.parametrize("kernel, stride, dilation, apart", [
+    ((1, 1), (2, 2), (1, 1), True), ((2, 3), (2, 3), (1, 1), True),
+    ((2, 2), (3, 3), (2, 2), True), ((3,), (2,), (1,), False), ((2, 1), (2, 1), (1, 1), True),
+    ((2, 2), (2, 2), (2, 2), False), ((3, 1), (4, 2), (1, 3), True)])
+def test_taps_apart_means_no_cell_takes_two_taps(kernel, stride, dilation, apart):
+    """``taps_apart`` against counting, over a few positions, the cells q·s + a·d each
+    reaches."""
+    from cnnkit.kernels.conv import strided_input
+    g = conv.ConvGeometry.of((1, 1) + tuple(16 for _ in kernel), (1, 1) + kernel, stride,
+                             dilation, 1, np.float32)
+    reached = []
+    for k, s, d in zip(kernel, stride, dilation):
+        cells = [q * s + a * d for q in range(4) for a in range(k)]
+        reached.append(len(cells) == len(set(cells)))
+    assert all(reached) == apart == strided_input.taps_apart(g)

@@ -48,6 +48,17 @@ _TABLE = [
              "(1024 terms) 13.7 against 22.5 and 20.4 against 25.7; 5×5 at stride 2, C = 1, "
              "K = 32 (288 terms) 0.33 against 0.32; 3×3 at stride 2, C = 8, K = 32 (128 "
              "terms) 1.02 against 0.81." + _NOT_TIMED, 1, 1 << 20, integer=True),
+    Constant("implicit_empty_phases_max_terms", 256, "multiply-adds per output (K)",
+             "A strided input gradient whose kernel leaves phases of dx that no tap reaches "
+             "(a 1×1 layer at stride 2), of a vector of input channels or more, runs on the "
+             "implicit GEMM, one product per phase (``kernels/conv/strided_input.py``), up to "
+             "this many output channels K (each product's terms), else im2col + col2im, "
+             "whose BLAS product is faster alone for large K: 2 threads, 1×1 at stride 2, dx "
+             "of C channels from dy of K = 2·C, per phase against im2col + col2im, K = 32 to "
+             "256 0.73-0.84 of its time on AVX-512 and 0.62-1.06 on AVX2, K = 512 0.88 and "
+             "1.30, K = 1024 1.20 and 1.61 (``conv.implicit._strided_input_wins``; "
+             "BENCHMARKS.md, \"Strided input gradients whose taps lie apart\")." + _NOT_TIMED,
+             0, 1 << 20, integer=True),
     Constant("implicit_planar_max_terms_per_output", 0.5, "terms per output channel",
              "The implicit GEMM's planar orientation is taken for products with at most this "
              "many terms (C·prod(kernel)) per output channel, and for fewer output channels "

@@ -63,21 +63,47 @@ def wins(geometry, pass_name):
         if taps < tuning.value("implicit_min_taps"):
             return False
         if not g.unit_stride:
-            # ``strided_input``: faster than im2col + col2im when every phase has taps, not
-            # when a kernel narrower than the stride leaves phases of zeros (1×1 at stride 2:
-            # 1.4 against 1.2 ms). Per phase for C of a vector or more (res3x3_s2, 2 threads:
-            # 4.8 against 7.0 ms on AVX-512, 7.2 against 8.8 on AVX2); for fewer channels
-            # one product over all phases, from ``implicit_subpixel_min_terms`` terms on.
-            if not strided_input.every_phase_has_taps(g):
-                return False
-            return g.in_channels >= compiled.LANES or strided_input.subpixel_terms(g) >= \
-                tuning.value("implicit_subpixel_min_terms")
+            return _strided_input_wins(g)
         return g.in_channels >= compiled.LANES or planar_wins(g.in_channels, taps)
     # the weight gradient: a 1×1 layer with fewer input channels than
     # ``implicit_weight_1x1_min_channels`` (off by default) goes to shift, one thin product
     # per image on dy as it is
     return not (g.taps == 1 and g.unit_stride and
                 g.in_channels < tuning.value("implicit_weight_1x1_min_channels"))
+
+
+def _strided_input_wins(g):
+    """``strided_input`` against im2col + col2im, for a strided input gradient: per phase
+    (``by_phases``) for C of a vector or more, else one product over all phases
+    (``subpixel``). 2 threads, best of 12 or more, ms, AVX-512 / AVX2:
+
+    * every phase reached by taps: per phase res3x3_s2 (C = 64) 4.8 against 7.0 / 7.2
+      against 8.8; one product from ``implicit_subpixel_min_terms`` terms on, whose zero
+      weights (the shifts a phase lacks) cost it below that;
+    * taps apart (``strided_input.taps_apart``: a kernel no wider than its stride), where
+      the one product pads no shift with zero weights (k = s), or only whole phases (k < s):
+      from ``implicit_min_taps`` terms on. dx of C channels from dy of K, on N maps:
+      4 × 4 at stride 4, C = 3, K = 96, N = 32, 224 × 224: 5.07 against 17.48 / 6.85 against
+      13.73; 2 × 2 at stride 2, C = 12, K = 48, N = 32, 56 × 56: 0.93 against 1.52 / 1.12
+      against 1.52; 1 × 1 at stride 2, C = 8, K = 32, N = 64, 32 × 32: 0.31 against 0.50 /
+      0.36 against 0.50;
+    * phases of zeros with taps apart (1 × 1 at stride 2), C of a vector or more: per phase,
+      which writes those phases' zeros as it goes, up to ``implicit_empty_phases_max_terms``
+      terms (K). K = 2·C from 32 to 1024 (N 128, 128, 32, 32, 16, 8 maps of 28², 14², 56²,
+      28², 28², 14²), as a share of im2col + col2im's time: 0.74, 0.73, 0.84, 0.77, 0.88,
+      1.20 / 0.62, 0.65, 1.06, 1.02, 1.30, 1.61. Inside resnet_small's training step (its
+      1 × 1 shortcuts, K = 32 and 64, 128 images) the pass took 0.81–0.86 against 1.31–1.40
+      and 0.40–0.43 against 0.96–1.00 ms (best of 30 steps): there the BLAS product of
+      im2col + col2im shares the cores with the compiled kernels' threads around it.
+      BENCHMARKS.md, "Strided input gradients whose taps lie apart"."""
+    apart = strided_input.taps_apart(g)
+    if g.in_channels >= compiled.LANES:
+        return strided_input.every_phase_has_taps(g) or apart and \
+            g.out_channels <= tuning.value("implicit_empty_phases_max_terms")
+    if apart:
+        return strided_input.subpixel_terms(g) >= tuning.value("implicit_min_taps")
+    return strided_input.every_phase_has_taps(g) and strided_input.subpixel_terms(g) >= \
+        tuning.value("implicit_subpixel_min_terms")
 
 
 def _pointwise_few_images(g, pass_name):

@@ -47,6 +47,14 @@ def every_phase_has_taps(geometry):
                for k, s, d in zip(geometry.kernel, geometry.stride, geometry.dilation))
 
 
+def taps_apart(geometry):
+    """Whether no two taps of a position of dy reach one cell of dx, nor taps of two
+    positions: (k − 1)·d < s in every dim (a kernel no wider than its stride). ``subpixel``'s
+    one product then needs no shift of dy: each phase has one tap or none."""
+    return all((k - 1) * d < s
+               for k, s, d in zip(geometry.kernel, geometry.stride, geometry.dilation))
+
+
 def subpixel_terms(geometry):
     """Terms per output of ``subpixel``'s product: K · the union of the shifts, per dim."""
     terms = geometry.out_channels
