@@ -204,8 +204,8 @@ def test_heuristic_choices():
     # taps apart, few channels: one product over the phases from implicit_min_taps terms on
     # (a 4 × 4 patch at stride 4, a 1 × 1 kernel at stride 2), not below
     assert pick(3, 96, (4, 4), (4, 4), 1, 32, (224, 224), pass_name="input") == "implicit"
-    assert pick(8, 32, (1, 1), (2, 2), 1, 64, (32, 32), pass_name="input") == "implicit"
-    assert pick(8, 8, (2, 2), (2, 2), 1, 64, (32, 32), pass_name="input") == "gemm"
+    assert pick(3, 32, (1, 1), (2, 2), 1, 64, (32, 32), pass_name="input") == "implicit"
+    assert pick(3, 8, (2, 2), (2, 2), 1, 64, (32, 32), pass_name="input") == "gemm"
     # ... but a dilation that makes taps of one position meet (3 × 3, d = 2 at stride 2)
     # leaves phases of zeros that no product takes
     assert pick(64, 128, (3, 3), (2, 2), 1, 32, (34, 34), dilation=(2, 2),
