@@ -75,7 +75,8 @@ def wins(geometry, pass_name):
 def _strided_input_wins(g):
     """``strided_input`` against im2col + col2im, for a strided input gradient: per phase
     (``by_phases``) for C of a vector or more, else one product over all phases
-    (``subpixel``). 2 threads, best of 12 or more, ms, AVX-512 / AVX2:
+    (``subpixel``). 2 threads, best of 12 or more, ms, AVX-512 / AVX2 (emulated as the
+    bench's ``--isa avx2``: OpenBLAS held to its Haswell kernels):
 
     * every phase reached by taps: per phase res3x3_s2 (C = 64) 4.8 against 7.0 / 7.2
       against 8.8; one product from ``implicit_subpixel_min_terms`` terms on, whose zero
@@ -83,15 +84,15 @@ def _strided_input_wins(g):
     * taps apart (``strided_input.taps_apart``: a kernel no wider than its stride), where
       the one product pads no shift with zero weights (k = s), or only whole phases (k < s):
       from ``implicit_min_taps`` terms on. dx of C channels from dy of K, on N maps:
-      4 × 4 at stride 4, C = 3, K = 96, N = 32, 224 × 224: 5.07 against 17.48 / 6.85 against
-      13.73; 2 × 2 at stride 2, C = 12, K = 48, N = 32, 56 × 56: 0.93 against 1.52 / 1.12
-      against 1.52; 1 × 1 at stride 2, C = 8, K = 32, N = 64, 32 × 32: 0.31 against 0.50 /
-      0.36 against 0.50;
+      4 × 4 at stride 4, C = 3, K = 96, N = 32, 224 × 224: 5.07 against 17.48 / 7.65 against
+      18.40; 2 × 2 at stride 2, C = 12, K = 48, N = 32, 56 × 56: 0.93 against 1.52 / 1.14
+      against 1.63; 1 × 1 at stride 2, C = 8, K = 32, N = 64, 32 × 32: 0.31 against 0.50 /
+      0.28 against 0.48 (per phase: 8 channels fill an AVX2 vector);
     * phases of zeros with taps apart (1 × 1 at stride 2), C of a vector or more: per phase,
       which writes those phases' zeros as it goes, up to ``implicit_empty_phases_max_terms``
       terms (K). K = 2·C from 32 to 1024 (N 128, 128, 32, 32, 16, 8 maps of 28², 14², 56²,
       28², 28², 14²), as a share of im2col + col2im's time: 0.74, 0.73, 0.84, 0.77, 0.88,
-      1.20 / 0.62, 0.65, 1.06, 1.02, 1.30, 1.61. Inside resnet_small's training step (its
+      1.20 / 0.68, 0.65, 0.98, 0.87, 1.04, 1.27. Inside resnet_small's training step (its
       1 × 1 shortcuts, K = 32 and 64, 128 images) the pass took 0.81–0.86 against 1.31–1.40
       and 0.40–0.43 against 0.96–1.00 ms (best of 30 steps): there the BLAS product of
       im2col + col2im shares the cores with the compiled kernels' threads around it.
