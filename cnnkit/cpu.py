@@ -45,7 +45,9 @@ class Tiles:
     sliding_gain that tile's speed over the plain tile's of the same NV, per output it
                  computes: a shape whose rows make it compute more outputs than it keeps
                  (``implicit_gemm_numba.sliding_tiles``) runs along rows while that ratio
-                 stays under the gain (``conv.implicit.sliding_width``)
+                 stays under the gain (``conv.implicit.sliding_width``). The default where
+                 ``cnnkit tune`` has not measured this machine's
+                 (``implicit_gemm_numba.sliding_gain``)
     """
     gemm_rows: tuple
     planar: tuple
@@ -82,7 +84,9 @@ class Tiles:
 #   none: at two vectors its 16 registers leave MR 4 (KW 3), which ran slower than the 6 × 16
 #   tile in a scratch version (90 against 104 GFLOP/s). The gains, on rows of twice MR
 #   (the tool's ratio beside the table's MR; the lower readings): AVX-512 one vector 2.2
-#   (2.18–2.87), two vectors 1.25 (1.26–1.40); AVX2 1.3 (1.29–1.39).
+#   (2.18–2.87), two vectors 1.25 (1.26–1.40); AVX2 1.3 (1.29–1.39). Those were read on an
+#   Emerald Rapids machine; a Rocket Lake one read 1.45–1.48 and 1.09–1.17, so ``cnnkit tune``
+#   measures each machine's (``implicit_sliding_gain_1`` and ``_2``).
 # The kernels compile these numbers in, and Numba's on-disk cache knows a kernel by its own
 # source file, not by this table: after editing it, delete the kernels' cached builds
 # (cnnkit/kernels/__pycache__/*.nbi and *.nbc), or a stale tile runs against new buffers.

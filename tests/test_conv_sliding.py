@@ -294,3 +294,44 @@ def test_a_training_step_along_rows_matches_torch(vectors, mr):
         assert set(seen) == {3}
     for a, t in [(y.data, yt)] + [(o.grad, t.grad) for o, t in zip(ours, theirs)]:
         np.testing.assert_allclose(a, t.detach().numpy(), rtol=2e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("vectors, mr", SLIDING)
+def test_a_measured_gain_replaces_the_tables(vectors, mr):
+    """``cnnkit tune``'s measured gain of a tile (``implicit_sliding_gain_1`` or ``_2``)
+    decides instead of the CPU table's entry; 0, the default, leaves the table's."""
+    name = compiled.MEASURED_GAIN[vectors]
+    k, kernel, one = LANES * vectors, (3, 3), (1, 1)
+    wasteful = (5, 2 * mr + 1)  # one run of 5 rows: a few outputs computed and dropped
+    with mock.patch.object(compiled, "SLIDING_GAIN", (100.0,) * 5):
+        assert compiled.sliding_gain(vectors) == 100.0
+        assert _rule(k, kernel, one, one, wasteful) == 3
+        with tuning.override(**{name: 1.01}):
+            assert compiled.sliding_gain(vectors) == 1.01
+            assert _rule(k, kernel, one, one, wasteful) == 0
+            assert _rule(k, kernel, one, one, (5, 2 * mr)) == 3  # wastes nothing
+        with tuning.override(**{name: 0.0}):
+            assert _rule(k, kernel, one, one, wasteful) == 3
+
+
+@pytest.mark.parametrize("vectors, mr", SLIDING)
+def test_slide_forces_the_tiles_along_rows_on_or_off(vectors, mr):
+    """``per_image_product(slide=...)``, which ``cnnkit tune`` times: True runs the tiles
+    along rows whatever the rule says, False never, and both match PyTorch; True where no
+    such tile can run is a ValueError naming ``slide``."""
+    rng = np.random.default_rng(vectors)
+    x = rng.standard_normal((2, 4, 5, 2 * mr + 1), dtype=np.float32)
+    w = rng.standard_normal((LANES * vectors, 4, 3, 3), dtype=np.float32)
+    pads = ((1, 1), (1, 1))
+    out = x.shape[2:]
+    reference = _torch(x, w, pads)
+    for gain, slide, expected in ((1.0, True, 3), (1.0, None, 0),       # the rule: never
+                                  (8.0, False, 0), (8.0, None, 3)):  # ... always
+        with tuning.override(**{compiled.MEASURED_GAIN[vectors]: gain}):
+            y, seen = _recorded_sliding(lambda: implicit.per_image_product(
+                x, pads, implicit._panels(w), w.shape, (1, 1), out, slide=slide))
+        assert seen == [expected], (gain, slide)
+        np.testing.assert_allclose(y, reference, rtol=2e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="slide"):
+        implicit.per_image_product(x, pads, implicit._panels(w), w.shape, (1, 1),
+                                   (5, mr + 1), stride=(1, 2), slide=True)

@@ -33,6 +33,7 @@ import functools
 import numba
 import numpy as np
 
+from .. import tuning
 from . import aligned
 from .microkernel import (LANES, TILES, biased_micro_kernel, gathered_micro_kernel,
                           micro_kernel, prefetch, prefetch_for_store, sliding_micro_kernel)
@@ -49,7 +50,8 @@ TILE_ROWS = TILES.gemm_rows  # MR indexed by NV (0: that NV is not used on this 
 PLANAR_ROWS, PLANAR_VECTORS = TILES.planar  # (MR, NV) of the channels-first kernel
 # MR of ``by_image``'s tiles along output rows, indexed by NV (0: that NV has none here)
 SLIDING_ROWS = TILES.sliding + (0,) * (5 - len(TILES.sliding))
-SLIDING_GAIN = TILES.sliding_gain  # its speed over the plain tile's, per output computed
+SLIDING_GAIN = TILES.sliding_gain  # its speed over the plain tile's, per output computed,
+# by default (``sliding_gain``: ``cnnkit tune`` measures this machine's)
 # Each NV's MR, 1 where it has none: ``by_image``'s task may compile ``slide`` for both NVs
 # whatever its own, and never runs the one of MR 0 (``sliding_rows``)
 _SLIDING_1, _SLIDING_2 = (max(1, rows) for rows in SLIDING_ROWS[1:3])
@@ -324,16 +326,32 @@ def along_rows(vectors, kernel_width, step, dilation, n_rows, row_length, pitch,
     (``SLIDING_WIDTHS``) at ``step`` and ``dilation`` 1 along the rows, and ``n_rows`` rows of
     ``row_length`` outputs, corners ``pitch`` apart (0: unevenly), that waste little of it:
     the outputs its tiles compute (``sliding_counts``) per output kept under ``gain``, its
-    speed over the plain tile's, by default the implicit GEMM's ``SLIDING_GAIN[NV]``
-    (``conv.implicit.sliding_width`` has the measurements)."""
+    speed over the plain tile's, by default the implicit GEMM's (``sliding_gain``)."""
     rows = sliding_rows(vectors)
     if not rows or kernel_width not in SLIDING_WIDTHS or step != 1 or dilation != 1:
         return 0
     kept = n_rows * row_length
     computed = min((c for c in sliding_counts(n_rows, row_length, pitch, rows) if c >= 0),
                    default=0)
-    gain = SLIDING_GAIN[vectors] if gain is None else gain
+    gain = sliding_gain(vectors) if gain is None else gain
     return rows if 0 < computed < gain * kept else 0
+
+
+# the tuning constants of the gains ``cnnkit tune`` measures, by NV
+MEASURED_GAIN = {1: "implicit_sliding_gain_1", 2: "implicit_sliding_gain_2"}
+
+
+def sliding_gain(vectors):
+    """The tile along rows' speed over the plain tile's for NV = ``vectors``, per output it
+    computes: this machine's, where ``cnnkit tune`` has measured it
+    (``implicit_sliding_gain_1`` and ``_2``; 0 when not), else ``SLIDING_GAIN[NV]``, the
+    CPU table's entry for this ISA family (``cpu.TILES``, measured on one machine of it by
+    ``python -m cnnkit.bench.tiles --sliding``: another CPU of the family may gain less, as
+    BENCHMARKS.md's "Tile gains measured by cnnkit tune" shows)."""
+    measured = tuning.value(MEASURED_GAIN[vectors]) if vectors in MEASURED_GAIN else 0.0
+    if measured > 0:
+        return measured
+    return SLIDING_GAIN[vectors] if 0 < vectors < len(SLIDING_GAIN) else 0.0
 
 
 @numba.njit(cache=True)

@@ -252,6 +252,31 @@ def _depthwise_lanes_sliding(fast, time_ns):
     return {"depthwise_lanes_sliding_gain": time_ns(forward(False)) / time_ns(forward(True))}
 
 
+def _implicit_sliding(fast, time_ns):
+    """The implicit GEMM's forward products along output rows against the plain tile of the
+    same width (``conv.implicit.per_image_product``, 16 → LANES·NV channels, 3 × 3), on
+    maps whose rows are twice the tile's MR, already padded (no output computed twice, no
+    padding per image): the time ratios, the gains ``implicit_gemm_numba.along_rows`` weighs
+    a shape's wasted outputs against. Only the vector counts with that tile on this target."""
+    from ..kernels import implicit_gemm_numba as compiled
+    from ..kernels.conv import implicit
+    rng = np.random.default_rng(7)
+    gains = {}
+    for vectors, name in compiled.MEASURED_GAIN.items():
+        side = 2 * compiled.sliding_rows(vectors)
+        if not side:
+            continue
+        x = rng.standard_normal((8 if fast else 16, 16, side + 2, side + 2)).astype(np.float32)
+        w = rng.standard_normal((compiled.LANES * vectors, 16, 3, 3)).astype(np.float32)
+        panels = implicit._panels(w)
+
+        def product(slide):
+            return lambda: implicit.per_image_product(x, ((0, 0), (0, 0)), panels, w.shape,
+                                                      (1, 1), (side, side), slide=slide)
+        gains[name] = time_ns(product(False)) / time_ns(product(True))
+    return gains
+
+
 def _show(value):
     return str(value) if isinstance(value, int) else f"{value:.4g}"
 
@@ -278,6 +303,7 @@ MEASUREMENTS = (
     ("depthwise_lanes_input", _depthwise_lanes_input, False),
     ("depthwise_lanes_stencil", _depthwise_lanes_stencil, False),
     ("depthwise_lanes_sliding", _depthwise_lanes_sliding, True),
+    ("implicit_sliding", _implicit_sliding, True),
     ("rows", _rows, True),
     ("depthwise", _compiled_depthwise, False),
     ("pooling", _compiled_pooling, False),

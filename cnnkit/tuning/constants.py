@@ -305,6 +305,20 @@ _TABLE = [
              "ratio, forward passes of 16 images (8 with --fast) on maps whose rows are twice "
              "the tile's outputs, one core (BENCHMARKS.md, \"Groups that fill a vector: broadcasts\").",
              0.0, 8.0, measured_by=TUNE),
+    Constant("implicit_sliding_gain_1", 0.0, "× (time ratio)",
+             "The implicit GEMM's one-vector tile along output rows "
+             "(``microkernel.sliding_micro_kernel``) runs a product while the outputs its "
+             "tiles compute per output kept stay under this: its speed over the plain tile's "
+             "of one vector where it wastes nothing. 0: the CPU table's entry for this ISA "
+             "family (``cpu.TILES``' sliding_gain, from one machine of it), which other CPUs "
+             "of the family need not share. Measured as the time ratio of the forward "
+             "products (``conv.implicit.per_image_product``, 16 images, 8 with --fast), "
+             "plain against along rows, on maps whose rows are twice the tile's outputs, one "
+             "core (BENCHMARKS.md, \"Tile gains measured by cnnkit tune\").",
+             0.0, 8.0, measured_by=TUNE),
+    Constant("implicit_sliding_gain_2", 0.0, "× (time ratio)",
+             "The same for the two-vector tile along rows (AVX-512 only; none elsewhere, "
+             "where it is not measured).", 0.0, 8.0, measured_by=TUNE),
     Constant("depthwise_runs_per_thread", 8, "parallel runs of planes per Numba thread",
              "The compiled depthwise kernels (depthwise_numba's forward pass and input "
              "gradient, depthwise3x3_numba's stencil) split their planes into this many runs "

@@ -482,7 +482,7 @@ def _panels(w):
 
 
 def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, stride=None,
-                      bias=None, padded_copy=None, groups=1, finite=None):
+                      bias=None, padded_copy=None, groups=1, finite=None, slide=None):
     """The channels-last product of ``channels_last`` (all of x's channels; stride 1 unless
     given) with one task per image, each padding its own image of x by ``pads``: y (N, K,
     *out), plus ``bias`` (K,) when given. With ``source``, each task instead gathers its
@@ -496,7 +496,11 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
     pads and reads only the group's C/G channels (``implicit_gemm_numba.by_image``).
 
     ``finite``: None, or an array of N·G bytes, set to whether each image (and group) of x is
-    finite (each task finds it as it pads its image)."""
+    finite (each task finds it as it pads its image).
+
+    ``slide``: the tiles along output rows where ``sliding_width`` takes them (None), never
+    (False), or wherever they can run, whatever they waste (True; a ValueError naming
+    ``slide`` where they cannot): ``cnnkit tune`` times both to measure their gain."""
     n = x.shape[0]
     if finite is not None and finite.shape != (n * groups,):  # the kernel writes finite[task]
         raise ValueError(f"finite must have one byte per task, {n * groups}, got shape "
@@ -511,6 +515,13 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
     if y is None:
         y = np.empty((n, k * groups, math.prod(out)), np.float32)
     y_split = y if groups == 1 else y.reshape((n * groups, k) + y.shape[2:])
+    sliding = 0 if slide is False else sliding_width(
+        k, w_shape[2:], stride, dilation, out, padded[2:], source,
+        math.inf if slide else None)
+    if slide and not sliding:
+        raise ValueError("slide=True: no tile along output rows runs this product (its "
+                         "width of outputs, kernel width, stride or dilation along the rows, "
+                         "or its rows shorter than a tile)")
     compiled.BY_IMAGE[vectors](*image_padding(x, pads),
                                compiled.NO_PADDED_COPY if padded_copy is None
                                else padded_copy.reshape(-1),
@@ -522,13 +533,11 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
                                np.ascontiguousarray(bias, dtype=np.float32),
                                tap_block(padded[2:], w_shape[2:], k), groups, False,
                                compiled.NO_CHECK if finite is None else finite,
-                               sliding_width(k, w_shape[2:], stride, dilation, out,
-                                             padded[2:], source),
-                               out[-1])
+                               sliding, out[-1])
     return y.reshape((n, k * groups) + tuple(out)) if source is None else y
 
 
-def sliding_width(k, kernel, stride, dilation, out, padded, source=None):
+def sliding_width(k, kernel, stride, dilation, out, padded, source=None, gain=None):
     """KW when ``per_image_product``'s tiles run along output rows
     (``microkernel.sliding_micro_kernel``), else 0, for K = ``k`` outputs, an input of
     ``padded`` spatial shape and ``out`` positions: a tile NV vectors wide that has a form
@@ -537,9 +546,9 @@ def sliding_width(k, kernel, stride, dilation, out, padded, source=None):
     one at NV 2, the tile along rows one for KW·NV of them), a kernel KW = 3 or 5 wide
     (``SLIDING_WIDTHS``) at stride and dilation 1 along the rows, and rows that waste little
     of it: the outputs its tiles compute (``sliding_counts``: row by row, or a map's rows as
-    one run over the padded grid) per output kept under ``SLIDING_GAIN``, its speed over the
-    plain tile's (``implicit_gemm_numba.along_rows``, which the lane-wise kernels' broadcast
-    tile asks too). One core, the products alone (``python -m cnnkit.bench.tiles --sliding``),
+    one run over the padded grid) per output kept under ``gain``, by default its speed over
+    the plain tile's (``implicit_gemm_numba.sliding_gain``; ``along_rows``, which the
+    lane-wise kernels' broadcast tile asks too). One core, the products alone (``python -m cnnkit.bench.tiles --sliding``),
     AVX-512: 16 → 16 channels, 3 × 3, on 32 28 × 28 maps 158.8–176.6 GFLOP/s along rows
     against 73.4–77.0 for the 8 × 16 tile; 6 → 16, 5 × 5, on 14 × 14 maps 161.2–174.6 against
     73.8–74.0; AVX2, 8 outputs: 76.9–77.4 against 68.2–69.2. resnet_small's 16 → 16 layer, 2
@@ -551,7 +560,7 @@ def sliding_width(k, kernel, stride, dilation, out, padded, source=None):
     one_map = len(out) > 1 and math.prod(out[:-2]) == 1  # its rows evenly spaced
     rows = compiled.along_rows(compiled.tile(k)[1], kernel[-1], stride[-1], dilation[-1],
                                math.prod(out) // out[-1], out[-1],
-                               stride[-2] * padded[-1] if one_map else 0)
+                               stride[-2] * padded[-1] if one_map else 0, gain)
     return int(kernel[-1]) if rows else 0
 
 
