@@ -548,10 +548,11 @@ def sliding_width(k, kernel, stride, dilation, out, padded, source=None, gain=No
     of it: the outputs its tiles compute (``sliding_counts``: row by row, or a map's rows as
     one run over the padded grid) per output kept under ``gain``, by default its speed over
     the plain tile's (``implicit_gemm_numba.sliding_gain``; ``along_rows``, which the
-    lane-wise kernels' broadcast tile asks too). One core, the products alone (``python -m cnnkit.bench.tiles --sliding``),
-    AVX-512: 16 → 16 channels, 3 × 3, on 32 28 × 28 maps 158.8–176.6 GFLOP/s along rows
-    against 73.4–77.0 for the 8 × 16 tile; 6 → 16, 5 × 5, on 14 × 14 maps 161.2–174.6 against
-    73.8–74.0; AVX2, 8 outputs: 76.9–77.4 against 68.2–69.2. resnet_small's 16 → 16 layer, 2
+    lane-wise kernels' broadcast tile asks too). One core, the products alone (``python -m
+    cnnkit.bench.tiles --sliding``), AVX-512: 16 → 16 channels, 3 × 3, on 32 28 × 28 maps
+    158.8–176.6 GFLOP/s along rows against 73.4–77.0 for the 8 × 16 tile; 6 → 16, 5 × 5, on
+    14 × 14 maps 161.2–174.6 against 73.8–74.0; AVX2, 8 outputs: 76.9–77.4 against
+    68.2–69.2. resnet_small's 16 → 16 layer, 2
     threads, AVX-512: forward pass 0.64, training step 0.74 of the time (BENCHMARKS.md, "One
     vector of outputs"); two vectors and rows as runs: BENCHMARKS.md, "Two vectors of outputs
     along rows"."""
