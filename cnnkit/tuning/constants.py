@@ -53,11 +53,9 @@ _TABLE = [
              "(a 1×1 layer at stride 2), of a vector of input channels or more, runs on the "
              "implicit GEMM, one product per phase (``kernels/conv/strided_input.py``), up to "
              "this many output channels K (each product's terms), else im2col + col2im, "
-             "whose BLAS product is faster alone for large K: 2 threads, 1×1 at stride 2, dx "
-             "of C channels from dy of K = 2·C, per phase against im2col + col2im, K = 32 to "
-             "256 0.73-0.84 of its time on AVX-512 and 0.65-0.98 on AVX2, K = 512 0.88 and "
-             "1.04, K = 1024 1.20 and 1.27 (``conv.implicit._strided_input_wins``; "
-             "BENCHMARKS.md, \"Strided input gradients whose taps lie apart\")." + _NOT_TIMED,
+             "whose BLAS product is faster alone for large K (the figures: "
+             "``conv.implicit._strided_input_wins``; BENCHMARKS.md, \"Strided input "
+             "gradients whose taps lie apart\")." + _NOT_TIMED,
              0, 1 << 20, integer=True),
     Constant("implicit_planar_max_terms_per_output", 0.5, "terms per output channel",
              "The implicit GEMM's planar orientation is taken for products with at most this "
