@@ -5,7 +5,7 @@ each vector count NV the target has them for (one vector everywhere, two on AVX-
 Row lengths are drawn around the tile's MR (``SLIDING_ROWS[NV]``, which the target's register
 file decides), so every target meets rows of one tile, of whole tiles, rows whose last tile
 overlaps the one before, and rows shorter than a tile, which run as one run of the map's rows
-(``sliding_tiles``).
+(a volume's: of each plane's rows; ``sliding_tiles``).
 """
 from unittest import mock
 
@@ -81,8 +81,10 @@ def test_the_rule_takes_stride_1_rows_that_waste_little(vectors, mr):
             (k, kernel, (1, 2), one, (9, mr)),           # strided along the rows
             (k, kernel, one, (1, 2), (9, mr)),           # dilated along the rows
             (k, (3,), (1,), (1,), (mr - 1,)),            # one row shorter than a tile
-            (k, (3, 3, 3), (1,) * 3, (1,) * 3, (2, 9, mr - 1))]:  # maps' rows, not one run
+            (k, (3, 3, 3), (1,) * 3, (1,) * 3, (9, 1, mr - 1))]:  # planes of one short row
         assert _rule(k_, kern, stride, dilation, out) == 0, (k_, kern, stride, out)
+    # a volume's planes, each of its rows as one run
+    assert _rule(k, (3, 3, 3), (1,) * 3, (1,) * 3, (2, 9, mr - 1)) == 3
     assert _rule(k, kernel, one, one, (9, mr), source=np.zeros(1)) == 0
 
 
@@ -104,11 +106,13 @@ def test_the_rule_weighs_the_outputs_wasted_against_the_gain(vectors, mr):
 
 
 @pytest.mark.parametrize("shape, pitch", [((7, 20), 22), ((5, 9), 11), ((3, 4), 8),
-                                          ((1, 30), 32), ((4, 17), 19), ((2, 3, 16), 18)])
-@pytest.mark.parametrize("mr", sorted({4, 10, 14} | {rows for _, rows in SLIDING}))
+                                          ((1, 30), 32), ((4, 17), 19), ((2, 3, 16), 18),
+                                          ((3, 4, 5), 7), ((4, 2, 5), 7)])
+@pytest.mark.parametrize("mr", sorted({4, 10, 14, 16} | {rows for _, rows in SLIDING}))
 def test_sliding_tiles_keep_every_output_once(shape, pitch, mr):
     """Each output is kept by exactly one tile, read from its own corner; the tiles compute
-    the fewer of ``sliding_counts``' two counts (one map's rows as one run, or by rows)."""
+    the fewer of ``sliding_counts``' two counts (each map's rows as one run, a volume's
+    planes' likewise, or by rows)."""
     *maps, length = shape
     plane = (maps[-1] + 2) * pitch if maps else pitch
     corner = np.array([((m // maps[-1]) * 3 * plane if len(maps) > 1 else 0) +
@@ -116,14 +120,32 @@ def test_sliding_tiles_keep_every_output_once(shape, pitch, mr):
                        for m in range(int(np.prod(maps or [1]))) for x in range(length)],
                       np.int64)
     n_rows = corner.size // length
-    uniform = len(maps) < 2
-    counts = compiled.sliding_counts(n_rows, length, pitch if uniform and n_rows > 1 else 0, mr)
+    counts = compiled.sliding_counts(n_rows, length, pitch if n_rows > 1 else 0, mr,
+                                     maps[-1] if maps else 0)
     if max(counts) < 0:
         with pytest.raises(ValueError, match="shorter than the tile"):
             compiled.sliding_tiles(corner, compiled.NO_ROWS, length, mr, 1, -1)
         return
     start, c_row = compiled.sliding_tiles(corner, compiled.NO_ROWS, length, mr, 1, -1)
     assert start.size * mr == min(c for c in counts if c >= 0)
+    kept = c_row >= 0
+    assert sorted(c_row[kept]) == list(range(corner.size))
+    tiles, i = np.nonzero(kept)
+    np.testing.assert_array_equal(start[tiles] // 4 + i, corner[c_row[kept]])
+
+
+@pytest.mark.parametrize("rows", [(0, 7, 14, 100, 107, 119),   # the second run uneven
+                                  (0, 7, 14, 100, 107),        # runs of unequal rows
+                                  (0, 7, 14, 100, 107, 114)])  # two runs of three rows
+def test_sliding_tiles_run_rows_only_where_each_run_is_evenly_spaced(rows):
+    """Rows run together only where every run has the first run's rows, a pitch apart; else
+    each row is tiled on its own."""
+    length, mr = 5, 4
+    corner = np.array([r + x for r in rows for x in range(length)], np.int64)
+    start, c_row = compiled.sliding_tiles(corner, compiled.NO_ROWS, length, mr, 1, -1)
+    by_rows, as_runs = compiled.sliding_counts(len(rows), length, 7, mr, 3)
+    assert as_runs < by_rows  # so runs are taken wherever they are allowed
+    assert start.size * mr == (as_runs if rows[-1] == 114 else by_rows)
     kept = c_row >= 0
     assert sorted(c_row[kept]) == list(range(corner.size))
     tiles, i = np.nonzero(kept)
@@ -171,10 +193,13 @@ def test_rows_of_whole_overlapping_and_short_tiles_match_torch(vectors, row, kw,
 
 
 @pytest.mark.parametrize("vectors, mr", SLIDING)
-@pytest.mark.parametrize("dims", [1, 3])
-def test_1d_and_3d_rows(vectors, mr, dims):
+@pytest.mark.parametrize("dims, row", [(1, "long"), (3, "long"), (3, "short")])
+def test_1d_and_3d_rows(vectors, mr, dims, row):
+    """Rows of a signal, and of a volume's planes: longer than a tile, and shorter (each
+    plane's rows then run as one run, ``sliding_tiles``)."""
     rng = np.random.default_rng(dims)
-    spatial = (mr + 5,) if dims == 1 else (3, 2, 2 * mr + 1)
+    length = 2 * mr + 1 if row == "long" else mr // 2 + 1
+    spatial = (mr + 5,) if dims == 1 else (3, 4, length)
     x = rng.standard_normal((2, 4) + spatial, dtype=np.float32)
     w = rng.standard_normal((LANES * vectors, 4) + (2,) * (dims - 1) + (3,), dtype=np.float32)
     pads = ((0, 1),) * (dims - 1) + ((1, 1),)

@@ -319,20 +319,22 @@ def sliding_rows(vectors):
     return SLIDING_ROWS[vectors] if 0 < vectors < len(SLIDING_ROWS) else 0
 
 
-def along_rows(vectors, kernel_width, step, dilation, n_rows, row_length, pitch, gain=None):
+def along_rows(vectors, kernel_width, step, dilation, n_rows, row_length, pitch, gain=None,
+               run_rows=0):
     """MR of the tile along output rows (``microkernel.sliding_micro_kernel``) for a product of
     NV = ``vectors`` vectors of outputs, or 0 where the plain tile of that NV is to run: a
     target with such a tile for that NV (``SLIDING_ROWS``), a kernel ``kernel_width`` taps wide
     (``SLIDING_WIDTHS``) at ``step`` and ``dilation`` 1 along the rows, and ``n_rows`` rows of
-    ``row_length`` outputs, corners ``pitch`` apart (0: unevenly), that waste little of it:
-    the outputs its tiles compute (``sliding_counts``) per output kept under ``gain``, its
-    speed over the plain tile's, by default the implicit GEMM's (``sliding_gain``)."""
+    ``row_length`` outputs, corners ``pitch`` apart within runs of ``run_rows`` rows (pitch 0:
+    unevenly; run_rows 0: all in one run), that waste little of it: the outputs its tiles
+    compute (``sliding_counts``) per output kept under ``gain``, its speed over the plain
+    tile's, by default the implicit GEMM's (``sliding_gain``)."""
     rows = sliding_rows(vectors)
     if not rows or kernel_width not in SLIDING_WIDTHS or step != 1 or dilation != 1:
         return 0
     kept = n_rows * row_length
-    computed = min((c for c in sliding_counts(n_rows, row_length, pitch, rows) if c >= 0),
-                   default=0)
+    computed = min((c for c in sliding_counts(n_rows, row_length, pitch, rows, run_rows)
+                    if c >= 0), default=0)
     gain = sliding_gain(vectors) if gain is None else gain
     return rows if 0 < computed < gain * kept else 0
 
@@ -355,14 +357,17 @@ def sliding_gain(vectors):
 
 
 @numba.njit(cache=True)
-def sliding_counts(n_rows, row_length, pitch, rows):
+def sliding_counts(n_rows, row_length, pitch, rows, run_rows=0):
     """(outputs computed by rows, as runs): ``sliding_tiles``'s two arrangements of MR =
     ``rows`` over ``n_rows`` rows of ``row_length`` outputs whose corners lie ``pitch`` apart
-    (0: unevenly, one run a row), -1 for an arrangement that cannot tile them."""
+    in runs of ``run_rows`` rows (0: all of them, one map; a volume's: each plane's rows;
+    pitch 0: unevenly, one run a row), -1 for an arrangement that cannot tile them."""
     by_rows = n_rows * -(-row_length // rows) * rows if row_length >= rows else -1
-    runs, run_rows = (1, n_rows) if pitch >= row_length else (n_rows, 1)
+    run_rows = run_rows if 0 < run_rows <= n_rows else n_rows
+    if pitch < row_length:
+        run_rows = 1
     run_length = (run_rows - 1) * pitch + row_length
-    as_runs = runs * -(-run_length // rows) * rows if run_length >= rows else -1
+    as_runs = n_rows // run_rows * -(-run_length // rows) * rows if run_length >= rows else -1
     return by_rows, as_runs
 
 
@@ -379,25 +384,33 @@ def sliding_tiles(corner, row, row_length, rows, kp, spare):
                 row, starting early (the outputs the tile before computed go to spare);
                 rows of at least MR outputs
       as runs   rows whose corners lie one pitch apart (one map, whose rows follow each other
-                on the padded input's grid) read as one run of positions, row after row, as
-                ``conv.implicit._forward_planar`` reads that grid: the pitch − row_length
-                positions between two rows multiply inputs of the image too, and go to
-                spare; the run's last tile starts early. Runs of at least MR positions: rows
-                shorter than MR too, and a row MR does not divide wastes pitch − row_length
-                outputs, not up to MR − 1.
+                on the padded input's grid; each plane of a volume) read as one run of
+                positions, row after row, as ``conv.implicit._forward_planar`` reads that
+                grid: the pitch − row_length positions between two rows multiply inputs of
+                the image too, and go to spare; a run's last tile starts early. Runs of at
+                least MR positions: rows shorter than MR too, and a row MR does not divide
+                wastes pitch − row_length outputs, not up to MR − 1.
     Raises ValueError when neither applies."""
     n_rows = corner.size // row_length
     pitch = corner[row_length] - corner[0] if n_rows > 1 else row_length
+    run_rows = n_rows  # the rows of each run: up to the first that is not a pitch further
     for r in range(1, n_rows):
         if corner[r * row_length] - corner[(r - 1) * row_length] != pitch:
-            pitch = 0  # one run a row
-    by_rows, as_runs = sliding_counts(n_rows, row_length, pitch, rows)
+            run_rows = r
+            break
+    even = n_rows % run_rows == 0  # every run as long as the first, and as evenly spaced
+    for r in range(1, n_rows):
+        if r % run_rows and corner[r * row_length] - corner[(r - 1) * row_length] != pitch:
+            even = False
+    if not even:
+        pitch, run_rows = 0, 1  # one run a row
+    by_rows, as_runs = sliding_counts(n_rows, row_length, pitch, rows, run_rows)
     if by_rows < 0 and as_runs < 0:
         raise ValueError("sliding_tiles: rows, and runs of rows, shorter than the tile")
     if by_rows >= 0 and (as_runs < 0 or by_rows <= as_runs):
         pitch, run_rows, run_length = row_length, 1, row_length  # each row a run of its own
-    else:  # one run (``sliding_counts`` finds as_runs ≥ 0 below by_rows only then)
-        run_rows, run_length = n_rows, (n_rows - 1) * pitch + row_length
+    else:  # runs of rows (``sliding_counts`` finds as_runs ≥ 0 below by_rows only then)
+        run_length = (run_rows - 1) * pitch + row_length
     per_run = -(-run_length // rows)
     tiles = n_rows // run_rows * per_run
     start = np.empty(tiles, np.int64)

@@ -540,28 +540,28 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
 def sliding_width(k, kernel, stride, dilation, out, padded, source=None, gain=None):
     """KW when ``per_image_product``'s tiles run along output rows
     (``microkernel.sliding_micro_kernel``), else 0, for K = ``k`` outputs, an input of
-    ``padded`` spatial shape and ``out`` positions: a tile NV vectors wide that has a form
-    along rows on this target (``implicit_gemm_numba.SLIDING_ROWS``: NV 1 everywhere, 2 on
-    AVX-512; the plain tile loads a term for each multiply-add at NV 1 and for every second
-    one at NV 2, the tile along rows one for KW·NV of them), a kernel KW = 3 or 5 wide
-    (``SLIDING_WIDTHS``) at stride and dilation 1 along the rows, and rows that waste little
-    of it: the outputs its tiles compute (``sliding_counts``: row by row, or a map's rows as
-    one run over the padded grid) per output kept under ``gain``, by default its speed over
-    the plain tile's (``implicit_gemm_numba.sliding_gain``; ``along_rows``, which the
-    lane-wise kernels' broadcast tile asks too). One core, the products alone (``python -m
+    ``padded`` spatial shape and ``out`` positions: a tile NV vectors wide that has a form along
+    rows on this target (``implicit_gemm_numba.SLIDING_ROWS``: NV 1 everywhere, 2 on AVX-512;
+    the plain tile loads a term for each multiply-add at NV 1 and for every second one at NV 2,
+    the tile along rows one for KW·NV of them), a kernel KW = 3 or 5 wide (``SLIDING_WIDTHS``)
+    at stride and dilation 1 along the rows, and rows that waste little of it: the outputs its
+    tiles compute (``sliding_counts``: row by row, or a map's rows as one run over the padded
+    grid, a volume's plane by plane) per output kept under ``gain``, by default its speed over
+    the plain tile's (``implicit_gemm_numba.sliding_gain``; ``along_rows``, which the lane-wise
+    kernels' broadcast tile asks too). One core, the products alone (``python -m
     cnnkit.bench.tiles --sliding``), AVX-512: 16 → 16 channels, 3 × 3, on 32 28 × 28 maps
     158.8–176.6 GFLOP/s along rows against 73.4–77.0 for the 8 × 16 tile; 6 → 16, 5 × 5, on
-    14 × 14 maps 161.2–174.6 against 73.8–74.0; AVX2, 8 outputs: 76.9–77.4 against
-    68.2–69.2. resnet_small's 16 → 16 layer, 2
-    threads, AVX-512: forward pass 0.64, training step 0.74 of the time (BENCHMARKS.md, "One
-    vector of outputs"); two vectors and rows as runs: BENCHMARKS.md, "Two vectors of outputs
-    along rows"."""
+    14 × 14 maps 161.2–174.6 against 73.8–74.0; AVX2, 8 outputs: 76.9–77.4 against 68.2–69.2.
+    resnet_small's 16 → 16 layer, 2 threads, AVX-512: forward pass 0.64, training step 0.74 of
+    the time (BENCHMARKS.md, "One vector of outputs"); two vectors and rows as runs:
+    BENCHMARKS.md, "Two vectors of outputs along rows"."""
     if source is not None:
         return 0
-    one_map = len(out) > 1 and math.prod(out[:-2]) == 1  # its rows evenly spaced
+    maps = len(out) > 1  # each map's rows (a volume's planes') evenly spaced
     rows = compiled.along_rows(compiled.tile(k)[1], kernel[-1], stride[-1], dilation[-1],
                                math.prod(out) // out[-1], out[-1],
-                               stride[-2] * padded[-1] if one_map else 0, gain)
+                               stride[-2] * padded[-1] if maps else 0, gain,
+                               out[-2] if maps else 0)
     return int(kernel[-1]) if rows else 0
 
 
