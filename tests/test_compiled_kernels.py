@@ -257,6 +257,57 @@ def test_compiled_max_pool_2x2_fast_path_matches_general_path(width, height, dty
     np.testing.assert_array_equal(fast[1], index)
 
 
+@pytest.mark.parametrize("spatial, kernel, stride, pads, dilation", [
+    ((9, 11), (3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1)),
+    ((7, 7), (7, 7), (7, 7), ((0, 0), (0, 0)), (1, 1)),      # one window: global pooling
+    ((7, 8), (3, 2), (1, 3), ((1, 0), (0, 1)), (2, 1)),
+    ((6, 13), (2, 3), (3, 2), ((0, 1), (1, 1)), (1, 2)),     # a window overhangs the end
+    ((5, 6, 7), (3, 3, 3), (2, 2, 2), ((1, 1),) * 3, (1, 1, 1)),
+    ((1, 23), (1, 5), (1, 3), ((0, 0), (2, 2)), (1, 1)),     # 1-D, as maps of one row
+])
+@pytest.mark.parametrize("average", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pooling_window_by_window_matches_tap_by_tap(spatial, kernel, stride, pads, dilation,
+                                                     average, dtype):
+    """``pooling_numba._forward`` scanning each window in turn (``by_windows``: short output
+    rows) against its passes tap by tap, bit for bit, values and indices, with NaN, ±inf and
+    ties in the windows and cells in the padding."""
+    from cnnkit.kernels import pooling_numba
+    rng = np.random.default_rng(len(spatial) + sum(kernel))
+    x = rng.integers(-2, 3, (2, 3) + spatial).astype(dtype)  # small integers: many ties
+    cells = rng.random(x.shape)
+    x[cells < 0.05] = np.nan
+    x[(cells >= 0.05) & (cells < 0.08)] = np.inf
+    x[(cells >= 0.08) & (cells < 0.12)] = -np.inf
+    x[1, 2] = -np.inf  # a plane of −inf: the padding never wins
+    if average:
+        x[np.isnan(x) | np.isinf(x)] = 1.5
+        dilation = (1,) * len(spatial)
+    out = tuple((s + lo + hi - d * (k - 1) - 1) // st + 1
+                for s, (lo, hi), d, k, st in zip(spatial, pads, dilation, kernel, stride))
+    divisor = rng.integers(1, 10, out).astype(np.float64) if average else None
+    results = []
+    for windows in (False, True):
+        y = np.full((2, 3) + out, 7.0, dtype)
+        index = None if average else np.full((2, 3) + out, -7, np.int32)
+        pooling_numba._general(x, kernel, stride, pads, dilation, y, index, divisor, windows)
+        results.append((y, index))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    if not average:
+        np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_short_strided_rows_and_rows_of_one_output_pool_window_by_window():
+    from cnnkit.kernels import pooling_numba
+    short_max, short_average = pooling_numba.SHORT_MAX_ROWS, pooling_numba.SHORT_AVERAGE_ROWS
+    assert pooling_numba.by_windows(1, 1) and pooling_numba.by_windows(1, 1, average=True)
+    assert pooling_numba.by_windows(short_max - 1, 2)
+    assert not pooling_numba.by_windows(short_max, 2)
+    assert pooling_numba.by_windows(short_average - 1, 3, average=True)
+    assert not pooling_numba.by_windows(short_average, 2, average=True)
+    assert not pooling_numba.by_windows(2, 1) and not pooling_numba.by_windows(2, 1, True)
+
+
 @pytest.mark.parametrize("width", [2, 3, 7, 9, 15, 16, 17, 31, 33, 64, 65])
 @pytest.mark.parametrize("height", [1, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -32,7 +32,7 @@ _PLANES_PER_TASK = 16  # planes per parallel task of ``_forward_2x2`` (which sha
 
 
 @numba.njit(**_JIT)
-def _forward(x, kernel, stride, pads, dilation, out, index, divisor):
+def _forward(x, kernel, stride, pads, dilation, out, index, divisor, windows=False):
     """Any window on volumes x (N, C, D, H, W) (maps: D = 1), kernel, stride, pads and
     dilation each (depth, height, width): the maximum and its index (or the maximum alone,
     given an empty ``index``), or, with a ``divisor`` of the output's spatial shape (not
@@ -55,6 +55,9 @@ def _forward(x, kernel, stride, pads, dilation, out, index, divisor):
     sd, sh, sw = stride
     dd, dh, dw = dilation
     average, indexed = divisor.size > 0, index.size > 0
+    if windows:  # short output rows: ``by_windows``
+        _by_windows(x, kernel, stride, pads, dilation, out, index, divisor)
+        return
     taps = _tap_phases(kw, sw, pads[2], dw, width, ow)
     for task in numba.prange(n_images * channels):
         n, c = task // channels, task % channels
@@ -94,6 +97,88 @@ def _forward(x, kernel, stride, pads, dilation, out, index, divisor):
                 if average:
                     for j in range(ow):
                         best[j] = best[j] / divisor[o, i, j]
+
+
+# Strided output rows shorter than these are pooled window by window (``by_windows``):
+# maxima, and averages
+SHORT_MAX_ROWS, SHORT_AVERAGE_ROWS = 6, 12
+
+
+def by_windows(row_outputs, row_stride, average=False):
+    """Whether ``_forward`` scans each window in turn (``_by_windows``) for output rows of
+    ``row_outputs`` at ``row_stride`` along them: strided rows under ``SHORT_MAX_ROWS``
+    (``SHORT_AVERAGE_ROWS`` for an ``average``), and rows of one output. There a row's taps
+    are loops of a few iterations, and at a stride each input row is split into its phases by
+    more such loops, whose fixed costs outweigh their work; at stride 1 a tap's pass is
+    vectorised and stays the cheaper from two outputs on. A maximum carries its index through
+    a chain of selects, which AVX2 code ran at half AVX-512's rate, hence its shorter rows.
+    802 816 cells in planes of each size, padding 1 (2 threads, ms, tap by tap → window by
+    window; ``python -m cnnkit.bench.pool_rows`` prints it), AVX-512 / AVX2
+    (``NUMBA_CPU_NAME=haswell``):
+
+    | maps (rows at stride 2) | 3 × 3 max at stride 2 | its average | 3 × 3 max at stride 1 |
+    |---|---|---|---|
+    | 7 × 7 (4) | 8.14 → 2.70 / 7.87 → 5.43 | 8.25 → 1.77 / 8.08 → 1.77 | 6.39 → 8.60 / 6.21 → 15.42 |
+    | 14 × 14 (7) | 4.03 → 2.30 / 4.27 → 4.54 | 3.99 → 1.31 / 4.19 → 1.36 | 3.33 → 9.21 / 3.58 → 15.35 |
+    | 20 × 20 (10) | 2.91 → 2.32 / 2.94 → 4.45 | 2.85 → 1.30 / 2.90 → 1.30 | 2.41 → 9.04 / 2.66 → 15.15 |
+    | 28 × 28 (14) | 2.07 → 2.25 / 2.13 → 4.48 | 2.03 → 1.29 / 2.16 → 1.37 | 1.78 → 9.46 / 2.02 → 15.26 |
+    """
+    if row_outputs == 1:
+        return True
+    return row_stride > 1 and row_outputs < (SHORT_AVERAGE_ROWS if average else SHORT_MAX_ROWS)
+
+
+@numba.njit(**_JIT)
+def _by_windows(x, kernel, stride, pads, dilation, out, index, divisor):
+    """``_forward`` for short output rows (``by_windows``): each output's window scanned in turn,
+    in the window's order, its sum or maximum held in a register and the comparison a select
+    rather than a branch. The same values and indices: cells in the padding skipped, the
+    first maximum taken, a NaN always (so the last NaN), the first cell inside whatever it
+    holds (−inf included); averages summed in the window's order in x's type, then
+    divided."""
+    n_images, channels, depth, height, width = x.shape
+    od, oh, ow = out.shape[2], out.shape[3], out.shape[4]
+    average, indexed = divisor.size > 0, index.size > 0
+    for task in numba.prange(n_images * channels):
+        n, c = task // channels, task % channels
+        flat = x[n, c].reshape(-1)
+        best = out[n, c]
+        for o in range(od):
+            z0, z1 = _inside(o * stride[0] - pads[0], dilation[0], kernel[0], depth)
+            for i in range(oh):
+                r0, r1 = _inside(i * stride[1] - pads[1], dilation[1], kernel[1], height)
+                for j in range(ow):
+                    c0, c1 = _inside(j * stride[2] - pads[2], dilation[2], kernel[2], width)
+                    best[o, i, j] = 0 if average else -np.inf
+                    held, held_at = best[o, i, j], -1
+                    for e in range(z0, z1):
+                        z = o * stride[0] - pads[0] + e * dilation[0]
+                        for a in range(r0, r1):
+                            row = (z * height + i * stride[1] - pads[1] + a * dilation[1]) * \
+                                width + j * stride[2] - pads[2]
+                            for b in range(c0, c1):
+                                at = row + b * dilation[2]
+                                value = flat[at]
+                                if average:
+                                    held = held + value
+                                else:
+                                    take = (value > held) | (value != value) | (held_at < 0)
+                                    held = value if take else held
+                                    held_at = at if take else held_at
+                    if average:
+                        best[o, i, j] = held / divisor[o, i, j]
+                    else:
+                        best[o, i, j] = held
+                        if indexed:
+                            index[n, c, o, i, j] = held_at
+
+
+@numba.njit(cache=True, inline="always")
+def _inside(start, dilation, taps, size):
+    """(first, end): the taps t < ``taps`` whose cell start + t·dilation lies in [0, size)."""
+    first = 0 if start >= 0 else (-start + dilation - 1) // dilation
+    end = min(taps, (size - 1 - start) // dilation + 1) if size - 1 >= start else 0
+    return first, max(first, end)
 
 
 @numba.njit(cache=True, inline="always")
@@ -538,9 +623,12 @@ def _average_backward(grad, kernel, stride, pads, divisor, dx):
                                     row[j * sw + offset] += source[j]
 
 
-def _general(x, kernel, stride, pads, dilation, y, index, divisor=None):
+def _general(x, kernel, stride, pads, dilation, y, index, divisor=None, windows=None):
     """``_forward`` on signals, maps or volumes: the first two as volumes of one slice (and
-    one row). Without a ``divisor``, max pooling; without an ``index`` too, its values alone."""
+    one row). Without a ``divisor``, max pooling; without an ``index`` too, its values alone.
+    ``windows``: each window in turn or tap by tap, by default as ``by_windows`` says."""
+    if windows is None:
+        windows = by_windows(y.shape[-1], stride[-1], divisor is not None)
     divisor = np.empty(0) if divisor is None else divisor
     lift = (1,) * (5 - x.ndim)
     volume = x.shape[:2] + lift + x.shape[2:]
@@ -549,7 +637,8 @@ def _general(x, kernel, stride, pads, dilation, y, index, divisor=None):
     _forward(np.ascontiguousarray(x).reshape(volume), lift + tuple(kernel), lift + tuple(stride),
              (0,) * len(lift) + tuple(lo for lo, _ in pads), lift + tuple(dilation),
              y.reshape(volume[:2] + lift + y.shape[2:]), index,
-             divisor.reshape(lift + divisor.shape) if divisor.size else np.empty((0, 0, 0)))
+             divisor.reshape(lift + divisor.shape) if divisor.size else np.empty((0, 0, 0)),
+             windows)
 
 
 def max_pool_backward(grad, index, in_shape):
