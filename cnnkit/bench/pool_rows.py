@@ -1,6 +1,7 @@
-"""Re-measure ``pooling_numba.SHORT_MAX_ROWS`` and ``SHORT_AVERAGE_ROWS``: the general pooling kernel tap by tap against
-window by window (``pooling_numba.by_windows``), on planes of ever smaller maps with the same
-number of cells, so that only the length of the output rows changes.
+"""Re-measure ``pooling_numba.SHORT_MAX_ROWS`` and ``SHORT_AVERAGE_ROWS``: the general
+pooling kernel tap by tap against window by window (``pooling_numba.by_windows``), on planes
+of ever smaller maps with the same number of cells, so that only the length of the output
+rows changes.
 
     python -m cnnkit.bench.pool_rows [--repeats 10]
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.pool_rows   # the AVX2 code
@@ -10,24 +11,15 @@ max pooling at stride 1, each both ways (inference: the values alone). Window by
 win up to the strided rows under those lengths and lose at stride 1.
 """
 import argparse
-import time
 
 import numpy as np
+
+from .timing import best_of_interleaved
 
 CELLS = 802_816  # 16 384 planes of 7 × 7, 1 024 of 28 × 28
 CASES = (("3 × 3 max at stride 2", (3, 3), (2, 2), False),
          ("its average", (3, 3), (2, 2), True),
          ("3 × 3 max at stride 1", (3, 3), (1, 1), False))
-
-
-def _best(run, repeats):
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3
 
 
 def measure(sizes=(7, 14, 20, 28), repeats=10, log=print):
@@ -40,10 +32,11 @@ def measure(sizes=(7, 14, 20, 28), repeats=10, log=print):
             out = tuple((s + 2 - k) // st + 1 for s, k, st in zip(x.shape[2:], kernel, stride))
             y = np.empty(x.shape[:2] + out, np.float32)
             divisor = np.full(out, 9.0) if average else None
-            times = [_best(lambda: pooling_numba._general(
-                x, kernel, stride, ((1, 1), (1, 1)), (1, 1), y, None, divisor, windows),
-                repeats) for windows in (False, True)]
-            line.append(f"{name} {times[0]:.2f} → {times[1]:.2f}")
+            taps, windows = best_of_interleaved(
+                [lambda w=w: pooling_numba._general(x, kernel, stride, ((1, 1), (1, 1)), (1, 1),
+                                                    y, None, divisor, w)
+                 for w in (False, True)], repeats)
+            line.append(f"{name} {taps * 1e3:.2f} → {windows * 1e3:.2f}")
         log(f"{size:3d} × {size:<3d} (rows of {(size - 1) // 2 + 1} at stride 2): " +
             "; ".join(line))
 

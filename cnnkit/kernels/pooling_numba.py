@@ -33,7 +33,7 @@ _PLANES_PER_TASK = 16  # planes per parallel task of ``_forward_2x2`` (which sha
 
 
 @numba.njit(**_JIT)
-def _forward(x, kernel, stride, pads, dilation, out, index, divisor, windows=False):
+def _forward(x, kernel, stride, pads, dilation, out, index, divisor):
     """Any window on volumes x (N, C, D, H, W) (maps: D = 1), kernel, stride, pads and
     dilation each (depth, height, width): the maximum and its index (or the maximum alone,
     given an empty ``index``), or, with a ``divisor`` of the output's spatial shape (not
@@ -49,17 +49,14 @@ def _forward(x, kernel, stride, pads, dilation, out, index, divisor, windows=Fal
     unpredictable branch per cell. One core, windows scanned in turn against this: 3 × 3 at
     stride 2 on 64 × 16 maps of 56 × 56 31.4 against 5.5 ms, at stride 1 96.4 against
     15.0; 64 × 16 signals of 1000 values by 3 at stride 1 9.8 against 0.8, at stride 2 4.9
-    against 0.8. Only where the rows are too short for their passes to pay (``windows``,
-    ``by_windows``) is each window scanned in turn, with selects instead (``_by_windows``)."""
+    against 0.8. Only where the rows are too short for their passes to pay (``by_windows``)
+    is each window scanned in turn, with selects instead (``_by_windows``)."""
     n_images, channels, depth, height, width = x.shape
     od, oh, ow = out.shape[2], out.shape[3], out.shape[4]
     kd, kh, kw = kernel
     sd, sh, sw = stride
     dd, dh, dw = dilation
     average, indexed = divisor.size > 0, index.size > 0
-    if windows:  # short output rows: ``by_windows``
-        _by_windows(x, kernel, stride, pads, dilation, out, index, divisor)
-        return
     taps = _tap_phases(kw, sw, pads[2], dw, width, ow)
     for task in numba.prange(n_images * channels):
         n, c = task // channels, task % channels
@@ -107,9 +104,10 @@ SHORT_MAX_ROWS, SHORT_AVERAGE_ROWS = 6, 12
 
 
 def by_windows(row_outputs, row_stride, average=False):
-    """Whether ``_forward`` scans each window in turn (``_by_windows``) for output rows of
-    ``row_outputs`` at ``row_stride`` along them: strided rows under ``SHORT_MAX_ROWS``
-    (``SHORT_AVERAGE_ROWS`` for an ``average``), and rows of one output. There a row's taps
+    """Whether ``_general`` scans each window in turn (``_by_windows``), not tap by tap
+    (``_forward``), for output rows of ``row_outputs`` at ``row_stride`` along them: strided
+    rows under ``SHORT_MAX_ROWS`` (``SHORT_AVERAGE_ROWS`` for an ``average``), and rows of one
+    output. There a row's taps
     are loops of a few iterations, and at a stride each input row is split into its phases by
     more such loops, whose fixed costs outweigh their work; at stride 1 a tap's pass is
     vectorised and stays the cheaper from two outputs on. A maximum carries its index through
@@ -132,12 +130,12 @@ def by_windows(row_outputs, row_stride, average=False):
 
 @numba.njit(**_JIT)
 def _by_windows(x, kernel, stride, pads, dilation, out, index, divisor):
-    """``_forward`` for short output rows (``by_windows``): each output's window scanned in turn,
-    in the window's order, its sum or maximum held in a register and the comparison a select
-    rather than a branch. The same values and indices: cells in the padding skipped, the
-    first maximum taken, a NaN always (so the last NaN), the first cell inside whatever it
-    holds (−inf included); averages summed in the window's order in x's type, then
-    divided."""
+    """``_forward``'s pooling for short output rows (``by_windows``): each output's window
+    scanned in turn, in the window's order, its sum or maximum held in a register and the
+    comparison a select rather than a branch. The same values and indices: cells in the
+    padding skipped, the first maximum taken, a NaN always (so the last NaN), the first cell
+    inside whatever it holds (−inf included); averages summed in the window's order in x's
+    type, then divided."""
     n_images, channels, depth, height, width = x.shape
     od, oh, ow = out.shape[2], out.shape[3], out.shape[4]
     average, indexed = divisor.size > 0, index.size > 0
@@ -636,11 +634,11 @@ def _general(x, kernel, stride, pads, dilation, y, index, divisor=None, windows=
     volume = x.shape[:2] + lift + x.shape[2:]
     index = np.empty((1, 1, 1, 1, 0), np.int32) if index is None else \
         index.reshape(volume[:2] + lift + y.shape[2:])
-    _forward(np.ascontiguousarray(x).reshape(volume), lift + tuple(kernel), lift + tuple(stride),
-             (0,) * len(lift) + tuple(lo for lo, _ in pads), lift + tuple(dilation),
-             y.reshape(volume[:2] + lift + y.shape[2:]), index,
-             divisor.reshape(lift + divisor.shape) if divisor.size else np.empty((0, 0, 0)),
-             windows)
+    pool = _by_windows if windows else _forward
+    pool(np.ascontiguousarray(x).reshape(volume), lift + tuple(kernel), lift + tuple(stride),
+         (0,) * len(lift) + tuple(lo for lo, _ in pads), lift + tuple(dilation),
+         y.reshape(volume[:2] + lift + y.shape[2:]), index,
+         divisor.reshape(lift + divisor.shape) if divisor.size else np.empty((0, 0, 0)))
 
 
 def max_pool_backward(grad, index, in_shape):
