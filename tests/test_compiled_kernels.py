@@ -264,15 +264,20 @@ def test_compiled_max_pool_2x2_fast_path_matches_general_path(width, height, dty
     ((6, 13), (2, 3), (3, 2), ((0, 1), (1, 1)), (1, 2)),     # a window overhangs the end
     ((5, 6, 7), (3, 3, 3), (2, 2, 2), ((1, 1),) * 3, (1, 1, 1)),
     ((1, 23), (1, 5), (1, 3), ((0, 0), (2, 2)), (1, 1)),     # 1-D, as maps of one row
+    ((10, 9), (3, 2), (3, 3), ((1, 0), (1, 1)), (1, 3)),     # flat at stride 3
+    ((5, 4), (3, 3), (1, 1), ((1, 1), (1, 1)), (2, 1)),      # dilation 2 at stride 1
+    ((3, 2, 3), (2, 2, 3), (2, 2, 2), ((1, 1), (0, 0), (1, 1)), (1, 1, 1)),  # one output row
 ])
 @pytest.mark.parametrize("average", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_pooling_window_by_window_matches_tap_by_tap(spatial, kernel, stride, pads, dilation,
-                                                     average, dtype):
-    """``pooling_numba._forward`` scanning each window in turn (``by_windows``: short output
-    rows) against its passes tap by tap, bit for bit, values and indices, with NaN, ±inf and
-    ties in the windows and cells in the padding."""
+def test_pooling_arrangements_match_bit_for_bit(spatial, kernel, stride, pads, dilation,
+                                                average, dtype):
+    """``pooling_numba._general``'s three arrangements: each window in turn (``by_windows``:
+    short output rows), tap by tap per output row, and flat (``pooling_flat_numba``, where
+    one stride slides, 3 included), bit for bit, values and indices, with NaN, ±inf and ties
+    in the windows and cells in the padding."""
     from cnnkit.kernels import pooling_numba
+    from cnnkit.kernels.pooling_flat_numba import flat_stride
     rng = np.random.default_rng(len(spatial) + sum(kernel))
     x = rng.integers(-2, 3, (2, 3) + spatial).astype(dtype)  # small integers: many ties
     cells = rng.random(x.shape)
@@ -287,14 +292,15 @@ def test_pooling_window_by_window_matches_tap_by_tap(spatial, kernel, stride, pa
                 for s, (lo, hi), d, k, st in zip(spatial, pads, dilation, kernel, stride))
     divisor = rng.integers(1, 10, out).astype(np.float64) if average else None
     results = []
-    for windows in (False, True):
+    for how in ("taps", "windows") + (("flat",) if flat_stride(stride, out) else ()):
         y = np.full((2, 3) + out, 7.0, dtype)
         index = None if average else np.full((2, 3) + out, -7, np.int32)
-        pooling_numba._general(x, kernel, stride, pads, dilation, y, index, divisor, windows)
+        pooling_numba._general(x, kernel, stride, pads, dilation, y, index, divisor, how)
         results.append((y, index))
-    np.testing.assert_array_equal(results[0][0], results[1][0])
-    if not average:
-        np.testing.assert_array_equal(results[0][1], results[1][1])
+    for y, index in results[1:]:
+        np.testing.assert_array_equal(results[0][0], y)
+        if not average:
+            np.testing.assert_array_equal(results[0][1], index)
 
 
 def test_short_strided_rows_and_rows_of_one_output_pool_window_by_window():
@@ -306,6 +312,15 @@ def test_short_strided_rows_and_rows_of_one_output_pool_window_by_window():
     assert pooling_numba.by_windows(short_average - 1, 3, average=True)
     assert not pooling_numba.by_windows(short_average, 2, average=True)
     assert not pooling_numba.by_windows(2, 1) and not pooling_numba.by_windows(2, 1, True)
+
+
+def test_pooling_is_flat_where_one_stride_slides():
+    from cnnkit.kernels.pooling_flat_numba import flat_stride
+    from cnnkit.kernels.pooling_numba import arrangement
+    assert flat_stride((2, 2), (4, 4)) == 2 and flat_stride((1, 3), (1, 9)) == 3
+    assert flat_stride((1, 1, 1), (1, 1, 1)) == 1 and flat_stride((1, 3), (4, 9)) is None
+    assert arrangement((2, 2), (7, 7)) == arrangement((3, 3, 3), (2, 2, 2), True) == "flat"
+    assert arrangement((1, 3), (4, 3)) == "windows" and arrangement((2, 1), (4, 9)) == "taps"
 
 
 @pytest.mark.parametrize("width", [2, 3, 7, 9, 15, 16, 17, 31, 33, 64, 65])

@@ -173,6 +173,60 @@ def test_nan_and_inf_propagate_like_torch(rng, kind, kwargs):
     check_pool(kind, x, 9, **kwargs)
 
 
+
+# -- a window that is the whole plane: the global path ----------------------------------------
+
+WHOLE_PLANE_CASES = [
+    ("max_pool1d", (2, 3, 9), dict(kernel_size=9)),
+    ("max_pool2d", (2, 3, 7, 7), dict(kernel_size=7)),
+    ("max_pool2d", (2, 3, 5, 4), dict(kernel_size=(5, 4), stride=2, ceil_mode=True)),
+    ("max_pool2d", (4, 6, 6), dict(kernel_size=6, stride=1)),                # unbatched
+    ("max_pool3d", (2, 2, 3, 4, 5), dict(kernel_size=(3, 4, 5))),
+    ("avg_pool1d", (2, 3, 9), dict(kernel_size=9, count_include_pad=False)),
+    ("avg_pool2d", (2, 3, 7, 7), dict(kernel_size=7)),
+    ("avg_pool2d", (2, 3, 5, 4), dict(kernel_size=(5, 4), stride=3, ceil_mode=True)),
+    ("avg_pool2d", (4, 6, 6), dict(kernel_size=6)),                          # unbatched
+    ("avg_pool2d", (2, 3, 7, 7), dict(kernel_size=7, divisor_override=5)),   # not global
+    ("avg_pool3d", (2, 2, 3, 4, 5), dict(kernel_size=(3, 4, 5))),
+]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind, shape, kwargs", WHOLE_PLANE_CASES)
+def test_a_window_over_the_whole_plane_matches_torch(rng, kind, shape, kwargs, dtype):
+    """Values, indices and gradients with NaN, ±inf, ties and a plane of −inf, on planes
+    small and (through a batch of 64 × 32) past the compiled kernels' size."""
+    spatial = shape[-int(kind[-2]):]
+    for x_shape in (shape, (64, 32) + spatial):
+        x = rng.standard_normal(x_shape).astype(dtype)
+        planes = x.reshape((-1,) + spatial)
+        planes[0].flat[1] = planes[0].flat[3] = np.nan
+        planes[1].flat[2] = np.inf
+        planes[2] = -np.inf
+        planes[3].flat[[0, 4]] = 9.0  # a tie: the first maximum wins
+        check_pool(kind, x, window_size(kind, kwargs["kernel_size"]), **kwargs)
+
+
+@pytest.mark.parametrize("kind, kwargs, whole", [
+    ("max_pool2d", dict(kernel_size=(5, 4)), True),
+    ("avg_pool2d", dict(kernel_size=(5, 4), stride=2, ceil_mode=True), True),
+    ("avg_pool2d", dict(kernel_size=(5, 4), divisor_override=3), False),
+    ("max_pool2d", dict(kernel_size=(5, 3)), False),
+    ("max_pool2d", dict(kernel_size=(5, 4), padding=(2, 1)), False),
+])
+def test_only_a_window_over_the_whole_plane_takes_the_global_path(rng, monkeypatch, kind,
+                                                                   kwargs, whole):
+    from cnnkit.functional import pooling
+    taken = []
+    for name in ("adaptive_avg_forward", "adaptive_max_forward"):
+        original = getattr(pooling.kernels, name)
+        monkeypatch.setattr(pooling.kernels, name,
+                            lambda *a, _original=original: taken.append(1) or _original(*a))
+    getattr(F, kind)(cnnkit.tensor(rng.standard_normal((2, 3, 5, 4))), **kwargs)
+    assert bool(taken) == whole
+
+
 def test_max_pool_of_minus_inf_with_padding_keeps_index_in_the_input():
     x = np.full((1, 1, 4, 4), -np.inf)
     _, index = F.max_pool2d(cnnkit.tensor(x), 3, 2, padding=1, return_indices=True)

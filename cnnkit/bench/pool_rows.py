@@ -1,14 +1,15 @@
-"""Re-measure ``pooling_numba.SHORT_MAX_ROWS`` and ``SHORT_AVERAGE_ROWS``: the general
-pooling kernel tap by tap against window by window (``pooling_numba.by_windows``), on planes
-of ever smaller maps with the same number of cells, so that only the length of the output
-rows changes.
+"""Re-measure how ``pooling_numba._general`` pools (``pooling_numba.arrangement``): tap by tap
+per output row, window by window (``by_windows``, whose lengths ``SHORT_MAX_ROWS`` and
+``SHORT_AVERAGE_ROWS`` are), and flat over whole planes (``pooling_flat_numba``), on planes of
+ever smaller maps with the same number of cells, so that only the length of the output rows
+changes.
 
     python -m cnnkit.bench.pool_rows [--repeats 10]
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.pool_rows   # the AVX2 code
 
-Prints, per map size, ms for 3 × 3 max pooling at stride 2 (padding 1), its average, and 3 × 3
-max pooling at stride 1, each both ways (inference: the values alone). Window by window should
-win up to the strided rows under those lengths and lose at stride 1.
+Prints, per map size, ms for 3 × 3 max pooling at stride 2 (padding 1), its average, 3 × 3 max
+pooling at stride 1 and at stride 3, each three ways (inference: the values alone). Flat
+should win at strides 1 and 2, and window by window at stride 3 up to those lengths.
 """
 import argparse
 
@@ -19,7 +20,9 @@ from .timing import best_of_interleaved
 CELLS = 802_816  # 16 384 planes of 7 × 7, 1 024 of 28 × 28
 CASES = (("3 × 3 max at stride 2", (3, 3), (2, 2), False),
          ("its average", (3, 3), (2, 2), True),
-         ("3 × 3 max at stride 1", (3, 3), (1, 1), False))
+         ("3 × 3 max at stride 1", (3, 3), (1, 1), False),
+         ("3 × 3 max at stride 3", (3, 3), (3, 3), False))
+WAYS = ("taps", "windows", "flat")
 
 
 def measure(sizes=(7, 14, 20, 28), repeats=10, log=print):
@@ -32,13 +35,13 @@ def measure(sizes=(7, 14, 20, 28), repeats=10, log=print):
             out = tuple((s + 2 - k) // st + 1 for s, k, st in zip(x.shape[2:], kernel, stride))
             y = np.empty(x.shape[:2] + out, np.float32)
             divisor = np.full(out, 9.0) if average else None
-            taps, windows = best_of_interleaved(
-                [lambda w=w: pooling_numba._general(x, kernel, stride, ((1, 1), (1, 1)), (1, 1),
-                                                    y, None, divisor, w)
-                 for w in (False, True)], repeats)
-            line.append(f"{name} {taps * 1e3:.2f} → {windows * 1e3:.2f}")
-        log(f"{size:3d} × {size:<3d} (rows of {(size - 1) // 2 + 1} at stride 2): " +
-            "; ".join(line))
+            times = best_of_interleaved(
+                [lambda how=how: pooling_numba._general(x, kernel, stride, ((1, 1), (1, 1)),
+                                                        (1, 1), y, None, divisor, how)
+                 for how in WAYS], repeats)
+            line.append(f"{name} " + " / ".join(f"{t * 1e3:.2f}" for t in times))
+        log(f"{size:3d} × {size:<3d} (rows of {(size - 1) // 2 + 1} at stride 2), ms "
+            f"{' / '.join(WAYS)}: " + "; ".join(line))
 
 
 def main(argv=None):

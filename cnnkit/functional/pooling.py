@@ -74,10 +74,22 @@ def _unbatch(t, unbatched):
     return t.reshape(t.shape[1:]) if unbatched else t
 
 
+def _whole_plane(spatial, kernel, pads, dilation):
+    """Whether the one window is each whole input plane, with no padding: global pooling
+    (ResNet's ``avg_pool2d(x, 7)`` head on 7 × 7 maps), which the adaptive layers' global path
+    computes as one pass per plane. The window-by-window kernel spent 0.53–0.72 ms on
+    64 × 256 planes of 7 × 7, the global path 0.13 (BENCHMARKS.md, "Windows that are the
+    whole map")."""
+    return (tuple(kernel) == tuple(spatial) and all(d == 1 for d in dilation)
+            and not any(lo or hi for lo, hi in pads))
+
+
 def _max_pool(op, n_dims, input, kernel_size, stride, padding, dilation, ceil_mode,
               return_indices):
     x, unbatched, kernel, stride, pads, dilation, out = _window(
         op, input, n_dims, kernel_size, stride, padding, dilation, ceil_mode)
+    if _whole_plane(x.shape[2:], kernel, pads, dilation):
+        return _adaptive_max(op, x, unbatched, out, return_indices)
     if x.data.size >= tuning.value("pool_compiled_min_size"):
         return _compiled_max_pool(op, x, unbatched, kernel, stride, pads, dilation, out,
                                   return_indices)
@@ -156,6 +168,8 @@ def _avg_pool(op, n_dims, input, kernel_size, stride, padding, ceil_mode, count_
             raise ValueError(f"{op}: divisor_override must be a positive int, got "
                              f"{divisor_override!r}")
         divisor = np.float64(divisor_override)
+    elif _whole_plane(x.shape[2:], kernel, pads, (1,) * n_dims):
+        return _adaptive_avg(op, x, unbatched, out)
     else:
         divisor = kernels.avg_divisor(x.shape[2:], kernel, stride, pads, out, count_include_pad)
     if x.data.size >= tuning.value("pool_compiled_min_size"):
@@ -210,7 +224,11 @@ def _adaptive_size(op, output_size, spatial):
 
 def _adaptive_avg_pool(op, n_dims, input, output_size):
     x, unbatched = _check_input(op, input, n_dims)
-    out = _adaptive_size(op, output_size, x.shape[2:])
+    return _adaptive_avg(op, x, unbatched, _adaptive_size(op, output_size, x.shape[2:]))
+
+
+def _adaptive_avg(op, x, unbatched, out):
+    """Adaptive average pooling of a checked batch x to ``out`` (all ones: global pooling)."""
     y = kernels.adaptive_avg_forward(x.data, out)
 
     def backward(g):
@@ -237,7 +255,12 @@ def adaptive_avg_pool3d(input, output_size):
 
 def _adaptive_max_pool(op, n_dims, input, output_size, return_indices):
     x, unbatched = _check_input(op, input, n_dims)
-    out = _adaptive_size(op, output_size, x.shape[2:])
+    return _adaptive_max(op, x, unbatched, _adaptive_size(op, output_size, x.shape[2:]),
+                         return_indices)
+
+
+def _adaptive_max(op, x, unbatched, out, return_indices):
+    """Adaptive max pooling of a checked batch x to ``out`` (all ones: global pooling)."""
     if 0 in out:  # an empty output (no window to take a maximum of)
         y = np.empty(x.shape[:2] + out, dtype=x.dtype)
         index = np.empty(y.shape, dtype=np.int64)
