@@ -275,7 +275,8 @@ def test_pooling_arrangements_match_bit_for_bit(spatial, kernel, stride, pads, d
     """``pooling_numba._general``'s three arrangements: each window in turn (``by_windows``:
     short output rows), tap by tap per output row, and flat (``pooling_flat_numba``, where
     one stride slides, 3 included), bit for bit, values and indices, with NaN, ±inf and ties
-    in the windows and cells in the padding."""
+    in the windows and cells in the padding; averages' backward passes flat and per output
+    row too, with NaN, inf and −0 in the gradient."""
     from cnnkit.kernels import pooling_numba
     from cnnkit.kernels.pooling_flat_numba import flat_stride
     rng = np.random.default_rng(len(spatial) + sum(kernel))
@@ -301,6 +302,14 @@ def test_pooling_arrangements_match_bit_for_bit(spatial, kernel, stride, pads, d
         np.testing.assert_array_equal(results[0][0], y)
         if not average:
             np.testing.assert_array_equal(results[0][1], index)
+    if average and flat_stride(stride, out):  # the backward pass, flat and per output row
+        g = rng.standard_normal((2, 3) + out).astype(dtype)
+        g.reshape(-1)[:3] = [np.nan, np.inf, -0.0]
+        g[1, 2] = -0.0
+        flat, rows = (pooling_numba.avg_pool_backward(g, x.shape, kernel, stride, pads,
+                                                      divisor, flat=way) for way in (True, False))
+        np.testing.assert_array_equal(flat, rows)
+        np.testing.assert_array_equal(np.signbit(flat), np.signbit(rows))
 
 
 def test_short_strided_rows_and_rows_of_one_output_pool_window_by_window():

@@ -103,6 +103,34 @@ def _place_row(row, phases, start, stride):
                 phase, place = 0, place + 1
 
 
+@numba.njit(cache=True, inline="always")
+def _take_row(phases, row, start, stride):
+    """``_place_row`` backwards: row[t] = the phases' cell of padded position start + t."""
+    width = row.size
+    if stride == 1:
+        for t in range(width):
+            row[np.uint64(t)] = phases[0, np.uint64(start + t)]
+    elif stride == 2:
+        odd = start % 2
+        if odd:
+            row[0] = phases[1, start // 2]
+        first = (start + odd) // 2
+        pairs = (width - odd) // 2
+        for t in range(pairs):
+            u = np.uint64(t)
+            row[np.uint64(odd) + 2 * u] = phases[0, np.uint64(first) + u]
+            row[np.uint64(odd) + 2 * u + 1] = phases[1, np.uint64(first) + u]
+        if (width - odd) % 2:
+            row[width - 1] = phases[0, first + pairs]
+    else:
+        phase, place = start % stride, start // stride
+        for t in range(width):
+            row[t] = phases[phase, place]
+            phase += 1
+            if phase == stride:
+                phase, place = 0, place + 1
+
+
 @numba.njit(**_JIT)
 def _pool_flat(x, offsets, stride, pads, padded, out, index, divisor, cells, chunks):
     """Pooling of volumes x (N, C, D, H, W) into out (N, C, od, oh, ow) as the module says:
@@ -176,3 +204,52 @@ def pool_flat(x, kernel, stride, pads, dilation, out, index, divisor):
     chunks = max(1, min(planes, numba.get_num_threads() * CHUNKS_PER_THREAD))
     _pool_flat(x, offsets, stride, np.array(pads, np.int64), padded, out, index, divisor,
                table, chunks)
+
+
+@numba.njit(**_JIT)
+def _average_backward_flat(grad, offsets, stride, pads, padded, divisor, dx, phase_length,
+                           chunks):
+    """dL/dx of flat average pooling: each output's share (its gradient divided by its divisor
+    in float64, then in dx's type) laid out as the outputs are, then added tap by tap in the
+    window's order to the phases of a zeroed padded plane, whose cells inside are dx's. The
+    columns past each output row hold a share of 0, so the cells they reach are unchanged
+    (x + 0 = x; a sum from +0 is never −0), and every cell takes its shares in the order
+    ``pooling_numba._average_backward`` adds them: the same values, bit for bit."""
+    n_images, channels, depth, height, width = dx.shape
+    od, oh, ow = grad.shape[2], grad.shape[3], grad.shape[4]
+    hp, wp = padded[1], padded[2]
+    outputs = ((od - 1) * hp + oh - 1) * wp + ow
+    planes = n_images * channels
+    for chunk in numba.prange(chunks):
+        phases = np.empty((stride, phase_length), dx.dtype)
+        share = np.zeros(outputs, dx.dtype)
+        for plane in range(chunk * planes // chunks, (chunk + 1) * planes // chunks):
+            n, c = plane // channels, plane % channels
+            phases[:] = 0
+            for o in range(od):
+                for i in range(oh):
+                    first = (o * hp + i) * wp
+                    for j in range(ow):
+                        share[first + j] = dx.dtype.type(np.float64(grad[n, c, o, i, j])
+                                                         / divisor[o, i, j])
+            for tap in range(offsets.size):
+                target = phases[offsets[tap] % stride]
+                shift = np.uint64(offsets[tap] // stride)
+                for q in range(outputs):
+                    u = np.uint64(q)
+                    target[u + shift] += share[u]
+            for z in range(depth):
+                for r in range(height):
+                    _take_row(phases, dx[n, c, z, r],
+                              ((z + pads[0]) * hp + r + pads[1]) * wp + pads[2], stride)
+
+
+def average_backward_flat(grad, kernel, stride, pads, divisor, dx):
+    """dx of volumes (N, C, D, H, W) from ``grad`` (N, C, D', H', W') of flat average pooling
+    (``stride`` the one of ``flat_stride``, ``pads`` the low pads, ``divisor`` (D', H', W'))."""
+    offsets, padded, phase_length = layout(tuple(dx.shape[2:]), tuple(kernel), stride,
+                                           tuple(pads), (1, 1, 1), tuple(grad.shape[2:]))
+    planes = dx.shape[0] * dx.shape[1]
+    chunks = max(1, min(planes, numba.get_num_threads() * CHUNKS_PER_THREAD))
+    _average_backward_flat(grad, offsets, stride, np.array(pads, np.int64), padded, divisor,
+                           dx, phase_length, chunks)

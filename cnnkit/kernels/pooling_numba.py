@@ -21,7 +21,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .microkernel import LANES as _TARGET_LANES
-from .pooling_flat_numba import flat_stride, pool_flat
+from .pooling_flat_numba import average_backward_flat, flat_stride, pool_flat
 from .task_call import Tasks, run_tasks
 
 # Outputs per ``pair_max``: at most 8, so the 14-wide maps of a 28×28 network take whole
@@ -562,11 +562,12 @@ def _average_2x2(x, out, divisor):
                 row[np.uint64(j)] = np.float64(total) / share[np.uint64(j)]
 
 
-def avg_pool_backward(grad, in_shape, kernel, stride, pads, divisor):
+def avg_pool_backward(grad, in_shape, kernel, stride, pads, divisor, flat=None):
     """dL/dx of ``avg_pool_forward``: each window's gradient divided by its divisor (in
     float64, then in grad's dtype), added to the window's cells inside the input tap by tap in
     the window's order, as ``kernels.pooling.avg_pool_backward``'s passes add (the same values
-    to the bit)."""
+    to the bit). Flat (``pooling_flat_numba``) where one stride slides, as the forward pass
+    (``arrangement``), unless ``flat`` says otherwise."""
     lift = (1,) * (3 - len(kernel))  # signals and maps as volumes of one slice (and row)
     dx = np.empty(tuple(in_shape), dtype=grad.dtype)
     out = grad.shape[2:]
@@ -574,11 +575,16 @@ def avg_pool_backward(grad, in_shape, kernel, stride, pads, divisor):
     if _inside_2x2(kernel, stride, pads, out, in_shape[2:]):
         _average_2x2_backward(np.ascontiguousarray(grad), divisor, dx)
         return dx
-    _average_backward(np.ascontiguousarray(grad).reshape(grad.shape[:2] + lift + out),
-                      lift + tuple(kernel), lift + tuple(stride),
-                      (0,) * len(lift) + tuple(lo for lo, _ in pads),
-                      divisor.reshape(lift + out),
-                      dx.reshape(tuple(in_shape[:2]) + lift + tuple(in_shape[2:])))
+    arguments = (np.ascontiguousarray(grad).reshape(grad.shape[:2] + lift + out),
+                 lift + tuple(kernel), lift + tuple(stride),
+                 (0,) * len(lift) + tuple(lo for lo, _ in pads), divisor.reshape(lift + out),
+                 dx.reshape(tuple(in_shape[:2]) + lift + tuple(in_shape[2:])))
+    if flat is None:
+        flat = flat_stride(stride, out) is not None
+    if flat:
+        average_backward_flat(*arguments[:2], flat_stride(stride, out), *arguments[3:])
+    else:
+        _average_backward(*arguments)
     return dx
 
 
