@@ -151,6 +151,45 @@ def test_softmax_over_channel_dim_of_4d_input():
                             lambda t, d=dim: TF.log_softmax(t, d), [x])
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("shape, dim", [((5, 1), 1), ((6, 15), 1), ((4, 16), -1), ((3, 17), 1),
+                                        ((7, 1000), 1), ((33, 40), 0), ((2, 5, 3, 4), 1),
+                                        ((3, 4, 19), 1)])
+@pytest.mark.parametrize("log", [False, True])
+def test_compiled_softmax_family_matches_torch(shape, dim, log):
+    """float32 by ``kernels.softmax_numba`` (rows of C values, and C planes of positions):
+    values and gradients, with a NaN, ±inf, a row of −inf and large logits in the rows; row
+    lengths around the 16 partial sums."""
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * 4).astype(np.float32)
+    moved = np.moveaxis(x, dim, -1).reshape(-1, shape[dim])  # a copy: each row one softmax
+    rows = [moved[i] for i in range(min(len(moved), 5))]
+    for row, special in zip(rows, ([np.nan], [np.inf], [-np.inf] * len(rows[0]), [-np.inf],
+                                   [3e4])):
+        row[:len(special)] = special
+    x = np.moveaxis(moved.reshape(np.moveaxis(x, dim, -1).shape), -1, dim).copy()
+    ours = (lambda t: F.log_softmax(t, dim)) if log else (lambda t: F.softmax(t, dim))
+    theirs = (lambda t: TF.log_softmax(t, dim)) if log else (lambda t: TF.softmax(t, dim))
+    with tuning.override(compiled_min_size=0), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        check_against_torch(ours, theirs, [x], scale=10 if log else 1)
+
+
+def test_compiled_softmax_runs_compiled(monkeypatch):
+    from cnnkit.kernels import softmax_numba
+    calls = []
+    original = softmax_numba.softmax
+    monkeypatch.setattr(softmax_numba, "softmax", lambda *a, **k: calls.append(1) or
+                        original(*a, **k))
+    x = cnnkit.tensor(np.ones((4, 8), np.float32))
+    with tuning.override(compiled_min_size=0):
+        F.softmax(x, 1), F.log_softmax(x, 1), F.cross_entropy(x, np.zeros(4, np.int64))
+        F.softmax(cnnkit.tensor(np.ones((4, 8))), 1)  # float64: NumPy's passes
+    with tuning.override(compiled_min_size=1 << 60):
+        F.softmax(x, 1)
+    assert len(calls) == 3
+
+
 def test_softmax_implicit_dim_warns_like_torch():
     x = np.random.default_rng(3).standard_normal((2, 3, 4))
     with pytest.warns(UserWarning, match="Implicit dimension"):
@@ -323,18 +362,20 @@ def _class_problem(rng, shape, num_classes, dtype, ignore=False):
 @pytest.mark.parametrize("ignore", [False, True])
 @pytest.mark.parametrize("smoothing", [0.0, 0.25])
 @pytest.mark.parametrize("shape", [(6,), (2, 3, 2)])
+@pytest.mark.parametrize("compiled_from", [0, 1 << 60])  # float32's compiled softmax, NumPy's
 def test_cross_entropy_with_class_indices_matches_torch(dtype, reduction, weighted, ignore,
-                                                        smoothing, shape):
+                                                        smoothing, shape, compiled_from):
     rng = np.random.default_rng(7)
     logits, target = _class_problem(rng, shape, 4, dtype, ignore)
     weight = rng.uniform(0.5, 2.0, 4).astype(dtype) if weighted else None
-    check_against_torch(
-        lambda x: F.cross_entropy(x, target, weight, -100, reduction, smoothing),
-        lambda x: TF.cross_entropy(x, torch.from_numpy(target),
-                                   None if weight is None else torch.from_numpy(weight),
-                                   ignore_index=-100, reduction=reduction,
-                                   label_smoothing=smoothing),
-        [logits])
+    with tuning.override(compiled_min_size=compiled_from):
+        check_against_torch(
+            lambda x: F.cross_entropy(x, target, weight, -100, reduction, smoothing),
+            lambda x: TF.cross_entropy(x, torch.from_numpy(target),
+                                       None if weight is None else torch.from_numpy(weight),
+                                       ignore_index=-100, reduction=reduction,
+                                       label_smoothing=smoothing),
+            [logits])
 
 
 @pytest.mark.parametrize("reduction", ["mean", "none"])
@@ -364,7 +405,9 @@ def test_cross_entropy_all_ignored_gives_nan_like_torch():
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("smoothing", [0.0, 0.3])
-def test_cross_entropy_with_probabilities_matches_torch(dtype, reduction, weighted, smoothing):
+@pytest.mark.parametrize("compiled_from", [0, 1 << 60])
+def test_cross_entropy_with_probabilities_matches_torch(dtype, reduction, weighted, smoothing,
+                                                        compiled_from):
     rng = np.random.default_rng(9)
     logits = rng.standard_normal((3, 4, 2)).astype(dtype)
     probs = rng.dirichlet(np.ones(4), size=(3, 2)).transpose(0, 2, 1).astype(dtype)
@@ -376,7 +419,8 @@ def test_cross_entropy_with_probabilities_matches_torch(dtype, reduction, weight
     def theirs(x, t):
         return TF.cross_entropy(x, t, None if weight is None else torch.from_numpy(weight),
                                 reduction=reduction, label_smoothing=smoothing)
-    check_against_torch(ours, theirs, [logits, probs])  # the target gets a gradient too
+    with tuning.override(compiled_min_size=compiled_from):
+        check_against_torch(ours, theirs, [logits, probs])  # the target gets a gradient too
 
 
 def test_cross_entropy_extreme_logits_stay_finite():

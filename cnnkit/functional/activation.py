@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from .. import tuning
-from ..kernels import threads
+from ..kernels import softmax_numba, threads
 from ..tensor import Tensor, as_tensor
 from .half import computes_float16_in_float32
 
@@ -129,10 +129,11 @@ def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
 
 
 def _vector_float32(data):
-    """Whether ELU, sigmoid, and tanh's backward pass run compiled: float32 arrays from
-    ``compiled_min_size`` values on, by ``kernels.activation_numba``'s vector loops, in
-    float64 but for sigmoid's forward pass (float64 arrays keep NumPy's exp and expm1, exact
-    to their last bits, which the loops' e^a, within 3 units, is not)."""
+    """Whether ELU, sigmoid, tanh's backward pass, softmax and log-softmax run compiled:
+    float32 arrays from ``compiled_min_size`` values on, by ``kernels.activation_numba``'s
+    vector loops, in float64 but for sigmoid's forward pass, and ``kernels.softmax_numba``'s,
+    in float32 (float64 arrays keep NumPy's exp and expm1, exact to their last bits, which
+    the loops' e^a, within 3 units, is not)."""
     return data.dtype == np.float32 and data.size >= tuning.value("compiled_min_size")
 
 
@@ -366,6 +367,10 @@ def softmax(input, dim=None) -> Tensor:  # noqa: A002
     axis = _softmax_dim("softmax", dim, x.ndim)
     if x.ndim == 0:
         return Tensor._make(np.ones_like(x.data), (x,), lambda g: (np.zeros_like(g),), "softmax")
+    if _vector_float32(x.data):
+        out = softmax_numba.softmax(x.data, axis)
+        return Tensor._make(out, (x,), lambda g: (softmax_numba.softmax_backward(out, g, axis),),
+                            "softmax")
     with np.errstate(invalid="ignore"):  # inf − inf = NaN, silently as in PyTorch
         shifted = x.data - x.data.max(axis=axis, keepdims=True)
         e = np.exp(shifted)
@@ -389,12 +394,16 @@ def log_softmax(input, dim=None) -> Tensor:  # noqa: A002
     out = _log_softmax_array(x.data, axis)
 
     def backward(g):
+        if _vector_float32(out):
+            return (softmax_numba.softmax_backward(out, g, axis, log=True),)
         return (g - np.exp(out) * g.sum(axis=axis, keepdims=True),)
     return Tensor._make(out, (x,), backward, "log_softmax")
 
 
 def _log_softmax_array(x: np.ndarray, axis: int) -> np.ndarray:
     """The forward of ``log_softmax`` on a plain array (shared with the losses)."""
+    if _vector_float32(x):
+        return softmax_numba.softmax(x, axis, log=True)
     with np.errstate(invalid="ignore", divide="ignore"):  # inf − inf = NaN, as in PyTorch
         shifted = x - x.max(axis=axis, keepdims=True)
         return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))

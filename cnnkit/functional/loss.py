@@ -8,9 +8,10 @@ than differentiating through log_softmax, gather and mean separately.
 """
 import numpy as np
 
+from ..kernels import softmax_numba
 from ..ops.shape import reshape
 from ..tensor import Tensor, as_tensor, unbroadcast
-from .activation import _log_softmax_array
+from .activation import _log_softmax_array, _vector_float32
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits"]
 
@@ -156,7 +157,7 @@ def _cross_entropy_indices(x, target, weight, ignore_index, reduction, eps) -> T
         valid_f = valid.astype(x.dtype)
         total_w = num_classes if w is None else w.sum()
         p_scale = (1 - eps) * w_y + (eps / num_classes) * total_w * valid_f
-        grad = np.exp(log_p) * np.expand_dims(upstream * p_scale, 1)
+        grad = _softmax_times(log_p, upstream * p_scale)
         if eps > 0:
             smooth_scale = np.expand_dims(upstream * valid_f, 1) * (eps / num_classes)
             grad -= smooth_scale if w_b is None else smooth_scale * w_b
@@ -165,6 +166,14 @@ def _cross_entropy_indices(x, target, weight, ignore_index, reduction, eps) -> T
                           axis=1)
         return (grad.astype(x.dtype, copy=False),)
     return Tensor._make(out, (x,), backward, "cross_entropy")
+
+
+def _softmax_times(log_p, scale):
+    """e^log_p · scale, ``scale`` broadcast along the classes (axis 1): compiled for float32
+    (``kernels.softmax_numba.exp_times``, as ``log_softmax``'s passes are), else NumPy's."""
+    if _vector_float32(log_p):
+        return softmax_numba.exp_times(log_p, scale, 1)
+    return np.exp(log_p) * np.expand_dims(scale, 1)
 
 
 def _cross_entropy_probabilities(x, target, target_b, weight, reduction, eps) -> Tensor:
