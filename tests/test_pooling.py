@@ -113,6 +113,9 @@ ADAPTIVE_CASES = [
     (2, (1, 2, 4, 3), (6, 5)),
     (3, (1, 2, 5, 6, 7), (2, 3, 4)), (3, (2, 4, 3, 5), (4, None, 2)),
     (1, (2, 3, 10), 1), (3, (2, 3, 3, 4, 5), 1),  # global pooling: one window per plane
+    # even windows (each output size divides its input's): plain pooling
+    (1, (2, 3, 10), 5), (2, (2, 3, 14, 14), 7), (2, (2, 3, 12, 9), (4, 3)),
+    (3, (2, 2, 4, 6, 8), (2, 3, 4)), (2, (3, 8, 6), (4, None)),
 ]
 
 
@@ -206,6 +209,40 @@ def test_a_window_over_the_whole_plane_matches_torch(rng, kind, shape, kwargs, d
         planes[2] = -np.inf
         planes[3].flat[[0, 4]] = 9.0  # a tie: the first maximum wins
         check_pool(kind, x, window_size(kind, kwargs["kernel_size"]), **kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["adaptive_avg_pool", "adaptive_max_pool"])
+@pytest.mark.parametrize("spatial, output_size", [((14, 14), 7), ((12, 9), (4, 3)),
+                                                  ((6, 8, 4), (3, 2, 4)), ((10,), 5)])
+def test_adaptive_pooling_with_even_windows_matches_torch(rng, kind, spatial, output_size,
+                                                          dtype):
+    """Even windows run as plain pooling: values, indices and gradients with NaN, ±inf,
+    ties and a plane of −inf, on a small batch and one past the compiled kernels' size."""
+    op = f"{kind}{len(spatial)}d"
+    for x_shape in ((2, 4) + spatial, (64, 32) + spatial):
+        x = rng.standard_normal(x_shape).astype(dtype)
+        planes = x.reshape((-1,) + spatial)
+        planes[0].flat[1] = planes[0].flat[3] = np.nan
+        planes[1].flat[2] = np.inf
+        planes[2] = -np.inf
+        planes[3].flat[[0, 1]] = 9.0
+        check_pool(op, x, math.prod(spatial), output_size=output_size)
+
+
+def test_only_even_adaptive_windows_run_as_plain_pooling(rng, monkeypatch):
+    from cnnkit.functional import pooling
+    taken = []
+    for name in ("adaptive_avg_forward", "adaptive_max_forward"):
+        original = getattr(pooling.kernels, name)
+        monkeypatch.setattr(pooling.kernels, name,
+                            lambda *a, _original=original: taken.append(1) or _original(*a))
+    x = cnnkit.tensor(rng.standard_normal((2, 3, 6, 4)))
+    F.adaptive_avg_pool2d(x, (3, 2)), F.adaptive_max_pool2d(x, (2, 4))
+    assert not taken
+    F.adaptive_avg_pool2d(x, (4, 2)), F.adaptive_max_pool2d(x, (3, 3)), F.adaptive_max_pool2d(x, 1)
+    assert len(taken) == 3
 
 
 @pytest.mark.parametrize("kind, kwargs, whole", [
