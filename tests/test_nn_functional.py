@@ -449,11 +449,50 @@ def test_nll_loss_matches_torch(dtype, reduction, weighted, shape):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_mse_loss_matches_torch(dtype, reduction):
+@pytest.mark.parametrize("shape", [(3, 4), (5, 7, 3)])  # 105 values: 13 lanes of 8 and one
+@pytest.mark.parametrize("compiled_from", [0, 1 << 60])  # float32's compiled pass, NumPy's
+def test_mse_loss_matches_torch(dtype, reduction, shape, compiled_from):
     rng = np.random.default_rng(11)
-    arrays = [rng.standard_normal((3, 4)).astype(dtype), rng.standard_normal((3, 4)).astype(dtype)]
-    check_against_torch(lambda x, t: F.mse_loss(x, t, reduction),
-                        lambda x, t: TF.mse_loss(x, t, reduction=reduction), arrays, scale=10)
+    arrays = [rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)]
+    with tuning.override(compiled_min_size=compiled_from):
+        check_against_torch(lambda x, t: F.mse_loss(x, t, reduction),
+                            lambda x, t: TF.mse_loss(x, t, reduction=reduction), arrays,
+                            scale=10)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # NumPy's, per element
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_compiled_mse_loss_with_nan_inf_and_no_values(reduction):
+    """float32 on the compiled pass (summed or averaged): a NaN or ±inf in x or t, and an
+    empty batch, as PyTorch's (NaN for the mean of nothing)."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((6, 50)).astype(np.float32)
+    t = rng.standard_normal((6, 50)).astype(np.float32)
+    x[1, 3], t[2, 4], x[3, 5], t[4, 6] = np.nan, np.inf, -np.inf, 1e30
+    with tuning.override(compiled_min_size=0):
+        for rows in (slice(None), slice(0, 0)):
+            check_against_torch(lambda a, b: F.mse_loss(a, b, reduction),
+                                lambda a, b: TF.mse_loss(a, b, reduction=reduction),
+                                [x[rows].copy(), t[rows].copy()], scale=10)
+        for part in (slice(0, 1), slice(5, 6)):  # finite rows alone: the values themselves
+            check_against_torch(lambda a, b: F.mse_loss(a, b, reduction),
+                                lambda a, b: TF.mse_loss(a, b, reduction=reduction),
+                                [x[part].copy(), t[part].copy()])
+
+
+def test_compiled_mse_loss_runs_compiled(monkeypatch):
+    from cnnkit.kernels import loss_numba
+    calls = []
+    original = loss_numba.squared_error
+    monkeypatch.setattr(loss_numba, "squared_error", lambda *a: calls.append(1) or original(*a))
+    x, t = np.ones((4, 8), np.float32), np.zeros((4, 8), np.float32)
+    with tuning.override(compiled_min_size=0):
+        F.mse_loss(cnnkit.tensor(x), cnnkit.tensor(t))
+        F.mse_loss(cnnkit.tensor(x), cnnkit.tensor(t), "none")  # per element: NumPy's passes
+        F.mse_loss(cnnkit.tensor(x), cnnkit.tensor(t[:1]))  # broadcast: NumPy's too
+        F.mse_loss(cnnkit.tensor(x.astype(np.float64)), cnnkit.tensor(t.astype(np.float64)))
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -129,11 +129,12 @@ def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
 
 
 def _vector_float32(data):
-    """Whether ELU, sigmoid, tanh's backward pass, softmax and log-softmax run compiled:
-    float32 arrays from ``compiled_min_size`` values on, by ``kernels.activation_numba``'s
-    vector loops, in float64 but for sigmoid's forward pass, and ``kernels.softmax_numba``'s,
-    in float32 (float64 arrays keep NumPy's exp and expm1, exact to their last bits, which
-    the loops' e^a, within 3 units, is not)."""
+    """Whether ELU, sigmoid, tanh's backward pass, softmax, log-softmax and the losses built
+    on them (and the squared error) run compiled: float32 arrays from ``compiled_min_size``
+    values on, by ``kernels.activation_numba``'s vector loops, in float64 but for sigmoid's
+    forward pass, and by ``kernels.softmax_numba``'s and ``loss_numba``'s, in float32
+    (float64 arrays keep NumPy's exp and expm1, exact to their last bits, which the loops'
+    e^a, within 3 units, is not)."""
     return data.dtype == np.float32 and data.size >= tuning.value("compiled_min_size")
 
 

@@ -6,8 +6,10 @@ temporaries and a padded copy; here each (image, channel) plane is one parallel 
 passes run row by row in cache, and which records the flat input position of each maximum —
 exactly PyTorch's ``return_indices``, which is also all the backward pass needs:
 dL/dx[n, c, index[n, c, i, j]] += dL/dy[n, c, i, j]. The most common windows have kernels of
-their own: 2 × 2 at stride 2 (``_forward_2x2``) and 1 × 2 at stride 1 × 2 (``_forward_pairs``);
-short output rows are pooled window by window (``by_windows``).
+their own: 2 × 2 at stride 2 (``_forward_2x2``) and 1 × 2 at stride 1 × 2 (``_forward_pairs``).
+Other windows at one stride along every axis are pooled a whole plane at a time, as one flat
+row (``pooling_flat_numba``); windows whose strides differ by axis, row by row (``_forward``),
+or window by window where the rows are short (``by_windows``): ``arrangement`` decides.
 
 Window rule, as PyTorch's CPU kernel: cells in the padding are skipped; the first maximum wins,
 unless a NaN appears, when the (last) NaN wins: ``if val > best or isnan(val)``.
@@ -51,7 +53,9 @@ def _forward(x, kernel, stride, pads, dilation, out, index, divisor):
     stride 2 on 64 × 16 maps of 56 × 56 31.4 against 5.5 ms, at stride 1 96.4 against
     15.0; 64 × 16 signals of 1000 values by 3 at stride 1 9.8 against 0.8, at stride 2 4.9
     against 0.8. Only where the rows are too short for their passes to pay (``by_windows``)
-    is each window scanned in turn, with selects instead (``_by_windows``)."""
+    is each window scanned in turn, with selects instead (``_by_windows``). Both run only for
+    windows whose strides differ by axis; at one stride the flat kernel pools whole planes
+    (``arrangement``)."""
     n_images, channels, depth, height, width = x.shape
     od, oh, ow = out.shape[2], out.shape[3], out.shape[4]
     kd, kh, kw = kernel
@@ -106,7 +110,8 @@ SHORT_MAX_ROWS, SHORT_AVERAGE_ROWS = 6, 12
 
 def by_windows(row_outputs, row_stride, average=False):
     """Whether ``_general`` scans each window in turn (``_by_windows``), not tap by tap
-    (``_forward``), for output rows of ``row_outputs`` at ``row_stride`` along them: strided
+    (``_forward``), where the flat kernel does not apply (``arrangement``: strides that differ
+    by axis), for output rows of ``row_outputs`` at ``row_stride`` along them: strided
     rows under ``SHORT_MAX_ROWS`` (``SHORT_AVERAGE_ROWS`` for an ``average``), and rows of one
     output. There a row's taps
     are loops of a few iterations, and at a stride each input row is split into its phases by
