@@ -406,3 +406,19 @@ def test_first_step_times_a_step_and_one_image_and_lists_each_kernels_own_compil
         ["cnnkit.kernels.a.f", 12.5, 3], ["cnnkit.kernels.b.g", 2.0, 1]]}, top=1)
     assert "first training step 40.0 s" in text and "12.5 s  cnnkit.kernels.a.f (3 " in text
     assert "b.g" not in text and "14.5 s  in all, 2 kernels" in text
+
+
+def test_pool_rows_times_each_arrangement_and_restores_the_tasks_per_thread():
+    """``python -m cnnkit.bench.pool_rows``: a line per map size with the three ways of each
+    case, and ``--chunks``' line per size, the flat kernel's tasks per thread put back."""
+    from cnnkit.bench import pool_rows
+    from cnnkit.kernels import pooling_flat_numba
+    lines = []
+    pool_rows.measure(sizes=(28,), repeats=1, log=lines.append)
+    assert len(lines) == 1 and lines[0].count(" / ") == 2 * (len(pool_rows.CASES) + 1)
+    kept = pooling_flat_numba.CHUNKS_PER_THREAD
+    pool_rows.measure_chunks(sizes=(28,), counts=(1, 3), repeats=1, log=lines.append)
+    assert "1: " in lines[1] and "3: " in lines[1]
+    assert pooling_flat_numba.CHUNKS_PER_THREAD == kept
+    with pytest.raises(ValueError, match="--repeats must be at least 1"):
+        pool_rows.main(["--repeats", "0"])

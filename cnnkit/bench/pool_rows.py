@@ -4,12 +4,14 @@ per output row, window by window (``by_windows``, whose lengths ``SHORT_MAX_ROWS
 ever smaller maps with the same number of cells, so that only the length of the output rows
 changes.
 
-    python -m cnnkit.bench.pool_rows [--repeats 10]
+    python -m cnnkit.bench.pool_rows [--repeats 10] [--chunks]
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.pool_rows   # the AVX2 code
 
 Prints, per map size, ms for 3 × 3 max pooling at stride 2 (padding 1), its average, 3 × 3 max
 pooling at stride 1 and at stride 3, each three ways (inference: the values alone). Flat
-should win at strides 1 and 2, and window by window at stride 3 up to those lengths.
+should win at one stride, but for short rows at stride 3 on AVX-512. With ``--chunks``, the
+flat kernel's 3 × 3 max at stride 2 instead, at 1 to 16 tasks per thread
+(``pooling_flat_numba.CHUNKS_PER_THREAD``).
 """
 import argparse
 
@@ -44,13 +46,37 @@ def measure(sizes=(7, 14, 20, 28), repeats=10, log=print):
             f"{' / '.join(WAYS)}: " + "; ".join(line))
 
 
+def measure_chunks(sizes=(7, 14, 28, 56), counts=(1, 2, 4, 8, 16), repeats=10, log=print):
+    """The flat kernel's 3 × 3 max at stride 2 at ``counts`` tasks per thread, ms."""
+    from ..kernels import pooling_flat_numba, pooling_numba
+    kept = pooling_flat_numba.CHUNKS_PER_THREAD
+    try:
+        for size in sizes:
+            x = np.random.default_rng(0).standard_normal(
+                (CELLS // (64 * size * size), 64, size, size), dtype=np.float32)
+            out = ((size - 1) // 2 + 1,) * 2
+            y = np.empty(x.shape[:2] + out, np.float32)
+
+            def pool(count):
+                pooling_flat_numba.CHUNKS_PER_THREAD = count
+                pooling_numba._general(x, (3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1), y, None,
+                                       None, "flat")
+            times = best_of_interleaved([lambda c=c: pool(c) for c in counts], repeats)
+            log(f"{size:3d} × {size:<3d} flat, tasks per thread: " +
+                ", ".join(f"{c}: {t * 1e3:.3f}" for c, t in zip(counts, times)))
+    finally:
+        pooling_flat_numba.CHUNKS_PER_THREAD = kept
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--chunks", action="store_true",
+                        help="time the flat kernel's tasks per thread instead")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
-    measure(repeats=args.repeats)
+    (measure_chunks if args.chunks else measure)(repeats=args.repeats)
 
 
 if __name__ == "__main__":

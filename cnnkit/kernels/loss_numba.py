@@ -51,6 +51,7 @@ def squared_error(x, t):
     """(x − t, Σ (x − t)² in float64) for float32 arrays of one shape."""
     x, t = np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(t).reshape(-1)
     diff = np.empty(x.size, np.float32)
+    # a share of 4096 values at least, four per thread: a memory-bound pass, balanced
     partial = np.zeros(max(1, min(x.size // 4096, numba.get_num_threads() * 4)))
     _squared_error(x, t, diff, partial)
     return diff, float(partial.sum())

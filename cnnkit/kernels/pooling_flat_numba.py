@@ -25,7 +25,11 @@ import numba
 import numpy as np
 
 _JIT = dict(parallel=True, cache=True)
-CHUNKS_PER_THREAD = 4  # tasks per thread, each a run of planes sharing its buffers
+# Tasks per thread, each a run of planes sharing its buffers: 1 to 16 ran alike (3 × 3 max at
+# stride 2 on maps of 7² to 56², AVX-512 and AVX2; ``python -m cnnkit.bench.pool_rows --chunks``)
+CHUNKS_PER_THREAD = 4
+_NO_CELLS = np.empty((1, 0), np.int32)  # the index table where no index is asked for
+_NO_CELLS.flags.writeable = False  # read-only as ``cells``' tables: one compiled kernel
 
 
 def flat_stride(stride, out):
@@ -132,11 +136,12 @@ def _take_row(phases, row, start, stride):
 
 
 @numba.njit(**_JIT)
-def _pool_flat(x, offsets, stride, pads, padded, out, index, divisor, cells, chunks):
+def _pool_flat(x, offsets, stride, pads, padded, out, index, divisor, cells, phase_length,
+               chunks):
     """Pooling of volumes x (N, C, D, H, W) into out (N, C, od, oh, ow) as the module says:
-    maxima (and their ``index``, unless it is empty), or with a ``divisor`` (not empty)
-    averages. A task pools a run of planes, sharing its buffers: the phases, whose padding is
-    written once, and the flat outputs ``held``."""
+    maxima (and their ``index`` from ``cells``, unless ``index`` is empty), or with a
+    ``divisor`` (not empty) averages. A task pools a run of planes, sharing its buffers: the
+    phases, whose padding is written once, and the flat outputs ``held``."""
     n_images, channels, depth, height, width = x.shape
     od, oh, ow = out.shape[2], out.shape[3], out.shape[4]
     hp, wp = padded[1], padded[2]
@@ -144,7 +149,7 @@ def _pool_flat(x, offsets, stride, pads, padded, out, index, divisor, cells, chu
     outputs = ((od - 1) * hp + oh - 1) * wp + ow
     planes = n_images * channels
     for chunk in numba.prange(chunks):
-        phases = np.full((stride, cells.shape[1]), 0 if average else -np.inf, x.dtype)
+        phases = np.full((stride, phase_length), 0 if average else -np.inf, x.dtype)
         held = np.empty(outputs, x.dtype)
         held_at = np.empty(outputs if indexed else 0, cells.dtype)
         for plane in range(chunk * planes // chunks, (chunk + 1) * planes // chunks):
@@ -199,11 +204,11 @@ def pool_flat(x, kernel, stride, pads, dilation, out, index, divisor):
     offsets, padded, phase_length = layout(spatial, tuple(kernel), stride, tuple(pads),
                                            tuple(dilation), out_spatial)
     table = cells(spatial, tuple(pads), tuple(padded), stride, phase_length, index.dtype.str) \
-        if index.size else np.empty((stride, phase_length), np.int32)
+        if index.size else _NO_CELLS
     planes = x.shape[0] * x.shape[1]
     chunks = max(1, min(planes, numba.get_num_threads() * CHUNKS_PER_THREAD))
     _pool_flat(x, offsets, stride, np.array(pads, np.int64), padded, out, index, divisor,
-               table, chunks)
+               table, phase_length, chunks)
 
 
 @numba.njit(**_JIT)
