@@ -78,9 +78,10 @@ def cells(spatial, pads, padded, stride, phase_length, index_type):
 
 
 @numba.njit(cache=True, inline="always")
-def _place_row(row, phases, start, stride):
+def place_row(row, phases, start, stride):
     """phases[(start + t) mod stride][(start + t) div stride] = row[t]: one input row into the
-    padded volume's phases. At stride 2 one loop writes both phases from pairs of cells,
+    padded volume's phases (from ``start`` = 0: the row's own phases, as ``pooling_numba``'s
+    per-row kernel splits it). At stride 2 one loop writes both phases from pairs of cells,
     which LLVM vectorises (a loop per phase reads every other cell and stays scalar)."""
     width = row.size
     if stride == 1:
@@ -109,7 +110,7 @@ def _place_row(row, phases, start, stride):
 
 @numba.njit(cache=True, inline="always")
 def _take_row(phases, row, start, stride):
-    """``_place_row`` backwards: row[t] = the phases' cell of padded position start + t."""
+    """``place_row`` backwards: row[t] = the phases' cell of padded position start + t."""
     width = row.size
     if stride == 1:
         for t in range(width):
@@ -156,7 +157,7 @@ def _pool_flat(x, offsets, stride, pads, padded, out, index, divisor, cells, pha
             n, c = plane // channels, plane % channels
             for z in range(depth):
                 for r in range(height):
-                    _place_row(x[n, c, z, r], phases,
+                    place_row(x[n, c, z, r], phases,
                                ((z + pads[0]) * hp + r + pads[1]) * wp + pads[2], stride)
             if average:
                 held[:] = 0

@@ -23,7 +23,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .microkernel import LANES as _TARGET_LANES
-from .pooling_flat_numba import average_backward_flat, flat_stride, pool_flat
+from .pooling_flat_numba import average_backward_flat, flat_stride, place_row, pool_flat
 from .task_call import Tasks, run_tasks
 
 # Outputs per ``pair_max``: at most 8, so the 14-wide maps of a 28×28 network take whole
@@ -87,7 +87,7 @@ def _forward(x, kernel, stride, pads, dilation, out, index, divisor):
                         start = (z * height + r) * width  # of the input row, in the volume
                         row = flat[start:start + width]
                         if sw > 1:
-                            _split_phases(row, sw, phases)
+                            place_row(row, phases, 0, sw)  # its sw phases
                         for b in range(kw):
                             p, first, end, shift = taps[b]
                             source = row if sw == 1 else phases[p]
@@ -185,25 +185,6 @@ def _inside(start, dilation, taps, size):
     first = 0 if start >= 0 else (-start + dilation - 1) // dilation
     end = min(taps, (size - 1 - start) // dilation + 1) if size - 1 >= start else 0
     return first, max(first, end)
-
-
-@numba.njit(cache=True, inline="always")
-def _split_phases(row, sw, phases):
-    """phases[p, t] = row[p + t·sw] for every cell of ``row``: its ``sw`` phases. At stride 2
-    one loop reads each pair of neighbours and writes both phases, which LLVM vectorises as
-    one interleaved load (a loop per phase reads every other cell, which it kept scalar)."""
-    width = row.size
-    if sw == 2:
-        for t in range(width // 2):
-            i = np.uint64(t)
-            phases[0, i] = row[2 * i]
-            phases[1, i] = row[2 * i + 1]
-        if width % 2:
-            phases[0, width // 2] = row[width - 1]
-        return
-    for p in range(sw):
-        for t in range(-(-(width - p) // sw)):
-            phases[p, t] = row[p + t * sw]
 
 
 @numba.njit(cache=True, inline="always")
@@ -585,7 +566,7 @@ def avg_pool_backward(grad, in_shape, kernel, stride, pads, divisor, flat=None):
                  (0,) * len(lift) + tuple(lo for lo, _ in pads), divisor.reshape(lift + out),
                  dx.reshape(tuple(in_shape[:2]) + lift + tuple(in_shape[2:])))
     if flat is None:
-        flat = flat_stride(stride, out) is not None
+        flat = arrangement(stride, out, average=True) == "flat"
     if flat:
         average_backward_flat(*arguments[:2], flat_stride(stride, out), *arguments[3:])
     else:
