@@ -59,8 +59,9 @@ MORE_CASES = {
 # Suite "more"'s other layers: name: (op of both libraries' functional modules, input shape,
 # arguments): a ResNet's stem pool (3 × 3 at stride 2) and its global pools, a "same" 3 × 3
 # max pool, LeNet's average pool and a "same" 3 × 3 one, a volume's max pool, 1-D pools
-# (cnn1d's by 2 on a 64 × 32 × 500 batch, and windows of 3 at stride 2), and the activations
-# besides ReLU on res3x3's output.
+# (cnn1d's by 2 on a 64 × 32 × 500 batch, and windows of 3 at stride 2), the activations
+# besides ReLU on res3x3's output, and reflect padding of that output by one (an
+# image-to-image network's border).
 MORE_OP_CASES = {
     "maxpool3x3_s2": ("max_pool2d", (16, 64, 56, 56), dict(kernel_size=3, stride=2, padding=1)),
     "maxpool3x3_s1": ("max_pool2d", (16, 64, 28, 28), dict(kernel_size=3, stride=1, padding=1)),
@@ -75,6 +76,7 @@ MORE_OP_CASES = {
     "elu": ("elu", (32, 64, 32, 32), {}),
     "gelu": ("gelu", (32, 64, 32, 32), {}),
     "sigmoid": ("sigmoid", (32, 64, 32, 32), {}),
+    "pad_reflect": ("pad", (32, 64, 32, 32), dict(pad=(1, 1, 1, 1), mode="reflect")),
 }
 # The dense layers the "≥ 60 % of the FMA peak" target is judged on (BENCHMARKS.md, "Against
 # the targets"); suite "ceiling" (``ceiling``) times every way of computing them.
