@@ -119,12 +119,15 @@ ADAPTIVE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("compiled_from", [0, 1 << 60])  # pooling_adaptive_numba, or NumPy's
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["adaptive_avg_pool", "adaptive_max_pool"])
 @pytest.mark.parametrize("n_dims, shape, output_size", ADAPTIVE_CASES)
-def test_adaptive_pool_matches_torch(rng, n_dims, shape, output_size, kind, dtype):
+def test_adaptive_pool_matches_torch(rng, n_dims, shape, output_size, kind, dtype,
+                                     compiled_from):
     x = rng.standard_normal(shape).astype(dtype)
-    check_pool(f"{kind}{n_dims}d", x, math.prod(shape[-n_dims:]), output_size=output_size)
+    with tuning.override(pool_compiled_min_size=compiled_from):
+        check_pool(f"{kind}{n_dims}d", x, math.prod(shape[-n_dims:]), output_size=output_size)
 
 
 @pytest.mark.parametrize("kind, kwargs", [
@@ -233,11 +236,13 @@ def test_adaptive_pooling_with_even_windows_matches_torch(rng, kind, spatial, ou
 
 def test_only_even_adaptive_windows_run_as_plain_pooling(rng, monkeypatch):
     from cnnkit.functional import pooling
+    from cnnkit.kernels import pooling_adaptive_numba
     taken = []
-    for name in ("adaptive_avg_forward", "adaptive_max_forward"):
-        original = getattr(pooling.kernels, name)
-        monkeypatch.setattr(pooling.kernels, name,
-                            lambda *a, _original=original: taken.append(1) or _original(*a))
+    for module in (pooling.kernels, pooling_adaptive_numba):  # global; uneven windows
+        for name in ("adaptive_avg_forward", "adaptive_max_forward"):
+            original = getattr(module, name)
+            monkeypatch.setattr(module, name,
+                                lambda *a, _original=original: taken.append(1) or _original(*a))
     x = cnnkit.tensor(rng.standard_normal((2, 3, 6, 4)))
     F.adaptive_avg_pool2d(x, (3, 2)), F.adaptive_max_pool2d(x, (2, 4))
     assert not taken

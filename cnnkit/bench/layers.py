@@ -57,7 +57,8 @@ MORE_CASES = {
     "c3x3_8": (2, 64, 8, 8, (32, 32), 3, 1, 1, 1),
 }
 # Suite "more"'s other layers: name: (op of both libraries' functional modules, input shape,
-# arguments): a ResNet's stem pool (3 × 3 at stride 2) and its global pools, a "same" 3 × 3
+# arguments): a ResNet's stem pool (3 × 3 at stride 2) and its global pools, VGG's adaptive
+# pool to 7 × 7 on the 10 × 10 maps of a 320² input (windows of 2 and 3), a "same" 3 × 3
 # max pool, LeNet's average pool and a "same" 3 × 3 one, a volume's max pool, 1-D pools
 # (cnn1d's by 2 on a 64 × 32 × 500 batch, and windows of 3 at stride 2), the activations
 # besides ReLU on res3x3's output, and reflect padding of that output by one (an
@@ -72,6 +73,7 @@ MORE_OP_CASES = {
     "avgpool3x3_s1": ("avg_pool2d", (16, 64, 28, 28), dict(kernel_size=3, stride=1, padding=1)),
     "global_avgpool": ("adaptive_avg_pool2d", (64, 256, 7, 7), dict(output_size=1)),
     "global_maxpool": ("adaptive_max_pool2d", (64, 256, 7, 7), dict(output_size=1)),
+    "adaptive_avgpool_10to7": ("adaptive_avg_pool2d", (32, 512, 10, 10), dict(output_size=7)),
     "leaky_relu": ("leaky_relu", (32, 64, 32, 32), dict(negative_slope=0.1)),
     "elu": ("elu", (32, 64, 32, 32), {}),
     "gelu": ("gelu", (32, 64, 32, 32), {}),

@@ -243,12 +243,24 @@ def _adaptive_avg_pool(op, n_dims, input, output_size):
     return _adaptive_avg(op, x, unbatched, out)
 
 
+def _adaptive_passes(x, out):
+    """The module whose adaptive pooling passes take x to ``out``: windows of varying size
+    compiled (``pooling_adaptive_numba``) from ``pool_compiled_min_size`` values on; global
+    pooling, small inputs and empty outputs NumPy's (``kernels.pooling``)."""
+    if x.data.size >= tuning.value("pool_compiled_min_size") and x.data.size and \
+            not all(o == 1 for o in out) and 0 not in out:
+        from ..kernels import pooling_adaptive_numba
+        return pooling_adaptive_numba
+    return kernels
+
+
 def _adaptive_avg(op, x, unbatched, out):
     """Adaptive average pooling of a checked batch x to ``out`` (all ones: global pooling)."""
-    y = kernels.adaptive_avg_forward(x.data, out)
+    passes = _adaptive_passes(x, out)
+    y = passes.adaptive_avg_forward(x.data, out)
 
     def backward(g):
-        return (np.ascontiguousarray(kernels.adaptive_avg_backward(g, x.shape[2:])),)
+        return (np.ascontiguousarray(passes.adaptive_avg_backward(g, x.shape[2:])),)
     return _unbatch(Tensor._make(np.ascontiguousarray(y), (x,), backward, op), unbatched)
 
 
@@ -284,14 +296,15 @@ def _adaptive_max_pool(op, n_dims, input, output_size, return_indices):
 
 def _adaptive_max(op, x, unbatched, out, return_indices):
     """Adaptive max pooling of a checked batch x to ``out`` (all ones: global pooling)."""
+    passes = _adaptive_passes(x, out)
     if 0 in out:  # an empty output (no window to take a maximum of)
         y = np.empty(x.shape[:2] + out, dtype=x.dtype)
         index = np.empty(y.shape, dtype=np.int64)
     else:
-        y, index = kernels.adaptive_max_forward(x.data, out)
+        y, index = passes.adaptive_max_forward(x.data, out)
 
     def backward(g):
-        return (kernels.scatter_to_planes(g, index, x.shape),)
+        return (passes.scatter_to_planes(g, index, x.shape),)
     result = _unbatch(Tensor._make(y, (x,), backward, op), unbatched)
     if return_indices:
         return result, Tensor(index[0] if unbatched else index)

@@ -253,8 +253,9 @@ _TABLE = [
              "passes a piece per thread). Measured as the crossover of the compiled ReLU "
              "against NumPy's, one pass each.", 0, 1 << 62, integer=True, measured_by=TUNE),
     Constant("pool_compiled_min_size", 0, "array elements",
-             "Max pooling, and average pooling's forward (1-D to 3-D), on at least this many "
-             "input values run compiled (pooling_numba). NumPy's pooling makes a pass per "
+             "Max pooling, average pooling's forward (1-D to 3-D) and adaptive pooling over "
+             "windows of varying size, on at least this many input values, run compiled "
+             "(pooling_numba, pooling_adaptive_numba). NumPy's pooling makes a pass per "
              "kernel offset, so the compiled kernel wins even on one 8 × 8 map (AVX-512: "
              "64 values 76 against 148 µs, 25 088 values 84 against 408). Measured as the "
              "crossover of the two 2-D max pooling forward passes.", 0, 1 << 62,
