@@ -201,17 +201,53 @@ def test_softmax_implicit_dim_warns_like_torch():
         F.softmax(cnnkit.tensor(x), 3)
 
 
-def test_erf_matches_math_erf_to_double_precision():
-    grid = np.concatenate([np.linspace(-7, 7, 2801), [0.0, 1e-300, -1e-12, 0.999999, 1.0, 1.000001,
-                                                      26.0, 27.5, -40.0]])
-    out = F.erf(cnnkit.tensor(grid)).data
-    expected = np.array([math.erf(v) for v in grid])
+ERF_GRID = np.concatenate([np.linspace(-7, 7, 2801), [0.0, 1e-300, -1e-12, 0.999999, 1.0,
+                                                      1.000001, 5.99, 6.0, 7.99, 8.0, 8.01,
+                                                      26.0, 27.5, -40.0, 1e300, 5e-324]])
+
+
+@pytest.mark.parametrize("compiled_from", [0, 1 << 60])  # kernels.erf_numba, or NumPy's
+def test_erf_matches_math_erf_to_double_precision(compiled_from):
+    with np.errstate(over="ignore"):  # 1e300 is inf in float32
+        grid32 = ERF_GRID.astype(np.float32)
+    with tuning.override(compiled_min_size=compiled_from):
+        out = F.erf(cnnkit.tensor(ERF_GRID)).data
+        single = F.erf(cnnkit.tensor(grid32)).data
+    expected = np.array([math.erf(v) for v in ERF_GRID])
     np.testing.assert_allclose(out, expected, rtol=2e-15, atol=1e-300)
+    assert single.dtype == np.float32  # float64's value rounded once
+    np.testing.assert_array_equal(single, np.array([math.erf(v) for v in grid32], np.float32))
     # the tails of Φ, where erfc is tiny, stay relatively accurate (GELU for negative x)
     from cnnkit.functional.activation import _erfc
     tail = np.linspace(1.0, 26.0, 501)
     np.testing.assert_allclose(_erfc(tail), [math.erfc(v) for v in tail], rtol=1e-13)
     np.testing.assert_allclose(_erfc(-tail), [math.erfc(-v) for v in tail], rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("compiled_from", [0, 1 << 60])
+def test_erf_gradient_and_non_finite_values_against_torch(dtype, compiled_from):
+    """2/√π·e^(−x²)·g, down to float64's subnormals; NaN stays NaN, erf(±inf) = ±1 with
+    slope 0 (so an infinite g gives NaN there), erf(−0) = −0."""
+    with np.errstate(over="ignore"):
+        x = np.concatenate([ERF_GRID, [np.nan, np.inf, -np.inf, -0.0, 26.7, -27.2, 38.0]]
+                           ).astype(dtype)
+    g = np.random.default_rng(0).standard_normal(x.size).astype(dtype)
+    g[-5] = np.inf  # at x = inf
+    with tuning.override(compiled_min_size=compiled_from):
+        xc = cnnkit.tensor(x, requires_grad=True)
+        y = F.erf(xc)
+        y.backward(g)
+    xt = torch.tensor(x, requires_grad=True)
+    expected = torch.erf(xt)
+    expected.backward(torch.tensor(g))
+    assert y.dtype == xc.grad.dtype == dtype
+    close(y.data, expected.detach(), dtype)
+    assert np.signbit(y.data[-4]) and y.data[-4] == 0  # erf(−0)
+    # torch's float32 gradient is computed in float32: a few units of the last place apart
+    np.testing.assert_allclose(xc.grad, xt.grad.numpy(), rtol=1e-5 if dtype == np.float32
+                               else 1e-13, atol=0)
+    assert np.array_equal(np.isnan(xc.grad), np.isnan(xt.grad.numpy()))
 
 
 def test_gelu_rejects_unknown_approximation():

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from .. import tuning
-from ..kernels import softmax_numba, threads
+from ..kernels import erf_numba, softmax_numba, threads
 from ..tensor import Tensor, as_tensor
 from .half import computes_float16_in_float32
 
@@ -165,22 +165,7 @@ def _in_pieces(passes, *operands):
 
 
 # -- erf without scipy: Cephes' rational approximations (ndtr.c), ~1e-15 relative in float64 --
-_ERF_T = (9.60497373987051638749e0, 9.00260197203842689217e1, 2.23200534594684319226e3,
-          7.00332514112805075473e3, 5.55923013010394962768e4)
-_ERF_U = (3.35617141647503099647e1, 5.21357949780152679795e2, 4.59432382970980127987e3,
-          2.26290000613890934246e4, 4.92673942608635921086e4)
-_ERFC_P = (2.46196981473530512524e-10, 5.64189564831068821977e-1, 7.46321056442269912687e0,
-           4.86371970985681366614e1, 1.96520832956077098242e2, 5.26445194995477358631e2,
-           9.34528527171957607540e2, 1.02755188689515710272e3, 5.57535335369399327526e2)
-_ERFC_Q = (1.32281951154744992508e1, 8.67072140885989742329e1, 3.54937778887819891062e2,
-           9.75708501743205489753e2, 1.82390916687909736289e3, 2.24633760818710981792e3,
-           1.65666309194161350182e3, 5.57535340817727675546e2)
-_ERFC_R = (5.64189583547755073984e-1, 1.27536670759978104416e0, 5.01905042251180477414e0,
-           6.16021097993053585195e0, 7.40974269950448939160e0, 2.97886665372100240670e0)
-_ERFC_S = (2.26052863220117276590e0, 9.39603524938001434673e0, 1.20489539808096656605e1,
-           1.70814450747565897222e1, 9.60896809063285878198e0, 3.36907645100081516050e0)
-
-
+# (the coefficients live with the compiled loop, ``kernels.erf_numba``)
 def _polynomial(x, coefficients, monic=False):
     """Horner's rule; ``monic`` adds a leading coefficient 1 (Cephes' ``p1evl``)."""
     result = x + coefficients[0] if monic else np.full_like(x, coefficients[0])
@@ -191,17 +176,17 @@ def _polynomial(x, coefficients, monic=False):
 
 def _erfc_large(z):
     """erfc(z) for z >= 1 (float64): e^(−z²)·P(z)/Q(z), two fits split at z = 8."""
-    beyond = z > 27.0  # erfc(27) ≈ 5e-319: beyond it the value underflows to 0
-    z = np.minimum(z, 27.0)  # keeps inf (and overflow) out of the ratios
-    near = _polynomial(z, _ERFC_P) / _polynomial(z, _ERFC_Q, monic=True)
-    far = _polynomial(z, _ERFC_R) / _polynomial(z, _ERFC_S, monic=True)
+    beyond = z > erf_numba.ERFC_ZERO_BEYOND  # the value underflows to 0
+    z = np.minimum(z, erf_numba.ERFC_ZERO_BEYOND)  # keeps inf (and overflow) out of the ratios
+    near = _polynomial(z, erf_numba.ERFC_P) / _polynomial(z, erf_numba.ERFC_Q, monic=True)
+    far = _polynomial(z, erf_numba.ERFC_R) / _polynomial(z, erf_numba.ERFC_S, monic=True)
     return np.where(beyond, 0.0, np.exp(-z * z) * np.where(z < 8, near, far))
 
 
 def _erf_small(z):
     """erf(z) for |z| < 1 (float64): z·T(z²)/U(z²)."""
     z2 = z * z
-    return z * _polynomial(z2, _ERF_T) / _polynomial(z2, _ERF_U, monic=True)
+    return z * _polynomial(z2, erf_numba.ERF_T) / _polynomial(z2, erf_numba.ERF_U, monic=True)
 
 
 def _erfc(z):
@@ -221,9 +206,15 @@ def _float_dtype(x: Tensor):
 def erf(input) -> Tensor:  # noqa: A002
     """The error function erf(x) = 2/√π ∫₀ˣ e^(−t²) dt;  d/dx = 2/√π · e^(−x²).
 
-    ``input`` : Tensor of any shape; computed in float64, returned in the input's float dtype.
+    ``input`` : Tensor of any shape; computed in float64, returned in the input's float dtype
+    (float32 and float64 arrays from ``compiled_min_size`` values on by one compiled pass each
+    way, ``kernels.erf_numba``).
     """
     x = as_tensor(input)
+    if _compiled(x) and x.dtype in (np.float32, np.float64):
+        return Tensor._make(erf_numba.erf(x.data), (x,),
+                            lambda g: (erf_numba.erf_backward(x.data, g.astype(x.dtype, copy=False)),),
+                            "erf")
     x64 = x.data.astype(np.float64)
     out = np.where(np.abs(x64) < 1, _erf_small(np.clip(x64, -1, 1)), 1.0 - _erfc(x64))
 
