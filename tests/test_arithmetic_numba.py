@@ -1,6 +1,7 @@
 """A Tensor's + − × ÷ by compiled loops (``kernels.arithmetic_numba.binary``), on arrays of one
-shape or by a 0-d scalar on either side: NumPy's values to the bit, quietly, on every thread
+shape, by a 0-d scalar or by a value per row on either side: NumPy's values to the bit, quietly, on every thread
 count; every other operand left to NumPy."""
+import math
 import warnings
 
 import numba
@@ -46,17 +47,61 @@ def test_values_are_numpy_s_to_the_bit_and_quiet(ufunc, dtype, size):
 @pytest.mark.parametrize("scalar", [2.5, -0.0, 0.0, np.inf, -np.inf, np.nan, 1e-40, 3e38])
 def test_a_scalar_on_either_side_gives_numpy_s_values(ufunc, dtype, scalar):
     x, _ = _operands(dtype, 1001)
-    s = np.array(scalar, dtype)
+    _check_both_sides(ufunc, x, np.array(scalar, dtype))
+
+
+def _check_both_sides(ufunc, x, y):
+    """binary(x, y) and binary(y, x): NumPy's values and signs to the bit, no warning."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("error")
-        expected = ufunc(x, s), ufunc(s, x)
+        expected = ufunc(x, y), ufunc(y, x)
         with tuning.override(compiled_min_size=0), np.errstate(all="raise"):
-            results = (arithmetic_numba.binary(ufunc, x, s),
-                       arithmetic_numba.binary(ufunc, s, x))
+            results = (arithmetic_numba.binary(ufunc, x, y),
+                       arithmetic_numba.binary(ufunc, y, x))
     for result, want in zip(results, expected):
-        assert result.dtype == dtype
+        assert result.shape == want.shape and result.dtype == want.dtype
         np.testing.assert_array_equal(result, want)
         assert np.array_equal(np.signbit(result), np.signbit(want))
+
+
+@pytest.mark.parametrize("ufunc", UFUNCS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, part", [((6, 5, 7, 3), (6, 5, 1, 1)), ((6, 5, 7, 3), (6, 1, 1, 1)),
+                                         ((40, 9), (40, 1)), ((6, 5, 7, 3), (6, 5, 7, 1))])
+def test_a_value_per_row_on_either_side_gives_numpy_s_values(ufunc, dtype, shape, part,
+                                                            monkeypatch):
+    """A channel's scale (N, C, 1, 1) on maps (N, C, H, W), and the like: one compiled pass
+    (``_by_rows``) with NumPy's values, inf, NaN and signs of zeros included."""
+    x = _operands(dtype, math.prod(shape))[0].reshape(shape)
+    y = _operands(dtype, math.prod(part))[1].reshape(part)
+    rows = []
+    original = arithmetic_numba._by_rows
+    monkeypatch.setattr(arithmetic_numba, "_by_rows",
+                        lambda a, b, out, op: (rows.append(a.shape[0]), original(a, b, out, op)))
+    _check_both_sides(ufunc, x, y)
+    assert rows == [math.prod(part)] * 2
+
+
+@pytest.mark.parametrize("ufunc", UFUNCS)
+def test_one_value_of_any_shape_takes_the_scalar_loop(ufunc, monkeypatch):
+    """(1, 1, 1, 1) on (N, C, H, W), either side: the scalar's loop over all of it (in
+    parallel), not one row; a one-value array of more axes than the other stays NumPy's
+    (the result has its axes)."""
+    calls = []
+    scalar_loops = [arithmetic_numba._LOOPS[ufunc][1], arithmetic_numba._LOOPS[ufunc][2]]
+    monkeypatch.setitem(arithmetic_numba._LOOPS, ufunc, (
+        None, lambda *a: calls.append(1) or scalar_loops[0](*a),
+        lambda *a: calls.append(2) or scalar_loops[1](*a)))
+    x = _operands(np.float32, 6 * 5 * 7 * 3)[0].reshape(6, 5, 7, 3)
+    one = np.full((1, 1, 1, 1), 2.5, np.float32)
+    with tuning.override(compiled_min_size=0), np.errstate(all="ignore"):
+        results = arithmetic_numba.binary(ufunc, x, one), arithmetic_numba.binary(ufunc, one, x)
+        wider = arithmetic_numba.binary(ufunc, x[0, 0], one)
+        expected = ufunc(x, one), ufunc(one, x), ufunc(x[0, 0], one)
+    assert calls == [1, 2]
+    for result, want in zip((*results, wider), expected):
+        assert result.shape == want.shape
+        np.testing.assert_array_equal(result, want)
 
 
 @pytest.mark.parametrize("ufunc", UFUNCS)
@@ -94,6 +139,9 @@ def test_other_operands_are_left_to_numpy():
              (np.add, x.astype(np.int64), x.astype(np.int64)),
              (np.multiply, x.astype(np.float16), x.astype(np.float16)),
              (np.add, x[:, ::2], x[:, 1::2]), (np.maximum, x, x),
+             (np.add, x.reshape(3, 1, 4), x.reshape(3, 4, 1)),  # each broadcast: no rows
+             (np.add, x.reshape(1, 3, 4), x[:1].reshape(1, 1, 4)),  # along a middle axis
+             (np.add, x[:, ::2], x[:, :1]),  # a value per row of a strided array
              (np.multiply, x, np.array(2.0, np.float32)), (np.add, x[:, ::2], np.array(1.0)),
              (np.subtract, np.array(1.0), x[:1])]
     with tuning.override(compiled_min_size=0):

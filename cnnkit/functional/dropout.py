@@ -7,6 +7,7 @@ an ``rng`` (a ``numpy.random.Generator`` or an int seed) is passed.
 import numpy as np
 
 from .. import random as _random
+from ..kernels.arithmetic_numba import binary
 from ..tensor import Tensor, as_tensor
 
 __all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d"]
@@ -29,7 +30,9 @@ def _masked(x: Tensor, p: float, mask_shape: tuple, rng, op: str) -> Tensor:
         draw_dtype = np.float32 if x.dtype == np.float32 else np.float64
         keep = generator.random(mask_shape, dtype=draw_dtype) >= p
         scaled_mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
-    return Tensor._make(x.data * scaled_mask, (x,), lambda g: (g * scaled_mask,), op)
+    # compiled for large float arrays, a channel's mask (N, C, 1, ...) included
+    return Tensor._make(binary(np.multiply, x.data, scaled_mask), (x,),
+                        lambda g: (binary(np.multiply, g, scaled_mask),), op)
 
 
 def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False,  # noqa: A002
