@@ -557,6 +557,72 @@ def test_bce_with_logits_matches_torch(dtype, reduction, weighted, pos_weighted)
         check_against_torch(ours, theirs, [logits, target], scale=100)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NumPy's path: inf − inf
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("compiled_from", [0, 1 << 60])  # kernels.loss_numba, or NumPy's
+@pytest.mark.parametrize("size", [7, 1000, 9000])  # under a block, two blocks, several tasks
+def test_bce_with_logits_of_data_targets_on_both_paths(reduction, compiled_from, size):
+    """float32 logits against fixed targets (0, 1 and between), saturated logits, NaN and
+    ±inf in some rows: the compiled pass (summed or averaged, unweighted) as PyTorch's."""
+    rng = np.random.default_rng(size)
+    logits = (rng.standard_normal((2, size)) * 6).astype(np.float32)
+    logits[0, :4] = [-100.0, 100.0, 0.0, -0.0]
+    target = rng.uniform(0, 1, (2, size)).astype(np.float32)
+    target[:, ::3] = target[:, ::3] > 0.5
+    cases = [(logits, target)]
+    for bad in ([np.nan, 1.0], [np.inf, 1.0], [np.inf, 0.5], [-np.inf, 0.0], [-np.inf, 1.0]):
+        x, t = logits.copy(), target.copy()
+        x[1, -1], t[1, -1] = bad
+        cases.append((x, t))
+    with tuning.override(compiled_min_size=compiled_from):
+        for x, t in cases:
+            check_against_torch(
+                lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction),
+                lambda a, b: TF.binary_cross_entropy_with_logits(a, b, reduction=reduction),
+                [x, t], scale=10, needs_grad=[True, False])
+
+
+@pytest.mark.parametrize("size", [1, 513, 4096 * 3 + 1])  # one block; a block of 1; 3 tasks
+def test_logit_cross_entropy_kernels_in_float64(size):
+    """The compiled sum against float64's log1p and math.fsum, to 1e-12 of the terms'
+    magnitude; the gradient the float32 nearest to float64's; σ(−inf) exactly 0 (a +0
+    gradient at x = inf, t = 1)."""
+    from cnnkit.kernels import loss_numba
+    rng = np.random.default_rng(size)
+    x = (rng.standard_normal(size) * 8).astype(np.float32)
+    t = rng.uniform(0, 1, size).astype(np.float32)
+    x[:3] = [100.0, -100.0, 0.0][:size]
+    x64, t64 = x.astype(np.float64), t.astype(np.float64)
+    terms = (1 - t64) * x64 + np.log1p(np.exp(-np.abs(x64))) + np.maximum(-x64, 0)
+    total = loss_numba.logit_cross_entropy(x, t)
+    assert abs(total - math.fsum(terms)) <= 1e-12 * np.abs(terms).sum()
+    sigma_negative = 1 / (1 + np.exp(x64))
+    expected = ((1 - t64) - sigma_negative) * 0.5
+    np.testing.assert_allclose(loss_numba.logit_cross_entropy_backward(x, t, 0.5),
+                               expected.astype(np.float32), rtol=2e-7, atol=1e-30)
+    edge = loss_numba.logit_cross_entropy_backward(np.array([np.inf], np.float32),
+                                                   np.array([1.0], np.float32), 1.0)
+    assert edge[0] == 0 and not np.signbit(edge[0])
+
+
+def test_bce_with_logits_runs_compiled_for_unweighted_data_targets(monkeypatch):
+    from cnnkit.kernels import loss_numba
+    calls = []
+    original = loss_numba.logit_cross_entropy
+    monkeypatch.setattr(loss_numba, "logit_cross_entropy",
+                        lambda *a: calls.append(1) or original(*a))
+    x, t = np.ones((4, 8), np.float32), np.zeros((4, 8), np.float32)
+    loss = F.binary_cross_entropy_with_logits
+    with tuning.override(compiled_min_size=0):
+        loss(cnnkit.tensor(x), cnnkit.tensor(t))
+        loss(cnnkit.tensor(x), cnnkit.tensor(t), reduction="none")  # per element: NumPy's
+        loss(cnnkit.tensor(x), cnnkit.tensor(t), weight=np.ones(8, np.float32))
+        loss(cnnkit.tensor(x), cnnkit.tensor(t), pos_weight=np.ones(8, np.float32))
+        loss(cnnkit.tensor(x), cnnkit.tensor(t, requires_grad=True))  # a learned target
+        loss(cnnkit.tensor(x.astype(np.float64)), cnnkit.tensor(t.astype(np.float64)))
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_losses_keep_the_input_dtype(dtype):
     x = cnnkit.tensor(np.zeros((2, 3), dtype=dtype))

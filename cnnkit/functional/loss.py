@@ -279,6 +279,19 @@ def _compiled_mse_loss(x, t, reduction) -> Tensor:
     return Tensor._make(out, (x, t), backward, "mse_loss")
 
 
+def _compiled_logit_cross_entropy(x, t, reduction) -> Tensor:
+    """``binary_cross_entropy_with_logits`` summed or averaged, unweighted, of float32 x and
+    t of one shape (t not learned), by ``kernels.loss_numba``: one pass each way in float64,
+    the sum rounded once."""
+    total = loss_numba.logit_cross_entropy(x.data, t.data)
+    factor = 1.0 if reduction == "sum" else 1.0 / x.data.size if x.data.size else np.nan
+    out = np.asarray(total * factor, dtype=np.float32)
+
+    def backward(g):
+        return loss_numba.logit_cross_entropy_backward(x.data, t.data, g * factor), None
+    return Tensor._make(out, (x, t), backward, "binary_cross_entropy_with_logits")
+
+
 def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None,  # noqa: A002
                                      reduction: str = "mean") -> Tensor:
     """Binary cross-entropy on logits, never forming σ(x) and log σ(x) separately.
@@ -292,6 +305,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None
     input, target : Tensors of the same shape (any)
     weight : array broadcastable to the input's shape, or None
     pos_weight : array broadcastable to the input's shape (usually (C,) for the last dim), or None
+
+    Large float32 inputs, unweighted and summed or averaged against targets that need no
+    gradient, take one compiled pass each way (``_compiled_logit_cross_entropy``).
     """
     _check_reduction(reduction, "binary_cross_entropy_with_logits")
     x = as_tensor(input)
@@ -313,6 +329,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None
                              f"must broadcast to the input's shape {x.shape}")
         extras[name] = array
     w, pw = extras.get("weight"), extras.get("pos_weight")
+    if w is None and pw is None and reduction != "none" and x.dtype == t.dtype and \
+            _vector_float32(x.data) and not t.requires_grad:
+        return _compiled_logit_cross_entropy(x, t, reduction)
     softplus_neg = np.log1p(np.exp(-np.abs(x.data))) + np.maximum(-x.data, 0)
     log_weight = 1 if pw is None else 1 + (pw - 1) * t.data
     per_element = (1 - t.data) * x.data + log_weight * softplus_neg
