@@ -1,5 +1,6 @@
 """Process settings for speed, made when cnnkit is imported (``cnnkit/__init__.py`` imports
-this first): thread-pool spinning (OpenBLAS, OpenMP) and glibc's malloc. A value the user has
+this first): thread-pool spinning (OpenBLAS, OpenMP) and glibc's malloc; and Numba's cache
+files named safely for processes compiling at once (``_numba_cache``). A value the user has
 set in the environment is never changed. The spin settings are read by each library when it
 loads. OpenBLAS loaded earlier (``import numpy`` before ``import cnnkit``, the usual order) is
 told to re-read them and its idle threads are stopped, so that its next product starts new ones
@@ -41,6 +42,7 @@ def configure(environ=os.environ):
     """Fill in the settings above that the environment does not already have, and make
     ``NUMBA_CPU_NAME`` emulate that CPU whole (``cnnkit.cpu.emulate``). Ranks started
     together by ``mpiexec`` share this machine's cores (``distributed.environment``)."""
+    from ._numba_cache import name_files_by_key
     from .cpu import emulate
     from .distributed.environment import split_threads
     split_threads(environ)
@@ -52,6 +54,7 @@ def configure(environ=os.environ):
     if filled and environ is os.environ:
         _respin_openblas()
     emulate()
+    name_files_by_key()  # before any kernel is compiled or loaded
     if not any(name.startswith("MALLOC_") for name in environ):
         _tune_malloc()
 

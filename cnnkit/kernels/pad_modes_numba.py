@@ -8,12 +8,12 @@ position each output position reads along one axis):
 
     forward   out[p, d, r, j] = x[p, depth[d], row[r], column[j]]
 
-each output row in parallel: the row's interior copied as one run, its few border cells from
-the column table. The backward pass sums each input cell's gradient over the outputs that read
-it, in the outputs' order (depth, row, column: the order PyTorch's CPU kernels add them in).
-Each input row is one task, which visits the output rows reading it through an inverse table
-(``_readers``): every row of dL/dx is written by one task, so all rows run in parallel with
-no two tasks adding into one cell, however few images there are.
+the output rows in parallel (shares of each (p, d)'s rows: ``_chunks``): a row's interior
+copied as one run, its few border cells from the column table. The backward pass sums each
+input cell's gradient over the outputs that read it, in the outputs' order (depth, row,
+column: the order PyTorch's CPU kernels add them in). Each row of dL/dx belongs to one task,
+which visits the output rows reading it through an inverse table (``_readers``), so the rows
+run in parallel with no two tasks adding into one cell, however few images there are.
 """
 import functools
 
