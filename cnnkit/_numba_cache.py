@@ -30,11 +30,17 @@ def name_files_by_key():
                                                    "_save_data", "_data_name")):
         return
 
+    numbered = cache_file.save
+
     def save(self, key, data):
+        try:
+            number = key_number(key)
+        except Exception:  # a key pickle cannot digest: Numba's own numbering
+            return numbered(self, key, data)
         overloads = self._load_index()
         data_name = overloads.get(key)
         if data_name is None:
-            data_name = self._data_name(key_number(key))
+            data_name = self._data_name(number)
             overloads[key] = data_name
             self._save_index(overloads)
         self._save_data(data_name, data)
