@@ -14,7 +14,6 @@ again. (Files of an edited kernel's old code are no longer overwritten by number
 until the package's ``__pycache__`` is removed.)
 """
 import hashlib
-import pickle
 
 
 def name_files_by_key():
@@ -30,17 +29,11 @@ def name_files_by_key():
                                                    "_save_data", "_data_name")):
         return
 
-    numbered = cache_file.save
-
     def save(self, key, data):
-        try:
-            number = key_number(key)
-        except Exception:  # a key pickle cannot digest: Numba's own numbering
-            return numbered(self, key, data)
         overloads = self._load_index()
         data_name = overloads.get(key)
         if data_name is None:
-            data_name = self._data_name(number)
+            data_name = self._data_name(key_number(key))
             overloads[key] = data_name
             self._save_index(overloads)
         self._save_data(data_name, data)
@@ -50,5 +43,6 @@ def name_files_by_key():
 
 def key_number(key):
     """A 60-bit number naming a cache key (a signature, the target, the code's hashes), in
-    the place of Numba's counter."""
-    return int(hashlib.sha256(pickle.dumps(key)).hexdigest()[:15], 16)
+    the place of Numba's counter: a digest of the key's text. (Were two processes to print
+    one key differently, each would only write a file of its own.)"""
+    return int(hashlib.sha256(repr(key).encode()).hexdigest()[:15], 16)

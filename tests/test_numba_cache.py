@@ -35,14 +35,6 @@ def test_a_saved_entry_loads_and_a_saved_key_keeps_its_file(tmp_path):
     assert len(list(tmp_path.glob("*.nbc"))) == 1
 
 
-def test_a_key_pickle_cannot_digest_keeps_numba_s_numbering(tmp_path):
-    cache = caching.IndexDataCacheFile(str(tmp_path), "kernel-10.py311", "stamp")
-    key = ("sig", lambda: None)  # a lambda does not pickle
-    cache._save_index = lambda overloads: None  # nor would the index holding it
-    cache.save(key, "code")
-    assert [path.name for path in tmp_path.glob("*.nbc")] == ["kernel-10.py311.1.nbc"]
-
-
 def test_the_patch_is_made_once_on_import():
     assert caching.IndexDataCacheFile.save.names_by_key
     save = caching.IndexDataCacheFile.save
