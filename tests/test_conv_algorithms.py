@@ -1,4 +1,4 @@
-"""Every convolution algorithm (lanes, rows, implicit, fft, depthwise, winograd, shift, gemm)
+"""Every convolution algorithm (fc, lanes, rows, implicit, fft, depthwise, winograd, shift, gemm)
 against PyTorch on the same grid.
 
 The dispatcher normally picks one algorithm per shape; here each is forced in turn, so a fast
@@ -36,6 +36,12 @@ CASES = [
     (2, 2, 32, 32, (2, 2), (1, 1), 1, 0, 1, 2),
     (1, 2, 8, 16, (3,), (1,), 1, 0, 1, 1),
     (2, 2, 8, 24, (2, 3), (1, 1), 1, 1, 1, 1),
+    # a kernel as large as the padded input (one output per image): fc's one product
+    (2, 3, 5, 4, (3, 4), (3, 4), 1, 0, 1, 1),
+    (2, 2, 4, 3, (1, 2), (3, 4), 2, 1, 1, 1),
+    (1, 3, 2, 5, (4,), (7,), 1, ((2, 1),), 1, 1),
+    (3, 2, 3, 2, (1, 1, 1), (1, 1, 1), 1, 0, 1, 1),
+    (2, 4, 3, 6, (2, 2), (2, 2), 1, 0, 1, 3),  # grouped: not fc's
 ]
 TRANSPOSED = [
     (2, 2, 4, 6, (5, 4), (3, 3), 2, 1, 1, 1, 2),
@@ -170,6 +176,15 @@ def test_heuristic_choices():
             dilation or (1,) * len(kernel), groups, dtype)
         return conv_kernels.select(geometry, pass_name)
 
+    # a kernel as large as the padded map: one product per pass, any dtype (a classifier
+    # head on pooled features, LeNet-5's C5, a 3 × 3 layer padded by one on 1 × 1 maps)
+    for pass_name in conv_kernels.PASSES:
+        assert pick(512, 10, (1, 1), (1, 1), 1, 1024, (1, 1), pass_name=pass_name) == "fc"
+        assert pick(16, 120, (5, 5), (1, 1), 1, 64, (5, 5), pass_name=pass_name) == "fc"
+        assert pick(64, 64, (3, 3), (1, 1), 1, 8, (3, 3), dtype=np.float64,
+                    pass_name=pass_name) == "fc"
+    assert pick(64, 64, (3, 3), (1, 1), 1, 8, (4, 3)) != "fc"   # two output rows
+    assert pick(64, 64, (1, 1), (1, 1), 2, 8, (1, 1)) != "fc"   # grouped
     assert pick(128, 128, (3, 3), (1, 1), 128, 32, (34, 34)) == "rows"
     assert pick(128, 128, (3, 3), (1, 1), 128, 32, (34, 34), pass_name="input") == "rows"
     # depthwise, channels on the lanes: every weight gradient of a block of channels or more;
@@ -264,10 +279,9 @@ def test_heuristic_choices():
         geometry = conv_kernels.ConvGeometry.of(
             (args[5], args[0]) + args[6], (args[1], args[0] // args[4]) + args[2], args[3],
             (1, 1), args[4], np.float32)
-        return next(name for name in conv_kernels.ALGORITHMS[1:]
-                    if conv_kernels.applies(name, geometry, pass_name) and
+        return next(name for name in conv_kernels.ALGORITHMS if name != "lanes"
+                    and conv_kernels.applies(name, geometry, pass_name) and
                     conv_kernels.REGISTRY[name].wins(geometry, pass_name))
-    assert conv_kernels.ALGORITHMS[0] == "lanes"
     assert pick_without_lanes(128, 128, (3, 3), (2, 2), 64, 16, (30, 30),
                               pass_name="input") == "blocked"
     assert pick_without_lanes(128, 128, (3, 3), (2, 2), 64, 16, (30, 30)) == "implicit"

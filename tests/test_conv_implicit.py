@@ -195,6 +195,14 @@ def test_planar_where_channels_last_idles_or_transposes():
     assert conv_implicit.planar_wins(2 * lanes, 144, large, large, (1, 1))
     assert not conv_implicit.planar_wins(2 * lanes, 144, smaller, smaller, (1, 1))
     assert not conv_implicit.planar_wins(2 * lanes, 144 * 9, (side + 2,) * 2, large, (3, 3))
+    # fewer output channels than lanes: planar unless its strips idle more of their lanes,
+    # as on maps of a few positions (one image per strip)
+    few = lanes // 2 + 1
+    assert conv_implicit.planar_wins(few, 512, (16, 16), (16, 16), (1, 1))
+    assert not conv_implicit.planar_wins(few, 512, (2, 2), (2, 2), (1, 1))
+    assert not conv_implicit.planar_wins(few, 576, (6, 6), (4, 4), (3, 3))
+    assert conv_implicit.planar_wins(few, 576, (18, 18), (16, 16), (3, 3))
+    assert conv_implicit.planar_wins(few, 512)  # the map unknown
     vol3d = conv_kernels.ConvGeometry.of((4, 8) + (18,) * 3, (16, 8, 3, 3, 3), (1,) * 3, (1,) * 3)
     assert conv_kernels.select(vol3d, "input") == "implicit"
 

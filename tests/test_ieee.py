@@ -33,7 +33,7 @@ SHAPES = {"lanes": dict(depthwise=True, n_dims=2, multiplier=1),
           "blocked": dict(grouped=True),
           "fft": dict(stride=1), "depthwise": dict(depthwise=True),
           "winograd": dict(n_dims=2, kernel=3, stride=1, dilation=1, groups=1),
-          "shift": dict(stride=1), "gemm": {}}
+          "shift": dict(stride=1), "gemm": {}, "fc": dict(groups=1, whole=True)}
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf − inf, 0·inf
 
@@ -75,6 +75,9 @@ def layers(draw, algorithm):
     pads = [(draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(n_dims)]
     spatial = [max(1, d * (q - 1) + 1 - lo - hi + draw(st.integers(0, 8 if n_dims < 3 else 3)))
                for q, d, (lo, hi) in zip(kernel, dilation, pads)]
+    if fit.get("whole"):  # the kernel as large as the padded input: one output per image
+        kernel = [n + lo + hi for n, (lo, hi) in zip(spatial, pads)]
+        dilation = [1] * n_dims
     return ((draw(st.integers(1, 2)), c) + tuple(spatial), (k, c // groups) + tuple(kernel),
             tuple(stride), tuple(dilation), groups, pads)
 
@@ -102,7 +105,8 @@ def run_pass(pass_name, x, w, dy, stride, dilation, groups, pads):
 @given(data=st.data())
 def test_forced_algorithm_puts_nan_and_inf_where_pytorch_does(algorithm, dtype, pass_name, data):
     two_groups = SHAPES[algorithm].get("depthwise") or SHAPES[algorithm].get("grouped")
-    typical = conv.ConvGeometry.of((1, 2, 8, 8), (2, 1 if two_groups else 2, 3, 3), (1, 1),
+    side = 3 if SHAPES[algorithm].get("whole") else 8
+    typical = conv.ConvGeometry.of((1, 2, side, side), (2, 1 if two_groups else 2, 3, 3), (1, 1),
                                    (1, 1), 2 if two_groups else 1, dtype)
     if not conv.REGISTRY[algorithm].applies(typical, pass_name):
         pytest.skip(f"{algorithm} computes no {np.dtype(dtype)} {pass_name} pass")

@@ -42,6 +42,10 @@ CASES = [
     (16, 144, 24, (56, 56), (1, 1)), (32, 256, 20, (16, 16), (1, 1)),
     (16, 240, 40, (28, 28), (1, 1)), (16, 64, 40, (16, 16), (1, 1)),
     (32, 64, 24, (34, 34), (3, 3)),
+    # fewer output channels than AVX-512's lanes on small maps, whose planar strips (one
+    # image's each) idle most of their lanes: 1 × 1 on 2 × 2 and 4 × 4, 3 × 3 on 4 × 4 and 7 × 7
+    (1024, 512, 10, (2, 2), (1, 1)), (1024, 512, 4, (2, 2), (1, 1)),
+    (64, 256, 12, (4, 4), (1, 1)), (256, 64, 8, (6, 6), (3, 3)), (128, 32, 8, (9, 9), (3, 3)),
 ]
 # 1×1 layers on a few images (C, K, map), each timed on 1, 2, 4 and 8 images.
 FEW_IMAGES_CASES = [(320, 1280, (7, 7)), (64, 256, (56, 56)), (512, 512, (14, 14)),

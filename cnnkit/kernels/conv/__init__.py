@@ -20,6 +20,8 @@ Several algorithms compute these same sums, each a module of this package; ``sel
 one per call and pass (``cnnkit.reference`` holds the literal loops they are all tested
 against). In the order the heuristic asks them (``registry.REGISTRY``):
 
+    'fc'         a kernel as large as the padded input (one output per image), one group:
+                 a fully connected layer, one matrix product per pass (``fc``)
     'lanes'      2-D depthwise layers (one output channel per input channel) and groups
                  of up to a vector's lanes (K = C), float32: a block of channels of one image
                  transposed onto the vector lanes; depthwise layers' small maps and weight

@@ -6,9 +6,10 @@ whose ``wins`` rule holds; gemm, last, applies to everything and always wins.
 """
 
 from ... import tuning
-from . import blocked, depthwise, fft, gemm, implicit, lanes, rows, shift, winograd
+from . import blocked, depthwise, fc, fft, gemm, implicit, lanes, rows, shift, winograd
 
 REGISTRY = {
+    "fc": fc,                  # kernel = the padded map: one matrix product (fully connected)
     "lanes": lanes,            # depthwise 2-D, float32, small maps: channels on the lanes
     "rows": rows,              # one input channel per group, float32, stride 1: row correlation
     "blocked": blocked,        # narrow groups, float32, strided: implicit GEMM on dense blocks
@@ -62,6 +63,7 @@ def check_algorithm(name):
 OPERANDS = {"forward": ("x", "w"), "input": ("dy", "w"), "weight": ("x", "dy")}
 _EVERY = {pass_name: frozenset(operands) for pass_name, operands in OPERANDS.items()}
 NEEDS_FINITE = {
+    "fc": {},                                    # the sums' own terms only
     "lanes": {"input": frozenset({"w"})},        # dy's zero padding meets w
     "rows": {},                                  # checks its bands as it copies them
     "blocked": {"forward": frozenset({"x"}),     # zeros between groups meet x
