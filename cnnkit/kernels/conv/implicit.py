@@ -20,7 +20,7 @@ import numba
 from ... import tuning
 from .. import aligned, implicit_gemm_numba as compiled, planar_images_numba, weight_rows_numba
 from ..bias_numba import bias_grad
-from ..transpose_numba import planes_to_rows, shares_to_planes
+from ..transpose_numba import planes_to_rows, shares_to_planes, weight_rows_to_panels
 from . import depthwise, shift, strided_input
 from .geometry import output_spatial
 from .shift import flat_pitches
@@ -468,10 +468,24 @@ def _transposed(w, groups=1):
 
 def _flipped_panels(w):
     """The stride-1 input gradient's weights in panels: B[(c', a), k] = w[c', k, −a] for w
-    (C', K, *kernel), w's rows being the product's taps."""
+    (C', K, *kernel), w's rows being the product's taps: each row of B gathered from w by
+    ``weight_rows_to_panels``, its taps in reverse order. A copy of w with its kernel
+    reversed, then laid out, took 3 times as long (NumPy copies a 3 × 3 kernel's reversed
+    view nine floats at a time): 2 threads, 512 → 512 channels 1.84 against 0.59 ms, 256 →
+    256 0.66 against 0.14, 64 → 64 0.032 against 0.012."""
     c, k = w.shape[:2]
-    reverse = (slice(None), slice(None)) + (slice(None, None, -1),) * (w.ndim - 2)
-    return compiled.panels(np.ascontiguousarray(w[reverse]).reshape(c, k, -1))
+    taps = math.prod(w.shape[2:])
+    width = compiled.LANES * compiled.tile(k)[1]  # as ``compiled.panels``
+    out = aligned.empty((-(-k // width), c * taps, width))
+    weight_rows_to_panels(np.ascontiguousarray(w, np.float32).reshape(c, k, taps),
+                          shared_table(_reversed_taps, (c, taps), c * taps), 1, out)
+    return out
+
+
+def _reversed_taps(channels, taps):
+    """Row c·T + (T − 1 − a) of w (C, T) for each row (c, a): every channel's taps reversed."""
+    return (np.arange(channels, dtype=np.int64)[:, None] * taps +
+            np.arange(taps - 1, -1, -1, dtype=np.int64)).reshape(-1)
 
 
 def group_panels(w, groups, layout):
