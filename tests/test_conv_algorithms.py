@@ -195,7 +195,13 @@ def test_heuristic_choices():
     assert pick(96, 96, (5, 5), (1, 1), 96, 16, (32, 32)) == "lanes"
     assert pick(96, 96, (3, 3), (2, 2), 96, 16, (30, 30)) == "lanes"
     assert pick(240, 240, (3, 3), (1, 1), 240, 16, (18, 18)) == "rows"
-    assert pick(96, 96, (3, 3), (2, 2), 96, 8, (114, 114)) == "depthwise"
+    # strided depthwise forward passes on the lanes up to wider maps than the other passes
+    # (``depthwise_lanes_strided_forward_max_width``); their input gradients on the phases
+    assert pick(96, 96, (3, 3), (2, 2), 96, 8, (114, 114)) == "lanes"
+    assert pick(96, 96, (3, 3), (2, 2), 96, 8, (114, 114), pass_name="input") == "depthwise"
+    assert pick(96, 96, (3, 3), (2, 2), 96, 8, (226, 226)) == "depthwise"
+    with tuning.override(depthwise_lanes_strided_forward_max_width=100):
+        assert pick(96, 96, (3, 3), (2, 2), 96, 8, (114, 114)) == "depthwise"
     assert pick(4, 4, (3, 3), (1, 1), 4, 16, (9, 9), pass_name="weight") == "depthwise"
     assert pick(32, 64, (3, 3), (1, 1), 32, 16, (9, 9), pass_name="weight") == "depthwise"
     # grouped, 4 channels per group (a ResNeXt block's 32 groups): every pass on the lanes at

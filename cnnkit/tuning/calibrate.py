@@ -231,6 +231,27 @@ def _depthwise_lanes_input(fast, time_ns):
         widths, lambda m: input_gradient(lanes, m), lambda m: input_gradient(rows, m), time_ns)}
 
 
+def _depthwise_lanes_strided(fast, time_ns):
+    """The strided forward pass (3 × 3 at stride 2, padding 1, 64 channels, 8 images: a
+    training batch, whose maps outgrow the caches from about 128 × 128) with the channels on
+    the lanes against the sum over the input's stride phases, each as the dispatcher runs
+    it."""
+    from ..kernels import conv
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((64, 1, 3, 3)).astype(np.float32)
+
+    def forward(algorithm, width):
+        x = rng.standard_normal((8, 64, width - 2, width - 2)).astype(np.float32)
+
+        def run():
+            with conv.using(algorithm=algorithm):
+                conv.conv_forward(x, w, (2, 2), (1, 1), 64, ((1, 1), (1, 1)))
+        return run
+    widths = (66, 130, 258) if fast else (34, 66, 130, 194, 258)
+    return {"depthwise_lanes_strided_forward_max_width": _crossover(
+        widths, lambda m: forward("lanes", m), lambda m: forward("depthwise", m), time_ns)}
+
+
 def _depthwise_lanes_sliding(fast, time_ns):
     """The lane-wise kernels' forward pass along output rows against the same broadcast tile
     pixel by pixel, on maps whose rows are twice the tile's MR (no output computed twice):
@@ -302,6 +323,7 @@ def _one_core(measure):
 MEASUREMENTS = (
     ("depthwise_lanes_input", _depthwise_lanes_input, False),
     ("depthwise_lanes_stencil", _depthwise_lanes_stencil, False),
+    ("depthwise_lanes_strided", _depthwise_lanes_strided, False),
     ("depthwise_lanes_sliding", _depthwise_lanes_sliding, True),
     ("implicit_sliding", _implicit_sliding, True),
     ("rows", _rows, True),

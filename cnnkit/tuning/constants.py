@@ -296,6 +296,18 @@ _TABLE = [
              "960 channels of 7 × 7 0.46 against 1.11, 384 of 14 × 14 0.82 against 0.89, "
              "240 of 16 × 16 0.51 against 0.36. Measured as the crossover of the two.",
              0, 1 << 20, integer=True, measured_by=TUNE),
+    Constant("depthwise_lanes_strided_forward_max_width", 160, "padded input columns",
+             "The same for a strided depthwise forward pass, whose alternative is the sum over "
+             "the input's stride phases (conv/depthwise.py): the lanes gather a stride's "
+             "columns from the transposed planes as cheaply as adjacent ones. 2 threads, ms, "
+             "3 × 3 at stride 2, lanes against the phases, AVX-512 / AVX2: 16 images of 96 "
+             "channels 112 × 112 4.57 against 7.92 / 4.70 against 7.64, 16 of 144 56 × 56 "
+             "1.96 against 2.19 / 1.76 against 2.13, 8 of 64 224 × 224 11.35 against 10.36 / "
+             "8.05 against 9.61, 4 of 32 224 × 224 2.98 against 1.94 / 2.28 against 1.98; 8 "
+             "of 64 at 128, 192 and 256 wide, 2.21 against 2.50, 8.10 against 8.18, 18.93 "
+             "against 16.19 / 1.57 against 2.30, 5.51 against 7.87, 15.88 against 15.84 (their "
+             "input gradients keep depthwise_lanes_max_width). Measured as the crossover of "
+             "the two (8 images of 64 channels).", 0, 1 << 20, integer=True, measured_by=TUNE),
     Constant("depthwise_lanes_sliding_gain", 1.2, "× (time ratio)",
              "The lane-wise kernels' broadcast tile along output rows (groups of a vector's "
              "channels: depthwise_lanes_numba._slide) runs a forward pass or input gradient "

@@ -50,15 +50,19 @@ def _stencil_forward(g, pass_name):
 def wins(geometry, pass_name):
     """At least a block of channels; every grouped layer's pass and depthwise weight
     gradient; depthwise forward passes and input gradients of maps up to
-    ``depthwise_lanes_max_width`` columns (padded), and up to
-    ``depthwise_lanes_stencil_max_width`` where the 3 × 3 stencil is the alternative."""
+    ``depthwise_lanes_max_width`` columns (padded), up to
+    ``depthwise_lanes_stencil_max_width`` where the 3 × 3 stencil is the alternative and up
+    to ``depthwise_lanes_strided_forward_max_width`` for a strided forward pass."""
     g = geometry
     if g.in_channels < lanes.BLOCK:
         return False
     if pass_name == "weight" or _group_width(g) > 1:
         return True
-    limit = ("depthwise_lanes_stencil_max_width" if _stencil_forward(g, pass_name)
-             else "depthwise_lanes_max_width")
+    limit = "depthwise_lanes_max_width"
+    if _stencil_forward(g, pass_name):
+        limit = "depthwise_lanes_stencil_max_width"
+    elif pass_name == "forward" and not g.unit_stride:
+        limit = "depthwise_lanes_strided_forward_max_width"
     return g.padded[1] <= tuning.value(limit)
 
 
