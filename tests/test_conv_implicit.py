@@ -319,7 +319,7 @@ def test_grouped_strided_input_gradient_by_image_and_group(groups, c, k, stride,
 
     def recording(entry):
         def run(*args):
-            calls.append(args[-5])  # groups
+            calls.append(args[-6])  # groups (then clear, finite, sliding, row_length, chunk)
             return entry(*args)
         return run
     by_image = {nv: recording(f) for nv, f in implicit_gemm_numba.BY_IMAGE.items()}
@@ -977,3 +977,29 @@ def test_1x1_products_in_plane_tap_blocks_match_torch(block):
         _check(ours, theirs, math.sqrt(70))
     assert not np.array_equal(results[block][0], results[128][0])
     assert not np.array_equal(results[block][2], results[128][2])
+
+
+@pytest.mark.parametrize("groups, stride", [(1, 1), (2, 1), (1, 2)])
+def test_per_image_forward_a_chunk_of_rows_at_a_time(groups, stride):
+    """``per_image_product`` runs its tiles ``implicit_image_chunk`` floats of output rows at
+    a time, each chunk copied into y with the bias as soon as it is done: the same floats as
+    the whole image at once (the last chunk ragged), and PyTorch's values."""
+    from cnnkit import tuning
+    rng = np.random.default_rng(groups + stride)
+    x = rng.standard_normal((3, 4 * groups, 23, 21), dtype=np.float32)
+    w = rng.standard_normal((16 * groups, 4, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(16 * groups, dtype=np.float32)
+    out = tuple((n + 2 - 3) // stride + 1 for n in x.shape[2:])
+    wt = conv_implicit.group_panels(w, groups, conv_implicit._panels)
+
+    def forward(chunk):
+        with tuning.override(implicit_image_chunk=chunk):
+            return conv_implicit.per_image_product(x, ((1, 1), (1, 1)), wt, (16,) + w.shape[1:],
+                                                   (1, 1), out, stride=(stride,) * 2, bias=b,
+                                                   groups=groups)
+    rows = implicit_gemm_numba.tile(16)[0]  # chunks of whole tiles: 1 KB, a few tiles each
+    assert math.prod(out) > 4 * (1 << 10) // (rows * 16)
+    whole, chunked = forward(1 << 30), forward(1 << 10)
+    np.testing.assert_array_equal(chunked, whole)
+    expected = TF.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), stride, 1, 1, groups)
+    _check(chunked, expected.numpy(), np.sqrt(w[0].size))

@@ -53,7 +53,7 @@ def _recorded_sliding(run):
 
     def recording(entry):
         def call(*args):
-            seen.append(args[-2])
+            seen.append(args[-3])  # sliding, before row_length and chunk
             return entry(*args)
         return call
     entries = {nv: recording(f) for nv, f in compiled.BY_IMAGE.items()}

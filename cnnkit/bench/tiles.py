@@ -21,8 +21,10 @@ second each.
 output positions of dy per pass of the weight kernel; ``implicit_weight_share_positions``:
 the fewest output positions per share of the weight gradient, whose partial sums are added
 afterwards) at a few sizes, on the same layer; then the tap block of 1×1 layers whose planes
-crowd the caches (``implicit_plane_tap_block``) on two such layers, and the compiled depthwise
-weight gradient's accumulator length (``depthwise_weight_band``) on three depthwise layers.
+crowd the caches (``implicit_plane_tap_block``) on two such layers, the chunk of output rows
+of per-image forward products (``implicit_image_chunk``) on two layers, and the compiled
+depthwise weight gradient's accumulator length (``depthwise_weight_band``) on three
+depthwise layers.
 
 ``--planar`` times the channels-first kernel (``implicit_gemm_numba.planar_tiles``, the
 table's ``planar`` entry) for the same candidate tiles, MR output channels by NV vectors of
@@ -400,6 +402,7 @@ def measure_blocks(threads=1, repeats=5, log=print):
             log(f"  {name} {'positions' if name == 'share' else 'block'} {size:5d}: "
                 f"{rate:7.1f} GFLOP/s{chosen}")
     results.update(_measure_plane_tap_block(repeats, clock, log))
+    results.update(_measure_image_chunk(repeats, clock, log))
     results.update(_measure_depthwise_band(repeats, clock, log))
     return results
 
@@ -425,6 +428,33 @@ def _measure_plane_tap_block(repeats, clock, log):
             results[("plane tap", label, block)] = ms
             chosen = "  <- implicit_plane_tap_block" if block == current else ""
             log(f"  1×1 forward pass, {label}, plane tap block {block:3d}: {ms:7.2f} ms{chosen}")
+    return results
+
+
+def _measure_image_chunk(repeats, clock, log):
+    """{("image chunk", layer, size): ms} of whole forward passes of per-image products whose
+    output rows outgrow L2 (ResNet's 7 × 7 stem) or not (a 3 × 3 layer on 56 × 56 maps), for
+    a few chunks of output rows (``implicit_image_chunk``; 2^30: the whole image at once)."""
+    import numpy as np
+
+    from .. import tuning
+    from ..functional import conv2d
+    from ..tensor import Tensor, no_grad
+    current, results = tuning.value("implicit_image_chunk"), {}
+    for label, (n, c, k, size, kernel, stride) in (
+            ("7 × 7 stem, 8 × 3 × 224² → 64", (8, 3, 64, 224, 7, 2)),
+            ("3 × 3, 8 × 64 × 56² → 64", (8, 64, 64, 56, 3, 1))):
+        rng = np.random.default_rng(3)
+        x = Tensor(rng.standard_normal((n, c, size, size), dtype=np.float32))
+        w = Tensor(rng.standard_normal((k, c, kernel, kernel), dtype=np.float32))
+        for chunk in (1 << 15, 1 << 16, 1 << 17, 1 << 18, 1 << 30):
+            with tuning.override(implicit_image_chunk=chunk), no_grad():
+                ms = 1e3 * _best(lambda: conv2d(x, w, None, stride, kernel // 2), repeats,
+                                 clock)
+            results[("image chunk", label, chunk)] = ms
+            chosen = "  <- implicit_image_chunk" if chunk == current else ""
+            log(f"  forward pass, {label}, chunk 2^{chunk.bit_length() - 1:2d} floats: "
+                f"{ms:7.2f} ms{chosen}")
     return results
 
 

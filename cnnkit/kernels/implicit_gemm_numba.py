@@ -144,7 +144,7 @@ def forward_task(rows, vectors):
 @numba.njit(cache=True)
 def by_image(tasks, x, pad, padded, wt, offset, tap_start, corner, row, position_start,
              image_rows, y, source, bias, rows, vectors, tap_block, groups, clear, finite,
-             sliding, row_length):
+             sliding, row_length, chunk):
     """Several products that write disjoint rows of a product's rows ``out`` (N·R, Kp), R =
     ``image_rows`` per image, one parallel task per image: product f has the taps
     tap_start[f] ≤ t < tap_start[f + 1] (their weights the same rows of wt's panels) and the
@@ -193,7 +193,13 @@ def by_image(tasks, x, pad, padded, wt, offset, tap_start, corner, row, position
     along output rows of ``row_length`` outputs, stride 1 along them
     (``conv.implicit.sliding_width``): the tiles are MR = ``SLIDING_ROWS[NV]`` neighbouring
     outputs (``sliding_tiles``) and run ``sliding_micro_kernel``, which broadcasts each input
-    value once for KW taps."""
+    value once for KW taps.
+
+    A forward pass's one product (``row`` and ``source`` empty, not along rows) runs its
+    tiles ``chunk`` floats of rows at a time (``implicit_image_chunk``) over all the taps,
+    and copies each chunk into y as soon as it is done, while it is still in cache: a large
+    map's rows outgrow L2 (ResNet's 7 × 7 stem on 224 × 224 images, 112 × 112 outputs of 64
+    channels: 3.2 MB), and were written back to memory between the tiles and the copy."""
     along = sliding_rows(vectors)
     if sliding and (not along or tap_start.size != 2 or offset.size % sliding or
                     corner.size % row_length or position_start[-1] != corner.size or
@@ -207,17 +213,17 @@ def by_image(tasks, x, pad, padded, wt, offset, tap_start, corner, row, position
                                               wt.shape[2], image_rows * wt.shape[2])
     return run_tasks(tasks, y.shape[0], (x, pad, padded, wt, offset, tap_start, corner, row,
                      position_start, image_rows, y, source, bias, tap_block, groups, clear, finite,
-                     sliding, tile_start, tile_rows))
+                     sliding, tile_start, tile_rows, chunk))
 
 
 def _image_task_types(x, pad, padded, wt, offset, tap_start, corner, row, position_start,
                       image_rows, y, source, bias, rows, vectors, tap_block, groups, clear,
-                      finite, sliding, row_length):
+                      finite, sliding, row_length, chunk):
     """The Numba types of the task's arguments in a ``by_image`` call with these."""
     return ((numba.int64,) + tuple(map(numba.typeof, (
         x, pad, padded, wt, offset, tap_start, corner, row, position_start, image_rows, y,
         source, bias, tap_block, groups, clear, finite, sliding))) +
-        (numba.int64[::1], numba.int64[:, ::1]))
+        (numba.int64[::1], numba.int64[:, ::1], numba.int64))
 
 
 @functools.cache
@@ -227,7 +233,7 @@ def image_task(rows, vectors):
     called by address (``task_call``)."""
     def task(n, x, pad, padded, wt, offset, tap_start, corner, row, position_start,
              image_rows, y, source, bias, tap_block, groups, clear, finite, sliding,
-             tile_start, tile_rows):
+             tile_start, tile_rows, chunk):
         width = LANES * vectors
         panels = wt.shape[0] // groups
         kp = panels * width
@@ -277,6 +283,11 @@ def image_task(rows, vectors):
                 fetched = slide(address, wt[first_panel], runs, tile_start, tile_rows, local,
                                 run_block, sliding, upcoming, lines, fetched, _SLIDING_2, 2)
             products = 0
+        # one product, its rows y's positions in order: its tiles run a chunk at a time,
+        # each chunk's rows copied to y while they are in cache
+        chunked = products == 1 and row.size == 0 and source.size == 0
+        k0 = n % groups * y.shape[1]
+        image_bias = bias[k0:k0 + y.shape[1]] if bias.size else bias
         for f in range(products):
             first = position_start[f]
             per_image = position_start[f + 1] - first
@@ -290,26 +301,29 @@ def image_task(rows, vectors):
                     base[tile, i] = corner[first + p] + image_start if inside else 0
                     c_row[tile, i] = ((row[first + p] if row.size else first + p)
                                       if inside else image_rows) * kp
-            for t0 in range(tap_start[f], tap_start[f + 1], tap_block):
-                block = min(tap_block, tap_start[f + 1] - t0)
-                for j0 in range(0, kp, width):
-                    for tile in range(tiles):
-                        for line in range(fetched, min(fetched + per_call, lines)):
-                            prefetch(upcoming + line * 64)
-                        fetched += per_call
-                        micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,
-                                     offset[t0:].ctypes.data,
-                                     wt[first_panel + j0 // width, t0:].ctypes.data,
-                                     width, local[:, j0:].ctypes.data, c_row[tile].ctypes.data,
-                                     1 if t0 > tap_start[f] else 0, rows, vectors)
+            step = max(1, chunk // (rows * kp)) if chunked else tiles
+            for c0 in range(0, tiles, step):
+                c1 = min(tiles, c0 + step)
+                for t0 in range(tap_start[f], tap_start[f + 1], tap_block):
+                    block = min(tap_block, tap_start[f + 1] - t0)
+                    for j0 in range(0, kp, width):
+                        for tile in range(c0, c1):
+                            for line in range(fetched, min(fetched + per_call, lines)):
+                                prefetch(upcoming + line * 64)
+                            fetched += per_call
+                            micro_kernel(block, x_flat.ctypes.data, base[tile].ctypes.data,
+                                         offset[t0:].ctypes.data,
+                                         wt[first_panel + j0 // width, t0:].ctypes.data,
+                                         width, local[:, j0:].ctypes.data,
+                                         c_row[tile].ctypes.data,
+                                         1 if t0 > tap_start[f] else 0, rows, vectors)
+                if chunked:
+                    rows_to_planes(local, y[n:n + 1], np.int64(c0 * rows),
+                                   np.int64(min(c1 * rows, per_image)), image_bias)
         if source.size:
             gather_cells(local.reshape(-1), 0, source, 1, y[n], 0, y.shape[2])
-        elif bias.size:
-            k0 = n % groups * y.shape[1]
-            rows_to_planes(local, y[n:n + 1], np.int64(0), y.shape[2],
-                           bias[k0:k0 + y.shape[1]])
-        else:
-            rows_to_planes(local, y[n:n + 1], np.int64(0), y.shape[2], bias)
+        elif not chunked:
+            rows_to_planes(local, y[n:n + 1], np.int64(0), y.shape[2], image_bias)
 
     return compiled_for_tile(task, rows, vectors)
 

@@ -208,6 +208,18 @@ _TABLE = [
              "buffer of its own), for the same reason. Printed for a few sizes by " + BLOCKS +
              ".",
              1, 1 << 20, integer=True, measured_by=BLOCKS),
+    Constant("implicit_image_chunk", 1 << 17, "floats of output rows",
+             "A per-image forward product (conv/implicit.per_image_product) runs its tiles over "
+             "this many floats of output rows (positions × output channels) at a time, over "
+             "all the taps, and copies each chunk into y while it is in cache. 2 threads, "
+             "AVX-512, 2 MB of L2 per core, ms, the whole image at once against 2^15, 2^16, "
+             "2^17, 2^18 floats: ResNet's 7 × 7 stem (8 × 3 × 224² → 64, stride 2) 9.33–9.43 "
+             "against 8.27, 7.18, 7.38–7.52, 7.42; 8 × 64 × 56² → 64 and 2 × 32 × 128² → 32 "
+             "(3 × 3) alike at 2^16 and above (6.04–6.19 against 5.60–6.31, 2.25–2.42 against "
+             "2.31–2.38), 5–10 % slower at 2^15 (the weights read again per chunk). Printed for "
+             "a few sizes by " + BLOCKS + " (one core, the stem, whole image against 2^17: "
+             "AVX-512 17.98 against 13.97 ms, AVX2 26.44 against 22.32).",
+             1 << 10, 1 << 30, integer=True, measured_by=BLOCKS),
     Constant("implicit_chunks_per_thread", 8, "parallel tasks per Numba thread",
              "The implicit GEMM's channels-last kernel runs this many tasks per thread, for "
              "load balance: chunks of its output positions, times groups of its output "

@@ -557,7 +557,7 @@ def per_image_product(x, pads, wt, w_shape, dilation, out, source=None, y=None, 
                                np.ascontiguousarray(bias, dtype=np.float32),
                                tap_block(padded[2:], w_shape[2:], k), groups, False,
                                compiled.NO_CHECK if finite is None else finite,
-                               sliding, out[-1])
+                               sliding, out[-1], tuning.value("implicit_image_chunk"))
     return y.reshape((n, k * groups) + tuple(out)) if source is None else y
 
 

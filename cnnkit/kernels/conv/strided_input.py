@@ -120,7 +120,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
                                    plan.corner, plan.row, plan.position_start, cells, dx,
                                    compiled.NO_ROWS, compiled.NO_BIAS,
                                    tuning.value("implicit_tap_block"), groups, plan.empty,
-                                   compiled.NO_CHECK, 0, 0)
+                                   compiled.NO_CHECK, 0, 0, tuning.value("implicit_image_chunk"))
         return dx.reshape((n // groups, c * groups) + plan.size)
     dx_last = (aligned.zeros if plan.empty else aligned.empty)((n * cells + rows, c_padded))
     dyp = np.ascontiguousarray(zero_pad(dy, plan.dy_pads))
