@@ -310,8 +310,7 @@ _TABLE = [
              0, 1 << 20, integer=True, measured_by=TUNE),
     Constant("depthwise_lanes_strided_forward_max_width", 160, "padded input columns",
              "The same for a strided depthwise forward pass, whose alternative is the sum over "
-             "the input's stride phases (conv/depthwise.py): the lanes gather a stride's "
-             "columns from the transposed planes as cheaply as adjacent ones. 2 threads, ms, "
+             "the input's stride phases (conv/depthwise.py). 2 threads, ms, "
              "3 × 3 at stride 2, lanes against the phases, AVX-512 / AVX2: 16 images of 96 "
              "channels 112 × 112 4.57 against 7.92 / 4.70 against 7.64, 16 of 144 56 × 56 "
              "1.96 against 2.19 / 1.76 against 2.13, 8 of 64 224 × 224 11.35 against 10.36 / "
