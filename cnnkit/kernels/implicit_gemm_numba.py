@@ -777,8 +777,7 @@ def panels(a):
     by the 8 × 8 register transposes (1280 × 320 weights: 0.07 ms, against 0.45 for NumPy's
     copy of the transpose; 2048 × 1024: 0.5 against 14 ms)."""
     n, k, t = a.shape
-    width = LANES * tile(k)[1]
-    out = aligned.empty((-(-k // width), n * t, width))
+    out = empty_panels(k, n * t)
     if t == 1:
         # B is a's (N, K) matrix itself, its columns cut into panels, with nothing to
         # transpose (a 1×1 kernel's input gradient): 1280 × 320 weights took 0.70 ms as
@@ -787,6 +786,13 @@ def panels(a):
         return out
     planes_to_rows(np.ascontiguousarray(a), out)
     return out
+
+
+def empty_panels(k, rows):
+    """Uninitialised panels for K outputs of ``rows`` terms: (⌈K / W⌉, rows, W), W the tile
+    width of K outputs (``tile``), on cache lines (``aligned``)."""
+    width = LANES * tile(k)[1]
+    return aligned.empty((-(-k // width), rows, width))
 
 
 @functools.lru_cache(maxsize=1024)
