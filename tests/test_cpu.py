@@ -214,6 +214,42 @@ def test_sliding_run_loop_has_its_multiply_adds_and_no_spill(cpu_name, tmp_path)
         assert sorted(seen) == [(3 * rows * vectors, 0), (5 * rows * vectors, 0)], found
 
 
+_COPY_LOOPS = r"""
+from numba import types
+from cnnkit.kernels import depthwise_lanes_numba, implicit_gemm_numba, pad_numba
+from cnnkit.kernels import planar_images_numba
+i64, i64_1, f32_1 = types.int64, types.int64[::1], types.float32[::1]
+f32_2, f32_3, u32_3 = types.float32[:, ::1], types.float32[:, :, ::1], types.uint32[:, :, ::1]
+loops = [
+    (implicit_gemm_numba._pad_into, (types.float32[:, :, :, ::1], i64_1, f32_1, i64,
+                                     types.boolean)),
+    (pad_numba._pad_planes, (u32_3, u32_3, i64, i64, i64, i64, i64, types.uint32,
+                             types.boolean[::1])),
+    (planar_images_numba._crop, (f32_1, i64, f32_2, i64_1, i64, i64)),
+    (depthwise_lanes_numba._to_lanes, (f32_3, i64, i64, i64, i64_1, f32_3)),
+]
+for function, signature in loops:
+    function.compile(signature)  # compiled, not run
+    assembly = function.inspect_asm(signature)
+    print(function.py_func.__name__, assembly.count("scatter") + assembly.count("gather"),
+          assembly.count("vmovups"))
+"""
+
+
+@pytest.mark.parametrize("cpu_name", ["skylake-avx512", "sapphirerapids", "znver4"])
+def test_copy_loops_store_vectors_not_scatters(cpu_name, tmp_path):
+    """The loops that copy rows into padded or laid-out buffers index them unsigned: on a
+    signed index Numba wraps negative values, and LLVM vectorised the copies as AVX-512
+    scatters and gathers, a lane at a time (a per-image padding ran at half its speed;
+    BENCHMARKS.md, "Copy loops on unsigned indices"). Compiled for AVX-512 targets, not
+    run."""
+    lines = _run(cpu_name, "-c", _COPY_LOOPS, NUMBA_CACHE_DIR=str(tmp_path)).splitlines()
+    assert len(lines) == 4, lines
+    for line in lines:
+        name, scattered, vector_moves = line.split()
+        assert (int(scattered), int(vector_moves) > 0) == (0, True), line
+
+
 def test_fma_registers_reads_assembly():
     assert peak.fma_registers("vfmadd213ps %zmm0, %zmm14, %zmm2\n") == ["zmm"]
     assert peak.fma_registers("vfmadd231ps\t%ymm1, %ymm2, %ymm3") == ["ymm"]

@@ -161,11 +161,11 @@ def _to_lanes(planes, n, c0, count, cells, buf):
                 transpose8_cells(src0 + (l0 * size + p) * _FLOAT, size, dst0 + l0 * _FLOAT,
                                  cells0 + p * 8)
     for p in range(first, size):
-        cell = cells[p]
+        cell = numba.uint64(cells[p])  # unsigned: BENCHMARKS.md, "Copy loops on unsigned indices"
         for lane in range(count):
-            flat[cell + lane] = planes[n, c0 + lane, p]
+            flat[cell + numba.uint64(lane)] = planes[n, c0 + lane, p]
         for lane in range(count, block):
-            flat[cell + lane] = 0.0
+            flat[cell + numba.uint64(lane)] = 0.0
 
 
 @numba.njit(cache=True)

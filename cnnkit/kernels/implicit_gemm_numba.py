@@ -502,17 +502,19 @@ def _pad_into(image, pad, out, start, check):
     for c in range(channels):
         for d in range(depth):
             for h in range(height):
-                at = start + ((c * padded_depth + front + d) * padded_height + top + h) * \
-                    padded_width + left
+                at = numba.uint64(start + ((c * padded_depth + front + d) * padded_height +
+                                           top + h) * padded_width + left)
                 cells = image[c, d, h]
+                # a loop, not a slice: rows may be a few cells long; on unsigned indices, which
+                # Numba does not wrap (BENCHMARKS.md, "Copy loops on unsigned indices")
                 if check:
                     for i in range(width):
                         value = cells[i]
-                        out[at + i] = value
+                        out[at + numba.uint64(i)] = value
                         nonfinite |= value - value != 0
                 else:
-                    for i in range(width):  # a loop, not a slice: rows may be a few cells long
-                        out[at + i] = cells[i]
+                    for i in range(width):
+                        out[at + numba.uint64(i)] = cells[i]
     return not nonfinite
 
 

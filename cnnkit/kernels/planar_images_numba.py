@@ -147,9 +147,10 @@ def _crop(grid, lp, planes, out, height, pitch):
         target = planes[k]
         for d in range(out_depth):
             for h in range(out_height):
-                at = k * lp + (d * height + h) * pitch
-                row = (d * out_height + h) * out_width
-                for w in range(out_width):
+                # unsigned: BENCHMARKS.md, "Copy loops on unsigned indices"
+                at = numba.uint64(k * lp + (d * height + h) * pitch)
+                row = numba.uint64((d * out_height + h) * out_width)
+                for w in range(numba.uint64(out_width)):
                     target[row + w] = grid[at + w]
 
 
