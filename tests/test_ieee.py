@@ -420,6 +420,66 @@ def test_strided_input_gradient_of_few_channels_checks_dy_as_it_reads_it(special
     assert_close(dx, expected, np.float32, terms=w.size, name="dx")
 
 
+# The implicit GEMM's input gradients that need w finite, by the way each lays out w: x, w,
+# stride, padding, groups, and an index of w for an inf or NaN that the product would multiply
+# by the zeros that pad dy.
+W_CHECKED_AS_LAID_OUT = {
+    "stride 1, per image": ((8, 16, 9, 9), (24, 16, 3, 3), 1, 1, 1, (5, 7, 0, 2)),
+    "stride 1, over the batch": ((2, 16, 9, 9), (24, 16, 3, 3), 1, 1, 1, (23, 0, 2, 2)),
+    "stride 1, planar (a pass over w)": ((8, 3, 9, 9), (24, 3, 3, 3), 1, 1, 1, (0, 2, 1, 0)),
+    "stride 1, two groups over the batch": ((2, 32, 9, 9), (24, 16, 3, 3), 1, 1, 2,
+                                            (20, 15, 2, 1)),
+    "stride 1, two groups per image": ((8, 32, 9, 9), (24, 16, 3, 3), 1, 1, 2, (3, 1, 0, 0)),
+    "stride 2, a product per phase": ((8, 16, 10, 10), (24, 16, 3, 3), 2, 1, 1, (9, 4, 0, 1)),
+    "stride 2, two groups": ((2, 32, 10, 10), (24, 16, 3, 3), 2, 1, 2, (13, 3, 2, 2)),
+    "stride 2, 1×1": ((8, 16, 10, 10), (24, 16, 1, 1), 2, 1, 1, (7, 11, 0, 0)),
+    # one row of x: the phase of the kernel's rows 0 and 2 has no cells, so those taps are not
+    # laid out, and a pass over w tells
+    "stride 2, a phase with no cells": ((8, 16, 1, 5), (24, 16, 3, 3), 2, 1, 1, (2, 2, 0, 1)),
+}
+
+
+@pytest.mark.parametrize("special", SPECIALS)
+@pytest.mark.parametrize("case", W_CHECKED_AS_LAID_OUT)
+def test_implicit_input_gradient_checks_w_as_it_lays_it_out(case, special, monkeypatch):
+    """The implicit GEMM's input gradient checks w itself as it lays out its panels, so the
+    dispatcher makes no pass over w and the step knows w finite; with an inf or NaN in w it
+    refuses w (``NotFinite``) before any product, a forced implicit GEMM is refused as the
+    dispatcher's check refused it, and the algorithm chosen next puts NaN and ±inf where
+    PyTorch does."""
+    from cnnkit.kernels.conv import dispatch, implicit
+    checked = []
+    monkeypatch.setattr(dispatch, "all_finite", lambda a: checked.append(a.shape) or
+                        finite.all_finite(a))
+    x_shape, w_shape, stride, pad, groups, special_at = W_CHECKED_AS_LAID_OUT[case]
+    strides, pads = (stride, stride), [(pad, pad)] * 2
+    padded = tuple(s + 2 * pad for s in x_shape[2:])
+    g = conv.ConvGeometry.of(x_shape[:2] + padded, w_shape, strides, (1, 1), groups,
+                             np.float32, pads)
+    assert conv.select(g, "input") == "implicit" and implicit.checks_finite(g, "input") == {"w"}
+    rng = np.random.default_rng(29)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    dy = rng.standard_normal(x_shape[:1] + w_shape[:1] + g.out).astype(np.float32)
+    args = (padded, strides, (1, 1), groups, pads)
+    known = {}
+    dx = conv.conv_backward_input(dy, w, *args, finite=known)
+    assert_close(dx, conv_reference(x, w, dy, strides, (1, 1), groups, pads)[1], np.float32,
+                 terms=w.size, name="dx")
+    assert known == {"w": True} and checked == []
+    w[special_at] = special
+    with pytest.raises(finite.NotFinite, match="w"):
+        implicit.input_pass(dy, w, g)
+    with pytest.raises(conv.NotApplicable, match="w not finite"):
+        with conv.using(algorithm="implicit"):
+            conv.conv_backward_input(dy, w, *args)
+    known = {}
+    dx = conv.conv_backward_input(dy, w, *args, finite=known)
+    assert known["w"] is False
+    assert_close(dx, conv_reference(x, w, dy, strides, (1, 1), groups, pads)[1], np.float32,
+                 terms=w.size, name="dx")
+
+
 @pytest.mark.parametrize("pads", [[(0, 0), (0, 0)], [(1, 0), (2, 1)]])
 def test_pointwise_input_gradient_takes_w_with_inf_and_nan(pads, monkeypatch):
     """A 1×1 kernel at stride 1 pads nothing of dy (dx = wᵀ dy), so the implicit GEMM needs

@@ -382,6 +382,9 @@ def gather_or_zero(values, index, out):
         flat_out[i] = values[j] if j < values.size else 0
 
 
+_EXPONENT_F32 = np.uint32(0x7F800000)  # float32's exponent bits
+
+
 @numba.njit(parallel=True, cache=True)
 def weight_rows_to_panels(w, rows, groups, out):
     """out[g·P + j, r, l] = w[k, j·W + l, a] (0 past w's C' channels) for the r-th row
@@ -389,11 +392,21 @@ def weight_rows_to_panels(w, rows, groups, out):
     (K, C', T) with its T taps flat, laid out in the kernel's panels, out (G·P, R, W), with
     the rows of every phase's product in turn (``conv.strided_input.by_phases``). One pass,
     a row per task: a transpose of w followed by a gather of its rows and a copy per panel
-    took 2–4 times as long (ResNet-sized weights, 2 threads)."""
+    took 2–4 times as long (ResNet-sized weights, 2 threads).
+
+    Returns whether w[k] holds no inf or NaN for every k whose tap 0 is among the rows (all
+    of w where they name every tap): the input gradient's check of w on the way, where a pass
+    of its own read all of w again (``conv.implicit.checks_finite``). The task that lays out
+    tap 0 of w[k] tests all of w[k], whose lines its gather has just read (tested in the
+    gather's loop, or on the panels' rows, the layout took twice as long or, on AVX2's
+    narrower panels, up to 2.3 times: BENCHMARKS.md, "The input gradient's weights checked
+    as they are laid out")."""
     taps, channels = w.shape[2], w.shape[1]
     panels, width = out.shape[0] // groups, out.shape[2]
     per_group = w.shape[0] // groups * taps
     count = rows.size
+    bits = w.reshape(w.shape[0], channels * taps).view(np.uint32)
+    nonfinite = 0
     for task in numba.prange(groups * count):
         g, r = task // count, task % count
         k, a = divmod(g * per_group + rows[r], taps)
@@ -402,3 +415,10 @@ def weight_rows_to_panels(w, rows, groups, out):
             for lane in range(width):
                 c = j * width + lane
                 row[lane] = w[k, c, a] if c < channels else 0
+        if a == 0:
+            exponent = np.uint32(0)  # the largest exponent field: all ones for inf and NaN
+            values = bits[k]
+            for i in range(values.size):
+                exponent = max(exponent, values[i] & _EXPONENT_F32)
+            nonfinite += exponent == _EXPONENT_F32
+    return nonfinite == 0

@@ -20,6 +20,7 @@ import numba
 from ... import tuning
 from .. import aligned, implicit_gemm_numba as compiled, planar_images_numba, weight_rows_numba
 from ..bias_numba import bias_grad
+from ..finite import NotFinite, all_finite
 from ..transpose_numba import planes_to_rows, shares_to_planes, weight_rows_to_panels
 from . import depthwise, shift, strided_input
 from .geometry import output_spatial
@@ -231,11 +232,16 @@ def needs_finite(geometry, pass_name):
 def checks_finite(geometry, pass_name):
     """The operands of ``needs_finite`` that the pass checks itself as it reads them, raising
     ``finite.NotFinite`` (the dispatcher makes no pass over them first): dy, in a strided
-    input gradient of few channels (``strided_input.subpixel``)."""
-    if pass_name == "input" and not geometry.unit_stride and \
-            _strided_arrangement(geometry) is strided_input.subpixel:
+    input gradient of few channels (``strided_input.subpixel``); w, in the other input
+    gradients that need it finite, as its panels are laid out (``_flipped_panels``,
+    ``strided_input.by_phases``), where a pass of its own read all of w again (9.4 MB for
+    512 → 512 channels, 3 × 3: BENCHMARKS.md, "The input gradient's weights checked as they
+    are laid out")."""
+    if pass_name != "input" or "w" not in needs_finite(geometry, pass_name):
+        return frozenset()
+    if not geometry.unit_stride and _strided_arrangement(geometry) is strided_input.subpixel:
         return frozenset({"dy"})
-    return frozenset()
+    return frozenset({"w"})
 
 
 def _strided_arrangement(g):
@@ -247,14 +253,17 @@ def _strided_arrangement(g):
 
 
 def input_pass(dy, w, g, dy_finite=False):
-    """``dy_finite``: the caller knows dy is finite (checked), so nothing checks it again."""
+    """``dy_finite``: the caller knows dy is finite (checked), so nothing checks it again.
+    Checks w itself where ``checks_finite`` says so."""
+    check_w = "w" in checks_finite(g, "input")
     if g.unit_stride:
-        return backward_input(dy, w, g.padded, g.dilation, g.pads, g.groups)
+        return backward_input(dy, w, g.padded, g.dilation, g.pads, g.groups, check_w=check_w)
     arrangement = _strided_arrangement(g)
     if arrangement is strided_input.subpixel:
         return arrangement(dy, w, g.padded, g.stride, g.dilation, g.pads, groups=g.groups,
                            check_dy=not dy_finite)
-    return arrangement(dy, w, g.padded, g.stride, g.dilation, g.pads, groups=g.groups)
+    return arrangement(dy, w, g.padded, g.stride, g.dilation, g.pads, groups=g.groups,
+                       check_w=check_w)
 
 
 def weight_pass(xp, dy, g):
@@ -425,14 +434,16 @@ def _planar_lane_use(padded, out):
 
 
 def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None, flipped=False,
-            planar=None):
+            planar=None, check_w=False):
     """xp (N, C, *padded) float32, w (K, C', *kernel) -> y (N, K, *out), plus ``bias`` (K,)
     when given, from the C' channels of xp from ``first_channel`` on (a group's: C' = C by
     default). With ``y`` (N, K, prod(out)), a view of a larger array allowed, into it.
     ``flipped``: w is (C', K, *kernel) and the product's weights are w with its first two axes
     swapped and its kernel flipped (the stride-1 input gradient's), laid out without a copy
-    of that transpose for the channels-last kernel. ``planar``: whether the product runs
-    planar (``_runs_planar``), when the caller knows."""
+    of that transpose for the channels-last kernel; with ``check_w`` too, NotFinite("w") is
+    raised for a w that holds inf or NaN (``_flipped_panels``; the planar product's caller
+    checks w itself). ``planar``: whether the product runs planar (``_runs_planar``), when the
+    caller knows."""
     n = xp.shape[0]
     k, c = w.shape[1::-1] if flipped else w.shape[:2]
     if planar is None:
@@ -447,7 +458,7 @@ def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None, fl
         y[...] = planar.reshape(y.shape)
         return y
     if flipped:
-        wt = _flipped_panels(w)
+        wt = _flipped_panels(w, check_w)
     else:
         wt = _panels(w)
     y_rows = np.empty((n, k, math.prod(out)), dtype=np.float32) if y is None else y
@@ -466,18 +477,21 @@ def _transposed(w, groups=1):
     return np.ascontiguousarray(swapped).reshape((groups * c, k // groups) + kernel)
 
 
-def _flipped_panels(w):
+def _flipped_panels(w, check=False):
     """The stride-1 input gradient's weights in panels: B[(c', a), k] = w[c', k, −a] for w
     (C', K, *kernel), w's rows being the product's taps: each row of B gathered from w by
     ``weight_rows_to_panels``, its taps in reverse order. A copy of w with its kernel
     reversed, then laid out, took 3 times as long (NumPy copies a 3 × 3 kernel's reversed
     view nine floats at a time): 2 threads, 512 → 512 channels 1.84 against 0.59 ms, 256 →
-    256 0.66 against 0.14, 64 → 64 0.032 against 0.012."""
+    256 0.66 against 0.14, 64 → 64 0.032 against 0.012. With ``check``, raises
+    NotFinite("w") for a w that holds inf or NaN, found as it is laid out."""
     c, k = w.shape[:2]
     taps = math.prod(w.shape[2:])
     out = compiled.empty_panels(k, c * taps)
-    weight_rows_to_panels(np.ascontiguousarray(w, np.float32).reshape(c, k, taps),
-                          shared_table(_reversed_taps, (c, taps), c * taps), 1, out)
+    finite = weight_rows_to_panels(np.ascontiguousarray(w, np.float32).reshape(c, k, taps),
+                                   shared_table(_reversed_taps, (c, taps), c * taps), 1, out)
+    if check and not finite:
+        raise NotFinite("w")
     return out
 
 
@@ -863,12 +877,15 @@ def per_image_tasks(n, positions, channels, per_image=None):
     return n >= 4 * numba.get_num_threads() and positions >= channels
 
 
-def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None):
+def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None,
+                   check_w=False):
     """Stride 1: dL/dx is the forward kernel on dy padded by d·(k−1) (less the input's own
     padding, whose gradient is not wanted) with the flipped, channel-swapped kernel; dy is
     padded once, and each group's product reads its channels of it. A channels-last product
     over enough images (``per_image_tasks``) runs per image (and group), each task padding
-    its own image of dy (its group's channels of it)."""
+    its own image of dy (its group's channels of it). ``check_w``: raise NotFinite("w") for
+    a w that holds inf or NaN, before any product (found as the channels-last products' panels
+    are laid out; by a pass over w for a planar product)."""
     pads = pads or [(0, 0)] * len(spatial)
     kernel = w.shape[2:]
     reach = [d * (k - 1) for k, d in zip(kernel, dilation)]
@@ -883,16 +900,20 @@ def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None
     padded = padded_shape(dy.shape, dy_pads)
     k_group = k // groups
     planar = planar_wins(c, k_group * math.prod(kernel), padded[2:], out, kernel)
+    if check_w and planar and not all_finite(w):
+        raise NotFinite("w")
     if interior and not planar and \
             per_image_tasks(n * groups, math.prod(out), compiled.tile(c)[2], per_image):
-        return per_image_product(dy, dy_pads, group_panels(w, groups, _flipped_panels),
+        return per_image_product(dy, dy_pads,
+                                 group_panels(w, groups,
+                                              functools.partial(_flipped_panels, check=check_w)),
                                  (c, k_group) + kernel, dilation, out, groups=groups)
     if interior and planar and groups == 1 and math.prod(kernel) > 1 and \
             per_image_tasks(n, math.prod(out), c, per_image):
         return planar_images(dy, dy_pads, _transposed(w), dilation, out)
     dyp = zero_pad(dy, dy_pads)
     if groups == 1:
-        dx = forward(dyp, w, ones, dilation, out, flipped=True, planar=planar)
+        dx = forward(dyp, w, ones, dilation, out, flipped=True, planar=planar, check_w=check_w)
     elif planar:
         # every group's product (its C' outputs of K/G terms) in one planar launch
         dx = _forward_planar(dyp, _transposed(w, groups), dilation, out, groups=groups)
@@ -901,7 +922,7 @@ def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None
         dx = np.empty((dy.shape[0], groups, c, math.prod(out)), np.float32)
         for j, w_j in enumerate(np.split(w, groups)):
             forward(dyp, w_j, ones, dilation, out, first_channel=j * per_group, y=dx[:, j],
-                    flipped=True)
+                    flipped=True, check_w=check_w)
         dx = dx.reshape((dy.shape[0], groups * c) + tuple(out))
     index = tuple(slice(lo, dx.shape[2 + j] - hi) for j, (lo, hi) in enumerate(crop))
     return dx[(slice(None), slice(None)) + index]

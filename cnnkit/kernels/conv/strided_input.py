@@ -31,7 +31,7 @@ import numpy as np
 
 from ... import tuning
 from .. import aligned, implicit_gemm_numba as compiled
-from ..finite import NotFinite
+from ..finite import NotFinite, all_finite
 from ..padding import zero_pad, zero_pad_finite
 from ..transpose_numba import (gather_or_zero, gather_planes, shares_to_planes,
                               weight_rows_to_panels)
@@ -80,7 +80,8 @@ def _dy_pads(reads, length):
     return max(0, -first), max(0, last - (length - 1))
 
 
-def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, groups=1):
+def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, groups=1,
+              check_w=False):
     """dL/dx (N, C, *spatial less pads) of a strided convolution, one product per phase.
     Every phase reads one padded dy (offset[(k, a)] = k·plane − Σ e_a·pitch) and writes its
     cells into one channels-last dx (the kernel's ``row`` table), transposed to dx.
@@ -95,6 +96,10 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
     per image and group (dy and dx split by group as views, as ``implicit.per_image_product``
     does); else the groups one after another.
 
+    ``check_w``: raise NotFinite("w") for a w that holds inf or NaN, before any product (the
+    zeros that pad dy meet it): found as its taps are laid out, or by a pass over w where
+    some phase has no cells and its taps are not laid out.
+
     The tables are made once per shape (``_phase_plan``) and the weights laid out by one
     compiled pass (``_phase_weights``): built with NumPy on every call, they took 0.53 of
     res3x3_s2's 4.30 ms (32 images, a 64 → 128-channel layer, 2 threads), 0.18 of 3.51
@@ -108,11 +113,15 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
     by_image = implicit.per_image_tasks(n * groups, cells, compiled.tile(c)[2], per_image)
     if groups > 1 and not by_image:
         return _group_by_group(by_phases, dy, w, spatial, stride, dilation, pads, groups,
-                               per_image=False)
+                               per_image=False, check_w=check_w)
     dy = dy.reshape((n * groups, k) + dy.shape[2:])  # image n·G + j: group j's channels
     n *= groups
     rows, vectors, c_padded = compiled.tile(c)
-    wt = _phase_weights(w, plan.weight_rows, groups)
+    wt, finite = _phase_weights(w, plan.weight_rows, groups)
+    if check_w and plan.weight_rows.size < w.size // (groups * c):  # taps no product reads
+        finite = all_finite(w)
+    if check_w and not finite:
+        raise NotFinite("w")
     dx = np.empty((n, c, cells), np.float32)
     if plan.taps and by_image:
         compiled.BY_IMAGE[vectors](*implicit.image_padding(dy, plan.dy_pads),
@@ -218,15 +227,15 @@ def _phase_plan(w_shape, dy_spatial, spatial, stride, dilation, pads):
 
 
 def _phase_weights(w, weight_rows, groups):
-    """All of ``by_phases``' products' weights in the kernel's panels, (G·P, R, W): group g's
-    panel j, row r = B[(k, a), c] = w[g·K/G + k, j·W + c, a] for the r-th (k, a) of
-    ``weight_rows`` (zero for c ≥ C/G)."""
+    """(All of ``by_phases``' products' weights in the kernel's panels, (G·P, R, W), whether
+    they are all finite): group g's panel j, row r = B[(k, a), c] = w[g·K/G + k, j·W + c, a]
+    for the r-th (k, a) of ``weight_rows`` (zero for c ≥ C/G)."""
     k, c = w.shape[:2]
     width = compiled.LANES * compiled.tile(c)[1]
     wt = aligned.empty((groups * -(-c // width), weight_rows.size, width))
-    weight_rows_to_panels(np.ascontiguousarray(w, np.float32).reshape(k, c, -1), weight_rows,
-                          groups, wt)
-    return wt
+    finite = weight_rows_to_panels(np.ascontiguousarray(w, np.float32).reshape(k, c, -1),
+                                   weight_rows, groups, wt)
+    return wt, finite
 
 
 def _shape_key(dy, spatial, stride, dilation, pads):
