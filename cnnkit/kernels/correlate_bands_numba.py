@@ -29,10 +29,10 @@ import numpy as np
 
 from .correlate_rows_numba import tile_tables
 from .microkernel import LANES, TILES as _TARGET_TILES, gathered_micro_kernel
+from .pad_numba import FLOAT32_EXPONENT
 from .task_call import PerTile, compiled_for_tile, run_tasks
 
 
-_EXPONENT = np.uint32(0x7F800000)  # a float32's exponent bits, all set for inf and NaN
 
 
 @numba.njit(cache=True)
@@ -54,11 +54,11 @@ def _copy_band(x_bits, start, height, width, row0, col_lo, col_hi, left, buf, pi
             for c in range(col_hi - col_lo):
                 value = x_bits[source + numba.uint64(c)]
                 buf[at + numba.uint64(col_lo + c)] = value
-                exponent = max(exponent, value & _EXPONENT)
+                exponent = max(exponent, value & FLOAT32_EXPONENT)
         else:
             for c in range(col_lo, col_hi):
                 buf[at + numba.uint64(c)] = 0
-    return exponent == _EXPONENT
+    return exponent == FLOAT32_EXPONENT
 
 
 @numba.njit(cache=True)

@@ -14,6 +14,9 @@ import numpy as np
 _EXPONENT_BITS = {np.dtype(np.float16): (np.uint16, 0x7C00),
                   np.dtype(np.float32): (np.uint32, 0x7F800000),
                   np.dtype(np.float64): (np.uint64, 0x7FF0000000000000)}
+# float32's, for the other compiled copies that test their values as they go (a largest
+# exponent field of all ones: an inf or NaN was copied)
+FLOAT32_EXPONENT = np.uint32(_EXPONENT_BITS[np.dtype(np.float32)][1])
 
 
 @numba.njit(parallel=True, cache=True)

@@ -14,6 +14,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .. import tuning
+from .pad_numba import FLOAT32_EXPONENT
 from .task_call import Loop
 
 # The three shuffle rounds: (first, second, mask) per output vector, as indices into the
@@ -382,9 +383,6 @@ def gather_or_zero(values, index, out):
         flat_out[i] = values[j] if j < values.size else 0
 
 
-_EXPONENT_F32 = np.uint32(0x7F800000)  # float32's exponent bits
-
-
 @numba.njit(parallel=True, cache=True)
 def weight_rows_to_panels(w, rows, groups, out):
     """out[g·P + j, r, l] = w[k, j·W + l, a] (0 past w's C' channels) for the r-th row
@@ -419,6 +417,6 @@ def weight_rows_to_panels(w, rows, groups, out):
             exponent = np.uint32(0)  # the largest exponent field: all ones for inf and NaN
             values = bits[k]
             for i in range(values.size):
-                exponent = max(exponent, values[i] & _EXPONENT_F32)
-            nonfinite += exponent == _EXPONENT_F32
+                exponent = max(exponent, values[i] & FLOAT32_EXPONENT)
+            nonfinite += exponent == FLOAT32_EXPONENT
     return nonfinite == 0
