@@ -422,3 +422,39 @@ def test_pool_rows_times_each_arrangement_and_restores_the_tasks_per_thread():
     assert pooling_flat_numba.CHUNKS_PER_THREAD == kept
     with pytest.raises(ValueError, match="--repeats must be at least 1"):
         pool_rows.main(["--repeats", "0"])
+
+
+def test_layer_suites_time_several_calls_of_each_library_a_turn(monkeypatch):
+    """Every round-robin of the layer suites (conv layers, other ops, batch norm, the residual
+    sum, the ceiling's ways) times ``layers.CALLS_PER_TURN`` calls a turn."""
+    from cnnkit.bench import ceiling, layers
+    seen = []
+
+    def recorder(functions, repeats=5, warmup=1, budget_s=20.0, back_to_back=1):
+        seen.append((len(functions), back_to_back))
+        return [1e-3] * len(functions)
+    monkeypatch.setattr(layers, "best_of_interleaved", recorder)
+    monkeypatch.setattr(ceiling, "best_of_interleaved", recorder)
+    layers.conv_case("tiny", 1, {"tiny": (2, 2, 3, 4, (8, 8), 3, 1, 1, 1)})
+    layers.op_case("elu", "elu", np.ones((2, 3, 4, 4), np.float32), {}, 1)
+    layers.residual_case(1)
+    layers.pool_and_norm_cases(1)
+    list(ceiling.run(1, only=["pw1x1"]))
+    round_robins = [calls for count, calls in seen if count > 1]
+    assert len(round_robins) == 2 + 2 + 2 + 4 + 1
+    assert layers.CALLS_PER_TURN >= 2
+    assert all(calls == layers.CALLS_PER_TURN for calls in round_robins)
+
+
+def test_turns_times_each_count_of_calls_a_turn_and_each_library_alone(capsys):
+    from cnnkit.bench import turns
+    tiny = {"tiny": (2, 2, 3, 4, (8, 8), 3, 1, 1, 1)}
+    times = turns.measure("tiny", tiny, 1)
+    assert list(times) == [*turns.CALLS, "alone"]
+    assert all(len(pair) == 2 and min(pair) > 0 for pair in times.values())
+    lines = turns.table([("tiny", times)])
+    assert lines[0].count("a turn") == len(turns.CALLS) and lines[2].startswith("| tiny | ")
+    assert lines[2].count("/") == len(times)
+    with pytest.raises(SystemExit):
+        turns.main(["--only", "no_such_layer"])
+    assert "no layer named no_such_layer" in capsys.readouterr().err

@@ -6,10 +6,10 @@ layer below the line is below it in cnnkit only, or for every code that computes
 
 Each way runs a whole training step: the forward pass with the bias, then the input, weight
 and bias gradients. One layer's ways are timed round-robin in one process (best of
-``--repeats``), so a slow moment of the machine falls on all of them alike, and two calls in
-a row each turn: a way's best call follows its own, not another way's that left other data
-in the caches (in a plain round-robin the same code read 8–12 % slower after BLAS's turn than
-after its own):
+``--repeats``), so a slow moment of the machine falls on all of them alike, and several calls
+in a row each turn (``layers.CALLS_PER_TURN``): a way's best call follows its own, not another
+way's that left other data in the caches (in a plain round-robin the same code read 8–12 %
+slower after BLAS's turn than after its own):
 
     cnnkit (A/B/C)      the heuristic, which picks A, B and C for the forward pass, input and
                         weight gradients (one name when it is the same), as the layers suite
@@ -20,7 +20,7 @@ after its own):
                         beforehand (``blas_products``): a step whose layouts cost nothing
 """
 from ..kernels.conv import ALGORITHMS, PASSES, applies, select, using
-from .layers import CONV_CASES, PEAK_TARGET_LAYERS, LayerStep
+from .layers import CALLS_PER_TURN, CONV_CASES, PEAK_TARGET_LAYERS, LayerStep
 from .timing import best_of_interleaved
 
 
@@ -49,7 +49,7 @@ def run(repeats=5, only=None):
             continue
         step = LayerStep(name, CONV_CASES)
         labels, runs = zip(*ways(step))
-        times = best_of_interleaved(list(runs), repeats, back_to_back=2)
+        times = best_of_interleaved(list(runs), repeats, back_to_back=CALLS_PER_TURN)
         for label, seconds in zip(labels, times):
             yield {"suite": "ceiling", "name": name, "way": label, "ms": seconds * 1e3,
                    "gflops": 3 * step.flops / seconds / 1e9}

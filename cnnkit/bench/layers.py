@@ -84,9 +84,22 @@ MORE_OP_CASES = {
 # the targets"); suite "ceiling" (``ceiling``) times every way of computing them.
 PEAK_TARGET_LAYERS = ("res3x3", "res3x3_s2", "pw1x1", "alex_c1")
 POOL_AND_NORM_CASES = ("maxpool2x2", "batchnorm")  # pool_and_norm_cases' rows
+# Calls of one library timed in a row in each turn of the layer suites' round-robin (the best
+# of all of them counts): the first call after the other library's reads slow, for both, and
+# the more so the shorter the layer (AVX-512, ms: pw1x1's step 4.13 at one call a turn, 3.61
+# at three, 3.71 alone; dw3x3's 8.12, 6.84, 6.27; PyTorch's 5.49, 4.77, 4.54 and 11.74,
+# 10.23, 9.66). Re-measured per layer by ``python -m cnnkit.bench.turns``; BENCHMARKS.md,
+# "The layer suites time three calls a turn".
+CALLS_PER_TURN = 3
 # Suite "more"'s skip connection, relu(x) + x on pw1x1's input: the sum forward, and backward
 # the gradient of x, summed from its two consumers (``residual_case``).
 RESIDUAL_CASE = ("residual_sum", (32, 256, 16, 16))
+
+
+def _in_turns(functions, repeats):
+    """Best times of ``functions`` (cnnkit's, PyTorch's) round-robin, ``CALLS_PER_TURN``
+    calls of each a turn."""
+    return best_of_interleaved(list(functions), repeats, back_to_back=CALLS_PER_TURN)
 
 
 def _pair(fn_ours, fn_theirs, backward):
@@ -166,8 +179,7 @@ def conv_case(name, repeats, cases=CONV_CASES):
     for (mode, backward, work), blas_run in zip((("fwd", False, flops),
                                                  ("fwd+bwd", True, 3 * flops)),
                                                 (step.blas.forward, step.blas.all_three)):
-        t_ours, t_theirs = best_of_interleaved(list(_pair(step.ours, step.theirs, backward)),
-                                               repeats)
+        t_ours, t_theirs = _in_turns(_pair(step.ours, step.theirs, backward), repeats)
         # alone, after: in the round-robin, OpenBLAS's run slowed the run after it (pw1x1's
         # forward 1.80–1.95 ms after PyTorch's, 2.19–2.94 after BLAS's)
         (t_blas,) = best_of_interleaved([blas_run], repeats)
@@ -207,8 +219,8 @@ def op_case(name, op, x, arguments, repeats):
         y = getattr(TF, op)(xt, **arguments)
         if y.requires_grad:
             y.backward(g_torch)
-    return [_row(name, mode, *best_of_interleaved(list(_pair(ours, theirs, backward)), repeats),
-                 0) for mode, backward in (("fwd", False), ("fwd+bwd", True))]
+    return [_row(name, mode, *_in_turns(_pair(ours, theirs, backward), repeats), 0)
+            for mode, backward in (("fwd", False), ("fwd+bwd", True))]
 
 
 def pool_and_norm_cases(repeats):
@@ -242,7 +254,7 @@ def pool_and_norm_cases(repeats):
                     y.backward(torch.tensor(g))
         return run
     for mode, backward in (("fwd", False), ("fwd+bwd", True)):
-        t = best_of_interleaved(list(_pair(run_bn("ours"), run_bn("torch"), backward)), repeats)
+        t = _in_turns(_pair(run_bn("ours"), run_bn("torch"), backward), repeats)
         rows.append(_row("batchnorm", mode, *t, 0))
     return rows
 
@@ -268,8 +280,8 @@ def residual_case(repeats):
         y = torch.relu(xt) + xt
         if y.requires_grad:
             y.backward(g_torch)
-    return [_row(name, mode, *best_of_interleaved(list(_pair(ours, theirs, backward)), repeats),
-                 0) for mode, backward in (("fwd", False), ("fwd+bwd", True))]
+    return [_row(name, mode, *_in_turns(_pair(ours, theirs, backward), repeats), 0)
+            for mode, backward in (("fwd", False), ("fwd+bwd", True))]
 
 
 def run(repeats=5, only=None, cases=CONV_CASES):
