@@ -250,6 +250,39 @@ def test_copy_loops_store_vectors_not_scatters(cpu_name, tmp_path):
         assert (int(scattered), int(vector_moves) > 0) == (0, True), line
 
 
+_FLOAT64_EXP_LOOPS = r"""
+import numpy as np
+from cnnkit.kernels import activation_numba, erf_numba, loss_numba
+x = np.linspace(-3, 3, 64, dtype=np.float32)
+out = np.empty_like(x)
+loops = [
+    (activation_numba.elu_vector_forward, (x, 0.7, out)),
+    (activation_numba.elu_vector_backward, (x, x, 0.7, out)),
+    (activation_numba._tanh_gelu_forward, (x, out)),
+    (erf_numba._erf, (x, out)),
+    (erf_numba._erf_backward, (x, x, out)),
+    (loss_numba._logit_cross_entropy_backward, (x, x, np.float32(0.5), out)),
+]
+for function, arguments in loops:
+    function(*arguments)
+    assembly = function.inspect_asm(function.signatures[0])
+    print(function.py_func.__name__, assembly.count("cvttsd2si") + assembly.count("cvtsd2si"),
+          assembly.count("pd\t"))
+"""
+
+
+def test_float64_exp_loops_convert_no_lane_alone_on_avx2(tmp_path):
+    """The float64 loops built on ``vector_math.exp`` and ``expm1`` find 2^n without a
+    float64 → int64 conversion, which AVX2 has for single values only: LLVM converted lane by
+    lane there, and those loops ran at half speed (BENCHMARKS.md, "float64 e^a without
+    float64 → int64 conversions"). Compiled for ``haswell``."""
+    lines = _run("haswell", "-c", _FLOAT64_EXP_LOOPS, NUMBA_CACHE_DIR=str(tmp_path)).splitlines()
+    assert len(lines) == 6, lines
+    for line in lines:
+        name, converted, vector_ops = line.split()
+        assert (int(converted), int(vector_ops) > 0) == (0, True), line
+
+
 def test_fma_registers_reads_assembly():
     assert peak.fma_registers("vfmadd213ps %zmm0, %zmm14, %zmm2\n") == ["zmm"]
     assert peak.fma_registers("vfmadd231ps\t%ymm1, %ymm2, %ymm3") == ["ymm"]

@@ -14,6 +14,7 @@ Each is inlined with ``fastmath={"contract"}`` in the caller too (multiply-adds 
 else reordered).
 """
 import math
+import struct
 
 import numba
 import numpy as np
@@ -69,7 +70,26 @@ def _pow2_of(bits, float_type, ir_float, exponent_bias, mantissa_bits):
     return pow2
 
 
-_pow2 = _pow2_of(64, types.float64, ir.DoubleType(), 1023, 52)  # int64 n in [−1022, 1023]
+# Adding 1.5·2^52 to an integral float64 n (|n| < 2^51) leaves n in the low bits of the sum's
+# mantissa: its bits less this constant's are n as an int64.
+_INTEGRAL_SHIFT = 1.5 * 2 ** 52
+_INTEGRAL_SHIFT_BITS = struct.unpack("<q", struct.pack("<d", _INTEGRAL_SHIFT))[0]
+
+
+@intrinsic
+def _pow2(typingctx, n):
+    """2^n for an integral float64 n in [−1022, 1023] (a NaN gives some float; the callers
+    multiply it by their NaN): n's bits through ``_INTEGRAL_SHIFT`` plus the exponent's bias,
+    written into the exponent's bits. ``np.int64(n)`` does the same with a conversion that
+    AVX2 lacks for vectors (AVX-512 has it): on ``haswell`` LLVM converted lane by lane, and
+    float64 loops built on e^a ran at half speed (BENCHMARKS.md, "float64 e^a without
+    float64 → int64 conversions")."""
+    def codegen(context, builder, signature, args):
+        f64, i64 = ir.DoubleType(), ir.IntType(64)
+        bits = builder.bitcast(builder.fadd(args[0], ir.Constant(f64, _INTEGRAL_SHIFT)), i64)
+        biased = builder.add(bits, ir.Constant(i64, 1023 - _INTEGRAL_SHIFT_BITS))
+        return builder.bitcast(builder.shl(biased, ir.Constant(i64, 52)), f64)
+    return types.float64(types.float64), codegen
 
 
 @numba.njit(inline="always", fastmath=FMA)
@@ -78,7 +98,7 @@ def exp(a):
     with |r| ≤ ln2/2, e^r by Taylor's polynomial to r^12, times 2^n."""
     n = np.floor(a * _LOG2_E + 0.5)
     r = (a - n * _LN2_HI) - n * _LN2_LO
-    return _polynomial(_TAYLOR, r) * _pow2(np.int64(n))
+    return _polynomial(_TAYLOR, r) * _pow2(n)
 
 
 # e^t for float32 t ≤ 0 in float32 arithmetic (``exp_nonpositive_f32``): Cody and Waite's
@@ -200,7 +220,7 @@ def expm1(a):
     size elsewhere."""
     n = np.floor(a * _LOG2_E + 0.5)
     r = (a - n * _LN2_HI) - n * _LN2_LO
-    scale = _pow2(np.int64(n))
+    scale = _pow2(n)
     return scale * (r * _polynomial(_TAYLOR_AFTER_1, r)) + (scale - 1.0)
 
 
