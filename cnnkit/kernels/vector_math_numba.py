@@ -82,8 +82,8 @@ def _pow2(typingctx, n):
     multiply it by their NaN): n's bits through ``_INTEGRAL_SHIFT`` plus the exponent's bias,
     written into the exponent's bits. ``np.int64(n)`` does the same with a conversion that
     AVX2 lacks for vectors (AVX-512 has it): on ``haswell`` LLVM converted lane by lane, and
-    float64 loops built on e^a ran at half speed (BENCHMARKS.md, "float64 e^a without
-    float64 → int64 conversions")."""
+    the float64 loops built on e^a took up to 1.4 times as long (BENCHMARKS.md, "float64 e^a
+    without float64 → int64 conversions")."""
     def codegen(context, builder, signature, args):
         f64, i64 = ir.DoubleType(), ir.IntType(64)
         bits = builder.bitcast(builder.fadd(args[0], ir.Constant(f64, _INTEGRAL_SHIFT)), i64)
