@@ -139,9 +139,21 @@ def test_weight_rows_to_panels_takes_each_row_of_each_group(k, c, taps, groups, 
     rows = rng.permutation(k * taps)[:max(1, k * taps // 2)].astype(np.int64)
     panels = -(-c // width)
     out = np.full((groups * panels, rows.size, width), np.nan, np.float32)
-    weight_rows_to_panels(w, rows, groups, out)
+    assert weight_rows_to_panels(w, rows, groups, out, True)
     for g in range(groups):
         block = w[g * k:(g + 1) * k].transpose(0, 2, 1).reshape(k * taps, c)[rows]
         laid = out[g * panels:(g + 1) * panels].transpose(1, 0, 2).reshape(rows.size, -1)
         np.testing.assert_array_equal(laid[:, :c], block)
         np.testing.assert_array_equal(laid[:, c:], 0)
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_weight_rows_to_panels_tests_w_only_when_asked(check):
+    """With ``check`` a NaN in a row whose tap 0 is laid out makes it report False; without,
+    it reports True and lays w out all the same (NaN in its place)."""
+    w = np.ones((4, 3, 9), np.float32)
+    w[2, 1, 5] = np.nan
+    rows = np.arange(4 * 9, dtype=np.int64)
+    out = np.zeros((1, rows.size, 16), np.float32)
+    assert weight_rows_to_panels(w, rows, 1, out, check) is (not check)
+    assert np.isnan(out[0, 2 * 9 + 5, 1])

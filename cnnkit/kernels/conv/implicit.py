@@ -489,8 +489,9 @@ def _flipped_panels(w, check=False):
     taps = math.prod(w.shape[2:])
     out = compiled.empty_panels(k, c * taps)
     finite = weight_rows_to_panels(np.ascontiguousarray(w, np.float32).reshape(c, k, taps),
-                                   shared_table(_reversed_taps, (c, taps), c * taps), 1, out)
-    if check and not finite:
+                                   shared_table(_reversed_taps, (c, taps), c * taps), 1, out,
+                                   check)
+    if not finite:
         raise NotFinite("w")
     return out
 

@@ -117,10 +117,11 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
     dy = dy.reshape((n * groups, k) + dy.shape[2:])  # image n·G + j: group j's channels
     n *= groups
     rows, vectors, c_padded = compiled.tile(c)
-    wt, finite = _phase_weights(w, plan.weight_rows, groups)
-    if check_w and plan.weight_rows.size < w.size // (groups * c):  # taps no product reads
+    every_tap = plan.weight_rows.size == w.size // (groups * c)  # else: taps no product reads
+    wt, finite = _phase_weights(w, plan.weight_rows, groups, check=check_w and every_tap)
+    if check_w and not every_tap:
         finite = all_finite(w)
-    if check_w and not finite:
+    if not finite:
         raise NotFinite("w")
     dx = np.empty((n, c, cells), np.float32)
     if plan.taps and by_image:
@@ -226,15 +227,16 @@ def _phase_plan(w_shape, dy_spatial, spatial, stride, dilation, pads):
                       tables[0], starts[0], tables[1], tables[2], starts[1], weight_rows)
 
 
-def _phase_weights(w, weight_rows, groups):
-    """(All of ``by_phases``' products' weights in the kernel's panels, (G·P, R, W), whether
-    they are all finite): group g's panel j, row r = B[(k, a), c] = w[g·K/G + k, j·W + c, a]
-    for the r-th (k, a) of ``weight_rows`` (zero for c ≥ C/G)."""
+def _phase_weights(w, weight_rows, groups, check):
+    """(All of ``by_phases``' products' weights in the kernel's panels, (G·P, R, W), with
+    ``check`` whether they are all finite, else True): group g's panel j, row r = B[(k, a),
+    c] = w[g·K/G + k, j·W + c, a] for the r-th (k, a) of ``weight_rows`` (zero for
+    c ≥ C/G)."""
     k, c = w.shape[:2]
     width = compiled.LANES * compiled.tile(c)[1]
     wt = aligned.empty((groups * -(-c // width), weight_rows.size, width))
     finite = weight_rows_to_panels(np.ascontiguousarray(w, np.float32).reshape(k, c, -1),
-                                   weight_rows, groups, wt)
+                                   weight_rows, groups, wt, check)
     return wt, finite
 
 
