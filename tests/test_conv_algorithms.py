@@ -195,6 +195,11 @@ def test_heuristic_choices():
     assert pick(96, 96, (5, 5), (1, 1), 96, 16, (32, 32)) == "lanes"
     assert pick(96, 96, (3, 3), (2, 2), 96, 16, (30, 30)) == "lanes"
     assert pick(240, 240, (3, 3), (1, 1), 240, 16, (18, 18)) == "rows"
+    # ... and the 3 × 3 input gradients the stencil takes (``rows.stencil_runs``), where a
+    # 5 × 5 kernel's, on the row correlation, stays on the lanes up to wider maps
+    assert pick(240, 240, (3, 3), (1, 1), 240, 16, (18, 18), pass_name="input") == "rows"
+    assert pick(240, 240, (3, 3), (1, 1), 240, 16, (16, 16), pass_name="input") == "lanes"
+    assert pick(240, 240, (5, 5), (1, 1), 240, 16, (20, 20), pass_name="input") == "lanes"
     # strided depthwise forward passes on the lanes up to wider maps than the other passes
     # (``depthwise_lanes_strided_forward_max_width``); their input gradients on the phases
     assert pick(96, 96, (3, 3), (2, 2), 96, 8, (114, 114)) == "lanes"

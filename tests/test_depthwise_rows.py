@@ -151,3 +151,70 @@ def test_3x3_stencil_splits_a_plane_s_output_channels():
     y = depthwise_rows.forward(x, w, (28, 28), [(1, 1), (1, 1)], bias)
     expected = TF.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(bias), padding=1)
     np.testing.assert_allclose(y, expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("pads", [((0, 0), (0, 0)), ((1, 1), (1, 1)), ((2, 0), (0, 2)),
+                                  ((2, 2), (1, 0)), None])
+def test_3x3_input_gradient_on_the_stencil_matches_torch(pads, monkeypatch):
+    """A 2-D 3 × 3 layer of one output channel per input channel, padded by at most 2, takes
+    its input gradient on the forward pass's stencil (dy read with the flipped kernel): the
+    gradient inside the padding and, without ``pads``, of the whole padded input, as
+    PyTorch's float64 one, inf and NaN of dy where PyTorch puts them."""
+    calls = []
+    stencil = depthwise_rows.depthwise3x3.forward
+    monkeypatch.setattr(depthwise_rows.depthwise3x3, "forward",
+                        lambda *args: calls.append(1) or stencil(*args))
+    rng = np.random.default_rng(7)
+    c, (h, w_) = 3, (6, 11)
+    (top, bottom), (left, right) = pads or ((0, 0), (0, 0))
+    padded = (h + top + bottom, w_ + left + right)
+    w = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, c, padded[0] - 2, padded[1] - 2)).astype(np.float32)
+    dy[0, 1, 2, 5], dy[1, 2, 3, 0], dy[1, 0, 0, 3] = np.inf, np.nan, -np.inf
+    xt = torch.zeros((2, c) + padded, dtype=torch.float64, requires_grad=True)
+    yt = TF.conv2d(xt, torch.tensor(w, dtype=torch.float64), groups=c)
+    (dxt,) = torch.autograd.grad(yt, (xt,), torch.tensor(dy, dtype=torch.float64))
+    expected = dxt.numpy()[:, :, top:padded[0] - bottom, left:padded[1] - right]
+    with np.errstate(invalid="ignore"):
+        dx = depthwise_rows.backward_input(dy, w, padded, c, pads)
+    assert calls and dx.shape == expected.shape
+    for same in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(same(dx), same(expected))
+    np.testing.assert_allclose(dx, expected, rtol=1e-5, atol=1e-5)
+    assert np.isnan(dx).any() and np.isinf(dx).any()
+
+
+@pytest.mark.parametrize("case", ["infinite tap", "NaN tap", "two outputs per channel",
+                                  "padding of 3"])
+def test_3x3_input_gradient_leaves_the_stencil_where_it_differs(case, monkeypatch):
+    """The stencil adds terms of its zero border, 0 · w, that the input gradient does not
+    have: with an inf or NaN in w the row correlation runs instead (no NaN from the padding).
+    So does a layer whose input channels feed several outputs (dx[c] sums m planes of dy)
+    and one padded by more than 2 (dy does not fit the stencil's border)."""
+    calls = []
+    stencil = depthwise_rows.depthwise3x3.forward
+    monkeypatch.setattr(depthwise_rows.depthwise3x3, "forward",
+                        lambda *args: calls.append(1) or stencil(*args))
+    rng = np.random.default_rng(8)
+    c, m = 2, 2 if case == "two outputs per channel" else 1
+    pad = 3 if case == "padding of 3" else 1
+    pads = ((pad, pad), (pad, pad))
+    padded = (9 + 2 * pad, 7 + 2 * pad)
+    w = rng.standard_normal((c * m, 1, 3, 3)).astype(np.float32)
+    if case == "infinite tap":
+        w[1, 0, 0, 2] = np.inf
+    if case == "NaN tap":
+        w[0, 0, 1, 1] = np.nan
+    dy = rng.standard_normal((2, c * m, padded[0] - 2, padded[1] - 2)).astype(np.float32)
+    xt = torch.zeros((2, c) + padded, dtype=torch.float64, requires_grad=True)
+    yt = TF.conv2d(xt, torch.tensor(w, dtype=torch.float64), groups=c)
+    (dxt,) = torch.autograd.grad(yt, (xt,), torch.tensor(dy, dtype=torch.float64))
+    expected = dxt.numpy()[:, :, pad:-pad, pad:-pad]
+    with np.errstate(invalid="ignore"):
+        dx = depthwise_rows.backward_input(dy, w, padded, c, pads)
+    assert not calls
+    if case == "infinite tap":  # every cell that w's inf reaches is ±inf, none NaN
+        assert np.isinf(dx[:, 1]).any() and not np.isnan(dx).any()
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(dx[finite], expected[finite], rtol=1e-5, atol=1e-5)

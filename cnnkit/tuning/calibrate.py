@@ -225,7 +225,7 @@ def _depthwise_lanes_input(fast, time_ns):
         inner = dy.shape[2:]
         if kernels is lanes:
             return lambda: lanes.backward_input(dy, w, inner, pads, (1, 1), (1, 1))
-        return lambda: rows.backward_input(dy, w, (width, width), 64, pads)
+        return lambda: rows.correlated_input(dy, w, 64, pads, inner)
     widths = (10, 34, 66) if fast else (10, 18, 26, 34, 50, 66, 130)
     return {"depthwise_lanes_max_width": _crossover(
         widths, lambda m: input_gradient(lanes, m), lambda m: input_gradient(rows, m), time_ns)}

@@ -304,9 +304,13 @@ _TABLE = [
              measured_by=TUNE),
     Constant("depthwise_lanes_stencil_max_width", 16, "padded input columns",
              "The same for a 3 × 3 stride-1 forward pass, whose alternative is the 3 × 3 "
-             "stencil (depthwise3x3_numba): Zen 4, 2 threads, ms, lanes against the stencil: "
+             "stencil (depthwise3x3_numba), and for the input gradients the stencil takes "
+             "(conv/rows.stencil_runs): Zen 4, 2 threads, ms, lanes against the stencil: "
              "960 channels of 7 × 7 0.46 against 1.11, 384 of 14 × 14 0.82 against 0.89, "
-             "240 of 16 × 16 0.51 against 0.36. Measured as the crossover of the two.",
+             "240 of 16 × 16 0.51 against 0.36. Input gradients on a Rocket Lake, AVX-512 / "
+             "AVX2: 16 images of 384 channels of 14 × 14 0.59 against 0.72 / 0.58 against "
+             "0.79, 16 of 256 of 16 × 16 0.48 against 0.36 / 0.47 against 0.35. Measured as "
+             "the crossover of the two forward passes.",
              0, 1 << 20, integer=True, measured_by=TUNE),
     Constant("depthwise_lanes_strided_forward_max_width", 160, "padded input columns",
              "The same for a strided depthwise forward pass, whose alternative is the sum over "

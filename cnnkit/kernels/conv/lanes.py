@@ -20,10 +20,12 @@ maps; grouped layers at every map size tried (a ResNeXt block's 32 groups of 4 c
 images of 56 × 56: forward 6.1 against 11.7 on the implicit GEMM, weight gradient 7.9 against
 15.5; 32 groups of 16 on 7 × 7: weight gradient 1.17 against 2.75). Not depthwise forward passes
 and input gradients of large maps (8 × 32 of 112 × 112: forward 2.25 against 1.04), nor a 3 × 3
-stride-1 forward pass from 16 × 16 maps up (the stencil's rows are long enough there), nor
-layers of fewer channels than a block's CB lanes, which it fills with zeros.
+stride-1 forward pass or input gradient that the stencil takes from 16 × 16 maps up (the
+stencil's rows are long enough there), nor layers of fewer channels than a block's CB lanes,
+which it fills with zeros.
 """
 from ... import tuning
+from . import rows
 from .. import depthwise_lanes_numba as lanes
 
 
@@ -42,9 +44,10 @@ def applies(geometry, pass_name):
             width in lanes.GROUP_WIDTHS and min(g.out) > 0)
 
 
-def _stencil_forward(g, pass_name):
-    """The forward pass the 3 × 3 stencil (``rows``) would take."""
-    return pass_name == "forward" and g.kernel == (3, 3) and g.unit_stride and g.unit_dilation
+def _stencil_alternative(g, pass_name):
+    """Whether the alternative to this stride-1 pass is the 3 × 3 stencil
+    (``rows.stencil_runs``)."""
+    return g.unit_stride and g.unit_dilation and rows.stencil_runs(g, pass_name)
 
 
 def wins(geometry, pass_name):
@@ -59,7 +62,7 @@ def wins(geometry, pass_name):
     if pass_name == "weight" or _group_width(g) > 1:
         return True
     limit = "depthwise_lanes_max_width"
-    if _stencil_forward(g, pass_name):
+    if _stencil_alternative(g, pass_name):
         limit = "depthwise_lanes_stencil_max_width"
     elif pass_name == "forward" and not g.unit_stride:
         limit = "depthwise_lanes_strided_forward_max_width"

@@ -17,7 +17,9 @@ forward pass with its bias 1.6 ms, where padding the input first (1.3 ms), the c
 A 2-D forward pass with a 3 × 3 kernel is instead one stencil per plane, its nine taps in
 registers (``depthwise3x3_numba``): the row correlation's 4-row tile multiplies half its terms
 by its kernels' zero rows there. dw3x3's forward pass in the bench, against PyTorch's: 0.67–0.77
-on both ISAs, where the row correlation read 1.28–2.25 on AVX2.
+on both ISAs, where the row correlation read 1.28–2.25 on AVX2. The input gradient of such a
+layer, one output channel per input channel, is the same stencil on dy with the kernel
+flipped, where w is finite (``_stencil_reads_dy``).
 
 The weight gradient, Σ_n x[n, k // m] ⋆ dy[n, k] with dy as the kernel, has a kernel-sized
 output (3×3), which fills a 4-row, 16-lane tile poorly: it measured 7.7 against 5.4 ms for
@@ -36,6 +38,7 @@ from ... import tuning
 from . import implicit
 from .. import depthwise3x3_numba as depthwise3x3
 from ..correlate_rows import as_planes, correlate_unpadded
+from ..finite import all_finite
 
 
 def applies(geometry, pass_name) -> bool:
@@ -94,17 +97,7 @@ def forward(x, w, out, pads, bias=None):
     fused stencil per plane (``depthwise3x3_numba``), every other on the row correlation."""
     n, c = x.shape[:2]
     if x.ndim == 4 and tuple(w.shape[2:]) == (3, 3):
-        y = np.empty((n, w.shape[0]) + tuple(out), np.float32)
-        # a plane's m output channels split into tasks when there are fewer planes than
-        # a few tasks per thread (one image of one channel: vgg_small's first layer)
-        splits = min(w.shape[0] // c, -(-4 * numba.get_num_threads() // max(1, n * c)))
-        depthwise3x3.forward(np.ascontiguousarray(x), np.ascontiguousarray(w),
-                             np.zeros(w.shape[0], np.float32) if bias is None else
-                             np.ascontiguousarray(bias, dtype=np.float32),
-                             pads[0][0], pads[1][0], y, splits,
-                             tuning.value("depthwise_runs_per_thread") *
-                             numba.get_num_threads())
-        return y
+        return _stencil(x, w, bias, pads[0][0], pads[1][0], out)
     k = w.shape[0]
     spatial, kernel, out2 = as_planes(x.shape[2:]), as_planes(w.shape[2:]), as_planes(out)
     pads2 = ((0, 0),) * (len(spatial) - len(pads)) + tuple(pads)
@@ -117,6 +110,23 @@ def forward(x, w, out, pads, bias=None):
                            w.reshape((-1,) + kernel[-2:]), src, plane_kernel, plane_bias,
                            out2[-2:], padding_terms=True)
     return y.reshape((n, k) + tuple(out))
+
+
+def _stencil(x, w, bias, top, left, out):
+    """``depthwise3x3_numba.forward``: y (N, K, *out) from x (N, C, H, W) read from (−top,
+    −left) with zeros around it, w (K, 1, 3, 3), plus ``bias`` (K,) or nothing (−0.0, which
+    leaves every sum as it is, −0.0 included)."""
+    n, c, k = x.shape[0], x.shape[1], w.shape[0]
+    y = np.empty((n, k) + tuple(out), np.float32)
+    # a plane's m output channels split into tasks when there are fewer planes than a few
+    # tasks per thread (one image of one channel: vgg_small's first layer)
+    splits = min(k // c, -(-4 * numba.get_num_threads() // max(1, n * c)))
+    depthwise3x3.forward(np.ascontiguousarray(x), np.ascontiguousarray(w),
+                         np.full(k, -0.0, np.float32) if bias is None else
+                         np.ascontiguousarray(bias, dtype=np.float32),
+                         top, left, y, splits,
+                         tuning.value("depthwise_runs_per_thread") * numba.get_num_threads())
+    return y
 
 
 def _forward_tables(n, c, k, spatial, kernel, out2, pads2):
@@ -138,10 +148,22 @@ def backward_input(dy, w, spatial, groups, pads=None):
     """dL/dx inside the input's padding ``pads``: (N, C, *(spatial − lo − hi)); the whole
     padded input's when ``pads`` is None. ``spatial`` is the padded input's shape, C = groups.
 
-    The full correlation of dy with the flipped kernel: dx[j] reads dy[j + a − (k − 1 − lo)]."""
+    The full correlation of dy with the flipped kernel: dx[j] reads dy[j + a − (k − 1 − lo)].
+    A 2-D 3 × 3 layer with one output channel per input channel runs the forward pass's
+    stencil on dy (``_stencil_reads_dy``)."""
     pads = pads or [(0, 0)] * len(spatial)
-    n, k, m = dy.shape[0], dy.shape[1], dy.shape[1] // groups
     inner = tuple(s - lo - hi for s, (lo, hi) in zip(spatial, pads))
+    if _stencil_reads_dy(dy, w, groups, pads):
+        flipped = w[:, :, ::-1, ::-1]
+        return _stencil(dy, flipped, None, 2 - pads[0][0], 2 - pads[1][0], inner)
+    return correlated_input(dy, w, groups, pads, inner)
+
+
+def correlated_input(dy, w, groups, pads, inner):
+    """``backward_input`` on the row correlation, whatever the kernel: dx (N, C, *inner), the
+    gradient inside ``pads`` (one (lo, hi) pair per dim). (``cnnkit tune`` times it against
+    the lanes' input gradient: ``depthwise_lanes_max_width``.)"""
+    n, k, m = dy.shape[0], dy.shape[1], dy.shape[1] // groups
     kernel, dy_spatial, out2 = as_planes(w.shape[2:]), as_planes(dy.shape[2:]), as_planes(inner)
     pads2 = ((0, 0),) * (len(out2) - len(pads)) + tuple(pads)
     first = [lo - (kn - 1) for kn, (lo, _) in zip(kernel, pads2)]
@@ -158,3 +180,31 @@ def backward_input(dy, w, spatial, groups, pads=None):
                             flipped.reshape((-1,) + kernel[-2:]), src.reshape(-1, m * taps),
                             plane_kernel, None, out2[-2:], padding_terms=False)
     return dx.reshape((n, groups) + inner)
+
+
+def stencil_runs(geometry, pass_name):
+    """Whether this pass of a layer ``rows`` takes runs as the 3 × 3 stencil
+    (``depthwise3x3_numba``): a 2-D forward pass with a 3 × 3 kernel; its input gradient with
+    one output channel per input channel, padded by at most 2 on each side
+    (``_stencil_reads_dy``, which also needs w finite, known only at run time)."""
+    g = geometry
+    if tuple(g.kernel) != (3, 3):
+        return False
+    return pass_name == "forward" or pass_name == "input" and \
+        _stencil_input_shape(g.out_channels, g.groups, g.pad_widths)
+
+
+def _stencil_input_shape(out_channels, groups, pads):
+    return out_channels == groups and all(lo <= 2 and hi <= 2 for lo, hi in pads)
+
+
+def _stencil_reads_dy(dy, w, groups, pads):
+    """Whether the input gradient is the 3 × 3 stencil of the forward pass on dy, with the
+    flipped kernel: 2-D, one output channel per input channel (dx[c] reads dy[c] alone),
+    padding of at most 2 on each side (dy then lies inside the stencil's zero border, read
+    from 2 − lo before dx), and w finite. The stencil adds the terms that fall on its border,
+    0 · w, which the input gradient does not have: with an inf or NaN in w they would be NaN.
+    2 threads, dw3x3's input gradient, ms, against the row correlation: BENCHMARKS.md, "The
+    depthwise 3 × 3 input gradient on the stencil"."""
+    return dy.ndim == 4 and tuple(w.shape[2:]) == (3, 3) and \
+        _stencil_input_shape(dy.shape[1], groups, pads) and all_finite(w)
