@@ -114,15 +114,14 @@ def forward(x, w, out, pads, bias=None):
 
 def _stencil(x, w, bias, top, left, out):
     """``depthwise3x3_numba.forward``: y (N, K, *out) from x (N, C, H, W) read from (−top,
-    −left) with zeros around it, w (K, 1, 3, 3), plus ``bias`` (K,) or nothing (−0.0, which
-    leaves every sum as it is, −0.0 included)."""
+    −left) with zeros around it, w (K, 1, 3, 3), plus ``bias`` (K,) if given."""
     n, c, k = x.shape[0], x.shape[1], w.shape[0]
     y = np.empty((n, k) + tuple(out), np.float32)
     # a plane's m output channels split into tasks when there are fewer planes than a few
     # tasks per thread (one image of one channel: vgg_small's first layer)
     splits = min(k // c, -(-4 * numba.get_num_threads() // max(1, n * c)))
     depthwise3x3.forward(np.ascontiguousarray(x), np.ascontiguousarray(w),
-                         np.full(k, -0.0, np.float32) if bias is None else
+                         np.zeros(k, np.float32) if bias is None else
                          np.ascontiguousarray(bias, dtype=np.float32),
                          top, left, y, splits,
                          tuning.value("depthwise_runs_per_thread") * numba.get_num_threads())
@@ -183,9 +182,9 @@ def correlated_input(dy, w, groups, pads, inner):
 
 
 def stencil_runs(geometry, pass_name):
-    """Whether this pass of a layer ``rows`` takes runs as the 3 × 3 stencil
-    (``depthwise3x3_numba``): a 2-D forward pass with a 3 × 3 kernel; its input gradient with
-    one output channel per input channel, padded by at most 2 on each side
+    """Whether ``rows`` runs this pass of a layer it applies to as the 3 × 3 stencil
+    (``depthwise3x3_numba``): a 2-D forward pass with a 3 × 3 kernel; the input gradient of
+    one with one output channel per input channel, padded by at most 2 on each side
     (``_stencil_reads_dy``, which also needs w finite, known only at run time)."""
     g = geometry
     if tuple(g.kernel) != (3, 3):
@@ -195,6 +194,7 @@ def stencil_runs(geometry, pass_name):
 
 
 def _stencil_input_shape(out_channels, groups, pads):
+    """One output channel per input channel, and at most 2 of padding on each side."""
     return out_channels == groups and all(lo <= 2 and hi <= 2 for lo, hi in pads)
 
 
