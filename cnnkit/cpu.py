@@ -48,12 +48,17 @@ class Tiles:
                  stays under the gain (``conv.implicit.sliding_width``). The default where
                  ``cnnkit tune`` has not measured this machine's
                  (``implicit_gemm_numba.sliding_gain``)
+    lanes_wide_width the padded width up to which a stride-1 depthwise pass with a kernel
+                 of more than 9 taps runs with its channels on the lanes rather than on the
+                 row correlation, where ``cnnkit tune`` has not measured this machine's
+                 (``depthwise_lanes_wide_max_width``)
     """
     gemm_rows: tuple
     planar: tuple
     rows: tuple
     sliding: tuple
     sliding_gain: tuple
+    lanes_wide_width: int
 
 
 # Per family: register budget, as in BLIS's per-architecture configurations (the Haswell
@@ -87,14 +92,20 @@ class Tiles:
 #   (2.18–2.87), two vectors 1.25 (1.26–1.40); AVX2 1.3 (1.29–1.39). Those were read on an
 #   Emerald Rapids machine; a Rocket Lake one read 1.45–1.48 and 1.09–1.17, so ``cnnkit tune``
 #   measures each machine's (``implicit_sliding_gain_1`` and ``_2``).
+#   lanes_wide_width: 5 × 5 and 7 × 7 depthwise layers, 8 images of 64 channels, 2 threads,
+#   ms, forward / input gradient, lanes against the row correlation (BENCHMARKS.md, "Depthwise
+#   layers with kernels over 3 × 3 on the lanes"): on AVX2 the lanes won at every map tried,
+#   28² to 112² (5 × 5 on 56²: 0.86 / 0.96 against 1.46 / 1.59); on AVX-512 the lanes won or
+#   tied on 5 × 5 layers up to 96² (not on 112²), on 7 × 7 ones up to 40² (not on 48², 56²,
+#   64², 96² or 112², but on 80²), so 48 columns, padded.
 # The kernels compile these numbers in, and Numba's on-disk cache knows a kernel by its own
 # source file, not by this table: after editing it, delete the kernels' cached builds
 # (cnnkit/kernels/__pycache__/*.nbi and *.nbc), or a stale tile runs against new buffers.
 TILES = {
     32: Tiles(gemm_rows=(0, 8, 10, 8, 6), planar=(4, 4), rows=((1, 4), (4, 1), (4, 2), (4, 4)),
-              sliding=(0, 14, 10), sliding_gain=(0, 2.2, 1.25)),
+              sliding=(0, 14, 10), sliding_gain=(0, 2.2, 1.25), lanes_wide_width=48),
     16: Tiles(gemm_rows=(0, 8, 6, 4, 0), planar=(6, 2), rows=((1, 4), (4, 1), (4, 2), (4, 2)),
-              sliding=(0, 8), sliding_gain=(0, 1.3)),
+              sliding=(0, 8), sliding_gain=(0, 1.3), lanes_wide_width=1 << 20),
 }
 
 

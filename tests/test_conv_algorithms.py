@@ -6,6 +6,9 @@ path that only rarely wins the heuristic is still checked on every configuration
 A forced algorithm is refused (NotApplicable) on a pass it does not apply to: those passes go
 by the heuristic, and a case it applies to on no pass is skipped.
 """
+import types
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +16,9 @@ import torch.nn.functional as TF
 
 import cnnkit
 import cnnkit.functional as F
-from cnnkit import tuning
+from cnnkit import cpu, tuning
 from cnnkit.kernels import conv as conv_kernels
+from cnnkit.kernels.conv import lanes as lanes_conv
 
 # (dims, N, C, K, spatial, kernel, stride, padding, dilation, groups)
 CASES = [
@@ -200,6 +204,22 @@ def test_heuristic_choices():
     assert pick(240, 240, (3, 3), (1, 1), 240, 16, (18, 18), pass_name="input") == "rows"
     assert pick(240, 240, (3, 3), (1, 1), 240, 16, (16, 16), pass_name="input") == "lanes"
     assert pick(240, 240, (5, 5), (1, 1), 240, 16, (20, 20), pass_name="input") == "lanes"
+    # a stride-1 kernel of more than 9 taps: on the lanes up to depthwise_lanes_wide_max_width
+    # columns, beyond on the row correlation; 0, its default, takes the CPU table's entry
+    with tuning.override(depthwise_lanes_wide_max_width=64):
+        assert pick(64, 64, (5, 5), (1, 1), 64, 8, (60, 60)) == "lanes"
+        assert pick(64, 64, (5, 5), (1, 1), 64, 8, (68, 68)) == "rows"
+        assert pick(64, 64, (7, 7), (1, 1), 64, 8, (64, 64), pass_name="input") == "lanes"
+        assert pick(64, 64, (7, 7), (1, 1), 64, 8, (66, 66), pass_name="input") == "rows"
+        assert pick(64, 64, (3, 3), (1, 1), 64, 8, (60, 60), pass_name="input") == "rows"
+    for registers, lanes_up_to, rows_from in ((32, 48, 50), (16, 132, None)):
+        table = cpu.TILES[registers]
+        with tuning.override(depthwise_lanes_wide_max_width=0), \
+                mock.patch.object(lanes_conv, "host", lambda: types.SimpleNamespace(tiles=table)):
+            assert lanes_conv.wide_kernel_max_width() == table.lanes_wide_width >= lanes_up_to
+            assert pick(64, 64, (5, 5), (1, 1), 64, 8, (lanes_up_to,) * 2) == "lanes"
+            if rows_from:
+                assert pick(64, 64, (5, 5), (1, 1), 64, 8, (rows_from,) * 2) == "rows"
     # strided depthwise forward passes on the lanes up to wider maps than the other passes
     # (``depthwise_lanes_strided_forward_max_width``); their input gradients on the phases
     assert pick(96, 96, (3, 3), (2, 2), 96, 8, (114, 114)) == "lanes"

@@ -231,6 +231,26 @@ def _depthwise_lanes_input(fast, time_ns):
         widths, lambda m: input_gradient(lanes, m), lambda m: input_gradient(rows, m), time_ns)}
 
 
+def _depthwise_lanes_wide(fast, time_ns):
+    """The forward pass of a 5 × 5 depthwise layer (padding 2, 64 channels, 8 images) with
+    the channels on the lanes against the row correlation."""
+    from ..kernels import depthwise_lanes_numba as lanes
+    from ..kernels.conv import rows
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((64, 1, 5, 5)).astype(np.float32)
+    pads = ((2, 2), (2, 2))
+
+    def forward(kernels, width):
+        x = rng.standard_normal((8, 64, width - 4, width - 4)).astype(np.float32)
+        out = x.shape[2:]
+        if kernels is lanes:
+            return lambda: lanes.forward(x, w, pads, (1, 1), (1, 1), out)
+        return lambda: rows.forward(x, w, out, pads)
+    widths = (20, 52, 100) if fast else (12, 20, 36, 52, 68, 100, 132)
+    return {"depthwise_lanes_wide_max_width": _crossover(
+        widths, lambda m: forward(lanes, m), lambda m: forward(rows, m), time_ns)}
+
+
 def _depthwise_lanes_strided(fast, time_ns):
     """The strided forward pass (3 × 3 at stride 2, padding 1, 64 channels, 8 images: a
     training batch, whose maps outgrow the caches from about 128 × 128) with the channels on
@@ -324,6 +344,7 @@ MEASUREMENTS = (
     ("depthwise_lanes_input", _depthwise_lanes_input, False),
     ("depthwise_lanes_stencil", _depthwise_lanes_stencil, False),
     ("depthwise_lanes_strided", _depthwise_lanes_strided, False),
+    ("depthwise_lanes_wide", _depthwise_lanes_wide, False),
     ("depthwise_lanes_sliding", _depthwise_lanes_sliding, True),
     ("implicit_sliding", _implicit_sliding, True),
     ("rows", _rows, True),

@@ -312,6 +312,15 @@ _TABLE = [
              "0.79, 16 of 256 of 16 × 16 0.48 against 0.36 / 0.47 against 0.35. Measured as "
              "the crossover of the two forward passes.",
              0, 1 << 20, integer=True, measured_by=TUNE),
+    Constant("depthwise_lanes_wide_max_width", 0, "padded input columns",
+             "The same for a stride-1 depthwise forward pass or input gradient whose kernel "
+             "has more than 9 taps (5 × 5, 7 × 7), against the row correlation. 0: the CPU "
+             "table's entry for this ISA family (``cpu.TILES``' lanes_wide_width: 48 on "
+             "AVX-512, every width on AVX2, from one machine of each), which other CPUs of "
+             "the family need not share. Measured as the crossover of the two forward passes "
+             "of a 5 × 5 layer (8 images of 64 channels); where the lanes win at every width "
+             "tried, the default stays (BENCHMARKS.md, \"Depthwise layers with kernels over "
+             "3 × 3 on the lanes\").", 0, 1 << 20, integer=True, measured_by=TUNE),
     Constant("depthwise_lanes_strided_forward_max_width", 160, "padded input columns",
              "The same for a strided depthwise forward pass, whose alternative is the sum over "
              "the input's stride phases (conv/depthwise.py). 2 threads, ms, "

@@ -25,6 +25,7 @@ stencil's rows are long enough there), nor layers of fewer channels than a block
 which it fills with zeros.
 """
 from ... import tuning
+from ...cpu import host
 from . import rows
 from .. import depthwise_lanes_numba as lanes
 
@@ -54,8 +55,9 @@ def wins(geometry, pass_name):
     """At least a block of channels; every grouped layer's pass and depthwise weight
     gradient; depthwise forward passes and input gradients of maps up to
     ``depthwise_lanes_max_width`` columns (padded), up to
-    ``depthwise_lanes_stencil_max_width`` where the 3 × 3 stencil is the alternative and up
-    to ``depthwise_lanes_strided_forward_max_width`` for a strided forward pass."""
+    ``depthwise_lanes_stencil_max_width`` where the 3 × 3 stencil is the alternative, up
+    to ``depthwise_lanes_strided_forward_max_width`` for a strided forward pass and up to
+    ``wide_kernel_max_width`` for a stride-1 kernel of more than 9 taps."""
     g = geometry
     if g.in_channels < lanes.BLOCK:
         return False
@@ -66,7 +68,14 @@ def wins(geometry, pass_name):
         limit = "depthwise_lanes_stencil_max_width"
     elif pass_name == "forward" and not g.unit_stride:
         limit = "depthwise_lanes_strided_forward_max_width"
+    elif g.unit_stride and g.unit_dilation and g.taps > 9:
+        return g.padded[1] <= wide_kernel_max_width()
     return g.padded[1] <= tuning.value(limit)
+
+
+def wide_kernel_max_width():
+    """``depthwise_lanes_wide_max_width``, or where it is 0, the CPU table's entry."""
+    return tuning.value("depthwise_lanes_wide_max_width") or host().tiles.lanes_wide_width
 
 
 def forward_pass(xp, w, g):
