@@ -213,7 +213,7 @@ def test_3x3_input_gradient_leaves_the_stencil_where_it_differs(case, monkeypatc
     with np.errstate(invalid="ignore"):
         dx = depthwise_rows.backward_input(dy, w, padded, c, pads)
     assert not calls
-    if case == "infinite tap":  # every cell that w's inf reaches is ±inf, none NaN
+    if case == "infinite tap":  # w's inf reaches cells as ±inf, and no cell is NaN
         assert np.isinf(dx[:, 1]).any() and not np.isnan(dx).any()
     np.testing.assert_array_equal(np.isnan(dx), np.isnan(expected))
     finite = np.isfinite(expected)

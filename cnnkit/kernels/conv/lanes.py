@@ -22,7 +22,10 @@ images of 56 × 56: forward 6.1 against 11.7 on the implicit GEMM, weight gradie
 and input gradients of large maps (8 × 32 of 112 × 112: forward 2.25 against 1.04), nor a 3 × 3
 stride-1 forward pass or input gradient that the stencil takes from 16 × 16 maps up (the
 stencil's rows are long enough there), nor layers of fewer channels than a block's CB lanes,
-which it fills with zeros.
+which it fills with zeros. Stride-1 kernels of more than 9 taps (5 × 5, 7 × 7) have a
+crossover with the row correlation of their own (``wide_kernel_max_width``): every map tried
+on AVX2, up to 48 columns on AVX-512 (BENCHMARKS.md, "Depthwise layers with kernels over
+3 × 3 on the lanes").
 """
 from ... import tuning
 from ...cpu import host
