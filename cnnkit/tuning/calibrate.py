@@ -185,24 +185,27 @@ def _compiled_depthwise(fast, time_ns):
         time_ns)}
 
 
-def _depthwise_case():
+def _depthwise_case(kernel=3):
     """(lanes kernels, row-correlation kernels, weights, padding, maps(width, images)): the
-    layer both depthwise-lanes crossovers time, 3 × 3 depthwise, padding 1, 64 channels, maps
-    of a padded ``width``."""
+    layer the depthwise-lanes crossovers time, ``kernel`` × ``kernel`` depthwise, padded by
+    kernel // 2, 64 channels, maps of a padded ``width``."""
     from ..kernels import depthwise_lanes_numba as lanes
     from ..kernels.conv import rows
     rng = np.random.default_rng(5)
-    w = rng.standard_normal((64, 1, 3, 3)).astype(np.float32)
+    w = rng.standard_normal((64, 1, kernel, kernel)).astype(np.float32)
+    pad = kernel // 2
 
     def maps(width, images):
-        return rng.standard_normal((images, 64, width - 2, width - 2)).astype(np.float32)
-    return lanes, rows, w, ((1, 1), (1, 1)), maps
+        side = width - 2 * pad
+        return rng.standard_normal((images, 64, side, side)).astype(np.float32)
+    return lanes, rows, w, ((pad, pad), (pad, pad)), maps
 
 
-def _depthwise_lanes_stencil(fast, time_ns):
-    """The stencil's forward pass (8 images) with the channels on the lanes against a plane's
-    columns on the lanes (``_depthwise_case``)."""
-    lanes, rows, w, pads, maps = _depthwise_case()
+def _forward_crossover(constant, kernel, widths, time_ns):
+    """{constant: the padded width from which the row correlation's forward pass (8 images of
+    ``_depthwise_case(kernel)``) beats the lanes'}: the 3 × 3 stencil's for 3, the row
+    correlation's own above."""
+    lanes, rows, w, pads, maps = _depthwise_case(kernel)
 
     def forward(kernels, width):
         x = maps(width, 8)
@@ -210,9 +213,15 @@ def _depthwise_lanes_stencil(fast, time_ns):
         if kernels is lanes:
             return lambda: lanes.forward(x, w, pads, (1, 1), (1, 1), out)
         return lambda: rows.forward(x, w, out, pads)
-    stencil = (6, 10, 16, 24) if fast else (6, 8, 12, 16, 24, 32)
-    return {"depthwise_lanes_stencil_max_width": _crossover(
-        stencil, lambda m: forward(lanes, m), lambda m: forward(rows, m), time_ns)}
+    return {constant: _crossover(widths, lambda m: forward(lanes, m),
+                                 lambda m: forward(rows, m), time_ns)}
+
+
+def _depthwise_lanes_stencil(fast, time_ns):
+    """The stencil's forward pass with the channels on the lanes against a plane's columns on
+    the lanes."""
+    return _forward_crossover("depthwise_lanes_stencil_max_width", 3,
+                              (6, 10, 16, 24) if fast else (6, 8, 12, 16, 24, 32), time_ns)
 
 
 def _depthwise_lanes_input(fast, time_ns):
@@ -232,23 +241,10 @@ def _depthwise_lanes_input(fast, time_ns):
 
 
 def _depthwise_lanes_wide(fast, time_ns):
-    """The forward pass of a 5 × 5 depthwise layer (padding 2, 64 channels, 8 images) with
-    the channels on the lanes against the row correlation."""
-    from ..kernels import depthwise_lanes_numba as lanes
-    from ..kernels.conv import rows
-    rng = np.random.default_rng(6)
-    w = rng.standard_normal((64, 1, 5, 5)).astype(np.float32)
-    pads = ((2, 2), (2, 2))
-
-    def forward(kernels, width):
-        x = rng.standard_normal((8, 64, width - 4, width - 4)).astype(np.float32)
-        out = x.shape[2:]
-        if kernels is lanes:
-            return lambda: lanes.forward(x, w, pads, (1, 1), (1, 1), out)
-        return lambda: rows.forward(x, w, out, pads)
-    widths = (20, 52, 100) if fast else (12, 20, 36, 52, 68, 100, 132)
-    return {"depthwise_lanes_wide_max_width": _crossover(
-        widths, lambda m: forward(lanes, m), lambda m: forward(rows, m), time_ns)}
+    """The same for a 5 × 5 layer, against the row correlation."""
+    return _forward_crossover("depthwise_lanes_wide_max_width", 5,
+                              (20, 52, 100) if fast else (12, 20, 36, 52, 68, 100, 132),
+                              time_ns)
 
 
 def _depthwise_lanes_strided(fast, time_ns):

@@ -66,14 +66,15 @@ def wins(geometry, pass_name):
         return False
     if pass_name == "weight" or _group_width(g) > 1:
         return True
-    limit = "depthwise_lanes_max_width"
     if _stencil_alternative(g, pass_name):
-        limit = "depthwise_lanes_stencil_max_width"
+        limit = tuning.value("depthwise_lanes_stencil_max_width")
     elif pass_name == "forward" and not g.unit_stride:
-        limit = "depthwise_lanes_strided_forward_max_width"
+        limit = tuning.value("depthwise_lanes_strided_forward_max_width")
     elif g.unit_stride and g.unit_dilation and g.taps > 9:
-        return g.padded[1] <= wide_kernel_max_width()
-    return g.padded[1] <= tuning.value(limit)
+        limit = wide_kernel_max_width()
+    else:
+        limit = tuning.value("depthwise_lanes_max_width")
+    return g.padded[1] <= limit
 
 
 def wide_kernel_max_width():
