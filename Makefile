@@ -10,7 +10,8 @@ KERNEL_TESTS := tests/test_conv_implicit.py tests/test_correlate_rows.py \
 	tests/test_conv_algorithms.py \
 	tests/test_signal.py tests/test_conv_hypothesis.py tests/test_transpose.py tests/test_conv_fused_passes.py \
 	tests/test_ieee.py tests/test_vector_math.py tests/test_arithmetic_numba.py \
-	tests/test_planar_images.py tests/test_weight_rows.py tests/test_conv_sliding.py
+	tests/test_planar_images.py tests/test_weight_rows.py tests/test_conv_sliding.py \
+	tests/test_window_fold.py
 
 .PHONY: train test test-targets data
 

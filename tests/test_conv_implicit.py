@@ -22,7 +22,7 @@ from cnnkit.kernels import aligned
 from cnnkit.kernels import conv as conv_kernels
 from cnnkit.kernels import implicit_gemm_numba
 from cnnkit.kernels.conv import implicit as conv_implicit
-from cnnkit.kernels.conv import strided_input
+from cnnkit.kernels.conv import strided_input, window_fold
 
 TORCH_CONV = {1: TF.conv1d, 2: TF.conv2d, 3: TF.conv3d}
 
@@ -53,7 +53,7 @@ def layers(draw):
 @given(layer=layers(), seed=st.integers(0, 2**16))
 def test_implicit_matches_torch(planar, layer, seed):
     """Both orientations of the product (channels-last and planar), forced; strided input
-    gradients in both arrangements of the phases."""
+    gradients in both arrangements of the phases, and folded."""
     with mock.patch.object(conv_implicit, "planar_wins", lambda *shape: planar):
         _check_layer(layer, seed)
 
@@ -87,10 +87,14 @@ def _check_layer(layer, seed):
         # both arrangements of the phases (strided_input), the padding's cells kept or not
         inside = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(xp.shape[2:], pads))
         # (as parallel products, or as parallel tasks per image)
-        for arrangement in (partial(strided_input.by_phases, per_image=False),
-                            partial(strided_input.by_phases, per_image=True),
-                            partial(strided_input.subpixel, per_image=False),
-                            partial(strided_input.subpixel, per_image=True)):
+        # (and the windows' columns folded, for 1-D and 2-D layers)
+        arrangements = [partial(strided_input.by_phases, per_image=False),
+                        partial(strided_input.by_phases, per_image=True),
+                        partial(strided_input.subpixel, per_image=False),
+                        partial(strided_input.subpixel, per_image=True)]
+        if window_fold.applies(geometry):
+            arrangements.append(window_fold.input_gradient)
+        for arrangement in arrangements:
             dx = arrangement(dy, w, xp.shape[2:], stride, dilation)
             _check(dx, xt.grad.numpy(), scale)
             dx = arrangement(dy, w, xp.shape[2:], stride, dilation, pads)

@@ -135,7 +135,7 @@ def _sliding_codegen(rows, vectors, width, cell=1):
             vec.as_pointer()), align=4) for v in range(vectors)] for a in range(width)]
         new = list(acc)
         for q in range(rows + width - 1):  # the run's values, each broadcast once
-            term = _splat(builder, builder.load(builder.gep(run, [const(q * cell)]), align=4),
+            term = splat(builder, builder.load(builder.gep(run, [const(q * cell)]), align=4),
                           vec)
             for a in range(width):  # in order of a for each output, as the plain tile sums
                 i = q - a
@@ -189,8 +189,9 @@ class _AccumulatorLoop:
         return total
 
 
-def _splat(builder, value, vec):
-    """``value`` (a float) in every lane of a vector: a broadcast."""
+def splat(builder, value, vec):
+    """``value`` (a float, or an integer for a vector of integers) in every lane of a vector
+    of LANES: a broadcast."""
     i32 = ir.IntType(32)
     undef = ir.Constant(vec, ir.Undefined)
     return builder.shuffle_vector(builder.insert_element(undef, value, ir.Constant(i32, 0)),
@@ -211,7 +212,7 @@ def _store_tile(builder, c, c_row, total, accumulate, rows, vectors, vec, row_bi
     for i in range(rows):
         row = builder.gep(c, [builder.load(builder.gep(c_row, [ir.Constant(i64, i)]))])
         if row_bias is not None:
-            bias = _splat(builder, builder.load(builder.gep(row_bias, [ir.Constant(i64, i)]),
+            bias = splat(builder, builder.load(builder.gep(row_bias, [ir.Constant(i64, i)]),
                                                 align=4), vec)
         for v in range(vectors):
             target = builder.bitcast(builder.gep(row, [ir.Constant(i64, LANES * v)]),
@@ -386,7 +387,7 @@ def _tile_codegen(rows, vectors, gathered, lanewise=False, width=1, spread=None,
                                                       vec.as_pointer()), align=4)
                          for v in range(vectors)]
             else:
-                x_vec = [_splat(builder, builder.load(x_at, align=4), vec)] * vectors
+                x_vec = [splat(builder, builder.load(x_at, align=4), vec)] * vectors
             if spread:  # set g, vector v: x's permutation g times B's vector v
                 new += [builder.call(fma, [x_vec[v] if width == 1 else builder.shuffle_vector(
                     x_vec[v], undef, masks[g]), b_vec[v], acc[(i * width + g) * vectors + v]])

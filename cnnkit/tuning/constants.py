@@ -48,6 +48,24 @@ _TABLE = [
              "(1024 terms) 13.7 against 22.5 and 20.4 against 25.7; 5×5 at stride 2, C = 1, "
              "K = 32 (288 terms) 0.33 against 0.32; 3×3 at stride 2, C = 8, K = 32 (128 "
              "terms) 1.02 against 0.81." + _NOT_TIMED, 1, 1 << 20, integer=True),
+    Constant("implicit_fold_min_gain", 1.15, "× (multiply-adds)",
+             "A strided 1-D or 2-D input gradient of fewer input channels (per group) than a "
+             "vector's lanes folds its windows' columns into dx (``kernels/conv/"
+             "window_fold.py``) where the product over all phases would run this many times "
+             "its multiply-adds or more (``window_fold.gain``: the lanes the phases idle and "
+             "the zero weights of the shifts a phase lacks). Time of the fold over the "
+             "product's, 2 threads, AVX-512: 1.08 at 1.00 times the multiply-adds (4 × 4 at "
+             "stride 4, 32 images of 224², 3 → 96 channels), 1.17 at 0.94 (2 × 2 at stride "
+             "2, 12 → 48), 0.99 at 1.23 (AlexNet's first layer), 0.52 at 1.67 (ResNet's "
+             "stem); the same 4 × 4 layer on 8 images of 128² read 0.67–0.95 in three runs, "
+             "too noisy a crossover for ``cnnkit tune`` (BENCHMARKS.md, \"Strided input "
+             "gradients of few channels: the windows folded\")." + _NOT_TIMED, 0.5, 4.0),
+    Constant("implicit_fold_chunk_bytes", 1 << 18, "bytes",
+             "The windows' columns of a chunk of positions and the chunk of dy packed for the "
+             "product, which the fold then reads back (``kernels/window_fold_numba.py``): in "
+             "L2. AlexNet's first layer's input gradient, 2 threads, AVX-512: 5.18, 5.17 and "
+             "5.19 ms at chunks of 4, 8 and 16 strips (64 positions each; 8 is about "
+             "this)." + _NOT_TIMED, 1 << 12, 1 << 26, integer=True),
     Constant("implicit_empty_phases_max_terms", 256, "multiply-adds per output (K)",
              "A strided input gradient whose kernel leaves phases of dx that no tap reaches "
              "(a 1×1 layer at stride 2), of a vector of input channels or more, runs on the "

@@ -22,7 +22,7 @@ from .. import aligned, implicit_gemm_numba as compiled, planar_images_numba, we
 from ..bias_numba import bias_grad
 from ..finite import NotFinite, all_finite
 from ..transpose_numba import planes_to_rows, shares_to_planes, weight_rows_to_panels
-from . import depthwise, shift, strided_input
+from . import depthwise, shift, strided_input, window_fold
 from .geometry import output_spatial
 from .shift import flat_pitches
 from ..padding import zero_pad
@@ -75,8 +75,9 @@ def wins(geometry, pass_name):
 
 def _strided_input_wins(g):
     """``strided_input`` against im2col + col2im, for a strided input gradient: per phase
-    (``by_phases``) for C of a vector or more, else one product over all phases
-    (``subpixel``). 2 threads, best of 12 or more, ms, AVX-512 / AVX2 (emulated as the
+    (``by_phases``) for C of a vector or more, else the windows' columns folded
+    (``window_fold``, where it wins: 2.0–3.3 times as fast as im2col + col2im on the layers
+    of its module's docstring) or one product over all phases (``subpixel``). 2 threads, best of 12 or more, ms, AVX-512 / AVX2 (emulated as the
     bench's ``--isa avx2``: OpenBLAS held to its Haswell kernels):
 
     * every phase reached by taps: per phase res3x3_s2 (C = 64) 4.8 against 7.0 / 7.2
@@ -99,6 +100,8 @@ def _strided_input_wins(g):
       im2col + col2im shares the cores with the compiled kernels' threads around it.
       BENCHMARKS.md, "Strided input gradients whose taps lie apart"."""
     apart = strided_input.taps_apart(g)
+    if window_fold.wins(g):
+        return True
     if g.in_channels >= compiled.LANES:
         return strided_input.every_phase_has_taps(g) or apart and \
             g.out_channels <= tuning.value("implicit_empty_phases_max_terms")
@@ -220,12 +223,17 @@ def needs_finite(geometry, pass_name):
     """The input gradient reads dy zero-padded, and those zeros meet w, except for a 1×1
     kernel at stride 1 (dx = wᵀ dy, nothing to pad): w then may hold inf or NaN, and its
     check, a pass over all of w, is spared (4 MB for 2048 → 512 channels). A strided input
-    gradient of few channels also needs dy finite: its one product over all phases gives
-    each phase zero weights for the shifts it lacks (``strided_input.subpixel``)."""
+    gradient of few channels also needs dy finite on one product over all phases, which
+    gives each phase zero weights for the shifts it lacks (``strided_input.subpixel``), and
+    neither when it folds the windows' columns (``window_fold``: no zero meets anything)."""
     if pass_name != "input" or (geometry.taps == 1 and geometry.unit_stride):
         return frozenset()
-    if not geometry.unit_stride and _strided_arrangement(geometry) is strided_input.subpixel:
-        return frozenset({"w", "dy"})
+    if not geometry.unit_stride:
+        arrangement = _strided_arrangement(geometry)
+        if arrangement is window_fold.input_gradient:
+            return frozenset()
+        if arrangement is strided_input.subpixel:
+            return frozenset({"w", "dy"})
     return frozenset({"w"})
 
 
@@ -246,9 +254,12 @@ def checks_finite(geometry, pass_name):
 
 def _strided_arrangement(g):
     """The strided input gradient's arrangement: a product per phase for a vector of input
-    channels or more (per group), else one product over all phases."""
+    channels or more (per group), else the windows' columns folded where that wins
+    (``window_fold.wins``), else one product over all phases."""
     if g.in_channels // g.groups >= compiled.LANES:
         return strided_input.by_phases
+    if window_fold.wins(g):
+        return window_fold.input_gradient
     return strided_input.subpixel
 
 
@@ -259,6 +270,8 @@ def input_pass(dy, w, g, dy_finite=False):
     if g.unit_stride:
         return backward_input(dy, w, g.padded, g.dilation, g.pads, g.groups, check_w=check_w)
     arrangement = _strided_arrangement(g)
+    if arrangement is window_fold.input_gradient:
+        return arrangement(dy, w, g.padded, g.stride, g.dilation, g.pads, groups=g.groups)
     if arrangement is strided_input.subpixel:
         return arrangement(dy, w, g.padded, g.stride, g.dilation, g.pads, groups=g.groups,
                            check_dy=not dy_finite)

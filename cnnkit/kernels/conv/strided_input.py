@@ -1,4 +1,5 @@
-"""The input gradient of a strided convolution on the implicit GEMM, in two arrangements.
+"""The input gradient of a strided convolution on the implicit GEMM, in two arrangements (a
+third, for few input channels, folds the windows' columns instead: ``window_fold``).
 
 A stride-s layer's padded input cell j = q·s + r (a residue r per dim: its *phase*) receives
 
@@ -112,7 +113,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
     cells = math.prod(plan.size)
     by_image = implicit.per_image_tasks(n * groups, cells, compiled.tile(c)[2], per_image)
     if groups > 1 and not by_image:
-        return _group_by_group(by_phases, dy, w, spatial, stride, dilation, pads, groups,
+        return group_by_group(by_phases, dy, w, spatial, stride, dilation, pads, groups,
                                per_image=False, check_w=check_w)
     dy = dy.reshape((n * groups, k) + dy.shape[2:])  # image n·G + j: group j's channels
     n *= groups
@@ -248,7 +249,7 @@ def _shape_key(dy, spatial, stride, dilation, pads):
             tuple(key(pair) for pair in pads))
 
 
-def _group_by_group(arrangement, dy, w, spatial, stride, dilation, pads, groups, **options):
+def group_by_group(arrangement, dy, w, spatial, stride, dilation, pads, groups, **options):
     """A grouped layer's input gradient as one ``arrangement`` per group, in turn."""
     return np.concatenate([arrangement(np.ascontiguousarray(dy_j), w_j, spatial, stride,
                                        dilation, pads, **options)
@@ -277,7 +278,7 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None, groups
     2 threads; 4.15 against 3.87 with them kept. NumPy's concatenate and ``take`` of the
     weights then took 89 µs right after a product, the compiled gather 60.)"""
     if groups > 1:
-        return _group_by_group(subpixel, dy, w, spatial, stride, dilation, pads, groups,
+        return group_by_group(subpixel, dy, w, spatial, stride, dilation, pads, groups,
                                per_image=per_image, check_dy=check_dy)
     pads = pads or [(0, 0)] * len(spatial)
     n, c = dy.shape[0], w.shape[1]
@@ -337,6 +338,15 @@ class _SubpixelGrid(NamedTuple):
     terms: int
     padded: tuple
     out: tuple
+
+
+def subpixel_grid(geometry):
+    """``subpixel``'s product (``_SubpixelGrid``) for a layer's ``ConvGeometry`` (one
+    group's)."""
+    g, key = geometry, implicit.int_key
+    return _subpixel_grid((g.out_channels, g.in_channels) + key(g.kernel), key(g.out),
+                          key(g.padded), key(g.stride), key(g.dilation),
+                          tuple(key(pair) for pair in g.pad_widths))
 
 
 @functools.lru_cache(maxsize=64)
