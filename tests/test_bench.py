@@ -458,3 +458,18 @@ def test_turns_times_each_count_of_calls_a_turn_and_each_library_alone(capsys):
     with pytest.raises(SystemExit):
         turns.main(["--only", "no_such_layer"])
     assert "no layer named no_such_layer" in capsys.readouterr().err
+
+
+def test_window_fold_bench_times_the_fold_against_the_heuristics_other_way(monkeypatch, capsys):
+    """``python -m cnnkit.bench.window_fold``: per layer its gain, whether the heuristic folds,
+    what runs without the fold and both times."""
+    from cnnkit.bench import window_fold as bench
+    monkeypatch.setattr(bench, "LAYERS", {"stem": (2, 3, 8, 30, 7, 2, 3),
+                                          "patches": (2, 3, 8, 32, 4, 4, 0)})
+    gain, taken, before, *times = bench.measure("stem", repeats=2)
+    assert gain > 1.15 and taken and before in ("subpixel", "gemm") and min(times) > 0
+    bench.main(["--repeats", "1"])
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].startswith("implicit_fold_min_gain now: 1.15")
+    assert [r.split(" | ")[0] for r in rows[3:]] == ["| stem", "| patches"]
+    assert rows[4].startswith("| patches | 1.00 | no | ")

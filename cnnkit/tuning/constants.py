@@ -53,13 +53,14 @@ _TABLE = [
              "vector's lanes folds its windows' columns into dx (``kernels/conv/"
              "window_fold.py``) where the product over all phases would run this many times "
              "its multiply-adds or more (``window_fold.gain``: the lanes the phases idle and "
-             "the zero weights of the shifts a phase lacks). Time of the fold over the "
-             "product's, 2 threads, AVX-512: 1.08 at 1.00 times the multiply-adds (4 × 4 at "
-             "stride 4, 32 images of 224², 3 → 96 channels), 1.17 at 0.94 (2 × 2 at stride "
-             "2, 12 → 48), 0.99 at 1.23 (AlexNet's first layer), 0.52 at 1.67 (ResNet's "
-             "stem); the same 4 × 4 layer on 8 images of 128² read 0.67–0.95 in three runs, "
-             "too noisy a crossover for ``cnnkit tune`` (BENCHMARKS.md, \"Strided input "
-             "gradients of few channels: the windows folded\")." + _NOT_TIMED, 0.5, 4.0),
+             "the zero weights of the shifts a phase lacks). Time of the fold over the other "
+             "way's, 2 threads, AVX-512 / AVX2: 1.10 / 1.15 at gains of 1.00 / 0.89 (4 × 4 "
+             "at stride 4, 32 images of 224², 3 → 96 channels), 0.96 / 0.91 at 1.23 / 1.22 "
+             "(AlexNet's first layer), 0.56 / 0.66 at 1.67 / 1.61 (ResNet's stem); smaller "
+             "layers gain below 1.15 too (BENCHMARKS.md, \"Strided input gradients of few "
+             "channels: the windows folded\"). Re-measured by comparing those times layer by "
+             "layer, not by ``cnnkit tune``: a timing of one layer read 0.67–0.95 in three "
+             "runs.", 0.5, 4.0, measured_by="python -m cnnkit.bench.window_fold"),
     Constant("implicit_fold_chunk_bytes", 1 << 18, "bytes",
              "The windows' columns of a chunk of positions and the chunk of dy packed for the "
              "product, which the fold then reads back (``kernels/window_fold_numba.py``): in "

@@ -76,8 +76,8 @@ def wins(geometry, pass_name):
 def _strided_input_wins(g):
     """``strided_input`` against im2col + col2im, for a strided input gradient: per phase
     (``by_phases``) for C of a vector or more, else the windows' columns folded
-    (``window_fold``, where it wins: 2.0–3.3 times as fast as im2col + col2im on the layers
-    of its module's docstring) or one product over all phases (``subpixel``). 2 threads, best of 12 or more, ms, AVX-512 / AVX2 (emulated as the
+    (``window_fold``, where it wins: 1.7–3.6 times as fast as im2col + col2im on the layers
+    of ``python -m cnnkit.bench.window_fold``, AVX-512) or one product over all phases (``subpixel``). 2 threads, best of 12 or more, ms, AVX-512 / AVX2 (emulated as the
     bench's ``--isa avx2``: OpenBLAS held to its Haswell kernels):
 
     * every phase reached by taps: per phase res3x3_s2 (C = 64) 4.8 against 7.0 / 7.2

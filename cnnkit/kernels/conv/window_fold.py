@@ -7,18 +7,20 @@ S·C (phase, channel) pairs on the lanes, idling those past S·C, and gives ever
 shift of the union of the phases' shifts, zero weights for those it lacks (an 11 × 11 kernel
 at stride 4: 9 shifts per phase for an average of 121/16). The columns of each window,
 col[(c, tap), p] = Σ_k w[k, c, tap] · dy[k, p], are exactly the gradient's terms, and their
-sum over the windows that cover a cell is dx (the col2im of docs/concepts.md's
-backpropagation, computed a chunk at a time in cache instead of written out).
+sum over the windows that cover a cell is dx: each input cell takes its share of every
+output whose window covered it (docs/concepts.md, section 13), as im2col + col2im computes it,
+here a chunk of windows at a time in cache instead of all the columns written out.
 
 ``gain`` counts both ways' multiply-adds and ``wins`` takes the fold from
-``implicit_fold_min_gain`` times fewer on: 2 threads, AVX-512, ms, fold against what ran
-before (BENCHMARKS.md, "Strided input gradients of few channels: the windows folded"):
+``implicit_fold_min_gain`` times fewer on: 2 threads, AVX-512, ms, folded against what ran
+before (``python -m cnnkit.bench.window_fold``; BENCHMARKS.md, "Strided input gradients of
+few channels: the windows folded"):
 
-* AlexNet's first layer (8 images, 3 → 64, 224², 11 × 11 at stride 4; 1.23 times fewer):
-  5.03 against 5.06 (``subpixel``);
-* ResNet's stem (4 images, 3 → 64, 224², 7 × 7 at stride 2; 1.67): 4.51 against 8.70;
-* 3 × 3 at stride 2, 3 → 32 channels, 16 images of 224² (1.81): 4.35 against 11.43 (im2col);
-* 4 × 4 at stride 4 (taps apart, 1.00): 7.81 against 7.25, which it leaves to ``subpixel``.
+* AlexNet's first layer (8 images, 3 → 64, 224², 11 × 11 at stride 4; gain 1.23): 5.06
+  against 5.24 (``subpixel``);
+* ResNet's stem (4 images, 3 → 64, 224², 7 × 7 at stride 2; 1.67): 4.64 against 8.33;
+* 3 × 3 at stride 2, 3 → 32 channels, 16 images of 224² (1.81): 4.60 against 11.46 (im2col);
+* 4 × 4 at stride 4 (taps apart, 1.00): 7.94 against 7.23, which it leaves to ``subpixel``.
 """
 import math
 

@@ -1,0 +1,85 @@
+"""Re-measure ``implicit_fold_min_gain``: the input gradients of strided layers of few input
+channels, their windows' columns folded (``conv.window_fold``) against what the dispatcher
+runs without the fold (``strided_input.subpixel``, or im2col + col2im), each layer with its
+gain (the multiply-adds of the product over all phases over the fold's).
+
+    python -m cnnkit.bench.window_fold [--repeats 12] [--only alexnet stem ...]
+    NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell python -m cnnkit.bench.window_fold
+
+The constant is the gain from which the fold runs faster: the time ratio crosses 1 between
+the layers of the gains either side of it. Layers of a vector of input channels or more stay
+on the products per phase whatever their gain (``window_fold.wins``); their row shows what
+the fold would take.
+"""
+import argparse
+
+import numpy as np
+
+from .. import tuning
+from ..kernels import conv
+from ..kernels.conv import implicit, window_fold
+from .timing import best_of_interleaved
+
+# name: (images, input channels, output channels, side of the square input, kernel, stride,
+# padding)
+LAYERS = {
+    "alexnet": (8, 3, 64, 224, 11, 4, 2),
+    "stem": (4, 3, 64, 224, 7, 2, 3),
+    "mobilenet": (16, 3, 32, 224, 3, 2, 1),
+    "patches": (32, 3, 96, 224, 4, 4, 0),
+    "patches_2x2": (32, 12, 48, 56, 2, 2, 0),
+    "c8_3x3_s2": (16, 8, 32, 56, 3, 2, 1),
+    "mnist_5x5_s2": (16, 1, 32, 28, 5, 2, 2),
+    "c3_5x5_s2": (8, 3, 64, 112, 5, 2, 2),
+    "c15_5x5_s3": (2, 15, 64, 100, 5, 3, 2),
+}
+_OFF = 4.0  # implicit_fold_min_gain's largest value: the fold never taken
+
+
+def measure(name, repeats):
+    """(gain, whether the heuristic folds, the arrangement taken without the fold, its ms,
+    the fold's ms) of one layer."""
+    n, c, k, side, kernel, stride, pad = LAYERS[name]
+    rng = np.random.default_rng(0)
+    out = (side + 2 * pad - kernel) // stride + 1
+    dy = rng.standard_normal((n, k, out, out), dtype=np.float32)
+    w = rng.standard_normal((k, c, kernel, kernel), dtype=np.float32)
+    padded, pads = (side + 2 * pad,) * 2, ((pad, pad), (pad, pad))
+    g = conv.ConvGeometry.of((n, c) + padded, w.shape, (stride,) * 2, (1, 1), 1, np.float32,
+                             pads)
+    with tuning.override(implicit_fold_min_gain=_OFF):
+        before = conv.select(g, "input")
+        if before == "implicit":
+            before = implicit._strided_arrangement(g).__name__
+
+    def without():
+        with tuning.override(implicit_fold_min_gain=_OFF):
+            conv.conv_backward_input(dy, w, padded, g.stride, g.dilation, 1, pads)
+
+    def folded():
+        window_fold.input_gradient(dy, w, padded, g.stride, g.dilation, pads)
+    times = best_of_interleaved([without, folded], repeats)
+    return window_fold.gain(g), window_fold.wins(g), before, times[0] * 1e3, times[1] * 1e3
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m cnnkit.bench.window_fold",
+        description="strided input gradients of few channels: folded against the other way")
+    parser.add_argument("--only", nargs="+", metavar="LAYER", choices=sorted(LAYERS))
+    parser.add_argument("--repeats", type=int, default=12)
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    print(f"implicit_fold_min_gain now: {tuning.value('implicit_fold_min_gain'):.3g}")
+    print("| layer | gain | folded by the heuristic | without the fold | ms | folded ms | "
+          "ratio |")
+    print("|---|---:|---|---|---:|---:|---:|")
+    for name in args.only or LAYERS:
+        gain, taken, before, ms_before, ms_fold = measure(name, args.repeats)
+        print(f"| {name} | {gain:.2f} | {'yes' if taken else 'no'} | {before} | "
+              f"{ms_before:.3f} | {ms_fold:.3f} | {ms_fold / ms_before:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
