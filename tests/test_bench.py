@@ -472,4 +472,4 @@ def test_window_fold_bench_times_the_fold_against_the_heuristics_other_way(monke
     rows = capsys.readouterr().out.splitlines()
     assert rows[0].startswith("implicit_fold_min_gain now: 1.15")
     assert [r.split(" | ")[0] for r in rows[3:]] == ["| stem", "| patches"]
-    assert rows[4].startswith("| patches | 1.00 | no | ")
+    assert rows[4].startswith("| patches | ") and " | no | " in rows[4]

@@ -19,6 +19,7 @@ import cnnkit.functional as F
 from cnnkit import cpu, tuning
 from cnnkit.kernels import conv as conv_kernels
 from cnnkit.kernels.conv import lanes as lanes_conv
+from cnnkit.kernels.conv import window_fold
 
 # (dims, N, C, K, spatial, kernel, stride, padding, dilation, groups)
 CASES = [
@@ -243,7 +244,7 @@ def test_heuristic_choices():
     assert pick(64, 128, (3, 3), (2, 2), 1, 32, (34, 34), pass_name="input") == "implicit"
     assert pick(3, 64, (11, 11), (4, 4), 1, 8, (228, 228), pass_name="input") == "implicit"
     assert pick(2, 32, (3, 3), (2, 2), 1, 32, (34, 34), pass_name="input") == "implicit"
-    with tuning.override(implicit_fold_min_gain=4.0):
+    with tuning.override(implicit_fold_min_gain=window_fold.NEVER):
         assert pick(3, 64, (11, 11), (4, 4), 1, 8, (228, 228), pass_name="input") == "implicit"
         assert pick(2, 32, (3, 3), (2, 2), 1, 32, (34, 34), pass_name="input") == "gemm"
     # ... and with phases of zeros (1 × 1 at stride 2): per phase up to
@@ -254,7 +255,7 @@ def test_heuristic_choices():
     # taps apart, few channels: one product over the phases from implicit_min_taps terms on
     # (a 4 × 4 patch at stride 4, a 1 × 1 kernel at stride 2), not below, unless the windows'
     # columns are folded (off here: the gain of these depends on the ISA's lanes)
-    with tuning.override(implicit_fold_min_gain=4.0):
+    with tuning.override(implicit_fold_min_gain=window_fold.NEVER):
         assert pick(3, 96, (4, 4), (4, 4), 1, 32, (224, 224), pass_name="input") == "implicit"
         assert pick(3, 32, (1, 1), (2, 2), 1, 64, (32, 32), pass_name="input") == "implicit"
         assert pick(3, 8, (2, 2), (2, 2), 1, 64, (32, 32), pass_name="input") == "gemm"

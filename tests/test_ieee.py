@@ -378,7 +378,8 @@ def test_strided_input_gradient_of_few_channels_needs_dy_finite():
 @pytest.fixture
 def without_fold():
     """The windows' columns folded (``conv.window_fold``) out of the heuristic's reach."""
-    with tuning.override(implicit_fold_min_gain=4.0):
+    from cnnkit.kernels.conv import window_fold
+    with tuning.override(implicit_fold_min_gain=window_fold.NEVER):
         yield
 
 

@@ -123,29 +123,61 @@ def test_nan_and_inf_land_where_pytorch_puts_them(where):
 
 
 def test_heuristic_folds_where_the_phases_would_compute_zeros():
-    """Few input channels and kernels wider than their stride: folded (ResNet's stem, AlexNet's
-    first layer, a 3 × 3 layer at stride 2 that went to im2col); a kernel no wider than its
-    stride computes no zero weights on the phases (``subpixel`` kept), nor do a vector of input
-    channels (``by_phases``); a gain above the constant turns it off."""
+    """Few input channels: folded from ``implicit_fold_min_gain`` on (ResNet's stem,
+    AlexNet's first layer, a 3 × 3 layer at stride 2 that went to im2col; a 4 × 4 kernel at
+    stride 4, whose phases compute no zero weights, stays below); a vector of input channels
+    stays on the products per phase, and so does a 3-D layer; a constant above every gain
+    turns the fold off, and one below every gain folds every layer of few channels."""
     lanes = implicit_gemm_numba.LANES
+    threshold = tuning.value("implicit_fold_min_gain")
 
     def geometry(c, size, kernel, stride, pad, n=8, k=64):
         padded = (size + 2 * pad,) * 2
         return conv.ConvGeometry.of((n, c) + padded, (k, c, kernel, kernel), (stride, stride),
                                     (1, 1), 1, np.float32, ((pad, pad), (pad, pad)))
     stem, alexnet = geometry(3, 224, 7, 2, 3), geometry(3, 224, 11, 4, 2)
-    small = geometry(3, 224, 3, 2, 1, k=32)
-    for g in (stem, alexnet, small):
-        assert window_fold.gain(g) > 1.15
-        assert conv.select(g, "input") == "implicit"
-        assert implicit._strided_arrangement(g) is window_fold.input_gradient
-    patches = geometry(3, 224, 4, 4, 0, k=96)
-    assert window_fold.gain(patches) < 1.15
+    small, patches = geometry(3, 224, 3, 2, 1, k=32), geometry(3, 224, 4, 4, 0, k=96)
+    assert window_fold.gain(alexnet) > 1.2 and window_fold.gain(patches) <= 1.0
+    for g in (stem, alexnet, small, patches):
+        folded = window_fold.gain(g) >= threshold
+        assert window_fold.wins(g) == folded
+        assert (implicit._strided_arrangement(g) is window_fold.input_gradient) == folded
+        if folded:
+            assert conv.select(g, "input") == "implicit"
+        with tuning.override(implicit_fold_min_gain=0.5):
+            assert implicit._strided_arrangement(g) is window_fold.input_gradient
+        with tuning.override(implicit_fold_min_gain=window_fold.NEVER):
+            assert implicit._strided_arrangement(g) is not window_fold.input_gradient
     assert implicit._strided_arrangement(patches) is strided_input.subpixel
     wide = geometry(lanes, 56, 3, 2, 1, k=32)
-    assert implicit._strided_arrangement(wide) is strided_input.by_phases
-    with tuning.override(implicit_fold_min_gain=4.0):
-        assert implicit._strided_arrangement(stem) is strided_input.subpixel
-    volume = conv.ConvGeometry.of((2, 3, 20, 20, 20), (8, 3, 3, 3, 3), (2, 2, 2), (1, 1, 1),
-                                  1, np.float32)
-    assert not window_fold.applies(volume)
+    with tuning.override(implicit_fold_min_gain=0.5):
+        assert implicit._strided_arrangement(wide) is strided_input.by_phases
+        volume = conv.ConvGeometry.of((2, 3, 20, 20, 20), (8, 3, 3, 3, 3), (2, 2, 2),
+                                      (1, 1, 1), 1, np.float32)
+        assert not window_fold.applies(volume) and not window_fold.wins(volume)
+        for empty in ((0, 3, 7, 7), (8, 0, 7, 7)):  # no channels: nothing to fold
+            g = conv.ConvGeometry.of((2, empty[1], 30, 30), empty, (2, 2), (1, 1), 1,
+                                     np.float32)
+            assert not window_fold.wins(g)
+            assert conv.select(g, "input") in conv.ALGORITHMS
+
+
+def test_shapes_that_do_not_fit_are_refused_before_the_kernel():
+    """The kernel reads and writes through addresses: dy and w that do not fit each other and
+    the padded input raise ValueError naming them; no channels or no images give zeros."""
+    rng = np.random.default_rng(9)
+    _, w, dy, padded, stride, dilation, pads = _layer(rng, 2, 3, 8, (21, 21), (5, 5), (2, 2))
+    w32, dy32 = w.astype(np.float32), dy.astype(np.float32)
+    with pytest.raises(ValueError, match="dy"):
+        window_fold.input_gradient(dy32[:, :, :-1], w32, padded, stride, dilation)
+    with pytest.raises(ValueError, match="dy"):
+        window_fold.input_gradient(np.zeros((2, 8, 40, 9), np.float32), w32, padded, stride,
+                                   dilation)
+    with pytest.raises(ValueError, match="K = 8"):
+        window_fold.input_gradient(dy32[:, :7], w32, padded, stride, dilation)
+    with pytest.raises(ValueError, match="1-D or 2-D"):
+        window_fold.input_gradient(dy32[..., None], w32[..., None], padded + (1,), stride + (1,),
+                                   dilation + (1,))
+    for empty_dy, empty_w in ((dy32[:0], w32), (dy32[:, :0], w32[:0]), (dy32, w32[:, :0])):
+        dx = window_fold.input_gradient(empty_dy, empty_w, padded, stride, dilation)
+        assert dx.shape == (empty_dy.shape[0], empty_w.shape[1]) + padded and not dx.any()

@@ -1,21 +1,23 @@
 """Re-measure ``implicit_fold_min_gain``: the input gradients of strided layers of few input
-channels, their windows' columns folded (``conv.window_fold``) against what the dispatcher
-runs without the fold (``strided_input.subpixel``, or im2col + col2im), each layer with its
-gain (the multiply-adds of the product over all phases over the fold's).
+channels through the dispatcher, their windows' columns folded (``conv.window_fold``) against
+what it runs without the fold (``strided_input.subpixel`` or ``by_phases``, or im2col +
+col2im), each layer with its gain (the multiply-adds of the product over all phases over the
+fold's).
 
     python -m cnnkit.bench.window_fold [--repeats 12] [--only alexnet stem ...]
     NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell python -m cnnkit.bench.window_fold
 
 The constant is the gain from which the fold runs faster: the time ratio crosses 1 between
 the layers of the gains either side of it. Layers of a vector of input channels or more stay
-on the products per phase whatever their gain (``window_fold.wins``); their row shows what
-the fold would take.
+on the products per phase whatever their gain (``window_fold.wins``); their row times the
+fold called directly, to show what it would take.
 """
 import argparse
 
 import numpy as np
 
 from .. import tuning
+from ..conv_arithmetic import conv_output_shape
 from ..kernels import conv
 from ..kernels.conv import implicit, window_fold
 from .timing import best_of_interleaved
@@ -33,7 +35,6 @@ LAYERS = {
     "c3_5x5_s2": (8, 3, 64, 112, 5, 2, 2),
     "c15_5x5_s3": (2, 15, 64, 100, 5, 3, 2),
 }
-_OFF = 4.0  # implicit_fold_min_gain's largest value: the fold never taken
 
 
 def measure(name, repeats):
@@ -41,25 +42,31 @@ def measure(name, repeats):
     the fold's ms) of one layer."""
     n, c, k, side, kernel, stride, pad = LAYERS[name]
     rng = np.random.default_rng(0)
-    out = (side + 2 * pad - kernel) // stride + 1
-    dy = rng.standard_normal((n, k, out, out), dtype=np.float32)
-    w = rng.standard_normal((k, c, kernel, kernel), dtype=np.float32)
     padded, pads = (side + 2 * pad,) * 2, ((pad, pad), (pad, pad))
+    out = conv_output_shape(padded, kernel, stride)
+    dy = rng.standard_normal((n, k) + out, dtype=np.float32)
+    w = rng.standard_normal((k, c, kernel, kernel), dtype=np.float32)
     g = conv.ConvGeometry.of((n, c) + padded, w.shape, (stride,) * 2, (1, 1), 1, np.float32,
                              pads)
-    with tuning.override(implicit_fold_min_gain=_OFF):
+    with tuning.override(implicit_fold_min_gain=window_fold.NEVER):
         before = conv.select(g, "input")
         if before == "implicit":
             before = implicit._strided_arrangement(g).__name__
+    taken = window_fold.wins(g)
 
-    def without():
-        with tuning.override(implicit_fold_min_gain=_OFF):
-            conv.conv_backward_input(dy, w, padded, g.stride, g.dilation, 1, pads)
+    def through_dispatch(gain):
+        def run():
+            with tuning.override(implicit_fold_min_gain=gain):
+                conv.conv_backward_input(dy, w, padded, g.stride, g.dilation, 1, pads)
+        return run
 
     def folded():
         window_fold.input_gradient(dy, w, padded, g.stride, g.dilation, pads)
-    times = best_of_interleaved([without, folded], repeats)
-    return window_fold.gain(g), window_fold.wins(g), before, times[0] * 1e3, times[1] * 1e3
+    with tuning.override(implicit_fold_min_gain=0.5):
+        foldable = window_fold.wins(g)
+    runs = [through_dispatch(window_fold.NEVER), through_dispatch(0.5) if foldable else folded]
+    times = best_of_interleaved(runs, repeats)
+    return window_fold.gain(g), taken, before, times[0] * 1e3, times[1] * 1e3
 
 
 def main(argv=None):

@@ -136,7 +136,7 @@ def _sliding_codegen(rows, vectors, width, cell=1):
         new = list(acc)
         for q in range(rows + width - 1):  # the run's values, each broadcast once
             term = splat(builder, builder.load(builder.gep(run, [const(q * cell)]), align=4),
-                          vec)
+                         vec)
             for a in range(width):  # in order of a for each output, as the plain tile sums
                 i = q - a
                 if 0 <= i < rows:
@@ -213,7 +213,7 @@ def _store_tile(builder, c, c_row, total, accumulate, rows, vectors, vec, row_bi
         row = builder.gep(c, [builder.load(builder.gep(c_row, [ir.Constant(i64, i)]))])
         if row_bias is not None:
             bias = splat(builder, builder.load(builder.gep(row_bias, [ir.Constant(i64, i)]),
-                                                align=4), vec)
+                                               align=4), vec)
         for v in range(vectors):
             target = builder.bitcast(builder.gep(row, [ir.Constant(i64, LANES * v)]),
                                      vec.as_pointer())

@@ -4,16 +4,17 @@ register-tiled micro-kernel).
 For image n and input channel c, output position p = (oy, ox) of dy and kernel tap (ky, kx):
 
     col[(ky, kx), p] = Σ_k w[k, c, ky, kx] · dy[n, k, p]                     (the product)
-    dx[n, c, oy·sy + ky·dy_, ox·sx + kx·dx_] += col[(ky, kx), p]            (the fold)
+    dx[n, c, oy·sy + ky·dil_y, ox·sx + kx·dil_x] += col[(ky, kx), p]      (the fold)
 
-(dy_, dx_ the dilation). The product has the taps as rows and dy's positions on the lanes, and
+(dil_y, dil_x the dilation). The product has the taps as rows and dy's positions on the lanes, and
 computes only the gradient's own terms (a product per phase of the stride, ``conv.
 strided_input``, gives a phase zero weights for the taps it lacks, and with few input channels
 idles lanes too). Each task (an image, or a share of its channels) packs a chunk of dy's
 positions, strip by strip, runs the product on it into columns that stay in cache, and folds
-them into a plane per channel split by phase along x: tap kx adds its row of columns to phase
-r = kx·dx_ mod sx at q = ox + ⌊kx·dx_ / sx⌋, a contiguous run (``add_shifted_runs``). At the
-end it interleaves the phases into dx without the padding (``interleave_phases``). Every
+them into a plane per channel split by phase along x: tap kx adds its row of columns to
+phase r = kx·dil_x mod sx at q = ox + ⌊kx·dil_x / sx⌋, a contiguous run
+(``add_shifted_runs``). At the end it interleaves the phases into dx without the padding
+(``interleave_phases``). Every
 product is one of the gradient's terms, so inf and NaN land where the sum puts them: nothing
 is read zero-padded.
 """
@@ -132,11 +133,11 @@ def fold_windows(tasks, dy, w_rows, geometry, dx, chunk_strips, tap_block, share
                  vectors):
     """dx (N, C, H, W) = the input gradient, inside the padding, of a 2-D convolution from dy
     (N, K, OH, OW) and w_rows (C, Mp, K): w_rows[c, ky·kw + kx, k] = w[k, c, ky, kx], zero
-    rows up to Mp, a multiple of ``rows`` (MR). ``geometry``: int64 (sy, sx, dy_, dx_, kh,
-    kw, top, left, Hp, Q): stride, dilation, kernel, the padding's first rows and columns,
-    the padded height and each phase row's length Q, at least OW + ⌊(kw − 1)·dx_ / sx⌋ and
-    ⌈Wp / sx⌉ (Wp the padded width). One task per image and share of its channels
-    (``shares`` a image); each runs the product on chunks of ``chunk_strips`` strips of
+    rows up to Mp, a multiple of ``rows`` (MR). ``geometry``: int64 (sy, sx, dil_y, dil_x,
+    kh, kw, top, left, Hp, Q): stride, dilation, kernel, the padding's first rows and
+    columns, the padded height and each phase row's length Q, at least OW + ⌊(kw − 1)·dil_x /
+    sx⌋ and ⌈Wp / sx⌉ (Wp the padded width). One task per image and share of its channels
+    (``shares`` an image); each runs the product on chunks of ``chunk_strips`` strips of
     LANES·NV positions, its sums over k in blocks of ``tap_block`` terms. Each cell's sum
     runs in a fixed order within one task, so the bits do not depend on the thread count."""
     n_images, channels = dx.shape[0], dx.shape[1]
@@ -148,7 +149,7 @@ def fold_windows(tasks, dy, w_rows, geometry, dx, chunk_strips, tap_block, share
     # phase-split column of each of dx's cells along x: (X mod sx)·Q + ⌊X / sx⌋
     x = np.arange(dx.shape[3]) + geometry[7]
     column = (x % geometry[1]) * geometry[9] + x // geometry[1]
-    # the kernel's columns kx by phase r, then shift e (kx·dx_ = e·sx + r: kx in order),
+    # the kernel's columns kx by phase r, then shift e (kx·dil_x = e·sx + r: kx in order),
     # phase r's from phase_start[r]
     taps = np.arange(geometry[5]) * geometry[3]
     by_phase = np.argsort(taps % geometry[1], kind="mergesort")
@@ -181,10 +182,10 @@ def fold_task(rows, vectors):
         k_out, out_width = dy.shape[1], dy.shape[3]
         positions = dy.shape[2] * out_width
         mp = w_rows.shape[1]
-        sy, sx, dly = geometry[0], geometry[1], geometry[2]
-        kh, kw, top = geometry[4], geometry[5], geometry[6]
-        height, q = geometry[8], geometry[9]
-        plane_size = height * sx * q
+        sy, sx, dil_y = geometry[0], geometry[1], geometry[2]
+        kh, kw, top, left = geometry[4], geometry[5], geometry[6], geometry[7]
+        height, row_length = geometry[8], geometry[9]
+        plane_size = height * sx * row_length
         strips = (positions + width - 1) // width
         chunk = chunk_strips * width
         strip_size = k_out * width
@@ -246,19 +247,20 @@ def fold_task(rows, vectors):
                                 cols.ctypes.data + 4 * (slack + m0 * chunk + s * width),
                                 c_row.ctypes.data, 1 if t0 else 0, rows, vectors)
                 _fold_chunk(cols, slack, chunk, first, min(s1 * width, positions), out_width,
-                            planes.ctypes.data + 4 * (c - c0) * plane_size, sy, sx, dly, kh, kw,
-                            q, by_phase, phase_start, shift, sources)
+                            planes.ctypes.data + 4 * (c - c0) * plane_size, sy, sx, dil_y, kh,
+                            kw, row_length, by_phase, phase_start, shift, sources)
         for c in range(c0, c1):
-            _interleave(planes[(c - c0) * plane_size:], dx[n, c], column, top, geometry[7], sx,
-                        q)
+            _interleave(planes[(c - c0) * plane_size:], dx[n, c], column, top, left, sx,
+                        row_length)
     return compiled_for_tile(task, rows, vectors)
 
 
 @numba.njit(cache=True)
-def _fold_chunk(cols, slack, chunk, first, last, out_width, plane_address, sy, sx, dly, kh,
-                kw, q, by_phase, phase_start, shift, sources):
-    """Add the columns of positions [first, last) into the phase-split plane: tap (ky, kx) of
-    output (oy, ox) to row (oy·sy + ky·dly)·sx + r, column ox + e, kx·dx_ = e·sx + r. Row m
+def _fold_chunk(cols, slack, chunk, first, last, out_width, plane_address, sy, sx, dil_y, kh,
+                kw, row_length, by_phase, phase_start, shift, sources):
+    """Add the columns of positions [first, last) into the phase-split plane, rows of
+    ``row_length``: tap (ky, kx) of output (oy, ox) to row (oy·sy + ky·dil_y)·sx + r, column
+    ox + e, kx·dil_x = e·sx + r. Row m
     of the columns starts at cols[``slack`` + m·``chunk``], with the chunk's first position;
     ``by_phase``: the kernel's columns kx by phase, then shift, phase r's from
     ``phase_start[r]``, and their shifts e in ``shift`` likewise; ``sources``: scratch of kw
@@ -274,15 +276,18 @@ def _fold_chunk(cols, slack, chunk, first, last, out_width, plane_address, sy, s
             rows = (min(last, (end_row + 1) * out_width) - oy * out_width) // out_width
         at = cols.ctypes.data + 4 * (slack + oy * out_width - first)  # the row's ox = 0
         for ky in range(kh):
-            row = (oy * sy + ky * dly) * sx
+            row = (oy * sy + ky * dil_y) * sx
             for j in range(kw):
                 sources[j] = at + 4 * (ky * kw + by_phase[j]) * chunk
             for r in range(sx):
                 j0, j1 = phase_start[r], phase_start[r + 1]
-                _add_phase(plane_address + 4 * (row + r) * q, sy * sx * q,
+                _add_phase(plane_address + 4 * (row + r) * row_length, sy * sx * row_length,
                            sources_address + 8 * j0, shift_address + 8 * j0, j1 - j0, rows,
                            out_width, x0, x1)
         oy += rows
+
+
+_UNROLLED_RUNS = 4  # ``add_shifted_runs``' widest unrolled sum (a compile-time constant)
 
 
 @numba.njit(cache=True)
@@ -297,14 +302,14 @@ def _add_phase(dst, dst_step, sources, shifts, runs, rows, src_step, x0, x1):
         elif runs == 3:
             add_shifted_runs(dst, dst_step, sources, shifts, 3, rows, src_step, x0, x1)
         else:
-            add_shifted_runs(dst, dst_step, sources, shifts, 4, rows, src_step, x0, x1)
+            add_shifted_runs(dst, dst_step, sources, shifts, _UNROLLED_RUNS, rows, src_step,
+                             x0, x1)
         done = min(runs, _UNROLLED_RUNS)
         runs -= done
         sources += 8 * done
         shifts += 8 * done
 
 
-_UNROLLED_RUNS = 4
 
 
 @intrinsic
@@ -359,8 +364,9 @@ def interleave_phases(typingctx, dst, src, phase_step, phases, count):
 
 
 @numba.njit(cache=True)
-def _interleave(plane, target, column, top, left, sx, q):
-    """target[y, x] = plane[(y + top)·sx·q + column[x]]: the phases of each row interleaved,
+def _interleave(plane, target, column, top, left, sx, row_length):
+    """target[y, x] = plane[(y + top)·sx·row_length + column[x]]: the phases of each row
+    interleaved,
     the padding (``top`` rows, ``left`` columns) left out. Strides 2, 3 and 4 a vector of q
     at a time (``interleave_phases``) from the first q whose cells all lie in the row; the
     cells before it, and those after the last whole vector, one by one."""
@@ -372,17 +378,17 @@ def _interleave(plane, target, column, top, left, sx, q):
     head = q0 * sx - left if inner else width  # cells before the vectors' and after them
     tail = (q0 + inner) * sx - left if inner else width
     for y in range(target.shape[0]):
-        start = (y + top) * sx * q
+        start = (y + top) * sx * row_length
         row = target[y]
         if inner:
             dst = row.ctypes.data + 4 * head
             src = plane.ctypes.data + 4 * (start + q0)
             if sx == 2:
-                interleave_phases(dst, src, q, 2, inner)
+                interleave_phases(dst, src, row_length, 2, inner)
             elif sx == 3:
-                interleave_phases(dst, src, q, 3, inner)
+                interleave_phases(dst, src, row_length, 3, inner)
             else:
-                interleave_phases(dst, src, q, 4, inner)
+                interleave_phases(dst, src, row_length, 4, inner)
         for x in range(head):
             row[x] = plane[start + column[x]]
         for x in range(tail, width):

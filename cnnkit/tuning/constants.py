@@ -52,21 +52,23 @@ _TABLE = [
              "A strided 1-D or 2-D input gradient of fewer input channels (per group) than a "
              "vector's lanes folds its windows' columns into dx (``kernels/conv/"
              "window_fold.py``) where the product over all phases would run this many times "
-             "its multiply-adds or more (``window_fold.gain``: the lanes the phases idle and "
-             "the zero weights of the shifts a phase lacks). Time of the fold over the other "
-             "way's, 2 threads, AVX-512 / AVX2: 1.10 / 1.15 at gains of 1.00 / 0.89 (4 × 4 "
-             "at stride 4, 32 images of 224², 3 → 96 channels), 0.96 / 0.91 at 1.23 / 1.22 "
-             "(AlexNet's first layer), 0.56 / 0.66 at 1.67 / 1.61 (ResNet's stem); smaller "
-             "layers gain below 1.15 too (BENCHMARKS.md, \"Strided input gradients of few "
-             "channels: the windows folded\"). Re-measured by comparing those times layer by "
-             "layer, not by ``cnnkit tune``: a timing of one layer read 0.67–0.95 in three "
-             "runs.", 0.5, 4.0, measured_by="python -m cnnkit.bench.window_fold"),
+             "its multiply-adds or more (``window_fold.gain``: the lanes or rows that product "
+             "idles and the zero weights of the shifts a phase lacks, against the fold's own "
+             "rounding). The largest value, 2²⁰, turns the fold off. Measured by timing both "
+             "on layers of several gains, 2 threads, AVX-512 and AVX2 (BENCHMARKS.md, "
+             "\"Strided input gradients of few channels: the windows folded\"): the fold "
+             "lost by 18–19 % at gains up to 1.00, won by 2–3 % on AlexNet's first layer "
+             "(1.22–1.23) and by 23–74 % at the gains of 1.27–1.94 measured; ``cnnkit tune`` "
+             "does not time it, since one layer's timing read 0.67–0.95 in three runs.",
+             0.5, 1 << 20,
+             measured_by="python -m cnnkit.bench.window_fold"),
     Constant("implicit_fold_chunk_bytes", 1 << 18, "bytes",
              "The windows' columns of a chunk of positions and the chunk of dy packed for the "
-             "product, which the fold then reads back (``kernels/window_fold_numba.py``): in "
-             "L2. AlexNet's first layer's input gradient, 2 threads, AVX-512: 5.18, 5.17 and "
-             "5.19 ms at chunks of 4, 8 and 16 strips (64 positions each; 8 is about "
-             "this)." + _NOT_TIMED, 1 << 12, 1 << 26, integer=True),
+             "product, which the fold then reads back (``kernels/window_fold_numba.py``), "
+             "meant to stay in L2. AlexNet's first layer's input gradient, 2 threads, AVX-512, "
+             "ms, at 4, 32, 64, 128, 256 and 512 KB: 5.37, 5.28, 5.37, 5.21, 4.92 and 4.93 (1, "
+             "1, 1, 2, 5 and 10 strips of 64 positions); ResNet's stem 5.16, 5.15, 4.77, "
+             "4.71, 4.48 and 4.43." + _NOT_TIMED, 1 << 12, 1 << 26, integer=True),
     Constant("implicit_empty_phases_max_terms", 256, "multiply-adds per output (K)",
              "A strided input gradient whose kernel leaves phases of dx that no tap reaches "
              "(a 1×1 layer at stride 2), of a vector of input channels or more, runs on the "

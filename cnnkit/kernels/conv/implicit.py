@@ -76,8 +76,9 @@ def wins(geometry, pass_name):
 def _strided_input_wins(g):
     """``strided_input`` against im2col + col2im, for a strided input gradient: per phase
     (``by_phases``) for C of a vector or more, else the windows' columns folded
-    (``window_fold``, where it wins: 1.7–3.6 times as fast as im2col + col2im on the layers
-    of ``python -m cnnkit.bench.window_fold``, AVX-512) or one product over all phases (``subpixel``). 2 threads, best of 12 or more, ms, AVX-512 / AVX2 (emulated as the
+    (``window_fold``, where it wins: 1.5–3.8 times as fast as im2col + col2im on the layers
+    of ``python -m cnnkit.bench.window_fold``, AVX-512) or one product over all phases
+    (``subpixel``). 2 threads, best of 12 or more, ms, AVX-512 / AVX2 (emulated as the
     bench's ``--isa avx2``: OpenBLAS held to its Haswell kernels):
 
     * every phase reached by taps: per phase res3x3_s2 (C = 64) 4.8 against 7.0 / 7.2
@@ -435,7 +436,7 @@ def planar_wins(out_channels, taps, padded=None, out=None, kernel=None):
     return padded is None or planar_use >= channels_last_use
 
 
-def _planar_length(padded, out):
+def planar_length(padded, out):
     """Positions of the padded map's flat grid from the first output to the last."""
     return sum((o - 1) * p for o, p in zip(out, flat_pitches(padded))) + 1
 
@@ -443,7 +444,7 @@ def _planar_length(padded, out):
 def _planar_lane_use(padded, out):
     """The share of the planar tiles' lanes that compute outputs, on one image."""
     width = compiled.LANES * compiled.PLANAR_VECTORS
-    return math.prod(out) / (-(-_planar_length(padded, out) // width) * width)
+    return math.prod(out) / (-(-planar_length(padded, out) // width) * width)
 
 
 def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None, flipped=False,
@@ -704,7 +705,7 @@ def _forward_planar(xp, w, dilation, out, first_channel=0, bias=None, groups=1):
     n, c, spatial = xp.shape[0], xp.shape[1], xp.shape[2:]
     k, taps = w.shape[0], math.prod(w.shape[1:])
     plane, width = math.prod(spatial), compiled.LANES * compiled.PLANAR_VECTORS
-    length = _planar_length(spatial, out)
+    length = planar_length(spatial, out)
     # each group's rows padded to whole row tiles
     k_group = k // groups
     rows_k = -(-k_group // compiled.PLANAR_ROWS) * compiled.PLANAR_ROWS
@@ -804,7 +805,7 @@ def planar_images(x, pads, w, dilation, out, bias=None, padded_copy=None):
     planar_images_numba.planar_images_tiled(
         images, pad, compiled.NO_PADDED_COPY if padded_copy is None else padded_copy,
         w_rows, _offsets(padded, kernel, dilation, c), y, cells,
-        _planar_length(padded[2:], out), tuning.value("implicit_tap_block"),
+        planar_length(padded[2:], out), tuning.value("implicit_tap_block"),
         compiled.NO_BIAS if bias is None else np.ascontiguousarray(bias, dtype=np.float32))
     return y.reshape((n, k) + tuple(out))
 

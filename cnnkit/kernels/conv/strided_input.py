@@ -114,7 +114,7 @@ def by_phases(dy, w, spatial, stride, dilation, pads=None, per_image=None, group
     by_image = implicit.per_image_tasks(n * groups, cells, compiled.tile(c)[2], per_image)
     if groups > 1 and not by_image:
         return group_by_group(by_phases, dy, w, spatial, stride, dilation, pads, groups,
-                               per_image=False, check_w=check_w)
+                              per_image=False, check_w=check_w)
     dy = dy.reshape((n * groups, k) + dy.shape[2:])  # image n·G + j: group j's channels
     n *= groups
     rows, vectors, c_padded = compiled.tile(c)
@@ -279,7 +279,7 @@ def subpixel(dy, w, spatial, stride, dilation, pads=None, per_image=None, groups
     weights then took 89 µs right after a product, the compiled gather 60.)"""
     if groups > 1:
         return group_by_group(subpixel, dy, w, spatial, stride, dilation, pads, groups,
-                               per_image=per_image, check_dy=check_dy)
+                              per_image=per_image, check_dy=check_dy)
     pads = pads or [(0, 0)] * len(spatial)
     n, c = dy.shape[0], w.shape[1]
     grid = _subpixel_grid(implicit.int_key(w.shape),

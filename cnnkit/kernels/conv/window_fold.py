@@ -13,14 +13,14 @@ here a chunk of windows at a time in cache instead of all the columns written ou
 
 ``gain`` counts both ways' multiply-adds and ``wins`` takes the fold from
 ``implicit_fold_min_gain`` times fewer on: 2 threads, AVX-512, ms, folded against what ran
-before (``python -m cnnkit.bench.window_fold``; BENCHMARKS.md, "Strided input gradients of
-few channels: the windows folded"):
+before, both through the dispatcher (``python -m cnnkit.bench.window_fold``; BENCHMARKS.md,
+"Strided input gradients of few channels: the windows folded"):
 
-* AlexNet's first layer (8 images, 3 → 64, 224², 11 × 11 at stride 4; gain 1.23): 5.06
-  against 5.24 (``subpixel``);
-* ResNet's stem (4 images, 3 → 64, 224², 7 × 7 at stride 2; 1.67): 4.64 against 8.33;
-* 3 × 3 at stride 2, 3 → 32 channels, 16 images of 224² (1.81): 4.60 against 11.46 (im2col);
-* 4 × 4 at stride 4 (taps apart, 1.00): 7.94 against 7.23, which it leaves to ``subpixel``.
+* AlexNet's first layer (8 images, 3 → 64, 224², 11 × 11 at stride 4; gain 1.23): 4.84
+  against 5.01 (``subpixel``);
+* ResNet's stem (4 images, 3 → 64, 224², 7 × 7 at stride 2; 1.29): 4.29 against 6.98;
+* 3 × 3 at stride 2, 3 → 32 channels, 16 images of 224² (1.37): 4.28 against 8.91 (im2col);
+* 4 × 4 at stride 4 (taps apart, 1.00): 7.05 against 5.99, which it leaves to ``subpixel``.
 """
 import math
 
@@ -28,9 +28,13 @@ import numba
 import numpy as np
 
 from ... import tuning
+from ...conv_arithmetic import conv_output_shape
 from .. import aligned, implicit_gemm_numba as compiled
 from ..window_fold_numba import PLANAR_ROWS, PLANAR_VECTORS, fold_windows_tiled
-from . import strided_input
+from . import implicit, strided_input
+
+# ``implicit_fold_min_gain`` that no layer reaches: the fold off (its range's top)
+NEVER = float(1 << 20)
 
 
 def applies(geometry):
@@ -43,23 +47,50 @@ def wins(geometry):
     fills the lanes from there on, and computes no zero terms), and ``gain`` at least
     ``implicit_fold_min_gain``."""
     g = geometry.per_group() if geometry.groups > 1 else geometry
-    return (applies(g) and g.in_channels < compiled.LANES and
+    return _wins(g, g.pad_widths)  # kept per padding too, which geometries compare without
+
+
+@tuning.kept
+def _wins(g, pads):
+    return (applies(g) and 0 < g.in_channels < compiled.LANES and g.out_channels > 0 and
             gain(g) >= tuning.value("implicit_fold_min_gain"))
 
 
 def gain(geometry):
-    """``strided_input.subpixel``'s multiply-adds over the fold's, for one group: its
-    outputs rounded up to the tile's lanes, times its terms and positions, against the
-    fold's rows (C · the kernel's taps, each channel's rounded up to MR) times K terms
-    times dy's positions rounded up to strips of the tile's NR."""
+    """For one group: the multiply-adds of ``strided_input.subpixel``'s product over the
+    fold's, each as its kernel runs them. The product: its S·C outputs rounded up to the
+    channels-last tile's lanes times its positions, or, where it runs planar
+    (``implicit.planar_wins``), rounded up to the planar tile's rows times the padded map's
+    flat positions in whole strips; times its terms. The fold: C times the kernel's taps
+    rounded up to the tile's rows (``fold_rows``), times K, times dy's positions in whole
+    strips (``strip_width``). An estimate of the work each does: the threshold it is compared
+    with was measured on layers (``python -m cnnkit.bench.window_fold``)."""
     g = geometry
     grid = strided_input.subpixel_grid(g)
-    lanes = compiled.LANES * compiled.tile(grid.outputs)[1]
-    phases = -(-grid.outputs // lanes) * lanes * grid.terms * math.prod(grid.out)
-    width = compiled.LANES * PLANAR_VECTORS
-    rows = -(-g.taps // PLANAR_ROWS) * PLANAR_ROWS
-    fold = g.in_channels * rows * g.out_channels * -(-math.prod(g.out) // width) * width
-    return phases / fold
+    width = strip_width()
+    if implicit.planar_wins(grid.outputs, grid.terms, grid.padded, grid.out):
+        rows = _rounded(grid.outputs, PLANAR_ROWS)
+        positions = _rounded(implicit.planar_length(grid.padded, grid.out), width)
+    else:
+        rows = _rounded(grid.outputs, compiled.LANES * compiled.tile(grid.outputs)[1])
+        positions = math.prod(grid.out)
+    fold = (g.in_channels * fold_rows(g.taps) * g.out_channels *
+            _rounded(math.prod(g.out), width))
+    return rows * grid.terms * positions / fold
+
+
+def fold_rows(taps):
+    """The product's rows per input channel: the kernel's taps rounded up to the tile's MR."""
+    return _rounded(taps, PLANAR_ROWS)
+
+
+def strip_width():
+    """dy's positions per strip of the product: the tile's NR."""
+    return compiled.LANES * PLANAR_VECTORS
+
+
+def _rounded(count, step):
+    return -(-count // step) * step
 
 
 def input_gradient(dy, w, spatial, stride, dilation, pads=None, groups=1):
@@ -67,8 +98,12 @@ def input_gradient(dy, w, spatial, stride, dilation, pads=None, groups=1):
     w (K, C/G, *kernel), ``spatial`` the padded input's shape. A grouped layer's groups one
     after another. Each task (an image, or with fewer images than twice the threads, an
     image's share of the channels) runs the product a chunk of positions at a time,
-    ``implicit_fold_chunk_bytes`` of columns and dy's strips, and folds the chunk."""
+    ``implicit_fold_chunk_bytes`` of columns and dy's strips, and folds the chunk.
+
+    The shapes are checked first (the kernel reads and writes through addresses): ValueError
+    naming dy or w when they do not fit each other and ``spatial``."""
     pads = [tuple(p) for p in pads] if pads else [(0, 0)] * len(spatial)
+    _check(dy, w, spatial, stride, dilation, groups)
     if groups > 1:
         return strided_input.group_by_group(input_gradient, dy, w, spatial, stride, dilation,
                                             pads, groups)
@@ -79,9 +114,9 @@ def input_gradient(dy, w, spatial, stride, dilation, pads=None, groups=1):
     k, c, kh, kw = w.shape
     n, (out_height, out_width) = dy.shape[0], dy.shape[2:]
     inside = (spatial[0] - sum(pads[0]), spatial[1] - sum(pads[1]))
-    if n == 0 or out_height * out_width == 0 or k == 0:
+    if n * c * k * out_height * out_width == 0:
         return np.zeros((n, c) + inside, np.float32)
-    rows = -(-kh * kw // PLANAR_ROWS) * PLANAR_ROWS
+    rows = fold_rows(kh * kw)
     w_rows = aligned.zeros((c, rows, k))
     w_rows[:, :kh * kw] = np.asarray(w, np.float32).reshape(k, c, kh * kw).transpose(1, 2, 0)
     sy, sx = stride
@@ -90,7 +125,7 @@ def input_gradient(dy, w, spatial, stride, dilation, pads=None, groups=1):
     geometry = np.array([sy, sx, dilation[0], dilation[1], kh, kw, pads[0][0], pads[1][0],
                          spatial[0], phase_length], np.int64)
     dx = np.empty((n, c) + inside, np.float32)
-    width = compiled.LANES * PLANAR_VECTORS
+    width = strip_width()
     strip_bytes = 4 * width * (rows + k)  # a strip's columns and its packed dy
     chunk = max(1, min(tuning.value("implicit_fold_chunk_bytes") // strip_bytes,
                        -(-out_height * out_width // width)))
@@ -98,3 +133,18 @@ def input_gradient(dy, w, spatial, stride, dilation, pads=None, groups=1):
     fold_windows_tiled(np.ascontiguousarray(dy, np.float32), w_rows, geometry, dx, chunk,
                        tuning.value("implicit_tap_block"), shares)
     return dx
+
+
+def _check(dy, w, spatial, stride, dilation, groups):
+    dims = len(spatial)
+    if dy.ndim != dims + 2 or w.ndim != dims + 2 or not 1 <= dims <= 2:
+        raise ValueError(f"dy {dy.shape} and w {w.shape} must be (N, K, *out) and (K, C/G, "
+                         f"*kernel) of a 1-D or 2-D layer on a padded input of {tuple(spatial)}")
+    if dy.shape[1] != w.shape[0] or w.shape[0] % groups:
+        raise ValueError(f"dy {dy.shape} must have w's K = {w.shape[0]} channels, a multiple "
+                         f"of groups = {groups}")
+    out = conv_output_shape(tuple(spatial), w.shape[2:], stride, 0, dilation)
+    if tuple(dy.shape[2:]) != tuple(out):
+        raise ValueError(f"dy {dy.shape} must have {tuple(out)} positions for a padded input of "
+                         f"{tuple(spatial)}, w {w.shape}, stride {tuple(stride)} and dilation "
+                         f"{tuple(dilation)}")
