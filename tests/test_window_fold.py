@@ -162,6 +162,19 @@ def test_heuristic_folds_where_the_phases_would_compute_zeros():
             assert conv.select(g, "input") in conv.ALGORITHMS
 
 
+def test_dy_of_fewer_positions_than_the_input_allows():
+    """An input whose last rows and columns no window reaches (a forward pass that cropped
+    them, as a transposed convolution's output padding does): zeros there."""
+    rng = np.random.default_rng(13)
+    x, w, dy, padded, stride, dilation, pads = _layer(rng, 2, 3, 8, (24, 27), (5, 5), (3, 2),
+                                                      dilation=(1, 2))
+    dy = dy[:, :, :-2, :-1]
+    expected = _expected(x[:, :, :-6, :-2], w, dy, stride, dilation, pads)
+    dx = _fold(w, dy, padded, stride, dilation, pads)
+    assert_close(dx[:, :, :-6, :-2], expected, np.float32, terms=w.size, name="dx")
+    assert not dx[:, :, -6:].any() and not dx[:, :, :, -2:].any()
+
+
 def test_shapes_that_do_not_fit_are_refused_before_the_kernel():
     """The kernel reads and writes through addresses: dy and w that do not fit each other and
     the padded input raise ValueError naming them; no channels or no images give zeros."""
@@ -169,7 +182,8 @@ def test_shapes_that_do_not_fit_are_refused_before_the_kernel():
     _, w, dy, padded, stride, dilation, pads = _layer(rng, 2, 3, 8, (21, 21), (5, 5), (2, 2))
     w32, dy32 = w.astype(np.float32), dy.astype(np.float32)
     with pytest.raises(ValueError, match="dy"):
-        window_fold.input_gradient(dy32[:, :, :-1], w32, padded, stride, dilation)
+        window_fold.input_gradient(np.zeros((2, 8, 10, 9), np.float32), w32, padded, stride,
+                                   dilation)
     with pytest.raises(ValueError, match="dy"):
         window_fold.input_gradient(np.zeros((2, 8, 40, 9), np.float32), w32, padded, stride,
                                    dilation)
