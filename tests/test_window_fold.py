@@ -155,9 +155,10 @@ def test_heuristic_folds_where_the_phases_would_compute_zeros():
         volume = conv.ConvGeometry.of((2, 3, 20, 20, 20), (8, 3, 3, 3, 3), (2, 2, 2),
                                       (1, 1, 1), 1, np.float32)
         assert not window_fold.applies(volume) and not window_fold.wins(volume)
-        for empty in ((0, 3, 7, 7), (8, 0, 7, 7)):  # no channels: nothing to fold
+        for empty, out in (((0, 3, 7, 7), None), ((8, 0, 7, 7), None),
+                           ((8, 3, 7, 7), (0, 12))):  # no channels, no positions: no fold
             g = conv.ConvGeometry.of((2, empty[1], 30, 30), empty, (2, 2), (1, 1), 1,
-                                     np.float32)
+                                     np.float32, out=out)
             assert not window_fold.wins(g)
             assert conv.select(g, "input") in conv.ALGORITHMS
 

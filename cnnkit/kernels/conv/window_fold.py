@@ -53,7 +53,7 @@ def wins(geometry):
 @tuning.kept
 def _wins(g, pads):
     return (applies(g) and 0 < g.in_channels < compiled.LANES and g.out_channels > 0 and
-            gain(g) >= tuning.value("implicit_fold_min_gain"))
+            math.prod(g.out) > 0 and gain(g) >= tuning.value("implicit_fold_min_gain"))
 
 
 def gain(geometry):
