@@ -193,6 +193,8 @@ def test_shapes_that_do_not_fit_are_refused_before_the_kernel():
     with pytest.raises(ValueError, match="1-D or 2-D"):
         window_fold.input_gradient(dy32[..., None], w32[..., None], padded + (1,), stride + (1,),
                                    dilation + (1,))
+    with pytest.raises(ValueError, match="groups"):
+        window_fold.input_gradient(dy32, w32, padded, stride, dilation, groups=3)
     for empty_dy, empty_w in ((dy32[:0], w32), (dy32[:, :0], w32[:0]), (dy32, w32[:, :0])):
         dx = window_fold.input_gradient(empty_dy, empty_w, padded, stride, dilation)
         assert dx.shape == (empty_dy.shape[0], empty_w.shape[1]) + padded and not dx.any()

@@ -28,10 +28,10 @@ import numba
 import numpy as np
 
 from ... import tuning
-from ...conv_arithmetic import conv_output_shape
 from .. import aligned, implicit_gemm_numba as compiled
 from ..window_fold_numba import PLANAR_ROWS, PLANAR_VECTORS, fold_windows_tiled
 from . import implicit, strided_input
+from .geometry import ConvGeometry
 
 # ``implicit_fold_min_gain`` that no layer reaches: the fold off (its range's top)
 NEVER = float(1 << 20)
@@ -128,7 +128,7 @@ def input_gradient(dy, w, spatial, stride, dilation, pads=None, groups=1):
     width = strip_width()
     strip_bytes = 4 * width * (rows + k)  # a strip's columns and its packed dy
     chunk = max(1, min(tuning.value("implicit_fold_chunk_bytes") // strip_bytes,
-                       -(-out_height * out_width // width)))
+                       _rounded(out_height * out_width, width) // width))
     shares = max(1, min(c, -(-2 * numba.get_num_threads() // n)))
     fold_windows_tiled(np.ascontiguousarray(dy, np.float32), w_rows, geometry, dx, chunk,
                        tuning.value("implicit_tap_block"), shares)
@@ -136,15 +136,12 @@ def input_gradient(dy, w, spatial, stride, dilation, pads=None, groups=1):
 
 
 def _check(dy, w, spatial, stride, dilation, groups):
-    dims = len(spatial)
-    if dy.ndim != dims + 2 or w.ndim != dims + 2 or not 1 <= dims <= 2:
+    """ValueError naming dy or w unless they make a 1-D or 2-D layer's gradient: the
+    channels here, the rest by ``ConvGeometry``'s own checks (dy's positions as its ``out``)."""
+    if dy.ndim != w.ndim or not 3 <= dy.ndim <= 4:
         raise ValueError(f"dy {dy.shape} and w {w.shape} must be (N, K, *out) and (K, C/G, "
-                         f"*kernel) of a 1-D or 2-D layer on a padded input of {tuple(spatial)}")
-    if dy.shape[1] != w.shape[0] or w.shape[0] % groups:
-        raise ValueError(f"dy {dy.shape} must have w's K = {w.shape[0]} channels, a multiple "
-                         f"of groups = {groups}")
-    out = conv_output_shape(tuple(spatial), w.shape[2:], stride, 0, dilation)
-    if any(d > o for d, o in zip(dy.shape[2:], out)):  # fewer: cells no window reaches
-        raise ValueError(f"dy {dy.shape} may have at most {tuple(out)} positions for a padded "
-                         f"input of {tuple(spatial)}, w {w.shape}, stride {tuple(stride)} and "
-                         f"dilation {tuple(dilation)}")
+                         f"*kernel) of a 1-D or 2-D layer")
+    if dy.shape[1] != w.shape[0]:
+        raise ValueError(f"dy {dy.shape} must have w's K = {w.shape[0]} channels")
+    ConvGeometry.of((dy.shape[0], w.shape[1] * groups) + tuple(spatial), w.shape, stride,
+                    dilation, groups, np.float32, out=dy.shape[2:])
