@@ -36,6 +36,9 @@ class Tiles:
                  NV (1 to 4; 0 = that NV is not used on this family): MR·NV accumulators
                  + NV operand vectors + 1 broadcast must fit the vector registers
     planar       (MR, NV) of the implicit GEMM's channels-first tile
+    fold         (MR, NV) of the windows' columns product of a strided input gradient
+                 (``window_fold_numba``): the planar kind of tile, kernel taps as rows and
+                 dy's positions on the lanes, on K terms only
     rows         the row correlation's (MR, NV) tiles: a one-row tile for 1-D signals and
                  four-row tiles of growing width
     sliding      MR of the implicit GEMM's tile along an output row
@@ -55,6 +58,7 @@ class Tiles:
     """
     gemm_rows: tuple
     planar: tuple
+    fold: tuple
     rows: tuple
     sliding: tuple
     sliding_gain: tuple
@@ -98,14 +102,21 @@ class Tiles:
 #   28² to 112² (5 × 5 on 56²: 0.86 / 0.96 against 1.46 / 1.59); on AVX-512 the lanes won or
 #   tied on 5 × 5 layers up to 96² (not on 112²), on 7 × 7 ones up to 40² (not on 48², 56²,
 #   64², 96² or 112², but on 80²), so 48 columns, padded.
+#   fold (``python -m cnnkit.bench.window_fold --tiles``; BENCHMARKS.md, "The windows' fold on
+#   a tile of its own"): its product sums only K terms per cell, so a tile's stores and its
+#   loads per multiply-add weigh more than in the planar GEMM's. 2 threads, ms, the table's
+#   tile against the planar one, on AlexNet's first layer, ResNet's stem, a 3 × 3 stride-2
+#   layer of 3 channels and a 5 × 5 stride-2 one of 8: AVX-512 5 × 5 4.48–4.63, 3.84, 3.42,
+#   2.77 against 4 × 4's 4.80–4.94, 4.28, 3.74, 3.10 (6 × 4 and 4 × 6 between them); AVX2
+#   4 × 3 6.99, 6.33, 5.01, 4.61 against 6 × 2's 7.54, 6.84, 5.41, 4.90.
 # The kernels compile these numbers in, and Numba's on-disk cache knows a kernel by its own
 # source file, not by this table: after editing it, delete the kernels' cached builds
 # (cnnkit/kernels/__pycache__/*.nbi and *.nbc), or a stale tile runs against new buffers.
 TILES = {
-    32: Tiles(gemm_rows=(0, 8, 10, 8, 6), planar=(4, 4), rows=((1, 4), (4, 1), (4, 2), (4, 4)),
-              sliding=(0, 14, 10), sliding_gain=(0, 2.2, 1.25), lanes_wide_width=48),
-    16: Tiles(gemm_rows=(0, 8, 6, 4, 0), planar=(6, 2), rows=((1, 4), (4, 1), (4, 2), (4, 2)),
-              sliding=(0, 8), sliding_gain=(0, 1.3), lanes_wide_width=1 << 20),
+    32: Tiles(gemm_rows=(0, 8, 10, 8, 6), planar=(4, 4), fold=(5, 5),
+              rows=((1, 4), (4, 1), (4, 2), (4, 4)), sliding=(0, 14, 10), sliding_gain=(0, 2.2, 1.25), lanes_wide_width=48),
+    16: Tiles(gemm_rows=(0, 8, 6, 4, 0), planar=(6, 2), fold=(4, 3),
+              rows=((1, 4), (4, 1), (4, 2), (4, 2)), sliding=(0, 8), sliding_gain=(0, 1.3), lanes_wide_width=1 << 20),
 }
 
 
@@ -137,6 +148,7 @@ class CPU:
                 f"{self.registers} × {self.vector_bits}-bit vector registers, "
                 f"{'FMA' if self.fma else 'no FMA'}; implicit-GEMM tiles {gemm}, "
                 f"planar {tiles.planar[0]}×{self.lanes * tiles.planar[1]}, "
+                f"fold {tiles.fold[0]}×{self.lanes * tiles.fold[1]}, "
                 f"along rows {sliding}")
 
 

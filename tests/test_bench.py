@@ -473,3 +473,24 @@ def test_window_fold_bench_times_the_fold_against_the_heuristics_other_way(monke
     assert rows[0].startswith("implicit_fold_min_gain now: 1.15")
     assert [r.split(" | ")[0] for r in rows[3:]] == ["| stem", "| patches"]
     assert rows[4].startswith("| patches | ") and " | no | " in rows[4]
+
+
+def test_window_fold_bench_times_the_fold_on_each_tile(monkeypatch):
+    """``python -m cnnkit.bench.window_fold --tiles``: the command that re-measures the fold's
+    entry of the tile table: each candidate's time per layer, its ratio to the table's tile,
+    which it marks; the candidates fit the register budget."""
+    from cnnkit.bench import window_fold as bench
+    from cnnkit.cpu import TILES, host
+    for registers in TILES:
+        candidates = bench.tile_candidates(registers)
+        assert TILES[registers].fold in candidates
+        assert all(r * v + v + 1 <= registers for r, v in candidates)
+    monkeypatch.setattr(bench, "LAYERS", {"stem": (1, 3, 8, 30, 7, 2, 3),
+                                          "wide": (1, 64, 8, 30, 3, 2, 1)})
+    lines = []
+    results = bench.measure_tiles(1, candidates=[(2, 1)], log=lines.append)
+    table = host().tiles.fold
+    assert list(results)[0] == table and (2, 1) in results
+    assert all(list(times) == ["stem"] and times["stem"] > 0 for times in results.values())
+    assert lines[1] == "| tile | stem | geomean ratio |"
+    assert lines[3].endswith("| 1.000  <- table |")

@@ -90,11 +90,26 @@ def test_shares_of_channels_give_the_same_bits(monkeypatch):
     rng = np.random.default_rng(5)
     _, w, dy, padded, stride, dilation, pads = _layer(rng, 1, 6, 16, (30, 31), (5, 5), (2, 3))
     whole = _fold(w, dy, padded, stride, dilation, pads)
-    original = window_fold.fold_windows_tiled
+    original = window_fold.fold_windows_with
     for shares in (1, 2, 6):
-        monkeypatch.setattr(window_fold, "fold_windows_tiled",
-                            lambda *arguments, shares=shares: original(*arguments[:-1], shares))
+        def with_shares(rows, vectors, shares=shares):
+            kernel = original(rows, vectors)
+            return lambda *arguments: kernel(*arguments[:-1], shares)
+        monkeypatch.setattr(window_fold, "fold_windows_with", with_shares)
         np.testing.assert_array_equal(_fold(w, dy, padded, stride, dilation, pads), whole)
+
+
+@pytest.mark.parametrize("tile", [(2, 1), (4, 3), (5, 5), (6, 2)])
+def test_every_tile_gives_the_gradient(tile):
+    """The product's tile (``cpu.Tiles.fold``, other tiles timed by ``python -m
+    cnnkit.bench.window_fold --tiles``): taps rounded up to its MR, positions to its strips."""
+    rng = np.random.default_rng(11)
+    x, w, dy, padded, stride, dilation, pads = _layer(rng, 2, 3, 12, (27, 33), (7, 5), (3, 2),
+                                                      pads=[(3, 3), (2, 2)])
+    dx = window_fold.input_gradient(dy.astype(np.float32), w.astype(np.float32), padded,
+                                    stride, dilation, pads, tile=tile)
+    assert_close(dx, _expected(x, w, dy, stride, dilation, pads), np.float32,
+                 terms=w.shape[0] * np.prod(w.shape[2:]), name="dx")
 
 
 @pytest.mark.parametrize("where", ["w inf", "w nan", "dy inf", "dy nan"])

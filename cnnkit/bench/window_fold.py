@@ -6,13 +6,20 @@ fold's).
 
     python -m cnnkit.bench.window_fold [--repeats 12] [--only alexnet stem ...]
     NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell python -m cnnkit.bench.window_fold
+    python -m cnnkit.bench.window_fold --tiles     # the fold's tile instead (below)
 
 The constant is the gain from which the fold runs faster: the time ratio crosses 1 between
 the layers of the gains either side of it. Layers of a vector of input channels or more stay
 on the products per phase whatever their gain (``window_fold.wins``); their row times the
 fold called directly, to show what it would take.
+
+``--tiles`` re-measures the fold's entry of the tile table (``cpu.Tiles.fold``): the fold on
+each candidate MR × NV tile near this target's register budget (and the planar GEMM's), on the layers of fewer input
+channels than a vector's lanes, ms, and each tile's time over the table's tile's (geomean).
+Each tile is compiled on first use: a few seconds each.
 """
 import argparse
+import math
 
 import numpy as np
 
@@ -69,15 +76,68 @@ def measure(name, repeats):
     return window_fold.gain(g), taken, before, times[0] * 1e3, times[1] * 1e3
 
 
+def tile_candidates(registers):
+    """(MR, NV) near the budget MR·NV accumulators + NV vectors of dy + 1 broadcast ≤
+    ``registers``: for each NV up to 6, the largest MR up to 8 that fits and the one below."""
+    pairs = []
+    for vectors in range(1, 7):
+        rows = min(8, (registers - vectors - 1) // vectors)
+        pairs += [(r, vectors) for r in (rows - 1, rows) if r >= 2]
+    return pairs
+
+
+def measure_tiles(repeats, only=None, candidates=None, log=print):
+    """{(MR, NV): {layer: ms}} of the fold on each candidate tile (this target's by default),
+    the layers' calls interleaved tile against tile."""
+    from ..cpu import host
+    cpu = host()
+    table = cpu.tiles.fold
+    tiles = list(dict.fromkeys([table, cpu.tiles.planar] +
+                               list(candidates or tile_candidates(cpu.registers))))
+    names = [name for name in (only or LAYERS) if LAYERS[name][1] < cpu.lanes]
+    log(f"# {cpu.summary()}; the fold's input gradient, ms (best of {repeats}), and each "
+        f"tile's time over the table's {table[0]} × {table[1]}")
+    log("| tile | " + " | ".join(names) + " | geomean ratio |")
+    log("|---|" + "---:|" * (len(names) + 1))
+    results = {tile: {} for tile in tiles}
+    for name in names:
+        n, c, k, side, kernel, stride, pad = LAYERS[name]
+        rng = np.random.default_rng(0)
+        padded, pads = (side + 2 * pad,) * 2, ((pad, pad), (pad, pad))
+        dy = rng.standard_normal((n, k) + conv_output_shape(padded, kernel, stride),
+                                 dtype=np.float32)
+        w = rng.standard_normal((k, c, kernel, kernel), dtype=np.float32)
+
+        def run(tile):
+            return lambda: window_fold.input_gradient(dy, w, padded, (stride,) * 2, (1, 1), pads,
+                                                      tile=tile)
+        for tile in tiles:
+            run(tile)()  # compiled outside the timing
+        for tile, seconds in zip(tiles, best_of_interleaved([run(t) for t in tiles], repeats)):
+            results[tile][name] = seconds * 1e3
+    for tile in tiles:
+        ratio = math.exp(np.mean([math.log(results[tile][name] / results[table][name])
+                                  for name in names]))
+        log(f"| {tile[0]} × {cpu.lanes * tile[1]} | " +
+            " | ".join(f"{results[tile][name]:.3f}" for name in names) +
+            f" | {ratio:.3f}{'  <- table' if tile == table else ''} |")
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m cnnkit.bench.window_fold",
         description="strided input gradients of few channels: folded against the other way")
     parser.add_argument("--only", nargs="+", metavar="LAYER", choices=sorted(LAYERS))
     parser.add_argument("--repeats", type=int, default=12)
+    parser.add_argument("--tiles", action="store_true",
+                        help="time the fold's product on each candidate tile instead")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.tiles:
+        measure_tiles(args.repeats, args.only)
+        return
     print(f"implicit_fold_min_gain now: {tuning.value('implicit_fold_min_gain'):.3g}")
     print("| layer | gain | folded by the heuristic | without the fold | ms | folded ms | "
           "ratio |")

@@ -30,7 +30,7 @@ from . import aligned
 from .microkernel import LANES, TILES, gathered_micro_kernel, prefetch, splat
 from .task_call import PerTile, compiled_for_tile, run_tasks
 
-PLANAR_ROWS, PLANAR_VECTORS = TILES.planar  # the product's MR × NV, as the planar GEMM's
+FOLD_ROWS, FOLD_VECTORS = TILES.fold  # the product's MR × NV (``cpu.Tiles.fold``)
 
 
 @intrinsic
@@ -395,6 +395,10 @@ def _interleave(plane, target, column, top, left, sx, row_length):
             row[x] = plane[start + column[x]]
 
 
-# ``fold_windows`` with this target's planar tile, called without its task table and tile
-fold_windows_tiled = PerTile(fold_windows, fold_task, _fold_types, 7, PLANAR_ROWS,
-                             PLANAR_VECTORS)
+@functools.cache
+def fold_windows_with(rows, vectors):
+    """``fold_windows`` with the MR × NV tile ``rows`` × ``vectors``, called without its task
+    table and tile (the task compiled on the first call)."""
+    return PerTile(fold_windows, fold_task, _fold_types, 7, rows, vectors)
+
+

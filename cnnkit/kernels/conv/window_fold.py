@@ -13,15 +13,18 @@ here a chunk of windows at a time in cache instead of all the columns written ou
 
 ``gain`` counts both ways' multiply-adds and ``wins`` takes the fold from
 ``implicit_fold_min_gain`` times fewer on: 2 threads, AVX-512, ms, folded against what ran
-before, both through the dispatcher (``python -m cnnkit.bench.window_fold``; BENCHMARKS.md,
-"Strided input gradients of few channels: the windows folded"):
+before, both through the dispatcher, the product on its own tile (``cpu.Tiles.fold``, 5 × 80)
+(``python -m cnnkit.bench.window_fold``; BENCHMARKS.md, "Strided input gradients of few
+channels: the windows folded" and "The windows' fold on a tile of its own"):
 
-* AlexNet's first layer (8 images, 3 → 64, 224², 11 × 11 at stride 4; gain 1.23): 4.84
-  against 5.01 (``subpixel``);
-* ResNet's stem (4 images, 3 → 64, 224², 7 × 7 at stride 2; 1.29): 4.29 against 6.98;
-* 3 × 3 at stride 2, 3 → 32 channels, 16 images of 224² (1.37): 4.28 against 8.91 (im2col);
-* 4 × 4 at stride 4 (taps apart, 1.00): 7.05 against 5.99, which it leaves to ``subpixel``.
+* AlexNet's first layer (8 images, 3 → 64, 224², 11 × 11 at stride 4; gain 1.23): 4.55
+  against 4.74 (``subpixel``);
+* ResNet's stem (4 images, 3 → 64, 224², 7 × 7 at stride 2; 1.34): 4.79 against 8.53;
+* 3 × 3 at stride 2, 3 → 32 channels, 16 images of 224² (1.65): 3.83 against 9.93 (im2col);
+* 4 × 4 at stride 4 (taps apart, 0.78: 16 taps take 20 rows of the tile): 7.42 against
+  5.94, which it leaves to ``subpixel``.
 """
+import functools
 import math
 
 import numba
@@ -29,7 +32,7 @@ import numpy as np
 
 from ... import tuning
 from .. import aligned, implicit_gemm_numba as compiled
-from ..window_fold_numba import PLANAR_ROWS, PLANAR_VECTORS, fold_windows_tiled
+from ..window_fold_numba import FOLD_ROWS, FOLD_VECTORS, fold_windows_with
 from . import implicit, strided_input
 from .geometry import ConvGeometry
 
@@ -69,7 +72,7 @@ def gain(geometry):
     grid = strided_input.subpixel_grid(g)
     width = strip_width()
     if implicit.planar_wins(grid.outputs, grid.terms, grid.padded, grid.out):
-        rows = _rounded(grid.outputs, PLANAR_ROWS)
+        rows = _rounded(grid.outputs, compiled.PLANAR_ROWS)
         positions = _rounded(implicit.planar_length(grid.padded, grid.out), width)
     else:
         rows = _rounded(grid.outputs, compiled.LANES * compiled.tile(grid.outputs)[1])
@@ -79,44 +82,48 @@ def gain(geometry):
     return rows * grid.terms * positions / fold
 
 
-def fold_rows(taps):
+def fold_rows(taps, tile_rows=FOLD_ROWS):
     """The product's rows per input channel: the kernel's taps rounded up to the tile's MR."""
-    return _rounded(taps, PLANAR_ROWS)
+    return _rounded(taps, tile_rows)
 
 
-def strip_width():
+def strip_width(tile_vectors=FOLD_VECTORS):
     """dy's positions per strip of the product: the tile's NR."""
-    return compiled.LANES * PLANAR_VECTORS
+    return compiled.LANES * tile_vectors
 
 
 def _rounded(count, step):
     return -(-count // step) * step
 
 
-def input_gradient(dy, w, spatial, stride, dilation, pads=None, groups=1):
+def input_gradient(dy, w, spatial, stride, dilation, pads=None, groups=1,
+                   tile=(FOLD_ROWS, FOLD_VECTORS)):
     """dL/dx (N, C, *spatial less pads) of a strided 1-D or 2-D convolution: dy (N, K, *out),
     w (K, C/G, *kernel), ``spatial`` the padded input's shape. A grouped layer's groups one
     after another. Each task (an image, or with fewer images than twice the threads, an
     image's share of the channels) runs the product a chunk of positions at a time,
-    ``implicit_fold_chunk_bytes`` of columns and dy's strips, and folds the chunk.
+    ``implicit_fold_chunk_bytes`` of columns and dy's strips, and folds the chunk. ``tile``:
+    the product's MR × NV, by default the table's (``cpu.Tiles.fold``; the bench's ``--tiles``
+    times others).
 
     The shapes are checked first (the kernel reads and writes through addresses): ValueError
     naming dy or w when they do not fit each other and ``spatial``."""
     pads = [tuple(p) for p in pads] if pads else [(0, 0)] * len(spatial)
     _check(dy, w, spatial, stride, dilation, groups)
     if groups > 1:
-        return strided_input.group_by_group(input_gradient, dy, w, spatial, stride, dilation,
-                                            pads, groups)
+        return strided_input.group_by_group(functools.partial(input_gradient, tile=tile), dy,
+                                            w, spatial, stride, dilation, pads, groups)
     if dy.ndim == 3:  # 1-D: a map of one row
         dx = input_gradient(dy[:, :, None], w[:, :, None], (1,) + tuple(spatial),
-                            (1,) + tuple(stride), (1,) + tuple(dilation), [(0, 0)] + pads)
+                            (1,) + tuple(stride), (1,) + tuple(dilation), [(0, 0)] + pads,
+                            tile=tile)
         return dx[:, :, 0]
     k, c, kh, kw = w.shape
     n, (out_height, out_width) = dy.shape[0], dy.shape[2:]
     inside = (spatial[0] - sum(pads[0]), spatial[1] - sum(pads[1]))
     if n * c * k * out_height * out_width == 0:
         return np.zeros((n, c) + inside, np.float32)
-    rows = fold_rows(kh * kw)
+    rows = fold_rows(kh * kw, tile[0])
     w_rows = aligned.zeros((c, rows, k))
     w_rows[:, :kh * kw] = np.asarray(w, np.float32).reshape(k, c, kh * kw).transpose(1, 2, 0)
     sy, sx = stride
@@ -125,13 +132,13 @@ def input_gradient(dy, w, spatial, stride, dilation, pads=None, groups=1):
     geometry = np.array([sy, sx, dilation[0], dilation[1], kh, kw, pads[0][0], pads[1][0],
                          spatial[0], phase_length], np.int64)
     dx = np.empty((n, c) + inside, np.float32)
-    width = strip_width()
+    width = strip_width(tile[1])
     strip_bytes = 4 * width * (rows + k)  # a strip's columns and its packed dy
     chunk = max(1, min(tuning.value("implicit_fold_chunk_bytes") // strip_bytes,
                        _rounded(out_height * out_width, width) // width))
     shares = max(1, min(c, -(-2 * numba.get_num_threads() // n)))
-    fold_windows_tiled(np.ascontiguousarray(dy, np.float32), w_rows, geometry, dx, chunk,
-                       tuning.value("implicit_tap_block"), shares)
+    fold_windows_with(*tile)(np.ascontiguousarray(dy, np.float32), w_rows, geometry, dx, chunk,
+                             tuning.value("implicit_tap_block"), shares)
     return dx
 
 
