@@ -22,7 +22,7 @@ def test_arm_cpus_are_described_from_their_probe(name, features, family):
                   registers=registers, fma=fma, emulated=False)
     assert arm.lanes == 4 and arm.tiles == cpu.TILES[32]
     assert arm.summary().endswith("implicit-GEMM tiles 8×4, 10×8, 8×12, 6×16, planar 4×16, "
-                                  "along rows 14×4, 10×8")
+                                  "fold 5×20, along rows 14×4, 10×8")
 
 
 def test_x86_descriptions_follow_the_probe_not_the_name():
