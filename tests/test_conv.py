@@ -278,6 +278,23 @@ def test_empty_batch_like_torch(fn, w_shape, kwargs):
     np.testing.assert_array_equal(w.grad, 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2), (3, 1)])
+def test_input_gradient_of_no_output_positions_is_zero(dtype, stride):
+    """dy with no rows for an input that has some (a transposed convolution of an input with no
+    rows): dx is zeros, where im2col's slices for no positions counted from the end and
+    col2im failed to broadcast."""
+    from cnnkit.kernels.conv import conv_backward_input
+    dy, w = np.ones((2, 8, 0, 12), dtype), np.ones((8, 3, 3, 3), dtype)
+    dx = conv_backward_input(dy, w, (30, 30), stride, (1, 1), 1)
+    assert dx.shape == (2, 3, 30, 30) and dx.dtype == dtype
+    np.testing.assert_array_equal(dx, 0)
+    bias = np.arange(3, dtype=dtype)
+    y = F.conv_transpose2d(cnnkit.tensor(dy), cnnkit.tensor(w), cnnkit.tensor(bias),
+                           stride=2, output_padding=1)
+    np.testing.assert_array_equal(y.data, np.broadcast_to(bias[:, None, None], (2, 3, 2, 26)))
+
+
 def test_float32_stays_float32(rng):
     x, w, b = random_arrays(rng, [(1, 2, 5, 5), (3, 2, 3, 3), (3,)], np.float32)
     xt, wt, bt = (cnnkit.tensor(a, requires_grad=True) for a in (x, w, b))
