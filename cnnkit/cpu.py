@@ -27,6 +27,12 @@ import platform
 import re
 
 
+def tile_registers(rows, vectors):
+    """Vector registers an MR × NV register tile holds: MR·NV accumulators, NV operand vectors
+    and 1 broadcast (the budget each entry of ``TILES`` must fit; a tile over it spills)."""
+    return rows * vectors + vectors + 1
+
+
 @dataclasses.dataclass(frozen=True)
 class Tiles:
     """Register-tile shapes of the compiled kernels for one ISA family (see the kernels'
@@ -104,19 +110,26 @@ class Tiles:
 #   64², 96² or 112², but on 80²), so 48 columns, padded.
 #   fold (``python -m cnnkit.bench.window_fold --tiles``; BENCHMARKS.md, "The windows' fold on
 #   a tile of its own"): its product sums only K terms per cell, so a tile's stores and its
-#   loads per multiply-add weigh more than in the planar GEMM's. 2 threads, ms, the table's
-#   tile against the planar one, on AlexNet's first layer, ResNet's stem, a 3 × 3 stride-2
-#   layer of 3 channels and a 5 × 5 stride-2 one of 8: AVX-512 5 × 5 4.48–4.63, 3.84, 3.42,
-#   2.77 against 4 × 4's 4.80–4.94, 4.28, 3.74, 3.10 (6 × 4 and 4 × 6 between them); AVX2
-#   4 × 3 6.99, 6.33, 5.01, 4.61 against 6 × 2's 7.54, 6.84, 5.41, 4.90.
+#   loads per multiply-add weigh more than in the planar GEMM's. 2 threads, ms, best of 10,
+#   the table's tile against the planar one: AVX-512 5 × 80 against 4 × 64 on AlexNet's
+#   first layer 4.598 / 4.775, ResNet's stem 3.816 / 4.251, a 3 × 3 stride-2 layer of 3
+#   channels 3.405 / 3.652, a 5 × 5 one 1.231 / 1.354 (geomean over the tool's nine layers
+#   1.064 times 5 × 80's; every other candidate 1.030–1.428). AVX2, best of 12, two runs:
+#   4 × 24 against 6 × 16 6.809 and 6.901 / 7.252 and 7.394, 5.690 and 5.617 / 6.229 and
+#   6.211, 4.824 and 4.857 / 5.026 and 5.216, 1.696 and 1.714 / 2.010 and 1.971 (geomean
+#   1.087 and 1.093). 2 × 40 read 0.985 and 0.987 of 4 × 24's by the geomean, all of it on
+#   small layers and the 3 × 3 kernel (9 taps on 10 rows, against 12), and slower on the
+#   two largest (AlexNet's, the stem's), so the table keeps 4 × 24.
 # The kernels compile these numbers in, and Numba's on-disk cache knows a kernel by its own
 # source file, not by this table: after editing it, delete the kernels' cached builds
 # (cnnkit/kernels/__pycache__/*.nbi and *.nbc), or a stale tile runs against new buffers.
 TILES = {
     32: Tiles(gemm_rows=(0, 8, 10, 8, 6), planar=(4, 4), fold=(5, 5),
-              rows=((1, 4), (4, 1), (4, 2), (4, 4)), sliding=(0, 14, 10), sliding_gain=(0, 2.2, 1.25), lanes_wide_width=48),
+              rows=((1, 4), (4, 1), (4, 2), (4, 4)), sliding=(0, 14, 10),
+              sliding_gain=(0, 2.2, 1.25), lanes_wide_width=48),
     16: Tiles(gemm_rows=(0, 8, 6, 4, 0), planar=(6, 2), fold=(4, 3),
-              rows=((1, 4), (4, 1), (4, 2), (4, 2)), sliding=(0, 8), sliding_gain=(0, 1.3), lanes_wide_width=1 << 20),
+              rows=((1, 4), (4, 1), (4, 2), (4, 2)), sliding=(0, 8), sliding_gain=(0, 1.3),
+              lanes_wide_width=1 << 20),
 }
 
 

@@ -480,11 +480,11 @@ def test_window_fold_bench_times_the_fold_on_each_tile(monkeypatch):
     entry of the tile table: each candidate's time per layer, its ratio to the table's tile,
     which it marks; the candidates fit the register budget."""
     from cnnkit.bench import window_fold as bench
-    from cnnkit.cpu import TILES, host
+    from cnnkit.cpu import TILES, host, tile_registers
     for registers in TILES:
         candidates = bench.tile_candidates(registers)
         assert TILES[registers].fold in candidates
-        assert all(r * v + v + 1 <= registers for r, v in candidates)
+        assert all(tile_registers(r, v) <= registers for r, v in candidates)
     monkeypatch.setattr(bench, "LAYERS", {"stem": (1, 3, 8, 30, 7, 2, 3),
                                           "wide": (1, 64, 8, 30, 3, 2, 1)})
     lines = []
@@ -494,3 +494,5 @@ def test_window_fold_bench_times_the_fold_on_each_tile(monkeypatch):
     assert all(list(times) == ["stem"] and times["stem"] > 0 for times in results.values())
     assert lines[1] == "| tile | stem | geomean ratio |"
     assert lines[3].endswith("| 1.000  <- table |")
+    with pytest.raises(ValueError, match="no layer of fewer input channels"):
+        bench.measure_tiles(1, only=["wide"], log=lines.append)

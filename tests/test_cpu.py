@@ -312,7 +312,7 @@ def test_every_tile_fits_its_register_file(registers):
     gemm = [(rows, vectors) for vectors, rows in enumerate(tiles.gemm_rows) if rows]
     assert gemm and all(vectors in (1, 2, 3, 4) for _, vectors in gemm)
     for rows, vectors in gemm + [tiles.planar, tiles.fold] + list(tiles.rows):
-        assert rows * vectors + vectors + 1 <= registers, (rows, vectors)
+        assert cnnkit.cpu.tile_registers(rows, vectors) <= registers, (rows, vectors)
     assert tiles.rows[0][0] == 1 and all(rows == 4 for rows, _ in tiles.rows[1:])
     # the tiles along rows: MR·NV accumulators + KW·NV weight vectors + 1 broadcast, KW up
     # to 5, each faster than the plain tile of its NV

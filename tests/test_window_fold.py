@@ -99,6 +99,17 @@ def test_shares_of_channels_give_the_same_bits(monkeypatch):
         np.testing.assert_array_equal(_fold(w, dy, padded, stride, dilation, pads), whole)
 
 
+@pytest.mark.parametrize("tile, error", [((0, 5), ValueError), ((5, -1), ValueError),
+                                         ((5.0, 5), TypeError), ((True, 1), TypeError),
+                                         ([5, 5], TypeError), ((5,), TypeError)])
+def test_a_tile_that_is_not_two_positive_integers_is_refused(tile, error):
+    rng = np.random.default_rng(12)
+    _, w, dy, padded, stride, dilation, pads = _layer(rng, 1, 3, 4, (9, 9), (3, 3), (2, 2))
+    with pytest.raises(error, match="tile"):
+        window_fold.input_gradient(dy.astype(np.float32), w.astype(np.float32), padded,
+                                   stride, dilation, pads, tile=tile)
+
+
 @pytest.mark.parametrize("tile", [(2, 1), (4, 3), (5, 5), (6, 2)])
 def test_every_tile_gives_the_gradient(tile):
     """The product's tile (``cpu.Tiles.fold``, other tiles timed by ``python -m
@@ -135,6 +146,21 @@ def test_nan_and_inf_land_where_pytorch_puts_them(where):
         dx = conv.conv_backward_input(dy.astype(np.float32), w.astype(np.float32), padded,
                                       stride, dilation, 1, pads)
     assert_close(dx, expected, np.float32, terms=w.size, name="dx")
+
+
+def test_gain_rounds_each_product_to_its_own_tiles_strips(monkeypatch):
+    """The product over all phases in strips of the planar GEMM's tile where it runs planar,
+    the fold's product in strips of the fold's tile (``cpu.Tiles.fold``)."""
+    g = conv.ConvGeometry.of((16, 1, 32, 32), (32, 1, 5, 5), (2, 2), (1, 1), 1, np.float32,
+                             ((2, 2), (2, 2)))
+    grid = strided_input.subpixel_grid(g)
+    assert implicit.planar_wins(grid.outputs, grid.terms, grid.padded, grid.out)
+    gain = window_fold.gain(g)
+    with monkeypatch.context() as patch:
+        patch.setattr(implicit, "planar_strip_width", lambda: 1 << 20)
+        assert window_fold.gain(g) > 100 * gain
+    monkeypatch.setattr(window_fold, "strip_width", lambda: 1 << 20)
+    assert window_fold.gain(g) < gain / 100
 
 
 def test_heuristic_folds_where_the_phases_would_compute_zeros():

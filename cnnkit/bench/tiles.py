@@ -52,20 +52,22 @@ import math
 import os
 import time
 
+from ..cpu import tile_registers
+
 
 def _candidates(registers, row_counts=(2, 3, 4, 6, 8, 10, 12)):
     """(MR, NV) pairs around the budget MR·NV + NV + 1 ≤ registers (a few just over it)."""
     pairs = []
     for vectors in (1, 2, 3, 4):
         for rows in row_counts:
-            if rows * vectors + vectors + 1 <= registers + vectors:
+            if tile_registers(rows, vectors) <= registers + vectors:
                 pairs.append((rows, vectors))
     return pairs
 
 
 def _line(rows, vectors, lanes, rate, chosen):
     return (f"  MR {rows:2d} × NV {vectors} ({rows}×{lanes * vectors:3d}, "
-            f"{rows * vectors + vectors + 1:2d} registers): {rate:7.1f} GFLOP/s{chosen}")
+            f"{tile_registers(rows, vectors):2d} registers): {rate:7.1f} GFLOP/s{chosen}")
 
 
 def _kernel(rows, vectors):

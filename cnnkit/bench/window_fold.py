@@ -14,8 +14,9 @@ on the products per phase whatever their gain (``window_fold.wins``); their row 
 fold called directly, to show what it would take.
 
 ``--tiles`` re-measures the fold's entry of the tile table (``cpu.Tiles.fold``): the fold on
-each candidate MR × NV tile near this target's register budget (and the planar GEMM's), on the layers of fewer input
-channels than a vector's lanes, ms, and each tile's time over the table's tile's (geomean).
+each candidate MR × NV tile near this target's register budget (and on the planar GEMM's), on
+the layers of fewer input channels than a vector's lanes, ms, and each tile's time over the
+table's tile's (geomean).
 Each tile is compiled on first use: a few seconds each.
 """
 import argparse
@@ -25,6 +26,7 @@ import numpy as np
 
 from .. import tuning
 from ..conv_arithmetic import conv_output_shape
+from ..cpu import tile_registers
 from ..kernels import conv
 from ..kernels.conv import implicit, window_fold
 from .timing import best_of_interleaved
@@ -77,12 +79,12 @@ def measure(name, repeats):
 
 
 def tile_candidates(registers):
-    """(MR, NV) near the budget MR·NV accumulators + NV vectors of dy + 1 broadcast ≤
-    ``registers``: for each NV up to 6, the largest MR up to 8 that fits and the one below."""
+    """(MR, NV) near the register budget (``cpu.tile_registers`` ≤ ``registers``): for each NV
+    up to 6, the largest MR up to 8 that fits and the one below."""
     pairs = []
     for vectors in range(1, 7):
-        rows = min(8, (registers - vectors - 1) // vectors)
-        pairs += [(r, vectors) for r in (rows - 1, rows) if r >= 2]
+        fits = [r for r in range(2, 9) if tile_registers(r, vectors) <= registers]
+        pairs += [(r, vectors) for r in fits[-2:]]
     return pairs
 
 
@@ -95,8 +97,11 @@ def measure_tiles(repeats, only=None, candidates=None, log=print):
     tiles = list(dict.fromkeys([table, cpu.tiles.planar] +
                                list(candidates or tile_candidates(cpu.registers))))
     names = [name for name in (only or LAYERS) if LAYERS[name][1] < cpu.lanes]
+    if not names:
+        raise ValueError(f"no layer of fewer input channels than this target's {cpu.lanes} "
+                         f"lanes among {list(only or LAYERS)}")
     log(f"# {cpu.summary()}; the fold's input gradient, ms (best of {repeats}), and each "
-        f"tile's time over the table's {table[0]} × {table[1]}")
+        f"tile's time over the table's {table[0]} × {cpu.lanes * table[1]}")
     log("| tile | " + " | ".join(names) + " | geomean ratio |")
     log("|---|" + "---:|" * (len(names) + 1))
     results = {tile: {} for tile in tiles}
@@ -136,7 +141,10 @@ def main(argv=None):
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     if args.tiles:
-        measure_tiles(args.repeats, args.only)
+        try:
+            measure_tiles(args.repeats, args.only)
+        except ValueError as error:
+            parser.error(f"--only: {error}")
         return
     print(f"implicit_fold_min_gain now: {tuning.value('implicit_fold_min_gain'):.3g}")
     print("| layer | gain | folded by the heuristic | without the fold | ms | folded ms | "

@@ -25,8 +25,8 @@ def windows(x: np.ndarray, kernel: tuple, stride: tuple, dilation: tuple, out: t
 
 
 def _offset_slices(offset, stride, dilation, out):
-    """The input positions ``i·s + a·d`` (i = 0..out−1) touched by kernel offset ``a``, as slices
-    (empty for no positions: a stop of a·d − s + 1 would count from the end)."""
+    """The input positions ``i·s + a·d`` (i = 0..out−1) touched by kernel offset ``a``, as
+    slices (empty for no positions: a stop of a·d − s + 1 would count from the end)."""
     return tuple(slice(a * d, a * d + s * (o - 1) + 1 if o else a * d, s)
                  for a, s, d, o in zip(offset, stride, dilation, out))
 

@@ -58,8 +58,12 @@ _TABLE = [
              "on layers of several gains, 2 threads, AVX-512 and AVX2 (BENCHMARKS.md, "
              "\"Strided input gradients of few channels: the windows folded\"): the fold "
              "lost by 18–19 % at gains up to 1.00, won by 2–3 % on AlexNet's first layer "
-             "(1.22–1.23) and by 23–74 % at the gains of 1.27–1.94 measured; ``cnnkit tune`` "
-             "does not time it, since one layer's timing read 0.67–0.95 in three runs.",
+             "(1.22–1.23) and by 23–74 % at the gains of 1.27–1.94 measured. On the fold's "
+             "own tile (``cpu.Tiles.fold``; BENCHMARKS.md, \"The windows' fold on a tile of "
+             "its own\"), two runs on each ISA: it lost by 7–25 % at gains up to 1.00, won by "
+             "4–9 % on AlexNet's first layer (1.23–1.24) and by 24–65 % at gains of 1.34–2.00. "
+             "``cnnkit tune`` does not time it, since one layer's timing read 0.67–0.95 in "
+             "three runs.",
              0.5, 1 << 20,
              measured_by="python -m cnnkit.bench.window_fold"),
     Constant("implicit_fold_chunk_bytes", 1 << 18, "bytes",
@@ -68,7 +72,11 @@ _TABLE = [
              "meant to stay in L2. AlexNet's first layer's input gradient, 2 threads, AVX-512, "
              "ms, at 4, 32, 64, 128, 256 and 512 KB: 5.37, 5.28, 5.37, 5.21, 4.92 and 4.93 (1, "
              "1, 1, 2, 5 and 10 strips of 64 positions); ResNet's stem 5.16, 5.15, 4.77, "
-             "4.71, 4.48 and 4.43." + _NOT_TIMED, 1 << 12, 1 << 26, integer=True),
+             "4.71, 4.48 and 4.43. On the fold's own tile (5 × 80 on AVX-512: 4 strips at "
+             "256 KB), at 128 KB, 256 KB, 512 KB, 1 MB and 2 MB: AlexNet's 4.95, 4.62, 4.62, "
+             "4.61 and 4.98 (a second run 4.61, 4.38, 4.31, 4.40 and 4.68), the stem's 4.24, "
+             "4.02, 3.93, 3.97 and 4.37, a 3 × 3 stride-2 layer's of 3 channels 3.47, 3.43, "
+             "3.49, 3.65 and 4.37." + _NOT_TIMED, 1 << 12, 1 << 26, integer=True),
     Constant("implicit_empty_phases_max_terms", 256, "multiply-adds per output (K)",
              "A strided input gradient whose kernel leaves phases of dx that no tap reaches "
              "(a 1×1 layer at stride 2), of a vector of input channels or more, runs on the "

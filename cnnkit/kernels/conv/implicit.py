@@ -441,9 +441,14 @@ def planar_length(padded, out):
     return sum((o - 1) * p for o, p in zip(out, flat_pitches(padded))) + 1
 
 
+def planar_strip_width():
+    """Positions per strip of the planar tile: its NV vectors' lanes."""
+    return compiled.LANES * compiled.PLANAR_VECTORS
+
+
 def _planar_lane_use(padded, out):
     """The share of the planar tiles' lanes that compute outputs, on one image."""
-    width = compiled.LANES * compiled.PLANAR_VECTORS
+    width = planar_strip_width()
     return math.prod(out) / (-(-planar_length(padded, out) // width) * width)
 
 
@@ -770,7 +775,7 @@ def _planar_from(source, w, g, bias=None):
 
 def _planar_slack():
     """Floats read past the last image by the planar tiles' last strip: one strip."""
-    return compiled.LANES * compiled.PLANAR_VECTORS
+    return planar_strip_width()
 
 
 def planar_images(x, pads, w, dilation, out, bias=None, padded_copy=None):

@@ -64,21 +64,22 @@ def gain(geometry):
     fold's, each as its kernel runs them. The product: its S·C outputs rounded up to the
     channels-last tile's lanes times its positions, or, where it runs planar
     (``implicit.planar_wins``), rounded up to the planar tile's rows times the padded map's
-    flat positions in whole strips; times its terms. The fold: C times the kernel's taps
-    rounded up to the tile's rows (``fold_rows``), times K, times dy's positions in whole
-    strips (``strip_width``). An estimate of the work each does: the threshold it is compared
-    with was measured on layers (``python -m cnnkit.bench.window_fold``)."""
+    flat positions in whole strips of the planar tile. The fold: C times the kernel's taps
+    rounded up to the rows of the fold's tile (``cpu.Tiles.fold``; ``fold_rows``), times K,
+    times dy's positions in whole strips of that tile (``strip_width``). An estimate of the
+    work each does: the threshold it is compared with was measured on layers (``python -m
+    cnnkit.bench.window_fold``)."""
     g = geometry
     grid = strided_input.subpixel_grid(g)
-    width = strip_width()
     if implicit.planar_wins(grid.outputs, grid.terms, grid.padded, grid.out):
         rows = _rounded(grid.outputs, compiled.PLANAR_ROWS)
-        positions = _rounded(implicit.planar_length(grid.padded, grid.out), width)
+        positions = _rounded(implicit.planar_length(grid.padded, grid.out),
+                             implicit.planar_strip_width())
     else:
         rows = _rounded(grid.outputs, compiled.LANES * compiled.tile(grid.outputs)[1])
         positions = math.prod(grid.out)
     fold = (g.in_channels * fold_rows(g.taps) * g.out_channels *
-            _rounded(math.prod(g.out), width))
+            _rounded(math.prod(g.out), strip_width()))
     return rows * grid.terms * positions / fold
 
 
@@ -107,8 +108,10 @@ def input_gradient(dy, w, spatial, stride, dilation, pads=None, groups=1,
     times others).
 
     The shapes are checked first (the kernel reads and writes through addresses): ValueError
-    naming dy or w when they do not fit each other and ``spatial``."""
+    naming dy or w when they do not fit each other and ``spatial``, TypeError or ValueError
+    naming ``tile`` unless it is two positive integers."""
     pads = [tuple(p) for p in pads] if pads else [(0, 0)] * len(spatial)
+    _check_tile(tile)
     _check(dy, w, spatial, stride, dilation, groups)
     if groups > 1:
         return strided_input.group_by_group(functools.partial(input_gradient, tile=tile), dy,
@@ -140,6 +143,14 @@ def input_gradient(dy, w, spatial, stride, dilation, pads=None, groups=1,
     fold_windows_with(*tile)(np.ascontiguousarray(dy, np.float32), w_rows, geometry, dx, chunk,
                              tuning.value("implicit_tap_block"), shares)
     return dx
+
+
+def _check_tile(tile):
+    if not (isinstance(tile, tuple) and len(tile) == 2 and
+            all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in tile)):
+        raise TypeError(f"tile must be a pair of integers (MR, NV), got {tile!r}")
+    if min(tile) < 1:
+        raise ValueError(f"tile must be positive (MR, NV), got {tile!r}")
 
 
 def _check(dy, w, spatial, stride, dilation, groups):
