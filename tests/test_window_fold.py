@@ -149,12 +149,12 @@ def test_nan_and_inf_land_where_pytorch_puts_them(where):
 
 
 def test_gain_rounds_each_product_to_its_own_tiles_strips(monkeypatch):
-    """The product over all phases in strips of the planar GEMM's tile where it runs planar,
-    the fold's product in strips of the fold's tile (``cpu.Tiles.fold``)."""
+    """The product over all phases in strips of the planar GEMM's tile where it runs planar
+    (taken planar here whatever this target's rule says), the fold's product in strips of the
+    fold's tile (``cpu.Tiles.fold``)."""
     g = conv.ConvGeometry.of((16, 1, 32, 32), (32, 1, 5, 5), (2, 2), (1, 1), 1, np.float32,
                              ((2, 2), (2, 2)))
-    grid = strided_input.subpixel_grid(g)
-    assert implicit.planar_wins(grid.outputs, grid.terms, grid.padded, grid.out)
+    monkeypatch.setattr(implicit, "planar_wins", lambda *shape: True)
     gain = window_fold.gain(g)
     with monkeypatch.context() as patch:
         patch.setattr(implicit, "planar_strip_width", lambda: 1 << 20)
