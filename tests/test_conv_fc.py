@@ -81,6 +81,20 @@ def test_a_gradient_not_finite_makes_its_outside_weight_gradients_nan(special):
     np.testing.assert_allclose(dw[finite], expected[finite], rtol=1e-12, atol=1e-12)
 
 
+def test_looks_for_inf_and_nan_among_the_outside_weights_only(monkeypatch):
+    """The forward pass's check reads the taps that meet only the padding, not all of w."""
+    seen = []
+
+    def all_finite(*arrays):
+        seen.extend(a.size for a in arrays)
+        return True
+    monkeypatch.setattr(fc, "all_finite", all_finite)
+    x, w, dy = _layer((2, 3, 1, 2), (3, 4), np.float32)
+    with conv.using(algorithm="fc"):
+        conv.conv_forward(x, w, (1, 1), (1, 1), pads=((1, 1), (1, 1)))
+    assert seen == [5 * 3 * (12 - 2)]   # the 1 × 2 map meets 2 of the 12 taps
+
+
 def test_reads_the_input_unpadded():
     """No padded copy: the products take only the taps inside the padding."""
     x, w, dy = _layer((4, 8, 1, 1), (3, 3), np.float32)

@@ -69,10 +69,12 @@ def _within(xp, g):
 def _forward(x, w, g):
     """y (N, K, 1, ...) from x, the input inside its padding."""
     y = _rows(x, g.batch) @ _rows(_within(w, g), g.out_channels).T
-    if _padded(g) and not all_finite(w):
+    if _padded(g):
         # Σ 0 · w over the outside taps: NaN for an output whose outside weights are not all
-        # finite (a rare case, at the cost of a pass over those weights)
-        y[:, ~np.isfinite(w[:, :, _outside(g)]).all(axis=(1, 2))] = np.nan
+        # finite (the inside weights' inf and NaN reach y through the product itself)
+        outside = w[:, :, _outside(g)]
+        if not all_finite(outside):
+            y[:, ~np.isfinite(outside).all(axis=(1, 2))] = np.nan
     return y.reshape((g.batch, g.out_channels) + (1,) * len(g.out))
 
 
