@@ -183,10 +183,14 @@ def by_image(tasks, x, pad, padded, wt, offset, tap_start, corner, row, position
     are views of the ungrouped arrays), wt holding each group's panels in turn, and bias its
     K values; task m reads group m mod G's panels and bias. While a task's
     tiles run it has the next image's lines fetched into L2 (``prefetch``), a few before each
-    tile: the copy of the image that follows, most likely the same thread's next task, then
-    reads cache instead of waiting on memory (2 threads, inference forward passes without and
-    with: AVX-512 res3x3 8.48 against 8.32 ms, res3x3_s2 4.81 against 4.45; on AVX2 little
-    change either way, res3x3 13.68 against 13.77, res3x3_s2 7.50 against 7.30).
+    tile: the image that follows, most likely the same thread's next task, is then read from
+    cache, by its padding copy or, with nothing to pad, by its tiles, instead of from memory
+    (2 threads, inference forward passes without and with: AVX-512 res3x3 8.48 against 8.32
+    ms, res3x3_s2 4.81 against 4.45; on AVX2 little change either way, res3x3 13.68 against
+    13.77, res3x3_s2 7.50 against 7.30. With nothing to pad, AVX-512, a 64 MB pass before
+    each call: pw1x1 1.59–1.69 against 1.17–1.22 ms, 1×1 layers of 1024 → 256 channels on 32
+    14 × 14 maps 13.15–14.48 against 11.30–11.41, 128 → 512 on 16 28 × 28 7.58–7.62 against
+    7.12–7.17).
 
     ``sliding`` KW (0: off; one of ``SLIDING_WIDTHS``), for a tile of NV = ``vectors`` with
     an entry in ``SLIDING_ROWS`` and one product whose taps come in runs of KW neighbours
@@ -259,17 +263,17 @@ def image_task(rows, vectors):
             else:
                 x_flat, image_finite = _padded_image(x[n], pad, check)
                 image_start = 0
-            if n + 1 < n_images:
-                lines = (x[n].size * 4 + 63) // 64
-                upcoming = x[n + 1:].ctypes.data
-                calls = 0  # the micro-kernel calls of this task
-                for f in range(tap_start.size - 1):
-                    per_image = position_start[f + 1] - position_start[f]
-                    calls += ((tap_start[f + 1] - tap_start[f] + tap_block - 1) // tap_block *
-                              (kp // width) * ((per_image + rows - 1) // rows))
-                per_call = (lines + calls - 1) // max(1, calls)
         elif check:
             image_finite = _finite_values(x[n].reshape(-1))
+        if n + 1 < n_images:
+            lines = (x[n].size * 4 + 63) // 64
+            upcoming = x[n + 1:].ctypes.data
+            calls = 0  # the micro-kernel calls of this task
+            for f in range(tap_start.size - 1):
+                per_image = position_start[f + 1] - position_start[f]
+                calls += ((tap_start[f + 1] - tap_start[f] + tap_block - 1) // tap_block *
+                          (kp // width) * ((per_image + rows - 1) // rows))
+            per_call = (lines + calls - 1) // max(1, calls)
         if check:
             finite[n] = image_finite
         products = tap_start.size - 1

@@ -128,12 +128,25 @@ def forward_from(source, w, g, bias=None):
     """The forward pass from a ``PaddedInput``, with the bias added as the channels-last
     kernel's rows are transposed to y (no separate pass over y: res3x3's is 8 MB).
 
-    On an input not padded yet, a channels-last product over enough images
-    (``per_image_tasks``) runs per image, each task padding its own image of x in cache: no
-    pass pads the whole input first (and on one with nothing to pad, when the rows of all
-    images would be mapped afresh, ``_rows_mapped_afresh``). When a weight gradient will read
-    the padded input too (``source.shared``: a training step), each task writes its padded
-    image into the copy it then reads, and the source keeps that copy. 2 threads, against the
+    A channels-last product over enough images (``per_image_tasks``) runs per image. On an
+    input not padded yet, each task pads its own image of x in cache: no pass pads the whole
+    input first. When a weight gradient will read the padded input too (``source.shared``: a
+    training step), each task writes its padded image into the copy it then reads, and the
+    source keeps that copy. An input with nothing to pad (a 1×1 layer's, a valid one's) runs
+    per image as well: each task's rows stay in a buffer of its own in cache until they are
+    copied to y, where the parallel products write all images' rows first, and the next
+    image's lines are fetched while a task runs (``implicit_gemm_numba.by_image``). 2 threads,
+    best of 25, operands out of L2 (a 64 MB pass before each call), per image against
+    parallel products, ms: AVX-512, 1×1 layers of 256 → 64 channels on 32 16 × 16 maps
+    (pw1x1) 1.10–1.24 against 1.19–1.40, 128 → 512 on 16 28 × 28 maps 7.02–7.34 against
+    9.37–9.61, 128 → 128 on 32 28 × 28 3.35–3.48 against 3.64–3.93, 512 → 128 on 32 14 × 14
+    2.77–3.05 against 2.84–3.16, 256 → 128 on 16 28 × 28 3.12–3.64 against 3.26–3.61; valid
+    3 × 3 layers of 64 → 64 on 32 32 × 32 maps 6.33–6.36 against 6.66–6.69, of 128 → 128 on
+    32 16 × 16 5.41–5.95 against 5.73–6.23. AVX2 (``NUMBA_CPU_NAME=haswell``): pw1x1
+    1.71–1.72 against 1.80–1.85, 128 → 32 on 32 28 × 28 1.47–1.50 against 1.69–1.73,
+    128 → 128 on 32 28 × 28 5.59–5.73 against 5.96–6.10, 256 → 128 on 16 28 × 28 5.40–5.44
+    against 5.31–5.39. Training steps of 128 → 512 on 16 28 × 28 maps, three runs of each
+    in alternating processes: 21.9–24.1 against 27.4–28.0 ms (AVX-512). 2 threads, against the
     padding pass and parallel products: under no_grad, AVX-512 res3x3 8.54 against 9.24 ms,
     res3x3_s2 4.55 against 5.24, vgg_c2 (N=128, 32 → 64 channels, 14 × 14) 3.70 against 3.97;
     AVX2 res3x3_s2 7.27 against 7.83, res3x3 13.75 against 13.86. Whole training steps, two
@@ -145,8 +158,7 @@ def forward_from(source, w, g, bias=None):
     planar = _groups_run_planar(g)
     if planar and _planar_per_image(g):
         return _planar_from(source, w, g, bias)
-    if _per_image_forward(g, planar) and (not source.is_padded or
-                                          _rows_mapped_afresh(g)):
+    if _per_image_forward(g, planar):
         x, pads, padded = source.data, source.pads, None
         if source.is_padded:  # already padded, or nothing to pad: the tables index it
             x, pads = source.padded(), None
@@ -160,23 +172,6 @@ def forward_from(source, w, g, bias=None):
             source.adopt(padded)
         return y
     return _forward(source.padded(), w, g, bias, planar)
-
-
-# glibc's malloc serves requests up to its threshold from memory it keeps, and maps larger
-# ones afresh, page by page as they are first written (the threshold grows with the blocks
-# freed, to at most 32 MB on 64-bit systems: DEFAULT_MMAP_THRESHOLD_MAX)
-_MAPPED_AFRESH_BYTES = 32 << 20
-
-
-def _rows_mapped_afresh(g):
-    """Whether the channels-last rows of every image at once (``channels_last``'s buffer)
-    would be mapped afresh on each call: an input with nothing to pad then runs per image
-    too, each task's rows in a buffer of its own (``implicit_gemm_numba.by_image``). A 1×1
-    layer of 128 → 512 channels on 32 28 × 28 maps (51 MB of rows), 2 threads, AVX-512:
-    17.8 against 23.1 ms; below the threshold per image gained nothing, and on AVX2 it cost
-    pw1x1's forward pass (2 MB) 5 % (1.63 against 1.55 ms)."""
-    return g.batch * math.prod(g.out) * g.groups * \
-        compiled.tile(g.out_channels // g.groups)[2] * 4 > _MAPPED_AFRESH_BYTES
 
 
 def _groups_run_planar(g):
