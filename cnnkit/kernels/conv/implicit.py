@@ -136,17 +136,11 @@ def forward_from(source, w, g, bias=None):
     per image as well: each task's rows stay in a buffer of its own in cache until they are
     copied to y, where the parallel products write all images' rows first, and the next
     image's lines are fetched while a task runs (``implicit_gemm_numba.by_image``). 2 threads,
-    best of 25, operands out of L2 (a 64 MB pass before each call), per image against
-    parallel products, ms: AVX-512, 1×1 layers of 256 → 64 channels on 32 16 × 16 maps
-    (pw1x1) 1.10–1.24 against 1.19–1.40, 128 → 512 on 16 28 × 28 maps 7.02–7.34 against
-    9.37–9.61, 128 → 128 on 32 28 × 28 3.35–3.48 against 3.64–3.93, 512 → 128 on 32 14 × 14
-    2.77–3.05 against 2.84–3.16, 256 → 128 on 16 28 × 28 3.12–3.64 against 3.26–3.61; valid
-    3 × 3 layers of 64 → 64 on 32 32 × 32 maps 6.33–6.36 against 6.66–6.69, of 128 → 128 on
-    32 16 × 16 5.41–5.95 against 5.73–6.23. AVX2 (``NUMBA_CPU_NAME=haswell``): pw1x1
-    1.71–1.72 against 1.80–1.85, 128 → 32 on 32 28 × 28 1.47–1.50 against 1.69–1.73,
-    128 → 128 on 32 28 × 28 5.59–5.73 against 5.96–6.10, 256 → 128 on 16 28 × 28 5.40–5.44
-    against 5.31–5.39. Training steps of 128 → 512 on 16 28 × 28 maps, three runs of each
-    in alternating processes: 21.9–24.1 against 27.4–28.0 ms (AVX-512). 2 threads, against the
+    operands out of L2, per image against parallel products: AVX-512 pw1x1 1.10–1.24 against
+    1.19–1.40 ms, 128 → 512 channels on 16 28 × 28 maps (1×1) 7.02–7.34 against 9.37–9.61;
+    AVX2 pw1x1 1.71–1.72 against 1.80–1.85; no layer measured slower by more than the noise
+    (BENCHMARKS.md, "Inputs with nothing to pad: forward passes per image, the next image
+    fetched"). For inputs the tasks pad, 2 threads, against the
     padding pass and parallel products: under no_grad, AVX-512 res3x3 8.54 against 9.24 ms,
     res3x3_s2 4.55 against 5.24, vgg_c2 (N=128, 32 → 64 channels, 14 × 14) 3.70 against 3.97;
     AVX2 res3x3_s2 7.27 against 7.83, res3x3 13.75 against 13.86. Whole training steps, two
