@@ -682,26 +682,38 @@ def test_forward_tasks_pad_their_own_images(shape, w_shape, stride, pads, groups
     assert pads_seen == [6, 6, 6, 6]  # the tasks padded the images (groups: their channels)
 
 
-@pytest.mark.parametrize("shape, w_shape, pads", [
-    ((8, 16, 6, 6), (24, 16, 1, 1), None),                  # a 1×1 layer: nothing to pad
-    ((8, 4, 9, 7), (20, 4, 3, 3), None),                    # valid
-    ((8, 4, 9, 7), (20, 4, 3, 3), ((1, 1), (0, 2)))])       # padded already, as a whole
-def test_forward_tasks_run_per_image_on_inputs_with_nothing_to_pad(shape, w_shape, pads):
+@pytest.mark.parametrize("shape, w_shape, pads, stride, dilation, groups", [
+    ((16, 6, 6), (24, 16, 1, 1), None, 1, 1, 1),              # a 1×1 layer: nothing to pad
+    ((4, 9, 7), (20, 4, 3, 3), None, 1, 1, 1),                # valid
+    ((4, 9, 7), (20, 4, 3, 3), ((1, 1), (0, 2)), 1, 1, 1),    # padded already, as a whole
+    ((16, 12, 12), (24, 16, 1, 1), None, 2, 1, 1),            # a strided 1×1 shortcut
+    ((4, 11, 9), (20, 4, 3, 3), None, 1, 2, 1),               # dilated
+    ((32, 6, 6), (48, 16, 1, 1), None, 1, 1, 2),              # two groups
+    ((16, 40), (24, 16, 1), None, 1, 1, 1),                   # 1-D
+    ((4, 6, 7, 8), (20, 4, 3, 3, 3), None, 1, 1, 1)])         # 3-D, valid
+def test_forward_tasks_run_per_image_on_inputs_with_nothing_to_pad(shape, w_shape, pads, stride,
+                                                                   dilation, groups):
     """An input with no padding to make (none, or padded already) runs per image too, each
-    task's rows in a buffer of its own (``implicit_gemm_numba.by_image``), with no padding
-    made: the same floats, bias included, as the parallel products, and every cell written
-    (np.empty poisoned)."""
+    task's rows in a buffer of its own and the next image's lines fetched
+    (``implicit_gemm_numba.by_image``), with no padding made: the same floats, bias
+    included, as the parallel products and PyTorch's, and every cell written (np.empty
+    poisoned). ``shape`` leaves out the batch: enough images for tasks per image."""
     from cnnkit.kernels.conv.padded_input import PaddedInput
     rng = np.random.default_rng(6)
-    x = rng.standard_normal(shape, dtype=np.float32)
+    dims = len(w_shape) - 2
+    x = rng.standard_normal((4 * conv_implicit.numba.get_num_threads(),) + shape,
+                            dtype=np.float32)
     w = rng.standard_normal(w_shape, dtype=np.float32)
     b = rng.standard_normal(w_shape[0], dtype=np.float32)
     source = PaddedInput(x, pads)
     xp = source.padded()  # made before the call: nothing is left to pad
-    g = conv_kernels.ConvGeometry.of(xp.shape, w.shape, (1, 1), (1, 1), 1, np.float32, pads)
+    g = conv_kernels.ConvGeometry.of(xp.shape, w.shape, (stride,) * dims, (dilation,) * dims,
+                                     groups, np.float32, pads)
     assert conv_implicit._per_image_forward(g)
     expected = conv_implicit._forward(xp, w, g, b, planar=False)
-    _check(expected, TF.conv2d(torch.tensor(xp), torch.tensor(w), torch.tensor(b)).numpy(), 10)
+    torch_conv = getattr(TF, f"conv{dims}d")
+    _check(expected, torch_conv(torch.tensor(xp), torch.tensor(w), torch.tensor(b), stride, 0,
+                                dilation, groups).numpy(), 10)
     calls = []
 
     def recording(entry):

@@ -134,14 +134,15 @@ def forward_from(source, w, g, bias=None):
     training step), each task writes its padded image into the copy it then reads, and the
     source keeps that copy. An input with nothing to pad (a 1×1 layer's, a valid one's) runs
     per image as well: each task's rows stay in a buffer of its own in cache until they are
-    copied to y, where the parallel products write all images' rows first, and the next
-    image's lines are fetched while a task runs (``implicit_gemm_numba.by_image``). 2 threads,
-    operands out of L2, per image against parallel products: AVX-512 pw1x1 1.10–1.24 against
-    1.19–1.40 ms, 128 → 512 channels on 16 28 × 28 maps (1×1) 7.02–7.34 against 9.37–9.61;
-    AVX2 pw1x1 1.71–1.72 against 1.80–1.85; no layer measured slower by more than the noise
+    copied to y (the parallel products write every image's rows before copying any), and the
+    next image's lines are fetched while a task runs (``implicit_gemm_numba.by_image``). 2
+    threads, operands out of L2, per image against parallel products: AVX-512 pw1x1
+    1.10–1.24 against 1.19–1.40 ms, 128 → 512 channels on 16 28 × 28 maps (1×1) 7.02–7.34
+    against 9.37–9.61; AVX2 pw1x1 1.71–1.72 against 1.80–1.85; of the eight layers measured,
+    one 2 % slower (256 → 128 channels on 28 × 28 maps, AVX2), the others faster or alike
     (BENCHMARKS.md, "Inputs with nothing to pad: forward passes per image, the next image
-    fetched"). For inputs the tasks pad, 2 threads, against the
-    padding pass and parallel products: under no_grad, AVX-512 res3x3 8.54 against 9.24 ms,
+    fetched"). For inputs the tasks pad, 2 threads, against the padding pass and parallel
+    products: under no_grad, AVX-512 res3x3 8.54 against 9.24 ms,
     res3x3_s2 4.55 against 5.24, vgg_c2 (N=128, 32 → 64 channels, 14 × 14) 3.70 against 3.97;
     AVX2 res3x3_s2 7.27 against 7.83, res3x3 13.75 against 13.86. Whole training steps, two
     in-process runs: AVX-512 res3x3 0.975 and 0.984 of the time, res3x3_s2 0.977 and 0.985,
