@@ -5,7 +5,8 @@ shares (``implicit_weight_partials_per_dy``), 1×1 weight gradients with the out
 as rows (``implicit_weight_rows_min_weights_per_position``), weight gradients of few output
 channels with them as rows (``implicit_weight_channel_rows_min_positions`` and ``_max_columns``),
 the planar kernel's copies of its strips (``implicit_planar_pack_min_row_tiles``), and the
-planar orientation of 1×1 products on large maps (``implicit_planar_1x1_min_positions``).
+planar orientation of 1×1 products on large maps (``implicit_planar_1x1_min_positions``,
+``implicit_large_map_min_terms_per_output``).
 
     python -m cnnkit.bench.orientation
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.orientation     # as on an AVX2 CPU
@@ -350,15 +351,18 @@ def measure_packing(log=print):
 
 
 # 1×1 products on maps around ``implicit_planar_1x1_min_positions`` (N=32, C terms, K
-# outputs, map): thin, square and wide products on 28 × 28 to 56 × 56 maps.
+# outputs, map): thin, square and deep products on 28 × 28 to 56 × 56 maps, the deep ones at
+# 2 and 4 terms per output (``implicit_large_map_min_terms_per_output``), and a deep one of
+# two vectors of outputs on AVX-512 (narrower than its planar tile).
 MAP_CASES = [(32, c, k, (s, s)) for s in (28, 36, 42, 48, 56)
-             for c, k in ((64, 256), (256, 64), (256, 256), (128, 128))]
+             for c, k in ((64, 256), (256, 64), (256, 256), (128, 128), (256, 128), (64, 32))]
 
 
 def measure_large_maps(log=print):
     """[(case, per-image s, planar s, rule's pick)] for 1×1 forward products on every core,
     wall time: channels-last with a task per image (``implicit.per_image_product``, the
-    channels-last pick of these shapes) against planar (``implicit_planar_1x1_min_positions``)."""
+    channels-last pick of these shapes) against planar (``implicit_planar_1x1_min_positions``
+    and ``implicit_large_map_min_terms_per_output`` decide between them)."""
     from ..kernels.conv import implicit
     rng = _on_every_core(log, 4, "1×1 products on large maps: channels-last per image "
                                "against planar")

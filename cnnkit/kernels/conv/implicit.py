@@ -400,7 +400,8 @@ def planar_wins(out_channels, taps, padded=None, out=None, kernel=None):
     8.65; AVX2, whose 8-lane vectors those channel counts fill better: 20 of 256 1.40 against
     1.26, 40 of 240 5.87 against 4.17, and 24 of 144 (no lane idle either way) 7.51 against
     8.60, kept channels-last. A 1×1 product on large maps (``implicit_planar_1x1_min_positions``
-    per image) is planar whatever its channels.
+    per image) is planar unless it is deep and fills tiles as wide as the planar ones
+    (``_deep_on_full_tiles``).
 
     Fewer output channels than a vector's lanes are planar unless the planar strips idle more
     of their lanes, which they do on maps of a few positions (a strip is per image). Same
@@ -412,7 +413,8 @@ def planar_wins(out_channels, taps, padded=None, out=None, kernel=None):
     if few and padded is None:
         return True
     pointwise = kernel is not None and math.prod(kernel) == 1
-    if pointwise and math.prod(out) >= tuning.value("implicit_planar_1x1_min_positions"):
+    if pointwise and math.prod(out) >= tuning.value("implicit_planar_1x1_min_positions") and \
+            not _deep_on_full_tiles(out_channels, taps):
         return True
     if padded is not None:
         planar_use = _planar_lane_use(padded, out)
@@ -424,6 +426,22 @@ def planar_wins(out_channels, taps, padded=None, out=None, kernel=None):
     if taps > tuning.value("implicit_planar_max_terms_per_output") * out_channels:
         return False
     return padded is None or planar_use >= channels_last_use
+
+
+def _deep_on_full_tiles(out_channels, taps):
+    """Whether a 1×1 product on a large map (``implicit_planar_1x1_min_positions``) stays
+    channels-last, one task per image: a deep product (at least
+    ``implicit_large_map_min_terms_per_output`` terms per output channel) whose channels-last
+    tile is at least as wide as the planar tile. Per image against planar, 2 threads, in one
+    process (BENCHMARKS.md, "1×1 products on large maps: deep ones channels-last"), ms,
+    AVX-512 / AVX2: 256 → 64 channels on 32 56 × 56 maps 13.40–14.71 against 18.33–20.02 /
+    20.37–22.94 against 32.19–35.55; the input gradient of 128 → 256 on 8 80 × 80 maps
+    12.86–13.85 against 16.76–18.70 / 21.50–23.38 against 23.84–24.99. Square products lose
+    channels-last on AVX2 (64 → 64 on 64 × 64 maps 4.68–4.80 against 3.86–3.96), and
+    AVX-512's narrower tiles (32 outputs: two vectors against the planar tile's four) lose on
+    large maps whatever the depth (64 → 32 on 112 × 112 maps 1.71 times planar's time)."""
+    return compiled.tile(out_channels)[1] >= compiled.PLANAR_VECTORS and \
+        taps >= tuning.value("implicit_large_map_min_terms_per_output") * out_channels
 
 
 def planar_length(padded, out):
