@@ -193,18 +193,21 @@ def test_planar_where_channels_last_idles_or_transposes():
     assert not conv_implicit.planar_wins(ragged, 144 * 9, (2 * lanes + 2,) * 2, map_, (3, 3))
     assert not conv_implicit.planar_wins(2 * lanes, 144, map_, map_, (1, 1))  # no lane idle
     # and on maps of ``implicit_planar_1x1_min_positions`` or more, unless the product is
-    # deep (``implicit_large_map_min_terms_per_output``) on channels-last tiles as wide as the
-    # planar tile's
+    # deep (``implicit_large_map_min_terms_per_output``), on channels-last tiles as wide as
+    # the planar tile's, over enough images for a task per image
     from cnnkit import tuning
     side = math.isqrt(tuning.value("implicit_planar_1x1_min_positions") - 1) + 1
     large, smaller = (side, side), (side - 1, side - 1)
     full = lanes * implicit_gemm_numba.PLANAR_VECTORS  # outputs on tiles as wide as planar's
     depth = tuning.value("implicit_large_map_min_terms_per_output")
     deep, shallow = math.ceil(depth * full), math.ceil(depth * full) - 1
-    assert conv_implicit.planar_wins(full, shallow, large, large, (1, 1))
-    assert not conv_implicit.planar_wins(full, deep, large, large, (1, 1))
-    assert conv_implicit.planar_wins(full // 2, 2 * deep, large, large, (1, 1))  # narrower
-    assert not conv_implicit.planar_wins(full, shallow, smaller, smaller, (1, 1))
+    images = 4 * conv_implicit.numba.get_num_threads()
+    assert conv_implicit.planar_wins(full, shallow, large, large, (1, 1), images)
+    assert not conv_implicit.planar_wins(full, deep, large, large, (1, 1), images)
+    assert conv_implicit.planar_wins(full, deep, large, large, (1, 1), images - 1)  # too few
+    assert conv_implicit.planar_wins(full, deep, large, large, (1, 1))  # images unknown
+    assert conv_implicit.planar_wins(full // 2, 2 * deep, large, large, (1, 1), images)  # narrow
+    assert not conv_implicit.planar_wins(full, shallow, smaller, smaller, (1, 1), images)
     assert not conv_implicit.planar_wins(2 * lanes, 144 * 9, (side + 2,) * 2, large, (3, 3))
     # fewer output channels than lanes: planar unless its strips idle more of their lanes,
     # as on maps of a few positions (one image per strip)

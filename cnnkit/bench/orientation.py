@@ -376,7 +376,7 @@ def measure_large_maps(log=print):
                        clock=time.perf_counter),
                  _best(lambda: implicit.forward(x, w, ones, ones, size, planar=True),
                        clock=time.perf_counter)]
-        rule = "planar" if implicit.planar_wins(k, c, size, size, (1, 1)) else "per image"
+        rule = "planar" if implicit.planar_wins(k, c, size, size, (1, 1), n) else "per image"
         faster = _faster(times, "per image", "planar")
         rows.append(((n, c, k, size), *times, rule))
         log(f"  K={k:3d} outputs, {c:3d} terms, {n}×{'×'.join(map(str, size))}: per image "

@@ -95,31 +95,33 @@ _TABLE = [
              0.0, 1e6),
     Constant("implicit_planar_1x1_min_positions", 2048, "output positions per image",
              "A stride-1 1×1 product (a forward pass, or the input gradient's) with at least "
-             "this many positions per image runs planar, unless it is deep on full tiles "
-             "(implicit_large_map_min_terms_per_output): channels-last "
-             "rows of such an image outgrow the cache between its tap blocks, while a planar "
-             "strip's tile keeps its sums in registers over all the terms. Per image against "
-             "planar, 2 threads, N=32, 64-256 terms to 64-256 outputs, AVX-512 / AVX2 (python "
-             "-m cnnkit.bench.orientation, its last table): on 48 × 48 and 56 × 56 maps planar "
+             "this many positions per image runs planar, unless a deep one runs per image "
+             "(implicit_large_map_min_terms_per_output): channels-last rows of such an image "
+             "outgrow the cache between its tap blocks, while a planar strip's tile keeps its "
+             "sums in registers over all the terms. Per image against planar, 2 threads, N=32, "
+             "64-256 terms to 64-256 outputs, AVX-512 / AVX2 (python -m "
+             "cnnkit.bench.orientation, its last table): on 48 × 48 and 56 × 56 maps planar "
              "was 1.29-2.18× / 1.00-1.46× as fast; on 28 × 28 to 42 × 42, 0.49-1.41× / "
-             "0.76-1.20×, either way (before the tasks fetched the next image of an input "
-             "with nothing to pad; since, deep products run faster per image). Thinner products on 56 × 56 maps (N=16, 24-144 terms "
-             "to 24-144 outputs, the passes of 24 → 144 and 32 → 96 layers, in one process "
-             "against the rule before) took 0.65-1.02 of their time on AVX-512 and 0.97-1.14 "
-             "on AVX2, where 144 terms to 24 outputs lost most." + _NOT_TIMED,
+             "0.76-1.20×, either way (before the per-image tasks fetched the next image of an "
+             "input with nothing to pad). Thinner products on 56 × 56 maps (N=16, 24-144 "
+             "terms to 24-144 outputs, the passes of 24 → 144 and 32 → 96 layers, in one "
+             "process against the rule before) took 0.65-1.02 of their time on AVX-512 and "
+             "0.97-1.14 on AVX2, where 144 terms to 24 outputs lost most (on AVX2 that "
+             "product now runs per image, a deep one)." + _NOT_TIMED,
              1, 1 << 40, integer=True),
     Constant("implicit_large_map_min_terms_per_output", 2.0, "terms per output channel",
-             "A 1×1 product on a large map (implicit_planar_1x1_min_positions) stays "
-             "channels-last, one task per image, from this many terms per output channel on, "
-             "when its channels-last tile is as wide as the planar tile; otherwise it runs "
-             "planar (conv/implicit._deep_on_full_tiles). Per image against planar, 2 "
-             "threads, in one process, AVX-512 / AVX2: 4 terms per output (256 → 64 channels "
-             "on 32 56×56 maps) 0.70-0.74 / 0.63-0.64 of planar's time, 2 (the input "
-             "gradient of 128 → 256 on 8 80×80 maps) 0.77-0.78 / 0.90; 1 (128 → 128 on 16 "
-             "56×56 maps) 0.81-0.99 / 1.06-1.08, 64 → 64 on 16 64×64 maps 0.92-0.94 / "
-             "1.15-1.21. Compared by "
+             "A 1×1 product on a large map (implicit_planar_1x1_min_positions) with at least "
+             "this many terms per output channel, on a channels-last tile at least as wide "
+             "as the planar tile, over enough images for a task per image, is left to the "
+             "lane rules of conv/implicit.planar_wins (channels-last unless its last vector "
+             "idles lanes) instead of running planar (conv/implicit._deep_per_image). Per "
+             "image against planar, 2 threads, in one process, AVX-512 / AVX2: 4 terms per "
+             "output (256 → 64 channels on 32 56×56 maps) 0.70 / 0.64 of planar's time; 2 "
+             "(the input gradient of 128 → 256 on 8 80×80 maps) 0.77 / 0.90; 1, left planar: "
+             "128 → 128 on 16 56×56 maps 0.81-0.99 / 1.06-1.08, 64 → 64 on 16 64×64 maps "
+             "0.92-0.94 / 1.15-1.21, on 16 56×56 maps 1.07-1.12 on AVX-512. Compared by "
              "python -m cnnkit.bench.orientation (its last table)." + _NOT_TIMED,
-             0.0, 1 << 20),
+             0.0, 1e6),
     Constant("implicit_weight_1x1_min_channels", 1, "input channels",
              "A 1×1, stride-1 layer's weight gradient runs on the implicit GEMM from this many "
              "input channels on, and below on shift (one matrix product per image, reading dy "

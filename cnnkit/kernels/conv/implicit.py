@@ -174,7 +174,7 @@ def _groups_run_planar(g):
     call and handed on (asking twice cost a small layer's call 4 µs)."""
     one = g.per_group()
     return _runs_planar(g.stride, one.out_channels, one.in_channels * g.taps, g.padded, g.out,
-                        g.kernel)
+                        g.kernel, g.batch * g.groups)
 
 
 def _per_image_forward(g, planar=None):
@@ -186,9 +186,11 @@ def _per_image_forward(g, planar=None):
                                           compiled.tile(g.per_group().out_channels)[2])
 
 
-def _runs_planar(stride, out_channels, terms, padded, out, kernel):
-    """Whether a forward product runs channels-first (``planar_wins``, stride 1 only)."""
-    return all(s == 1 for s in stride) and planar_wins(out_channels, terms, padded, out, kernel)
+def _runs_planar(stride, out_channels, terms, padded, out, kernel, images=None):
+    """Whether a forward product over ``images`` runs channels-first (``planar_wins``, stride 1
+    only)."""
+    return all(s == 1 for s in stride) and planar_wins(out_channels, terms, padded, out, kernel,
+                                                       images)
 
 
 def _forward(xp, w, g, bias=None, planar=None):
@@ -375,7 +377,7 @@ def int_key(values):
 
 
 @tuning.kept
-def planar_wins(out_channels, taps, padded=None, out=None, kernel=None):
+def planar_wins(out_channels, taps, padded=None, out=None, kernel=None, images=None):
     """Whether the planar (channels-first) orientation beats the channels-last one, for a
     stride-1 product with ``taps`` = C·prod(kernel) terms per output. Channels-last puts the
     output channels on the lanes, so below one vector of them (LANES: 16 on AVX-512, 8 on
@@ -400,8 +402,8 @@ def planar_wins(out_channels, taps, padded=None, out=None, kernel=None):
     8.65; AVX2, whose 8-lane vectors those channel counts fill better: 20 of 256 1.40 against
     1.26, 40 of 240 5.87 against 4.17, and 24 of 144 (no lane idle either way) 7.51 against
     8.60, kept channels-last. A 1×1 product on large maps (``implicit_planar_1x1_min_positions``
-    per image) is planar unless it is deep and fills tiles as wide as the planar ones
-    (``_deep_on_full_tiles``).
+    per image) is planar unless it is deep, on tiles as wide as the planar ones, over
+    ``images`` enough for a task per image (``_deep_per_image``).
 
     Fewer output channels than a vector's lanes are planar unless the planar strips idle more
     of their lanes, which they do on maps of a few positions (a strip is per image). Same
@@ -414,7 +416,7 @@ def planar_wins(out_channels, taps, padded=None, out=None, kernel=None):
         return True
     pointwise = kernel is not None and math.prod(kernel) == 1
     if pointwise and math.prod(out) >= tuning.value("implicit_planar_1x1_min_positions") and \
-            not _deep_on_full_tiles(out_channels, taps):
+            not _deep_per_image(out_channels, taps, out, images):
         return True
     if padded is not None:
         planar_use = _planar_lane_use(padded, out)
@@ -428,20 +430,20 @@ def planar_wins(out_channels, taps, padded=None, out=None, kernel=None):
     return padded is None or planar_use >= channels_last_use
 
 
-def _deep_on_full_tiles(out_channels, taps):
-    """Whether a 1×1 product on a large map (``implicit_planar_1x1_min_positions``) stays
-    channels-last, one task per image: a deep product (at least
-    ``implicit_large_map_min_terms_per_output`` terms per output channel) whose channels-last
-    tile is at least as wide as the planar tile. Per image against planar, 2 threads, in one
-    process (BENCHMARKS.md, "1×1 products on large maps: deep ones channels-last"), ms,
-    AVX-512 / AVX2: 256 → 64 channels on 32 56 × 56 maps 13.40–14.71 against 18.33–20.02 /
-    20.37–22.94 against 32.19–35.55; the input gradient of 128 → 256 on 8 80 × 80 maps
-    12.86–13.85 against 16.76–18.70 / 21.50–23.38 against 23.84–24.99. Square products lose
-    channels-last on AVX2 (64 → 64 on 64 × 64 maps 4.68–4.80 against 3.86–3.96), and
-    AVX-512's narrower tiles (32 outputs: two vectors against the planar tile's four) lose on
-    large maps whatever the depth (64 → 32 on 112 × 112 maps 1.71 times planar's time)."""
-    return compiled.tile(out_channels)[1] >= compiled.PLANAR_VECTORS and \
-        taps >= tuning.value("implicit_large_map_min_terms_per_output") * out_channels
+def _deep_per_image(out_channels, taps, out, images):
+    """Whether a 1×1 product on a large map (``implicit_planar_1x1_min_positions``) escapes
+    the large-map rule: a deep one (``implicit_large_map_min_terms_per_output`` terms per
+    output channel or more), on a channels-last tile at least as wide as the planar tile,
+    over enough ``images`` (None: not known) for one task per image (``per_image_tasks``).
+    The lane rules then decide, as on smaller maps. 2 threads, one process, per image
+    against planar, ms, AVX-512 / AVX2: 256 → 64 channels on 32 56 × 56 maps 13.40–14.71
+    against 19.25–20.02 / 21.46–22.94 against 33.69–35.55; square products and AVX-512's
+    narrower tiles ran either way or lost (BENCHMARKS.md, "1×1 products on large maps: deep
+    ones channels-last")."""
+    tile = compiled.tile(out_channels)
+    return images is not None and tile[1] >= compiled.PLANAR_VECTORS and \
+        taps >= tuning.value("implicit_large_map_min_terms_per_output") * out_channels and \
+        per_image_tasks(images, math.prod(out), tile[2])
 
 
 def planar_length(padded, out):
@@ -475,7 +477,7 @@ def forward(xp, w, stride, dilation, out, bias=None, first_channel=0, y=None, fl
     k, c = w.shape[1::-1] if flipped else w.shape[:2]
     if planar is None:
         planar = _runs_planar(stride, k, c * math.prod(w.shape[2:]), xp.shape[2:], out,
-                              w.shape[2:])
+                              w.shape[2:], n)
     if planar:
         if flipped:
             w = _transposed(w)
@@ -927,7 +929,8 @@ def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None
     n, k, c = dy.shape[0], w.shape[0], w.shape[1]
     padded = padded_shape(dy.shape, dy_pads)
     k_group = k // groups
-    planar = planar_wins(c, k_group * math.prod(kernel), padded[2:], out, kernel)
+    planar = planar_wins(c, k_group * math.prod(kernel), padded[2:], out, kernel,
+                         None if per_image is False else n * groups)
     if check_w and planar and not all_finite(w):
         raise NotFinite("w")
     if interior and not planar and \
