@@ -187,14 +187,9 @@ def by_image(tasks, x, pad, padded, wt, offset, tap_start, corner, row, position
     cache, by its padding copy or, with nothing to pad, by its tiles, instead of from memory
     (2 threads, inference forward passes without and with: AVX-512 res3x3 8.48 against 8.32
     ms, res3x3_s2 4.81 against 4.45; on AVX2 little change either way, res3x3 13.68 against
-    13.77, res3x3_s2 7.50 against 7.30. With nothing to pad, AVX-512, a 64 MB pass before
-    each call, forward passes: pw1x1 1.59–1.70 against 1.17–1.22 ms, 1×1 layers of 128 → 512
-    channels on 16 28 × 28 maps 7.58–7.62 against 7.12–7.17, 1024 → 256 on 32 14 × 14 maps
-    13.15–14.48 against 11.30–11.41 (timed per image directly: that layer's tasks split its
-    positions); input gradients of 1×1 layers: 64 → 256 channels on 32 16 × 16 maps
-    1.28–1.62 against 1.23–1.33, 32 → 128 on 32 28 × 28 1.26–1.30 against 1.18, a stride-2
-    128 → 256 on 16 28 × 28 1.21–1.27 against 1.12–1.21, and 128 → 512 on 16 28 × 28 and
-    128 → 32 on 32 28 × 28 alike: BENCHMARKS.md, "Inputs with nothing to pad").
+    13.77, res3x3_s2 7.50 against 7.30. With nothing to pad, AVX-512, caches evicted
+    before each call: pw1x1's forward pass 1.59–1.70 against 1.17–1.22 ms; the other
+    layers, input gradients included, are in BENCHMARKS.md, "Inputs with nothing to pad").
 
     ``sliding`` KW (0: off; one of ``SLIDING_WIDTHS``), for a tile of NV = ``vectors`` with
     an entry in ``SLIDING_ROWS`` and one product whose taps come in runs of KW neighbours
