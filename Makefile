@@ -23,11 +23,16 @@ train: data
 # Install cnnkit with its test extra (PyTorch and SciPy as oracles, Playwright) and run the test
 # suite. The explorer's browser tests drive Debian's Chromium (no browser download): installed
 # here when missing and apt-get is available; without it those tests are skipped.
+# Two test processes share the cores: one BLAS and OpenMP thread each, and two Numba threads
+# each, so that the kernels' tasks split over several threads are tested on any machine
+# (NUMBA_NUM_THREADS set, since cnnkit otherwise gives Numba OMP_NUM_THREADS' count).
+TEST_THREADS = OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=2
+
 test: data
 	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; fi
 	$(PYTHON) -m pip install -q -e '.[test]'
-	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n 2 -p no:cacheprovider tests
+	$(TEST_THREADS) $(PYTHON) -m pytest -q -n 2 -p no:cacheprovider tests
 	@$(MAKE) --no-print-directory test-targets
 
 # The kernel tests again, compiled for each narrower target the host can run (AVX2, then
@@ -39,7 +44,7 @@ test-targets:
 	@targets="$$($(PYTHON) -m cnnkit.bench.isa)" || exit 1; for target in $$targets; do \
 	  NUMBA_CPU_NAME=$$target $(PYTHON) -c \
 	    "import cnnkit.cpu; print('kernel tests compiled for', cnnkit.cpu.host().summary())"; \
-	  NUMBA_CPU_NAME=$$target OMP_NUM_THREADS=1 \
+	  NUMBA_CPU_NAME=$$target $(TEST_THREADS) \
 	    $(PYTHON) -m pytest -q -n 2 -p no:cacheprovider $(KERNEL_TESTS) || exit 1; \
 	done
 

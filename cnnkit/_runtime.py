@@ -1,6 +1,7 @@
 """Process settings for speed, made when cnnkit is imported (``cnnkit/__init__.py`` imports
-this first): thread-pool spinning (OpenBLAS, OpenMP) and glibc's malloc; and Numba's cache
-files named safely for processes compiling at once (``_numba_cache``). A value the user has
+this first): thread-pool spinning (OpenBLAS, OpenMP), the compiled kernels' thread count and
+glibc's malloc; and Numba's cache files named safely for processes compiling at once
+(``_numba_cache``). A value the user has
 set in the environment is never changed. The spin settings are read by each library when it
 loads. OpenBLAS loaded earlier (``import numpy`` before ``import cnnkit``, the usual order) is
 told to re-read them and its idle threads are stopped, so that its next product starts new ones
@@ -19,6 +20,14 @@ Why (measured on the project's 2-core machine, numbers in BENCHMARKS.md):
   other one needs next; shortening both spins made a training step of the default model about
   1.6× faster (187–218 ms to 117–122 ms). The new limits still bridge the short gaps between
   back-to-back calls.
+* **Thread count.** ``OMP_NUM_THREADS`` is the usual way to say how many threads a process
+  may use, and OpenBLAS, the NumPy passes' pool (``kernels/threads.py``) and PyTorch follow
+  it; Numba's pool reads only ``NUMBA_NUM_THREADS`` and otherwise takes every core the
+  process may run on. So when only ``OMP_NUM_THREADS`` is set, it sets ``NUMBA_NUM_THREADS``
+  too (``_numba_threads_follow_openmp``), at most the cores this process may use. Two
+  processes at once on 2 cores, each with ``OMP_NUM_THREADS=1`` (res3x3's training step):
+  47.5–48.9 ms a step with one Numba thread each, 49.6–52.0 with two (BENCHMARKS.md, "The
+  compiled kernels' threads follow OMP_NUM_THREADS").
 * **Page faults.** glibc's malloc serves large arrays from fresh pages (mmap) and returns
   freed memory at the top of its heap to the kernel, so each new activation or gradient array
   pays a page fault per 4 KiB page on first write — 2.7 ms for the 6.4 MB of one max-pool
@@ -45,6 +54,7 @@ def configure(environ=os.environ):
     from ._numba_cache import name_files_by_key
     from .cpu import emulate
     from .distributed.environment import split_threads
+    _numba_threads_follow_openmp(environ)
     split_threads(environ)
     # Before ``emulate``, which may import Numba: the OpenMP runtime reads its spin count once,
     # when it loads (set after it, the count was ignored and a training step ran 2× slower).
@@ -57,6 +67,24 @@ def configure(environ=os.environ):
     name_files_by_key()  # before any kernel is compiled or loaded
     if not any(name.startswith("MALLOC_") for name in environ):
         _tune_malloc()
+
+
+def _numba_threads_follow_openmp(environ):
+    """Set ``NUMBA_NUM_THREADS`` from ``OMP_NUM_THREADS`` (its first level: "4,2" means 4)
+    when only the latter is set, at most the cores this process may run on (as OpenBLAS
+    caps it). Numba reads it when it loads; loaded before cnnkit, it keeps its own count."""
+    wanted = environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if "NUMBA_NUM_THREADS" in environ or not wanted.isdigit() or int(wanted) < 1:
+        return
+    environ["NUMBA_NUM_THREADS"] = str(min(int(wanted), usable_cores()))
+
+
+def usable_cores():
+    """The cores this process may run on (its affinity: a container's or ``taskset``'s)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def _loaded_openblas():

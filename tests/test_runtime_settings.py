@@ -14,6 +14,36 @@ def test_thread_settings_fill_in_defaults_only():
                     "MALLOC_ARENA_MAX": "2"}
 
 
+def test_openmp_thread_count_sets_numba_threads_unless_given():
+    cores = _runtime.usable_cores()
+    for wanted, numba_threads in (("1", "1"), (" 2,1", str(min(2, cores))),
+                                  (str(cores + 7), str(cores))):
+        env = {"OMP_NUM_THREADS": wanted}
+        _runtime.configure(env)
+        assert env["NUMBA_NUM_THREADS"] == numba_threads, wanted
+    for env in ({"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "2"}, {"OMP_NUM_THREADS": "0"},
+                {"OMP_NUM_THREADS": "four"}, {}):
+        before = env.get("NUMBA_NUM_THREADS")
+        _runtime.configure(env)
+        assert env.get("NUMBA_NUM_THREADS") == before, env
+
+
+def test_openmp_thread_count_limits_every_pool_of_a_fresh_process():
+    """Numba reads NUMBA_NUM_THREADS once, when it loads: set by ``import cnnkit``, it holds
+    for the compiled kernels and the NumPy passes' pool (``kernels/threads.py``) alike."""
+    import os
+    import subprocess
+    import sys
+    probe = ("import cnnkit, numba\n"
+             "from cnnkit.kernels import threads\n"
+             "print(numba.get_num_threads(), threads.count())\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    env["OMP_NUM_THREADS"] = "1"
+    printed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert printed == ["1", "1"]
+
+
 def test_end_to_end_table_reports_both_memory_figures():
     row = {"name": "vgg_small", "batch_size": 128, "cnnkit_images_per_s": 1500.0,
            "torch_images_per_s": 2000.0, "cnnkit_peak_mib": 100.0, "torch_peak_mib": 80.0,

@@ -5,19 +5,19 @@ are compiled loops instead (``arithmetic_numba``)."""
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 
 from .. import tuning
 
 _pool = None
 _pool_pid = None
-_CORES = os.cpu_count() or 1  # asked once: the call takes 6 µs
 
 
 def count():
-    """As many threads as OpenMP and BLAS are told to use (all cores by default)."""
-    wanted = os.environ.get("OMP_NUM_THREADS", "")
-    return max(1, min(_CORES, int(wanted))) if wanted.isdigit() else _CORES
+    """As many threads as the compiled kernels use: Numba's, which follow ``OMP_NUM_THREADS``
+    as OpenBLAS's do (``cnnkit/_runtime.py``), and ``numba.set_num_threads``."""
+    return numba.get_num_threads()
 
 
 def executor(threads):
