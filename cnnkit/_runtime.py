@@ -40,6 +40,9 @@ import ctypes
 import os
 import sys
 
+# Both re-measured by ``python -m cnnkit.bench.spin`` (BENCHMARKS.md, "Spin settings
+# re-measured"): 2**24 cycles and more slowed training steps, 1,000 polls doubled one image's
+# pass, and 100,000 polls or more changed nothing.
 OPENBLAS_SPIN_LOG2_CYCLES = "20"  # 2**20 cycles: about 0.3 ms at 3 GHz
 GOMP_SPIN_POLLS = "10000"
 MALLOC_MMAP_THRESHOLD = 32 << 20  # glibc's maximum (HEAP_MAX_SIZE / 2 on 64-bit)

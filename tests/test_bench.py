@@ -460,6 +460,29 @@ def test_turns_times_each_count_of_calls_a_turn_and_each_library_alone(capsys):
     assert "no layer named no_such_layer" in capsys.readouterr().err
 
 
+def test_spin_bench_times_each_setting_in_a_child_of_its_own(capsys):
+    """``python -m cnnkit.bench.spin``: a row per setting, each a process with that spin,
+    cnnkit's own marked."""
+    from cnnkit import _runtime
+    from cnnkit.bench import spin
+    ours = int(_runtime.GOMP_SPIN_POLLS)
+    spin.main(["--model", "lenet5", "--rounds", "1", "--gomp", str(ours), str(ours * 10)])
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0] == ("| GOMP_SPINCOUNT, OPENBLAS_THREAD_TIMEOUT | lenet5 step | "
+                       "lenet5 one image |")
+    assert rows[2].startswith(f"| {ours}, {_runtime.OPENBLAS_SPIN_LOG2_CYCLES} (cnnkit's) | ")
+    assert rows[3].startswith(f"| {ours * 10}, ") and "cnnkit's" not in rows[3]
+    for row in rows[2:]:
+        best, slowest = (float(v) for v in row.split(" | ")[1].split(" / "))
+        assert 0 < best == slowest  # one round
+    for wrong, message in ((["--rounds", "0"], "--rounds must be at least 1"),
+                           (["--openblas", "40"], "4 ≤ n ≤ 30"),
+                           (["--gomp", "-1"], "spin counts are 0 or more")):
+        with pytest.raises(SystemExit):
+            spin.main(wrong)
+        assert message in capsys.readouterr().err
+
+
 def test_window_fold_bench_times_the_fold_against_the_heuristics_other_way(monkeypatch, capsys):
     """``python -m cnnkit.bench.window_fold``: per layer its gain, whether the heuristic folds,
     what runs without the fold and both times."""

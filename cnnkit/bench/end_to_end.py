@@ -53,20 +53,26 @@ def _torch_step(model, optimizer):
     return step
 
 
+def cnnkit_training(name, lr=0.01):
+    """(model, step): model ``name`` of ``cnnkit.models``, seeded and in training mode, and
+    its training step step(x, y), SGD with momentum 0.9, as ``speed`` times it."""
+    import cnnkit.models
+    import cnnkit.optim
+    cnnkit.manual_seed(0)
+    model = cnnkit.models.get(name)
+    model.train()
+    return model, _cnnkit_step(model, cnnkit.optim.SGD(model.parameters(), lr=lr, momentum=0.9))
+
+
 def _models(name, lr=0.01):
     import torch
 
-    import cnnkit.models
-    import cnnkit.optim
     from cnnkit.bench.torch_twin import torch_twin
-    cnnkit.manual_seed(0)
-    ours = cnnkit.models.get(name)
+    ours, step_ours = cnnkit_training(name, lr)
     theirs = torch_twin(ours)
-    ours.train()
     theirs.train()
-    opt_ours = cnnkit.optim.SGD(ours.parameters(), lr=lr, momentum=0.9)
     opt_theirs = torch.optim.SGD(theirs.parameters(), lr=lr, momentum=0.9)
-    return _cnnkit_step(ours, opt_ours), _torch_step(theirs, opt_theirs)
+    return step_ours, _torch_step(theirs, opt_theirs)
 
 
 def speed(name=DEFAULT_MODEL, batch_size=128, steps=5, repeats=4):
