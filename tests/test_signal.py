@@ -556,3 +556,19 @@ def test_bad_2d_arguments_raise(func):
         func(np.ones((2, 5)), np.ones((3, 3)), "valid")
     with pytest.raises(ValueError, match="empty"):
         func(np.ones((0, 3)), b)
+
+
+def test_direct_window_cost_counts_each_output_value():
+    """The sliding-window einsum's estimate: a fixed cost, one per output value and one per
+    multiply-add (``cnnkit tune`` measures all three)."""
+    from cnnkit import tuning
+    from cnnkit.signal import direct
+    shape, kernel, out = (40, 40), (9, 9), (48, 48)
+    costs = {}
+    for per_output in (0.0, 5.0):
+        with tuning.override(loop_overhead_ns_per_offset=1e8, window_overhead_ns=100.0,
+                             window_ns_per_mac=2.0, window_ns_per_output=per_output):
+            costs[per_output] = direct._strategy(shape, kernel, out, np.dtype(np.float64))
+    assert [plan for plan, _ in costs.values()] == ["window", "window"]
+    assert costs[0.0][1] == 100.0 + 2.0 * 48 * 48 * 81
+    assert costs[5.0][1] - costs[0.0][1] == 5.0 * 48 * 48

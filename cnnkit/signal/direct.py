@@ -41,8 +41,8 @@ from ..kernels import correlate_rows
 from ..kernels.finite import all_finite
 
 # Costs in ns (``cnnkit.tuning``: npconvolve_*, loop_*, window_*; defaults measured with numpy
-# 2.4 on one core, float64) pick a strategy here and, through ``direct_cost_ns``, choose
-# between this module and the FFT.
+# 2.4 on one core, float64; ``cnnkit tune`` measures this machine's) pick a strategy here and,
+# through ``direct_cost_ns``, choose between this module and the FFT.
 
 
 def _compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -67,8 +67,8 @@ def _strategy(x_shape, k_shape, out_sizes, compute_dtype):
         return "npconvolve", None  # costed by direct_cost_ns: it depends on the dtype
     loop = n_kernel * (tuning.value("loop_overhead_ns_per_offset")
                        + tuning.value("loop_ns_per_mac") * n_out)
-    window = tuning.value("window_overhead_ns") + tuning.value("window_ns_per_mac") * n_out * \
-        n_kernel
+    window = tuning.value("window_overhead_ns") + n_out * (
+        tuning.value("window_ns_per_output") + tuning.value("window_ns_per_mac") * n_kernel)
     return ("loop", loop) if loop <= window else ("window", window)
 
 

@@ -89,15 +89,45 @@ def _fft(fast, time_ns):
 
 
 def _npconvolve(fast, time_ns):
+    """np.convolve's rate on real floats and on the other kinds (complex numbers stand for
+    them: integers and bools run at a rate of their own, rarely enough to leave it there),
+    with one fixed cost."""
     rng = np.random.default_rng(2)
     features, times = [], []
-    for n in ((500, 4000) if fast else (1000, 10000, 50000)):
-        for k in (3, 64, 256):
-            a, b = rng.standard_normal(n), rng.standard_normal(k)
-            features.append([n * k, 1.0])
-            times.append(time_ns(lambda: np.convolve(a, b)))
-    return dict(zip(["npconvolve_ns_per_mac_float", "npconvolve_overhead_ns"],
-                    _fit(features, times)))
+    for kind in ("float", "other"):
+        for n in ((500, 4000) if fast else (1000, 10000, 50000)):
+            for k in (3, 64, 256):
+                a, b = rng.standard_normal(n), rng.standard_normal(k)
+                if kind == "other":
+                    a, b = a + 1j * rng.standard_normal(n), b + 1j * rng.standard_normal(k)
+                features.append([n * k if kind == "float" else 0.0,
+                                 n * k if kind == "other" else 0.0, 1.0])
+                times.append(time_ns(lambda: np.convolve(a, b)))
+    return dict(zip(["npconvolve_ns_per_mac_float", "npconvolve_ns_per_mac_other",
+                     "npconvolve_overhead_ns"], _fit(features, times)))
+
+
+def _direct_nd(fast, time_ns):
+    """The N-D direct signal paths of dtypes other than float32 (``signal.direct``), on
+    float64 images, 'full' regions: the kernel-offset loop, a cost per multiply-add and one per
+    offset; the sliding-window einsum, a cost per multiply-add, one per output value and one
+    per call (kernels from 2 × 2 up, where the cost per output weighs most)."""
+    from ..signal import direct
+    rng = np.random.default_rng(3)
+    loop_features, loop_times, window_features, window_times = [], [], [], []
+    for n in (48, 96) if fast else (64, 128, 256):
+        for k in (2, 3, 7) if fast else (2, 3, 5, 9):
+            x, w = rng.standard_normal((n, n)), rng.standard_normal((k, k))
+            out = (n + k - 1,) * 2
+            outputs = float(out[0] * out[1])
+            loop_features.append([outputs * k * k, float(k * k)])
+            loop_times.append(time_ns(lambda: direct._offset_loop(x, w, (0, 0), out)))
+            window_features.append([outputs * k * k, outputs, 1.0])
+            window_times.append(time_ns(lambda: direct._windowed(x, w, (0, 0), out)))
+    return {**dict(zip(["loop_ns_per_mac", "loop_overhead_ns_per_offset"],
+                       _fit(loop_features, loop_times))),
+            **dict(zip(["window_ns_per_mac", "window_ns_per_output", "window_overhead_ns"],
+                       _fit(window_features, window_times)))}
 
 
 def _crossover(sizes, slow, fast, time_ns):
@@ -350,6 +380,7 @@ MEASUREMENTS = (
     ("batch_norm", _compiled_batch_norm, False),
     ("fft", _fft, True),
     ("npconvolve", _npconvolve, False),
+    ("direct_nd", _direct_nd, False),
 )
 
 
