@@ -297,6 +297,16 @@ def test_heuristic_choices():
     assert pick(64, 64, (3, 3), (1, 1), 1, 32, (36, 36), (2, 2), dtype=np.float64) == "shift"
     assert pick(64, 128, (3, 3), (2, 2), 1, 32, (34, 34), dtype=np.float64) == "gemm"
     assert pick(1, 16, (101,), (1,), 1, 8, (16100,), dtype=np.float64) == "fft"
+    # large kernels, float32: the implicit GEMM unless the FFT's estimate beats it by the
+    # measured factor (implicit.fft_beats): a few images of a 15 × 15 kernel stay on it, as
+    # do strided ones (no FFT); a large batch of a 31 × 31 kernel goes to the FFT, and a
+    # smaller factor hands the FFT the few images too
+    for pass_name in conv_kernels.PASSES:
+        assert pick(16, 16, (15, 15), (1, 1), 1, 8, (78, 78), pass_name=pass_name) == "implicit"
+        assert pick(16, 32, (15, 15), (2, 2), 1, 4, (78, 78), pass_name=pass_name) == "implicit"
+        assert pick(16, 16, (31, 31), (1, 1), 1, 64, (94, 94), pass_name=pass_name) == "fft"
+        with tuning.override(implicit_fft_cost_factor=1.0):
+            assert pick(16, 16, (15, 15), (1, 1), 1, 8, (78, 78), pass_name=pass_name) == "fft"
     # 1×1 on fewer than implicit_pointwise_min_images images: shift's products per image for
     # the forward pass and input gradient, the implicit GEMM for the weight gradient
     for batch, expected in ((1, "shift"), (7, "shift"), (8, "implicit"), (32, "implicit")):

@@ -58,6 +58,28 @@ def test_implicit_matches_torch(planar, layer, seed):
         _check_layer(layer, seed)
 
 
+@pytest.mark.parametrize("planar", [False, True])
+@pytest.mark.parametrize("layer", [
+    dict(n=2, c=3, k=16, kernel=(13, 13), stride=(1, 1), dilation=(1, 1),
+         pads=[(6, 6), (6, 5)], spatial=(20, 17)),
+    dict(n=2, c=5, k=20, kernel=(15, 15), stride=(2, 3), dilation=(1, 1),
+         pads=[(7, 7), (7, 6)], spatial=(24, 21)),
+    dict(n=1, c=4, k=8, kernel=(31,), stride=(1,), dilation=(2,), pads=[(3, 30)], spatial=(64,)),
+    dict(n=1, c=2, k=17, kernel=(5, 5, 7), stride=(1, 2, 1), dilation=(1, 1, 1),
+         pads=[(2, 2), (1, 1), (3, 3)], spatial=(6, 7, 9))])
+def test_large_kernels_match_torch(layer, planar):
+    """Kernels of 155 to 225 taps, which the heuristic now gives the implicit GEMM (the
+    drawn layers above stop at 4 taps per dim)."""
+    geometry = conv_kernels.ConvGeometry.of(
+        (layer["n"], layer["c"]) + tuple(s + lo + hi for s, (lo, hi) in
+                                         zip(layer["spatial"], layer["pads"])),
+        (layer["k"], layer["c"]) + layer["kernel"], layer["stride"], layer["dilation"], 1,
+        np.float32)
+    assert all(conv_kernels.select(geometry, p) == "implicit" for p in conv_kernels.PASSES)
+    with mock.patch.object(conv_implicit, "planar_wins", lambda *shape: planar):
+        _check_layer(layer, seed=7)
+
+
 def _check_layer(layer, seed):
     rng = np.random.default_rng(seed)
     n, c, k, kernel = layer["n"], layer["c"], layer["k"], layer["kernel"]

@@ -146,9 +146,9 @@ def test_geometry_is_computed_once_and_ignores_pads_for_equality():
 def test_the_heuristic_follows_the_tuning_values_after_answering():
     """Its answers are kept per tuning state: an override, and values read again, are seen."""
     assert conv.select(RES3X3, "forward") == "implicit"
-    with tuning.override(implicit_max_kernel_taps=1):
+    with tuning.override(implicit_min_taps=10_000):
         assert conv.select(RES3X3, "forward") != "implicit"
-        with tuning.override(implicit_max_kernel_taps=9):
+        with tuning.override(implicit_min_taps=16):
             assert conv.select(RES3X3, "forward") == "implicit"
     assert conv.select(RES3X3, "forward") == "implicit"
     state = tuning.state()

@@ -130,6 +130,32 @@ def _direct_nd(fast, time_ns):
                        _fit(window_features, window_times)))}
 
 
+def _implicit_fft(fast, time_ns):
+    """``implicit_fft_cost_factor``: over large-kernel layers' forward passes, the geometric
+    mean of (FFT time / implicit GEMM time) / ``fft.cost_ratio``, each forced, on this
+    process's threads (as the passes run)."""
+    from ..kernels import conv
+    from ..kernels.conv import dispatch, fft
+    rng = np.random.default_rng(4)
+    layers = ((4, 8, 8, 32, 13), (2, 16, 16, 32, 21)) if fast else \
+        ((8, 16, 16, 48, 13), (4, 16, 16, 48, 21), (2, 32, 32, 40, 31))
+    logs = []
+    for n, c, k, size, kernel in layers:
+        x = rng.standard_normal((n, c, size, size), dtype=np.float32)
+        w = rng.standard_normal((k, c, kernel, kernel), dtype=np.float32)
+        pads = ((kernel // 2,) * 2,) * 2
+        times = {}
+        for name in ("implicit", "fft"):
+            def run(name=name):
+                with conv.using(algorithm=name):
+                    dispatch.conv_forward(x, w, (1, 1), (1, 1), pads=pads)
+            times[name] = time_ns(run)
+        padded = (size + 2 * (kernel // 2),) * 2
+        ratio = fft.cost_ratio(n, c, k, (kernel, kernel), (size, size), padded)
+        logs.append(math.log(times["fft"] / times["implicit"] / ratio))
+    return {"implicit_fft_cost_factor": math.exp(sum(logs) / len(logs))}
+
+
 def _crossover(sizes, slow, fast, time_ns):
     """The size from which ``fast(size)`` beats ``slow(size)`` on every larger size tried (the
     geometric mean of the last size where it lost and the next), or None if it loses at the
@@ -381,6 +407,7 @@ MEASUREMENTS = (
     ("fft", _fft, True),
     ("npconvolve", _npconvolve, False),
     ("direct_nd", _direct_nd, False),
+    ("implicit_fft", _implicit_fft, False),
 )
 
 

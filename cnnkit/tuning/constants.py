@@ -28,10 +28,15 @@ _NOT_TIMED = " Not re-measured: a rule read off the benchmark's layers, not a ti
 
 _TABLE = [
     # ----------------------------------------------------------------- conv algorithm rules
-    Constant("implicit_max_kernel_taps", 128, "taps per channel (prod(kernel))",
-             "Above this many kernel taps the implicit GEMM is not chosen by the heuristic "
-             "(an FFT may beat any direct sum; not measured for the implicit GEMM)." + _NOT_TIMED,
-             1, 1 << 20, integer=True),
+    Constant("implicit_fft_cost_factor", 20.0, "implicit GEMM time / direct work, per unit",
+             "The FFT takes a stride-1 float32 pass from the implicit GEMM only where its "
+             "estimate (fft.cost_ratio: FFT work over direct work, counted in the direct sum's "
+             "multiply-adds) times this factor is below fft_max_cost_ratio: the implicit GEMM's "
+             "multiply-adds cost that much less than the direct sums the estimate's units "
+             "stand for. Measured as the geometric mean, over large-kernel layers' forward "
+             "passes, of (FFT time / implicit GEMM time) / cost_ratio: 2 threads, 17.6 and "
+             "28.5 on AVX-512, 18.6 and 18.7 on AVX2 (BENCHMARKS.md, \"Large kernels on the "
+             "implicit GEMM\").", 0.01, 1e4, measured_by=TUNE),
     Constant("implicit_min_taps", 16, "multiply-adds per output",
              "The implicit GEMM is chosen (forward: C·prod(kernel); input gradient: "
              "K·prod(kernel)) from this many terms per output on; below, each tile is mostly "

@@ -32,7 +32,8 @@ against). In the order the heuristic asks them (``registry.REGISTRY``):
                  of several groups with zeros between them (``blocked``)
     'implicit'   float32: an implicit GEMM, a compiled register-tiled product that
                  reads the padded input in place (``implicit``)
-    'fft'        stride 1 with a large kernel: products of spectra (``fft``)
+    'fft'        stride 1 with a large kernel: products of spectra (``fft``); on float32
+                 only where its estimate beats the implicit GEMM (large batches)
     'depthwise'  one input channel per group: a direct sum over kernel offsets (compiled with
                  Numba for 1-D and 2-D layers of real size, on the input's stride phases,
                  ``depthwise_numba``)

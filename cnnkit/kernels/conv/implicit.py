@@ -22,7 +22,7 @@ from .. import aligned, implicit_gemm_numba as compiled, planar_images_numba, we
 from ..bias_numba import bias_grad
 from ..finite import NotFinite, all_finite
 from ..transpose_numba import planes_to_rows, shares_to_planes, weight_rows_to_panels
-from . import depthwise, shift, strided_input, window_fold
+from . import depthwise, fft, shift, strided_input, window_fold
 from .geometry import output_spatial
 from .shift import flat_pitches
 from ..padding import zero_pad
@@ -41,7 +41,8 @@ def wins(geometry, pass_name):
     channel for an input gradient wastes all lanes but one) or fewer than
     ``implicit_min_taps`` terms per output (each tile is then mostly stores).
     Few output channels idle the lanes of the channels-last tile, not those of the planar
-    one (``planar_wins``). Above ``implicit_max_kernel_taps`` an FFT may beat any direct sum.
+    one (``planar_wins``). Large kernels stay on it unless the FFT's estimate beats it
+    (``fft_beats``).
     A grouped layer is judged by one group's product, and never with one input channel per
     group (depthwise: ``rows`` and ``depthwise`` sum those directly). A 1×1 layer on a few
     images leaves its forward pass and input gradient to shift's BLAS products
@@ -51,7 +52,7 @@ def wins(geometry, pass_name):
         g = geometry.per_group()
         return g.in_channels > 1 and wins(g, pass_name)
     g = geometry
-    if g.taps > tuning.value("implicit_max_kernel_taps"):
+    if fft_beats(g, pass_name):
         return False
     if pass_name != "weight" and _pointwise_few_images(g, pass_name):
         return False
@@ -71,6 +72,20 @@ def wins(geometry, pass_name):
     # per image on dy as it is
     return not (g.taps == 1 and g.unit_stride and
                 g.in_channels < tuning.value("implicit_weight_1x1_min_channels"))
+
+
+def fft_beats(g, pass_name):
+    """Whether the FFT (``fft.wins``' rule) takes this pass from the implicit GEMM: its
+    estimate, ``fft.cost_ratio`` in the direct sum's multiply-adds, times
+    ``implicit_fft_cost_factor`` (the implicit GEMM's multiply-adds cost less) below
+    ``fft_max_cost_ratio``. 2 threads, AVX-512, each pass of 2 to 8 images of 13 × 13 to
+    31 × 31 kernels ran up to 5.6 times as fast on the implicit GEMM as on the FFT (one pass
+    alike), and strided ones (no FFT) 2.1–4.7 times as fast as on im2col; large batches of
+    large kernels go to the FFT (BENCHMARKS.md, "Large kernels on the implicit GEMM")."""
+    return fft.applies(g, pass_name) and g.taps >= tuning.value("fft_min_kernel_taps") and \
+        fft.cost_ratio(g.batch, g.in_channels // g.groups, g.out_channels, g.kernel, g.out,
+                       g.padded) * tuning.value("implicit_fft_cost_factor") < \
+        tuning.value("fft_max_cost_ratio")
 
 
 def _strided_input_wins(g):
