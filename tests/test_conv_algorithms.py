@@ -382,6 +382,40 @@ def test_depthwise_layer_of_real_size_against_torch():
     _compare(wc.grad, wt.grad, 100.0, np.float32)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("stride, dilation, mult, picks", [
+    (1, 1, 1, ("rows", "rows", "implicit")),
+    ((1, 2, 2), 1, 1, ("blocked", "blocked", "implicit")),
+    (2, 1, 2, ("blocked", "blocked", "implicit")),
+    (1, 2, 1, ("blocked", "blocked", "implicit"))])
+def test_3d_depthwise_layers_leave_numpys_sums(stride, dilation, mult, picks):
+    """A 3-D depthwise layer's passes go to the compiled kernels (depthwise.sums_on_numpy),
+    match PyTorch, and keep its NaN where x holds one (the blocks, whose zeros would meet it,
+    give the pass back to an exact algorithm)."""
+    rng = np.random.default_rng(8)
+    c = 16
+    x = rng.standard_normal((2, c, 6, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((c * mult, 1, 3, 3, 3)).astype(np.float32)
+    pads = dilation
+    geometry = conv_kernels.ConvGeometry.of(
+        (2, c) + tuple(s + 2 * pads for s in x.shape[2:]), w.shape,
+        stride if isinstance(stride, tuple) else (stride,) * 3, (dilation,) * 3, c)
+    assert tuple(conv_kernels.select(geometry, p) for p in conv_kernels.PASSES) == picks
+    for poisoned in (False, True):
+        if poisoned:
+            x[1, 3, 2, 4, 4] = np.nan
+        xc, wc = cnnkit.tensor(x, requires_grad=True), cnnkit.tensor(w, requires_grad=True)
+        xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+        y = F.conv3d(xc, wc, None, stride, pads, dilation, c)
+        yt = TF.conv3d(xt, wt, None, stride, pads, dilation, c)
+        g = rng.standard_normal(yt.shape).astype(np.float32)
+        y.backward(g)
+        yt.backward(torch.tensor(g))
+        _compare(y.data, yt, 3.0, np.float32)
+        _compare(xc.grad, xt.grad, 3.0, np.float32)
+        _compare(wc.grad, wt.grad, 100.0, np.float32)
+
+
 def test_winograd_float32_error_bound():
     """Winograd's transforms add rounding; in float32 its error against the exact (float64)
     result stays within a small multiple of direct summation's error, for all three passes."""

@@ -29,7 +29,8 @@ CONV_CASES = {
 # and 2; a ResNeXt block's 32 groups of 4, 8 and 16 channels, on 28², 14² and 7² maps),
 # depthwise layers (5 × 5; MobileNet's 3 × 3 at stride 2, on 14 × 14 maps of 384 channels and
 # on 7 × 7 maps of 960), 1-D and 3-D, narrow layers (resnet_small's 16 channels on 28 × 28
-# maps; 8 channels), and large kernels (13 × 13; 15 × 15 at stride 2).
+# maps; 8 channels), large kernels (13 × 13; 15 × 15 at stride 2) and 3-D depthwise layers
+# (3 × 3 × 3; at stride 2 with two outputs per channel).
 MORE_CASES = {
     "c3x3_96": (2, 16, 96, 96, (28, 28), 3, 1, 1, 1),
     "c3x3_48": (2, 32, 48, 48, (32, 32), 3, 1, 1, 1),
@@ -57,6 +58,8 @@ MORE_CASES = {
     "c3x3_8": (2, 64, 8, 8, (32, 32), 3, 1, 1, 1),
     "c13x13": (2, 8, 16, 16, (64, 64), 13, 1, 6, 1),
     "c15x15_s2": (2, 4, 16, 32, (64, 64), 15, 2, 7, 1),
+    "dw3d": (3, 8, 48, 48, (8, 16, 16), 3, 1, 1, 48),
+    "dw3d_s2": (3, 8, 16, 32, (16, 16, 16), 3, 2, 1, 16),
 }
 # Suite "more"'s other layers: name: (op of both libraries' functional modules, input shape,
 # arguments): a ResNet's stem pool (3 × 3 at stride 2) and its global pools, VGG's adaptive

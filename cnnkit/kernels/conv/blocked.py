@@ -25,7 +25,7 @@ import dataclasses
 
 import numpy as np
 
-from . import implicit
+from . import depthwise, implicit
 
 
 def applies(geometry, pass_name):
@@ -40,8 +40,11 @@ def wins(geometry, pass_name):
     """Strided input gradients (see the module docstring), but not of depthwise layers, whose
     blocks would hold one nonzero in q: ``depthwise`` computes only their terms, strided or
     not (2 threads, 96 channels of 56 × 56 at stride 2, 3 × 3, 16 images: 1.8–2.1 ms against
-    5.2–5.9 on AVX-512)."""
+    5.2–5.9 on AVX-512), except where its sums would be NumPy's (``depthwise.sums_on_numpy``:
+    3-D layers), whose forward and input passes the blocks take."""
     g = geometry
+    if depthwise.sums_on_numpy(g):
+        return True
     return pass_name == "input" and not g.unit_stride and g.in_channels != g.groups
 
 

@@ -32,6 +32,18 @@ def wins(geometry, pass_name):
     return g.groups > 1 or (g.is_float32 and g.unit_stride and g.unit_dilation)
 
 
+def sums_on_numpy(geometry):
+    """Whether this float32 depthwise layer's sums would be NumPy's here, a pass per kernel
+    tap over the whole batch (``_kernels``: the compiled kernels are 1-D and 2-D): 3-D layers.
+    The implicit GEMM's kernels then take them instead (registry order): its blocks the
+    strided or dilated forward and input passes (``blocked``; at stride 1 without dilation
+    ``rows`` keeps them), per group the weight gradient (``implicit``). 2 threads, AVX-512,
+    3 × 3 × 3 and 5 × 5 × 5 layers of 16 to 96 channels, AVX-512 and AVX2: 2.2 to 15 times as
+    fast (BENCHMARKS.md, "3-D depthwise layers on the implicit GEMM")."""
+    g = geometry
+    return g.groups > 1 and g.in_channels == g.groups and len(g.kernel) > 2 and g.is_float32
+
+
 def takes_weight(geometry):
     """Whether a groups-1 layer's weight gradient is the depthwise kernels' rather than the
     implicit GEMM's (which asks this first): a 2-D float32 layer on a one-channel input with

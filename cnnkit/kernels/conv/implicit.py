@@ -43,14 +43,15 @@ def wins(geometry, pass_name):
     Few output channels idle the lanes of the channels-last tile, not those of the planar
     one (``planar_wins``). Large kernels stay on it unless the FFT's estimate beats it
     (``fft_beats``).
-    A grouped layer is judged by one group's product, and never with one input channel per
-    group (depthwise: ``rows`` and ``depthwise`` sum those directly). A 1×1 layer on a few
+    A grouped layer is judged by one group's product, and with one input channel per group
+    only where the depthwise sums would be NumPy's (``depthwise.sums_on_numpy``: 3-D layers;
+    elsewhere ``rows``, ``lanes`` and ``depthwise`` sum them directly). A 1×1 layer on a few
     images leaves its forward pass and input gradient to shift's BLAS products
     (``_pointwise_few_images``), a single-channel map with few filters its weight gradient to
     the depthwise kernels (``depthwise.takes_weight``)."""
     if geometry.groups > 1:
         g = geometry.per_group()
-        return g.in_channels > 1 and wins(g, pass_name)
+        return (g.in_channels > 1 or depthwise.sums_on_numpy(geometry)) and wins(g, pass_name)
     g = geometry
     if fft_beats(g, pass_name):
         return False
