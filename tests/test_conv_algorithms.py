@@ -370,10 +370,17 @@ def test_depthwise_layer_of_real_size_against_torch():
     rng = np.random.default_rng(6)
     x = rng.standard_normal((4, 32, 24, 24)).astype(np.float32)
     w = rng.standard_normal((32, 1, 3, 3)).astype(np.float32)
+    _layer_against_torch(x, w, rng, 1, 1, 1, 32)
+
+
+def _layer_against_torch(x, w, rng, *arguments):
+    """A float32 layer's output and gradients (x, w) against PyTorch's; ``arguments``:
+    stride, padding, dilation, groups."""
+    ours, theirs = getattr(F, f"conv{x.ndim - 2}d"), getattr(TF, f"conv{x.ndim - 2}d")
     xc, wc = cnnkit.tensor(x, requires_grad=True), cnnkit.tensor(w, requires_grad=True)
     xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-    y = F.conv2d(xc, wc, None, 1, 1, 1, 32)
-    yt = TF.conv2d(xt, wt, None, 1, 1, 1, 32)
+    y = ours(xc, wc, None, *arguments)
+    yt = theirs(xt, wt, None, *arguments)
     g = rng.standard_normal(yt.shape).astype(np.float32)
     y.backward(g)
     yt.backward(torch.tensor(g))
@@ -401,19 +408,9 @@ def test_3d_depthwise_layers_leave_numpys_sums(stride, dilation, mult, picks):
         (2, c) + tuple(s + 2 * pads for s in x.shape[2:]), w.shape,
         stride if isinstance(stride, tuple) else (stride,) * 3, (dilation,) * 3, c)
     assert tuple(conv_kernels.select(geometry, p) for p in conv_kernels.PASSES) == picks
-    for poisoned in (False, True):
-        if poisoned:
-            x[1, 3, 2, 4, 4] = np.nan
-        xc, wc = cnnkit.tensor(x, requires_grad=True), cnnkit.tensor(w, requires_grad=True)
-        xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-        y = F.conv3d(xc, wc, None, stride, pads, dilation, c)
-        yt = TF.conv3d(xt, wt, None, stride, pads, dilation, c)
-        g = rng.standard_normal(yt.shape).astype(np.float32)
-        y.backward(g)
-        yt.backward(torch.tensor(g))
-        _compare(y.data, yt, 3.0, np.float32)
-        _compare(xc.grad, xt.grad, 3.0, np.float32)
-        _compare(wc.grad, wt.grad, 100.0, np.float32)
+    _layer_against_torch(x, w, rng, stride, pads, dilation, c)
+    x[1, 3, 2, 4, 4] = np.nan
+    _layer_against_torch(x, w, rng, stride, pads, dilation, c)
 
 
 def test_winograd_float32_error_bound():
