@@ -288,15 +288,31 @@ def test_heuristic_choices():
     assert pick(1, 6, (5, 5), (1, 1), 1, 64, (32, 32), dtype=np.float64,
                 pass_name="weight") != "depthwise"
     # strided, 25 terms per output: the implicit GEMM (0.33-0.41 against 0.63-0.65 ms by
-    # im2col, one core, AVX-512 and AVX2); below implicit_min_taps, im2col
+    # im2col, one core, AVX-512 and AVX2); below implicit_min_taps, im2col unless the output
+    # is large (64 images: 0.41 against 0.50 ms, 2 threads, AVX-512)
     assert pick(1, 32, (5, 5), (2, 2), 1, 64, (32, 32)) == "implicit"
-    assert pick(1, 32, (3, 3), (2, 2), 1, 64, (32, 32)) == "gemm"
+    assert pick(1, 32, (3, 3), (2, 2), 1, 64, (32, 32)) == "implicit"
+    assert pick(1, 32, (3, 3), (2, 2), 1, 4, (32, 32)) == "gemm"
     # float64 (no compiled kernel): the BLAS paths
     assert pick(64, 64, (3, 3), (1, 1), 1, 32, (34, 34), dtype=np.float64) == "winograd"
     assert pick(64, 128, (3, 3), (1, 1), 1, 128, (9, 9), dtype=np.float64) == "gemm"  # odd map
     assert pick(64, 64, (3, 3), (1, 1), 1, 32, (36, 36), (2, 2), dtype=np.float64) == "shift"
     assert pick(64, 128, (3, 3), (2, 2), 1, 32, (34, 34), dtype=np.float64) == "gemm"
     assert pick(1, 16, (101,), (1,), 1, 8, (16100,), dtype=np.float64) == "fft"
+    # thin products (fewer than implicit_min_taps terms per output): the implicit GEMM from
+    # implicit_thin_min_outputs output values on, unless shift takes them; below, im2col. The
+    # input gradient's inner dimension is K: one output map leaves Winograd and shift thin
+    assert pick(4, 64, (1, 1), (2, 2), 1, 32, (56, 56)) == "implicit"
+    assert pick(4, 64, (1, 1), (2, 2), 1, 8, (16, 16)) == "gemm"
+    assert pick(3, 64, (1, 1), (1, 1), 1, 32, (56, 56)) == "implicit"
+    assert pick(8, 128, (1, 1), (1, 1), 2, 64, (56, 56)) == "implicit"  # 4 channels a group
+    assert pick(32, 1, (3, 3), (1, 1), 1, 32, (30, 30), pass_name="input") == "implicit"
+    assert pick(32, 1, (3, 3), (1, 1), 1, 2, (10, 10), pass_name="input") == "gemm"
+    assert pick(32, 1, (3, 3), (1, 1), 1, 32, (30, 30), dtype=np.float64,
+                pass_name="input") == "gemm"
+    assert pick(64, 64, (3, 3), (1, 1), 1, 32, (34, 34), pass_name="input") == "implicit"
+    with tuning.override(implicit_thin_min_outputs=1 << 40):
+        assert pick(3, 64, (1, 1), (1, 1), 1, 32, (56, 56)) == "gemm"
     # large kernels, float32: the implicit GEMM unless the FFT's estimate beats it by the
     # measured factor (implicit.fft_beats): a few images of a 15 × 15 kernel stay on it, as
     # do strided ones (no FFT); a large batch of a 31 × 31 kernel goes to the FFT, and a
@@ -314,8 +330,14 @@ def test_heuristic_choices():
             assert pick(320, 1280, (1, 1), (1, 1), 1, batch, (7, 7),
                         pass_name=pass_name) == expected
     assert pick(320, 1280, (1, 1), (1, 1), 1, 1, (7, 7), pass_name="weight") == "implicit"
-    # ... unless its products would be too thin for BLAS (4 channels: shift does not win)
-    assert pick(4, 64, (1, 1), (1, 1), 1, 1, (56, 56), pass_name="input") == "implicit"
+    # ... unless its products would be too thin for BLAS: the forward pass's inner dimension
+    # is C, the input gradient's K (4 → 64 channels on one 56 × 56 map, input gradient, 2
+    # threads, AVX-512: shift 0.055–0.065 ms, the implicit GEMM 0.100–0.146); a thin product
+    # that large then stays on the implicit GEMM (its forward pass 0.089 against im2col's
+    # 0.142; 64 → 4 channels' input gradient 0.116 against 0.178)
+    assert pick(4, 64, (1, 1), (1, 1), 1, 1, (56, 56)) == "implicit"
+    assert pick(4, 64, (1, 1), (1, 1), 1, 1, (56, 56), pass_name="input") == "shift"
+    assert pick(64, 4, (1, 1), (1, 1), 1, 1, (56, 56), pass_name="input") == "implicit"
     with tuning.override(implicit_pointwise_min_images=1):
         assert pick(320, 1280, (1, 1), (1, 1), 1, 1, (7, 7)) == "implicit"
     # groups narrower than a vector: at a stride, the input gradient on dense blocks of

@@ -156,6 +156,29 @@ def _implicit_fft(fast, time_ns):
     return {"implicit_fft_cost_factor": math.exp(sum(logs) / len(logs))}
 
 
+def _implicit_thin(fast, time_ns):
+    """``implicit_thin_min_outputs``: the crossover, in output values, from which the implicit
+    GEMM beats im2col on a thin product (4 → 64 channels, 1 × 1 at stride 2, 8 images: 4
+    terms per output, where shift does not apply), each forced, on this process's threads."""
+    from ..kernels import conv
+    from ..kernels.conv import dispatch
+    rng = np.random.default_rng(5)
+    sides = (8, 16, 32, 64) if fast else (8, 12, 16, 24, 32, 48, 64)
+    w = rng.standard_normal((64, 4, 1, 1), dtype=np.float32)
+    inputs = {8 * 64 * side * side: rng.standard_normal((8, 4, 2 * side, 2 * side),
+                                                         dtype=np.float32) for side in sides}
+
+    def forced(name):
+        def call(size):
+            def run():
+                with conv.using(algorithm=name):
+                    dispatch.conv_forward(inputs[size], w, (2, 2), (1, 1))
+            return run
+        return call
+    return {"implicit_thin_min_outputs": _crossover(sorted(inputs), forced("gemm"),
+                                                    forced("implicit"), time_ns)}
+
+
 def _crossover(sizes, slow, fast, time_ns):
     """The size from which ``fast(size)`` beats ``slow(size)`` on every larger size tried (the
     geometric mean of the last size where it lost and the next), or None if it loses at the
@@ -408,6 +431,7 @@ MEASUREMENTS = (
     ("npconvolve", _npconvolve, False),
     ("direct_nd", _direct_nd, False),
     ("implicit_fft", _implicit_fft, False),
+    ("implicit_thin", _implicit_thin, False),
 )
 
 

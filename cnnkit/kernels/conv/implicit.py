@@ -60,11 +60,14 @@ def wins(geometry, pass_name):
     if pass_name == "weight" and depthwise.takes_weight(g):
         return False
     if pass_name == "forward":
-        return g.in_channels * g.taps >= tuning.value("implicit_min_taps")
+        return g.in_channels * g.taps >= tuning.value("implicit_min_taps") or \
+            _thin_but_large(g, pass_name, g.batch * g.out_channels * math.prod(g.out))
     if pass_name == "input":  # a product with C outputs and K·prod(kernel) terms
         taps = g.out_channels * g.taps
-        if taps < tuning.value("implicit_min_taps"):
-            return False
+        if taps < tuning.value("implicit_min_taps"):  # strided: im2col (16, 128 → 8 1 × 1
+            # layer at stride 2 on 56 × 56 maps, 1.69 against 1.96 ms)
+            return g.unit_stride and _thin_but_large(
+                g, pass_name, g.batch * g.in_channels * math.prod(g.padded))
         if not g.unit_stride:
             return _strided_input_wins(g)
         return g.in_channels >= compiled.LANES or planar_wins(g.in_channels, taps)
@@ -73,6 +76,17 @@ def wins(geometry, pass_name):
     # per image on dy as it is
     return not (g.taps == 1 and g.unit_stride and
                 g.in_channels < tuning.value("implicit_weight_1x1_min_channels"))
+
+
+def _thin_but_large(g, pass_name, outputs):
+    """Whether a product of fewer than ``implicit_min_taps`` terms per output stays on the
+    implicit GEMM: from ``implicit_thin_min_outputs`` output values on, unless shift's rule
+    takes it. Else im2col (a copy and a thin product) or Winograd (thin products) ran 1.3 to
+    11 times as long on such layers (2 threads, AVX-512: 1 × 1 layers of 1 to 6 input channels
+    per group, single-map outputs of 3 × 3 layers); below, their fixed costs are lower
+    (BENCHMARKS.md, "Thin products on the implicit GEMM")."""
+    return outputs >= tuning.value("implicit_thin_min_outputs") and not (
+        shift.applies(g, pass_name) and shift.wins(g, pass_name))
 
 
 def fft_beats(g, pass_name):
