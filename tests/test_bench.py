@@ -483,6 +483,37 @@ def test_spin_bench_times_each_setting_in_a_child_of_its_own(capsys):
         assert message in capsys.readouterr().err
 
 
+def test_sweep_times_each_pass_of_random_layers_against_every_algorithm(monkeypatch, capsys,
+                                                                        tmp_path):
+    """``python -m cnnkit.bench.sweep``: every pass of each drawn layer timed against the
+    algorithms that apply, forced; slow picks printed, all rows written to --json."""
+    import json
+    import random
+
+    from cnnkit.bench import sweep
+    drawn = [sweep.draw_layer(random.Random(seed)) for seed in range(200)]
+    layers = [layer for layer in drawn if layer is not None]
+    assert layers and all(sweep.MACS[0] <= layer[1] * layer[2] * layer[3] // layer[8] *
+                          layer[5] ** layer[0] * layer[4][0] ** layer[0] / layer[6] ** layer[0]
+                          <= sweep.MACS[1] for layer in layers)
+    tiny = (2, 2, 4, 8, (9, 9), 3, 1, 1, 1, 1)
+    monkeypatch.setattr(sweep, "draw_layer", lambda pick: tiny)
+    out = tmp_path / "rows.json"
+    sweep.main(["--seconds", "0.01", "--threshold", "1", "--json", str(out)])
+    printed = capsys.readouterr().out.splitlines()
+    rows = json.loads(out.read_text())
+    assert [row["pass"] for row in rows[:3]] == ["forward", "input", "weight"]
+    assert all(row["layer"] == [2, 2, 4, 8, [9, 9], 3, 1, 1, 1, 1] and row["ratio"] >= 1 and
+               row["best_ms"] <= row["pick_ms"] for row in rows)
+    assert printed[-1] == f"{len(rows)} passes; {sum(r['ratio'] > 1 for r in rows)} with the " \
+        "pick over 1 times the fastest"
+    for wrong, message in ((["--seconds", "0"], "--seconds must be positive"),
+                           (["--threshold", "0.5"], "--threshold must be at least 1")):
+        with pytest.raises(SystemExit):
+            sweep.main(wrong)
+        assert message in capsys.readouterr().err
+
+
 def test_window_fold_bench_times_the_fold_against_the_heuristics_other_way(monkeypatch, capsys):
     """``python -m cnnkit.bench.window_fold``: per layer its gain, whether the heuristic folds,
     what runs without the fold and both times."""
