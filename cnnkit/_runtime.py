@@ -24,7 +24,8 @@ Why (measured on the project's 2-core machine, numbers in BENCHMARKS.md):
   may use, and OpenBLAS, the NumPy passes' pool (``kernels/threads.py``) and PyTorch follow
   it; Numba's pool reads only ``NUMBA_NUM_THREADS`` and otherwise takes every core the
   process may run on. So when only ``OMP_NUM_THREADS`` is set, it sets ``NUMBA_NUM_THREADS``
-  too (``_numba_threads_follow_openmp``), at most the cores this process may use. Two
+  too (``_numba_threads_follow_openmp``), at most the cores this process may use, unless
+  Numba is loaded already (then it keeps its own count: set ``NUMBA_NUM_THREADS``). Two
   processes at once on 2 cores, each with ``OMP_NUM_THREADS=1`` (res3x3's training step):
   47.5–48.9 ms a step with one Numba thread each, 49.6–52.0 with two (BENCHMARKS.md, "The
   compiled kernels' threads follow OMP_NUM_THREADS").
@@ -41,8 +42,8 @@ import os
 import sys
 
 # Both re-measured by ``python -m cnnkit.bench.spin`` (BENCHMARKS.md, "Spin settings
-# re-measured"): 2**24 cycles and more slowed training steps, 1,000 polls doubled one image's
-# pass, and 100,000 polls or more changed nothing.
+# re-measured"): 2**24 cycles and more slowed vgg_small's and lenet5's training steps, 1,000
+# polls made one image's pass 1.7–2.0 times as slow, and 100,000 polls or more changed nothing.
 OPENBLAS_SPIN_LOG2_CYCLES = "20"  # 2**20 cycles: about 0.3 ms at 3 GHz
 GOMP_SPIN_POLLS = "10000"
 MALLOC_MMAP_THRESHOLD = 32 << 20  # glibc's maximum (HEAP_MAX_SIZE / 2 on 64-bit)
@@ -75,19 +76,15 @@ def configure(environ=os.environ):
 def _numba_threads_follow_openmp(environ):
     """Set ``NUMBA_NUM_THREADS`` from ``OMP_NUM_THREADS`` (its first level: "4,2" means 4)
     when only the latter is set, at most the cores this process may run on (as OpenBLAS
-    caps it). Numba reads it when it loads; loaded before cnnkit, it keeps its own count."""
+    caps it). Numba reads it when it loads and again at every compile, where a count other
+    than its running pool's is an error: so not once Numba is loaded (imported before
+    cnnkit, it keeps its own count)."""
+    from .distributed.environment import usable_cores
     wanted = environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if "NUMBA_NUM_THREADS" in environ or not wanted.isdigit() or int(wanted) < 1:
+    if "NUMBA_NUM_THREADS" in environ or not wanted.isdigit() or int(wanted) < 1 or \
+            (environ is os.environ and "numba" in sys.modules):
         return
     environ["NUMBA_NUM_THREADS"] = str(min(int(wanted), usable_cores()))
-
-
-def usable_cores():
-    """The cores this process may run on (its affinity: a container's or ``taskset``'s)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def _loaded_openblas():

@@ -291,7 +291,7 @@ def test_ceiling_suite_times_every_way_of_computing_the_target_layers(monkeypatc
     BLAS's products, for the layers the peak target names (one, shrunk, here)."""
     from cnnkit.bench import ceiling, layers
     from cnnkit.kernels.conv import ALGORITHMS, PASSES, applies, dispatch
-    monkeypatch.setitem(layers.CONV_CASES, "pw1x1", (2, 2, 8, 8, (6, 6), 1, 1, 0, 1))
+    monkeypatch.setitem(layers.CONV_CASES, "pw1x1", (2, 2, 8, 4, (6, 6), 1, 1, 0, 1))
     step = layers.LayerStep("pw1x1")
     picks = [dispatch.select(step.geometry, p) for p in PASSES]  # on 2 images: shift's
     heuristic = "/".join(picks)  # 1×1 products for forward and input, implicit for weight

@@ -289,7 +289,8 @@ def test_heuristic_choices():
                 pass_name="weight") != "depthwise"
     # strided, 25 terms per output: the implicit GEMM (0.33-0.41 against 0.63-0.65 ms by
     # im2col, one core, AVX-512 and AVX2); below implicit_min_taps, im2col unless the output
-    # is large (64 images: 0.41 against 0.50 ms, 2 threads, AVX-512)
+    # is large (64 images of 1 → 32 channels, 32 × 32 padded by 1: 0.36 against 0.64 ms, 2
+    # threads, AVX-512)
     assert pick(1, 32, (5, 5), (2, 2), 1, 64, (32, 32)) == "implicit"
     assert pick(1, 32, (3, 3), (2, 2), 1, 64, (32, 32)) == "implicit"
     assert pick(1, 32, (3, 3), (2, 2), 1, 4, (32, 32)) == "gemm"
@@ -300,17 +301,19 @@ def test_heuristic_choices():
     assert pick(64, 128, (3, 3), (2, 2), 1, 32, (34, 34), dtype=np.float64) == "gemm"
     assert pick(1, 16, (101,), (1,), 1, 8, (16100,), dtype=np.float64) == "fft"
     # thin products (fewer than implicit_min_taps terms per output): the implicit GEMM from
-    # implicit_thin_min_outputs output values on, unless shift takes them; below, im2col. The
-    # input gradient's inner dimension is K: one output map leaves Winograd and shift thin
+    # implicit_thin_min_outputs output values of a group on (a stride-1 input gradient's
+    # too), unless shift takes the 1 × 1 layer; below, im2col or Winograd
     assert pick(4, 64, (1, 1), (2, 2), 1, 32, (56, 56)) == "implicit"
     assert pick(4, 64, (1, 1), (2, 2), 1, 8, (16, 16)) == "gemm"
     assert pick(3, 64, (1, 1), (1, 1), 1, 32, (56, 56)) == "implicit"
+    assert pick(8, 64, (1, 1), (1, 1), 1, 32, (56, 56)) == "shift"
     assert pick(8, 128, (1, 1), (1, 1), 2, 64, (56, 56)) == "implicit"  # 4 channels a group
+    assert pick(8, 128, (1, 1), (1, 1), 2, 1, (40, 40)) == "gemm"  # 102 400 values a group
     assert pick(32, 1, (3, 3), (1, 1), 1, 32, (30, 30), pass_name="input") == "implicit"
-    assert pick(32, 1, (3, 3), (1, 1), 1, 2, (10, 10), pass_name="input") == "gemm"
+    assert pick(32, 1, (3, 3), (1, 1), 1, 2, (10, 10), pass_name="input") == "winograd"
     assert pick(32, 1, (3, 3), (1, 1), 1, 32, (30, 30), dtype=np.float64,
-                pass_name="input") == "gemm"
-    assert pick(64, 64, (3, 3), (1, 1), 1, 32, (34, 34), pass_name="input") == "implicit"
+                pass_name="input") == "winograd"
+    assert pick(128, 8, (1, 1), (2, 2), 1, 16, (56, 56), pass_name="input") == "gemm"
     with tuning.override(implicit_thin_min_outputs=1 << 40):
         assert pick(3, 64, (1, 1), (1, 1), 1, 32, (56, 56)) == "gemm"
     # large kernels, float32: the implicit GEMM unless the FFT's estimate beats it by the
@@ -323,6 +326,8 @@ def test_heuristic_choices():
         assert pick(16, 16, (31, 31), (1, 1), 1, 64, (94, 94), pass_name=pass_name) == "fft"
         with tuning.override(implicit_fft_cost_factor=1.0):
             assert pick(16, 16, (15, 15), (1, 1), 1, 8, (78, 78), pass_name=pass_name) == "fft"
+        # a grouped layer's estimate is the whole layer's, as fft's own rule reads it
+        assert pick(64, 64, (31, 31), (1, 1), 2, 16, (94, 94), pass_name=pass_name) == "fft"
     # 1×1 on fewer than implicit_pointwise_min_images images: shift's products per image for
     # the forward pass and input gradient, the implicit GEMM for the weight gradient
     for batch, expected in ((1, "shift"), (7, "shift"), (8, "implicit"), (32, "implicit")):
@@ -330,14 +335,11 @@ def test_heuristic_choices():
             assert pick(320, 1280, (1, 1), (1, 1), 1, batch, (7, 7),
                         pass_name=pass_name) == expected
     assert pick(320, 1280, (1, 1), (1, 1), 1, 1, (7, 7), pass_name="weight") == "implicit"
-    # ... unless its products would be too thin for BLAS: the forward pass's inner dimension
-    # is C, the input gradient's K (4 → 64 channels on one 56 × 56 map, input gradient, 2
-    # threads, AVX-512: shift 0.055–0.065 ms, the implicit GEMM 0.100–0.146); a thin product
-    # that large then stays on the implicit GEMM (its forward pass 0.089 against im2col's
-    # 0.142; 64 → 4 channels' input gradient 0.116 against 0.178)
+    # ... unless its products would be too thin for BLAS (4 channels: shift does not win),
+    # where a thin product that large stays on the implicit GEMM (forward: 0.072 ms against
+    # im2col's 0.110, 2 threads, AVX-512)
+    assert pick(4, 64, (1, 1), (1, 1), 1, 1, (56, 56), pass_name="input") == "implicit"
     assert pick(4, 64, (1, 1), (1, 1), 1, 1, (56, 56)) == "implicit"
-    assert pick(4, 64, (1, 1), (1, 1), 1, 1, (56, 56), pass_name="input") == "shift"
-    assert pick(64, 4, (1, 1), (1, 1), 1, 1, (56, 56), pass_name="input") == "implicit"
     with tuning.override(implicit_pointwise_min_images=1):
         assert pick(320, 1280, (1, 1), (1, 1), 1, 1, (7, 7)) == "implicit"
     # groups narrower than a vector: at a stride, the input gradient on dense blocks of

@@ -15,7 +15,8 @@ def test_thread_settings_fill_in_defaults_only():
 
 
 def test_openmp_thread_count_sets_numba_threads_unless_given():
-    cores = _runtime.usable_cores()
+    from cnnkit.distributed.environment import usable_cores
+    cores = usable_cores()
     for wanted, numba_threads in (("1", "1"), (" 2,1", str(min(2, cores))),
                                   (str(cores + 7), str(cores))):
         env = {"OMP_NUM_THREADS": wanted}
@@ -31,17 +32,35 @@ def test_openmp_thread_count_sets_numba_threads_unless_given():
 def test_openmp_thread_count_limits_every_pool_of_a_fresh_process():
     """Numba reads NUMBA_NUM_THREADS once, when it loads: set by ``import cnnkit``, it holds
     for the compiled kernels and the NumPy passes' pool (``kernels/threads.py``) alike."""
-    import os
-    import subprocess
-    import sys
     probe = ("import cnnkit, numba\n"
              "from cnnkit.kernels import threads\n"
              "print(numba.get_num_threads(), threads.count())\n")
+    assert _printed_with_one_openmp_thread(probe) == ["1", "1"]
+
+
+def _printed_with_one_openmp_thread(probe):
+    """What ``probe`` prints, run by a fresh Python with OMP_NUM_THREADS=1 and no
+    NUMBA_NUM_THREADS, split into words."""
+    import os
+    import subprocess
+    import sys
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
     env["OMP_NUM_THREADS"] = "1"
-    printed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                             text=True, check=True).stdout.split()
-    assert printed == ["1", "1"]
+    return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                          text=True, check=True).stdout.split()
+
+
+def test_numba_loaded_before_cnnkit_keeps_its_thread_count():
+    """Numba reads NUMBA_NUM_THREADS again at every compile, and a count other than its
+    running pool's is an error there: with Numba's pool started before ``import cnnkit``,
+    OMP_NUM_THREADS must leave it alone, and compiling must still work."""
+    probe = ("import os, numba\n"
+             "threads = numba.get_num_threads()\n"
+             "import cnnkit\n"
+             "f = numba.njit(lambda a: a + 1)\n"
+             "assert f(1) == 2 and numba.get_num_threads() == threads\n"
+             "print(os.environ.get('NUMBA_NUM_THREADS'))\n")
+    assert _printed_with_one_openmp_thread(probe) == ["None"]
 
 
 def test_end_to_end_table_reports_both_memory_figures():

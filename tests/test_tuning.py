@@ -207,3 +207,9 @@ def test_cli_errors_are_one_line(run_cli, tmp_path):
         assert "Traceback" not in err
     code, _, err = run_cli("tune", "--fast", "--output", blocker / "t.json")
     assert err.startswith("cnnkit tune: error: --output")
+
+
+def test_one_fits_values_are_kept_or_left_together():
+    names = ["window_ns_per_mac", "window_ns_per_output", "window_overhead_ns"]
+    assert calibrate._together(names, [1.0, 6.0, 2e4]) == dict(zip(names, [1.0, 6.0, 2e4]))
+    assert calibrate._together(names, [1.0, -6.0, 2e4]) == dict.fromkeys(names)

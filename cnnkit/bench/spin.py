@@ -3,7 +3,7 @@ compiled kernels, ``GOMP_SPINCOUNT``) and OpenBLAS threads (``OPENBLAS_THREAD_TI
 for more work before they sleep.
 
     python -m cnnkit.bench.spin [--gomp 1000 10000 100000 300000] [--openblas 20]
-                                [--model vgg_small resnet_small lenet5] [--rounds 3]
+                                [--model vgg_small lenet5 resnet_small] [--rounds 3]
 
 Each setting runs in a child process of its own, since both libraries read their spin when they
 load, and the settings take turns, round after round, so that the machine's slow and fast
@@ -61,8 +61,9 @@ def _run_child(models, polls, log2_cycles):
             f"print(json.dumps(child({list(models)!r})))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if out.returncode:
-        raise RuntimeError(f"the child with GOMP_SPINCOUNT={polls} failed: "
-                           f"{out.stderr.strip().splitlines()[-1:]}")
+        last = (out.stderr.strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError(f"the child with GOMP_SPINCOUNT={polls} and "
+                           f"OPENBLAS_THREAD_TIMEOUT={log2_cycles} failed: {last}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -112,10 +113,12 @@ def main(argv=None):
         parser.error("--gomp: spin counts are 0 or more")
     if any(not 4 <= cycles <= 30 for cycles in args.openblas):  # OpenBLAS's own bounds
         parser.error("--openblas: OPENBLAS_THREAD_TIMEOUT is read as 2**n cycles, 4 ≤ n ≤ 30")
-    settings = [(polls, cycles) for cycles in args.openblas for polls in args.gomp]
-    results = measure(args.model, settings, args.rounds)
+    settings = [(polls, cycles) for cycles in dict.fromkeys(args.openblas)
+                for polls in dict.fromkeys(args.gomp)]
+    models = list(dict.fromkeys(args.model))
+    results = measure(models, settings, args.rounds)
     current = (int(GOMP_SPIN_POLLS), int(OPENBLAS_SPIN_LOG2_CYCLES))
-    print("\n".join(table(results, args.model, current)))
+    print("\n".join(table(results, models, current)))
 
 
 if __name__ == "__main__":

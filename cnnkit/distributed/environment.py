@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 __all__ = ["THREAD_VARIABLES", "launched_rank", "launched_world_size", "local_ranks",
-           "split_threads"]
+           "split_threads", "usable_cores"]
 
 _WORLD_SIZE = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 _RANK = ("OMPI_COMM_WORLD_RANK", "PMI_RANK")
@@ -52,13 +52,18 @@ def local_ranks(environ=os.environ) -> int:
     return local if local is not None and local >= 1 else launched_world_size(environ)
 
 
+def usable_cores(pid=0) -> int:
+    """The cores process ``pid`` (0: this one) may run on: its affinity (a container's
+    cpuset, ``taskset``), or every core where there is none to ask (not Linux)."""
+    try:
+        return len(os.sched_getaffinity(pid)) or 1
+    except (AttributeError, OSError):  # not Linux, or the process is gone
+        return os.cpu_count() or 1
+
+
 def _cores_of_this_process() -> tuple:
     """(cores this process may run on, cores its parent -- the launcher's proxy -- may)."""
-    try:
-        return len(os.sched_getaffinity(0)), len(os.sched_getaffinity(os.getppid()))
-    except (AttributeError, OSError):  # not Linux, or the parent is gone
-        total = os.cpu_count() or 1
-        return total, total
+    return usable_cores(), usable_cores(os.getppid())
 
 
 def split_threads(environ=os.environ, cores=None) -> int | None:

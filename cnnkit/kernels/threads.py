@@ -9,15 +9,20 @@ import numba
 import numpy as np
 
 from .. import tuning
+from ..distributed.environment import usable_cores
 
 _pool = None
 _pool_pid = None
 
 
+_CORES = usable_cores()  # asked once: the call takes microseconds
+
+
 def count():
     """As many threads as the compiled kernels use: Numba's, which follow ``OMP_NUM_THREADS``
-    as OpenBLAS's do (``cnnkit/_runtime.py``), and ``numba.set_num_threads``."""
-    return numba.get_num_threads()
+    as OpenBLAS's do (``cnnkit/_runtime.py``), and ``numba.set_num_threads``; at most the
+    cores this process may run on."""
+    return min(numba.get_num_threads(), _CORES)
 
 
 def executor(threads):

@@ -4,21 +4,27 @@ Only what a short timing can measure honestly (under a minute; ``fast`` for test
 
 * cost models, fitted by least squares on a few timed shapes, relative error weighted:
   the row correlation (``rows_*``: ns per lane multiply-add for one- and four-row tiles, per
-  element copied, per call), the FFT convolution (``fft_ns_per_nlogn_*``, ``fft_overhead_ns``)
-  and ``np.convolve`` (``npconvolve_*``). One core, like the defaults.
+  element copied, per call), the FFT convolution (``fft_ns_per_nlogn_*``, ``fft_overhead_ns``),
+  ``np.convolve`` on real and complex inputs (``npconvolve_*``), and the N-D direct signal
+  paths of other dtypes than float32 (``loop_*``, ``window_*``). One core, like the defaults.
+* ratios: how much dearer the FFT's estimated work is against the implicit GEMM's
+  multiply-adds than against the direct sums it counts (``implicit_fft_cost_factor``, the
+  geometric mean over large-kernel layers, on all threads as the passes run).
 * crossovers, by timing both candidates on growing sizes: compiled ReLU against NumPy's
   (``compiled_min_size``, all threads, since the threshold is the price of waking them), the
   compiled max pooling and batch norm against NumPy's (``pool_compiled_min_size``,
   ``batchnorm_compiled_min_size``, through the functional layers), the compiled
   depthwise forward against NumPy's (``depthwise_compiled_min_work``), and depthwise layers
   with their channels on the lanes against a plane's columns on the lanes
-  (``depthwise_lanes_*``).
+  (``depthwise_lanes_*``), and the implicit GEMM against im2col on a thin product
+  (``implicit_thin_min_outputs``).
 
 On a cold Numba cache most of a run is compiling the kernels it times; ``precompile`` does
 that first, on as many processes as Numba has threads.
 
 A fit that gives a value outside a constant's range, or a crossover not found within the
-sizes tried, keeps the default (and says so). The other constants are rules read off the
+sizes tried, keeps the default (and says so); the values of one fit are kept or left
+together (``_together``). The other constants are rules read off the
 benchmark, not timing models: printed as 'default kept'.
 """
 import math
@@ -124,10 +130,21 @@ def _direct_nd(fast, time_ns):
             loop_times.append(time_ns(lambda: direct._offset_loop(x, w, (0, 0), out)))
             window_features.append([outputs * k * k, outputs, 1.0])
             window_times.append(time_ns(lambda: direct._windowed(x, w, (0, 0), out)))
-    return {**dict(zip(["loop_ns_per_mac", "loop_overhead_ns_per_offset"],
-                       _fit(loop_features, loop_times))),
-            **dict(zip(["window_ns_per_mac", "window_ns_per_output", "window_overhead_ns"],
-                       _fit(window_features, window_times)))}
+    return {**_together(["loop_ns_per_mac", "loop_overhead_ns_per_offset"],
+                        _fit(loop_features, loop_times)),
+            **_together(["window_ns_per_mac", "window_ns_per_output", "window_overhead_ns"],
+                        _fit(window_features, window_times))}
+
+
+def _together(names, values):
+    """{name: value} of one fit, or all None (defaults kept) when any value is outside its
+    constant's range: the others were fitted on the assumption of that one."""
+    try:
+        for name, value in zip(names, values):
+            check_value(name, value)
+    except InvalidCache:
+        return dict.fromkeys(names)
+    return dict(zip(names, values))
 
 
 def _implicit_fft(fast, time_ns):
@@ -414,7 +431,9 @@ def _one_core(measure):
 # gradients compiled for 24 s and the stencils for 12 (of which they share a part), the row
 # correlation for 5, the compiled depthwise forward for 4, pooling for 2, the others for about
 # 1 s or less (``python -m cnnkit.tuning.precompile --times`` re-measures them in turn; the
-# lane-wise tile along rows, added later, compiled for 5.0 s there after the other two).
+# lane-wise tile along rows, added later, compiled for 5.0 s there after the other two, and
+# the implicit GEMM's large-kernel and thin products, later still, 2.8 and 2.6 s after all the
+# others; the N-D direct signals compile nothing).
 MEASUREMENTS = (
     ("depthwise_lanes_input", _depthwise_lanes_input, False),
     ("depthwise_lanes_stencil", _depthwise_lanes_stencil, False),
@@ -422,6 +441,8 @@ MEASUREMENTS = (
     ("depthwise_lanes_wide", _depthwise_lanes_wide, False),
     ("depthwise_lanes_sliding", _depthwise_lanes_sliding, True),
     ("implicit_sliding", _implicit_sliding, True),
+    ("implicit_fft", _implicit_fft, False),
+    ("implicit_thin", _implicit_thin, False),
     ("rows", _rows, True),
     ("depthwise", _compiled_depthwise, False),
     ("pooling", _compiled_pooling, False),
@@ -430,8 +451,6 @@ MEASUREMENTS = (
     ("fft", _fft, True),
     ("npconvolve", _npconvolve, False),
     ("direct_nd", _direct_nd, False),
-    ("implicit_fft", _implicit_fft, False),
-    ("implicit_thin", _implicit_thin, False),
 )
 
 
@@ -456,7 +475,8 @@ def calibrate(fast=False, log=print):
             continue
         value = raw[name]
         if value is None:
-            log(f"  {name}: {_show(constant.default)} (default kept: no crossover in the sizes tried)")
+            log(f"  {name}: {_show(constant.default)} (default kept: no crossover in the sizes "
+                "tried, or a value of its fit outside its range)")
             continue
         try:
             measured[name] = check_value(name, round(value) if constant.integer else value)

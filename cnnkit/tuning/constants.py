@@ -28,7 +28,7 @@ _NOT_TIMED = " Not re-measured: a rule read off the benchmark's layers, not a ti
 
 _TABLE = [
     # ----------------------------------------------------------------- conv algorithm rules
-    Constant("implicit_fft_cost_factor", 20.0, "implicit GEMM time / direct work, per unit",
+    Constant("implicit_fft_cost_factor", 20.0, "ratio",
              "The FFT takes a stride-1 float32 pass from the implicit GEMM only where its "
              "estimate (fft.cost_ratio: FFT work over direct work, counted in the direct sum's "
              "multiply-adds) times this factor is below fft_max_cost_ratio: the implicit GEMM's "
@@ -36,25 +36,26 @@ _TABLE = [
              "stand for. Measured as the geometric mean, over large-kernel layers' forward "
              "passes, of (FFT time / implicit GEMM time) / cost_ratio: 2 threads, 17.6 and "
              "28.5 on AVX-512, 18.6 and 18.7 on AVX2 (BENCHMARKS.md, \"Large kernels on the "
-             "implicit GEMM\").", 0.01, 1e4, measured_by=TUNE),
+             "implicit GEMM\"). At least 1: the implicit GEMM's multiply-adds are not dearer than "
+             "the direct sums the estimate counts.", 1.0, 1e4, measured_by=TUNE),
     Constant("implicit_min_taps", 16, "multiply-adds per output",
              "The implicit GEMM is chosen (forward: C·prod(kernel); input gradient: "
              "K·prod(kernel)) from this many terms per output on; below, each tile is mostly "
              "stores. lenet_c1's forward (25 terms, 32 outputs) ran 1.27 ms against 2.0 on the "
              "row correlation and 3.1 on im2col, one core, AVX-512 (1.7 against 2.5 and 2.9 on "
              "AVX2); the row correlation keeps one-channel layers up to rows_forward_max_taps, "
-             "the same 16. Thinner products with implicit_thin_min_outputs outputs or more "
-             "stay on it unless shift takes them." + _NOT_TIMED, 1, 1 << 20, integer=True),
-    Constant("implicit_thin_min_outputs", 196608, "output values (N·K·prod(out), or N·C·"
-             "prod(padded) for an input gradient)",
-             "A forward pass or input gradient with fewer than implicit_min_taps terms per "
-             "output runs on the implicit GEMM from this many output values on, where shift's "
-             "rule does not take it (else im2col: its copy and thin product, or Winograd's "
-             "thin products, cost more there; below, their lower fixed cost wins). Measured "
-             "as the crossover against im2col of a 4 → 64 channel 1 × 1 layer at stride 2 on "
-             "8 images: 196 608 on AVX-512, 98 304 on AVX2, twice each (BENCHMARKS.md, \"Thin "
-             "products on the implicit GEMM\").", 1,
-             1 << 40, integer=True, measured_by=TUNE),
+             "the same 16. Thinner products stay on it from implicit_thin_min_outputs "
+             "output values on." + _NOT_TIMED, 1, 1 << 20, integer=True),
+    Constant("implicit_thin_min_outputs", 196608, "output values of one group's product "
+             "(N·K/G·prod(out); an input gradient's N·C/G·prod(padded))",
+             "A forward pass or stride-1 input gradient with fewer than implicit_min_taps "
+             "terms per output runs on the implicit GEMM from this many output values on, "
+             "unless it is a 1 × 1 layer that shift's rule takes (one BLAS product per image on "
+             "the arrays as they are). Else im2col (a copy and a thin product) or Winograd "
+             "(thin products) cost more there; below, their lower fixed cost wins. Measured as "
+             "the crossover against im2col of a 4 → 64 channel 1 × 1 layer at stride 2 on 8 "
+             "images: 196 608 on AVX-512, 98 304 on AVX2, twice each (BENCHMARKS.md, \"Thin "
+             "products on the implicit GEMM\").", 1, 1 << 40, integer=True, measured_by=TUNE),
     Constant("implicit_subpixel_min_terms", 512, "multiply-adds per output",
              "A strided input gradient with fewer input channels than one vector's lanes is "
              "one implicit GEMM over all phases (``kernels/conv/strided_input.py``) from this "
@@ -298,17 +299,15 @@ _TABLE = [
     Constant("fft_product_cost", 2.0, "direct multiply-adds per complex product",
              "Cost of one complex multiply-add of spectra in the conv FFT estimate, relative to "
              "one direct multiply-add." + _NOT_TIMED, 0.01, 100.0),
-    Constant("winograd_min_channels", 16, "channels",
-             "Winograd's 16 products have C (the forward pass and weight gradient) or K (the "
-             "input gradient) as their inner dimension: too thin below this." + _NOT_TIMED, 1,
-             1 << 16, integer=True),
+    Constant("winograd_min_channels", 16, "input channels",
+             "Winograd's 16 products have C as their inner dimension: too thin below this."
+             + _NOT_TIMED, 1, 1 << 16, integer=True),
     Constant("winograd_max_waste", 1.15, "computed outputs / wanted outputs",
              "Winograd's 2×2 tiles compute odd maps one row and column too large (7×7 as 8×8); "
              "it is chosen only while that waste stays below this." + _NOT_TIMED, 1.0, 4.0),
     Constant("shift_min_group_channels", 8, "channels per group",
-             "The shift products have C/G (the forward pass and weight gradient) or K/G (the "
-             "input gradient) as their inner dimension: too thin for BLAS below this, where "
-             "im2col's deeper product wins." + _NOT_TIMED, 1, 1 << 16, integer=True),
+             "The shift products have C/G as their inner dimension: too thin for BLAS below "
+             "this, where im2col's deeper product wins." + _NOT_TIMED, 1, 1 << 16, integer=True),
     Constant("shift_min_map", 400, "output positions",
              "On smaller maps the shift products' wasted border columns cost more than "
              "im2col's copy (autotune picked gemm for 14×14 and 7×7 layers)." + _NOT_TIMED,

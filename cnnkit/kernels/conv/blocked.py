@@ -18,7 +18,7 @@ per group against blocked, before any finiteness check: AVX-512, 32 groups of 4,
 2.97 ms, 16 groups of 8 5.01 against 3.04; AVX2, 32 groups, 4.96 against 3.44). Its forward
 pass gained less than the check of x costs (one pass over it): 32 groups 2.15 against 1.52 ms
 before the check, 2.19 against 2.12 with it, and 16 groups 1.80 against 2.19, so the implicit
-GEMM keeps the forward pass. At stride 1 the planar kernel runs all the groups in one launch
+GEMM keeps the forward pass, but for 3-D depthwise layers (``wins``). At stride 1 the planar kernel runs all the groups in one launch
 already and the two take the same time (AVX-512, input gradient 3.47 against 3.49 ms).
 """
 import dataclasses
@@ -41,10 +41,12 @@ def wins(geometry, pass_name):
     blocks would hold one nonzero in q: ``depthwise`` computes only their terms, strided or
     not (2 threads, 96 channels of 56 × 56 at stride 2, 3 × 3, 16 images: 1.8–2.1 ms against
     5.2–5.9 on AVX-512), except where its sums would be NumPy's (``depthwise.sums_on_numpy``:
-    3-D layers), whose forward and input passes the blocks take."""
+    3-D layers), whose forward and input passes the blocks take unless the FFT would
+    (``implicit.fft_beats``). The blocks then hold one nonzero in q, and still ran 4.4–17
+    times as fast as NumPy's sums (3 × 3 × 3 to 7 × 7 × 7 kernels, AVX-512 and AVX2)."""
     g = geometry
     if depthwise.sums_on_numpy(g):
-        return True
+        return not implicit.fft_beats(g, pass_name)
     return pass_name == "input" and not g.unit_stride and g.in_channels != g.groups
 
 

@@ -16,6 +16,8 @@ from ..bias_numba import add_bias
 from ..im2col import offset_views
 from ..padding import crop
 
+COMPILED_DIMS = 2  # ``depthwise_numba``'s kernels are 1-D and 2-D
+
 
 def applies(geometry, pass_name):
     """One input channel per group, any stride, dilation and dims."""
@@ -37,11 +39,12 @@ def sums_on_numpy(geometry):
     tap over the whole batch (``_kernels``: the compiled kernels are 1-D and 2-D): 3-D layers.
     The implicit GEMM's kernels then take them instead (registry order): its blocks the
     strided or dilated forward and input passes (``blocked``; at stride 1 without dilation
-    ``rows`` keeps them), per group the weight gradient (``implicit``). 2 threads, AVX-512,
-    3 × 3 × 3 and 5 × 5 × 5 layers of 16 to 96 channels, AVX-512 and AVX2: 2.2 to 15 times as
-    fast (BENCHMARKS.md, "3-D depthwise layers on the implicit GEMM")."""
+    ``rows`` keeps them), per group the weight gradient (``implicit``). 2 threads, 3 × 3 × 3
+    and 5 × 5 × 5 layers of 16 to 96 channels, AVX-512 and AVX2: 2.2 to 15 times as fast
+    (BENCHMARKS.md, "3-D depthwise layers on the implicit GEMM")."""
     g = geometry
-    return g.groups > 1 and g.in_channels == g.groups and len(g.kernel) > 2 and g.is_float32
+    return g.groups > 1 and g.in_channels == g.groups and len(g.kernel) > COMPILED_DIMS and \
+        g.is_float32
 
 
 def takes_weight(geometry):
@@ -60,7 +63,7 @@ def _kernels(array_shape, kernel, work_positions):
     """The compiled 1-D and 2-D depthwise kernels for real work (``depthwise_numba``);
     NumPy's (this module) for tiny or 3-D layers, where starting Numba's thread pool costs
     more than the arithmetic."""
-    if len(kernel) <= 2 and array_shape[0] * array_shape[1] * work_positions * math.prod(
+    if len(kernel) <= COMPILED_DIMS and array_shape[0] * array_shape[1] * work_positions * math.prod(
             kernel) >= tuning.value("depthwise_compiled_min_work"):
         from .. import depthwise_numba
         return depthwise_numba

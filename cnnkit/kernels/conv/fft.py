@@ -27,10 +27,18 @@ def applies(geometry, pass_name):
 
 def wins(geometry, pass_name):
     """Large kernels whose estimated FFT work is well below the direct sum's."""
+    return beats(geometry, 1.0)
+
+
+def beats(geometry, dearer):
+    """Whether the FFT's estimated work (``cost_ratio``, in the direct sum's multiply-adds),
+    ``dearer`` times as costly against the other algorithm's multiply-adds, is below
+    ``fft_max_cost_ratio`` of that algorithm's, for a layer of ``fft_min_kernel_taps`` taps
+    or more (``wins``: against the BLAS paths, 1; the implicit GEMM: ``implicit.fft_beats``)."""
     g = geometry
     return g.taps >= tuning.value("fft_min_kernel_taps") and cost_ratio(
         g.batch, g.in_channels // g.groups, g.out_channels, g.kernel, g.out,
-        g.padded) < tuning.value("fft_max_cost_ratio")
+        g.padded) * dearer < tuning.value("fft_max_cost_ratio")
 
 
 def forward_pass(xp, w, g):

@@ -49,12 +49,15 @@ def wins(geometry, pass_name):
     images leaves its forward pass and input gradient to shift's BLAS products
     (``_pointwise_few_images``), a single-channel map with few filters its weight gradient to
     the depthwise kernels (``depthwise.takes_weight``)."""
+    return not fft_beats(geometry, pass_name) and _wins(geometry, pass_name)
+
+
+def _wins(geometry, pass_name):
+    """``wins`` once the FFT has not taken the pass (asked of the whole layer)."""
     if geometry.groups > 1:
         g = geometry.per_group()
-        return (g.in_channels > 1 or depthwise.sums_on_numpy(geometry)) and wins(g, pass_name)
+        return (g.in_channels > 1 or depthwise.sums_on_numpy(geometry)) and _wins(g, pass_name)
     g = geometry
-    if fft_beats(g, pass_name):
-        return False
     if pass_name != "weight" and _pointwise_few_images(g, pass_name):
         return False
     if pass_name == "weight" and depthwise.takes_weight(g):
@@ -79,28 +82,31 @@ def wins(geometry, pass_name):
 
 
 def _thin_but_large(g, pass_name, outputs):
-    """Whether a product of fewer than ``implicit_min_taps`` terms per output stays on the
-    implicit GEMM: from ``implicit_thin_min_outputs`` output values on, unless shift's rule
-    takes it. Else im2col (a copy and a thin product) or Winograd (thin products) ran 1.3 to
-    11 times as long on such layers (2 threads, AVX-512: 1 × 1 layers of 1 to 6 input channels
-    per group, single-map outputs of 3 × 3 layers); below, their fixed costs are lower
-    (BENCHMARKS.md, "Thin products on the implicit GEMM")."""
+    """Whether a product of fewer than ``implicit_min_taps`` terms per output (one group's:
+    ``outputs`` counts its values) stays on the implicit GEMM: from
+    ``implicit_thin_min_outputs`` output values on, unless it is a 1 × 1 layer that shift's
+    rule takes (one BLAS product per image on the arrays as they are). Else im2col (a copy
+    and a thin product) or Winograd (thin products) ran 1.5 to 12 times as long on such layers
+    (2 threads, AVX-512 and AVX2: 1 × 1 layers of 1 to 4 input channels per group, strided
+    single-channel ones, a 3 × 3 layer's input gradient to one map); below, their fixed costs
+    are lower (BENCHMARKS.md, "Thin products on the implicit GEMM")."""
     return outputs >= tuning.value("implicit_thin_min_outputs") and not (
-        shift.applies(g, pass_name) and shift.wins(g, pass_name))
+        g.taps == 1 and _shift_takes(g, pass_name))
+
+
+def _shift_takes(g, pass_name):
+    return shift.applies(g, pass_name) and shift.wins(g, pass_name)
 
 
 def fft_beats(g, pass_name):
-    """Whether the FFT (``fft.wins``' rule) takes this pass from the implicit GEMM: its
-    estimate, ``fft.cost_ratio`` in the direct sum's multiply-adds, times
-    ``implicit_fft_cost_factor`` (the implicit GEMM's multiply-adds cost less) below
-    ``fft_max_cost_ratio``. 2 threads, AVX-512, each pass of 2 to 8 images of 13 × 13 to
-    31 × 31 kernels ran up to 5.6 times as fast on the implicit GEMM as on the FFT (one pass
-    alike), and strided ones (no FFT) 2.1–4.7 times as fast as on im2col; large batches of
-    large kernels go to the FFT (BENCHMARKS.md, "Large kernels on the implicit GEMM")."""
-    return fft.applies(g, pass_name) and g.taps >= tuning.value("fft_min_kernel_taps") and \
-        fft.cost_ratio(g.batch, g.in_channels // g.groups, g.out_channels, g.kernel, g.out,
-                       g.padded) * tuning.value("implicit_fft_cost_factor") < \
-        tuning.value("fft_max_cost_ratio")
+    """Whether the FFT takes this pass from the implicit GEMM: its estimate, against the
+    implicit GEMM's multiply-adds, ``implicit_fft_cost_factor`` times as costly as against
+    the direct sums it counts (``fft.beats``), asked of the whole layer. 2 threads, AVX-512,
+    each pass of 2 to 8 images of 13 × 13 to 31 × 31 kernels ran up to 5.6 times as fast on
+    the implicit GEMM as on the FFT (one pass alike), and strided ones (no FFT) 2.1–4.7 times
+    as fast as on im2col; large batches of large kernels go to the FFT (BENCHMARKS.md, "Large
+    kernels on the implicit GEMM")."""
+    return fft.applies(g, pass_name) and fft.beats(g, tuning.value("implicit_fft_cost_factor"))
 
 
 def _strided_input_wins(g):
@@ -146,8 +152,7 @@ def _pointwise_few_images(g, pass_name):
     """A 1×1, stride-1 layer on fewer than ``implicit_pointwise_min_images`` images, where
     shift takes this pass (one BLAS product per image on the arrays as they are)."""
     return g.taps == 1 and g.unit_stride and \
-        g.batch < tuning.value("implicit_pointwise_min_images") and \
-        shift.applies(g, pass_name) and shift.wins(g, pass_name)
+        g.batch < tuning.value("implicit_pointwise_min_images") and _shift_takes(g, pass_name)
 
 
 def forward_pass(xp, w, g):

@@ -31,16 +31,14 @@ def applies(geometry, pass_name):
 
 
 def wins(geometry, pass_name):
-    """The shift products have C/G as their inner dimension (K/G for the input gradient): too
-    thin for BLAS below a few channels, where the im2col columns (C/G · prod(kernel) rows)
-    make a better product. On
+    """The shift products have C/G as their inner dimension: too thin for BLAS below a few
+    channels, where the im2col columns (C/G · prod(kernel) rows) make a better product. On
     small maps the products' wasted border columns and accumulate passes cost more than
     im2col's copy (autotune picked gemm for 14×14 and 7×7 layers, shift for 32×32). 1×1
     kernels need no shifting at all: the shift path is then one product per image."""
     g = geometry
     large_map = math.prod(g.out) >= tuning.value("shift_min_map") or g.taps == 1
-    inner = g.out_channels if pass_name == "input" else g.in_channels
-    return inner // g.groups >= tuning.value("shift_min_group_channels") and large_map
+    return g.in_channels // g.groups >= tuning.value("shift_min_group_channels") and large_map
 
 
 def forward_pass(xp, w, g):

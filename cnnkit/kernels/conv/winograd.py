@@ -187,15 +187,11 @@ def applies(geometry, pass_name):
 
 
 def wins(geometry, pass_name):
-    """Winograd's 16 products have C as their inner dimension, K for the input gradient (too
-    thin below a few channels), and its 2×2 output tiles waste work on odd map sizes (a 7×7
-    map is computed as 8×8). One output channel's input gradient (a 3 × 3 layer's to a
-    single map), 2 threads, AVX-512: 4.86 ms against the implicit GEMM's 0.45 (BENCHMARKS.md,
-    "Thin products on the implicit GEMM")."""
+    """Winograd's 16 products have C as their inner dimension (too thin below a few channels),
+    and its 2×2 output tiles waste work on odd map sizes (a 7×7 map is computed as 8×8)."""
     g = geometry
     computed = math.prod(2 * ((o + 1) // 2) for o in g.out)
-    inner = g.out_channels if pass_name == "input" else g.in_channels
-    return inner >= tuning.value("winograd_min_channels") and \
+    return g.in_channels >= tuning.value("winograd_min_channels") and \
         computed <= tuning.value("winograd_max_waste") * math.prod(g.out)
 
 
