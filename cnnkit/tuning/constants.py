@@ -96,12 +96,14 @@ _TABLE = [
              "3.49, 3.65 and 4.37." + _NOT_TIMED, 1 << 12, 1 << 26, integer=True),
     Constant("implicit_empty_phases_max_terms", 256, "multiply-adds per output (K)",
              "A strided input gradient whose kernel leaves phases of dx that no tap reaches "
-             "(a 1×1 layer at stride 2), of a vector of input channels or more, runs on the "
+             "with its taps apart (a 1×1 layer at stride 2), or whose dilation does (3 × 3 at "
+             "stride 2 and dilation 2), of a vector of input channels or more, runs on the "
              "implicit GEMM, one product per phase (``kernels/conv/strided_input.py``), up to "
              "this many output channels K (each product's terms), else im2col + col2im, "
              "whose BLAS product is faster alone for large K (the figures: "
              "``conv.implicit._strided_input_wins``; BENCHMARKS.md, \"Strided input "
-             "gradients whose taps lie apart\")." + _NOT_TIMED,
+             "gradients whose taps lie apart\", \"Dilated strided input gradients per "
+             "phase\")." + _NOT_TIMED,
              0, 1 << 20, integer=True),
     Constant("implicit_planar_max_terms_per_output", 0.5, "terms per output channel",
              "The implicit GEMM's planar orientation is taken for products with at most this "

@@ -136,15 +136,18 @@ def _strided_input_wins(g):
       and 0.40–0.43 against 0.96–1.00 ms (best of 30 steps): there the BLAS product of
       im2col + col2im shares the cores with the compiled kernels' threads around it.
       BENCHMARKS.md, "Strided input gradients whose taps lie apart";
-    * phases of zeros with taps not apart (a dilation sharing a factor with the stride), C of a
-      vector or more: per phase, whatever K, 0.18–0.72 of im2col + col2im's time (3 × 3 to
-      7 × 7 at stride 2 and dilation 2, 16 to 256 channels, both ISAs: BENCHMARKS.md,
-      "Dilated strided input gradients per phase")."""
+    * phases of zeros left by a dilation sharing a factor with the stride
+      (``strided_input.phases_left_by_dilation``), C of a vector or more: per phase, up to
+      ``implicit_empty_phases_max_terms`` terms (K) as well, best of 5: 0.18–0.72 of im2col +
+      col2im's time for 3 × 3 to 7 × 7 kernels at stride 2 and dilation 2, C = 16 to 256,
+      K = 16 to 128; at K = 512 and 1024, 0.91–1.42 (BENCHMARKS.md, "Dilated strided input
+      gradients per phase")."""
     apart = strided_input.taps_apart(g)
     if window_fold.wins(g):
         return True
     if g.in_channels >= compiled.LANES:
-        return strided_input.every_phase_has_taps(g) or not apart or \
+        return strided_input.every_phase_has_taps(g) or (
+            apart or strided_input.phases_left_by_dilation(g)) and \
             g.out_channels <= tuning.value("implicit_empty_phases_max_terms")
     if apart:
         return strided_input.subpixel_terms(g) >= tuning.value("implicit_min_taps")

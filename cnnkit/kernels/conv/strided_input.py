@@ -48,6 +48,14 @@ def every_phase_has_taps(geometry):
                for k, s, d in zip(geometry.kernel, geometry.stride, geometry.dilation))
 
 
+def phases_left_by_dilation(geometry):
+    """Whether phases no tap reaches are left only by a dilation sharing a factor with the
+    stride (k ≥ s in every dim, gcd(d, s) > 1 in one), not by a kernel narrower than its
+    stride."""
+    return not every_phase_has_taps(geometry) and all(
+        k >= s for k, s in zip(geometry.kernel, geometry.stride))
+
+
 def taps_apart(geometry):
     """Whether no two taps of a position of dy reach one cell of dx, nor taps of two
     positions: (k − 1)·d < s in every dim (a kernel no wider than its stride). ``subpixel``'s
