@@ -493,9 +493,9 @@ def test_sweep_times_each_pass_of_random_layers_against_every_algorithm(monkeypa
     from cnnkit.bench import sweep
     drawn = [sweep.draw_layer(random.Random(seed)) for seed in range(200)]
     layers = [layer for layer in drawn if layer is not None]
-    assert layers and all(sweep.MACS[0] <= layer[1] * layer[2] * layer[3] // layer[8] *
-                          layer[5] ** layer[0] * layer[4][0] ** layer[0] / layer[6] ** layer[0]
-                          <= sweep.MACS[1] for layer in layers)
+    assert len(layers) > 20 and {layer[0] for layer in layers} == {1, 2, 3}
+    assert all(len(layer[4]) == layer[0] and layer[2] % layer[8] == layer[3] % layer[8] == 0
+               for layer in layers)
     tiny = (2, 2, 4, 8, (9, 9), 3, 1, 1, 1, 1)
     monkeypatch.setattr(sweep, "draw_layer", lambda pick: tiny)
     out = tmp_path / "rows.json"

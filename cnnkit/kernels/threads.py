@@ -13,8 +13,6 @@ from ..distributed.environment import usable_cores
 
 _pool = None
 _pool_pid = None
-
-
 _CORES = usable_cores()  # asked once: the call takes microseconds
 
 

@@ -18,8 +18,9 @@ per group against blocked, before any finiteness check: AVX-512, 32 groups of 4,
 2.97 ms, 16 groups of 8 5.01 against 3.04; AVX2, 32 groups, 4.96 against 3.44). Its forward
 pass gained less than the check of x costs (one pass over it): 32 groups 2.15 against 1.52 ms
 before the check, 2.19 against 2.12 with it, and 16 groups 1.80 against 2.19, so the implicit
-GEMM keeps the forward pass, but for 3-D depthwise layers (``wins``). At stride 1 the planar kernel runs all the groups in one launch
-already and the two take the same time (AVX-512, input gradient 3.47 against 3.49 ms).
+GEMM keeps the forward pass, but for 3-D depthwise layers (``wins``). At stride 1 the planar
+kernel runs all the groups in one launch already and the two take the same time (AVX-512,
+input gradient 3.47 against 3.49 ms).
 """
 import dataclasses
 

@@ -63,8 +63,8 @@ def _kernels(array_shape, kernel, work_positions):
     """The compiled 1-D and 2-D depthwise kernels for real work (``depthwise_numba``);
     NumPy's (this module) for tiny or 3-D layers, where starting Numba's thread pool costs
     more than the arithmetic."""
-    if len(kernel) <= COMPILED_DIMS and array_shape[0] * array_shape[1] * work_positions * math.prod(
-            kernel) >= tuning.value("depthwise_compiled_min_work"):
+    work = array_shape[0] * array_shape[1] * work_positions * math.prod(kernel)
+    if len(kernel) <= COMPILED_DIMS and work >= tuning.value("depthwise_compiled_min_work"):
         from .. import depthwise_numba
         return depthwise_numba
     return sys.modules[__name__]
