@@ -6,6 +6,7 @@ path that only rarely wins the heuristic is still checked on every configuration
 A forced algorithm is refused (NotApplicable) on a pass it does not apply to: those passes go
 by the heuristic, and a case it applies to on no pass is skipped.
 """
+import dataclasses
 import types
 from unittest import mock
 
@@ -325,6 +326,37 @@ def test_heuristic_choices():
     assert pick(64, 128, (3, 3), (2, 2), 1, 8, (32, 32), (2, 2), pass_name="input") == "implicit"
     assert pick(64, 512, (3, 3), (2, 2), 1, 8, (32, 32), (2, 2), pass_name="input") == "gemm"
     assert pick(64, 128, (1, 3), (2, 2), 1, 8, (32, 32), pass_name="input") == "gemm"
+    # deep 3-D stride-1 input gradients of few input channels whose planar strips idle lanes
+    # (gemm.takes_input, ahead of the row correlation and the FFT): im2col; not 1-D signals
+    # (every lane used) or 2-D maps, shallow products, or a lane use above the threshold
+    lanes = conv_kernels.implicit.compiled.LANES
+    assert pick(1, 256, (7, 7, 7), (1, 1, 1), 1, 4, (22, 22, 22), (2, 2, 2),
+                pass_name="input") == "gemm"
+    assert pick(1, 256, (7, 7, 7), (1, 1, 1), 1, 4, (16, 16, 16), pass_name="input") == "gemm"
+    assert pick(lanes // 2, 256, (3, 3, 3), (1, 1, 1), 1, 4, (12, 12, 12), (2, 2, 2),
+                pass_name="input") == "gemm"
+    assert pick(lanes, 256, (3, 3, 3), (1, 1, 1), 1, 4, (12, 12, 12), (2, 2, 2),
+                pass_name="input") != "gemm"
+    assert pick(1, 256, (7,), (1,), 1, 8, (1036,), (2,), pass_name="input") == "implicit"
+    assert pick(3, 24, (3, 3), (1, 1), 1, 8, (16, 16), pass_name="input") == "implicit"
+    assert pick(2, 8, (3, 3, 3), (1, 1, 1), 1, 4, (12, 12, 12), pass_name="input") == "implicit"
+    # the input's own padding, which the geometry's identity leaves out, is read (dx leaves
+    # it out): 1 → 32 channels, 3 × 3 × 3 at dilation 2, on 8³ maps padded by 2 (dx 8³ of a
+    # 12³ grid) and on 12³ maps not padded (dx 12³ of a 20³ grid, more of the lanes used)
+    padded = conv_kernels.ConvGeometry.of((4, 1, 12, 12, 12), (32, 1, 3, 3, 3), (1,) * 3,
+                                          (2,) * 3, pads=((2, 2),) * 3)
+    whole = dataclasses.replace(padded, pads=None)
+    uses = [conv_kernels.implicit.input_lane_use(g) for g in (padded, whole)]
+    assert padded == whole and uses[0] < uses[1] <= 0.85
+    with tuning.override(implicit_input_gemm_min_depth=2 * 32 / sum(uses)):  # between the two
+        assert conv_kernels.select(padded, "input") == "gemm"
+        assert conv_kernels.select(whole, "input") == "implicit"
+    with tuning.override(implicit_input_gemm_max_lane_use=0.0):
+        assert pick(1, 256, (7, 7, 7), (1, 1, 1), 1, 4, (16, 16, 16),
+                    pass_name="input") == "rows"
+    with tuning.override(implicit_input_gemm_min_depth=1e6):
+        assert pick(2, 256, (3, 3, 3), (1, 1, 1), 1, 4, (12, 12, 12), (2, 2, 2),
+                    pass_name="input") == "implicit"
     # large kernels, float32: the implicit GEMM unless the FFT's estimate beats it by the
     # measured factor (implicit.fft_beats): a few images of a 15 × 15 kernel stay on it, as
     # do strided ones (no FFT); a large batch of a 31 × 31 kernel goes to the FFT, and a

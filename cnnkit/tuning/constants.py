@@ -10,6 +10,7 @@ import dataclasses
 
 TUNE = "cnnkit tune"  # also: python -m cnnkit.bench --calibrate
 BLOCKS = "python -m cnnkit.bench.tiles --blocks"
+PLANAR_INPUT = "python -m cnnkit.bench.planar_input"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,27 @@ _TABLE = [
              "the crossover against im2col of a 4 → 64 channel 1 × 1 layer at stride 2 on 8 "
              "images: 196 608 on AVX-512, 98 304 on AVX2, twice each (BENCHMARKS.md, \"Thin "
              "products on the implicit GEMM\").", 1, 1 << 40, integer=True, measured_by=TUNE),
+    Constant("implicit_input_gemm_min_depth", 8, "output channels per input channel and "
+             "lane used (K / (C · lane use))",
+             "im2col takes a 3-D stride-1 float32 groups-1 input gradient of fewer input "
+             "channels than a vector's lanes ahead of every other algorithm (gemm.takes_input) "
+             "where "
+             "the implicit GEMM's planar strips would use implicit_input_gemm_max_lane_use of "
+             "their lanes or less and K / (C · lane use) is this or more. Both are fitted "
+             "together on grids of such layers (1-D to 3-D, 1 to 8 input channels, 16 to 256 "
+             "outputs), implicit GEMM against im2col, as the pair whose choices lose the least "
+             "time, 2 threads, on the 3-D layers: lane use 0.85 and depth 8 on AVX-512 (264 "
+             "layers), 0.85 and 4 on AVX2 (234) (BENCHMARKS.md, \"Deep input gradients of few "
+             "channels on im2col\").",
+             1.0, 1e6, measured_by=PLANAR_INPUT),
+    Constant("implicit_input_gemm_max_lane_use", 0.85, "share of the planar tiles' lanes",
+             "See implicit_input_gemm_min_depth, fitted with it: only input gradients whose "
+             "planar strips use this share of their lanes or less go to im2col (padding wide "
+             "against the map); 1-D layers ran faster on the planar tiles however deep (1 → 256 "
+             "channels on 1024-sample signals: 0.67–0.79 of im2col's time), and 2-D ones gained "
+             "less and lost on small maps, so neither is claimed.",
+             0.0, 1.0,
+             measured_by=PLANAR_INPUT),
     Constant("implicit_subpixel_min_terms", 512, "multiply-adds per output",
              "A strided input gradient with fewer input channels than one vector's lanes is "
              "one implicit GEMM over all phases (``kernels/conv/strided_input.py``) from this "

@@ -44,7 +44,9 @@ against). In the order the heuristic asks them (``registry.REGISTRY``):
 How the choice is made (``dispatch.select``): a forced algorithm (``using(algorithm=...)``)
 runs or, if it does not apply to the call, raises ``NotApplicable``; else, with autotune on
 (``using(autotune=True)``), the algorithm measured fastest for that shape and pass; else the
-first algorithm in registry order that applies and whose rule says it wins. Every call's shape
+first algorithm in registry order that applies and whose rule says it wins, unless an algorithm
+that declares ``claims`` claims the pass first (gemm's deep input gradients of few channels:
+``gemm.takes_input``). Every call's shape
 is one frozen ``ConvGeometry``; every threshold the rules use is in ``cnnkit.tuning``. One
 rule depends on the data: an algorithm that would invent terms for an operand holding inf or
 NaN (zero-padded kernel rows or dy, transforms, spectra) does not apply to it
@@ -66,7 +68,10 @@ To add an algorithm: write one module here with
     input_pass(dy, w, geometry)            -> dx inside geometry.pads (N, C, *inner)
     weight_pass(xp, dy, geometry)          -> dw (K, C/G, *kernel)
 
-(a pass that ``applies`` refuses need not exist). Optionally, to read the input unpadded or
+(a pass that ``applies`` refuses need not exist). Optionally, ``claims(geometry, pass_name)``
+-> bool: passes the algorithm takes before the order is asked, where every algorithm ahead
+of it would run them more slowly (same rules as ``wins``). Optionally, to read the input
+unpadded or
 fuse the bias, ``forward_from(source, w, geometry, bias)`` -> y + bias and
 ``weight_from(source, dy, geometry, with_bias)`` -> (dw, db or None), ``source`` a
 ``PaddedInput``; the dispatcher then calls these instead and add one line to ``registry.REGISTRY``,

@@ -17,7 +17,9 @@ import math
 import numpy as np
 
 from ... import tuning
+from .. import implicit_gemm_numba as compiled
 from ..im2col import col2im, windows
+from . import implicit
 from ..padding import crop
 
 
@@ -29,6 +31,40 @@ def applies(geometry, pass_name):
 def wins(geometry, pass_name):
     """The fallback: asked last, always taken."""
     return True
+
+
+def claims(geometry, pass_name):
+    """Whether im2col's product takes this pass before the registry's order is asked
+    (``registry.heuristic``): a deep stride-1 input gradient of few input channels whose
+    planar tiles would idle lanes (``takes_input``)."""
+    return pass_name == "input" and takes_input(geometry)
+
+
+def takes_input(geometry):
+    """A 3-D (or more) stride-1 float32 groups-1 input gradient of fewer input channels than a
+    vector's lanes (the implicit GEMM's planar orientation), whose planar strips idle a share
+    of their lanes (``implicit_input_gemm_max_lane_use`` or less used,
+    ``implicit.input_lane_use``: padding wide against the map), and whose product is deep for
+    its input channels (K / (C · lane use) from ``implicit_input_gemm_min_depth``). The
+    planar product computes the idle lanes' terms too, the row correlation and the depthwise
+    sums read dy once per output channel, and the FFT's and shift's products are thin;
+    im2col's product, Wᵀ (C·prod(kernel) × K) by dy (K × N·P), reads dy's positions only, and
+    col2im's fold costs it 1/K of the product. 2 threads, ``python -m cnnkit.bench.planar_input
+    --seed 1`` (160 layers of 1 to 8 input channels, 1-D to 3-D, 16 to 256 outputs): the
+    passes it moves took 1876 ms in all on the implicit GEMM and 421 on im2col on AVX-512 (84
+    layers; 1 → 256 channels, 7 × 7 × 7 at dilation 2 on 10³ maps: 90.5 against 4.0 ms), 2880
+    and 378 on AVX2 (75); near the rule's boundary it loses as well (15 of the 84 slower, up
+    to 2.9 times; on AVX2 10 of 75, up to 1.6). 1-D layers ran faster on the planar tiles,
+    and 2-D ones gained less and lost on small maps (3 → 24 channels on 8 14 × 14 maps: 0.12
+    against 0.25 ms), so both stay there
+    (BENCHMARKS.md, "Deep input gradients of few channels on im2col")."""
+    g = geometry
+    if not (len(g.kernel) >= 3 and g.unit_stride and g.groups == 1 and g.is_float32 and
+            g.exact and g.in_channels < compiled.LANES and math.prod(g.out) > 0):
+        return False
+    use = implicit.input_lane_use(g)
+    return use <= tuning.value("implicit_input_gemm_max_lane_use") and \
+        g.out_channels >= tuning.value("implicit_input_gemm_min_depth") * g.in_channels * use
 
 
 def forward_pass(xp, w, g):

@@ -109,6 +109,14 @@ def fft_beats(g, pass_name):
     return fft.applies(g, pass_name) and fft.beats(g, tuning.value("implicit_fft_cost_factor"))
 
 
+def input_lane_use(g):
+    """The share of the planar tiles' lanes that compute dx's positions in a stride-1 input
+    gradient: ``_planar_lane_use`` of ``input_padding``'s grid (dy padded, dx the padded
+    input's interior; the input's padding ``g.pads``, none where it is not given)."""
+    dy_pads, _, out = input_padding(g.padded, g.kernel, g.dilation, g.pads)
+    return _planar_lane_use([o + lo + hi for o, (lo, hi) in zip(g.out, dy_pads)], out)
+
+
 def _strided_input_wins(g):
     """``strided_input`` against im2col + col2im, for a strided input gradient: per phase
     (``by_phases``) for C of a vector or more, else the windows' columns folded
@@ -958,15 +966,9 @@ def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None
     its own image of dy (its group's channels of it). ``check_w``: raise NotFinite("w") for
     a w that holds inf or NaN, before any product (found as the channels-last products' panels
     are laid out; by a pass over w for a planar product)."""
-    pads = pads or [(0, 0)] * len(spatial)
     kernel = w.shape[2:]
-    reach = [d * (k - 1) for k, d in zip(kernel, dilation)]
-    dy_pads = [(r - lo, r - hi) for r, (lo, hi) in zip(reach, pads)]
-    crop = [(0, 0)] * len(spatial)
-    if any(lo < 0 or hi < 0 for lo, hi in dy_pads):  # padding wider than the kernel's reach
-        dy_pads, crop = [(r, r) for r in reach], pads
+    dy_pads, crop, out = input_padding(spatial, kernel, dilation, pads)
     interior = crop == [(0, 0)] * len(spatial)
-    out = [s - lo - hi for s, (lo, hi) in zip(spatial, pads)] if interior else list(spatial)
     ones = (1,) * len(kernel)
     n, k, c = dy.shape[0], w.shape[0], w.shape[1]
     padded = padded_shape(dy.shape, dy_pads)
@@ -999,6 +1001,20 @@ def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None
         dx = dx.reshape((dy.shape[0], groups * c) + tuple(out))
     index = tuple(slice(lo, dx.shape[2 + j] - hi) for j, (lo, hi) in enumerate(crop))
     return dx[(slice(None), slice(None)) + index]
+
+
+def input_padding(spatial, kernel, dilation, pads=None):
+    """(dy_pads, crop, out) of a stride-1 input gradient as the forward kernel on padded dy:
+    dy padded by d·(k−1) less the input's own padding ``pads`` (whose gradient is not wanted),
+    and dx's ``out`` positions the padded input's interior; where the padding is wider than
+    the kernel's reach, dy is padded by the whole reach and dx, the whole padded input, is
+    cropped by ``crop`` afterwards."""
+    pads = pads or [(0, 0)] * len(spatial)
+    reach = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    dy_pads = [(r - lo, r - hi) for r, (lo, hi) in zip(reach, pads)]
+    if any(lo < 0 or hi < 0 for lo, hi in dy_pads):  # padding wider than the kernel's reach
+        return [(r, r) for r in reach], list(pads), list(spatial)
+    return dy_pads, [(0, 0)] * len(spatial), [s - lo - hi for s, (lo, hi) in zip(spatial, pads)]
 
 
 def weight_shares(positions, taps, k, k_padded):

@@ -2,7 +2,8 @@
 
 Each algorithm is one module of this package (see the package docstring for its interface).
 The order is the heuristic's priority: ``heuristic`` takes the first algorithm that applies and
-whose ``wins`` rule holds; gemm, last, applies to everything and always wins.
+whose ``wins`` rule holds; gemm, last, applies to everything and always wins. An algorithm
+whose module declares ``claims`` (``CLAIMING``) is asked that first, ahead of the order.
 """
 
 from ... import tuning
@@ -21,6 +22,10 @@ REGISTRY = {
     "gemm": gemm,              # anything: im2col and one matrix product
 }
 ALGORITHMS = tuple(REGISTRY)
+# Algorithms whose module declares ``claims(geometry, pass_name)``: passes it claims are
+# theirs before the order is asked (gemm's deep input gradients of few channels, which every
+# algorithm ahead of it would otherwise take more slowly).
+CLAIMING = tuple(name for name in ALGORITHMS if hasattr(REGISTRY[name], "claims"))
 PASSES = ("forward", "input", "weight")
 
 
@@ -117,16 +122,23 @@ def applicable(geometry, pass_name, nonfinite=frozenset()):
 
 def heuristic(geometry, pass_name, nonfinite=frozenset()):
     """The first applicable algorithm whose rule says it wins (rules from the benchmark's
-    measurements, see BENCHMARKS.md; their numbers are in ``cnnkit.tuning``).
+    measurements, see BENCHMARKS.md; their numbers are in ``cnnkit.tuning``), unless one
+    of ``CLAIMING`` claims the pass first.
 
     The rules read nothing but the geometry, the tuning values and the CPU, so each answer
     is kept (``tuning.kept``): asking them again cost a small layer's call as much as its
     arithmetic (16 → 16 channels on one 8 × 8 image: 7.5 µs)."""
-    return _heuristic(geometry, pass_name, frozenset(nonfinite))
+    return _heuristic(geometry, geometry.pads, pass_name, frozenset(nonfinite))
 
 
 @tuning.kept
-def _heuristic(geometry, pass_name, nonfinite):
+def _heuristic(geometry, pads, pass_name, nonfinite):
+    # ``pads`` keys the kept answer: the geometry's identity leaves the input's padding out,
+    # and ``gemm.claims`` reads it (a stride-1 input gradient's dx leaves the padding out)
+    for name in CLAIMING:
+        if applies(name, geometry, pass_name, nonfinite) and \
+                REGISTRY[name].claims(geometry, pass_name):
+            return name
     for name in ALGORITHMS:
         if applies(name, geometry, pass_name, nonfinite) and \
                 REGISTRY[name].wins(geometry, pass_name):
