@@ -326,6 +326,17 @@ def test_heuristic_choices():
     assert pick(64, 128, (3, 3), (2, 2), 1, 8, (32, 32), (2, 2), pass_name="input") == "implicit"
     assert pick(64, 512, (3, 3), (2, 2), 1, 8, (32, 32), (2, 2), pass_name="input") == "gemm"
     assert pick(64, 128, (1, 3), (2, 2), 1, 8, (32, 32), pass_name="input") == "gemm"
+    # a 1×1 layer's input gradient to a single-channel map (shift.claims, ahead of the row
+    # correlation): one product per image on shift; not with two input channels, a larger
+    # kernel, or its forward pass
+    for spatial in ((1024,), (28, 28), (12, 12, 12)):
+        ones = (1,) * len(spatial)
+        assert pick(1, 64, ones, ones, 1, 8, spatial, pass_name="input") == "shift"
+        assert pick(1, 64, ones, ones, 1, 8, spatial) != "shift"
+        assert pick(2, 64, ones, ones, 1, 8, spatial, pass_name="input") != "shift"
+    assert pick(1, 64, (3, 3), (1, 1), 1, 8, (30, 30), pass_name="input") == "rows"
+    assert pick(1, 64, (1, 1), (1, 1), 1, 8, (28, 28), pass_name="input",
+                dtype=np.float64) != "shift"
     # deep 3-D stride-1 input gradients of few input channels whose planar strips idle lanes
     # (gemm.takes_input, ahead of the row correlation and the FFT): im2col; not 1-D signals
     # (every lane used) or 2-D maps, shallow products, or a lane use above the threshold

@@ -22,9 +22,10 @@ REGISTRY = {
     "gemm": gemm,              # anything: im2col and one matrix product
 }
 ALGORITHMS = tuple(REGISTRY)
-# Algorithms whose module declares ``claims(geometry, pass_name)``: passes it claims are
-# theirs before the order is asked (gemm's deep input gradients of few channels, which every
-# algorithm ahead of it would otherwise take more slowly).
+# Algorithms whose module declares ``claims(geometry, pass_name)``: passes they claim are
+# theirs before the order is asked, in the order's order (shift's 1×1 input gradients of
+# single-channel maps, gemm's deep 3-D input gradients of few channels, which algorithms
+# ahead of them would otherwise take and run more slowly).
 CLAIMING = tuple(name for name in ALGORITHMS if hasattr(REGISTRY[name], "claims"))
 PASSES = ("forward", "input", "weight")
 
