@@ -326,6 +326,15 @@ def test_heuristic_choices():
     assert pick(64, 128, (3, 3), (2, 2), 1, 8, (32, 32), (2, 2), pass_name="input") == "implicit"
     assert pick(64, 512, (3, 3), (2, 2), 1, 8, (32, 32), (2, 2), pass_name="input") == "gemm"
     assert pick(64, 128, (1, 3), (2, 2), 1, 8, (32, 32), pass_name="input") == "gemm"
+    # the input gradient of a single-channel map (groups 1), 1-D or 2-D and dilated: the
+    # depthwise kernels' sums (depthwise.claims, ahead of the row correlation and the
+    # implicit GEMM); 2-D undilated stays on the row correlation, the forward pass too
+    assert pick(1, 32, (5,), (1,), 1, 8, (1028,), pass_name="input") == "depthwise"
+    assert pick(1, 32, (5,), (1,), 1, 8, (1032,), (2,), pass_name="input") == "depthwise"
+    assert pick(1, 32, (3, 3), (1, 1), 1, 8, (32, 32), (2, 2), pass_name="input") == "depthwise"
+    assert pick(1, 32, (3, 3), (1, 1), 1, 8, (30, 30), pass_name="input") == "rows"
+    assert pick(1, 32, (5,), (1,), 1, 8, (1028,)) != "depthwise"
+    assert pick(2, 32, (5,), (1,), 1, 8, (1028,), pass_name="input") != "depthwise"
     # a 1×1 layer's input gradient to a single-channel map (shift.claims, ahead of the row
     # correlation): one product per image on shift; not with two input channels, a larger
     # kernel, or its forward pass
@@ -348,7 +357,7 @@ def test_heuristic_choices():
                 pass_name="input") == "gemm"
     assert pick(lanes, 256, (3, 3, 3), (1, 1, 1), 1, 4, (12, 12, 12), (2, 2, 2),
                 pass_name="input") != "gemm"
-    assert pick(1, 256, (7,), (1,), 1, 8, (1036,), (2,), pass_name="input") == "implicit"
+    assert pick(1, 256, (7,), (1,), 1, 8, (1036,), (2,), pass_name="input") != "gemm"
     assert pick(3, 24, (3, 3), (1, 1), 1, 8, (16, 16), pass_name="input") == "implicit"
     assert pick(2, 8, (3, 3, 3), (1, 1, 1), 1, 4, (12, 12, 12), pass_name="input") == "implicit"
     # the input's own padding, which the geometry's identity leaves out, is read (dx leaves

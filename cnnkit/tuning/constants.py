@@ -475,6 +475,14 @@ _TABLE = [
              "correlation (AVX2 0.74–0.96), K = 16 0.80–1.09 (AVX2 0.79–1.19), K = 32 and 64 "
              "0.94–1.58 (AVX2 0.96–1.31); 1×101 on signals, K = 8: 1.45–1.54 (AVX2 1.09–1.26)."
              + _NOT_TIMED, 1, 1 << 20, integer=True),
+    Constant("depthwise_input_max_kernel", 9, "kernel length along each axis",
+             "The depthwise kernels take the stride-1 input gradient of a groups-1 layer on a "
+             "one-channel map (1-D, or 2-D and dilated: depthwise.claims) for kernels up to this "
+             "long along every axis. 2 threads: kernels of 3 to 9 ran 0.40–0.50 of the row "
+             "correlation's or the implicit GEMM's time (geometric means, AVX-512 and AVX2); "
+             "on 1-D signals of 8 images, 15 taps ran even with the row correlation (0.597 "
+             "against 0.591 ms), 17 and 31 taps 1.08–1.13 of its time, 101 taps 2.6 (9.81 "
+             "against 3.74 ms, AVX-512)." + _NOT_TIMED, 1, 1 << 20, integer=True),
     Constant("depthwise_weight_max_filters", 8, "output channels",
              "A 2-D groups-1 layer on a one-channel input with at most this many filters and "
              "at most depthwise_weight_max_terms terms has its weight gradient on the depthwise "

@@ -45,8 +45,9 @@ How the choice is made (``dispatch.select``): a forced algorithm (``using(algori
 runs or, if it does not apply to the call, raises ``NotApplicable``; else, with autotune on
 (``using(autotune=True)``), the algorithm measured fastest for that shape and pass; else the
 first algorithm in registry order that applies and whose rule says it wins, unless an algorithm
-that declares ``claims`` claims the pass first (shift's 1×1 input gradients of single-channel
-maps, gemm's deep 3-D input gradients of few channels: ``gemm.takes_input``). Every call's shape
+that declares ``claims`` claims the pass first (the depthwise kernels' and shift's input
+gradients of single-channel maps, gemm's deep 3-D input gradients of few channels:
+``gemm.takes_input``). Every call's shape
 is one frozen ``ConvGeometry``; every threshold the rules use is in ``cnnkit.tuning``. One
 rule depends on the data: an algorithm that would invent terms for an operand holding inf or
 NaN (zero-padded kernel rows or dy, transforms, spectra) does not apply to it

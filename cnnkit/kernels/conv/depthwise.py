@@ -34,6 +34,26 @@ def wins(geometry, pass_name):
     return g.groups > 1 or (g.is_float32 and g.unit_stride and g.unit_dilation)
 
 
+def claims(geometry, pass_name):
+    """Whether the depthwise kernels take this pass before the registry's order is asked
+    (``registry.heuristic``): the stride-1 float32 input gradient of a groups-1 layer on a
+    single-channel map, 1-D, or 2-D and dilated (``COMPILED_DIMS``; not a 1 × 1 kernel, which
+    ``shift.claims``), dx = Σ_k dy_k ⋆ flip(w_k) summed tap by tap, where the order gave it to
+    the row correlation (1-D) or the implicit GEMM's planar tiles (dilated), whose one input
+    channel fills a row of their tile; for kernels up to ``depthwise_input_max_kernel`` long
+    (longer 1-D ones ran as fast or faster on the row correlation). 2 threads, 1 → 8 to 128
+    channels, kernels 3 to 9, dilation 1 and 2: 1-D geometric mean 0.47–0.50 of the old time
+    on AVX-512 (52 layers, at most 1.17), 0.40 on AVX2; 2-D dilated 0.46 and 0.33 (20 layers,
+    at most 0.95 and 0.50). 2-D at dilation 1 stays on the row correlation (0.81 and 0.63, but
+    up to 1.60) (BENCHMARKS.md, "Input gradients of single-channel maps on the depthwise
+    kernels")."""
+    g = geometry
+    return pass_name == "input" and g.groups == 1 and g.in_channels == 1 and g.is_float32 and \
+        g.unit_stride and g.taps > 1 and (len(g.kernel) == 1 or (
+            len(g.kernel) == 2 and not g.unit_dilation)) and \
+        max(g.kernel) <= tuning.value("depthwise_input_max_kernel")
+
+
 def sums_on_numpy(geometry):
     """Whether this float32 depthwise layer's sums would be NumPy's here, a pass per kernel
     tap over the whole batch (``_kernels``: the compiled kernels are 1-D and 2-D): 3-D layers.

@@ -23,9 +23,9 @@ REGISTRY = {
 }
 ALGORITHMS = tuple(REGISTRY)
 # Algorithms whose module declares ``claims(geometry, pass_name)``: passes they claim are
-# theirs before the order is asked, in the order's order (shift's 1×1 input gradients of
-# single-channel maps, gemm's deep 3-D input gradients of few channels, which algorithms
-# ahead of them would otherwise take and run more slowly).
+# theirs before the order is asked, in the order's order (the depthwise kernels' and shift's
+# input gradients of single-channel maps, gemm's deep 3-D input gradients of few channels,
+# which algorithms ahead of them would otherwise take and run more slowly).
 CLAIMING = tuple(name for name in ALGORITHMS if hasattr(REGISTRY[name], "claims"))
 PASSES = ("forward", "input", "weight")
 
