@@ -515,42 +515,49 @@ def test_sweep_times_each_pass_of_random_layers_against_every_algorithm(monkeypa
 
 
 def test_planar_input_fits_the_rule_that_loses_least(monkeypatch, capsys, tmp_path):
-    """``python -m cnnkit.bench.planar_input``: layers of fewer input channels than a vector's
-    lanes, each input gradient timed on the implicit GEMM and im2col; the loss counts only the
-    layers whose pick is the slower one, and the fit finds the pair that loses nothing."""
+    """``python -m cnnkit.bench.planar_input``: distinct layers of fewer input channels than a
+    vector's lanes, each input gradient timed as the heuristic runs it without the rule and on
+    im2col; the loss counts only the 3-D layers the rule (``gemm.idle_and_deep``) sends the
+    wrong way and the others it leaves on the slower one, and the fit finds the pair that loses
+    least, the nearest to the current values among equals."""
     import json
 
     from cnnkit.bench import planar_input as bench
     from cnnkit.kernels import implicit_gemm_numba as compiled
-    layers = bench.draw_layers(500, 0)
-    assert len(layers) > 100 and {layer[0] for layer in layers} == {1, 2, 3}
+    from cnnkit.kernels.conv import ALGORITHMS
+    layers = bench.draw_layers(2000, 0)
+    assert len(layers) == len(set(layers)) > 300 and {layer[0] for layer in layers} == {1, 2, 3}
     assert all(layer[2] < compiled.LANES for layer in layers)
     assert {layer[-1] for layer in layers} == {True, False}
+    assert bench.draw_layers(5, 1) != bench.draw_layers(5, 2)
     same, valid = bench.geometry((3, 4, 1, 16, 3, 2, 10, True)), \
         bench.geometry((3, 4, 1, 16, 3, 2, 10, False))
     assert same.out == (10,) * 3 and same.pads == ((2, 2),) * 3 and valid.out == (6,) * 3
-    assert bench.draw_layers(5, 1) != bench.draw_layers(5, 2)
-    # 3-D: the implicit GEMM 3 times as slow at lane use 0.5 and depth 64, 2 times as fast at
-    # lane use 1: only lane use ≤ 0.5 and depth ≤ 64 loses nothing; the 2-D row, faster on
-    # the implicit GEMM, is never claimed
-    rows = [{"layer": [3], "lane_use": 0.5, "c": 1, "k": 32, "implicit_ms": 3.0, "gemm_ms": 1},
-            {"layer": [3], "lane_use": 1.0, "c": 1, "k": 256, "implicit_ms": 1.0, "gemm_ms": 2},
-            {"layer": [2], "lane_use": 0.5, "c": 1, "k": 32, "implicit_ms": 1.0, "gemm_ms": 2}]
-    assert bench.loss(rows, -1, 0) == pytest.approx(np.log(3))
-    assert bench.loss(rows, 1.0, 1) == pytest.approx(np.log(2))
-    assert bench.loss(rows, 0.5, 128) == pytest.approx(np.log(3))
-    assert bench.fit(rows)[0] == 0 and bench.fit(rows)[1] < 1 and bench.fit(rows)[2] <= 64
+    # 3-D: 3 times as slow before the rule at lane use 0.5 and depth 64, 2 times as fast at
+    # lane use 1: only lane use ≤ 0.5 and depth ≤ 64 loses nothing; the 2-D row, slower
+    # before, is never claimed and always counts
+    rows = [{"layer": [3], "lane_use": 0.5, "c": 1, "k": 32, "before_ms": 3.0, "gemm_ms": 1},
+            {"layer": [3], "lane_use": 1.0, "c": 1, "k": 256, "before_ms": 1.0, "gemm_ms": 2},
+            {"layer": [2], "lane_use": 0.5, "c": 1, "k": 32, "before_ms": 5.0, "gemm_ms": 1}]
+    assert bench.loss(rows, -1, 0) == pytest.approx(np.log(3) + np.log(5))
+    assert bench.loss(rows, 1.0, 1) == pytest.approx(np.log(2) + np.log(5))
+    assert bench.loss(rows, 0.5, 128) == pytest.approx(np.log(3) + np.log(5))
+    assert bench.fit(rows, (0.5, 64)) == (pytest.approx(np.log(5)), 0.5, 64)
+    assert bench.fit(rows, (0.75, 8))[1:] == (0.75, 8)
     monkeypatch.setattr(bench, "draw_layers", lambda count, seed: [(2, 2, 1, 16, 3, 1, 9, True)])
     out = tmp_path / "rows.json"
     bench.main(["--layers", "1", "--json", str(out)])
     printed = capsys.readouterr().out.splitlines()
     written = json.loads(out.read_text())
-    assert len(written) == 1 and written[0]["implicit_ms"] > 0 and written[0]["gemm_ms"] > 0
+    assert len(written) == 1 and written[0]["before_ms"] > 0 and written[0]["gemm_ms"] > 0
+    assert written[0]["before"] in ALGORITHMS
     assert printed[0].startswith("2-D, 2 × 1 → 16, 3^2 at dilation 1 on 9^2, padded (lanes ")
     assert printed[-1].startswith("loss (Σ |log ratio| where the rule picks the slower): none ")
-    with pytest.raises(SystemExit):
-        bench.main(["--layers", "0"])
-    assert "--layers must be at least 1" in capsys.readouterr().err
+    for wrong, message in ((["--layers", "0"], "--layers must be at least 1"),
+                           (["--json", str(tmp_path / "no" / "rows.json")], "--json: no directory")):
+        with pytest.raises(SystemExit):
+            bench.main(wrong)
+        assert message in capsys.readouterr().err
 
 
 def test_window_fold_bench_times_the_fold_against_the_heuristics_other_way(monkeypatch, capsys):

@@ -335,6 +335,16 @@ def test_heuristic_choices():
     assert pick(1, 32, (3, 3), (1, 1), 1, 8, (30, 30), pass_name="input") == "rows"
     assert pick(1, 32, (5,), (1,), 1, 8, (1028,)) != "depthwise"
     assert pick(2, 32, (5,), (1,), 1, 8, (1028,), pass_name="input") != "depthwise"
+    longest = tuning.value("depthwise_input_max_kernel")
+    assert pick(1, 32, (longest,), (1,), 1, 8, (1100,), pass_name="input") == "depthwise"
+    assert pick(1, 32, (longest + 2,), (1,), 1, 8, (1100,), pass_name="input") == "rows"
+    # fc, a kernel as large as the padded map, is asked before the claims
+    assert pick(1, 32, (5,), (1,), 1, 8, (5,), pass_name="input") == "fc"
+    assert pick(1, 32, (1, 1), (1, 1), 1, 8, (1, 1), pass_name="input") == "fc"
+    # a claim needs its algorithm to apply: shift needs w finite where dy's padding meets it
+    one_by_one = conv_kernels.ConvGeometry.of((8, 1, 28, 28), (64, 1, 1, 1), (1, 1), (1, 1))
+    assert conv_kernels.select(one_by_one, "input") == "shift"
+    assert conv_kernels.registry.heuristic(one_by_one, "input", {"w"}) != "shift"
     # a 1×1 layer's input gradient to a single-channel map (shift.claims, ahead of the row
     # correlation): one product per image on shift; not with two input channels, a larger
     # kernel, or its forward pass
@@ -357,7 +367,11 @@ def test_heuristic_choices():
                 pass_name="input") == "gemm"
     assert pick(lanes, 256, (3, 3, 3), (1, 1, 1), 1, 4, (12, 12, 12), (2, 2, 2),
                 pass_name="input") != "gemm"
-    assert pick(1, 256, (7,), (1,), 1, 8, (1036,), (2,), pass_name="input") != "gemm"
+    gemm_conv = conv_kernels.gemm
+    # only 3-D layers: a short 1-D signal whose strips idle lanes, deep enough, is not claimed
+    one_d = conv_kernels.ConvGeometry.of((8, 2, 28), (256, 2, 7), (1,), (2,), pads=((6, 6),))
+    use = conv_kernels.implicit.input_lane_use(one_d)
+    assert gemm_conv.idle_and_deep(2, 256, use, 0.85, 8) and not gemm_conv.takes_input(one_d)
     assert pick(3, 24, (3, 3), (1, 1), 1, 8, (16, 16), pass_name="input") == "implicit"
     assert pick(2, 8, (3, 3, 3), (1, 1, 1), 1, 4, (12, 12, 12), pass_name="input") == "implicit"
     # the input's own padding, which the geometry's identity leaves out, is read (dx leaves
@@ -371,6 +385,22 @@ def test_heuristic_choices():
     with tuning.override(implicit_input_gemm_min_depth=2 * 32 / sum(uses)):  # between the two
         assert conv_kernels.select(padded, "input") == "gemm"
         assert conv_kernels.select(whole, "input") == "implicit"
+    # the thresholds hold at equality; the columns' bound
+    edge = conv_kernels.ConvGeometry.of((4, 2, 14, 14, 14), (64, 2, 3, 3, 3), (1,) * 3,
+                                        (2,) * 3, pads=((2, 2),) * 3)
+    use = conv_kernels.implicit.input_lane_use(edge)
+    with tuning.override(implicit_input_gemm_max_lane_use=use,
+                         implicit_input_gemm_min_depth=64 / (2 * use)):
+        assert gemm_conv.takes_input(edge)
+    with tuning.override(implicit_input_gemm_max_lane_use=use * 0.999):
+        assert not gemm_conv.takes_input(edge)
+    with tuning.override(implicit_input_gemm_min_depth=64 / (2 * use) * 1.001):
+        assert not gemm_conv.takes_input(edge)
+    columns = 4 * 2 * 27 * 4 * 10 ** 3
+    with tuning.override(implicit_input_gemm_max_column_bytes=columns):
+        assert gemm_conv.takes_input(edge)
+    with tuning.override(implicit_input_gemm_max_column_bytes=columns - 1):
+        assert not gemm_conv.takes_input(edge)
     with tuning.override(implicit_input_gemm_max_lane_use=0.0):
         assert pick(1, 256, (7, 7, 7), (1, 1, 1), 1, 4, (16, 16, 16),
                     pass_name="input") == "rows"

@@ -169,7 +169,7 @@ class LayerStep:
         padded = tuple(s + 2 * padding for s in spatial)
         self.geometry = ConvGeometry.of((n, c) + padded, (k, c // groups) + (kernel,) * n_dims,
                                         (stride,) * n_dims, (dilation,) * n_dims, groups,
-                                        np.float32)
+                                        np.float32, ((padding, padding),) * n_dims)
         self.blas = LayerProducts(groups, k // groups, c // groups * kernel ** n_dims,
                                   n * math.prod(out))
 

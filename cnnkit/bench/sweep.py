@@ -61,7 +61,8 @@ def time_passes(layer, rng):
     y = dispatch.conv_forward(x, w, steps, reach, groups, pads=pads)
     dy = rng.standard_normal(y.shape, dtype=np.float32)
     padded = tuple(s + 2 * padding for s in spatial)
-    geometry = conv.ConvGeometry.of((n, c) + padded, w.shape, steps, reach, groups, np.float32)
+    geometry = conv.ConvGeometry.of((n, c) + padded, w.shape, steps, reach, groups, np.float32,
+                                    pads)
     calls = {
         "forward": lambda: dispatch.conv_forward(x, w, steps, reach, groups, pads=pads),
         "input": lambda: dispatch.conv_backward_input(dy, w, padded, steps, reach, groups,

@@ -70,6 +70,12 @@ _TABLE = [
              "layers), 0.85 and 4 on AVX2 (234) (BENCHMARKS.md, \"Deep input gradients of few "
              "channels on im2col\").",
              1.0, 1e6, measured_by=PLANAR_INPUT),
+    Constant("implicit_input_gemm_max_column_bytes", 1 << 28, "bytes",
+             "im2col takes a deep 3-D input gradient of few input channels "
+             "(implicit_input_gemm_min_depth) only while its columns, C·prod(kernel) × "
+             "N·prod(out) float32, fit in this many bytes: the implicit GEMM it replaces "
+             "allocates none. A bound on memory, above the largest columns measured (172 MiB)."
+             + _NOT_TIMED, 1, 1 << 40, integer=True),
     Constant("implicit_input_gemm_max_lane_use", 0.85, "share of the planar tiles' lanes",
              "See implicit_input_gemm_min_depth, fitted with it: only input gradients whose "
              "planar strips use this share of their lanes or less go to im2col (padding wide "
@@ -478,7 +484,7 @@ _TABLE = [
     Constant("depthwise_input_max_kernel", 9, "kernel length along each axis",
              "The depthwise kernels take the stride-1 input gradient of a groups-1 layer on a "
              "one-channel map (1-D, or 2-D and dilated: depthwise.claims) for kernels up to this "
-             "long along every axis. 2 threads: kernels of 3 to 9 ran 0.40–0.50 of the row "
+             "long along every axis. 2 threads: kernels of 3 to 9 ran 0.33–0.50 of the row "
              "correlation's or the implicit GEMM's time (geometric means, AVX-512 and AVX2); "
              "on 1-D signals of 8 images, 15 taps ran even with the row correlation (0.597 "
              "against 0.591 ms), 17 and 31 taps 1.08–1.13 of its time, 101 taps 2.6 (9.81 "

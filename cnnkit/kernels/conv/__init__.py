@@ -45,10 +45,10 @@ How the choice is made (``dispatch.select``): a forced algorithm (``using(algori
 runs or, if it does not apply to the call, raises ``NotApplicable``; else, with autotune on
 (``using(autotune=True)``), the algorithm measured fastest for that shape and pass; else the
 first algorithm in registry order that applies and whose rule says it wins, unless an algorithm
-that declares ``claims`` claims the pass first (the depthwise kernels' and shift's input
-gradients of single-channel maps, gemm's deep 3-D input gradients of few channels:
-``gemm.takes_input``). Every call's shape
-is one frozen ``ConvGeometry``; every threshold the rules use is in ``cnnkit.tuning``. One
+that declares ``claims`` claims the pass first, after fc (the depthwise kernels' and shift's
+input gradients of single-channel maps, gemm's deep 3-D input gradients of few channels:
+``gemm.takes_input``). Every call's shape is one frozen ``ConvGeometry``; every threshold the
+rules use is in ``cnnkit.tuning``. One
 rule depends on the data: an algorithm that would invent terms for an operand holding inf or
 NaN (zero-padded kernel rows or dy, transforms, spectra) does not apply to it
 (``registry.NEEDS_FINITE``; the operand is checked only when the choice depends on it), so
@@ -64,7 +64,8 @@ To add an algorithm: write one module here with
     wins(geometry, pass_name) -> bool      the heuristic's rule, asked where it applies;
                                            it may read only the geometry, ``cnnkit.tuning``
                                            and the CPU (the heuristic keeps its answers per
-                                           geometry, pass and ``tuning.state()``)
+                                           geometry, its ``pad_widths``, pass and
+                                           ``tuning.state()``)
     forward_pass(xp, w, geometry)          -> y (N, K, *out)
     input_pass(dy, w, geometry)            -> dx inside geometry.pads (N, C, *inner)
     weight_pass(xp, dy, geometry)          -> dw (K, C/G, *kernel)
@@ -72,8 +73,7 @@ To add an algorithm: write one module here with
 (a pass that ``applies`` refuses need not exist). Optionally, ``claims(geometry, pass_name)``
 -> bool: passes the algorithm takes before the order is asked, where every algorithm ahead
 of it would run them more slowly (same rules as ``wins``). Optionally, to read the input
-unpadded or
-fuse the bias, ``forward_from(source, w, geometry, bias)`` -> y + bias and
+unpadded or fuse the bias, ``forward_from(source, w, geometry, bias)`` -> y + bias and
 ``weight_from(source, dy, geometry, with_bias)`` -> (dw, db or None), ``source`` a
 ``PaddedInput``; the dispatcher then calls these instead and add one line to ``registry.REGISTRY``,
 at the place in the order where its rule should be asked, and one to ``registry.NEEDS_FINITE``

@@ -48,9 +48,9 @@ def claims(geometry, pass_name):
     up to 1.60) (BENCHMARKS.md, "Input gradients of single-channel maps on the depthwise
     kernels")."""
     g = geometry
-    return pass_name == "input" and g.groups == 1 and g.in_channels == 1 and g.is_float32 and \
-        g.unit_stride and g.taps > 1 and (len(g.kernel) == 1 or (
-            len(g.kernel) == 2 and not g.unit_dilation)) and \
+    return pass_name == "input" and g.in_channels == 1 and g.is_float32 and g.unit_stride and \
+        g.taps > 1 and len(g.kernel) <= COMPILED_DIMS and \
+        (len(g.kernel) == 1 or not g.unit_dilation) and \
         max(g.kernel) <= tuning.value("depthwise_input_max_kernel")
 
 

@@ -19,8 +19,8 @@ import numpy as np
 from ... import tuning
 from .. import implicit_gemm_numba as compiled
 from ..im2col import col2im, windows
-from . import implicit
 from ..padding import crop
+from . import implicit
 
 
 def applies(geometry, pass_name):
@@ -41,11 +41,11 @@ def claims(geometry, pass_name):
 
 
 def takes_input(geometry):
-    """A 3-D (or more) stride-1 float32 groups-1 input gradient of fewer input channels than a
-    vector's lanes (the implicit GEMM's planar orientation), whose planar strips idle a share
-    of their lanes (``implicit_input_gemm_max_lane_use`` or less used,
-    ``implicit.input_lane_use``: padding wide against the map), and whose product is deep for
-    its input channels (K / (C · lane use) from ``implicit_input_gemm_min_depth``). The
+    """A 3-D stride-1 float32 groups-1 input gradient of fewer input channels than a vector's
+    lanes (the implicit GEMM's planar orientation), whose planar strips idle a share of their
+    lanes and whose product is deep for its input channels (``idle_and_deep``), and whose
+    columns (C·prod(kernel) × N·prod(out) float32) stay within
+    ``implicit_input_gemm_max_column_bytes`` (the implicit GEMM needs none). The
     planar product computes the idle lanes' terms too, the row correlation and the depthwise
     sums read dy once per output channel, and the FFT's and shift's products are thin;
     im2col's product, Wᵀ (C·prod(kernel) × K) by dy (K × N·P), reads dy's positions only, and
@@ -59,12 +59,21 @@ def takes_input(geometry):
     against 0.25 ms), so both stay there
     (BENCHMARKS.md, "Deep input gradients of few channels on im2col")."""
     g = geometry
-    if not (len(g.kernel) >= 3 and g.unit_stride and g.groups == 1 and g.is_float32 and
-            g.exact and g.in_channels < compiled.LANES and math.prod(g.out) > 0):
+    if not (len(g.kernel) == 3 and g.unit_stride and g.groups == 1 and g.is_float32 and
+            g.exact and g.in_channels < compiled.LANES):
         return False
-    use = implicit.input_lane_use(g)
-    return use <= tuning.value("implicit_input_gemm_max_lane_use") and \
-        g.out_channels >= tuning.value("implicit_input_gemm_min_depth") * g.in_channels * use
+    columns = 4 * g.in_channels * g.taps * g.batch * math.prod(g.out)
+    return columns <= tuning.value("implicit_input_gemm_max_column_bytes") and idle_and_deep(
+        g.in_channels, g.out_channels, implicit.input_lane_use(g),
+        tuning.value("implicit_input_gemm_max_lane_use"),
+        tuning.value("implicit_input_gemm_min_depth"))
+
+
+def idle_and_deep(c, k, lane_use, max_lane_use, min_depth):
+    """``takes_input``'s fitted part: the planar strips use ``max_lane_use`` of their lanes or
+    less (``implicit_input_gemm_max_lane_use``) and K / (C · lane use) is ``min_depth`` or more
+    (``implicit_input_gemm_min_depth``); ``python -m cnnkit.bench.planar_input`` fits both."""
+    return lane_use <= max_lane_use and k >= min_depth * c * lane_use
 
 
 def forward_pass(xp, w, g):

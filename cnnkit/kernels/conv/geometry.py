@@ -17,8 +17,11 @@ class ConvGeometry:
     """A convolution y (N, K, *out) = x (N, C, *padded) ⋆ w (K, C/G, *kernel).
 
     ``padded`` is the padded input's spatial shape; ``pads`` ((lo, hi) per dim, or None) the
-    zero padding inside it whose gradient is not wanted. Pads do not change which algorithm
-    runs, so they are left out of equality and hashing (the autotune table's key).
+    zero padding inside it whose gradient is not wanted. They are left out of equality and
+    hashing: the autotune table keys by the geometry alone (one padding's measurement stands
+    for the others of the same padded shape), while the heuristic, some of whose rules read
+    the padding (a stride-1 input gradient leaves it out of dx), keeps its answers per
+    ``pad_widths`` too (``registry.heuristic``).
     """
     batch: int
     in_channels: int

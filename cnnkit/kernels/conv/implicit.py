@@ -48,7 +48,9 @@ def wins(geometry, pass_name):
     elsewhere ``rows``, ``lanes`` and ``depthwise`` sum them directly). A 1×1 layer on a few
     images leaves its forward pass and input gradient to shift's BLAS products
     (``_pointwise_few_images``), a single-channel map with few filters its weight gradient to
-    the depthwise kernels (``depthwise.takes_weight``)."""
+    the depthwise kernels (``depthwise.takes_weight``). Some input gradients of few input
+    channels are claimed before this is asked (``registry.CLAIMING``: ``gemm.takes_input``,
+    ``depthwise.claims``, ``shift.claims``)."""
     return not fft_beats(geometry, pass_name) and _wins(geometry, pass_name)
 
 

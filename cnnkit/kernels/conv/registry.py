@@ -3,7 +3,8 @@
 Each algorithm is one module of this package (see the package docstring for its interface).
 The order is the heuristic's priority: ``heuristic`` takes the first algorithm that applies and
 whose ``wins`` rule holds; gemm, last, applies to everything and always wins. An algorithm
-whose module declares ``claims`` (``CLAIMING``) is asked that first, ahead of the order.
+whose module declares ``claims`` (``CLAIMING``) is asked that ahead of the order, after fc
+(``ASKED_FIRST``).
 """
 
 from ... import tuning
@@ -27,6 +28,9 @@ ALGORITHMS = tuple(REGISTRY)
 # input gradients of single-channel maps, gemm's deep 3-D input gradients of few channels,
 # which algorithms ahead of them would otherwise take and run more slowly).
 CLAIMING = tuple(name for name in ALGORITHMS if hasattr(REGISTRY[name], "claims"))
+# Asked before the claims: fc, whose kernel covers the padded map, is one product wherever it
+# applies, and no claim was measured against it.
+ASKED_FIRST = ("fc",)
 PASSES = ("forward", "input", "weight")
 
 
@@ -129,13 +133,18 @@ def heuristic(geometry, pass_name, nonfinite=frozenset()):
     The rules read nothing but the geometry, the tuning values and the CPU, so each answer
     is kept (``tuning.kept``): asking them again cost a small layer's call as much as its
     arithmetic (16 → 16 channels on one 8 × 8 image: 7.5 µs)."""
-    return _heuristic(geometry, geometry.pads, pass_name, frozenset(nonfinite))
+    return _heuristic(geometry, geometry.pad_widths, pass_name, frozenset(nonfinite))
 
 
 @tuning.kept
-def _heuristic(geometry, pads, pass_name, nonfinite):
-    # ``pads`` keys the kept answer: the geometry's identity leaves the input's padding out,
-    # and ``gemm.claims`` reads it (a stride-1 input gradient's dx leaves the padding out)
+def _heuristic(geometry, pad_widths, pass_name, nonfinite):
+    # ``pad_widths`` keys the kept answer: the geometry's identity leaves the input's padding
+    # out, and rules read it (``gemm.takes_input``: a stride-1 input gradient's dx leaves the
+    # padding out; ``implicit``'s strided arrangements)
+    for name in ASKED_FIRST:
+        if applies(name, geometry, pass_name, nonfinite) and \
+                REGISTRY[name].wins(geometry, pass_name):
+            return name
     for name in CLAIMING:
         if applies(name, geometry, pass_name, nonfinite) and \
                 REGISTRY[name].claims(geometry, pass_name):

@@ -56,7 +56,9 @@ def wins(geometry, pass_name) -> bool:
     an inner dimension of one (lenet_c1: forward 0.8 against 2.5 ms by im2col; dw3x3: 1.5
     against 4.3 ms). Except a groups-1 forward with several filters and a large kernel: the
     implicit GEMM's planar tile shares each input vector across filters, where the row
-    correlation reads the input once per filter (``rows_forward_*`` in ``cnnkit.tuning``)."""
+    correlation reads the input once per filter (``rows_forward_*`` in ``cnnkit.tuning``).
+    Single-channel maps' 1-D, dilated and 1 × 1 input gradients are claimed before this is
+    asked (``depthwise.claims``, ``shift.claims``)."""
     g = geometry
     return not (pass_name == "forward" and g.groups == 1 and
                 g.out_channels * g.taps >= tuning.value("rows_forward_min_terms") and

@@ -37,11 +37,10 @@ def claims(geometry, pass_name):
     where the row correlation, which the order asks first, reads dy once per output channel.
     2 threads, 20 layers of 1 → 16 and 256 channels (1-D to 3-D, 2 and 32 images): 0.18 to
     0.83 of the row correlation's time on AVX-512 in two runs (32 × 1 → 256 on 56 × 56 maps:
-    7.79 → 2.52 ms), 0.14 to 0.54 on AVX2 (BENCHMARKS.md, "1×1 input gradients of
+    8.40 → 2.81 ms), 0.14 to 0.54 on AVX2 (BENCHMARKS.md, "1×1 input gradients of
     single-channel maps on shift")."""
     g = geometry
-    return pass_name == "input" and g.taps == 1 and g.groups == 1 and g.in_channels == 1 and \
-        g.is_float32
+    return pass_name == "input" and g.taps == 1 and g.in_channels == 1 and g.is_float32
 
 
 def wins(geometry, pass_name):
