@@ -369,7 +369,7 @@ def test_heuristic_choices():
                 pass_name="input") != "gemm"
     gemm_conv = conv_kernels.gemm
     # only 3-D layers: a short 1-D signal whose strips idle lanes, deep enough, is not claimed
-    one_d = conv_kernels.ConvGeometry.of((8, 2, 28), (256, 2, 7), (1,), (2,), pads=((6, 6),))
+    one_d = conv_kernels.ConvGeometry.of((8, 2, 29), (256, 2, 7), (1,), (2,), pads=((6, 6),))
     use = conv_kernels.implicit.input_lane_use(one_d)
     assert gemm_conv.idle_and_deep(2, 256, use, 0.85, 8) and not gemm_conv.takes_input(one_d)
     assert pick(3, 24, (3, 3), (1, 1), 1, 8, (16, 16), pass_name="input") == "implicit"
