@@ -7,11 +7,12 @@ Draws float32 groups-1 layers of fewer input channels than a vector's lanes (1-D
 samples, 2-D on 28 × 28, 3-D on 8³ to 16³ maps; 8 to 256 outputs; kernels 3 to 7, dilation
 1 and 2; padded to keep the map's size, or not padded), times each input gradient as the
 heuristic runs it without the rule (``implicit_input_gemm_max_lane_use`` 0: the implicit GEMM,
-the row correlation or another pick) and forced on im2col (best of 5, round-robin, this
-process's threads), and fits the pair of constants whose rule loses the least: the sum, over
-the layers, of |log(time ratio)| where the rule (``gemm.idle_and_deep``, on 3-D layers only)
-picks the slower one; among equal losses, the pair nearest this process's values. Prints each
-layer, then the loss with none, with this process's values and with the best pair.
+the row correlation or another pick) and forced on im2col (round-robin, three calls a turn as
+the sweep's, best of 5 turns, this process's threads), and fits the pair of constants whose
+rule loses the least: the sum, over the layers, of |log(time ratio)| where the rule
+(``gemm.idle_and_deep``, on 3-D layers only) picks the slower one; among equal losses, the
+pair nearest this process's values. Prints each layer, then the loss with none, with this
+process's values and with the best pair.
 """
 import argparse
 import itertools
@@ -26,6 +27,7 @@ from .. import tuning
 from ..io.atomic import atomic_write_text
 from ..kernels import conv, implicit_gemm_numba as compiled
 from ..kernels.conv import dispatch, gemm, implicit
+from . import sweep
 from .timing import best_of_interleaved
 
 LANE_USES = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0)
@@ -81,7 +83,8 @@ def time_layer(layer, rng):
     def on_gemm():
         with conv.using(algorithm="gemm"):
             call()
-    times = best_of_interleaved([unruled, on_gemm], 5, budget_s=5.0)
+    times = best_of_interleaved([unruled, on_gemm], 5, budget_s=5.0,
+                                back_to_back=sweep.BACK_TO_BACK)
     return before, times[0] * 1e3, times[1] * 1e3
 
 
@@ -125,9 +128,9 @@ def main(argv=None):
         use = implicit.input_lane_use(geometry(layer))
         rows.append({"layer": list(layer), "c": c, "k": k, "lane_use": use, "before": before,
                      "before_ms": before_ms, "gemm_ms": gemm_ms})
-        print(f"{dims}-D, {n} × {c} → {k}, {kernel}^{dims} at dilation {dilation} on {side}^{dims}"
-              f"{', padded' if padded else ''} (lanes used {use:.2f}): {before} {before_ms:.3f}"
-              f" ms, im2col {gemm_ms:.3f} ms", flush=True)
+        print(f"{dims}-D, {n} × {c} → {k}, {kernel}^{dims} at dilation {dilation} on "
+              f"{side}^{dims}{', padded' if padded else ''} (lanes used {use:.2f}): {before} "
+              f"{before_ms:.3f} ms, im2col {gemm_ms:.3f} ms", flush=True)
     now = (tuning.value("implicit_input_gemm_max_lane_use"),
            tuning.value("implicit_input_gemm_min_depth"))
     best = fit(rows, now)

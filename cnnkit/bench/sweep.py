@@ -8,8 +8,9 @@ everywhere else (BENCHMARKS.md, "Large kernels on the implicit GEMM", "3-D depth
 the implicit GEMM", "Thin products on the implicit GEMM" were found this way). Each layer is
 drawn at random (1-D to 3-D; 1 to 256 channels; grouped and depthwise; kernels 1 to 31;
 strides 1 and 2; dilation 1 and 2; 1 to 64 images), its three passes timed round-robin in one
-process (best of 3, on this process's threads), and every pass whose pick took more than
-``--threshold`` times the fastest algorithm's time is printed as it is found. Layers keep to
+process (three calls a turn, the best of 3 turns, on this process's threads), and every pass
+whose pick took more than ``--threshold`` times the fastest algorithm's time is printed as it
+is found. Layers keep to
 between 10⁵ and 4·10⁸ multiply-adds, so that each takes a few seconds at most.
 """
 import argparse
@@ -25,6 +26,12 @@ from ..kernels.conv import dispatch, registry
 from .timing import best_of_interleaved
 
 MACS = (1e5, 4e8)  # multiply-adds of a drawn layer, at least and at most
+# Calls of one algorithm in a row per turn, the best of them kept: a compiled kernel's first
+# call after a BLAS product runs while OpenBLAS's threads still spin on the cores, and one
+# call a turn charged small layers' kernels for it (a 1-D forward pass of 0.054 ms alone read
+# 0.468 round-robin, 0.089 with three calls a turn: BENCHMARKS.md, "The three input-gradient
+# claims timed in blocks").
+BACK_TO_BACK = 3
 
 
 def draw_layer(pick):
@@ -79,7 +86,8 @@ def time_passes(layer, rng):
                 with conv.using(algorithm=name):
                     call()
             return run
-        times = best_of_interleaved([call] + [forced(a) for a in names[1:]], 3, budget_s=5.0)
+        times = best_of_interleaved([call] + [forced(a) for a in names[1:]], 3, budget_s=5.0,
+                                    back_to_back=BACK_TO_BACK)
         best = min(range(len(times)), key=times.__getitem__)
         rows.append({"pass": pass_name, "pick": pick, "pick_ms": times[0] * 1e3,
                      "best": names[best], "best_ms": times[best] * 1e3,
