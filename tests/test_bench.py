@@ -553,8 +553,9 @@ def test_planar_input_fits_the_rule_that_loses_least(monkeypatch, capsys, tmp_pa
     assert written[0]["before"] in ALGORITHMS
     assert printed[0].startswith("2-D, 2 × 1 → 16, 3^2 at dilation 1 on 9^2, padded (lanes ")
     assert printed[-1].startswith("loss (Σ |log ratio| where the rule picks the slower): none ")
+    nowhere = str(tmp_path / "no" / "rows.json")
     for wrong, message in ((["--layers", "0"], "--layers must be at least 1"),
-                           (["--json", str(tmp_path / "no" / "rows.json")], "--json: no directory")):
+                           (["--json", nowhere], "--json: no directory")):
         with pytest.raises(SystemExit):
             bench.main(wrong)
         assert message in capsys.readouterr().err
