@@ -31,6 +31,10 @@ CLAIMING = tuple(name for name in ALGORITHMS if hasattr(REGISTRY[name], "claims"
 # Asked before the claims: fc, whose kernel covers the padded map, is one product wherever it
 # applies, and no claim was measured against it.
 ASKED_FIRST = ("fc",)
+# What the heuristic asks, in turn: (algorithm, the name of its module's rule).
+QUESTIONS = tuple((name, "wins") for name in ASKED_FIRST) + \
+    tuple((name, "claims") for name in CLAIMING) + \
+    tuple((name, "wins") for name in ALGORITHMS if name not in ASKED_FIRST)
 PASSES = ("forward", "input", "weight")
 
 
@@ -141,16 +145,8 @@ def _heuristic(geometry, pad_widths, pass_name, nonfinite):
     # ``pad_widths`` keys the kept answer: the geometry's identity leaves the input's padding
     # out, and rules read it (``gemm.takes_input``: a stride-1 input gradient's dx leaves the
     # padding out; ``implicit``'s strided arrangements)
-    for name in ASKED_FIRST:
+    for name, rule in QUESTIONS:
         if applies(name, geometry, pass_name, nonfinite) and \
-                REGISTRY[name].wins(geometry, pass_name):
-            return name
-    for name in CLAIMING:
-        if applies(name, geometry, pass_name, nonfinite) and \
-                REGISTRY[name].claims(geometry, pass_name):
-            return name
-    for name in ALGORITHMS:
-        if applies(name, geometry, pass_name, nonfinite) and \
-                REGISTRY[name].wins(geometry, pass_name):
+                getattr(REGISTRY[name], rule)(geometry, pass_name):
             return name
     raise AssertionError("gemm applies to every convolution")  # pragma: no cover
