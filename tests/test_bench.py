@@ -424,6 +424,18 @@ def test_pool_rows_times_each_arrangement_and_restores_the_tasks_per_thread():
         pool_rows.main(["--repeats", "0"])
 
 
+def test_volume_stencil_times_both_ways_and_names_the_rule_s_pick():
+    """``python -m cnnkit.bench.volume_stencil``: a line per width with both ways' times and
+    the pick of ``flat_planes``."""
+    from cnnkit.bench import volume_stencil
+    lines = []
+    volume_stencil.measure(widths=(7, 16), repeats=1, log=lines.append)
+    assert len(lines) == 2 and "row by row" in lines[0] and "flat" in lines[0]
+    assert lines[0].endswith("picks flat") and lines[1].endswith("picks rows")
+    with pytest.raises(ValueError, match="--repeats must be at least 1"):
+        volume_stencil.main(["--repeats", "0"])
+
+
 def test_layer_suites_time_several_calls_of_each_library_a_turn(monkeypatch):
     """Every round-robin of the layer suites (conv layers, other ops, batch norm, the residual
     sum, the ceiling's ways) times ``layers.CALLS_PER_TURN`` calls a turn."""

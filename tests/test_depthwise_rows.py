@@ -105,30 +105,51 @@ def test_bands_holding_inf_or_nan_are_summed_literally():
     assert np.isposinf(y[0, 0, 1:, 1:]).all() and not np.isnan(dx).any()
 
 
-@pytest.mark.parametrize("pads", [((0, 0), (0, 0)), ((1, 1), (1, 1)), ((2, 0), (0, 2)),
-                                  ((2, 2), (1, 0))])
+# the stencil tests' maps, per dims: ragged planes, and a volume whose depth is ragged too
+STENCIL_SPATIAL = {2: (6, 11), 3: (5, 6, 11)}
+# padding per dim: none, one, asymmetric up to 2; a volume's depth padded by 1, 0 and (0, 2)
+STENCIL_PADS = [((0, 0), (0, 0)), ((1, 1), (1, 1)), ((2, 0), (0, 2)), ((2, 2), (1, 0))]
+STENCIL_DEPTH_PADS = [(0, 0), (1, 1), (0, 2), (1, 0)]
+
+
+def _stencil_pads(dims, index):
+    pads = STENCIL_PADS[index]
+    return pads if dims == 2 else (STENCIL_DEPTH_PADS[index],) + pads
+
+
+def _torch_pad(pads):
+    """TF.pad's flat (lo, hi) pairs, last dim first."""
+    return tuple(p for pair in reversed(pads) for p in pair)
+
+
+@pytest.mark.parametrize("dims,flat", [(2, None), (3, False), (3, True)])
+@pytest.mark.parametrize("pads_index", range(len(STENCIL_PADS)))
 @pytest.mark.parametrize("multiplier,with_bias", [(1, True), (3, False)])
 @pytest.mark.parametrize("runs_per_thread", [1, 8])
-def test_3x3_stencil_matches_torch_nonfinite_included(pads, multiplier, with_bias,
-                                                       runs_per_thread):
-    """A 2-D 3 × 3 forward pass runs as one stencil per plane (``depthwise3x3_numba``): its
-    values, and its NaN and inf where PyTorch's float64 sums over the zero-padded input put
-    them (padding · an infinite tap is NaN), for asymmetric padding wider than one cell,
-    channel multipliers and ragged planes; with one run per thread, each run pads several
-    planes in turn into the same buffer."""
-    rng = np.random.default_rng(multiplier)
-    c, (h, w_) = 3, (6, 11)
-    x = rng.standard_normal((2, c, h, w_)).astype(np.float32)
-    x[0, 1, 2, 5], x[1, 2, 5, 0], x[1, 0, 0, 10] = np.inf, np.nan, -np.inf
-    w = rng.standard_normal((c * multiplier, 1, 3, 3)).astype(np.float32)
-    w[-1, 0, 2, 1] = np.inf
+def test_3x3_stencil_matches_torch_nonfinite_included(dims, flat, pads_index, multiplier,
+                                                       with_bias, runs_per_thread, monkeypatch):
+    """A 3 × 3 forward pass runs as one stencil per plane (``depthwise3x3_numba``), a
+    3 × 3 × 3 one as three per output plane (``forward_volume``, row by row and over flat
+    planes): its values, and its NaN and inf where PyTorch's float64 sums over the
+    zero-padded input put them (padding · an infinite tap is NaN), for asymmetric padding
+    wider than one cell, channel multipliers and ragged planes; with one run per thread,
+    each run pads several planes (volumes) in turn into the same buffer."""
+    if flat is not None:
+        monkeypatch.setattr(depthwise_rows.depthwise3x3, "flat_planes", lambda cols: flat)
+    rng = np.random.default_rng(multiplier + dims)
+    c, spatial, pads = 3, STENCIL_SPATIAL[dims], _stencil_pads(dims, pads_index)
+    x = rng.standard_normal((2, c) + spatial).astype(np.float32)
+    x[(0, 1) + (2,) * (dims - 2) + (2, 5)] = np.inf
+    x[(1, 2) + (1,) * (dims - 2) + (5, 0)] = np.nan
+    x[(1, 0) + (4,) * (dims - 2) + (0, 10)] = -np.inf
+    w = rng.standard_normal((c * multiplier, 1) + (3,) * dims).astype(np.float32)
+    w[(-1, 0) + (2,) * (dims - 1) + (1,)] = np.inf
     bias = rng.standard_normal(c * multiplier).astype(np.float32) if with_bias else None
-    (top, bottom), (left, right) = pads
-    xt = TF.pad(torch.tensor(x, dtype=torch.float64), (left, right, top, bottom))
-    expected = TF.conv2d(xt, torch.tensor(w, dtype=torch.float64),
-                         None if bias is None else torch.tensor(bias, dtype=torch.float64),
-                         groups=c).numpy()
-    out = (h + top + bottom - 2, w_ + left + right - 2)
+    xt = TF.pad(torch.tensor(x, dtype=torch.float64), _torch_pad(pads))
+    expected = TORCH_CONV[dims](xt, torch.tensor(w, dtype=torch.float64),
+                                None if bias is None else torch.tensor(bias, dtype=torch.float64),
+                                groups=c).numpy()
+    out = tuple(s + lo + hi - 2 for s, (lo, hi) in zip(spatial, pads))
     with np.errstate(invalid="ignore"), tuning.override(
             depthwise_runs_per_thread=runs_per_thread):
         y = depthwise_rows.forward(x, w, out, pads, bias)
@@ -153,28 +174,38 @@ def test_3x3_stencil_splits_a_plane_s_output_channels():
     np.testing.assert_allclose(y, expected.numpy(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("pads", [((0, 0), (0, 0)), ((1, 1), (1, 1)), ((2, 0), (0, 2)),
-                                  ((2, 2), (1, 0)), None])
-def test_3x3_input_gradient_on_the_stencil_matches_torch(pads, monkeypatch):
-    """A 2-D 3 × 3 layer of one output channel per input channel, padded by at most 2, takes
-    its input gradient on the forward pass's stencil (dy read with the flipped kernel): the
-    gradient inside the padding and, without ``pads``, of the whole padded input, as
-    PyTorch's float64 one, inf and NaN of dy where PyTorch puts them."""
+def _spy_on_stencils(monkeypatch):
+    """A list that gets an entry for each call of either stencil."""
     calls = []
-    stencil = depthwise_rows.depthwise3x3.forward
-    monkeypatch.setattr(depthwise_rows.depthwise3x3, "forward",
-                        lambda *args: calls.append(1) or stencil(*args))
-    rng = np.random.default_rng(7)
-    c, (h, w_) = 3, (6, 11)
-    (top, bottom), (left, right) = pads or ((0, 0), (0, 0))
-    padded = (h + top + bottom, w_ + left + right)
-    w = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
-    dy = rng.standard_normal((2, c, padded[0] - 2, padded[1] - 2)).astype(np.float32)
-    dy[0, 1, 2, 5], dy[1, 2, 3, 0], dy[1, 0, 0, 3] = np.inf, np.nan, -np.inf
+    for name in ("forward", "forward_volume"):
+        stencil = getattr(depthwise_rows.depthwise3x3, name)
+        monkeypatch.setattr(depthwise_rows.depthwise3x3, name,
+                            lambda *args, stencil=stencil: calls.append(1) or stencil(*args))
+    return calls
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("pads_index", list(range(len(STENCIL_PADS))) + [None])
+def test_3x3_input_gradient_on_the_stencil_matches_torch(dims, pads_index, monkeypatch):
+    """A 3 × 3 (3 × 3 × 3) layer of one output channel per input channel, padded by at most
+    2, takes its input gradient on the forward pass's stencil (dy read with the flipped
+    kernel): the gradient inside the padding and, without ``pads``, of the whole padded
+    input, as PyTorch's float64 one, inf and NaN of dy where PyTorch puts them."""
+    calls = _spy_on_stencils(monkeypatch)
+    rng = np.random.default_rng(7 + dims)
+    c, spatial = 3, STENCIL_SPATIAL[dims]
+    pads = None if pads_index is None else _stencil_pads(dims, pads_index)
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(spatial, pads or ((0, 0),) * dims))
+    w = rng.standard_normal((c, 1) + (3,) * dims).astype(np.float32)
+    dy = rng.standard_normal((2, c) + tuple(p - 2 for p in padded)).astype(np.float32)
+    dy[(0, 1) + (1,) * (dims - 2) + (2, 5)] = np.inf
+    dy[(1, 2) + (0,) * (dims - 2) + (3, 0)] = np.nan
+    dy[(1, 0) + (2,) * (dims - 2) + (0, 3)] = -np.inf
     xt = torch.zeros((2, c) + padded, dtype=torch.float64, requires_grad=True)
-    yt = TF.conv2d(xt, torch.tensor(w, dtype=torch.float64), groups=c)
+    yt = TORCH_CONV[dims](xt, torch.tensor(w, dtype=torch.float64), groups=c)
     (dxt,) = torch.autograd.grad(yt, (xt,), torch.tensor(dy, dtype=torch.float64))
-    expected = dxt.numpy()[:, :, top:padded[0] - bottom, left:padded[1] - right]
+    inner = tuple(slice(lo, p - hi) for p, (lo, hi) in zip(padded, pads or ((0, 0),) * dims))
+    expected = dxt.numpy()[(slice(None), slice(None)) + inner]
     with np.errstate(invalid="ignore"):
         dx = depthwise_rows.backward_input(dy, w, padded, c, pads)
     assert calls and dx.shape == expected.shape
@@ -184,32 +215,30 @@ def test_3x3_input_gradient_on_the_stencil_matches_torch(pads, monkeypatch):
     assert np.isnan(dx).any() and np.isinf(dx).any()
 
 
+@pytest.mark.parametrize("dims", [2, 3])
 @pytest.mark.parametrize("case", ["infinite tap", "NaN tap", "two outputs per channel",
                                   "padding of 3"])
-def test_3x3_input_gradient_leaves_the_stencil_where_it_differs(case, monkeypatch):
+def test_3x3_input_gradient_leaves_the_stencil_where_it_differs(dims, case, monkeypatch):
     """The stencil adds terms of its zero border, 0 · w, that the input gradient does not
     have: with an inf or NaN in w the row correlation runs instead (no NaN from the padding).
     So does a layer whose input channels feed several outputs (dx[c] sums m planes of dy)
     and one padded by more than 2 (dy does not fit the stencil's border)."""
-    calls = []
-    stencil = depthwise_rows.depthwise3x3.forward
-    monkeypatch.setattr(depthwise_rows.depthwise3x3, "forward",
-                        lambda *args: calls.append(1) or stencil(*args))
-    rng = np.random.default_rng(8)
+    calls = _spy_on_stencils(monkeypatch)
+    rng = np.random.default_rng(8 + dims)
     c, m = 2, 2 if case == "two outputs per channel" else 1
     pad = 3 if case == "padding of 3" else 1
-    pads = ((pad, pad), (pad, pad))
-    padded = (9 + 2 * pad, 7 + 2 * pad)
-    w = rng.standard_normal((c * m, 1, 3, 3)).astype(np.float32)
+    pads = ((pad, pad),) * dims
+    padded = tuple(s + 2 * pad for s in (6, 9, 7)[3 - dims:])
+    w = rng.standard_normal((c * m, 1) + (3,) * dims).astype(np.float32)
     if case == "infinite tap":
-        w[1, 0, 0, 2] = np.inf
+        w[(1, 0) + (0,) * (dims - 1) + (2,)] = np.inf
     if case == "NaN tap":
-        w[0, 0, 1, 1] = np.nan
-    dy = rng.standard_normal((2, c * m, padded[0] - 2, padded[1] - 2)).astype(np.float32)
+        w[(0, 0) + (1,) * dims] = np.nan
+    dy = rng.standard_normal((2, c * m) + tuple(p - 2 for p in padded)).astype(np.float32)
     xt = torch.zeros((2, c) + padded, dtype=torch.float64, requires_grad=True)
-    yt = TF.conv2d(xt, torch.tensor(w, dtype=torch.float64), groups=c)
+    yt = TORCH_CONV[dims](xt, torch.tensor(w, dtype=torch.float64), groups=c)
     (dxt,) = torch.autograd.grad(yt, (xt,), torch.tensor(dy, dtype=torch.float64))
-    expected = dxt.numpy()[:, :, pad:-pad, pad:-pad]
+    expected = dxt.numpy()[(slice(None), slice(None)) + (slice(pad, -pad),) * dims]
     with np.errstate(invalid="ignore"):
         dx = depthwise_rows.backward_input(dy, w, padded, c, pads)
     assert not calls
@@ -218,3 +247,11 @@ def test_3x3_input_gradient_leaves_the_stencil_where_it_differs(case, monkeypatc
     np.testing.assert_array_equal(np.isnan(dx), np.isnan(expected))
     finite = np.isfinite(expected)
     np.testing.assert_allclose(dx[finite], expected[finite], rtol=1e-5, atol=1e-5)
+
+
+def test_volume_stencil_runs_short_rows_flat():
+    """``flat_planes``: rows that leave a fifth of their columns or more past their last
+    whole vector of ``REMAINDER_LANES`` run flat, whole vectors' rows row by row."""
+    flat = depthwise_rows.depthwise3x3.flat_planes
+    assert all(flat(cols) for cols in (1, 4, 7, 10, 12, 14, 22))
+    assert not any(flat(cols) for cols in (8, 9, 16, 18, 24, 32, 36, 64))

@@ -19,7 +19,9 @@ registers (``depthwise3x3_numba``): the row correlation's 4-row tile multiplies 
 by its kernels' zero rows there. dw3x3's forward pass in the bench, against PyTorch's: 0.67–0.77
 on both ISAs, where the row correlation read 1.28–2.25 on AVX2. The input gradient of such a
 layer, one output channel per input channel, is the same stencil on dy with the kernel
-flipped, where w is finite (``_stencil_reads_dy``).
+flipped, where w is finite (``_stencil_reads_dy``). A 3-D layer with a 3 × 3 × 3 kernel runs
+the same way, each output row the sum of three planes' stencils (``forward_volume``), where
+the row correlation's tables make every depth of the kernel a tap of 9 rows.
 
 The weight gradient, Σ_n x[n, k // m] ⋆ dy[n, k] with dy as the kernel, has a kernel-sized
 output (3×3), which fills a 4-row, 16-lane tile poorly: it measured 7.7 against 5.4 ms for
@@ -98,8 +100,8 @@ def forward(x, w, out, pads, bias=None):
     per dim) -> y (N, K, *out), plus ``bias`` (K,) if given. A 2-D 3 × 3 kernel runs as one
     fused stencil per plane (``depthwise3x3_numba``), every other on the row correlation."""
     n, c = x.shape[:2]
-    if x.ndim == 4 and tuple(w.shape[2:]) == (3, 3):
-        return _stencil(x, w, bias, pads[0][0], pads[1][0], out)
+    if _stencil_kernel(w.shape[2:]):
+        return _stencil(x, w, bias, [lo for lo, _ in pads], out)
     k = w.shape[0]
     spatial, kernel, out2 = as_planes(x.shape[2:]), as_planes(w.shape[2:]), as_planes(out)
     pads2 = ((0, 0),) * (len(spatial) - len(pads)) + tuple(pads)
@@ -114,19 +116,29 @@ def forward(x, w, out, pads, bias=None):
     return y.reshape((n, k) + tuple(out))
 
 
-def _stencil(x, w, bias, top, left, out):
-    """``depthwise3x3_numba.forward``: y (N, K, *out) from x (N, C, H, W) read from (−top,
-    −left) with zeros around it, w (K, 1, 3, 3), plus ``bias`` (K,) if given."""
+def _stencil_kernel(kernel):
+    """Whether a kernel is the stencil's: 3 × 3, or 3 × 3 × 3 (``depthwise3x3_numba``)."""
+    return tuple(kernel) in ((3, 3), (3, 3, 3))
+
+
+def _stencil(x, w, bias, starts, out):
+    """``depthwise3x3_numba.forward`` (2-D) or ``forward_volume`` (3-D): y (N, K, *out) from
+    x (N, C, *spatial) read from −``starts`` (one per dim) with zeros around it, w (K, 1,
+    3, 3) or (K, 1, 3, 3, 3), plus ``bias`` (K,) if given."""
     n, c, k = x.shape[0], x.shape[1], w.shape[0]
     y = np.empty((n, k) + tuple(out), np.float32)
     # a plane's m output channels split into tasks when there are fewer planes than a few
     # tasks per thread (one image of one channel: vgg_small's first layer)
     splits = min(k // c, -(-4 * numba.get_num_threads() // max(1, n * c)))
-    depthwise3x3.forward(np.ascontiguousarray(x), np.ascontiguousarray(w),
-                         np.zeros(k, np.float32) if bias is None else
-                         np.ascontiguousarray(bias, dtype=np.float32),
-                         top, left, y, splits,
-                         tuning.value("depthwise_runs_per_thread") * numba.get_num_threads())
+    arguments = (np.ascontiguousarray(x), np.ascontiguousarray(w),
+                 np.zeros(k, np.float32) if bias is None else
+                 np.ascontiguousarray(bias, dtype=np.float32),
+                 *starts, y, splits,
+                 tuning.value("depthwise_runs_per_thread") * numba.get_num_threads())
+    if x.ndim == 4:
+        depthwise3x3.forward(*arguments)
+    else:
+        depthwise3x3.forward_volume(*arguments, depthwise3x3.flat_planes(out[-1]))
     return y
 
 
@@ -155,8 +167,8 @@ def backward_input(dy, w, spatial, groups, pads=None):
     pads = pads or [(0, 0)] * len(spatial)
     inner = tuple(s - lo - hi for s, (lo, hi) in zip(spatial, pads))
     if _stencil_reads_dy(dy, w, groups, pads):
-        flipped = w[:, :, ::-1, ::-1]
-        return _stencil(dy, flipped, None, 2 - pads[0][0], 2 - pads[1][0], inner)
+        flipped = w[(slice(None), slice(None)) + (slice(None, None, -1),) * (w.ndim - 2)]
+        return _stencil(dy, flipped, None, [2 - lo for lo, _ in pads], inner)
     return correlated_input(dy, w, groups, pads, inner)
 
 
@@ -184,12 +196,12 @@ def correlated_input(dy, w, groups, pads, inner):
 
 
 def stencil_runs(geometry, pass_name):
-    """Whether ``rows`` runs this pass of a layer it applies to as the 3 × 3 stencil
-    (``depthwise3x3_numba``): a 2-D forward pass with a 3 × 3 kernel; the input gradient of
-    one with one output channel per input channel, padded by at most 2 on each side
-    (``_stencil_reads_dy``, which also needs w finite, known only at run time)."""
+    """Whether ``rows`` runs this pass of a layer it applies to as the stencil
+    (``depthwise3x3_numba``): a forward pass with a 3 × 3 or 3 × 3 × 3 kernel; the input
+    gradient of one with one output channel per input channel, padded by at most 2 on each
+    side (``_stencil_reads_dy``, which also needs w finite, known only at run time)."""
     g = geometry
-    if tuple(g.kernel) != (3, 3):
+    if not _stencil_kernel(g.kernel):
         return False
     return pass_name == "forward" or pass_name == "input" and \
         _stencil_input_shape(g.out_channels, g.groups, g.pad_widths)
@@ -201,12 +213,13 @@ def _stencil_input_shape(out_channels, groups, pads):
 
 
 def _stencil_reads_dy(dy, w, groups, pads):
-    """Whether the input gradient is the 3 × 3 stencil of the forward pass on dy, with the
-    flipped kernel: 2-D, one output channel per input channel (dx[c] reads dy[c] alone),
+    """Whether the input gradient is the stencil of the forward pass on dy, with the
+    flipped kernel: 3 × 3 or 3 × 3 × 3, one output channel per input channel (dx[c] reads
+    dy[c] alone),
     padding of at most 2 on each side (dy then lies inside the stencil's zero border, read
     from 2 − lo before dx), and w finite. The stencil adds the terms that fall on its border,
     0 · w, which the input gradient does not have: with an inf or NaN in w they would be NaN.
     2 threads, dw3x3's input gradient, ms, against the row correlation: BENCHMARKS.md, "The
     depthwise 3 × 3 input gradient on the stencil"."""
-    return dy.ndim == 4 and tuple(w.shape[2:]) == (3, 3) and \
+    return _stencil_kernel(w.shape[2:]) and \
         _stencil_input_shape(dy.shape[1], groups, pads) and all_finite(w)
