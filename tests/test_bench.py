@@ -426,12 +426,17 @@ def test_pool_rows_times_each_arrangement_and_restores_the_tasks_per_thread():
 
 def test_volume_stencil_times_both_ways_and_names_the_rule_s_pick():
     """``python -m cnnkit.bench.volume_stencil``: a line per width with both ways' times and
-    the pick of ``flat_planes``."""
+    the pick of ``flat_planes``; with ``--weight``, a line per layer with the implicit GEMM's
+    and the stencil's weight gradients and the pick of ``rows.weight_volume_runs``."""
     from cnnkit.bench import volume_stencil
     lines = []
     volume_stencil.measure(widths=(7, 16), repeats=1, log=lines.append)
     assert len(lines) == 2 and "row by row" in lines[0] and "flat" in lines[0]
     assert lines[0].endswith("picks flat") and lines[1].endswith("picks rows")
+    volume_stencil.measure_weight(layers=((2, 1, 1), (2, 2, 16)), side=6, repeats=1,
+                                  log=lines.append)
+    assert "implicit" in lines[2] and lines[2].endswith("picks stencil")
+    assert lines[3].endswith("picks implicit")
     with pytest.raises(ValueError, match="--repeats must be at least 1"):
         volume_stencil.main(["--repeats", "0"])
 

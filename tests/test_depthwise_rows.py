@@ -255,3 +255,74 @@ def test_volume_stencil_runs_short_rows_flat():
     flat = depthwise_rows.depthwise3x3.flat_planes
     assert all(flat(cols) for cols in (1, 4, 7, 10, 12, 14, 22))
     assert not any(flat(cols) for cols in (8, 9, 16, 18, 24, 32, 36, 64))
+
+
+@pytest.mark.parametrize("pads,multiplier,images", [
+    (((1, 1), (1, 1), (1, 1)), 1, 2), (((0, 2), (1, 0), (2, 2)), 2, 3),
+    (((0, 0), (0, 0), (0, 0)), 3, 1), (((1, 1), (2, 1), (0, 1)), 1, 9)])
+@pytest.mark.parametrize("nonfinite_dy", [False, True])
+def test_volume_weight_gradient_matches_torch(pads, multiplier, images, nonfinite_dy):
+    """A 3 × 3 × 3 depthwise layer's weight gradient on the volume stencil
+    (``weight_volume``): as PyTorch's float64 one, for asymmetric padding, channel
+    multipliers, images split into chunks per output channel (9 images) or not, and dy's inf
+    and NaN where PyTorch's sums (over zero-padded x) put them."""
+    rng = np.random.default_rng(images + multiplier)
+    c, spatial = 3, (4, 6, 11)
+    x = rng.standard_normal((images, c) + spatial).astype(np.float32)
+    out = tuple(s + lo + hi - 2 for s, (lo, hi) in zip(spatial, pads))
+    dy = rng.standard_normal((images, c * multiplier) + out).astype(np.float32)
+    if nonfinite_dy:
+        dy[0, 0, 0, 0, 0], dy[-1, -1, -1, -1, -1] = np.inf, np.nan
+    xt = TF.pad(torch.tensor(x, dtype=torch.float64), _torch_pad(pads))
+    wt = torch.zeros((c * multiplier, 1, 3, 3, 3), dtype=torch.float64, requires_grad=True)
+    (expected,) = torch.autograd.grad(TF.conv3d(xt, wt, groups=c), (wt,),
+                                      torch.tensor(dy, dtype=torch.float64))
+    expected = expected.numpy()
+    with np.errstate(invalid="ignore"):
+        dw = depthwise_rows.weight_volume(x, dy, pads)
+    assert dw.shape == expected.shape and dw.dtype == np.float32
+    for same in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(same(dw), same(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(dw[finite], expected[finite], rtol=1e-4, atol=1e-4)
+    assert np.isnan(dw).any() == nonfinite_dy
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_volume_weight_gradient_refuses_a_nonfinite_input(bad):
+    """The zero cells that pad dy's rows meet x's own values (0 · x): for an x that holds an
+    inf or NaN the volume stencil raises ``NotFinite("x")``, and the dispatcher runs the weight
+    gradient on another algorithm, whose NaN and inf are PyTorch's."""
+    from cnnkit.kernels.finite import NotFinite
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 2, 3, 4, 5)).astype(np.float32)
+    x[1, 0, 2, 3, 4] = bad
+    dy = rng.standard_normal((2, 2, 3, 4, 5)).astype(np.float32)
+    pads = ((1, 1),) * 3
+    with pytest.raises(NotFinite) as raised:
+        depthwise_rows.weight_volume(x, dy, pads)
+    assert raised.value.operand == "x"
+    xt = TF.pad(torch.tensor(x, dtype=torch.float64), _torch_pad(pads))
+    wt = torch.zeros((2, 1, 3, 3, 3), dtype=torch.float64, requires_grad=True)
+    (expected,) = torch.autograd.grad(TF.conv3d(xt, wt, groups=2), (wt,),
+                                      torch.tensor(dy, dtype=torch.float64))
+    with np.errstate(invalid="ignore"):
+        dw = conv_kernels.conv_backward_weight(x, dy, (3, 3, 3), (1, 1, 1), (1, 1, 1), groups=2,
+                                               pads=pads)
+    for same in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(same(dw), same(expected.numpy()))
+    assert not np.isfinite(dw).all()
+
+
+def test_dispatcher_takes_3x3x3_weight_gradients_to_the_volume_stencil():
+    """The heuristic picks the volume stencil for a 3 × 3 × 3 depthwise weight gradient of up
+    to ``depthwise_volume_weight_max_multiplier`` outputs per input channel, not for more
+    outputs or other kernels (``rows.weight_volume_runs``)."""
+    def pick(kernel, multiplier=1):
+        g = conv_kernels.ConvGeometry.of((8, 48, 10, 18, 18), (48 * multiplier, 1) + kernel,
+                                         (1, 1, 1), (1, 1, 1), 48, np.float32, ((1, 1),) * 3)
+        return conv_kernels.select(g, "weight")
+    most = tuning.value("depthwise_volume_weight_max_multiplier")
+    assert pick((3, 3, 3)) == pick((3, 3, 3), most) == "rows"
+    assert pick((3, 3, 3), most + 1) != "rows"
+    assert pick((3, 3, 1)) != "rows" and pick((5, 5, 5)) != "rows"

@@ -19,6 +19,8 @@ depthwise stencil").
 import numba
 import numpy as np
 
+from .. import tuning
+
 
 @numba.njit(parallel=True, cache=True)
 def forward(x, w, bias, top, left, out, splits, runs):
@@ -59,22 +61,16 @@ def forward(x, w, bias, top, left, out, splits, runs):
 # A row's columns past its last whole vector of this many lanes run one by one: AVX2's
 # vectors, and the second width LLVM's loops take on AVX-512 after their 16-lane vectors
 REMAINDER_LANES = 8
-# ``forward_volume`` computes a plane as one flat run where a row leaves at least this share
-# of its columns past its last whole vector (``flat_planes``)
-FLAT_MIN_REMAINDER_SHARE = 0.2
 
 
 def flat_planes(cols):
     """Whether ``forward_volume`` runs output rows of ``cols`` columns as one flat run per
-    plane (``REMAINDER_LANES``, ``FLAT_MIN_REMAINDER_SHARE``): a plane's run pays 2 padding
-    cells per row and a copy, rows short of whole vectors their columns one by one.
-    Re-measured by ``python -m cnnkit.bench.volume_stencil``: flat against row by row, time
-    ratio, 2 threads, AVX-512 / AVX2, 8 images of 32 channels on 8 × c × c volumes: flat
-    for c = 4 to 7 0.42–0.53 / 0.48–0.59, for 10, 12 and 14 0.57–0.80 / 0.64–0.89, for 20,
-    22 and 30 0.71–0.79 / 0.86–0.96; row by row for whole vectors' rows, 8, 16, 24, 32, 56
-    and 64 (flat 1.21–1.32 / 1.12–1.73), and for 9, 18, 28, 36 and 44 (flat 0.91–1.05 /
-    0.98–1.30)."""
-    return cols % REMAINDER_LANES >= FLAT_MIN_REMAINDER_SHARE * cols
+    plane: where they leave ``depthwise_volume_flat_min_remainder_share`` of their columns or
+    more past their last whole vector of ``REMAINDER_LANES`` (a plane's run pays 2 padding
+    cells per row and a copy; rows short of whole vectors, their columns one by one).
+    ``python -m cnnkit.bench.volume_stencil`` re-measures it."""
+    return cols % REMAINDER_LANES >= tuning.value("depthwise_volume_flat_min_remainder_share") \
+        * cols
 
 
 def forward_volume(x, w, bias, front, top, left, out, splits, runs, flat):
@@ -179,3 +175,83 @@ def _add_stencil_row(plane, r, taps, row):
         row[q] += ((w00 * above[q] + w01 * above[q + 1] + w02 * above[q + 2]) +
                    (w10 * middle[q] + w11 * middle[q + 1] + w12 * middle[q + 2]) +
                    (w20 * below[q] + w21 * below[q + 1] + w22 * below[q + 2]))
+
+
+# The weight gradient's sums run over a plane at a time in float32 vectors, then in float64:
+# LLVM vectorises a loop's float sums only where it may reassociate them
+_SUMS = dict(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+
+
+@numba.njit(**_SUMS)
+def weight_volume(x, dy, front, top, left, sums, chunks):
+    """The weight gradient of ``forward_volume``'s layer, in parts: sums[k·chunks + j, t] =
+    Σ over images n of chunk j (of ``chunks`` even shares) of Σ_cells dy[n, k, cell] ·
+    X(n, k // m, cell + tap t) (t = 9·a + 3·u + v for the kernel's depth, row and column),
+    float64; the caller adds the chunks. Returns whether x was finite.
+
+    Each task pads its images' input volume as ``_volume_flat`` does and dy's planes into
+    runs of the same pitch, their 2 extra cells per row zero; per output plane and kernel
+    depth, nine sums over the run (9 multiply-adds per 9 loads and one of dy). The extra
+    cells multiply x's own values (0 · x): exact for finite x, which is why x is checked as
+    it is padded (an inf or NaN there would be NaN where the sums have none), and the caller
+    raises ``NotFinite`` when it is not."""
+    n_images, channels, depth, height, width = x.shape
+    outputs, planes, rows, cols = dy.shape[1], dy.shape[2], dy.shape[3], dy.shape[4]
+    multiplier = outputs // channels
+    pitch = cols + 2
+    size = (rows + 3) * pitch
+    span = rows * pitch
+    checks = np.zeros(outputs * chunks, np.float32)
+    for task in numba.prange(outputs * chunks):
+        k, part = task // chunks, task % chunks
+        c = k // multiplier
+        padded = np.zeros((planes + 2) * size, np.float32)
+        grads = np.zeros(planes * span, np.float32)
+        total = sums[task]
+        total[:] = 0.0
+        check = np.float32(0.0)
+        for n in range(part * n_images // chunks, (part + 1) * n_images // chunks):
+            for d in range(depth):
+                for h in range(height):
+                    start, source = (front + d) * size + (top + h) * pitch + left, x[n, c, d, h]
+                    for q in range(width):
+                        padded[start + q] = source[q]
+                        check += source[q] - source[q]  # NaN from an inf or NaN
+            for p in range(planes):
+                for r in range(rows):
+                    start, source = p * span + r * pitch, dy[n, k, p, r]
+                    for q in range(cols):
+                        grads[start + q] = source[q]
+            for p in range(planes):
+                plane = grads[p * span:(p + 1) * span]
+                for a in range(3):
+                    _add_stencil_sums(padded[(p + a) * size:], pitch, plane, total[9 * a:])
+        checks[task] = check
+    return np.all(checks == 0)
+
+
+@numba.njit(cache=True, inline="always", fastmath={"reassoc", "contract"})
+def _add_stencil_sums(source, pitch, run, total):
+    """total[3·u + v] += Σ_i run[i] · source[i + u·pitch + v] for u, v < 3."""
+    middle, below = source[pitch:], source[2 * pitch:]
+    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = t8 = np.float32(0.0)
+    for i in range(run.size):
+        g = run[i]
+        t0 += g * source[i]
+        t1 += g * source[i + 1]
+        t2 += g * source[i + 2]
+        t3 += g * middle[i]
+        t4 += g * middle[i + 1]
+        t5 += g * middle[i + 2]
+        t6 += g * below[i]
+        t7 += g * below[i + 1]
+        t8 += g * below[i + 2]
+    total[0] += t0
+    total[1] += t1
+    total[2] += t2
+    total[3] += t3
+    total[4] += t4
+    total[5] += t5
+    total[6] += t6
+    total[7] += t7
+    total[8] += t8

@@ -11,6 +11,7 @@ import dataclasses
 TUNE = "cnnkit tune"  # also: python -m cnnkit.bench --calibrate
 BLOCKS = "python -m cnnkit.bench.tiles --blocks"
 PLANAR_INPUT = "python -m cnnkit.bench.planar_input"
+VOLUME_STENCIL = "python -m cnnkit.bench.volume_stencil"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -489,6 +490,29 @@ _TABLE = [
              "on 1-D signals of 8 images, 15 taps ran even with the row correlation (0.597 "
              "against 0.591 ms), 17 and 31 taps 1.08–1.13 of its time, 101 taps 2.6 (9.81 "
              "against 3.74 ms, AVX-512)." + _NOT_TIMED, 1, 1 << 20, integer=True),
+    Constant("depthwise_volume_flat_min_remainder_share", 0.2, "share of a row's columns",
+             "A 3-D depthwise 3 × 3 × 3 forward pass (or input gradient) on the stencil "
+             "(depthwise3x3_numba.forward_volume) runs each output plane as one flat run, "
+             "2 padding cells per row computed and dropped, where its rows leave this share "
+             "of their columns or more past their last whole vector of REMAINDER_LANES (8) "
+             "lanes, which run one by one; else row by row. Flat against row by row, 8 images "
+             "of 32 channels on 8 × c × c volumes, 2 threads, AVX-512 / AVX2: c = 4 to 7 "
+             "0.42–0.53 / 0.48–0.59 of the time, 10 to 14 0.57–0.80 / 0.64–0.89, 20, 22 and 30 "
+             "0.71–0.79 / 0.86–0.96; rows of whole vectors 1.21–1.32 / 1.12–1.73 (BENCHMARKS.md, "
+             "\"3-D depthwise 3 × 3 × 3 layers on a stencil\").", 0.0, 1.0,
+             measured_by=VOLUME_STENCIL),
+    Constant("depthwise_volume_weight_max_multiplier", 6, "output channels per input channel",
+             "A 3-D layer of one input channel per group with a 3 × 3 × 3 kernel and at most "
+             "this many outputs per input channel has its weight gradient on the stencil "
+             "(rows.weight_volume_runs: 27 sums over each output plane, x read once per "
+             "output channel), else on the implicit GEMM, which shares x among a group's "
+             "outputs. Stencil against the implicit GEMM (python -m cnnkit.bench."
+             "volume_stencil --weight: 1, 4 and 16 input channels on 16³ volumes), time ratio, "
+             "2 threads, AVX-512 / AVX2: outputs per channel 1 and 2 0.13–0.42 / 0.16–0.57, 4 "
+             "and 6 0.36–0.75 / 0.50–0.91; 8 0.66–1.09 / 1.10–1.27, 12 0.77–0.94 / 1.05–1.24, 16 "
+             "1.14–1.52 / 1.53–1.98, 32 1.94–2.09 / 1.91–2.32 (BENCHMARKS.md, \"3-D depthwise "
+             "3 × 3 × 3 layers on a stencil\").", 1, 1 << 20, integer=True,
+             measured_by=VOLUME_STENCIL + " --weight"),
     Constant("depthwise_weight_max_filters", 8, "output channels",
              "A 2-D groups-1 layer on a one-channel input with at most this many filters and "
              "at most depthwise_weight_max_terms terms has its weight gradient on the depthwise "

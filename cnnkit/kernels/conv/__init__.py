@@ -27,7 +27,8 @@ against). In the order the heuristic asks them (``registry.REGISTRY``):
                  transposed onto the vector lanes; depthwise layers' small maps and weight
                  gradients, grouped layers' forward and input passes (``lanes``)
     'rows'       one input channel per group, float32, stride 1: forward and input gradient
-                 on the register-tiled row correlation (``rows``)
+                 on the register-tiled row correlation, 3 × 3 (× 3) kernels on a stencil,
+                 and a 3 × 3 × 3 kernel's weight gradient (``rows``)
     'blocked'    groups narrower than a vector, float32, strided: the implicit GEMM on blocks
                  of several groups with zeros between them (``blocked``)
     'implicit'   float32: an implicit GEMM, a compiled register-tiled product that

@@ -79,7 +79,8 @@ _EVERY = {pass_name: frozenset(operands) for pass_name, operands in OPERANDS.ite
 NEEDS_FINITE = {
     "fc": {},                                    # the sums' own terms only
     "lanes": {"input": frozenset({"w"})},        # dy's zero padding meets w
-    "rows": {},                                  # checks its bands as it copies them
+    "rows": {},                                  # checks its bands as it copies them;
+                                                 # 3-D weight pass: ``rows.needs_finite``
     "blocked": {"forward": frozenset({"x"}),     # zeros between groups meet x
                 "input": frozenset({"dy", "w"})},  # ... and dy; dy's zero padding meets w
     "implicit": {},                              # by shape: ``implicit.needs_finite``

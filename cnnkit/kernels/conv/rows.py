@@ -25,7 +25,8 @@ the row correlation's tables make every depth of the kernel a tap of 9 rows.
 
 The weight gradient, Σ_n x[n, k // m] ⋆ dy[n, k] with dy as the kernel, has a kernel-sized
 output (3×3), which fills a 4-row, 16-lane tile poorly: it measured 7.7 against 5.4 ms for
-``depthwise_numba``'s on dw3x3 and stays there.
+``depthwise_numba``'s on dw3x3 and stays there. A 3 × 3 × 3 kernel's is 27 sums over each
+output plane as one flat run, nine at a time (``weight_volume``).
 
 For 3-D layers the planes are the last two axes and the first axis runs through the tables
 (every depth of the output a plane, every depth of the kernel a tap, −1 for a depth that falls
@@ -40,16 +41,37 @@ from ... import tuning
 from . import implicit
 from .. import depthwise3x3_numba as depthwise3x3
 from ..correlate_rows import as_planes, correlate_unpadded
-from ..finite import all_finite
+from ..finite import NotFinite, all_finite
 
 
 def applies(geometry, pass_name) -> bool:
-    """float32, stride 1, dilation 1, one input channel per group; forward and input gradient
-    (the weight gradient stays on ``depthwise``), the latter with the exact stride-1 geometry."""
+    """float32, stride 1, dilation 1, one input channel per group; forward and input gradient,
+    the latter with the exact stride-1 geometry; the weight gradient of a 3 × 3 × 3 kernel
+    (``weight_volume_runs``; other weight gradients stay on ``depthwise`` and ``lanes``)."""
     g = geometry
     return g.batch > 0 and g.is_float32 and g.unit_stride and g.unit_dilation and \
         g.in_channels == g.groups and (pass_name == "forward" or (
-            pass_name == "input" and g.exact))
+            pass_name == "input" and g.exact) or (
+            pass_name == "weight" and weight_volume_runs(g)))
+
+
+def weight_volume_runs(geometry):
+    """Whether the weight gradient is the volume stencil's (``depthwise3x3_numba.
+    weight_volume``): a 3 × 3 × 3 kernel with at most
+    ``depthwise_volume_weight_max_multiplier`` outputs per input channel (the implicit GEMM,
+    which took them all before, shares x among a group's outputs)."""
+    g = geometry
+    return tuple(g.kernel) == (3, 3, 3) and \
+        g.out_channels // g.groups <= tuning.value("depthwise_volume_weight_max_multiplier")
+
+
+def needs_finite(geometry, pass_name):
+    """The volume stencil's weight gradient multiplies x by the zero cells that pad dy's rows
+    (``depthwise3x3_numba.weight_volume``), and checks x as it pads it (``checks_finite``)."""
+    return frozenset({"x"}) if pass_name == "weight" else frozenset()
+
+
+checks_finite = needs_finite
 
 
 def wins(geometry, pass_name) -> bool:
@@ -79,6 +101,26 @@ def forward_from(source, w, g, bias=None):
 
 def input_pass(dy, w, g):
     return backward_input(dy, w, g.padded, g.groups, g.pads)
+
+
+def weight_from(source, dy, g, with_bias=False):
+    """The weight gradient of a 3 × 3 × 3 kernel from the unpadded input
+    (``weight_volume``): (dw, None), the bias gradient left to the caller."""
+    return weight_volume(source.data, dy, g.pad_widths), None
+
+
+def weight_volume(x, dy, pads):
+    """dw (K, 1, 3, 3, 3) of a 3-D depthwise layer with K = m·C outputs: x (N, C, *spatial)
+    unpadded, its padding ``pads`` ((lo, hi) per dim), dy (N, K, *out), float32. The images
+    are split into as many chunks per output channel as give the threads a few tasks each,
+    their sums added here. Raises ``NotFinite("x")`` where x holds an inf or NaN."""
+    n, k = dy.shape[:2]
+    chunks = max(1, min(n, -(-4 * numba.get_num_threads() // k)))
+    sums = np.empty((k * chunks, 27))
+    if not depthwise3x3.weight_volume(np.ascontiguousarray(x), np.ascontiguousarray(dy),
+                                      *[lo for lo, _ in pads], sums, chunks):
+        raise NotFinite("x")
+    return sums.reshape(k, chunks, 27).sum(axis=1).astype(np.float32).reshape(k, 1, 3, 3, 3)
 
 
 
