@@ -427,7 +427,7 @@ def test_pool_rows_times_each_arrangement_and_restores_the_tasks_per_thread():
 def test_volume_stencil_times_both_ways_and_names_the_rule_s_pick():
     """``python -m cnnkit.bench.volume_stencil``: a line per width with both ways' times and
     the pick of ``flat_planes``; with ``--weight``, a line per layer with the implicit GEMM's
-    and the stencil's weight gradients and the pick of ``rows.weight_volume_runs``."""
+    and the stencil's weight gradients and the pick of ``rows.takes_volume_weight``."""
     from cnnkit.bench import volume_stencil
     lines = []
     volume_stencil.measure(widths=(7, 16), repeats=1, log=lines.append)

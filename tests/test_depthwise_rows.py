@@ -259,7 +259,8 @@ def test_volume_stencil_runs_short_rows_flat():
 
 @pytest.mark.parametrize("pads,multiplier,images", [
     (((1, 1), (1, 1), (1, 1)), 1, 2), (((0, 2), (1, 0), (2, 2)), 2, 3),
-    (((0, 0), (0, 0), (0, 0)), 3, 1), (((1, 1), (2, 1), (0, 1)), 1, 9)])
+    (((0, 0), (0, 0), (0, 0)), 3, 1), (((1, 1), (2, 1), (0, 1)), 1, 9),
+    (((3, 0), (0, 3), (3, 4)), 1, 2)])
 @pytest.mark.parametrize("nonfinite_dy", [False, True])
 def test_volume_weight_gradient_matches_torch(pads, multiplier, images, nonfinite_dy):
     """A 3 × 3 × 3 depthwise layer's weight gradient on the volume stencil
@@ -299,6 +300,9 @@ def test_volume_weight_gradient_refuses_a_nonfinite_input(bad):
     x[1, 0, 2, 3, 4] = bad
     dy = rng.standard_normal((2, 2, 3, 4, 5)).astype(np.float32)
     pads = ((1, 1),) * 3
+    g = conv_kernels.ConvGeometry.of((2, 2, 5, 6, 7), (2, 1, 3, 3, 3), (1, 1, 1), (1, 1, 1), 2,
+                                     np.float32, pads)
+    assert conv_kernels.select(g, "weight") == "rows"  # for finite operands
     with pytest.raises(NotFinite) as raised:
         depthwise_rows.weight_volume(x, dy, pads)
     assert raised.value.operand == "x"
@@ -317,7 +321,7 @@ def test_volume_weight_gradient_refuses_a_nonfinite_input(bad):
 def test_dispatcher_takes_3x3x3_weight_gradients_to_the_volume_stencil():
     """The heuristic picks the volume stencil for a 3 × 3 × 3 depthwise weight gradient of up
     to ``depthwise_volume_weight_max_multiplier`` outputs per input channel, not for more
-    outputs or other kernels (``rows.weight_volume_runs``)."""
+    outputs or other kernels (``rows.takes_volume_weight``)."""
     def pick(kernel, multiplier=1):
         g = conv_kernels.ConvGeometry.of((8, 48, 10, 18, 18), (48 * multiplier, 1) + kernel,
                                          (1, 1, 1), (1, 1, 1), 48, np.float32, ((1, 1),) * 3)
@@ -326,3 +330,52 @@ def test_dispatcher_takes_3x3x3_weight_gradients_to_the_volume_stencil():
     assert pick((3, 3, 3)) == pick((3, 3, 3), most) == "rows"
     assert pick((3, 3, 3), most + 1) != "rows"
     assert pick((3, 3, 1)) != "rows" and pick((5, 5, 5)) != "rows"
+
+
+@pytest.mark.parametrize("case", ["dy short of the output", "no output channels",
+                                  "groups of two channels", "2-D"])
+def test_volume_weight_gradient_only_where_it_computes(case):
+    """The stencil's weight pass is not claimed where its buffers, sized by dy, would not
+    hold x (dy shorter than the padded input's output), nor without output channels, nor for
+    groups of more than one channel or other dims; nor does it need x finite there."""
+    x_shape, w_shape, groups, out = (2, 4, 5, 6, 7), (4, 1, 3, 3, 3), 4, None
+    if case == "dy short of the output":
+        out = (2, 4, 5)
+    if case == "no output channels":
+        w_shape = (0, 1, 3, 3, 3)
+    if case == "groups of two channels":
+        w_shape, groups = (4, 2, 3, 3, 3), 2
+    if case == "2-D":
+        x_shape, w_shape = (2, 4, 6, 7), (4, 1, 3, 3)
+    g = conv_kernels.ConvGeometry.of(x_shape, w_shape, (1,) * (len(x_shape) - 2),
+                                     (1,) * (len(x_shape) - 2), groups, np.float32, out=out)
+    assert not depthwise_rows.applies(g, "weight")
+    assert depthwise_rows.needs_finite(g, "weight") == frozenset()
+
+
+def test_autotune_times_the_volume_stencil_s_weight_pass():
+    """Autotune runs every applicable algorithm's pass on the padded input, the stencil's
+    weight pass (``rows.weight_pass``) among them, and its pick matches PyTorch's gradient."""
+    from cnnkit.kernels.conv import autotune
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 3, 4, 5, 6)).astype(np.float32)
+    dy = rng.standard_normal((2, 3, 4, 5, 6)).astype(np.float32)
+    pads = ((1, 1),) * 3
+    xp = np.pad(x, ((0, 0), (0, 0)) + pads)
+    np.testing.assert_allclose(
+        depthwise_rows.weight_pass(xp, dy, None), depthwise_rows.weight_volume(x, dy, pads),
+        rtol=1e-6, atol=1e-6)
+    w = rng.standard_normal((3, 1, 3, 3, 3)).astype(np.float32)
+    autotune.clear()
+    with conv_kernels.using(autotune=True):
+        conv_kernels.conv_forward(x, w, (1, 1, 1), (1, 1, 1), groups=3, pads=pads)
+        dw = conv_kernels.conv_backward_weight(x, dy, (3, 3, 3), (1, 1, 1), (1, 1, 1),
+                                               groups=3, pads=pads)
+    assert any(g.kernel == (3, 3, 3) and "weight" in choice
+               for g, choice in autotune.measured().items())
+    autotune.clear()
+    xt = TF.pad(torch.tensor(x, dtype=torch.float64), _torch_pad(pads))
+    wt = torch.zeros((3, 1, 3, 3, 3), dtype=torch.float64, requires_grad=True)
+    (expected,) = torch.autograd.grad(TF.conv3d(xt, wt, groups=3), (wt,),
+                                      torch.tensor(dy, dtype=torch.float64))
+    np.testing.assert_allclose(dw, expected.numpy(), rtol=1e-4, atol=1e-4)

@@ -33,7 +33,9 @@ SHAPES = {"lanes": dict(depthwise=True, n_dims=2, multiplier=1),
           "blocked": dict(grouped=True),
           "fft": dict(stride=1), "depthwise": dict(depthwise=True),
           "winograd": dict(n_dims=2, kernel=3, stride=1, dilation=1, groups=1),
-          "shift": dict(stride=1), "gemm": {}, "fc": dict(groups=1, whole=True)}
+          "shift": dict(stride=1), "gemm": {}, "fc": dict(groups=1, whole=True),
+          # the row correlation's weight pass: 3-D depthwise 3 × 3 × 3 layers only
+          "rows_volume": dict(depthwise=True, n_dims=3, kernel=3, stride=1, dilation=1)}
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf − inf, 0·inf
 
@@ -110,7 +112,22 @@ def test_forced_algorithm_puts_nan_and_inf_where_pytorch_does(algorithm, dtype, 
                                    (1, 1), 2 if two_groups else 1, dtype)
     if not conv.REGISTRY[algorithm].applies(typical, pass_name):
         pytest.skip(f"{algorithm} computes no {np.dtype(dtype)} {pass_name} pass")
-    x_shape, w_shape, stride, dilation, groups, pads = data.draw(layers(algorithm))
+    _forced_pass_against_pytorch(algorithm, algorithm, dtype, pass_name, data)
+
+
+@settings(max_examples=25)
+@given(data=st.data())
+def test_volume_stencil_weight_pass_puts_nan_and_inf_where_pytorch_does(data):
+    """The same for the row correlation's one weight pass, 3-D depthwise 3 × 3 × 3 layers'
+    (``rows.takes_volume_weight``), which the 2-D layer above does not reach."""
+    _forced_pass_against_pytorch("rows", "rows_volume", np.float32, "weight", data)
+
+
+def _forced_pass_against_pytorch(algorithm, shapes, dtype, pass_name, data):
+    """One drawn layer of ``SHAPES[shapes]`` with inf and NaN sprinkled over its operands: the
+    pass forced onto ``algorithm`` (or refused for an operand it needs finite, then run as
+    the dispatcher picks) against the literal sums."""
+    x_shape, w_shape, stride, dilation, groups, pads = data.draw(layers(shapes))
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(x_shape[2:], pads))
     g = conv.ConvGeometry.of(x_shape[:2] + padded, w_shape, stride, dilation, groups, dtype,
                              pads)

@@ -47,6 +47,7 @@ WEIGHT_LAYERS = tuple((images, channels, multiplier)
 
 
 def measure_weight(layers=WEIGHT_LAYERS, side=16, repeats=20, log=print):
+    from .. import tuning
     from ..kernels import conv
     from ..kernels.conv import rows
     rng = np.random.default_rng(0)
@@ -56,16 +57,17 @@ def measure_weight(layers=WEIGHT_LAYERS, side=16, repeats=20, log=print):
         dy = rng.standard_normal((images, channels * multiplier) + (side,) * 3,
                                  dtype=np.float32)
 
-        def weight(algorithm):
-            with conv.using(algorithm=algorithm):
+        def weight(algorithm):  # the stencil past the bound too, to time it there
+            with conv.using(algorithm=algorithm), tuning.override(
+                    depthwise_volume_weight_max_multiplier=1 << 20):
                 conv.conv_backward_weight(x, dy, (3, 3, 3), (1, 1, 1), (1, 1, 1),
                                           groups=channels, pads=pads)
         implicit, stencil = best_of_interleaved(
-            [lambda: weight("implicit"), lambda: rows.weight_volume(x, dy, pads)], repeats)
+            [lambda: weight("implicit"), lambda: weight("rows")], repeats)
         g = conv.ConvGeometry.of((images, channels) + (side + 2,) * 3,
                                  (channels * multiplier, 1, 3, 3, 3), (1, 1, 1), (1, 1, 1),
                                  channels, np.float32, pads)
-        pick = "stencil" if rows.weight_volume_runs(g) else "implicit"
+        pick = "stencil" if rows.takes_volume_weight(g) else "implicit"
         log(f"{images} × {channels} → {channels * multiplier} channels ({multiplier} per "
             f"input): implicit {implicit * 1e3:.3f} ms, stencil {stencil * 1e3:.3f} ms, ratio "
             f"{stencil / implicit:.2f}; the rule picks {pick}")

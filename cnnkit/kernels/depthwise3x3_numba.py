@@ -1,6 +1,9 @@
 """The forward pass of a 2-D depthwise layer with a 3 × 3 kernel (stride 1, dilation 1), the
 commonest depthwise layer (MobileNet's), as one fused stencil per plane; and of a 3-D one with
-a 3 × 3 × 3 kernel (``forward_volume``) as three such stencils per output plane.
+a 3 × 3 × 3 kernel (``forward_volume``) as three such stencils per output plane. The row
+correlation's module (``conv/rows.py``) runs its input gradients on them too (dy read with the
+kernel flipped), and a 3 × 3 × 3 layer's weight gradient on ``weight_volume_sums``; where a
+3-D plane is run flat rests on ``cnnkit.tuning``.
 
     y[n, k, r, q] = Σ_{a, b < 3} w[k, 0, a, b] · X(n, k // m, r + a − top, q + b − left) + bias[k]
 
@@ -118,7 +121,7 @@ def _volume_flat(x, w, bias, front, top, left, out, splits, runs):
     read past the run's end); each output plane's R·(Q + 2) cells are one run into a buffer,
     whose rows are then copied out, their last 2 cells (which wrap into the next row)
     dropped."""
-    n_images, channels, depth, height, width = x.shape
+    n_images, channels = x.shape[0], x.shape[1]
     outputs, planes, rows, cols = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     multiplier = outputs // channels
     tasks = n_images * channels * splits
@@ -131,11 +134,7 @@ def _volume_flat(x, w, bias, front, top, left, out, splits, runs):
         for task in range(run * tasks // runs, (run + 1) * tasks // runs):
             volume, part = task // splits, task % splits
             n, c = volume // channels, volume % channels
-            for d in range(depth):
-                for h in range(height):
-                    start, source = (front + d) * size + (top + h) * pitch + left, x[n, c, d, h]
-                    for q in range(width):
-                        padded[start + q] = source[q]
+            _pad_flat(x[n, c], padded, front, top, left, size, pitch)
             first = c * multiplier
             for k in range(first + part * multiplier // splits,
                            first + (part + 1) * multiplier // splits):
@@ -148,6 +147,21 @@ def _volume_flat(x, w, bias, front, top, left, out, splits, runs):
                         row = out[n, k, p, r]
                         for q in range(cols):
                             row[q] = cells[r * pitch + q]
+
+
+@numba.njit(cache=True, inline="always")
+def _pad_flat(volume, padded, front, top, left, size, pitch):
+    """Copy ``volume`` (D, H, W) into the flat ``padded`` planes (``size`` cells of rows
+    ``pitch`` long each) from plane ``front``, row ``top``, column ``left``; returns the sum
+    of v − v over its values: 0, or NaN where one is an inf or NaN."""
+    check = np.float32(0.0)
+    for d in range(volume.shape[0]):
+        for h in range(volume.shape[1]):
+            start, source = (front + d) * size + (top + h) * pitch + left, volume[d, h]
+            for q in range(volume.shape[2]):
+                padded[start + q] = source[q]
+                check += source[q] - source[q]
+    return check
 
 
 @numba.njit(cache=True, inline="always")
@@ -178,12 +192,14 @@ def _add_stencil_row(plane, r, taps, row):
 
 
 # The weight gradient's sums run over a plane at a time in float32 vectors, then in float64:
-# LLVM vectorises a loop's float sums only where it may reassociate them
+# LLVM vectorises a loop's float sums only where it may reassociate them. These flags only:
+# "nnan", "ninf" or "nsz" (or fastmath=True) would let LLVM fold _pad_flat's v − v to 0 and
+# the check of x for inf and NaN with it.
 _SUMS = dict(parallel=True, cache=True, fastmath={"reassoc", "contract"})
 
 
 @numba.njit(**_SUMS)
-def weight_volume(x, dy, front, top, left, sums, chunks):
+def weight_volume_sums(x, dy, front, top, left, sums, chunks):
     """The weight gradient of ``forward_volume``'s layer, in parts: sums[k·chunks + j, t] =
     Σ over images n of chunk j (of ``chunks`` even shares) of Σ_cells dy[n, k, cell] ·
     X(n, k // m, cell + tap t) (t = 9·a + 3·u + v for the kernel's depth, row and column),
@@ -195,7 +211,7 @@ def weight_volume(x, dy, front, top, left, sums, chunks):
     cells multiply x's own values (0 · x): exact for finite x, which is why x is checked as
     it is padded (an inf or NaN there would be NaN where the sums have none), and the caller
     raises ``NotFinite`` when it is not."""
-    n_images, channels, depth, height, width = x.shape
+    n_images, channels = x.shape[0], x.shape[1]
     outputs, planes, rows, cols = dy.shape[1], dy.shape[2], dy.shape[3], dy.shape[4]
     multiplier = outputs // channels
     pitch = cols + 2
@@ -211,12 +227,7 @@ def weight_volume(x, dy, front, top, left, sums, chunks):
         total[:] = 0.0
         check = np.float32(0.0)
         for n in range(part * n_images // chunks, (part + 1) * n_images // chunks):
-            for d in range(depth):
-                for h in range(height):
-                    start, source = (front + d) * size + (top + h) * pitch + left, x[n, c, d, h]
-                    for q in range(width):
-                        padded[start + q] = source[q]
-                        check += source[q] - source[q]  # NaN from an inf or NaN
+            check += _pad_flat(x[n, c], padded, front, top, left, size, pitch)
             for p in range(planes):
                 for r in range(rows):
                     start, source = p * span + r * pitch, dy[n, k, p, r]

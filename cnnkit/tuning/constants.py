@@ -449,8 +449,9 @@ _TABLE = [
              "where it is not measured).", 0.0, 8.0, measured_by=TUNE),
     Constant("depthwise_runs_per_thread", 8, "parallel runs of planes per Numba thread",
              "The compiled depthwise kernels (depthwise_numba's forward pass and input "
-             "gradient, depthwise3x3_numba's stencil) split their planes into this many runs "
-             "per thread, for load balance; each run reuses its buffers."
+             "gradient, depthwise3x3_numba's stencils) split their planes (volumes, for the "
+             "3-D stencil) into this many runs per thread, for load balance; each run reuses "
+             "its buffers."
              + _NOT_TIMED, 1, 1024, integer=True),
     Constant("fft_parallel_min_size", 1 << 20, "array elements",
              "FFT passes over at least this many values are split across threads. Not "
@@ -504,7 +505,7 @@ _TABLE = [
     Constant("depthwise_volume_weight_max_multiplier", 6, "output channels per input channel",
              "A 3-D layer of one input channel per group with a 3 × 3 × 3 kernel and at most "
              "this many outputs per input channel has its weight gradient on the stencil "
-             "(rows.weight_volume_runs: 27 sums over each output plane, x read once per "
+             "(rows.takes_volume_weight: 27 sums over each output plane, x read once per "
              "output channel), else on the implicit GEMM, which shares x among a group's "
              "outputs. Stencil against the implicit GEMM (python -m cnnkit.bench."
              "volume_stencil --weight: 1, 4 and 16 input channels on 16³ volumes), time ratio, "

@@ -59,7 +59,8 @@ def sums_on_numpy(geometry):
     tap over the whole batch (``_kernels``: the compiled kernels are 1-D and 2-D): 3-D layers.
     The implicit GEMM's kernels then take them instead (registry order): its blocks the
     strided or dilated forward and input passes (``blocked``; at stride 1 without dilation
-    ``rows`` keeps them), per group the weight gradient (``implicit``). 2 threads, 3 × 3 × 3
+    ``rows`` keeps them), per group the weight gradient (``implicit``; a 3 × 3 × 3 kernel's
+    of few outputs per channel is ``rows``': ``rows.takes_volume_weight``). 2 threads, 3 × 3 × 3
     and 5 × 5 × 5 layers of 16 to 96 channels, AVX-512 and AVX2: 2.2 to 15 times as fast
     (BENCHMARKS.md, "3-D depthwise layers on the implicit GEMM")."""
     g = geometry

@@ -21,7 +21,8 @@ on both ISAs, where the row correlation read 1.28–2.25 on AVX2. The input grad
 layer, one output channel per input channel, is the same stencil on dy with the kernel
 flipped, where w is finite (``_stencil_reads_dy``). A 3-D layer with a 3 × 3 × 3 kernel runs
 the same way, each output row the sum of three planes' stencils (``forward_volume``), where
-the row correlation's tables make every depth of the kernel a tap of 9 rows.
+the row correlation's tables make every depth of the kernel a tap, a 3 × 3 plane kernel for
+its 4-row tile.
 
 The weight gradient, Σ_n x[n, k // m] ⋆ dy[n, k] with dy as the kernel, has a kernel-sized
 output (3×3), which fills a 4-row, 16-lane tile poorly: it measured 7.7 against 5.4 ms for
@@ -46,29 +47,33 @@ from ..finite import NotFinite, all_finite
 
 def applies(geometry, pass_name) -> bool:
     """float32, stride 1, dilation 1, one input channel per group; forward and input gradient,
-    the latter with the exact stride-1 geometry; the weight gradient of a 3 × 3 × 3 kernel
-    (``weight_volume_runs``; other weight gradients stay on ``depthwise`` and ``lanes``)."""
+    the latter with the exact stride-1 geometry; the weight gradient of a 3-D 3 × 3 × 3 kernel
+    with the exact geometry too (``takes_volume_weight``; other weight gradients go to
+    ``lanes``, ``depthwise`` or the implicit GEMM)."""
     g = geometry
     return g.batch > 0 and g.is_float32 and g.unit_stride and g.unit_dilation and \
         g.in_channels == g.groups and (pass_name == "forward" or (
             pass_name == "input" and g.exact) or (
-            pass_name == "weight" and weight_volume_runs(g)))
+            pass_name == "weight" and g.exact and takes_volume_weight(g)))
 
 
-def weight_volume_runs(geometry):
+def takes_volume_weight(geometry):
     """Whether the weight gradient is the volume stencil's (``depthwise3x3_numba.
-    weight_volume``): a 3 × 3 × 3 kernel with at most
+    weight_volume_sums``): a 3 × 3 × 3 kernel with from 1 to
     ``depthwise_volume_weight_max_multiplier`` outputs per input channel (the implicit GEMM,
     which took them all before, shares x among a group's outputs)."""
     g = geometry
     return tuple(g.kernel) == (3, 3, 3) and \
-        g.out_channels // g.groups <= tuning.value("depthwise_volume_weight_max_multiplier")
+        0 < g.out_channels // g.groups <= tuning.value("depthwise_volume_weight_max_multiplier")
 
 
 def needs_finite(geometry, pass_name):
     """The volume stencil's weight gradient multiplies x by the zero cells that pad dy's rows
-    (``depthwise3x3_numba.weight_volume``), and checks x as it pads it (``checks_finite``)."""
-    return frozenset({"x"}) if pass_name == "weight" else frozenset()
+    (``depthwise3x3_numba.weight_volume_sums``), and checks x as it pads it
+    (``checks_finite``); nothing else here needs an operand finite."""
+    if pass_name == "weight" and applies(geometry, pass_name):
+        return frozenset({"x"})
+    return frozenset()
 
 
 checks_finite = needs_finite
@@ -103,6 +108,10 @@ def input_pass(dy, w, g):
     return backward_input(dy, w, g.padded, g.groups, g.pads)
 
 
+def weight_pass(xp, dy, g):
+    return weight_volume(xp, dy, ((0, 0),) * 3)
+
+
 def weight_from(source, dy, g, with_bias=False):
     """The weight gradient of a 3 × 3 × 3 kernel from the unpadded input
     (``weight_volume``): (dw, None), the bias gradient left to the caller."""
@@ -111,17 +120,24 @@ def weight_from(source, dy, g, with_bias=False):
 
 def weight_volume(x, dy, pads):
     """dw (K, 1, 3, 3, 3) of a 3-D depthwise layer with K = m·C outputs: x (N, C, *spatial)
-    unpadded, its padding ``pads`` ((lo, hi) per dim), dy (N, K, *out), float32. The images
-    are split into as many chunks per output channel as give the threads a few tasks each,
-    their sums added here. Raises ``NotFinite("x")`` where x holds an inf or NaN."""
+    unpadded, its padding ``pads`` ((lo, hi) per dim), dy (N, K, *out), float32, out the
+    exact output of that padding. The images are split into chunks per output channel
+    (``_parts``), their sums added here. Raises ``NotFinite("x")`` where x holds an inf or
+    NaN."""
     n, k = dy.shape[:2]
-    chunks = max(1, min(n, -(-4 * numba.get_num_threads() // k)))
+    chunks = _parts(k, n)
     sums = np.empty((k * chunks, 27))
-    if not depthwise3x3.weight_volume(np.ascontiguousarray(x), np.ascontiguousarray(dy),
-                                      *[lo for lo, _ in pads], sums, chunks):
+    if not depthwise3x3.weight_volume_sums(np.ascontiguousarray(x), np.ascontiguousarray(dy),
+                                           *[lo for lo, _ in pads], sums, chunks):
         raise NotFinite("x")
     return sums.reshape(k, chunks, 27).sum(axis=1).astype(np.float32).reshape(k, 1, 3, 3, 3)
 
+
+def _parts(items, most):
+    """How many parts to split each of ``items`` units of work into (1 to ``most``) for about
+    four tasks per thread: a plane's output channels (``_stencil``), an output channel's
+    images (``weight_volume``)."""
+    return max(1, min(most, -(-4 * numba.get_num_threads() // max(1, items))))
 
 
 def _outer_sources(out_outer, kernel_outer, source_outer, first):
@@ -139,8 +155,8 @@ def _outer_sources(out_outer, kernel_outer, source_outer, first):
 
 def forward(x, w, out, pads, bias=None):
     """x (N, C, *spatial) unpadded float32, w (K, 1, *kernel), zero padding ``pads`` ((lo, hi)
-    per dim) -> y (N, K, *out), plus ``bias`` (K,) if given. A 2-D 3 × 3 kernel runs as one
-    fused stencil per plane (``depthwise3x3_numba``), every other on the row correlation."""
+    per dim) -> y (N, K, *out), plus ``bias`` (K,) if given. A 3 × 3 or 3 × 3 × 3 kernel runs
+    as a fused stencil (``depthwise3x3_numba``), every other on the row correlation."""
     n, c = x.shape[:2]
     if _stencil_kernel(w.shape[2:]):
         return _stencil(x, w, bias, [lo for lo, _ in pads], out)
@@ -171,7 +187,7 @@ def _stencil(x, w, bias, starts, out):
     y = np.empty((n, k) + tuple(out), np.float32)
     # a plane's m output channels split into tasks when there are fewer planes than a few
     # tasks per thread (one image of one channel: vgg_small's first layer)
-    splits = min(k // c, -(-4 * numba.get_num_threads() // max(1, n * c)))
+    splits = _parts(n * c, k // c)
     arguments = (np.ascontiguousarray(x), np.ascontiguousarray(w),
                  np.zeros(k, np.float32) if bias is None else
                  np.ascontiguousarray(bias, dtype=np.float32),
@@ -204,8 +220,8 @@ def backward_input(dy, w, spatial, groups, pads=None):
     padded input's when ``pads`` is None. ``spatial`` is the padded input's shape, C = groups.
 
     The full correlation of dy with the flipped kernel: dx[j] reads dy[j + a − (k − 1 − lo)].
-    A 2-D 3 × 3 layer with one output channel per input channel runs the forward pass's
-    stencil on dy (``_stencil_reads_dy``)."""
+    A 3 × 3 or 3 × 3 × 3 layer with one output channel per input channel runs the forward
+    pass's stencil on dy (``_stencil_reads_dy``)."""
     pads = pads or [(0, 0)] * len(spatial)
     inner = tuple(s - lo - hi for s, (lo, hi) in zip(spatial, pads))
     if _stencil_reads_dy(dy, w, groups, pads):
