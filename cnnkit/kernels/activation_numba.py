@@ -120,7 +120,7 @@ def _normal_tail_f32(clipped):
     """(p, m, n) for a float32 x clipped to ±18: Φ(−|x|) = p·m·2^n and φ(x) = m·2^n/√(2π),
     with p = ½·erfcx(|x|/√2) and m·2^n = e^(−x²/2) (``vector_math``), in float32."""
     m, n = vector_math.exp_half_square_f32(clipped)
-    return vector_math.HALF_F32 * vector_math.erfcx_f32(abs(clipped) * _SQRT_HALF_F32), m, n
+    return vector_math.half_erfcx_f32(abs(clipped) * _SQRT_HALF_F32), m, n
 
 
 def gelu_vector_forward(x, tanh_form, out):
