@@ -37,6 +37,24 @@ def _exp_half_square_all(x, out):
         out[i] = vector_math.times_pow2_f32(m, n)
 
 
+def _squares_all(square):
+    """A loop of ``square`` (``vector_math._square_fused`` or ``_square_split``): x² as the
+    pair (s, e), and e^(−x²/2) from it."""
+    @numba.njit(fastmath=vector_math.FMA)
+    def run(x, s, e, out):
+        for i in range(x.size):
+            s[i], e[i] = square(x[i])
+            m, n = vector_math.exp_minus_half_f32(s[i], e[i])
+            out[i] = vector_math.times_pow2_f32(m, n)
+    return run
+
+
+@numba.njit(fastmath=vector_math.FMA)
+def _half_erfcx_all(z, out):
+    for i in range(z.size):
+        out[i] = vector_math.half_erfcx_f32(z[i])
+
+
 def _exact(function, values):
     with mpmath.workdps(40):
         return np.array([float(function(mpmath.mpf(float(v)))) for v in values])
@@ -76,7 +94,7 @@ def test_float32_erfcx_is_within_five_units_over_its_range():
 
 
 def test_float32_exp_of_minus_half_a_square_is_within_two_units():
-    """e^(−x²/2) to float32's subnormals, x² taken exactly (1.2 measured); rounded through a
+    """e^(−x²/2) to float32's subnormals, x² taken exactly (1.33 measured); rounded through a
     float32 x², it is 100 units out at |x| = 14."""
     x = np.concatenate([np.linspace(-18, 18, 3001), [0.0, -0.0, 1e-30, 13.9, 14.1]]
                        ).astype(np.float32)
@@ -84,6 +102,41 @@ def test_float32_exp_of_minus_half_a_square_is_within_two_units():
     _exp_half_square_all(x, out)
     exact = _exact(lambda v: mpmath.exp(-v * v / 2), x)
     assert np.max(_units(out, exact)) <= 2
+
+
+@pytest.mark.parametrize("name", ["_square_fused", "_square_split"])
+def test_either_exact_square_gives_e_to_minus_half_a_square_within_two_units(name):
+    """x² as two float32 by a fused multiply-add (the pick where the target has one) or by
+    splitting x's bits (elsewhere), both on every target: the fused pair sums to x² exactly
+    from |x| = 2^−51 on (float64 holds the sum), the split one within 2^−32 of it, and either
+    gives e^(−x²/2) within 2 units."""
+    rng = np.random.default_rng(9)
+    bits = rng.integers(0, 1 << 31, 200_000, dtype=np.int64).astype(np.uint32)
+    drawn = bits.view(np.float32)
+    drawn = drawn[np.isfinite(drawn) & (np.abs(drawn) <= 18) & (np.abs(drawn) >= 2.0 ** -51)]
+    grid = np.linspace(-18, 18, 3001).astype(np.float32)
+    x = np.concatenate([grid, drawn[:20_000], [2.0 ** -51, 13.9, 14.1, 18.0]]).astype(np.float32)
+    s, e, out = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    _squares_all(getattr(vector_math, name))(x, s, e, out)
+    total = s.astype(np.float64) + e.astype(np.float64)
+    squares = x.astype(np.float64) ** 2
+    if name == "_square_fused":
+        np.testing.assert_array_equal(total, squares)
+    else:  # x_l·(x + x_h) rounded once: 2^−33 of x² at worst (1.0e-10 measured)
+        inside = squares > 0
+        assert np.max(np.abs(total - squares)[inside] / squares[inside]) < 2.0 ** -32
+    exact = _exact(lambda v: mpmath.exp(-v * v / 2), grid)
+    assert np.max(_units(out[:grid.size], exact)) <= 2
+
+
+def test_half_erfcx_is_half_of_erfcx_bit_for_bit():
+    """``half_erfcx_f32``'s coefficients are ``erfcx_f32``'s halved, exactly: each value is
+    half of erfcx's, the same float."""
+    z = np.linspace(0, vector_math.ERFCX_Z_MAX, 20_001).astype(np.float32)
+    whole, half = np.empty_like(z), np.empty_like(z)
+    _erfcx_all(z, whole)
+    _half_erfcx_all(z, half)
+    np.testing.assert_array_equal(half, whole * np.float32(0.5))
 
 
 def test_stored_coefficients_are_the_fit_s():
@@ -134,9 +187,9 @@ def test_float32_tanh_form_gelu_is_correctly_rounded():
 
 def test_float32_gelu_is_within_seven_units_and_its_slope_within_six_of_its_terms():
     """The exact form in float32 arithmetic: x·Φ(x) within 7 units of float32's last place,
-    down to the left tail's subnormals (6.4 at worst of 800 000 points); the slope
-    Φ(x) + x·φ(x) within 6 units of the last place of |Φ(x)| + |x·φ(x)| (4.5 at worst; 5.5
-    compiled for x86-64, without fused multiply-adds): near
+    down to the left tail's subnormals (5.8 at worst of 800 000 random points on AVX-512);
+    the slope Φ(x) + x·φ(x) within 6 units of the last place of |Φ(x)| + |x·φ(x)| (4.6 at
+    worst; 5.5 compiled for x86-64, without fused multiply-adds): near
     its zero at x = −0.75 the two terms cancel. On the mpmath grid, and on random points
     against the float64 libm loops."""
     out, dx = np.empty_like(_GELU_GRID), np.empty_like(_GELU_GRID)

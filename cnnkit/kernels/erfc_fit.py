@@ -1,4 +1,5 @@
-"""The polynomial behind ``vector_math_numba.erfcx_f32``, fitted again from scratch.
+"""The polynomial behind ``vector_math_numba.erfcx_f32`` (and ``half_erfcx_f32``, its
+coefficients halved), fitted again from scratch.
 
 erfcx(z) = e^(z²)·erfc(z) = t·Q(t),  t = 1/(1 + z/2),  z ≥ 0.
 

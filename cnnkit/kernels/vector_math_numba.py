@@ -1,4 +1,4 @@
-"""e^a, e^a − 1 and erfc for compiled elementwise loops, written so that LLVM vectorises them.
+"""e^a, e^a − 1 and erfcx for compiled elementwise loops, written so that LLVM vectorises them.
 
 A loop that calls ``math.exp`` or ``math.erfc`` stays scalar: each is a libm call per
 element, which LLVM cannot turn into vector code (GELU through libm's erfc took 13 ms on
@@ -11,7 +11,8 @@ sigmoid's forward pass and the exact GELU's (``tests/test_vector_math.py`` measu
 against mpmath).
 
 Each is inlined with ``fastmath={"contract"}`` in the caller too (multiply-adds fused, nothing
-else reordered).
+else reordered). The one call, LLVM's fma in ``_square_fused``, is made only for a target with
+fused multiply-adds, where it is one instruction.
 """
 import math
 import struct
@@ -51,6 +52,7 @@ ERFCX_Q = np.array([
     5.860184955963632e-06,
     8.306727977469563e-06,
 ], np.float32)
+_HALF_ERFCX_Q = ERFCX_Q * np.float32(0.5)  # exactly: none so small that halving rounds it
 ERFCX_Z_MAX = erfc_fit.Z_MAX  # the fit's end: callers clamp z to it
 ERFCX_X_MAX = erfc_fit.X_MAX  # the same as a GELU input x = √2·z
 _S_SCALE, _S_SHIFT = erfc_fit.S_SCALE, erfc_fit.S_SHIFT
@@ -199,16 +201,18 @@ def _fused_f32(typingctx, a, b, c):
 
 @numba.njit(inline="always", fastmath=FMA)
 def _square_split(x):
-    """(s, e) with s + e = x² to float32's precision twice over: x² as x_h² + x_l·(x + x_h),
-    x_h = ``_high_half_f32(x)`` and x_l = x − x_h (x_h² exact; the rest small)."""
+    """(s, e) with s + e = x² to 2^−33 of it at worst: x² as x_h² + x_l·(x + x_h), the second
+    term rounded once, x_h = ``_high_half_f32(x)`` and x_l = x − x_h (x_h² exact but for |x|
+    below 2^−63, where x² is nothing beside 1)."""
     high = _high_half_f32(x)
     return high * high, (x - high) * (x + high)
 
 
 @numba.njit(inline="always", fastmath=FMA)
 def _square_fused(x):
-    """(s, e) with s + e = x² exactly: s = x² rounded, e its rounding error by one fused
-    multiply-add, a few instructions fewer than ``_square_split``. With ``half_erfcx_f32``,
+    """(s, e) with s + e = x² exactly (for |x| ≥ 2^−51; below, e underflows, and x² is
+    nothing beside 1): s = x² rounded, e its rounding error by one fused multiply-add, a few
+    instructions fewer than ``_square_split``. With ``half_erfcx_f32``,
     GELU's float32 forward loop, one core, in L2: 37.6–38.7 → 35.1–36.1 cycles per 16
     values on AVX-512, 61.7–62.7 → 52.6–53.2 on AVX2 (BENCHMARKS.md, "GELU's float32 loops:
     x² by a fused multiply-add")."""
@@ -228,6 +232,12 @@ def exp_half_square_f32(x):
     at x = 18). The caller multiplies m by its factors before ``times_pow2_f32``, so that a
     subnormal product rounds once."""
     square, error = _exact_square_f32(x)
+    return exp_minus_half_f32(square, error)
+
+
+@numba.njit(inline="always", fastmath=FMA)
+def exp_minus_half_f32(square, error):
+    """``exp_half_square_f32`` from x² as the float32 sum square + error."""
     a = -HALF_F32 * square  # exact
     a_low = -HALF_F32 * error
     n = (a * _LOG2_E_F32 + _ROUNDING_F32) - _ROUNDING_F32
@@ -248,8 +258,6 @@ def half_erfcx_f32(z):
     fewer for Φ(−|x|) = ½·erfcx(|x|/√2)·e^(−x²/2)."""
     return _erfcx_times(z, _HALF_ERFCX_Q)
 
-
-_HALF_ERFCX_Q = ERFCX_Q * np.float32(0.5)
 
 
 @numba.njit(inline="always", fastmath=FMA)
