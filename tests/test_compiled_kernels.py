@@ -401,13 +401,13 @@ def test_compiled_max_pool_matches_reference_loops(kind, shape, args):
     ("pool_compiled_min_size", lambda x: F.max_pool2d(x, 2), "pooling_numba",
      "max_pool2d_forward"),
     ("batchnorm_compiled_min_size",
-     lambda x: F.batch_norm(x, np.zeros(4), np.ones(4), training=False), "batchnorm_numba",
-     "affine"),
+     lambda x: F.batch_norm(x, np.zeros(4), np.ones(4), training=True), "batchnorm_numba",
+     "channel_stats"),
 ])
 def test_each_layer_s_own_threshold_picks_its_path(threshold, layer, module, kernel,
                                                    monkeypatch):
-    """Pooling and batch norm each go compiled from their own size on (``cnnkit tune`` measures
-    each crossover), whatever ``compiled_min_size`` (ReLU's) says."""
+    """Pooling and batch norm in training each go compiled from their own size on (``cnnkit
+    tune`` measures each crossover), whatever ``compiled_min_size`` (ReLU's) says."""
     import importlib
     kernels = importlib.import_module(f"cnnkit.kernels.{module}")
     calls = []
@@ -420,3 +420,41 @@ def test_each_layer_s_own_threshold_picks_its_path(threshold, layer, module, ker
     with tuning.override(compiled_min_size=0, **{threshold: x.size + 1}):
         layer(x)
     assert calls == [1]
+
+
+def test_batch_norm_in_evaluation_runs_one_loop_below_the_threads_threshold(monkeypatch):
+    """Evaluation mode: below ``compiled_min_size`` (the price of waking the threads) one
+    compiled loop on the calling thread (``evaluate``), from it on the parallel pass
+    (``affine``). The loop gives NumPy's two passes' floats, the product rounded before the
+    sum; a 2-D input stays on NumPy's passes."""
+    from cnnkit.kernels import batchnorm_numba
+    calls = []
+    for name in ("evaluate", "affine"):
+        original = getattr(batchnorm_numba, name)
+        monkeypatch.setattr(batchnorm_numba, name, lambda *a, _o=original, _n=name, **k:
+                            calls.append(_n) or _o(*a, **k))
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 5, 3, 7)).astype(np.float32)
+    x[0, 1, 2, 3], x[1, 4, 0, 0] = np.nan, -np.inf
+    mean, var = rng.standard_normal(5).astype(np.float32), rng.random(5).astype(np.float32)
+    gamma, beta = (cnnkit.tensor(rng.standard_normal(5).astype(np.float32)) for _ in range(2))
+    scale = (gamma.data / np.sqrt(var.astype(np.float64) + 1e-5))
+    shift = (beta.data - mean * scale).astype(np.float32).reshape(1, 5, 1, 1)
+    expected = x * scale.astype(np.float32).reshape(1, 5, 1, 1) + shift
+    for threshold, path in ((x.size + 1, "evaluate"), (x.size, "affine")):
+        with tuning.override(compiled_min_size=threshold):
+            y = F.batch_norm(cnnkit.tensor(x), mean, var, gamma, beta, training=False).data
+        assert calls.pop() == path and not calls
+        if path == "evaluate":
+            np.testing.assert_array_equal(y, expected)
+        else:  # the parallel pass may fuse the product and the sum
+            np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
+    with tuning.override(compiled_min_size=x.size + 1):  # no γ, β; float64
+        x64 = x.astype(np.float64)
+        y = F.batch_norm(cnnkit.tensor(x64), mean, var, training=False).data
+        assert calls == ["evaluate"]
+        inv_std = 1.0 / np.sqrt(var.astype(np.float64) + 1e-5)
+        np.testing.assert_array_equal(y, x64 * inv_std.reshape(1, 5, 1, 1) +
+                                      (0.0 - mean * inv_std).reshape(1, 5, 1, 1))
+        F.batch_norm(cnnkit.tensor(x[:, :, 0, 0].copy()), mean, var, training=False)
+    assert calls == ["evaluate"]  # (N, C): NumPy's passes

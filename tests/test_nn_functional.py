@@ -362,6 +362,26 @@ def test_batch_norm_matches_torch(dtype, shape, training, affine):
                                    + 0.2 * batch_var, rtol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(4, 3), (2, 3, 4, 5)])
+def test_batch_norm_in_evaluation_differentiates_the_statistics_it_read(shape):
+    """An evaluation-mode pass's gradients use the running statistics as that pass read them,
+    even when they change before the backward pass (the buffers are updated in place)."""
+    rng = np.random.default_rng(7)
+    x = cnnkit.tensor(rng.standard_normal(shape), requires_grad=True)
+    w = cnnkit.tensor(rng.standard_normal(3) + 2, requires_grad=True)
+    mean, var = np.array([0.5, -1.0, 2.0]), np.array([0.5, 2.0, 1.5])
+    y = F.batch_norm(x, mean, var, w, None, training=False)
+    mean += 3.0
+    var *= 4.0
+    y.sum().backward()
+    xt = torch.tensor(x.data, requires_grad=True)
+    wt = torch.tensor(w.data, requires_grad=True)
+    TF.batch_norm(xt, torch.tensor(mean - 3.0), torch.tensor(var / 4.0), wt, None,
+                  training=False).sum().backward()
+    close(x.grad, xt.grad, np.float64)
+    close(w.grad, wt.grad, np.float64)
+
+
 def test_batch_norm_without_running_stats_uses_batch_statistics():
     x = np.random.default_rng(6).standard_normal((8, 2, 3))
     out = F.batch_norm(cnnkit.tensor(x), None, None, training=True).data

@@ -74,7 +74,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                          f"got input of shape {x.shape}")
     bshape = (1, channels) + (1,) * (x.ndim - 2)  # (C,) -> broadcastable against x
-    if x.ndim > 2 and x.data.size >= tuning.value("batchnorm_compiled_min_size"):
+    if x.ndim > 2 and x.data.size >= tuning.value(
+            "compiled_min_size" if not training else "batchnorm_compiled_min_size"):
         return _compiled_batch_norm(x, mean_buf, var_buf, gamma, beta, training, momentum, eps)
 
     if not training:
@@ -123,16 +124,32 @@ def _update_running(mean_buf, var_buf, mean, var, momentum, count):
 
 
 def _evaluated(x, mean_buf, var_buf, gamma, beta, eps, axes, bshape):
-    """``batch_norm`` with the running statistics, on NumPy: y = scale·x + shift per channel
-    (``scale_and_shift``), two passes over x, as PyTorch's CPU kernel computes it; x̂ only
-    when the backward pass wants Σ g·x̂ (γ's gradient). Five passes (x − μ, · 1/σ, · γ, + β)
-    cost a 64 × 14 × 14 map 31 µs, against 11 for PyTorch's layer."""
-    mean, var = mean_buf.astype(np.float64), var_buf.astype(np.float64)
-    inv_std, scale, shift = scale_and_shift(mean, var, eps, gamma, beta)
-    out = x.data * scale.astype(x.dtype).reshape(bshape)
-    out += shift.astype(x.dtype).reshape(bshape)
+    """``batch_norm`` with the running statistics: y = scale·x + shift per channel
+    (``scale_and_shift``), as PyTorch's CPU kernel computes it; x̂ only when the backward pass
+    wants Σ g·x̂ (γ's gradient). Below ``compiled_min_size`` values (the price of waking the
+    threads, which ``_compiled_batch_norm``'s parallel pass pays), a map of one or more
+    spatial dims runs on one compiled loop on the calling thread
+    (``batchnorm_numba.evaluate``), the same floats as NumPy's two passes, which (x − μ, · 1/σ,
+    · γ, + β as five passes) cost a 64 × 14 × 14 map 31 µs against 11 for PyTorch's layer;
+    NumPy's passes and the coefficients' each cost a call (one image through resnet_small's
+    16-channel layer, module call: 26 → 8.5 µs on AVX-512; BENCHMARKS.md, "One image: threads
+    that stay awake, batch norm on one loop")."""
+    if x.ndim > 2:
+        from ..kernels import batchnorm_numba as kernels
+        x3 = np.ascontiguousarray(x.data).reshape(x.shape[0], x.shape[1], -1)
+        out = np.empty_like(x3)
+        kernels.evaluate(x3, mean_buf, var_buf, _NO_PARAMETER if gamma is None else gamma.data,
+                         _NO_PARAMETER if beta is None else beta.data, float(eps), out)
+        out = out.reshape(x.shape)
+    else:
+        _, scale, shift = _coefficients(mean_buf, var_buf, eps, gamma, beta)
+        out = x.data * scale.astype(x.dtype).reshape(bshape)
+        out += shift.astype(x.dtype).reshape(bshape)
+
+    statistics = (mean_buf, var_buf)
 
     def backward(g):
+        mean, inv_std, scale = _coefficients(*statistics, eps, gamma, beta, means=True)
         dx = g * scale.astype(x.dtype).reshape(bshape) if x.requires_grad else None
         grads = (dx,)
         if gamma is not None:
@@ -143,7 +160,21 @@ def _evaluated(x, mean_buf, var_buf, gamma, beta, eps, axes, bshape):
             grads += (g.sum(axis=axes) if beta.requires_grad else None,)
         return grads
     parents = (x,) + tuple(p for p in (gamma, beta) if p is not None)
-    return Tensor._make(out, parents, backward, "batch_norm")
+    result = Tensor._make(out, parents, backward, "batch_norm")
+    if result.requires_grad:  # the statistics as this pass read them, whatever comes next
+        statistics = (mean_buf.copy(), var_buf.copy())
+    return result
+
+
+_NO_PARAMETER = np.empty(0, np.float32)  # γ = 1 or β = 0 for ``batchnorm_numba.evaluate``
+
+
+def _coefficients(mean_buf, var_buf, eps, gamma, beta, means=False):
+    """``scale_and_shift`` of the running statistics (float64): (1/√(σ² + ε), scale, shift),
+    or with ``means`` (μ, 1/√(σ² + ε), scale)."""
+    mean = mean_buf.astype(np.float64)
+    inv_std, scale, shift = scale_and_shift(mean, var_buf.astype(np.float64), eps, gamma, beta)
+    return (mean, inv_std, scale) if means else (inv_std, scale, shift)
 
 
 def scale_and_shift(mean, var, eps, gamma, beta):

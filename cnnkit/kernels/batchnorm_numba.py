@@ -9,6 +9,7 @@ Sums accumulate in float64 whatever the input precision. Each kernel is a task p
 per image and channel, on the one parallel loop (``task_call.Loop``).
 """
 import numba
+import numpy as np
 
 from .task_call import Loop
 
@@ -60,6 +61,38 @@ def _affine(task, x, scale, shift, out):
 
 
 affine = Loop(_affine, _planes)  # (x, scale, shift, out)
+
+
+@numba.njit(cache=True)
+def _coefficients(mean, var, gamma, beta, eps, scale, shift):
+    """scale[c] = γ/√(σ² + ε) and shift[c] = β − μ·scale[c] of the running statistics,
+    computed in float64 and rounded once to scale's and shift's dtype (as
+    ``functional.normalization.scale_and_shift`` does with NumPy); gamma, beta empty for
+    γ = 1, β = 0."""
+    for c in range(scale.size):
+        inv_std = 1.0 / np.sqrt(np.float64(var[c]) + eps)
+        a = inv_std * gamma[c] if gamma.size else inv_std
+        scale[c] = a
+        shift[c] = (beta[c] if beta.size else 0.0) - np.float64(mean[c]) * a
+
+
+@numba.njit(cache=True)
+def evaluate(x, mean, var, gamma, beta, eps, out):
+    """Evaluation mode on the calling thread: out[n, c, :] = scale[c]·x[n, c, :] + shift[c]
+    for x (N, C, L), the coefficients of the running statistics (``_coefficients``) in x's
+    dtype, the product rounded before the sum, as NumPy's two passes (no fused multiply-add:
+    the same floats as they gave). For a small input, where the parallel ``affine`` pays
+    more to wake the threads than it saves, and NumPy's passes each cost a call."""
+    n_images, channels, length = x.shape
+    scale = np.empty(channels, x.dtype)
+    shift = np.empty(channels, x.dtype)
+    _coefficients(mean, var, gamma, beta, eps, scale, shift)
+    for n in range(n_images):
+        for c in range(channels):
+            a, b = scale[c], shift[c]
+            row, dst = x[n, c], out[n, c]
+            for i in range(length):
+                dst[i] = a * row[i] + b
 
 
 @numba.njit(**_JIT)
