@@ -6,6 +6,7 @@ algorithm (gemm's, fft's, winograd's) would warn of 0·inf or inf − inf, whate
 """
 import numpy as np
 
+from ... import tuning
 from . import autotune, config
 from .geometry import ConvGeometry
 from .registry import (REGISTRY, NotApplicable, applies, check_pass, checks_finite, heuristic,
@@ -86,6 +87,22 @@ def _as_input(x, pads):
     return x if isinstance(x, PaddedInput) else PaddedInput(x, pads)
 
 
+@tuning.kept(threads=True)
+def forward_plan(geometry, pad_widths):
+    """The heuristic's forward pass for this geometry planned once, where its algorithm can
+    (its module's ``forward_plan(geometry)``: plan(source, w, bias) -> y + bias, every
+    decision and table that reads only the shapes, the tuning values, the CPU and the thread
+    count made beforehand), else None. Only where the pick cannot depend on the data: no
+    forced algorithm, no autotune, and an algorithm that needs no operand finite (one that
+    does is picked again for an x or w holding inf or NaN, ``_run``). ``pad_widths``: the
+    heuristic's answers depend on the padding, which the geometry's hash leaves out."""
+    name = heuristic(geometry, "forward")
+    module = REGISTRY[name]
+    if needs_finite(name, "forward", geometry) or not hasattr(module, "forward_plan"):
+        return None
+    return module.forward_plan(geometry)
+
+
 @_quiet
 def conv_forward(x, w, stride, dilation, groups=1, pads=None, finite=None, bias=None):
     """Cross-correlation of an input with a bank of kernels, plus a bias.
@@ -104,6 +121,10 @@ def conv_forward(x, w, stride, dilation, groups=1, pads=None, finite=None, bias=
                          f"{bias.shape}")
     g = ConvGeometry.of(source.padded_shape, w.shape, stride, dilation, groups, source.data.dtype,
                         source.pads)
+    if not (config.anything_forced() or config.autotune_enabled()):
+        plan = forward_plan(g, g.pad_widths)
+        if plan is not None:
+            return plan(source, w, bias)
     finite = {} if finite is None else finite
     if config.autotune_enabled() and not config.anything_forced() and g.batch:
         autotune.ensure(g, source.padded(finite), w)

@@ -221,6 +221,39 @@ def forward_from(source, w, g, bias=None):
     return _forward(source.padded(), w, g, bias, planar)
 
 
+def forward_plan(g):
+    """``forward_from`` for this geometry, planned once (``dispatch.forward_plan``) where it
+    runs one channels-last product over the batch (one group, neither planar nor per image):
+    a ``ChannelsLastForward``; else None, and ``forward_from`` decides on each call."""
+    if g.groups != 1 or g.dtype != np.float32:
+        return None
+    planar = _groups_run_planar(g)
+    if planar or _per_image_forward(g, planar):
+        return None
+    return ChannelsLastForward(g)
+
+
+class ChannelsLastForward:
+    """``forward_from``'s channels-last product over the batch for one geometry, its product
+    worked out once (``ChannelsLastProduct``): each call pads x (``source.padded``), lays out
+    the weights' panels and runs the product, which adds the bias as it copies its rows into
+    y. The decisions and tables around one small image's product cost as much as the product
+    (BENCHMARKS.md, "One image: a plan per layer")."""
+    __slots__ = ("product", "rows_shape", "y_shape")
+
+    def __init__(self, g):
+        self.product = channels_last_product(
+            (g.batch, g.in_channels) + g.padded, (g.out_channels, g.in_channels) + g.kernel,
+            g.stride, g.dilation, g.out)
+        self.rows_shape = (g.batch, g.out_channels, math.prod(g.out))
+        self.y_shape = (g.batch, g.out_channels) + g.out
+
+    def __call__(self, source, w, bias=None):
+        y = np.empty(self.rows_shape, np.float32)
+        self.product(source.padded(), _panels(w), y, bias)
+        return y.reshape(self.y_shape)
+
+
 def _groups_run_planar(g):
     """Whether each group's forward product runs planar (``_runs_planar``): asked once per
     call and handed on (asking twice cost a small layer's call 4 µs)."""
@@ -691,18 +724,49 @@ def channels_last(xp, wt, w_shape, stride, dilation, out, y=compiled.NO_Y, bias=
     (S = prod(out), Kp = K padded to the tile's width, the last MR rows spare), from
     ``forward``'s channels of xp. Unless ``y`` is empty, its tasks also copy their rows into
     y (N, K, S) channels-first, plus ``bias``."""
-    rows, vectors, k_padded = compiled.tile(w_shape[0])
-    corner = _corners(xp.shape, out, stride)
-    y_last = aligned.empty((corner.size + rows, k_padded))
-    compiled.ENTRY[vectors][0](np.ascontiguousarray(xp), wt,
-                               _offsets(xp.shape, w_shape[2:], dilation, w_shape[1],
-                                        first_channel), corner, y_last, y,
-                               *task_split(corner.size, k_padded, compiled.LANES * vectors),
-                               tap_block(xp.shape[2:], w_shape[2:], w_shape[0]),
-                               compiled.NO_ROWS,
-                               compiled.NO_BIAS if bias is None else
-                               np.ascontiguousarray(bias, dtype=np.float32))
-    return y_last
+    return channels_last_product(xp.shape, tuple(w_shape), tuple(stride), tuple(dilation),
+                                 tuple(out), first_channel)(xp, wt, y, bias)
+
+
+class ChannelsLastProduct:
+    """``channels_last`` for one shape of input and weights: its tile, tables and tasks,
+    worked out once (``channels_last_product``); called as product(xp, wt, y, bias)."""
+    __slots__ = ("kernel", "rows", "k_padded", "positions", "corner", "offsets", "tasks",
+                 "tap_block", "_tables")
+
+    def __init__(self, x_shape, w_shape, stride, dilation, out, first_channel=0):
+        self.rows, vectors, self.k_padded = compiled.tile(w_shape[0])
+        self.kernel = compiled.ENTRY[vectors][0]
+        self.positions = x_shape[0] * math.prod(out)
+        self._tables = (x_shape, w_shape[2:], dilation, w_shape[1], first_channel, out, stride)
+        # Tables small enough to be shared (``shared_table``) are kept here; larger ones are
+        # built by each call, as their products dwarf that.
+        self.corner = self.offsets = None
+        if self.positions <= _SHARED_TABLE_ENTRIES:
+            self.corner = _corners(x_shape, out, stride)
+        if w_shape[1] * math.prod(w_shape[2:]) <= _SHARED_TABLE_ENTRIES:
+            self.offsets = _offsets(x_shape, w_shape[2:], dilation, w_shape[1], first_channel)
+        self.tasks = task_split(self.positions, self.k_padded, compiled.LANES * vectors)
+        self.tap_block = tap_block(x_shape[2:], w_shape[2:], w_shape[0])
+
+    def __call__(self, xp, wt, y=compiled.NO_Y, bias=None):
+        x_shape, kernel, dilation, channels, first_channel, out, stride = self._tables
+        corner = _corners(x_shape, out, stride) if self.corner is None else self.corner
+        offsets = self.offsets if self.offsets is not None else \
+            _offsets(x_shape, kernel, dilation, channels, first_channel)
+        y_last = aligned.empty((self.positions + self.rows, self.k_padded))
+        self.kernel(np.ascontiguousarray(xp), wt, offsets, corner, y_last, y, *self.tasks,
+                    self.tap_block, compiled.NO_ROWS,
+                    compiled.NO_BIAS if bias is None else
+                    np.ascontiguousarray(bias, dtype=np.float32))
+        return y_last
+
+
+@tuning.kept(threads=True)
+def channels_last_product(x_shape, w_shape, stride, dilation, out, first_channel=0):
+    """The ``ChannelsLastProduct`` of these shapes (tuples), made once per shape, tuning state
+    and thread count."""
+    return ChannelsLastProduct(x_shape, w_shape, stride, dilation, out, first_channel)
 
 
 @tuning.kept(threads=True)
