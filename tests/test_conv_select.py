@@ -167,61 +167,70 @@ def test_geometries_with_other_pads_keep_their_own():
     assert a.per_group() is a.per_group() and a.per_group().pads == a.pads
 
 
-# Forward passes that run one channels-last product over the batch, which the dispatcher
-# plans once per geometry (``dispatch.forward_plan``): (x, w, stride, dilation, pads).
+# Forward passes the dispatcher plans once per geometry (``dispatch.forward_plan``): the
+# implicit GEMM's channels-last product over the batch, and the stencil of 3 × 3 (× 3)
+# kernels of one input channel per group. (algorithm, x, w, stride, dilation, pads, groups)
 PLANNED = [
-    ((1, 16, 28, 28), (16, 16, 3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),
-    ((1, 16, 28, 28), (32, 16, 1, 1), (2, 2), (1, 1), None),
-    ((1, 32, 14, 14), (64, 32, 3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),
-    ((2, 8, 12), (24, 8, 3), (1,), (2,), ((2, 1),)),
-    ((1, 4, 7, 8, 9), (16, 4, 3, 3, 3), (1, 1, 1), (1, 1, 1), ((1, 1), (0, 1), (1, 0))),
-    ((3, 24, 10, 10), (40, 24, 3, 3), (1, 1), (1, 1), ((0, 0), (0, 0))),
+    ("implicit", (1, 16, 28, 28), (16, 16, 3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 1),
+    ("implicit", (1, 16, 28, 28), (32, 16, 1, 1), (2, 2), (1, 1), None, 1),
+    ("implicit", (1, 32, 14, 14), (64, 32, 3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)), 1),
+    ("implicit", (2, 8, 12), (24, 8, 3), (1,), (2,), ((2, 1),), 1),
+    ("implicit", (1, 4, 7, 8, 9), (16, 4, 3, 3, 3), (1, 1, 1), (1, 1, 1),
+     ((1, 1), (0, 1), (1, 0)), 1),
+    ("implicit", (3, 24, 10, 10), (40, 24, 3, 3), (1, 1), (1, 1), ((0, 0), (0, 0)), 1),
+    ("rows", (1, 1, 28, 28), (16, 1, 3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 1),
+    ("rows", (2, 6, 9, 10), (12, 1, 3, 3), (1, 1), (1, 1), ((2, 0), (1, 1)), 6),
+    ("rows", (1, 3, 5, 6, 7), (3, 1, 3, 3, 3), (1, 1, 1), (1, 1, 1), ((1, 1),) * 3, 3),
 ]
 
 
-def _geometry(x_shape, w_shape, stride, dilation, pads):
+def _geometry(x_shape, w_shape, stride, dilation, pads, groups=1):
     padded = x_shape[:2] + tuple(n + lo + hi for n, (lo, hi) in
                                  zip(x_shape[2:], pads or ((0, 0),) * len(stride)))
-    return conv.ConvGeometry.of(padded, w_shape, stride, dilation, pads=pads)
+    return conv.ConvGeometry.of(padded, w_shape, stride, dilation, groups, pads=pads)
 
 
-@pytest.mark.parametrize("x_shape, w_shape, stride, dilation, pads", PLANNED)
-def test_a_planned_forward_pass_gives_the_floats_of_the_unplanned_one(x_shape, w_shape, stride,
-                                                                       dilation, pads,
-                                                                       monkeypatch):
-    """The plan runs the same product as ``implicit.forward_from`` (forced, which is never
-    planned), bit for bit, with and without a bias, NaN and inf where the sums put them; and
-    it is what runs: ``forward_from`` is not called."""
-    from cnnkit.kernels.conv import dispatch, implicit
-    g = _geometry(x_shape, w_shape, stride, dilation, pads)
-    assert isinstance(dispatch.forward_plan(g, g.pad_widths), implicit.ChannelsLastForward)
+@pytest.mark.parametrize("algorithm, x_shape, w_shape, stride, dilation, pads, groups", PLANNED)
+def test_a_planned_forward_pass_gives_the_floats_of_the_unplanned_one(
+        algorithm, x_shape, w_shape, stride, dilation, pads, groups, monkeypatch):
+    """The plan runs the same kernel as the algorithm's ``forward_from`` (forced, which is
+    never planned), bit for bit, with and without a bias, NaN and inf where the sums put
+    them; and it is what runs: ``forward_from`` is not called."""
+    from cnnkit.kernels.conv import dispatch, implicit, rows
+    g = _geometry(x_shape, w_shape, stride, dilation, pads, groups)
+    plan = dispatch.forward_plan(g, g.pad_widths)
+    assert conv.select(g, "forward") == algorithm
+    assert isinstance(plan, {"implicit": implicit.ChannelsLastForward,
+                             "rows": rows.StencilForward}[algorithm])
     rng = np.random.default_rng(len(x_shape) + w_shape[0])
     x = rng.standard_normal(x_shape).astype(np.float32)
     x.reshape(-1)[[3, 17]] = np.nan, np.inf
     w = rng.standard_normal(w_shape).astype(np.float32)
     bias = rng.standard_normal(w_shape[0]).astype(np.float32)
-    with conv.using(algorithm="implicit"):
-        expected = [conv.conv_forward(x, w, stride, dilation, pads=pads, bias=b)
+    with conv.using(algorithm=algorithm):
+        expected = [conv.conv_forward(x, w, stride, dilation, groups, pads, bias=b)
                     for b in (None, bias)]
-    monkeypatch.setattr(implicit, "forward_from", None)
+    monkeypatch.setattr({"implicit": implicit, "rows": rows}[algorithm], "forward_from", None)
     for b, want in zip((None, bias), expected):
-        got = conv.conv_forward(x, w, stride, dilation, pads=pads, bias=b)
+        got = conv.conv_forward(x, w, stride, dilation, groups, pads, bias=b)
         np.testing.assert_array_equal(got, want)
         assert got.shape == want.shape and got.dtype == np.float32
 
 
 def test_forward_plans_are_made_only_where_nothing_but_the_shapes_decides(monkeypatch):
-    """No plan for a grouped layer, a planar product, one image per task or float64; a forced
-    algorithm and autotune skip the plans; and a plan is kept per tuning state."""
+    """No plan for a grouped layer, a planar product, one image per task, the row correlation
+    (a 5 × 5 kernel of one channel) or float64; a forced algorithm and autotune skip the
+    plans; and a plan is kept per tuning state."""
     from cnnkit.kernels.conv import dispatch
     for x_shape, w_shape, groups in (((1, 16, 30, 30), (16, 4, 3, 3), 4),
                                      ((1, 64, 32, 32), (8, 64, 3, 3), 1),
-                                     ((16, 16, 30, 30), (16, 16, 3, 3), 1)):
+                                     ((16, 16, 30, 30), (16, 16, 3, 3), 1),
+                                     ((1, 1, 32, 32), (6, 1, 5, 5), 1)):
         g = conv.ConvGeometry.of(x_shape, w_shape, (1, 1), (1, 1), groups)
         assert dispatch.forward_plan(g, g.pad_widths) is None
     g64 = conv.ConvGeometry.of((1, 16, 30, 30), (16, 16, 3, 3), (1, 1), (1, 1), dtype=np.float64)
     assert dispatch.forward_plan(g64, g64.pad_widths) is None
-    g = _geometry(*PLANNED[0])
+    g = _geometry(*PLANNED[0][1:])
     plan = dispatch.forward_plan(g, g.pad_widths)
     assert dispatch.forward_plan(g, g.pad_widths) is plan
     with tuning.override(implicit_tap_block=36):

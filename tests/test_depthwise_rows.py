@@ -61,11 +61,15 @@ def test_all_passes_match_torch(layer, seed):
 
 
 def test_dispatcher_routes_float32_stride_1_depthwise_here(monkeypatch):
+    """The forward pass (planned once, ``StencilForward``) and the input gradient, each on the
+    stencil, and nothing else."""
     calls = []
-    for name in ("forward", "backward_input"):
-        real = getattr(depthwise_rows, name)
-        monkeypatch.setattr(depthwise_rows, name,
-                            lambda *a, real=real, name=name, **k: calls.append(name) or real(*a, **k))
+    real = depthwise_rows.backward_input
+    monkeypatch.setattr(depthwise_rows, "backward_input",
+                        lambda *a, **k: calls.append("backward_input") or real(*a, **k))
+    stencil = depthwise_rows.Stencil.__call__
+    monkeypatch.setattr(depthwise_rows.Stencil, "__call__",
+                        lambda *a, **k: calls.append("stencil") or stencil(*a, **k))
     x = np.ones((2, 4, 9, 9), np.float32)
     w = np.ones((4, 1, 3, 3), np.float32)
     y = conv_kernels.conv_forward(x, w, (1, 1), (1, 1), groups=4, pads=[(1, 1), (1, 1)])
@@ -73,7 +77,7 @@ def test_dispatcher_routes_float32_stride_1_depthwise_here(monkeypatch):
                                      pads=[(1, 1), (1, 1)])
     conv_kernels.conv_forward(x, w, (2, 2), (1, 1), groups=4)  # stride 2: not this path
     conv_kernels.conv_forward(x.astype(np.float64), w, (1, 1), (1, 1), groups=4)  # float64
-    assert calls == ["forward", "backward_input"]
+    assert calls == ["stencil", "backward_input", "stencil"]
 
 
 def test_bands_holding_inf_or_nan_are_summed_literally():

@@ -104,6 +104,28 @@ def forward_from(source, w, g, bias=None):
     return forward(source.data, w, g.out, g.pad_widths, bias)
 
 
+def forward_plan(g):
+    """``forward_from`` planned once (``dispatch.forward_plan``) where it runs the stencil (a
+    3 × 3 or 3 × 3 × 3 kernel): a ``StencilForward``; else None (the row correlation keeps
+    its tables per shape itself)."""
+    if not _stencil_kernel(g.kernel):
+        return None
+    return StencilForward(g)
+
+
+class StencilForward:
+    """``forward_from``'s stencil for one geometry (``stencil``, its tasks split once): the
+    input read unpadded, plus the bias."""
+    __slots__ = ("stencil",)
+
+    def __init__(self, g):
+        self.stencil = stencil(g.batch, g.in_channels, g.out_channels,
+                               tuple(lo for lo, _ in g.pad_widths), g.out)
+
+    def __call__(self, source, w, bias=None):
+        return self.stencil(source.data, w, bias)
+
+
 def input_pass(dy, w, g):
     return backward_input(dy, w, g.padded, g.groups, g.pads)
 
@@ -183,21 +205,41 @@ def _stencil(x, w, bias, starts, out):
     """``depthwise3x3_numba.forward`` (2-D) or ``forward_volume`` (3-D): y (N, K, *out) from
     x (N, C, *spatial) read from −``starts`` (one per dim) with zeros around it, w (K, 1,
     3, 3) or (K, 1, 3, 3, 3), plus ``bias`` (K,) if given."""
-    n, c, k = x.shape[0], x.shape[1], w.shape[0]
-    y = np.empty((n, k) + tuple(out), np.float32)
-    # a plane's m output channels split into tasks when there are fewer planes than a few
-    # tasks per thread (one image of one channel: vgg_small's first layer)
-    splits = _parts(n * c, k // c)
-    arguments = (np.ascontiguousarray(x), np.ascontiguousarray(w),
-                 np.zeros(k, np.float32) if bias is None else
-                 np.ascontiguousarray(bias, dtype=np.float32),
-                 *starts, y, splits,
-                 tuning.value("depthwise_runs_per_thread") * numba.get_num_threads())
-    if x.ndim == 4:
-        depthwise3x3.forward(*arguments)
-    else:
-        depthwise3x3.forward_volume(*arguments, depthwise3x3.flat_planes(out[-1]))
-    return y
+    return stencil(x.shape[0], x.shape[1], w.shape[0], tuple(starts), tuple(out))(x, w, bias)
+
+
+class Stencil:
+    """``_stencil`` for one shape: N images of C channels, K outputs, read from −``starts``,
+    ``out`` positions; called as stencil(x, w, bias) -> y."""
+    __slots__ = ("y_shape", "arguments", "zero_bias", "volume")
+
+    def __init__(self, n, c, k, starts, out):
+        self.y_shape = (n, k) + out
+        self.zero_bias = np.zeros(k, np.float32)  # read only
+        # a plane's m output channels split into tasks when there are fewer planes than a
+        # few tasks per thread (one image of one channel: vgg_small's first layer)
+        self.arguments = (*starts, _parts(n * c, k // c),
+                          tuning.value("depthwise_runs_per_thread") * numba.get_num_threads())
+        self.volume = (depthwise3x3.flat_planes(out[-1]),) if len(out) == 3 else None
+
+    def __call__(self, x, w, bias=None):
+        y = np.empty(self.y_shape, np.float32)
+        *starts, splits, runs = self.arguments
+        arguments = (np.ascontiguousarray(x), np.ascontiguousarray(w),
+                     self.zero_bias if bias is None else
+                     np.ascontiguousarray(bias, dtype=np.float32),
+                     *starts, y, splits, runs)
+        if self.volume is None:
+            depthwise3x3.forward(*arguments)
+        else:
+            depthwise3x3.forward_volume(*arguments, *self.volume)
+        return y
+
+
+@tuning.kept(threads=True)
+def stencil(n, c, k, starts, out):
+    """The ``Stencil`` of these shapes, made once per shape, tuning state and thread count."""
+    return Stencil(n, c, k, starts, out)
 
 
 def _forward_tables(n, c, k, spatial, kernel, out2, pads2):
