@@ -129,11 +129,10 @@ def _evaluated(x, mean_buf, var_buf, gamma, beta, eps, axes, bshape):
     wants Σ g·x̂ (γ's gradient). Below ``compiled_min_size`` values (the price of waking the
     threads, which ``_compiled_batch_norm``'s parallel pass pays), a map of one or more
     spatial dims runs on one compiled loop on the calling thread
-    (``batchnorm_numba.evaluate``), the same floats as NumPy's two passes, which (x − μ, · 1/σ,
-    · γ, + β as five passes) cost a 64 × 14 × 14 map 31 µs against 11 for PyTorch's layer;
-    NumPy's passes and the coefficients' each cost a call (one image through resnet_small's
-    16-channel layer, module call: 26 → 8.5 µs on AVX-512; BENCHMARKS.md, "One image: threads
-    that stay awake, batch norm on one loop")."""
+    (``batchnorm_numba.evaluate``), the same floats as NumPy's two passes, where each of
+    those passes and of the coefficients' operations cost a call: one 16 × 28 × 28 image,
+    module call, AVX-512, 24.8 → 12.4 µs (PyTorch's 11.6; BENCHMARKS.md, "One image: batch
+    norm on one loop"). A 2-D input (N, C) stays on NumPy's passes."""
     if x.ndim > 2:
         from ..kernels import batchnorm_numba as kernels
         x3 = np.ascontiguousarray(x.data).reshape(x.shape[0], x.shape[1], -1)
