@@ -47,8 +47,8 @@ import sys
 # times as slow. A poll lasts as long as the CPU's pause instruction, which differs tenfold
 # between CPUs: 10,000 polls were 0.1–0.15 ms on one 2-vCPU host, shorter than the gaps
 # between one image's kernels, so its threads slept and woke (35–50 µs each time) at every
-# layer; 100,000 polls there made resnet_small's one-image pass 0.91–0.92 of the time, the
-# training steps the same (libgomp's own default is 300,000).
+# layer; 100,000 polls there made resnet_small's one-image pass 0.89 and 0.92 of the time in
+# two runs, the training steps the same (libgomp's own default is 300,000).
 OPENBLAS_SPIN_LOG2_CYCLES = "20"  # 2**20 cycles: about 0.3 ms at 3 GHz
 GOMP_SPIN_POLLS = "100000"
 MALLOC_MMAP_THRESHOLD = 32 << 20  # glibc's maximum (HEAP_MAX_SIZE / 2 on 64-bit)
