@@ -15,7 +15,7 @@ from cnnkit import tuning
 @pytest.fixture(autouse=True)
 def always_compiled():
     with tuning.override(compiled_min_size=0, pool_compiled_min_size=0,
-                         batchnorm_compiled_min_size=0):
+                         batchnorm_training_compiled_min_size=0):
         yield
 
 
@@ -400,7 +400,7 @@ def test_compiled_max_pool_matches_reference_loops(kind, shape, args):
 @pytest.mark.parametrize("threshold, layer, module, kernel", [
     ("pool_compiled_min_size", lambda x: F.max_pool2d(x, 2), "pooling_numba",
      "max_pool2d_forward"),
-    ("batchnorm_compiled_min_size",
+    ("batchnorm_training_compiled_min_size",
      lambda x: F.batch_norm(x, np.zeros(4), np.ones(4), training=True), "batchnorm_numba",
      "channel_stats"),
 ])
@@ -458,3 +458,41 @@ def test_batch_norm_in_evaluation_runs_one_loop_below_the_threads_threshold(monk
                                       (0.0 - mean * inv_std).reshape(1, 5, 1, 1))
         F.batch_norm(cnnkit.tensor(x[:, :, 0, 0].copy()), mean, var, training=False)
     assert calls == ["evaluate"]  # (N, C): NumPy's passes
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 0, 4, 4), (0, 3, 5)])
+@pytest.mark.parametrize("threshold", [0, 1 << 60])
+def test_batch_norm_in_evaluation_of_no_values_gives_no_values(shape, threshold):
+    """An empty batch (or no channels) in evaluation, on the loop and on the parallel pass:
+    an empty result, as PyTorch's."""
+    x = cnnkit.tensor(np.zeros(shape, np.float32))
+    with tuning.override(compiled_min_size=threshold):
+        y = F.batch_norm(x, np.zeros(shape[1], np.float32), np.ones(shape[1], np.float32),
+                         training=False)
+    assert y.shape == shape and y.dtype == np.float32
+
+
+def test_batch_norm_in_evaluation_takes_statistics_of_other_dtypes():
+    """The loop widens float16 statistics and parameters to float64 (exactly, as NumPy's path
+    did) and reads float64 ones with a float32 x as they are: the floats of NumPy's two
+    passes either way. A float16 array input stays on NumPy's passes."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 4, 3, 5)).astype(np.float32)
+    for dtype in (np.float16, np.float64):
+        mean = rng.standard_normal(4).astype(dtype)
+        var = (rng.random(4) + 0.5).astype(dtype)
+        gamma, beta = (cnnkit.tensor(rng.standard_normal(4).astype(dtype)) for _ in range(2))
+        with tuning.override(compiled_min_size=1 << 60):
+            y = F.batch_norm(cnnkit.tensor(x), mean, var, gamma, beta, training=False).data
+        scale = gamma.data / np.sqrt(var.astype(np.float64) + 1e-5)
+        shift = beta.data - mean.astype(np.float64) * scale
+        expected = x * scale.astype(np.float32).reshape(1, 4, 1, 1) + \
+            shift.astype(np.float32).reshape(1, 4, 1, 1)
+        np.testing.assert_array_equal(y, expected)
+    half = x.astype(np.float16)
+    with tuning.override(compiled_min_size=1 << 60):
+        y = F.batch_norm(half, mean.astype(np.float32), var.astype(np.float32),
+                         training=False)
+    assert y.dtype == np.float16
+    np.testing.assert_allclose(y.data, (x - mean.reshape(1, 4, 1, 1)) /
+                               np.sqrt(var.reshape(1, 4, 1, 1) + 1e-5), rtol=2e-3, atol=2e-3)

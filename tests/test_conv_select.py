@@ -248,3 +248,46 @@ def test_forward_plans_are_made_only_where_nothing_but_the_shapes_decides(monkey
     with conv.using(autotune=True):
         conv.conv_forward(x, w, (1, 1), (1, 1), pads=((1, 1), (1, 1)))
     assert calls == [1]
+
+
+def test_a_planned_forward_pass_keeps_the_padded_copy_for_the_weight_gradient():
+    """A training step's source (``shared``): the plan pads x once, keeps the copy, and the
+    weight gradient reads that copy instead of padding again."""
+    from cnnkit.kernels.conv import dispatch
+    x = np.random.default_rng(9).standard_normal((1, 16, 28, 28)).astype(np.float32)
+    w = np.random.default_rng(10).standard_normal((16, 16, 3, 3)).astype(np.float32)
+    pads = ((1, 1), (1, 1))
+    g = _geometry(x.shape, w.shape, (1, 1), (1, 1), pads)
+    assert dispatch.forward_plan(g, g.pad_widths) is not None
+    source = conv.PaddedInput(x, pads, shared=True)
+    y = conv.conv_forward(source, w, (1, 1), (1, 1))
+    assert source.is_padded
+    copy = source.padded()
+    dw = conv.conv_backward_weight(source, y, (3, 3), (1, 1), (1, 1))
+    assert source.padded() is copy
+    with conv.using(algorithm="implicit"):
+        expected = conv.conv_backward_weight(conv.PaddedInput(x, pads), y, (3, 3), (1, 1), (1, 1))
+    np.testing.assert_array_equal(dw, expected)
+
+
+def test_forward_plans_follow_the_thread_count_and_the_operands_finiteness(monkeypatch):
+    """A plan is kept per Numba thread count (its tasks split by it); and an algorithm that
+    needs an operand finite is never planned (the pick would depend on the data)."""
+    import numba
+
+    from cnnkit.kernels.conv import dispatch, registry
+    g = _geometry(*PLANNED[0][1:])
+    threads = numba.get_num_threads()
+    plan = dispatch.forward_plan(g, g.pad_widths)
+    if threads > 1:
+        numba.set_num_threads(1)
+        try:
+            single = dispatch.forward_plan(g, g.pad_widths)
+            assert single is not plan and single.product.tasks != plan.product.tasks
+        finally:
+            numba.set_num_threads(threads)
+    assert dispatch.forward_plan(g, g.pad_widths) is plan
+    monkeypatch.setitem(registry.NEEDS_FINITE, "implicit", {"forward": frozenset({"x"})})
+    with tuning.override(implicit_tap_block=40):  # a tuning state of its own: asked afresh
+        assert conv.select(g, "forward") == "implicit"
+        assert dispatch.forward_plan(g, g.pad_widths) is None

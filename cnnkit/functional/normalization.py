@@ -13,6 +13,8 @@ Backward with batch statistics (n values per channel, sums over those values):
 One op rather than a chain of means and divisions: a third of the memory traffic, and the
 formula can be checked on sight.
 """
+import math
+
 import numpy as np
 
 from .. import tuning
@@ -74,8 +76,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                          f"got input of shape {x.shape}")
     bshape = (1, channels) + (1,) * (x.ndim - 2)  # (C,) -> broadcastable against x
-    if x.ndim > 2 and x.data.size >= tuning.value(
-            "compiled_min_size" if not training else "batchnorm_compiled_min_size"):
+    if x.ndim > 2 and x.dtype in _LOOP_DTYPES and x.data.size >= tuning.value(
+            "compiled_min_size" if not training else "batchnorm_training_compiled_min_size"):
         return _compiled_batch_norm(x, mean_buf, var_buf, gamma, beta, training, momentum, eps)
 
     if not training:
@@ -123,57 +125,76 @@ def _update_running(mean_buf, var_buf, mean, var, momentum, count):
         var_buf += (momentum * var * (count / (count - 1))).astype(var_buf.dtype, copy=False)
 
 
+# γ = 1 or β = 0 for ``batchnorm_numba.evaluate``, and the dtypes it takes
+_NO_PARAMETER = np.empty(0, np.float32)
+_LOOP_DTYPES = (np.float32, np.float64)
+
+
 def _evaluated(x, mean_buf, var_buf, gamma, beta, eps, axes, bshape):
     """``batch_norm`` with the running statistics: y = scale·x + shift per channel
     (``scale_and_shift``), as PyTorch's CPU kernel computes it; x̂ only when the backward pass
     wants Σ g·x̂ (γ's gradient). Below ``compiled_min_size`` values (the price of waking the
-    threads, which ``_compiled_batch_norm``'s parallel pass pays), a map of one or more
-    spatial dims runs on one compiled loop on the calling thread
+    threads, which ``_compiled_batch_norm``'s parallel pass pays), a float32 or float64 map
+    of one or more spatial dims runs on one compiled loop on the calling thread
     (``batchnorm_numba.evaluate``), the same floats as NumPy's two passes, where each of
     those passes and of the coefficients' operations cost a call: one 16 × 28 × 28 image,
     module call, AVX-512, 24.8 → 12.4 µs (PyTorch's 11.6; BENCHMARKS.md, "One image: batch
-    norm on one loop"). A 2-D input (N, C) stays on NumPy's passes."""
-    if x.ndim > 2:
+    norm on one loop"). A 2-D input (N, C), or one of another dtype, stays on NumPy's
+    passes."""
+    if x.ndim > 2 and x.dtype in _LOOP_DTYPES:
         from ..kernels import batchnorm_numba as kernels
-        x3 = np.ascontiguousarray(x.data).reshape(x.shape[0], x.shape[1], -1)
+        x3 = np.ascontiguousarray(x.data).reshape(_planes(x.shape))
         out = np.empty_like(x3)
-        kernels.evaluate(x3, mean_buf, var_buf, _NO_PARAMETER if gamma is None else gamma.data,
-                         _NO_PARAMETER if beta is None else beta.data, float(eps), out)
+        kernels.evaluate(x3, _loop_operand(mean_buf), _loop_operand(var_buf),
+                         _NO_PARAMETER if gamma is None else _loop_operand(gamma.data),
+                         _NO_PARAMETER if beta is None else _loop_operand(beta.data),
+                         float(eps), out)
         out = out.reshape(x.shape)
     else:
-        _, scale, shift = _coefficients(mean_buf, var_buf, eps, gamma, beta)
+        _, _, scale, shift = _coefficients(mean_buf, var_buf, eps, gamma, beta)
         out = x.data * scale.astype(x.dtype).reshape(bshape)
         out += shift.astype(x.dtype).reshape(bshape)
 
     statistics = (mean_buf, var_buf)
 
     def backward(g):
-        mean, inv_std, scale = _coefficients(*statistics, eps, gamma, beta, means=True)
+        mean, inv_std, scale, _ = _coefficients(*statistics, eps, gamma, beta)
         dx = g * scale.astype(x.dtype).reshape(bshape) if x.requires_grad else None
         grads = (dx,)
         if gamma is not None:
-            x_hat = (x.data - mean.astype(x.dtype).reshape(bshape)) * \
-                inv_std.astype(x.dtype).reshape(bshape)
-            grads += ((g * x_hat).sum(axis=axes) if gamma.requires_grad else None,)
+            x_hat = None
+            if gamma.requires_grad:
+                x_hat = (x.data - mean.astype(x.dtype).reshape(bshape)) * \
+                    inv_std.astype(x.dtype).reshape(bshape)
+            grads += (None if x_hat is None else (g * x_hat).sum(axis=axes),)
         if beta is not None:
             grads += (g.sum(axis=axes) if beta.requires_grad else None,)
         return grads
     parents = (x,) + tuple(p for p in (gamma, beta) if p is not None)
     result = Tensor._make(out, parents, backward, "batch_norm")
-    if result.requires_grad:  # the statistics as this pass read them, whatever comes next
+    if result.requires_grad:
+        # the running statistics as this pass read them, whatever updates them in place
+        # before the backward pass (γ and β are read then, as in training)
         statistics = (mean_buf.copy(), var_buf.copy())
     return result
 
 
-_NO_PARAMETER = np.empty(0, np.float32)  # γ = 1 or β = 0 for ``batchnorm_numba.evaluate``
+def _planes(shape):
+    """(N, C, L) for an (N, C, *spatial) shape, also when it holds no values."""
+    return shape[0], shape[1], math.prod(shape[2:])
 
 
-def _coefficients(mean_buf, var_buf, eps, gamma, beta, means=False):
-    """``scale_and_shift`` of the running statistics (float64): (1/√(σ² + ε), scale, shift),
-    or with ``means`` (μ, 1/√(σ² + ε), scale)."""
+def _loop_operand(array):
+    """A statistic or parameter as ``batchnorm_numba.evaluate`` takes it: float32 or float64
+    as it is, another dtype (float16 buffers) in float64, exactly, as NumPy's path widens it."""
+    return array if array.dtype in _LOOP_DTYPES else array.astype(np.float64)
+
+
+def _coefficients(mean_buf, var_buf, eps, gamma, beta):
+    """(μ, 1/√(σ² + ε), scale, shift) of the running statistics, in float64
+    (``scale_and_shift``)."""
     mean = mean_buf.astype(np.float64)
-    inv_std, scale, shift = scale_and_shift(mean, var_buf.astype(np.float64), eps, gamma, beta)
-    return (mean, inv_std, scale) if means else (inv_std, scale, shift)
+    return (mean, *scale_and_shift(mean, var_buf.astype(np.float64), eps, gamma, beta))
 
 
 def scale_and_shift(mean, var, eps, gamma, beta):
@@ -198,7 +219,7 @@ def normalize_affine(x3, mean, var, eps, gamma, beta):
 def _compiled_batch_norm(x, mean_buf, var_buf, gamma, beta, training, momentum, eps):
     """``batch_norm`` through the fused kernels of ``kernels.batchnorm_numba`` (same formulas)."""
     from ..kernels import batchnorm_numba as kernels
-    x3 = np.ascontiguousarray(x.data).reshape(x.shape[0], x.shape[1], -1)
+    x3 = np.ascontiguousarray(x.data).reshape(_planes(x.shape))
     channels = x.shape[1]
     if training:
         mean, var = np.empty(channels), np.empty(channels)

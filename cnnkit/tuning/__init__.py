@@ -97,16 +97,16 @@ def state():
     return _loads, _overrides.get()[1]
 
 
-def kept(function=None, *, threads=False):
+def kept(function=None, *, threads=False, maxsize=4096):
     """Decorate a decision that reads nothing but its (hashable) arguments, the values here
     and the CPU, and with ``threads`` Numba's thread count too: its answers are kept per
-    ``state()`` (and thread count) and given again. The kernels ask such questions on every
-    call of a layer (which orientation, how many tasks, how many taps a pass), and asked
-    afresh they cost a small layer's call as much as its arithmetic. Arguments that cannot
-    be hashed are answered afresh."""
+    ``state()`` (and thread count) and given again, the ``maxsize`` most recent. The kernels
+    ask such questions on every call of a layer (which orientation, how many tasks, how many
+    taps a pass), and asked afresh they cost a small layer's call as much as its arithmetic.
+    Arguments that cannot be hashed are answered afresh."""
     if function is None:
-        return functools.partial(kept, threads=threads)
-    remembered = functools.lru_cache(maxsize=4096)(
+        return functools.partial(kept, threads=threads, maxsize=maxsize)
+    remembered = functools.lru_cache(maxsize=maxsize)(
         lambda _state, _threads, args, keywords: function(*args, **dict(keywords)))
 
     @functools.wraps(function)

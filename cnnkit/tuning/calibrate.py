@@ -13,7 +13,7 @@ Only what a short timing can measure honestly (under a minute; ``fast`` for test
 * crossovers, by timing both candidates on growing sizes: compiled ReLU against NumPy's
   (``compiled_min_size``, all threads, since the threshold is the price of waking them), the
   compiled max pooling and batch norm (training) against NumPy's (``pool_compiled_min_size``,
-  ``batchnorm_compiled_min_size``, through the functional layers), the compiled
+  ``batchnorm_training_compiled_min_size``, through the functional layers), the compiled
   depthwise forward against NumPy's (``depthwise_compiled_min_work``), and depthwise layers
   with their channels on the lanes against a plane's columns on the lanes
   (``depthwise_lanes_*``), and the implicit GEMM against im2col on a thin product
@@ -257,11 +257,11 @@ def _compiled_pooling(fast, time_ns):
 
 def _compiled_batch_norm(fast, time_ns):
     """NumPy's batch norm against the compiled one, in training (the batch's statistics and
-    the running ones' update; evaluation runs compiled at every size,
+    the running ones' update; evaluation of a map runs compiled at every size,
     ``functional.normalization._evaluated``)."""
     from .. import functional as F
     mean, var = np.zeros(32, np.float32), np.ones(32, np.float32)
-    return _functional_crossover("batchnorm_compiled_min_size",
+    return _functional_crossover("batchnorm_training_compiled_min_size",
                                  lambda x: F.batch_norm(x, mean, var, training=True), fast,
                                  time_ns)
 

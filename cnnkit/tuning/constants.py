@@ -365,15 +365,15 @@ _TABLE = [
              "64 values 76 against 148 µs, 25 088 values 84 against 408). Measured as the "
              "crossover of the two 2-D max pooling forward passes.", 0, 1 << 62,
              integer=True, measured_by=TUNE),
-    Constant("batchnorm_compiled_min_size", 1 << 13, "array elements",
+    Constant("batchnorm_training_compiled_min_size", 1 << 13, "array elements",
              "Batch norm in training on at least this many input values runs compiled "
-             "(batchnorm_numba), below it on NumPy's passes. (Evaluation runs compiled at "
-             "every size: one loop on the calling thread below compiled_min_size, parallel "
-             "tasks from it on.) AVX-512, one 32-channel image, forward under no_grad, NumPy "
-             "against compiled: 128 values 23.4 against 25.1 µs, 2 048 values 25.0 against "
-             "25.1, 8 192 values 28.9 against 21.9, 32 768 values 56.9 against 27.0. Measured "
-             "as the crossover of the two training-mode forward passes (512 to 8 192 in three "
-             "runs).",
+             "(batchnorm_numba), below it on NumPy's passes. (Evaluation of float32 and "
+             "float64 maps runs compiled at every size: one loop on the calling thread below "
+             "compiled_min_size, parallel tasks from it on.) AVX-512, one 32-channel image, "
+             "forward under no_grad, NumPy against compiled: 128 values 23.4 against 25.1 "
+             "µs, 2 048 values 25.0 against 25.1, 8 192 values 28.9 against 21.9, 32 768 "
+             "values 56.9 against 27.0. Measured as the crossover of the two training-mode "
+             "forward passes (512 to 8 192 in three runs).",
              0, 1 << 62, integer=True, measured_by=TUNE),
     Constant("depthwise_compiled_min_work", 1 << 18, "multiply-adds",
              "Depthwise layers with at least this much work run on the compiled kernels "

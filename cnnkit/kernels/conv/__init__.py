@@ -76,13 +76,17 @@ To add an algorithm: write one module here with
 of it would run them more slowly (same rules as ``wins``). Optionally, to read the input
 unpadded or fuse the bias, ``forward_from(source, w, geometry, bias)`` -> y + bias and
 ``weight_from(source, dy, geometry, with_bias)`` -> (dw, db or None), ``source`` a
-``PaddedInput``; the dispatcher then calls these instead. Optionally, ``forward_plan(geometry)``
--> a callable plan(source, w, bias) -> y + bias, or None: the forward pass with every decision
-and table that reads only the shapes made once, which the dispatcher keeps per geometry and
-calls where the heuristic picks the algorithm (``dispatch.forward_plan``). Then add one line
-to ``registry.REGISTRY``, at the place in the order where its rule should be asked, and one to ``registry.NEEDS_FINITE``
-naming the operands it needs finite (and, if that depends on the shape,
-``needs_finite(geometry, pass_name)`` -> the operands needed beyond those; and
+``PaddedInput``; the dispatcher then calls these instead. Optionally,
+``forward_plan(geometry)`` -> a callable plan(source, w, bias) -> y + bias, or None: the
+forward pass with every decision and table that reads only the shapes made once, which the
+dispatcher keeps per geometry, padding, tuning state and thread count, and calls instead of
+``forward_from`` where the heuristic picks the algorithm (``dispatch.forward_plan``). A plan
+must give ``forward_from``'s floats bit for bit and leave ``source`` as it would (the padded
+copy a training step's weight gradient reads); ``implicit`` gives none where its tasks pad
+image by image. Then add one line to ``registry.REGISTRY``, at the place in the order where
+its rule should be asked, and one to ``registry.NEEDS_FINITE`` naming the operands it needs
+finite (and, if that depends on the shape, ``needs_finite(geometry, pass_name)`` -> the
+operands needed beyond those; and
 ``checks_finite(geometry, pass_name)`` -> those its pass checks itself as it reads them,
 raising ``finite.NotFinite`` before it returns anything, so that the dispatcher makes no pass
 over them first). Forcing it on the

@@ -16,6 +16,7 @@ from ..bias_numba import add_bias, bias_grad
 from ..finite import NotFinite, all_finite
 
 _quiet = np.errstate(all="ignore")  # a decorator: NumPy >= 2 keeps the state per call
+KEPT_PLANS = 256  # forward plans kept (each holds a kernel's small tables: ``forward_plan``)
 
 
 def select(geometry, pass_name, nonfinite=frozenset()):
@@ -87,7 +88,7 @@ def _as_input(x, pads):
     return x if isinstance(x, PaddedInput) else PaddedInput(x, pads)
 
 
-@tuning.kept(threads=True)
+@tuning.kept(threads=True, maxsize=KEPT_PLANS)
 def forward_plan(geometry, pad_widths):
     """The heuristic's forward pass for this geometry planned once, where its algorithm can
     (its module's ``forward_plan(geometry)``: plan(source, w, bias) -> y + bias, every

@@ -732,25 +732,28 @@ class ChannelsLastProduct:
     """``channels_last`` for one shape of input and weights: its tile, tables and tasks,
     worked out once (``channels_last_product``); called as product(xp, wt, y, bias)."""
     __slots__ = ("kernel", "rows", "k_padded", "positions", "corner", "offsets", "tasks",
-                 "tap_block", "_tables")
+                 "tap_block", "_table_arguments")
 
     def __init__(self, x_shape, w_shape, stride, dilation, out, first_channel=0):
         self.rows, vectors, self.k_padded = compiled.tile(w_shape[0])
         self.kernel = compiled.ENTRY[vectors][0]
         self.positions = x_shape[0] * math.prod(out)
-        self._tables = (x_shape, w_shape[2:], dilation, w_shape[1], first_channel, out, stride)
-        # Tables small enough to be shared (``shared_table``) are kept here; larger ones are
-        # built by each call, as their products dwarf that.
+        self._table_arguments = (x_shape, w_shape[2:], dilation, w_shape[1], first_channel,
+                                 out, stride)
+        # Small tables (a few images' worth) are kept here; larger ones are looked up by each
+        # call (``shared_table``), whose product dwarfs that, so that the kept products hold
+        # at most _KEPT_TABLE_ENTRIES entries per table.
         self.corner = self.offsets = None
-        if self.positions <= _SHARED_TABLE_ENTRIES:
+        if self.positions <= _KEPT_TABLE_ENTRIES:
             self.corner = _corners(x_shape, out, stride)
-        if w_shape[1] * math.prod(w_shape[2:]) <= _SHARED_TABLE_ENTRIES:
+        if w_shape[1] * math.prod(w_shape[2:]) <= _KEPT_TABLE_ENTRIES:
             self.offsets = _offsets(x_shape, w_shape[2:], dilation, w_shape[1], first_channel)
         self.tasks = task_split(self.positions, self.k_padded, compiled.LANES * vectors)
         self.tap_block = tap_block(x_shape[2:], w_shape[2:], w_shape[0])
 
     def __call__(self, xp, wt, y=compiled.NO_Y, bias=None):
-        x_shape, kernel, dilation, channels, first_channel, out, stride = self._tables
+        x_shape, kernel, dilation, channels, first_channel, out, stride = \
+            self._table_arguments
         corner = _corners(x_shape, out, stride) if self.corner is None else self.corner
         offsets = self.offsets if self.offsets is not None else \
             _offsets(x_shape, kernel, dilation, channels, first_channel)
@@ -762,7 +765,14 @@ class ChannelsLastProduct:
         return y_last
 
 
-@tuning.kept(threads=True)
+# Entries of an index table a kept ``ChannelsLastProduct`` holds (32 KB), and how many
+# products are kept: with the plans that hold them (``dispatch.forward_plan``), at most 32 MB
+# of tables, as ``shared_table``'s own cache.
+_KEPT_TABLE_ENTRIES = 4096
+KEPT_PRODUCTS = 256
+
+
+@tuning.kept(threads=True, maxsize=KEPT_PRODUCTS)
 def channels_last_product(x_shape, w_shape, stride, dilation, out, first_channel=0):
     """The ``ChannelsLastProduct`` of these shapes (tuples), made once per shape, tuning state
     and thread count."""

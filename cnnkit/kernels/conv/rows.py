@@ -157,7 +157,7 @@ def weight_volume(x, dy, pads):
 
 def _parts(items, most):
     """How many parts to split each of ``items`` units of work into (1 to ``most``) for about
-    four tasks per thread: a plane's output channels (``_stencil``), an output channel's
+    four tasks per thread: a plane's output channels (``Stencil``), an output channel's
     images (``weight_volume``)."""
     return max(1, min(most, -(-4 * numba.get_num_threads() // max(1, items))))
 
@@ -236,7 +236,7 @@ class Stencil:
         return y
 
 
-@tuning.kept(threads=True)
+@tuning.kept(threads=True, maxsize=implicit.KEPT_PRODUCTS)
 def stencil(n, c, k, starts, out):
     """The ``Stencil`` of these shapes, made once per shape, tuning state and thread count."""
     return Stencil(n, c, k, starts, out)
