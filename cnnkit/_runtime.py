@@ -42,15 +42,16 @@ import os
 import sys
 
 # Both re-measured by ``python -m cnnkit.bench.spin`` (BENCHMARKS.md, "Spin settings
-# re-measured" and "One image: threads that stay awake"): 2**24 cycles and more slowed
-# vgg_small's and lenet5's training steps, and 1,000 polls made one image's pass 1.7–2.0
-# times as slow. A poll lasts as long as the CPU's pause instruction, which differs tenfold
-# between CPUs: 10,000 polls were 0.1–0.15 ms on one 2-vCPU host, shorter than the gaps
-# between one image's kernels, so its threads slept and woke (35–50 µs each time) at every
-# layer; 100,000 polls there made resnet_small's one-image pass 0.89 and 0.92 of the time in
-# two runs, the training steps the same (libgomp's own default is 300,000).
+# re-measured" and "One image: how long threads spin"): 2**24 cycles and more slowed
+# vgg_small's and lenet5's training steps, 1,000 polls made one image's pass 1.7–2.0 times as
+# slow. A poll lasts as long as the CPU's pause instruction, which differs tenfold between
+# CPUs: 10,000 polls were 0.10–0.15 ms on one 2-vCPU host. 100,000 polls there kept the
+# threads awake between one image's layers when those were farther apart, but made two
+# processes training at once on its 2 cores 1.6–1.9 times slower (each pool spun on the core
+# the other process needed); since its layers' calls were planned (``conv.dispatch.
+# forward_plan``), one image runs as fast at 10,000.
 OPENBLAS_SPIN_LOG2_CYCLES = "20"  # 2**20 cycles: about 0.3 ms at 3 GHz
-GOMP_SPIN_POLLS = "100000"
+GOMP_SPIN_POLLS = "10000"
 MALLOC_MMAP_THRESHOLD = 32 << 20  # glibc's maximum (HEAP_MAX_SIZE / 2 on 64-bit)
 MALLOC_TRIM_THRESHOLD = 1 << 30
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (malloc.h)
