@@ -752,11 +752,14 @@ class ChannelsLastProduct:
         self.tap_block = tap_block(x_shape[2:], w_shape[2:], w_shape[0])
 
     def __call__(self, xp, wt, y=compiled.NO_Y, bias=None):
-        x_shape, kernel, dilation, channels, first_channel, out, stride = \
-            self._table_arguments
-        corner = _corners(x_shape, out, stride) if self.corner is None else self.corner
-        offsets = self.offsets if self.offsets is not None else \
-            _offsets(x_shape, kernel, dilation, channels, first_channel)
+        corner, offsets = self.corner, self.offsets
+        if corner is None or offsets is None:  # a large table, looked up by this call
+            x_shape, kernel, dilation, channels, first_channel, out, stride = \
+                self._table_arguments
+            if corner is None:
+                corner = _corners(x_shape, out, stride)
+            if offsets is None:
+                offsets = _offsets(x_shape, kernel, dilation, channels, first_channel)
         y_last = aligned.empty((self.positions + self.rows, self.k_padded))
         self.kernel(np.ascontiguousarray(xp), wt, offsets, corner, y_last, y, *self.tasks,
                     self.tap_block, compiled.NO_ROWS,

@@ -211,24 +211,24 @@ def _stencil(x, w, bias, starts, out):
 class Stencil:
     """``_stencil`` for one shape: N images of C channels, K outputs, read from −``starts``,
     ``out`` positions; called as stencil(x, w, bias) -> y."""
-    __slots__ = ("y_shape", "arguments", "zero_bias", "volume")
+    __slots__ = ("y_shape", "starts", "tasks", "zero_bias", "volume")
 
     def __init__(self, n, c, k, starts, out):
         self.y_shape = (n, k) + out
         self.zero_bias = np.zeros(k, np.float32)  # read only
         # a plane's m output channels split into tasks when there are fewer planes than a
         # few tasks per thread (one image of one channel: vgg_small's first layer)
-        self.arguments = (*starts, _parts(n * c, k // c),
-                          tuning.value("depthwise_runs_per_thread") * numba.get_num_threads())
+        self.starts = tuple(starts)
+        self.tasks = (_parts(n * c, k // c),
+                      tuning.value("depthwise_runs_per_thread") * numba.get_num_threads())
         self.volume = (depthwise3x3.flat_planes(out[-1]),) if len(out) == 3 else None
 
     def __call__(self, x, w, bias=None):
         y = np.empty(self.y_shape, np.float32)
-        *starts, splits, runs = self.arguments
         arguments = (np.ascontiguousarray(x), np.ascontiguousarray(w),
                      self.zero_bias if bias is None else
                      np.ascontiguousarray(bias, dtype=np.float32),
-                     *starts, y, splits, runs)
+                     *self.starts, y, *self.tasks)
         if self.volume is None:
             depthwise3x3.forward(*arguments)
         else:
