@@ -561,7 +561,34 @@ def test_task_split_divides_channels_only_where_the_weights_outweigh_the_inputs(
     assert conv_implicit.task_split(32 * 32 * 32, 64, width)[1] == 1     # res3x3's forward
     chunks, groups = conv_implicit.task_split(8 * 49, 1280, width)        # 320 → 1280 on 7 × 7
     assert groups > 1 and chunks * groups <= tasks
-    assert conv_implicit.task_split(49, width, width) == (tasks, 1)       # one panel
+
+
+@pytest.mark.parametrize("positions, channels", [
+    (49, 16), (64, 256), (256, 128), (8 * 49, 1280), (32 * 256, 64), (32 * 32 * 32, 64),
+    (4 * 112 * 112, 192)])
+def test_task_split_takes_the_fewest_tasks_whose_rows_stay_in_cache(positions, channels):
+    """As many tasks as threads, or a multiple, the fewest whose output rows stay within
+    ``implicit_image_chunk`` floats; past the most tasks allowed, that many."""
+    width = implicit_gemm_numba.LANES
+    threads = conv_implicit.numba.get_num_threads()
+    most = conv_implicit.tuning.value("implicit_chunks_per_thread") * threads
+    budget = conv_implicit.tuning.value("implicit_image_chunk")
+
+    def rows(chunks, groups):
+        return -(-positions // chunks) * -(-(channels // width) // groups) * width
+
+    def fitting(tasks):
+        return [g for g in range(1, tasks + 1) if tasks % g == 0 and g <= channels // width
+                and rows(tasks // g, g) <= budget]
+    chunks, groups = conv_implicit.task_split(positions, channels, width)
+    tasks = chunks * groups
+    if rows(chunks, groups) <= budget:
+        assert tasks % threads == 0 and tasks <= most
+        assert not any(fitting(fewer) for fewer in range(threads, tasks, threads))
+    else:
+        assert not fitting(most) and most // groups == chunks
+    if positions == 49:
+        assert (chunks, groups) == (threads, 1)  # one panel, a few rows: a task per thread
 
 
 def test_per_image_tasks_need_images_enough_and_positions_for_their_channels():

@@ -390,8 +390,8 @@ def test_rows_tile_tool_times_both_cases_and_marks_the_table():
 def test_block_tool_times_every_size_and_marks_the_constants():
     """``python -m cnnkit.bench.tiles --blocks``: the command that re-measures
     implicit_tap_block, implicit_position_block, implicit_weight_share_positions,
-    implicit_plane_tap_block and implicit_image_chunk (on two layers each) and
-    depthwise_weight_band (on three, in ms)."""
+    implicit_plane_tap_block (on two layers), implicit_image_chunk (on three: two per-image
+    products and one over the batch) and depthwise_weight_band (on three, in ms)."""
     from cnnkit import tuning
     from cnnkit.bench.tiles import measure_blocks
     lines = []
@@ -408,7 +408,7 @@ def test_block_tool_times_every_size_and_marks_the_constants():
         assert sum(f"<- {constant_name}" in line for line in lines) == 1
     for name, constant_name, count in (("depthwise band", "depthwise_weight_band", 3),
                                        ("plane tap", "implicit_plane_tap_block", 2),
-                                       ("image chunk", "implicit_image_chunk", 2)):
+                                       ("image chunk", "implicit_image_chunk", 3)):
         constant = tuning.CONSTANTS[constant_name]
         assert constant.measured_by == "python -m cnnkit.bench.tiles --blocks"
         layers = {key[1] for key in results if key[0] == name}

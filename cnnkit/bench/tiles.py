@@ -22,7 +22,8 @@ output positions of dy per pass of the weight kernel; ``implicit_weight_share_po
 the fewest output positions per share of the weight gradient, whose partial sums are added
 afterwards) at a few sizes, on the same layer; then the tap block of 1×1 layers whose planes
 crowd the caches (``implicit_plane_tap_block``) on two such layers, the chunk of output rows
-of per-image forward products (``implicit_image_chunk``) on two layers, and the compiled
+of per-image forward products (``implicit_image_chunk``) on two layers and the tasks over the
+batch it bounds on a third, and the compiled
 depthwise weight gradient's accumulator length (``depthwise_weight_band``) on three
 depthwise layers.
 
@@ -436,7 +437,9 @@ def _measure_plane_tap_block(repeats, clock, log):
 def _measure_image_chunk(repeats, clock, log):
     """{("image chunk", layer, size): ms} of whole forward passes of per-image products whose
     output rows outgrow L2 (ResNet's 7 × 7 stem) or not (a 3 × 3 layer on 56 × 56 maps), for
-    a few chunks of output rows (``implicit_image_chunk``; 2^30: the whole image at once)."""
+    a few chunks of output rows (``implicit_image_chunk``; 2^30: the whole image at once),
+    and of a product over the batch, whose tasks keep their rows within it
+    (``conv.implicit.task_split``; 2^30: one task per thread)."""
     import numpy as np
 
     from .. import tuning
@@ -445,7 +448,8 @@ def _measure_image_chunk(repeats, clock, log):
     current, results = tuning.value("implicit_image_chunk"), {}
     for label, (n, c, k, size, kernel, stride) in (
             ("7 × 7 stem, 8 × 3 × 224² → 64", (8, 3, 64, 224, 7, 2)),
-            ("3 × 3, 8 × 64 × 56² → 64", (8, 64, 64, 56, 3, 1))):
+            ("3 × 3, 8 × 64 × 56² → 64", (8, 64, 64, 56, 3, 1)),
+            ("5 × 5 over the batch, 2 × 1 × 112² → 64", (2, 1, 64, 112, 5, 1))):
         rng = np.random.default_rng(3)
         x = Tensor(rng.standard_normal((n, c, size, size), dtype=np.float32))
         w = Tensor(rng.standard_normal((k, c, kernel, kernel), dtype=np.float32))

@@ -311,12 +311,16 @@ _TABLE = [
              "(3 × 3) alike at 2^16 and above (6.04–6.19 against 5.60–6.31, 2.25–2.42 against "
              "2.31–2.38), 5–10 % slower at 2^15 (the weights read again per chunk). Printed for "
              "a few sizes by " + BLOCKS + " (one core, the stem, whole image against 2^17: "
-             "AVX-512 17.98 against 13.97 ms, AVX2 26.44 against 22.32).",
+             "AVX-512 17.98 against 13.97 ms, AVX2 26.44 against 22.32). The tasks of a "
+             "product over the batch (conv/implicit.task_split) keep their output rows within "
+             "it too: 2 × 1 × 112² → 64 (5 × 5), 2 threads, 0.69–0.72 ms at 2^15 to 2^18 "
+             "against 1.11 at 2^30 (a task per thread).",
              1 << 10, 1 << 30, integer=True, measured_by=BLOCKS),
     Constant("implicit_chunks_per_thread", 8, "parallel tasks per Numba thread",
-             "The implicit GEMM's channels-last kernel runs this many tasks per thread, for "
-             "load balance: chunks of its output positions, times groups of its output "
-             "channels where the weights outweigh the inputs (conv/implicit.task_split)."
+             "The implicit GEMM's channels-last kernel runs at most this many tasks per "
+             "thread: chunks of its output positions, times groups of its output channels "
+             "where the weights outweigh the inputs, as few as keep each task's output rows "
+             "within implicit_image_chunk floats (conv/implicit.task_split)."
              + _NOT_TIMED, 1, 1024, integer=True),
     Constant("fft_min_kernel_taps", 32, "taps (prod(kernel))",
              "A layer is considered for the FFT only from this kernel size on." + _NOT_TIMED,

@@ -784,20 +784,40 @@ def channels_last_product(x_shape, w_shape, stride, dilation, out, first_channel
 
 @tuning.kept(threads=True)
 def task_split(positions, channels, width):
-    """(chunks, groups): the channels-last kernel's parallel tasks, ``implicit_chunks_per_thread``
-    per thread, as chunks of its ``positions`` (output rows) times groups of its weights'
-    panels (``channels`` columns in panels ``width`` wide). Each task reads its chunk's
-    inputs and its panels' weights for every term: over c chunks and g groups, the terms
-    times g·P + c·Kp floats (P positions, Kp channels), least at g = √(tasks · Kp / P). So a
-    large map (P ≫ Kp) is split by positions alone, as res3x3 (32 768 positions, 64 channels),
-    and a deep layer on a small map, whose weights outweigh its inputs, by channels too:
-    2 threads, AVX-512, 16 tasks by positions against the split here, 320 → 1280 channels on
-    8 7 × 7 maps (1×1) 1.52 against 1.38 ms; 512 → 512 on one 7 × 7 map (3×3) 2.91 against
-    2.21; 256 → 256 on 64 8 × 8 maps 15.5 against 15.5 (g = 1 there)."""
-    tasks = tuning.value("implicit_chunks_per_thread") * numba.get_num_threads()
-    panels = channels // width
-    groups = max(1, min(panels, round(math.sqrt(tasks * channels / max(positions, 1)))))
-    return max(1, tasks // groups), groups
+    """(chunks, groups): the channels-last kernel's parallel tasks, as chunks of its
+    ``positions`` (output rows) times groups of its weights' panels (``channels`` columns in
+    panels ``width`` wide). Each task reads its chunk's inputs and its panels' weights for
+    every term: over c chunks and g groups, the terms times g·P + c·Kp floats (P positions,
+    Kp channels), least at g = √(tasks · Kp / P) for a given number of tasks.
+
+    Numba's threads each take an equal run of the tasks, so tasks beyond one per thread
+    balance nothing; what they buy is a task's output rows, (P / c) × (Kp / g) floats, small
+    enough to stay in cache while its tiles add to them after each block of taps and copy
+    them to y at its end (``implicit_image_chunk`` floats, as a per-image product's chunks).
+    So the split is the fewest tasks, a multiple of the thread count, whose rows fit, divided
+    into chunks and groups the way that reads least; a product too large for that at
+    ``implicit_chunks_per_thread`` tasks per thread splits that many by the formula above. A
+    large map (P ≫ Kp) is split by positions alone, as res3x3 (32 768 positions, 64
+    channels), and a deep layer on a small map, whose weights outweigh its inputs, by
+    channels too: 2 threads, AVX-512, 16 tasks by positions against the formula's split,
+    320 → 1280 channels on 8 7 × 7 maps (1×1) 1.52 against 1.38 ms; 512 → 512 on one 7 × 7
+    map (3×3) 2.91 against 2.21; 256 → 256 on 64 8 × 8 maps 15.5 against 15.5 (g = 1 there).
+    The fewest tasks against 16 by the formula (forward passes, 2 threads, AVX-512, best of
+    20 in one process): one image of 48 → 256 channels on 8 × 8 (7 × 7) 0.405 against 0.542
+    ms; one of 256 → 128 on 16 × 16 (5 × 5) 1.59 against 1.83; BENCHMARKS.md, "Tasks as few
+    as keep their rows in cache", has the rest."""
+    threads = numba.get_num_threads()
+    most = tuning.value("implicit_chunks_per_thread") * threads
+    panels = max(1, channels // width)
+    budget = tuning.value("implicit_image_chunk")
+    for tasks in range(threads, most + 1, threads):
+        fits = [(g * positions + tasks // g * channels, tasks // g, g)
+                for g in range(1, min(panels, tasks) + 1) if tasks % g == 0
+                and -(-positions // (tasks // g)) * -(-panels // g) * width <= budget]
+        if fits:
+            return min(fits)[1:]
+    groups = max(1, min(panels, round(math.sqrt(most * channels / max(positions, 1)))))
+    return max(1, most // groups), groups
 
 
 # Recent x86 cores' L1 data caches repeat their sets every 4 KB (one way: 32 KB of 8 ways, 48
