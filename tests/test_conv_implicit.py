@@ -239,6 +239,16 @@ def test_planar_where_channels_last_idles_or_transposes():
     assert not conv_implicit.planar_wins(few, 576, (6, 6), (4, 4), (3, 3))
     assert conv_implicit.planar_wins(few, 576, (18, 18), (16, 16), (3, 3))
     assert conv_implicit.planar_wins(few, 512)  # the map unknown
+    # lanes used alike (a 1-D map that fills the strips, K a multiple of the vector): a
+    # kernel of several taps runs channels-last over too few images for a task per image
+    strips = lanes * implicit_gemm_numba.PLANAR_VECTORS
+    k, length = 4 * lanes, 8 * strips
+    per_image = 4 * conv_implicit.numba.get_num_threads()
+    assert not conv_implicit.planar_wins(k, 6, (length + 2,), (length,), (3,), 1)
+    assert not conv_implicit.planar_wins(k, 6, (length + 2,), (length,), (3,), per_image - 1)
+    assert conv_implicit.planar_wins(k, 6, (length + 2,), (length,), (3,), per_image)
+    assert conv_implicit.planar_wins(k, 6, (length + 2,), (length,), (3,))  # images unknown
+    assert conv_implicit.planar_wins(k, 2, (length,), (length,), (1,), 1)  # one tap
     vol3d = conv_kernels.ConvGeometry.of((4, 8) + (18,) * 3, (16, 8, 3, 3, 3), (1,) * 3, (1,) * 3)
     assert conv_kernels.select(vol3d, "input") == "implicit"
 

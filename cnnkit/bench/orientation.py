@@ -6,7 +6,8 @@ as rows (``implicit_weight_rows_min_weights_per_position``), weight gradients of
 channels with them as rows (``implicit_weight_channel_rows_min_positions`` and ``_max_columns``),
 the planar kernel's copies of its strips (``implicit_planar_pack_min_row_tiles``), and the
 planar orientation of 1×1 products on large maps (``implicit_planar_1x1_min_positions``,
-``implicit_large_map_min_terms_per_output``).
+``implicit_large_map_min_terms_per_output``), and its ties: 1-D layers whose orientations use
+their lanes alike, over a few images and per image.
 
     python -m cnnkit.bench.orientation
     NUMBA_CPU_NAME=haswell python -m cnnkit.bench.orientation     # as on an AVX2 CPU
@@ -386,6 +387,39 @@ def measure_large_maps(log=print):
     return rows
 
 
+# 1-D layers (N, C, K, length, kernel) whose two orientations use their lanes alike (K a
+# multiple of the vector, thin: ``planar_wins``' ties), over a few images and per image.
+TIE_CASES = [(1, 32, 256, 64, 3), (1, 32, 256, 1024, 3), (4, 16, 128, 2048, 3),
+             (1, 8, 64, 4096, 3), (16, 8, 64, 4096, 3), (8, 3, 64, 1024, 7)]
+
+
+def measure_ties(log=print):
+    """[(case, channels-last s, planar s, rule's pick)] for the stride-1 forward passes of
+    ``TIE_CASES`` from an input to pad (``implicit.forward_from``, so a task per image where
+    ``per_image_tasks`` has one, in either orientation), on every core, wall time."""
+    from ..kernels.conv import ConvGeometry, PaddedInput, implicit
+    rng = _on_every_core(log, 5, "1-D forward passes whose orientations use their lanes alike")
+    rows = []
+    for n, c, k, length, kernel in TIE_CASES:
+        x = rng.standard_normal((n, c, length), dtype=np.float32)
+        w = rng.standard_normal((k, c, kernel), dtype=np.float32)
+        pads = ((kernel // 2, kernel - 1 - kernel // 2),)
+        g = ConvGeometry.of((n, c, length + kernel - 1), w.shape, (1,), (1,), 1, np.float32,
+                            pads)
+        times = []
+        for planar in (False, True):
+            with mock.patch.object(implicit, "planar_wins", lambda *shape: planar):
+                times.append(_best(lambda: implicit.forward_from(PaddedInput(x, pads), w, g),
+                                   clock=time.perf_counter))
+        rule = "planar" if implicit._groups_run_planar(g) else "channels-last"
+        faster = _faster(times, "channels-last", "planar")
+        rows.append(((n, c, k, length, kernel), *times, rule))
+        log(f"  K={k:3d} outputs, {c * kernel:3d} terms, {n}×{c}×{length}: channels-last "
+            f"{times[0] * 1e3:6.3f} ms, planar {times[1] * 1e3:6.3f} ms -> {faster:13s} "
+            f"rule: {rule}{_agrees(rule, faster)}")
+    return rows
+
+
 if __name__ == "__main__":
     measure()
     measure_weight()
@@ -395,3 +429,4 @@ if __name__ == "__main__":
     measure_weight_channel_rows()
     measure_packing()
     measure_large_maps()
+    measure_ties()

@@ -495,7 +495,16 @@ def planar_wins(out_channels, taps, padded=None, out=None, kernel=None, images=N
     command, planar against channels-last, AVX-512: 10 outputs of 512 terms on 2 × 2 maps
     6.06 against 0.78 ms, 8 of a 3 × 3 kernel's 576 on 4 × 4 maps 1.18 against 0.67, 12 of
     256 on 4 × 4 0.26 against 0.14; 8 of 288 on 7 × 7, whose strips are 77 % used, 0.41
-    against 0.52; AVX2, 4 outputs of 512 on 2 × 2 1.39 against 0.67."""
+    against 0.52; AVX2, 4 outputs of 512 on 2 × 2 1.39 against 0.67.
+
+    Where both use their lanes alike (a 1-D map fills the planar strips, and K fills the
+    vectors), a kernel wider than one tap runs channels-last over ``images`` too few for a
+    task per image (``per_image_tasks``): planar, the whole batch's grid is then written and
+    cropped into y in a pass of its own, and the batch's last image copied aside for the
+    strips that read past it. 2 threads, wall time, planar against channels-last (``python
+    -m cnnkit.bench.orientation``, its 1-D table): one image of 32 → 256 channels, 64 long
+    (3 taps), 79.9 against 54.7 µs; 4 × 16 → 128, 2048 long, 0.99 against 0.65 ms; with a
+    task per image planar stays, 16 × 8 → 64, 4096 long, 1.40 against 1.68 ms."""
     few = out_channels < compiled.LANES
     if few and padded is None:
         return True
@@ -512,7 +521,12 @@ def planar_wins(out_channels, taps, padded=None, out=None, kernel=None, images=N
             return True
     if taps > tuning.value("implicit_planar_max_terms_per_output") * out_channels:
         return False
-    return padded is None or planar_use >= channels_last_use
+    if padded is None:
+        return True
+    if not pointwise and images is not None and \
+            not per_image_tasks(images, math.prod(out), out_channels):
+        return planar_use > channels_last_use
+    return planar_use >= channels_last_use
 
 
 def _deep_per_image(out_channels, taps, out, images):
