@@ -68,6 +68,17 @@ def _best(run, repeats=7, clock=time.process_time):
     return best
 
 
+def _each_orientation(run, clock=time.process_time):
+    """[channels-last s, planar s]: ``_best`` of ``run`` with ``implicit.planar_wins`` forced
+    each way."""
+    from ..kernels.conv import implicit
+    times = []
+    for planar in (False, True):
+        with mock.patch.object(implicit, "planar_wins", lambda *shape: planar):
+            times.append(_best(run, clock=clock))
+    return times
+
+
 def _faster(times, first, second):
     """The name of the faster of two timed settings, ``times`` in the order of the names."""
     return second if times[1] < times[0] else first
@@ -94,10 +105,7 @@ def measure(log=print):
         w = rng.standard_normal((k, c) + kernel, dtype=np.float32)
         out = tuple(p - q + 1 for p, q in zip(padded, kernel))
         ones = (1,) * len(kernel)
-        times = []
-        for planar in (False, True):
-            with mock.patch.object(implicit, "planar_wins", lambda *shape: planar):
-                times.append(_best(lambda: implicit.forward(xp, w, ones, ones, out)))
+        times = _each_orientation(lambda: implicit.forward(xp, w, ones, ones, out))
         taps = c * int(np.prod(kernel))
         rule = "planar" if implicit.planar_wins(k, taps, padded, out, kernel) else "channels-last"
         faster = _faster(times, "channels-last", "planar")
@@ -406,11 +414,8 @@ def measure_ties(log=print):
         pads = ((kernel // 2, kernel - 1 - kernel // 2),)
         g = ConvGeometry.of((n, c, length + kernel - 1), w.shape, (1,), (1,), 1, np.float32,
                             pads)
-        times = []
-        for planar in (False, True):
-            with mock.patch.object(implicit, "planar_wins", lambda *shape: planar):
-                times.append(_best(lambda: implicit.forward_from(PaddedInput(x, pads), w, g),
-                                   clock=time.perf_counter))
+        times = _each_orientation(lambda: implicit.forward_from(PaddedInput(x, pads), w, g),
+                                  clock=time.perf_counter)
         rule = "planar" if implicit._groups_run_planar(g) else "channels-last"
         faster = _faster(times, "channels-last", "planar")
         rows.append(((n, c, k, length, kernel), *times, rule))
