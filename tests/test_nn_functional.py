@@ -389,6 +389,28 @@ def test_batch_norm_without_running_stats_uses_batch_statistics():
     close(out, expected, np.float64)
 
 
+@pytest.mark.parametrize("shape", [(0, 3, 3, 3), (0, 3), (2, 3, 0, 4)])
+def test_batch_norm_in_training_of_no_values_gives_no_values(shape):
+    """An empty batch in training: an empty result, zero gradients for γ and β and the
+    running statistics untouched, as PyTorch's."""
+    ours = [cnnkit.tensor(np.ones(3, np.float32), requires_grad=True) for _ in range(2)]
+    theirs = [torch.ones(3, requires_grad=True) for _ in range(2)]
+    x, xt = cnnkit.tensor(np.zeros(shape, np.float32), requires_grad=True), \
+        torch.zeros(shape, requires_grad=True)
+    stats, stats_t = [np.full(3, 2.0, np.float32) for _ in range(2)], \
+        [torch.full((3,), 2.0) for _ in range(2)]
+    y = F.batch_norm(x, *stats, *ours, training=True)
+    yt = TF.batch_norm(xt, *stats_t, *theirs, training=True)
+    y.sum().backward()
+    yt.sum().backward()
+    assert y.shape == tuple(yt.shape) == shape and x.grad.shape == shape
+    for a, b in zip(stats + [p.grad for p in ours], stats_t + [p.grad for p in theirs]):
+        np.testing.assert_array_equal(a, b.numpy())
+    module = cnnkit.nn.BatchNorm2d(3)
+    module(cnnkit.tensor(np.zeros((0, 3, 4, 4), np.float32)))
+    assert module.num_batches_tracked.data == 1 and not module.running_mean.data.any()
+
+
 def test_batch_norm_checks_arguments():
     x = cnnkit.tensor(np.ones((4, 3, 2)))
     with pytest.raises(ValueError, match="running_mean"):
@@ -397,6 +419,8 @@ def test_batch_norm_checks_arguments():
         F.batch_norm(x, None, None, training=False)
     with pytest.raises(ValueError, match="more than 1 value"):
         F.batch_norm(cnnkit.tensor(np.ones((1, 3))), None, None, training=True)
+    with pytest.raises(ValueError, match="more than 1 value"):  # no channels
+        F.batch_norm(cnnkit.tensor(np.ones((4, 0, 2))), None, None, training=True)
     with pytest.raises(ValueError, match="weight"):
         F.batch_norm(x, np.zeros(3), np.ones(3), weight=cnnkit.tensor(np.ones(4)))
 

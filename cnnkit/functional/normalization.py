@@ -72,9 +72,11 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
                              f"{param.shape}")
     axes = (0,) + tuple(range(2, x.ndim))
     count = x.size // channels if channels else 0
-    if training and count <= 1:
+    if training and (count == 1 or not channels):
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                          f"got input of shape {x.shape}")
+    if training and count == 0:
+        return _empty_batch(x, gamma, beta)
     bshape = (1, channels) + (1,) * (x.ndim - 2)  # (C,) -> broadcastable against x
     if x.ndim > 2 and x.dtype in _LOOP_DTYPES and x.data.size >= tuning.value(
             "compiled_min_size" if not training else "batchnorm_training_compiled_min_size"):
@@ -113,6 +115,20 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
         return grads
     parents = (x,) + tuple(p for p in (gamma, beta) if p is not None)
     return Tensor._make(out.astype(x.dtype, copy=False), parents, backward, "batch_norm")
+
+
+def _empty_batch(x, gamma, beta):
+    """Training ``batch_norm`` of a batch with no values (no images, or an empty map): an
+    empty result, whose gradients are empty for x and zero for γ and β, and running
+    statistics left as they are, as PyTorch's."""
+    def backward(g):
+        grads = (np.zeros_like(x.data) if x.requires_grad else None,)
+        for param in (gamma, beta):
+            if param is not None:
+                grads += (np.zeros_like(param.data) if param.requires_grad else None,)
+        return grads
+    parents = (x,) + tuple(p for p in (gamma, beta) if p is not None)
+    return Tensor._make(x.data.copy(), parents, backward, "batch_norm")
 
 
 def _update_running(mean_buf, var_buf, mean, var, momentum, count):

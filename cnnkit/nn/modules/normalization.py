@@ -80,7 +80,7 @@ class _BatchNorm(Module):
         if input.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}: input has {input.shape[1]} channels, "
                              f"expected num_features={self.num_features}")
-        if self.training and input.size // max(input.shape[1], 1) <= 1:
+        if self.training and input.size // input.shape[1] == 1:  # channels: checked above
             raise ValueError(f"Expected more than 1 value per channel when training, got input "
                              f"of shape {tuple(input.shape)}")
         factor = 0.0 if self.momentum is None else self.momentum
