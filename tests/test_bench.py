@@ -531,6 +531,28 @@ def test_sweep_times_each_pass_of_random_layers_against_every_algorithm(monkeypa
         assert message in capsys.readouterr().err
 
 
+def test_sweep_against_torch_times_forward_passes_and_steps(monkeypatch, capsys, tmp_path):
+    """``python -m cnnkit.bench.sweep --torch``: each drawn layer's forward pass and training
+    step against PyTorch's (a dilated one too), the summary's geomean and count from the
+    rows written to --json."""
+    import json
+
+    from cnnkit.bench import sweep
+    tiny = (2, 2, 4, 8, (9, 9), 3, 1, 2, 1, 2)
+    monkeypatch.setattr(sweep, "draw_layer", lambda pick: tiny)
+    out = tmp_path / "rows.json"
+    sweep.main(["--torch", "--seconds", "0.01", "--threshold", "1", "--json", str(out)])
+    printed = capsys.readouterr().out.splitlines()
+    rows = json.loads(out.read_text())
+    assert [row["pass"] for row in rows[:2]] == ["forward", "step"]
+    assert all(row["layer"] == [2, 2, 4, 8, [9, 9], 3, 1, 2, 1, 2] and row["ms"] > 0 and
+               row["ratio"] == pytest.approx(row["ms"] / row["torch_ms"]) for row in rows)
+    steps = [row["ratio"] for row in rows if row["pass"] == "step"]
+    assert printed[-1] == (f"{len(steps)} step rows: geomean {sweep.geomean(steps):.3f} of "
+                           f"PyTorch's time, {sum(r > 1 for r in steps)} over 1")
+    assert sweep.geomean([2.0, 8.0]) == pytest.approx(4.0) and sweep.geomean([]) == 1.0
+
+
 def test_planar_input_fits_the_rule_that_loses_least(monkeypatch, capsys, tmp_path):
     """``python -m cnnkit.bench.planar_input``: distinct layers of fewer input channels than a
     vector's lanes, each input gradient timed as the heuristic runs it without the rule and on

@@ -1,7 +1,9 @@
 """Audit the convolution heuristic on layers no suite has: random layers, each pass's pick
-timed against every other algorithm that applies, forced.
+timed against every other algorithm that applies, forced; or, with ``--torch``, each layer's
+forward pass and training step against PyTorch's, as the layer suite times its rows.
 
     python -m cnnkit.bench.sweep [--seconds 300] [--seed 0] [--threshold 1.25] [--json FILE]
+    python -m cnnkit.bench.sweep --torch [--seconds 300] [--seed 0] [--threshold 1.25]
 
 The suites judge the heuristic on the layers they name, so a rule tuned to them can be wrong
 everywhere else (BENCHMARKS.md, "Large kernels on the implicit GEMM", "3-D depthwise layers on
@@ -15,6 +17,7 @@ between 10⁵ and 4·10⁸ multiply-adds, so that each takes a few seconds at mo
 """
 import argparse
 import json
+import math
 import random
 import time
 
@@ -95,22 +98,48 @@ def time_passes(layer, rng):
     return rows
 
 
-def sweep(seconds, seed, threshold, log=print):
+def time_against_torch(layer):
+    """[{pass, ms, torch_ms, ratio}] of ``layer``'s forward pass (no graph) and training step
+    (forward with the bias, then backward), cnnkit against PyTorch, round-robin in one
+    process as the layer suite times its rows (``layers.LayerStep``)."""
+    from .layers import LayerStep, _in_turns, _pair
+    dims, n, c, k, spatial, kernel, stride, dilation, groups, padding = layer
+    step = LayerStep("drawn", {"drawn": (dims, n, c, k, spatial, kernel, stride, padding,
+                                         groups, dilation)})
+    rows = []
+    for pass_name, backward in (("forward", False), ("step", True)):
+        ours, theirs = _in_turns(_pair(step.ours, step.theirs, backward), 3)
+        rows.append({"pass": pass_name, "ms": ours * 1e3, "torch_ms": theirs * 1e3,
+                     "ratio": ours / theirs})
+    return rows
+
+
+def sweep(seconds, seed, threshold, log=print, against_torch=False):
     """Time random layers for ``seconds``; returns every pass's row (with its layer), logging
-    the passes whose pick took more than ``threshold`` times the fastest's."""
+    the passes whose pick took more than ``threshold`` times the fastest's (``against_torch``:
+    the forward passes and steps that took more than that many times PyTorch's)."""
     pick, rng = random.Random(seed), np.random.default_rng(seed)
     rows, start = [], time.perf_counter()
     while time.perf_counter() - start < seconds:
         layer = draw_layer(pick)
         if layer is None:
             continue
-        for row in time_passes(layer, rng):
+        for row in time_against_torch(layer) if against_torch else time_passes(layer, rng):
             row["layer"] = list(layer[:4]) + [list(layer[4])] + list(layer[5:])
             rows.append(row)
-            if row["ratio"] > threshold:
+            if row["ratio"] > threshold and against_torch:
+                log(f"{layer} {row['pass']}: {row['ms']:.3f} ms, PyTorch "
+                    f"{row['torch_ms']:.3f} ms ({row['ratio']:.2f})")
+            elif row["ratio"] > threshold:
                 log(f"{layer} {row['pass']}: {row['pick']} {row['pick_ms']:.2f} ms, "
                     f"{row['best']} {row['best_ms']:.2f} ms ({row['ratio']:.2f})")
     return rows
+
+
+def geomean(values):
+    """The geometric mean of positive ``values`` (1.0 of none)."""
+    values = list(values)
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else 1.0
 
 
 def main(argv=None):
@@ -123,14 +152,24 @@ def main(argv=None):
     parser.add_argument("--threshold", type=float, default=1.25,
                         help="print passes whose pick took this many times the fastest's")
     parser.add_argument("--json", metavar="FILE", help="write every pass's row here")
+    parser.add_argument("--torch", action="store_true",
+                        help="time each layer's forward pass and step against PyTorch's")
     args = parser.parse_args(argv)
     if args.seconds <= 0:
         parser.error("--seconds must be positive")
     if args.threshold < 1:
         parser.error("--threshold must be at least 1")
-    rows = sweep(args.seconds, args.seed, args.threshold)
-    slow = sum(row["ratio"] > args.threshold for row in rows)
-    print(f"{len(rows)} passes; {slow} with the pick over {args.threshold:g} times the fastest")
+    rows = sweep(args.seconds, args.seed, args.threshold, against_torch=args.torch)
+    if args.torch:
+        for pass_name in ("forward", "step"):
+            ratios = [row["ratio"] for row in rows if row["pass"] == pass_name]
+            slow = sum(ratio > args.threshold for ratio in ratios)
+            print(f"{len(ratios)} {pass_name} rows: geomean {geomean(ratios):.3f} of "
+                  f"PyTorch's time, {slow} over {args.threshold:g}")
+    else:
+        slow = sum(row["ratio"] > args.threshold for row in rows)
+        print(f"{len(rows)} passes; {slow} with the pick over {args.threshold:g} times the "
+              "fastest")
     if args.json:
         atomic_write_text(args.json, json.dumps(rows, indent=1))
 
