@@ -553,6 +553,20 @@ def test_sweep_against_torch_times_forward_passes_and_steps(monkeypatch, capsys,
     assert sweep.geomean([2.0, 8.0]) == pytest.approx(4.0) and sweep.geomean([]) == 1.0
 
 
+def test_subpixel_tool_times_both_ways_beside_the_rule():
+    """``python -m cnnkit.bench.subpixel``: each layer's strided input gradient on im2col and
+    over all phases, forced, with the heuristic's pick (one of the two) and its terms."""
+    from cnnkit.bench import subpixel
+    lines = []
+    layers = [(2, 2, 2, 8, 7, 5), (1, 2, 2, 8, 32, 3)]
+    rows = subpixel.measure(1, layers, log=lines.append)
+    assert [row[0] for row in rows] == layers
+    assert all(row[1] > 0 and row[2] > 0 and row[3] in ("gemm", "implicit") for row in rows)
+    assert len(lines) == 3 and "terms, taps 0.69 of them" in lines[1]
+    with pytest.raises(SystemExit):
+        subpixel.main(["--repeats", "0"])
+
+
 def test_planar_input_fits_the_rule_that_loses_least(monkeypatch, capsys, tmp_path):
     """``python -m cnnkit.bench.planar_input``: distinct layers of fewer input channels than a
     vector's lanes, each input gradient timed as the heuristic runs it without the rule and on

@@ -564,6 +564,36 @@ def test_forward_tasks_split_by_channels_too_give_the_same_floats(k):
         np.testing.assert_array_equal(y, results[0])
 
 
+def _strided_input_geometry(dims, n, c, k, side, kernel):
+    pad = kernel // 2
+    return conv_kernels.ConvGeometry.of((n, c) + (side + 2 * pad,) * dims,
+                                        (k, c) + (kernel,) * dims, (2,) * dims, (1,) * dims,
+                                        1, np.float32, ((pad, pad),) * dims)
+
+
+def test_strided_input_gradients_of_few_channels_over_all_phases_by_their_share_of_taps():
+    """Below ``implicit_subpixel_min_terms``, a strided input gradient of fewer channels than
+    a vector's lanes that the fold leaves runs over all phases where its kernel's taps are
+    ``implicit_subpixel_min_share`` of the product's terms (2-D 5 × 5 and wider at stride
+    2), or where it is 3-D; else (a 2-D 3 × 3) im2col + col2im."""
+    from cnnkit import tuning
+    assert strided_input.subpixel_share(_strided_input_geometry(2, 1, 2, 8, 8, 3)) == 9 / 16
+    assert strided_input.subpixel_share(_strided_input_geometry(2, 1, 2, 8, 8, 5)) == \
+        pytest.approx(25 / 36)
+    assert strided_input.subpixel_share(_strided_input_geometry(1, 1, 2, 8, 8, 7)) == 7 / 8
+    cases = [((2, 16, 2, 16, 7, 7), "implicit"), ((2, 8, 2, 48, 7, 5), "implicit"),
+             ((3, 4, 2, 8, 8, 3), "implicit"), ((2, 16, 2, 16, 7, 3), "gemm")]
+    minimum = tuning.value("implicit_subpixel_min_terms")
+    for layer, expected in cases:
+        g = _strided_input_geometry(*layer)
+        assert not window_fold.wins(g) and strided_input.every_phase_has_taps(g)
+        assert strided_input.subpixel_terms(g) < minimum and layer[2] < implicit_gemm_numba.LANES
+        assert conv_kernels.select(g, "input") == expected, layer
+    with tuning.override(implicit_subpixel_min_share=1.0):
+        assert conv_kernels.select(_strided_input_geometry(2, 16, 2, 16, 7, 7), "input") == \
+            "gemm"
+
+
 def test_task_split_divides_channels_only_where_the_weights_outweigh_the_inputs():
     width = implicit_gemm_numba.LANES
     tasks = conv_implicit.tuning.value("implicit_chunks_per_thread") * \

@@ -12,6 +12,7 @@ TUNE = "cnnkit tune"  # also: python -m cnnkit.bench --calibrate
 BLOCKS = "python -m cnnkit.bench.tiles --blocks"
 PLANAR_INPUT = "python -m cnnkit.bench.planar_input"
 VOLUME_STENCIL = "python -m cnnkit.bench.volume_stencil"
+SUBPIXEL = "python -m cnnkit.bench.subpixel"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,11 +90,25 @@ _TABLE = [
              "A strided input gradient with fewer input channels than one vector's lanes is "
              "one implicit GEMM over all phases (``kernels/conv/strided_input.py``) from this "
              "many terms per output on (K · the phases' union of shifts), else im2col + "
-             "col2im. 2 threads, AVX-512 and AVX2: 11×11 at stride 4, C = 3, K = 64 (576 "
-             "terms) 7.2 against 9.4 and 9.0 against 11.6 ms; 7×7 at stride 2, C = 3, K = 64 "
-             "(1024 terms) 13.7 against 22.5 and 20.4 against 25.7; 5×5 at stride 2, C = 1, "
-             "K = 32 (288 terms) 0.33 against 0.32; 3×3 at stride 2, C = 8, K = 32 (128 "
-             "terms) 1.02 against 0.81." + _NOT_TIMED, 1, 1 << 20, integer=True),
+             "col2im, unless the product's share of taps takes it anyway "
+             "(implicit_subpixel_min_share). 2 threads, AVX-512 and AVX2: 11×11 at stride 4, "
+             "C = 3, K = 64 (576 terms) 7.2 against 9.4 and 9.0 against 11.6 ms; 7×7 at "
+             "stride 2, C = 3, K = 64 (1024 terms) 13.7 against 22.5 and 20.4 against 25.7; "
+             "5×5 at stride 2, C = 1, K = 32 (288 terms) 0.33 against 0.32; 3×3 at stride 2, "
+             "C = 8, K = 32 (128 terms) 1.02 against 0.81. Its 1-D layers, printed by "
+             + SUBPIXEL + ": below it, small ones on 2 or 4 channels ran up to 2.2 times as "
+             "long over all phases.", 1, 1 << 20, integer=True, measured_by=SUBPIXEL),
+    Constant("implicit_subpixel_min_share", 0.66, "taps / terms",
+             "A strided 2-D input gradient with fewer input channels than one vector's lanes "
+             "(where the windows' fold does not take it) is one implicit GEMM over all phases, "
+             "whatever its terms, where the kernel's taps are at least this share of that "
+             "product's terms (the rest are zero weights: the shifts a phase lacks): 5×5 "
+             "(25 of 36) and wider kernels at stride 2, not 3×3 (9 of 16); a 3-D one is, "
+             "whatever its share. " + SUBPIXEL + " prints both against im2col + col2im: 2 "
+             "threads, AVX-512, 2-D 5×5 and 7×7 at stride 2 on 2 to 12 channels took "
+             "0.17–0.93 of im2col's time, 3×3 0.35–1.18 (over 1 on 2 and 4 channels), 3-D "
+             "3×3×3 and 5×5×5 0.12–0.95 (BENCHMARKS.md, \"Strided input gradients of few "
+             "channels over all phases by their share of taps\").", 0.0, 1.0, measured_by=SUBPIXEL),
     Constant("implicit_fold_min_gain", 1.15, "× (multiply-adds)",
              "A strided 1-D or 2-D input gradient of fewer input channels (per group) than a "
              "vector's lanes folds its windows' columns into dx (``kernels/conv/"

@@ -129,7 +129,10 @@ def _strided_input_wins(g):
 
     * every phase reached by taps: per phase res3x3_s2 (C = 64) 4.8 against 7.0 / 7.2
       against 8.8; one product from ``implicit_subpixel_min_terms`` terms on, whose zero
-      weights (the shifts a phase lacks) cost it below that;
+      weights (the shifts a phase lacks) cost it below that, unless they are few
+      (``implicit_subpixel_min_share`` of its terms are taps: 2-D kernels of 5 × 5 and more
+      at stride 2) or the kernel is 3-D, whose columns cost im2col + col2im most
+      (``python -m cnnkit.bench.subpixel``);
     * taps apart (``strided_input.taps_apart``: a kernel no wider than its stride), where
       the one product pads no shift with zero weights (k = s), or only whole phases (k < s):
       from ``implicit_min_taps`` terms on. dx of C channels from dy of K, on N maps:
@@ -161,8 +164,10 @@ def _strided_input_wins(g):
             g.out_channels <= tuning.value("implicit_empty_phases_max_terms")
     if apart:
         return strided_input.subpixel_terms(g) >= tuning.value("implicit_min_taps")
-    return strided_input.every_phase_has_taps(g) and strided_input.subpixel_terms(g) >= \
-        tuning.value("implicit_subpixel_min_terms")
+    return strided_input.every_phase_has_taps(g) and (
+        strided_input.subpixel_terms(g) >= tuning.value("implicit_subpixel_min_terms") or
+        len(g.kernel) == 3 or len(g.kernel) == 2 and strided_input.subpixel_share(g) >=
+        tuning.value("implicit_subpixel_min_share"))
 
 
 def _pointwise_few_images(g, pass_name):

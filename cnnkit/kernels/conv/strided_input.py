@@ -73,6 +73,16 @@ def subpixel_terms(geometry):
     return terms
 
 
+def subpixel_share(geometry):
+    """The share of ``subpixel``'s terms that are the kernel's taps, the rest zero weights
+    (the shifts a phase lacks): per dim, k over the union of the shifts times the stride."""
+    share = 1.0
+    for k, s, d in zip(geometry.kernel, geometry.stride, geometry.dilation):
+        shifts = [e for _, e in _shifts(k, s, d).values()]
+        share *= k / ((max(shifts) - min(shifts) + 1) * s)
+    return share
+
+
 def _shifts(k, s, d):
     """{tap a: (phase r, shift e)} of one dim: a·d = e·s + r."""
     return {a: (a * d % s, a * d // s) for a in range(k)}
