@@ -537,15 +537,25 @@ def test_sweep_against_torch_times_forward_passes_and_steps(monkeypatch, capsys,
     rows written to --json."""
     import json
 
-    from cnnkit.bench import sweep
-    tiny = (2, 2, 4, 8, (9, 9), 3, 1, 2, 1, 2)
+    from cnnkit.bench import layers, sweep
+    tiny = (2, 2, 4, 8, (9, 9), 3, 2, 2, 2, 1)  # stride 2, dilation 2, 2 groups, padding 1
     monkeypatch.setattr(sweep, "draw_layer", lambda pick: tiny)
+    steps = []
+
+    class Recorded(layers.LayerStep):
+        def __init__(self, name, cases):
+            super().__init__(name, cases)
+            steps.append(self)
+    monkeypatch.setattr(layers, "LayerStep", Recorded)
     out = tmp_path / "rows.json"
     sweep.main(["--torch", "--seconds", "0.01", "--threshold", "1", "--json", str(out)])
     printed = capsys.readouterr().out.splitlines()
     rows = json.loads(out.read_text())
+    g = steps[0].geometry
+    assert (g.batch, g.in_channels, g.out_channels, g.padded, g.kernel, g.stride, g.dilation,
+            g.groups) == (2, 4, 8, (11, 11), (3, 3), (2, 2), (2, 2), 2)
     assert [row["pass"] for row in rows[:2]] == ["forward", "step"]
-    assert all(row["layer"] == [2, 2, 4, 8, [9, 9], 3, 1, 2, 1, 2] and row["ms"] > 0 and
+    assert all(row["layer"] == [2, 2, 4, 8, [9, 9], 3, 2, 2, 2, 1] and row["ms"] > 0 and
                row["ratio"] == pytest.approx(row["ms"] / row["torch_ms"]) for row in rows)
     steps = [row["ratio"] for row in rows if row["pass"] == "step"]
     assert printed[-1] == (f"{len(steps)} step rows: geomean {sweep.geomean(steps):.3f} of "
@@ -561,10 +571,24 @@ def test_subpixel_tool_times_both_ways_beside_the_rule():
     layers = [(2, 2, 2, 8, 7, 5), (1, 2, 2, 8, 32, 3)]
     rows = subpixel.measure(1, layers, log=lines.append)
     assert [row[0] for row in rows] == layers
+    assert max(subpixel.strided_input.subpixel_terms(subpixel._geometry(*layer))
+               for layer in subpixel.LAYERS) >= 512  # the terms' threshold is measured too
     assert all(row[1] > 0 and row[2] > 0 and row[3] in ("gemm", "implicit") for row in rows)
     assert len(lines) == 3 and "terms, taps 0.69 of them" in lines[1]
     with pytest.raises(SystemExit):
         subpixel.main(["--repeats", "0"])
+
+
+def test_orientation_ties_time_both_orientations_beside_the_rule(monkeypatch):
+    """``python -m cnnkit.bench.orientation``'s 1-D table: each layer's forward pass in both
+    orientations, forced, with the rule's pick."""
+    from cnnkit.bench import orientation
+    monkeypatch.setattr(orientation, "TIE_CASES", [(1, 4, 32, 64, 3), (8, 2, 16, 64, 3)])
+    monkeypatch.setattr(orientation, "_best", lambda run, repeats=7, clock=None: (run(), 1.0)[1])
+    lines = []
+    rows = orientation.measure_ties(log=lines.append)
+    assert [row[0] for row in rows] == orientation.TIE_CASES and len(lines) == 3
+    assert all(row[1:3] == (1.0, 1.0) and row[3] in ("planar", "channels-last") for row in rows)
 
 
 def test_planar_input_fits_the_rule_that_loses_least(monkeypatch, capsys, tmp_path):

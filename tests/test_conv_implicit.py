@@ -631,6 +631,26 @@ def test_task_split_takes_the_fewest_tasks_whose_rows_stay_in_cache(positions, c
         assert (chunks, groups) == (threads, 1)  # one panel, a few rows: a task per thread
 
 
+@pytest.mark.skipif(conv_implicit.numba.config.NUMBA_NUM_THREADS < 2, reason="one thread")
+def test_task_split_of_two_threads_reads_least_among_the_splits_that_fit():
+    """At 2 threads, 16-float panels and the default bounds (2^17 floats of rows, 8 tasks a
+    thread): the split of the fewest tasks that fit, the one reading least (g·P + c·Kp), and
+    the formula's past them."""
+    from cnnkit import tuning
+    threads = conv_implicit.numba.get_num_threads()
+    conv_implicit.numba.set_num_threads(2)
+    try:
+        with tuning.override(implicit_image_chunk=1 << 17, implicit_chunks_per_thread=8):
+            splits = {shape: conv_implicit.task_split(*shape, 16) for shape in [
+                (392, 1280), (8192, 64), (64, 256), (25088, 64), (32768, 64), (49, 16),
+                (4 * 112 * 112, 192)]}
+    finally:
+        conv_implicit.numba.set_num_threads(threads)
+    assert splits == {(392, 1280): (1, 4), (8192, 64): (4, 1), (64, 256): (1, 2),
+                      (25088, 64): (14, 1), (32768, 64): (16, 1), (49, 16): (2, 1),
+                      (4 * 112 * 112, 192): (16, 1)}
+
+
 def test_per_image_tasks_need_images_enough_and_positions_for_their_channels():
     n = 4 * conv_implicit.numba.get_num_threads()
     assert conv_implicit.per_image_tasks(n, 32 * 32, 64)         # res3x3's input gradient

@@ -1,5 +1,6 @@
 """Suite 1: single layers, forward and forward+backward (input, weight and bias gradients);
 suite "more": the same for layers outside the targets (``MORE_CASES``)."""
+import functools
 import math
 
 import numpy as np
@@ -170,8 +171,14 @@ class LayerStep:
         self.geometry = ConvGeometry.of((n, c) + padded, (k, c // groups) + (kernel,) * n_dims,
                                         (stride,) * n_dims, (dilation,) * n_dims, groups,
                                         np.float32, ((padding, padding),) * n_dims)
-        self.blas = LayerProducts(groups, k // groups, c // groups * kernel ** n_dims,
-                                  n * math.prod(out))
+        self._blas_shape = (groups, k // groups, c // groups * kernel ** n_dims,
+                            n * math.prod(out))
+
+    @functools.cached_property
+    def blas(self):
+        """The layer's three products by BLAS (``LayerProducts``), made on first use: their
+        operands, im2col's columns among them, are as large as the layer's multiply-adds."""
+        return LayerProducts(*self._blas_shape)
 
 
 def conv_case(name, repeats, cases=CONV_CASES):

@@ -8,8 +8,9 @@ all its phases (``strided_input.subpixel``) rather than im2col + col2im (``gemm`
 Each layer's input gradient, at stride 2, through the dispatcher with each of the two forced,
 round-robin in one process on every core (three calls a turn, best of ``--repeats``), beside
 the product's terms (K · the phases' union of shifts), the share of them that are taps, and
-the heuristic's pick. The layers are 1-D, 2-D and 3-D kernels on 2 to 12 channels, below the
-terms from which the product runs whatever its share; on a target where the implicit GEMM
+the heuristic's pick. The layers are 1-D, 2-D and 3-D kernels on 2 to 12 channels, most below
+the terms from which the product runs whatever its share and two at them (512 with the
+default); on a target where the implicit GEMM
 arranges one otherwise (the windows' fold, ``window_fold.wins``, or a product per phase from a
 vector of channels on), the row names that arrangement, which the rule does not decide.
 """
@@ -24,6 +25,7 @@ from .timing import best_of_interleaved
 # (dims, images, input channels, output channels, side, kernel), all at stride 2
 LAYERS = [
     (1, 8, 2, 16, 256, 3), (1, 32, 4, 48, 1024, 5), (1, 8, 8, 16, 256, 9),
+    (1, 8, 2, 256, 256, 3), (2, 16, 4, 128, 7, 3),
     (2, 16, 2, 16, 7, 3), (2, 16, 4, 48, 7, 3), (2, 16, 8, 16, 14, 5),
     (2, 16, 8, 16, 14, 7), (2, 32, 12, 24, 14, 7), (2, 8, 2, 48, 7, 5),
     (3, 4, 2, 8, 8, 3), (3, 16, 4, 16, 12, 3), (3, 16, 8, 8, 12, 5),
@@ -31,6 +33,13 @@ LAYERS = [
 STRIDE = 2
 # the implicit GEMM's other arrangements of a strided input gradient, by function name
 _ARRANGEMENTS = {"input_gradient": "the windows' fold", "by_phases": "a product per phase"}
+
+
+def _geometry(dims, n, c, k, side, kernel):
+    """The ``ConvGeometry`` of a layer of ``LAYERS``: stride 2, padded by half its kernel."""
+    pad = kernel // 2
+    return ConvGeometry.of((n, c) + (side + 2 * pad,) * dims, (k, c) + (kernel,) * dims,
+                           (STRIDE,) * dims, (1,) * dims, 1, np.float32, ((pad, pad),) * dims)
 
 
 def measure(repeats=5, layers=LAYERS, log=print):
@@ -41,13 +50,10 @@ def measure(repeats=5, layers=LAYERS, log=print):
     rows = []
     for layer in layers:
         dims, n, c, k, side, kernel = layer
-        pad = kernel // 2
-        padded, pads = (side + 2 * pad,) * dims, ((pad, pad),) * dims
-        steps, ones = (STRIDE,) * dims, (1,) * dims
-        w = rng.standard_normal((k, c) + (kernel,) * dims, dtype=np.float32)
-        out = (side + 2 * pad - kernel) // STRIDE + 1
-        dy = rng.standard_normal((n, k) + (out,) * dims, dtype=np.float32)
-        g = ConvGeometry.of((n, c) + padded, w.shape, steps, ones, 1, np.float32, pads)
+        g = _geometry(*layer)
+        padded, pads, steps, ones = g.padded, g.pads, g.stride, g.dilation
+        w = rng.standard_normal((k, c) + g.kernel, dtype=np.float32)
+        dy = rng.standard_normal((n, k) + g.out, dtype=np.float32)
 
         def forced(name):
             def run():

@@ -4,6 +4,7 @@ forward pass and training step against PyTorch's, as the layer suite times its r
 
     python -m cnnkit.bench.sweep [--seconds 300] [--seed 0] [--threshold 1.25] [--json FILE]
     python -m cnnkit.bench.sweep --torch [--seconds 300] [--seed 0] [--threshold 1.25]
+                                 [--json FILE]
 
 The suites judge the heuristic on the layers they name, so a rule tuned to them can be wrong
 everywhere else (BENCHMARKS.md, "Large kernels on the implicit GEMM", "3-D depthwise layers on
@@ -16,6 +17,7 @@ is found. Layers keep to
 between 10⁵ and 4·10⁸ multiply-adds, so that each takes a few seconds at most.
 """
 import argparse
+import importlib.util
 import json
 import math
 import random
@@ -150,7 +152,8 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threshold", type=float, default=1.25,
-                        help="print passes whose pick took this many times the fastest's")
+                        help="print passes whose pick took this many times the fastest's "
+                             "(with --torch: PyTorch's)")
     parser.add_argument("--json", metavar="FILE", help="write every pass's row here")
     parser.add_argument("--torch", action="store_true",
                         help="time each layer's forward pass and step against PyTorch's")
@@ -159,6 +162,8 @@ def main(argv=None):
         parser.error("--seconds must be positive")
     if args.threshold < 1:
         parser.error("--threshold must be at least 1")
+    if args.torch and importlib.util.find_spec("torch") is None:
+        parser.error("--torch needs PyTorch (pip install 'cnnkit[test]')")
     rows = sweep(args.seconds, args.seed, args.threshold, against_torch=args.torch)
     if args.torch:
         for pass_name in ("forward", "step"):

@@ -72,7 +72,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
                              f"{param.shape}")
     axes = (0,) + tuple(range(2, x.ndim))
     count = x.size // channels if channels else 0
-    if training and (count == 1 or not channels):
+    if training and not channels:
+        raise ValueError(f"batch_norm: input has no channels to normalize when training, got "
+                         f"input of shape {x.shape}")
+    if training and count == 1:
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                          f"got input of shape {x.shape}")
     if training and count == 0:

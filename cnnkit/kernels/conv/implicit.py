@@ -166,8 +166,8 @@ def _strided_input_wins(g):
         return strided_input.subpixel_terms(g) >= tuning.value("implicit_min_taps")
     return strided_input.every_phase_has_taps(g) and (
         strided_input.subpixel_terms(g) >= tuning.value("implicit_subpixel_min_terms") or
-        len(g.kernel) == 3 or len(g.kernel) == 2 and strided_input.subpixel_share(g) >=
-        tuning.value("implicit_subpixel_min_share"))
+        len(g.kernel) == 3 or (len(g.kernel) == 2 and strided_input.subpixel_share(g) >=
+                               tuning.value("implicit_subpixel_min_share")))
 
 
 def _pointwise_few_images(g, pass_name):
@@ -264,7 +264,7 @@ def _groups_run_planar(g):
     call and handed on (asking twice cost a small layer's call 4 µs)."""
     one = g.per_group()
     return _runs_planar(g.stride, one.out_channels, one.in_channels * g.taps, g.padded, g.out,
-                        g.kernel, g.batch * g.groups)
+                        g.kernel, g.batch * g.groups, g.groups)
 
 
 def _per_image_forward(g, planar=None):
@@ -276,11 +276,11 @@ def _per_image_forward(g, planar=None):
                                           compiled.tile(g.per_group().out_channels)[2])
 
 
-def _runs_planar(stride, out_channels, terms, padded, out, kernel, images=None):
-    """Whether a forward product over ``images`` runs channels-first (``planar_wins``, stride 1
-    only)."""
+def _runs_planar(stride, out_channels, terms, padded, out, kernel, images=None, groups=1):
+    """Whether a forward product over ``images`` (of ``groups`` groups) runs channels-first
+    (``planar_wins``, stride 1 only)."""
     return all(s == 1 for s in stride) and planar_wins(out_channels, terms, padded, out, kernel,
-                                                       images)
+                                                       images, groups)
 
 
 def _forward(xp, w, g, bias=None, planar=None):
@@ -466,8 +466,8 @@ def int_key(values):
     return tuple(map(int, values))
 
 
-@tuning.kept
-def planar_wins(out_channels, taps, padded=None, out=None, kernel=None, images=None):
+@tuning.kept(threads=True)  # ``images``' rules ask ``per_image_tasks``, by the thread count
+def planar_wins(out_channels, taps, padded=None, out=None, kernel=None, images=None, groups=1):
     """Whether the planar (channels-first) orientation beats the channels-last one, for a
     stride-1 product with ``taps`` = C·prod(kernel) terms per output. Channels-last puts the
     output channels on the lanes, so below one vector of them (LANES: 16 on AVX-512, 8 on
@@ -503,13 +503,16 @@ def planar_wins(out_channels, taps, padded=None, out=None, kernel=None, images=N
     against 0.52; AVX2, 4 outputs of 512 on 2 × 2 1.39 against 0.67.
 
     Where both use their lanes alike (a 1-D map fills the planar strips, and K fills the
-    vectors), a kernel wider than one tap runs channels-last over ``images`` too few for a
-    task per image (``per_image_tasks``): planar, the whole batch's grid is then written and
-    cropped into y in a pass of its own, and the batch's last image copied aside for the
-    strips that read past it. 2 threads, wall time, planar against channels-last (``python
-    -m cnnkit.bench.orientation``, its 1-D table): one image of 32 → 256 channels, 64 long
-    (3 taps), 79.9 against 54.7 µs; 4 × 16 → 128, 2048 long, 0.99 against 0.65 ms; with a
-    task per image planar stays, 16 × 8 → 64, 4096 long, 1.40 against 1.68 ms."""
+    vectors), a kernel of more than one tap runs channels-last over ``images`` too few for a
+    task per image (``per_image_tasks``) in one group: planar, the whole batch's grid is then
+    written and cropped into y in a pass of its own, and the batch's last image copied aside
+    for the strips that read past it. 2 threads, wall time, planar against channels-last
+    (``python -m cnnkit.bench.orientation``, its 1-D table): one image of 32 → 256
+    channels, 64 long (3 taps), 0.064 against 0.047 ms; 4 × 16 → 128, 2048 long, 0.966
+    against 0.622; with a task per image planar stays, 16 × 8 → 64, 4096 long, 1.354
+    against 1.607. Grouped layers (``groups`` > 1, ``images`` counting each group's) keep
+    planar on a tie: their planar product runs every group in one launch, the channels-last
+    one a launch per group, and neither was measured against the other here."""
     few = out_channels < compiled.LANES
     if few and padded is None:
         return True
@@ -528,7 +531,7 @@ def planar_wins(out_channels, taps, padded=None, out=None, kernel=None, images=N
         return False
     if padded is None:
         return True
-    if not pointwise and images is not None and \
+    if not pointwise and images is not None and groups == 1 and \
             not per_image_tasks(images, math.prod(out), out_channels):
         return planar_use > channels_last_use
     return planar_use >= channels_last_use
@@ -817,14 +820,15 @@ def task_split(positions, channels, width):
     into chunks and groups the way that reads least; a product too large for that at
     ``implicit_chunks_per_thread`` tasks per thread splits that many by the formula above. A
     large map (P ≫ Kp) is split by positions alone, as res3x3 (32 768 positions, 64
-    channels), and a deep layer on a small map, whose weights outweigh its inputs, by
-    channels too: 2 threads, AVX-512, 16 tasks by positions against the formula's split,
-    320 → 1280 channels on 8 7 × 7 maps (1×1) 1.52 against 1.38 ms; 512 → 512 on one 7 × 7
-    map (3×3) 2.91 against 2.21; 256 → 256 on 64 8 × 8 maps 15.5 against 15.5 (g = 1 there).
-    The fewest tasks against 16 by the formula (forward passes, 2 threads, AVX-512, best of
-    20 in one process): one image of 48 → 256 channels on 8 × 8 (7 × 7) 0.405 against 0.542
-    ms; one of 256 → 128 on 16 × 16 (5 × 5) 1.59 against 1.83; BENCHMARKS.md, "Tasks as few
-    as keep their rows in cache", has the rest."""
+    channels: 16 tasks), and a deep layer on a small map, whose weights outweigh its inputs,
+    by channels too. The formula's split of 16 tasks against 16 by positions alone (2
+    threads, AVX-512): 320 → 1280 channels on 8 7 × 7 maps (1×1) 1.38 against 1.52 ms; 512 →
+    512 on one 7 × 7 map (3×3) 2.21 against 2.91; 256 → 256 on 64 8 × 8 maps 15.5 against
+    15.5 (g = 1 there). The fewest tasks against that formula's 16 (forward passes, 2
+    threads, AVX-512, alternating in one process, best of 7 turns): 320 → 1280 on 8 7 × 7
+    maps (1, 4 now) 1.275 against 1.393 ms; 512 → 512 on one 7 × 7 map 1.588 against 1.921;
+    one image of 48 → 256 channels on 8 × 8 (7 × 7) 0.487 against 0.610; BENCHMARKS.md,
+    "Tasks as few as keep their rows in cache", has the rest."""
     threads = numba.get_num_threads()
     most = tuning.value("implicit_chunks_per_thread") * threads
     panels = max(1, channels // width)
@@ -1092,7 +1096,7 @@ def backward_input(dy, w, spatial, dilation, pads=None, groups=1, per_image=None
     padded = padded_shape(dy.shape, dy_pads)
     k_group = k // groups
     planar = planar_wins(c, k_group * math.prod(kernel), padded[2:], out, kernel,
-                         None if per_image is False else n * groups)
+                         None if per_image is False else n * groups, groups)
     if check_w and planar and not all_finite(w):
         raise NotFinite("w")
     if interior and not planar and \
