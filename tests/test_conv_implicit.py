@@ -249,6 +249,16 @@ def test_planar_where_channels_last_idles_or_transposes():
     assert conv_implicit.planar_wins(k, 6, (length + 2,), (length,), (3,), per_image)
     assert conv_implicit.planar_wins(k, 6, (length + 2,), (length,), (3,))  # images unknown
     assert conv_implicit.planar_wins(k, 2, (length,), (length,), (1,), 1)  # one tap
+    assert conv_implicit.planar_wins(k, 6, (length + 2,), (length,), (3,), 1, groups=2)
+    # the answer is kept per thread count: the images a task per image needs follow it
+    threads = conv_implicit.numba.get_num_threads()
+    if conv_implicit.numba.config.NUMBA_NUM_THREADS >= 2:
+        answers = []
+        for count in (2, 1, 2):
+            conv_implicit.numba.set_num_threads(count)
+            answers.append(conv_implicit.planar_wins(k, 6, (length + 2,), (length,), (3,), 4))
+        conv_implicit.numba.set_num_threads(threads)
+        assert answers == [False, True, False]
     vol3d = conv_kernels.ConvGeometry.of((4, 8) + (18,) * 3, (16, 8, 3, 3, 3), (1,) * 3, (1,) * 3)
     assert conv_kernels.select(vol3d, "input") == "implicit"
 
