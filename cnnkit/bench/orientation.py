@@ -107,13 +107,19 @@ def measure(log=print):
         ones = (1,) * len(kernel)
         times = _each_orientation(lambda: implicit.forward(xp, w, ones, ones, out))
         taps = c * int(np.prod(kernel))
-        rule = "planar" if implicit.planar_wins(k, taps, padded, out, kernel) else "channels-last"
-        faster = _faster(times, "channels-last", "planar")
-        rows.append(((n, c, k, padded, kernel), *times, rule))
-        log(f"  K={k:3d} outputs, {taps:4d} terms, {n}×{c}×{'×'.join(map(str, padded))}: "
-            f"channels-last {times[0] * 1e3:6.2f} ms, planar {times[1] * 1e3:6.2f} ms -> "
-            f"{faster:13s} rule: {rule}{_agrees(rule, faster)}")
+        rows.append(_orientation_row(
+            (n, c, k, padded, kernel), times, implicit.planar_wins(k, taps, padded, out, kernel),
+            f"K={k:3d} outputs, {taps:4d} terms, {n}×{c}×{'×'.join(map(str, padded))}", log))
     return rows
+
+
+def _orientation_row(case, times, planar, label, log):
+    """(case, channels-last s, planar s, rule's pick), logged beside the faster of the two."""
+    rule = "planar" if planar else "channels-last"
+    faster = _faster(times, "channels-last", "planar")
+    log(f"  {label}: channels-last {times[0] * 1e3:6.3f} ms, planar {times[1] * 1e3:6.3f} ms "
+        f"-> {faster:13s} rule: {rule}{_agrees(rule, faster)}")
+    return (case, *times, rule)
 
 
 def _on_every_core(log, seed, what):
@@ -416,12 +422,9 @@ def measure_ties(log=print):
                             pads)
         times = _each_orientation(lambda: implicit.forward_from(PaddedInput(x, pads), w, g),
                                   clock=time.perf_counter)
-        rule = "planar" if implicit._groups_run_planar(g) else "channels-last"
-        faster = _faster(times, "channels-last", "planar")
-        rows.append(((n, c, k, length, kernel), *times, rule))
-        log(f"  K={k:3d} outputs, {c * kernel:3d} terms, {n}×{c}×{length}: channels-last "
-            f"{times[0] * 1e3:6.3f} ms, planar {times[1] * 1e3:6.3f} ms -> {faster:13s} "
-            f"rule: {rule}{_agrees(rule, faster)}")
+        rows.append(_orientation_row(
+            (n, c, k, length, kernel), times, implicit._groups_run_planar(g),
+            f"K={k:3d} outputs, {c * kernel:3d} terms, {n}×{c}×{length}", log))
     return rows
 
 
