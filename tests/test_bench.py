@@ -276,7 +276,33 @@ def test_depthwise_bench_times_grouped_layers_and_both_weight_tiles():
     assert len(lines) == 1
 
 
+def test_depthwise_bench_times_volumes():
+    """``--volumes``: 3-D layers, labelled as cubes, against PyTorch's conv3d and its
+    backward; a 7 × 7 × 7 depthwise layer runs on the lanes."""
+    from cnnkit.bench import depthwise
+    lines = []
+    rows = depthwise.measure(layers=((2, 16, 9, 7, 1), (2, 16, 6, 3, 2, 4)), repeats=1,
+                             log=lines.append, dims=3)
+    assert [row[1] for row in rows] == ["forward", "input", "weight"] * 2
+    assert all(row[3] != "lanes" and min(row[4:]) > 0 for row in rows)
+    assert lines[0].startswith("| 2 × 16 × 9³, 7 × 7 × 7/1 | forward | lanes |")
+    assert lines[3].startswith("| 2 × 16 × 6³, 3 × 3 × 3/2, groups of 4 | forward |")
+    assert all(len(layer) in (5, 6) for layer in depthwise.VOLUMES)
+
+
+def test_depthwise_bench_times_volumes_at_each_tap_block():
+    """``--tap-blocks``: each stride-1 volume's forward pass on the lanes at each of the tap
+    block sizes tried; strided layers left out."""
+    from cnnkit.bench import depthwise
+    lines = []
+    rows = depthwise.measure_tap_blocks(layers=((2, 16, 6, 3, 1), (2, 16, 6, 3, 2)),
+                                        repeats=1, log=lines.append)
+    assert len(rows) == 1 and len(rows[0]) == 1 + len(depthwise.TAP_BLOCK_BYTES)
+    assert min(rows[0][1:]) > 0 and lines[0].startswith("| 2 × 16 × 6³, 3 × 3 × 3/1 |")
+
+
 @pytest.mark.parametrize("args, message", [(["--only", "99"], "--only: expected indices"),
+                                           (["--volumes", "--only", "11"], "0 to 10"),
                                            (["--repeats", "0"], "--repeats: expected")])
 def test_depthwise_bench_refuses_bad_arguments(args, message, capsys):
     from cnnkit.bench import depthwise

@@ -227,7 +227,7 @@ loops = [
     (pad_numba._pad_planes, (u32_3, u32_3, i64, i64, i64, i64, i64, types.uint32,
                              types.boolean[::1])),
     (planar_images_numba._crop, (f32_1, i64, f32_2, i64_1, i64, i64)),
-    (depthwise_lanes_numba._to_lanes, (f32_3, i64, i64, i64, i64_1, f32_3)),
+    (depthwise_lanes_numba._to_lanes, (f32_3, i64, i64, i64, i64_1, f32_2)),
     (pad_modes_numba._pad_rows, (f32_4, f32_4, i64_1, i64_1, i64_1, i64, i64, i64, i64)),
 ]
 for function, signature in loops:

@@ -1,9 +1,9 @@
 """The kernels with channels on the vector lanes (``kernels/depthwise_lanes_numba.py``, the conv
-algorithm 'lanes') against PyTorch in float64 and the reference loops: 2-D depthwise layers and
-grouped layers of 2 to 16 channels per group, of any stride, dilation, kernel and asymmetric
-padding (wider than the kernel's reach too), maps from 1 × 1 up, channel counts around the
-block of CB lanes (partial blocks' spare lanes), and pixel counts around the tile's MR (ragged
-tiles)."""
+algorithm 'lanes') against PyTorch in float64 and the reference loops: 2-D and 3-D depthwise
+layers and grouped layers of 2 to 16 channels per group, of any stride, dilation, kernel and
+asymmetric padding (wider than the kernel's reach too), maps from 1 × 1 up, channel counts
+around the block of CB lanes (partial blocks' spare lanes), and pixel counts around the tile's
+MR (ragged tiles)."""
 import numpy as np
 import pytest
 import torch
@@ -19,12 +19,13 @@ BLOCK = lanes.BLOCK
 
 
 @st.composite
-def layers(draw):
-    def pair(values):
-        return tuple(draw(st.sampled_from(values)) for _ in range(2))
+def layers(draw, dims=2):
+    def pair(values):  # one value per spatial dim
+        return tuple(draw(st.sampled_from(values)) for _ in range(dims))
     kernel, stride, dilation = pair((1, 2, 3, 5)), pair((1, 2, 3)), pair((1, 2))
-    pads = [tuple(draw(st.lists(st.integers(0, 5), min_size=2, max_size=2))) for _ in range(2)]
-    spatial = pair((1, 2, 3, 7, 9, 14))
+    pads = [tuple(draw(st.lists(st.integers(0, 5 if dims == 2 else 3), min_size=2,
+                                max_size=2))) for _ in range(dims)]
+    spatial = pair((1, 2, 3, 7, 9, 14) if dims == 2 else (1, 2, 3, 5, 7))
     assume(all(s + lo + hi >= d * (k - 1) + 1
                for s, (lo, hi), k, d in zip(spatial, pads, kernel, dilation)))
     width = draw(st.sampled_from(lanes.GROUP_WIDTHS))  # channels per group (1: depthwise)
@@ -50,7 +51,8 @@ def torch_passes(x, w, b, dy, layer):
     flat = [p for lo_hi in reversed(layer["pads"]) for p in lo_hi]
     xt, wt, bt = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (x, w, b))
     groups = x.shape[1] // w.shape[1]
-    yt = TF.conv2d(TF.pad(xt, flat), wt, bt, layer["stride"], 0, layer["dilation"], groups)
+    conv_nd = TF.conv2d if x.ndim == 4 else TF.conv3d
+    yt = conv_nd(TF.pad(xt, flat), wt, bt, layer["stride"], 0, layer["dilation"], groups)
     yt.backward(torch.tensor(dy, dtype=torch.float64))
     return [t.detach().numpy() for t in (yt, xt.grad, wt.grad)]
 
@@ -67,9 +69,7 @@ def forced_passes(x, w, b, dy, layer):
     return y, dx, dw
 
 
-@settings(max_examples=120, deadline=None)
-@given(layers(), st.integers(0, 2**32 - 1))
-def test_all_passes_match_torch(layer, seed):
+def _check_all_passes(layer, seed):
     x, w, b, dy = random_layer(layer, np.random.default_rng(seed))
     taps = int(np.prod(layer["kernel"])) * layer["width"]
     terms = (taps, taps, x.shape[0] * dy[0, 0].size)
@@ -78,6 +78,58 @@ def test_all_passes_match_torch(layer, seed):
                                            torch_passes(x, w, b, dy, layer), terms):
         assert ours.dtype == np.float32
         assert_close(ours, theirs.astype(np.float32), np.float32, terms=n_terms, name=name)
+
+
+@settings(max_examples=120, deadline=None)
+@given(layers(), st.integers(0, 2**32 - 1))
+def test_all_passes_match_torch(layer, seed):
+    _check_all_passes(layer, seed)
+
+
+@settings(max_examples=60, deadline=None)
+@given(layers(dims=3), st.integers(0, 2**32 - 1))
+def test_all_passes_of_volumes_match_torch(layer, seed):
+    """3-D layers: a volume's taps and cells are offsets into the same flat buffer."""
+    _check_all_passes(layer, seed)
+
+
+@pytest.mark.parametrize("tap_block_bytes", [0, 1 << 30])
+@pytest.mark.parametrize("width", lanes.GROUP_WIDTHS)
+def test_a_volume_matches_the_reference_loops(width, tap_block_bytes):
+    """A 3-D layer of two blocks and a partial one, a ragged last tile, asymmetric padding,
+    stride 1 and (2, 1, 2), dilation along one dim, against ``cnnkit.reference``'s literal
+    sums, groups of each width; its taps a plane of the kernel at a time (each plane's sums
+    added to the last's) and all at once (``depthwise_lanes_tap_block_bytes``)."""
+    rng = np.random.default_rng(width)
+    c = 2 * lanes._channels(width) + max(3 // width, 1) * width
+    x = rng.standard_normal((2, c, 4, 5, 6)).astype(np.float32)
+    w = rng.standard_normal((c, width, 3, 3, 2)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    pads = ((1, 0), (1, 2), (0, 1))
+    blocks = 1 if tap_block_bytes else 3  # the kernel's three planes, or one at a time
+    for stride in ((1, 1, 1), (2, 1, 2)):
+        layer = dict(pads=pads, stride=stride, dilation=(1, 2, 1))
+        ref_y = reference.conv_forward(x, w, b, stride, pads, (1, 2, 1), c // width)
+        dy = rng.standard_normal(ref_y.shape).astype(np.float32)
+        with tuning.override(depthwise_lanes_tap_block_bytes=tap_block_bytes):
+            assert lanes._tap_block(w, (1, 2, 1)) * blocks == w[0].size * (
+                width if lanes.broadcasts(width, lanes.VECTORS) else 1) // width
+            y, dx, dw = forced_passes(x, w, b, dy, layer)
+        np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(dw, reference.conv_backward_weight(
+            dy, x, w.shape, stride, pads, (1, 2, 1), c // width), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(dx, reference.conv_backward_input(
+            dy, x.shape, w, stride, pads, (1, 2, 1), c // width), rtol=1e-5, atol=1e-4)
+
+
+def test_cells_of_a_volume_are_its_buffer_offsets():
+    """``_cells`` of a 3-D grid: cell (i, j, k) at ((i·s + f)·B1·B2 + (j·s' + f')·B2 + k·s'' +
+    f'')·CB in a buffer of B0 × B1 × B2 cells, row-major, every cell once."""
+    shape, first, steps, buffer, block = (2, 3, 4), (1, 0, 2), (2, 1, 3), (5, 4, 12), 16
+    cells = lanes._grid_cells(shape, first, steps, buffer, block)
+    expected = [((i * 2 + 1) * 4 * 12 + j * 12 + k * 3 + 2) * block
+                for i in range(2) for j in range(3) for k in range(4)]
+    assert cells.tolist() == expected
 
 
 @pytest.mark.parametrize("width", lanes.GROUP_WIDTHS)
@@ -149,12 +201,18 @@ def test_the_rule_runs_along_rows_where_little_is_wasted(width):
         pytest.skip("no group width runs along rows on this target")
     mr = lanes.sliding_rows(1)
     with tuning.override(depthwise_lanes_sliding_gain=1.05):
-        assert lanes._along_rows(width, 3, (1, 1), (1, 1), 3, 2 * mr, 2 * mr + 2, None) == mr
-        assert lanes._along_rows(width, 3, (1, 1), (1, 1), 1, mr + 1, mr + 3, None) == 0
-        assert lanes._along_rows(width, 3, (1, 1), (1, 1), 1, mr + 1, mr + 3, True) == mr
-        assert lanes._along_rows(width, 3, (1, 1), (1, 1), 3, 2 * mr, 2 * mr + 2, False) == 0
+        def rows(out_shape, buf_cols, slide, kernel=(3, 3)):
+            return lanes._along_rows(width, kernel, (1,) * len(kernel), (1,) * len(kernel),
+                                     out_shape, (out_shape[0] + 2, buf_cols), slide)
+        assert rows((3, 2 * mr), 2 * mr + 2, None) == mr
+        assert rows((1, mr + 1), mr + 3, None) == 0
+        assert rows((1, mr + 1), mr + 3, True) == mr
+        assert rows((3, 2 * mr), 2 * mr + 2, False) == 0
         with pytest.raises(ValueError, match="slide"):  # a row shorter than the tile
-            lanes._along_rows(width, 3, (1, 1), (1, 1), 1, mr - 1, mr + 1, True)
+            rows((1, mr - 1), mr + 1, True)
+        with pytest.raises(ValueError, match="slide"):  # a volume: pixel by pixel only
+            lanes._along_rows(width, (3, 3, 3), (1,) * 3, (1,) * 3, (2, 3, 2 * mr),
+                              (4, 5, 2 * mr + 2), True)
 
 
 _NO_ROW_TILE = [(width, kernel, stride, dilation) for width in SLIDING_WIDTHS[:1]
@@ -220,7 +278,7 @@ def test_to_lanes_puts_each_pixel_in_its_cell(rows, cols, steps, block):
     buf_rows, buf_cols = (rows - 1) * steps[0] + top + 3, (cols - 1) * steps[1] + left + 2
     planes = np.random.default_rng(rows * cols).standard_normal(
         (2, 2 * block + 3, rows * cols)).astype(np.float32)
-    cells = lanes._cells(rows, cols, top, left, steps, buf_cols, block)
+    cells = lanes._grid_cells((rows, cols), (top, left), steps, (buf_rows, buf_cols), block)
     for c0, count in ((block, block), (2 * block, 3)):
         buf = np.full((buf_rows, buf_cols, block), 7.0, np.float32)
         lanes._to_lanes(planes, 1, c0, count, cells, buf)
@@ -260,7 +318,7 @@ def test_fused_bias_gradient_is_the_sum_of_dy():
 
 
 @settings(max_examples=40, deadline=None)
-@given(layers(), st.integers(0, 2**32 - 1), st.integers(1, 3))
+@given(st.one_of(layers(), layers(dims=3)), st.integers(0, 2**32 - 1), st.integers(1, 3))
 def test_nan_and_inf_land_where_pytorch_puts_them(layer, seed, count):
     """x and w holding NaN and ±inf (forward), dy holding them (input gradient; w finite, as
     ``registry.NEEDS_FINITE`` asks), x and dy (weight gradient): each group's lanes
@@ -309,3 +367,22 @@ def test_dy_is_rotated_for_groups_of_three_to_a_vector_only():
     x = np.zeros((1, 2 * BLOCK, 4, 4), np.float32)
     with pytest.raises(ValueError, match="rotate: dy is rotated for groups of"):
         lanes.backward_weight(x, x, (3, 3), ((1, 1), (1, 1)), (1, 1), (1, 1), 2, rotate=True)
+
+
+def test_volumes_on_the_lanes_leave_the_stencils_and_strided_grouped_gradients():
+    """3-D layers: a 3 × 3 × 3 stride-1 depthwise layer's passes stay on the volume stencil
+    ('rows'); a 5 × 5 × 5 one's, a grouped 3 × 3 × 3 one's (which the stencil does not
+    compute) and a strided one's go to the lanes, except a strided input gradient in groups
+    (``lanes._zeros_outweigh``: its zeros are s³ times its terms, each G times)."""
+    def picks(width, kernel, stride):
+        c, pad = 4 * BLOCK, kernel // 2
+        g = conv.ConvGeometry.of((4, c) + (8 + 2 * pad,) * 3, (c, width) + (kernel,) * 3,
+                                 (stride,) * 3, (1,) * 3, c // width, np.float32,
+                                 ((pad, pad),) * 3)
+        return tuple(conv.select(g, p) for p in conv.PASSES)
+    assert picks(1, 3, 1) == ("rows",) * 3
+    assert picks(1, 5, 1) == picks(1, 3, 2) == ("lanes",) * 3
+    if 4 in lanes.GROUP_WIDTHS:
+        assert picks(4, 3, 1) == ("lanes",) * 3
+        forward, input_gradient, weight = picks(4, 3, 2)
+        assert forward == weight == "lanes" and input_gradient != "lanes"

@@ -1,9 +1,11 @@
-"""2-D depthwise and narrow grouped layers with their channels on the vector lanes (Numba).
+"""2-D and 3-D depthwise and narrow grouped layers with their channels on the vector lanes
+(Numba).
 
     y[n, c, r, q] = Σ_{g < G} Σ_{a, b} w[c, g, a, b] · X(n, c − c % G + g, r·sh + a·dh, q·sw + b·dw)
 
 (K = C channels in groups of G, G = 1 for a depthwise layer; X is the input with its zero
-padding). The other
+padding; a 3-D layer's the same with a depth index, its taps and pixels offsets into the same
+flat buffer, ``_cells``). The other
 depthwise kernels put a plane's columns on the lanes (the 3 × 3 stencil, the row correlation,
 ``depthwise_numba``'s stride phases): a 7 × 7 map's rows are shorter than one AVX-512 vector,
 so their loops run mostly as scalar remainders. Here a task takes CB channels of one image
@@ -131,15 +133,41 @@ def _slides(width):
 
 
 @numba.njit(cache=True)
-def _cells(rows, cols, top, left, steps, buf_cols, block):
-    """cells[i·cols + j]: where pixel (i, j) of a rows × cols plane goes in a channels-last
-    buffer of ``buf_cols`` cells of ``block`` (CB) floats per row, at cell (i·s + top, j·s' +
-    left), (s, s') = ``steps``, as an offset in floats."""
-    cells = np.empty(rows * cols, np.int64)
-    for i in range(rows):
-        for j in range(cols):
-            cells[i * cols + j] = ((i * steps[0] + top) * buf_cols + j * steps[1] + left) * block
+def _cells(shape, first, steps, buffer, block):
+    """cells[p]: where cell p of a grid of ``shape`` (row-major) goes in a channels-last buffer
+    of ``buffer`` cells (row-major) of ``block`` (CB) floats each, grid cell (i_0, i_1, …) at
+    buffer cell (first_j + i_j·steps_j), as an offset in floats (all int64 arrays of one entry
+    per spatial dim: 2-D maps and 3-D volumes alike). Cell by cell, an odometer over the
+    grid's indices, no division per cell."""
+    dims = shape.size
+    pitch = np.ones(dims, np.int64)  # the buffer's cells per step along each dim
+    for j in range(dims - 2, -1, -1):
+        pitch[j] = pitch[j + 1] * buffer[j + 1]
+    total = 1
+    at = 0
+    for j in range(dims):
+        total *= shape[j]
+        at += first[j] * pitch[j]
+    cells = np.empty(total, np.int64)
+    index = np.zeros(dims, np.int64)
+    for p in range(total):
+        cells[p] = at * block
+        j = dims - 1
+        while j >= 0:
+            index[j] += 1
+            at += steps[j] * pitch[j]
+            if index[j] < shape[j]:
+                break
+            at -= shape[j] * steps[j] * pitch[j]
+            index[j] = 0
+            j -= 1
     return cells
+
+
+def _grid_cells(shape, first, steps, buffer, block):
+    """``_cells`` of tuples (one int per spatial dim)."""
+    return _cells(*(np.asarray(v, np.int64) for v in (shape, first, steps, buffer)),
+                  np.int64(block))
 
 
 @numba.njit(cache=True)
@@ -238,7 +266,7 @@ def _spread_tiles(x, base, offset, pixels, dy, c, c_row, rows, width, rotate):
     xa, ba, oa, da = x.ctypes.data, base.ctypes.data, offset.ctypes.data, dy.ctypes.data
     ca, ra = c.ctypes.data, c_row.ctypes.data
     for i in range(0, base.size, rows):
-        lanewise_spread_micro_kernel(pixels, xa, ba + 8 * i, oa, da, dy.shape[2], ca,
+        lanewise_spread_micro_kernel(pixels, xa, ba + 8 * i, oa, da, dy.shape[-1], ca,
                                      ra + 8 * i, 1, rows, VECTORS, width, rotate)
 
 
@@ -247,7 +275,9 @@ def _lane_weights(w, transposed, block, runs):
     """w (C, G, KH, KW), groups of G channels -> (⌈C / CB⌉, KH·KW, G, CB): block b's tap t =
     (a, b) as G vectors of its channels, zeros past C. Lane c of vector g holds
     w[c − c % G + g, c % G] with both kernel axes reversed when ``transposed`` (the input
-    gradient's kernels), else w[c, g]. CB = ``block`` (``_channels``), a multiple of G.
+    gradient's kernels), else w[c, g]. CB = ``block`` (``_channels``), a multiple of G. A
+    3-D kernel comes as (C, G, 1, KD·KH·KW), its taps flat: reversing them reverses all
+    three axes.
     With ``runs`` = KW (not 0), the vectors in the order of the tile along rows (``_slide``):
     (⌈C / CB⌉, KH·G·KW, 1, CB), row (a·G + g)·KW + b holding tap (a, b)'s vector g.
 
@@ -295,23 +325,28 @@ def _padded(values, rows):
     return out
 
 
-@numba.njit(cache=True)
-def _tables(kh, kw, dh, dw, out_rows, out_cols, sh, sw, pitch, rows, block):
-    """Offsets in floats into a channels-last buffer of ``pitch`` cells of ``block`` (CB)
-    channels per row: tap t = (a, b) at offset[t]; output pixel p = (r, q)'s corner at
-    corner[p] and its row of a dense (P, CB) result at row[p], both padded to a multiple of
-    ``rows`` (MR, ``_padded``)."""
-    zero = np.int64(0)  # not the literal: _cells compiled once for every caller
-    offset = _cells(kh, kw, zero, zero, (dh, dw), pitch, block)  # the taps, dilation apart
-    corner = _cells(out_rows, out_cols, zero, zero, (sh, sw), pitch, block)  # the pixels
-    return offset, _padded(corner, rows), _padded(np.arange(out_rows * out_cols) * block, rows)
+def _tables(kernel, dilation, out, steps, buffer, rows, block):
+    """Offsets in floats into a channels-last buffer of ``buffer`` cells of ``block`` (CB)
+    channels: tap t (of ``kernel``, ``dilation`` apart) at offset[t]; output pixel p (of
+    ``out``, ``steps`` apart)'s corner at corner[p] and its row of a (P + 1, CB) result at
+    row[p], both padded to a multiple of ``rows`` (MR): a ragged last tile reads its last
+    pixel again (``_padded``) and stores it to the spare row P, as a tile that adds to the
+    rows (the taps in blocks, ``_tap_block``) must not add a pixel twice."""
+    zeros = (0,) * len(kernel)
+    offset = _grid_cells(kernel, zeros, dilation, buffer, block)  # the taps, dilation apart
+    corner = _grid_cells(out, zeros, steps, buffer, block)  # the pixels
+    pixels = math.prod(out)
+    row = np.full(-(-pixels // rows) * rows, pixels * block, np.int64)
+    row[:pixels] = np.arange(pixels) * block
+    return offset, _padded(corner, rows), row
 
 
 @numba.njit(parallel=True, cache=True)
-def _correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows, buf_cols, out,
-               runs, rows, width, kw):
-    """out (N, C, R, Q) = the correlation of x (N, C, H, W), its cells ``steps`` apart from
-    (top, left) on in a buffer of buf_rows × buf_cols zero cells, with the kernels ``lane_w``
+def _correlate(planes, lane_w, offset, corner, row, bias, cells, buf_cells, out_planes, runs,
+               tap_block, rows, width, kw):
+    """out_planes (N, C, P') = the correlation of planes (N, C, P), each image's cells at
+    ``cells`` (``_cells``: a map's or a volume's, its padding and, for the input gradient, the
+    stride between them) in a buffer of ``buf_cells`` zero cells, with the kernels ``lane_w``
     (``_lane_weights``; taps at ``offset``, output pixels' corners at ``corner``,
     ``_tables``), plus the bias (none if empty): the forward pass (steps 1), and the input
     gradient (steps: the layer's stride). Groups of ``width`` channels, MR = ``rows``; a group
@@ -321,18 +356,14 @@ def _correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows,
     member) pairs'; the result's row P is the spare one for outputs not kept."""
     numba.literally(rows)
     numba.literally(width)
-    n_images, channels, x_rows, cols = x.shape
-    out_rows, out_cols = out.shape[2], out.shape[3]
+    n_images, channels = planes.shape[0], planes.shape[1]
     blocks, block = lane_w.shape[0], lane_w.shape[3]
     ldw = lane_w.shape[2] * block  # a tap's G vectors (a pair's one)
     tasks = n_images * blocks
     runs = max(1, min(tasks, runs))
-    planes = x.reshape(n_images, channels, x_rows * cols)
-    out_planes = out.reshape(n_images, channels, out_rows * out_cols)
-    cells = _cells(x_rows, cols, top, left, steps, buf_cols, block)
     for run in numba.prange(runs):
-        buf = np.zeros((buf_rows, buf_cols, block), np.float32)
-        result = np.empty((out_rows * out_cols + 1, block), np.float32)
+        buf = np.zeros((buf_cells, block), np.float32)
+        result = np.empty((out_planes.shape[2] + 1, block), np.float32)
         for task in range(run * tasks // runs, (run + 1) * tasks // runs):
             n, b = task // blocks, task % blocks
             c0 = b * block
@@ -341,17 +372,19 @@ def _correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows,
             if kw:
                 _slide(buf, corner, offset, lane_w[b], ldw, result, row, rows, kw, width)
             else:
-                _tiles(buf, corner, offset, offset.size, lane_w[b], ldw, result, row, 0, rows,
-                       width)
+                for t0 in range(0, offset.size, tap_block):
+                    t1 = min(offset.size, t0 + tap_block)
+                    _tiles(buf, corner, offset[t0:t1], t1 - t0, lane_w[b, t0:t1], ldw, result,
+                           row, t0 > 0, rows, width)
             _to_planes(result, out_planes, n, c0, count, bias)
 
 
 def _entry(width, rows, kw):
     @numba.njit(cache=True)
-    def correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows, buf_cols,
-                  out, runs):
-        _correlate(x, lane_w, offset, corner, row, bias, top, left, steps, buf_rows, buf_cols,
-                   out, runs, rows, width, kw)
+    def correlate(planes, lane_w, offset, corner, row, bias, cells, buf_cells, out_planes,
+                  runs, tap_block):
+        _correlate(planes, lane_w, offset, corner, row, bias, cells, buf_cells, out_planes,
+                   runs, tap_block, rows, width, kw)
     return correlate
 
 
@@ -363,7 +396,7 @@ SLIDING = {(width, kw): _entry(width, sliding_rows(1), kw)
 
 
 @numba.njit(parallel=True, cache=True)
-def _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_partial, rows,
+def _weight(planes, dy_planes, offset, corner, x_cells, buf_cells, partial, bias_partial, rows,
             width, rotate):
     """partial[s, b, t] = S[t] of the module's docstring, summed over the images of share s,
     for channel block b and tap t < T, groups of G = ``width``, dy rotated if ``rotate``: the
@@ -374,34 +407,29 @@ def _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_
     numba.literally(rows)
     numba.literally(width)
     numba.literally(rotate)
-    n_images, channels, x_rows, cols = x.shape
-    out_rows, out_cols = dy.shape[2], dy.shape[3]
+    n_images, channels, pixels = planes.shape[0], planes.shape[1], dy_planes.shape[2]
     shares, blocks, block = partial.shape[0], partial.shape[1], partial.shape[4]
     tap_base = _padded(offset, np.int64(rows))  # rows as _tables passes it: one _padded
     tap_rows = np.arange(tap_base.size) * (partial.shape[3] * block)
-    planes = x.reshape(n_images, channels, x_rows * cols)
-    dy_planes = dy.reshape(n_images, channels, out_rows * out_cols)
-    x_cells = _cells(x_rows, cols, top, left, (1, 1), buf_cols, block)
-    dy_cells = _cells(out_rows, out_cols, np.int64(0), np.int64(0), (1, 1), out_cols, block)
+    dy_cells = np.arange(pixels) * block  # dy's pixels dense, in order
     for task in numba.prange(shares * blocks):
         share, b = task // blocks, task % blocks
         c0 = b * block
         count = min(block, channels - c0)
-        buf = np.zeros((buf_rows, buf_cols, block), np.float32)
-        dy_lanes = np.empty((out_rows, out_cols, block), np.float32)
+        buf = np.zeros((buf_cells, block), np.float32)
+        dy_lanes = np.empty((pixels, block), np.float32)
         sums = partial[share, b]
         sums[:] = 0.0
         bias_sums = np.zeros(block, np.float64)
         for n in range(share * n_images // shares, (share + 1) * n_images // shares):
             _to_lanes(planes, n, c0, count, x_cells, buf)
             _to_lanes(dy_planes, n, c0, count, dy_cells, dy_lanes)
-            _spread_tiles(buf, tap_base, corner, out_rows * out_cols, dy_lanes, sums,
-                          tap_rows, rows, width, rotate)
+            _spread_tiles(buf, tap_base, corner, pixels, dy_lanes, sums, tap_rows, rows, width,
+                          rotate)
             if bias_partial.size:
-                for r in range(out_rows):
-                    for q in range(out_cols):
-                        for lane in range(block):
-                            bias_sums[lane] += dy_lanes[r, q, lane]
+                for p in range(pixels):
+                    for lane in range(block):
+                        bias_sums[lane] += dy_lanes[p, lane]
         if bias_partial.size:
             bias_partial[share, b] = bias_sums
 
@@ -411,8 +439,8 @@ def _weight_entry(width, rotate):
     rotate = int(rotate)
 
     @numba.njit(cache=True)
-    def weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_partial):
-        _weight(x, dy, offset, corner, top, left, buf_rows, buf_cols, partial, bias_partial,
+    def weight(planes, dy_planes, offset, corner, x_cells, buf_cells, partial, bias_partial):
+        _weight(planes, dy_planes, offset, corner, x_cells, buf_cells, partial, bias_partial,
                 rows, width, rotate)
     return weight
 
@@ -439,103 +467,130 @@ def _pairs(offset, width, broadcast):
     return (offset[:, None] + np.arange(width)).reshape(-1) if broadcast else offset
 
 
-def _plan(w, transposed, out_rows, out_cols, steps, dilation, buf_cols, slide=None):
-    """(entry, lane_w, offset, corner, row) of a ``_correlate`` of out_rows × out_cols outputs
-    ``steps`` cells apart in a buffer of ``buf_cols`` cells a row, with w (C, G, KH, KW), or
-    its kernels flipped (``transposed``). One of three tiles:
+def _plan(w, transposed, out_shape, steps, dilation, buffer, slide=None):
+    """(entry, lane_w, offset, corner, row) of a ``_correlate`` of ``out_shape`` outputs
+    ``steps`` cells apart in a buffer of ``buffer`` cells (a 2-D map's or a 3-D volume's),
+    with w (C, G, *kernel), or its kernels flipped (``transposed``). One of three tiles:
 
     * the lane-wise tile, pixel by pixel (``_tables``);
     * for a group that fills a block (``microkernel.broadcasts``), the broadcast tile, its
       terms the (tap, member) pairs (``_pairs``);
-    * that tile along output rows, its terms the (kernel row, member) pairs, each a run of KW
-      taps, so that each input value it broadcasts meets KW weight vectors (``_slide``):
-      where ``slide`` is True, or by default where ``_along_rows`` says so.
+    * on a 2-D map, that tile along output rows, its terms the (kernel row, member) pairs,
+      each a run of KW taps, so that each input value it broadcasts meets KW weight vectors
+      (``_slide``): where ``slide`` is True, or by default where ``_along_rows`` says so.
 
     Raises ValueError for ``slide`` True where there is no tile along rows."""
-    width, (kh, kw) = w.shape[1], w.shape[2:]
+    width, kernel = w.shape[1], w.shape[2:]
     block = _channels(width)
-    rows = _along_rows(width, kw, steps, dilation, out_rows, out_cols, buf_cols, slide)
+    rows = _along_rows(width, kernel, steps, dilation, out_shape, buffer, slide)
     if rows:
+        (kh, kw), (out_rows, out_cols), buf_cols = kernel, out_shape, buffer[1]
         pairs = (np.arange(kh)[:, None] * (dilation[0] * buf_cols * block) +
                  np.arange(width)).reshape(-1)
-        corner = _cells(out_rows, out_cols, np.int64(0), np.int64(0), steps, buf_cols, 1)
+        corner = _grid_cells(out_shape, (0, 0), steps, buffer, 1)
         start, c_row = sliding_tiles(corner, NO_ROWS, out_cols, rows, block,
                                      out_rows * out_cols * block)
         return (SLIDING[width, kw], _lane_weights(_c(w), transposed, block, kw), pairs,
                 start * block, c_row.reshape(-1))
-    offset, corner, row = _tables(kh, kw, dilation[0], dilation[1], out_rows, out_cols,
-                                  *steps, buf_cols, _pixels(width), block)
-    lane_w = _lane_weights(_c(w), transposed, block, 0)
+    offset, corner, row = _tables(kernel, dilation, out_shape, steps, buffer, _pixels(width),
+                                  block)
+    lane_w = _lane_weights(_c(w).reshape(w.shape[:2] + (1, -1)), transposed, block, 0)
     broadcast = broadcasts(width, VECTORS)
     if broadcast:
         lane_w = lane_w.reshape(lane_w.shape[0], -1, 1, lane_w.shape[3])
     return CORRELATE[width], lane_w, _pairs(offset, width, broadcast), corner, row
 
 
-def _along_rows(width, kw, steps, dilation, out_rows, out_cols, buf_cols, slide):
-    """MR of ``_plan``'s tile along output rows, or 0 for the tiles pixel by pixel: groups
-    that have one (``_slides``), KW = 3 or 5, step and dilation 1 along the rows, and by
-    default (``slide`` None) ``implicit_gemm_numba.along_rows``' rule with this kernel's own
-    gain (``depthwise_lanes_sliding_gain``, which ``cnnkit tune`` measures); ``slide``
-    False: 0; True: wherever the tiles fit, else a ValueError."""
-    possible = (_slides(width) and kw in SLIDING_WIDTHS and steps[1] == 1 and
-                dilation[1] == 1 and slide is not False)
+def _along_rows(width, kernel, steps, dilation, out_shape, buffer, slide):
+    """MR of ``_plan``'s tile along output rows, or 0 for the tiles pixel by pixel: 2-D
+    maps, groups that have one (``_slides``), KW = 3 or 5, step and dilation 1 along the
+    rows, and by default (``slide`` None) ``implicit_gemm_numba.along_rows``' rule with this
+    kernel's own gain (``depthwise_lanes_sliding_gain``, which ``cnnkit tune`` measures);
+    ``slide`` False: 0; True: wherever the tiles fit, else a ValueError."""
+    kw = kernel[-1]
+    possible = (len(kernel) == 2 and _slides(width) and kw in SLIDING_WIDTHS and
+                steps[-1] == 1 and dilation[-1] == 1 and slide is not False)
     gain = math.inf if slide else tuning.value("depthwise_lanes_sliding_gain")
-    rows = (along_rows(1, kw, steps[1], dilation[1], out_rows, out_cols, steps[0] * buf_cols,
-                       gain) if possible else 0)
+    rows = (along_rows(1, kw, steps[1], dilation[1], *out_shape, steps[0] * buffer[1], gain)
+            if possible else 0)
     if slide and not rows:
         raise ValueError(f"slide: no tile along rows for groups of {width} channels, a "
-                         f"kernel {kw} wide, steps {tuple(steps)}, dilation "
-                         f"{tuple(dilation)} and {out_rows} × {out_cols} outputs on this "
-                         f"target")
+                         f"kernel of {tuple(kernel)}, steps {tuple(steps)}, dilation "
+                         f"{tuple(dilation)} and {tuple(out_shape)} outputs on this target")
     return rows
 
 
+def _tap_block(w, dilation):
+    """Terms of ``_correlate``'s tiles per pass over a task's pixels: a 2-D kernel's all at
+    once; a 3-D kernel's taps a few planes of the kernel at a time (KH·KW taps a plane, times
+    G for the broadcast tile's (tap, member) pairs), as many as keep the cells a tile reads
+    (KH rows of MR + d·(KW − 1) cells of CB floats a plane) within
+    ``depthwise_lanes_tap_block_bytes``, so that the next tile, a few cells along, finds most
+    of them in L1. A 7 × 7 × 7 kernel's seven planes of rows did not stay there on AVX-512
+    (cells of 16 floats: 44 KB)."""
+    width, kernel = w.shape[1], w.shape[2:]
+    pairs = width if broadcasts(width, VECTORS) else 1
+    if len(kernel) < 3:
+        return max(1, math.prod(kernel) * pairs)
+    rows, cols = kernel[1], _pixels(width) + dilation[-1] * (kernel[2] - 1)
+    planes = tuning.value("depthwise_lanes_tap_block_bytes") // (
+        rows * cols * _channels(width) * _FLOAT)
+    return max(1, min(kernel[0], planes)) * math.prod(kernel[1:]) * pairs
+
+
+def _planes(a):
+    """a (N, C, *spatial) as contiguous float32 planes (N, C, prod(spatial))."""
+    return _c(a).reshape(a.shape[0], a.shape[1], -1)
+
+
 def forward(x, w, pads, stride, dilation, out_shape, bias=None, slide=None):
-    """y (N, C, *out_shape) of x (N, C, H, W) unpadded, w (C, G, KH, KW) (groups of G in
-    ``GROUP_WIDTHS`` channels, G = 1: depthwise), zero ``pads`` ((top, bottom), (left,
-    right)), plus the bias. ``slide``: the tile along output rows or not, by default the
-    rule's choice (``_plan``)."""
-    (top, bottom), (left, right) = pads
-    buf_rows, buf_cols = x.shape[2] + top + bottom, x.shape[3] + left + right
-    correlate, *kernels = _plan(w, False, *out_shape, tuple(stride), dilation, buf_cols,
-                                slide)
+    """y (N, C, *out_shape) of x (N, C, *spatial) unpadded, a 2-D map or a 3-D volume, w (C,
+    G, *kernel) (groups of G in ``GROUP_WIDTHS`` channels, G = 1: depthwise), zero ``pads``
+    ((lo, hi) per spatial dim), plus the bias. ``slide``: the tile along output rows or not,
+    by default the rule's choice (``_plan``)."""
+    buffer = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads))
+    correlate, *kernels = _plan(w, False, tuple(out_shape), tuple(stride), tuple(dilation),
+                                buffer, slide)
+    cells = _grid_cells(x.shape[2:], [lo for lo, _ in pads], (1,) * len(buffer), buffer,
+                        _channels(w.shape[1]))
     out = np.empty(x.shape[:2] + tuple(out_shape), np.float32)
-    correlate(_c(x), *kernels, _c(bias) if bias is not None else _NO_BIAS, top, left, (1, 1),
-              buf_rows, buf_cols, out, _runs())
+    correlate(_planes(x), *kernels, _c(bias) if bias is not None else _NO_BIAS, cells,
+              math.prod(buffer), out.reshape(out.shape[0], out.shape[1], -1), _runs(),
+              _tap_block(w, dilation))
     return out
 
 
 def backward_input(dy, w, spatial, pads, stride, dilation, slide=None):
-    """dx (N, C, *spatial) inside the padding ``pads`` from dy (N, C, R, Q) and w (C, G, KH,
-    KW) as for ``forward``: dy's cells
-    ``stride`` apart (zeros between them) from d·(k − 1) − lo on in a zero buffer of
-    spatial + d·(k − 1) cells, ⋆ the flipped kernel. dy's cells that would fall outside the
-    buffer reach only the padding's gradient, and are left out. ``slide`` as for
-    ``forward``."""
-    kh, kw = w.shape[2:]
-    reach = (dilation[0] * (kh - 1), dilation[1] * (kw - 1))
-    buf = (spatial[0] + reach[0], spatial[1] + reach[1])
+    """dx (N, C, *spatial) inside the padding ``pads`` from dy (N, C, *out) and w (C, G,
+    *kernel) as for ``forward``: dy's cells ``stride`` apart (zeros between them) from
+    d·(k − 1) − lo on in a zero buffer of spatial + d·(k − 1) cells, ⋆ the flipped kernel.
+    dy's cells that would fall outside the buffer reach only the padding's gradient, and are
+    left out. ``slide`` as for ``forward``."""
+    kernel = w.shape[2:]
+    reach = [d * (k - 1) for d, k in zip(dilation, kernel)]
+    buffer = tuple(n + r for n, r in zip(spatial, reach))
     window, at = [], []
-    for axis in range(2):
+    for axis in range(len(spatial)):
         shift, step = reach[axis] - pads[axis][0], stride[axis]
         first = -(min(0, shift) // step)  # the first cell i with i·step + shift ≥ 0
-        last = min(dy.shape[2 + axis], (buf[axis] - 1 - shift) // step + 1)
+        last = min(dy.shape[2 + axis], (buffer[axis] - 1 - shift) // step + 1)
         window.append(slice(first, max(first, last)))
         at.append(first * step + shift)
-    dy = dy[:, :, window[0], window[1]]
+    dy = dy[(slice(None), slice(None)) + tuple(window)]
     if dy.size == 0:
         return np.zeros(dy.shape[:2] + tuple(spatial), np.float32)
-    correlate, *kernels = _plan(w, True, *spatial, (1, 1), dilation, buf[1], slide)
+    correlate, *kernels = _plan(w, True, tuple(spatial), (1,) * len(spatial), tuple(dilation),
+                                buffer, slide)
+    cells = _grid_cells(dy.shape[2:], at, stride, buffer, _channels(w.shape[1]))
     dx = np.empty(dy.shape[:2] + tuple(spatial), np.float32)
-    correlate(_c(dy), *kernels, _NO_BIAS, at[0], at[1], tuple(stride), buf[0], buf[1], dx,
-              _runs())
+    correlate(_planes(dy), *kernels, _NO_BIAS, cells, math.prod(buffer),
+              dx.reshape(dx.shape[0], dx.shape[1], -1), _runs(), _tap_block(w, dilation))
     return dx
 
 
 def backward_weight(x, dy, kernel, pads, stride, dilation, width=1, with_bias=False,
                     rotate=None):
-    """dw (C, G, KH, KW) of x (N, C, H, W) unpadded and dy (N, C, R, Q), groups of G =
+    """dw (C, G, *kernel) of x (N, C, *spatial) unpadded and dy (N, C, *out), groups of G =
     ``width`` channels as for ``forward``; with ``with_bias`` the pair (dw, db), db = Σ over
     images and positions of dy (summed in float64). ``rotate``: the tile that rotates dy (for
     groups of 3 to LANES channels, ``ROTATABLE``), or not; by default ``rotates``'s choice."""
@@ -543,12 +598,13 @@ def backward_weight(x, dy, kernel, pads, stride, dilation, width=1, with_bias=Fa
     if rotate and width not in ROTATABLE:
         raise ValueError(f"rotate: dy is rotated for groups of {ROTATABLE} channels, not "
                          f"{width}")
-    (top, bottom), (left, right) = pads
-    buf_rows, buf_cols = x.shape[2] + top + bottom, x.shape[3] + left + right
-    kh, kw = kernel
+    buffer = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads))
     block = _channels(width)
-    offset, corner, _ = _tables(kh, kw, dilation[0], dilation[1], *dy.shape[2:], *stride,
-                                buf_cols, PIXELS, block)
+    taps = math.prod(kernel)
+    offset, corner, _ = _tables(tuple(kernel), tuple(dilation), dy.shape[2:], tuple(stride),
+                                buffer, PIXELS, block)
+    x_cells = _grid_cells(x.shape[2:], [lo for lo, _ in pads], (1,) * len(buffer), buffer,
+                          block)
     channels, blocks = x.shape[1], -(-x.shape[1] // block)
     # enough tasks for the threads when the channel blocks are few: the images in shares
     shares = max(1, min(x.shape[0], -(-2 * numba.get_num_threads() // blocks)))
@@ -558,18 +614,18 @@ def backward_weight(x, dy, kernel, pads, stride, dilation, width=1, with_bias=Fa
     partial = np.empty((shares, blocks, -(-tap_rows.size // rows) * rows, sets, block),
                        np.float32)
     bias_partial = np.empty((shares, blocks, block) if with_bias else (0, 0, 0), np.float64)
-    WEIGHT[width, rotate](_c(x), _c(dy), tap_rows, corner, top, left, buf_rows, buf_cols,
-                          partial, bias_partial)
+    WEIGHT[width, rotate](_planes(x), _planes(dy), tap_rows, corner, x_cells,
+                          math.prod(buffer), partial, bias_partial)
     summed = (partial.sum(axis=0) if shares > 1 else partial[0])
-    lanes = summed.reshape(blocks, -1, block)[:, :kh * kw * width].reshape(
-        blocks, kh * kw, width, block)
+    lanes = summed.reshape(blocks, -1, block)[:, :taps * width].reshape(
+        blocks, taps, width, block)
     c, g = np.arange(block)[:, None], np.arange(width)
     if rotate:  # dw[c, g] is in lane c − c % G + g of rotation (c − g) mod G
         by_channel = lanes[:, :, (c - g) % width, c - c % width + g]  # (blocks, T, CB, G)
     else:
         by_channel = lanes.transpose(0, 1, 3, 2)
     dw = np.ascontiguousarray(by_channel.transpose(0, 2, 3, 1).reshape(
-        blocks * block, width, kh * kw)[:channels]).reshape(channels, width, kh, kw)
+        blocks * block, width, taps)[:channels]).reshape((channels, width) + tuple(kernel))
     if not with_bias:
         return dw
     return dw, bias_partial.sum(axis=0).reshape(-1)[:channels].astype(np.float32)

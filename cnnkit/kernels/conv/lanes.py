@@ -1,9 +1,10 @@
 """Depthwise and narrow grouped layers with their channels on the vector lanes
 (``depthwise_lanes_numba``).
 
-2-D, float32, K = C in groups of G channels, G = 1 (depthwise) up to the lanes of a vector,
-or wider where the target has a broadcast tile of the group's vectors (AVX2's 16, SSE's 8;
-``GROUP_WIDTHS``): a task transposes CB channels of one image into a channels-last buffer and
+2-D or 3-D, float32, K = C in groups of G channels, G = 1 (depthwise) up to the lanes of a
+vector, or wider where the target has a broadcast tile of the group's vectors (AVX2's 16, SSE's
+8; ``GROUP_WIDTHS``): a task transposes CB channels of one image (a map or a volume) into a
+channels-last buffer and
 computes CB channels of a pixel per vector, each lane summing its group's G channels from
 permutations of one loaded vector, where the other depthwise kernels vectorise along a
 plane's rows and the implicit GEMM's narrow-group tiles fill most lanes with zeros. All three
@@ -26,6 +27,16 @@ which it fills with zeros. Stride-1 kernels of more than 9 taps (5 × 5, 7 × 7)
 crossover with the row correlation of their own (``wide_kernel_max_width``): every map tried
 on AVX2, up to 48 columns on AVX-512 (BENCHMARKS.md, "Depthwise layers with kernels over
 3 × 3 on the lanes").
+
+3-D layers take the same rules, by their rows' length (the padded volume's last dim). 2
+threads, AVX-512, ms, against what ran before (``python -m cnnkit.bench.depthwise
+--volumes``; BENCHMARKS.md, "3-D depthwise and grouped layers on the lanes"): 16 images of 16
+channels on 12³ (7 × 7 × 7), forward 2.95 against 4.02 on the row correlation, input
+gradient 3.00 against 3.85, weight gradient 3.55 against 19.20 on the implicit GEMM; 4 images
+of 128 on 12³ at stride 2 (7 × 7 × 7), forward 1.30 against 6.47 on ``blocked``; 32 groups of
+4 on 8 16³ maps (3 × 3 × 3), forward 7.35 against 19.29, weight gradient 6.45 against 21.13.
+Not a strided input gradient in groups (``_zeros_outweigh``), nor the 3 × 3 × 3 stride-1
+passes of the volume stencil (``_volume_stencil_takes``).
 """
 from ... import tuning
 from ...cpu import host
@@ -40,11 +51,11 @@ def _group_width(g):
 
 
 def applies(geometry, pass_name):
-    """2-D, float32, K = C in G > 1 groups of ``GROUP_WIDTHS`` channels (1: depthwise), a
-    non-empty output."""
+    """2-D or 3-D, float32, K = C in G > 1 groups of ``GROUP_WIDTHS`` channels (1:
+    depthwise), a non-empty output."""
     g = geometry
     width = _group_width(g)
-    return (g.batch > 0 and g.is_float32 and len(g.kernel) == 2 and
+    return (g.batch > 0 and g.is_float32 and len(g.kernel) in (2, 3) and
             width in lanes.GROUP_WIDTHS and min(g.out) > 0)
 
 
@@ -55,14 +66,17 @@ def _stencil_alternative(g, pass_name):
 
 
 def wins(geometry, pass_name):
-    """At least a block of channels; every grouped layer's pass and depthwise weight
-    gradient; depthwise forward passes and input gradients of maps up to
+    """At least a block of channels, except a strided 3-D input gradient in groups
+    (``_zeros_outweigh``) and a 3 × 3 × 3 pass the volume stencil runs
+    (``_volume_stencil_takes``); every grouped layer's pass and depthwise weight gradient;
+    depthwise forward passes and input gradients of maps up to
     ``depthwise_lanes_max_width`` columns (padded), up to
     ``depthwise_lanes_stencil_max_width`` where the 3 × 3 stencil is the alternative, up
     to ``depthwise_lanes_strided_forward_max_width`` for a strided forward pass and up to
     ``wide_kernel_max_width`` for a stride-1 kernel of more than 9 taps."""
     g = geometry
-    if g.in_channels < lanes.BLOCK:
+    if g.in_channels < lanes.BLOCK or _zeros_outweigh(g, pass_name) or \
+            _volume_stencil_takes(g, pass_name):
         return False
     if pass_name == "weight" or _group_width(g) > 1:
         return True
@@ -74,7 +88,33 @@ def wins(geometry, pass_name):
         limit = wide_kernel_max_width()
     else:
         limit = tuning.value("depthwise_lanes_max_width")
-    return g.padded[1] <= limit
+    return g.padded[-1] <= limit
+
+
+def _volume_stencil_takes(g, pass_name):
+    """A 3 × 3 × 3 stride-1 pass that ``rows`` runs as the volume stencil (its forward pass
+    and input gradient, ``rows.stencil_runs``; its weight gradient, ``rows.applies``). The
+    stencils were faster on the smallest and widest volumes tried, the lanes in between
+    (2 threads, ms, lanes against the stencil, forward / weight gradient): 2 × 16 channels of
+    6 × 9 × 8, 0.062 / 0.065 against 0.039 / 0.055 (AVX-512); 2 × 16 of 32³, 1.57 / 2.56
+    against 0.99 / 1.78 (AVX-512), 1.33 / 2.23 against 0.95 / 2.20 (AVX2); 8 × 96 of 12³,
+    1.44 / 1.65 against 1.74 / 2.31 (AVX-512), 1.44 / 1.46 against 2.64 / 2.69 (AVX2)
+    (BENCHMARKS.md, "3-D depthwise and grouped layers on the lanes"). No rule of the shape
+    alone separated them in the few volumes tried: they keep the stencils."""
+    if len(g.kernel) != 3 or not rows.applies(g, pass_name):
+        return False
+    return pass_name == "weight" or _stencil_alternative(g, pass_name)
+
+
+def _zeros_outweigh(g, pass_name):
+    """A strided 3-D input gradient in groups of more than one channel: its sums take the
+    zeros between dy's cells as terms, s³ times the real ones, and each term G times (one
+    per member). 2 threads, ms, against ``blocked``, 3 × 3 × 3 at stride 2 on 4 16³ maps of
+    64 channels in groups of 4: AVX-512 1.80 against 0.98, AVX2 1.95 against 0.88; depthwise
+    layers ran faster on the lanes (8 × 64 × 16³ at stride 2: 1.72 against 1.82 and 1.50
+    against 1.72; BENCHMARKS.md, "3-D depthwise and grouped layers on the lanes")."""
+    return pass_name == "input" and len(g.kernel) == 3 and not g.unit_stride and \
+        _group_width(g) > 1
 
 
 def wide_kernel_max_width():
@@ -83,7 +123,7 @@ def wide_kernel_max_width():
 
 
 def forward_pass(xp, w, g):
-    return lanes.forward(xp, w, ((0, 0), (0, 0)), g.stride, g.dilation, g.out)
+    return lanes.forward(xp, w, ((0, 0),) * len(g.kernel), g.stride, g.dilation, g.out)
 
 
 def forward_from(source, w, g, bias=None):
@@ -105,5 +145,5 @@ def weight_from(source, dy, g, with_bias=False):
 
 
 def weight_pass(xp, dy, g):
-    return lanes.backward_weight(xp, dy, g.kernel, ((0, 0), (0, 0)), g.stride, g.dilation,
-                                 _group_width(g))
+    return lanes.backward_weight(xp, dy, g.kernel, ((0, 0),) * len(g.kernel), g.stride,
+                                 g.dilation, _group_width(g))

@@ -12,7 +12,7 @@ from . import blocked, depthwise, fc, fft, gemm, implicit, lanes, rows, shift, w
 
 REGISTRY = {
     "fc": fc,                  # kernel = the padded map: one matrix product (fully connected)
-    "lanes": lanes,            # depthwise 2-D, float32, small maps: channels on the lanes
+    "lanes": lanes,            # depthwise 2-D and 3-D, float32, small maps: channels on lanes
     "rows": rows,              # one input channel per group, float32, stride 1: row correlation
     "blocked": blocked,        # narrow groups, float32, strided: implicit GEMM on dense blocks
     "implicit": implicit,      # float32: compiled implicit GEMM (one product per group)
