@@ -506,16 +506,25 @@ def _layer_against_torch(x, w, rng, *arguments):
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 @pytest.mark.parametrize("stride, dilation, mult, picks", [
-    (1, 1, 1, ("rows", "rows", "rows")),
+    (1, 1, 1, ("lanes", "lanes", "lanes")),
     ((1, 2, 2), 1, 1, ("lanes", "lanes", "lanes")),
     (2, 1, 2, ("blocked", "blocked", "implicit")),
     (1, 2, 1, ("lanes", "lanes", "lanes"))])
 def test_3d_depthwise_layers_leave_numpys_sums(stride, dilation, mult, picks):
     """A 3-D depthwise layer's passes go to the compiled kernels (depthwise.sums_on_numpy):
-    the stencils at stride 1, the lanes where the stride or dilation is not 1 and K = C, the
-    blocks and the implicit GEMM for two outputs a channel. They match PyTorch, and keep its
-    NaN where x holds one (the blocks, and the stencil's weight gradient, whose zeros would
-    meet it, give the pass back to an exact algorithm)."""
+    with K = C the lanes (a volume this narrow, at most 2 threads: 2 images of one block of
+    channels, ``lanes._volume_too_few_tasks``), the blocks and the implicit GEMM for two
+    outputs a channel. They match PyTorch, and keep its NaN where x holds one (the blocks,
+    whose zeros would meet it, give the pass back to an exact algorithm)."""
+    threads = conv_kernels.implicit.numba.get_num_threads()
+    conv_kernels.implicit.numba.set_num_threads(min(2, threads))
+    try:
+        _check_3d_depthwise_layer(stride, dilation, mult, picks)
+    finally:
+        conv_kernels.implicit.numba.set_num_threads(threads)
+
+
+def _check_3d_depthwise_layer(stride, dilation, mult, picks):
     rng = np.random.default_rng(8)
     c = 16
     x = rng.standard_normal((2, c, 6, 9, 8)).astype(np.float32)

@@ -141,18 +141,18 @@ def per_term(rows, width, broadcast):
 
 for width in lanes.GROUP_WIDTHS:
     rows = lanes._pixels(width)
-    report(lanes._tiles, (f32_3, i64_1, i64_1, types.int64, f32_2, types.int64, f32_2, i64_1,
-                          types.int64, literal(rows), literal(width)),
+    report(lanes._tiles, (f32_2, i64_1, i64_1, types.int64, types.int64, f32_3, types.int64,
+                          f32_2, i64_1, types.int64, literal(rows), literal(width)),
            rows, width, per_term(rows, width, broadcasts(width, lanes.VECTORS)))
     for rotate in range(2 if width in lanes.ROTATABLE else 1):  # weight gradient: taps as rows
         rows = lanes._tap_rows(width, rotate)
-        report(lanes._spread_tiles, (f32_3, i64_1, i64_1, types.int64, f32_3, f32_3, i64_1,
+        report(lanes._spread_tiles, (f32_2, i64_1, i64_1, types.int64, f32_2, f32_3, i64_1,
                                      literal(rows), literal(width), literal(rotate)),
                rows, width, per_term(rows, width, spans_vectors(width)))
     if lanes._slides(width):  # along rows: MR·KW per (kernel row, member) pair
         rows = lanes.sliding_rows(1)
         for kw in lanes.SLIDING_WIDTHS:
-            report(lanes._slide, (f32_3, i64_1, i64_1, f32_3, types.int64, f32_2, i64_1,
+            report(lanes._slide, (f32_2, i64_1, i64_1, f32_3, types.int64, f32_2, i64_1,
                                   literal(rows), literal(kw), literal(width)),
                    rows, width, rows * kw)
 """

@@ -93,33 +93,34 @@ def test_all_passes_of_volumes_match_torch(layer, seed):
     _check_all_passes(layer, seed)
 
 
-@pytest.mark.parametrize("tap_block_bytes", [0, 1 << 30])
+@pytest.mark.parametrize("planes", [1, 2, 3])
 @pytest.mark.parametrize("width", lanes.GROUP_WIDTHS)
-def test_a_volume_matches_the_reference_loops(width, tap_block_bytes):
-    """A 3-D layer of two blocks and a partial one, a ragged last tile, asymmetric padding,
-    stride 1 and (2, 1, 2), dilation along one dim, against ``cnnkit.reference``'s literal
-    sums, groups of each width; its taps a plane of the kernel at a time (each plane's sums
-    added to the last's) and all at once (``depthwise_lanes_tap_block_bytes``)."""
+def test_a_volume_in_tap_blocks_and_ragged_tiles_matches_torch(width, planes):
+    """A 3-D layer of two blocks and a partial one, asymmetric padding, stride 1 and (2, 1,
+    2), dilation along one dim, against PyTorch in float64, groups of each width: 1 × 11 × 13
+    outputs an image at stride 1, a ragged last tile for every MR from 2 to 8, and the
+    kernel's 3 planes of taps one, two (then the third: a ragged block) or all three at a
+    time (``depthwise_lanes_tap_block_bytes``), each block's sums added to the last's."""
     rng = np.random.default_rng(width)
     c = 2 * lanes._channels(width) + max(3 // width, 1) * width
-    x = rng.standard_normal((2, c, 4, 5, 6)).astype(np.float32)
+    x = rng.standard_normal((2, c, 1, 12, 13)).astype(np.float32)
     w = rng.standard_normal((c, width, 3, 3, 2)).astype(np.float32)
     b = rng.standard_normal(c).astype(np.float32)
-    pads = ((1, 0), (1, 2), (0, 1))
-    blocks = 1 if tap_block_bytes else 3  # the kernel's three planes, or one at a time
-    for stride in ((1, 1, 1), (2, 1, 2)):
-        layer = dict(pads=pads, stride=stride, dilation=(1, 2, 1))
-        ref_y = reference.conv_forward(x, w, b, stride, pads, (1, 2, 1), c // width)
-        dy = rng.standard_normal(ref_y.shape).astype(np.float32)
-        with tuning.override(depthwise_lanes_tap_block_bytes=tap_block_bytes):
-            assert lanes._tap_block(w, (1, 2, 1)) * blocks == w[0].size * (
-                width if lanes.broadcasts(width, lanes.VECTORS) else 1) // width
-            y, dx, dw = forced_passes(x, w, b, dy, layer)
-        np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-4)
-        np.testing.assert_allclose(dw, reference.conv_backward_weight(
-            dy, x, w.shape, stride, pads, (1, 2, 1), c // width), rtol=1e-5, atol=1e-4)
-        np.testing.assert_allclose(dx, reference.conv_backward_input(
-            dy, x.shape, w, stride, pads, (1, 2, 1), c // width), rtol=1e-5, atol=1e-4)
+    pads, dilation = ((1, 1), (1, 2), (0, 1)), (1, 2, 1)
+    mr = lanes._pixels(width)
+    assert (1 * 11 * 13) % mr
+    pairs = width if lanes.broadcasts(width, lanes.VECTORS) else 1
+    plane_bytes = 3 * (mr + 1) * lanes._channels(width) * 4  # KH rows of MR + d(KW − 1) cells
+    with tuning.override(depthwise_lanes_tap_block_bytes=planes * plane_bytes):
+        assert lanes._tap_block(w, dilation) == planes * 3 * 2 * pairs
+        for stride in ((1, 1, 1), (2, 1, 2)):
+            layer = dict(pads=pads, stride=stride, dilation=dilation)
+            out = [(n + lo + hi - d * (k - 1) - 1) // s + 1 for n, (lo, hi), k, d, s in
+                   zip(x.shape[2:], pads, w.shape[2:], dilation, stride)]
+            dy = rng.standard_normal((2, c, *out)).astype(np.float32)
+            for ours, theirs in zip(forced_passes(x, w, b, dy, layer),
+                                    torch_passes(x, w, b, dy, layer)):
+                np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
 
 
 def test_cells_of_a_volume_are_its_buffer_offsets():
@@ -369,20 +370,36 @@ def test_dy_is_rotated_for_groups_of_three_to_a_vector_only():
         lanes.backward_weight(x, x, (3, 3), ((1, 1), (1, 1)), (1, 1), (1, 1), 2, rotate=True)
 
 
-def test_volumes_on_the_lanes_leave_the_stencils_and_strided_grouped_gradients():
-    """3-D layers: a 3 × 3 × 3 stride-1 depthwise layer's passes stay on the volume stencil
-    ('rows'); a 5 × 5 × 5 one's, a grouped 3 × 3 × 3 one's (which the stencil does not
-    compute) and a strided one's go to the lanes, except a strided input gradient in groups
-    (``lanes._zeros_outweigh``: its zeros are s³ times its terms, each G times)."""
-    def picks(width, kernel, stride):
+@pytest.mark.skipif(conv.implicit.numba.config.NUMBA_NUM_THREADS < 2, reason="one thread")
+def test_volumes_on_the_lanes_leave_wide_stencils_few_tasks_and_strided_grouped_gradients():
+    """3-D layers at 2 threads: a 3 × 3 × 3 stride-1 depthwise layer's passes go to the lanes
+    up to the stencil's width (``depthwise_lanes_stencil_max_width`` padded columns), to the
+    volume stencil ('rows') past it; 5 × 5 × 5, grouped and strided ones to the lanes, except
+    a strided input gradient in groups (``lanes._zeros_outweigh``) and the forward pass and
+    input gradient of fewer images × channel blocks than threads
+    (``lanes._volume_too_few_tasks``), whose weight gradient still goes to the lanes."""
+    def picks(width, kernel, stride, images=4, cols=8):
         c, pad = 4 * BLOCK, kernel // 2
-        g = conv.ConvGeometry.of((4, c) + (8 + 2 * pad,) * 3, (c, width) + (kernel,) * 3,
+        spatial = (8 + 2 * pad, 8 + 2 * pad, cols + 2 * pad)
+        g = conv.ConvGeometry.of((images, c) + spatial, (c, width) + (kernel,) * 3,
                                  (stride,) * 3, (1,) * 3, c // width, np.float32,
                                  ((pad, pad),) * 3)
         return tuple(conv.select(g, p) for p in conv.PASSES)
-    assert picks(1, 3, 1) == ("rows",) * 3
-    assert picks(1, 5, 1) == picks(1, 3, 2) == ("lanes",) * 3
-    if 4 in lanes.GROUP_WIDTHS:
-        assert picks(4, 3, 1) == ("lanes",) * 3
-        forward, input_gradient, weight = picks(4, 3, 2)
-        assert forward == weight == "lanes" and input_gradient != "lanes"
+    threads = conv.implicit.numba.get_num_threads()
+    conv.implicit.numba.set_num_threads(2)
+    try:
+        limit = tuning.value("depthwise_lanes_stencil_max_width")
+        assert picks(1, 3, 1, cols=limit - 2) == ("lanes",) * 3
+        assert picks(1, 3, 1, cols=limit - 1) == ("rows",) * 3
+        assert picks(1, 5, 1) == picks(1, 3, 2) == ("lanes",) * 3
+        forward, input_gradient, weight = picks(1, 5, 1, images=1)  # 4 blocks: 4 tasks
+        assert forward == input_gradient == weight == "lanes"
+        g = conv.ConvGeometry.of((1, BLOCK, 12, 12, 12), (BLOCK, 1, 5, 5, 5), (1,) * 3,
+                                 (1,) * 3, BLOCK, np.float32, ((2, 2),) * 3)  # one task
+        assert [conv.select(g, p) == "lanes" for p in conv.PASSES] == [False, False, True]
+        if 4 in lanes.GROUP_WIDTHS:
+            assert picks(4, 3, 1) == ("lanes",) * 3
+            forward, input_gradient, weight = picks(4, 3, 2)
+            assert forward == weight == "lanes" and input_gradient != "lanes"
+    finally:
+        conv.implicit.numba.set_num_threads(threads)

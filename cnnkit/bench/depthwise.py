@@ -99,16 +99,22 @@ def _best(runs, repeats):
 
 
 def _label(layer, dims=2):
+    """'images × channels × side², kernel/stride[, groups of G]' (side³ for a volume)."""
     n, c, side, k, stride, *width = layer
     groups = f", groups of {width[0]}" if width and width[0] > 1 else ""
-    kernel = " × ".join([str(k)] * dims)
-    return f"{n} × {c} × {side}{'²³'[dims - 2]}, {kernel}/{stride}{groups}"
+    kernel, power = " × ".join([str(k)] * dims), {2: "²", 3: "³"}[dims]
+    return f"{n} × {c} × {side}{power}, {kernel}/{stride}{groups}"
+
+
+def _width(layer):
+    """A layer's channels per group (1: depthwise)."""
+    return layer[5] if len(layer) > 5 else 1
 
 
 def _on_lanes(layer):
     """Whether 'lanes' computes the layer on this target (groups up to a vector's lanes)."""
     from ..kernels import depthwise_lanes_numba as lanes
-    return (layer[5] if len(layer) > 5 else 1) in lanes.GROUP_WIDTHS
+    return _width(layer) in lanes.GROUP_WIDTHS
 
 
 def measure(layers=LAYERS, repeats=20, log=print, dims=2):
@@ -118,7 +124,7 @@ def measure(layers=LAYERS, repeats=20, log=print, dims=2):
     from ..kernels import conv
     rows = []
     for layer in filter(_on_lanes, layers):
-        geometry, passes = _passes(*layer[:5], layer[5] if len(layer) > 5 else 1, dims)
+        geometry, passes = _passes(*layer[:5], _width(layer), dims)
         for pass_name in conv.PASSES:
             ours, theirs = passes[pass_name]
             other = _without_lanes(geometry, pass_name)
@@ -137,7 +143,7 @@ def measure_spread(layers=LAYERS, repeats=20, log=print, dims=2):
     from ..kernels.depthwise_lanes_numba import ROTATABLE, rotates
     rows = []
     for layer in layers:
-        width = layer[5] if len(layer) > 5 else 1
+        width = _width(layer)
         if width not in ROTATABLE:
             continue
         best = _best(_passes(*layer[:5], width, dims)[1]["tiles"], repeats)
@@ -153,8 +159,7 @@ def measure_tap_blocks(layers=VOLUMES, repeats=20, log=print):
     from .. import tuning
     rows = []
     for layer in (layer for layer in filter(_on_lanes, layers) if layer[4] == 1):
-        forward = _forced("lanes", _passes(*layer[:5], layer[5] if len(layer) > 5 else 1,
-                                           3)[1]["forward"][0])
+        forward = _forced("lanes", _passes(*layer[:5], _width(layer), 3)[1]["forward"][0])
 
         def at(value):
             def run():
@@ -182,6 +187,7 @@ def main(argv=None):
                         help="the 3-D stride-1 layers' forward passes at each tap block size")
     args = parser.parse_args(argv)
     listed, dims = (VOLUMES, 3) if args.volumes or args.tap_blocks else (LAYERS, 2)
+    what = "volume" if dims == 3 else "map"
     if not 1 <= args.threads <= (os.cpu_count() or 1):
         parser.error(f"--threads: expected 1 to {os.cpu_count()}, got {args.threads}")
     if args.repeats < 1:
@@ -204,12 +210,12 @@ def main(argv=None):
         measure_tap_blocks(layers, args.repeats)
         return
     if args.spread:
-        print("| layer (images × channels × map, kernel/stride) | x permuted | dy rotated | "
+        print(f"| layer (images × channels × {what}, kernel/stride) | x permuted | dy rotated | "
               "picked |")
         print("|---|---:|---:|---|")
         measure_spread(layers, args.repeats, dims=dims)
         return
-    print("| layer (images × channels × map, kernel/stride) | pass | picked | lanes | "
+    print(f"| layer (images × channels × {what}, kernel/stride) | pass | picked | lanes | "
           "without lanes | PyTorch |")
     print("|---|---|---|---:|---:|---:|")
     measure(layers, args.repeats, dims=dims)

@@ -46,9 +46,11 @@ transposed back into planes, the bias added on the way. The passes:
                      float64
 
 A channel block past C (C not a multiple of CB) fills its spare lanes with zeros, computes
-them and drops them. A ragged last tile repeats its last pixel (stores the same values twice)
-or, for taps, writes rows that are dropped, so each tile height is compiled once.
+them and drops them. A ragged last tile reads its last pixel again and stores it to a spare
+row of the result (``_tables``), or, for taps, writes rows that are dropped, so each tile
+height is compiled once.
 """
+import functools
 import math
 
 import numba
@@ -123,6 +125,9 @@ def rotates(width):
 GROUP_WIDTHS = tuple(w for w in (1, 2, 4, 8, 16) if _pixels(w) >= 2)
 PIXELS = _pixels(1)
 _FLOAT = 4  # bytes
+# Tables of cells and offsets kept (``_grid_cells``, ``_tables``), each a layer's: made afresh
+# they cost a call 10 µs of Python (16 × 960 channels of 7 × 7, 3 × 3: a 0.3 ms forward pass)
+_KEPT_TABLES = 64
 
 
 def _slides(width):
@@ -164,8 +169,10 @@ def _cells(shape, first, steps, buffer, block):
     return cells
 
 
+@functools.lru_cache(maxsize=_KEPT_TABLES)
 def _grid_cells(shape, first, steps, buffer, block):
-    """``_cells`` of tuples (one int per spatial dim)."""
+    """``_cells`` of tuples (one int per spatial dim), kept per shape (``_KEPT_TABLES``): read
+    by the kernels, never written."""
     return _cells(*(np.asarray(v, np.int64) for v in (shape, first, steps, buffer)),
                   np.int64(block))
 
@@ -225,16 +232,21 @@ def _to_planes(dense, out, n, c0, count, bias):
 
 
 @numba.njit(cache=True)
-def _tiles(x, base, offset, taps, weights, ldw, c, c_row, accumulate, rows, width):
+def _tiles(x, base, offset, first, taps, weights, ldw, c, c_row, accumulate, rows, width):
     """The lane-wise micro-kernel for groups of ``width`` lanes, ``rows`` (MR) rows at a time
-    over all of base's: C[c_row[i] + j] (+)= Σ_{t < taps} Σ_{g < width}
+    over all of base's: C[c_row[i] + j] (+)= Σ_{first ≤ t < first + taps} Σ_{g < width}
     x[base[i] + offset[t] + j − j % width + g] · weights[t·ldw + g·CB + j] (base and c_row
-    padded to a multiple of MR, ``_padded``)."""
-    xa, ba, oa, wa = x.ctypes.data, base.ctypes.data, offset.ctypes.data, weights.ctypes.data
-    ca, ra = c.ctypes.data, c_row.ctypes.data
+    padded to a multiple of MR, ``_tables``). The taps from ``first`` on are addressed, not
+    sliced: a slice per task would take a reference to the shared table, an atomic count the
+    threads contend for (``task_call._unowned``; 16 × 960 channels of 7 × 7, 3 × 3, forward
+    pass: 310–330 against 242–256 µs)."""
+    xa, ba, c_row_a = x.ctypes.data, base.ctypes.data, c_row.ctypes.data
+    oa = offset.ctypes.data + 8 * first
+    wa = weights.ctypes.data + _FLOAT * ldw * first
+    ca = c.ctypes.data
     for i in range(0, base.size, rows):
-        lanewise_micro_kernel(taps, xa, ba + 8 * i, oa, wa, ldw, ca, ra + 8 * i, accumulate,
-                              rows, VECTORS, width)
+        lanewise_micro_kernel(taps, xa, ba + 8 * i, oa, wa, ldw, ca, c_row_a + 8 * i,
+                              accumulate, rows, VECTORS, width)
 
 
 @numba.njit(cache=True)
@@ -318,20 +330,22 @@ def _lane_weights(w, transposed, block, runs):
 @numba.njit(cache=True)
 def _padded(values, rows):
     """values with its last entry repeated up to a multiple of ``rows`` (a ragged last tile
-    recomputes a row and stores the same values again)."""
+    reads its last pixel, or tap, again)."""
     out = np.empty(-(-values.size // rows) * rows, np.int64)
     out[:values.size] = values
     out[values.size:] = values[-1]
     return out
 
 
+@functools.lru_cache(maxsize=_KEPT_TABLES)
 def _tables(kernel, dilation, out, steps, buffer, rows, block):
     """Offsets in floats into a channels-last buffer of ``buffer`` cells of ``block`` (CB)
     channels: tap t (of ``kernel``, ``dilation`` apart) at offset[t]; output pixel p (of
     ``out``, ``steps`` apart)'s corner at corner[p] and its row of a (P + 1, CB) result at
     row[p], both padded to a multiple of ``rows`` (MR): a ragged last tile reads its last
     pixel again (``_padded``) and stores it to the spare row P, as a tile that adds to the
-    rows (the taps in blocks, ``_tap_block``) must not add a pixel twice."""
+    rows (the taps in blocks, ``_tap_block``) must not add a pixel twice. Kept per shape
+    (``_KEPT_TABLES``; arguments as tuples), and never written."""
     zeros = (0,) * len(kernel)
     offset = _grid_cells(kernel, zeros, dilation, buffer, block)  # the taps, dilation apart
     corner = _grid_cells(out, zeros, steps, buffer, block)  # the pixels
@@ -372,10 +386,10 @@ def _correlate(planes, lane_w, offset, corner, row, bias, cells, buf_cells, out_
             if kw:
                 _slide(buf, corner, offset, lane_w[b], ldw, result, row, rows, kw, width)
             else:
+                weights = lane_w[b]
                 for t0 in range(0, offset.size, tap_block):
-                    t1 = min(offset.size, t0 + tap_block)
-                    _tiles(buf, corner, offset[t0:t1], t1 - t0, lane_w[b, t0:t1], ldw, result,
-                           row, t0 > 0, rows, width)
+                    _tiles(buf, corner, offset, t0, min(tap_block, offset.size - t0), weights,
+                           ldw, result, row, 0 if t0 == 0 else 1, rows, width)
             _to_planes(result, out_planes, n, c0, count, bias)
 
 
@@ -524,10 +538,10 @@ def _tap_block(w, dilation):
     """Terms of ``_correlate``'s tiles per pass over a task's pixels: a 2-D kernel's all at
     once; a 3-D kernel's taps a few planes of the kernel at a time (KH·KW taps a plane, times
     G for the broadcast tile's (tap, member) pairs), as many as keep the cells a tile reads
-    (KH rows of MR + d·(KW − 1) cells of CB floats a plane) within
-    ``depthwise_lanes_tap_block_bytes``, so that the next tile, a few cells along, finds most
-    of them in L1. A 7 × 7 × 7 kernel's seven planes of rows did not stay there on AVX-512
-    (cells of 16 floats: 44 KB)."""
+    (KH rows of MR + d·(KW − 1) cells of CB floats a plane, at stride 1; a strided tile's
+    pixels lie further apart) within ``depthwise_lanes_tap_block_bytes``, so that the next
+    tile, a few cells along, finds most of them in L1. A 7 × 7 × 7 kernel's seven planes of
+    rows did not stay there on AVX-512 (cells of 16 floats: 44 KB)."""
     width, kernel = w.shape[1], w.shape[2:]
     pairs = width if broadcasts(width, VECTORS) else 1
     if len(kernel) < 3:
@@ -551,7 +565,7 @@ def forward(x, w, pads, stride, dilation, out_shape, bias=None, slide=None):
     buffer = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads))
     correlate, *kernels = _plan(w, False, tuple(out_shape), tuple(stride), tuple(dilation),
                                 buffer, slide)
-    cells = _grid_cells(x.shape[2:], [lo for lo, _ in pads], (1,) * len(buffer), buffer,
+    cells = _grid_cells(x.shape[2:], tuple(lo for lo, _ in pads), (1,) * len(buffer), buffer,
                         _channels(w.shape[1]))
     out = np.empty(x.shape[:2] + tuple(out_shape), np.float32)
     correlate(_planes(x), *kernels, _c(bias) if bias is not None else _NO_BIAS, cells,
@@ -581,7 +595,7 @@ def backward_input(dy, w, spatial, pads, stride, dilation, slide=None):
         return np.zeros(dy.shape[:2] + tuple(spatial), np.float32)
     correlate, *kernels = _plan(w, True, tuple(spatial), (1,) * len(spatial), tuple(dilation),
                                 buffer, slide)
-    cells = _grid_cells(dy.shape[2:], at, stride, buffer, _channels(w.shape[1]))
+    cells = _grid_cells(dy.shape[2:], tuple(at), tuple(stride), buffer, _channels(w.shape[1]))
     dx = np.empty(dy.shape[:2] + tuple(spatial), np.float32)
     correlate(_planes(dy), *kernels, _NO_BIAS, cells, math.prod(buffer),
               dx.reshape(dx.shape[0], dx.shape[1], -1), _runs(), _tap_block(w, dilation))
@@ -603,7 +617,7 @@ def backward_weight(x, dy, kernel, pads, stride, dilation, width=1, with_bias=Fa
     taps = math.prod(kernel)
     offset, corner, _ = _tables(tuple(kernel), tuple(dilation), dy.shape[2:], tuple(stride),
                                 buffer, PIXELS, block)
-    x_cells = _grid_cells(x.shape[2:], [lo for lo, _ in pads], (1,) * len(buffer), buffer,
+    x_cells = _grid_cells(x.shape[2:], tuple(lo for lo, _ in pads), (1,) * len(buffer), buffer,
                           block)
     channels, blocks = x.shape[1], -(-x.shape[1] // block)
     # enough tasks for the threads when the channel blocks are few: the images in shares

@@ -416,7 +416,9 @@ _TABLE = [
              "lanes against the row correlation, 8 images of 128 channels, padded widths 18, "
              "34 and 66: 183 / 271, 880 / 728, 3934 / 3573; 16 images of 64 channels: "
              "122 / 226, 546 / 516, 2277 / 2325. Measured as the crossover of the two (8 "
-             "images of 64 channels: 57 on that Zen 4).", 0, 1 << 20, integer=True,
+             "images of 64 channels: 57 on that Zen 4). A 3-D layer's volumes are judged by "
+             "their rows alike (the padded volume's last dim), here and in the three limits "
+             "below, all measured on 2-D maps.", 0, 1 << 20, integer=True,
              measured_by=TUNE),
     Constant("depthwise_lanes_stencil_max_width", 16, "padded input columns",
              "The same for a 3 × 3 stride-1 forward pass, whose alternative is the 3 × 3 "

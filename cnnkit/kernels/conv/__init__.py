@@ -22,10 +22,10 @@ against). In the order the heuristic asks them (``registry.REGISTRY``):
 
     'fc'         a kernel as large as the padded input (one output per image), one group:
                  a fully connected layer, one matrix product per pass (``fc``)
-    'lanes'      2-D depthwise layers (one output channel per input channel) and groups
-                 of up to a vector's lanes (K = C), float32: a block of channels of one image
-                 transposed onto the vector lanes; depthwise layers' small maps and weight
-                 gradients, grouped layers' forward and input passes (``lanes``)
+    'lanes'      2-D and 3-D depthwise layers (one output channel per input channel) and
+                 groups of up to a vector's lanes (K = C), float32: a block of channels of
+                 one image transposed onto the vector lanes; depthwise layers' small maps and
+                 volumes and their weight gradients, grouped layers' passes (``lanes``)
     'rows'       one input channel per group, float32, stride 1: forward and input gradient
                  on the register-tiled row correlation, 3 × 3 (× 3) kernels on a stencil,
                  and a 3 × 3 × 3 kernel's weight gradient (``rows``)

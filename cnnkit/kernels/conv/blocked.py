@@ -43,8 +43,9 @@ def wins(geometry, pass_name):
     not (2 threads, 96 channels of 56 × 56 at stride 2, 3 × 3, 16 images: 1.8–2.1 ms against
     5.2–5.9 on AVX-512), except where its sums would be NumPy's (``depthwise.sums_on_numpy``:
     3-D layers), whose forward and input passes the blocks take unless the FFT would
-    (``implicit.fft_beats``). The blocks then hold one nonzero in q, and still ran 4.4–17
-    times as fast as NumPy's sums (3 × 3 × 3 to 7 × 7 × 7 kernels, AVX-512 and AVX2)."""
+    (``implicit.fft_beats``) or ``lanes``, asked first, does (``lanes.wins``). The blocks then
+    hold one nonzero in q, and still ran 4.4–17 times as fast as NumPy's sums (3 × 3 × 3 to
+    7 × 7 × 7 kernels, AVX-512 and AVX2)."""
     g = geometry
     if depthwise.sums_on_numpy(g):
         return not implicit.fft_beats(g, pass_name)

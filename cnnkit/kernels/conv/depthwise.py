@@ -57,11 +57,12 @@ def claims(geometry, pass_name):
 def sums_on_numpy(geometry):
     """Whether this float32 depthwise layer's sums would be NumPy's here, a pass per kernel
     tap over the whole batch (``_kernels``: the compiled kernels are 1-D and 2-D): 3-D layers.
-    The implicit GEMM's kernels then take them instead (registry order): its blocks the
-    strided or dilated forward and input passes (``blocked``; at stride 1 without dilation
-    ``rows`` keeps them), per group the weight gradient (``implicit``; a 3 × 3 × 3 kernel's
-    of few outputs per channel is ``rows``': ``rows.takes_volume_weight``). 2 threads, 3 × 3 × 3
-    and 5 × 5 × 5 layers of 16 to 96 channels, AVX-512 and AVX2: 2.2 to 15 times as fast
+    Other kernels take them instead (registry order): ``lanes`` most of them, from a block
+    of channels on (``lanes.wins``); else the implicit GEMM's blocks the strided or dilated
+    forward and input passes (``blocked``; at stride 1 without dilation ``rows`` keeps
+    them), per group the weight gradient (``implicit``; a 3 × 3 × 3 kernel's of few outputs
+    per channel is ``rows``': ``rows.takes_volume_weight``). 2 threads, 3 × 3 × 3 and 5 × 5 ×
+    5 layers of 16 to 96 channels, AVX-512 and AVX2: 2.2 to 15 times as fast as NumPy's sums
     (BENCHMARKS.md, "3-D depthwise layers on the implicit GEMM")."""
     g = geometry
     return g.groups > 1 and g.in_channels == g.groups and len(g.kernel) > COMPILED_DIMS and \

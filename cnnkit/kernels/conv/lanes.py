@@ -8,8 +8,8 @@ channels-last buffer and
 computes CB channels of a pixel per vector, each lane summing its group's G channels from
 permutations of one loaded vector, where the other depthwise kernels vectorise along a
 plane's rows and the implicit GEMM's narrow-group tiles fill most lanes with zeros. All three
-passes; a strided input gradient multiplies the zeros between dy's cells too (s² times the
-terms of the sums, cheap beside the transposes on small maps).
+passes; a strided input gradient multiplies the zeros between dy's cells too (s^d times the
+terms of the sums, d the dims: cheap beside the transposes on small maps).
 
 Where it wins (``wins``), measured on a Zen 4 (AVX-512), 2 threads, ms, against what ran
 before on the same call (BENCHMARKS.md, "Depthwise layers with their channels on the lanes"):
@@ -35,9 +35,13 @@ channels on 12³ (7 × 7 × 7), forward 2.95 against 4.02 on the row correlation
 gradient 3.00 against 3.85, weight gradient 3.55 against 19.20 on the implicit GEMM; 4 images
 of 128 on 12³ at stride 2 (7 × 7 × 7), forward 1.30 against 6.47 on ``blocked``; 32 groups of
 4 on 8 16³ maps (3 × 3 × 3), forward 7.35 against 19.29, weight gradient 6.45 against 21.13.
-Not a strided input gradient in groups (``_zeros_outweigh``), nor the 3 × 3 × 3 stride-1
-passes of the volume stencil (``_volume_stencil_takes``).
+Not a strided input gradient in groups (``_zeros_outweigh``), nor a forward pass or input
+gradient of fewer images × channel blocks than threads (``_volume_too_few_tasks``); the
+3 × 3 × 3 stride-1 passes of the volume stencil up to the stencil's width, as a map's
+(``_volume_stencil_alternative``).
 """
+import numba
+
 from ... import tuning
 from ...cpu import host
 from . import rows
@@ -67,8 +71,10 @@ def _stencil_alternative(g, pass_name):
 
 def wins(geometry, pass_name):
     """At least a block of channels, except a strided 3-D input gradient in groups
-    (``_zeros_outweigh``) and a 3 × 3 × 3 pass the volume stencil runs
-    (``_volume_stencil_takes``); every grouped layer's pass and depthwise weight gradient;
+    (``_zeros_outweigh``) and a 3-D forward pass or input gradient of fewer tasks than threads
+    (``_volume_too_few_tasks``); a 3 × 3 × 3 pass the volume stencil runs up to
+    ``depthwise_lanes_stencil_max_width`` (``_volume_stencil_alternative``); every grouped
+    layer's pass and depthwise weight gradient;
     depthwise forward passes and input gradients of maps up to
     ``depthwise_lanes_max_width`` columns (padded), up to
     ``depthwise_lanes_stencil_max_width`` where the 3 × 3 stencil is the alternative, up
@@ -76,8 +82,10 @@ def wins(geometry, pass_name):
     ``wide_kernel_max_width`` for a stride-1 kernel of more than 9 taps."""
     g = geometry
     if g.in_channels < lanes.BLOCK or _zeros_outweigh(g, pass_name) or \
-            _volume_stencil_takes(g, pass_name):
+            _volume_too_few_tasks(g, pass_name):
         return False
+    if _volume_stencil_alternative(g, pass_name):
+        return g.padded[-1] <= tuning.value("depthwise_lanes_stencil_max_width")
     if pass_name == "weight" or _group_width(g) > 1:
         return True
     if _stencil_alternative(g, pass_name):
@@ -91,19 +99,30 @@ def wins(geometry, pass_name):
     return g.padded[-1] <= limit
 
 
-def _volume_stencil_takes(g, pass_name):
-    """A 3 × 3 × 3 stride-1 pass that ``rows`` runs as the volume stencil (its forward pass
-    and input gradient, ``rows.stencil_runs``; its weight gradient, ``rows.applies``). The
-    stencils were faster on the smallest and widest volumes tried, the lanes in between
-    (2 threads, ms, lanes against the stencil, forward / weight gradient): 2 × 16 channels of
-    6 × 9 × 8, 0.062 / 0.065 against 0.039 / 0.055 (AVX-512); 2 × 16 of 32³, 1.57 / 2.56
-    against 0.99 / 1.78 (AVX-512), 1.33 / 2.23 against 0.95 / 2.20 (AVX2); 8 × 96 of 12³,
-    1.44 / 1.65 against 1.74 / 2.31 (AVX-512), 1.44 / 1.46 against 2.64 / 2.69 (AVX2)
-    (BENCHMARKS.md, "3-D depthwise and grouped layers on the lanes"). No rule of the shape
-    alone separated them in the few volumes tried: they keep the stencils."""
+def _volume_stencil_alternative(g, pass_name):
+    """A 3 × 3 × 3 stride-1 depthwise pass that ``rows`` runs as the volume stencil (its
+    forward pass and input gradient, ``rows.stencil_runs``; its weight gradient,
+    ``rows.applies``): the lanes take it up to ``depthwise_lanes_stencil_max_width`` padded
+    columns, as a 2-D map's. 2 threads, ms, lanes against the stencil, forward / weight
+    gradient: 8 × 96 channels of 12³ (14 columns) 1.44 / 1.65 against 1.74 / 2.31 on
+    AVX-512, 1.44 / 1.46 against 2.64 / 2.69 on AVX2; 2 × 16 of 32³ (34) 1.57 / 2.56 against
+    0.99 / 1.78 on AVX-512 (BENCHMARKS.md, "3-D depthwise and grouped layers on the lanes")."""
     if len(g.kernel) != 3 or not rows.applies(g, pass_name):
         return False
     return pass_name == "weight" or _stencil_alternative(g, pass_name)
+
+
+def _volume_too_few_tasks(g, pass_name):
+    """A 3-D forward pass or input gradient of fewer tasks (images × blocks of CB channels)
+    than threads: a task transposes and computes a whole volume, and the other threads idle,
+    where the row correlation and ``blocked`` share a volume's planes. 2 threads, AVX-512,
+    ms, one image of 16 channels (one task) against the alternative: 64³, 7 × 7 × 7 forward
+    39.20 against 18.95 on the row correlation; 48³ at stride 2 (3 × 3 × 3) 2.00 against 1.76
+    on ``blocked``; two tasks (2 × 16 of 48³, 5 × 5 × 5) 9.89 against 9.90 (BENCHMARKS.md,
+    "3-D depthwise and grouped layers on the lanes")."""
+    return len(g.kernel) == 3 and pass_name != "weight" and \
+        g.batch * -(-g.in_channels // lanes._channels(_group_width(g) or 1)) < \
+        numba.get_num_threads()
 
 
 def _zeros_outweigh(g, pass_name):

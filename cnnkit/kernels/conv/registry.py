@@ -135,13 +135,14 @@ def heuristic(geometry, pass_name, nonfinite=frozenset()):
     measurements, see BENCHMARKS.md; their numbers are in ``cnnkit.tuning``), unless one
     of ``CLAIMING`` claims the pass first.
 
-    The rules read nothing but the geometry, the tuning values and the CPU, so each answer
-    is kept (``tuning.kept``): asking them again cost a small layer's call as much as its
-    arithmetic (16 → 16 channels on one 8 × 8 image: 7.5 µs)."""
+    The rules read nothing but the geometry, the tuning values, the CPU and the thread count
+    (``implicit.per_image_tasks``, ``lanes``' tasks of a volume), so each answer is kept
+    (``tuning.kept``, per thread count): asking them again cost a small layer's call as much
+    as its arithmetic (16 → 16 channels on one 8 × 8 image: 7.5 µs)."""
     return _heuristic(geometry, geometry.pad_widths, pass_name, frozenset(nonfinite))
 
 
-@tuning.kept
+@tuning.kept(threads=True)
 def _heuristic(geometry, pad_widths, pass_name, nonfinite):
     # ``pad_widths`` keys the kept answer: the geometry's identity leaves the input's padding
     # out, and rules read it (``gemm.takes_input``: a stride-1 input gradient's dx leaves the
