@@ -557,21 +557,36 @@ def _planes(a):
     return _c(a).reshape(a.shape[0], a.shape[1], -1)
 
 
+def _input_cells(x, pads, block):
+    """(the padded buffer's shape, ``_grid_cells`` of x's unpadded cells in it) for x (N, C,
+    *spatial) and its zero ``pads``, cells of ``block`` floats."""
+    buffer = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads))
+    return buffer, _grid_cells(x.shape[2:], tuple(lo for lo, _ in pads), (1,) * len(buffer),
+                               buffer, block)
+
+
+def _correlated(source, cells, buffer, w, transposed, out_shape, steps, dilation, bias,
+                slide):
+    """``_correlate``'s result (N, C, *out_shape): ``source``'s planes at ``cells`` in a
+    buffer of ``buffer`` cells, ⋆ w's kernels (flipped: ``transposed``) as ``_plan`` lays
+    them out, outputs ``steps`` cells apart, the taps in blocks of ``_tap_block``, plus
+    ``bias`` (None: none)."""
+    correlate, *kernels = _plan(w, transposed, tuple(out_shape), tuple(steps), tuple(dilation),
+                                buffer, slide)
+    out = np.empty(source.shape[:2] + tuple(out_shape), np.float32)
+    correlate(_planes(source), *kernels, _NO_BIAS if bias is None else _c(bias), cells,
+              math.prod(buffer), out.reshape(out.shape[0], out.shape[1], -1), _runs(),
+              _tap_block(w, dilation))
+    return out
+
+
 def forward(x, w, pads, stride, dilation, out_shape, bias=None, slide=None):
     """y (N, C, *out_shape) of x (N, C, *spatial) unpadded, a 2-D map or a 3-D volume, w (C,
     G, *kernel) (groups of G in ``GROUP_WIDTHS`` channels, G = 1: depthwise), zero ``pads``
     ((lo, hi) per spatial dim), plus the bias. ``slide``: the tile along output rows or not,
     by default the rule's choice (``_plan``)."""
-    buffer = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads))
-    correlate, *kernels = _plan(w, False, tuple(out_shape), tuple(stride), tuple(dilation),
-                                buffer, slide)
-    cells = _grid_cells(x.shape[2:], tuple(lo for lo, _ in pads), (1,) * len(buffer), buffer,
-                        _channels(w.shape[1]))
-    out = np.empty(x.shape[:2] + tuple(out_shape), np.float32)
-    correlate(_planes(x), *kernels, _c(bias) if bias is not None else _NO_BIAS, cells,
-              math.prod(buffer), out.reshape(out.shape[0], out.shape[1], -1), _runs(),
-              _tap_block(w, dilation))
-    return out
+    buffer, cells = _input_cells(x, pads, _channels(w.shape[1]))
+    return _correlated(x, cells, buffer, w, False, out_shape, stride, dilation, bias, slide)
 
 
 def backward_input(dy, w, spatial, pads, stride, dilation, slide=None):
@@ -593,13 +608,9 @@ def backward_input(dy, w, spatial, pads, stride, dilation, slide=None):
     dy = dy[(slice(None), slice(None)) + tuple(window)]
     if dy.size == 0:
         return np.zeros(dy.shape[:2] + tuple(spatial), np.float32)
-    correlate, *kernels = _plan(w, True, tuple(spatial), (1,) * len(spatial), tuple(dilation),
-                                buffer, slide)
     cells = _grid_cells(dy.shape[2:], tuple(at), tuple(stride), buffer, _channels(w.shape[1]))
-    dx = np.empty(dy.shape[:2] + tuple(spatial), np.float32)
-    correlate(_planes(dy), *kernels, _NO_BIAS, cells, math.prod(buffer),
-              dx.reshape(dx.shape[0], dx.shape[1], -1), _runs(), _tap_block(w, dilation))
-    return dx
+    return _correlated(dy, cells, buffer, w, True, spatial, (1,) * len(spatial), dilation, None,
+                       slide)
 
 
 def backward_weight(x, dy, kernel, pads, stride, dilation, width=1, with_bias=False,
@@ -612,13 +623,11 @@ def backward_weight(x, dy, kernel, pads, stride, dilation, width=1, with_bias=Fa
     if rotate and width not in ROTATABLE:
         raise ValueError(f"rotate: dy is rotated for groups of {ROTATABLE} channels, not "
                          f"{width}")
-    buffer = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads))
     block = _channels(width)
+    buffer, x_cells = _input_cells(x, pads, block)
     taps = math.prod(kernel)
     offset, corner, _ = _tables(tuple(kernel), tuple(dilation), dy.shape[2:], tuple(stride),
                                 buffer, PIXELS, block)
-    x_cells = _grid_cells(x.shape[2:], tuple(lo for lo, _ in pads), (1,) * len(buffer), buffer,
-                          block)
     channels, blocks = x.shape[1], -(-x.shape[1] // block)
     # enough tasks for the threads when the channel blocks are few: the images in shares
     shares = max(1, min(x.shape[0], -(-2 * numba.get_num_threads() // blocks)))
