@@ -59,11 +59,12 @@ TRANSPOSED = [
     (1, 2, 8, 3, (10,), (3,), 1, 1, 0, 1, 1),
     (3, 1, 2, 2, (3, 4, 3), (2, 3, 2), 2, 1, 0, 1, 2),
 ]
-# "-compiled": the im2col GEMM with its compiled (Numba) copies and the compiled depthwise
-# kernels, which real 2-D layers take but these small cases would not (they also read the zero
-# padding in place).
-ALGORITHMS = [None, *conv_kernels.ALGORITHMS, "depthwise-compiled", "gemm-compiled"]
+# "gemm-compiled": the im2col GEMM with its compiled (Numba) copies, which real 2-D layers take
+# but these small cases would not (they also read the zero padding in place); "depthwise-numpy":
+# the depthwise layers' NumPy sums, which only 3-D layers take by default.
+ALGORITHMS = [None, *conv_kernels.ALGORITHMS, "depthwise-numpy", "gemm-compiled"]
 assert set(conv_kernels.ALGORITHMS) <= set(ALGORITHMS)  # a new algorithm joins the grid
+NUMPY_SUMS = 1 << 40  # depthwise_compiled_min_work's largest value: NumPy's sums at every size
 
 
 @pytest.fixture(params=ALGORITHMS, ids=lambda a: a or "auto")
@@ -72,8 +73,8 @@ def algorithm(request):
     settings = {}
     if name == "gemm-compiled":
         name, settings = "gemm", dict(compiled_min_size=0)
-    if name == "depthwise-compiled":
-        name, settings = "depthwise", dict(depthwise_compiled_min_work=0)
+    if name == "depthwise-numpy":
+        name, settings = "depthwise", dict(depthwise_compiled_min_work=NUMPY_SUMS)
     with tuning.override(**settings):
         yield name
 

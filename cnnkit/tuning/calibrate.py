@@ -14,7 +14,7 @@ Only what a short timing can measure honestly (under a minute; ``fast`` for test
   (``compiled_min_size``, all threads, since the threshold is the price of waking them), the
   compiled max pooling and batch norm (training) against NumPy's (``pool_compiled_min_size``,
   ``batchnorm_training_compiled_min_size``, through the functional layers), the compiled
-  depthwise forward against NumPy's (``depthwise_compiled_min_work``), and depthwise layers
+  depthwise passes against NumPy's sums (``depthwise_compiled_min_work``), and depthwise layers
   with their channels on the lanes against a plane's columns on the lanes
   (``depthwise_lanes_*``), and the implicit GEMM against im2col on a thin product
   (``implicit_thin_min_outputs``).
@@ -267,20 +267,32 @@ def _compiled_batch_norm(fast, time_ns):
 
 
 def _compiled_depthwise(fast, time_ns):
+    """The compiled depthwise kernels against NumPy's sums (a pass per kernel tap), on 2 images
+    of 16 channels, 3 × 3, maps of 1 × 1 on: the largest of the forward pass's, the input
+    gradient's and the weight gradient's crossovers, since the one threshold chooses for all
+    three."""
     from ..kernels import depthwise_numba
     from ..kernels.conv import depthwise
-    maps = (4, 8, 16, 32) if fast else (4, 8, 16, 32, 64, 128)
+    maps = (1, 2, 4, 8, 16, 32) if fast else (1, 2, 4, 8, 16, 32, 64, 128)
 
-    def layer(kernels, side):
-        rng = np.random.default_rng(4)
-        xp = rng.standard_normal((2, 16, side + 2, side + 2)).astype(np.float32)
-        w = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
-        return lambda: kernels.forward(xp, w, (1, 1), (1, 1), (side, side))
+    def layer(pass_name):
+        def call(kernels, side):
+            rng = np.random.default_rng(4)
+            xp = rng.standard_normal((2, 16, side + 2, side + 2)).astype(np.float32)
+            w = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
+            dy = rng.standard_normal((2, 16, side, side)).astype(np.float32)
+            if pass_name == "forward":
+                return lambda: kernels.forward(xp, w, (1, 1), (1, 1), (side, side))
+            if pass_name == "input":
+                return lambda: kernels.backward_input(dy, w, xp.shape[2:], (1, 1), (1, 1), 16)
+            return lambda: kernels.backward_weight(xp, dy, (3, 3), (1, 1), (1, 1))
+        return call
     work = [2 * 16 * side * side * 9 for side in maps]
     side_of = dict(zip(work, maps))
-    return {"depthwise_compiled_min_work": _crossover(
-        work, lambda m: layer(depthwise, side_of[m]), lambda m: layer(depthwise_numba, side_of[m]),
-        time_ns)}
+    crossovers = [_crossover(work, lambda m, run=layer(p): run(depthwise, side_of[m]),
+                             lambda m, run=layer(p): run(depthwise_numba, side_of[m]), time_ns)
+                  for p in ("forward", "input", "weight")]
+    return {"depthwise_compiled_min_work": None if None in crossovers else max(crossovers)}
 
 
 def _depthwise_case(kernel=3):

@@ -395,10 +395,17 @@ _TABLE = [
              "values 56.9 against 27.0. Measured as the crossover of the two training-mode "
              "forward passes (512 to 8 192 in three runs).",
              0, 1 << 62, integer=True, measured_by=TUNE),
-    Constant("depthwise_compiled_min_work", 1 << 18, "multiply-adds",
-             "Depthwise layers with at least this much work run on the compiled kernels "
-             "(depthwise_numba), smaller ones on NumPy's. Measured as the crossover of the two "
-             "forward passes.", 0, 1 << 40, integer=True, measured_by=TUNE),
+    Constant("depthwise_compiled_min_work", 0, "multiply-adds",
+             "Depthwise passes with at least this much work run on the compiled kernels "
+             "(depthwise_numba), smaller ones on NumPy's sums, a pass per kernel tap. Measured "
+             "as the largest of the forward, input and weight passes' crossovers (2 images of "
+             "16 channels, 3 × 3, maps of 1 × 1 to 128 × 128): the compiled kernels won all "
+             "three from the smallest, 288 multiply-adds, on AVX-512 and AVX2 alike (2 × 2 "
+             "maps: NumPy's 36–53 against 7–10 µs; a forward pass of 6 filters of 5 × 5 "
+             "with a 2 × 2 output, 82 against 6), so by default they take every size. The "
+             "default was 2^18 once, which left LeNet-5's first weight gradient at batch 1 on "
+             "NumPy (141 against 34 µs) (BENCHMARKS.md, \"Small depthwise passes compiled\").",
+             0, 1 << 40, integer=True, measured_by=TUNE),
     Constant("depthwise_weight_band", 512, "floats per tap",
              "The compiled depthwise weight gradient (depthwise_numba) sums each tap's "
              "products into an accumulator of whole rows of its grid, about this many floats "

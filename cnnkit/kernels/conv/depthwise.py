@@ -82,9 +82,9 @@ def takes_weight(geometry):
 
 
 def _kernels(array_shape, kernel, work_positions):
-    """The compiled 1-D and 2-D depthwise kernels for real work (``depthwise_numba``);
-    NumPy's (this module) for tiny or 3-D layers, where starting Numba's thread pool costs
-    more than the arithmetic."""
+    """The compiled 1-D and 2-D depthwise kernels (``depthwise_numba``); NumPy's sums (this
+    module) for 3-D layers and for passes under ``depthwise_compiled_min_work`` (by default
+    none: the compiled kernels won at every size timed, the smallest included)."""
     work = array_shape[0] * array_shape[1] * work_positions * math.prod(kernel)
     if len(kernel) <= COMPILED_DIMS and work >= tuning.value("depthwise_compiled_min_work"):
         from .. import depthwise_numba
