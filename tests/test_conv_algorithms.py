@@ -481,8 +481,28 @@ def test_compiled_depthwise_matches_numpy_depthwise(stride, dilation, mult):
         np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8, reason="long double is float64 here")
+def test_depthwise_layer_in_long_double_takes_numpy_sums():
+    """NumPy's long double, which Numba does not compile for, takes NumPy's sums (the compiled
+    kernels take float32 and float64 at every size): the float64 layer's values, kept in the
+    wider type, and its gradients."""
+    rng = np.random.default_rng(8)
+    x64 = rng.standard_normal((2, 4, 6, 5))
+    w64 = rng.standard_normal((8, 1, 3, 3))
+    results = []
+    for dtype in (np.float64, np.longdouble):
+        x = cnnkit.tensor(x64.astype(dtype), requires_grad=True)
+        w = cnnkit.tensor(w64.astype(dtype), requires_grad=True)
+        y = F.conv2d(x, w, stride=(1, 2), padding=1, groups=4)
+        y.backward(cnnkit.tensor(np.ones(y.shape, dtype)))
+        assert y.dtype == x.grad.dtype == w.grad.dtype == dtype
+        results.append([np.asarray(t.data, np.float64) for t in (y, x.grad, w.grad)])
+    for wide, plain in zip(*results):
+        np.testing.assert_allclose(wide, plain, rtol=1e-12, atol=1e-12)
+
+
 def test_depthwise_layer_of_real_size_against_torch():
-    """Large enough for the dispatcher to take the compiled path."""
+    """A layer of real size on the dispatcher's own choice of kernels."""
     rng = np.random.default_rng(6)
     x = rng.standard_normal((4, 32, 24, 24)).astype(np.float32)
     w = rng.standard_normal((32, 1, 3, 3)).astype(np.float32)

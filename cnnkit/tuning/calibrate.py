@@ -270,7 +270,9 @@ def _compiled_depthwise(fast, time_ns):
     """The compiled depthwise kernels against NumPy's sums (a pass per kernel tap), on 2 images
     of 16 channels, 3 × 3, maps of 1 × 1 on: the largest of the forward pass's, the input
     gradient's and the weight gradient's crossovers, since the one threshold chooses for all
-    three."""
+    three; 0 where the compiled kernels win all three at every size (``_crossover`` then
+    gives the smallest size tried, under which they would be NumPy's untimed); None (the
+    default kept) where one pass's compiled kernel loses at the largest size."""
     from ..kernels import depthwise_numba
     from ..kernels.conv import depthwise
     maps = (1, 2, 4, 8, 16, 32) if fast else (1, 2, 4, 8, 16, 32, 64, 128)
@@ -292,7 +294,10 @@ def _compiled_depthwise(fast, time_ns):
     crossovers = [_crossover(work, lambda m, run=layer(p): run(depthwise, side_of[m]),
                              lambda m, run=layer(p): run(depthwise_numba, side_of[m]), time_ns)
                   for p in ("forward", "input", "weight")]
-    return {"depthwise_compiled_min_work": None if None in crossovers else max(crossovers)}
+    if None in crossovers:
+        return {"depthwise_compiled_min_work": None}
+    largest = max(crossovers)
+    return {"depthwise_compiled_min_work": 0 if largest == work[0] else largest}
 
 
 def _depthwise_case(kernel=3):
@@ -443,8 +448,10 @@ def _one_core(measure):
 # ``time_ns(run)`` giving a call's time. Heaviest compilation first, the order in which
 # ``precompile`` hands them out: on a cold Numba cache, each alone, the depthwise input
 # gradients compiled for 24 s and the stencils for 12 (of which they share a part), the row
-# correlation for 5, the compiled depthwise forward for 4, pooling for 2, the others for about
-# 1 s or less (``python -m cnnkit.tuning.precompile --times`` re-measures them in turn; the
+# correlation for 5, the compiled depthwise forward for 4 (its three passes 4.9 s in a later
+# run, in which the depthwise input gradients took 10.9), pooling for 2, the others for about
+# 1 s or less
+# (``python -m cnnkit.tuning.precompile --times`` re-measures them in turn; the
 # lane-wise tile along rows, added later, compiled for 5.0 s there after the other two, and
 # the implicit GEMM's large-kernel and thin products, later still, 2.8 and 2.6 s after all the
 # others; the N-D direct signals compile nothing).

@@ -402,7 +402,8 @@ _TABLE = [
              "16 channels, 3 × 3, maps of 1 × 1 to 128 × 128): the compiled kernels won all "
              "three from the smallest, 288 multiply-adds, on AVX-512 and AVX2 alike (2 × 2 "
              "maps: NumPy's 36–53 against 7–10 µs; a forward pass of 6 filters of 5 × 5 "
-             "with a 2 × 2 output, 82 against 6), so by default they take every size. The "
+             "with a 2 × 2 output, 82 against 6), so by default they take every size (as "
+             "cnnkit tune saves where they win from the smallest size it tries). The "
              "default was 2^18 once, which left LeNet-5's first weight gradient at batch 1 on "
              "NumPy (141 against 34 µs) (BENCHMARKS.md, \"Small depthwise passes compiled\").",
              0, 1 << 40, integer=True, measured_by=TUNE),

@@ -36,8 +36,8 @@ against). In the order the heuristic asks them (``registry.REGISTRY``):
     'fft'        stride 1 with a large kernel: products of spectra (``fft``); on float32
                  only where its estimate beats the implicit GEMM (large batches)
     'depthwise'  one input channel per group: a direct sum over kernel offsets (compiled with
-                 Numba for 1-D and 2-D layers of real size, on the input's stride phases,
-                 ``depthwise_numba``)
+                 Numba for 1-D and 2-D layers of float32 or float64, on the input's stride
+                 phases, ``depthwise_numba``; NumPy's sums otherwise)
     'winograd'   3×3, stride 1, dilation 1: Winograd F(2×2, 3×3), 2.25× fewer multiplies
     'shift'      stride 1: shifted matrix products on the padded input, no im2col copy
     'gemm'       anything else: im2col and one large matrix product

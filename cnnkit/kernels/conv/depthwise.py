@@ -81,12 +81,17 @@ def takes_weight(geometry):
             and g.out_channels * g.taps <= tuning.value("depthwise_weight_max_terms"))
 
 
-def _kernels(array_shape, kernel, work_positions):
-    """The compiled 1-D and 2-D depthwise kernels (``depthwise_numba``); NumPy's sums (this
-    module) for 3-D layers and for passes under ``depthwise_compiled_min_work`` (by default
-    none: the compiled kernels won at every size timed, the smallest included)."""
+COMPILED_DTYPES = (np.float32, np.float64)  # what Numba compiles ``depthwise_numba`` for
+
+
+def _kernels(array_shape, kernel, work_positions, dtype):
+    """The compiled 1-D and 2-D depthwise kernels (``depthwise_numba``) for float32 and
+    float64; NumPy's sums (this module) for 3-D layers, other dtypes (NumPy's long double)
+    and passes under ``depthwise_compiled_min_work`` (by default none: the compiled kernels
+    won at every size timed, the smallest included)."""
     work = array_shape[0] * array_shape[1] * work_positions * math.prod(kernel)
-    if len(kernel) <= COMPILED_DIMS and work >= tuning.value("depthwise_compiled_min_work"):
+    if len(kernel) <= COMPILED_DIMS and dtype in COMPILED_DTYPES and \
+            work >= tuning.value("depthwise_compiled_min_work"):
         from .. import depthwise_numba
         return depthwise_numba
     return sys.modules[__name__]
@@ -94,14 +99,14 @@ def _kernels(array_shape, kernel, work_positions):
 
 
 def forward_pass(xp, w, g):
-    return _kernels(xp.shape, g.kernel, math.prod(g.out)).forward(xp, w, g.stride, g.dilation,
-                                                                   g.out)
+    return _kernels(xp.shape, g.kernel, math.prod(g.out), g.dtype).forward(
+        xp, w, g.stride, g.dilation, g.out)
 
 
 def forward_from(source, w, g, bias=None):
     """The forward pass plus the bias: the compiled kernels read the unpadded input (each task
     pads its own plane), NumPy's the padded one."""
-    kernels = _kernels(source.data.shape, g.kernel, math.prod(g.out))
+    kernels = _kernels(source.data.shape, g.kernel, math.prod(g.out), g.dtype)
     if kernels is not sys.modules[__name__]:
         return kernels.forward_unpadded(source.data, w, g.pad_widths, g.stride, g.dilation, g.out,
                                         bias)
@@ -112,7 +117,7 @@ def forward_from(source, w, g, bias=None):
 
 
 def input_pass(dy, w, g):
-    kernels = _kernels(dy.shape, g.kernel, math.prod(dy.shape[2:]))
+    kernels = _kernels(dy.shape, g.kernel, math.prod(dy.shape[2:]), g.dtype)
     if kernels is not sys.modules[__name__]:
         return kernels.backward_input_unpadded(dy, w, g.groups, g.padded, g.pad_widths, g.stride,
                                                g.dilation)
@@ -123,7 +128,7 @@ def weight_from(source, dy, g, with_bias=False):
     """The weight gradient from a ``PaddedInput``: the compiled kernels read the unpadded
     input (and sum the bias gradient on the way, when ``with_bias``); NumPy's the padded one.
     Returns (dw, db or None)."""
-    kernels = _kernels(dy.shape, g.kernel, math.prod(dy.shape[2:]))
+    kernels = _kernels(dy.shape, g.kernel, math.prod(dy.shape[2:]), g.dtype)
     if kernels is not sys.modules[__name__]:
         return kernels.backward_weight_unpadded(source.data, dy, g.kernel, g.pad_widths, g.stride,
                                                 g.dilation, with_bias)
@@ -131,7 +136,7 @@ def weight_from(source, dy, g, with_bias=False):
 
 
 def weight_pass(xp, dy, g):
-    return _kernels(dy.shape, g.kernel, math.prod(dy.shape[2:])).backward_weight(
+    return _kernels(dy.shape, g.kernel, math.prod(dy.shape[2:]), g.dtype).backward_weight(
         xp, dy, g.kernel, g.stride, g.dilation)
 
 _SPATIAL_LETTERS = "xyzuvw"
