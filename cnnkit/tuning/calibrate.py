@@ -450,8 +450,7 @@ def _one_core(measure):
 # gradients compiled for 24 s and the stencils for 12 (of which they share a part), the row
 # correlation for 5, the compiled depthwise forward for 4 (its three passes 4.9 s in a later
 # run, in which the depthwise input gradients took 10.9), pooling for 2, the others for about
-# 1 s or less
-# (``python -m cnnkit.tuning.precompile --times`` re-measures them in turn; the
+# 1 s or less (``python -m cnnkit.tuning.precompile --times`` re-measures them in turn; the
 # lane-wise tile along rows, added later, compiled for 5.0 s there after the other two, and
 # the implicit GEMM's large-kernel and thin products, later still, 2.8 and 2.6 s after all the
 # others; the N-D direct signals compile nothing).
