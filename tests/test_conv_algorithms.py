@@ -64,7 +64,8 @@ TRANSPOSED = [
 # the depthwise layers' NumPy sums, which only 3-D layers take by default.
 ALGORITHMS = [None, *conv_kernels.ALGORITHMS, "depthwise-numpy", "gemm-compiled"]
 assert set(conv_kernels.ALGORITHMS) <= set(ALGORITHMS)  # a new algorithm joins the grid
-NUMPY_SUMS = 1 << 40  # depthwise_compiled_min_work's largest value: NumPy's sums at every size
+# depthwise_compiled_min_work's largest value: NumPy's sums at every size
+NUMPY_SUMS = tuning.CONSTANTS["depthwise_compiled_min_work"].high
 
 
 @pytest.fixture(params=ALGORITHMS, ids=lambda a: a or "auto")

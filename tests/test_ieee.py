@@ -139,8 +139,9 @@ def _forced_pass_against_pytorch(algorithm, shapes, dtype, pass_name, data):
     for name in conv.registry.OPERANDS[pass_name]:
         sprinkle(rng, operands[name], data.draw(st.integers(0, 3), label=f"non-finite {name}"))
     compiled = data.draw(st.booleans(), label="compiled paths on small layers")
+    numpy_sums = tuning.CONSTANTS["depthwise_compiled_min_work"].high  # at every size
     limits = (dict(compiled_min_size=0, depthwise_compiled_min_work=0) if compiled
-              else dict(depthwise_compiled_min_work=1 << 40))  # NumPy's depthwise sums
+              else dict(depthwise_compiled_min_work=numpy_sums))
     with tuning.override(**limits):
         try:
             with conv.using(algorithm=algorithm):
